@@ -1,0 +1,1 @@
+"""Alerts, incidents and notifications (built on evaluate)."""

@@ -1,0 +1,126 @@
+"""Composition root: settings → store → pipeline → present. The only module that wires
+layers together, and (through :func:`main`) the only one that exits the process."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+
+from aisre.core.errors import PermanentError
+from aisre.core.metrics import IngestMetrics
+from aisre.core.settings import Settings
+from aisre.present.api.asgi import build_asgi
+from aisre.present.api.context import AppContext
+from aisre.receive.otlp_grpc import GrpcReceiver
+from aisre.store.duckdb import DuckDBStore
+from aisre.store.ingest import SpanIngest
+
+log = logging.getLogger("aisre")
+
+
+def check_bind(host: str, allow_public: bool) -> None:
+    """Refuse a non-loopback interface unless the operator said so explicitly."""
+    if allow_public:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        raise PermanentError(f"cannot resolve host {host!r}") from None
+    if not all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses):
+        raise PermanentError(
+            f"refusing to listen on {host!r}: it is not a loopback address and aisre has no API keys "
+            "configured yet; pass --allow-public-bind if this network is trusted"
+        )
+
+
+class AisreServer:
+    """One aisre process: the store, both OTLP receivers, the API and UI."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = DuckDBStore(
+            settings.db,
+            max_queued_spans=settings.queue_max_spans,
+            max_commit_spans=settings.commit_max_spans,
+            max_wait_ms=settings.commit_max_wait_ms,
+            retry_after_s=settings.retry_after_s,
+            read_pool_size=settings.read_pool_size,
+        )
+        self.registry = CollectorRegistry()
+        self.metrics = IngestMetrics(self.registry)
+        self.consumer = SpanIngest(self.store, self.metrics)
+        self.ctx = AppContext(
+            settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics
+        )
+        self.grpc: GrpcReceiver | None = None
+        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=_ui_routes(), lifespan=self._lifespan)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self.settings.grpc_port:
+            self.grpc = GrpcReceiver(
+                self.consumer,
+                host=self.settings.host,
+                port=self.settings.grpc_port,
+                tenant=self.settings.tenant,
+                max_message_bytes=self.settings.max_body_bytes,
+                metrics=self.metrics,
+            )
+            self.grpc.start()
+        try:
+            yield
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
+        if self.grpc is not None:
+            self.grpc.stop()
+            self.grpc = None
+        self.store.close()
+
+    def serve(self) -> None:
+        """Run until SIGINT/SIGTERM; uvicorn's graceful shutdown drains through the lifespan."""
+        config = uvicorn.Config(
+            self.asgi,
+            host=self.settings.host,
+            port=self.settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+        uvicorn.Server(config).run()
+
+
+def _ui_routes() -> list[Any]:
+    from aisre.present.ui.pages import ui_routes
+
+    return ui_routes()
+
+
+def run_server(settings: Settings, on_ready: Any = None) -> None:
+    """Check the bind address, build the server and serve until told to stop."""
+    check_bind(settings.host, settings.allow_public_bind)
+    server = AisreServer(settings)
+    if on_ready is not None:
+        on_ready(server)
+    try:
+        server.serve()
+    finally:
+        server.shutdown()
+
+
+def main() -> None:
+    """Console entry point: the CLI with the server runner injected."""
+    from aisre.present.cli.main import build_cli
+
+    build_cli(run_server)()

@@ -1,0 +1,1 @@
+"""Vocabulary every layer speaks: no I/O here."""

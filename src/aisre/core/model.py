@@ -1,0 +1,30 @@
+"""Values that cross layer seams: immutable, typed, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OUTCOMES = ("success", "failure", "incomplete")
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """A filter over journey runs; every field is optional."""
+
+    tenant: str
+    journey: str | None = None
+    outcome: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    service_version: str | None = None
+    model: str | None = None
+    limit: int = 50
+    # Keyset cursor: runs strictly older than (start_ns, trace_id).
+    after: tuple[int, str] | None = None
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    tenant: str
+    since_ns: int | None = None
+    until_ns: int | None = None

@@ -1,0 +1,87 @@
+"""The normalized span row: one column list shared by normalize (which fills it)
+and every store backend (which declares it in its own SQL dialect)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+ColumnKind = Literal["str", "int", "float", "bool", "json"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: ColumnKind
+    help: str
+
+
+SPAN_COLUMNS: tuple[Column, ...] = (
+    Column("tenant", "str", "Tenant the span belongs to"),
+    Column("trace_id", "str", "32 lowercase hex digits"),
+    Column("span_id", "str", "16 lowercase hex digits"),
+    Column("parent_span_id", "str", "Empty for a root span"),
+    Column("name", "str", "Span name"),
+    Column("kind", "str", "internal | server | client | producer | consumer | unspecified"),
+    Column("service", "str", "Resource service.name"),
+    Column("scope", "str", "Instrumentation scope name"),
+    Column("start_ns", "int", "Start, Unix nanoseconds"),
+    Column("end_ns", "int", "End, Unix nanoseconds"),
+    Column("duration_ns", "int", "end_ns - start_ns, never negative"),
+    Column("status", "str", "ok | error | unset"),
+    Column("status_message", "str", "Status description"),
+    Column("journey", "str", "aisre.journey on this span, if any"),
+    Column("is_root", "bool", "No parent span id"),
+    Column("operation", "str", "chat | text_completion | embeddings | retrieval | execute_tool | agent | other"),
+    Column("provider", "str", "Model provider (gen_ai.provider.name and equivalents)"),
+    Column("request_model", "str", "Model asked for"),
+    Column("response_model", "str", "Model that answered"),
+    Column("input_tokens", "int", "Input (prompt) tokens"),
+    Column("output_tokens", "int", "Output (completion) tokens"),
+    Column("cached_input_tokens", "int", "Input tokens served from the provider's cache"),
+    Column("cost_usd", "float", "Cost of the call in USD"),
+    Column("price_version", "str", "Price catalog version the cost used"),
+    Column("service_version", "str", "Resource service.version"),
+    Column("prompt_name", "str", "Prompt template name"),
+    Column("prompt_version", "str", "Prompt template version"),
+    Column("deployment_environment", "str", "Resource deployment.environment(.name)"),
+    Column("http_status", "int", "HTTP status of the call, from attributes or the status message"),
+    Column("retry_attempt", "int", "0 for a first attempt; n for the n-th retry"),
+    Column("error_type", "str", "error.type or the exception type"),
+    Column("tool_name", "str", "Tool executed or called"),
+    Column("user_id", "str", "user.id / enduser.id"),
+    Column("session_id", "str", "session.id"),
+    Column("marks_failure", "bool", "This span judges its journey run failed (root error, root 5xx, aisre.outcome=failure)"),
+    Column("attributes", "json", "Every span attribute, whole"),
+    Column("resource", "json", "Every resource attribute, whole"),
+    Column("events", "json", "Span events with their attributes"),
+    Column("links", "json", "Span links"),
+    Column("received_ns", "int", "When aisre accepted the span"),
+)
+
+SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in SPAN_COLUMNS)
+
+_ARROW_TYPES: dict[ColumnKind, pa.DataType] = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "json": pa.string(),
+}
+
+SPAN_ARROW_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(c.name, _ARROW_TYPES[c.kind]) for c in SPAN_COLUMNS]
+)
+
+OPERATIONS: tuple[str, ...] = (
+    "chat",
+    "text_completion",
+    "embeddings",
+    "retrieval",
+    "execute_tool",
+    "agent",
+    "other",
+)
+LLM_OPERATIONS: frozenset[str] = frozenset({"chat", "text_completion", "embeddings"})

@@ -1,0 +1,93 @@
+"""Every server setting in one table of (name, default, help), datasette-style.
+
+The CLI validates overrides against this table at start-up, so a typo fails fast
+instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from aisre.core.errors import PermanentError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Interface for the HTTP (OTLP/HTTP, API, UI) and gRPC listeners"),
+    Setting("port", 4318, "HTTP port: OTLP/HTTP at /v1/traces, the REST API, the UI and /metrics"),
+    Setting("grpc_port", 4317, "OTLP/gRPC port (TraceService/Export); 0 turns gRPC off"),
+    Setting("db", "aisre.duckdb", "Path of the embedded DuckDB file"),
+    Setting("tenant", "default", "Tenant that data without credentials belongs to"),
+    Setting("max_body_bytes", 16 * 1024 * 1024, "Largest accepted OTLP request body, after decompression (413 above it)"),
+    Setting("queue_max_spans", 200_000, "Spans waiting for the store writer before ingest answers 429/RESOURCE_EXHAUSTED"),
+    Setting("commit_max_spans", 100_000, "Most spans the writer commits in one transaction (group commit)"),
+    Setting("commit_max_wait_ms", 5, "How long the writer waits to gather more requests into one commit"),
+    Setting("retry_after_s", 1, "Seconds a refused exporter is told to wait (Retry-After / RetryInfo)"),
+    Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
+    Setting("allow_public_bind", False, "Permit binding a non-loopback interface"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; build with :func:`resolve`."""
+
+    host: str = "127.0.0.1"
+    port: int = 4318
+    grpc_port: int = 4317
+    db: str = "aisre.duckdb"
+    tenant: str = "default"
+    max_body_bytes: int = 16 * 1024 * 1024
+    queue_max_spans: int = 200_000
+    commit_max_spans: int = 100_000
+    commit_max_wait_ms: int = 5
+    retry_after_s: int = 1
+    read_pool_size: int = 4
+    allow_public_bind: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(**overrides: Any) -> Settings:
+    """Return Settings with ``overrides`` applied; unknown names or wrong types are refused."""
+    values: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        setting = _BY_NAME.get(name)
+        if setting is None:
+            known = ", ".join(sorted(_BY_NAME))
+            raise PermanentError(f"unknown setting {name!r}; known settings: {known}")
+        values[name] = _coerce(setting, value)
+    return Settings(**values)
+
+
+def _coerce(setting: Setting, value: Any) -> Any:
+    kind = type(setting.default)
+    if kind is bool:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise PermanentError(f"setting {setting.name!r} must be true or false, got {value!r}")
+        return bool(value)
+    try:
+        coerced = kind(value)
+    except (TypeError, ValueError):
+        raise PermanentError(
+            f"setting {setting.name!r} must be {kind.__name__}, got {value!r}"
+        ) from None
+    if kind is int and coerced < 0:
+        raise PermanentError(f"setting {setting.name!r} must be ≥ 0, got {value!r}")
+    return coerced
+

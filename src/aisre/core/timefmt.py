@@ -1,0 +1,37 @@
+"""Times at the edges: RFC 3339 UTC strings outside, Unix nanoseconds inside."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from aisre.core.errors import PermanentError
+
+_RELATIVE = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
+_UNIT_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9, "w": 7 * 86400 * 10**9}
+
+
+def rfc3339(ns: int | None) -> str | None:
+    """Unix nanoseconds → '2026-11-23T09:29:05.123456Z' (None stays None)."""
+    if ns is None:
+        return None
+    seconds, rest = divmod(int(ns), 10**9)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest // 1000:06d}Z"
+
+
+def parse_time(text: str, now_ns: int, field: str = "time") -> int:
+    """RFC 3339 (e.g. 2026-11-23T09:00:00Z) or a look-back like '15m', '6h', '7d' → Unix ns."""
+    value = text.strip()
+    match = _RELATIVE.match(value)
+    if match:
+        return now_ns - int(match.group(1)) * _UNIT_NS[match.group(2)]
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise PermanentError(
+            f"{field} must be an RFC 3339 time such as 2026-11-23T09:00:00Z or a look-back such as 15m, 6h, 7d; got {text!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise PermanentError(f"{field} must carry a time zone (e.g. a trailing Z); got {text!r}")
+    return int(parsed.timestamp()) * 10**9 + parsed.microsecond * 1000

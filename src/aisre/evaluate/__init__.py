@@ -1,0 +1,1 @@
+"""SLOs, budgets, cost and release gates (built on derive)."""

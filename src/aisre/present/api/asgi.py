@@ -1,0 +1,78 @@
+"""The ASGI application: OTLP/HTTP, REST API, UI and /metrics on one port."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from aisre.core.errors import NotFound, PermanentError, RetryableError
+from aisre.core.pipeline import TracesConsumer
+from aisre.present.api.context import AppContext
+from aisre.present.api.routes import API_ROUTES, ORJSONResponse
+from aisre.receive.otlp_http import traces_endpoint
+
+log = logging.getLogger(__name__)
+
+
+async def _permanent(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PermanentError)
+    status = 404 if isinstance(exc, NotFound) else 400
+    return ORJSONResponse({"error": exc.message}, status_code=status)
+
+
+async def _retryable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RetryableError)
+    return ORJSONResponse(
+        {"error": exc.message}, status_code=503, headers={"Retry-After": str(max(1, round(exc.retry_after)))}
+    )
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return ORJSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return ORJSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
+def build_asgi(
+    ctx: AppContext,
+    consumer: TracesConsumer,
+    *,
+    ui_routes: Sequence[BaseRoute] = (),
+    lifespan: Any = None,
+) -> Starlette:
+    """Assemble routes and error handling (a layer, not try/except in every handler)."""
+    otlp = traces_endpoint(
+        consumer,
+        max_body_bytes=ctx.settings.max_body_bytes,
+        tenant_for=ctx.tenant_for,
+        metrics=ctx.ingest_metrics,
+    )
+    routes: list[BaseRoute] = [
+        Route("/v1/traces", otlp, methods=["POST"], include_in_schema=False),
+        *API_ROUTES,
+        *ui_routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            PermanentError: _permanent,
+            RetryableError: _retryable,
+            HTTPException: _http,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    return app
+

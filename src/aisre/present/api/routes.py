@@ -1,0 +1,177 @@
+"""REST routes: thin wrappers over derive/ functions, described for OpenAPI in their docstrings."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+
+from aisre.core.errors import PermanentError
+from aisre.core.model import RunQuery, TimeRange
+from aisre.core.timefmt import parse_time
+from aisre.derive import journeys
+from aisre.present.api.context import AppContext
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise PermanentError(f"{name} must be an integer; got {raw!r}") from None
+
+
+def _time_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    return parse_time(raw, time.time_ns(), name)
+
+
+def _time_range(request: Request) -> TimeRange:
+    return TimeRange(
+        tenant=_ctx(request).tenant_for(request),
+        since_ns=_time_param(request, "since"),
+        until_ns=_time_param(request, "until"),
+    )
+
+
+async def healthz(request: Request) -> Response:
+    """
+    summary: Readiness
+    responses:
+      200: {description: The server is ready to take data.}
+    """
+    store = _ctx(request).store
+    return ORJSONResponse({"status": "ok", "store": store.backend})
+
+
+async def stats(request: Request) -> Response:
+    """
+    summary: Store-wide counts (committed spans and traces, writer queue and commits)
+    responses:
+      200: {description: Counts.}
+    """
+    return ORJSONResponse(await run_in_threadpool(_ctx(request).store.stats))
+
+
+async def metrics(request: Request) -> Response:
+    """
+    summary: Prometheus exposition of aisre's own metrics
+    responses:
+      200: {description: Prometheus text format.}
+    """
+    ctx = _ctx(request)
+    return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def journey_list(request: Request) -> Response:
+    """
+    summary: Journeys with run counts, failure rate, p50/p95 duration, tokens per run, last seen
+    parameters:
+      - {name: since, in: query, schema: {type: string}, description: "RFC 3339 time or look-back (e.g. 24h)"}
+      - {name: until, in: query, schema: {type: string}, description: RFC 3339 time}
+    responses:
+      200: {description: "{items: [...]}"}
+      400: {description: Bad parameter.}
+    """
+    r = _time_range(request)
+    items = await run_in_threadpool(journeys.journey_summaries, _ctx(request).store, r)
+    return ORJSONResponse({"items": items})
+
+
+async def run_list(request: Request) -> Response:
+    """
+    summary: Journey runs, newest first, with keyset pagination
+    parameters:
+      - {name: journey, in: query, schema: {type: string}}
+      - {name: outcome, in: query, schema: {type: string, enum: [success, failure, incomplete]}}
+      - {name: since, in: query, schema: {type: string}, description: "RFC 3339 time or look-back (e.g. 1h)"}
+      - {name: until, in: query, schema: {type: string}}
+      - {name: service_version, in: query, schema: {type: string}}
+      - {name: model, in: query, schema: {type: string}}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000, default: 50}}
+      - {name: cursor, in: query, schema: {type: string}, description: next_cursor from the previous page}
+    responses:
+      200: {description: "{items: [...], next_cursor: string|null}"}
+      400: {description: Bad parameter.}
+    """
+    params = request.query_params
+    cursor = params.get("cursor")
+    q = RunQuery(
+        tenant=_ctx(request).tenant_for(request),
+        journey=params.get("journey") or None,
+        outcome=params.get("outcome") or None,
+        since_ns=_time_param(request, "since"),
+        until_ns=_time_param(request, "until"),
+        service_version=params.get("service_version") or None,
+        model=params.get("model") or None,
+        limit=_int_param(request, "limit", 50),
+        after=journeys.decode_cursor(cursor) if cursor else None,
+    )
+    page = await run_in_threadpool(journeys.list_runs, _ctx(request).store, q)
+    return ORJSONResponse(page)
+
+
+async def trace_detail(request: Request) -> Response:
+    """
+    summary: One trace with its span tree and GenAI details (prompts, completions, tools, retrieval, errors)
+    parameters:
+      - {name: trace_id, in: path, required: true, schema: {type: string, pattern: "^[0-9a-f]{32}$"}}
+    responses:
+      200: {description: "{trace_id, journey, outcome, spans: [...]}"}
+      400: {description: Malformed trace id.}
+      404: {description: Unknown trace id.}
+    """
+    ctx = _ctx(request)
+    doc = await run_in_threadpool(
+        journeys.get_trace, ctx.store, ctx.tenant_for(request), request.path_params["trace_id"]
+    )
+    return ORJSONResponse(doc)
+
+
+schemas = SchemaGenerator(
+    {
+        "openapi": "3.0.3",
+        "info": {"title": "aisre API", "version": "0.1.0", "description": "Journey SLOs, error budgets, cost and incidents from OpenTelemetry traces."},
+    }
+)
+
+
+async def openapi(request: Request) -> Response:
+    """
+    summary: This API's OpenAPI document
+    responses:
+      200: {description: OpenAPI 3 JSON.}
+    """
+    return ORJSONResponse(schemas.get_schema(routes=request.app.routes))
+
+
+API_ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+    Route("/api/stats", stats, methods=["GET"]),
+    Route("/api/journeys", journey_list, methods=["GET"]),
+    Route("/api/journeys/runs", run_list, methods=["GET"]),
+    Route("/api/traces/{trace_id}", trace_detail, methods=["GET"]),
+]

@@ -1,0 +1,29 @@
+"""The CLI's HTTP client for a running server; errors become one clear line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from aisre.core.errors import AisreError
+
+
+class ApiError(AisreError):
+    pass
+
+
+def get_json(url: str, path: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+    """GET ``path`` from the server at ``url`` and return its JSON body."""
+    clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+    try:
+        response = httpx.get(url.rstrip("/") + path, params=clean, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach aisre at {url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise ApiError(f"{response.status_code}: {message}")
+    return response.json()

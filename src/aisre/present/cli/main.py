@@ -1,0 +1,259 @@
+"""The ``aisre`` command: a thin layer over the REST API and the library."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from aisre.core.errors import AisreError
+from aisre.core.settings import Settings, resolve
+from aisre.present.cli.client import get_json
+
+DEFAULT_URL = "http://127.0.0.1:4318"
+console = Console()
+err = Console(stderr=True)
+
+ServerRunner = Callable[..., None]
+
+UrlOption = typer.Option(DEFAULT_URL, "--url", envvar="AISRE_URL", help="Base URL of a running aisre server")
+FormatOption = typer.Option("table", "--format", help="table (for people) or json (for machines)")
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
+def build_cli(serve: ServerRunner) -> typer.Typer:
+    """Build the CLI; ``serve(settings, on_ready)`` runs a server until it is stopped."""
+    app = typer.Typer(
+        name="aisre",
+        help="Reliability control plane for AI-enabled services: journey SLOs, error budgets, cost and incidents from OpenTelemetry traces.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    traces = typer.Typer(help="Read traces from a running server.", no_args_is_help=True)
+    journeys = typer.Typer(help="Journeys and their runs.", no_args_is_help=True)
+    app.add_typer(traces, name="traces")
+    app.add_typer(journeys, name="journeys")
+
+    @app.command()
+    def up(
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback unless --allow-public-bind)"),
+        port: int = typer.Option(4318, help="HTTP port: OTLP/HTTP, API, UI, /metrics"),
+        grpc_port: int = typer.Option(4317, "--grpc-port", help="OTLP/gRPC port; 0 turns gRPC off"),
+        db: str = typer.Option("aisre.duckdb", help="DuckDB file"),
+        allow_public_bind: bool = typer.Option(False, "--allow-public-bind", help="Permit a non-loopback interface"),
+        queue_max_spans: int = typer.Option(200_000, help="Spans queued for the writer before ingest answers 429"),
+        max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest OTLP body accepted (413 above)"),
+    ) -> None:
+        """Run the server on the embedded store."""
+        settings = _settings(
+            host=host, port=port, grpc_port=grpc_port, db=db, allow_public_bind=allow_public_bind,
+            queue_max_spans=queue_max_spans, max_body_bytes=max_body_bytes,
+        )
+        _run_server(serve, settings, banner=True)
+
+    @app.command()
+    def demo(
+        port: int = typer.Option(4318, help="HTTP port of the server the demo starts"),
+        grpc_port: int = typer.Option(4317, "--grpc-port", help="OTLP/gRPC port; 0 turns gRPC off"),
+        db: str = typer.Option("demo.duckdb", help="DuckDB file for the demo"),
+        rate: float = typer.Option(2.0, help="Journeys per second"),
+        scenario: str = typer.Option("default", help="Fault scenario to run"),
+        duration: float = typer.Option(0, help="Seconds to run; 0 runs until Ctrl-C"),
+        url: str = typer.Option("", "--url", envvar="AISRE_DEMO_TARGET", help="Feed an already running server instead of starting one"),
+    ) -> None:
+        """Run the server with a simulated AI service feeding it live traffic."""
+        from aisre.demo import runner
+
+        scenarios = runner.SCENARIOS
+        if scenario not in scenarios:
+            _fail(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(scenarios))}")
+        if url:
+            console.print(f"feeding [bold]{url}[/] with scenario [bold]{scenario}[/] at {rate}/s")
+            stats = runner.run(
+                url.rstrip("/") + "/v1/traces", rate_per_s=rate, duration_s=duration or None,
+                scenario=scenarios[scenario],
+            )
+            console.print(stats)
+            return
+        settings = _settings(port=port, grpc_port=grpc_port, db=db)
+        stop = threading.Event()
+
+        def start_feeding(_server: Any) -> None:
+            def feed() -> None:
+                _wait_healthy(f"http://127.0.0.1:{port}")
+                runner.run(
+                    f"http://127.0.0.1:{port}/v1/traces", rate_per_s=rate,
+                    duration_s=duration or None, stop=stop, scenario=scenarios[scenario],
+                )
+
+            threading.Thread(target=feed, name="aisre-demo", daemon=True).start()
+
+        try:
+            _run_server(serve, settings, banner=True, on_ready=start_feeding, note=f"demo traffic: scenario {scenario}, {rate} journeys/s")
+        finally:
+            stop.set()
+
+    @traces.command("show")
+    def traces_show(
+        trace_id: str = typer.Argument(..., help="32-hex-digit trace id"),
+        url: str = UrlOption,
+        fmt: str = FormatOption,
+    ) -> None:
+        """Show one trace as a span tree with GenAI details."""
+        doc = _call(lambda: get_json(url, f"/api/traces/{trace_id}"))
+        if fmt == "json":
+            _emit_json(doc)
+            return
+        head = f"[bold]{doc['journey']}[/] {doc['trace_id']}  {doc['outcome']}  {_fmt_ms(doc['duration_ms'])}"
+        tree = Tree(head)
+        nodes: dict[str, Tree] = {}
+        for span in doc["spans"]:
+            label = _span_label(span)
+            parent = nodes.get(span["parent_span_id"] or "", tree)
+            nodes[span["span_id"]] = parent.add(label)
+        console.print(tree)
+        if doc.get("failure_reason"):
+            console.print(f"[red]failure:[/] {doc['failure_reason']}")
+
+    @journeys.command("list")
+    def journeys_list(
+        since: str = typer.Option("24h", help="RFC 3339 time or look-back such as 1h, 7d"),
+        url: str = UrlOption,
+        fmt: str = FormatOption,
+    ) -> None:
+        """Journeys with runs, failure rate, latency and tokens."""
+        data = _call(lambda: get_json(url, "/api/journeys", {"since": since}))
+        if fmt == "json":
+            _emit_json(data)
+            return
+        table = Table("journey", "runs", "failure rate", "p50", "p95", "tokens/run", "retries", "last seen")
+        for j in data["items"]:
+            table.add_row(
+                j["journey"], str(j["runs"]), f"{j['failure_rate'] * 100:.2f} %", _fmt_ms(j["p50_ms"]),
+                _fmt_ms(j["p95_ms"]), f"{j['tokens_per_run'] or 0:.0f}", str(j["retries"]), j["last_seen"] or "-",
+            )
+        console.print(table)
+
+    @journeys.command("runs")
+    def journeys_runs(
+        journey: str = typer.Option("", help="Only this journey"),
+        outcome: str = typer.Option("", help="success, failure or incomplete"),
+        since: str = typer.Option("", help="RFC 3339 time or look-back such as 1h"),
+        until: str = typer.Option("", help="RFC 3339 time"),
+        service_version: str = typer.Option("", "--service-version"),
+        model: str = typer.Option(""),
+        limit: int = typer.Option(20, help="Runs per page"),
+        cursor: str = typer.Option("", help="next_cursor from a previous page"),
+        url: str = UrlOption,
+        fmt: str = FormatOption,
+    ) -> None:
+        """List journey runs, newest first."""
+        params = {
+            "journey": journey, "outcome": outcome, "since": since, "until": until,
+            "service_version": service_version, "model": model, "limit": limit, "cursor": cursor,
+        }
+        data = _call(lambda: get_json(url, "/api/journeys/runs", params))
+        if fmt == "json":
+            _emit_json(data)
+            return
+        table = Table("start", "journey", "outcome", "duration", "LLM", "tools", "retries", "tokens", "version", "trace")
+        for r in data["items"]:
+            style = {"failure": "red", "incomplete": "yellow"}.get(r["outcome"], "")
+            table.add_row(
+                r["start_time"], r["journey"], f"[{style}]{r['outcome']}[/]" if style else r["outcome"],
+                _fmt_ms(r["duration_ms"]), str(r["llm_calls"]), str(r["tool_calls"]), str(r["retries"]),
+                str((r["input_tokens"] or 0) + (r["output_tokens"] or 0)), r["service_version"] or "-", r["trace_id"],
+            )
+        console.print(table)
+        if data.get("next_cursor"):
+            console.print(f"more: --cursor {data['next_cursor']}")
+
+    return app
+
+
+def _span_label(span: dict[str, Any]) -> str:
+    parts = [f"[bold]{span['name']}[/]", _fmt_ms(span["duration_ms"])]
+    if span["operation"] != "other":
+        parts.append(f"[cyan]{span['operation']}[/]")
+    if span.get("response_model") or span.get("request_model"):
+        parts.append(span.get("response_model") or span["request_model"])
+    if span.get("input_tokens") is not None or span.get("output_tokens") is not None:
+        parts.append(f"{span.get('input_tokens') or 0}→{span.get('output_tokens') or 0} tok")
+    if span.get("retry_attempt"):
+        parts.append(f"[yellow]retry {span['retry_attempt']}[/]")
+    if span["status"] == "error":
+        parts.append(f"[red]{span.get('status_message') or 'error'}[/]")
+    return "  ".join(parts)
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except AisreError as exc:
+        _fail(exc.message)
+
+
+def _settings(**values: Any) -> Settings:
+    try:
+        return resolve(**values)
+    except AisreError as exc:
+        _fail(exc.message)
+        raise  # unreachable: _fail exits
+
+
+def _wait_healthy(url: str, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+
+
+def _run_server(
+    serve: ServerRunner, settings: Settings, *, banner: bool, on_ready: Callable[[Any], None] | None = None, note: str = ""
+) -> None:
+    def ready(server: Any) -> None:
+        if banner:
+            console.print(f"[bold green]aisre[/] on [link]http://{settings.host}:{settings.port}/[/link]  (store: {os.path.abspath(settings.db)})")
+            grpc = f"OTLP/gRPC {settings.host}:{settings.grpc_port}" if settings.grpc_port else "OTLP/gRPC off"
+            console.print(f"OTLP/HTTP http://{settings.host}:{settings.port}/v1/traces   {grpc}")
+            if note:
+                console.print(note)
+        if on_ready is not None:
+            on_ready(server)
+
+    try:
+        serve(settings, on_ready=ready)
+    except AisreError as exc:
+        _fail(exc.message)
+    except OSError as exc:
+        _fail(f"cannot start the server: {exc}")

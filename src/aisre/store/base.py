@@ -1,0 +1,35 @@
+"""The Store protocol every backend implements (DuckDB now; ClickHouse for scale-out)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from aisre.core.model import RunQuery, TimeRange
+
+
+class Store(Protocol):
+    backend: str
+
+    def submit_spans(self, table: pa.Table) -> Future[int]:
+        """Queue normalized spans; the future resolves once they are committed."""
+        ...
+
+    @property
+    def queued_spans(self) -> int: ...
+
+    def count_spans(self, tenant: str | None = None) -> int: ...
+
+    def get_trace(self, tenant: str, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]: ...
+
+    def list_runs(self, q: RunQuery) -> list[dict[str, Any]]: ...
+
+    def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]: ...
+
+    def incomplete_traces(self, tenant: str) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...

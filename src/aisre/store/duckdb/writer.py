@@ -1,0 +1,142 @@
+"""One writer thread per database, fed by a bounded queue (datasette's shape).
+
+Requests hand in Arrow batches and wait on a future; the writer drains whatever has
+queued up and commits it as one transaction (group commit), then answers every
+waiting request. A 2xx therefore always means committed. The queue is bounded in
+spans: when it is full, :meth:`submit` refuses at once with a RetryableError rather
+than letting memory grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from aisre.core.errors import RetryableError
+
+log = logging.getLogger(__name__)
+
+CommitFn = Callable[[list[pa.Table]], None]
+
+
+@dataclass
+class WriterStats:
+    commits: int = 0
+    spans_committed: int = 0
+    refused_full: int = 0
+    failed_commits: int = 0
+    last_commit_seconds: float = 0.0
+
+
+class _Stop:
+    pass
+
+
+_STOP = _Stop()
+
+
+class Writer:
+    """Serializes writes; ``commit`` runs on the writer thread with a list of batches."""
+
+    def __init__(
+        self,
+        commit: CommitFn,
+        max_queued_spans: int,
+        max_commit_spans: int,
+        max_wait_ms: int,
+        retry_after_s: float = 1.0,
+        name: str = "aisre-writer",
+    ) -> None:
+        self._commit = commit
+        self._max_queued = max_queued_spans
+        self._max_commit = max_commit_spans
+        self._max_wait = max_wait_ms / 1000.0
+        self._retry_after = retry_after_s
+        self._queue: queue.SimpleQueue[tuple[pa.Table, Future[int]] | _Stop] = queue.SimpleQueue()
+        self._queued_spans = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self.stats = WriterStats()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def queued_spans(self) -> int:
+        return self._queued_spans
+
+    def submit(self, table: pa.Table) -> Future[int]:
+        """Queue a batch; the future resolves with its row count once committed."""
+        rows = table.num_rows
+        with self._lock:
+            if self._closed:
+                raise RetryableError("the store is shutting down", self._retry_after, overloaded=False)
+            # An empty queue always takes one batch, so an oversized batch is not refused forever.
+            if self._queued_spans and self._queued_spans + rows > self._max_queued:
+                self.stats.refused_full += 1
+                raise RetryableError(
+                    f"ingest queue is full ({self._queued_spans} spans waiting to be written); retry later",
+                    self._retry_after,
+                    overloaded=True,
+                )
+            self._queued_spans += rows
+        future: Future[int] = Future()
+        self._queue.put((table, future))
+        return future
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking batches, commit everything already accepted, then stop. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if isinstance(first, _Stop):
+                break
+            group = [first]
+            rows = first[0].num_rows
+            deadline = time.monotonic() + self._max_wait
+            while rows < self._max_commit:
+                timeout = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Stop):
+                    stopping = True
+                    break
+                group.append(item)
+                rows += item[0].num_rows
+            self._write(group, rows)
+
+    def _write(self, group: list[tuple[pa.Table, Future[int]]], rows: int) -> None:
+        started = time.perf_counter()
+        try:
+            self._commit([table for table, _ in group])
+        except Exception as exc:  # answer every waiter; the thread must live on
+            self.stats.failed_commits += 1
+            log.exception("commit of %d spans failed", rows)
+            error = RetryableError(f"the store could not commit: {exc}", self._retry_after, overloaded=False)
+            for _, future in group:
+                future.set_exception(error)
+        else:
+            self.stats.commits += 1
+            self.stats.spans_committed += rows
+            for table, future in group:
+                future.set_result(table.num_rows)
+        finally:
+            self.stats.last_commit_seconds = time.perf_counter() - started
+            with self._lock:
+                self._queued_spans -= rows

@@ -1,0 +1,111 @@
+"""Shared fixtures: the captured OTLP payloads, and a real aisre server process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "otlp"
+CAPTURES = ("otel-genai", "otel-genai-content", "openllmetry")
+
+
+def capture_files(name: str, kind: str = "raw") -> list[Path]:
+    """The request bodies of one capture, in the order they were sent."""
+    pattern = "*.pb" if kind == "raw" else "*.json"
+    return sorted((FIXTURES / name / kind).glob(pattern))
+
+
+def capture_truth(name: str) -> dict:
+    return json.loads((FIXTURES / name / "truth.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A real `aisre up` child process on loopback."""
+
+    db: Path
+    port: int
+    grpc_port: int
+    extra_args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        args = [
+            sys.executable, "-c", "from aisre.app import main; main()", "up",
+            "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--db", str(self.db),
+            *self.extra_args,
+        ]
+        log = open(self.db.with_suffix(".log"), "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not become healthy: {self.log()}")
+
+    def log(self) -> str:
+        path = self.db.with_suffix(".log")
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait: the graceful path."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode if self.proc else None
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[callable]:
+    started: list[ServerProcess] = []
+
+    def make(db: Path | None = None, *extra: str) -> ServerProcess:
+        server = ServerProcess(db or tmp_path / "aisre.duckdb", free_port(), free_port(), tuple(extra))
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory) -> ServerProcess:
+    return server_factory()
