@@ -7,7 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
@@ -31,7 +31,7 @@ def check_bind(host: str, allow_public: bool) -> None:
     if allow_public:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         raise PermanentError(f"cannot resolve host {host!r}") from None
     if not all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses):
@@ -98,7 +98,20 @@ class AisreServer:
             lifespan="on",
             timeout_graceful_shutdown=10,
         )
-        uvicorn.Server(config).run()
+        _QuietExitServer(config).run()
+
+
+class _QuietExitServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; aisre has drained by
+    then, so it exits 0 instead of dying of the signal."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 def _ui_routes() -> list[Any]:

@@ -15,6 +15,12 @@ from aisre.receive.otlp_decode import parse_request
 from tests.conftest import CAPTURES, capture_files, capture_truth
 
 
+def _query(table: pa.Table, sql: str) -> list[tuple]:
+    con = duckdb.connect()
+    con.register("spans_t", table)
+    return con.sql(sql).fetchall()
+
+
 def _capture_table(name: str, kind: str = "raw") -> pa.Table:
     tables = []
     for path in capture_files(name, kind):
@@ -29,10 +35,10 @@ def _capture_table(name: str, kind: str = "raw") -> pa.Table:
 def test_tokens_per_model_match_what_the_spans_carry(capture: str) -> None:
     truth = capture_truth(capture)["spans_by_model"]
     spans_t = _capture_table(capture)
-    rows = duckdb.sql(
+    rows = _query(spans_t,
         "SELECT request_model, count(*), sum(input_tokens), coalesce(sum(output_tokens), 0), "
         "count(*) FILTER (WHERE status = 'error') FROM spans_t WHERE request_model IS NOT NULL GROUP BY 1"
-    ).fetchall()
+    )
     got = {r[0]: {"spans": r[1], "input_tokens": r[2], "output_tokens": r[3], "error_spans": r[4]} for r in rows}
     assert got == truth
 
@@ -41,10 +47,10 @@ def test_tokens_per_model_match_what_the_spans_carry(capture: str) -> None:
 def test_successful_calls_match_the_provider(capture: str) -> None:
     provider = capture_truth(capture)["provider_truth_by_model"]
     spans_t = _capture_table(capture)
-    rows = duckdb.sql(
+    rows = _query(spans_t,
         "SELECT response_model, count(*), sum(input_tokens), coalesce(sum(output_tokens), 0) "
         "FROM spans_t WHERE status != 'error' AND response_model IS NOT NULL GROUP BY 1"
-    ).fetchall()
+    )
     got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3]} for r in rows}
     assert got == provider
 
@@ -53,17 +59,17 @@ def test_successful_calls_match_the_provider(capture: str) -> None:
 def test_operations_journeys_and_failures(capture: str) -> None:
     driver = capture_truth(capture)["driver"]
     spans_t = _capture_table(capture)
-    ops = dict(duckdb.sql("SELECT operation, count(*) FROM spans_t GROUP BY 1").fetchall())
+    ops = dict(_query(spans_t, "SELECT operation, count(*) FROM spans_t GROUP BY 1"))
     assert ops["execute_tool"] == driver["tool_executions"]
     assert ops["retrieval"] == driver["retrievals"]
     assert ops["embeddings"] == 20
     assert ops["chat"] == 55
     assert ops["agent"] == driver["journeys"]["triage-agent"]
-    roots = dict(duckdb.sql("SELECT journey, count(*) FROM spans_t WHERE is_root GROUP BY 1").fetchall())
+    roots = dict(_query(spans_t, "SELECT journey, count(*) FROM spans_t WHERE is_root GROUP BY 1"))
     assert roots == driver["journeys"]
-    failed = dict(duckdb.sql("SELECT journey, count(*) FROM spans_t WHERE marks_failure GROUP BY 1").fetchall())
+    failed = dict(_query(spans_t, "SELECT journey, count(*) FROM spans_t WHERE marks_failure GROUP BY 1"))
     assert failed == driver["failed_journeys"]
-    statuses = dict(duckdb.sql("SELECT http_status, count(*) FROM spans_t WHERE operation = 'chat' AND status = 'error' GROUP BY 1").fetchall())
+    statuses = dict(_query(spans_t, "SELECT http_status, count(*) FROM spans_t WHERE operation = 'chat' AND status = 'error' GROUP BY 1"))
     # Failed calls carry their HTTP status only in the status message; it is recovered.
     assert statuses == {429: 6, 500: 1}
 
@@ -71,11 +77,11 @@ def test_operations_journeys_and_failures(capture: str) -> None:
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_release_and_prompt_columns(capture: str) -> None:
     spans_t = _capture_table(capture)
-    rows = duckdb.sql(
+    rows = _query(spans_t,
         "SELECT DISTINCT service, service_version, deployment_environment FROM spans_t"
-    ).fetchall()
+    )
     assert rows == [("support-bot", "1.4.2", "prod")]
-    prompts = duckdb.sql("SELECT DISTINCT prompt_name, prompt_version FROM spans_t WHERE is_root AND journey = 'ask'").fetchall()
+    prompts = _query(spans_t, "SELECT DISTINCT prompt_name, prompt_version FROM spans_t WHERE is_root AND journey = 'ask'")
     assert prompts == [("ask-answer", "v3")]
 
 
@@ -88,7 +94,7 @@ def test_json_rendering_equals_protobuf() -> None:
 
 def test_cached_tokens_from_openllmetry() -> None:
     spans_t = _capture_table("openllmetry")
-    cached = duckdb.sql("SELECT count(cached_input_tokens), sum(cached_input_tokens) FROM spans_t").fetchall()
+    cached = _query(spans_t, "SELECT count(cached_input_tokens), sum(cached_input_tokens) FROM spans_t")
     assert cached == [(20, 0)]
 
 

@@ -6,7 +6,7 @@ instead of being ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from aisre.core.errors import PermanentError

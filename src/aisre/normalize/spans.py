@@ -1,4 +1,4 @@
-"""Flatten an OTLP export request into typed span rows (DESIGN §2–3).
+"""Flatten an OTLP export request into typed span rows (DESIGN §2-3).
 
 This is the hot path of ingest: one pass over each span's attributes builds a plain
 dict, the typed columns are looked up in it, and the dict is kept whole as JSON.
@@ -121,9 +121,7 @@ def _count(attrs: dict[str, Any], keys: Sequence[str], label: str) -> int | None
         raise _BadSpan(f"{label} must be a non-negative integer, got {raw!r}")
     if isinstance(raw, int):
         value = raw
-    elif isinstance(raw, float) and raw.is_integer():
-        value = int(raw)
-    elif isinstance(raw, str) and raw.strip().isdigit():
+    elif (isinstance(raw, float) and raw.is_integer()) or (isinstance(raw, str) and raw.strip().isdigit()):
         value = int(raw)
     else:
         raise _BadSpan(f"{label} must be a non-negative integer, got {raw!r}")

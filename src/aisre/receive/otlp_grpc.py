@@ -13,11 +13,12 @@ import time
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from aisre.core.errors import AisreError, RetryableError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.pipeline import TracesConsumer
+from aisre.receive.otlp_decode import parse_request
 from aisre.receive.status import status_message
 
 log = logging.getLogger(__name__)
@@ -25,17 +26,30 @@ log = logging.getLogger(__name__)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+class _TraceService:
     def __init__(self, consumer: TracesConsumer, tenant: str, metrics: IngestMetrics | None) -> None:
         self._consumer = consumer
         self._tenant = tenant
         self._metrics = metrics
 
-    async def Export(  # noqa: N802 - the generated servicer's name
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
+    def handler(self) -> grpc.GenericRpcHandler:
+        """TraceService/Export taking raw bytes, so a corrupt message is our
+        INVALID_ARGUMENT with a reason instead of grpc's UNKNOWN."""
+        return grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self.export,
+                    response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+                )
+            },
+        )
+
+    async def export(self, body: bytes, context: Any) -> trace_service_pb2.ExportTraceServiceResponse:
+        """Decode, hand to the consumer, answer with partial success or a status."""
         started = time.perf_counter()
         try:
+            request = parse_request(body, "protobuf")
             result = await self._consumer.consume(request, self._tenant)
         except AisreError as error:
             status = status_message(error)
@@ -81,6 +95,8 @@ class GrpcReceiver:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._stopping: asyncio.Event | None = None
+        self._grace = 5.0
         self.port = port
 
     def start(self) -> None:
@@ -109,26 +125,30 @@ class GrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self._service, server)
+        server.add_generic_rpc_handlers((self._service.handler(),))
         bound = server.add_insecure_port(self._address)
         if not bound:
             raise OSError(f"cannot listen for OTLP/gRPC on {self._address}")
         self.port = bound
         await server.start()
         self._server = server
+        self._stopping = asyncio.Event()
         self._ready.set()
-        await server.wait_for_termination()
+        # Stop from inside the serving task: grpc.aio's stop() driven from another
+        # thread through run_coroutine_threadsafe does not finish.
+        await self._stopping.wait()
+        await server.stop(self._grace)
 
     def stop(self, grace: float = 5.0) -> None:
         """Finish in-flight exports (up to ``grace`` seconds) and stop."""
-        loop, server = self._loop, self._server
-        if loop is None or server is None or loop.is_closed():
+        loop, server, stopping = self._loop, self._server, self._stopping
+        if loop is None or server is None or stopping is None or loop.is_closed():
             return
         self._server = None
-        future = asyncio.run_coroutine_threadsafe(server.stop(grace), loop)
+        self._grace = grace
         try:
-            future.result(grace + 5)
-        except Exception:  # already stopping
-            log.debug("grpc stop", exc_info=True)
+            loop.call_soon_threadsafe(stopping.set)
+        except RuntimeError:  # loop already closed
+            return
         if self._thread is not None:
             self._thread.join(grace + 5)

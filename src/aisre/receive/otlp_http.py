@@ -23,7 +23,13 @@ from aisre.core.errors import (
 )
 from aisre.core.metrics import IngestMetrics
 from aisre.core.pipeline import TracesConsumer
-from aisre.receive.otlp_decode import Encoding, decompress, encode_response, media_type, parse_request
+from aisre.receive.otlp_decode import (
+    Encoding,
+    decompress,
+    encode_response,
+    media_type,
+    parse_request,
+)
 from aisre.receive.status import encode_status
 
 log = logging.getLogger(__name__)

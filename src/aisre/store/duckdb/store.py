@@ -292,7 +292,8 @@ class DuckDBStore:
 
     def list_runs(self, q: RunQuery) -> list[dict[str, Any]]:
         """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
-        where, params = ["tenant = ?"], [q.tenant]
+        where: list[str] = ["tenant = ?"]
+        params: list[Any] = [q.tenant]
         if q.journey:
             where.append("journey = ?")
             params.append(q.journey)
@@ -322,7 +323,8 @@ class DuckDBStore:
 
     def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]:
         """Per journey: runs, failures, duration percentiles, tokens and cost per run, last seen."""
-        where, params = ["tenant = ?", "has_root"], [r.tenant]
+        where: list[str] = ["tenant = ?", "has_root"]
+        params: list[Any] = [r.tenant]
         if r.since_ns is not None:
             where.append("run_start_ns >= ?")
             params.append(r.since_ns)

@@ -1,0 +1,171 @@
+"""Fault scenarios as data: each is a name plus knob values for the provider and the service.
+
+Add a scenario by adding an entry to ``SCENARIOS`` (or pass a :class:`Scenario`, or a mapping
+through :meth:`Scenario.from_dict`, to the runner); no code changes needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from types import MappingProxyType
+from typing import Any
+
+from aisre.demo.provider import CHAT_MODELS, MODELS, Faults
+from aisre.demo.service import ServiceConfig
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Knob values for one demo scenario."""
+
+    name: str
+    description: str = ""
+    # Provider faults, applied to ``fault_models`` (None: every chat model).
+    failure_rate: float = 0.0  # HTTP 500
+    rate_limit_rate: float = 0.0  # HTTP 429 with retry-after
+    extra_latency_s: float = 0.0
+    fault_models: tuple[str, ...] | None = None
+    tool_call_rate: float = 0.35  # ask: share of answers that look an order up first
+    # Traffic.
+    traffic_factor: float = 1.0  # multiplies the runner's rate
+    agent_share: float = 0.2  # share of journeys that are triage-agent
+    # The stable service replica.
+    service_version: str = "1.4.2"
+    prompt_version: str = "v3"
+    prompt_tokens_factor: float = 1.0
+    model_override: str | None = None  # chat model of the ask journey
+    fallback_model: str | None = None
+    max_retries: int = 2
+    app_failure_rate: float = 0.0
+    # A canary replica taking a share of traffic; None fields inherit the stable value.
+    canary_share: float = 0.0
+    canary_version: str = "1.5.0"
+    canary_prompt_version: str | None = None
+    canary_prompt_tokens_factor: float | None = None
+    canary_failure_rate: float = 0.0  # app-level failures in the canary only
+
+    def __post_init__(self) -> None:
+        for name in ("failure_rate", "rate_limit_rate", "tool_call_rate", "agent_share",
+                     "app_failure_rate", "canary_share", "canary_failure_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"scenario {self.name!r}: {name} must be within [0, 1], got {value}")
+        if self.failure_rate + self.rate_limit_rate > 1.0:
+            raise ValueError(f"scenario {self.name!r}: failure_rate + rate_limit_rate exceeds 1")
+        if self.traffic_factor <= 0:
+            raise ValueError(f"scenario {self.name!r}: traffic_factor must be > 0")
+        for model in (self.model_override, self.fallback_model, *(self.fault_models or ())):
+            if model is not None and model not in MODELS:
+                raise ValueError(f"scenario {self.name!r}: unknown model {model!r}; known: {sorted(MODELS)}")
+        for model in (self.model_override, self.fallback_model):
+            if model is not None and model not in CHAT_MODELS:
+                raise ValueError(f"scenario {self.name!r}: {model!r} is not a chat model")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
+        """Build a scenario from plain data (e.g. YAML), refusing unknown knobs."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown scenario knob(s) {sorted(unknown)}; known: {sorted(known)}")
+        values = dict(data)
+        if values.get("fault_models") is not None:
+            values["fault_models"] = tuple(values["fault_models"])
+        return cls(**values)
+
+    def with_knobs(self, **knobs: Any) -> Scenario:
+        """A copy with some knobs changed."""
+        return replace(self, **knobs) if knobs else self
+
+    def faults(self) -> Faults:
+        """The provider faults this scenario injects."""
+        return Faults(self.failure_rate, self.rate_limit_rate, self.extra_latency_s)
+
+    def service_config(self, *, canary: bool = False) -> ServiceConfig:
+        """The service replica's configuration (stable, or the canary's)."""
+        stable = ServiceConfig(
+            service_version=self.service_version,
+            prompt_version=self.prompt_version,
+            prompt_tokens_factor=self.prompt_tokens_factor,
+            chat_model=self.model_override or ServiceConfig.chat_model,
+            fallback_model=self.fallback_model,
+            max_retries=self.max_retries,
+            app_failure_rate=self.app_failure_rate,
+        )
+        if not canary:
+            return stable
+        return replace(
+            stable,
+            service_version=self.canary_version,
+            prompt_version=self.canary_prompt_version or self.prompt_version,
+            prompt_tokens_factor=self.canary_prompt_tokens_factor or self.prompt_tokens_factor,
+            app_failure_rate=self.canary_failure_rate,
+        )
+
+
+SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
+    s.name: s
+    for s in (
+        Scenario(
+            "default",
+            "Healthy service with the background noise of a real provider.",
+            failure_rate=0.002,
+            rate_limit_rate=0.01,
+        ),
+        Scenario(
+            "retry-storm",
+            "The provider rate-limits gpt-4o-mini hard; app retries multiply calls per run.",
+            rate_limit_rate=0.45,
+            failure_rate=0.01,
+            fault_models=("gpt-4o-mini",),
+            max_retries=3,
+        ),
+        Scenario(
+            "prompt-regression",
+            "Prompt template v4 is much longer: input tokens per call up, outcomes unchanged.",
+            prompt_version="v4",
+            prompt_tokens_factor=2.5,
+        ),
+        Scenario(
+            "model-fallback",
+            "gpt-4o-mini fails often; the app falls back to the costlier gpt-4.1.",
+            failure_rate=0.5,
+            fault_models=("gpt-4o-mini",),
+            fallback_model="gpt-4.1",
+        ),
+        Scenario(
+            "traffic-surge",
+            "Four times the usual traffic; unit cost flat.",
+            traffic_factor=4.0,
+            failure_rate=0.002,
+            rate_limit_rate=0.01,
+        ),
+        Scenario(
+            "bad-prompt-rollout",
+            "Prompt v5 ships: answers fail validation and prompts grow.",
+            prompt_version="v5",
+            prompt_tokens_factor=1.4,
+            app_failure_rate=0.25,
+        ),
+        Scenario(
+            "canary",
+            "Version 1.5.0 takes 20 % of traffic with a new prompt and more failures.",
+            canary_share=0.2,
+            canary_version="1.5.0",
+            canary_prompt_version="v4",
+            canary_prompt_tokens_factor=1.3,
+            canary_failure_rate=0.15,
+        ),
+    )
+})
+
+
+def get_scenario(scenario: Scenario | str) -> Scenario:
+    """A scenario by name (or the scenario itself)."""
+    if isinstance(scenario, Scenario):
+        return scenario
+    try:
+        return SCENARIOS[scenario]
+    except KeyError:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}") from None

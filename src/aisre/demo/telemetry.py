@@ -1,0 +1,223 @@
+"""The demo's OpenTelemetry wiring: real SDK, real OTLP/HTTP exporter, GenAI instrumentation.
+
+Nothing here touches the global tracer provider. One SDK ``TracerProvider`` is built per
+``service.version`` (a replica: stable, canary…) because the version is a resource
+attribute; :class:`ReplicaTracerProvider` routes each span to the replica chosen for the
+current context, so the process-wide OpenAI instrumentation follows it too.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.util.genai.utils import is_experimental_mode
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "support-bot"
+ENVIRONMENT = "demo"
+DEFAULT_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
+# Baggage keys copied onto every span, so each span carries its journey (DESIGN §3).
+BAGGAGE_KEYS: tuple[str, ...] = ("aisre.journey",)
+
+_CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
+_GEN_AI_LATEST = "gen_ai_latest_experimental"
+
+
+def traces_url(endpoint: str) -> str:
+    """``endpoint`` as a full OTLP/HTTP traces URL; a bare ``http://host:4318`` gets ``/v1/traces``."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"OTLP endpoint must be an http(s) URL, got {endpoint!r}")
+    if parts.path in ("", "/"):
+        return endpoint.rstrip("/") + "/v1/traces"
+    return endpoint
+
+
+class BaggageSpanProcessor(SpanProcessor):
+    """Copies selected baggage entries onto each span as it starts."""
+
+    def __init__(self, keys: Sequence[str] = BAGGAGE_KEYS) -> None:
+        self._keys = tuple(keys)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Set each present baggage key as a span attribute."""
+        for key in self._keys:
+            value = baggage.get_baggage(key, parent_context)
+            if isinstance(value, str) and value:
+                span.set_attribute(key, value)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Nothing to do when a span ends."""
+
+
+class ReplicaTracerProvider(trace.TracerProvider):
+    """A tracer provider that sends each span to the replica (service version) in context."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        *,
+        default_version: str = "1.4.2",
+        environment: str = ENVIRONMENT,
+        schedule_delay_ms: int = 500,
+        export_timeout_s: float = 5.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._endpoint = traces_url(endpoint)
+        self._default = default_version
+        self._environment = environment
+        self._delay_ms = schedule_delay_ms
+        self._timeout_s = export_timeout_s
+        self._headers = dict(headers or {})
+        self._lock = threading.Lock()
+        self._providers: dict[str, TracerProvider] = {}
+        self._current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            f"aisre_demo_replica_{id(self)}", default=None
+        )
+        self._closed = False
+
+    @property
+    def versions(self) -> list[str]:
+        """Service versions that have a provider so far."""
+        with self._lock:
+            return list(self._providers)
+
+    def provider(self, version: str | None = None) -> TracerProvider:
+        """The SDK provider of ``version`` (default: the context's replica), built on first use."""
+        version = version or self._current.get() or self._default
+        with self._lock:
+            existing = self._providers.get(version)
+            if existing is not None:
+                return existing
+            if self._closed:
+                raise RuntimeError("tracer provider is shut down")
+            resource = Resource.create(
+                {
+                    "service.name": SERVICE_NAME,
+                    "service.version": version,
+                    "service.instance.id": str(uuid.uuid4()),
+                    "deployment.environment.name": self._environment,
+                }
+            )
+            # Shut down explicitly by the runner, so no atexit hook holding references.
+            created = TracerProvider(resource=resource, shutdown_on_exit=False)
+            created.add_span_processor(BaggageSpanProcessor())
+            exporter = OTLPSpanExporter(
+                endpoint=self._endpoint, timeout=self._timeout_s, headers=self._headers or None
+            )
+            created.add_span_processor(
+                BatchSpanProcessor(exporter, schedule_delay_millis=self._delay_ms)
+            )
+            self._providers[version] = created
+            return created
+
+    @contextmanager
+    def replica(self, version: str) -> Iterator[None]:
+        """Spans started inside go to the provider of ``version``."""
+        token = self._current.set(version)
+        try:
+            yield
+        finally:
+            self._current.reset(token)
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> trace.Tracer:
+        """A tracer that picks the replica's SDK tracer on every span start."""
+        return _RoutedTracer(
+            self, (instrumenting_module_name, instrumenting_library_version, schema_url, attributes)
+        )
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        """Export everything buffered so far."""
+        with self._lock:
+            providers = list(self._providers.values())
+        return all(p.force_flush(timeout_millis) for p in providers)
+
+    def shutdown(self) -> None:
+        """Flush and stop every replica's processors and exporters; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            providers = list(self._providers.values())
+        for provider in providers:
+            provider.shutdown()
+
+
+class _RoutedTracer(trace.Tracer):
+    def __init__(self, router: ReplicaTracerProvider, args: tuple[Any, ...]) -> None:
+        self._router = router
+        self._args = args
+        self._tracers: dict[int, trace.Tracer] = {}
+
+    def _tracer(self) -> trace.Tracer:
+        provider = self._router.provider()
+        tracer = self._tracers.get(id(provider))
+        if tracer is None:
+            tracer = provider.get_tracer(*self._args)
+            self._tracers[id(provider)] = tracer
+        return tracer
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return self._tracer().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tracer().start_as_current_span(*args, **kwargs)
+
+
+@contextmanager
+def openai_instrumented(tracer_provider: trace.TracerProvider) -> Iterator[None]:
+    """Instrument the ``openai`` client with ``tracer_provider``, prompts and completions on spans.
+
+    The instrumentation patches the ``openai`` module, so only one demo per process can
+    hold it at a time; it is removed, and the environment restored, on exit.
+    """
+    instrumentor = OpenAIInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        raise RuntimeError("openai is already instrumented in this process; run one demo at a time")
+    saved = {name: os.environ.get(name) for name in (_CAPTURE_ENV, _OPT_IN_ENV)}
+    # Content lands on spans (gen_ai.input/output.messages), where aisre's trace view reads
+    # it, only with the latest GenAI conventions and a mode name; "true" is the legacy
+    # spelling, which sends content to log events instead.
+    capture = (saved[_CAPTURE_ENV] or "").strip()
+    if capture.lower() in ("", "true"):
+        os.environ[_CAPTURE_ENV] = "span_only"
+    opt_in = [s.strip() for s in (saved[_OPT_IN_ENV] or "").split(",") if s.strip()]
+    if _GEN_AI_LATEST not in opt_in:
+        os.environ[_OPT_IN_ENV] = ",".join([*opt_in, _GEN_AI_LATEST])
+    try:
+        instrumentor.instrument(tracer_provider=tracer_provider)
+        if not is_experimental_mode():
+            # The opt-in is read once per process; someone instrumented before us.
+            log.warning("GenAI semantic conventions were fixed earlier in this process: "
+                        "prompts and completions will not be on the demo's spans")
+        yield
+    finally:
+        instrumentor.uninstrument()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

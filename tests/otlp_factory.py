@@ -1,0 +1,55 @@
+"""Synthetic OTLP requests with fresh ids, for tests that need many distinct spans."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+
+def _kv(key: str, value: object) -> KeyValue:
+    kv = KeyValue(key=key)
+    if isinstance(value, int):
+        kv.value.int_value = value
+    else:
+        kv.value.string_value = str(value)
+    return kv
+
+
+def journey_request(traces: int = 10, *, journey: str = "ask", start_ns: int | None = None,
+                    include_roots: bool = True) -> tuple[ExportTraceServiceRequest, list[str]]:
+    """``traces`` runs of root + embeddings + chat; returns the request and its trace ids."""
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend([_kv("service.name", "svc"), _kv("service.version", "1.0")])
+    spans = rs.scope_spans.add().spans
+    base = start_ns or time.time_ns()
+    trace_ids = []
+    for i in range(traces):
+        trace_id = os.urandom(16)
+        root_id = os.urandom(8)
+        trace_ids.append(trace_id.hex())
+        t0 = base + i * 1_000_000
+        if include_roots:
+            spans.append(Span(trace_id=trace_id, span_id=root_id, name="POST /ask", kind=Span.SPAN_KIND_SERVER,
+                              start_time_unix_nano=t0, end_time_unix_nano=t0 + 900_000,
+                              attributes=[_kv("aisre.journey", journey)]))
+        spans.append(Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id, name="embeddings",
+                          start_time_unix_nano=t0 + 1000, end_time_unix_nano=t0 + 100_000,
+                          attributes=[_kv("gen_ai.operation.name", "embeddings"),
+                                      _kv("gen_ai.request.model", "text-embedding-3-small"),
+                                      _kv("gen_ai.usage.input_tokens", 12)]))
+        spans.append(Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id, name="chat",
+                          start_time_unix_nano=t0 + 200_000, end_time_unix_nano=t0 + 800_000,
+                          attributes=[_kv("gen_ai.operation.name", "chat"),
+                                      _kv("gen_ai.request.model", "gpt-4o-mini"),
+                                      _kv("gen_ai.usage.input_tokens", 100),
+                                      _kv("gen_ai.usage.output_tokens", 20)]))
+    return request, trace_ids
+
+
+def span_count(request: ExportTraceServiceRequest) -> int:
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)

@@ -1,0 +1,132 @@
+"""The embedded store: migrations, group commit, journey-run maintenance, late spans."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from aisre.core.errors import NotFound, RetryableError
+from aisre.core.model import RunQuery, TimeRange
+from aisre.normalize.spans import flatten
+from aisre.receive.otlp_decode import parse_request
+from aisre.store.duckdb import DuckDBStore
+from aisre.store.duckdb.writer import Writer
+from tests.conftest import capture_files, capture_truth
+from tests.otlp_factory import journey_request
+
+
+def _store(path: Path, **kw) -> DuckDBStore:
+    return DuckDBStore(str(path), **kw)
+
+
+def test_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -> None:
+    store = _store(tmp_path / "a.duckdb")
+    request, ids = journey_request(5)
+    store.submit_spans(flatten(request, "t").table).result(10)
+    assert store.schema_version() == 1
+    store.close()
+    store.close()  # idempotent
+    again = _store(tmp_path / "a.duckdb")
+    assert again.schema_version() == 1
+    assert again.count_spans("t") == 15
+    assert {r["trace_id"] for r in again.list_runs(RunQuery("t"))} == set(ids)
+    again.close()
+
+
+def test_late_root_completes_the_run_without_double_counting(tmp_path: Path) -> None:
+    store = _store(tmp_path / "late.duckdb")
+    request, ids = journey_request(4)
+    table = flatten(request, "t").table
+    roots = table.filter(table.column("is_root"))
+    children = table.filter(pc.invert(table.column("is_root")))
+    store.submit_spans(children).result(10)
+    early = {r["trace_id"]: r for r in store.list_runs(RunQuery("t"))}
+    assert {r["outcome"] for r in early.values()} == {"incomplete"}
+    assert all(r["llm_calls"] == 2 for r in early.values())
+    run, spans = store.get_trace("t", ids[0])
+    assert len(spans) == 2 and not run["has_root"]
+
+    store.submit_spans(roots).result(10)
+    runs = {r["trace_id"]: r for r in store.list_runs(RunQuery("t"))}
+    for run in runs.values():
+        assert (run["journey"], run["outcome"]) == ("ask", "success")
+        assert (run["span_count"], run["llm_calls"], run["input_tokens"], run["output_tokens"]) == (3, 2, 112, 20)
+        assert run["duration_ns"] == 900_000
+    assert store.incomplete_traces("t") == 0
+    store.close()
+
+
+def test_capture_sent_span_by_span_in_reverse_gives_same_runs(tmp_path: Path) -> None:
+    """The worst case for late spans: every span in its own commit, children before roots."""
+    store = _store(tmp_path / "rev.duckdb")
+    tables = [flatten(parse_request(p.read_bytes(), "protobuf"), "t").table for p in capture_files("otel-genai")]
+    rows = [t.slice(i, 1) for t in tables for i in range(t.num_rows)]
+    for row in reversed(rows):
+        store.submit_spans(row).result(10)
+    truth = capture_truth("otel-genai")["driver"]
+    summaries = {s["journey"]: s for s in store.journey_summaries(TimeRange("t"))}
+    assert {k: v["runs"] for k, v in summaries.items()} == truth["journeys"]
+    assert sum(v["retries"] for v in summaries.values()) == truth["app_level_retries"]
+    assert summaries["ask"]["failures"] == 1
+    store.close()
+
+
+def test_tenants_do_not_see_each_other(tmp_path: Path) -> None:
+    store = _store(tmp_path / "ten.duckdb")
+    request, ids = journey_request(2)
+    store.submit_spans(flatten(request, "a").table).result(10)
+    assert store.list_runs(RunQuery("b")) == []
+    with pytest.raises(NotFound):
+        store.get_trace("b", ids[0])
+    assert store.count_spans("b") == 0
+    store.close()
+
+
+def test_close_commits_everything_already_accepted(tmp_path: Path) -> None:
+    store = _store(tmp_path / "drain.duckdb")
+    futures = [store.submit_spans(flatten(journey_request(20)[0], "t").table) for _ in range(10)]
+    store.close()
+    assert all(f.result(0) == 60 for f in futures)
+    again = _store(tmp_path / "drain.duckdb")
+    assert again.count_spans() == 600
+    again.close()
+
+
+def test_writer_refuses_when_full_and_never_grows() -> None:
+    gate = threading.Event()
+    committed: list[int] = []
+
+    def slow_commit(tables):
+        gate.wait(10)
+        committed.append(sum(t.num_rows for t in tables))
+
+    writer = Writer(slow_commit, max_queued_spans=100, max_commit_spans=1000, max_wait_ms=0)
+    table = flatten(journey_request(20)[0], "t").table  # 60 spans
+    first = writer.submit(table)
+    with pytest.raises(RetryableError) as refused:
+        writer.submit(table)
+    assert refused.value.overloaded and "queue is full" in refused.value.message
+    assert writer.stats.refused_full == 1
+    gate.set()
+    assert first.result(10) == 60
+    writer.close()
+    assert committed == [60]
+
+
+def test_commit_failure_is_reported_to_every_waiter_and_writer_lives() -> None:
+    calls = {"n": 0}
+
+    def flaky(tables):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk full")
+
+    writer = Writer(flaky, max_queued_spans=10_000, max_commit_spans=1000, max_wait_ms=0)
+    table = flatten(journey_request(2)[0], "t").table
+    with pytest.raises(RetryableError, match="disk full"):
+        writer.submit(table).result(10)
+    assert writer.submit(table).result(10) == 6
+    writer.close()
