@@ -383,6 +383,7 @@ def _client_main(
     results: Any,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when clients stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # ...and stops them with terminate()
     go.wait()
     cpu0 = time.process_time()
     tallies = [LoadTally() for _ in range(spec.threads)]

@@ -56,7 +56,13 @@ class AisreServer:
         )
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
-        self.consumer = SpanIngest(self.store, self.metrics)
+        self.consumer = SpanIngest(
+            self.store,
+            self.metrics,
+            workers=settings.ingest_workers,
+            max_body_bytes=settings.max_body_bytes,
+            retry_after_s=settings.retry_after_s,
+        )
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics
         )
@@ -85,6 +91,7 @@ class AisreServer:
         if self.grpc is not None:
             self.grpc.stop()
             self.grpc = None
+        self.consumer.close()
         self.store.close()
 
     def serve(self) -> None:

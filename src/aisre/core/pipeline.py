@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+Encoding = Literal["protobuf", "json"]
+
+
+@dataclass(frozen=True)
+class EncodedExport:
+    """An OTLP export request as it arrived: checked for type and size, not yet decoded.
+
+    Decoding is left to the consumer so that it can run off the event loop, in
+    worker processes, where the CPU cost of ingest lies.
+    """
+
+    body: bytes
+    encoding: Encoding
+    content_encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -18,10 +31,10 @@ class IngestResult:
 
 
 class TracesConsumer(Protocol):
-    """Takes a decoded OTLP export request; returns only after accepted spans are committed.
+    """Takes an export request; returns only after its accepted spans are committed.
 
     Raises PermanentError for a request that is unusable as a whole and
     RetryableError when the store cannot take it now.
     """
 
-    async def consume(self, request: ExportTraceServiceRequest, tenant: str) -> IngestResult: ...
+    async def consume(self, export: EncodedExport, tenant: str) -> IngestResult: ...

@@ -30,6 +30,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("commit_max_spans", 100_000, "Most spans the writer commits in one transaction (group commit)"),
     Setting("commit_max_wait_ms", 5, "How long the writer waits to gather more requests into one commit"),
     Setting("retry_after_s", 1, "Seconds a refused exporter is told to wait (Retry-After / RetryInfo)"),
+    Setting("ingest_workers", 2, "Processes that decode and normalize OTLP requests; 0 does it in the server process"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
     Setting("allow_public_bind", False, "Permit binding a non-loopback interface"),
 )
@@ -51,6 +52,7 @@ class Settings:
     commit_max_spans: int = 100_000
     commit_max_wait_ms: int = 5
     retry_after_s: int = 1
+    ingest_workers: int = 2
     read_pool_size: int = 4
     allow_public_bind: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import openai
@@ -77,7 +77,6 @@ class JourneyResult:
     fallbacks: int = 0  # switches to the fallback model
     tool_calls: int = 0
     streamed: int = 0
-    models: list[str] = field(default_factory=list)
 
 
 class AnswerRejected(Exception):
@@ -340,7 +339,6 @@ class SupportBot:
                 result.fallbacks += 1
             for attempt in range(config.max_retries + 1):
                 result.llm_calls += 1
-                result.models.append(model)
                 try:
                     return call(model)
                 except openai.RateLimitError as exc:

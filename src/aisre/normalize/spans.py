@@ -112,53 +112,34 @@ class _BadSpan(Exception):
     pass
 
 
-def _count(attrs: dict[str, Any], keys: Sequence[str], label: str) -> int | None:
-    """A token count: absent → None; negative, fractional or non-numeric → the span is refused."""
-    raw = _first(attrs, keys)
-    if raw is None:
-        return None
-    if isinstance(raw, bool):
-        raise _BadSpan(f"{label} must be a non-negative integer, got {raw!r}")
-    if isinstance(raw, int):
-        value = raw
-    elif (isinstance(raw, float) and raw.is_integer()) or (isinstance(raw, str) and raw.strip().isdigit()):
-        value = int(raw)
-    else:
-        raise _BadSpan(f"{label} must be a non-negative integer, got {raw!r}")
-    if value < 0:
-        raise _BadSpan(f"{label} must be a non-negative integer, got {value}")
-    return value
-
-
-def _operation(attrs: dict[str, Any]) -> str:
-    name = attrs.get(cv.OPERATION_NAME)
+def _operation(v: list[Any]) -> str:
+    name = v[S_OPERATION_NAME]
     if isinstance(name, str):
         mapped = cv.GENAI_OPERATIONS.get(name.lower())
         if mapped:
             return mapped
-    kind = attrs.get(cv.OPENINFERENCE_KIND)
+    kind = v[S_OI_KIND]
     if isinstance(kind, str):
         mapped = cv.OPENINFERENCE_OPERATIONS.get(kind.upper())
         if mapped:
             return mapped
-    request_type = attrs.get(cv.LLM_REQUEST_TYPE)
+    request_type = v[S_LLM_REQUEST_TYPE]
     if isinstance(request_type, str):
         mapped = cv.LLM_REQUEST_TYPES.get(request_type.lower())
         if mapped:
             return mapped
-    traceloop = attrs.get(cv.TRACELOOP_KIND)
+    traceloop = v[S_TRACELOOP_KIND]
     if isinstance(traceloop, str):
         mapped = cv.TRACELOOP_OPERATIONS.get(traceloop.lower())
         if mapped:
             return mapped
-    db_system = _first(attrs, cv.DB_SYSTEM)
+    db_system = v[S_DB_SYSTEM]
     if isinstance(db_system, str) and db_system.lower() in cv.VECTOR_STORES:
         return "retrieval"
     return "other"
 
 
-def _invocation_model(attrs: dict[str, Any]) -> str | None:
-    raw = attrs.get(cv.INVOCATION_PARAMETERS)
+def _invocation_model(raw: Any) -> str | None:
     if not isinstance(raw, str) or '"model"' not in raw:
         return None
     try:
@@ -169,13 +150,13 @@ def _invocation_model(attrs: dict[str, Any]) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _http_status(attrs: dict[str, Any], messages: Iterable[str]) -> int | None:
-    raw = _first(attrs, cv.HTTP_STATUS)
-    if isinstance(raw, int) and not isinstance(raw, bool):
+def _status_code(raw: Any, status_message: str, exc_message: str | None) -> int | None:
+    """HTTP status from the attribute, else from "Error code: 429 - ..." in a message."""
+    if type(raw) is int:
         return raw
     if isinstance(raw, str) and raw.isdigit():
         return int(raw)
-    for message in messages:
+    for message in (status_message, exc_message):
         if message:
             match = cv.HTTP_STATUS_IN_MESSAGE.search(message)
             if match:
@@ -213,38 +194,105 @@ def _links(span: Any) -> str:
     ).decode()
 
 
+# Every attribute name a typed column reads, mapped to (slot, priority): one set
+# intersection per span finds the few that are present, instead of probing each
+# candidate name in turn.
+_SLOT_NAMES = (
+    "journey", "outcome", "operation_name", "openinference_kind", "llm_request_type",
+    "traceloop_kind", "db_system", "provider", "request_model", "response_model",
+    "invocation_parameters", "input_tokens", "output_tokens", "cached_input_tokens",
+    "prompt_name", "prompt_version", "service_version", "http_status", "resend_count",
+    "error_type", "tool_name", "user_id", "session_id",
+)
+_SLOT = {name: i for i, name in enumerate(_SLOT_NAMES)}
+_SLOT_KEYS: dict[str, tuple[str, ...]] = {
+    "journey": cv.JOURNEY,
+    "outcome": cv.OUTCOME,
+    "operation_name": (cv.OPERATION_NAME,),
+    "openinference_kind": (cv.OPENINFERENCE_KIND,),
+    "llm_request_type": (cv.LLM_REQUEST_TYPE,),
+    "traceloop_kind": (cv.TRACELOOP_KIND,),
+    "db_system": cv.DB_SYSTEM,
+    "provider": cv.PROVIDER,
+    "request_model": cv.REQUEST_MODEL,
+    "response_model": cv.RESPONSE_MODEL,
+    "invocation_parameters": (cv.INVOCATION_PARAMETERS,),
+    "input_tokens": cv.INPUT_TOKENS,
+    "output_tokens": cv.OUTPUT_TOKENS,
+    "cached_input_tokens": cv.CACHED_INPUT_TOKENS,
+    "prompt_name": cv.PROMPT_NAME,
+    "prompt_version": cv.PROMPT_VERSION,
+    "service_version": cv.SERVICE_VERSION,
+    "http_status": cv.HTTP_STATUS,
+    "resend_count": cv.RESEND_COUNT,
+    "error_type": cv.ERROR_TYPE,
+    "tool_name": cv.TOOL_NAME,
+    "user_id": cv.USER_ID,
+    "session_id": cv.SESSION_ID,
+}
+_KEYMAP: dict[str, tuple[tuple[int, int], ...]] = {}
+for _name, _keys in _SLOT_KEYS.items():
+    for _priority, _key in enumerate(_keys):
+        _KEYMAP[_key] = (*_KEYMAP.get(_key, ()), (_SLOT[_name], _priority))
+_KNOWN = frozenset(_KEYMAP)
+_NO_VALUES: tuple[Any, ...] = (None,) * len(_SLOT_NAMES)
+(
+    S_JOURNEY, S_OUTCOME, S_OPERATION_NAME, S_OI_KIND, S_LLM_REQUEST_TYPE, S_TRACELOOP_KIND,
+    S_DB_SYSTEM, S_PROVIDER, S_REQUEST_MODEL, S_RESPONSE_MODEL, S_INVOCATION, S_INPUT_TOKENS,
+    S_OUTPUT_TOKENS, S_CACHED_TOKENS, S_PROMPT_NAME, S_PROMPT_VERSION, S_SERVICE_VERSION,
+    S_HTTP_STATUS, S_RESEND, S_ERROR_TYPE, S_TOOL_NAME, S_USER_ID, S_SESSION_ID,
+) = range(len(_SLOT_NAMES))
+
+
+def _known_values(attrs: dict[str, Any]) -> list[Any]:
+    """Values of the typed-column attributes present in ``attrs``, first-listed name winning."""
+    present = attrs.keys() & _KNOWN
+    values = list(_NO_VALUES)
+    if not present:
+        return values
+    ranks: dict[int, int] = {}
+    for key in present:
+        value = attrs[key]
+        if value is None or value == "":
+            continue
+        for slot, rank in _KEYMAP[key]:
+            if slot not in ranks or rank < ranks[slot]:
+                ranks[slot] = rank
+                values[slot] = value
+    return values
+
+
 def flatten(
     request: ExportTraceServiceRequest, tenant: str, received_ns: int | None = None
 ) -> FlatBatch:
     """Normalize every span of ``request``; bad spans are counted and explained, never raised."""
     received = received_ns if received_ns is not None else time.time_ns()
-    columns: dict[str, list[Any]] = {name: [] for name in SPAN_COLUMN_NAMES}
-    rows = [columns[name] for name in SPAN_COLUMN_NAMES]
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
     rejected = 0
     reasons: list[str] = []
 
     for resource_spans in request.resource_spans:
         resource = attributes_dict(resource_spans.resource.attributes)
-        service = _text(resource.get(cv.SERVICE_NAME)) or "unknown_service"
-        service_version = _text(_first(resource, cv.SERVICE_VERSION))
-        environment = _text(_first(resource, cv.ENVIRONMENT))
-        resource_json = orjson.dumps(resource).decode()
+        context = (
+            tenant,
+            _text(resource.get(cv.SERVICE_NAME)) or "unknown_service",
+            _text(_first(resource, cv.SERVICE_VERSION)),
+            _text(_first(resource, cv.ENVIRONMENT)),
+            orjson.dumps(resource).decode(),
+            received,
+        )
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
             for span in scope_spans.spans:
                 try:
-                    row = _row(
-                        span, tenant, service, scope, service_version, environment,
-                        resource_json, received,
-                    )
+                    append(_row(span, scope, context))
                 except _BadSpan as exc:
                     rejected += 1
                     if len(reasons) < _MAX_REASONS:
                         reasons.append(_describe(span, str(exc)))
-                    continue
-                for column, value in zip(rows, row, strict=True):
-                    column.append(value)
 
+    columns = {name: list(values) for name, values in zip(SPAN_COLUMN_NAMES, zip(*rows, strict=True), strict=True)} if rows else {name: [] for name in SPAN_COLUMN_NAMES}
     _mark_sibling_retries(columns)
     table = pa.Table.from_pydict(columns, schema=SPAN_ARROW_SCHEMA)
     return FlatBatch(table=table, rejected=rejected, reasons=reasons)
@@ -255,16 +303,23 @@ def _describe(span: Any, reason: str) -> str:
     return f"span {span_id!s} ({span.name or 'unnamed'}): {reason}"
 
 
-def _row(
-    span: Any,
-    tenant: str,
-    service: str,
-    scope: str,
-    service_version: str | None,
-    environment: str | None,
-    resource_json: str,
-    received: int,
-) -> tuple[Any, ...]:
+def _token_count(raw: Any, label: str) -> int | None:
+    """A token count: absent → None; negative, fractional or non-numeric → the span is refused."""
+    if raw is None:
+        return None
+    if type(raw) is int:
+        if raw < 0:
+            raise _BadSpan(f"{label} must be a non-negative integer, got {raw}")
+        return raw
+    if isinstance(raw, float) and raw.is_integer() and raw >= 0:
+        return int(raw)
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw)
+    raise _BadSpan(f"{label} must be a non-negative integer, got {raw!r}")
+
+
+def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
+    tenant, service, service_version, environment, resource_json, received = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise _BadSpan(f"trace_id must be 16 non-zero bytes, got {len(trace_id)} byte(s)")
@@ -282,27 +337,33 @@ def _row(
         raise _BadSpan("end_time_unix_nano is before start_time_unix_nano")
 
     attrs = attributes_dict(span.attributes)
-    input_tokens = _count(attrs, cv.INPUT_TOKENS, "input token count")
-    output_tokens = _count(attrs, cv.OUTPUT_TOKENS, "output token count")
-    cached_tokens = _count(attrs, cv.CACHED_INPUT_TOKENS, "cached input token count")
+    v = _known_values(attrs)
+    input_tokens = _token_count(v[S_INPUT_TOKENS], "input token count")
+    output_tokens = _token_count(v[S_OUTPUT_TOKENS], "output token count")
+    cached_tokens = _token_count(v[S_CACHED_TOKENS], "cached input token count")
 
     status_code = span.status.code
     status = cv.STATUS_CODES[status_code] if 0 <= status_code < 3 else "unset"
     status_message = span.status.message
-    events_json, exc_type, exc_message = _events(span)
-    http_status = _http_status(attrs, (status_message, exc_message or ""))
-    error_type = _text(_first(attrs, cv.ERROR_TYPE)) or exc_type
+    if span.events:
+        events_json, exc_type, exc_message = _events(span)
+    else:
+        events_json, exc_type, exc_message = _EMPTY_LIST_JSON, None, None
+    http_status = _status_code(v[S_HTTP_STATUS], status_message, exc_message)
+    error_type = _text(v[S_ERROR_TYPE]) or exc_type
     if error_type is None and status == "error" and http_status:
         error_type = str(http_status)
 
-    operation = _operation(attrs)
-    request_model = _text(_first(attrs, cv.REQUEST_MODEL)) or _invocation_model(attrs)
-    response_model = _text(_first(attrs, cv.RESPONSE_MODEL))
-    resend = _first(attrs, cv.RESEND_COUNT)
-    retry_attempt = resend if isinstance(resend, int) and not isinstance(resend, bool) and resend > 0 else 0
+    operation = _operation(v)
+    request_model = _text(v[S_REQUEST_MODEL])
+    if request_model is None and v[S_INVOCATION] is not None:
+        request_model = _invocation_model(v[S_INVOCATION])
+    response_model = _text(v[S_RESPONSE_MODEL])
+    resend = v[S_RESEND]
+    retry_attempt = resend if type(resend) is int and resend > 0 else 0
 
     is_root = not parent
-    outcome_attr = attrs.get(cv.OUTCOME[0])
+    outcome_attr = v[S_OUTCOME]
     marks_failure = (
         is_root and (status == "error" or (http_status is not None and http_status >= 500))
     ) or (isinstance(outcome_attr, str) and outcome_attr.lower() == "failure")
@@ -323,10 +384,10 @@ def _row(
         end - start,
         status,
         status_message,
-        _text(_first(attrs, cv.JOURNEY)),
+        _text(v[S_JOURNEY]),
         is_root,
         operation,
-        _text(_first(attrs, cv.PROVIDER)),
+        _text(v[S_PROVIDER]),
         request_model,
         response_model or request_model,
         input_tokens,
@@ -334,21 +395,21 @@ def _row(
         cached_tokens,
         0.0 if operation in LLM_OPERATIONS else None,
         None,
-        _text(_first(attrs, cv.SERVICE_VERSION)) or service_version,
-        _text(_first(attrs, cv.PROMPT_NAME)),
-        _text(_first(attrs, cv.PROMPT_VERSION)),
+        _text(v[S_SERVICE_VERSION]) or service_version,
+        _text(v[S_PROMPT_NAME]),
+        _text(v[S_PROMPT_VERSION]),
         environment,
         http_status,
         retry_attempt,
         error_type,
-        _text(_first(attrs, cv.TOOL_NAME)),
-        _text(_first(attrs, cv.USER_ID)),
-        _text(_first(attrs, cv.SESSION_ID)),
+        _text(v[S_TOOL_NAME]),
+        _text(v[S_USER_ID]),
+        _text(v[S_SESSION_ID]),
         marks_failure,
         orjson.dumps(attrs).decode(),
         resource_json,
         events_json,
-        _links(span),
+        _links(span) if span.links else _EMPTY_LIST_JSON,
         received,
     )
 

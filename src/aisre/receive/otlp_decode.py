@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from google.protobuf import json_format
@@ -16,8 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from aisre.core.errors import PayloadTooLarge, PermanentError, UnsupportedMediaType
-
-Encoding = Literal["protobuf", "json"]
+from aisre.core.pipeline import EncodedExport, Encoding
 
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_TYPES = frozenset({"application/json"})
@@ -61,6 +60,11 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     if not inflater.eof:
         raise PermanentError(f"body is truncated {encoding} data")
     return out
+
+
+def decode_export(export: EncodedExport, max_bytes: int) -> ExportTraceServiceRequest:
+    """Decompress and parse an export request as it arrived."""
+    return parse_request(decompress(export.body, export.content_encoding, max_bytes), export.encoding)
 
 
 def parse_request(data: bytes, encoding: Encoding) -> ExportTraceServiceRequest:

@@ -17,8 +17,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from aisre.core.errors import AisreError, RetryableError
 from aisre.core.metrics import IngestMetrics
-from aisre.core.pipeline import TracesConsumer
-from aisre.receive.otlp_decode import parse_request
+from aisre.core.pipeline import EncodedExport, TracesConsumer
 from aisre.receive.status import status_message
 
 log = logging.getLogger(__name__)
@@ -49,8 +48,7 @@ class _TraceService:
         """Decode, hand to the consumer, answer with partial success or a status."""
         started = time.perf_counter()
         try:
-            request = parse_request(body, "protobuf")
-            result = await self._consumer.consume(request, self._tenant)
+            result = await self._consumer.consume(EncodedExport(body, "protobuf"), self._tenant)
         except AisreError as error:
             status = status_message(error)
             if self._metrics is not None:

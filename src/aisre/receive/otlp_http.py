@@ -22,14 +22,8 @@ from aisre.core.errors import (
     UnsupportedMediaType,
 )
 from aisre.core.metrics import IngestMetrics
-from aisre.core.pipeline import TracesConsumer
-from aisre.receive.otlp_decode import (
-    Encoding,
-    decompress,
-    encode_response,
-    media_type,
-    parse_request,
-)
+from aisre.core.pipeline import EncodedExport, Encoding, TracesConsumer
+from aisre.receive.otlp_decode import encode_response, media_type
 from aisre.receive.status import encode_status
 
 log = logging.getLogger(__name__)
@@ -56,8 +50,7 @@ def traces_endpoint(
             body = await _read_body(request, max_body_bytes)
             if not body:
                 raise PermanentError("request body is empty; expected an ExportTraceServiceRequest")
-            data = decompress(body, request.headers.get("content-encoding"), max_body_bytes)
-            export = parse_request(data, encoding)
+            export = EncodedExport(body, encoding, request.headers.get("content-encoding"))
             result = await consumer.consume(export, tenant_for(request))
         except AisreError as error:
             return _refuse(error, encoding, metrics)

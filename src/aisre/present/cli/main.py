@@ -67,11 +67,12 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         allow_public_bind: bool = typer.Option(False, "--allow-public-bind", help="Permit a non-loopback interface"),
         queue_max_spans: int = typer.Option(200_000, help="Spans queued for the writer before ingest answers 429"),
         max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest OTLP body accepted (413 above)"),
+        ingest_workers: int = typer.Option(2, help="Processes decoding OTLP requests; 0 decodes in the server process"),
     ) -> None:
         """Run the server on the embedded store."""
         settings = _settings(
             host=host, port=port, grpc_port=grpc_port, db=db, allow_public_bind=allow_public_bind,
-            queue_max_spans=queue_max_spans, max_body_bytes=max_body_bytes,
+            queue_max_spans=queue_max_spans, max_body_bytes=max_body_bytes, ingest_workers=ingest_workers,
         )
         _run_server(serve, settings, banner=True)
 
