@@ -26,6 +26,12 @@ def test_every_setting_has_a_field_and_help() -> None:
         assert getattr(Settings(), setting.name) == setting.default, setting.name
 
 
+def test_readme_documents_every_setting() -> None:
+    readme = (REPO / "README.md").read_text()
+    for setting in SETTINGS:
+        assert f"| `{setting.name}` |" in readme, setting.name
+
+
 def test_readme_documents_every_cli_command() -> None:
     readme = (REPO / "README.md").read_text()
     for command in ("aisre up", "aisre demo", "aisre traces show", "aisre journeys runs", "aisre journeys list"):

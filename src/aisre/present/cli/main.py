@@ -68,11 +68,21 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         queue_max_spans: int = typer.Option(200_000, help="Spans queued for the writer before ingest answers 429"),
         max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest OTLP body accepted (413 above)"),
         ingest_workers: int = typer.Option(2, help="Processes decoding OTLP requests; 0 decodes in the server process"),
+        setting: list[str] = typer.Option([], "--setting", "-s", help="NAME=VALUE for any setting (see README); repeatable"),
     ) -> None:
         """Run the server on the embedded store."""
+        extra: dict[str, str] = {}
+        for item in setting:
+            name, sep, value = item.partition("=")
+            if not sep:
+                _fail(f"--setting takes NAME=VALUE; got {item!r}")
+            extra[name.strip()] = value.strip()
         settings = _settings(
-            host=host, port=port, grpc_port=grpc_port, db=db, allow_public_bind=allow_public_bind,
-            queue_max_spans=queue_max_spans, max_body_bytes=max_body_bytes, ingest_workers=ingest_workers,
+            **{
+                "host": host, "port": port, "grpc_port": grpc_port, "db": db,
+                "allow_public_bind": allow_public_bind, "queue_max_spans": queue_max_spans,
+                "max_body_bytes": max_body_bytes, "ingest_workers": ingest_workers, **extra,
+            }
         )
         _run_server(serve, settings, banner=True)
 

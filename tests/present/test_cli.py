@@ -1,0 +1,52 @@
+"""The aisre command against a live server, and its refusals at start-up."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from typer.testing import CliRunner
+
+from aisre.app import run_server
+from aisre.present.cli.main import build_cli
+from tests.conftest import ServerProcess, capture_files
+
+runner = CliRunner()
+cli = build_cli(run_server)
+
+
+def _load(server: ServerProcess) -> None:
+    for path in capture_files("otel-genai"):
+        httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
+                   headers={"Content-Type": "application/x-protobuf"}).raise_for_status()
+
+
+def test_up_refuses_public_bind_and_bad_settings() -> None:
+    result = runner.invoke(cli, ["up", "--host", "0.0.0.0", "--port", "1"])
+    assert result.exit_code == 1
+    assert "refusing to listen on '0.0.0.0'" in result.output
+    result = runner.invoke(cli, ["up", "--setting", "no_such=1"])
+    assert result.exit_code == 1 and "unknown setting 'no_such'" in result.output
+    result = runner.invoke(cli, ["up", "--setting", "commit_max_spans=lots"])
+    assert result.exit_code == 1 and "must be int" in result.output
+
+
+def test_runs_and_trace_commands(server: ServerProcess) -> None:
+    _load(server)
+    result = runner.invoke(cli, ["journeys", "runs", "--url", server.url, "--outcome", "failure", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.output)["items"]
+    assert len(runs) == 1 and runs[0]["journey"] == "ask"
+    result = runner.invoke(cli, ["traces", "show", runs[0]["trace_id"], "--url", server.url])
+    assert result.exit_code == 0, result.output
+    for text in ("POST /ask", "chat gpt-4o-mini", "vector_search docs", "Error code: 500"):
+        assert text in result.output
+    result = runner.invoke(cli, ["journeys", "list", "--url", server.url, "--since", "10000d", "--format", "json"])
+    assert {j["journey"]: j["runs"] for j in json.loads(result.output)["items"]} == {"ask": 20, "triage-agent": 5}
+
+
+def test_errors_are_one_clear_line(server: ServerProcess) -> None:
+    result = runner.invoke(cli, ["traces", "show", "ab" * 16, "--url", server.url])
+    assert result.exit_code == 1 and "404: no trace with id" in result.output
+    result = runner.invoke(cli, ["journeys", "runs", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and "cannot reach aisre" in result.output
