@@ -36,3 +36,14 @@ def test_readme_documents_every_cli_command() -> None:
     readme = (REPO / "README.md").read_text()
     for command in ("aisre up", "aisre demo", "aisre traces show", "aisre journeys runs", "aisre journeys list"):
         assert command in readme, command
+
+
+def test_ruff_clean() -> None:
+    ruff = Path(sys.executable).parent / "ruff"
+    result = subprocess.run([str(ruff), "check", "src", "tests", "bench"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -244,6 +244,16 @@ _NO_VALUES: tuple[Any, ...] = (None,) * len(_SLOT_NAMES)
 ) = range(len(_SLOT_NAMES))
 
 
+# Slots whose column is text: a non-string value there (a number, a list) becomes text.
+_TEXT_SLOTS = frozenset(
+    _SLOT[name]
+    for name in (
+        "journey", "provider", "request_model", "response_model", "prompt_name",
+        "prompt_version", "service_version", "error_type", "tool_name", "user_id", "session_id",
+    )
+)
+
+
 def _known_values(attrs: dict[str, Any]) -> list[Any]:
     """Values of the typed-column attributes present in ``attrs``, first-listed name winning."""
     present = attrs.keys() & _KNOWN
@@ -258,7 +268,7 @@ def _known_values(attrs: dict[str, Any]) -> list[Any]:
         for slot, rank in _KEYMAP[key]:
             if slot not in ranks or rank < ranks[slot]:
                 ranks[slot] = rank
-                values[slot] = value
+                values[slot] = value if type(value) is str or slot not in _TEXT_SLOTS else _text(value)
     return values
 
 
@@ -338,9 +348,13 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
 
     attrs = attributes_dict(span.attributes)
     v = _known_values(attrs)
-    input_tokens = _token_count(v[S_INPUT_TOKENS], "input token count")
-    output_tokens = _token_count(v[S_OUTPUT_TOKENS], "output token count")
-    cached_tokens = _token_count(v[S_CACHED_TOKENS], "cached input token count")
+    input_tokens = output_tokens = cached_tokens = None
+    if v[S_INPUT_TOKENS] is not None:
+        input_tokens = _token_count(v[S_INPUT_TOKENS], "input token count")
+    if v[S_OUTPUT_TOKENS] is not None:
+        output_tokens = _token_count(v[S_OUTPUT_TOKENS], "output token count")
+    if v[S_CACHED_TOKENS] is not None:
+        cached_tokens = _token_count(v[S_CACHED_TOKENS], "cached input token count")
 
     status_code = span.status.code
     status = cv.STATUS_CODES[status_code] if 0 <= status_code < 3 else "unset"
@@ -350,15 +364,15 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     else:
         events_json, exc_type, exc_message = _EMPTY_LIST_JSON, None, None
     http_status = _status_code(v[S_HTTP_STATUS], status_message, exc_message)
-    error_type = _text(v[S_ERROR_TYPE]) or exc_type
+    error_type = v[S_ERROR_TYPE] or exc_type
     if error_type is None and status == "error" and http_status:
         error_type = str(http_status)
 
     operation = _operation(v)
-    request_model = _text(v[S_REQUEST_MODEL])
+    request_model = v[S_REQUEST_MODEL]
     if request_model is None and v[S_INVOCATION] is not None:
         request_model = _invocation_model(v[S_INVOCATION])
-    response_model = _text(v[S_RESPONSE_MODEL])
+    response_model = v[S_RESPONSE_MODEL]
     resend = v[S_RESEND]
     retry_attempt = resend if type(resend) is int and resend > 0 else 0
 
@@ -384,10 +398,10 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         end - start,
         status,
         status_message,
-        _text(v[S_JOURNEY]),
+        v[S_JOURNEY],
         is_root,
         operation,
-        _text(v[S_PROVIDER]),
+        v[S_PROVIDER],
         request_model,
         response_model or request_model,
         input_tokens,
@@ -395,16 +409,16 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         cached_tokens,
         0.0 if operation in LLM_OPERATIONS else None,
         None,
-        _text(v[S_SERVICE_VERSION]) or service_version,
-        _text(v[S_PROMPT_NAME]),
-        _text(v[S_PROMPT_VERSION]),
+        v[S_SERVICE_VERSION] or service_version,
+        v[S_PROMPT_NAME],
+        v[S_PROMPT_VERSION],
         environment,
         http_status,
         retry_attempt,
         error_type,
-        _text(v[S_TOOL_NAME]),
-        _text(v[S_USER_ID]),
-        _text(v[S_SESSION_ID]),
+        v[S_TOOL_NAME],
+        v[S_USER_ID],
+        v[S_SESSION_ID],
         marks_failure,
         orjson.dumps(attrs).decode(),
         resource_json,
