@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
@@ -70,7 +70,7 @@ def _any(value: object) -> AnyValue:
     return AnyValue(string_value=str(value))
 
 
-def _kv(pairs: dict[str, object]) -> list[KeyValue]:
+def _kv(pairs: Mapping[str, object]) -> list[KeyValue]:
     return [KeyValue(key=k, value=_any(v)) for k, v in pairs.items()]
 
 
@@ -114,7 +114,7 @@ class _SpanSpec:
     name: str
     kind: int
     parent: int | None  # index in the trace, None for the root
-    attrs: dict[str, object]
+    attrs: Mapping[str, object]
     genai: bool = False
     error: str | None = None
 
@@ -930,7 +930,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--drain-cap",
         type=float,
-        default=30.0,
+        default=60.0,
+        # Phoenix starts writing ~40 s after a 20 s burst starts; 30 s would see only that stall.
         help="max seconds to wait for Phoenix to write what it acknowledged",
     )
     ap.add_argument("--skip-phoenix", action="store_true")
