@@ -53,6 +53,8 @@ class AisreServer:
             max_wait_ms=settings.commit_max_wait_ms,
             retry_after_s=settings.retry_after_s,
             read_pool_size=settings.read_pool_size,
+            memory_limit=settings.db_memory_limit,
+            checkpoint_mb=settings.checkpoint_mb,
         )
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)

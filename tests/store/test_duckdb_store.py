@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -101,13 +102,13 @@ def test_writer_refuses_when_full_and_never_grows() -> None:
 
     def slow_commit(tables):
         gate.wait(10)
-        committed.append(sum(t.num_rows for t in tables))
+        committed.append(sum(t.num_rows for t in tables))  # the batches are tables here
 
     writer = Writer(slow_commit, max_queued_spans=100, max_commit_spans=1000, max_wait_ms=0)
     table = flatten(journey_request(20)[0], "t").table  # 60 spans
-    first = writer.submit(table)
+    first = writer.submit(table, table.num_rows)
     with pytest.raises(RetryableError) as refused:
-        writer.submit(table)
+        writer.submit(table, table.num_rows)
     assert refused.value.overloaded and "queue is full" in refused.value.message
     assert writer.stats.refused_full == 1
     gate.set()
@@ -127,6 +128,35 @@ def test_commit_failure_is_reported_to_every_waiter_and_writer_lives() -> None:
     writer = Writer(flaky, max_queued_spans=10_000, max_commit_spans=1000, max_wait_ms=0)
     table = flatten(journey_request(2)[0], "t").table
     with pytest.raises(RetryableError, match="disk full"):
-        writer.submit(table).result(10)
-    assert writer.submit(table).result(10) == 6
+        writer.submit(table, table.num_rows).result(10)
+    assert writer.submit(table, table.num_rows).result(10) == 6
     writer.close()
+
+
+def test_late_span_for_a_trace_the_writer_forgot_is_merged(tmp_path: Path) -> None:
+    """After a restart the writer remembers no trace ids: a late root takes the merge path."""
+    request, ids = journey_request(3)
+    table = flatten(request, "t").table
+    store = _store(tmp_path / "forgot.duckdb")
+    store.submit_spans(table.filter(pc.invert(table.column("is_root")))).result(10)
+    store.close()
+    store = _store(tmp_path / "forgot.duckdb")
+    request2, new_ids = journey_request(2)
+    both = pa.concat_tables([table.filter(table.column("is_root")), flatten(request2, "t").table])
+    store.submit_spans(both).result(10)
+    runs = {r["trace_id"]: r for r in store.list_runs(RunQuery("t"))}
+    assert set(runs) == set(ids) | set(new_ids)
+    assert all(r["outcome"] == "success" and r["span_count"] == 3 for r in runs.values())
+    store.close()
+
+
+def test_one_trace_in_two_requests_of_one_commit(tmp_path: Path) -> None:
+    store = _store(tmp_path / "group.duckdb")
+    request, _ = journey_request(5)
+    table = flatten(request, "t").table
+    roots = store.prepare(table.filter(table.column("is_root")))
+    children = store.prepare(table.filter(pc.invert(table.column("is_root"))))
+    store._commit([roots, children])  # what a group commit of the two requests does
+    runs = store.list_runs(RunQuery("t"))
+    assert len(runs) == 5 and all(r["span_count"] == 3 and r["llm_calls"] == 2 for r in runs)
+    store.close()

@@ -31,6 +31,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("commit_max_wait_ms", 5, "How long the writer waits to gather more requests into one commit"),
     Setting("retry_after_s", 1, "Seconds a refused exporter is told to wait (Retry-After / RetryInfo)"),
     Setting("ingest_workers", 2, "Processes that decode and normalize OTLP requests; 0 does it in the server process"),
+    Setting("checkpoint_mb", 256, "WAL size (MiB) at which DuckDB folds it into the database file; larger commits faster, replays longer after a crash"),
+    Setting("db_memory_limit", "2GB", "Memory DuckDB may use for its buffers and queries"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
     Setting("allow_public_bind", False, "Permit binding a non-loopback interface"),
 )
@@ -53,6 +55,8 @@ class Settings:
     commit_max_wait_ms: int = 5
     retry_after_s: int = 1
     ingest_workers: int = 2
+    checkpoint_mb: int = 256
+    db_memory_limit: str = "2GB"
     read_pool_size: int = 4
     allow_public_bind: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

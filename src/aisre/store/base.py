@@ -17,6 +17,10 @@ class Store(Protocol):
         """Queue normalized spans; the future resolves once they are committed."""
         ...
 
+    def submit_prepared(self, prepared: tuple[pa.Table, ...]) -> Future[int]:
+        """Queue what ``prepare`` made of a batch (in a decoder process)."""
+        ...
+
     @property
     def queued_spans(self) -> int: ...
 

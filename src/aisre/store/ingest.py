@@ -14,7 +14,9 @@ import concurrent.futures
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
@@ -25,24 +27,50 @@ from aisre.core.pipeline import EncodedExport, IngestResult
 from aisre.normalize.spans import FlatBatch, flatten
 from aisre.receive.otlp_decode import decode_export
 
+Prepare = Callable[[pa.Table], tuple[pa.Table, ...]]
+
 
 class SpanSink(Protocol):
-    def submit_spans(self, table: pa.Table) -> Future[int]: ...
+    @property
+    def prepare(self) -> Prepare:
+        """A module-level function turning normalized spans into what the writer commits
+        (e.g. spans plus per-trace partials); it runs in the decoder processes."""
+        ...
+
+    def submit_prepared(self, prepared: tuple[pa.Table, ...]) -> Future[int]: ...
 
 
-def decode_and_flatten(export: EncodedExport, tenant: str, max_body_bytes: int) -> FlatBatch:
-    """Decode one export request and normalize its spans."""
-    request = decode_export(export, max_body_bytes)
-    return flatten(request, tenant, time.time_ns())
+@dataclass
+class Prepared:
+    """A decoded, normalized and store-prepared export request."""
+
+    tables: tuple[pa.Table, ...]
+    rejected: int
+    reasons: list[str]
+
+    @property
+    def accepted(self) -> int:
+        return int(self.tables[0].num_rows)
 
 
-def _work(export: EncodedExport, tenant: str, max_body_bytes: int) -> tuple[bytes, int, list[str]]:
-    # Runs in a worker process: the Arrow table travels back as IPC bytes.
-    batch = decode_and_flatten(export, tenant, max_body_bytes)
+def decode_and_prepare(export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare) -> Prepared:
+    """Decode one export request, normalize its spans and prepare them for the store."""
+    batch = flatten(decode_export(export, max_body_bytes), tenant, time.time_ns())
+    tables = prepare(batch.table) if batch.accepted else (batch.table,)
+    return Prepared(tables, batch.rejected, batch.reasons)
+
+
+def _to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.table.schema) as writer:
-        writer.write_table(batch.table)
-    return sink.getvalue().to_pybytes(), batch.rejected, batch.reasons
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _work(export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare) -> tuple[list[bytes], int, list[str]]:
+    # Runs in a decoder process: Arrow tables travel back as IPC bytes.
+    prepared = decode_and_prepare(export, tenant, max_body_bytes, prepare)
+    return [_to_ipc(t) for t in prepared.tables], prepared.rejected, prepared.reasons
 
 
 def _warm(_: int) -> bool:
@@ -87,32 +115,33 @@ class SpanIngest:
                 )
             self._pending += 1
         try:
-            batch = await self._decode(export, tenant)
+            prepared = await self._decode(export, tenant)
         finally:
             with self._lock:
                 self._pending -= 1
-        if batch.accepted:
-            # submit() raises RetryableError at once when the writer's queue is full.
-            await asyncio.wrap_future(self._sink.submit_spans(batch.table))
+        if prepared.accepted:
+            # submit_prepared() raises RetryableError at once when the writer's queue is full.
+            await asyncio.wrap_future(self._sink.submit_prepared(prepared.tables))
         if self._metrics is not None:
-            self._metrics.spans.labels("accepted").inc(batch.accepted)
-            self._metrics.spans.labels("rejected").inc(batch.rejected)
-        return IngestResult(accepted=batch.accepted, rejected=batch.rejected, message=batch.message())
+            self._metrics.spans.labels("accepted").inc(prepared.accepted)
+            self._metrics.spans.labels("rejected").inc(prepared.rejected)
+        message = FlatBatch(prepared.tables[0], prepared.rejected, prepared.reasons).message()
+        return IngestResult(accepted=prepared.accepted, rejected=prepared.rejected, message=message)
 
-    async def _decode(self, export: EncodedExport, tenant: str) -> FlatBatch:
+    async def _decode(self, export: EncodedExport, tenant: str) -> Prepared:
         if self._pool is None:
-            return decode_and_flatten(export, tenant, self._max_body)
+            return decode_and_prepare(export, tenant, self._max_body, self._sink.prepare)
         loop = asyncio.get_running_loop()
         try:
-            ipc, rejected, reasons = await loop.run_in_executor(
-                self._pool, _work, export, tenant, self._max_body
+            payloads, rejected, reasons = await loop.run_in_executor(
+                self._pool, _work, export, tenant, self._max_body, self._sink.prepare
             )
         except concurrent.futures.BrokenExecutor:
             # A decoder died (e.g. killed by the OOM killer): replace the pool, let the sender retry.
             self._pool = self._start_pool()
             raise RetryableError("a decoder process died; retry", self._retry_after, overloaded=False) from None
-        table = pa.ipc.open_stream(ipc).read_all()
-        return FlatBatch(table=table, rejected=rejected, reasons=reasons)
+        tables = tuple(pa.ipc.open_stream(ipc).read_all() for ipc in payloads)
+        return Prepared(tables, rejected, reasons)
 
     def _start_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         # spawn, not fork: the parent has DuckDB and writer threads running.

@@ -12,131 +12,35 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, TimeRange
-from aisre.core.schema import LLM_OPERATIONS
+from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES, aggregate_traces
 from aisre.store.duckdb.writer import Writer, WriterStats
 
-_LLM = ", ".join(f"'{op}'" for op in sorted(LLM_OPERATIONS))
 
-# Per-trace aggregates of one group-committed batch, merged into `traces`. Counts add up;
-# root-span fields are taken from whichever batch carries the root, so a root that
-# arrives after its children completes the run without counting anything twice.
-_UPSERT_TRACES = f"""
-INSERT INTO traces
-SELECT
-    tenant,
-    trace_id,
-    max(journey) AS journey_attr,
-    bool_or(is_root) AS has_root,
-    min(span_id) FILTER (WHERE is_root),
-    min(name) FILTER (WHERE is_root),
-    min(service) FILTER (WHERE is_root),
-    min(start_ns) FILTER (WHERE is_root),
-    max(end_ns) FILTER (WHERE is_root),
-    min(start_ns),
-    max(end_ns),
-    bool_or(marks_failure),
-    arg_min(
-        coalesce(nullif(status_message, ''), error_type, 'HTTP ' || http_status::VARCHAR, 'aisre.outcome=failure'),
-        start_ns
-    ) FILTER (WHERE marks_failure),
-    count(*),
-    count(*) FILTER (WHERE status = 'error'),
-    count(*) FILTER (WHERE operation IN ({_LLM})),
-    count(*) FILTER (WHERE operation IN ({_LLM}) AND status = 'error'),
-    count(*) FILTER (WHERE operation = 'execute_tool'),
-    count(*) FILTER (WHERE operation = 'retrieval'),
-    count(*) FILTER (WHERE operation = 'agent'),
-    count(*) FILTER (WHERE retry_attempt > 0),
-    coalesce(sum(input_tokens), 0),
-    coalesce(sum(output_tokens), 0),
-    coalesce(sum(cached_input_tokens), 0),
-    coalesce(sum(cost_usd), 0),
-    coalesce(min(service_version) FILTER (WHERE is_root), min(service_version)),
-    coalesce(min(prompt_name) FILTER (WHERE is_root), min(prompt_name)),
-    coalesce(min(prompt_version) FILTER (WHERE is_root), min(prompt_version)),
-    min(deployment_environment),
-    list_distinct(list(response_model) FILTER (WHERE response_model IS NOT NULL)),
-    min(user_id),
-    min(session_id),
-    min(received_ns),
-    max(received_ns)
-FROM batch
-GROUP BY tenant, trace_id
-ON CONFLICT (tenant, trace_id) DO UPDATE SET
-    journey_attr = coalesce(traces.journey_attr, excluded.journey_attr),
-    has_root = traces.has_root OR excluded.has_root,
-    root_span_id = coalesce(traces.root_span_id, excluded.root_span_id),
-    root_name = coalesce(traces.root_name, excluded.root_name),
-    root_service = coalesce(traces.root_service, excluded.root_service),
-    root_start_ns = coalesce(traces.root_start_ns, excluded.root_start_ns),
-    root_end_ns = coalesce(traces.root_end_ns, excluded.root_end_ns),
-    start_ns = least(traces.start_ns, excluded.start_ns),
-    end_ns = greatest(traces.end_ns, excluded.end_ns),
-    failed = traces.failed OR excluded.failed,
-    failure_reason = coalesce(traces.failure_reason, excluded.failure_reason),
-    span_count = traces.span_count + excluded.span_count,
-    error_spans = traces.error_spans + excluded.error_spans,
-    llm_calls = traces.llm_calls + excluded.llm_calls,
-    llm_errors = traces.llm_errors + excluded.llm_errors,
-    tool_calls = traces.tool_calls + excluded.tool_calls,
-    retrieval_calls = traces.retrieval_calls + excluded.retrieval_calls,
-    agent_steps = traces.agent_steps + excluded.agent_steps,
-    retries = traces.retries + excluded.retries,
-    input_tokens = traces.input_tokens + excluded.input_tokens,
-    output_tokens = traces.output_tokens + excluded.output_tokens,
-    cached_input_tokens = traces.cached_input_tokens + excluded.cached_input_tokens,
-    cost_usd = traces.cost_usd + excluded.cost_usd,
-    service_version = CASE WHEN excluded.has_root AND NOT traces.has_root
-        THEN coalesce(excluded.service_version, traces.service_version)
-        ELSE coalesce(traces.service_version, excluded.service_version) END,
-    prompt_name = CASE WHEN excluded.has_root AND NOT traces.has_root
-        THEN coalesce(excluded.prompt_name, traces.prompt_name)
-        ELSE coalesce(traces.prompt_name, excluded.prompt_name) END,
-    prompt_version = CASE WHEN excluded.has_root AND NOT traces.has_root
-        THEN coalesce(excluded.prompt_version, traces.prompt_version)
-        ELSE coalesce(traces.prompt_version, excluded.prompt_version) END,
-    environment = coalesce(traces.environment, excluded.environment),
-    models = list_distinct(list_concat(traces.models, excluded.models)),
-    user_id = coalesce(traces.user_id, excluded.user_id),
-    session_id = coalesce(traces.session_id, excluded.session_id),
-    first_received_ns = least(traces.first_received_ns, excluded.first_received_ns),
-    last_received_ns = greatest(traces.last_received_ns, excluded.last_received_ns)
-"""
+def prepare_batch(spans: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """What the writer needs for a batch: its spans and their per-trace partials."""
+    return spans, aggregate_traces(spans)
 
-# A retry repeats a model call under the same parent after a failed sibling. When the
-# sibling came in another batch, only the stored spans can tell, so traces with failed
-# model calls get their retry count recomputed from their spans (failures are rare, and
-# the time bounds let DuckDB's zone maps skip the rest of the table).
-_RECOUNT_RETRIES = f"""
-WITH touched AS (
-    SELECT t.tenant, t.trace_id, t.start_ns, t.end_ns
-    FROM traces t
-    SEMI JOIN (SELECT DISTINCT tenant, trace_id FROM batch WHERE operation IN ({_LLM})) b
-        ON t.tenant = b.tenant AND t.trace_id = b.trace_id
-    WHERE t.llm_errors > 0
-),
-calls AS (
-    SELECT s.tenant, s.trace_id, s.retry_attempt,
-        count(*) FILTER (WHERE s.status = 'error') OVER (
-            PARTITION BY s.tenant, s.trace_id, s.parent_span_id, s.operation, s.request_model
-            ORDER BY s.start_ns ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-        ) AS failed_before
-    FROM spans s
-    SEMI JOIN touched ON s.tenant = touched.tenant AND s.trace_id = touched.trace_id
-    WHERE s.operation IN ({_LLM})
-      AND s.start_ns BETWEEN (SELECT min(start_ns) FROM touched) AND (SELECT max(end_ns) FROM touched)
-),
-counted AS (
-    SELECT tenant, trace_id, count(*) FILTER (WHERE failed_before > 0 OR retry_attempt > 0) AS retries
-    FROM calls GROUP BY tenant, trace_id
-)
-UPDATE traces SET retries = counted.retries
-FROM counted
-WHERE traces.tenant = counted.tenant AND traces.trace_id = counted.trace_id
-"""
+
+class RecentKeys:
+    """Trace keys the writer inserted lately, in two generations so memory stays bounded."""
+
+    def __init__(self, per_generation: int = 250_000) -> None:
+        self._limit = per_generation
+        self._current: set[str] = set()
+        self._previous: set[str] = set()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._current or key in self._previous
+
+    def add_all(self, keys: list[str]) -> None:
+        self._current.update(keys)
+        if len(self._current) > self._limit:
+            self._previous, self._current = self._current, set()
+
 
 _RUN_COLUMNS = """
     trace_id, journey, outcome, failure_reason, run_start_ns, duration_ns, has_root,
@@ -162,16 +66,22 @@ class DuckDBStore:
         retry_after_s: float = 1.0,
         read_pool_size: int = 4,
         memory_limit: str | None = None,
+        checkpoint_mb: int | None = None,
     ) -> None:
         self.path = path
         config: dict[str, Any] = {}
         if memory_limit:
             config["memory_limit"] = memory_limit
+        if checkpoint_mb:
+            # Checkpoints recompress the tables; at the 16 MiB default they dominate
+            # commit time under steady ingest.
+            config["checkpoint_threshold"] = f"{checkpoint_mb}MB"
         self._conn = duckdb.connect(path, config=config)
         self._migrate()
         self._readers: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         for _ in range(max(1, read_pool_size)):
             self._readers.put(self._conn.cursor())
+        self._recent = RecentKeys()
         self._writer = Writer(
             self._commit,
             max_queued_spans=max_queued_spans,
@@ -233,26 +143,77 @@ class DuckDBStore:
     def queued_spans(self) -> int:
         return self._writer.queued_spans
 
+    # A module-level function, so decoder processes can run it (see store/ingest.py).
+    prepare = staticmethod(prepare_batch)
+
+    def submit_prepared(self, prepared: tuple[pa.Table, ...]) -> Future[int]:
+        """Queue a prepared batch (spans, trace partials); resolves once committed."""
+        return self._writer.submit(prepared, prepared[0].num_rows)
+
     def submit_spans(self, table: pa.Table) -> Future[int]:
         """Queue normalized spans; the future resolves once they are committed."""
-        return self._writer.submit(table)
+        return self.submit_prepared(prepare_batch(table))
 
-    def _commit(self, tables: list[pa.Table]) -> None:
-        batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        conn = self._conn
-        conn.register("batch", batch)
+    def _commit(self, batches: list[tuple[pa.Table, ...]]) -> None:
+        spans = [b[0] for b in batches]
+        parts = [b[1] for b in batches]
         try:
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                conn.execute("INSERT INTO spans SELECT * FROM batch")
-                conn.execute(_UPSERT_TRACES)
-                conn.execute(_RECOUNT_RETRIES)
-                conn.execute("COMMIT")
-            except Exception:
-                conn.execute("ROLLBACK")
-                raise
+            self._transaction(spans, parts, trust_recent=True)
+        except duckdb.ConstraintException:
+            # A trace older than the recent-id memory got a late span: merge everything.
+            self._transaction(spans, parts, trust_recent=False)
+
+    def _transaction(self, spans: list[pa.Table], parts: list[pa.Table], trust_recent: bool) -> None:
+        conn = self._conn
+        batch = spans[0] if len(spans) == 1 else pa.concat_tables(spans)
+        conn.register("batch", batch)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute("INSERT INTO spans SELECT * FROM batch")
+            new_keys = self._merge_traces(parts, trust_recent)
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
         finally:
-            conn.unregister("batch")
+            for view in ("batch", "parts"):
+                with contextlib.suppress(duckdb.Error):
+                    conn.unregister(view)
+        self._recent.add_all(new_keys)
+
+    def _merge_traces(self, parts: list[pa.Table], trust_recent: bool) -> list[str]:
+        """Insert partials of traces not seen before, merge the rest; returns the new keys.
+
+        A plain insert costs a fraction of DuckDB's ON CONFLICT path, and almost every
+        trace in a batch is new, so traces the writer remembers go to the merge and the
+        others are inserted; a wrong guess raises ConstraintException and the caller
+        redoes the transaction with merges only.
+        """
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        keys = [f"{t}\x00{i}" for t, i in zip(table.column("tenant").to_pylist(), table.column("trace_id").to_pylist(), strict=True)]
+        if len(set(keys)) != len(keys):
+            # The same trace in two requests of one group commit: merge one request at a time.
+            for part in parts:
+                self._register_and_run("parts", part, MERGE_TRACES)
+            return keys
+        if not trust_recent:
+            self._register_and_run("parts", table, MERGE_TRACES)
+            return keys
+        known = [key in self._recent for key in keys]
+        if any(known):
+            mask = pa.array(known)
+            self._register_and_run("parts", table.filter(mask), MERGE_TRACES)
+            table = table.filter(pc.invert(mask))
+        if table.num_rows:
+            self._register_and_run("parts", table, INSERT_TRACES)
+        return keys
+
+    def _register_and_run(self, name: str, table: pa.Table, sql: str) -> None:
+        # On failure the view stays registered: an aborted transaction refuses even
+        # unregister, so _transaction drops views after its ROLLBACK.
+        self._conn.register(name, table)
+        self._conn.execute(sql)
+        self._conn.unregister(name)
 
     # -- reads ---------------------------------------------------------------------
 

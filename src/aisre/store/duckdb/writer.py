@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-
-import pyarrow as pa
+from typing import Any
 
 from aisre.core.errors import RetryableError
 
 log = logging.getLogger(__name__)
 
-CommitFn = Callable[[list[pa.Table]], None]
+CommitFn = Callable[[list[Any]], None]
 
 
 @dataclass
@@ -59,7 +58,7 @@ class Writer:
         self._max_commit = max_commit_spans
         self._max_wait = max_wait_ms / 1000.0
         self._retry_after = retry_after_s
-        self._queue: queue.SimpleQueue[tuple[pa.Table, Future[int]] | _Stop] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Any, int, Future[int]] | _Stop] = queue.SimpleQueue()
         self._queued_spans = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -71,9 +70,8 @@ class Writer:
     def queued_spans(self) -> int:
         return self._queued_spans
 
-    def submit(self, table: pa.Table) -> Future[int]:
-        """Queue a batch; the future resolves with its row count once committed."""
-        rows = table.num_rows
+    def submit(self, batch: Any, rows: int) -> Future[int]:
+        """Queue a batch of ``rows`` spans; the future resolves with ``rows`` once committed."""
         with self._lock:
             if self._closed:
                 raise RetryableError("the store is shutting down", self._retry_after, overloaded=False)
@@ -87,7 +85,7 @@ class Writer:
                 )
             self._queued_spans += rows
         future: Future[int] = Future()
-        self._queue.put((table, future))
+        self._queue.put((batch, rows, future))
         return future
 
     def close(self, timeout: float = 30.0) -> None:
@@ -106,7 +104,7 @@ class Writer:
             if isinstance(first, _Stop):
                 break
             group = [first]
-            rows = first[0].num_rows
+            rows = first[1]
             deadline = time.monotonic() + self._max_wait
             while rows < self._max_commit:
                 timeout = deadline - time.monotonic()
@@ -118,24 +116,24 @@ class Writer:
                     stopping = True
                     break
                 group.append(item)
-                rows += item[0].num_rows
+                rows += item[1]
             self._write(group, rows)
 
-    def _write(self, group: list[tuple[pa.Table, Future[int]]], rows: int) -> None:
+    def _write(self, group: list[tuple[Any, int, Future[int]]], rows: int) -> None:
         started = time.perf_counter()
         try:
-            self._commit([table for table, _ in group])
+            self._commit([batch for batch, _, _ in group])
         except Exception as exc:  # answer every waiter; the thread must live on
             self.stats.failed_commits += 1
             log.exception("commit of %d spans failed", rows)
             error = RetryableError(f"the store could not commit: {exc}", self._retry_after, overloaded=False)
-            for _, future in group:
+            for _, _, future in group:
                 future.set_exception(error)
         else:
             self.stats.commits += 1
             self.stats.spans_committed += rows
-            for table, future in group:
-                future.set_result(table.num_rows)
+            for _, batch_rows, future in group:
+                future.set_result(batch_rows)
         finally:
             self.stats.last_commit_seconds = time.perf_counter() - started
             with self._lock:

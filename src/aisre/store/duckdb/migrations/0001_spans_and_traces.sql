@@ -76,6 +76,10 @@ CREATE TABLE traces (
     prompt_version VARCHAR,
     environment VARCHAR,
     models VARCHAR[],
+    -- Model calls in brief (parent, operation/model, start, end, failed, resend): enough
+    -- to recognise a retry whose failed sibling came in another batch, without
+    -- reading spans back.
+    llm_call_log STRUCT(p VARCHAR, m VARCHAR, s BIGINT, e BIGINT, f BOOLEAN, r INTEGER)[],
     user_id VARCHAR,
     session_id VARCHAR,
     first_received_ns BIGINT NOT NULL,
@@ -92,5 +96,5 @@ SELECT
     failure_reason,
     coalesce(root_start_ns, start_ns) AS run_start_ns,
     coalesce(root_end_ns, end_ns) - coalesce(root_start_ns, start_ns) AS duration_ns,
-    * EXCLUDE (tenant, trace_id, failure_reason)
+    * EXCLUDE (tenant, trace_id, failure_reason, llm_call_log)
 FROM traces;
