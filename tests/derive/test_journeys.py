@@ -22,7 +22,8 @@ def test_pages_cover_every_run_once(tmp_path: Path) -> None:
     for i in range(5):
         request, ids = journey_request(5, start_ns=base + i * 10**9, journey="ask" if i % 2 else "agent")
         all_ids += ids
-        store.submit_spans(flatten(request, "t").table).result(10)
+        b = flatten(request, "t")
+        store.submit_spans(b.table, b.resources).result(10)
     seen: list[str] = []
     after = None
     pages = 0

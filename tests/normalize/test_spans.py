@@ -87,7 +87,7 @@ def test_release_and_prompt_columns(capture: str) -> None:
 
 def test_json_rendering_equals_protobuf() -> None:
     for capture in CAPTURES:
-        raw = _capture_table(capture, "raw").drop(["received_ns"])
+        raw = _capture_table(capture, "raw").drop(["received_ns"])  # resource ids are content hashes
         rendered = _capture_table(capture, "json").drop(["received_ns"])
         assert raw.to_pylist() == rendered.to_pylist()
 
@@ -101,12 +101,14 @@ def test_cached_tokens_from_openllmetry() -> None:
 def test_every_attribute_is_kept_whole() -> None:
     path = capture_files("openllmetry")[0]
     request = parse_request(path.read_bytes(), "protobuf")
-    table = flatten(request, "t").table
+    batch = flatten(request, "t")
     first = request.resource_spans[0].scope_spans[0].spans[0]
-    row = table.slice(0, 1).to_pylist()[0]
+    row = batch.table.slice(0, 1).to_pylist()[0]
     attrs = orjson.loads(row["attributes"])
     assert set(attrs) == {kv.key for kv in first.attributes}
-    resource = orjson.loads(row["resource"])
+    resources = {r["resource_id"]: orjson.loads(r["resource"]) for r in batch.resources.to_pylist()}
+    resource = resources[row["resource_id"]]
+    assert {kv.key for kv in request.resource_spans[0].resource.attributes} == set(resource)
     assert resource["service.instance.id"]
 
 

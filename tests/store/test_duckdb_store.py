@@ -26,7 +26,8 @@ def _store(path: Path, **kw) -> DuckDBStore:
 def test_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -> None:
     store = _store(tmp_path / "a.duckdb")
     request, ids = journey_request(5)
-    store.submit_spans(flatten(request, "t").table).result(10)
+    b = flatten(request, "t")
+    store.submit_spans(b.table, b.resources).result(10)
     assert store.schema_version() == 1
     store.close()
     store.close()  # idempotent
@@ -40,17 +41,18 @@ def test_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -> None:
 def test_late_root_completes_the_run_without_double_counting(tmp_path: Path) -> None:
     store = _store(tmp_path / "late.duckdb")
     request, ids = journey_request(4)
-    table = flatten(request, "t").table
+    flat = flatten(request, "t")
+    table, res = flat.table, flat.resources
     roots = table.filter(table.column("is_root"))
     children = table.filter(pc.invert(table.column("is_root")))
-    store.submit_spans(children).result(10)
+    store.submit_spans(children, res).result(10)
     early = {r["trace_id"]: r for r in store.list_runs(RunQuery("t"))}
     assert {r["outcome"] for r in early.values()} == {"incomplete"}
     assert all(r["llm_calls"] == 2 for r in early.values())
     run, spans = store.get_trace("t", ids[0])
     assert len(spans) == 2 and not run["has_root"]
 
-    store.submit_spans(roots).result(10)
+    store.submit_spans(roots, res).result(10)
     runs = {r["trace_id"]: r for r in store.list_runs(RunQuery("t"))}
     for run in runs.values():
         assert (run["journey"], run["outcome"]) == ("ask", "success")
@@ -63,10 +65,10 @@ def test_late_root_completes_the_run_without_double_counting(tmp_path: Path) -> 
 def test_capture_sent_span_by_span_in_reverse_gives_same_runs(tmp_path: Path) -> None:
     """The worst case for late spans: every span in its own commit, children before roots."""
     store = _store(tmp_path / "rev.duckdb")
-    tables = [flatten(parse_request(p.read_bytes(), "protobuf"), "t").table for p in capture_files("otel-genai")]
-    rows = [t.slice(i, 1) for t in tables for i in range(t.num_rows)]
-    for row in reversed(rows):
-        store.submit_spans(row).result(10)
+    flats = [flatten(parse_request(p.read_bytes(), "protobuf"), "t") for p in capture_files("otel-genai")]
+    rows = [(f.table.slice(i, 1), f.resources) for f in flats for i in range(f.table.num_rows)]
+    for row, res in reversed(rows):
+        store.submit_spans(row, res).result(10)
     truth = capture_truth("otel-genai")["driver"]
     summaries = {s["journey"]: s for s in store.journey_summaries(TimeRange("t"))}
     assert {k: v["runs"] for k, v in summaries.items()} == truth["journeys"]
@@ -78,7 +80,8 @@ def test_capture_sent_span_by_span_in_reverse_gives_same_runs(tmp_path: Path) ->
 def test_tenants_do_not_see_each_other(tmp_path: Path) -> None:
     store = _store(tmp_path / "ten.duckdb")
     request, ids = journey_request(2)
-    store.submit_spans(flatten(request, "a").table).result(10)
+    b = flatten(request, "a")
+    store.submit_spans(b.table, b.resources).result(10)
     assert store.list_runs(RunQuery("b")) == []
     with pytest.raises(NotFound):
         store.get_trace("b", ids[0])
@@ -88,7 +91,8 @@ def test_tenants_do_not_see_each_other(tmp_path: Path) -> None:
 
 def test_close_commits_everything_already_accepted(tmp_path: Path) -> None:
     store = _store(tmp_path / "drain.duckdb")
-    futures = [store.submit_spans(flatten(journey_request(20)[0], "t").table) for _ in range(10)]
+    batches = [flatten(journey_request(20)[0], "t") for _ in range(10)]
+    futures = [store.submit_spans(b.table, b.resources) for b in batches]
     store.close()
     assert all(f.result(0) == 60 for f in futures)
     again = _store(tmp_path / "drain.duckdb")
@@ -136,14 +140,15 @@ def test_commit_failure_is_reported_to_every_waiter_and_writer_lives() -> None:
 def test_late_span_for_a_trace_the_writer_forgot_is_merged(tmp_path: Path) -> None:
     """After a restart the writer remembers no trace ids: a late root takes the merge path."""
     request, ids = journey_request(3)
-    table = flatten(request, "t").table
+    flat = flatten(request, "t")
+    table = flat.table
     store = _store(tmp_path / "forgot.duckdb")
-    store.submit_spans(table.filter(pc.invert(table.column("is_root")))).result(10)
+    store.submit_spans(table.filter(pc.invert(table.column("is_root"))), flat.resources).result(10)
     store.close()
     store = _store(tmp_path / "forgot.duckdb")
     request2, new_ids = journey_request(2)
     both = pa.concat_tables([table.filter(table.column("is_root")), flatten(request2, "t").table])
-    store.submit_spans(both).result(10)
+    store.submit_spans(both, flat.resources).result(10)
     runs = {r["trace_id"]: r for r in store.list_runs(RunQuery("t"))}
     assert set(runs) == set(ids) | set(new_ids)
     assert all(r["outcome"] == "success" and r["span_count"] == 3 for r in runs.values())
@@ -153,9 +158,10 @@ def test_late_span_for_a_trace_the_writer_forgot_is_merged(tmp_path: Path) -> No
 def test_one_trace_in_two_requests_of_one_commit(tmp_path: Path) -> None:
     store = _store(tmp_path / "group.duckdb")
     request, _ = journey_request(5)
-    table = flatten(request, "t").table
-    roots = store.prepare(table.filter(table.column("is_root")))
-    children = store.prepare(table.filter(pc.invert(table.column("is_root"))))
+    flat = flatten(request, "t")
+    table = flat.table
+    roots = store.prepare(table.filter(table.column("is_root")), flat.resources)
+    children = store.prepare(table.filter(pc.invert(table.column("is_root"))), flat.resources)
     store._commit([roots, children])  # what a group commit of the two requests does
     runs = store.list_runs(RunQuery("t"))
     assert len(runs) == 5 and all(r["span_count"] == 3 and r["llm_calls"] == 2 for r in runs)

@@ -55,13 +55,19 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     Column("session_id", "str", "session.id"),
     Column("marks_failure", "bool", "This span judges its journey run failed (root error, root 5xx, aisre.outcome=failure)"),
     Column("attributes", "json", "Every span attribute, whole"),
-    Column("resource", "json", "Every resource attribute, whole"),
+    Column("resource_id", "int", "Hash of the resource's attributes; the resource itself, whole, is in `resources`"),
     Column("events", "json", "Span events with their attributes"),
     Column("links", "json", "Span links"),
     Column("received_ns", "int", "When aisre accepted the span"),
 )
 
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in SPAN_COLUMNS)
+
+# A resource (service.name, versions, host, SDK…) is the same for every span of an
+# exporter, so it is stored once and spans refer to it.
+RESOURCE_ARROW_SCHEMA: pa.Schema = pa.schema(
+    [pa.field("tenant", pa.string()), pa.field("resource_id", pa.int64()), pa.field("resource", pa.string())]
+)
 
 _ARROW_TYPES: dict[ColumnKind, pa.DataType] = {
     "str": pa.string(),

@@ -8,6 +8,7 @@ Spans that are unusable are rejected one by one with a reason; the rest go on.
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,12 @@ import orjson
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from aisre.core.schema import LLM_OPERATIONS, SPAN_ARROW_SCHEMA, SPAN_COLUMN_NAMES
+from aisre.core.schema import (
+    LLM_OPERATIONS,
+    RESOURCE_ARROW_SCHEMA,
+    SPAN_ARROW_SCHEMA,
+    SPAN_COLUMN_NAMES,
+)
 from aisre.normalize import conventions as cv
 
 _ZERO_TRACE = b"\x00" * 16
@@ -33,6 +39,7 @@ class FlatBatch:
     table: pa.Table
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+    resources: pa.Table | None = None
 
     @property
     def accepted(self) -> int:
@@ -282,14 +289,18 @@ def flatten(
     rejected = 0
     reasons: list[str] = []
 
+    resources: dict[int, str] = {}
     for resource_spans in request.resource_spans:
         resource = attributes_dict(resource_spans.resource.attributes)
+        resource_json = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+        resource_id = int.from_bytes(hashlib.blake2b(resource_json, digest_size=8).digest(), "big", signed=True)
+        resources[resource_id] = resource_json.decode()
         context = (
             tenant,
             _text(resource.get(cv.SERVICE_NAME)) or "unknown_service",
             _text(_first(resource, cv.SERVICE_VERSION)),
             _text(_first(resource, cv.ENVIRONMENT)),
-            orjson.dumps(resource).decode(),
+            resource_id,
             received,
         )
         for scope_spans in resource_spans.scope_spans:
@@ -305,7 +316,11 @@ def flatten(
     columns = {name: list(values) for name, values in zip(SPAN_COLUMN_NAMES, zip(*rows, strict=True), strict=True)} if rows else {name: [] for name in SPAN_COLUMN_NAMES}
     _mark_sibling_retries(columns)
     table = pa.Table.from_pydict(columns, schema=SPAN_ARROW_SCHEMA)
-    return FlatBatch(table=table, rejected=rejected, reasons=reasons)
+    resource_table = pa.Table.from_pydict(
+        {"tenant": [tenant] * len(resources), "resource_id": list(resources), "resource": list(resources.values())},
+        schema=RESOURCE_ARROW_SCHEMA,
+    )
+    return FlatBatch(table=table, rejected=rejected, reasons=reasons, resources=resource_table)
 
 
 def _describe(span: Any, reason: str) -> str:
@@ -329,7 +344,7 @@ def _token_count(raw: Any, label: str) -> int | None:
 
 
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
-    tenant, service, service_version, environment, resource_json, received = context
+    tenant, service, service_version, environment, resource_id, received = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise _BadSpan(f"trace_id must be 16 non-zero bytes, got {len(trace_id)} byte(s)")
@@ -421,7 +436,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         v[S_SESSION_ID],
         marks_failure,
         orjson.dumps(attrs).decode(),
-        resource_json,
+        resource_id,
         events_json,
         _links(span) if span.links else _EMPTY_LIST_JSON,
         received,

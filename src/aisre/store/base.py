@@ -13,8 +13,8 @@ from aisre.core.model import RunQuery, TimeRange
 class Store(Protocol):
     backend: str
 
-    def submit_spans(self, table: pa.Table) -> Future[int]:
-        """Queue normalized spans; the future resolves once they are committed."""
+    def submit_spans(self, spans: pa.Table, resources: pa.Table) -> Future[int]:
+        """Queue normalized spans and their resources; resolves once committed."""
         ...
 
     def submit_prepared(self, prepared: tuple[pa.Table, ...]) -> Future[int]:

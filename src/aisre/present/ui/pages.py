@@ -1,10 +1,241 @@
-"""Web UI pages (server-rendered)."""
+"""Web UI pages (server-rendered with Jinja2; no JS framework, nothing from a CDN).
+
+Handlers are thin: they parse query parameters, call the ``derive`` functions the REST API
+uses, and render a template. Errors from the lower layers become HTML error pages here
+(the app-wide handlers answer JSON, which is right for the API but not for a browser).
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from aisre.core.errors import NotFound, PermanentError, RetryableError
+from aisre.core.model import OUTCOMES, RunQuery, TimeRange
+from aisre.core.timefmt import parse_time
+from aisre.derive import journeys
+from aisre.present.api.context import AppContext
+from aisre.present.ui import format as fmt
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+SINCE_CHOICES = ("1h", "24h", "7d", "30d", "all")
+DEFAULT_SINCE = "all"  # the API's default too; a fixed look-back would hide older data
+PAGE_SIZE = 50
+REFRESH_SECONDS = 5
+
+# Defence in depth behind autoescaping: no inline or third-party script can run.
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@functools.cache
+def _env() -> Environment:
+    # Built on first render, not at import (house rule: nothing happens at import time).
+    env = Environment(
+        loader=PackageLoader("aisre.present.ui", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        duration=fmt.duration,
+        percent=fmt.percent,
+        number=fmt.number,
+        money=fmt.money,
+        utc=fmt.utc,
+        ago=fmt.ago,
+        pretty=fmt.pretty,
+        compact=fmt.compact,
+        op_class=fmt.op_class,
+        urlpart=lambda value: quote(str(value), safe=""),
+    )
+    return env
+
+
+def _ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def _url(request: Request, path: str | None = None, **changes: Any) -> str:
+    """This page's URL (or ``path``) with query parameters changed; None or '' drops one."""
+    params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    params.update(changes)
+    kept = {k: v for k, v in params.items() if v not in (None, "")}
+    query = urlencode(kept)
+    return (path or request.url.path) + (f"?{query}" if query else "")
+
+
+def _render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    page = _env().get_template(template).render(
+        request=request,
+        url=functools.partial(_url, request),
+        now=datetime.now(UTC),
+        tenant=_ctx(request).tenant_for(request),
+        **context,
+    )
+    headers = {"Content-Security-Policy": _CSP, "Cache-Control": "no-store"}
+    return HTMLResponse(page, status_code=status_code, headers=headers)
+
+
+def _page(handler: Handler) -> Handler:
+    """Turn the lower layers' errors into HTML pages rather than the API's JSON."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except NotFound as exc:
+            return _error(request, 404, "Not found", exc.message)
+        except PermanentError as exc:
+            return _error(request, 400, "Bad request", exc.message)
+        except RetryableError as exc:
+            response = _error(request, 503, "Busy", exc.message)
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+            return response
+
+    return wrapped
+
+
+def _error(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+    context = {"status": status, "title": title, "message": message}
+    return _render(request, "error.html", context, status_code=status)
+
+
+def _since(request: Request) -> tuple[str, int | None]:
+    """The look-back the page shows: its label and the lower bound in Unix ns (None = all)."""
+    raw = (request.query_params.get("since") or DEFAULT_SINCE).strip()
+    if raw == "all":
+        return raw, None
+    return raw, parse_time(raw, time.time_ns(), "since")
+
+
+def _endpoints(request: Request) -> dict[str, str | None]:
+    """Where to send data, as this server was reached, for the empty state."""
+    settings = _ctx(request).settings
+    base = str(request.base_url).rstrip("/")
+    grpc = f"{request.url.hostname}:{settings.grpc_port}" if settings.grpc_port else None
+    return {"http": f"{base}/v1/traces", "grpc": grpc}
+
+
+async def journeys_page(request: Request) -> Response:
+    """Journeys: runs, failure rate, latency, tokens, LLM calls, retries, last seen."""
+    since, since_ns = _since(request)
+    ctx = _ctx(request)
+    r = TimeRange(tenant=ctx.tenant_for(request), since_ns=since_ns)
+    items = await run_in_threadpool(journeys.journey_summaries, ctx.store, r)
+    context = {
+        "nav": "journeys",
+        "items": items,
+        "since": since,
+        "since_choices": SINCE_CHOICES,
+        "endpoints": _endpoints(request),
+        "refresh": REFRESH_SECONDS,
+    }
+    return _render(request, "journeys.html", context)
+
+
+def _run_query(request: Request, journey: str | None) -> RunQuery:
+    params = request.query_params
+    cursor = params.get("cursor")
+    _, since_ns = _since(request)
+    return RunQuery(
+        tenant=_ctx(request).tenant_for(request),
+        journey=journey,
+        outcome=params.get("outcome") or None,
+        since_ns=since_ns,
+        service_version=(params.get("service_version") or "").strip() or None,
+        model=(params.get("model") or "").strip() or None,
+        limit=PAGE_SIZE,
+        after=journeys.decode_cursor(cursor) if cursor else None,
+    )
+
+
+async def _runs_context(request: Request, journey: str | None) -> dict[str, Any]:
+    ctx = _ctx(request)
+    q = _run_query(request, journey)
+    page = await run_in_threadpool(journeys.list_runs, ctx.store, q)
+    next_cursor = page["next_cursor"]
+    # All-time names for the journey filter; cheap (one row per journey).
+    every = await run_in_threadpool(
+        journeys.journey_summaries, ctx.store, TimeRange(tenant=q.tenant)
+    )
+    return {
+        "runs": page["items"],
+        "older_url": _url(request, cursor=next_cursor) if next_cursor else None,
+        "first_page": not request.query_params.get("cursor"),
+        "newest_url": _url(request),
+        "query": q,
+        "since": _since(request)[0],
+        "since_choices": SINCE_CHOICES,
+        "outcomes": OUTCOMES,
+        "journey_names": sorted(item["journey"] for item in every),
+        "all_summaries": every,
+        "refresh": REFRESH_SECONDS,
+    }
+
+
+async def runs_page(request: Request) -> Response:
+    """Runs, newest first, filtered by journey, outcome, version, model and time."""
+    context = await _runs_context(request, request.query_params.get("journey") or None)
+    context.update(nav="runs", journey=None, summary=None)
+    return _render(request, "runs.html", context)
+
+
+async def journey_page(request: Request) -> Response:
+    """One journey: its summary numbers over the range, then its runs."""
+    name = request.path_params["journey"]
+    context = await _runs_context(request, name)
+    ctx = _ctx(request)
+    _, since_ns = _since(request)
+    if not any(item["journey"] == name for item in context["all_summaries"]):
+        raise NotFound(f"no journey named {name!r} has any runs yet")
+    in_range = await run_in_threadpool(
+        journeys.journey_summaries,
+        ctx.store,
+        TimeRange(tenant=ctx.tenant_for(request), since_ns=since_ns),
+    )
+    summary = next((item for item in in_range if item["journey"] == name), None)
+    context.update(nav="journeys", journey=name, summary=summary)
+    return _render(request, "runs.html", context)
+
+
+async def trace_page(request: Request) -> Response:
+    """One trace as a waterfall, with each span's GenAI details in a <details> block."""
+    ctx = _ctx(request)
+    doc = await run_in_threadpool(
+        journeys.get_trace, ctx.store, ctx.tenant_for(request), request.path_params["trace_id"]
+    )
+    context = {"nav": "runs", "trace": doc, "waterfall": fmt.waterfall(doc)}
+    return _render(request, "trace.html", context)
 
 
 def ui_routes() -> list[BaseRoute]:
     """Routes of the web UI."""
-    return []
+    static = StaticFiles(packages=[("aisre.present.ui", "static")])
+    return [
+        Route("/", _page(journeys_page), methods=["GET"], include_in_schema=False),
+        Route("/runs", _page(runs_page), methods=["GET"], include_in_schema=False),
+        Route(
+            "/journeys/{journey:path}", _page(journey_page), methods=["GET"],
+            include_in_schema=False,
+        ),
+        Route("/traces/{trace_id}", _page(trace_page), methods=["GET"], include_in_schema=False),
+        Mount("/static", app=static, name="static"),
+    ]

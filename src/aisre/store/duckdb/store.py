@@ -20,9 +20,9 @@ from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES, aggregate_tra
 from aisre.store.duckdb.writer import Writer, WriterStats
 
 
-def prepare_batch(spans: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """What the writer needs for a batch: its spans and their per-trace partials."""
-    return spans, aggregate_traces(spans)
+def prepare_batch(spans: pa.Table, resources: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """What the writer needs for a batch: spans, their per-trace partials, their resources."""
+    return spans, aggregate_traces(spans), resources
 
 
 class RecentKeys:
@@ -41,6 +41,12 @@ class RecentKeys:
         if len(self._current) > self._limit:
             self._previous, self._current = self._current, set()
 
+
+_INSERT_RESOURCES = """
+INSERT INTO resources
+SELECT DISTINCT ON (tenant, resource_id) tenant, resource_id, resource FROM new_resources
+ON CONFLICT DO NOTHING
+"""
 
 _RUN_COLUMNS = """
     trace_id, journey, outcome, failure_reason, run_start_ns, duration_ns, has_root,
@@ -150,33 +156,37 @@ class DuckDBStore:
         """Queue a prepared batch (spans, trace partials); resolves once committed."""
         return self._writer.submit(prepared, prepared[0].num_rows)
 
-    def submit_spans(self, table: pa.Table) -> Future[int]:
-        """Queue normalized spans; the future resolves once they are committed."""
-        return self.submit_prepared(prepare_batch(table))
+    def submit_spans(self, spans: pa.Table, resources: pa.Table) -> Future[int]:
+        """Queue normalized spans and their resources; resolves once committed."""
+        return self.submit_prepared(prepare_batch(spans, resources))
 
     def _commit(self, batches: list[tuple[pa.Table, ...]]) -> None:
         spans = [b[0] for b in batches]
         parts = [b[1] for b in batches]
+        resources = pa.concat_tables([b[2] for b in batches])
         try:
-            self._transaction(spans, parts, trust_recent=True)
+            self._transaction(spans, parts, resources, trust_recent=True)
         except duckdb.ConstraintException:
             # A trace older than the recent-id memory got a late span: merge everything.
-            self._transaction(spans, parts, trust_recent=False)
+            self._transaction(spans, parts, resources, trust_recent=False)
 
-    def _transaction(self, spans: list[pa.Table], parts: list[pa.Table], trust_recent: bool) -> None:
+    def _transaction(
+        self, spans: list[pa.Table], parts: list[pa.Table], resources: pa.Table, trust_recent: bool
+    ) -> None:
         conn = self._conn
         batch = spans[0] if len(spans) == 1 else pa.concat_tables(spans)
         conn.register("batch", batch)
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute("INSERT INTO spans SELECT * FROM batch")
+            self._register_and_run("new_resources", resources, _INSERT_RESOURCES)
             new_keys = self._merge_traces(parts, trust_recent)
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
             raise
         finally:
-            for view in ("batch", "parts"):
+            for view in ("batch", "parts", "new_resources"):
                 with contextlib.suppress(duckdb.Error):
                     conn.unregister(view)
         self._recent.add_all(new_keys)
@@ -245,8 +255,10 @@ class DuckDBStore:
             raise NotFound(f"no trace with id {trace_id!r}")
         run = runs[0]
         spans = self._rows(
-            "SELECT * EXCLUDE (tenant) FROM spans WHERE tenant = ? AND trace_id = ? "
-            "AND start_ns BETWEEN ? AND ? ORDER BY start_ns, span_id",
+            "SELECT s.* EXCLUDE (tenant, resource_id), r.resource FROM spans s "
+            "LEFT JOIN resources r ON r.tenant = s.tenant AND r.resource_id = s.resource_id "
+            "WHERE s.tenant = ? AND s.trace_id = ? AND s.start_ns BETWEEN ? AND ? "
+            "ORDER BY s.start_ns, s.span_id",
             [tenant, trace_id, run["start_ns"], run["end_ns"]],
         )
         return run, spans

@@ -1,5 +1,5 @@
--- Spans as normalized at ingest (core/schema.py); attributes, resource, events and
--- links are kept whole as JSON so nothing sent is lost.
+-- Spans as normalized at ingest (core/schema.py); attributes, events and links are kept
+-- whole as JSON, and the resource whole in `resources`, so nothing sent is lost.
 CREATE TABLE spans (
     tenant VARCHAR NOT NULL,
     trace_id VARCHAR NOT NULL,
@@ -37,10 +37,18 @@ CREATE TABLE spans (
     session_id VARCHAR,
     marks_failure BOOLEAN,
     attributes JSON,
-    resource JSON,
+    resource_id BIGINT NOT NULL,
     events JSON,
     links JSON,
     received_ns BIGINT NOT NULL
+);
+
+-- Each distinct resource once, by the hash spans refer to.
+CREATE TABLE resources (
+    tenant VARCHAR NOT NULL,
+    resource_id BIGINT NOT NULL,
+    resource JSON NOT NULL,
+    PRIMARY KEY (tenant, resource_id)
 );
 
 -- One row per trace, maintained incrementally in the same transaction as its spans.
