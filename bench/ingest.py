@@ -925,7 +925,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0, help="load duration per system")
     ap.add_argument("--clients", type=int, default=2, help="client processes")
-    ap.add_argument("--threads", type=int, default=2, help="in-flight requests per client process")
+    # 2 clients x 4 in flight: eight concurrent exports, fewer than the OTel Collector's
+    # default of 10 sending-queue consumers.
+    ap.add_argument("--threads", type=int, default=4, help="in-flight requests per client process")
     ap.add_argument("--pool", type=int, default=8, help="distinct pre-built bodies")
     ap.add_argument(
         "--drain-cap",

@@ -11,6 +11,7 @@ import pytest
 
 from aisre.core.errors import NotFound, RetryableError
 from aisre.core.model import RunQuery, TimeRange
+from aisre.normalize.runs import trace_partials_of
 from aisre.normalize.spans import flatten
 from aisre.receive.otlp_decode import parse_request
 from aisre.store.duckdb import DuckDBStore
@@ -160,8 +161,10 @@ def test_one_trace_in_two_requests_of_one_commit(tmp_path: Path) -> None:
     request, _ = journey_request(5)
     flat = flatten(request, "t")
     table = flat.table
-    roots = store.prepare(table.filter(table.column("is_root")), flat.resources)
-    children = store.prepare(table.filter(pc.invert(table.column("is_root"))), flat.resources)
+    roots_t = table.filter(table.column("is_root"))
+    children_t = table.filter(pc.invert(table.column("is_root")))
+    roots = store.prepare(roots_t, trace_partials_of(roots_t), flat.resources)
+    children = store.prepare(children_t, trace_partials_of(children_t), flat.resources)
     store._commit([roots, children])  # what a group commit of the two requests does
     runs = store.list_runs(RunQuery("t"))
     assert len(runs) == 5 and all(r["span_count"] == 3 and r["llm_calls"] == 2 for r in runs)

@@ -81,6 +81,30 @@ SPAN_ARROW_SCHEMA: pa.Schema = pa.schema(
     [pa.field(c.name, _ARROW_TYPES[c.kind]) for c in SPAN_COLUMNS]
 )
 
+# A batch's per-trace partial of a journey run, merged by the store (normalize/runs.py).
+TRACE_PART_SCHEMA: pa.Schema = pa.schema(
+    [
+        ("tenant", pa.string()), ("trace_id", pa.string()), ("journey_attr", pa.string()),
+        ("has_root", pa.bool_()), ("root_span_id", pa.string()), ("root_name", pa.string()),
+        ("root_service", pa.string()), ("root_start_ns", pa.int64()), ("root_end_ns", pa.int64()),
+        ("start_ns", pa.int64()), ("end_ns", pa.int64()), ("failed", pa.bool_()),
+        ("failure_reason", pa.string()), ("span_count", pa.int64()), ("error_spans", pa.int64()),
+        ("llm_calls", pa.int64()), ("llm_errors", pa.int64()), ("tool_calls", pa.int64()),
+        ("retrieval_calls", pa.int64()), ("agent_steps", pa.int64()), ("retries", pa.int64()),
+        ("input_tokens", pa.int64()), ("output_tokens", pa.int64()),
+        ("cached_input_tokens", pa.int64()), ("cost_usd", pa.float64()),
+        ("service_version", pa.string()), ("prompt_name", pa.string()),
+        ("prompt_version", pa.string()), ("environment", pa.string()),
+        ("models", pa.list_(pa.string())),
+        ("llm_call_log", pa.list_(pa.struct([
+            ("p", pa.string()), ("m", pa.string()), ("s", pa.int64()), ("e", pa.int64()),
+            ("f", pa.bool_()), ("r", pa.int32()),
+        ]))),
+        ("user_id", pa.string()), ("session_id", pa.string()),
+        ("first_received_ns", pa.int64()), ("last_received_ns", pa.int64()),
+    ]
+)
+
 OPERATIONS: tuple[str, ...] = (
     "chat",
     "text_completion",

@@ -25,6 +25,7 @@ from aisre.core.schema import (
     SPAN_COLUMN_NAMES,
 )
 from aisre.normalize import conventions as cv
+from aisre.normalize.runs import trace_partials
 
 _ZERO_TRACE = b"\x00" * 16
 _ZERO_SPAN = b"\x00" * 8
@@ -40,6 +41,7 @@ class FlatBatch:
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
     resources: pa.Table | None = None
+    traces: pa.Table | None = None
 
     @property
     def accepted(self) -> int:
@@ -288,6 +290,7 @@ def flatten(
     append = rows.append
     rejected = 0
     reasons: list[str] = []
+    any_error = False
 
     resources: dict[int, str] = {}
     for resource_spans in request.resource_spans:
@@ -308,19 +311,27 @@ def flatten(
             for span in scope_spans.spans:
                 try:
                     append(_row(span, scope, context))
+                    if span.status.code == 2:
+                        any_error = True
                 except _BadSpan as exc:
                     rejected += 1
                     if len(reasons) < _MAX_REASONS:
                         reasons.append(_describe(span, str(exc)))
 
-    columns = {name: list(values) for name, values in zip(SPAN_COLUMN_NAMES, zip(*rows, strict=True), strict=True)} if rows else {name: [] for name in SPAN_COLUMN_NAMES}
-    _mark_sibling_retries(columns)
-    table = pa.Table.from_pydict(columns, schema=SPAN_ARROW_SCHEMA)
+    _mark_sibling_retries(rows, any_error)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in SPAN_COLUMN_NAMES]
+    table = pa.Table.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(columns, SPAN_ARROW_SCHEMA, strict=True)],
+        schema=SPAN_ARROW_SCHEMA,
+    )
     resource_table = pa.Table.from_pydict(
         {"tenant": [tenant] * len(resources), "resource_id": list(resources), "resource": list(resources.values())},
         schema=RESOURCE_ARROW_SCHEMA,
     )
-    return FlatBatch(table=table, rejected=rejected, reasons=reasons, resources=resource_table)
+    return FlatBatch(
+        table=table, rejected=rejected, reasons=reasons, resources=resource_table,
+        traces=trace_partials(rows),
+    )
 
 
 def _describe(span: Any, reason: str) -> str:
@@ -443,26 +454,29 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
-def _mark_sibling_retries(columns: dict[str, list[Any]]) -> None:
+_TRACE, _PARENT, _START, _END, _STATUS, _OPERATION, _REQUEST_MODEL, _RETRY = (
+    SPAN_COLUMN_NAMES.index(name)
+    for name in ("trace_id", "parent_span_id", "start_ns", "end_ns", "status", "operation", "request_model", "retry_attempt")
+)
+
+
+def _mark_sibling_retries(rows: list[tuple[Any, ...]], any_error: bool) -> None:
     """An application-level retry is a model call repeated under the same parent after a
     failed sibling: number such calls 1, 2, … in ``retry_attempt``."""
-    statuses = columns["status"]
-    if "error" not in statuses:
+    if not any_error:
         return
-    operations = columns["operation"]
     failed: dict[tuple[str, str, str, str | None], list[int]] = {}
-    for i, status in enumerate(statuses):
-        if status == "error" and operations[i] in LLM_OPERATIONS:
-            key = (columns["trace_id"][i], columns["parent_span_id"][i], operations[i], columns["request_model"][i])
-            failed.setdefault(key, []).append(columns["end_ns"][i])
+    for row in rows:
+        if row[_STATUS] == "error" and row[_OPERATION] in LLM_OPERATIONS:
+            key = (row[_TRACE], row[_PARENT], row[_OPERATION], row[_REQUEST_MODEL])
+            failed.setdefault(key, []).append(row[_END])
     if not failed:
         return
-    for i, operation in enumerate(operations):
-        if operation not in LLM_OPERATIONS:
+    for i, row in enumerate(rows):
+        if row[_OPERATION] not in LLM_OPERATIONS:
             continue
-        key = (columns["trace_id"][i], columns["parent_span_id"][i], operation, columns["request_model"][i])
-        ends = failed.get(key)
+        ends = failed.get((row[_TRACE], row[_PARENT], row[_OPERATION], row[_REQUEST_MODEL]))
         if ends:
-            earlier = sum(1 for end in ends if end <= columns["start_ns"][i])
-            if earlier > columns["retry_attempt"][i]:
-                columns["retry_attempt"][i] = earlier
+            earlier = sum(1 for end in ends if end <= row[_START])
+            if earlier > row[_RETRY]:
+                rows[i] = (*row[:_RETRY], earlier, *row[_RETRY + 1 :])

@@ -27,7 +27,7 @@ from aisre.core.pipeline import EncodedExport, IngestResult
 from aisre.normalize.spans import FlatBatch, flatten
 from aisre.receive.otlp_decode import decode_export
 
-Prepare = Callable[[pa.Table, pa.Table], tuple[pa.Table, ...]]
+Prepare = Callable[[pa.Table, pa.Table, pa.Table], tuple[pa.Table, ...]]
 
 
 class SpanSink(Protocol):
@@ -56,8 +56,8 @@ class Prepared:
 def decode_and_prepare(export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare) -> Prepared:
     """Decode one export request, normalize its spans and prepare them for the store."""
     batch = flatten(decode_export(export, max_body_bytes), tenant, time.time_ns())
-    assert batch.resources is not None
-    tables = prepare(batch.table, batch.resources) if batch.accepted else (batch.table,)
+    assert batch.traces is not None and batch.resources is not None
+    tables = prepare(batch.table, batch.traces, batch.resources) if batch.accepted else (batch.table,)
     return Prepared(tables, batch.rejected, batch.reasons)
 
 

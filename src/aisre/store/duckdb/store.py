@@ -16,13 +16,14 @@ import pyarrow.compute as pc
 
 from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, TimeRange
-from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES, aggregate_traces
+from aisre.normalize.runs import trace_partials_of
+from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
 
 
-def prepare_batch(spans: pa.Table, resources: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """What the writer needs for a batch: spans, their per-trace partials, their resources."""
-    return spans, aggregate_traces(spans), resources
+def prepare_batch(spans: pa.Table, traces: pa.Table, resources: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """What the writer commits for a batch: spans, their per-trace partials, their resources."""
+    return spans, traces, resources
 
 
 class RecentKeys:
@@ -158,7 +159,7 @@ class DuckDBStore:
 
     def submit_spans(self, spans: pa.Table, resources: pa.Table) -> Future[int]:
         """Queue normalized spans and their resources; resolves once committed."""
-        return self.submit_prepared(prepare_batch(spans, resources))
+        return self.submit_prepared(prepare_batch(spans, trace_partials_of(spans), resources))
 
     def _commit(self, batches: list[tuple[pa.Table, ...]]) -> None:
         spans = [b[0] for b in batches]
