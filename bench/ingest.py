@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import http.client
 import json
 import multiprocessing as mp
@@ -48,6 +49,8 @@ SPANS_PER_TRACE = 10
 SPANS_PER_BODY = TRACES_PER_BODY * SPANS_PER_TRACE
 TARGET_PERSISTED_PER_S = 50_000
 TARGET_RATIO = 100.0
+# Under overload the server must shed, not queue: its whole process tree stays under this.
+RSS_CEILING_MIB = 2048
 RETRY_AFTER_CAP_S = 1.0  # an exporter waits briefly, never past the load window
 MASK64 = (1 << 64) - 1
 MIX = 0x9E3779B97F4A7C15  # odd, so x -> x*MIX mod 2^64 is a bijection: unique ids that look random
@@ -645,7 +648,13 @@ def _result(
 # --------------------------------------------------------------------------- aisre
 
 
-def run_aisre(args: argparse.Namespace, templates: list[Template], tmp: Path) -> RunResult:
+def run_aisre(
+    args: argparse.Namespace,
+    templates: list[Template],
+    tmp: Path,
+    name: str = "aisre",
+    threads: int | None = None,
+) -> RunResult:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [
@@ -658,21 +667,23 @@ def run_aisre(args: argparse.Namespace, templates: list[Template], tmp: Path) ->
         "--grpc-port",
         "0",
         "--db",
-        str(tmp / "bench.duckdb"),
+        str(tmp / f"{name}.duckdb"),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     spec = _load_spec(args, port)
-    with server(cmd, env, tmp, tmp / "aisre.log", f"{base}/healthz") as proc:
+    if threads is not None:
+        spec = dataclasses.replace(spec, threads=threads)
+    with server(cmd, env, tmp, tmp / f"{name}.log", f"{base}/healthz") as proc:
         rss = RssPoller(proc.pid)
         rss.start()
         try:
-            tally, _, elapsed = drive_load(spec, templates, "aisre  ")
+            tally, _, elapsed = drive_load(spec, templates, f"{name:8s}")
             stats = _get_json(f"{base}/api/stats")  # a 2xx means committed: no drain wait
         finally:
             peak = rss.stop()
     persisted = int(stats.get("spans", 0))
     notes = {"queued_spans_after_load": stats.get("queued_spans"), "exit_code": proc.returncode}
-    return _result("aisre", tally, elapsed, elapsed, persisted, peak, notes)
+    return _result(name, tally, elapsed, elapsed, persisted, peak, notes)
 
 
 # --------------------------------------------------------------------------- phoenix
@@ -901,6 +912,24 @@ def targets(results: dict[str, RunResult]) -> list[tuple[str, str, str]]:
                 a.accepted_spans == a.persisted_spans,
             )
         )
+    o = results.get("overload")
+    if o:
+        refused = o.statuses.get("429", 0) + o.statuses.get("503", 0)
+        out.append(
+            _check(
+                f"overload: server RSS <= {RSS_CEILING_MIB:,} MiB",
+                f"{o.peak_rss_mib:,.0f} MiB",
+                o.peak_rss_mib <= RSS_CEILING_MIB,
+            )
+        )
+        out.append(_check("overload: excess answered 429/503", f"{refused:,} refused", refused > 0))
+        out.append(
+            _check(
+                "overload: accepted == persisted",
+                f"{o.accepted_spans:,} vs {o.persisted_spans:,}",
+                o.accepted_spans == o.persisted_spans,
+            )
+        )
     if a and p:
         out.extend(_ratio_checks(a, p))
     else:
@@ -929,6 +958,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # default of 10 sending-queue consumers.
     ap.add_argument("--threads", type=int, default=4, help="in-flight requests per client process")
     ap.add_argument("--pool", type=int, default=8, help="distinct pre-built bodies")
+    ap.add_argument(
+        "--overload",
+        type=int,
+        default=8,
+        help="also drive aisre with this many times the in-flight requests (0: skip)",
+    )
     ap.add_argument(
         "--drain-cap",
         type=float,
@@ -966,6 +1001,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="aisre-bench-") as tmp:
         if not args.skip_aisre:
             results["aisre"] = run_aisre(args, templates, Path(tmp))
+            if args.overload:
+                # Far more exports in flight than the store can write: it must shed
+                # with 429/503 and keep its memory, not queue without bound.
+                results["overload"] = run_aisre(
+                    args, templates, Path(tmp), "overload", threads=args.threads * args.overload
+                )
         if not args.skip_phoenix:
             results["phoenix"] = run_phoenix(args, templates, Path(tmp))
     console.print(figures_table(list(results.values())))
