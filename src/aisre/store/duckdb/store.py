@@ -58,6 +58,21 @@ _RUN_COLUMNS = """
 """
 
 
+class _Where:
+    """A conjunction of SQL conditions with their parameters; a condition whose value is
+    None is left out, so optional filters read as one line each."""
+
+    def __init__(self, clause: str, *params: Any) -> None:
+        self.clauses: list[str] = [clause]
+        self.params: list[Any] = list(params)
+
+    def add(self, clause: str, *params: Any) -> None:
+        if params and all(p is None or p == "" for p in params):
+            return
+        self.clauses.append(clause)
+        self.params.extend(params)
+
+
 class DuckDBStore:
     """Store backed by one DuckDB file. Writes go through :class:`Writer`; reads use cursors."""
 
@@ -266,29 +281,16 @@ class DuckDBStore:
 
     def list_runs(self, q: RunQuery) -> list[dict[str, Any]]:
         """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
-        where: list[str] = ["tenant = ?"]
-        params: list[Any] = [q.tenant]
-        if q.journey:
-            where.append("journey = ?")
-            params.append(q.journey)
-        if q.outcome:
-            where.append("outcome = ?")
-            params.append(q.outcome)
-        if q.since_ns is not None:
-            where.append("run_start_ns >= ?")
-            params.append(q.since_ns)
-        if q.until_ns is not None:
-            where.append("run_start_ns < ?")
-            params.append(q.until_ns)
-        if q.service_version:
-            where.append("service_version = ?")
-            params.append(q.service_version)
-        if q.model:
-            where.append("list_contains(models, ?)")
-            params.append(q.model)
+        w = _Where("tenant = ?", q.tenant)
+        w.add("journey = ?", q.journey)
+        w.add("outcome = ?", q.outcome)
+        w.add("run_start_ns >= ?", q.since_ns)
+        w.add("run_start_ns < ?", q.until_ns)
+        w.add("service_version = ?", q.service_version)
+        w.add("list_contains(models, ?)", q.model)
         if q.after is not None:
-            where.append("(run_start_ns < ? OR (run_start_ns = ? AND trace_id < ?))")
-            params.extend([q.after[0], q.after[0], q.after[1]])
+            w.add("(run_start_ns < ? OR (run_start_ns = ? AND trace_id < ?))", q.after[0], q.after[0], q.after[1])
+        where, params = w.clauses, w.params
         sql = (
             f"SELECT {_RUN_COLUMNS} FROM journey_runs WHERE {' AND '.join(where)} "
             "ORDER BY run_start_ns DESC, trace_id DESC LIMIT ?"
@@ -297,14 +299,11 @@ class DuckDBStore:
 
     def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]:
         """Per journey: runs, failures, duration percentiles, tokens and cost per run, last seen."""
-        where: list[str] = ["tenant = ?", "has_root"]
-        params: list[Any] = [r.tenant]
-        if r.since_ns is not None:
-            where.append("run_start_ns >= ?")
-            params.append(r.since_ns)
-        if r.until_ns is not None:
-            where.append("run_start_ns < ?")
-            params.append(r.until_ns)
+        w = _Where("tenant = ?", r.tenant)
+        w.add("has_root")
+        w.add("run_start_ns >= ?", r.since_ns)
+        w.add("run_start_ns < ?", r.until_ns)
+        where, params = w.clauses, w.params
         sql = f"""
             SELECT journey,
                 count(*) AS runs,
