@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
+from aisre.normalize.journeys import load_rules
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.context import AppContext
 from aisre.receive.otlp_grpc import GrpcReceiver
@@ -46,6 +47,8 @@ class AisreServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Bad configuration fails here, at start, never on a later request.
+        rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -64,6 +67,7 @@ class AisreServer:
             workers=settings.ingest_workers,
             max_body_bytes=settings.max_body_bytes,
             retry_after_s=settings.retry_after_s,
+            journey_rules=rules,
         )
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics

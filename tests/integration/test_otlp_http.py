@@ -97,9 +97,11 @@ def test_captures_ingest_with_expected_totals(server_factory, tmp_path, capture:
     assert len(failed) == 1 and failed[0]["failure_reason"] == "InternalServerError"
 
 
-def test_json_encoding_and_gzip(server: ServerProcess) -> None:
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_json_renderings_with_gzip(server_factory, tmp_path, capture: str) -> None:
+    server = server_factory(tmp_path / f"{capture}-json.duckdb")
     total = 0
-    for path in capture_files("otel-genai", "json"):
+    for path in capture_files(capture, "json"):
         body = path.read_bytes()
         response = _post(server, gzip.compress(body), {**JSON, "Content-Encoding": "gzip"})
         assert response.status_code == 200
@@ -107,6 +109,11 @@ def test_json_encoding_and_gzip(server: ServerProcess) -> None:
         assert response.json() == {}
         total += body.count(b'"spanId"')
     assert httpx.get(server.url + "/api/stats").json()["spans"] == total == 144
+    truth = capture_truth(capture)
+    journeys = {j["journey"]: j["runs"] for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert journeys == truth["driver"]["journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["input_tokens"] for r in runs) == sum(m["input_tokens"] for m in truth["spans_by_model"].values())
 
 
 def _status(response: httpx.Response) -> status_pb2.Status:

@@ -85,6 +85,7 @@ SPAN_ARROW_SCHEMA: pa.Schema = pa.schema(
 TRACE_PART_SCHEMA: pa.Schema = pa.schema(
     [
         ("tenant", pa.string()), ("trace_id", pa.string()), ("journey_attr", pa.string()),
+        ("journey_rule", pa.string()),
         ("has_root", pa.bool_()), ("root_span_id", pa.string()), ("root_name", pa.string()),
         ("root_service", pa.string()), ("root_start_ns", pa.int64()), ("root_end_ns", pa.int64()),
         ("start_ns", pa.int64()), ("end_ns", pa.int64()), ("failed", pa.bool_()),

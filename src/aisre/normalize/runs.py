@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from aisre.core.schema import LLM_OPERATIONS, SPAN_COLUMN_NAMES, TRACE_PART_SCHEMA
+from aisre.normalize.journeys import JourneyRule, resolve
 
 _I = {name: i for i, name in enumerate(SPAN_COLUMN_NAMES)}
 TENANT, TRACE, SPAN, PARENT, NAME = _I["tenant"], _I["trace_id"], _I["span_id"], _I["parent_span_id"], _I["name"]
@@ -26,10 +27,10 @@ HTTP, RETRY, ERROR_TYPE, USER, SESSION = _I["http_status"], _I["retry_attempt"],
 FAILS, RECEIVED = _I["marks_failure"], _I["received_ns"]
 
 # Positions in an accumulator (same order as TRACE_PART_SCHEMA).
-(A_TENANT, A_TRACE, A_JOURNEY, A_HAS_ROOT, A_ROOT_SPAN, A_ROOT_NAME, A_ROOT_SERVICE, A_ROOT_START,
+(A_TENANT, A_TRACE, A_JOURNEY, A_RULE, A_HAS_ROOT, A_ROOT_SPAN, A_ROOT_NAME, A_ROOT_SERVICE, A_ROOT_START,
  A_ROOT_END, A_START, A_END, A_FAILED, A_REASON, A_SPANS, A_ERRORS, A_LLM, A_LLM_ERRORS, A_TOOLS,
  A_RETRIEVALS, A_AGENTS, A_RETRIES, A_IN, A_OUT, A_CACHED, A_COST, A_VERSION, A_PROMPT,
- A_PROMPT_VERSION, A_ENV, A_MODELS, A_CALLS, A_USER, A_SESSION, A_FIRST, A_LAST) = range(35)
+ A_PROMPT_VERSION, A_ENV, A_MODELS, A_CALLS, A_USER, A_SESSION, A_FIRST, A_LAST) = range(36)
 
 
 def _failure_reason(row: Sequence[Any]) -> str:
@@ -42,8 +43,9 @@ def _failure_reason(row: Sequence[Any]) -> str:
     return "aisre.outcome=failure"
 
 
-def trace_partials(rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """One partial `traces` row per (tenant, trace_id) among ``rows`` (flattened spans)."""
+def trace_partials(rows: Sequence[Sequence[Any]], rules: tuple[JourneyRule, ...] = ()) -> pa.Table:
+    """One partial `traces` row per (tenant, trace_id) among ``rows`` (flattened spans);
+    ``rules`` name the journey of a root that carries no journey attribute."""
     acc: dict[tuple[str, str], list[Any]] = {}
     reason_start: dict[tuple[str, str], int] = {}
     for r in rows:
@@ -51,7 +53,7 @@ def trace_partials(rows: Sequence[Sequence[Any]]) -> pa.Table:
         a = acc.get(key)
         if a is None:
             a = acc[key] = [
-                r[TENANT], r[TRACE], None, False, None, None, None, None, None, r[START], r[END],
+                r[TENANT], r[TRACE], None, None, False, None, None, None, None, None, r[START], r[END],
                 False, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, None, None, None, None, [],
                 [], None, None, r[RECEIVED], r[RECEIVED],
             ]
@@ -67,6 +69,8 @@ def trace_partials(rows: Sequence[Sequence[Any]]) -> pa.Table:
             a[A_HAS_ROOT] = True
             a[A_ROOT_SPAN], a[A_ROOT_NAME], a[A_ROOT_SERVICE] = r[SPAN], r[NAME], r[SERVICE]
             a[A_ROOT_START], a[A_ROOT_END] = r[START], r[END]
+            if rules:
+                a[A_RULE] = resolve(rules, r[SERVICE], r[NAME])
             # The root's release and prompt describe the run better than any child's.
             if r[VERSION] is not None:
                 a[A_VERSION] = r[VERSION]
@@ -136,6 +140,7 @@ def trace_partials(rows: Sequence[Sequence[Any]]) -> pa.Table:
     )
 
 
-def trace_partials_of(spans: pa.Table) -> pa.Table:
+def trace_partials_of(spans: pa.Table, rules: tuple[JourneyRule, ...] = ()) -> pa.Table:
     """:func:`trace_partials` for spans already in a table (e.g. a filtered batch)."""
-    return trace_partials(list(zip(*(spans.column(name).to_pylist() for name in SPAN_COLUMN_NAMES), strict=True)))
+    rows = list(zip(*(spans.column(name).to_pylist() for name in SPAN_COLUMN_NAMES), strict=True))
+    return trace_partials(rows, rules)

@@ -25,6 +25,7 @@ from aisre.core.schema import (
     SPAN_COLUMN_NAMES,
 )
 from aisre.normalize import conventions as cv
+from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.runs import trace_partials
 
 _ZERO_TRACE = b"\x00" * 16
@@ -282,7 +283,10 @@ def _known_values(attrs: dict[str, Any]) -> list[Any]:
 
 
 def flatten(
-    request: ExportTraceServiceRequest, tenant: str, received_ns: int | None = None
+    request: ExportTraceServiceRequest,
+    tenant: str,
+    received_ns: int | None = None,
+    journey_rules: tuple[JourneyRule, ...] = (),
 ) -> FlatBatch:
     """Normalize every span of ``request``; bad spans are counted and explained, never raised."""
     received = received_ns if received_ns is not None else time.time_ns()
@@ -330,7 +334,7 @@ def flatten(
     )
     return FlatBatch(
         table=table, rejected=rejected, reasons=reasons, resources=resource_table,
-        traces=trace_partials(rows),
+        traces=trace_partials(rows, journey_rules),
     )
 
 

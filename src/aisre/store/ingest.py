@@ -24,6 +24,7 @@ import pyarrow as pa
 from aisre.core.errors import RetryableError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.pipeline import EncodedExport, IngestResult
+from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.spans import FlatBatch, flatten
 from aisre.receive.otlp_decode import decode_export
 
@@ -53,9 +54,11 @@ class Prepared:
         return int(self.tables[0].num_rows)
 
 
-def decode_and_prepare(export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare) -> Prepared:
+def decode_and_prepare(
+    export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare, rules: tuple[JourneyRule, ...] = ()
+) -> Prepared:
     """Decode one export request, normalize its spans and prepare them for the store."""
-    batch = flatten(decode_export(export, max_body_bytes), tenant, time.time_ns())
+    batch = flatten(decode_export(export, max_body_bytes), tenant, time.time_ns(), rules)
     assert batch.traces is not None and batch.resources is not None
     tables = prepare(batch.table, batch.traces, batch.resources) if batch.accepted else (batch.table,)
     return Prepared(tables, batch.rejected, batch.reasons)
@@ -68,9 +71,11 @@ def _to_ipc(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _work(export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare) -> tuple[list[bytes], int, list[str]]:
+def _work(
+    export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare, rules: tuple[JourneyRule, ...]
+) -> tuple[list[bytes], int, list[str]]:
     # Runs in a decoder process: Arrow tables travel back as IPC bytes.
-    prepared = decode_and_prepare(export, tenant, max_body_bytes, prepare)
+    prepared = decode_and_prepare(export, tenant, max_body_bytes, prepare, rules)
     return [_to_ipc(t) for t in prepared.tables], prepared.rejected, prepared.reasons
 
 
@@ -90,8 +95,10 @@ class SpanIngest:
         max_body_bytes: int = 16 * 1024 * 1024,
         max_pending: int | None = None,
         retry_after_s: float = 1.0,
+        journey_rules: tuple[JourneyRule, ...] = (),
     ) -> None:
         self._sink = sink
+        self._rules = journey_rules
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._retry_after = retry_after_s
@@ -131,11 +138,11 @@ class SpanIngest:
 
     async def _decode(self, export: EncodedExport, tenant: str) -> Prepared:
         if self._pool is None:
-            return decode_and_prepare(export, tenant, self._max_body, self._sink.prepare)
+            return decode_and_prepare(export, tenant, self._max_body, self._sink.prepare, self._rules)
         loop = asyncio.get_running_loop()
         try:
             payloads, rejected, reasons = await loop.run_in_executor(
-                self._pool, _work, export, tenant, self._max_body, self._sink.prepare
+                self._pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules
             )
         except concurrent.futures.BrokenExecutor:
             # A decoder died (e.g. killed by the OOM killer): replace the pool, let the sender retry.

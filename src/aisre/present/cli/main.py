@@ -68,6 +68,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         queue_max_spans: int = typer.Option(200_000, help="Spans queued for the writer before ingest answers 429"),
         max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest OTLP body accepted (413 above)"),
         ingest_workers: int = typer.Option(2, help="Processes decoding OTLP requests; 0 decodes in the server process"),
+        journey_rules: str = typer.Option("", "--journey-rules", help="YAML rules naming journeys from service and root span name"),
         setting: list[str] = typer.Option([], "--setting", "-s", help="NAME=VALUE for any setting (see README); repeatable"),
     ) -> None:
         """Run the server on the embedded store."""
@@ -81,7 +82,8 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
             **{
                 "host": host, "port": port, "grpc_port": grpc_port, "db": db,
                 "allow_public_bind": allow_public_bind, "queue_max_spans": queue_max_spans,
-                "max_body_bytes": max_body_bytes, "ingest_workers": ingest_workers, **extra,
+                "max_body_bytes": max_body_bytes, "ingest_workers": ingest_workers,
+                "journey_rules": journey_rules, **extra,
             }
         )
         _run_server(serve, settings, banner=True)
@@ -95,6 +97,8 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         scenario: str = typer.Option("default", help="Fault scenario to run"),
         duration: float = typer.Option(0, help="Seconds to run; 0 runs until Ctrl-C"),
         url: str = typer.Option("", "--url", envvar="AISRE_DEMO_TARGET", help="Feed an already running server instead of starting one"),
+        failure_rate: float = typer.Option(None, help="Share of model calls answered HTTP 500 (overrides the scenario)"),
+        rate_limit_rate: float = typer.Option(None, help="Share of model calls answered HTTP 429 (overrides the scenario)"),
     ) -> None:
         """Run the server with a simulated AI service feeding it live traffic."""
         from aisre.demo import runner
@@ -102,11 +106,16 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         scenarios = runner.SCENARIOS
         if scenario not in scenarios:
             _fail(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(scenarios))}")
+        knobs = {k: v for k, v in {"failure_rate": failure_rate, "rate_limit_rate": rate_limit_rate}.items() if v is not None}
+        for name, value in knobs.items():
+            if not 0.0 <= value <= 1.0:
+                _fail(f"--{name.replace('_', '-')} must be between 0 and 1; got {value}")
+        chosen = scenarios[scenario].with_knobs(**knobs)
         if url:
             console.print(f"feeding [bold]{url}[/] with scenario [bold]{scenario}[/] at {rate}/s")
             stats = runner.run(
                 url.rstrip("/") + "/v1/traces", rate_per_s=rate, duration_s=duration or None,
-                scenario=scenarios[scenario],
+                scenario=chosen,
             )
             console.print(stats)
             return
@@ -118,7 +127,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
                 _wait_healthy(f"http://127.0.0.1:{port}")
                 runner.run(
                     f"http://127.0.0.1:{port}/v1/traces", rate_per_s=rate,
-                    duration_s=duration or None, stop=stop, scenario=scenarios[scenario],
+                    duration_s=duration or None, stop=stop, scenario=chosen,
                 )
 
             threading.Thread(target=feed, name="aisre-demo", daemon=True).start()

@@ -12,6 +12,7 @@ MERGE_TRACES = """
 INSERT INTO traces SELECT * FROM parts
 ON CONFLICT (tenant, trace_id) DO UPDATE SET
     journey_attr = coalesce(traces.journey_attr, excluded.journey_attr),
+    journey_rule = coalesce(traces.journey_rule, excluded.journey_rule),
     has_root = traces.has_root OR excluded.has_root,
     root_span_id = coalesce(traces.root_span_id, excluded.root_span_id),
     root_name = coalesce(traces.root_name, excluded.root_name),

@@ -57,6 +57,7 @@ CREATE TABLE traces (
     tenant VARCHAR NOT NULL,
     trace_id VARCHAR NOT NULL,
     journey_attr VARCHAR,
+    journey_rule VARCHAR,
     has_root BOOLEAN NOT NULL,
     root_span_id VARCHAR,
     root_name VARCHAR,
@@ -99,7 +100,7 @@ CREATE VIEW journey_runs AS
 SELECT
     tenant,
     trace_id,
-    coalesce(journey_attr, root_name, '(incomplete)') AS journey,
+    coalesce(journey_attr, journey_rule, root_name, '(incomplete)') AS journey,
     CASE WHEN NOT has_root THEN 'incomplete' WHEN failed THEN 'failure' ELSE 'success' END AS outcome,
     failure_reason,
     coalesce(root_start_ns, start_ns) AS run_start_ns,
