@@ -26,6 +26,7 @@ from aisre.core.schema import (
 )
 from aisre.normalize import conventions as cv
 from aisre.normalize.journeys import JourneyRule
+from aisre.normalize.prices import PriceCatalog, default_catalog
 from aisre.normalize.runs import trace_partials
 
 _ZERO_TRACE = b"\x00" * 16
@@ -287,9 +288,11 @@ def flatten(
     tenant: str,
     received_ns: int | None = None,
     journey_rules: tuple[JourneyRule, ...] = (),
+    catalog: PriceCatalog | None = None,
 ) -> FlatBatch:
     """Normalize every span of ``request``; bad spans are counted and explained, never raised."""
     received = received_ns if received_ns is not None else time.time_ns()
+    prices = catalog if catalog is not None else default_catalog()
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     rejected = 0
@@ -309,6 +312,7 @@ def flatten(
             _text(_first(resource, cv.ENVIRONMENT)),
             resource_id,
             received,
+            prices,
         )
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
@@ -359,7 +363,7 @@ def _token_count(raw: Any, label: str) -> int | None:
 
 
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
-    tenant, service, service_version, environment, resource_id, received = context
+    tenant, service, service_version, environment, resource_id, received, prices = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise _BadSpan(f"trace_id must be 16 non-zero bytes, got {len(trace_id)} byte(s)")
@@ -406,6 +410,12 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     resend = v[S_RESEND]
     retry_attempt = resend if type(resend) is int and resend > 0 else 0
 
+    cost = price_version = None
+    if operation in LLM_OPERATIONS:
+        price, version = prices.lookup(v[S_PROVIDER], response_model or request_model, start)
+        cost = price.cost(input_tokens, output_tokens, cached_tokens) if price is not None else 0.0
+        price_version = version if price is not None else None
+
     is_root = not parent
     outcome_attr = v[S_OUTCOME]
     marks_failure = (
@@ -437,8 +447,8 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         input_tokens,
         output_tokens,
         cached_tokens,
-        0.0 if operation in LLM_OPERATIONS else None,
-        None,
+        cost,
+        price_version,
         v[S_SERVICE_VERSION] or service_version,
         v[S_PROMPT_NAME],
         v[S_PROMPT_VERSION],

@@ -1,0 +1,146 @@
+"""The price catalog: USD per 1M tokens per model, versioned by effective date (DESIGN §5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aisre.core.errors import PermanentError
+
+_MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class Price:
+    """List price of one model, USD per 1M tokens."""
+
+    provider: str
+    model: str
+    input: float
+    output: float
+    cached_input: float
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None, cached_input_tokens: int | None) -> float:
+        """USD for one call; cached input tokens are part of the input count, priced lower."""
+        total_in = input_tokens or 0
+        cached = min(cached_input_tokens or 0, total_in)
+        return ((total_in - cached) * self.input + cached * self.cached_input + (output_tokens or 0) * self.output) / _MILLION
+
+
+@dataclass(frozen=True)
+class PriceVersion:
+    id: str
+    effective_ns: int
+    prices: dict[str, Price]  # by model name
+    by_provider: dict[tuple[str, str], Price] = field(default_factory=dict)
+
+
+class PriceCatalog:
+    """Looks up the price in force for a model at a time; unknown models get None."""
+
+    def __init__(self, versions: list[PriceVersion]) -> None:
+        if not versions:
+            raise PermanentError("a price catalog needs at least one version")
+        self.versions = sorted(versions, key=lambda v: v.effective_ns)
+        self._cache: dict[tuple[str, str | None, str], Price | None] = {}
+
+    def version_at(self, time_ns: int) -> PriceVersion:
+        """The newest version in force at ``time_ns`` (the oldest one before any)."""
+        chosen = self.versions[0]
+        for version in self.versions:
+            if version.effective_ns <= time_ns:
+                chosen = version
+        return chosen
+
+    def lookup(self, provider: str | None, model: str | None, time_ns: int) -> tuple[Price | None, str]:
+        """(price or None when unpriced, version id) for a call made at ``time_ns``."""
+        version = self.version_at(time_ns)
+        if not model:
+            return None, version.id
+        key = (version.id, provider, model)
+        if key not in self._cache:
+            self._cache[key] = _match(version, provider, model)
+        return self._cache[key], version.id
+
+
+def _candidates(model: str) -> list[str]:
+    name = model.strip().lower()
+    out = [name]
+    # Vendor-qualified ids: "anthropic.claude-3-5-sonnet-…" (Bedrock), "models/gemini-…".
+    for sep in ("/", "."):
+        if sep in name:
+            tail = name.rsplit(sep, 1)[1] if sep == "/" else name.split(sep, 1)[1]
+            if tail and tail not in out:
+                out.append(tail)
+    return out
+
+
+def _match(version: PriceVersion, provider: str | None, model: str) -> Price | None:
+    for name in _candidates(model):
+        exact = version.prices.get(name)
+        if exact is not None:
+            return exact
+        best: Price | None = None
+        for listed, price in version.prices.items():
+            if name.startswith(listed) and name[len(listed) : len(listed) + 1] in ("-", "@", ":") and (best is None or len(listed) > len(best.model)):
+                best = price
+        if best is not None:
+            return best
+    return None
+
+
+def parse_catalog(document: Any, source: str) -> PriceCatalog:
+    """Build a catalog from its YAML document; mistakes name the version and model."""
+    if not isinstance(document, dict) or not isinstance(document.get("versions"), list):
+        raise PermanentError(f"{source}: expected a top-level 'versions:' list")
+    versions = []
+    for entry in document["versions"]:
+        if not isinstance(entry, dict) or "id" not in entry or "effective" not in entry:
+            raise PermanentError(f"{source}: each version needs 'id', 'effective' and 'models'")
+        vid = str(entry["id"])
+        effective = entry["effective"]
+        if isinstance(effective, str):
+            effective = dt.date.fromisoformat(effective)
+        if not isinstance(effective, dt.date):
+            raise PermanentError(f"{source}: version {vid}: 'effective' must be a date (YYYY-MM-DD)")
+        moment = dt.datetime(effective.year, effective.month, effective.day, tzinfo=dt.UTC)
+        prices: dict[str, Price] = {}
+        for provider, models in (entry.get("models") or {}).items():
+            for model, p in (models or {}).items():
+                prices[str(model).lower()] = _price(str(provider), str(model), p, f"{source}: version {vid}: {provider}/{model}")
+        versions.append(PriceVersion(vid, int(moment.timestamp()) * 10**9, prices))
+    return PriceCatalog(versions)
+
+
+def _price(provider: str, model: str, p: Any, where: str) -> Price:
+    if not isinstance(p, dict) or "input" not in p or "output" not in p:
+        raise PermanentError(f"{where}: needs 'input' and 'output' prices per 1M tokens")
+    try:
+        values = {k: float(p[k]) for k in ("input", "output")}
+        values["cached_input"] = float(p["cached_input"] if "cached_input" in p else p["input"])
+    except (TypeError, ValueError):
+        raise PermanentError(f"{where}: prices must be numbers") from None
+    if any(v < 0 for v in values.values()):
+        raise PermanentError(f"{where}: prices must not be negative")
+    return Price(provider, model.lower(), values["input"], values["output"], values["cached_input"])
+
+
+def load_catalog(path: str | Path) -> PriceCatalog:
+    """Read a catalog file."""
+    try:
+        return parse_catalog(yaml.safe_load(Path(path).read_text()), str(path))
+    except OSError as exc:
+        raise PermanentError(f"cannot read price catalog {path}: {exc.strerror}") from None
+
+
+@functools.cache
+def default_catalog() -> PriceCatalog:
+    """The catalog shipped with aisre (loaded on first use, once per process)."""
+    text = resources.files("aisre.normalize.prices").joinpath("catalog.yaml").read_text()
+    return parse_catalog(yaml.safe_load(text), "catalog.yaml")
