@@ -71,8 +71,9 @@ def test_capture_costs_match_truth_tokens_at_catalog_prices(capture: str) -> Non
     request = ExportTraceServiceRequest()
     for path in capture_files(capture):
         request.MergeFrom(parse_request(path.read_bytes(), "protobuf"))
-    spans_t = flatten(request, "t").table
-    rows = duckdb.connect().execute(
+    con = duckdb.connect()
+    con.register("spans_t", flatten(request, "t").table)
+    rows = con.execute(
         "SELECT response_model, sum(cost_usd), count(*) FILTER (WHERE price_version IS NULL) "
         "FROM spans_t WHERE operation IN ('chat', 'embeddings') AND status != 'error' GROUP BY 1"
     ).fetchall()

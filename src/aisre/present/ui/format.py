@@ -7,6 +7,7 @@ Nothing here decides anything about the data; it only changes how it is shown.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,7 +67,9 @@ def money(value: float | None) -> str:
     if value == 0:
         return "$0"
     if abs(value) < 1:
-        return f"${value:.4f}"
+        # Three significant digits, never scientific notation: $0.000314, $0.0429.
+        decimals = max(4, 2 - math.floor(math.log10(abs(value))))
+        return f"${value:.{decimals}f}"
     return f"${value:,.2f}"
 
 
