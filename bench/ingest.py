@@ -668,6 +668,7 @@ def run_aisre(
         "0",
         "--db",
         str(tmp / f"{name}.duckdb"),
+        *(arg for setting in args.aisre_setting for arg in ("--setting", setting)),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     spec = _load_spec(args, port)
@@ -958,6 +959,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # default of 10 sending-queue consumers.
     ap.add_argument("--threads", type=int, default=4, help="in-flight requests per client process")
     ap.add_argument("--pool", type=int, default=8, help="distinct pre-built bodies")
+    ap.add_argument(
+        "--aisre-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pass a setting to aisre up (repeatable), e.g. rollup_interval_ms=0",
+    )
     ap.add_argument(
         "--overload",
         type=int,

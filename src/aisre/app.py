@@ -58,6 +58,7 @@ class AisreServer:
             read_pool_size=settings.read_pool_size,
             memory_limit=settings.db_memory_limit,
             checkpoint_mb=settings.checkpoint_mb,
+            rollup_interval_ms=settings.rollup_interval_ms,
         )
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from importlib import resources
 from typing import Any
@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, TimeRange
 from aisre.normalize.runs import trace_partials_of
+from aisre.store.duckdb.rollups import minute_of, rebuild
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
 
@@ -89,6 +90,7 @@ class DuckDBStore:
         read_pool_size: int = 4,
         memory_limit: str | None = None,
         checkpoint_mb: int | None = None,
+        rollup_interval_ms: int = 1000,
     ) -> None:
         self.path = path
         config: dict[str, Any] = {}
@@ -104,12 +106,19 @@ class DuckDBStore:
         for _ in range(max(1, read_pool_size)):
             self._readers.put(self._conn.cursor())
         self._recent = RecentKeys()
+        # Minutes whose rollups are stale: filled by commits, emptied by refresh_rollups.
+        self._touched: dict[str, set[int]] = {}
+        self._dirty: dict[str, set[int]] = {}
+        self._dirty_lock = threading.Lock()
+        self._rollups_on = rollup_interval_ms > 0
         self._writer = Writer(
             self._commit,
             max_queued_spans=max_queued_spans,
             max_commit_spans=max_commit_spans,
             max_wait_ms=max_wait_ms,
             retry_after_s=retry_after_s,
+            tick=self.refresh_rollups if rollup_interval_ms > 0 else None,
+            tick_interval_s=max(rollup_interval_ms, 1) / 1000,
         )
         self._closed = False
         self._close_lock = threading.Lock()
@@ -152,6 +161,8 @@ class DuckDBStore:
             self._closed = True
         self._writer.close()
         with contextlib.suppress(duckdb.Error):
+            self.refresh_rollups()
+        with contextlib.suppress(duckdb.Error):
             self._conn.execute("CHECKPOINT")
         self._conn.close()
 
@@ -192,6 +203,7 @@ class DuckDBStore:
         conn = self._conn
         batch = spans[0] if len(spans) == 1 else pa.concat_tables(spans)
         conn.register("batch", batch)
+        self._touched = {}
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute("INSERT INTO spans SELECT * FROM batch")
@@ -206,6 +218,11 @@ class DuckDBStore:
                 with contextlib.suppress(duckdb.Error):
                     conn.unregister(view)
         self._recent.add_all(new_keys)
+        if not self._rollups_on:
+            return
+        with self._dirty_lock:
+            for tenant, minutes in self._touched.items():
+                self._dirty.setdefault(tenant, set()).update(minutes)
 
     def _merge_traces(self, parts: list[pa.Table], trust_recent: bool) -> list[str]:
         """Insert partials of traces not seen before, merge the rest; returns the new keys.
@@ -232,14 +249,53 @@ class DuckDBStore:
             table = table.filter(pc.invert(mask))
         if table.num_rows:
             self._register_and_run("parts", table, INSERT_TRACES)
+            self._touch_table(table)
         return keys
 
     def _register_and_run(self, name: str, table: pa.Table, sql: str) -> None:
         # On failure the view stays registered: an aborted transaction refuses even
         # unregister, so _transaction drops views after its ROLLBACK.
         self._conn.register(name, table)
-        self._conn.execute(sql)
+        result = self._conn.execute(sql)
+        if sql is MERGE_TRACES:
+            # The merged rows as they now stand: the minute a late span changed.
+            self._touch(result.fetchall())
         self._conn.unregister(name)
+
+    def _touch(self, rows: Iterable[tuple[str, bool, int | None]]) -> None:
+        for tenant, has_root, root_start_ns in rows:
+            if has_root and root_start_ns is not None:
+                self._touched.setdefault(tenant, set()).add(minute_of(root_start_ns))
+
+    def _touch_table(self, parts: pa.Table) -> None:
+        self._touch(
+            zip(
+                parts.column("tenant").to_pylist(),
+                parts.column("has_root").to_pylist(),
+                parts.column("root_start_ns").to_pylist(),
+                strict=True,
+            )
+        )
+
+    def refresh_rollups(self) -> int:
+        """Rebuild the minutes commits have touched since the last refresh (writer thread)."""
+        if not self._rollups_on:
+            return 0
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, {}
+        if not dirty:
+            return 0
+        try:
+            return rebuild(self._conn, dirty)
+        except Exception:
+            with self._dirty_lock:  # try again next time
+                for tenant, minutes in dirty.items():
+                    self._dirty.setdefault(tenant, set()).update(minutes)
+            raise
+
+    def flush_rollups(self) -> None:
+        """Wait until every committed run is in the rollups (tests and shutdown)."""
+        self._writer.call(self.refresh_rollups).result(60)
 
     # -- reads ---------------------------------------------------------------------
 

@@ -60,4 +60,5 @@ ON CONFLICT (tenant, trace_id) DO UPDATE SET
     session_id = coalesce(traces.session_id, excluded.session_id),
     first_received_ns = least(traces.first_received_ns, excluded.first_received_ns),
     last_received_ns = greatest(traces.last_received_ns, excluded.last_received_ns)
+RETURNING tenant, has_root, root_start_ns
 """

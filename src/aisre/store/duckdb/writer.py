@@ -41,6 +41,14 @@ class _Stop:
 _STOP = _Stop()
 
 
+@dataclass
+class _Call:
+    """Run ``fn`` on the writer thread (it owns the write connection)."""
+
+    fn: Callable[[], Any]
+    future: Future[Any]
+
+
 class Writer:
     """Serializes writes; ``commit`` runs on the writer thread with a list of batches."""
 
@@ -52,13 +60,18 @@ class Writer:
         max_wait_ms: int,
         retry_after_s: float = 1.0,
         name: str = "aisre-writer",
+        tick: Callable[[], Any] | None = None,
+        tick_interval_s: float = 1.0,
     ) -> None:
+        self._tick = tick
+        self._tick_interval = tick_interval_s
+        self._last_tick = time.monotonic()
         self._commit = commit
         self._max_queued = max_queued_spans
         self._max_commit = max_commit_spans
         self._max_wait = max_wait_ms / 1000.0
         self._retry_after = retry_after_s
-        self._queue: queue.SimpleQueue[tuple[Any, int, Future[int]] | _Stop] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Any, int, Future[int]] | _Call | _Stop] = queue.SimpleQueue()
         self._queued_spans = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -88,6 +101,12 @@ class Writer:
         self._queue.put((batch, rows, future))
         return future
 
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the writer thread, between commits."""
+        future: Future[Any] = Future()
+        self._queue.put(_Call(fn, future))
+        return future
+
     def close(self, timeout: float = 30.0) -> None:
         """Stop taking batches, commit everything already accepted, then stop. Idempotent."""
         with self._lock:
@@ -100,12 +119,20 @@ class Writer:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self._tick_interval if self._tick else None)
+            except queue.Empty:
+                self._maybe_tick(force=True)
+                continue
             if isinstance(first, _Stop):
                 break
+            if isinstance(first, _Call):
+                self._run_call(first)
+                continue
             group = [first]
             rows = first[1]
             deadline = time.monotonic() + self._max_wait
+            pending_calls: list[_Call] = []
             while rows < self._max_commit:
                 timeout = deadline - time.monotonic()
                 try:
@@ -115,9 +142,33 @@ class Writer:
                 if isinstance(item, _Stop):
                     stopping = True
                     break
+                if isinstance(item, _Call):
+                    pending_calls.append(item)
+                    continue
                 group.append(item)
                 rows += item[1]
             self._write(group, rows)
+            for call in pending_calls:
+                self._run_call(call)
+            self._maybe_tick()
+
+    def _run_call(self, call: _Call) -> None:
+        try:
+            call.future.set_result(call.fn())
+        except Exception as exc:
+            call.future.set_exception(exc)
+
+    def _maybe_tick(self, force: bool = False) -> None:
+        if self._tick is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_tick < self._tick_interval:
+            return
+        self._last_tick = now
+        try:
+            self._tick()
+        except Exception:  # housekeeping must never stop the writer
+            log.exception("writer housekeeping failed")
 
     def _write(self, group: list[tuple[Any, int, Future[int]]], rows: int) -> None:
         started = time.perf_counter()
