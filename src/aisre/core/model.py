@@ -28,3 +28,15 @@ class TimeRange:
     tenant: str
     since_ns: int | None = None
     until_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class SliRule:
+    """What the store counts per minute for one SLO: runs of ``journey`` (total) and
+    those that were good by ``kind``'s test (DESIGN §4)."""
+
+    slo: str
+    journey: str
+    kind: str  # outcome | latency | cost
+    latency_ns: int | None = None
+    max_cost_usd: float | None = None

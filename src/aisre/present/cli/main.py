@@ -57,6 +57,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     journeys = typer.Typer(help="Journeys and their runs.", no_args_is_help=True)
     app.add_typer(traces, name="traces")
     app.add_typer(journeys, name="journeys")
+    from aisre.present.cli.slo import build_slo_cli
+
+    app.add_typer(build_slo_cli(), name="slo")
 
     @app.command()
     def up(

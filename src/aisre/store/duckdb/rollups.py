@@ -9,8 +9,12 @@ run into a failure, changes the minute it belongs to, and nothing is counted twi
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import duckdb
+import pyarrow as pa
+
+from aisre.core.model import SliRule
 
 MINUTE_NS = 60 * 10**9
 
@@ -64,7 +68,11 @@ def ranges(minutes: Iterable[int]) -> list[tuple[int, int]]:
     return out
 
 
-def rebuild(conn: duckdb.DuckDBPyConnection, dirty: dict[str, set[int]]) -> int:
+def rebuild(
+    conn: duckdb.DuckDBPyConnection,
+    dirty: dict[str, set[int]],
+    rules: dict[str, list[SliRule]] | None = None,
+) -> int:
     """Rebuild the given minutes per tenant in one transaction; returns minutes rebuilt."""
     count = 0
     conn.execute("BEGIN TRANSACTION")
@@ -73,9 +81,74 @@ def rebuild(conn: duckdb.DuckDBPyConnection, dirty: dict[str, set[int]]) -> int:
             for start, end in ranges(minutes):
                 conn.execute(_DELETE, [tenant, start, end])
                 conn.execute(_REBUILD, [tenant, start, end])
+                rebuild_slo_minutes(conn, tenant, (rules or {}).get(tenant, []), start, end)
                 count += (end - start) // MINUTE_NS
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
         raise
     return count
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def good_predicate(rule: SliRule) -> str:
+    """SQL over `traces` columns that is true for a good run of ``rule``."""
+    duration = "(root_end_ns - root_start_ns)"
+    if rule.kind == "outcome":
+        latency = f" AND {duration} <= {int(rule.latency_ns)}" if rule.latency_ns is not None else ""
+        return f"(NOT failed{latency})"
+    if rule.kind == "latency":
+        return f"({duration} <= {int(rule.latency_ns or 0)})"
+    if rule.kind == "cost":
+        return f"(cost_usd <= {float(rule.max_cost_usd or 0.0)!r})"
+    raise ValueError(f"the store cannot count SLI kind {rule.kind!r}")
+
+
+def slo_counts_sql(rules: list[SliRule]) -> str:
+    """One scan of `traces` counting good and total runs of every rule per minute."""
+    goods = ", ".join(
+        f"count(*) FILTER (WHERE j = {_literal(r.journey)} AND {good_predicate(r)})" for r in rules
+    )
+    totals = ", ".join(f"count(*) FILTER (WHERE j = {_literal(r.journey)})" for r in rules)
+    return f"""
+SELECT minute_ns, [{goods}] AS goods, [{totals}] AS totals
+FROM (
+    SELECT *, coalesce(journey_attr, journey_rule, root_name) AS j,
+        (root_start_ns // {MINUTE_NS}) * {MINUTE_NS} AS minute_ns
+    FROM traces
+    WHERE tenant = ? AND has_root AND root_start_ns >= ? AND root_start_ns < ?
+)
+GROUP BY minute_ns
+"""
+
+
+def rebuild_slo_minutes(
+    conn: duckdb.DuckDBPyConnection, tenant: str, rules: list[SliRule], start: int, end: int
+) -> None:
+    """Replace ``rules``' minute counts in [start, end) (inside the caller's transaction)."""
+    if not rules:
+        return
+    names = [r.slo for r in rules]
+    conn.execute(
+        "DELETE FROM slo_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ? AND list_contains(?, slo)",
+        [tenant, start, end, names],
+    )
+    rows = conn.execute(slo_counts_sql(rules), [tenant, start, end]).fetchall()
+    out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
+    for minute, goods, totals in rows:
+        for name, good, total in zip(names, goods, totals, strict=True):
+            if total:
+                out["tenant"].append(tenant)
+                out["slo"].append(name)
+                out["minute_ns"].append(minute)
+                out["good"].append(good)
+                out["total"].append(total)
+    if out["slo"]:
+        conn.register("new_slo_minutes", pa.table(out))
+        try:
+            conn.execute("INSERT INTO slo_minutes SELECT * FROM new_slo_minutes")
+        finally:
+            conn.unregister("new_slo_minutes")

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aisre.core.errors import NotFound
-from aisre.core.model import RunQuery, TimeRange
+from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.normalize.runs import trace_partials_of
-from aisre.store.duckdb.rollups import minute_of, rebuild
+from aisre.store.duckdb.rollups import minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
 
@@ -111,6 +111,7 @@ class DuckDBStore:
         self._dirty: dict[str, set[int]] = {}
         self._dirty_lock = threading.Lock()
         self._rollups_on = rollup_interval_ms > 0
+        self._sli_rules: dict[str, list[SliRule]] = {}
         self._writer = Writer(
             self._commit,
             max_queued_spans=max_queued_spans,
@@ -286,12 +287,45 @@ class DuckDBStore:
         if not dirty:
             return 0
         try:
-            return rebuild(self._conn, dirty)
+            return rebuild(self._conn, dirty, self._sli_rules)
         except Exception:
             with self._dirty_lock:  # try again next time
                 for tenant, minutes in dirty.items():
                     self._dirty.setdefault(tenant, set()).update(minutes)
             raise
+
+    def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
+        """Count these SLOs from now on; new or changed ones are backfilled from all runs."""
+        self._writer.call(lambda: self._apply_sli_rules(tenant, list(rules))).result(600)
+
+    def _apply_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
+        old = {r.slo: r for r in self._sli_rules.get(tenant, [])}
+        changed = [r for r in rules if old.get(r.slo) != r]
+        keep = {r.slo for r in rules}
+        conn = self._conn
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            gone = [name for name in old if name not in keep]
+            if gone:
+                conn.execute("DELETE FROM slo_minutes WHERE tenant = ? AND list_contains(?, slo)", [tenant, gone])
+            rebuild_slo_minutes(conn, tenant, changed, -(2**62), 2**62)
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        self._sli_rules[tenant] = rules
+
+    def slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]:
+        """(minute_ns, good, total) of one SLO for minutes in [start_ns, end_ns), in order."""
+        with self._reader() as cur:
+            return [
+                (int(m), int(g), int(t))
+                for m, g, t in cur.execute(
+                    "SELECT minute_ns, good, total FROM slo_minutes WHERE tenant = ? AND slo = ? "
+                    "AND minute_ns >= ? AND minute_ns < ? ORDER BY minute_ns",
+                    [tenant, slo, start_ns, end_ns],
+                ).fetchall()
+            ]
 
     def flush_rollups(self) -> None:
         """Wait until every committed run is in the rollups (tests and shutdown)."""

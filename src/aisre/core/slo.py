@@ -1,0 +1,361 @@
+"""The SLO domain model every spec format maps to (native, OpenSLO, Sloth): values, no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import ClassVar, Literal
+
+from aisre.core.errors import PermanentError
+
+# ---------------------------------------------------------------------------- durations
+
+_UNITS: dict[str, timedelta] = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+    # OpenSLO shorthand (go-sdk maps M=30d, Q=90d, Y=365d); 'y' is Prometheus's year.
+    "M": timedelta(days=30),
+    "Q": timedelta(days=90),
+    "Y": timedelta(days=365),
+    "y": timedelta(days=365),
+}
+_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwMQYy])")
+DURATION_HELP = "a number and a unit, e.g. 30d, 4w, 1h30m (units: ms, s, m, h, d, w; M, Q, Y)"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Prometheus/OpenSLO duration such as ``28d`` or ``1h30m``; ValueError if malformed."""
+    s = text.strip()
+    pos, total = 0, timedelta(0)
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += int(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise ValueError(f"invalid duration {text!r}: use {DURATION_HELP}")
+    if total <= timedelta(0):
+        raise ValueError(f"duration {text!r} must be longer than zero")
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a duration as Sloth names its windows (``5m``, ``1h30m``, ``1d``, ``28d``; no weeks)."""
+    ms = int(value.total_seconds() * 1000)
+    out = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        n, ms = divmod(ms, size)
+        if n:
+            out.append(f"{n}{unit}")
+    return "".join(out) or "0s"
+
+
+# ---------------------------------------------------------------------------- provenance
+
+
+@dataclass(frozen=True)
+class SpecSource:
+    """Where an SLO was declared; ``fields`` maps model fields to (spec path, line)."""
+
+    file: str
+    line: int
+    path: str = ""
+    fields: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+    def where(self, name: str) -> tuple[str, int]:
+        """The spec path and line of a model field, falling back to the SLO itself."""
+        if name in self.fields:
+            return self.fields[name]
+        prefix = f"{self.path}." if self.path else ""
+        return f"{prefix}{name}", self.line
+
+
+@dataclass(frozen=True)
+class SpecError:
+    """One problem in a spec file, said so a person can fix it."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+# ---------------------------------------------------------------------------- windows and budgeting
+
+CalendarUnit = Literal["week", "month", "quarter", "year"]
+CALENDAR_UNITS: tuple[str, ...] = ("week", "month", "quarter", "year")
+_CALENDAR_NOMINAL = {"week": 7, "month": 30, "quarter": 90, "year": 365}
+
+
+@dataclass(frozen=True)
+class SloWindow:
+    """A rolling window, or a calendar one (aligned to weeks/months, or to ``start`` in ``timezone``)."""
+
+    duration: timedelta
+    rolling: bool = True
+    calendar: CalendarUnit | None = None
+    start: str | None = None
+    timezone: str = "UTC"
+
+    @classmethod
+    def rolling_window(cls, duration: timedelta) -> SloWindow:
+        """A rolling window of the given length."""
+        return cls(duration=duration)
+
+    @classmethod
+    def calendar_window(cls, unit: CalendarUnit, timezone: str = "UTC") -> SloWindow:
+        """A calendar week/month/quarter/year; its nominal length scales the burn factors."""
+        return cls(duration=timedelta(days=_CALENDAR_NOMINAL[unit]), rolling=False,
+                   calendar=unit, timezone=timezone)
+
+    def __str__(self) -> str:
+        if self.rolling:
+            return format_duration(self.duration)
+        return f"calendar {self.calendar or format_duration(self.duration)}"
+
+
+BudgetingMethodName = Literal["occurrences", "timeslices", "ratio_timeslices"]
+BUDGETING_METHODS: tuple[str, ...] = ("occurrences", "timeslices", "ratio_timeslices")
+
+
+@dataclass(frozen=True)
+class Budgeting:
+    """Occurrences (good/total events) or timeslices (good slices / all slices)."""
+
+    method: BudgetingMethodName = "occurrences"
+    slice_length: timedelta | None = None
+    # Percent of good events a slice needs to count as good (OpenSLO timeSliceTarget × 100).
+    slice_objective: float | None = None
+
+
+# ---------------------------------------------------------------------------- SLIs
+
+
+@dataclass(frozen=True)
+class OutcomeSli:
+    """Good = the journey run succeeded (and, if set, finished within ``latency_ms``)."""
+
+    kind: ClassVar[str] = "outcome"
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class LatencySli:
+    """Good = the journey run finished within ``latency_ms``, whatever its outcome."""
+
+    kind: ClassVar[str] = "latency"
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class CostSli:
+    """Good = the journey run cost at most ``max_usd``."""
+
+    kind: ClassVar[str] = "cost"
+    max_usd: float
+
+
+@dataclass(frozen=True)
+class ScoreSli:
+    """Good = the run's ``score`` evaluation is within [min, max] (either bound optional)."""
+
+    kind: ClassVar[str] = "score"
+    score: str
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class StepSli:
+    """Good = a span of ``operation`` in the journey succeeded (and ran within ``latency_ms``)."""
+
+    kind: ClassVar[str] = "step"
+    operation: str
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class PrometheusSli:
+    """An imported SLI made of queries (Sloth events/raw, OpenSLO ratio/threshold metrics).
+
+    Exactly one shape is set: error_query+total_query (events), good_query+total_query,
+    error_ratio_query (raw), good_ratio_query, or threshold_query with op/value. ``source_type``
+    keeps OpenSLO's data source type (``Prometheus``, ``Datadog``…) so non-Prometheus SLIs load.
+    """
+
+    kind: ClassVar[str] = "prometheus"
+    error_query: str | None = None
+    total_query: str | None = None
+    good_query: str | None = None
+    error_ratio_query: str | None = None
+    good_ratio_query: str | None = None
+    threshold_query: str | None = None
+    op: str | None = None
+    value: float | None = None
+    source_type: str = "prometheus"
+    counter: bool | None = None
+
+    @property
+    def shape(self) -> str:
+        """Which of the query shapes this SLI uses."""
+        if self.error_ratio_query is not None:
+            return "raw"
+        if self.good_ratio_query is not None:
+            return "raw_good"
+        if self.threshold_query is not None:
+            return "threshold"
+        if self.good_query is not None:
+            return "good_total"
+        return "events"
+
+
+Sli = OutcomeSli | LatencySli | CostSli | ScoreSli | StepSli | PrometheusSli
+SLI_KINDS: tuple[str, ...] = ("outcome", "latency", "cost", "score", "step", "prometheus")
+# Kinds that measure the user's outcome carry the journey's budget; the rest default to diagnostic.
+USER_OUTCOME_KINDS: frozenset[str] = frozenset({"outcome", "latency", "prometheus"})
+
+# ---------------------------------------------------------------------------- alerting
+
+
+@dataclass(frozen=True)
+class AlertWindow:
+    """One multi-window pair: alert when both windows burn faster than the factor."""
+
+    short: timedelta
+    long: timedelta
+    error_budget_percent: float
+
+
+@dataclass(frozen=True)
+class AlertWindows:
+    """A multi-window multi-burn-rate policy for one SLO period (Sloth's AlertWindows)."""
+
+    slo_period: timedelta
+    page_quick: AlertWindow
+    page_slow: AlertWindow
+    ticket_quick: AlertWindow
+    ticket_slow: AlertWindow
+    source: str = ""
+
+    def burn_factor(self, window: AlertWindow, slo_period: timedelta | None = None) -> float:
+        """Burn factor for a pair, as Sloth computes it: budget% × period hours / 100 / long hours."""
+        period_h = (slo_period or self.slo_period).total_seconds() / 3600
+        long_h = window.long.total_seconds() / 3600
+        # Same operation order as Sloth's getBurnRateFactor, so floats match its rules exactly.
+        return (window.error_budget_percent * period_h / 100) / long_h
+
+    def factors(self, slo_period: timedelta | None = None) -> dict[str, float]:
+        """Burn factors of the four pairs, keyed page_quick, page_slow, ticket_quick, ticket_slow."""
+        return {name: self.burn_factor(w, slo_period) for name, w in self.pairs().items()}
+
+    def pairs(self) -> dict[str, AlertWindow]:
+        """The four window pairs by name."""
+        return {"page_quick": self.page_quick, "page_slow": self.page_slow,
+                "ticket_quick": self.ticket_quick, "ticket_slow": self.ticket_slow}
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """One severity's alert (page or ticket)."""
+
+    enabled: bool = True
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BurnRateCondition:
+    """An OpenSLO AlertCondition (kind burnrate), kept as written."""
+
+    name: str
+    severity: str
+    op: str
+    threshold: float
+    lookback_window: timedelta
+    alert_after: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class AlertPolicyRef:
+    """An OpenSLO AlertPolicy after inlining: its conditions and notification targets."""
+
+    name: str
+    conditions: tuple[BurnRateCondition, ...] = ()
+    targets: tuple[str, ...] = ()
+    alert_when_breaching: bool = False
+    alert_when_resolved: bool = False
+    alert_when_no_data: bool = False
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """Alert names, labels and annotations; ``windows_file`` overrides the burn-rate policy."""
+
+    name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    page: AlertSpec = field(default_factory=AlertSpec)
+    ticket: AlertSpec = field(default_factory=AlertSpec)
+    windows_file: str | None = None
+    windows: AlertWindows | None = None
+    policies: tuple[AlertPolicyRef, ...] = ()
+
+
+# ---------------------------------------------------------------------------- the SLO
+
+
+@dataclass(frozen=True)
+class SloSpec:
+    """One SLO, whatever format it came from."""
+
+    name: str
+    objective: float  # percent, 0 < x < 100
+    sli: Sli
+    window: SloWindow = field(default_factory=lambda: SloWindow(timedelta(days=30)))
+    journey: str | None = None
+    service: str | None = None
+    budgeting: Budgeting = field(default_factory=Budgeting)
+    tier: int | None = None
+    owner: str | None = None
+    runbook: str | None = None
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    diagnostic: bool = False
+    alerting: Alerting = field(default_factory=Alerting)
+    format: str = "aisre"  # aisre | sloth | openslo
+    source: SpecSource = field(default_factory=lambda: SpecSource("", 0))
+
+    @property
+    def id(self) -> str:
+        """Unique key: the name for journey SLOs, Sloth's ``<service>-<name>`` for imported ones."""
+        if self.journey is None and self.service:
+            return f"{self.service}-{self.name}"
+        return self.name
+
+    @property
+    def error_budget(self) -> float:
+        """Allowed bad ratio, 1 − objective/100."""
+        return 1 - self.objective / 100
+
+    @property
+    def carries_budget(self) -> bool:
+        """User-outcome SLOs spend the journey's budget; diagnostic ones never do."""
+        return not self.diagnostic
+
+
+class SpecValidationError(PermanentError):
+    """A spec set with errors; nothing from it was loaded."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors

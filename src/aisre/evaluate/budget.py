@@ -1,0 +1,248 @@
+"""Error budgets, burn rates and multi-window multi-burn-rate alerts over minute counts.
+
+Everything here is a pure function of per-minute good/total counts (what the store's
+rollups hold), so the live evaluator and "would this have alerted?" replays are the
+same code. Windows are prefix-sum differences: evaluating any window at any minute
+costs O(1) after one O(minutes) pass, whatever the span count behind the counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from aisre.core.slo import AlertWindow, AlertWindows
+from aisre.evaluate.burn import error_budget
+
+MINUTE = timedelta(minutes=1)
+MINUTE_NS = 60 * 10**9
+
+Counts = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class MinuteSeries:
+    """Good and total events per minute, minute ``i`` starting at ``start_ns + i minutes``."""
+
+    start_ns: int
+    good: Counts
+    total: Counts
+
+    def __post_init__(self) -> None:
+        if self.good.shape != self.total.shape:
+            raise ValueError("good and total must have one count per minute each")
+
+    @classmethod
+    def from_lists(cls, start_ns: int, good: list[int], total: list[int]) -> MinuteSeries:
+        """Build from plain lists (tests, small replays)."""
+        return cls(start_ns, np.asarray(good, dtype=np.int64), np.asarray(total, dtype=np.int64))
+
+    @property
+    def minutes(self) -> int:
+        return int(self.total.shape[0])
+
+
+class _Windows:
+    """Prefix sums of bad and total events, for O(1) window sums at any minute."""
+
+    def __init__(self, series: MinuteSeries) -> None:
+        bad = series.total - series.good
+        self.bad = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
+        self.total = np.concatenate(([0], np.cumsum(series.total, dtype=np.int64)))
+
+    def sums(self, end: npt.NDArray[np.int64] | int, minutes: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(bad, total) over the ``minutes`` minutes ending before index ``end`` (exclusive)."""
+        stop = np.asarray(end)
+        start = np.maximum(stop - minutes, 0)
+        return (
+            (self.bad[stop] - self.bad[start]).astype(np.float64),
+            (self.total[stop] - self.total[start]).astype(np.float64),
+        )
+
+    def error_ratio(self, end: npt.NDArray[np.int64] | int, minutes: int) -> npt.NDArray[np.float64]:
+        """Bad over total in the window; 0 where there was no traffic (no traffic burns nothing)."""
+        bad, total = self.sums(end, minutes)
+        return np.divide(bad, total, out=np.zeros_like(bad), where=total > 0)
+
+
+def _minutes(window: timedelta) -> int:
+    return max(1, round(window / MINUTE))
+
+
+@dataclass(frozen=True)
+class BurnCondition:
+    """One alert pair evaluated at a moment: both windows must burn faster than ``factor``."""
+
+    name: str
+    severity: str
+    factor: float
+    short_window: timedelta
+    long_window: timedelta
+    short_burn: float
+    long_burn: float
+
+    @property
+    def firing(self) -> bool:
+        return self.short_burn > self.factor and self.long_burn > self.factor
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """An SLO's state at one moment."""
+
+    objective: float
+    period: timedelta
+    good: int
+    total: int
+    sli: float | None
+    budget_events: float
+    spent_events: int
+    remaining_ratio: float
+    burn_rates: dict[str, float]
+    conditions: list[BurnCondition]
+    time_to_exhaustion: timedelta | None
+    burn_down: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def page(self) -> bool:
+        return any(c.firing for c in self.conditions if c.severity == "page")
+
+    @property
+    def ticket(self) -> bool:
+        return any(c.firing for c in self.conditions if c.severity == "ticket")
+
+
+# Windows reported as burn rates beside the alert pairs (Sloth's and Pyrra's usual set).
+REPORTED_WINDOWS = (
+    timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=2),
+    timedelta(hours=6), timedelta(days=1), timedelta(days=3),
+)
+
+_SEVERITY = {"page_quick": "page", "page_slow": "page", "ticket_quick": "ticket", "ticket_slow": "ticket"}
+
+
+def evaluate(
+    series: MinuteSeries,
+    objective: float,
+    period: timedelta,
+    windows: AlertWindows,
+    *,
+    at_minute: int | None = None,
+    burn_down_points: int = 0,
+) -> BudgetStatus:
+    """Budget, burn rates and alert pairs at the end of minute ``at_minute`` (default: last)."""
+    if not 0 < objective < 100:
+        raise ValueError(f"objective must be > 0 and < 100 (got {objective})")
+    end = series.minutes if at_minute is None else at_minute + 1
+    w = _Windows(series)
+    period_min = _minutes(period)
+    bad, total = (float(x) for x in w.sums(end, period_min))
+    allowed = error_budget(objective)
+    budget_events = allowed * total
+    remaining = 1.0 - (bad / budget_events) if budget_events > 0 else (1.0 if bad == 0 else float("-inf"))
+    burn = {_label(win): float(w.error_ratio(end, _minutes(win))) / allowed for win in (*REPORTED_WINDOWS, period)}
+    conditions = [
+        _condition(name, pair, windows, period, w, end, allowed) for name, pair in windows.pairs().items()
+    ]
+    hour_burn = burn[_label(timedelta(hours=1))]
+    exhaustion = None
+    if hour_burn > 0 and remaining > 0:
+        exhaustion = period * remaining / hour_burn
+    return BudgetStatus(
+        objective=objective,
+        period=period,
+        good=int(total - bad),
+        total=int(total),
+        sli=(total - bad) / total if total else None,
+        budget_events=budget_events,
+        spent_events=int(bad),
+        remaining_ratio=remaining,
+        burn_rates=burn,
+        conditions=conditions,
+        time_to_exhaustion=exhaustion,
+        burn_down=burn_down(series, objective, period, end, burn_down_points) if burn_down_points else [],
+    )
+
+
+def _condition(
+    name: str, pair: AlertWindow, windows: AlertWindows, period: timedelta, w: _Windows, end: int, allowed: float
+) -> BurnCondition:
+    return BurnCondition(
+        name=name,
+        severity=_SEVERITY[name],
+        factor=windows.burn_factor(pair, period),
+        short_window=pair.short,
+        long_window=pair.long,
+        short_burn=float(w.error_ratio(end, _minutes(pair.short))) / allowed,
+        long_burn=float(w.error_ratio(end, _minutes(pair.long))) / allowed,
+    )
+
+
+def burn_down(series: MinuteSeries, objective: float, period: timedelta, end: int, points: int) -> list[tuple[int, float]]:
+    """Remaining budget ratio at ``points`` evenly spaced moments of the period ending at ``end``.
+
+    Each point is the rolling-window budget as it stood then: (minute start ns, ratio).
+    """
+    period_min = _minutes(period)
+    w = _Windows(series)
+    first = max(1, end - period_min)
+    moments = np.unique(np.linspace(first, end, num=max(2, points)).round().astype(np.int64))
+    bad, total = w.sums(moments, period_min)
+    budget = error_budget(objective) * total
+    ratio = np.where(budget > 0, 1.0 - np.divide(bad, budget, out=np.zeros_like(bad), where=budget > 0), 1.0)
+    return [(series.start_ns + int(m) * MINUTE_NS, float(r)) for m, r in zip(moments, ratio, strict=True)]
+
+
+@dataclass(frozen=True)
+class AlertInterval:
+    """When an alert severity fired during a replay: [start_ns, end_ns); end None if still firing."""
+
+    severity: str
+    start_ns: int
+    end_ns: int | None
+    peak_burn: float
+
+
+def replay(series: MinuteSeries, objective: float, period: timedelta, windows: AlertWindows) -> list[AlertInterval]:
+    """Evaluate every alert pair at the end of every minute: when would page and ticket have fired?"""
+    w = _Windows(series)
+    allowed = error_budget(objective)
+    ends = np.arange(1, series.minutes + 1, dtype=np.int64)
+    firing: dict[str, npt.NDArray[np.bool_]] = {}
+    peak: dict[str, npt.NDArray[np.float64]] = {}
+    for name, pair in windows.pairs().items():
+        factor = windows.burn_factor(pair, period)
+        short = w.error_ratio(ends, _minutes(pair.short)) / allowed
+        long = w.error_ratio(ends, _minutes(pair.long)) / allowed
+        on = (short > factor) & (long > factor)
+        severity = _SEVERITY[name]
+        firing[severity] = firing.get(severity, np.zeros_like(on)) | on
+        peak[severity] = np.maximum(peak.get(severity, np.zeros_like(long)), np.where(on, long, 0.0))
+    intervals: list[AlertInterval] = []
+    for severity, on in firing.items():
+        intervals.extend(_intervals(severity, on, peak[severity], series.start_ns))
+    return sorted(intervals, key=lambda a: (a.start_ns, a.severity))
+
+
+def _intervals(severity: str, on: npt.NDArray[np.bool_], peak: npt.NDArray[np.float64], start_ns: int) -> list[AlertInterval]:
+    # A condition evaluated at the end of minute i holds from (i + 1) minutes on.
+    edges = np.diff(np.concatenate(([0], on.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    out = []
+    for begin, stop in zip(starts, stops, strict=True):
+        end_ns = None if stop == on.shape[0] else start_ns + int(stop + 1) * MINUTE_NS
+        out.append(AlertInterval(severity, start_ns + int(begin + 1) * MINUTE_NS, end_ns, float(peak[begin:stop].max())))
+    return out
+
+
+def _label(window: timedelta) -> str:
+    minutes = _minutes(window)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    if minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    return f"{minutes}m"

@@ -1,0 +1,166 @@
+"""Journey SLOs evaluated from the store's per-minute counts: status, budget, burn rates,
+alert pairs and burn-down, for the API, CLI and UI."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+import numpy as np
+
+from aisre.core.errors import NotFound
+from aisre.core.model import SliRule
+from aisre.core.slo import CostSli, LatencySli, OutcomeSli, SloSpec
+from aisre.core.timefmt import rfc3339
+from aisre.evaluate.budget import MINUTE_NS, BudgetStatus, MinuteSeries, evaluate
+from aisre.evaluate.windows import windows_for
+
+
+class SloCounts(Protocol):
+    def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None: ...
+
+    def slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]: ...
+
+
+def sli_rule(spec: SloSpec) -> SliRule | None:
+    """What the store must count for ``spec``; None for SLIs it cannot count yet."""
+    if spec.journey is None:
+        return None
+    sli = spec.sli
+    if isinstance(sli, OutcomeSli):
+        latency = int(sli.latency_ms * 1e6) if sli.latency_ms is not None else None
+        return SliRule(spec.id, spec.journey, "outcome", latency_ns=latency)
+    if isinstance(sli, LatencySli):
+        return SliRule(spec.id, spec.journey, "latency", latency_ns=int(sli.latency_ms * 1e6))
+    if isinstance(sli, CostSli):
+        return SliRule(spec.id, spec.journey, "cost", max_cost_usd=sli.max_usd)
+    return None
+
+
+@dataclass
+class SloEngine:
+    """The SLOs of each tenant, kept in step with what the store counts."""
+
+    store: SloCounts
+
+    def __post_init__(self) -> None:
+        self._specs: dict[str, dict[str, SloSpec]] = {}
+        self._lock = threading.Lock()
+
+    def apply(self, tenant: str, specs: list[SloSpec]) -> None:
+        """Replace the tenant's SLOs (already validated); new ones are backfilled."""
+        rules = [rule for spec in specs if (rule := sli_rule(spec)) is not None]
+        self.store.set_sli_rules(tenant, rules)
+        with self._lock:
+            self._specs[tenant] = {spec.id: spec for spec in specs}
+
+    def specs(self, tenant: str) -> list[SloSpec]:
+        with self._lock:
+            return list(self._specs.get(tenant, {}).values())
+
+    def status(self, tenant: str, name: str, now_ns: int | None = None, burn_down_points: int = 0) -> dict[str, Any]:
+        """One SLO's document for the API; NotFound for an unknown name."""
+        with self._lock:
+            spec = self._specs.get(tenant, {}).get(name)
+        if spec is None:
+            raise NotFound(f"no SLO named {name!r}")
+        return self._document(tenant, spec, now_ns or time.time_ns(), burn_down_points)
+
+    def statuses(self, tenant: str, now_ns: int | None = None) -> list[dict[str, Any]]:
+        """Every SLO of the tenant, evaluated at one moment."""
+        now = now_ns or time.time_ns()
+        return [self._document(tenant, spec, now, 0) for spec in self.specs(tenant)]
+
+    def _document(self, tenant: str, spec: SloSpec, now_ns: int, points: int) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "name": spec.id,
+            "journey": spec.journey,
+            "objective": spec.objective,
+            "window": _human(spec.window.duration),
+            "sli": {"kind": spec.sli.kind, **{k: v for k, v in vars(spec.sli).items() if v is not None}},
+            "tier": spec.tier,
+            "owner": spec.owner,
+            "runbook": spec.runbook,
+            "diagnostic": spec.diagnostic,
+            "carries_budget": spec.carries_budget,
+            "description": spec.description,
+        }
+        if sli_rule(spec) is None:
+            doc["status"] = "unsupported"
+            doc["reason"] = f"aisre does not count {spec.sli.kind!r} SLIs from traces yet"
+            return doc
+        windows = windows_for(spec.window.duration)
+        series = self._series(tenant, spec, now_ns)
+        if windows is None:
+            doc["status"] = "unsupported"
+            doc["reason"] = "the SLO window is shorter than the longest alert window (3d)"
+            return doc
+        status = evaluate(series, spec.objective, spec.window.duration, windows, burn_down_points=points)
+        doc.update(_status_document(status, spec))
+        return doc
+
+    def _series(self, tenant: str, spec: SloSpec, now_ns: int) -> MinuteSeries:
+        end = (now_ns // MINUTE_NS + 1) * MINUTE_NS
+        start = end - int(spec.window.duration / timedelta(minutes=1)) * MINUTE_NS
+        rows = self.store.slo_minutes(tenant, spec.id, start, end)
+        minutes = (end - start) // MINUTE_NS
+        good = np.zeros(minutes, dtype=np.int64)
+        total = np.zeros(minutes, dtype=np.int64)
+        for minute, g, t in rows:
+            i = (minute - start) // MINUTE_NS
+            good[i], total[i] = g, t
+        return MinuteSeries(start, good, total)
+
+
+def _status_document(status: BudgetStatus, spec: SloSpec) -> dict[str, Any]:
+    if status.page and not spec.diagnostic:
+        state = "page"
+    elif status.page or status.ticket:
+        state = "ticket"
+    elif status.total == 0:
+        state = "no_data"
+    elif status.remaining_ratio <= 0:
+        state = "exhausted"
+    else:
+        state = "ok"
+    severity = "ticket" if spec.diagnostic else None
+    return {
+        "status": state,
+        "sli": status.sli,
+        "good": status.good,
+        "total": status.total,
+        "error_budget": {
+            "total_events": status.budget_events,
+            "spent_events": status.spent_events,
+            "remaining_ratio": status.remaining_ratio,
+            "time_to_exhaustion_s": status.time_to_exhaustion.total_seconds() if status.time_to_exhaustion else None,
+        },
+        "burn_rates": status.burn_rates,
+        "alerts": [
+            {
+                "name": c.name,
+                # Diagnostic SLOs are evaluated and alerted, but only as tickets.
+                "severity": severity or c.severity,
+                "factor": c.factor,
+                "short_window": _human(c.short_window),
+                "long_window": _human(c.long_window),
+                "short_burn": c.short_burn,
+                "long_burn": c.long_burn,
+                "firing": c.firing,
+            }
+            for c in status.conditions
+        ],
+        "burn_down": [{"time": rfc3339(t), "remaining_ratio": r} for t, r in status.burn_down],
+    }
+
+
+def _human(window: timedelta) -> str:
+    minutes = int(window / timedelta(minutes=1))
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    if minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    return f"{minutes}m"

@@ -1,0 +1,256 @@
+"""aisre's own SLO format (DESIGN §4): a ``slos:`` list of journey SLOs.
+
+```yaml
+version: aisre/v1            # optional
+windows: ./windows-7d.yaml   # optional: burn-rate policy for every SLO in the file
+slos:
+  - name: ask-success
+    journey: ask
+    objective: 99.5          # percent, > 0 and < 100
+    window: 28d              # rolling; or {calendar: month, timezone: Europe/Paris}
+    budgeting: occurrences   # or {method: timeslices, slice: 1m, slice_objective: 95}
+    sli: {kind: outcome, latency_ms: 4000}
+    tier: 0
+    owner: search-team
+    runbook: https://runbooks.example/ask
+    alerting:
+      name: AskSuccessBurn
+      labels: {team: search}
+      page: {labels: {severity: critical}}
+      ticket: {enabled: false}
+      windows: ./windows-28d.yaml   # per-SLO override (Sloth AlertWindows format)
+  - name: ask-cost
+    journey: ask
+    objective: 99
+    sli: {kind: cost, max_usd: 0.02}     # cost, score and step SLIs default to diagnostic
+```
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aisre.core.slo import (
+    BUDGETING_METHODS,
+    CALENDAR_UNITS,
+    DURATION_HELP,
+    SLI_KINDS,
+    USER_OUTCOME_KINDS,
+    Alerting,
+    AlertSpec,
+    Budgeting,
+    CostSli,
+    LatencySli,
+    OutcomeSli,
+    PrometheusSli,
+    ScoreSli,
+    Sli,
+    SloSpec,
+    SloWindow,
+    SpecSource,
+    StepSli,
+    parse_duration,
+)
+from aisre.evaluate._yaml import View
+
+VERSION = "aisre/v1"
+TOP_KEYS = ("version", "windows", "slos")
+SLO_KEYS = (
+    "name", "journey", "service", "objective", "window", "budgeting", "sli", "tier", "owner",
+    "runbook", "description", "labels", "diagnostic", "alerting",
+)
+SLI_KEYS: dict[str, tuple[str, ...]] = {
+    "outcome": ("kind", "latency_ms"),
+    "latency": ("kind", "latency_ms"),
+    "cost": ("kind", "max_usd"),
+    "score": ("kind", "score", "min", "max"),
+    "step": ("kind", "operation", "latency_ms"),
+    "prometheus": ("kind", "error_query", "total_query", "error_ratio_query"),
+}
+ALERTING_KEYS = ("name", "labels", "annotations", "page", "ticket", "windows")
+SEVERITY_KEYS = ("enabled", "labels", "annotations")
+WINDOW_HELP = f"a rolling duration ({DURATION_HELP}) or {{calendar: week|month|quarter|year, timezone: UTC}}"
+
+
+def is_native(doc: dict[Any, Any]) -> bool:
+    """Whether a YAML document is in aisre's format."""
+    return "slos" in doc and doc.get("version") in (None, VERSION) and "service" not in doc
+
+
+def load_native(doc: View, default_window: timedelta) -> list[SloSpec]:
+    """Map one native document to SLOs; errors go to ``doc.errors``."""
+    doc.check_keys(TOP_KEYS)
+    version = doc.data.get("version")
+    if version is not None and version != VERSION:
+        doc.error("version", f"must be {VERSION} (got {version!r})")
+    windows_file = doc.text("windows")
+    out: list[SloSpec] = []
+    for item, path, line in doc.items("slos", required=True):
+        slo = doc.as_view(item, path, line, "an SLO mapping")
+        if slo is not None:
+            spec = _slo(slo, default_window, windows_file)
+            if spec is not None:
+                out.append(spec)
+    return out
+
+
+def _slo(v: View, default_window: timedelta, windows_file: str | None) -> SloSpec | None:
+    start = len(v.errors)
+    v.check_keys(SLO_KEYS)
+    fields: dict[str, tuple[str, int]] = {k: v.where(k) for k in v.data}
+    name = v.text("name", required=True)
+    objective = v.number("objective", required=True)
+    journey = v.text("journey")
+    service = v.text("service")
+    sli, sli_fields = _sli(v)
+    fields.update(sli_fields)
+    if sli is not None and journey is None and not (sli.kind == "prometheus" and service):
+        v.error("journey", "is required" + (" (or service, for a prometheus SLI)"
+                                            if sli.kind == "prometheus" else ""))
+    window = _window(v, default_window)
+    budgeting = _budgeting(v, fields)
+    alerting = _alerting(v, windows_file, fields)
+    tier = v.integer("tier")
+    diagnostic = v.boolean("diagnostic", sli is not None and sli.kind not in USER_OUTCOME_KINDS)
+    if len(v.errors) > start or name is None or objective is None or sli is None or window is None:
+        return None
+    return SloSpec(
+        name=name, objective=objective, sli=sli, window=window, journey=journey, service=service,
+        budgeting=budgeting, tier=tier, owner=v.text("owner"), runbook=v.text("runbook"),
+        description=v.text("description") or "", labels=v.labels("labels"),
+        diagnostic=diagnostic, alerting=alerting, format="aisre",
+        source=SpecSource(v.file, v.line, v.path, fields),
+    )
+
+
+def _sli(v: View) -> tuple[Sli | None, dict[str, tuple[str, int]]]:
+    raw = v.data.get("sli")
+    if isinstance(raw, str):  # shorthand: `sli: outcome`
+        raw_kind, s = raw, None
+    else:
+        s = v.mapping("sli", required=True)
+        if s is None:
+            return None, {}
+        raw_kind = s.text("kind", required=True) or ""
+    where = s or v
+    key = "kind" if s else "sli"
+    if raw_kind not in SLI_KINDS:
+        if raw_kind:
+            where.error(key, f"unknown SLI kind {raw_kind!r}; allowed: {', '.join(SLI_KINDS)}")
+        return None, {}
+    if s is None:
+        if raw_kind != "outcome":
+            v.error("sli", f"the {raw_kind} SLI needs parameters, e.g. {{kind: {raw_kind}, ...}}")
+            return None, {}
+        return OutcomeSli(), {}
+    s.check_keys(SLI_KEYS[raw_kind])
+    fields = {f"sli.{k}": s.where(k) for k in s.data}
+    start = len(s.errors)
+    sli: Sli | None = None
+    if raw_kind == "outcome":
+        sli = OutcomeSli(latency_ms=s.number("latency_ms"))
+    elif raw_kind == "latency":
+        ms = s.number("latency_ms", required=True)
+        sli = LatencySli(ms) if ms is not None else None
+    elif raw_kind == "cost":
+        usd = s.number("max_usd", required=True)
+        sli = CostSli(usd) if usd is not None else None
+    elif raw_kind == "score":
+        score = s.text("score", required=True)
+        sli = ScoreSli(score, s.number("min"), s.number("max")) if score else None
+    elif raw_kind == "step":
+        op = s.text("operation", required=True)
+        sli = StepSli(op, s.number("latency_ms")) if op else None
+    else:
+        sli = _prometheus(s)
+    return (sli if len(s.errors) == start else None), fields
+
+
+def _prometheus(s: View) -> PrometheusSli | None:
+    err_q, total_q, ratio_q = s.text("error_query"), s.text("total_query"), s.text("error_ratio_query")
+    if ratio_q is not None and (err_q or total_q):
+        s.error("error_ratio_query", "use either error_ratio_query or error_query + total_query")
+        return None
+    if ratio_q is not None:
+        return PrometheusSli(error_ratio_query=ratio_q)
+    if err_q is None or total_q is None:
+        s.error("error_query" if err_q is None else "total_query",
+                "is required: give error_query + total_query, or error_ratio_query")
+        return None
+    return PrometheusSli(error_query=err_q, total_query=total_q)
+
+
+def _window(v: View, default: timedelta) -> SloWindow | None:
+    raw = v.data.get("window")
+    if raw is None:
+        return SloWindow.rolling_window(default)
+    if isinstance(raw, str):
+        words = raw.split()
+        if len(words) == 2 and words[0] == "calendar" and words[1] in CALENDAR_UNITS:
+            return SloWindow.calendar_window(words[1])  # type: ignore[arg-type]
+        try:
+            return SloWindow.rolling_window(parse_duration(raw))
+        except ValueError as exc:
+            v.error("window", f"{exc}; a window is {WINDOW_HELP}")
+            return None
+    w = v.mapping("window")
+    if w is None:
+        return None
+    w.check_keys(("rolling", "calendar", "timezone"))
+    if w.has("rolling") == w.has("calendar"):
+        v.error("window", f"give exactly one of rolling or calendar; a window is {WINDOW_HELP}")
+        return None
+    if w.has("rolling"):
+        d = w.duration("rolling")
+        return SloWindow.rolling_window(d) if d else None
+    unit = w.text("calendar")
+    if unit not in CALENDAR_UNITS:
+        w.error("calendar", f"must be one of {', '.join(CALENDAR_UNITS)} (got {unit!r})")
+        return None
+    return SloWindow.calendar_window(unit, w.text("timezone") or "UTC")  # type: ignore[arg-type]
+
+
+def _budgeting(v: View, fields: dict[str, tuple[str, int]]) -> Budgeting:
+    raw = v.data.get("budgeting")
+    if raw is None:
+        return Budgeting()
+    if isinstance(raw, str):
+        if raw not in BUDGETING_METHODS:
+            v.error("budgeting", f"must be one of {', '.join(BUDGETING_METHODS)} (got {raw!r})")
+            return Budgeting()
+        return Budgeting(method=raw)  # type: ignore[arg-type]
+    b = v.mapping("budgeting")
+    if b is None:
+        return Budgeting()
+    b.check_keys(("method", "slice", "slice_objective"))
+    fields.update({f"budgeting.{k}": b.where(k) for k in b.data})
+    method = b.text("method", required=True) or "occurrences"
+    if method not in BUDGETING_METHODS:
+        b.error("method", f"must be one of {', '.join(BUDGETING_METHODS)} (got {method!r})")
+        return Budgeting()
+    return Budgeting(method, b.duration("slice"), b.number("slice_objective"))  # type: ignore[arg-type]
+
+
+def _severity(a: View, key: str) -> AlertSpec:
+    raw = a.data.get(key)
+    if isinstance(raw, bool):  # shorthand: `ticket: false`
+        return AlertSpec(enabled=raw)
+    s = a.mapping(key)
+    if s is None:
+        return AlertSpec()
+    s.check_keys(SEVERITY_KEYS)
+    return AlertSpec(s.boolean("enabled", True), s.labels("labels"), s.labels("annotations"))
+
+
+def _alerting(v: View, windows_file: str | None, fields: dict[str, tuple[str, int]]) -> Alerting:
+    a = v.mapping("alerting")
+    if a is None:
+        return Alerting(windows_file=windows_file)
+    a.check_keys(ALERTING_KEYS)
+    fields.update({f"alerting.{k}": a.where(k) for k in a.data})
+    return Alerting(
+        name=a.text("name"), labels=a.labels("labels"), annotations=a.labels("annotations"),
+        page=_severity(a, "page"), ticket=_severity(a, "ticket"),
+        windows_file=a.text("windows") or windows_file,
+    )

@@ -1,0 +1,158 @@
+"""Checks on the SLO model, whatever format it came from (after Sloth's pkg/common/validation).
+
+Loaders report structural problems (missing fields, wrong types, bad durations, unknown
+kinds); this module checks meaning: ranges, names, queries and references.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+
+from aisre.core.slo import (
+    CostSli,
+    LatencySli,
+    OutcomeSli,
+    PrometheusSli,
+    ScoreSli,
+    SloSpec,
+    SpecError,
+    StepSli,
+)
+
+# Sloth's name rule for SLO names and services (one-character names allowed too).
+NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+WINDOW_VAR_RE = re.compile(r"{{ *\.window *}}")
+# The operations normalize/ maps spans to (DESIGN §2).
+OPERATIONS = ("chat", "text_completion", "embeddings", "retrieval", "execute_tool", "agent", "other")
+
+
+def _err(spec: SloSpec, name: str, message: str) -> SpecError:
+    path, line = spec.source.where(name)
+    return SpecError(spec.source.file, line, path, message)
+
+
+def validate_slo(
+    spec: SloSpec,
+    known_journeys: Collection[str] | None = None,
+    known_scores: Collection[str] | None = None,
+) -> list[SpecError]:
+    """Problems with one SLO; an empty list means it is valid."""
+    errors: list[SpecError] = []
+    add = errors.append
+    if not NAME_RE.match(spec.name):
+        add(_err(spec, "name", f"must match {NAME_RE.pattern} (got {spec.name!r})"))
+    if spec.service is not None and not NAME_RE.match(spec.service):
+        add(_err(spec, "service", f"must match {NAME_RE.pattern} (got {spec.service!r})"))
+    if not 0 < spec.objective < 100:
+        hint = "; 100 leaves no error budget" if spec.objective == 100 else ""
+        add(_err(spec, "objective", f"must be > 0 and < 100 (got {spec.objective:g}){hint}"))
+    if spec.journey is not None and known_journeys is not None and spec.journey not in known_journeys:
+        add(_err(spec, "journey", f"unknown journey {spec.journey!r}; known: {_list(known_journeys)}"))
+    errors.extend(_check_sli(spec, known_scores))
+    errors.extend(_check_budgeting(spec))
+    errors.extend(_check_alerting(spec))
+    return errors
+
+
+def validate(
+    specs: Iterable[SloSpec],
+    known_journeys: Collection[str] | None = None,
+    known_scores: Collection[str] | None = None,
+) -> list[SpecError]:
+    """Problems across a set of SLOs: each SLO's own, plus duplicated names."""
+    errors: list[SpecError] = []
+    seen: dict[str, SloSpec] = {}
+    for spec in specs:
+        errors.extend(validate_slo(spec, known_journeys, known_scores))
+        first = seen.setdefault(spec.id, spec)
+        if first is not spec:
+            at = f"{first.source.file}:{first.source.line}"
+            errors.append(_err(spec, "name", f"duplicate SLO {spec.id!r} (first declared at {at})"))
+    return errors
+
+
+def _list(names: Collection[str]) -> str:
+    return ", ".join(sorted(names)) or "(none)"
+
+
+def _positive(spec: SloSpec, name: str, value: float | None) -> list[SpecError]:
+    if value is not None and not value > 0:
+        return [_err(spec, name, f"must be > 0 (got {value:g})")]
+    return []
+
+
+def _check_sli(spec: SloSpec, known_scores: Collection[str] | None) -> list[SpecError]:
+    sli = spec.sli
+    errors: list[SpecError] = []
+    if isinstance(sli, OutcomeSli | LatencySli):
+        errors += _positive(spec, "sli.latency_ms", sli.latency_ms)
+    elif isinstance(sli, CostSli):
+        errors += _positive(spec, "sli.max_usd", sli.max_usd)
+    elif isinstance(sli, ScoreSli):
+        if sli.min is None and sli.max is None:
+            errors.append(_err(spec, "sli", "a score SLI needs min, max or both"))
+        if sli.min is not None and sli.max is not None and sli.min > sli.max:
+            errors.append(_err(spec, "sli.min", f"must be <= max (got {sli.min:g} > {sli.max:g})"))
+        if known_scores is not None and sli.score not in known_scores:
+            errors.append(_err(spec, "sli.score",
+                               f"unknown score {sli.score!r}; known: {_list(known_scores)}"))
+    elif isinstance(sli, StepSli):
+        if sli.operation not in OPERATIONS:
+            errors.append(_err(spec, "sli.operation",
+                               f"must be one of {', '.join(OPERATIONS)} (got {sli.operation!r})"))
+        errors += _positive(spec, "sli.latency_ms", sli.latency_ms)
+    elif isinstance(sli, PrometheusSli):
+        errors += _check_queries(spec, sli)
+    return errors
+
+
+def _check_queries(spec: SloSpec, sli: PrometheusSli) -> list[SpecError]:
+    errors: list[SpecError] = []
+    queries = {
+        "sli.error_query": sli.error_query, "sli.total_query": sli.total_query,
+        "sli.good_query": sli.good_query, "sli.error_ratio_query": sli.error_ratio_query,
+        "sli.good_ratio_query": sli.good_ratio_query, "sli.threshold_query": sli.threshold_query,
+    }
+    for name, query in queries.items():
+        if query is not None and not query.strip():
+            errors.append(_err(spec, name, "must not be empty"))
+        # Sloth substitutes each alert window into the query; without the variable every
+        # window would read the same range.
+        if spec.format == "sloth" and query and not WINDOW_VAR_RE.search(query):
+            errors.append(_err(spec, name, "must contain the {{.window}} template variable"))
+    if sli.error_query is not None and sli.error_query == sli.total_query:
+        errors.append(_err(spec, "sli.error_query", "must differ from total_query"))
+    return errors
+
+
+def _check_budgeting(spec: SloSpec) -> list[SpecError]:
+    b = spec.budgeting
+    errors: list[SpecError] = []
+    if b.method in ("timeslices", "ratio_timeslices"):
+        if b.slice_length is None:
+            errors.append(_err(spec, "budgeting.slice", f"is required for {b.method} budgeting"))
+        elif b.slice_length > spec.window.duration:
+            errors.append(_err(spec, "budgeting.slice", "must not be longer than the SLO window"))
+    if b.method == "timeslices":
+        if b.slice_objective is None:
+            errors.append(_err(spec, "budgeting.slice_objective",
+                               "is required for timeslices budgeting (percent of good events per slice)"))
+        elif not 0 < b.slice_objective <= 100:
+            errors.append(_err(spec, "budgeting.slice_objective",
+                               f"must be > 0 and <= 100 (got {b.slice_objective:g})"))
+    return errors
+
+
+def _check_alerting(spec: SloSpec) -> list[SpecError]:
+    a = spec.alerting
+    errors: list[SpecError] = []
+    if spec.format == "sloth" and not a.name and (a.page.enabled or a.ticket.enabled):
+        errors.append(_err(spec, "alerting.name",
+                           "is required unless both page and ticket alerts are disabled"))
+    w = a.windows
+    if w is not None and a.windows_file is not None and w.slo_period != spec.window.duration:
+        errors.append(_err(spec, "alerting.windows",
+                           f"the windows file is for sloPeriod {w.slo_period.days}d but the SLO window "
+                           f"is {spec.window}; use a file made for the SLO's window"))
+    return errors

@@ -1,0 +1,106 @@
+"""SLOs evaluated end to end: runs in the store → per-minute SLO counts → status."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from aisre.core.errors import NotFound
+from aisre.evaluate.slo import SloEngine
+from aisre.evaluate.specs import load_specs
+from aisre.normalize.spans import flatten
+from aisre.store.duckdb import DuckDBStore
+from tests.otlp_factory import journey_request
+
+SPEC = """
+slos:
+  - name: ask-success
+    journey: ask
+    objective: 99.5
+    window: 28d
+    sli: {kind: outcome, latency_ms: 4000}
+    tier: 0
+    owner: search-team
+    runbook: https://runbooks.example/ask
+  - name: ask-cost
+    journey: ask
+    objective: 99
+    sli: {kind: cost, max_usd: 0.00001}
+    diagnostic: true
+  - name: ask-groundedness
+    journey: ask
+    objective: 95
+    sli: {kind: score, score: groundedness, min: 0.7}
+    diagnostic: true
+"""
+
+
+def _engine(tmp_path: Path) -> tuple[DuckDBStore, SloEngine]:
+    path = tmp_path / "slos.yaml"
+    path.write_text(SPEC)
+    store = DuckDBStore(str(tmp_path / "s.duckdb"))
+    engine = SloEngine(store)
+    engine.apply("t", load_specs([path]))
+    return store, engine
+
+
+def test_status_from_runs_with_backfill_and_live_updates(tmp_path: Path) -> None:
+    now = time.time_ns()
+    # Runs from before the SLO existed are backfilled when it is applied.
+    request, _ = journey_request(50, start_ns=now - 3600 * 10**9)
+    flat = flatten(request, "t")
+    path = tmp_path / "slos.yaml"
+    path.write_text(SPEC)
+    store = DuckDBStore(str(tmp_path / "s.duckdb"))
+    store.submit_spans(flat.table, flat.resources).result(10)
+    engine = SloEngine(store)
+    engine.apply("t", load_specs([path]))
+    status = engine.status("t", "ask-success", now, burn_down_points=12)
+    assert (status["good"], status["total"], status["status"]) == (50, 50, "ok")
+    assert status["error_budget"]["remaining_ratio"] == 1.0
+    assert len(status["burn_down"]) == 12
+
+    # New runs, half of them failing (root status error), arrive live.
+    request, _ = journey_request(50, start_ns=now - 60 * 10**9)
+    flat = flatten(request, "t")
+    failing = flat.table.column("is_root")
+    table = flat.table.set_column(
+        flat.table.schema.get_field_index("marks_failure"),
+        "marks_failure",
+        pc.and_(failing, pc.greater(pc.random(flat.table.num_rows), -1.0)),
+    )
+    store.submit_spans(table, flat.resources).result(10)
+    store.flush_rollups()
+    status = engine.status("t", "ask-success", now)
+    assert (status["good"], status["total"]) == (50, 100)
+    assert status["status"] == "page"
+    assert status["burn_rates"]["5m"] == pytest.approx(1.0 / 0.005)
+    assert any(a["firing"] and a["severity"] == "page" for a in status["alerts"])
+    assert status["error_budget"]["remaining_ratio"] == pytest.approx(1 - 50 / (0.005 * 100))
+
+    # Cost SLO: every run costs more than the bound; diagnostic, so a ticket, never a page.
+    cost = engine.status("t", "ask-cost", now)
+    assert cost["total"] == 100 and cost["good"] == 0
+    assert cost["status"] == "ticket" and not cost["carries_budget"]
+    assert {a["severity"] for a in cost["alerts"]} == {"ticket"}
+
+    groundedness = engine.status("t", "ask-groundedness", now)
+    assert groundedness["status"] == "unsupported"
+    with pytest.raises(NotFound):
+        engine.status("t", "nope", now)
+    store.close()
+
+
+def test_removing_an_slo_drops_its_counts(tmp_path: Path) -> None:
+    store, engine = _engine(tmp_path)
+    request, _ = journey_request(5)
+    flat = flatten(request, "t")
+    store.submit_spans(flat.table, flat.resources).result(10)
+    store.flush_rollups()
+    assert store._rows("SELECT count(DISTINCT slo) AS n FROM slo_minutes")[0]["n"] == 2
+    engine.apply("t", [s for s in engine.specs("t") if s.id == "ask-cost"])
+    assert store._rows("SELECT DISTINCT slo FROM slo_minutes") == [{"slo": "ask-cost"}]
+    store.close()
