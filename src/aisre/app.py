@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -17,9 +18,12 @@ from starlette.applications import Starlette
 from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
+from aisre.evaluate.slo import SloEngine
+from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.context import AppContext
+from aisre.present.api.metrics import SloCountsCollector
 from aisre.receive.otlp_grpc import GrpcReceiver
 from aisre.store.duckdb import DuckDBStore
 from aisre.store.ingest import SpanIngest
@@ -49,6 +53,7 @@ class AisreServer:
         self.settings = settings
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
+        specs = load_specs([Path(settings.slos)]) if settings.slos else []
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -70,8 +75,13 @@ class AisreServer:
             retry_after_s=settings.retry_after_s,
             journey_rules=rules,
         )
+        self.slos = SloEngine(self.store)
+        if specs:
+            self.slos.apply(settings.tenant, specs)
+        self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
         self.ctx = AppContext(
-            settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics
+            settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
+            slos=self.slos,
         )
         self.grpc: GrpcReceiver | None = None
         self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=_ui_routes(), lifespan=self._lifespan)

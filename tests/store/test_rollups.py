@@ -10,9 +10,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from aisre.core.schema import DURATION_BUCKETS_MS
 from aisre.normalize.spans import flatten
 from aisre.store.duckdb import DuckDBStore
-from aisre.store.duckdb.rollups import DURATION_BUCKETS_MS, MINUTE_NS, ranges
+from aisre.store.duckdb.rollups import MINUTE_NS, ranges
 from tests.otlp_factory import journey_request
 
 BASE = 1_795_400_000 * 10**9 // MINUTE_NS * MINUTE_NS  # a minute boundary in Nov 2026

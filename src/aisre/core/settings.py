@@ -25,6 +25,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grpc_port", 4317, "OTLP/gRPC port (TraceService/Export); 0 turns gRPC off"),
     Setting("db", "aisre.duckdb", "Path of the embedded DuckDB file"),
     Setting("tenant", "default", "Tenant that data without credentials belongs to"),
+    Setting("slos", "", "SLO spec file or folder (aisre, OpenSLO or Sloth YAML) loaded at start"),
     Setting("journey_rules", "", "YAML file of rules naming journeys from service and root span name (traces without aisre.journey)"),
     Setting("max_body_bytes", 16 * 1024 * 1024, "Largest accepted OTLP request body, after decompression (413 above it)"),
     Setting("queue_max_spans", 200_000, "Spans waiting for the store writer before ingest answers 429/RESOURCE_EXHAUSTED"),
@@ -52,6 +53,7 @@ class Settings:
     db: str = "aisre.duckdb"
     tenant: str = "default"
     journey_rules: str = ""
+    slos: str = ""
     max_body_bytes: int = 16 * 1024 * 1024
     queue_max_spans: int = 200_000
     commit_max_spans: int = 100_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,14 @@ log = logging.getLogger(__name__)
 async def _permanent(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PermanentError)
     status = 404 if isinstance(exc, NotFound) else 400
-    return ORJSONResponse({"error": exc.message}, status_code=status)
+    body: dict[str, object] = {"error": exc.message}
+    details = getattr(exc, "errors", None)
+    if isinstance(details, list):  # e.g. every error of an SLO spec set, with file and line
+        body["errors"] = [
+            dataclasses.asdict(e) if dataclasses.is_dataclass(e) and not isinstance(e, type) else str(e)
+            for e in details
+        ]
+    return ORJSONResponse(body, status_code=status)
 
 
 async def _retryable(request: Request, exc: Exception) -> Response:

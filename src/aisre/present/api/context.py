@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
+from aisre.evaluate.slo import SloEngine
 from aisre.store.base import Store
 
 
@@ -18,6 +19,7 @@ class AppContext:
     store: Store
     registry: CollectorRegistry
     ingest_metrics: IngestMetrics
+    slos: SloEngine
     extra: dict[str, object] = field(default_factory=dict)
 
     def tenant_for(self, request: Request) -> str:

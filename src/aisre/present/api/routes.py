@@ -17,6 +17,7 @@ from aisre.core.errors import PermanentError
 from aisre.core.model import RunQuery, TimeRange
 from aisre.core.timefmt import parse_time
 from aisre.derive import journeys
+from aisre.evaluate.specs import specs_from_text
 from aisre.present.api.context import AppContext
 
 
@@ -149,6 +150,54 @@ async def trace_detail(request: Request) -> Response:
     return ORJSONResponse(doc)
 
 
+async def slo_list(request: Request) -> Response:
+    """
+    summary: Every SLO with its status, SLI, error budget, burn rates and alert pairs
+    responses:
+      200: {description: "{items: [...]}"}
+    """
+    ctx = _ctx(request)
+    items = await run_in_threadpool(ctx.slos.statuses, ctx.tenant_for(request))
+    return ORJSONResponse({"items": items})
+
+
+async def slo_detail(request: Request) -> Response:
+    """
+    summary: One SLO's status, error budget, burn rates per window, alert state and burn-down series
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+      - {name: points, in: query, schema: {type: integer, minimum: 2, maximum: 2000, default: 120}, description: burn-down points}
+    responses:
+      200: {description: SLO status document.}
+      404: {description: Unknown SLO.}
+    """
+    ctx = _ctx(request)
+    points = _int_param(request, "points", 120)
+    if not 2 <= points <= 2000:
+        raise PermanentError(f"points must be between 2 and 2000; got {points}")
+    doc = await run_in_threadpool(
+        ctx.slos.status, ctx.tenant_for(request), request.path_params["name"], None, points
+    )
+    return ORJSONResponse(doc)
+
+
+async def slo_apply(request: Request) -> Response:
+    """
+    summary: Replace the SLOs with the specs in the body (aisre, OpenSLO or Sloth YAML); nothing changes if any spec is invalid
+    requestBody:
+      content:
+        application/yaml: {schema: {type: string}}
+    responses:
+      200: {description: "{applied: [names]}"}
+      400: {description: "Invalid specs: {error, errors: [{file, line, field, message}]}"}
+    """
+    ctx = _ctx(request)
+    body = await request.body()
+    specs = await run_in_threadpool(specs_from_text, body.decode("utf-8", errors="replace"), "request body")
+    await run_in_threadpool(ctx.slos.apply, ctx.tenant_for(request), specs)
+    return ORJSONResponse({"applied": [s.id for s in specs]})
+
+
 schemas = SchemaGenerator(
     {
         "openapi": "3.0.3",
@@ -174,4 +223,7 @@ API_ROUTES = [
     Route("/api/journeys", journey_list, methods=["GET"]),
     Route("/api/journeys/runs", run_list, methods=["GET"]),
     Route("/api/traces/{trace_id}", trace_detail, methods=["GET"]),
+    Route("/api/slos", slo_list, methods=["GET"]),
+    Route("/api/slos", slo_apply, methods=["PUT"]),
+    Route("/api/slos/{name}", slo_detail, methods=["GET"]),
 ]

@@ -27,3 +27,18 @@ def get_json(url: str, path: str, params: dict[str, Any] | None = None, timeout:
             message = response.text
         raise ApiError(f"{response.status_code}: {message}")
     return response.json()
+
+
+def put_text(url: str, path: str, text: str, content_type: str, timeout: float = 120.0) -> Any:
+    """PUT ``text`` to ``path``; a 4xx with spec errors lists every one of them."""
+    try:
+        response = httpx.put(url.rstrip("/") + path, content=text.encode(), headers={"Content-Type": content_type}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach aisre at {url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            raise ApiError(f"{response.status_code}: {response.text}") from None
+        raise ApiError(str(body.get("error", response.text)))
+    return response.json()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -18,24 +16,14 @@ from rich.tree import Tree
 from aisre.core.errors import AisreError
 from aisre.core.settings import Settings, resolve
 from aisre.present.cli.client import get_json
+from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
 
-DEFAULT_URL = "http://127.0.0.1:4318"
 console = Console()
-err = Console(stderr=True)
 
 ServerRunner = Callable[..., None]
-
-UrlOption = typer.Option(DEFAULT_URL, "--url", envvar="AISRE_URL", help="Base URL of a running aisre server")
-FormatOption = typer.Option("table", "--format", help="table (for people) or json (for machines)")
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(1)
-
-
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+_fail = fail
+_emit_json = emit_json
+_call = call
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -72,6 +60,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest OTLP body accepted (413 above)"),
         ingest_workers: int = typer.Option(2, help="Processes decoding OTLP requests; 0 decodes in the server process"),
         journey_rules: str = typer.Option("", "--journey-rules", help="YAML rules naming journeys from service and root span name"),
+        slos: str = typer.Option("", "--slos", help="SLO spec file or folder (aisre, OpenSLO or Sloth YAML)"),
         setting: list[str] = typer.Option([], "--setting", "-s", help="NAME=VALUE for any setting (see README); repeatable"),
     ) -> None:
         """Run the server on the embedded store."""
@@ -86,7 +75,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
                 "host": host, "port": port, "grpc_port": grpc_port, "db": db,
                 "allow_public_bind": allow_public_bind, "queue_max_spans": queue_max_spans,
                 "max_body_bytes": max_body_bytes, "ingest_workers": ingest_workers,
-                "journey_rules": journey_rules, **extra,
+                "journey_rules": journey_rules, "slos": slos, **extra,
             }
         )
         _run_server(serve, settings, banner=True)
@@ -122,7 +111,10 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
             )
             console.print(stats)
             return
-        settings = _settings(port=port, grpc_port=grpc_port, db=db)
+        from importlib import resources
+
+        slo_file = str(resources.files("aisre.demo").joinpath("slos.yaml"))
+        settings = _settings(port=port, grpc_port=grpc_port, db=db, slos=slo_file)
         stop = threading.Event()
 
         def start_feeding(_server: Any) -> None:
@@ -231,13 +223,6 @@ def _span_label(span: dict[str, Any]) -> str:
     if span["status"] == "error":
         parts.append(f"[red]{span.get('status_message') or 'error'}[/]")
     return "  ".join(parts)
-
-
-def _call(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except AisreError as exc:
-        _fail(exc.message)
 
 
 def _settings(**values: Any) -> Settings:

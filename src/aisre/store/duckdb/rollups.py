@@ -15,12 +15,10 @@ import duckdb
 import pyarrow as pa
 
 from aisre.core.model import SliRule
+from aisre.core.schema import DURATION_BUCKETS_MS
 
 MINUTE_NS = 60 * 10**9
 
-# Upper bounds (ms) of the duration buckets: x1.25 steps from 1 ms to about 10 minutes,
-# so a quantile read from them is within 12.5 % of the true value.
-DURATION_BUCKETS_MS: tuple[float, ...] = tuple(round(1.25**i, 3) for i in range(0, 61))
 
 # The last bound catches everything longer, so every row has the same number of buckets.
 _BOUNDS_NS = "[" + ", ".join([*(str(int(ms * 1e6)) for ms in DURATION_BUCKETS_MS), str(2**63 - 1)]) + "]"

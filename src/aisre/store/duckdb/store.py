@@ -327,6 +327,28 @@ class DuckDBStore:
                 ).fetchall()
             ]
 
+    def metric_totals(self, tenant: str) -> dict[str, Any]:
+        """Cumulative counters for /metrics, summed from the rollups (not from spans)."""
+        slos = self._rows(
+            "SELECT slo, sum(total) AS total, sum(total - good) AS bad FROM slo_minutes WHERE tenant = ? GROUP BY slo",
+            [tenant],
+        )
+        runs = self._rows(
+            "SELECT journey, sum(runs) AS runs, sum(failures) AS failures, sum(duration_sum_ns) AS duration_ns, "
+            "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost_usd) AS cost_usd, "
+            "sum(retries) AS retries FROM run_minutes WHERE tenant = ? GROUP BY journey",
+            [tenant],
+        )
+        buckets = self._rows(
+            "SELECT journey, i, sum(n) AS n FROM (SELECT journey, generate_subscripts(duration_buckets, 1) AS i, "
+            "unnest(duration_buckets) AS n FROM run_minutes WHERE tenant = ?) GROUP BY journey, i ORDER BY journey, i",
+            [tenant],
+        )
+        hist: dict[str, list[int]] = {}
+        for row in buckets:
+            hist.setdefault(row["journey"], []).append(int(row["n"]))
+        return {"slos": slos, "runs": runs, "duration_buckets": hist}
+
     def flush_rollups(self) -> None:
         """Wait until every committed run is in the rollups (tests and shutdown)."""
         self._writer.call(self.refresh_rollups).result(60)

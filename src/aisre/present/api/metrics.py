@@ -1,0 +1,67 @@
+"""Journey and SLO counters on /metrics, read from the rollups at scrape time.
+
+These are the series aisre's exported Prometheus rules read
+(evaluate/export/prometheus.py): per SLO `aisre_slo_events_total` and
+`aisre_slo_bad_events_total`; per journey runs, failures, tokens, cost and a run
+duration histogram.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from aisre.core.schema import DURATION_BUCKETS_MS
+from aisre.evaluate.slo import SloEngine
+
+
+class MetricTotals(Protocol):
+    def metric_totals(self, tenant: str) -> dict[str, Any]: ...
+
+
+class SloCountsCollector(Collector):
+    """A prometheus_client collector over the store's rollups."""
+
+    def __init__(self, store: MetricTotals, slos: SloEngine, tenant: str) -> None:
+        self._store = store
+        self._slos = slos
+        self._tenant = tenant
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self._store.metric_totals(self._tenant)
+        journeys = {s.id: s.journey or "" for s in self._slos.specs(self._tenant)}
+        events = CounterMetricFamily("aisre_slo_events", "Journey runs an SLO counted (its SLI's valid events)", labels=["slo", "journey"])
+        bad = CounterMetricFamily("aisre_slo_bad_events", "Journey runs that failed an SLO's SLI", labels=["slo", "journey"])
+        for row in totals["slos"]:
+            labels = [row["slo"], journeys.get(row["slo"], "")]
+            events.add_metric(labels, float(row["total"]))
+            bad.add_metric(labels, float(row["bad"]))
+        yield events
+        yield bad
+        runs = CounterMetricFamily("aisre_journey_runs", "Journey runs by outcome", labels=["journey", "outcome"])
+        tokens = CounterMetricFamily("aisre_journey_tokens", "Model tokens spent by journey runs", labels=["journey", "direction"])
+        cost = CounterMetricFamily("aisre_journey_cost_usd", "Model cost of journey runs, USD", labels=["journey"])
+        retries = CounterMetricFamily("aisre_journey_retries", "Model-call retries in journey runs", labels=["journey"])
+        duration = HistogramMetricFamily("aisre_journey_run_duration_seconds", "Journey run duration", labels=["journey"])
+        for row in totals["runs"]:
+            journey = row["journey"]
+            runs.add_metric([journey, "success"], float(row["runs"] - row["failures"]))
+            runs.add_metric([journey, "failure"], float(row["failures"]))
+            tokens.add_metric([journey, "input"], float(row["input_tokens"]))
+            tokens.add_metric([journey, "output"], float(row["output_tokens"]))
+            cost.add_metric([journey], float(row["cost_usd"]))
+            retries.add_metric([journey], float(row["retries"]))
+            counts = totals["duration_buckets"].get(journey, [])
+            cumulative = list(itertools.accumulate(counts))
+            buckets = [(_le(ms), float(n)) for ms, n in zip(DURATION_BUCKETS_MS, cumulative, strict=False)]
+            buckets.append(("+Inf", float(cumulative[-1] if cumulative else 0)))
+            duration.add_metric([journey], buckets, sum_value=float(row["duration_ns"] or 0) / 1e9)
+        yield from (runs, tokens, cost, retries, duration)
+
+
+def _le(ms: float) -> str:
+    return repr(ms / 1000)

@@ -1,0 +1,38 @@
+"""What every client command shares: the server URL and output format options, errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from aisre.core.errors import AisreError
+
+DEFAULT_URL = "http://127.0.0.1:4318"
+err = Console(stderr=True)
+
+UrlOption = typer.Option(DEFAULT_URL, "--url", envvar="AISRE_URL", help="Base URL of a running aisre server")
+FormatOption = typer.Option("table", "--format", help="table (for people) or json (for machines)")
+
+
+def fail(message: str) -> None:
+    """Print one clear line and exit 1."""
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def emit_json(data: Any) -> None:
+    """Machine-readable output on stdout."""
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def call(fn: Callable[[], Any]) -> Any:
+    """Run an API call; its error becomes one clear line."""
+    try:
+        return fn()
+    except AisreError as exc:
+        fail(exc.message)

@@ -1,0 +1,96 @@
+"""SLOs through a live server: loaded at start, served by the API and CLI, on /metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+
+import httpx
+from typer.testing import CliRunner
+
+from aisre.app import run_server
+from aisre.present.cli.main import build_cli
+from tests.conftest import ServerProcess
+from tests.otlp_factory import journey_request
+
+PB = {"Content-Type": "application/x-protobuf"}
+DEMO_SLOS = str(resources.files("aisre.demo").joinpath("slos.yaml"))
+
+
+def _send(server: ServerProcess, traces: int) -> None:
+    request, _ = journey_request(traces, start_ns=time.time_ns() - 120 * 10**9)
+    httpx.post(server.url + "/v1/traces", content=request.SerializeToString(), headers=PB).raise_for_status()
+
+
+def _wait_for_rollups(server: ServerProcess, slo: str, total: int) -> dict:
+    deadline = time.monotonic() + 20
+    while True:
+        doc = httpx.get(f"{server.url}/api/slos/{slo}").json()
+        if doc.get("total") == total or time.monotonic() > deadline:
+            return doc
+        time.sleep(0.2)
+
+
+def test_slos_loaded_at_start_served_and_exported_as_metrics(server_factory, tmp_path) -> None:
+    server = server_factory(tmp_path / "slo.duckdb", "--slos", DEMO_SLOS)
+    _send(server, 30)
+    doc = _wait_for_rollups(server, "ask-success", 30)
+    assert (doc["good"], doc["total"], doc["status"]) == (30, 30, "ok")
+    assert doc["error_budget"]["remaining_ratio"] == 1.0
+    assert len(doc["burn_down"]) == 120
+    assert {a["name"] for a in doc["alerts"]} == {"page_quick", "page_slow", "ticket_quick", "ticket_slow"}
+    items = {s["name"]: s for s in httpx.get(server.url + "/api/slos").json()["items"]}
+    assert set(items) == {"ask-success", "ask-cost", "triage-success"}
+    assert items["triage-success"]["status"] == "no_data"
+
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'aisre_slo_events_total{journey="ask",slo="ask-success"} 30.0' in metrics
+    assert 'aisre_slo_bad_events_total{journey="ask",slo="ask-success"} 0.0' in metrics
+    assert 'aisre_journey_runs_total{journey="ask",outcome="success"} 30.0' in metrics
+    assert 'aisre_journey_run_duration_seconds_bucket{journey="ask",le="+Inf"} 30.0' in metrics
+
+    runner = CliRunner()
+    cli = build_cli(run_server)
+    result = runner.invoke(cli, ["slo", "list", "--url", server.url], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "ask-success" in result.output and "ok" in result.output
+    result = runner.invoke(cli, ["slo", "list", "--url", server.url, "--format", "json"])
+    assert {s["name"]: s["status"] for s in json.loads(result.output)["items"]}["ask-success"] == "ok"
+    result = runner.invoke(cli, ["slo", "status", "ask-success", "--url", server.url, "--format", "json"])
+    assert json.loads(result.output)["total"] == 30
+    result = runner.invoke(cli, ["slo", "status", "nope", "--url", server.url])
+    assert result.exit_code == 1 and "no SLO named 'nope'" in result.output
+
+
+def test_apply_replaces_slos_and_refuses_bad_specs_whole(server_factory, tmp_path) -> None:
+    server = server_factory(tmp_path / "apply.duckdb", "--slos", DEMO_SLOS)
+    _send(server, 10)
+    bad = "slos:\n  - name: broken\n    journey: ask\n    objective: 101\n    sli: {kind: outcome}\n"
+    r = httpx.put(server.url + "/api/slos", content=bad, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["line"] == 4 and "objective" in r.json()["errors"][0]["field"]
+    assert {s["name"] for s in httpx.get(server.url + "/api/slos").json()["items"]} == {"ask-success", "ask-cost", "triage-success"}
+
+    spec = tmp_path / "one.yaml"
+    spec.write_text("slos:\n  - name: ask-fast\n    journey: ask\n    objective: 99\n    sli: {kind: latency, latency_ms: 500}\n")
+    result = CliRunner().invoke(build_cli(run_server), ["slo", "apply", str(spec), "--url", server.url])
+    assert result.exit_code == 0, result.output
+    assert "applied 1 SLOs" in result.output
+    doc = _wait_for_rollups(server, "ask-fast", 10)
+    assert (doc["good"], doc["total"]) == (10, 10)  # backfilled from runs sent before it existed
+    assert [s["name"] for s in httpx.get(server.url + "/api/slos").json()["items"]] == ["ask-fast"]
+
+
+def test_bad_slo_file_stops_the_server_at_start(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("slos:\n  - name: x\n    journey: ask\n    objective: 0\n    sli: {kind: outcome}\n")
+    result = subprocess.run(
+        [sys.executable, "-c", "from aisre.app import main; main()", "up", "--port", "1", "--slos", str(spec),
+         "--db", str(tmp_path / "x.duckdb")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "bad.yaml:4" in result.stdout + result.stderr
