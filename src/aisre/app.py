@@ -15,6 +15,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
+from aisre.act.alerts import AlertEvaluator
 from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
@@ -83,6 +84,7 @@ class AisreServer:
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos,
         )
+        self.alerts = AlertEvaluator(self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s))
         self.grpc: GrpcReceiver | None = None
         self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=_ui_routes(), lifespan=self._lifespan)
 
@@ -98,6 +100,8 @@ class AisreServer:
                 metrics=self.metrics,
             )
             self.grpc.start()
+        if self.settings.evaluation_interval_s:
+            self.alerts.start()
         try:
             yield
         finally:
@@ -105,6 +109,7 @@ class AisreServer:
 
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
+        self.alerts.stop()
         if self.grpc is not None:
             self.grpc.stop()
             self.grpc = None

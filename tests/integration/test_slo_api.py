@@ -94,3 +94,24 @@ def test_bad_slo_file_stops_the_server_at_start(tmp_path) -> None:
     )
     assert result.returncode == 1
     assert "bad.yaml:4" in result.stdout + result.stderr
+
+
+def test_failing_runs_fire_a_page_alert_visible_in_the_api(server_factory, tmp_path) -> None:
+    server = server_factory(tmp_path / "alert.duckdb", "--slos", DEMO_SLOS, "--setting", "evaluation_interval_s=1")
+    request, _ = journey_request(40, start_ns=time.time_ns() - 90 * 10**9)
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        if not span.parent_span_id:
+            span.status.code = 2
+    httpx.post(server.url + "/v1/traces", content=request.SerializeToString(), headers=PB).raise_for_status()
+    deadline = time.monotonic() + 30
+    firing: list = []
+    while time.monotonic() < deadline and not firing:
+        firing = httpx.get(server.url + "/api/alerts", params={"state": "firing", "slo": "ask-success"}).json()["items"]
+        time.sleep(0.5)
+    assert {a["severity"] for a in firing} >= {"page"}
+    doc = httpx.get(server.url + "/api/slos/ask-success").json()
+    assert doc["status"] == "page"
+    assert any(e["state"] == "firing" and e["severity"] == "page" for e in doc["alert_episodes"])
+    replay = httpx.get(server.url + "/api/slos/ask-success/replay", params={"since": "1h"}).json()["items"]
+    assert replay and replay[0]["severity"] == "page" and replay[0]["end"] is None
+    assert httpx.get(server.url + "/api/alerts", params={"state": "bogus"}).status_code == 400

@@ -29,11 +29,11 @@ def test_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -> None:
     request, ids = journey_request(5)
     b = flatten(request, "t")
     store.submit_spans(b.table, b.resources).result(10)
-    assert store.schema_version() == 3
+    assert store.schema_version() == 4
     store.close()
     store.close()  # idempotent
     again = _store(tmp_path / "a.duckdb")
-    assert again.schema_version() == 3
+    assert again.schema_version() == 4
     assert again.count_spans("t") == 15
     assert {r["trace_id"] for r in again.list_runs(RunQuery("t"))} == set(ids)
     again.close()

@@ -36,6 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("checkpoint_mb", 256, "WAL size (MiB) at which DuckDB folds it into the database file; larger commits faster, replays longer after a crash"),
     Setting("db_memory_limit", "2GB", "Memory DuckDB may use for its buffers and queries"),
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
+    Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
     Setting("allow_public_bind", False, "Permit binding a non-loopback interface"),
 )
@@ -63,6 +64,7 @@ class Settings:
     checkpoint_mb: int = 256
     db_memory_limit: str = "2GB"
     rollup_interval_ms: int = 1000
+    evaluation_interval_s: int = 15
     read_pool_size: int = 4
     allow_public_bind: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

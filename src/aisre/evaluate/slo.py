@@ -15,7 +15,7 @@ from aisre.core.errors import NotFound
 from aisre.core.model import SliRule
 from aisre.core.slo import CostSli, LatencySli, OutcomeSli, SloSpec
 from aisre.core.timefmt import rfc3339
-from aisre.evaluate.budget import MINUTE_NS, BudgetStatus, MinuteSeries, evaluate
+from aisre.evaluate.budget import MINUTE_NS, BudgetStatus, MinuteSeries, evaluate, replay
 from aisre.evaluate.windows import windows_for
 
 
@@ -74,6 +74,26 @@ class SloEngine:
         now = now_ns or time.time_ns()
         return [self._document(tenant, spec, now, 0) for spec in self.specs(tenant)]
 
+    def replay(self, tenant: str, name: str, since_ns: int | None, until_ns: int | None) -> list[dict[str, Any]]:
+        """When page and ticket would have fired over [since, until) (default: the SLO window)."""
+        with self._lock:
+            spec = self._specs.get(tenant, {}).get(name)
+        if spec is None:
+            raise NotFound(f"no SLO named {name!r}")
+        windows = windows_for(spec.window.duration)
+        if sli_rule(spec) is None or windows is None:
+            return []
+        until = until_ns or time.time_ns()
+        period_ns = int(spec.window.duration / timedelta(minutes=1)) * MINUTE_NS
+        since = since_ns if since_ns is not None else until - period_ns
+        # Start one window early so the first minutes are judged with full windows behind them.
+        series = self._range(tenant, spec, since - 3 * 86400 * 10**9, until)
+        return [
+            {"severity": a.severity, "start": rfc3339(a.start_ns), "end": rfc3339(a.end_ns), "peak_burn": a.peak_burn}
+            for a in replay(series, spec.objective, spec.window.duration, windows)
+            if (a.end_ns is None or a.end_ns > since) and a.start_ns < until
+        ]
+
     def _document(self, tenant: str, spec: SloSpec, now_ns: int, points: int) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "name": spec.id,
@@ -105,6 +125,11 @@ class SloEngine:
     def _series(self, tenant: str, spec: SloSpec, now_ns: int) -> MinuteSeries:
         end = (now_ns // MINUTE_NS + 1) * MINUTE_NS
         start = end - int(spec.window.duration / timedelta(minutes=1)) * MINUTE_NS
+        return self._range(tenant, spec, start, end)
+
+    def _range(self, tenant: str, spec: SloSpec, start_ns: int, end_ns: int) -> MinuteSeries:
+        start = start_ns // MINUTE_NS * MINUTE_NS
+        end = (end_ns // MINUTE_NS + 1) * MINUTE_NS
         rows = self.store.slo_minutes(tenant, spec.id, start, end)
         minutes = (end - start) // MINUTE_NS
         good = np.zeros(minutes, dtype=np.int64)

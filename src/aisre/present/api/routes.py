@@ -15,7 +15,7 @@ from starlette.schemas import SchemaGenerator
 
 from aisre.core.errors import PermanentError
 from aisre.core.model import RunQuery, TimeRange
-from aisre.core.timefmt import parse_time
+from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive import journeys
 from aisre.evaluate.specs import specs_from_text
 from aisre.present.api.context import AppContext
@@ -175,10 +175,72 @@ async def slo_detail(request: Request) -> Response:
     points = _int_param(request, "points", 120)
     if not 2 <= points <= 2000:
         raise PermanentError(f"points must be between 2 and 2000; got {points}")
-    doc = await run_in_threadpool(
-        ctx.slos.status, ctx.tenant_for(request), request.path_params["name"], None, points
-    )
+    tenant = ctx.tenant_for(request)
+    doc = await run_in_threadpool(ctx.slos.status, tenant, request.path_params["name"], None, points)
+    doc["alert_episodes"] = [
+        _alert_document(a) for a in await run_in_threadpool(ctx.store.list_alerts, tenant, None, doc["name"], 20)
+    ]
     return ORJSONResponse(doc)
+
+
+def _alert_document(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "slo": row["slo"],
+        "journey": row["journey"],
+        "severity": row["severity"],
+        "state": row["state"],
+        "pending_since": rfc3339(row["pending_since_ns"]),
+        "started": rfc3339(row["started_ns"]),
+        "ended": rfc3339(row["ended_ns"]),
+        "peak_burn": row["peak_burn"],
+        "summary": row["summary"],
+    }
+
+
+async def alert_list(request: Request) -> Response:
+    """
+    summary: SLO alert episodes (pending, firing, resolved), newest first
+    parameters:
+      - {name: state, in: query, schema: {type: string, enum: [pending, firing, resolved]}}
+      - {name: slo, in: query, schema: {type: string}}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000, default: 100}}
+    responses:
+      200: {description: "{items: [...]}"}
+    """
+    ctx = _ctx(request)
+    state = request.query_params.get("state") or None
+    if state is not None and state not in ("pending", "firing", "resolved"):
+        raise PermanentError(f"state must be pending, firing or resolved; got {state!r}")
+    limit = _int_param(request, "limit", 100)
+    if not 1 <= limit <= 1000:
+        raise PermanentError(f"limit must be between 1 and 1000; got {limit}")
+    rows = await run_in_threadpool(
+        ctx.store.list_alerts, ctx.tenant_for(request), state, request.query_params.get("slo") or None, limit
+    )
+    return ORJSONResponse({"items": [_alert_document(r) for r in rows]})
+
+
+async def slo_replay(request: Request) -> Response:
+    """
+    summary: Would this SLO have alerted? Page and ticket intervals over a past period, from stored counts
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+      - {name: since, in: query, schema: {type: string}, description: "RFC 3339 time or look-back (default: the SLO window)"}
+      - {name: until, in: query, schema: {type: string}, description: RFC 3339 time (default now)}
+    responses:
+      200: {description: "{items: [{severity, start, end, peak_burn}]}"}
+      404: {description: Unknown SLO.}
+    """
+    ctx = _ctx(request)
+    intervals = await run_in_threadpool(
+        ctx.slos.replay,
+        ctx.tenant_for(request),
+        request.path_params["name"],
+        _time_param(request, "since"),
+        _time_param(request, "until"),
+    )
+    return ORJSONResponse({"items": intervals})
 
 
 async def slo_apply(request: Request) -> Response:
@@ -226,4 +288,6 @@ API_ROUTES = [
     Route("/api/slos", slo_list, methods=["GET"]),
     Route("/api/slos", slo_apply, methods=["PUT"]),
     Route("/api/slos/{name}", slo_detail, methods=["GET"]),
+    Route("/api/slos/{name}/replay", slo_replay, methods=["GET"]),
+    Route("/api/alerts", alert_list, methods=["GET"]),
 ]

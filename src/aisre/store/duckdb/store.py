@@ -349,6 +349,52 @@ class DuckDBStore:
             hist.setdefault(row["journey"], []).append(int(row["n"]))
         return {"slos": slos, "runs": runs, "duration_buckets": hist}
 
+    def active_alerts(self, tenant: str) -> list[dict[str, Any]]:
+        """Alerts still pending or firing."""
+        return self._rows(
+            "SELECT * FROM alerts WHERE tenant = ? AND state != 'resolved' ORDER BY id", [tenant]
+        )
+
+    def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Alert episodes, newest first."""
+        w = _Where("tenant = ?", tenant)
+        w.add("state = ?", state)
+        w.add("slo = ?", slo)
+        return self._rows(
+            f"SELECT * FROM alerts WHERE {' AND '.join(w.clauses)} ORDER BY pending_since_ns DESC, id DESC LIMIT ?",
+            [*w.params, limit],
+        )
+
+    def save_alerts(self, rows: list[dict[str, Any]]) -> None:
+        """Insert new alert episodes (no id) and update known ones, through the writer."""
+        if rows:
+            self._writer.call(lambda: self._save_alerts(rows)).result(60)
+
+    def _save_alerts(self, rows: list[dict[str, Any]]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            for row in rows:
+                if row.get("id") is None:
+                    conn.execute(
+                        "INSERT INTO alerts (tenant, slo, journey, severity, state, pending_since_ns, started_ns, "
+                        "ended_ns, peak_burn, updated_ns, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [row["tenant"], row["slo"], row["journey"], row["severity"], row["state"],
+                         row["pending_since_ns"], row["started_ns"], row["ended_ns"], row["peak_burn"],
+                         row["updated_ns"], row["summary"]],
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE alerts SET state = ?, started_ns = ?, ended_ns = ?, peak_burn = ?, updated_ns = ?, "
+                        "summary = ? WHERE id = ?",
+                        [row["state"], row["started_ns"], row["ended_ns"], row["peak_burn"], row["updated_ns"],
+                         row["summary"], row["id"]],
+                    )
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+
     def flush_rollups(self) -> None:
         """Wait until every committed run is in the rollups (tests and shutdown)."""
         self._writer.call(self.refresh_rollups).result(60)

@@ -1,0 +1,147 @@
+"""SLO alert state: the evaluator turns burn-rate conditions into alert episodes that go
+pending → firing → resolved, stored with their times.
+
+An episode is per (SLO, severity). With ``for_s`` = 0 (Sloth's rules have no ``for``)
+a true condition fires at once; a longer ``for_s`` keeps it pending until the condition
+has held that long, and a condition that clears while pending leaves no episode.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aisre.evaluate.slo import SloEngine
+
+log = logging.getLogger(__name__)
+
+
+class AlertStore(Protocol):
+    def active_alerts(self, tenant: str) -> list[dict[str, Any]]: ...
+
+    def save_alerts(self, rows: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What one SLO's evaluation says about one severity at one moment."""
+
+    slo: str
+    journey: str | None
+    severity: str
+    active: bool
+    burn: float
+    summary: str
+
+
+def conditions(doc: dict[str, Any]) -> list[Condition]:
+    """Page and ticket conditions of an SLO status document (diagnostic SLOs only ticket)."""
+    if doc.get("status") in (None, "unsupported"):
+        return []
+    out = []
+    for severity in ("page", "ticket"):
+        pairs = [a for a in doc["alerts"] if a["severity"] == severity]
+        firing = [a for a in pairs if a["firing"]]
+        burn = max((a["long_burn"] for a in firing), default=max((a["long_burn"] for a in pairs), default=0.0))
+        worst = max(firing, key=lambda a: a["long_burn"], default=None)
+        summary = (
+            f"{doc['name']}: burning {worst['long_burn']:.1f}x over {worst['long_window']} and "
+            f"{worst['short_burn']:.1f}x over {worst['short_window']} (threshold {worst['factor']:.3g}x)"
+            if worst
+            else f"{doc['name']}: within budget"
+        )
+        out.append(Condition(doc["name"], doc.get("journey"), severity, bool(firing), burn, summary))
+    return out
+
+
+def step(
+    active: dict[tuple[str, str], dict[str, Any]], now_ns: int, conds: list[Condition], tenant: str, for_s: float = 0.0
+) -> list[dict[str, Any]]:
+    """Apply one evaluation to the active episodes; returns the rows to insert or update."""
+    changed = []
+    for cond in conds:
+        key = (cond.slo, cond.severity)
+        episode = active.get(key)
+        if episode is None:
+            if not cond.active:
+                continue
+            firing = for_s <= 0
+            episode = {
+                "id": None, "tenant": tenant, "slo": cond.slo, "journey": cond.journey,
+                "severity": cond.severity, "state": "firing" if firing else "pending",
+                "pending_since_ns": now_ns, "started_ns": now_ns if firing else None, "ended_ns": None,
+                "peak_burn": cond.burn, "updated_ns": now_ns, "summary": cond.summary,
+            }
+            active[key] = episode
+            changed.append(episode)
+            continue
+        episode = dict(episode)
+        if cond.active:
+            if episode["state"] == "pending" and now_ns - episode["pending_since_ns"] >= for_s * 1e9:
+                episode["state"], episode["started_ns"] = "firing", now_ns
+            episode["peak_burn"] = max(episode["peak_burn"], cond.burn)
+            episode["summary"] = cond.summary
+        elif episode["state"] == "firing":
+            episode["state"], episode["ended_ns"] = "resolved", now_ns
+        else:  # pending that cleared before it fired: drop it
+            episode["state"], episode["ended_ns"] = "resolved", now_ns
+            episode["summary"] = f"{cond.slo}: cleared before firing"
+        episode["updated_ns"] = now_ns
+        changed.append(episode)
+        if episode["state"] == "resolved":
+            del active[key]
+        else:
+            active[key] = episode
+    return changed
+
+
+class AlertEvaluator:
+    """Evaluates every SLO on a timer and stores alert transitions. start/stop idempotent."""
+
+    def __init__(self, engine: SloEngine, store: AlertStore, tenant: str, interval_s: float = 15.0, for_s: float = 0.0) -> None:
+        self._engine = engine
+        self._store = store
+        self._tenant = tenant
+        self._interval = interval_s
+        self._for = for_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._active: dict[tuple[str, str], dict[str, Any]] | None = None
+
+    def evaluate_once(self, now_ns: int | None = None) -> list[dict[str, Any]]:
+        """One evaluation of every SLO; returns the alert rows it changed."""
+        now = now_ns or time.time_ns()
+        if self._active is None:  # resume episodes that were open when the server stopped
+            self._active = {(a["slo"], a["severity"]): a for a in self._store.active_alerts(self._tenant)}
+        conds = [c for doc in self._engine.statuses(self._tenant, now) for c in conditions(doc)]
+        known = {c.slo for c in conds}
+        # An SLO that was removed or became unsupported closes its episodes.
+        for (slo, severity), episode in list(self._active.items()):
+            if slo not in known:
+                conds.append(Condition(slo, episode.get("journey"), severity, False, 0.0, f"{slo}: no longer evaluated"))
+        changed = step(self._active, now, conds, self._tenant, self._for)
+        self._store.save_alerts(changed)
+        for row in changed:
+            log.info("alert %s %s %s: %s", row["slo"], row["severity"], row["state"], row["summary"])
+        return changed
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="aisre-alerts", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.evaluate_once()
+            except Exception:  # one failed evaluation must not end alerting
+                log.exception("alert evaluation failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
