@@ -135,6 +135,12 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
             fallback_model="gpt-4.1",
         ),
         Scenario(
+            "provider-outage",
+            "The model provider answers 500 to most chat calls: ask runs fail and burn budget fast.",
+            failure_rate=0.6,
+            fault_models=("gpt-4o-mini", "gpt-4.1"),
+        ),
+        Scenario(
             "traffic-surge",
             "Four times the usual traffic; unit cost flat.",
             traffic_factor=4.0,
