@@ -248,7 +248,10 @@ def alert_name(spec: SloSpec) -> str:
 def _alert_rule(spec: SloSpec, severity: str, sev: AlertSpec, windows: AlertWindows) -> dict[str, Any]:
     quick, slow = ((windows.page_quick, windows.page_slow) if severity == "page"
                    else (windows.ticket_quick, windows.ticket_slow))
-    labels: dict[str, str] = {**spec.alerting.labels, **sev.labels, SEVERITY_LABEL: severity}
+    # aisre_id (already on every series) keeps promtool from flagging two SLOs' alerts of the
+    # same name and labels as duplicates, as happens for Sloth's multi-service example.
+    labels: dict[str, str] = {**spec.alerting.labels, **sev.labels, SEVERITY_LABEL: severity,
+                              ID_LABEL: spec.id}
     who = f"{{{{$labels.{SERVICE_LABEL}}}}} {{{{$labels.{SLO_LABEL}}}}}"
     annotations: dict[str, str] = {
         "summary": f"{who} SLO error budget burn rate is over expected.",
@@ -339,7 +342,7 @@ def _severity_state(spec: SloSpec, windows: AlertWindows, severity: str, bad_rat
     budget = _sloth_budget(spec)
     pairs = ((windows.page_quick, windows.page_slow) if severity == "page"
              else (windows.ticket_quick, windows.ticket_slow))
-    states = []
+    states: list[bool | None] = []
     for pair in pairs:
         thr = windows.burn_factor(pair, spec.window.duration) * budget
         ratios = [_window_ratio(bad_ratio, w, minute) for w in (pair.short, pair.long)]
@@ -367,20 +370,23 @@ def _expected_alert(rule: dict[str, Any], series: Mapping[str, str]) -> dict[str
     return {"exp_labels": _sorted(labels), "exp_annotations": annotations}
 
 
+def _bad_per_minute(spec: SloSpec, windows: AlertWindows) -> int:
+    # About three times the page-quick threshold, so both page windows clearly burn.
+    quick = windows.burn_factor(windows.page_quick, spec.window.duration) * _sloth_budget(spec)
+    return math.ceil(min(1.0, 3 * quick) * _TOTAL_PER_MIN)
+
+
 def _alert_tests(spec: SloSpec) -> list[dict[str, Any]]:
     windows = alert_windows(spec)
     if windows is None or isinstance(spec.sli, PrometheusSli) or not spec.alerting.page.enabled:
         return []
-    budget = _sloth_budget(spec)
-    quick = windows.burn_factor(windows.page_quick, spec.window.duration) * budget
-    bad_per_min = math.ceil(min(1.0, 3 * quick) * _TOTAL_PER_MIN)
-    bad_ratio = bad_per_min / _TOTAL_PER_MIN
+    quick = windows.burn_factor(windows.page_quick, spec.window.duration) * _sloth_budget(spec)
+    bad_ratio = _bad_per_minute(spec, windows) / _TOTAL_PER_MIN
     if bad_ratio <= quick * (1 + _MARGIN):
         return []  # objective so low that even 100 % errors cannot clearly page
-    rules = {r[SEVERITY_LABEL]: r for r in
-             (dict(rule, **{SEVERITY_LABEL: rule["labels"][SEVERITY_LABEL]})
-              for rule in (_alert_group(spec) or {"rules": []})["rules"])}
-    series = {k: v for k, v in _base_labels(spec).items()}
+    group = _alert_group(spec)
+    rules = {r["labels"][SEVERITY_LABEL]: r for r in (group["rules"] if group else [])}
+    series = _base_labels(spec)
     states = {m: {sev: _severity_state(spec, windows, sev, bad_ratio, m) for sev in rules}
               for m in range(_HEALTHY_MIN, _HEALTHY_MIN + _OUTAGE_MIN + 1)}
     clear = [m for m, s in states.items() if None not in s.values()]
@@ -423,16 +429,15 @@ def promtool_tests(specs: Iterable[SloSpec], rules_file: str) -> dict[str, Any]:
                 {"labels": f"{record}{_selector(labels, spaced=False)}", "value": value}]})
     test: dict[str, Any] = {"interval": "1m", "input_series": []}
     target = next((s for s in specs if _alert_tests(s)), None)
-    if target is not None:
+    windows = alert_windows(target) if target is not None else None
+    if target is not None and windows is not None:
         counter = {"slo": target.id, **({"journey": target.journey} if target.journey else {})}
-        bad_ratio = (math.ceil(min(1.0, 3 * _sloth_budget(target) * alert_windows(target)  # type: ignore[union-attr]
-                     .burn_factor(alert_windows(target).page_quick, target.window.duration))  # type: ignore[union-attr]
-                     * _TOTAL_PER_MIN))
+        bad = _bad_per_minute(target, windows)
         test["input_series"] = [
             {"series": EVENTS_METRIC + _selector(counter, spaced=False),
              "values": f"0+{_TOTAL_PER_MIN}x{end}"},
             {"series": BAD_EVENTS_METRIC + _selector(counter, spaced=False),
-             "values": f"0+0x{_HEALTHY_MIN} {bad_ratio}+{bad_ratio}x{end - _HEALTHY_MIN - 1}"},
+             "values": f"0+0x{_HEALTHY_MIN} {bad}+{bad}x{end - _HEALTHY_MIN - 1}"},
         ]
         test["alert_rule_test"] = _alert_tests(target)
     test["promql_expr_test"] = expr_tests
@@ -445,7 +450,7 @@ def render_tests(specs: Iterable[SloSpec], rules_file: str) -> str:
     return header + dump_yaml(promtool_tests(specs, rules_file))
 
 
-def tests_path(out: Path) -> Path:
+def promtool_test_path(out: Path) -> Path:
     """Where the test file for a rule file goes: ``rules.yaml`` → ``rules.test.yaml``."""
     if out.suffix in (".yaml", ".yml"):
         return out.with_name(f"{out.stem}.test{out.suffix}")
@@ -459,7 +464,7 @@ def write_rules(specs: Iterable[SloSpec], out: Path, *, with_tests: bool = False
     out.write_text(render_rules(specs, version=version), encoding="utf-8")
     written = [out]
     if with_tests:
-        path = tests_path(out)
+        path = promtool_test_path(out)
         path.write_text(render_tests(specs, out.name), encoding="utf-8")
         written.append(path)
     return written

@@ -48,6 +48,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.slo import build_slo_cli
 
     app.add_typer(build_slo_cli(), name="slo")
+    from aisre.present.cli.export import build_export_cli
+
+    app.add_typer(build_export_cli(), name="export")
 
     @app.command()
     def up(
