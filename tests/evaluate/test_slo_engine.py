@@ -104,3 +104,33 @@ def test_removing_an_slo_drops_its_counts(tmp_path: Path) -> None:
     engine.apply("t", [s for s in engine.specs("t") if s.id == "ask-cost"])
     assert store._rows("SELECT DISTINCT slo FROM slo_minutes") == [{"slo": "ask-cost"}]
     store.close()
+
+
+def test_calendar_month_counts_only_this_month(tmp_path: Path) -> None:
+    import datetime as dt
+
+    spec = tmp_path / "cal.yaml"
+    spec.write_text(
+        "slos:\n  - name: ask-month\n    journey: ask\n    objective: 99\n"
+        "    window: {calendar: month}\n    sli: {kind: outcome}\n"
+    )
+    store = DuckDBStore(str(tmp_path / "cal.duckdb"))
+    now = int(dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC).timestamp()) * 10**9
+    last_month = int(dt.datetime(2026, 10, 31, 23, 58, tzinfo=dt.UTC).timestamp()) * 10**9
+    this_month = int(dt.datetime(2026, 11, 1, 0, 1, tzinfo=dt.UTC).timestamp()) * 10**9
+    bad, _ = journey_request(10, start_ns=last_month)
+    for span in bad.resource_spans[0].scope_spans[0].spans:
+        if not span.parent_span_id:
+            span.status.code = 2
+    good, _ = journey_request(30, start_ns=this_month)
+    for request in (bad, good):
+        flat = flatten(request, "t")
+        store.submit_spans(flat.table, flat.resources).result(10)
+    engine = SloEngine(store)
+    engine.apply("t", load_specs([spec]))
+    doc = engine.status("t", "ask-month", now, burn_down_points=5)
+    assert doc["period_start"] == "2026-11-01T00:00:00.000000Z"
+    assert (doc["good"], doc["total"]) == (30, 30)  # October's failures are not this month's
+    assert doc["error_budget"]["remaining_ratio"] == 1.0
+    assert doc["burn_down"][-1]["remaining_ratio"] == 1.0
+    store.close()

@@ -132,13 +132,18 @@ def evaluate(
     *,
     at_minute: int | None = None,
     burn_down_points: int = 0,
+    budget_minutes: int | None = None,
 ) -> BudgetStatus:
-    """Budget, burn rates and alert pairs at the end of minute ``at_minute`` (default: last)."""
+    """Budget, burn rates and alert pairs at the end of minute ``at_minute`` (default: last).
+
+    ``budget_minutes`` counts the budget over that many minutes instead of the period
+    (a calendar window: the minutes since it began); alert windows stay rolling.
+    """
     if not 0 < objective < 100:
         raise ValueError(f"objective must be > 0 and < 100 (got {objective})")
     end = series.minutes if at_minute is None else at_minute + 1
     w = _Windows(series)
-    period_min = _minutes(period)
+    period_min = budget_minutes if budget_minutes is not None else _minutes(period)
     bad, total = (float(x) for x in w.sums(end, period_min))
     allowed = error_budget(objective)
     budget_events = allowed * total
@@ -163,7 +168,7 @@ def evaluate(
         burn_rates=burn,
         conditions=conditions,
         time_to_exhaustion=exhaustion,
-        burn_down=burn_down(series, objective, period, end, burn_down_points) if burn_down_points else [],
+        burn_down=burn_down(series, objective, period, end, burn_down_points, budget_minutes) if burn_down_points else [],
     )
 
 
@@ -181,16 +186,26 @@ def _condition(
     )
 
 
-def burn_down(series: MinuteSeries, objective: float, period: timedelta, end: int, points: int) -> list[tuple[int, float]]:
+def burn_down(
+    series: MinuteSeries, objective: float, period: timedelta, end: int, points: int, budget_minutes: int | None = None
+) -> list[tuple[int, float]]:
     """Remaining budget ratio at ``points`` evenly spaced moments of the period ending at ``end``.
 
-    Each point is the rolling-window budget as it stood then: (minute start ns, ratio).
+    Each point is the budget as it stood then: over the rolling window for a rolling SLO,
+    from the calendar period's start for a calendar one. (minute start ns, ratio).
     """
-    period_min = _minutes(period)
     w = _Windows(series)
-    first = max(1, end - period_min)
-    moments = np.unique(np.linspace(first, end, num=max(2, points)).round().astype(np.int64))
-    bad, total = w.sums(moments, period_min)
+    if budget_minutes is None:
+        period_min = _minutes(period)
+        first = max(1, end - period_min)
+        moments = np.unique(np.linspace(first, end, num=max(2, points)).round().astype(np.int64))
+        bad, total = w.sums(moments, period_min)
+    else:
+        # Calendar: what was spent since the period began, at each moment.
+        begin = max(0, end - budget_minutes)
+        moments = np.unique(np.linspace(begin + 1, end, num=max(2, points)).round().astype(np.int64))
+        bad = (w.bad[moments] - w.bad[begin]).astype(np.float64)
+        total = (w.total[moments] - w.total[begin]).astype(np.float64)
     budget = error_budget(objective) * total
     ratio = np.where(budget > 0, 1.0 - np.divide(bad, budget, out=np.zeros_like(bad), where=budget > 0), 1.0)
     return [(series.start_ns + int(m) * MINUTE_NS, float(r)) for m, r in zip(moments, ratio, strict=True)]

@@ -6,14 +6,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from aisre.core.errors import NotFound
 from aisre.core.model import SliRule
-from aisre.core.slo import CostSli, LatencySli, OutcomeSli, SloSpec
+from aisre.core.slo import CostSli, LatencySli, OutcomeSli, SloSpec, SloWindow
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.budget import MINUTE_NS, BudgetStatus, MinuteSeries, evaluate, replay
 from aisre.evaluate.windows import windows_for
@@ -114,11 +115,21 @@ class SloEngine:
             return doc
         windows = windows_for(spec.window.duration)
         series = self._series(tenant, spec, now_ns)
+        if not spec.window.rolling and calendar_start(spec.window, now_ns) < series.start_ns:
+            series = self._range(tenant, spec, calendar_start(spec.window, now_ns), now_ns)
         if windows is None:
             doc["status"] = "unsupported"
             doc["reason"] = "the SLO window is shorter than the longest alert window (3d)"
             return doc
-        status = evaluate(series, spec.objective, spec.window.duration, windows, burn_down_points=points)
+        budget_minutes = None
+        if not spec.window.rolling:
+            begin = calendar_start(spec.window, now_ns)
+            budget_minutes = (series.start_ns + series.minutes * MINUTE_NS - begin) // MINUTE_NS
+            doc["period_start"] = rfc3339(begin)
+        status = evaluate(
+            series, spec.objective, spec.window.duration, windows,
+            burn_down_points=points, budget_minutes=budget_minutes,
+        )
         doc.update(_status_document(status, spec))
         return doc
 
@@ -138,6 +149,23 @@ class SloEngine:
             i = (minute - start) // MINUTE_NS
             good[i], total[i] = g, t
         return MinuteSeries(start, good, total)
+
+
+def calendar_start(window: SloWindow, now_ns: int) -> int:
+    """Start of the calendar week/month/quarter/year containing ``now_ns``, in its time zone."""
+    zone = ZoneInfo(window.timezone or "UTC")
+    now = datetime.fromtimestamp(now_ns / 1e9, tz=zone)
+    unit = window.calendar or "month"
+    if unit == "week":
+        day = (now - timedelta(days=now.weekday())).date()
+        begin = datetime(day.year, day.month, day.day, tzinfo=zone)
+    elif unit == "month":
+        begin = datetime(now.year, now.month, 1, tzinfo=zone)
+    elif unit == "quarter":
+        begin = datetime(now.year, 3 * ((now.month - 1) // 3) + 1, 1, tzinfo=zone)
+    else:
+        begin = datetime(now.year, 1, 1, tzinfo=zone)
+    return int(begin.timestamp()) * 10**9
 
 
 def _status_document(status: BudgetStatus, spec: SloSpec) -> dict[str, Any]:
