@@ -134,3 +134,26 @@ def test_calendar_month_counts_only_this_month(tmp_path: Path) -> None:
     assert doc["error_budget"]["remaining_ratio"] == 1.0
     assert doc["burn_down"][-1]["remaining_ratio"] == 1.0
     store.close()
+
+
+def test_step_sli_counts_spans_of_one_operation_in_their_runs_minute(tmp_path: Path) -> None:
+    spec = tmp_path / "step.yaml"
+    spec.write_text(
+        "slos:\n"
+        "  - name: chat-fast\n    journey: ask\n    objective: 99\n    sli: {kind: step, operation: chat, latency_ms: 1}\n"
+        "  - name: embed-fast\n    journey: ask\n    objective: 99\n    sli: {kind: step, operation: embeddings, latency_ms: 0.05}\n"
+    )
+    store = DuckDBStore(str(tmp_path / "step.duckdb"))
+    engine = SloEngine(store)
+    engine.apply("t", load_specs([spec]))
+    now = time.time_ns()
+    request, _ = journey_request(12, start_ns=now - 120 * 10**9)
+    flat = flatten(request, "t")
+    store.submit_spans(flat.table, flat.resources).result(10)
+    store.flush_rollups()
+    chat = engine.status("t", "chat-fast", now)
+    assert (chat["good"], chat["total"], chat["diagnostic"]) == (12, 12, True)  # chat spans take 0.6 ms
+    embed = engine.status("t", "embed-fast", now)
+    assert (embed["good"], embed["total"]) == (0, 12)  # embeddings take 0.099 ms > 0.05 ms
+    assert embed["status"] == "ticket"  # diagnostic: a burning step SLO opens a ticket, never a page
+    store.close()

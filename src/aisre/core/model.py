@@ -37,6 +37,7 @@ class SliRule:
 
     slo: str
     journey: str
-    kind: str  # outcome | latency | cost
+    kind: str  # outcome | latency | cost (over runs) | step (over spans of one operation)
     latency_ns: int | None = None
     max_cost_usd: float | None = None
+    operation: str | None = None

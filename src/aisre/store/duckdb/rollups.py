@@ -105,6 +105,39 @@ def good_predicate(rule: SliRule) -> str:
     raise ValueError(f"the store cannot count SLI kind {rule.kind!r}")
 
 
+# Spans of a run start after its root; a run longer than this is counted only this far.
+_STEP_SLACK_NS = 3600 * 10**9
+
+
+def step_counts_sql(rules: list[SliRule]) -> str:
+    """One join of spans to their runs counting good and total step spans of every rule,
+    per minute of the run's start (so a late span lands in its run's minute)."""
+    def good(r: SliRule) -> str:
+        latency = f" AND s.duration_ns <= {int(r.latency_ns)}" if r.latency_ns is not None else ""
+        return f"s.status != 'error'{latency}"
+
+    def match(r: SliRule) -> str:
+        return f"j = {_literal(r.journey)} AND s.operation = {_literal(r.operation or '')}"
+
+    goods = ", ".join(f"count(*) FILTER (WHERE {match(r)} AND {good(r)})" for r in rules)
+    totals = ", ".join(f"count(*) FILTER (WHERE {match(r)})" for r in rules)
+    operations = ", ".join(sorted({_literal(r.operation or "") for r in rules}))
+    return f"""
+SELECT minute_ns, [{goods}] AS goods, [{totals}] AS totals
+FROM (
+    SELECT s.operation, s.status, s.duration_ns,
+        coalesce(t.journey_attr, t.journey_rule, t.root_name) AS j,
+        (t.root_start_ns // {MINUTE_NS}) * {MINUTE_NS} AS minute_ns
+    FROM spans s
+    JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id
+    WHERE s.tenant = ? AND s.operation IN ({operations})
+      AND s.start_ns >= ? AND s.start_ns < ? + {_STEP_SLACK_NS}
+      AND t.tenant = ? AND t.has_root AND t.root_start_ns >= ? AND t.root_start_ns < ?
+) AS s
+GROUP BY minute_ns
+"""
+
+
 def slo_counts_sql(rules: list[SliRule]) -> str:
     """One scan of `traces` counting good and total runs of every rule per minute."""
     goods = ", ".join(
@@ -134,16 +167,24 @@ def rebuild_slo_minutes(
         "DELETE FROM slo_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ? AND list_contains(?, slo)",
         [tenant, start, end, names],
     )
-    rows = conn.execute(slo_counts_sql(rules), [tenant, start, end]).fetchall()
     out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
-    for minute, goods, totals in rows:
-        for name, good, total in zip(names, goods, totals, strict=True):
-            if total:
-                out["tenant"].append(tenant)
-                out["slo"].append(name)
-                out["minute_ns"].append(minute)
-                out["good"].append(good)
-                out["total"].append(total)
+    run_rules = [r for r in rules if r.kind != "step"]
+    step_rules = [r for r in rules if r.kind == "step"]
+    counted: list[tuple[list[str], list[tuple[Any, ...]]]] = []
+    if run_rules:
+        counted.append(([r.slo for r in run_rules], conn.execute(slo_counts_sql(run_rules), [tenant, start, end]).fetchall()))
+    if step_rules:
+        params = [tenant, start, end, tenant, start, end]
+        counted.append(([r.slo for r in step_rules], conn.execute(step_counts_sql(step_rules), params).fetchall()))
+    for rule_names, rows in counted:
+        for minute, goods, totals in rows:
+            for name, good, total in zip(rule_names, goods, totals, strict=True):
+                if total:
+                    out["tenant"].append(tenant)
+                    out["slo"].append(name)
+                    out["minute_ns"].append(minute)
+                    out["good"].append(good)
+                    out["total"].append(total)
     if out["slo"]:
         conn.register("new_slo_minutes", pa.table(out))
         try:
