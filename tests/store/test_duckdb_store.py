@@ -20,6 +20,10 @@ from tests.conftest import capture_files, capture_truth
 from tests.otlp_factory import journey_request
 
 
+# Migrations are numbered files: the newest number is the schema version.
+LATEST = max(int(p.name.split("_")[0]) for p in (Path(__file__).parents[2] / "src/aisre/store/duckdb/migrations").glob("*.sql"))
+
+
 def _store(path: Path, **kw) -> DuckDBStore:
     return DuckDBStore(str(path), **kw)
 
@@ -29,11 +33,11 @@ def test_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -> None:
     request, ids = journey_request(5)
     b = flatten(request, "t")
     store.submit_spans(b.table, b.resources).result(10)
-    assert store.schema_version() == 4
+    assert store.schema_version() == LATEST
     store.close()
     store.close()  # idempotent
     again = _store(tmp_path / "a.duckdb")
-    assert again.schema_version() == 4
+    assert again.schema_version() == LATEST
     assert again.count_spans("t") == 15
     assert {r["trace_id"] for r in again.list_runs(RunQuery("t"))} == set(ids)
     again.close()

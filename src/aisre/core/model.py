@@ -37,7 +37,10 @@ class SliRule:
 
     slo: str
     journey: str
-    kind: str  # outcome | latency | cost (over runs) | step (over spans of one operation)
+    kind: str  # outcome | latency | cost (over runs) | step (spans of one operation) | score
     latency_ns: int | None = None
     max_cost_usd: float | None = None
     operation: str | None = None
+    score: str | None = None
+    min_value: float | None = None
+    max_value: float | None = None

@@ -120,3 +120,15 @@ LLM_OPERATIONS: frozenset[str] = frozenset({"chat", "text_completion", "embeddin
 # Upper bounds (ms) of the run-duration buckets in rollups and on /metrics: x1.25 steps
 # from 1 ms to about 10 minutes, so a quantile read from them is within 12.5 %.
 DURATION_BUCKETS_MS: tuple[float, ...] = tuple(round(1.25**i, 3) for i in range(0, 61))
+
+# Evaluation results attached to a trace or span: REST (POST /api/scores) or span
+# attributes (aisre.score.<name>) and events (gen_ai.evaluation.result).
+SCORE_ARROW_SCHEMA: pa.Schema = pa.schema(
+    [
+        ("tenant", pa.string()), ("trace_id", pa.string()), ("span_id", pa.string()),
+        ("name", pa.string()), ("value", pa.float64()), ("label", pa.string()),
+        ("source", pa.string()), ("comment", pa.string()), ("time_ns", pa.int64()),
+        ("received_ns", pa.int64()),
+    ]
+)
+SCORE_SOURCES: tuple[str, ...] = ("human", "model", "heuristic", "span", "other")

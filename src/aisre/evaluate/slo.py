@@ -14,7 +14,7 @@ import numpy as np
 
 from aisre.core.errors import NotFound
 from aisre.core.model import SliRule
-from aisre.core.slo import CostSli, LatencySli, OutcomeSli, SloSpec, SloWindow, StepSli
+from aisre.core.slo import CostSli, LatencySli, OutcomeSli, ScoreSli, SloSpec, SloWindow, StepSli
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.budget import MINUTE_NS, BudgetStatus, MinuteSeries, evaluate, replay
 from aisre.evaluate.windows import windows_for
@@ -38,6 +38,8 @@ def sli_rule(spec: SloSpec) -> SliRule | None:
         return SliRule(spec.id, spec.journey, "latency", latency_ns=int(sli.latency_ms * 1e6))
     if isinstance(sli, CostSli):
         return SliRule(spec.id, spec.journey, "cost", max_cost_usd=sli.max_usd)
+    if isinstance(sli, ScoreSli):
+        return SliRule(spec.id, spec.journey, "score", score=sli.score, min_value=sli.min, max_value=sli.max)
     if isinstance(sli, StepSli):
         latency = int(sli.latency_ms * 1e6) if sli.latency_ms is not None else None
         return SliRule(spec.id, spec.journey, "step", latency_ns=latency, operation=sli.operation)

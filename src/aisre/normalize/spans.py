@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from aisre.core.schema import (
     LLM_OPERATIONS,
     RESOURCE_ARROW_SCHEMA,
+    SCORE_ARROW_SCHEMA,
     SPAN_ARROW_SCHEMA,
     SPAN_COLUMN_NAMES,
 )
@@ -44,6 +46,7 @@ class FlatBatch:
     reasons: list[str] = field(default_factory=list)
     resources: pa.Table | None = None
     traces: pa.Table | None = None
+    scores: pa.Table | None = None
 
     @property
     def accepted(self) -> int:
@@ -175,8 +178,28 @@ def _status_code(raw: Any, status_message: str, exc_message: str | None) -> int 
     return None
 
 
-def _events(span: Any) -> tuple[str, str | None, str | None]:
-    """(events JSON, exception type, exception message)."""
+def _attribute_score(
+    scores: list[tuple[Any, ...]], tenant: str, trace_id: str, span_id: str, name: str, value: Any, time_ns: int, received: int
+) -> None:
+    # A number is a score value, a string a categorical label; anything else is not a score.
+    if isinstance(value, bool) or not name:
+        return
+    if isinstance(value, int | float):
+        if math.isfinite(value):
+            scores.append((tenant, trace_id, span_id, name, float(value), None, "span", None, time_ns, received))
+    elif isinstance(value, str) and value:
+        scores.append((tenant, trace_id, span_id, name, None, value, "span", None, time_ns, received))
+
+
+def _events(
+    span: Any,
+    scores: list[tuple[Any, ...]] | None = None,
+    tenant: str = "",
+    trace_id: str = "",
+    span_id: str = "",
+    received: int = 0,
+) -> tuple[str, str | None, str | None]:
+    """(events JSON, exception type, exception message); evaluation events become scores."""
     if not span.events:
         return _EMPTY_LIST_JSON, None, None
     out = []
@@ -186,6 +209,16 @@ def _events(span: Any) -> tuple[str, str | None, str | None]:
         if event.name == "exception":
             exc_type = exc_type or _text(attrs.get("exception.type"))
             exc_message = exc_message or _text(attrs.get("exception.message"))
+        elif event.name == "gen_ai.evaluation.result" and scores is not None:
+            name = _text(attrs.get("gen_ai.evaluation.name"))
+            value = attrs.get("gen_ai.evaluation.score.value")
+            label = _text(attrs.get("gen_ai.evaluation.score.label"))
+            number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) else None
+            if name and (number is not None or label):
+                scores.append((
+                    tenant, trace_id, span_id, name, number, label, "span",
+                    _text(attrs.get("gen_ai.evaluation.explanation")), event.time_unix_nano, received,
+                ))
         out.append({"name": event.name, "time_ns": event.time_unix_nano, "attributes": attrs})
     return orjson.dumps(out).decode(), exc_type, exc_message
 
@@ -300,6 +333,7 @@ def flatten(
     any_error = False
 
     resources: dict[int, str] = {}
+    scores: list[tuple[Any, ...]] = []
     for resource_spans in request.resource_spans:
         resource = attributes_dict(resource_spans.resource.attributes)
         resource_json = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
@@ -313,6 +347,7 @@ def flatten(
             resource_id,
             received,
             prices,
+            scores,
         )
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
@@ -336,9 +371,14 @@ def flatten(
         {"tenant": [tenant] * len(resources), "resource_id": list(resources), "resource": list(resources.values())},
         schema=RESOURCE_ARROW_SCHEMA,
     )
+    score_columns = list(zip(*scores, strict=True)) if scores else [() for _ in SCORE_ARROW_SCHEMA]
+    score_table = pa.Table.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(score_columns, SCORE_ARROW_SCHEMA, strict=True)],
+        schema=SCORE_ARROW_SCHEMA,
+    )
     return FlatBatch(
         table=table, rejected=rejected, reasons=reasons, resources=resource_table,
-        traces=trace_partials(rows, journey_rules),
+        traces=trace_partials(rows, journey_rules), scores=score_table,
     )
 
 
@@ -363,7 +403,7 @@ def _token_count(raw: Any, label: str) -> int | None:
 
 
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
-    tenant, service, service_version, environment, resource_id, received, prices = context
+    tenant, service, service_version, environment, resource_id, received, prices, scores = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise _BadSpan(f"trace_id must be 16 non-zero bytes, got {len(trace_id)} byte(s)")
@@ -393,8 +433,11 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     status_code = span.status.code
     status = cv.STATUS_CODES[status_code] if 0 <= status_code < 3 else "unset"
     status_message = span.status.message
+    for key in attrs:
+        if key[:12] == "aisre.score.":
+            _attribute_score(scores, tenant, trace_id.hex(), span_id.hex(), key[12:], attrs[key], end, received)
     if span.events:
-        events_json, exc_type, exc_message = _events(span)
+        events_json, exc_type, exc_message = _events(span, scores, tenant, trace_id.hex(), span_id.hex(), received)
     else:
         events_json, exc_type, exc_message = _EMPTY_LIST_JSON, None, None
     http_status = _status_code(v[S_HTTP_STATUS], status_message, exc_message)

@@ -28,7 +28,7 @@ from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.spans import FlatBatch, flatten
 from aisre.receive.otlp_decode import decode_export
 
-Prepare = Callable[[pa.Table, pa.Table, pa.Table], tuple[pa.Table, ...]]
+Prepare = Callable[[pa.Table, pa.Table, pa.Table, pa.Table], tuple[pa.Table, ...]]
 
 
 class SpanSink(Protocol):
@@ -59,8 +59,8 @@ def decode_and_prepare(
 ) -> Prepared:
     """Decode one export request, normalize its spans and prepare them for the store."""
     batch = flatten(decode_export(export, max_body_bytes), tenant, time.time_ns(), rules)
-    assert batch.traces is not None and batch.resources is not None
-    tables = prepare(batch.table, batch.traces, batch.resources) if batch.accepted else (batch.table,)
+    assert batch.traces is not None and batch.resources is not None and batch.scores is not None
+    tables = prepare(batch.table, batch.traces, batch.resources, batch.scores) if batch.accepted else (batch.table,)
     return Prepared(tables, batch.rejected, batch.reasons)
 
 

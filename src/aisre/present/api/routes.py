@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from aisre.core.model import RunQuery, TimeRange
 from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive import journeys
 from aisre.evaluate.specs import specs_from_text
+from aisre.normalize.scores import parse_scores
 from aisre.present.api.context import AppContext
 
 
@@ -260,6 +262,34 @@ async def slo_apply(request: Request) -> Response:
     return ORJSONResponse({"applied": [s.id for s in specs]})
 
 
+async def score_create(request: Request) -> Response:
+    """
+    summary: Attach evaluation results (groundedness, hallucination, feedback…) to traces; each item accepted or refused on its own
+    requestBody:
+      content:
+        application/json: {schema: {type: object, properties: {scores: {type: array, items: {type: object}}}}}
+    responses:
+      200: {description: "{accepted, rejected: [{index, reason}]}"}
+      400: {description: Malformed body.}
+    """
+    ctx = _ctx(request)
+    try:
+        # The standard library's parser, not orjson: it reads the NaN and Infinity that
+        # many clients emit, so such a score is refused alone instead of the whole batch.
+        document = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PermanentError(f"malformed JSON: {exc}") from None
+    table, refused = parse_scores(document, ctx.tenant_for(request))
+    unknown = await run_in_threadpool(ctx.store.add_scores, table) if table.num_rows else []
+    if unknown:
+        # Map positions among the valid rows back to the request's indexes.
+        valid = [i for i in range(len(document["scores"] if isinstance(document, dict) else document))
+                 if i not in {r["index"] for r in refused}]
+        refused += [{"index": valid[i], "reason": "unknown trace: no span of it has been received"} for i in unknown]
+    refused.sort(key=lambda r: r["index"])
+    return ORJSONResponse({"accepted": table.num_rows - len(unknown), "rejected": refused})
+
+
 schemas = SchemaGenerator(
     {
         "openapi": "3.0.3",
@@ -290,4 +320,5 @@ API_ROUTES = [
     Route("/api/slos/{name}", slo_detail, methods=["GET"]),
     Route("/api/slos/{name}/replay", slo_replay, methods=["GET"]),
     Route("/api/alerts", alert_list, methods=["GET"]),
+    Route("/api/scores", score_create, methods=["POST"]),
 ]

@@ -138,6 +138,36 @@ GROUP BY minute_ns
 """
 
 
+def score_counts_sql(rules: list[SliRule]) -> str:
+    """Good and total runs per score rule per minute: a run's value is the mean of its
+    numeric scores of that name (several evaluators, or re-evaluations)."""
+    def match(r: SliRule) -> str:
+        return f"j = {_literal(r.journey)} AND name = {_literal(r.score or '')}"
+
+    def good(r: SliRule) -> str:
+        bounds = [f"v >= {float(r.min_value)!r}"] if r.min_value is not None else []
+        bounds += [f"v <= {float(r.max_value)!r}"] if r.max_value is not None else []
+        return " AND ".join(bounds) or "TRUE"
+
+    goods = ", ".join(f"count(*) FILTER (WHERE {match(r)} AND {good(r)})" for r in rules)
+    totals = ", ".join(f"count(*) FILTER (WHERE {match(r)})" for r in rules)
+    names = ", ".join(sorted({_literal(r.score or "") for r in rules}))
+    return f"""
+SELECT minute_ns, [{goods}] AS goods, [{totals}] AS totals
+FROM (
+    SELECT t.trace_id, s.name, avg(s.value) AS v,
+        any_value(coalesce(t.journey_attr, t.journey_rule, t.root_name)) AS j,
+        any_value((t.root_start_ns // {MINUTE_NS}) * {MINUTE_NS}) AS minute_ns
+    FROM scores s
+    JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id
+    WHERE s.tenant = ? AND s.name IN ({names}) AND s.value IS NOT NULL
+      AND t.tenant = ? AND t.has_root AND t.root_start_ns >= ? AND t.root_start_ns < ?
+    GROUP BY t.trace_id, s.name
+)
+GROUP BY minute_ns
+"""
+
+
 def slo_counts_sql(rules: list[SliRule]) -> str:
     """One scan of `traces` counting good and total runs of every rule per minute."""
     goods = ", ".join(
@@ -168,14 +198,18 @@ def rebuild_slo_minutes(
         [tenant, start, end, names],
     )
     out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
-    run_rules = [r for r in rules if r.kind != "step"]
+    run_rules = [r for r in rules if r.kind not in ("step", "score")]
     step_rules = [r for r in rules if r.kind == "step"]
+    score_rules = [r for r in rules if r.kind == "score"]
     counted: list[tuple[list[str], list[tuple[Any, ...]]]] = []
     if run_rules:
         counted.append(([r.slo for r in run_rules], conn.execute(slo_counts_sql(run_rules), [tenant, start, end]).fetchall()))
     if step_rules:
         params = [tenant, start, end, tenant, start, end]
         counted.append(([r.slo for r in step_rules], conn.execute(step_counts_sql(step_rules), params).fetchall()))
+    if score_rules:
+        params = [tenant, tenant, start, end]
+        counted.append(([r.slo for r in score_rules], conn.execute(score_counts_sql(score_rules), params).fetchall()))
     for rule_names, rows in counted:
         for minute, goods, totals in rows:
             for name, good, total in zip(rule_names, goods, totals, strict=True):

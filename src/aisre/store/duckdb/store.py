@@ -16,15 +16,18 @@ import pyarrow.compute as pc
 
 from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, SliRule, TimeRange
+from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.duckdb.rollups import minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
 
 
-def prepare_batch(spans: pa.Table, traces: pa.Table, resources: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """What the writer commits for a batch: spans, their per-trace partials, their resources."""
-    return spans, traces, resources
+def prepare_batch(
+    spans: pa.Table, traces: pa.Table, resources: pa.Table, scores: pa.Table | None = None
+) -> tuple[pa.Table, ...]:
+    """What the writer commits for a batch: spans, per-trace partials, resources, scores."""
+    return spans, traces, resources, scores if scores is not None else SCORE_ARROW_SCHEMA.empty_table()
 
 
 class RecentKeys:
@@ -184,22 +187,23 @@ class DuckDBStore:
         """Queue a prepared batch (spans, trace partials); resolves once committed."""
         return self._writer.submit(prepared, prepared[0].num_rows)
 
-    def submit_spans(self, spans: pa.Table, resources: pa.Table) -> Future[int]:
+    def submit_spans(self, spans: pa.Table, resources: pa.Table, scores: pa.Table | None = None) -> Future[int]:
         """Queue normalized spans and their resources; resolves once committed."""
-        return self.submit_prepared(prepare_batch(spans, trace_partials_of(spans), resources))
+        return self.submit_prepared(prepare_batch(spans, trace_partials_of(spans), resources, scores))
 
     def _commit(self, batches: list[tuple[pa.Table, ...]]) -> None:
         spans = [b[0] for b in batches]
         parts = [b[1] for b in batches]
         resources = pa.concat_tables([b[2] for b in batches])
+        scores = pa.concat_tables([b[3] for b in batches])
         try:
-            self._transaction(spans, parts, resources, trust_recent=True)
+            self._transaction(spans, parts, resources, scores, trust_recent=True)
         except duckdb.ConstraintException:
             # A trace older than the recent-id memory got a late span: merge everything.
-            self._transaction(spans, parts, resources, trust_recent=False)
+            self._transaction(spans, parts, resources, scores, trust_recent=False)
 
     def _transaction(
-        self, spans: list[pa.Table], parts: list[pa.Table], resources: pa.Table, trust_recent: bool
+        self, spans: list[pa.Table], parts: list[pa.Table], resources: pa.Table, scores: pa.Table, trust_recent: bool
     ) -> None:
         conn = self._conn
         batch = spans[0] if len(spans) == 1 else pa.concat_tables(spans)
@@ -209,13 +213,15 @@ class DuckDBStore:
         try:
             conn.execute("INSERT INTO spans SELECT * FROM batch")
             self._register_and_run("new_resources", resources, _INSERT_RESOURCES)
+            if scores.num_rows:
+                self._register_and_run("new_scores", scores, "INSERT INTO scores SELECT * FROM new_scores")
             new_keys = self._merge_traces(parts, trust_recent)
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
             raise
         finally:
-            for view in ("batch", "parts", "new_resources"):
+            for view in ("batch", "parts", "new_resources", "new_scores"):
                 with contextlib.suppress(duckdb.Error):
                     conn.unregister(view)
         self._recent.add_all(new_keys)
@@ -394,6 +400,42 @@ class DuckDBStore:
         except Exception:
             conn.execute("ROLLBACK")
             raise
+
+    def add_scores(self, scores: pa.Table) -> list[int]:
+        """Store scores whose trace is known; returns the row indexes refused as unknown traces.
+
+        The runs they score get their minutes rebuilt, so score SLOs see late evaluations.
+        """
+        return list(self._writer.call(lambda: self._add_scores(scores)).result(60))
+
+    def _add_scores(self, scores: pa.Table) -> list[int]:
+        conn = self._conn
+        conn.register("score_batch", scores)
+        try:
+            known = conn.execute(
+                "SELECT DISTINCT t.tenant, t.trace_id, t.has_root, t.root_start_ns FROM traces t "
+                "SEMI JOIN score_batch b ON t.tenant = b.tenant AND t.trace_id = b.trace_id"
+            ).fetchall()
+        finally:
+            conn.unregister("score_batch")
+        found = {(tenant, trace) for tenant, trace, _, _ in known}
+        tenants, traces = scores.column("tenant").to_pylist(), scores.column("trace_id").to_pylist()
+        keep = [(t, i) in found for t, i in zip(tenants, traces, strict=True)]
+        refused = [n for n, ok in enumerate(keep) if not ok]
+        accepted = scores.filter(pa.array(keep, type=pa.bool_()))
+        if accepted.num_rows:
+            conn.register("new_scores", accepted)
+            try:
+                conn.execute("INSERT INTO scores SELECT * FROM new_scores")
+            finally:
+                conn.unregister("new_scores")
+            self._touched = {}
+            self._touch((tenant, has_root, start) for tenant, _, has_root, start in known)
+            if self._rollups_on:
+                with self._dirty_lock:
+                    for tenant, minutes in self._touched.items():
+                        self._dirty.setdefault(tenant, set()).update(minutes)
+        return refused
 
     def flush_rollups(self) -> None:
         """Wait until every committed run is in the rollups (tests and shutdown)."""
