@@ -88,7 +88,7 @@ def test_status_from_runs_with_backfill_and_live_updates(tmp_path: Path) -> None
     assert {a["severity"] for a in cost["alerts"]} == {"ticket"}
 
     groundedness = engine.status("t", "ask-groundedness", now)
-    assert groundedness["status"] == "unsupported"
+    assert groundedness["status"] == "no_data"  # counted from scores; none were sent
     with pytest.raises(NotFound):
         engine.status("t", "nope", now)
     store.close()

@@ -19,7 +19,6 @@ from aisre.store.duckdb.writer import Writer
 from tests.conftest import capture_files, capture_truth
 from tests.otlp_factory import journey_request
 
-
 # Migrations are numbered files: the newest number is the schema version.
 LATEST = max(int(p.name.split("_")[0]) for p in (Path(__file__).parents[2] / "src/aisre/store/duckdb/migrations").glob("*.sql"))
 
