@@ -115,3 +115,11 @@ def test_failing_runs_fire_a_page_alert_visible_in_the_api(server_factory, tmp_p
     replay = httpx.get(server.url + "/api/slos/ask-success/replay", params={"since": "1h"}).json()["items"]
     assert replay and replay[0]["severity"] == "page" and replay[0]["end"] is None
     assert httpx.get(server.url + "/api/alerts", params={"state": "bogus"}).status_code == 400
+
+
+def test_slo_document_keeps_definition_and_measurement_apart(server_factory, tmp_path) -> None:
+    server = server_factory(tmp_path / "doc.duckdb", "--slos", DEMO_SLOS)
+    _send(server, 5)
+    doc = _wait_for_rollups(server, "ask-success", 5)
+    assert doc["indicator"] == {"kind": "outcome", "latency_ms": 4000}
+    assert doc["sli"] == 1.0

@@ -106,7 +106,8 @@ class SloEngine:
             "journey": spec.journey,
             "objective": spec.objective,
             "window": _human(spec.window.duration),
-            "sli": {"kind": spec.sli.kind, **{k: v for k, v in vars(spec.sli).items() if v is not None}},
+            # The SLI definition; "sli" is the measured ratio once evaluated.
+            "indicator": {"kind": spec.sli.kind, **{k: v for k, v in vars(spec.sli).items() if v is not None}},
             "tier": spec.tier,
             "owner": spec.owner,
             "runbook": spec.runbook,

@@ -231,3 +231,241 @@ def waterfall(doc: dict[str, Any]) -> dict[str, Any]:
         for pct in (0, 25, 50, 75, 100)
     ]
     return {"rows": rows, "total_ms": total, "ticks": ticks}
+
+
+# --- SLOs ------------------------------------------------------------------------------
+
+# Worst first: what needs a person now, then what needs one soon, then what cannot be judged.
+SLO_STATUS_ORDER = ("page", "exhausted", "ticket", "no_data", "unsupported", "ok")
+SLO_STATUS_LABEL = {
+    "page": "page",
+    "exhausted": "budget exhausted",
+    "ticket": "ticket",
+    "no_data": "no data",
+    "unsupported": "unsupported",
+    "ok": "ok",
+}
+
+
+def objective(value: float | None) -> str:
+    """99.5 → '99.5%', 99.0 → '99%'."""
+    return "—" if value is None else f"{value:g}%"
+
+
+def sli_ratio(ratio: float | None) -> str:
+    """An SLI as a percentage with enough digits to compare against 99.9% objectives."""
+    if ratio is None:
+        return "—"
+    if ratio == 1:
+        return "100%"
+    return f"{math.floor(ratio * 10_000) / 100:.2f}%"  # never rounds 99.996% up to 100%
+
+
+def budget(ratio: float | None) -> str:
+    """Remaining error budget: 0.875 → '87.5%', -49.0 → '−4,900%'."""
+    if ratio is None:
+        return "—"
+    if not math.isfinite(ratio):
+        return "−∞" if ratio < 0 else "∞"
+    pct = ratio * 100
+    text = f"{abs(pct):,.1f}" if abs(pct) < 100 else f"{abs(pct):,.0f}"
+    text = text.removesuffix(".0")
+    return f"−{text}%" if pct < 0 and text != "0" else f"{text}%"
+
+
+def burn(rate: float | None) -> str:
+    """A burn rate as a multiple of the sustainable one: '0×', '0.93×', '13.4×', '50×'."""
+    if rate is None or not math.isfinite(rate):
+        return "—"
+    if rate == 0:
+        return "0×"
+    if rate < 10:
+        text = f"{rate:.2f}"
+    elif rate < 100:
+        text = f"{rate:.1f}"
+    else:
+        text = f"{rate:,.0f}"
+    return text.rstrip("0").rstrip(".") + "×" if "." in text else text + "×"
+
+
+def span_seconds(seconds: float | None) -> str:
+    """A length of time in seconds → '45s', '12m', '5h 12m', '3d 4h'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    value = max(0, round(seconds))
+    days, rest = divmod(value, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def sli_threshold(sli: dict[str, Any] | None) -> str:
+    """What makes an event good, from the SLI's spec: 'answered ≤ 4 s', 'cost ≤ $0.002'."""
+    if not sli:
+        return ""
+    kind = sli.get("kind")
+    latency = sli.get("latency_ms")
+    if kind == "outcome":
+        return f"success ≤ {duration(latency)}" if latency is not None else "success"
+    if kind == "latency" and latency is not None:
+        return f"≤ {duration(latency)}"
+    if kind == "cost" and sli.get("max_usd") is not None:
+        return f"≤ {money(sli['max_usd'])}"
+    if kind == "score":
+        low, high = sli.get("min"), sli.get("max")
+        bounds = [f"≥ {low:g}" if low is not None else "", f"≤ {high:g}" if high is not None else ""]
+        return " ".join(filter(None, [str(sli.get("score") or ""), *bounds]))
+    if kind == "step":
+        op = str(sli.get("operation") or "")
+        return f"{op} ≤ {duration(latency)}" if latency is not None else op
+    return ""
+
+
+def _level(ratio: float | None) -> str:
+    if ratio is None or not math.isfinite(ratio) or ratio <= 0.1:
+        return "bad"
+    return "warn" if ratio <= 0.5 else "good"
+
+
+def slo_view(doc: dict[str, Any], sli_spec: dict[str, Any] | None) -> dict[str, Any]:
+    """An SLO document plus what its rows and tiles need.
+
+    The document's ``sli`` is the SLI's spec until the SLO is evaluated and the measured ratio
+    after, so the spec is passed in separately (from the engine's specs) when it was replaced.
+    """
+    raw = doc.get("sli")
+    spec = raw if isinstance(raw, dict) else sli_spec or {}
+    ratio = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else None
+    status = str(doc.get("status") or "no_data")
+    remaining: float | None = (doc.get("error_budget") or {}).get("remaining_ratio")
+    width = 0.0
+    if remaining is not None and math.isfinite(remaining):
+        width = round(min(1.0, max(0.0, remaining)) * 100, 1)
+    return {
+        **doc,
+        "sli_spec": spec,
+        "sli_kind": str(spec.get("kind") or "?"),
+        "sli_ratio": ratio,
+        "threshold": sli_threshold(spec),
+        "status_label": SLO_STATUS_LABEL.get(status, status),
+        "status_rank": (
+            SLO_STATUS_ORDER.index(status) if status in SLO_STATUS_ORDER else len(SLO_STATUS_ORDER)
+        ),
+        "budget_width": width,
+        "budget_level": _level(remaining),
+        "burn_1h": (doc.get("burn_rates") or {}).get("1h"),
+    }
+
+
+def worst_first(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SLO views ordered by status, worst first, then by name."""
+    return sorted(views, key=lambda v: (v["status_rank"], str(v.get("name"))))
+
+
+def rate_bars(rates: dict[str, float] | None) -> dict[str, Any]:
+    """Burn rates per window with bar widths on a shared scale where 1× is marked."""
+    items = [(w, r) for w, r in (rates or {}).items() if r is not None and math.isfinite(r)]
+    top = max([1.0, *(r for _, r in items)]) * 1.1
+    return {
+        "rows": [
+            {"window": w, "rate": r, "width": round(100 * r / top, 2), "hot": r > 1}
+            for w, r in items
+        ],
+        "one": round(100 / top, 2),
+    }
+
+
+def alert_rows(alerts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Alert pairs with a gauge: short and long burn as bars, the factor as a threshold line."""
+    rows = []
+    for alert in alerts or []:
+        burns = [alert.get("short_burn") or 0.0, alert.get("long_burn") or 0.0]
+        finite = [b for b in burns if math.isfinite(b)]
+        factor = float(alert.get("factor") or 0.0)
+        top = max([factor * 2, *finite, 1e-9]) * 1.05
+        rows.append(
+            {
+                **alert,
+                "short_width": round(100 * min(top, burns[0]) / top, 2),
+                "long_width": round(100 * min(top, burns[1]) / top, 2),
+                "threshold_left": round(100 * factor / top, 2),
+                "short_over": burns[0] >= factor,
+                "long_over": burns[1] >= factor,
+            }
+        )
+    return rows
+
+
+# Burn-down chart geometry, in SVG user units (the SVG scales to its box).
+CHART_W, CHART_H = 1200, 300
+_PAD_L, _PAD_R, _PAD_T, _PAD_B = 56, 18, 14, 34
+CHART_FLOOR = -1.0  # the line is clipped at −100%: a budget spent twice over is simply gone
+
+
+def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """Remaining budget over the window as an SVG polyline; None without points.
+
+    y runs from 1.0 (untouched budget) down past 0 (exhausted) when the line goes below it.
+    """
+    parsed = [(_parse(p.get("time")), p.get("remaining_ratio")) for p in points or []]
+    series = [
+        (stamp, float(ratio) if ratio is not None and math.isfinite(ratio) else CHART_FLOOR)
+        for stamp, ratio in parsed
+        if stamp is not None
+    ]
+    if not series:
+        return None
+    t0, t1 = series[0][0].timestamp(), series[-1][0].timestamp()
+    span = (t1 - t0) or 1.0
+    lowest = min(r for _, r in series)
+    bottom = 0.0 if lowest >= 0 else max(CHART_FLOOR, math.floor(lowest * 4) / 4)
+    top = max(1.0, max(r for _, r in series))
+    plot_w, plot_h = CHART_W - _PAD_L - _PAD_R, CHART_H - _PAD_T - _PAD_B
+
+    def x(seconds: float) -> float:
+        return round(_PAD_L + plot_w * (seconds - t0) / span, 1)
+
+    def y(ratio: float) -> float:
+        clipped = min(top, max(bottom, ratio))
+        return round(_PAD_T + plot_h * (top - clipped) / (top - bottom), 1)
+
+    coords = [(x(stamp.timestamp()), y(ratio)) for stamp, ratio in series]
+    path = " ".join(f"{'M' if i == 0 else 'L'}{cx},{cy}" for i, (cx, cy) in enumerate(coords))
+    step = 0.25 if top - bottom <= 1.25 else 0.5
+    y_ticks = []
+    value = top
+    while value >= bottom - 1e-9:
+        y_ticks.append({"y": y(value), "label": budget(round(value, 4)), "zero": abs(value) < 1e-9})
+        value -= step
+    fmt_x = "%b %d" if span >= 2 * 86400 else "%b %d %H:%M"
+    x_ticks = []
+    for i in range(5):
+        moment = t0 + span * i / 4
+        label = datetime.fromtimestamp(moment, UTC).strftime(fmt_x)
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+        x_ticks.append({"x": x(moment), "label": label, "anchor": anchor})
+    last_x, last_y = coords[-1]
+    return {
+        "width": CHART_W,
+        "height": CHART_H,
+        "left": _PAD_L,
+        "right": CHART_W - _PAD_R,
+        "top": _PAD_T,
+        "bottom": CHART_H - _PAD_B,
+        "zero_y": y(0.0),
+        "path": path,
+        "area": f"{path} L{last_x},{y(bottom)} L{coords[0][0]},{y(bottom)} Z",
+        "points": len(coords),
+        "last": {"x": last_x, "y": last_y, "ratio": series[-1][1]},
+        "y_ticks": y_ticks,
+        "x_ticks": x_ticks,
+        "clipped": lowest < bottom,
+        "from": series[0][0].strftime("%Y-%m-%d %H:%M"),
+        "to": series[-1][0].strftime("%Y-%m-%d %H:%M"),
+    }

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,7 @@ SINCE_CHOICES = ("1h", "24h", "7d", "30d", "all")
 DEFAULT_SINCE = "all"  # the API's default too; a fixed look-back would hide older data
 PAGE_SIZE = 50
 REFRESH_SECONDS = 5
+BURN_DOWN_POINTS = 120  # the API's default too
 
 # Defence in depth behind autoescaping: no inline or third-party script can run.
 _CSP = (
@@ -61,9 +62,21 @@ def _env() -> Environment:
         pretty=fmt.pretty,
         compact=fmt.compact,
         op_class=fmt.op_class,
+        objective=fmt.objective,
+        sli_ratio=fmt.sli_ratio,
+        budget=fmt.budget,
+        burn=fmt.burn,
+        span_seconds=fmt.span_seconds,
+        safe_url=_safe_url,
         urlpart=lambda value: quote(str(value), safe=""),
     )
     return env
+
+
+def _safe_url(value: str | None) -> str | None:
+    """Only http(s) links are rendered as links (a runbook could say ``javascript:``)."""
+    text = (value or "").strip()
+    return text if urlsplit(text).scheme in ("http", "https") else None
 
 
 def _ctx(request: Request) -> AppContext:
@@ -113,8 +126,10 @@ def _page(handler: Handler) -> Handler:
     return wrapped
 
 
-def _error(request: Request, status: int, title: str, message: str) -> HTMLResponse:
-    context = {"status": status, "title": title, "message": message}
+def _error(
+    request: Request, status: int, title: str, message: str, nav: str | None = None
+) -> HTMLResponse:
+    context = {"status": status, "title": title, "message": message, "nav": nav}
     return _render(request, "error.html", context, status_code=status)
 
 
@@ -140,9 +155,15 @@ async def journeys_page(request: Request) -> Response:
     ctx = _ctx(request)
     r = TimeRange(tenant=ctx.tenant_for(request), since_ns=since_ns)
     items = await run_in_threadpool(journeys.journey_summaries, ctx.store, r)
+    slos = await _slo_views(request)
+    by_journey: dict[str, list[dict[str, Any]]] = {}
+    for view in fmt.worst_first(slos):
+        by_journey.setdefault(str(view.get("journey")), []).append(view)
     context = {
         "nav": "journeys",
         "items": items,
+        "slos_by_journey": by_journey,
+        "any_slos": bool(slos),
         "since": since,
         "since_choices": SINCE_CHOICES,
         "endpoints": _endpoints(request),
@@ -204,7 +225,9 @@ async def journey_page(request: Request) -> Response:
     context = await _runs_context(request, name)
     ctx = _ctx(request)
     _, since_ns = _since(request)
-    if not any(item["journey"] == name for item in context["all_summaries"]):
+    slos = fmt.worst_first([v for v in await _slo_views(request) if v.get("journey") == name])
+    # A journey an SLO names has a page before its first run: the SLOs say "no data" there.
+    if not slos and not any(item["journey"] == name for item in context["all_summaries"]):
         raise NotFound(f"no journey named {name!r} has any runs yet")
     in_range = await run_in_threadpool(
         journeys.journey_summaries,
@@ -212,8 +235,55 @@ async def journey_page(request: Request) -> Response:
         TimeRange(tenant=ctx.tenant_for(request), since_ns=since_ns),
     )
     summary = next((item for item in in_range if item["journey"] == name), None)
-    context.update(nav="journeys", journey=name, summary=summary)
+    context.update(nav="journeys", journey=name, summary=summary, slos=slos)
     return _render(request, "runs.html", context)
+
+
+async def _slo_views(request: Request) -> list[dict[str, Any]]:
+    """Every SLO of the tenant, evaluated now, shaped for the templates."""
+    ctx = _ctx(request)
+    tenant = ctx.tenant_for(request)
+    docs = await run_in_threadpool(ctx.slos.statuses, tenant)
+    specs = _sli_specs(ctx, tenant) if docs else {}
+    return [fmt.slo_view(doc, specs.get(doc["name"])) for doc in docs]
+
+
+def _sli_specs(ctx: AppContext, tenant: str) -> dict[str, dict[str, Any]]:
+    """Each SLO's SLI spec ({kind, threshold fields}), as the API shows it before evaluation."""
+    return {
+        spec.id: {
+            "kind": spec.sli.kind,
+            **{k: v for k, v in vars(spec.sli).items() if v is not None},
+        }
+        for spec in ctx.slos.specs(tenant)
+    }
+
+
+async def slos_page(request: Request) -> Response:
+    """Every SLO: status, SLI, error budget left, burn rate, tier, owner and runbook."""
+    context = {"nav": "slos", "slos": await _slo_views(request), "refresh": REFRESH_SECONDS}
+    return _render(request, "slos.html", context)
+
+
+async def slo_page(request: Request) -> Response:
+    """One SLO: its numbers, the error budget burn-down, burn rates and alert pairs."""
+    ctx = _ctx(request)
+    tenant = ctx.tenant_for(request)
+    name = request.path_params["name"]
+    try:
+        doc = await run_in_threadpool(ctx.slos.status, tenant, name, None, BURN_DOWN_POINTS)
+    except NotFound as exc:
+        return _error(request, 404, "Not found", exc.message, nav="slos")
+    view = fmt.slo_view(doc, _sli_specs(ctx, tenant).get(doc["name"]))
+    context = {
+        "nav": "slos",
+        "slo": view,
+        "chart": fmt.burn_down_chart(doc.get("burn_down")),
+        "rates": fmt.rate_bars(doc.get("burn_rates")),
+        "alerts": fmt.alert_rows(doc.get("alerts")),
+        "refresh": REFRESH_SECONDS,
+    }
+    return _render(request, "slo.html", context)
 
 
 async def trace_page(request: Request) -> Response:
@@ -237,5 +307,7 @@ def ui_routes() -> list[BaseRoute]:
             include_in_schema=False,
         ),
         Route("/traces/{trace_id}", _page(trace_page), methods=["GET"], include_in_schema=False),
+        Route("/slos", _page(slos_page), methods=["GET"], include_in_schema=False),
+        Route("/slos/{name}", _page(slo_page), methods=["GET"], include_in_schema=False),
         Mount("/static", app=static, name="static"),
     ]

@@ -1,0 +1,74 @@
+"""SLO presentation helpers: budget, burn and time formats, status order, chart geometry."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aisre.present.ui import format as fmt
+
+
+def test_slo_numbers() -> None:
+    assert [fmt.budget(v) for v in (None, 1.0, 0.875, 0.0, -0.25, -49.0, float("-inf"))] == [
+        "—", "100%", "87.5%", "0%", "−25%", "−4,900%", "−∞",
+    ]
+    assert [fmt.burn(v) for v in (None, 0.0, 0.9333, 1.0, 13.44, 50.0, 1234.5)] == [
+        "—", "0×", "0.93×", "1×", "13.4×", "50×", "1,234×",
+    ]
+    assert [fmt.span_seconds(v) for v in (None, 45, 720, 18_720, 273_600, 86_400)] == [
+        "—", "45s", "12m", "5h 12m", "3d 4h", "1d",
+    ]
+    assert (fmt.sli_ratio(None), fmt.sli_ratio(1.0), fmt.sli_ratio(0.75)) == ("—", "100%", "75.00%")
+    assert fmt.sli_ratio(0.99996) == "99.99%"  # never rounded up to look met
+    assert (fmt.objective(99.5), fmt.objective(99.0)) == ("99.5%", "99%")
+    assert fmt.sli_threshold({"kind": "outcome", "latency_ms": 4000}) == "success ≤ 4.00 s"
+    assert fmt.sli_threshold({"kind": "outcome"}) == "success"
+    assert fmt.sli_threshold({"kind": "cost", "max_usd": 0.002}) == "≤ $0.00200"
+    assert fmt.sli_threshold({"kind": "latency", "latency_ms": 300}) == "≤ 300 ms"
+    assert fmt.sli_threshold({"kind": "score", "score": "relevance", "min": 0.8}) == "relevance ≥ 0.8"
+
+
+def test_slo_view_and_order() -> None:
+    spec = {"kind": "outcome", "latency_ms": 4000}
+    docs: list[dict[str, Any]] = [
+        {"name": "b", "status": "ok", "sli": 0.999, "error_budget": {"remaining_ratio": 0.8}},
+        {"name": "a", "status": "no_data", "sli": None, "error_budget": {"remaining_ratio": 1.0}},
+        {"name": "c", "status": "page", "sli": 0.9, "error_budget": {"remaining_ratio": -3.0}},
+        {"name": "d", "status": "unsupported", "sli": spec, "reason": "why"},
+        {"name": "e", "status": "exhausted", "sli": 0.98, "error_budget": {"remaining_ratio": 0.0}},
+    ]
+    views = [fmt.slo_view(doc, spec) for doc in docs]
+    assert [v["name"] for v in fmt.worst_first(views)] == ["c", "e", "a", "d", "b"]
+    c = views[2]
+    assert (c["sli_ratio"], c["sli_kind"], c["budget_width"], c["budget_level"]) == (
+        0.9, "outcome", 0.0, "bad",
+    )
+    assert views[0]["budget_width"] == 80.0 and views[0]["budget_level"] == "good"
+    d = views[3]  # unsupported: the document's sli is still the spec
+    assert d["sli_ratio"] is None and d["sli_kind"] == "outcome" and d["budget_width"] == 0.0
+
+
+def test_burn_down_chart_geometry() -> None:
+    assert fmt.burn_down_chart([]) is None
+    points = [
+        {"time": f"2026-11-{d:02d}T00:00:00Z", "remaining_ratio": r}
+        for d, r in zip(range(1, 29), [1.0] * 20 + [0.8, 0.5, 0.2, 0.0, -0.3, -0.6, -2.0, -5.0], strict=True)
+    ]
+    chart = fmt.burn_down_chart(points)
+    assert chart is not None and chart["points"] == 28
+    coords = [tuple(map(float, p)) for p in re.findall(r"[ML]([\d.]+),([\d.]+)", chart["path"])]
+    assert len(coords) == 28
+    assert coords[0][0] == chart["left"] and coords[-1][0] == chart["right"]
+    assert coords[0][1] == chart["top"]  # 100% at the top
+    assert coords[23][1] == chart["zero_y"] < chart["bottom"]  # 0 line drawn inside the plot
+    assert coords[-1][1] == coords[-2][1] == chart["bottom"]  # clipped at the floor
+    assert chart["clipped"] and chart["y_ticks"][-1]["label"] == "−100%"
+    assert [t["label"] for t in chart["y_ticks"]] == ["100%", "50%", "0%", "−50%", "−100%"]
+    assert [t["zero"] for t in chart["y_ticks"]].count(True) == 1
+    # Four weeks across: the x axis is labelled with UTC dates, not times.
+    assert chart["x_ticks"][0]["label"] == "Nov 01" and chart["x_ticks"][-1]["label"] == "Nov 28"
+
+    healthy = fmt.burn_down_chart([{**p, "remaining_ratio": 1.0} for p in points])
+    assert healthy is not None and not healthy["clipped"]
+    assert healthy["zero_y"] == healthy["bottom"]  # nothing below zero: 0 is the x axis
+    assert [t["label"] for t in healthy["y_ticks"]] == ["100%", "75%", "50%", "25%", "0%"]
