@@ -81,3 +81,16 @@ def test_28d_factors_are_sloths() -> None:
         "ticket_quick": 2.8000000000000003,
         "ticket_slow": 0.9333333333333333,
     }
+
+
+def test_timeslices_count_good_slices_not_events() -> None:
+    from aisre.evaluate.budget import timeslices
+
+    # Four 5-minute slices: 100 % good, 90 % good, no traffic, 99 % good.
+    good = [10] * 5 + [9] * 5 + [0] * 5 + [99, 100, 100, 100, 100]
+    total = [10] * 5 + [10] * 5 + [0] * 5 + [100] * 5
+    sliced = timeslices(MinuteSeries.from_lists(START, good, total), 5, 95.0)
+    assert sliced.total.tolist() == [0, 0, 0, 0, 1] + [0, 0, 0, 0, 1] + [0] * 5 + [0, 0, 0, 0, 1]
+    assert sliced.good.tolist() == [0, 0, 0, 0, 1] + [0] * 5 + [0] * 5 + [0, 0, 0, 0, 1]
+    ratio = timeslices(MinuteSeries.from_lists(START, good, total), 5, 95.0, ratio=True)
+    assert ratio.good.sum() == 1_000_000 + 900_000 + 998_000 and ratio.total.sum() == 3_000_000

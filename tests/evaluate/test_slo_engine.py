@@ -157,3 +157,28 @@ def test_step_sli_counts_spans_of_one_operation_in_their_runs_minute(tmp_path: P
     assert (embed["good"], embed["total"]) == (0, 12)  # embeddings take 0.099 ms > 0.05 ms
     assert embed["status"] == "ticket"  # diagnostic: a burning step SLO opens a ticket, never a page
     store.close()
+
+
+def test_timeslice_budgeting_through_the_engine(tmp_path: Path) -> None:
+    spec = tmp_path / "ts.yaml"
+    spec.write_text(
+        "slos:\n  - name: ask-slices\n    journey: ask\n    objective: 99\n    window: 7d\n"
+        "    budgeting: {method: timeslices, slice: 5m, slice_objective: 95}\n    sli: {kind: outcome}\n"
+    )
+    store = DuckDBStore(str(tmp_path / "ts.duckdb"))
+    engine = SloEngine(store)
+    engine.apply("t", load_specs([spec]))
+    now = time.time_ns()
+    slice_ns = 5 * 60 * 10**9
+    base = (now // slice_ns - 4) * slice_ns  # three whole slices before the current one
+    for k, failing in enumerate((0, 3, 0)):  # slice 2: 3 of 10 runs fail → a bad slice
+        request, _ = journey_request(10, start_ns=base + k * slice_ns + 10**9)
+        roots = [s for s in request.resource_spans[0].scope_spans[0].spans if not s.parent_span_id]
+        for span in roots[:failing]:
+            span.status.code = 2
+        flat = flatten(request, "t")
+        store.submit_spans(flat.table, flat.resources).result(10)
+    store.flush_rollups()
+    doc = engine.status("t", "ask-slices", now)
+    assert (doc["good"], doc["total"]) == (2, 3)
+    store.close()

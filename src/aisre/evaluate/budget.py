@@ -45,6 +45,30 @@ class MinuteSeries:
         return int(self.total.shape[0])
 
 
+def timeslices(series: MinuteSeries, slice_minutes: int, slice_objective: float, ratio: bool = False) -> MinuteSeries:
+    """Occurrences → time slices: each slice of ``slice_minutes`` with traffic is one event,
+    good when its good ratio reaches ``slice_objective`` percent. The slice counts sit in
+    the slice's last minute, so windows over the result count whole slices.
+
+    With ``ratio`` (OpenSLO RatioTimeslices) a slice counts its good ratio, not 0 or 1;
+    the counts are then scaled by 1,000,000 to stay integers.
+    """
+    n = max(1, slice_minutes)
+    usable = series.minutes - series.minutes % n
+    good = series.good[:usable].reshape(-1, n).sum(axis=1)
+    total = series.total[:usable].reshape(-1, n).sum(axis=1)
+    has = total > 0
+    share = np.divide(good, total, out=np.zeros(good.shape, dtype=np.float64), where=has)
+    scale = 1_000_000 if ratio else 1
+    slice_good = np.where(has, np.round(share * scale) if ratio else (share * 100 >= slice_objective) * 1, 0)
+    slice_total = has * scale
+    out_good = np.zeros(series.minutes, dtype=np.int64)
+    out_total = np.zeros(series.minutes, dtype=np.int64)
+    out_good[n - 1 : usable : n] = slice_good.astype(np.int64)
+    out_total[n - 1 : usable : n] = slice_total.astype(np.int64)
+    return MinuteSeries(series.start_ns, out_good, out_total)
+
+
 class _Windows:
     """Prefix sums of bad and total events, for O(1) window sums at any minute."""
 

@@ -16,7 +16,14 @@ from aisre.core.errors import NotFound
 from aisre.core.model import SliRule
 from aisre.core.slo import CostSli, LatencySli, OutcomeSli, ScoreSli, SloSpec, SloWindow, StepSli
 from aisre.core.timefmt import rfc3339
-from aisre.evaluate.budget import MINUTE_NS, BudgetStatus, MinuteSeries, evaluate, replay
+from aisre.evaluate.budget import (
+    MINUTE_NS,
+    BudgetStatus,
+    MinuteSeries,
+    evaluate,
+    replay,
+    timeslices,
+)
 from aisre.evaluate.windows import windows_for
 
 
@@ -147,6 +154,10 @@ class SloEngine:
     def _range(self, tenant: str, spec: SloSpec, start_ns: int, end_ns: int) -> MinuteSeries:
         start = start_ns // MINUTE_NS * MINUTE_NS
         end = (end_ns // MINUTE_NS + 1) * MINUTE_NS
+        # Align to whole slices for timeslice budgeting.
+        slice_min = self._slice_minutes(spec)
+        if slice_min > 1:
+            start -= start % (slice_min * MINUTE_NS)
         rows = self.store.slo_minutes(tenant, spec.id, start, end)
         minutes = (end - start) // MINUTE_NS
         good = np.zeros(minutes, dtype=np.int64)
@@ -154,7 +165,18 @@ class SloEngine:
         for minute, g, t in rows:
             i = (minute - start) // MINUTE_NS
             good[i], total[i] = g, t
-        return MinuteSeries(start, good, total)
+        series = MinuteSeries(start, good, total)
+        method = spec.budgeting.method
+        if method in ("timeslices", "ratio_timeslices"):
+            objective = spec.budgeting.slice_objective if spec.budgeting.slice_objective is not None else spec.objective
+            series = timeslices(series, slice_min, objective, ratio=method == "ratio_timeslices")
+        return series
+
+    @staticmethod
+    def _slice_minutes(spec: SloSpec) -> int:
+        if spec.budgeting.method == "occurrences" or spec.budgeting.slice_length is None:
+            return 1
+        return max(1, round(spec.budgeting.slice_length / timedelta(minutes=1)))
 
 
 def calendar_start(window: SloWindow, now_ns: int) -> int:
