@@ -437,6 +437,26 @@ class DuckDBStore:
                         self._dirty.setdefault(tenant, set()).update(minutes)
         return refused
 
+    def slo_minute_arrays(self, tenant: str, start_ns: int, end_ns: int) -> dict[str, tuple[Any, Any, Any]]:
+        """Every SLO's (minute_ns, good, total) arrays for [start_ns, end_ns), from one scan."""
+        with self._reader() as cur:
+            table = cur.execute(
+                "SELECT slo, minute_ns, good, total FROM slo_minutes WHERE tenant = ? "
+                "AND minute_ns >= ? AND minute_ns < ? ORDER BY slo, minute_ns",
+                [tenant, start_ns, end_ns],
+            ).fetchnumpy()
+        out: dict[str, tuple[Any, Any, Any]] = {}
+        slos = list(table["slo"])
+        if not slos:
+            return out
+        minutes, good, total = table["minute_ns"], table["good"], table["total"]
+        begin = 0
+        for i in range(1, len(slos) + 1):
+            if i == len(slos) or slos[i] != slos[begin]:
+                out[slos[begin]] = (minutes[begin:i], good[begin:i], total[begin:i])
+                begin = i
+        return out
+
     def flush_rollups(self) -> None:
         """Wait until every committed run is in the rollups (tests and shutdown)."""
         self._writer.call(self.refresh_rollups).result(60)
