@@ -439,22 +439,18 @@ class DuckDBStore:
 
     def slo_minute_arrays(self, tenant: str, start_ns: int, end_ns: int) -> dict[str, tuple[Any, Any, Any]]:
         """Every SLO's (minute_ns, good, total) arrays for [start_ns, end_ns), from one scan."""
+        where = "FROM slo_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ?"
+        params = [tenant, start_ns, end_ns]
         with self._reader() as cur:
-            table = cur.execute(
-                "SELECT slo, minute_ns, good, total FROM slo_minutes WHERE tenant = ? "
-                "AND minute_ns >= ? AND minute_ns < ? ORDER BY slo, minute_ns",
-                [tenant, start_ns, end_ns],
-            ).fetchnumpy()
+            counts = cur.execute(f"SELECT slo, count(*) {where} GROUP BY slo ORDER BY slo", params).fetchall()
+            arrays = cur.execute(f"SELECT minute_ns, good, total {where} ORDER BY slo, minute_ns", params).fetchnumpy()
+        # Split by the per-SLO row counts rather than reading an SLO name per row.
         out: dict[str, tuple[Any, Any, Any]] = {}
-        slos = list(table["slo"])
-        if not slos:
-            return out
-        minutes, good, total = table["minute_ns"], table["good"], table["total"]
         begin = 0
-        for i in range(1, len(slos) + 1):
-            if i == len(slos) or slos[i] != slos[begin]:
-                out[slos[begin]] = (minutes[begin:i], good[begin:i], total[begin:i])
-                begin = i
+        for slo, n in counts:
+            stop = begin + int(n)
+            out[slo] = (arrays["minute_ns"][begin:stop], arrays["good"][begin:stop], arrays["total"][begin:stop])
+            begin = stop
         return out
 
     def flush_rollups(self) -> None:
