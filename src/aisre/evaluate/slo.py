@@ -30,9 +30,9 @@ from aisre.evaluate.windows import windows_for
 class SloCounts(Protocol):
     def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None: ...
 
-    def slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]: ...
-
-    def slo_minute_arrays(self, tenant: str, start_ns: int, end_ns: int) -> dict[str, tuple[Any, Any, Any]]: ...
+    def slo_minute_arrays(
+        self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
+    ) -> dict[str, tuple[Any, Any, Any]]: ...
 
 
 def sli_rule(spec: SloSpec) -> SliRule | None:
@@ -64,7 +64,6 @@ class SloEngine:
     def __post_init__(self) -> None:
         self._specs: dict[str, dict[str, SloSpec]] = {}
         self._lock = threading.Lock()
-        self._local = threading.local()
 
     def apply(self, tenant: str, specs: list[SloSpec]) -> None:
         """Replace the tenant's SLOs (already validated); new ones are backfilled."""
@@ -88,18 +87,7 @@ class SloEngine:
     def statuses(self, tenant: str, now_ns: int | None = None) -> list[dict[str, Any]]:
         """Every SLO of the tenant, evaluated at one moment."""
         now = now_ns or time.time_ns()
-        specs = self.specs(tenant)
-        if not specs:
-            return []
-        # One read of every SLO's minutes (not one per SLO): evaluation cost follows
-        # minutes in the windows, not how many SLOs share the table.
-        longest = max(s.window.duration for s in specs) + timedelta(days=31)
-        end = (now // MINUTE_NS + 1) * MINUTE_NS
-        self._local.prefetch = (self.store.slo_minute_arrays(tenant, end - int(longest / timedelta(minutes=1)) * MINUTE_NS, end), end - int(longest / timedelta(minutes=1)) * MINUTE_NS, end)
-        try:
-            return [self._document(tenant, spec, now, 0) for spec in specs]
-        finally:
-            self._local.prefetch = None
+        return [self._document(tenant, spec, now, 0) for spec in self.specs(tenant)]
 
     def replay(self, tenant: str, name: str, since_ns: int | None, until_ns: int | None) -> list[dict[str, Any]]:
         """When page and ticket would have fired over [since, until) (default: the SLO window)."""
@@ -175,15 +163,8 @@ class SloEngine:
         minutes = (end - start) // MINUTE_NS
         good = np.zeros(minutes, dtype=np.int64)
         total = np.zeros(minutes, dtype=np.int64)
-        prefetch = getattr(self._local, "prefetch", None)
-        if prefetch is not None and prefetch[1] <= start and end <= prefetch[2]:
-            empty = np.zeros(0, dtype=np.int64)
-            m, g, t = prefetch[0].get(spec.id, (empty, empty, empty))
-        else:
-            rows = self.store.slo_minutes(tenant, spec.id, start, end)
-            m = np.asarray([r[0] for r in rows], dtype=np.int64)
-            g = np.asarray([r[1] for r in rows], dtype=np.int64)
-            t = np.asarray([r[2] for r in rows], dtype=np.int64)
+        empty = np.zeros(0, dtype=np.int64)
+        m, g, t = self.store.slo_minute_arrays(tenant, start, end, spec.id).get(spec.id, (empty, empty, empty))
         idx = (np.asarray(m, dtype=np.int64) - start) // MINUTE_NS
         keep = (idx >= 0) & (idx < minutes)
         good[idx[keep]] = np.asarray(g, dtype=np.int64)[keep]

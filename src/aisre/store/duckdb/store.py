@@ -62,6 +62,13 @@ _RUN_COLUMNS = """
 """
 
 
+def _touch(touched: dict[str, set[int]], rows: Iterable[tuple[str, bool, int | None]]) -> None:
+    """Add the start minute of every rooted run in ``rows`` to ``touched``."""
+    for tenant, has_root, root_start_ns in rows:
+        if has_root and root_start_ns is not None:
+            touched.setdefault(tenant, set()).add(minute_of(root_start_ns))
+
+
 class _Where:
     """A conjunction of SQL conditions with their parameters; a condition whose value is
     None is left out, so optional filters read as one line each."""
@@ -225,10 +232,14 @@ class DuckDBStore:
                 with contextlib.suppress(duckdb.Error):
                     conn.unregister(view)
         self._recent.add_all(new_keys)
+        self._mark_dirty(self._touched)
+
+    def _mark_dirty(self, touched: dict[str, set[int]]) -> None:
+        """Queue committed minutes for the next rollup rebuild."""
         if not self._rollups_on:
             return
         with self._dirty_lock:
-            for tenant, minutes in self._touched.items():
+            for tenant, minutes in touched.items():
                 self._dirty.setdefault(tenant, set()).update(minutes)
 
     def _merge_traces(self, parts: list[pa.Table], trust_recent: bool) -> list[str]:
@@ -244,15 +255,15 @@ class DuckDBStore:
         if len(set(keys)) != len(keys):
             # The same trace in two requests of one group commit: merge one request at a time.
             for part in parts:
-                self._register_and_run("parts", part, MERGE_TRACES)
+                self._merge(part)
             return keys
         if not trust_recent:
-            self._register_and_run("parts", table, MERGE_TRACES)
+            self._merge(table)
             return keys
         known = [key in self._recent for key in keys]
         if any(known):
             mask = pa.array(known)
-            self._register_and_run("parts", table.filter(mask), MERGE_TRACES)
+            self._merge(table.filter(mask))
             table = table.filter(pc.invert(mask))
         if table.num_rows:
             self._register_and_run("parts", table, INSERT_TRACES)
@@ -263,19 +274,18 @@ class DuckDBStore:
         # On failure the view stays registered: an aborted transaction refuses even
         # unregister, so _transaction drops views after its ROLLBACK.
         self._conn.register(name, table)
-        result = self._conn.execute(sql)
-        if sql is MERGE_TRACES:
-            # The merged rows as they now stand: the minute a late span changed.
-            self._touch(result.fetchall())
+        self._conn.execute(sql)
         self._conn.unregister(name)
 
-    def _touch(self, rows: Iterable[tuple[str, bool, int | None]]) -> None:
-        for tenant, has_root, root_start_ns in rows:
-            if has_root and root_start_ns is not None:
-                self._touched.setdefault(tenant, set()).add(minute_of(root_start_ns))
+    def _merge(self, parts: pa.Table) -> None:
+        self._conn.register("parts", parts)
+        # RETURNING gives the merged rows as they now stand: the minute a late span changed.
+        _touch(self._touched, self._conn.execute(MERGE_TRACES).fetchall())
+        self._conn.unregister("parts")
 
     def _touch_table(self, parts: pa.Table) -> None:
-        self._touch(
+        _touch(
+            self._touched,
             zip(
                 parts.column("tenant").to_pylist(),
                 parts.column("has_root").to_pylist(),
@@ -320,18 +330,6 @@ class DuckDBStore:
             conn.execute("ROLLBACK")
             raise
         self._sli_rules[tenant] = rules
-
-    def slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]:
-        """(minute_ns, good, total) of one SLO for minutes in [start_ns, end_ns), in order."""
-        with self._reader() as cur:
-            return [
-                (int(m), int(g), int(t))
-                for m, g, t in cur.execute(
-                    "SELECT minute_ns, good, total FROM slo_minutes WHERE tenant = ? AND slo = ? "
-                    "AND minute_ns >= ? AND minute_ns < ? ORDER BY minute_ns",
-                    [tenant, slo, start_ns, end_ns],
-                ).fetchall()
-            ]
 
     def metric_totals(self, tenant: str) -> dict[str, Any]:
         """Cumulative counters for /metrics, summed from the rollups (not from spans)."""
@@ -424,23 +422,21 @@ class DuckDBStore:
         refused = [n for n, ok in enumerate(keep) if not ok]
         accepted = scores.filter(pa.array(keep, type=pa.bool_()))
         if accepted.num_rows:
-            conn.register("new_scores", accepted)
-            try:
-                conn.execute("INSERT INTO scores SELECT * FROM new_scores")
-            finally:
-                conn.unregister("new_scores")
-            self._touched = {}
-            self._touch((tenant, has_root, start) for tenant, _, has_root, start in known)
-            if self._rollups_on:
-                with self._dirty_lock:
-                    for tenant, minutes in self._touched.items():
-                        self._dirty.setdefault(tenant, set()).update(minutes)
+            self._register_and_run("new_scores", accepted, "INSERT INTO scores SELECT * FROM new_scores")
+            touched: dict[str, set[int]] = {}
+            _touch(touched, ((tenant, has_root, start) for tenant, _, has_root, start in known))
+            self._mark_dirty(touched)
         return refused
 
-    def slo_minute_arrays(self, tenant: str, start_ns: int, end_ns: int) -> dict[str, tuple[Any, Any, Any]]:
-        """Every SLO's (minute_ns, good, total) arrays for [start_ns, end_ns), from one scan."""
+    def slo_minute_arrays(
+        self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
+    ) -> dict[str, tuple[Any, Any, Any]]:
+        """(minute_ns, good, total) arrays per SLO (or just ``slo``) for [start_ns, end_ns)."""
         where = "FROM slo_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ?"
-        params = [tenant, start_ns, end_ns]
+        params: list[Any] = [tenant, start_ns, end_ns]
+        if slo is not None:
+            where += " AND slo = ?"
+            params.append(slo)
         with self._reader() as cur:
             counts = cur.execute(f"SELECT slo, count(*) {where} GROUP BY slo ORDER BY slo", params).fetchall()
             arrays = cur.execute(f"SELECT minute_ns, good, total {where} ORDER BY slo, minute_ns", params).fetchnumpy()
