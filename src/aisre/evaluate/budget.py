@@ -192,7 +192,7 @@ def evaluate(
         burn_rates=burn,
         conditions=conditions,
         time_to_exhaustion=exhaustion,
-        burn_down=burn_down(series, objective, period, end, burn_down_points, budget_minutes) if burn_down_points else [],
+        burn_down=burn_down(series, objective, period, end, burn_down_points, budget_minutes, w) if burn_down_points else [],
     )
 
 
@@ -211,14 +211,20 @@ def _condition(
 
 
 def burn_down(
-    series: MinuteSeries, objective: float, period: timedelta, end: int, points: int, budget_minutes: int | None = None
+    series: MinuteSeries,
+    objective: float,
+    period: timedelta,
+    end: int,
+    points: int,
+    budget_minutes: int | None = None,
+    windows: _Windows | None = None,
 ) -> list[tuple[int, float]]:
     """Remaining budget ratio at ``points`` evenly spaced moments of the period ending at ``end``.
 
     Each point is the budget as it stood then: over the rolling window for a rolling SLO,
     from the calendar period's start for a calendar one. (minute start ns, ratio).
     """
-    w = _Windows(series)
+    w = windows if windows is not None else _Windows(series)
     if budget_minutes is None:
         period_min = _minutes(period)
         first = max(1, end - period_min)
