@@ -25,6 +25,7 @@ from aisre.normalize.journeys import load_rules
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.context import AppContext
 from aisre.present.api.metrics import SloCountsCollector
+from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
 from aisre.store.duckdb import DuckDBStore
 from aisre.store.ingest import SpanIngest
@@ -86,7 +87,7 @@ class AisreServer:
         )
         self.alerts = AlertEvaluator(self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s))
         self.grpc: GrpcReceiver | None = None
-        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=_ui_routes(), lifespan=self._lifespan)
+        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=ui_routes(), lifespan=self._lifespan)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -141,12 +142,6 @@ class _QuietExitServer(uvicorn.Server):
                 yield
             finally:
                 self._captured_signals.clear()
-
-
-def _ui_routes() -> list[Any]:
-    from aisre.present.ui.pages import ui_routes
-
-    return ui_routes()
 
 
 def run_server(settings: Settings, on_ready: Any = None) -> None:

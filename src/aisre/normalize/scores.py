@@ -18,8 +18,11 @@ _SPAN = re.compile(r"^[0-9a-f]{16}$")
 MAX_BATCH = 10_000
 
 
-def parse_scores(document: Any, tenant: str, now_ns: int | None = None) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """(valid scores as a table, refusals as {index, reason}); a malformed body raises."""
+def parse_scores(
+    document: Any, tenant: str, now_ns: int | None = None
+) -> tuple[pa.Table, list[int], list[dict[str, Any]]]:
+    """(valid scores as a table, each row's index in the request, refusals as {index, reason});
+    a malformed body raises."""
     items = document.get("scores") if isinstance(document, dict) else document
     if not isinstance(items, list):
         raise PermanentError('expected {"scores": [...]} or a JSON list of scores')
@@ -27,10 +30,12 @@ def parse_scores(document: Any, tenant: str, now_ns: int | None = None) -> tuple
         raise PermanentError(f"at most {MAX_BATCH} scores per request; got {len(items)}")
     now = now_ns if now_ns is not None else time.time_ns()
     rows: list[tuple[Any, ...]] = []
+    indexes: list[int] = []
     refused: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
             rows.append(_row(item, tenant, now))
+            indexes.append(index)
         except PermanentError as exc:
             refused.append({"index": index, "reason": exc.message})
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in SCORE_ARROW_SCHEMA]
@@ -38,7 +43,7 @@ def parse_scores(document: Any, tenant: str, now_ns: int | None = None) -> tuple
         [pa.array(col, type=f.type) for col, f in zip(columns, SCORE_ARROW_SCHEMA, strict=True)],
         schema=SCORE_ARROW_SCHEMA,
     )
-    return table, refused
+    return table, indexes, refused
 
 
 def _row(item: Any, tenant: str, now: int) -> tuple[Any, ...]:

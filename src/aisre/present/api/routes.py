@@ -279,13 +279,9 @@ async def score_create(request: Request) -> Response:
         document = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError) as exc:
         raise PermanentError(f"malformed JSON: {exc}") from None
-    table, refused = parse_scores(document, ctx.tenant_for(request))
+    table, indexes, refused = parse_scores(document, ctx.tenant_for(request))
     unknown = await run_in_threadpool(ctx.store.add_scores, table) if table.num_rows else []
-    if unknown:
-        # Map positions among the valid rows back to the request's indexes.
-        valid = [i for i in range(len(document["scores"] if isinstance(document, dict) else document))
-                 if i not in {r["index"] for r in refused}]
-        refused += [{"index": valid[i], "reason": "unknown trace: no span of it has been received"} for i in unknown]
+    refused += [{"index": indexes[i], "reason": "unknown trace: no span of it has been received"} for i in unknown]
     refused.sort(key=lambda r: r["index"])
     return ORJSONResponse({"accepted": table.num_rows - len(unknown), "rejected": refused})
 

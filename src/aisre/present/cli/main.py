@@ -21,9 +21,6 @@ from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, f
 console = Console()
 
 ServerRunner = Callable[..., None]
-_fail = fail
-_emit_json = emit_json
-_call = call
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -71,7 +68,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         for item in setting:
             name, sep, value = item.partition("=")
             if not sep:
-                _fail(f"--setting takes NAME=VALUE; got {item!r}")
+                fail(f"--setting takes NAME=VALUE; got {item!r}")
             extra[name.strip()] = value.strip()
         settings = _settings(
             **{
@@ -100,11 +97,11 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
 
         scenarios = runner.SCENARIOS
         if scenario not in scenarios:
-            _fail(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(scenarios))}")
+            fail(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(scenarios))}")
         knobs = {k: v for k, v in {"failure_rate": failure_rate, "rate_limit_rate": rate_limit_rate}.items() if v is not None}
         for name, value in knobs.items():
             if not 0.0 <= value <= 1.0:
-                _fail(f"--{name.replace('_', '-')} must be between 0 and 1; got {value}")
+                fail(f"--{name.replace('_', '-')} must be between 0 and 1; got {value}")
         chosen = scenarios[scenario].with_knobs(**knobs)
         if url:
             console.print(f"feeding [bold]{url}[/] with scenario [bold]{scenario}[/] at {rate}/s")
@@ -142,9 +139,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         fmt: str = FormatOption,
     ) -> None:
         """Show one trace as a span tree with GenAI details."""
-        doc = _call(lambda: get_json(url, f"/api/traces/{trace_id}"))
+        doc = call(lambda: get_json(url, f"/api/traces/{trace_id}"))
         if fmt == "json":
-            _emit_json(doc)
+            emit_json(doc)
             return
         head = f"[bold]{doc['journey']}[/] {doc['trace_id']}  {doc['outcome']}  {_fmt_ms(doc['duration_ms'])}"
         tree = Tree(head)
@@ -164,9 +161,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         fmt: str = FormatOption,
     ) -> None:
         """Journeys with runs, failure rate, latency and tokens."""
-        data = _call(lambda: get_json(url, "/api/journeys", {"since": since}))
+        data = call(lambda: get_json(url, "/api/journeys", {"since": since}))
         if fmt == "json":
-            _emit_json(data)
+            emit_json(data)
             return
         table = Table("journey", "runs", "failure rate", "p50", "p95", "tokens/run", "retries", "last seen")
         for j in data["items"]:
@@ -194,9 +191,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
             "journey": journey, "outcome": outcome, "since": since, "until": until,
             "service_version": service_version, "model": model, "limit": limit, "cursor": cursor,
         }
-        data = _call(lambda: get_json(url, "/api/journeys/runs", params))
+        data = call(lambda: get_json(url, "/api/journeys/runs", params))
         if fmt == "json":
-            _emit_json(data)
+            emit_json(data)
             return
         table = Table("start", "journey", "outcome", "duration", "LLM", "tools", "retries", "tokens", "version", "trace")
         for r in data["items"]:
@@ -232,8 +229,8 @@ def _settings(**values: Any) -> Settings:
     try:
         return resolve(**values)
     except AisreError as exc:
-        _fail(exc.message)
-        raise  # unreachable: _fail exits
+        fail(exc.message)
+        raise  # unreachable: fail exits
 
 
 def _wait_healthy(url: str, timeout: float = 30.0) -> None:
@@ -265,6 +262,6 @@ def _run_server(
     try:
         serve(settings, on_ready=ready)
     except AisreError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     except OSError as exc:
-        _fail(f"cannot start the server: {exc}")
+        fail(f"cannot start the server: {exc}")
