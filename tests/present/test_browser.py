@@ -3,46 +3,17 @@ driven through Playwright against a real server holding the OpenLLMetry capture.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, ServerProcess
+from tests.conftest import ServerProcess
 from tests.otlp_factory import journey_request
+from tests.present.browser import SHOTS, sync_api
 from tests.present.ui_helpers import post_capture, post_request, wait_for_runs
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SHOTS = REPO / "test-results"
-
-if os.environ.get("AISRE_REQUIRE_BROWSER") == "1":
-    from playwright import sync_api  # required: a missing Playwright is a failure
-else:
-    sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture
-def page() -> Iterator[sync_api.Page]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} not found; install Debian's chromium package to run browser tests"
-        if os.environ.get("AISRE_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason + " (AISRE_REQUIRE_BROWSER=1)")
-        pytest.skip(reason)
-    SHOTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1440, "height": 900})
-        finally:
-            browser.close()
 
 
 def test_journeys_to_failing_trace(page: sync_api.Page, server: ServerProcess) -> None:

@@ -4,41 +4,21 @@ page alert pair fires after failing runs."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.present.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.present.browser import SHOTS, sync_api
 from tests.present.test_ui_slo import DEMO_SLOS, runs_request, wait_for_slo
 from tests.present.ui_helpers import post_request
 
 pytestmark = pytest.mark.browser
 
-if os.environ.get("AISRE_REQUIRE_BROWSER") == "1":
-    from playwright import sync_api  # required: a missing Playwright is a failure
-else:
-    sync_api = pytest.importorskip("playwright.sync_api")
 
 
-@pytest.fixture
-def page() -> Iterator[sync_api.Page]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} not found; install Debian's chromium package to run browser tests"
-        if os.environ.get("AISRE_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason + " (AISRE_REQUIRE_BROWSER=1)")
-        pytest.skip(reason)
-    SHOTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1440, "height": 900})
-        finally:
-            browser.close()
 
 
 @pytest.fixture
