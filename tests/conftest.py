@@ -52,7 +52,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         args = [
-            sys.executable, "-c", "from aisre.app import main; main()", "up",
+            *AISRE, "up",
             "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--db", str(self.db),
             *self.extra_args,
         ]
@@ -90,6 +90,19 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode if self.proc else None
+
+
+AISRE = [sys.executable, "-c", "from aisre.app import main; main()"]
+
+
+def aisre_up_refused(tmp_path: Path, *args: str) -> str:
+    """Run `aisre up` expecting it to refuse to start (exit 1); returns what it printed."""
+    result = subprocess.run(
+        [*AISRE, "up", "--port", "1", "--db", str(tmp_path / "refused.duckdb"), *args],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stdout + result.stderr
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from aisre.app import run_server
 from aisre.present.cli.main import build_cli
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, aisre_up_refused
 from tests.otlp_factory import journey_request
 
 PB = {"Content-Type": "application/x-protobuf"}
@@ -82,18 +82,9 @@ def test_apply_replaces_slos_and_refuses_bad_specs_whole(server_factory, tmp_pat
 
 
 def test_bad_slo_file_stops_the_server_at_start(tmp_path) -> None:
-    import subprocess
-    import sys
-
     spec = tmp_path / "bad.yaml"
     spec.write_text("slos:\n  - name: x\n    journey: ask\n    objective: 0\n    sli: {kind: outcome}\n")
-    result = subprocess.run(
-        [sys.executable, "-c", "from aisre.app import main; main()", "up", "--port", "1", "--slos", str(spec),
-         "--db", str(tmp_path / "x.duckdb")],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 1
-    assert "bad.yaml:4" in result.stdout + result.stderr
+    assert "bad.yaml:4" in aisre_up_refused(tmp_path, "--slos", str(spec))
 
 
 def test_failing_runs_fire_a_page_alert_visible_in_the_api(server_factory, tmp_path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from aisre.core.errors import PermanentError
 from aisre.normalize.journeys import load_rules, resolve
 from aisre.normalize.spans import flatten
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, aisre_up_refused
 from tests.otlp_factory import journey_request
 
 RULES = """
@@ -75,15 +75,6 @@ def test_server_applies_rules(server_factory, tmp_path: Path) -> None:
 
 
 def test_server_refuses_to_start_with_bad_rules(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     path = tmp_path / "rules.yaml"
     path.write_text("journeys:\n  - journey: x")
-    result = subprocess.run(
-        [sys.executable, "-c", "from aisre.app import main; main()", "up", "--port", "1", "--journey-rules", str(path),
-         "--db", str(tmp_path / "x.duckdb")],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 1
-    assert "give 'service', 'root' or both" in result.stdout + result.stderr
+    assert "give 'service', 'root' or both" in aisre_up_refused(tmp_path, "--journey-rules", str(path))
