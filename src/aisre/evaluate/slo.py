@@ -24,15 +24,12 @@ from aisre.evaluate.budget import (
     replay,
     timeslices,
 )
+from aisre.evaluate.minute_cache import MinuteCache, SloMinuteSource
 from aisre.evaluate.windows import windows_for
 
 
-class SloCounts(Protocol):
+class SloCounts(SloMinuteSource, Protocol):
     def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None: ...
-
-    def slo_minute_arrays(
-        self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
-    ) -> dict[str, tuple[Any, Any, Any]]: ...
 
 
 def sli_rule(spec: SloSpec) -> SliRule | None:
@@ -64,6 +61,7 @@ class SloEngine:
     def __post_init__(self) -> None:
         self._specs: dict[str, dict[str, SloSpec]] = {}
         self._lock = threading.Lock()
+        self._minutes = MinuteCache(self.store)
 
     def apply(self, tenant: str, specs: list[SloSpec]) -> None:
         """Replace the tenant's SLOs (already validated); new ones are backfilled."""
@@ -82,12 +80,11 @@ class SloEngine:
             spec = self._specs.get(tenant, {}).get(name)
         if spec is None:
             raise NotFound(f"no SLO named {name!r}")
-        return self._document(tenant, spec, now_ns or time.time_ns(), burn_down_points)
+        return self._documents(tenant, [spec], now_ns or time.time_ns(), burn_down_points)[0]
 
     def statuses(self, tenant: str, now_ns: int | None = None) -> list[dict[str, Any]]:
         """Every SLO of the tenant, evaluated at one moment."""
-        now = now_ns or time.time_ns()
-        return [self._document(tenant, spec, now, 0) for spec in self.specs(tenant)]
+        return self._documents(tenant, self.specs(tenant), now_ns or time.time_ns(), 0)
 
     def replay(self, tenant: str, name: str, since_ns: int | None, until_ns: int | None) -> list[dict[str, Any]]:
         """When page and ticket would have fired over [since, until) (default: the SLO window)."""
@@ -109,57 +106,69 @@ class SloEngine:
             if (a.end_ns is None or a.end_ns > since) and a.start_ns < until
         ]
 
-    def _document(self, tenant: str, spec: SloSpec, now_ns: int, points: int) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "name": spec.id,
-            "journey": spec.journey,
-            "objective": spec.objective,
-            "window": _human(spec.window.duration),
-            # The SLI definition; "sli" is the measured ratio once evaluated.
-            "indicator": {"kind": spec.sli.kind, **{k: v for k, v in vars(spec.sli).items() if v is not None}},
-            "tier": spec.tier,
-            "owner": spec.owner,
-            "runbook": spec.runbook,
-            "diagnostic": spec.diagnostic,
-            "carries_budget": spec.carries_budget,
-            "description": spec.description,
+    def _documents(self, tenant: str, specs: list[SloSpec], now_ns: int, points: int) -> list[dict[str, Any]]:
+        """Evaluate ``specs`` at ``now_ns`` from one read of the cached minute counts."""
+        ranges = {
+            spec.id: self._live_bounds(spec, now_ns)
+            for spec in specs
+            if sli_rule(spec) is not None and windows_for(spec.window.duration) is not None
         }
-        if sli_rule(spec) is None:
-            doc["status"] = "unsupported"
-            doc["reason"] = f"aisre does not count {spec.sli.kind!r} SLIs from traces yet"
-            return doc
-        windows = windows_for(spec.window.duration)
-        series = self._series(tenant, spec, now_ns)
-        if not spec.window.rolling and calendar_start(spec.window, now_ns) < series.start_ns:
-            series = self._range(tenant, spec, calendar_start(spec.window, now_ns), now_ns)
-        if windows is None:
-            doc["status"] = "unsupported"
-            doc["reason"] = "the SLO window is shorter than the longest alert window (3d)"
-            return doc
-        budget_minutes = None
-        if not spec.window.rolling:
-            begin = calendar_start(spec.window, now_ns)
-            budget_minutes = (series.start_ns + series.minutes * MINUTE_NS - begin) // MINUTE_NS
-            doc["period_start"] = rfc3339(begin)
-        status = evaluate(
-            series, spec.objective, spec.window.duration, windows,
-            burn_down_points=points, budget_minutes=budget_minutes,
-        )
-        doc.update(_status_document(status, spec))
-        return doc
+        counts = self._minutes.read(tenant, ranges)
+        docs = []
+        for spec in specs:
+            doc = _spec_document(spec)
+            docs.append(doc)
+            if sli_rule(spec) is None:
+                doc["status"] = "unsupported"
+                doc["reason"] = f"aisre does not count {spec.sli.kind!r} SLIs from traces yet"
+                continue
+            windows = windows_for(spec.window.duration)
+            if windows is None:
+                doc["status"] = "unsupported"
+                doc["reason"] = "the SLO window is shorter than the longest alert window (3d)"
+                continue
+            start, _ = ranges[spec.id]
+            series = self._as_budgeted(spec, MinuteSeries(start, *counts[spec.id]))
+            budget_minutes = None
+            if not spec.window.rolling:
+                begin = calendar_start(spec.window, now_ns)
+                budget_minutes = (series.start_ns + series.minutes * MINUTE_NS - begin) // MINUTE_NS
+                doc["period_start"] = rfc3339(begin)
+            status = evaluate(
+                series, spec.objective, spec.window.duration, windows,
+                burn_down_points=points, budget_minutes=budget_minutes,
+            )
+            doc.update(_status_document(status, spec))
+        return docs
 
-    def _series(self, tenant: str, spec: SloSpec, now_ns: int) -> MinuteSeries:
+    def _live_bounds(self, spec: SloSpec, now_ns: int) -> tuple[int, int]:
+        """Minutes to evaluate at ``now_ns``: the rolling window (and the whole calendar
+        period when that reaches further back)."""
         end = (now_ns // MINUTE_NS + 1) * MINUTE_NS
         start = end - int(spec.window.duration / timedelta(minutes=1)) * MINUTE_NS
-        return self._range(tenant, spec, start, end)
+        if not spec.window.rolling:
+            start = min(start, calendar_start(spec.window, now_ns))
+        return self._bounds(spec, start, now_ns)
 
-    def _range(self, tenant: str, spec: SloSpec, start_ns: int, end_ns: int) -> MinuteSeries:
+    def _bounds(self, spec: SloSpec, start_ns: int, end_ns: int) -> tuple[int, int]:
         start = start_ns // MINUTE_NS * MINUTE_NS
         end = (end_ns // MINUTE_NS + 1) * MINUTE_NS
         # Align to whole slices for timeslice budgeting.
         slice_min = self._slice_minutes(spec)
         if slice_min > 1:
             start -= start % (slice_min * MINUTE_NS)
+        return start, end
+
+    def _as_budgeted(self, spec: SloSpec, series: MinuteSeries) -> MinuteSeries:
+        method = spec.budgeting.method
+        if method in ("timeslices", "ratio_timeslices"):
+            objective = spec.budgeting.slice_objective if spec.budgeting.slice_objective is not None else spec.objective
+            return timeslices(series, self._slice_minutes(spec), objective, ratio=method == "ratio_timeslices")
+        return series
+
+    def _range(self, tenant: str, spec: SloSpec, start_ns: int, end_ns: int) -> MinuteSeries:
+        """Counts read straight from the store (replays of past periods bypass the cache)."""
+        start, end = self._bounds(spec, start_ns, end_ns)
         minutes = (end - start) // MINUTE_NS
         good = np.zeros(minutes, dtype=np.int64)
         total = np.zeros(minutes, dtype=np.int64)
@@ -169,12 +178,7 @@ class SloEngine:
         keep = (idx >= 0) & (idx < minutes)
         good[idx[keep]] = np.asarray(g, dtype=np.int64)[keep]
         total[idx[keep]] = np.asarray(t, dtype=np.int64)[keep]
-        series = MinuteSeries(start, good, total)
-        method = spec.budgeting.method
-        if method in ("timeslices", "ratio_timeslices"):
-            objective = spec.budgeting.slice_objective if spec.budgeting.slice_objective is not None else spec.objective
-            series = timeslices(series, slice_min, objective, ratio=method == "ratio_timeslices")
-        return series
+        return self._as_budgeted(spec, MinuteSeries(start, good, total))
 
     @staticmethod
     def _slice_minutes(spec: SloSpec) -> int:
@@ -198,6 +202,23 @@ def calendar_start(window: SloWindow, now_ns: int) -> int:
     else:
         begin = datetime(now.year, 1, 1, tzinfo=zone)
     return int(begin.timestamp()) * 10**9
+
+
+def _spec_document(spec: SloSpec) -> dict[str, Any]:
+    return {
+        "name": spec.id,
+        "journey": spec.journey,
+        "objective": spec.objective,
+        "window": _human(spec.window.duration),
+        # The SLI definition; "sli" is the measured ratio once evaluated.
+        "indicator": {"kind": spec.sli.kind, **{k: v for k, v in vars(spec.sli).items() if v is not None}},
+        "tier": spec.tier,
+        "owner": spec.owner,
+        "runbook": spec.runbook,
+        "diagnostic": spec.diagnostic,
+        "carries_budget": spec.carries_budget,
+        "description": spec.description,
+    }
 
 
 def _status_document(status: BudgetStatus, spec: SloSpec) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
-from aisre.store.duckdb.rollups import minute_of, rebuild, rebuild_slo_minutes
+from aisre.store.changes import MinuteJournal
+from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
 
@@ -122,6 +123,7 @@ class DuckDBStore:
         self._dirty_lock = threading.Lock()
         self._rollups_on = rollup_interval_ms > 0
         self._sli_rules: dict[str, list[SliRule]] = {}
+        self._slo_changes = MinuteJournal()
         self._writer = Writer(
             self._commit,
             max_queued_spans=max_queued_spans,
@@ -303,12 +305,23 @@ class DuckDBStore:
         if not dirty:
             return 0
         try:
-            return rebuild(self._conn, dirty, self._sli_rules)
+            return self._rebuild(dirty)
         except Exception:
             with self._dirty_lock:  # try again next time
                 for tenant, minutes in dirty.items():
                     self._dirty.setdefault(tenant, set()).update(minutes)
             raise
+
+    def _rebuild(self, dirty: dict[str, set[int]]) -> int:
+        rebuilt = rebuild(self._conn, dirty, self._sli_rules)
+        for tenant, minutes in dirty.items():
+            self._slo_changes.record(tenant, minutes)
+        return rebuilt
+
+    def rebuild_rollups(self, tenant: str, start_ns: int, end_ns: int) -> int:
+        """Recount the minutes of [start_ns, end_ns) from the runs (repairs, benchmarks)."""
+        minutes = set(range(minute_of(start_ns), end_ns, MINUTE_NS))
+        return self._writer.call(lambda: self._rebuild({tenant: minutes})).result(600)
 
     def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
         """Count these SLOs from now on; new or changed ones are backfilled from all runs."""
@@ -330,6 +343,25 @@ class DuckDBStore:
             conn.execute("ROLLBACK")
             raise
         self._sli_rules[tenant] = rules
+        if changed or gone:
+            self._slo_changes.record(tenant, None)
+
+    def slo_changes(self, tenant: str, since: int) -> tuple[int, set[int] | None]:
+        """(generation, minutes whose SLO counts changed after generation ``since``), or
+        None for the minutes when everything must be re-read. Take the generation before
+        reading counts: a change committed in between is then reported again, never lost."""
+        return self._slo_changes.since(tenant, since)
+
+    def slo_minutes_at(self, tenant: str, minutes: list[int]) -> list[tuple[str, int, int, int]]:
+        """(slo, minute_ns, good, total) rows of the given minutes, for every SLO."""
+        if not minutes:
+            return []
+        with self._reader() as cur:
+            return cur.execute(
+                "SELECT slo, minute_ns, good, total FROM slo_minutes "
+                "WHERE tenant = ? AND minute_ns IN (SELECT unnest(?::BIGINT[]))",
+                [tenant, minutes],
+            ).fetchall()
 
     def metric_totals(self, tenant: str) -> dict[str, Any]:
         """Cumulative counters for /metrics, summed from the rollups (not from spans)."""
