@@ -23,19 +23,20 @@ from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
 from aisre.present.api.asgi import build_asgi
+from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
 from aisre.present.api.metrics import SloCountsCollector
 from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
-from aisre.store.duckdb import DuckDBStore
+from aisre.store.duckdb import DuckDBStore, has_active_keys
 from aisre.store.ingest import SpanIngest
 
 log = logging.getLogger("aisre")
 
 
-def check_bind(host: str, allow_public: bool) -> None:
-    """Refuse a non-loopback interface unless the operator said so explicitly."""
-    if allow_public:
+def check_bind(host: str, has_keys: bool) -> None:
+    """Refuse a non-loopback interface while no API key exists (auth would be off)."""
+    if has_keys:
         return
     try:
         addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
@@ -43,8 +44,9 @@ def check_bind(host: str, allow_public: bool) -> None:
         raise PermanentError(f"cannot resolve host {host!r}") from None
     if not all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses):
         raise PermanentError(
-            f"refusing to listen on {host!r}: it is not a loopback address and aisre has no API keys "
-            "configured yet; pass --allow-public-bind if this network is trusted"
+            f"refusing to listen on {host!r}: it is not a loopback address and no API key exists, so "
+            "anyone who can reach it could read and write everything; create a key first "
+            "(aisre keys create --db FILE --tenant NAME --role admin) and serve with auth on"
         )
 
 
@@ -67,6 +69,7 @@ class AisreServer:
             checkpoint_mb=settings.checkpoint_mb,
             rollup_interval_ms=settings.rollup_interval_ms,
         )
+        self.keys = KeyRing(self.store, settings.tenant)
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.consumer = SpanIngest(
@@ -83,7 +86,7 @@ class AisreServer:
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
-            slos=self.slos,
+            slos=self.slos, keys=self.keys,
         )
         self.alerts = AlertEvaluator(self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s))
         self.grpc: GrpcReceiver | None = None
@@ -96,7 +99,7 @@ class AisreServer:
                 self.consumer,
                 host=self.settings.host,
                 port=self.settings.grpc_port,
-                tenant=self.settings.tenant,
+                tenant_for=self.keys.tenant_for_headers,
                 max_message_bytes=self.settings.max_body_bytes,
                 metrics=self.metrics,
             )
@@ -146,7 +149,7 @@ class _QuietExitServer(uvicorn.Server):
 
 def run_server(settings: Settings, on_ready: Any = None) -> None:
     """Check the bind address, build the server and serve until told to stop."""
-    check_bind(settings.host, settings.allow_public_bind)
+    check_bind(settings.host, has_active_keys(settings.db))
     server = AisreServer(settings)
     if on_ready is not None:
         on_ready(server)

@@ -38,7 +38,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
-    Setting("allow_public_bind", False, "Permit binding a non-loopback interface"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -66,7 +65,6 @@ class Settings:
     rollup_interval_ms: int = 1000
     evaluation_interval_s: int = 15
     read_pool_size: int = 4
-    allow_public_bind: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

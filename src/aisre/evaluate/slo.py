@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from aisre.core.auth import check_tenant
 from aisre.core.errors import NotFound
 from aisre.core.model import SliRule
 from aisre.core.slo import CostSli, LatencySli, OutcomeSli, ScoreSli, SloSpec, SloWindow, StepSli
@@ -71,11 +72,13 @@ class SloEngine:
             self._specs[tenant] = {spec.id: spec for spec in specs}
 
     def specs(self, tenant: str) -> list[SloSpec]:
+        check_tenant(tenant)
         with self._lock:
             return list(self._specs.get(tenant, {}).values())
 
     def status(self, tenant: str, name: str, now_ns: int | None = None, burn_down_points: int = 0) -> dict[str, Any]:
         """One SLO's document for the API; NotFound for an unknown name."""
+        check_tenant(tenant)
         with self._lock:
             spec = self._specs.get(tenant, {}).get(name)
         if spec is None:
@@ -88,6 +91,7 @@ class SloEngine:
 
     def replay(self, tenant: str, name: str, since_ns: int | None, until_ns: int | None) -> list[dict[str, Any]]:
         """When page and ticket would have fired over [since, until) (default: the SLO window)."""
+        check_tenant(tenant)
         with self._lock:
             spec = self._specs.get(tenant, {}).get(name)
         if spec is None:

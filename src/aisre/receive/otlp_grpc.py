@@ -10,11 +10,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from aisre.core.auth import Forbidden, Unauthenticated
 from aisre.core.errors import AisreError, RetryableError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.pipeline import EncodedExport, TracesConsumer
@@ -25,10 +27,15 @@ log = logging.getLogger(__name__)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
+# Looks the caller's tenant up from request metadata (lower-case names); raises
+# Unauthenticated/Forbidden for a missing, unknown or ingest-less key.
+MetadataTenant = Callable[[Callable[[str], str | None]], str]
+
+
 class _TraceService:
-    def __init__(self, consumer: TracesConsumer, tenant: str, metrics: IngestMetrics | None) -> None:
+    def __init__(self, consumer: TracesConsumer, tenant_for: MetadataTenant, metrics: IngestMetrics | None) -> None:
         self._consumer = consumer
-        self._tenant = tenant
+        self._tenant_for = tenant_for
         self._metrics = metrics
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -47,8 +54,17 @@ class _TraceService:
     async def export(self, body: bytes, context: Any) -> trace_service_pb2.ExportTraceServiceResponse:
         """Decode, hand to the consumer, answer with partial success or a status."""
         started = time.perf_counter()
+        metadata = {str(k).lower(): str(v) for k, v in (context.invocation_metadata() or ())}
         try:
-            result = await self._consumer.consume(EncodedExport(body, "protobuf"), self._tenant)
+            tenant = self._tenant_for(metadata.get)
+        except (Unauthenticated, Forbidden) as error:
+            code = grpc.StatusCode.UNAUTHENTICATED if isinstance(error, Unauthenticated) else grpc.StatusCode.PERMISSION_DENIED
+            if self._metrics is not None:
+                self._metrics.requests.labels("grpc", "protobuf", code.name).inc()
+            await context.abort(code, error.message)
+            raise
+        try:
+            result = await self._consumer.consume(EncodedExport(body, "protobuf"), tenant)
         except AisreError as error:
             status = status_message(error)
             if self._metrics is not None:
@@ -81,11 +97,11 @@ class GrpcReceiver:
         *,
         host: str,
         port: int,
-        tenant: str,
+        tenant_for: MetadataTenant,
         max_message_bytes: int,
         metrics: IngestMetrics | None = None,
     ) -> None:
-        self._service = _TraceService(consumer, tenant, metrics)
+        self._service = _TraceService(consumer, tenant_for, metrics)
         self._address = f"{host}:{port}"
         self._max = max_message_bytes
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -9,12 +9,16 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from aisre.core.auth import Forbidden, Unauthenticated
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.pipeline import TracesConsumer
+from aisre.present.api.admin import ADMIN_ROUTES
+from aisre.present.api.auth import AuthMiddleware
 from aisre.present.api.context import AppContext
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
 from aisre.receive.otlp_http import traces_endpoint
@@ -40,6 +44,12 @@ async def _retryable(request: Request, exc: Exception) -> Response:
     return ORJSONResponse(
         {"error": exc.message}, status_code=503, headers={"Retry-After": str(max(1, round(exc.retry_after)))}
     )
+
+
+async def _denied(request: Request, exc: Exception) -> Response:
+    # A store-level tenant check that fired: the route asked for another tenant's data.
+    assert isinstance(exc, Unauthenticated | Forbidden)
+    return ORJSONResponse({"error": exc.message}, status_code=401 if isinstance(exc, Unauthenticated) else 403)
 
 
 async def _http(request: Request, exc: Exception) -> Response:
@@ -69,6 +79,7 @@ def build_asgi(
     routes: list[BaseRoute] = [
         Route("/v1/traces", otlp, methods=["POST"], include_in_schema=False),
         *API_ROUTES,
+        *ADMIN_ROUTES,
         *ui_routes,
     ]
     app = Starlette(
@@ -76,10 +87,13 @@ def build_asgi(
         exception_handlers={
             PermanentError: _permanent,
             RetryableError: _retryable,
+            Unauthenticated: _denied,
+            Forbidden: _denied,
             HTTPException: _http,
             Exception: _unexpected,
         },
         lifespan=lifespan,
+        middleware=[Middleware(AuthMiddleware, keys=ctx.keys)],
     )
     app.state.ctx = ctx
     return app

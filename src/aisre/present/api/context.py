@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
+from aisre.core.auth import Principal
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
 from aisre.evaluate.slo import SloEngine
+from aisre.present.api.auth import KeyRing
 from aisre.store.base import Store
 
 
@@ -20,8 +22,22 @@ class AppContext:
     registry: CollectorRegistry
     ingest_metrics: IngestMetrics
     slos: SloEngine
+    keys: KeyRing
     extra: dict[str, object] = field(default_factory=dict)
 
+    def principal(self, request: Request) -> Principal:
+        """Who is calling (set by the auth middleware; the local admin when auth is off)."""
+        found = request.scope.get("aisre.principal")
+        return found if isinstance(found, Principal) else self.keys.principal(None)
+
     def tenant_for(self, request: Request) -> str:
-        """The caller's tenant (one default tenant until API keys exist)."""
-        return self.settings.tenant
+        """The caller's tenant: every query a route makes is for this tenant only."""
+        return self.principal(request).tenant
+
+    def actor(self, request: Request) -> str:
+        """Who the audit log names for a change made by this request."""
+        return self.principal(request).key_id
+
+    def audit(self, request: Request, action: str, target: str, before: object, after: object) -> None:
+        """Append an audit record for a control-plane change made by this request."""
+        self.store.audit(self.tenant_for(request), self.actor(request), action, target, before, after)

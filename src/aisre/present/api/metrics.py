@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from aisre.core.auth import caller_tenant
 from aisre.core.schema import DURATION_BUCKETS_MS
 from aisre.evaluate.slo import SloEngine
 
@@ -32,8 +33,10 @@ class SloCountsCollector(Collector):
         self._tenant = tenant
 
     def collect(self) -> Iterator[Metric]:
-        totals = self._store.metric_totals(self._tenant)
-        journeys = {s.id: s.journey or "" for s in self._slos.specs(self._tenant)}
+        # Scraped with a key: that key's tenant; otherwise (auth off) the default tenant.
+        tenant = caller_tenant() or self._tenant
+        totals = self._store.metric_totals(tenant)
+        journeys = {s.id: s.journey or "" for s in self._slos.specs(tenant)}
         events = CounterMetricFamily("aisre_slo_events", "Journey runs an SLO counted (its SLI's valid events)", labels=["slo", "journey"])
         bad = CounterMetricFamily("aisre_slo_bad_events", "Journey runs that failed an SLO's SLI", labels=["slo", "journey"])
         for row in totals["slos"]:

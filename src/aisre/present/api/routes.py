@@ -16,6 +16,7 @@ from starlette.schemas import SchemaGenerator
 
 from aisre.core.errors import PermanentError
 from aisre.core.model import RunQuery, TimeRange
+from aisre.core.slo import SloSpec
 from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive import journeys
 from aisre.evaluate.specs import specs_from_text
@@ -258,8 +259,18 @@ async def slo_apply(request: Request) -> Response:
     ctx = _ctx(request)
     body = await request.body()
     specs = await run_in_threadpool(specs_from_text, body.decode("utf-8", errors="replace"), "request body")
-    await run_in_threadpool(ctx.slos.apply, ctx.tenant_for(request), specs)
+    tenant = ctx.tenant_for(request)
+    before = [_spec_summary(s) for s in ctx.slos.specs(tenant)]
+    await run_in_threadpool(ctx.slos.apply, tenant, specs)
+    await run_in_threadpool(ctx.audit, request, "slo.apply", "slos", before, [_spec_summary(s) for s in specs])
     return ORJSONResponse({"applied": [s.id for s in specs]})
+
+
+def _spec_summary(spec: SloSpec) -> dict[str, Any]:
+    return {
+        "name": spec.id, "journey": spec.journey, "objective": spec.objective,
+        "window": str(spec.window.duration), "sli": spec.sli.kind,
+    }
 
 
 async def score_create(request: Request) -> Response:

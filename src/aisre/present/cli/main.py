@@ -48,14 +48,17 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.export import build_export_cli
 
     app.add_typer(build_export_cli(), name="export")
+    from aisre.present.cli.keys import build_keys_cli, register_audit
+
+    app.add_typer(build_keys_cli(), name="keys")
+    register_audit(app)
 
     @app.command()
     def up(
-        host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback unless --allow-public-bind)"),
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on (a public one needs API keys: see `aisre keys`)"),
         port: int = typer.Option(4318, help="HTTP port: OTLP/HTTP, API, UI, /metrics"),
         grpc_port: int = typer.Option(4317, "--grpc-port", help="OTLP/gRPC port; 0 turns gRPC off"),
         db: str = typer.Option("aisre.duckdb", help="DuckDB file"),
-        allow_public_bind: bool = typer.Option(False, "--allow-public-bind", help="Permit a non-loopback interface"),
         queue_max_spans: int = typer.Option(200_000, help="Spans queued for the writer before ingest answers 429"),
         max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest OTLP body accepted (413 above)"),
         ingest_workers: int = typer.Option(2, help="Processes decoding OTLP requests; 0 decodes in the server process"),
@@ -73,7 +76,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         settings = _settings(
             **{
                 "host": host, "port": port, "grpc_port": grpc_port, "db": db,
-                "allow_public_bind": allow_public_bind, "queue_max_spans": queue_max_spans,
+                "queue_max_spans": queue_max_spans,
                 "max_body_bytes": max_body_bytes, "ingest_workers": ingest_workers,
                 "journey_rules": journey_rules, "slos": slos, **extra,
             }

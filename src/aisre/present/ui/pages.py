@@ -12,19 +12,21 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from aisre.core.auth import Principal, Unauthenticated
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import OUTCOMES, RunQuery, TimeRange
 from aisre.core.timefmt import parse_time
 from aisre.derive import journeys
+from aisre.present.api.auth import COOKIE
 from aisre.present.api.context import AppContext
 from aisre.present.ui import format as fmt
 
@@ -100,11 +102,32 @@ def _render(
         request=request,
         url=functools.partial(_url, request),
         now=datetime.now(UTC),
-        tenant=_ctx(request).tenant_for(request),
+        tenant=_tenant_or_none(request),
         **context,
     )
     headers = {"Content-Security-Policy": _CSP, "Cache-Control": "no-store"}
     return HTMLResponse(page, status_code=status_code, headers=headers)
+
+
+def _tenant_or_none(request: Request) -> str | None:
+    found = request.scope.get("aisre.principal")
+    return found.tenant if isinstance(found, Principal) else None
+
+
+async def login_page(request: Request) -> Response:
+    """A form that keeps an API key in an HttpOnly cookie, for browsers (auth on)."""
+    if request.method == "POST":
+        # A plain urlencoded form; parsed here so the UI needs no multipart library.
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        key = (form.get("key") or [""])[0].strip()
+        try:
+            _ctx(request).keys.principal(key)
+        except (Unauthenticated, PermanentError):
+            return _render(request, "login.html", {"error": "unknown or revoked API key", "nav": None}, 401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/")
+        return response
+    return _render(request, "login.html", {"error": None, "nav": None})
 
 
 def _page(handler: Handler) -> Handler:
@@ -309,5 +332,6 @@ def ui_routes() -> list[BaseRoute]:
         Route("/traces/{trace_id}", _page(trace_page), methods=["GET"], include_in_schema=False),
         Route("/slos", _page(slos_page), methods=["GET"], include_in_schema=False),
         Route("/slos/{name}", _page(slo_page), methods=["GET"], include_in_schema=False),
+        Route("/login", login_page, methods=["GET", "POST"], include_in_schema=False),
         Mount("/static", app=static, name="static"),
     ]

@@ -14,11 +14,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aisre.core.auth import caller_tenant, check_tenant
 from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
+from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
@@ -85,7 +87,7 @@ class _Where:
         self.params.extend(params)
 
 
-class DuckDBStore:
+class DuckDBStore(ControlTables):
     """Store backed by one DuckDB file. Writes go through :class:`Writer`; reads use cursors."""
 
     backend = "duckdb"
@@ -325,6 +327,7 @@ class DuckDBStore:
 
     def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
         """Count these SLOs from now on; new or changed ones are backfilled from all runs."""
+        check_tenant(tenant)
         self._writer.call(lambda: self._apply_sli_rules(tenant, list(rules))).result(600)
 
     def _apply_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
@@ -350,10 +353,12 @@ class DuckDBStore:
         """(generation, minutes whose SLO counts changed after generation ``since``), or
         None for the minutes when everything must be re-read. Take the generation before
         reading counts: a change committed in between is then reported again, never lost."""
+        check_tenant(tenant)
         return self._slo_changes.since(tenant, since)
 
     def slo_minutes_at(self, tenant: str, minutes: list[int]) -> list[tuple[str, int, int, int]]:
         """(slo, minute_ns, good, total) rows of the given minutes, for every SLO."""
+        check_tenant(tenant)
         if not minutes:
             return []
         with self._reader() as cur:
@@ -365,6 +370,7 @@ class DuckDBStore:
 
     def metric_totals(self, tenant: str) -> dict[str, Any]:
         """Cumulative counters for /metrics, summed from the rollups (not from spans)."""
+        check_tenant(tenant)
         slos = self._rows(
             "SELECT slo, sum(total) AS total, sum(total - good) AS bad FROM slo_minutes WHERE tenant = ? GROUP BY slo",
             [tenant],
@@ -387,12 +393,14 @@ class DuckDBStore:
 
     def active_alerts(self, tenant: str) -> list[dict[str, Any]]:
         """Alerts still pending or firing."""
+        check_tenant(tenant)
         return self._rows(
             "SELECT * FROM alerts WHERE tenant = ? AND state != 'resolved' ORDER BY id", [tenant]
         )
 
     def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Alert episodes, newest first."""
+        check_tenant(tenant)
         w = _Where("tenant = ?", tenant)
         w.add("state = ?", state)
         w.add("slo = ?", slo)
@@ -436,6 +444,8 @@ class DuckDBStore:
 
         The runs they score get their minutes rebuilt, so score SLOs see late evaluations.
         """
+        for tenant in set(scores.column("tenant").to_pylist()):
+            check_tenant(tenant)
         return list(self._writer.call(lambda: self._add_scores(scores)).result(60))
 
     def _add_scores(self, scores: pa.Table) -> list[int]:
@@ -464,6 +474,7 @@ class DuckDBStore:
         self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
     ) -> dict[str, tuple[Any, Any, Any]]:
         """(minute_ns, good, total) arrays per SLO (or just ``slo``) for [start_ns, end_ns)."""
+        check_tenant(tenant)
         where = "FROM slo_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ?"
         params: list[Any] = [tenant, start_ns, end_ns]
         if slo is not None:
@@ -502,11 +513,13 @@ class DuckDBStore:
             return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
     def count_spans(self, tenant: str | None = None) -> int:
+        tenant = check_tenant(tenant) if tenant else caller_tenant()
         sql = "SELECT count(*) AS n FROM spans" + (" WHERE tenant = ?" if tenant else "")
         return int(self._rows(sql, [tenant] if tenant else [])[0]["n"])
 
     def get_trace(self, tenant: str, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The run row and every span of one trace; NotFound if the id is unknown."""
+        check_tenant(tenant)
         runs = self._rows(
             f"SELECT {_RUN_COLUMNS}, start_ns, end_ns FROM journey_runs WHERE tenant = ? AND trace_id = ?",
             [tenant, trace_id],
@@ -525,6 +538,7 @@ class DuckDBStore:
 
     def list_runs(self, q: RunQuery) -> list[dict[str, Any]]:
         """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
+        check_tenant(q.tenant)
         w = _Where("tenant = ?", q.tenant)
         w.add("journey = ?", q.journey)
         w.add("outcome = ?", q.outcome)
@@ -543,6 +557,7 @@ class DuckDBStore:
 
     def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]:
         """Per journey: runs, failures, duration percentiles, tokens and cost per run, last seen."""
+        check_tenant(r.tenant)
         w = _Where("tenant = ?", r.tenant)
         w.add("has_root")
         w.add("run_start_ns >= ?", r.since_ns)
@@ -565,14 +580,20 @@ class DuckDBStore:
         return self._rows(sql, params)
 
     def incomplete_traces(self, tenant: str) -> int:
+        check_tenant(tenant)
         return int(
             self._rows("SELECT count(*) AS n FROM traces WHERE tenant = ? AND NOT has_root", [tenant])[0]["n"]
         )
 
     def stats(self) -> dict[str, Any]:
         """Store-wide counts and writer figures (benchmarks and /api/stats read these)."""
+        # A caller bound to a tenant sees its own counts; the process (benchmarks) sees all.
+        tenant = caller_tenant()
+        where = " WHERE tenant = ?" if tenant else ""
+        params = [tenant, tenant] if tenant else []
         counts = self._rows(
-            "SELECT (SELECT count(*) FROM spans) AS spans, (SELECT count(*) FROM traces) AS traces"
+            f"SELECT (SELECT count(*) FROM spans{where}) AS spans, (SELECT count(*) FROM traces{where}) AS traces",
+            params,
         )[0]
         writer = self._writer.stats
         return {

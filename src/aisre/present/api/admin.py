@@ -1,0 +1,121 @@
+"""Keys and the audit log over REST (admin role only; see auth.required_role)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from aisre.core.errors import PermanentError
+from aisre.core.timefmt import parse_time, rfc3339
+from aisre.present.api.context import AppContext
+from aisre.present.api.routes import ORJSONResponse
+
+
+def _ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def _key_document(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key_id": row["key_id"],
+        "tenant": row["tenant"],
+        "role": row["role"],
+        "name": row["name"],
+        "created": rfc3339(row.get("created_ns")),
+        "created_by": row.get("created_by"),
+        "revoked": rfc3339(row.get("revoked_ns")),
+        "revoked_by": row.get("revoked_by"),
+    }
+
+
+async def key_list(request: Request) -> Response:
+    """
+    summary: The caller's tenant's API keys (ids, roles, names; never the secrets)
+    responses:
+      200: {description: "{items: [...]}"}
+    """
+    ctx = _ctx(request)
+    rows = await run_in_threadpool(ctx.store.list_keys, ctx.tenant_for(request))
+    return ORJSONResponse({"items": [_key_document(r) for r in rows]})
+
+
+async def key_create(request: Request) -> Response:
+    """
+    summary: Create an API key in the caller's tenant; the secret is in this answer only
+    requestBody:
+      content:
+        application/json: {schema: {type: object, required: [role], properties: {role: {type: string, enum: [ingest, read, admin]}, name: {type: string}}}}
+    responses:
+      201: {description: "{key, key_id, tenant, role, name}"}
+      400: {description: Bad role or body.}
+    """
+    ctx = _ctx(request)
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise PermanentError(f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise PermanentError("body must be a JSON object: {role, name}")
+    role, name = body.get("role"), body.get("name", "")
+    if not isinstance(role, str) or not isinstance(name, str):
+        raise PermanentError("role and name must be strings")
+    secret, record = await run_in_threadpool(
+        ctx.keys.create, ctx.tenant_for(request), role, name, ctx.actor(request)
+    )
+    return ORJSONResponse({"key": secret, **record}, status_code=201)
+
+
+async def key_revoke(request: Request) -> Response:
+    """
+    summary: Revoke an API key of the caller's tenant (takes effect at once)
+    parameters:
+      - {name: key_id, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: The revoked key.}
+      404: {description: No such key in this tenant.}
+    """
+    ctx = _ctx(request)
+    row = await run_in_threadpool(
+        ctx.keys.revoke, ctx.tenant_for(request), request.path_params["key_id"], ctx.actor(request)
+    )
+    return ORJSONResponse(_key_document(row))
+
+
+async def audit_list(request: Request) -> Response:
+    """
+    summary: Audit records of control-plane changes (actor, time, before/after), newest first
+    parameters:
+      - {name: action, in: query, schema: {type: string}, description: "an action (slo.apply) or a family (slo)"}
+      - {name: since, in: query, schema: {type: string}, description: RFC 3339 time or look-back such as 24h}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000, default: 100}}
+    responses:
+      200: {description: "{items: [...]}"}
+    """
+    ctx = _ctx(request)
+    raw_limit = request.query_params.get("limit") or "100"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise PermanentError(f"limit must be an integer between 1 and 1000; got {raw_limit!r}")
+    since = request.query_params.get("since")
+    since_ns = parse_time(since, time.time_ns(), "since") if since else None
+    rows = await run_in_threadpool(
+        ctx.store.list_audit, ctx.tenant_for(request), request.query_params.get("action") or None,
+        since_ns, int(raw_limit),
+    )
+    for row in rows:
+        row["at"] = rfc3339(row.pop("at_ns"))
+    return ORJSONResponse({"items": rows})
+
+
+ADMIN_ROUTES = [
+    Route("/api/keys", key_list, methods=["GET"]),
+    Route("/api/keys", key_create, methods=["POST"]),
+    Route("/api/keys/{key_id}", key_revoke, methods=["DELETE"]),
+    Route("/api/audit", audit_list, methods=["GET"]),
+]

@@ -1,0 +1,147 @@
+"""Control-plane tables of the DuckDB store: API keys and the append-only audit log."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+
+from aisre.core.auth import check_tenant
+from aisre.core.errors import NotFound
+from aisre.store.duckdb.writer import Writer
+
+
+def has_active_keys(path: str) -> bool:
+    """Whether the store file at ``path`` holds an unrevoked key (read-only; False if absent)."""
+    if path == ":memory:" or not Path(path).exists():
+        return False
+    conn = duckdb.connect(path, read_only=True)
+    try:
+        exists = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'api_keys'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return False
+        row = conn.execute("SELECT count(*) FROM api_keys WHERE revoked_ns IS NULL").fetchone()
+        return bool(row and row[0])
+    finally:
+        conn.close()
+
+
+class _Host(Protocol):
+    _conn: duckdb.DuckDBPyConnection
+    _writer: Writer
+
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]: ...
+
+
+class ControlTables:
+    """Mixed into DuckDBStore; writes go through its writer thread like every other write."""
+
+    def add_key(self: _Host, key: dict[str, Any], actor: str) -> None:
+        """Store a new key (its digest, never the secret) and audit it, in one transaction."""
+        row = {**key, "created_ns": time.time_ns(), "created_by": actor}
+
+        def write() -> None:
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(
+                    "INSERT INTO api_keys (key_id, digest, tenant, role, name, created_ns, created_by) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [row["key_id"], row["digest"], row["tenant"], row["role"], row["name"],
+                     row["created_ns"], actor],
+                )
+                public = {k: row[k] for k in ("key_id", "tenant", "role", "name")}
+                _audit(conn, row["tenant"], actor, "key.create", row["key_id"], None, public)
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._writer.call(write).result(60)
+
+    def revoke_key(self: _Host, tenant: str, key_id: str, actor: str) -> dict[str, Any]:
+        check_tenant(tenant)
+
+        def write() -> dict[str, Any]:
+            conn = self._conn
+            found = conn.execute(
+                "SELECT key_id, tenant, role, name, revoked_ns FROM api_keys WHERE key_id = ? AND tenant = ?",
+                [key_id, tenant],
+            ).fetchone()
+            if found is None:
+                raise NotFound(f"no key {key_id!r} in tenant {tenant!r}")
+            before = dict(zip(("key_id", "tenant", "role", "name", "revoked_ns"), found, strict=True))
+            if before["revoked_ns"] is not None:
+                return before
+            now = time.time_ns()
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(
+                    "UPDATE api_keys SET revoked_ns = ?, revoked_by = ? WHERE key_id = ?", [now, actor, key_id]
+                )
+                after = {**before, "revoked_ns": now}
+                _audit(conn, tenant, actor, "key.revoke", key_id, before, after)
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            return after
+
+        result: dict[str, Any] = self._writer.call(write).result(60)
+        return result
+
+    def active_keys(self: _Host) -> list[dict[str, Any]]:
+        """Every unrevoked key with its digest: what the authenticator loads (all tenants)."""
+        return self._rows("SELECT key_id, digest, tenant, role, name FROM api_keys WHERE revoked_ns IS NULL")
+
+    def list_keys(self: _Host, tenant: str) -> list[dict[str, Any]]:
+        check_tenant(tenant)
+        return self._rows(
+            "SELECT key_id, tenant, role, name, created_ns, created_by, revoked_ns, revoked_by "
+            "FROM api_keys WHERE tenant = ? ORDER BY created_ns, key_id",
+            [tenant],
+        )
+
+    def audit(self: _Host, tenant: str, actor: str, action: str, target: str, before: Any, after: Any) -> None:
+        """Append one audit record (its own transaction, on the writer thread)."""
+        self._writer.call(lambda: _audit(self._conn, tenant, actor, action, target, before, after)).result(60)
+
+    def list_audit(
+        self: _Host, tenant: str, action: str | None = None, since_ns: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Audit records, newest first."""
+        check_tenant(tenant)
+        clauses: list[str] = ["tenant = ?"]
+        params: list[Any] = [tenant]
+        if action:
+            clauses.append("(action = ? OR starts_with(action, ? || '.'))")
+            params += [action, action]
+        if since_ns is not None:
+            clauses.append("at_ns >= ?")
+            params.append(since_ns)
+        rows = self._rows(
+            f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY at_ns DESC, id DESC LIMIT ?",
+            [*params, limit],
+        )
+        for row in rows:
+            for side in ("before", "after"):
+                raw = row.pop(f"{side}_json")
+                row[side] = json.loads(raw) if raw is not None else None
+        return rows
+
+
+def _audit(
+    conn: duckdb.DuckDBPyConnection, tenant: str, actor: str, action: str, target: str, before: Any, after: Any
+) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (tenant, at_ns, actor, action, target, before_json, after_json) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [tenant, time.time_ns(), actor, action, target,
+         None if before is None else json.dumps(before, default=str, sort_keys=True),
+         None if after is None else json.dumps(after, default=str, sort_keys=True)],
+    )
