@@ -18,6 +18,7 @@ from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
+from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.rollups import minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
@@ -84,7 +85,7 @@ class _Where:
         self.params.extend(params)
 
 
-class DuckDBStore:
+class DuckDBStore(GateQueries):
     """Store backed by one DuckDB file. Writes go through :class:`Writer`; reads use cursors."""
 
     backend = "duckdb"
