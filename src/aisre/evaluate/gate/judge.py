@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from aisre.evaluate.gate.classifier import (
     MetricClassification,
 )
 from aisre.evaluate.gate.config import GateConfig, MetricConfig
-from aisre.evaluate.gate.mannwhitney import p_value
+from aisre.evaluate.gate.mannwhitney import ShiftInterval, p_value
 from aisre.evaluate.gate.policy import PolicyResult, apply_policy
 from aisre.evaluate.gate.scorer import ScoredMetric, Verdict, score, verdict
 from aisre.store.gate import GateStore, Population, RunSelector
@@ -144,6 +144,20 @@ def _metric_document(
     }
 
 
+def _scale(base: NDArray[np.float64], cand: NDArray[np.float64]) -> float:
+    """A power of ten bringing small values (USD per run, 0..1 scores) to at least 1.
+
+    The interval's root finder stops at an absolute 1e-4 (as in R and Kayenta), which is coarse
+    for values of 1e-4 USD; the test itself does not depend on the unit, so it runs rescaled.
+    """
+    both = np.abs(np.concatenate((base, cand)))
+    both = both[np.isfinite(both) & (both > 0)]
+    if len(both) == 0:
+        return 1.0
+    top = float(both.max())
+    return 1.0 if top >= 1 else float(10 ** -math.floor(math.log10(top)))
+
+
 def _metric_names(base: Population, cand: Population) -> list[str]:
     score_names = sorted(set(base.scores) | set(cand.scores))
     return ["outcome", "latency", "cost", "tokens", *(f"score:{n}" for n in score_names)]
@@ -158,8 +172,12 @@ def compare(base: Population, cand: Population, config: GateConfig) -> tuple[lis
         mc = config.score_config(name[6:]) if name.startswith("score:") else config.metrics[name]
         b, c = samples(base, name, config), samples(cand, name, config)
         display = name.removeprefix("score:")
+        factor = _scale(b, c)
         try:
-            result = clf.classify(display, b, c, mc.settings)
+            result = clf.classify(display, b * factor, c * factor, mc.settings)
+            if factor != 1.0 and result.interval is not None:
+                i = result.interval
+                result = replace(result, interval=ShiftInterval(i.lower / factor, i.upper / factor, i.estimate / factor))
         except ValueError as exc:  # e.g. a degenerate sample the interval cannot be computed for
             result = MetricClassification(Classification.ERROR, f"Metric classification failed: {exc}", math.nan, False)
         docs.append(_metric_document(name, mc, result, b, c))
