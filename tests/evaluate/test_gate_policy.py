@@ -85,11 +85,11 @@ def test_gate_file_errors_name_file_line_and_field() -> None:
     )
     with pytest.raises(SpecValidationError) as info:
         parse_gate_config(text, "gate.yaml")
-    assert sorted(str(e) for e in info.value.errors) == [
+    assert sorted((e.line, str(e)) for e in info.value.errors) == [(int(s.split(":")[1]), s) for s in [
         "gate.yaml:2: judge.confidence: must be at least 0.5 and below 1 (got 1.5)",
         "gate.yaml:3: judge.colour: unknown field; allowed: confidence, tolerance, min_runs, window, "
         "outcome_batch, thresholds, group_weights",
         "gate.yaml:5: metrics.latency.direction: must be one of increase, decrease, either (got 'up')",
         "gate.yaml:7: metrics.scores.groundedness.critical: must be true or false (got text ('maybe'))",
         "gate.yaml:10: policy[0].slos.tier: give tier and/or names to say which SLOs the rule covers",
-    ]
+    ]]
