@@ -19,12 +19,14 @@ from aisre.act.alerts import AlertEvaluator
 from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
+from aisre.evaluate.gate.config import load_gate_config
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
+from aisre.present.api.gate import GATE_CONFIG_KEY
 from aisre.present.api.metrics import SloCountsCollector
 from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
@@ -58,6 +60,7 @@ class AisreServer:
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
+        gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -88,6 +91,8 @@ class AisreServer:
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys,
         )
+        if gate_config is not None:
+            self.ctx.extra[GATE_CONFIG_KEY] = gate_config
         self.alerts = AlertEvaluator(self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s))
         self.grpc: GrpcReceiver | None = None
         self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=ui_routes(), lifespan=self._lifespan)

@@ -87,7 +87,7 @@ def _get_paths(server: ServerProcess, key: str, trace_id: str, journey: str) -> 
     """Every GET route of the OpenAPI document with its path parameters filled in, plus
     the UI pages (which are not in the API document)."""
     spec = _get(server, "/openapi.json", key).json()
-    fill = {"trace_id": trace_id, "name": f"{journey}-success", "journey": journey, "key_id": "k_none"}
+    fill = {"trace_id": trace_id, "name": f"{journey}-success", "journey": journey, "key_id": "k_none", "id": "1"}
     paths = []
     for path, ops in spec["paths"].items():
         if "get" not in ops:
@@ -96,7 +96,8 @@ def _get_paths(server: ServerProcess, key: str, trace_id: str, journey: str) -> 
             path = path.replace("{" + param + "}", value)
         assert "{" not in path, f"no test value for a parameter of {path}"
         paths.append(path)
-    ui = ["/", "/runs", f"/journeys/{journey}", f"/traces/{trace_id}", "/slos", f"/slos/{journey}-success"]
+    ui = ["/", "/runs", f"/journeys/{journey}", f"/traces/{trace_id}", "/slos", f"/slos/{journey}-success",
+          "/gate", "/gate/verdicts/1"]
     return sorted(set(paths)) + ui
 
 

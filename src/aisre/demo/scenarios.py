@@ -44,10 +44,11 @@ class Scenario:
     canary_prompt_version: str | None = None
     canary_prompt_tokens_factor: float | None = None
     canary_failure_rate: float = 0.0  # app-level failures in the canary only
+    canary_groundedness_drop: float = 0.0  # the canary's answers are this much less grounded
 
     def __post_init__(self) -> None:
         for name in ("failure_rate", "rate_limit_rate", "tool_call_rate", "agent_share",
-                     "app_failure_rate", "canary_share", "canary_failure_rate"):
+                     "app_failure_rate", "canary_share", "canary_failure_rate", "canary_groundedness_drop"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"scenario {self.name!r}: {name} must be within [0, 1], got {value}")
@@ -101,6 +102,7 @@ class Scenario:
             prompt_version=self.canary_prompt_version or self.prompt_version,
             prompt_tokens_factor=self.canary_prompt_tokens_factor or self.prompt_tokens_factor,
             app_failure_rate=self.canary_failure_rate,
+            groundedness_drop=self.canary_groundedness_drop,
         )
 
 
@@ -156,12 +158,13 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
         ),
         Scenario(
             "canary",
-            "Version 1.5.0 takes 20 % of traffic with a new prompt and more failures.",
+            "Version 1.5.0 takes 20 % of traffic with a new prompt: nearly twice as long (costlier), less grounded, more failures.",
             canary_share=0.2,
             canary_version="1.5.0",
             canary_prompt_version="v4",
-            canary_prompt_tokens_factor=1.3,
+            canary_prompt_tokens_factor=1.8,
             canary_failure_rate=0.15,
+            canary_groundedness_drop=0.2,
         ),
     )
 })

@@ -51,13 +51,14 @@ class ServiceConfig:
     stream_share: float = 0.3  # share of ask answers streamed
     app_failure_rate: float = 0.0  # answers rejected by the service's own validation
     retrieval_k: int = 3
+    groundedness_drop: float = 0.0  # how much less grounded answers are (online evaluation score)
 
     def __post_init__(self) -> None:
         if self.prompt_tokens_factor <= 0:
             raise ValueError(f"prompt_tokens_factor must be > 0, got {self.prompt_tokens_factor}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        for name in ("stream_share", "app_failure_rate"):
+        for name in ("stream_share", "app_failure_rate", "groundedness_drop"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
 
@@ -203,6 +204,7 @@ class SupportBot:
             self._use_tools(reply, messages, rng, result)
             reply = self._chat(config, rng, result, config.chat_model, messages,
                                tool_specs=tools.ASK_TOOLS, stream=stream)
+        _evaluate_groundedness(docs, config, rng)
         if rng.random() < config.app_failure_rate:
             raise AnswerRejected("answer failed output validation: cites no retrieved document")
 
@@ -403,6 +405,25 @@ def _collect_stream(chunks: Any) -> _Reply:
     return _Reply(
         "".join(content) or None,
         tuple(_ToolCall(**calls[i]) for i in sorted(calls)),
+    )
+
+
+def _evaluate_groundedness(docs: Sequence[dict[str, Any]], config: ServiceConfig, rng: random.Random) -> None:
+    """An online judge's groundedness score for the answer, as a GenAI evaluation event on the root.
+
+    Answers built on better-matching documents are more grounded; ``groundedness_drop`` models a
+    release whose answers stray from them.
+    """
+    top = max((float(d["score"]) for d in docs), default=0.6)
+    value = min(max(0.55 + 0.35 * top + rng.gauss(0.0, 0.04) - config.groundedness_drop, 0.0), 1.0)
+    trace.get_current_span().add_event(
+        "gen_ai.evaluation.result",
+        {
+            "gen_ai.evaluation.name": "groundedness",
+            "gen_ai.evaluation.score.value": round(value, 4),
+            "gen_ai.evaluation.score.label": "grounded" if value >= 0.7 else "ungrounded",
+            "gen_ai.evaluation.explanation": "share of answer claims supported by the retrieved documents",
+        },
     )
 
 

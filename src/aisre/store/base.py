@@ -8,9 +8,10 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from aisre.core.model import RunQuery, TimeRange
+from aisre.store.gate import GateStore
 
 
-class Store(Protocol):
+class Store(GateStore, Protocol):
     backend: str
 
     def submit_spans(self, spans: pa.Table, resources: pa.Table) -> Future[int]:

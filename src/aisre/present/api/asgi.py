@@ -20,6 +20,7 @@ from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
 from aisre.present.api.context import AppContext
+from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
 from aisre.receive.otlp_http import traces_endpoint
 
@@ -80,6 +81,7 @@ def build_asgi(
         Route("/v1/traces", otlp, methods=["POST"], include_in_schema=False),
         *API_ROUTES,
         *ADMIN_ROUTES,
+        *GATE_ROUTES,
         *ui_routes,
     ]
     app = Starlette(

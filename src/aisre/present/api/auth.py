@@ -109,6 +109,8 @@ def required_role(method: str, path: str) -> Role | None:
         return None
     if method == "POST" and path in ("/v1/traces", "/api/scores", "/api/alertmanager"):
         return "ingest"
+    if method == "POST" and path == "/api/gate":
+        return "read"  # a judgment with the gate file in the body; changes nothing but history
     if path.startswith(ADMIN_READS):
         return "admin"
     if method in ("GET", "HEAD"):

@@ -52,6 +52,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
 
     app.add_typer(build_keys_cli(), name="keys")
     register_audit(app)
+    from aisre.present.cli.gate import register_gate
+
+    register_gate(app)
 
     @app.command()
     def up(
@@ -64,6 +67,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         ingest_workers: int = typer.Option(2, help="Processes decoding OTLP requests; 0 decodes in the server process"),
         journey_rules: str = typer.Option("", "--journey-rules", help="YAML rules naming journeys from service and root span name"),
         slos: str = typer.Option("", "--slos", help="SLO spec file or folder (aisre, OpenSLO or Sloth YAML)"),
+        gate_config: str = typer.Option("", "--gate-config", help="Release-gate file /api/gate judges with (docs/gate.md)"),
         setting: list[str] = typer.Option([], "--setting", "-s", help="NAME=VALUE for any setting (see README); repeatable"),
     ) -> None:
         """Run the server on the embedded store."""
@@ -78,7 +82,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
                 "host": host, "port": port, "grpc_port": grpc_port, "db": db,
                 "queue_max_spans": queue_max_spans,
                 "max_body_bytes": max_body_bytes, "ingest_workers": ingest_workers,
-                "journey_rules": journey_rules, "slos": slos, **extra,
+                "journey_rules": journey_rules, "slos": slos, "gate_config": gate_config, **extra,
             }
         )
         _run_server(serve, settings, banner=True)

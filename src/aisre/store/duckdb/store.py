@@ -21,6 +21,7 @@ from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.duckdb.control import ControlTables
+from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
@@ -87,7 +88,7 @@ class _Where:
         self.params.extend(params)
 
 
-class DuckDBStore(ControlTables):
+class DuckDBStore(ControlTables, GateQueries):
     """Store backed by one DuckDB file. Writes go through :class:`Writer`; reads use cursors."""
 
     backend = "duckdb"

@@ -1,0 +1,88 @@
+"""The release-gate pages: verdict history per journey, and one verdict's evidence with the
+baseline and candidate distributions side by side (server-rendered SVG)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from aisre.core.timefmt import rfc3339
+from aisre.derive.populations import parse_selector
+from aisre.evaluate.gate.judge import GateRequest, judge_and_record
+from aisre.present.api.gate import server_config
+from aisre.present.ui.pages import _ctx, _page, _render
+
+CHART_W, CHART_H = 360, 120
+
+
+def histogram_bars(dist: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Bars of the two histograms on one scale: baseline above the axis, candidate below it."""
+    if not dist:
+        return None
+    base, cand = dist["baseline"], dist["candidate"]
+    # Shares, not counts: the two sides rarely have the same number of runs.
+    nb, nc = max(sum(base), 1), max(sum(cand), 1)
+    shares_b = [n / nb for n in base]
+    shares_c = [n / nc for n in cand]
+    top = max(max(shares_b), max(shares_c), 1e-9)
+    half = CHART_H / 2
+    width = CHART_W / len(base)
+    bars = []
+    for i, (sb, sc) in enumerate(zip(shares_b, shares_c, strict=True)):
+        hb, hc = sb / top * (half - 4), sc / top * (half - 4)
+        bars.append({
+            "x": round(i * width + 0.5, 2), "w": round(max(width - 1, 0.5), 2),
+            "yb": round(half - hb, 2), "hb": round(hb, 2), "hc": round(hc, 2),
+            "lo": dist["edges"][i], "hi": dist["edges"][i + 1], "nb": base[i], "nc": cand[i],
+        })
+    return {"bars": bars, "w": CHART_W, "h": CHART_H, "half": half,
+            "lo": dist["edges"][0], "hi": dist["edges"][-1]}
+
+
+async def gate_page(request: Request) -> Response:
+    """History of verdicts (of one journey, or all); with journey+baseline+candidate, judge now."""
+    ctx = _ctx(request)
+    q = request.query_params
+    tenant = ctx.tenant_for(request)
+    journey = q.get("journey") or None
+    if journey and q.get("baseline") and q.get("candidate"):
+        gate_request = GateRequest(
+            tenant, journey, parse_selector(q["baseline"], "baseline"), parse_selector(q["candidate"], "candidate"),
+            fix=q.get("fix") in ("1", "true", "on"),
+        )
+        doc = await run_in_threadpool(
+            judge_and_record, ctx.store, gate_request, server_config(ctx), lambda: ctx.slos.statuses(tenant)
+        )
+        return RedirectResponse(f"/gate/verdicts/{doc['id']}", status_code=303)
+    rows = await run_in_threadpool(ctx.store.list_gate_verdicts, tenant, journey, 200)
+    for row in rows:
+        row["decided_at"] = rfc3339(row["decided_ns"])
+    journeys = sorted({r["journey"] for r in rows})
+    context = {"nav": "gate", "verdicts": rows, "journey": journey, "journeys": journeys}
+    return _render(request, "gate.html", context)
+
+
+async def verdict_page(request: Request) -> Response:
+    """One verdict: the decision, the reasons, the policy step and every metric's evidence."""
+    ctx = _ctx(request)
+    raw = request.path_params["id"]
+    if not raw.isdigit():
+        from aisre.core.errors import PermanentError
+
+        raise PermanentError(f"verdict id must be a number; got {raw!r}")
+    doc = await run_in_threadpool(ctx.store.get_gate_verdict, ctx.tenant_for(request), int(raw))
+    for m in doc["metrics"]:
+        m["chart"] = histogram_bars(m.get("distribution"))
+    return _render(request, "gate_verdict.html", {"nav": "gate", "v": doc})
+
+
+def gate_ui_routes() -> list[BaseRoute]:
+    """Routes of the gate pages."""
+    return [
+        Route("/gate", _page(gate_page), methods=["GET"], include_in_schema=False),
+        Route("/gate/verdicts/{id}", _page(verdict_page), methods=["GET"], include_in_schema=False),
+    ]
