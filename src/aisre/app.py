@@ -16,9 +16,13 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from aisre.act.alerts import AlertEvaluator
+from aisre.act.incidents import IncidentManager
+from aisre.act.notify import Notifier, load_receivers
+from aisre.act.postmortem import Postmortems
 from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
+from aisre.derive.journeys import get_trace
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
@@ -56,6 +60,7 @@ class AisreServer:
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
+        receivers = load_receivers(settings.receivers) if settings.receivers else []
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -81,11 +86,29 @@ class AisreServer:
         if specs:
             self.slos.apply(settings.tenant, specs)
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
+        tables = self.store.incidents
+        self.notifier = Notifier(
+            receivers, tables.add_notification_attempt, settings.tenant, timeout_s=settings.notify_timeout_s,
+            max_attempts=settings.notify_max_attempts, backoff_s=settings.notify_backoff_s,
+        )
+        self.incidents = IncidentManager(
+            tables, self.slos, settings.tenant, self.notifier,
+            public_url=settings.public_url or f"http://{settings.host}:{settings.port}",
+            interval_s=max(1, settings.evaluation_interval_s), evidence_interval_s=settings.evidence_interval_s,
+            slo_minutes=self.store.slo_minute_arrays,
+        )
+        self.postmortems = Postmortems(
+            self.incidents, self.slos, lambda tenant, trace_id: get_trace(self.store, tenant, trace_id),
+            slo_minutes=self.store.slo_minute_arrays,
+        )
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
-            slos=self.slos,
+            slos=self.slos, incidents=self.incidents, postmortems=self.postmortems,
         )
-        self.alerts = AlertEvaluator(self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s))
+        self.alerts = AlertEvaluator(
+            self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s),
+            on_change=self.incidents.on_slo_alerts,
+        )
         self.grpc: GrpcReceiver | None = None
         self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=ui_routes(), lifespan=self._lifespan)
 
@@ -103,6 +126,7 @@ class AisreServer:
             self.grpc.start()
         if self.settings.evaluation_interval_s:
             self.alerts.start()
+            self.incidents.start()
         try:
             yield
         finally:
@@ -111,6 +135,8 @@ class AisreServer:
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
         self.alerts.stop()
+        self.incidents.stop()
+        self.notifier.stop()
         if self.grpc is not None:
             self.grpc.stop()
             self.grpc = None

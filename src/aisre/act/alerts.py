@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,7 +102,11 @@ def step(
 class AlertEvaluator:
     """Evaluates every SLO on a timer and stores alert transitions. start/stop idempotent."""
 
-    def __init__(self, engine: SloEngine, store: AlertStore, tenant: str, interval_s: float = 15.0, for_s: float = 0.0) -> None:
+    def __init__(
+        self, engine: SloEngine, store: AlertStore, tenant: str, interval_s: float = 15.0, for_s: float = 0.0,
+        on_change: Callable[[list[dict[str, Any]]], Any] | None = None,
+    ) -> None:
+        self._on_change = on_change  # e.g. incidents: told of every stored transition
         self._engine = engine
         self._store = store
         self._tenant = tenant
@@ -126,6 +131,11 @@ class AlertEvaluator:
         self._store.save_alerts(changed)
         for row in changed:
             log.info("alert %s %s %s: %s", row["slo"], row["severity"], row["state"], row["summary"])
+        if changed and self._on_change is not None:
+            try:
+                self._on_change(changed)
+            except Exception:  # the alerts are stored; what listens must not undo that
+                log.exception("alert listener failed")
         return changed
 
     def start(self) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
+from aisre.act.incidents import IncidentManager
+from aisre.act.postmortem import Postmortems
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
 from aisre.evaluate.slo import SloEngine
@@ -20,6 +22,8 @@ class AppContext:
     registry: CollectorRegistry
     ingest_metrics: IngestMetrics
     slos: SloEngine
+    incidents: IncidentManager | None = None
+    postmortems: Postmortems | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def tenant_for(self, request: Request) -> str:

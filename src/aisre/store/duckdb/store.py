@@ -18,6 +18,7 @@ from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
+from aisre.store.duckdb.incidents import IncidentTables
 from aisre.store.duckdb.rollups import minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
@@ -133,6 +134,7 @@ class DuckDBStore:
         )
         self._closed = False
         self._close_lock = threading.Lock()
+        self.incidents = IncidentTables(self)
 
     # -- lifecycle -----------------------------------------------------------------
 
