@@ -48,6 +48,10 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.export import build_export_cli
 
     app.add_typer(build_export_cli(), name="export")
+    from aisre.present.cli.incident import build_change_cli, build_incident_cli
+
+    app.add_typer(build_incident_cli(), name="incident")
+    app.add_typer(build_change_cli(), name="change")
 
     @app.command()
     def up(
