@@ -5,6 +5,8 @@ resolves and writes the postmortem."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 from aisre.app import run_server
 from aisre.present.cli.main import build_cli
 from tests.conftest import ServerProcess
+from tests.otlp_factory import journey_request
 
 runner = CliRunner()
 cli = build_cli(run_server)
@@ -129,3 +132,40 @@ def test_alertmanager_changes_and_cli(server: ServerProcess, tmp_path: Path) -> 
     assert httpx.get(server.url + "/api/incidents/999").status_code == 404
     result = runner.invoke(cli, ["incident", "resolve", "999", "--by", "bob", "--url", server.url])
     assert result.exit_code == 1 and "404: no incident 999" in result.output
+
+
+def test_dead_receiver_does_not_slow_ingest_or_the_api(server_factory: Any, tmp_path: Path) -> None:
+    # A listener that never accepts: connections hang until the notifier's timeout.
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(64)
+        receivers = tmp_path / "receivers.yaml"
+        receivers.write_text(
+            f"receivers:\n  - {{name: dead-hook, type: webhook, url: 'http://127.0.0.1:{blackhole.getsockname()[1]}/'}}\n")
+        server = server_factory(
+            tmp_path / "dead.duckdb", "--setting", f"receivers={receivers}", "--setting", "notify_timeout_s=2",
+            "--setting", "notify_max_attempts=2", "--setting", "notify_backoff_s=0.1")
+        slowest_api = 0.0
+        ids = []
+        for n in range(5):
+            started = time.monotonic()
+            ids.append(_post(server, "/api/incidents", {"title": f"outage {n}", "by": "alice"}, 201)["id"])
+            slowest_api = max(slowest_api, time.monotonic() - started)
+        slowest_ingest = 0.0
+        for _ in range(20):
+            request, _ = journey_request(20)
+            started = time.monotonic()
+            response = httpx.post(server.url + "/v1/traces", content=request.SerializeToString(),
+                                  headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+            slowest_ingest = max(slowest_ingest, time.monotonic() - started)
+            assert response.status_code == 200
+        # Each delivery blocks for 2 s per attempt; nothing the callers did waited for it.
+        assert slowest_api < 1.0 and slowest_ingest < 1.0, (slowest_api, slowest_ingest)
+        deadline = time.monotonic() + 20
+        attempts: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(attempts) < 2:
+            attempts = httpx.get(server.url + f"/api/incidents/{ids[0]}").json()["notifications"]
+            time.sleep(0.2)
+        assert [(a["receiver"], a["attempt"], a["ok"], a["final"]) for a in attempts] == [
+            ("dead-hook", 1, False, False), ("dead-hook", 2, False, True)]
+        assert all(a["error"].startswith("timeout") for a in attempts)
