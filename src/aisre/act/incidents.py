@@ -411,6 +411,10 @@ class IncidentManager:
         events = [{"at_ns": now, "kind": "opened", "actor": alert.source,
                    "message": f"opened by alert {alert.name}: {alert.summary}", "data": {"alert": alert.key}}]
         incident = self.store.create_incident(row, events, [link])
+        try:  # so a rollout seen moments ago is among the suspects
+            self.store.detect_changes(tenant)
+        except Exception:
+            log.exception("change detection failed")
         incident = self._refresh_evidence(incident, now) or incident
         self._notifier.notify("opened", self.document(incident))
         log.info("incident %s opened: %s", incident["id"], title)
