@@ -29,6 +29,7 @@ from aisre.normalize.journeys import load_rules
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.context import AppContext
 from aisre.present.api.metrics import SloCountsCollector
+from aisre.present.ui.incidents import incident_ui_routes
 from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
 from aisre.store.duckdb import DuckDBStore
@@ -110,7 +111,7 @@ class AisreServer:
             on_change=self.incidents.on_slo_alerts,
         )
         self.grpc: GrpcReceiver | None = None
-        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=ui_routes(), lifespan=self._lifespan)
+        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *ui_routes()], lifespan=self._lifespan)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:

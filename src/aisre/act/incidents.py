@@ -33,6 +33,7 @@ STATES = ("open", "acknowledged", "mitigated", "resolved")
 SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
 MINUTE_NS = 60 * 10**9
 IMPACT_LOOKBACK_MIN = 24 * 60  # impact start is searched this far before the first alert
+FALLBACK_NS = 15 * 60 * 10**9  # without bad minutes, the first failure this long before the alert
 SYSTEM = "aisre"
 
 # action → (states it may start from, state it leads to, time column, actor column)
@@ -296,7 +297,7 @@ class IncidentManager:
             })
         if row.get("impact_start_ns") is not None:
             items.append({"time": rfc3339(row["impact_start_ns"]), "at_ns": row["impact_start_ns"], "kind": "impact",
-                          "actor": SYSTEM, "message": "impact began (first failing run of the bad stretch, from rollups)",
+                          "actor": SYSTEM, "message": "impact began (first failing run of the stretch of bad minutes before the first alert)",
                           "data": None})
         items.sort(key=lambda i: i["at_ns"])
         return items
@@ -437,8 +438,9 @@ class IncidentManager:
             base_ratio = sum(b for _, b in baseline) / max(1, sum(t for t, _ in baseline))
             threshold = max(0.01, 2 * base_ratio)
         minute = impact_start(minutes, threshold, alert.started_ns)
-        if minute is None:
-            return alert.started_ns
+        if minute is None:  # no bad minute in the rollups (yet): the first failure shortly before
+            first = self.store.first_failure(tenant, alert.journey, alert.started_ns - FALLBACK_NS, alert.started_ns)
+            return first if first is not None else alert.started_ns
         first = self.store.first_failure(tenant, alert.journey, minute, minute + MINUTE_NS)
         return min(first if first is not None else minute, alert.started_ns)
 

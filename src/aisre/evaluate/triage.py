@@ -68,11 +68,11 @@ def _profiles(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     roots: dict[str, int] = {}
     for row in rows:
         layer = layer_of(row["operation"], bool(row["is_root"]))
-        entry = out.setdefault(row["trace_id"], {}).setdefault(
-            layer, {"errors": 0, "duration_ns": 0, "http": set(), "types": set()})
+        layers = out.setdefault(row["trace_id"], {})
         if row["is_root"] and layer == "service code":
             roots[row["trace_id"]] = roots.get(row["trace_id"], 0) + int(row["errors"])
             continue
+        entry = layers.setdefault(layer, {"errors": 0, "duration_ns": 0, "http": set(), "types": set()})
         entry["errors"] += int(row["errors"])
         entry["duration_ns"] += int(row["duration_ns"] or 0)
         if row["http_status"]:
@@ -81,7 +81,8 @@ def _profiles(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     for trace, errors in roots.items():
         layers = out[trace]
         if errors and not any(v["errors"] for k, v in layers.items() if k != "service code"):
-            layers["service code"]["errors"] += errors
+            entry = layers.setdefault("service code", {"errors": 0, "duration_ns": 0, "http": set(), "types": set()})
+            entry["errors"] += errors
     return out
 
 
@@ -94,7 +95,8 @@ def layer_evidence(bad: dict[str, dict[str, dict[str, Any]]], good: dict[str, di
         for name, runs in (("bad", bad), ("good", good)):
             with_layer = [r[layer] for r in runs.values() if layer in r]
             row[f"{name}_error_share"] = sum(1 for v in with_layer if v["errors"]) / len(runs) if runs else 0.0
-            row[f"{name}_ms"] = (sum(v["duration_ns"] for v in with_layer) / len(with_layer) / 1e6) if with_layer else None
+            timed = [v["duration_ns"] for v in with_layer if v["duration_ns"]]
+            row[f"{name}_ms"] = sum(timed) / len(timed) / 1e6 if timed else None
         statuses: Counter[str] = Counter()
         types: Counter[str] = Counter()
         for r in bad.values():
