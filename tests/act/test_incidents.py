@@ -127,6 +127,10 @@ def test_alerts_deduplicate_and_group_by_journey(store: DuckDBStore, tmp_path: P
     joined = manager.on_slo_alerts([_alert("ask-success", "page", "firing", T0 + 30 * S)])
     assert [(d["id"], d["severity"]) for d in joined] == [(incident_id, "sev1")]  # tier 0 page
     assert joined[0]["owner"] == "search-team" and joined[0]["runbook"] == "https://runbooks.example/ask"
+    # SLOs without a runbook say so in their status; their incidents carry the warning.
+    assert "warnings" not in engine.status("t", "ask-success")
+    assert engine.status("t", "ask-latency")["warnings"] == [
+        "no runbook: alerts and incidents of this SLO will reach on-call without one"]
     # Another journey opens its own incident.
     other = manager.on_slo_alerts([_alert("triage-success", "page", "firing", T0 + 30 * S, journey="triage-agent")])
     assert other[0]["id"] != incident_id

@@ -64,6 +64,9 @@ def test_bad_prompt_rollout_opens_incident_with_rollout_as_top_suspect(server_fa
     assert f"### Trace `{exemplar}`" in postmortem
     assert prompt.splitlines()[0] in postmortem
     assert f"**Tool call** `{tool['tool_name']}`" in postmortem
+    # The rollout is marked on the SLO's burn-down chart.
+    slo_page = httpx.get(server.url + "/slos/ask-success").text
+    assert slo_page.count('class="change-marker kind-prompt"') == 1 and "prompt ask-answer v3 → v5 in ask" in slo_page
     for value in json.loads(tool["genai"]["tool_arguments"] if isinstance(tool["genai"]["tool_arguments"], str)
                             else json.dumps(tool["genai"]["tool_arguments"])).values():
         assert str(value) in postmortem

@@ -124,6 +124,9 @@ class SloEngine:
             "carries_budget": spec.carries_budget,
             "description": spec.description,
         }
+        if not spec.runbook:
+            # Its alerts and incidents will reach on-call without a runbook.
+            doc["warnings"] = ["no runbook: alerts and incidents of this SLO will reach on-call without one"]
         if sli_rule(spec) is None:
             doc["status"] = "unsupported"
             doc["reason"] = f"aisre does not count {spec.sli.kind!r} SLIs from traces yet"
