@@ -64,6 +64,12 @@ def test_bad_prompt_rollout_opens_incident_with_rollout_as_top_suspect(server_fa
     assert f"### Trace `{exemplar}`" in postmortem
     assert prompt.splitlines()[0] in postmortem
     assert f"**Tool call** `{tool['tool_name']}`" in postmortem
+    # The page alert names its SLO's owner, tier, runbook and the incident it opened.
+    alerts = httpx.get(server.url + "/api/alerts", params={"slo": "ask-success"}).json()["items"]
+    page = next(a for a in alerts if a["severity"] == "page")
+    assert (page["owner"], page["tier"], page["runbook"], page["runbook_missing"], page["incident"]) == (
+        "search-team", 0, "https://runbooks.example/ask", False, found["id"])
+    assert page["incident_url"].endswith(f"/incidents/{found['id']}")
     # The rollout is marked on the SLO's burn-down chart.
     slo_page = httpx.get(server.url + "/slos/ask-success").text
     assert slo_page.count('class="change-marker kind-prompt"') == 1 and "prompt ask-answer v3 → v5 in ask" in slo_page

@@ -27,6 +27,8 @@ PROXIMITY_NS = 1800 * 10**9  # a change this long before impact counts half as c
 class TriageStore(Protocol):
     def sample_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str, limit: int) -> list[dict[str, Any]]: ...
 
+    def count_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str) -> int: ...
+
     def span_profile(self, tenant: str, trace_ids: list[str], start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
 
     def list_changes(
@@ -173,11 +175,28 @@ def pick_exemplars(bad: list[dict[str, Any]], top: dict[str, Any] | None, change
     return picked
 
 
+def good_sample(store: TriageStore, tenant: str, journey: str, start_ns: int, impact_ns: int, end_ns: int) -> list[dict[str, Any]]:
+    """Good runs from before and since impact in their true proportion (newest-first alone
+    would be all post-change runs, hiding what a change did)."""
+    before = store.count_runs(tenant, journey, start_ns, impact_ns, "success")
+    since = store.count_runs(tenant, journey, impact_ns, end_ns, "success")
+    total = before + since
+    if total <= SAMPLE_RUNS:
+        n_before, n_since = before, since
+    else:
+        n_before = round(SAMPLE_RUNS * before / total)
+        n_since = SAMPLE_RUNS - n_before
+    out = store.sample_runs(tenant, journey, impact_ns, end_ns, "success", n_since) if n_since else []
+    if n_before:
+        out += store.sample_runs(tenant, journey, start_ns, impact_ns, "success", n_before)
+    return out
+
+
 def triage(store: TriageStore, tenant: str, journey: str, impact_start_ns: int, now_ns: int) -> dict[str, Any]:
     """The evidence document of one journey's incident at ``now_ns``."""
     baseline = max(BASELINE_NS, now_ns - impact_start_ns)
     bad = store.sample_runs(tenant, journey, impact_start_ns, now_ns + 1, "failure", SAMPLE_RUNS)
-    good = store.sample_runs(tenant, journey, impact_start_ns - baseline, now_ns + 1, "success", SAMPLE_RUNS)
+    good = good_sample(store, tenant, journey, impact_start_ns - baseline, impact_start_ns, now_ns + 1)
     profile_start = impact_start_ns - baseline
     bad_ids = [r["trace_id"] for r in bad[:PROFILE_RUNS]]
     good_ids = [r["trace_id"] for r in good[:PROFILE_RUNS]]
@@ -199,7 +218,7 @@ def triage(store: TriageStore, tenant: str, journey: str, impact_start_ns: int, 
                    "end": rfc3339(now_ns)},
         "bad_runs": len(bad),
         "good_runs": len(good),
-        "sampled": len(bad) >= SAMPLE_RUNS or len(good) >= SAMPLE_RUNS,
+        "sampled": len(bad) >= SAMPLE_RUNS or len(good) >= SAMPLE_RUNS,  # shares then come from samples
         "points_at": layers[0]["layer"] if bad and layers and layers[0]["score"] > 0 else None,
         "layers": layers,
         "suspects": suspects[:10],

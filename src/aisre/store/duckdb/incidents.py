@@ -279,6 +279,17 @@ class IncidentTables:
             [tenant, alert_key],
         )
 
+    def incidents_for_alert_keys(self, tenant: str, keys: list[str]) -> dict[str, int]:
+        """alert key → the newest incident it is linked to."""
+        if not keys:
+            return {}
+        rows = self._store._rows(
+            "SELECT alert_key, max(incident_id) AS incident_id FROM incident_alerts "
+            "WHERE tenant = ? AND list_contains(?, alert_key) GROUP BY alert_key",
+            [tenant, keys],
+        )
+        return {r["alert_key"]: int(r["incident_id"]) for r in rows}
+
     # -- action items -----------------------------------------------------------------
 
     def add_action_item(self, row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
@@ -364,6 +375,13 @@ class IncidentTables:
             "ORDER BY run_start_ns DESC LIMIT ?",
             [tenant, journey, outcome, start_ns, end_ns, limit],
         )
+
+    def count_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str) -> int:
+        return int(self._store._rows(
+            "SELECT count(*) AS n FROM journey_runs WHERE tenant = ? AND journey = ? AND outcome = ? "
+            "AND run_start_ns >= ? AND run_start_ns < ?",
+            [tenant, journey, outcome, start_ns, end_ns],
+        )[0]["n"])
 
     def span_profile(self, tenant: str, trace_ids: list[str], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
         """Per trace and operation: spans, errored spans, summed duration, worst HTTP status, error types."""
