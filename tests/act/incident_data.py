@@ -24,7 +24,7 @@ TOOL_RESULT = '{"status": "shipped"}'
 def runs_request(
     n: int, start_ns: int, *, step_ns: int = S, failed: bool = False, prompt_version: str = "v3",
     service_version: str = "1.4.2", journey: str = "ask", chat_error: bool = False, tool: bool = True,
-    user_prefix: str = "u",
+    user_prefix: str = "u", retrieved: int | None = None,
 ) -> tuple[ExportTraceServiceRequest, list[str]]:
     """``n`` runs a ``step_ns`` apart: root, chat (prompt captured), maybe a tool call, answer."""
     request = ExportTraceServiceRequest()
@@ -57,6 +57,12 @@ def runs_request(
             chat.attributes.append(_kv("http.response.status_code", 500))
             chat.attributes.append(_kv("error.type", "InternalServerError"))
         spans.append(chat)
+        if retrieved is not None:
+            spans.append(Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id,
+                              name="vector_search docs", kind=Span.SPAN_KIND_CLIENT,
+                              start_time_unix_nano=t0 + 1_000_000, end_time_unix_nano=t0 + 9_000_000,
+                              attributes=[_kv("db.system.name", "pgvector"), _kv("db.operation.name", "search"),
+                                          _kv("db.response.returned_rows", retrieved)]))
         if tool:
             spans.append(Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id,
                               name="execute_tool lookup_order", start_time_unix_nano=t0 + 450_000_000,

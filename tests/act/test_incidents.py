@@ -239,6 +239,19 @@ def test_evidence_points_at_the_provider_when_model_calls_fail(store: DuckDBStor
     assert evidence["top_suspect"] is None  # nothing changed
 
 
+def test_evidence_points_at_data_when_retrieval_finds_nothing(store: DuckDBStore, tmp_path: Path) -> None:
+    engine = _engine(store, tmp_path)
+    load(store, runs_request(60, T0, step_ns=10 * S, retrieved=3)[0])
+    load(store, runs_request(20, T0 + 10 * MINUTE, step_ns=5 * S, failed=True, retrieved=0)[0])
+    manager = _manager(store, engine, Clock(T0 + 12 * MINUTE))
+    [doc] = manager.on_slo_alerts([_alert("ask-success", "page", "firing", T0 + 11 * MINUTE)])
+    evidence = manager.get(doc["id"])["evidence"]
+    assert evidence["points_at"] == "data"
+    data = next(layer for layer in evidence["layers"] if layer["layer"] == "data")
+    assert (data["bad_error_share"], data["good_error_share"]) == (1.0, 0.0)
+    assert data["error_types"] == {"empty retrieval result": 20}
+
+
 def test_recorded_change_is_marked_observed_instead_of_detected_twice(store: DuckDBStore) -> None:
     load(store, runs_request(10, T0, prompt_version="v3")[0])
     store.incidents.detect_changes("t")

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 from aisre.core.schema import LLM_OPERATIONS
 from aisre.core.timefmt import rfc3339
 
-LAYERS = ("model provider", "retrieval", "tool calls", "service code")
+# "data": retrieval that returned nothing (an empty or stale index, a broken filter).
+LAYERS = ("model provider", "retrieval", "tool calls", "data", "service code")
 SAMPLE_RUNS = 1000  # per outcome, for change shares
 PROFILE_RUNS = 200  # per outcome, for span profiles
 BASELINE_NS = 3600 * 10**9  # good runs also come from this long before impact (or as long as the incident)
@@ -77,6 +78,10 @@ def _profiles(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         entry = layers.setdefault(layer, {"errors": 0, "duration_ns": 0, "http": set(), "types": set()})
         entry["errors"] += int(row["errors"])
         entry["duration_ns"] += int(row["duration_ns"] or 0)
+        if row.get("empty_results"):
+            data = layers.setdefault("data", {"errors": 0, "duration_ns": 0, "http": set(), "types": set()})
+            data["errors"] += int(row["empty_results"])
+            data["types"].add("empty retrieval result")
         if row["http_status"]:
             entry["http"].add(int(row["http_status"]))
         entry["types"].update(row["error_types"] or [])

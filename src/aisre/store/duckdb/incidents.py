@@ -391,7 +391,10 @@ class IncidentTables:
             "SELECT trace_id, operation, is_root, count(*) AS spans, count(*) FILTER (WHERE status = 'error') AS errors, "
             "sum(duration_ns) AS duration_ns, max(http_status) AS http_status, "
             "list_distinct(list(error_type) FILTER (WHERE error_type IS NOT NULL)) AS error_types, "
-            "count(*) FILTER (WHERE retry_attempt > 0) AS retries "
+            "count(*) FILTER (WHERE retry_attempt > 0) AS retries, "
+            # Retrieval that found nothing: the data layer, whatever the span's status says.
+            "count(*) FILTER (WHERE operation = 'retrieval' AND (TRY_CAST(attributes->>'$.\"db.response.returned_rows\"' AS BIGINT) = 0 "
+            "OR attributes->>'$.\"aisre.retrieval.documents\"' = '[]')) AS empty_results "
             "FROM spans WHERE tenant = ? AND list_contains(?, trace_id) AND start_ns >= ? AND start_ns < ? "
             "GROUP BY ALL",
             [tenant, trace_ids, start_ns, end_ns],
