@@ -16,9 +16,13 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from aisre.act.alerts import AlertEvaluator
+from aisre.act.incidents import IncidentManager
+from aisre.act.notify import Notifier, load_receivers
+from aisre.act.postmortem import Postmortems
 from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
+from aisre.derive.journeys import get_trace
 from aisre.evaluate.gate.config import load_gate_config
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
@@ -28,6 +32,7 @@ from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
 from aisre.present.api.gate import GATE_CONFIG_KEY
 from aisre.present.api.metrics import SloCountsCollector
+from aisre.present.ui.incidents import incident_ui_routes
 from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
 from aisre.store.duckdb import DuckDBStore, has_active_keys
@@ -61,6 +66,7 @@ class AisreServer:
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
+        receivers = load_receivers(settings.receivers) if settings.receivers else []
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -87,15 +93,33 @@ class AisreServer:
         if specs:
             self.slos.apply(settings.tenant, specs)
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
+        tables = self.store.incidents
+        self.notifier = Notifier(
+            receivers, tables.add_notification_attempt, settings.tenant, timeout_s=settings.notify_timeout_s,
+            max_attempts=settings.notify_max_attempts, backoff_s=settings.notify_backoff_s,
+        )
+        self.incidents = IncidentManager(
+            tables, self.slos, settings.tenant, self.notifier,
+            public_url=settings.public_url or f"http://{settings.host}:{settings.port}",
+            interval_s=max(1, settings.evaluation_interval_s), evidence_interval_s=settings.evidence_interval_s,
+            slo_minutes=self.store.slo_minute_arrays,
+        )
+        self.postmortems = Postmortems(
+            self.incidents, self.slos, lambda tenant, trace_id: get_trace(self.store, tenant, trace_id),
+            slo_minutes=self.store.slo_minute_arrays,
+        )
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
-            slos=self.slos, keys=self.keys,
+            slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,
         )
         if gate_config is not None:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config
-        self.alerts = AlertEvaluator(self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s))
+        self.alerts = AlertEvaluator(
+            self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s),
+            on_change=self.incidents.on_slo_alerts,
+        )
         self.grpc: GrpcReceiver | None = None
-        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=ui_routes(), lifespan=self._lifespan)
+        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *ui_routes()], lifespan=self._lifespan)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -111,6 +135,7 @@ class AisreServer:
             self.grpc.start()
         if self.settings.evaluation_interval_s:
             self.alerts.start()
+            self.incidents.start()
         try:
             yield
         finally:
@@ -119,6 +144,8 @@ class AisreServer:
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
         self.alerts.stop()
+        self.incidents.stop()
+        self.notifier.stop()
         if self.grpc is not None:
             self.grpc.stop()
             self.grpc = None

@@ -85,3 +85,28 @@ def test_evaluator_stores_episodes_from_failing_runs_and_resumes(tmp_path: Path)
     replayed = engine.replay("t", "ask-success", now - 3600 * S, later + 60 * S)
     assert [r["severity"] for r in replayed if r["severity"] == "page"] == ["page"]
     store.close()
+
+
+def test_every_tenant_with_slos_is_evaluated(tmp_path: Path) -> None:
+    spec = tmp_path / "slos.yaml"
+    spec.write_text("slos:\n  - name: ask-success\n    journey: ask\n    objective: 99.9\n    sli: {kind: outcome}\n")
+    store = DuckDBStore(str(tmp_path / "tenants.duckdb"))
+    engine = SloEngine(store)
+    for tenant in ("shop", "bank"):
+        engine.apply(tenant, load_specs([spec]))
+    # The default tenant has no SLOs; "bank" fails, "shop" is healthy.
+    evaluator = AlertEvaluator(engine, store, "default")
+    now = time.time_ns()
+    for tenant, failing in (("shop", False), ("bank", True)):
+        request, _ = journey_request(20, start_ns=now - 90 * S)
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            if failing and not span.parent_span_id:
+                span.status.code = 2
+        flat = flatten(request, tenant)
+        store.submit_spans(flat.table, flat.resources).result(10)
+    store.flush_rollups()
+    changed = evaluator.evaluate_once(now)
+    assert {(r["tenant"], r["severity"], r["state"]) for r in changed} == {
+        ("bank", "page", "firing"), ("bank", "ticket", "firing")}
+    assert store.list_alerts("shop") == [] and len(store.list_alerts("bank", state="firing")) == 2
+    store.close()

@@ -73,6 +73,14 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPr
                                  headers={"Authorization": f"Bearer {keys[f'{tenant}-admin']}",
                                           "Content-Type": "application/yaml"})
             assert response.status_code == 200, response.text
+            # A deploy marker from a pipeline (ingest key) and an incident declared by on-call.
+            change = httpx.post(server.url + "/api/changes", headers={"x-aisre-key": keys[f"{tenant}-ingest"]},
+                                json={"kind": "deploy", "version": f"{journey}-v2", "journeys": [journey]})
+            assert change.status_code == 201, change.text
+            incident = httpx.post(server.url + "/api/incidents", headers={"x-aisre-key": keys[f"{tenant}-admin"]},
+                                  json={"title": f"{journey} is slow", "by": "oncall", "journey": journey})
+            assert incident.status_code == 201, incident.text
+            traces[f"{tenant}-incident"] = str(incident.json()["id"])
         yield server, keys, traces
     finally:
         server.stop()
@@ -83,11 +91,11 @@ def _get(server: ServerProcess, path: str, key: str | None, **params: str) -> ht
     return httpx.get(server.url + path, headers=headers, params=params, timeout=30)
 
 
-def _get_paths(server: ServerProcess, key: str, trace_id: str, journey: str) -> list[str]:
+def _get_paths(server: ServerProcess, key: str, trace_id: str, journey: str, incident: str) -> list[str]:
     """Every GET route of the OpenAPI document with its path parameters filled in, plus
     the UI pages (which are not in the API document)."""
     spec = _get(server, "/openapi.json", key).json()
-    fill = {"trace_id": trace_id, "name": f"{journey}-success", "journey": journey, "key_id": "k_none", "id": "1"}
+    fill = {"trace_id": trace_id, "name": f"{journey}-success", "journey": journey, "key_id": "k_none", "id": incident}
     paths = []
     for path, ops in spec["paths"].items():
         if "get" not in ops:
@@ -97,14 +105,14 @@ def _get_paths(server: ServerProcess, key: str, trace_id: str, journey: str) -> 
         assert "{" not in path, f"no test value for a parameter of {path}"
         paths.append(path)
     ui = ["/", "/runs", f"/journeys/{journey}", f"/traces/{trace_id}", "/slos", f"/slos/{journey}-success",
-          "/gate", "/gate/verdicts/1"]
+          "/gate", "/gate/verdicts/1", "/incidents", f"/incidents/{incident}", f"/incidents/{incident}/postmortem"]
     return sorted(set(paths)) + ui
 
 
 def test_every_get_route_is_scoped_to_the_callers_tenant(tenants) -> None:
     server, keys, traces = tenants
     secrets_of_a = [traces["a"], "alpha-journey", "alpha-journey-success"]
-    paths = _get_paths(server, keys["a-read"], traces["a"], "alpha-journey")
+    paths = _get_paths(server, keys["a-read"], traces["a"], "alpha-journey", traces["a-incident"])
     assert "/api/traces/" + traces["a"] in paths and "/api/slos/alpha-journey-success" in paths
     seen_by_a = 0
     for path in paths:
@@ -117,7 +125,7 @@ def test_every_get_route_is_scoped_to_the_callers_tenant(tenants) -> None:
         assert as_a.status_code < 500, f"{path}: {as_a.status_code} {as_a.text[:300]}"
         seen_by_a += any(s in as_a.text for s in secrets_of_a)
     # The walk is not vacuous: tenant a sees its own data through the same routes.
-    assert seen_by_a >= 6
+    assert seen_by_a >= 10
     assert _get(server, f"/api/traces/{traces['a']}", keys["b-read"]).status_code == 404
     assert _get(server, f"/api/traces/{traces['b']}", keys["b-read"]).json()["journey"] == "beta-journey"
     assert _get(server, "/api/stats", keys["b-read"]).json()["traces"] == 1
@@ -170,6 +178,11 @@ def test_audit_records_who_changed_what(tenants) -> None:
     created = _get(server, "/api/audit", keys["a-admin"], action="key").json()["items"]
     assert {i["actor"] for i in created if i["action"] == "key.create"} >= {"cli"}
     # Tenant b's audit log holds only tenant b's records.
+    declared = _get(server, "/api/audit", keys["a-admin"], action="incident").json()["items"]
+    assert [i["action"] for i in declared] == ["incident.declare"]
+    assert declared[0]["after"]["title"] == "alpha-journey is slow"
+    changes = _get(server, "/api/audit", keys["a-admin"], action="change").json()["items"]
+    assert changes[0]["after"]["version"] == "alpha-journey-v2"
     b_items = _get(server, "/api/audit", keys["b-admin"]).json()["items"]
     assert b_items and all(i["tenant"] == "b" for i in b_items)
     assert not any("alpha" in json.dumps(i) for i in b_items)

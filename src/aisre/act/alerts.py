@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,7 +102,11 @@ def step(
 class AlertEvaluator:
     """Evaluates every SLO on a timer and stores alert transitions. start/stop idempotent."""
 
-    def __init__(self, engine: SloEngine, store: AlertStore, tenant: str, interval_s: float = 15.0, for_s: float = 0.0) -> None:
+    def __init__(
+        self, engine: SloEngine, store: AlertStore, tenant: str, interval_s: float = 15.0, for_s: float = 0.0,
+        on_change: Callable[[list[dict[str, Any]]], Any] | None = None,
+    ) -> None:
+        self._on_change = on_change  # e.g. incidents: told of every stored transition
         self._engine = engine
         self._store = store
         self._tenant = tenant
@@ -109,23 +114,37 @@ class AlertEvaluator:
         self._for = for_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._active: dict[tuple[str, str], dict[str, Any]] | None = None
+        # Per tenant: open episodes by (SLO, severity); loaded from the store on first use.
+        self._active: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
 
     def evaluate_once(self, now_ns: int | None = None) -> list[dict[str, Any]]:
-        """One evaluation of every SLO; returns the alert rows it changed."""
+        """One evaluation of every SLO of every tenant; returns the alert rows it changed."""
         now = now_ns or time.time_ns()
-        if self._active is None:  # resume episodes that were open when the server stopped
-            self._active = {(a["slo"], a["severity"]): a for a in self._store.active_alerts(self._tenant)}
-        conds = [c for doc in self._engine.statuses(self._tenant, now) for c in conditions(doc)]
+        changed: list[dict[str, Any]] = []
+        for tenant in sorted({self._tenant, *self._engine.tenants()}):
+            changed += self._evaluate_tenant(tenant, now)
+        if changed and self._on_change is not None:
+            try:
+                self._on_change(changed)
+            except Exception:  # the alerts are stored; what listens must not undo that
+                log.exception("alert listener failed")
+        return changed
+
+    def _evaluate_tenant(self, tenant: str, now: int) -> list[dict[str, Any]]:
+        active = self._active.get(tenant)
+        if active is None:  # resume episodes that were open when the server stopped
+            active = {(a["slo"], a["severity"]): a for a in self._store.active_alerts(tenant)}
+            self._active[tenant] = active
+        conds = [c for doc in self._engine.statuses(tenant, now) for c in conditions(doc)]
         known = {c.slo for c in conds}
         # An SLO that was removed or became unsupported closes its episodes.
-        for (slo, severity), episode in list(self._active.items()):
+        for (slo, severity), episode in list(active.items()):
             if slo not in known:
                 conds.append(Condition(slo, episode.get("journey"), severity, False, 0.0, f"{slo}: no longer evaluated"))
-        changed = step(self._active, now, conds, self._tenant, self._for)
+        changed = step(active, now, conds, tenant, self._for)
         self._store.save_alerts(changed)
         for row in changed:
-            log.info("alert %s %s %s: %s", row["slo"], row["severity"], row["state"], row["summary"])
+            log.info("alert %s/%s %s %s: %s", tenant, row["slo"], row["severity"], row["state"], row["summary"])
         return changed
 
     def start(self) -> None:

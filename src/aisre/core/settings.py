@@ -38,6 +38,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db_memory_limit", "2GB", "Memory DuckDB may use for its buffers and queries"),
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
+    Setting("receivers", "", "YAML file of notification receivers (generic webhook, Slack, PagerDuty Events v2) told when incidents open, escalate, are acknowledged or resolve"),
+    Setting("public_url", "", "Base URL people reach this server at, for links in notifications (default http://HOST:PORT)"),
+    Setting("notify_timeout_s", 5.0, "Seconds one notification attempt may take before it counts as a timeout"),
+    Setting("notify_max_attempts", 5, "Attempts per notification (retried with exponential backoff on 5xx, 429, timeouts)"),
+    Setting("notify_backoff_s", 1.0, "Wait before the first retry of a notification; doubles each attempt (capped at 30 s)"),
+    Setting("evidence_interval_s", 60, "How often the triage evidence of unresolved incidents is recomputed"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
 )
 
@@ -66,6 +72,12 @@ class Settings:
     db_memory_limit: str = "2GB"
     rollup_interval_ms: int = 1000
     evaluation_interval_s: int = 15
+    receivers: str = ""
+    public_url: str = ""
+    notify_timeout_s: float = 5.0
+    notify_max_attempts: int = 5
+    notify_backoff_s: float = 1.0
+    evidence_interval_s: int = 60
     read_pool_size: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
 

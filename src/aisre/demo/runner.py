@@ -137,7 +137,12 @@ class Demo:
         self._started = True
         try:
             url = self._provider.start()
-            self.set_scenario(self._scenario)
+            target = self._scenario
+            if target.rollout_after_s > 0:
+                self.set_scenario(target.before_rollout())
+                threading.Thread(target=self._roll_out, args=(target,), name="aisre-demo-rollout", daemon=True).start()
+            else:
+                self.set_scenario(target)
             self._instrumentation = openai_instrumented(self._tracing)
             self._instrumentation.__enter__()
             self._client = openai.OpenAI(base_url=url, api_key="demo", max_retries=0, timeout=60)
@@ -207,6 +212,11 @@ class Demo:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _roll_out(self, target: Scenario) -> None:
+        if not self._stopping.wait(target.rollout_after_s):
+            log.info("demo rollout: %s", target.description)
+            self.set_scenario(target)
 
     # -- load --------------------------------------------------------------------------
 

@@ -45,6 +45,9 @@ class Scenario:
     canary_prompt_tokens_factor: float | None = None
     canary_failure_rate: float = 0.0  # app-level failures in the canary only
     canary_groundedness_drop: float = 0.0  # the canary's answers are this much less grounded
+    # Seconds of healthy traffic (every service knob at its default) before this
+    # scenario's service knobs roll out, so the rollout is a change aisre can see.
+    rollout_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("failure_rate", "rate_limit_rate", "tool_call_rate", "agent_share",
@@ -54,6 +57,8 @@ class Scenario:
                 raise ValueError(f"scenario {self.name!r}: {name} must be within [0, 1], got {value}")
         if self.failure_rate + self.rate_limit_rate > 1.0:
             raise ValueError(f"scenario {self.name!r}: failure_rate + rate_limit_rate exceeds 1")
+        if self.rollout_after_s < 0:
+            raise ValueError(f"scenario {self.name!r}: rollout_after_s must be >= 0")
         if self.traffic_factor <= 0:
             raise ValueError(f"scenario {self.name!r}: traffic_factor must be > 0")
         for model in (self.model_override, self.fallback_model, *(self.fault_models or ())):
@@ -78,6 +83,13 @@ class Scenario:
     def with_knobs(self, **knobs: Any) -> Scenario:
         """A copy with some knobs changed."""
         return replace(self, **knobs) if knobs else self
+
+    def before_rollout(self) -> Scenario:
+        """What runs before the rollout: default service and provider knobs, this traffic."""
+        return Scenario(
+            f"{self.name} (before rollout)", "Healthy traffic before the rollout.",
+            traffic_factor=self.traffic_factor, agent_share=self.agent_share, tool_call_rate=self.tool_call_rate,
+        )
 
     def faults(self) -> Faults:
         """The provider faults this scenario injects."""
@@ -151,10 +163,12 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
         ),
         Scenario(
             "bad-prompt-rollout",
-            "Prompt v5 ships: answers fail validation and prompts grow.",
+            "After a minute of healthy traffic prompt v5 ships: a quarter of answers hallucinate "
+            "(cite no retrieved document), fail validation, and prompts grow.",
             prompt_version="v5",
             prompt_tokens_factor=1.4,
             app_failure_rate=0.25,
+            rollout_after_s=60.0,
         ),
         Scenario(
             "canary",

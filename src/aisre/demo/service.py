@@ -147,6 +147,9 @@ class SupportBot:
                 except (openai.APIError, AnswerRejected) as exc:
                     _failed(root, exc, result)
                     root.set_attribute("http.response.status_code", 500)
+                    if isinstance(exc, AnswerRejected):
+                        # The answer cited nothing it retrieved: the service's own check scores it.
+                        root.set_attribute("aisre.score.hallucination", 1.0)
                 else:
                     root.set_attribute("http.response.status_code", 200)
         finally:

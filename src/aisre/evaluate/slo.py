@@ -71,6 +71,11 @@ class SloEngine:
         with self._lock:
             self._specs[tenant] = {spec.id: spec for spec in specs}
 
+    def tenants(self) -> list[str]:
+        """Tenants that have SLOs (the alert evaluator walks them all)."""
+        with self._lock:
+            return [tenant for tenant, specs in self._specs.items() if specs]
+
     def specs(self, tenant: str) -> list[SloSpec]:
         check_tenant(tenant)
         with self._lock:
@@ -122,6 +127,9 @@ class SloEngine:
         for spec in specs:
             doc = _spec_document(spec)
             docs.append(doc)
+            if not spec.runbook:
+                # Its alerts and incidents will reach on-call without a runbook.
+                doc["warnings"] = ["no runbook: alerts and incidents of this SLO will reach on-call without one"]
             if sli_rule(spec) is None:
                 doc["status"] = "unsupported"
                 doc["reason"] = f"aisre does not count {spec.sli.kind!r} SLIs from traces yet"

@@ -21,6 +21,7 @@ from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
 from aisre.present.api.context import AppContext
 from aisre.present.api.gate import GATE_ROUTES
+from aisre.present.api.incidents import INCIDENT_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
 from aisre.receive.otlp_http import traces_endpoint
 
@@ -82,6 +83,7 @@ def build_asgi(
         *API_ROUTES,
         *ADMIN_ROUTES,
         *GATE_ROUTES,
+        *INCIDENT_ROUTES,
         *ui_routes,
     ]
     app = Starlette(

@@ -107,7 +107,8 @@ def required_role(method: str, path: str) -> Role | None:
     """What a request needs: None for public paths."""
     if path in PUBLIC_PATHS or path.startswith("/static/"):
         return None
-    if method == "POST" and path in ("/v1/traces", "/api/scores", "/api/alertmanager"):
+    # What machines send: telemetry, evaluation scores, Alertmanager alerts, deploy markers.
+    if method == "POST" and path in ("/v1/traces", "/api/scores", "/api/alertmanager", "/api/changes"):
         return "ingest"
     if method == "POST" and path == "/api/gate":
         return "read"  # a judgment with the gate file in the body; changes nothing but history

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
+from aisre.act.incidents import IncidentManager
+from aisre.act.postmortem import Postmortems
 from aisre.core.auth import Principal
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
@@ -23,6 +25,8 @@ class AppContext:
     ingest_metrics: IngestMetrics
     slos: SloEngine
     keys: KeyRing
+    incidents: IncidentManager | None = None
+    postmortems: Postmortems | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def principal(self, request: Request) -> Principal:

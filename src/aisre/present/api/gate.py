@@ -70,6 +70,10 @@ async def _decide(request: Request, config: GateConfig) -> Response:
 
     fn = judge_and_record if record else judge
     doc = await run_in_threadpool(fn, ctx.store, gate_request, config, statuses)
+    if record:
+        after = {"id": doc.get("id"), "verdict": doc.get("verdict"), "baseline": doc["baseline"]["selector"],
+                 "candidate": doc["candidate"]["selector"], "fix": gate_request.fix}
+        await run_in_threadpool(ctx.audit, request, "gate.verdict", f"journey {gate_request.journey}", None, after)
     return ORJSONResponse(doc)
 
 

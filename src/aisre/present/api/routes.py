@@ -221,7 +221,12 @@ async def alert_list(request: Request) -> Response:
     rows = await run_in_threadpool(
         ctx.store.list_alerts, ctx.tenant_for(request), state, request.query_params.get("slo") or None, limit
     )
-    return ORJSONResponse({"items": [_alert_document(r) for r in rows]})
+    docs = [_alert_document(r) for r in rows]
+    if ctx.incidents is not None:  # owner, tier, runbook and the incident of each alert
+        extra = await run_in_threadpool(ctx.incidents.alert_context, rows, ctx.tenant_for(request))
+        for doc, more in zip(docs, extra, strict=True):
+            doc.update(more)
+    return ORJSONResponse({"items": docs})
 
 
 async def slo_replay(request: Request) -> Response:

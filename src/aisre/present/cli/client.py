@@ -51,12 +51,10 @@ def put_text(url: str, path: str, text: str, content_type: str, timeout: float =
     return response.json()
 
 
-def request_json(method: str, url: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
-    """Send ``body`` as JSON with ``method`` (POST, DELETE…) and return the JSON answer."""
+def send_json(url: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
+    """POST/PATCH/DELETE with a JSON body and return the JSON answer; errors become one line."""
     try:
-        response = httpx.request(
-            method, url.rstrip("/") + path, json=body, headers=auth_headers(), timeout=timeout
-        )
+        response = httpx.request(method, url.rstrip("/") + path, json=body, headers=auth_headers(), timeout=timeout)
     except httpx.HTTPError as exc:
         raise ApiError(f"cannot reach aisre at {url}: {exc}") from None
     if response.status_code >= 400:
@@ -66,3 +64,18 @@ def request_json(method: str, url: str, path: str, body: Any = None, timeout: fl
             message = response.text
         raise ApiError(f"{response.status_code}: {message}")
     return response.json()
+
+
+def get_text(url: str, path: str, params: dict[str, Any] | None = None, timeout: float = 60.0) -> str:
+    """GET ``path`` as text (e.g. a Markdown document)."""
+    try:
+        response = httpx.get(url.rstrip("/") + path, params=params or {}, headers=auth_headers(), timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach aisre at {url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise ApiError(f"{response.status_code}: {message}")
+    return response.text

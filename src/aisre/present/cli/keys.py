@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aisre.core.timefmt import rfc3339
-from aisre.present.cli.client import get_json, request_json
+from aisre.present.cli.client import get_json, send_json
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
 
 console = Console()
@@ -60,7 +60,7 @@ def build_keys_cli() -> typer.Typer:
                 store.close()
             data = {"key": secret, **record}
         else:
-            data = call(lambda: request_json("POST", url, "/api/keys", {"role": role, "name": name}))
+            data = call(lambda: send_json(url, "POST", "/api/keys", {"role": role, "name": name}))
         if fmt == "json":
             emit_json(data)
             return
@@ -102,7 +102,7 @@ def build_keys_cli() -> typer.Typer:
             finally:
                 store.close()
         else:
-            call(lambda: request_json("DELETE", url, f"/api/keys/{key_id}"))
+            call(lambda: send_json(url, "DELETE", f"/api/keys/{key_id}"))
         console.print(f"revoked {key_id}")
 
     return app

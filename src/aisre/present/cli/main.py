@@ -55,6 +55,10 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.gate import register_gate
 
     register_gate(app)
+    from aisre.present.cli.incident import build_change_cli, build_incident_cli
+
+    app.add_typer(build_incident_cli(), name="incident")
+    app.add_typer(build_change_cli(), name="change")
 
     @app.command()
     def up(

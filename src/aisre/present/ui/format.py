@@ -466,6 +466,27 @@ def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | Non
         "y_ticks": y_ticks,
         "x_ticks": x_ticks,
         "clipped": lowest < bottom,
+        "t0": t0,
+        "t1": t1,
         "from": series[0][0].strftime("%Y-%m-%d %H:%M"),
         "to": series[-1][0].strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def change_markers(chart: dict[str, Any] | None, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Vertical markers on a burn-down chart for the changes (at_ns, kind, summary) inside it."""
+    if not chart:
+        return []
+    t0, t1 = chart["t0"], chart["t1"]
+    span = (t1 - t0) or 1.0
+    plot_w = chart["right"] - chart["left"]
+    out = []
+    for change in changes:
+        seconds = change["at_ns"] / 1e9
+        if t0 <= seconds <= t1:
+            out.append({
+                "x": round(chart["left"] + plot_w * (seconds - t0) / span, 1),
+                "kind": change["kind"],
+                "label": f"{change['kind']}: {change['summary']} ({utc(change.get('at'))})",
+            })
+    return out

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from aisre.core.auth import Principal, Unauthenticated
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import OUTCOMES, RunQuery, TimeRange
-from aisre.core.timefmt import parse_time
+from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive import journeys
 from aisre.present.api.auth import COOKIE
 from aisre.present.api.context import AppContext
@@ -298,10 +298,19 @@ async def slo_page(request: Request) -> Response:
     except NotFound as exc:
         return _error(request, 404, "Not found", exc.message, nav="slos")
     view = fmt.slo_view(doc, _sli_specs(ctx, tenant).get(doc["name"]))
+    chart = fmt.burn_down_chart(doc.get("burn_down"))
+    changes: list[dict[str, Any]] = []
+    if chart and ctx.incidents is not None and doc.get("journey"):
+        rows = await run_in_threadpool(
+            ctx.incidents.store.list_changes, tenant, int(chart["t0"] * 1e9), int(chart["t1"] * 1e9) + 1,
+            doc["journey"], None, 200,
+        )
+        changes = [dict(r, at=rfc3339(r["at_ns"])) for r in rows]
     context = {
         "nav": "slos",
         "slo": view,
-        "chart": fmt.burn_down_chart(doc.get("burn_down")),
+        "chart": chart,
+        "markers": fmt.change_markers(chart, changes),
         "rates": fmt.rate_bars(doc.get("burn_rates")),
         "alerts": fmt.alert_rows(doc.get("alerts")),
         "refresh": REFRESH_SECONDS,

@@ -22,6 +22,7 @@ from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.gate import GateQueries
+from aisre.store.duckdb.incidents import IncidentTables
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
@@ -138,6 +139,7 @@ class DuckDBStore(ControlTables, GateQueries):
         )
         self._closed = False
         self._close_lock = threading.Lock()
+        self.incidents = IncidentTables(self)
 
     # -- lifecycle -----------------------------------------------------------------
 

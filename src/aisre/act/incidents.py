@@ -1,0 +1,678 @@
+"""Incidents: alerts open them (deduplicated and grouped by journey), people move them
+open → acknowledged → mitigated → resolved, and every step is an audited timeline entry.
+
+Firing SLO alerts and Alertmanager alerts take the same path: an alert whose group
+(its journey, else its SLO or Alertmanager group) has an unresolved incident joins it;
+otherwise it opens one. When every alert of an incident has resolved the incident is
+marked mitigated (a person still resolves it); an alert that fires again on a mitigated
+incident sends it back to open. Triage evidence is computed at open and refreshed until
+resolve. Times: time to detect = first alert − impact start (from rollups); time to
+acknowledge = acknowledged − opened; time to restore = (mitigated, else resolved) −
+impact start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aisre.core.errors import PermanentError
+from aisre.core.slo import SloSpec
+from aisre.core.timefmt import rfc3339
+from aisre.evaluate.slo import SloEngine
+from aisre.evaluate.triage import LOOKBACK_NS, triage
+from aisre.receive.alertmanager import ExternalAlert
+
+log = logging.getLogger(__name__)
+
+STATES = ("open", "acknowledged", "mitigated", "resolved")
+SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
+MINUTE_NS = 60 * 10**9
+IMPACT_LOOKBACK_MIN = 24 * 60  # impact start is searched this far before the first alert
+FALLBACK_NS = 15 * 60 * 10**9  # without bad minutes, the first failure this long before the alert
+SYSTEM = "aisre"
+
+# action → (states it may start from, state it leads to, time column, actor column)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "acknowledge": (("open",), "acknowledged", "acknowledged_ns", "acknowledged_by"),
+    "mitigate": (("open", "acknowledged"), "mitigated", "mitigated_ns", "mitigated_by"),
+    "resolve": (("open", "acknowledged", "mitigated"), "resolved", "resolved_ns", "resolved_by"),
+}
+_AM_SEVERITY = {"critical": "sev2", "page": "sev2", "high": "sev2", "error": "sev3", "warning": "sev3",
+                "ticket": "sev3", "low": "sev4", "info": "sev4", "none": "sev4"}
+
+
+class IncidentStore(Protocol):
+    """What incidents need from a store backend (store/duckdb/incidents.py)."""
+
+    def create_incident(self, row: dict[str, Any], events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> dict[str, Any]: ...
+    def update_incident(self, tenant: str, incident_id: int, changes: dict[str, Any], events: list[dict[str, Any]] = ...,
+                        alerts: list[dict[str, Any]] = ..., expect_state: str | None = None) -> dict[str, Any]: ...
+    def get_incident(self, tenant: str, incident_id: int) -> dict[str, Any]: ...
+    def open_incident_for(self, tenant: str, group_key: str) -> dict[str, Any] | None: ...
+    def list_incidents(self, tenant: str, state: str | None = None, journey: str | None = None, since_ns: int | None = None,
+                       until_ns: int | None = None, limit: int = 100, with_evidence: bool = False) -> list[dict[str, Any]]: ...
+    def events(self, tenant: str, incident_id: int) -> list[dict[str, Any]]: ...
+    def alerts(self, tenant: str, incident_id: int) -> list[dict[str, Any]]: ...
+    def incidents_of_alert(self, tenant: str, alert_key: str) -> list[dict[str, Any]]: ...
+    def incidents_for_alert_keys(self, tenant: str, keys: list[str]) -> dict[str, int]: ...
+    def add_action_item(self, row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]: ...
+    def update_action_item(self, tenant: str, item_id: int, changes: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]: ...
+    def action_items(self, tenant: str, incident_id: int | None = None) -> list[dict[str, Any]]: ...
+    def add_change(self, row: dict[str, Any]) -> dict[str, Any]: ...
+    def list_changes(self, tenant: str, since_ns: int | None = None, until_ns: int | None = None, journey: str | None = None,
+                     kind: str | None = None, limit: int = 200) -> list[dict[str, Any]]: ...
+    def detect_changes(self, tenant: str) -> list[dict[str, Any]]: ...
+    def run_minutes(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
+    def first_failure(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> int | None: ...
+    def sample_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str, limit: int) -> list[dict[str, Any]]: ...
+    def count_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str) -> int: ...
+    def span_profile(self, tenant: str, trace_ids: list[str], start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
+    def impact(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> dict[str, Any]: ...
+    def notification_attempts(self, tenant: str, incident_id: int | None = None) -> list[dict[str, Any]]: ...
+
+
+class Notifications(Protocol):
+    def notify(self, event: str, incident: dict[str, Any]) -> None: ...
+
+
+class _Silent:
+    def notify(self, event: str, incident: dict[str, Any]) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class AlertIn:
+    """An alert as incidents see it, whatever sent it."""
+
+    key: str
+    source: str  # slo | alertmanager
+    name: str
+    severity: str  # incident severity it asks for (sev1..sev4)
+    group_key: str
+    journey: str | None
+    slo: str | None
+    firing: bool
+    started_ns: int
+    ended_ns: int | None
+    summary: str
+    owner: str | None = None
+    tier: int | None = None
+    runbook: str | None = None
+    objective: float | None = None
+    labels: dict[str, str] | None = None
+
+
+def impact_start(minutes: list[tuple[int, int, int]], threshold: float, alert_ns: int) -> int | None:
+    """Start of the stretch of bad minutes that ends at the alert: walk back from the
+    alert's minute while the minute's bad ratio is above ``threshold`` (one empty or good
+    minute inside the stretch is tolerated). ``minutes`` are (minute_ns, total, bad)."""
+    by_minute = {m: (t, b) for m, t, b in minutes}
+    minute = alert_ns // MINUTE_NS * MINUTE_NS
+    earliest: int | None = None
+    gap = 0
+    for _ in range(IMPACT_LOOKBACK_MIN):
+        total, bad = by_minute.get(minute, (0, 0))
+        if total and bad / total > threshold:
+            earliest, gap = minute, 0
+        else:
+            gap += 1
+            if gap > 1 and earliest is not None:
+                break
+            if gap > 2:
+                break
+        minute -= MINUTE_NS
+    return earliest
+
+
+def duration_s(start_ns: int | None, end_ns: int | None) -> float | None:
+    return None if start_ns is None or end_ns is None else round((end_ns - start_ns) / 1e9, 3)
+
+
+def incident_times(row: dict[str, Any]) -> dict[str, float | None]:
+    """Time to detect, acknowledge, mitigate, restore and resolve, in seconds."""
+    impact = row.get("impact_start_ns")
+    restored = row.get("mitigated_ns") or row.get("resolved_ns")
+    return {
+        "time_to_detect_s": duration_s(impact, row.get("first_alert_ns")),
+        "time_to_acknowledge_s": duration_s(row["opened_ns"], row.get("acknowledged_ns")),
+        "time_to_mitigate_s": duration_s(row["opened_ns"], row.get("mitigated_ns")),
+        "time_to_restore_s": duration_s(impact if impact is not None else row["opened_ns"], restored),
+        "time_to_resolve_s": duration_s(row["opened_ns"], row.get("resolved_ns")),
+    }
+
+
+def summarize_times(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """MTTD, MTTA and MTTR (means, and medians) over incidents, plus counts."""
+    rows = list(rows)
+    out: dict[str, Any] = {"incidents": len(rows), "by_state": {s: 0 for s in STATES},
+                           "by_severity": {s: 0 for s in SEVERITIES}}
+    times = [incident_times(r) for r in rows]
+    for r in rows:
+        out["by_state"][r["state"]] = out["by_state"].get(r["state"], 0) + 1
+        out["by_severity"][r["severity"]] = out["by_severity"].get(r["severity"], 0) + 1
+    for short, key in (("mttd", "time_to_detect_s"), ("mtta", "time_to_acknowledge_s"),
+                       ("mttr", "time_to_restore_s"), ("mtt_resolve", "time_to_resolve_s")):
+        values = sorted(v for t in times if (v := t[key]) is not None)
+        out[f"{short}_s"] = round(sum(values) / len(values), 3) if values else None
+        out[f"{short}_median_s"] = values[len(values) // 2] if values else None
+        out[f"{short}_count"] = len(values)
+    return out
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def slo_alert(row: dict[str, Any], spec: SloSpec | None) -> AlertIn:
+    """An SLO alert episode row (act/alerts.py) as an incident alert."""
+    if row["severity"] == "page":
+        severity = "sev1" if spec is not None and spec.tier == 0 else "sev2"
+    else:
+        severity = "sev3"
+    journey = row.get("journey")
+    return AlertIn(
+        key=f"slo:{row['slo']}:{row['severity']}:{row['pending_since_ns']}",
+        source="slo", name=f"{row['slo']} {row['severity']}", severity=severity,
+        group_key=f"journey:{journey}" if journey else f"slo:{row['slo']}",
+        journey=journey, slo=row["slo"], firing=row["state"] == "firing",
+        started_ns=row.get("started_ns") or row["pending_since_ns"], ended_ns=row.get("ended_ns"),
+        summary=row["summary"],
+        owner=spec.owner if spec else None, tier=spec.tier if spec else None,
+        runbook=spec.runbook if spec else None, objective=spec.objective if spec else None,
+    )
+
+
+def external_alert(alert: ExternalAlert) -> AlertIn:
+    """An Alertmanager alert as an incident alert."""
+    severity = alert.severity if alert.severity in SEVERITIES else _AM_SEVERITY.get(alert.severity, "sev3")
+    tier = alert.labels.get("tier")
+    return AlertIn(
+        key=alert.key, source="alertmanager", name=alert.name, severity=severity, group_key=alert.group_key,
+        journey=alert.journey, slo=alert.labels.get("slo"), firing=alert.status == "firing",
+        started_ns=alert.starts_ns, ended_ns=alert.ends_ns, summary=alert.summary,
+        owner=alert.labels.get("owner") or alert.labels.get("team"),
+        tier=int(tier) if tier and tier.isdigit() else None, runbook=alert.runbook, labels=alert.labels,
+    )
+
+
+class IncidentManager:
+    """Opens, joins and moves incidents; refreshes their evidence; sends notifications."""
+
+    def __init__(
+        self,
+        store: IncidentStore,
+        slos: SloEngine | None,
+        tenant: str,
+        notifier: Notifications | None = None,
+        public_url: str = "",
+        interval_s: float = 15.0,
+        evidence_interval_s: float = 60.0,
+        clock: Callable[[], int] = time.time_ns,
+        slo_minutes: Callable[[str, int, int, str], dict[str, tuple[Any, Any, Any]]] | None = None,
+    ) -> None:
+        self.store = store
+        self._slos = slos
+        self._tenant = tenant
+        self._notifier: Notifications = notifier or _Silent()
+        self._public_url = public_url.rstrip("/")
+        self._interval = interval_s
+        self._evidence_interval_ns = int(evidence_interval_s * 1e9)
+        self._clock = clock
+        self._slo_minutes = slo_minutes
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- documents --------------------------------------------------------------------
+
+    def url(self, incident_id: int) -> str:
+        return f"{self._public_url}/incidents/{incident_id}"
+
+    def document(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An incident as the API, notifications and pages show it."""
+        evidence = row.get("evidence") or {}
+        doc = {
+            "id": row["id"], "title": row["title"], "state": row["state"], "severity": row["severity"],
+            "journey": row.get("journey"), "slo": row.get("slo"), "source": row["source"],
+            "commander": row.get("commander"), "owner": row.get("owner"), "tier": row.get("tier"),
+            "runbook": row.get("runbook"), "url": self.url(row["id"]),
+            "opened": rfc3339(row["opened_ns"]), "impact_start": rfc3339(row.get("impact_start_ns")),
+            "first_alert": rfc3339(row.get("first_alert_ns")),
+            "acknowledged": rfc3339(row.get("acknowledged_ns")), "acknowledged_by": row.get("acknowledged_by"),
+            "mitigated": rfc3339(row.get("mitigated_ns")), "mitigated_by": row.get("mitigated_by"),
+            "resolved": rfc3339(row.get("resolved_ns")), "resolved_by": row.get("resolved_by"),
+            "updated": rfc3339(row["updated_ns"]),
+            **incident_times(row),
+        }
+        if evidence:
+            doc["points_at"] = evidence.get("points_at")
+            doc["top_suspect"] = evidence.get("top_suspect")
+        warnings = []
+        if not row.get("runbook"):
+            warnings.append("no runbook linked: the alert's SLO (or Alertmanager rule) names none")
+        doc["warnings"] = warnings
+        return doc
+
+    def get(self, incident_id: int, tenant: str | None = None) -> dict[str, Any]:
+        """The full incident: document, alerts, timeline, evidence, action items, notifications."""
+        tenant = tenant or self._tenant
+        row = self.store.get_incident(tenant, incident_id)
+        doc = self.document(row)
+        doc["evidence"] = row.get("evidence")
+        doc["evidence_computed"] = rfc3339(row.get("evidence_ns"))
+        doc["alerts"] = [
+            {"key": a["alert_key"], "source": a["source"], "name": a["name"], "severity": a["severity"],
+             "started": rfc3339(a["started_ns"]), "ended": rfc3339(a["ended_ns"]), "summary": a["summary"],
+             "labels": a.get("labels")}
+            for a in self.store.alerts(tenant, incident_id)
+        ]
+        doc["timeline"] = self.timeline(row)
+        doc["action_items"] = [self._item_document(i) for i in self.store.action_items(tenant, incident_id)]
+        doc["notifications"] = [
+            {"receiver": n["receiver"], "type": n["receiver_type"], "event": n["event"], "attempt": n["attempt"],
+             "at": rfc3339(n["at_ns"]), "status_code": n["status_code"], "ok": n["ok"], "final": n["final"],
+             "error": n["error"], "duration_ms": n["duration_ms"]}
+            for n in self.store.notification_attempts(tenant, incident_id)
+        ]
+        return doc
+
+    def timeline(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """Timeline entries and the changes around the incident, in time order."""
+        items = [
+            {"time": rfc3339(e["at_ns"]), "at_ns": e["at_ns"], "kind": e["kind"], "actor": e["actor"],
+             "message": e["message"], "data": e.get("data")}
+            for e in self.store.events(row["tenant"], row["id"])
+        ]
+        start = (row.get("impact_start_ns") or row["opened_ns"]) - LOOKBACK_NS // 24
+        end = row.get("resolved_ns") or self._clock()
+        for change in self.store.list_changes(row["tenant"], since_ns=start, until_ns=end + 1, journey=row.get("journey")):
+            items.append({
+                "time": rfc3339(change["at_ns"]), "at_ns": change["at_ns"], "kind": "change",
+                "actor": change.get("who") or change["source"], "message": change["summary"],
+                "data": {"change_id": change["id"], "kind": change["kind"], "version": change.get("version"),
+                         "link": change.get("link")},
+            })
+        if row.get("impact_start_ns") is not None:
+            items.append({"time": rfc3339(row["impact_start_ns"]), "at_ns": row["impact_start_ns"], "kind": "impact",
+                          "actor": SYSTEM, "message": "impact began (first failing run of the stretch of bad minutes before the first alert)",
+                          "data": None})
+        items.sort(key=lambda i: i["at_ns"])
+        return items
+
+    @staticmethod
+    def _item_document(item: dict[str, Any]) -> dict[str, Any]:
+        return {"id": item["id"], "incident_id": item["incident_id"], "title": item["title"], "owner": item.get("owner"),
+                "due": rfc3339(item.get("due_ns")), "status": item["status"], "created": rfc3339(item["created_ns"]),
+                "done": rfc3339(item.get("done_ns"))}
+
+    def list_incidents(self, state: str | None = None, journey: str | None = None, since_ns: int | None = None,
+             until_ns: int | None = None, limit: int = 100, tenant: str | None = None) -> list[dict[str, Any]]:
+        if state is not None and state not in (*STATES, "active"):
+            raise PermanentError(f"state must be one of {', '.join((*STATES, 'active'))}; got {state!r}")
+        rows = self.store.list_incidents(tenant or self._tenant, state, journey, since_ns, until_ns, limit, with_evidence=True)
+        return [self.document(r) for r in rows]
+
+    def metrics(self, since_ns: int | None = None, until_ns: int | None = None, tenant: str | None = None) -> dict[str, Any]:
+        """MTTD/MTTA/MTTR over incidents opened in [since, until), and action-item completion."""
+        tenant = tenant or self._tenant
+        rows = self.store.list_incidents(tenant, None, None, since_ns, until_ns, 100_000)
+        out = summarize_times(rows)
+        ids = {r["id"] for r in rows}
+        items = [i for i in self.store.action_items(tenant) if i["incident_id"] in ids]
+        done = sum(1 for i in items if i["status"] == "done")
+        now = self._clock()
+        out["action_items"] = {
+            "total": len(items), "done": done,
+            "completion_rate": round(done / len(items), 4) if items else None,
+            "overdue": sum(1 for i in items if i["status"] != "done" and i.get("due_ns") and i["due_ns"] < now),
+        }
+        out["since"], out["until"] = rfc3339(since_ns), rfc3339(until_ns)
+        return out
+
+    def alert_context(self, rows: list[dict[str, Any]], tenant: str | None = None) -> list[dict[str, Any]]:
+        """For SLO alert episode rows: the SLO's owner, tier and runbook (flagged when
+        missing) and the incident each alert opened or joined, with its link."""
+        tenant = tenant or self._tenant
+        specs = {s.id: s for s in self._slos.specs(tenant)} if self._slos else {}
+        keys = [slo_alert(r, None).key for r in rows]
+        linked = self.store.incidents_for_alert_keys(tenant, keys)
+        out = []
+        for row, key in zip(rows, keys, strict=True):
+            spec = specs.get(row["slo"])
+            incident = linked.get(key)
+            out.append({
+                "owner": spec.owner if spec else None, "tier": spec.tier if spec else None,
+                "runbook": spec.runbook if spec else None, "runbook_missing": not (spec and spec.runbook),
+                "incident": incident, "incident_url": self.url(incident) if incident is not None else None,
+            })
+        return out
+
+    # -- alerts in --------------------------------------------------------------------
+
+    def on_slo_alerts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Feed the alert rows an evaluation changed; returns incidents opened or changed."""
+        out: list[dict[str, Any]] = []
+        for tenant in sorted({r.get("tenant") or self._tenant for r in rows}):
+            specs = {s.id: s for s in self._slos.specs(tenant)} if self._slos else {}
+            alerts = [
+                slo_alert(r, specs.get(r["slo"])) for r in rows
+                if (r.get("tenant") or self._tenant) == tenant and r["state"] in ("firing", "resolved")
+            ]
+            out += self.ingest(alerts, tenant)
+        return out
+
+    def on_alertmanager(self, alerts: list[ExternalAlert], tenant: str | None = None) -> list[dict[str, Any]]:
+        return self.ingest([external_alert(a) for a in alerts], tenant or self._tenant)
+
+    def ingest(self, alerts: list[AlertIn], tenant: str) -> list[dict[str, Any]]:
+        """Open, join or calm incidents with these alerts; idempotent for alerts seen before."""
+        touched: dict[int, dict[str, Any]] = {}
+        with self._lock:
+            for alert in alerts:
+                result = self._one(alert, tenant)
+                if result is not None:
+                    touched[result["id"]] = result
+        return [self.document(r) for r in touched.values()]
+
+    def _one(self, alert: AlertIn, tenant: str) -> dict[str, Any] | None:
+        now = self._clock()
+        linked = self.store.incidents_of_alert(tenant, alert.key)
+        link = {"alert_key": alert.key, "source": alert.source, "name": alert.name, "severity": alert.severity,
+                "started_ns": alert.started_ns, "ended_ns": alert.ended_ns, "summary": alert.summary,
+                "labels": alert.labels}
+        if not alert.firing:
+            out = None
+            for incident in linked:
+                if incident["alert_ended_ns"] is not None or incident["state"] == "resolved":
+                    continue
+                ended = alert.ended_ns or now
+                event = {"at_ns": now, "kind": "alert_resolved", "actor": alert.source,
+                         "message": f"alert {alert.name} resolved", "data": {"alert": alert.key}}
+                out = self.store.update_incident(tenant, incident["id"], {"updated_ns": now}, [event],
+                                                 [{**link, "ended_ns": ended}])
+                still = [a for a in self.store.alerts(tenant, incident["id"]) if a["ended_ns"] is None]
+                if not still and out["state"] in ("open", "acknowledged"):
+                    out = self._move(tenant, out, "mitigate", SYSTEM, "every alert has resolved", now)
+            return out
+        if linked:
+            return None  # seen before: nothing new
+        current = self.store.open_incident_for(tenant, alert.group_key)
+        if current is None:
+            return self._open(alert, link, tenant, now)
+        changes: dict[str, Any] = {"updated_ns": now}
+        events = [{"at_ns": now, "kind": "alert", "actor": alert.source,
+                   "message": f"alert {alert.name} joined: {alert.summary}", "data": {"alert": alert.key}}]
+        escalated = severity_rank(alert.severity) < severity_rank(current["severity"])
+        if escalated:
+            changes["severity"] = alert.severity
+            events.append({"at_ns": now, "kind": "severity", "actor": alert.source,
+                           "message": f"escalated {current['severity']} → {alert.severity} by alert {alert.name}",
+                           "data": {"from": current["severity"], "to": alert.severity}})
+        regressed = current["state"] == "mitigated"
+        if regressed:
+            changes.update(state="open", mitigated_ns=None, mitigated_by=None)
+            events.append({"at_ns": now, "kind": "state", "actor": alert.source,
+                           "message": "mitigated → open: an alert fired again", "data": {"from": "mitigated", "to": "open"}})
+        for name in ("owner", "tier", "runbook"):
+            if current.get(name) is None and getattr(alert, name) is not None:
+                changes[name] = getattr(alert, name)
+        updated = self.store.update_incident(tenant, current["id"], changes, events, [link])
+        if escalated or regressed:
+            self._notifier.notify("escalated", self.document(updated))
+        return updated
+
+    def _open(self, alert: AlertIn, link: dict[str, Any], tenant: str, now: int) -> dict[str, Any]:
+        impact = self._impact_start(tenant, alert)
+        title = f"{alert.journey}: {alert.summary}" if alert.journey else alert.summary
+        row = {
+            "tenant": tenant, "group_key": alert.group_key, "title": title[:300], "journey": alert.journey,
+            "slo": alert.slo, "severity": alert.severity, "state": "open", "owner": alert.owner, "tier": alert.tier,
+            "runbook": alert.runbook, "source": alert.source, "impact_start_ns": impact,
+            "first_alert_ns": alert.started_ns, "opened_ns": now, "updated_ns": now,
+        }
+        events = [{"at_ns": now, "kind": "opened", "actor": alert.source,
+                   "message": f"opened by alert {alert.name}: {alert.summary}", "data": {"alert": alert.key}}]
+        incident = self.store.create_incident(row, events, [link])
+        try:  # so a rollout seen moments ago is among the suspects
+            self.store.detect_changes(tenant)
+        except Exception:
+            log.exception("change detection failed")
+        incident = self._refresh_evidence(incident, now) or incident
+        self._notifier.notify("opened", self.document(incident))
+        log.info("incident %s opened: %s", incident["id"], title)
+        return incident
+
+    def _impact_start(self, tenant: str, alert: AlertIn) -> int | None:
+        if alert.journey is None:
+            return None
+        start = (alert.started_ns // MINUTE_NS - IMPACT_LOOKBACK_MIN) * MINUTE_NS
+        end = (alert.started_ns // MINUTE_NS + 1) * MINUTE_NS
+        minutes: list[tuple[int, int, int]]
+        if alert.slo and self._slo_minutes is not None and alert.objective is not None:
+            arrays = self._slo_minutes(tenant, start, end, alert.slo).get(alert.slo)
+            minutes = [(int(m), int(t), int(t) - int(g)) for m, g, t in zip(*arrays, strict=True)] if arrays else []
+            threshold = 1 - alert.objective / 100
+        else:
+            rows = self.store.run_minutes(tenant, alert.journey, start, end)
+            minutes = [(r["minute_ns"], r["runs"], r["failures"]) for r in rows]
+            baseline = [(t, b) for m, t, b in minutes if m < alert.started_ns - 3600 * 10**9]
+            base_ratio = sum(b for _, b in baseline) / max(1, sum(t for t, _ in baseline))
+            threshold = max(0.01, 2 * base_ratio)
+        minute = impact_start(minutes, threshold, alert.started_ns)
+        if minute is None:  # no bad minute in the rollups (yet): the first failure shortly before
+            first = self.store.first_failure(tenant, alert.journey, alert.started_ns - FALLBACK_NS, alert.started_ns)
+            return first if first is not None else alert.started_ns
+        first = self.store.first_failure(tenant, alert.journey, minute, minute + MINUTE_NS)
+        return min(first if first is not None else minute, alert.started_ns)
+
+    # -- evidence ---------------------------------------------------------------------
+
+    def _refresh_evidence(self, incident: dict[str, Any], now: int) -> dict[str, Any] | None:
+        journey = incident.get("journey")
+        if not journey:
+            return None
+        start = incident.get("impact_start_ns") or incident.get("first_alert_ns") or incident["opened_ns"]
+        try:
+            evidence = triage(self.store, incident["tenant"], journey, start, now)
+        except Exception:  # evidence is a help; its failure must not stop the incident
+            log.exception("triage of incident %s failed", incident["id"])
+            return None
+        events = []
+        old_top = (incident.get("evidence") or {}).get("top_suspect")
+        top = evidence.get("top_suspect")
+        if top and (not old_top or old_top.get("change_id") != top["change_id"]):
+            events.append({
+                "at_ns": now, "kind": "evidence", "actor": SYSTEM,
+                "message": f"top suspect: {top['summary']} ({top['bad_share'] * 100:.0f} % of failing runs carry it, "
+                           f"{top['good_share'] * 100:.0f} % of good ones)",
+                "data": {"change_id": top["change_id"]},
+            })
+        return self.store.update_incident(incident["tenant"], incident["id"], {"evidence": evidence, "evidence_ns": now}, events)
+
+    def refresh(self, incident_id: int, tenant: str | None = None) -> dict[str, Any]:
+        """Recompute one incident's evidence now."""
+        incident = self.store.get_incident(tenant or self._tenant, incident_id)
+        updated = self._refresh_evidence(incident, self._clock()) or incident
+        return self.document(updated)
+
+    def tick(self) -> None:
+        """Detect changes, then refresh the evidence of unresolved incidents that are due."""
+        self.store.detect_changes(self._tenant)
+        now = self._clock()
+        for row in self.store.list_incidents(self._tenant, "active", with_evidence=True):
+            if row.get("evidence_ns") is None or now - row["evidence_ns"] >= self._evidence_interval_ns:
+                self._refresh_evidence(row, now)
+
+    # -- people -----------------------------------------------------------------------
+
+    def transition(self, incident_id: int, action: str, actor: str, note: str | None = None,
+                   tenant: str | None = None) -> dict[str, Any]:
+        """acknowledge | mitigate | resolve, by ``actor``; refused when the state does not allow it."""
+        tenant = tenant or self._tenant
+        if action not in TRANSITIONS:
+            raise PermanentError(f"action must be one of {', '.join(TRANSITIONS)}; got {action!r}")
+        with self._lock:
+            incident = self.store.get_incident(tenant, incident_id)
+            updated = self._move(tenant, incident, action, _actor(actor), note, self._clock())
+        return self.document(updated)
+
+    def _move(self, tenant: str, incident: dict[str, Any], action: str, actor: str, note: str | None, now: int) -> dict[str, Any]:
+        allowed, target, when, who = TRANSITIONS[action]
+        state = incident["state"]
+        if state not in allowed:
+            if state == target:
+                by = incident.get(who) or "someone"
+                raise PermanentError(f"incident {incident['id']} is already {state} (by {by} at {rfc3339(incident.get(when))})")
+            raise PermanentError(
+                f"incident {incident['id']} is {state}: it cannot be {target} (from {' or '.join(allowed)} only)")
+        message = f"{state} → {target}" + (f": {note}" if note else "")
+        events = [{"at_ns": now, "kind": "state", "actor": actor, "message": message,
+                   "data": {"from": state, "to": target, "note": note}}]
+        changes: dict[str, Any] = {"state": target, when: now, who: actor, "updated_ns": now}
+        if action == "resolve" and incident.get("mitigated_ns") is None:
+            changes["mitigated_ns"], changes["mitigated_by"] = None, None
+        updated = self.store.update_incident(tenant, incident["id"], changes, events, expect_state=state)
+        if updated.pop("_conflict", False):
+            raise PermanentError(f"incident {incident['id']} changed to {updated['state']} meanwhile; nothing done")
+        if action == "resolve" and incident.get("journey"):
+            updated = self._refresh_evidence(updated, now) or updated  # the final evidence
+        if action in ("acknowledge", "resolve"):
+            self._notifier.notify("acknowledged" if action == "acknowledge" else "resolved", self.document(updated))
+        return updated
+
+    def declare(self, title: str, actor: str, journey: str | None = None, severity: str = "sev3",
+                commander: str | None = None, tenant: str | None = None) -> dict[str, Any]:
+        """Open an incident by hand (no alert)."""
+        tenant = tenant or self._tenant
+        if not title or not title.strip():
+            raise PermanentError("title is required")
+        _check_severity(severity)
+        now = self._clock()
+        with self._lock:
+            key = f"journey:{journey}" if journey else f"manual:{now}"
+            if journey and self.store.open_incident_for(tenant, key) is not None:
+                raise PermanentError(f"journey {journey!r} already has an unresolved incident; add to it instead")
+            row = {"tenant": tenant, "group_key": key, "title": title.strip()[:300], "journey": journey, "slo": None,
+                   "severity": severity, "state": "open", "commander": commander, "source": "manual",
+                   "impact_start_ns": None, "first_alert_ns": None, "opened_ns": now, "updated_ns": now}
+            incident = self.store.create_incident(
+                row, [{"at_ns": now, "kind": "opened", "actor": _actor(actor), "message": f"declared: {title.strip()}",
+                       "data": None}], [])
+            incident = self._refresh_evidence(incident, now) or incident
+        self._notifier.notify("opened", self.document(incident))
+        return self.document(incident)
+
+    def update(self, incident_id: int, actor: str, severity: str | None = None, commander: str | None = None,
+               title: str | None = None, tenant: str | None = None) -> dict[str, Any]:
+        """Change severity, commander or title; each change is a timeline entry."""
+        tenant = tenant or self._tenant
+        actor = _actor(actor)
+        now = self._clock()
+        with self._lock:
+            incident = self.store.get_incident(tenant, incident_id)
+            changes: dict[str, Any] = {}
+            events = []
+            if severity is not None and severity != incident["severity"]:
+                _check_severity(severity)
+                changes["severity"] = severity
+                events.append({"at_ns": now, "kind": "severity", "actor": actor,
+                               "message": f"severity {incident['severity']} → {severity}",
+                               "data": {"from": incident["severity"], "to": severity}})
+            if commander is not None and commander != incident.get("commander"):
+                changes["commander"] = commander or None
+                events.append({"at_ns": now, "kind": "commander", "actor": actor,
+                               "message": f"commander: {commander or 'none'}", "data": {"commander": commander}})
+            if title is not None and title.strip() and title.strip() != incident["title"]:
+                changes["title"] = title.strip()[:300]
+                events.append({"at_ns": now, "kind": "title", "actor": actor, "message": f"title: {title.strip()}",
+                               "data": None})
+            if not changes:
+                return self.document(incident)
+            changes["updated_ns"] = now
+            updated = self.store.update_incident(tenant, incident_id, changes, events)
+        if "severity" in changes and severity_rank(changes["severity"]) < severity_rank(incident["severity"]):
+            self._notifier.notify("escalated", self.document(updated))
+        return self.document(updated)
+
+    def note(self, incident_id: int, actor: str, text: str, tenant: str | None = None) -> dict[str, Any]:
+        if not isinstance(text, str) or not text.strip():
+            raise PermanentError("a note needs text")
+        now = self._clock()
+        updated = self.store.update_incident(
+            tenant or self._tenant, incident_id, {"updated_ns": now},
+            [{"at_ns": now, "kind": "note", "actor": _actor(actor), "message": text.strip()[:5000], "data": None}])
+        return self.document(updated)
+
+    def add_action_item(self, incident_id: int, actor: str, title: str, owner: str | None = None,
+                        due_ns: int | None = None, tenant: str | None = None) -> dict[str, Any]:
+        tenant = tenant or self._tenant
+        if not isinstance(title, str) or not title.strip():
+            raise PermanentError("an action item needs a title")
+        self.store.get_incident(tenant, incident_id)
+        now = self._clock()
+        item = self.store.add_action_item(
+            {"incident_id": incident_id, "tenant": tenant, "title": title.strip()[:500], "owner": owner,
+             "due_ns": due_ns, "created_ns": now},
+            {"at_ns": now, "kind": "action_item", "actor": _actor(actor),
+             "message": f"action item: {title.strip()}" + (f" (owner {owner})" if owner else ""), "data": None})
+        return self._item_document(item)
+
+    def update_action_item(self, item_id: int, actor: str, status: str | None = None, owner: str | None = None,
+                           due_ns: int | None = None, tenant: str | None = None) -> dict[str, Any]:
+        tenant = tenant or self._tenant
+        changes: dict[str, Any] = {}
+        if status is not None:
+            if status not in ("open", "done"):
+                raise PermanentError(f"status must be open or done; got {status!r}")
+            changes["status"] = status
+            changes["done_ns"] = self._clock() if status == "done" else None
+        if owner is not None:
+            changes["owner"] = owner or None
+        if due_ns is not None:
+            changes["due_ns"] = due_ns
+        what = ", ".join(f"{k}={v}" for k, v in (("status", status), ("owner", owner)) if v is not None) or "due date"
+        item = self.store.update_action_item(
+            tenant, item_id, changes,
+            {"at_ns": self._clock(), "kind": "action_item", "actor": _actor(actor),
+             "message": f"action item {item_id}: {what}", "data": None})
+        return self._item_document(item)
+
+    def record_change(self, row: dict[str, Any]) -> dict[str, Any]:
+        return self.store.add_change(row)
+
+    # -- loop -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="aisre-incidents", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.tick()
+            except Exception:  # one failed pass must not end change detection
+                log.exception("incident pass failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+
+def _actor(actor: str | None) -> str:
+    text = (actor or "").strip()
+    if not text:
+        raise PermanentError("who did it is required (by)")
+    return text[:200]
+
+
+def _check_severity(severity: str) -> None:
+    if severity not in SEVERITIES:
+        raise PermanentError(f"severity must be one of {', '.join(SEVERITIES)}; got {severity!r}")

@@ -1,0 +1,106 @@
+"""Incident pages: the list (with MTTD/MTTA/MTTR and recent changes), one incident
+(timeline, triage evidence, suspects, exemplar traces, action items, notifications, and
+buttons to acknowledge, mitigate and resolve) and its postmortem."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlsplit
+
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from aisre.act.incidents import IncidentManager
+from aisre.act.postmortem import render_html
+from aisre.core.errors import PermanentError
+from aisre.core.timefmt import rfc3339
+from aisre.present.ui.pages import REFRESH_SECONDS, _ctx, _error, _page, _render
+
+METRICS_DAYS = 30
+
+
+def _manager(request: Request) -> IncidentManager:
+    manager = _ctx(request).incidents
+    if manager is None:
+        raise PermanentError("incidents are not enabled on this server")
+    return manager
+
+
+async def incidents_page(request: Request) -> Response:
+    """Incidents newest first, the period's MTTD/MTTA/MTTR, and the latest changes."""
+    manager = _manager(request)
+    tenant = _ctx(request).tenant_for(request)
+    state = request.query_params.get("state") or None
+    since = time.time_ns() - METRICS_DAYS * 86400 * 10**9
+    items = await run_in_threadpool(manager.list_incidents, state, None, None, None, 200, tenant)
+    metrics = await run_in_threadpool(manager.metrics, since, None, tenant)
+    changes = await run_in_threadpool(manager.store.list_changes, tenant, since, None, None, None, 15)
+    context = {
+        "nav": "incidents", "incidents": items, "metrics": metrics, "state": state or "",
+        "changes": [dict(c, at=rfc3339(c["at_ns"])) for c in changes], "days": METRICS_DAYS,
+        "refresh": REFRESH_SECONDS,
+    }
+    return _render(request, "incidents.html", context)
+
+
+def _incident_id(request: Request) -> int:
+    raw = request.path_params["id"]
+    if not raw.isdigit():
+        raise PermanentError(f"incident id must be a number; got {raw!r}")
+    return int(raw)
+
+
+async def incident_page(request: Request) -> Response:
+    """One incident."""
+    doc = await run_in_threadpool(_manager(request).get, _incident_id(request), _ctx(request).tenant_for(request))
+    context = {"nav": "incidents", "i": doc, "evidence": doc.get("evidence") or {},
+               "message": request.query_params.get("message"), "refresh": REFRESH_SECONDS}
+    return _render(request, "incident.html", context)
+
+
+async def incident_action(request: Request) -> Response:
+    """Form posts from the incident page: acknowledge, mitigate, resolve, or add a note."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.url.netloc:
+        return _error(request, 403, "Refused", "this form may only be posted from this server's own pages")
+    incident_id = _incident_id(request)
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
+    action = form.get("action", "")
+    by = form.get("by", "")
+    manager = _manager(request)
+    tenant = _ctx(request).tenant_for(request)
+    try:
+        if action == "note":
+            await run_in_threadpool(manager.note, incident_id, by, form.get("text", ""), tenant)
+            message = "note added"
+        else:
+            doc = await run_in_threadpool(manager.transition, incident_id, action, by, form.get("note") or None, tenant)
+            message = f"now {doc['state']}"
+    except PermanentError as exc:
+        return _error(request, 400, "Not done", exc.message, nav="incidents")
+    return RedirectResponse(f"/incidents/{incident_id}?message={message.replace(' ', '+')}", status_code=303)
+
+
+async def postmortem_page(request: Request) -> Response:
+    """The postmortem, generated now, rendered from its Markdown."""
+    ctx = _ctx(request)
+    if ctx.postmortems is None:
+        raise PermanentError("postmortems are not enabled on this server")
+    incident_id = _incident_id(request)
+    text = await run_in_threadpool(ctx.postmortems.markdown, incident_id, ctx.tenant_for(request))
+    # markdown-it runs with raw HTML off: everything from traces and people is escaped.
+    context = {"nav": "incidents", "incident_id": incident_id, "body": Markup(render_html(text))}
+    return _render(request, "postmortem.html", context)
+
+
+def incident_ui_routes() -> list[BaseRoute]:
+    """Routes of the incident pages."""
+    return [
+        Route("/incidents", _page(incidents_page), methods=["GET"], include_in_schema=False),
+        Route("/incidents/{id}", _page(incident_page), methods=["GET"], include_in_schema=False),
+        Route("/incidents/{id}/act", _page(incident_action), methods=["POST"], include_in_schema=False),
+        Route("/incidents/{id}/postmortem", _page(postmortem_page), methods=["GET"], include_in_schema=False),
+    ]

@@ -1,0 +1,171 @@
+"""Incidents through a live server: Alertmanager v4 webhooks open, join and calm incidents;
+changes are recorded and refused with clear errors; the CLI lists, shows, acknowledges,
+resolves and writes the postmortem."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from typer.testing import CliRunner
+
+from aisre.app import run_server
+from aisre.present.cli.main import build_cli
+from tests.conftest import ServerProcess
+from tests.otlp_factory import journey_request
+
+runner = CliRunner()
+cli = build_cli(run_server)
+
+
+def am_payload(status: str, alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="AskErrors"}') -> dict[str, Any]:
+    """An Alertmanager webhook body, version 4, as Alertmanager sends it."""
+    return {
+        "version": "4", "groupKey": group_key, "truncatedAlerts": 0, "status": status, "receiver": "aisre",
+        "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093", "alerts": alerts,
+    }
+
+
+def am_alert(name: str, status: str, fingerprint: str, journey: str | None = "ask", severity: str = "critical",
+             ends: str = "0001-01-01T00:00:00Z") -> dict[str, Any]:
+    labels = {"alertname": name, "severity": severity, "team": "search-team"}
+    if journey:
+        labels["journey"] = journey
+    return {
+        "status": status, "labels": labels,
+        "annotations": {"summary": f"{name} is burning", "runbook_url": "https://runbooks.example/ask-errors"},
+        "startsAt": "2026-11-23T09:00:00.123456789Z", "endsAt": ends,
+        "generatorURL": "http://prometheus.example:9090/graph?g0.expr=up", "fingerprint": fingerprint,
+    }
+
+
+def _post(server: ServerProcess, path: str, body: Any, status: int = 200) -> Any:
+    response = httpx.post(server.url + path, json=body, timeout=30)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def test_alertmanager_changes_and_cli(server: ServerProcess, tmp_path: Path) -> None:
+    bad = _post(server, "/api/alertmanager", {"version": "3", "alerts": []}, 400)
+    assert "only Alertmanager webhook version \"4\"" in bad["error"]
+    bad = _post(server, "/api/alertmanager", am_payload("firing", [{**am_alert("A", "firing", "f1"), "startsAt": "soon"}]), 400)
+    assert "alerts[0].startsAt must be an RFC 3339 time" in bad["error"]
+
+    opened = _post(server, "/api/alertmanager", am_payload("firing", [am_alert("AskErrors", "firing", "f1")]))
+    assert opened["alerts"] == 1 and len(opened["incidents"]) == 1
+    first = opened["incidents"][0]
+    assert (first["state"], first["severity"], first["journey"], first["owner"], first["runbook"], first["source"]) == (
+        "open", "sev2", "ask", "search-team", "https://runbooks.example/ask-errors", "alertmanager")
+    assert first["first_alert"] == "2026-11-23T09:00:00.123456Z"
+
+    # Alertmanager repeats the group with every notification: the known alert is not new;
+    # a second alert on the same journey joins the open incident.
+    again = _post(server, "/api/alertmanager", am_payload("firing", [
+        am_alert("AskErrors", "firing", "f1"), am_alert("AskLatency", "firing", "f2", severity="warning")]))
+    assert [d["id"] for d in again["incidents"]] == [first["id"]]
+    other = _post(server, "/api/alertmanager", am_payload(
+        "firing", [am_alert("DiskFull", "firing", "f3", journey=None, severity="warning")], group_key="{}:{alertname=\"DiskFull\"}"))
+    assert other["incidents"][0]["id"] != first["id"] and other["incidents"][0]["severity"] == "sev3"
+    incidents = httpx.get(server.url + "/api/incidents", params={"state": "active"}).json()["items"]
+    assert len(incidents) == 2
+
+    calmed = _post(server, "/api/alertmanager", am_payload("resolved", [
+        am_alert("AskErrors", "resolved", "f1", ends="2026-11-23T09:20:00Z"),
+        am_alert("AskLatency", "resolved", "f2", severity="warning", ends="2026-11-23T09:21:00Z")]))
+    assert calmed["incidents"][0]["state"] == "mitigated"
+    detail = httpx.get(server.url + f"/api/incidents/{first['id']}").json()
+    assert [(a["name"], a["ended"]) for a in detail["alerts"]] == [
+        ("AskErrors", "2026-11-23T09:20:00.000000Z"), ("AskLatency", "2026-11-23T09:21:00.000000Z")]
+    assert [e["kind"] for e in detail["timeline"] if e["kind"] != "impact"][:5] == [
+        "opened", "alert", "alert_resolved", "alert_resolved", "state"]
+
+    # Changes: refused with the field named; accepted ones listed.
+    bad = _post(server, "/api/changes", {"kind": "rollout", "summary": "x"}, 400)
+    assert bad["error"] == "kind must be one of deploy, model, prompt, config, flag; got 'rollout'"
+    bad = _post(server, "/api/changes", {"kind": "deploy", "version": "1.5", "link": "javascript:alert(1)"}, 400)
+    assert "link must be an http(s) URL" in bad["error"]
+
+    result = runner.invoke(cli, ["change", "record", "--kind", "deploy", "--version", "1.5.0", "--journey", "ask",
+                                 "--meta", "pr=1234", "--by", "alice", "--url", server.url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    change = json.loads(result.output)
+    assert (change["summary"], change["who"], change["metadata"], change["source"]) == (
+        "deploy 1.5.0", "alice", {"pr": "1234"}, "api")
+    result = runner.invoke(cli, ["change", "list", "--url", server.url])
+    assert result.exit_code == 0 and "deploy 1.5.0" in result.output
+
+    # CLI: list, show, acknowledge (twice: refused), resolve, postmortem.
+    result = runner.invoke(cli, ["incident", "list", "--url", server.url, "--format", "json"])
+    assert [d["id"] for d in json.loads(result.output)["items"]] == [other["incidents"][0]["id"], first["id"]]
+    second = other["incidents"][0]["id"]
+    result = runner.invoke(cli, ["incident", "ack", str(second), "--by", "alice", "--url", server.url])
+    assert result.exit_code == 0 and "acknowledged" in result.output, result.output
+    result = runner.invoke(cli, ["incident", "ack", str(second), "--by", "bob", "--url", server.url])
+    assert result.exit_code == 1 and "already acknowledged (by alice" in result.output
+    result = runner.invoke(cli, ["incident", "note", str(second), "disk cleaned", "--by", "alice", "--url", server.url])
+    assert result.exit_code == 0
+    result = runner.invoke(cli, ["incident", "resolve", str(second), "--by", "alice", "--url", server.url])
+    assert result.exit_code == 0 and "resolved" in result.output
+    result = runner.invoke(cli, ["incident", "show", str(second), "--url", server.url])
+    assert result.exit_code == 0
+    for text in ("DiskFull", "open → acknowledged", "disk cleaned", "acknowledged → resolved"):
+        assert text in result.output, text
+    result = runner.invoke(cli, ["incident", "action", str(first["id"]), "Page on AskErrors sooner", "--owner",
+                                 "search-team", "--due", "2026-12-01T00:00:00Z", "--by", "bob", "--url", server.url])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "pm.md"
+    result = runner.invoke(cli, ["incident", "postmortem", str(first["id"]), "-o", str(out), "--url", server.url])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert f"# Postmortem: incident #{first['id']}" in text and "Page on AskErrors sooner" in text
+    assert "Remediation: 0 of 1 done (0 %)." in text
+    html = httpx.get(server.url + f"/api/incidents/{first['id']}/postmortem", params={"format": "html"})
+    assert html.headers["content-type"].startswith("text/html") and "<h2>Timeline</h2>" in html.text
+    metrics = httpx.get(server.url + "/api/incidents/metrics").json()
+    assert metrics["incidents"] == 2 and metrics["by_state"] == {
+        "open": 0, "acknowledged": 0, "mitigated": 1, "resolved": 1}
+    assert httpx.get(server.url + "/api/incidents/999").status_code == 404
+    result = runner.invoke(cli, ["incident", "resolve", "999", "--by", "bob", "--url", server.url])
+    assert result.exit_code == 1 and "404: no incident 999" in result.output
+
+
+def test_dead_receiver_does_not_slow_ingest_or_the_api(server_factory: Any, tmp_path: Path) -> None:
+    # A listener that never accepts: connections hang until the notifier's timeout.
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(64)
+        receivers = tmp_path / "receivers.yaml"
+        receivers.write_text(
+            f"receivers:\n  - {{name: dead-hook, type: webhook, url: 'http://127.0.0.1:{blackhole.getsockname()[1]}/'}}\n")
+        server = server_factory(
+            tmp_path / "dead.duckdb", "--setting", f"receivers={receivers}", "--setting", "notify_timeout_s=2",
+            "--setting", "notify_max_attempts=2", "--setting", "notify_backoff_s=0.1")
+        slowest_api = 0.0
+        ids = []
+        for n in range(5):
+            started = time.monotonic()
+            ids.append(_post(server, "/api/incidents", {"title": f"outage {n}", "by": "alice"}, 201)["id"])
+            slowest_api = max(slowest_api, time.monotonic() - started)
+        slowest_ingest = 0.0
+        for _ in range(20):
+            request, _ = journey_request(20)
+            started = time.monotonic()
+            response = httpx.post(server.url + "/v1/traces", content=request.SerializeToString(),
+                                  headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+            slowest_ingest = max(slowest_ingest, time.monotonic() - started)
+            assert response.status_code == 200
+        # Each delivery blocks for 2 s per attempt; nothing the callers did waited for it.
+        assert slowest_api < 1.0 and slowest_ingest < 1.0, (slowest_api, slowest_ingest)
+        deadline = time.monotonic() + 20
+        attempts: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(attempts) < 2:
+            attempts = httpx.get(server.url + f"/api/incidents/{ids[0]}").json()["notifications"]
+            time.sleep(0.2)
+        assert [(a["receiver"], a["attempt"], a["ok"], a["final"]) for a in attempts] == [
+            ("dead-hook", 1, False, False), ("dead-hook", 2, False, True)]
+        assert all(a["error"].startswith("timeout") for a in attempts)
