@@ -21,7 +21,7 @@ import openai
 from aisre.demo.provider import FakeProvider, ModelUsage
 from aisre.demo.scenarios import SCENARIOS, Scenario, get_scenario
 from aisre.demo.service import ASK, TRIAGE, JourneyResult, ServiceConfig, SupportBot
-from aisre.demo.telemetry import DEFAULT_ENDPOINT, ReplicaTracerProvider, openai_instrumented
+from aisre.demo.telemetry import DEFAULT_ENDPOINT, ReplicaTracerProvider, SimClock, openai_instrumented
 
 __all__ = ["DEFAULT_ENDPOINT", "SCENARIOS", "Demo", "DemoStats", "Scenario", "run"]
 
@@ -80,6 +80,7 @@ class Demo:
         workers: int = 8,
         export_delay_ms: int = 500,
         headers: Mapping[str, str] | None = None,
+        clock: SimClock | None = None,
     ) -> None:
         if rate_per_s <= 0:
             raise ValueError(f"rate_per_s must be > 0, got {rate_per_s}")
@@ -98,7 +99,9 @@ class Demo:
             default_version=self._scenario.service_version,
             schedule_delay_ms=export_delay_ms,
             headers=headers,
+            clock=clock,
         )
+        self.clock = clock  # None: spans carry real time
         self._lock = threading.Lock()
         self._stats = DemoStats()
         self._inflight = 0

@@ -9,6 +9,7 @@ another model, so retries and fallbacks are visible in traces.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import random
@@ -23,6 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from aisre.demo import corpus, tools
+from aisre.demo.telemetry import retry_attempt
 
 T = TypeVar("T")
 
@@ -51,13 +53,14 @@ class ServiceConfig:
     stream_share: float = 0.3  # share of ask answers streamed
     app_failure_rate: float = 0.0  # answers rejected by the service's own validation
     retrieval_k: int = 3
+    reask_rate: float = 0.0  # chat answers the service rejects and asks again (billed retries)
 
     def __post_init__(self) -> None:
         if self.prompt_tokens_factor <= 0:
             raise ValueError(f"prompt_tokens_factor must be > 0, got {self.prompt_tokens_factor}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        for name in ("stream_share", "app_failure_rate"):
+        for name in ("stream_share", "app_failure_rate", "reask_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
 
@@ -81,6 +84,13 @@ class JourneyResult:
 
 class AnswerRejected(Exception):
     """The service's own output validation refused the model's answer."""
+
+
+_REASK_ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("aisre_demo_reask", default=False)
+
+
+class _Reask(Exception):
+    """An answer the service throws away and asks for again (the call was billed)."""
 
 
 @dataclass(frozen=True)
@@ -320,6 +330,8 @@ class SupportBot:
                 for c in (message.tool_calls or ())
                 if getattr(c, "function", None) is not None
             )
+            if config.reask_rate and _REASK_ALLOWED.get() and rng.random() < config.reask_rate:
+                raise _Reask(chosen)
             return _Reply(message.content, calls)
 
         return self._retrying(config, rng, result, models, call)
@@ -340,7 +352,16 @@ class SupportBot:
             for attempt in range(config.max_retries + 1):
                 result.llm_calls += 1
                 try:
-                    return call(model)
+                    # The last allowed attempt's answer is kept whatever validation says.
+                    token = _REASK_ALLOWED.set(attempt < config.max_retries)
+                    try:
+                        with retry_attempt(attempt):
+                            return call(model)
+                    finally:
+                        _REASK_ALLOWED.reset(token)
+                except _Reask:
+                    result.retries += 1
+                    continue
                 except openai.RateLimitError as exc:
                     result.rate_limited += 1
                     error = exc
