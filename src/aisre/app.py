@@ -19,15 +19,18 @@ from aisre.act.alerts import AlertEvaluator
 from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
+from aisre.evaluate.cost import CostEngine
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
+from aisre.normalize.prices import load_catalog
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.context import AppContext
 from aisre.present.api.metrics import SloCountsCollector
 from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
 from aisre.store.duckdb import DuckDBStore
+from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.ingest import SpanIngest
 
 log = logging.getLogger("aisre")
@@ -56,6 +59,7 @@ class AisreServer:
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
+        catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -67,6 +71,7 @@ class AisreServer:
             checkpoint_mb=settings.checkpoint_mb,
             rollup_interval_ms=settings.rollup_interval_ms,
         )
+        self.cost = CostEngine(DuckDBCost(self.store), catalog)
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.consumer = SpanIngest(
@@ -76,6 +81,7 @@ class AisreServer:
             max_body_bytes=settings.max_body_bytes,
             retry_after_s=settings.retry_after_s,
             journey_rules=rules,
+            catalog_for=self.cost.catalog_for,
         )
         self.slos = SloEngine(self.store)
         if specs:
@@ -83,7 +89,7 @@ class AisreServer:
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
-            slos=self.slos,
+            slos=self.slos, extra={"cost": self.cost},
         )
         self.alerts = AlertEvaluator(self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s))
         self.grpc: GrpcReceiver | None = None

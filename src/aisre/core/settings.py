@@ -26,6 +26,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db", "aisre.duckdb", "Path of the embedded DuckDB file"),
     Setting("tenant", "default", "Tenant that data without credentials belongs to"),
     Setting("slos", "", "SLO spec file or folder (aisre, OpenSLO or Sloth YAML) loaded at start"),
+    Setting("price_catalog", "", "Price catalog YAML used instead of the shipped one (versions with effective dates; USD per 1M tokens)"),
     Setting("journey_rules", "", "YAML file of rules naming journeys from service and root span name (traces without aisre.journey)"),
     Setting("max_body_bytes", 16 * 1024 * 1024, "Largest accepted OTLP request body, after decompression (413 above it)"),
     Setting("queue_max_spans", 200_000, "Spans waiting for the store writer before ingest answers 429/RESOURCE_EXHAUSTED"),
@@ -54,6 +55,7 @@ class Settings:
     db: str = "aisre.duckdb"
     tenant: str = "default"
     journey_rules: str = ""
+    price_catalog: str = ""
     slos: str = ""
     max_body_bytes: int = 16 * 1024 * 1024
     queue_max_spans: int = 200_000

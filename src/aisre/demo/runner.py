@@ -81,7 +81,11 @@ class Demo:
         export_delay_ms: int = 500,
         headers: Mapping[str, str] | None = None,
         clock: SimClock | None = None,
+        arrivals: str = "poisson",
     ) -> None:
+        if arrivals not in ("poisson", "uniform"):
+            raise ValueError(f"arrivals must be 'poisson' or 'uniform', got {arrivals!r}")
+        self._uniform = arrivals == "uniform"
         if rate_per_s <= 0:
             raise ValueError(f"rate_per_s must be > 0, got {rate_per_s}")
         if time_scale <= 0:
@@ -219,7 +223,8 @@ class Demo:
         next_at = time.monotonic()
         while not self._stopping.is_set():
             scenario = self._scenario
-            next_at += self._rng.expovariate(self._rate * scenario.traffic_factor)
+            rate = self._rate * scenario.traffic_factor
+            next_at += 1.0 / rate if self._uniform else self._rng.expovariate(rate)
             now = time.monotonic()
             if next_at < now - 1.0:
                 next_at = now  # fell behind (e.g. a paused process): do not burst to catch up

@@ -39,6 +39,7 @@ class Scenario:
     max_retries: int = 2
     app_failure_rate: float = 0.0
     reask_rate: float = 0.0  # answers the app rejects and asks again: billed retries
+    max_reasks: int = 2
     # A canary replica taking a share of traffic; None fields inherit the stable value.
     canary_share: float = 0.0
     canary_version: str = "1.5.0"
@@ -94,6 +95,7 @@ class Scenario:
             max_retries=self.max_retries,
             app_failure_rate=self.app_failure_rate,
             reask_rate=self.reask_rate,
+            max_reasks=self.max_reasks,
         )
         if not canary:
             return stable
@@ -119,11 +121,11 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
             "retry-storm",
             "The provider rate-limits gpt-4o-mini hard and its answers often fail validation; "
             "app retries multiply calls per run, and the re-asked answers are billed.",
-            rate_limit_rate=0.45,
-            failure_rate=0.01,
+            rate_limit_rate=0.3,
             fault_models=("gpt-4o-mini",),
             max_retries=3,
-            reask_rate=0.6,
+            reask_rate=0.85,
+            max_reasks=3,
         ),
         Scenario(
             "prompt-regression",

@@ -54,10 +54,13 @@ class ServiceConfig:
     app_failure_rate: float = 0.0  # answers rejected by the service's own validation
     retrieval_k: int = 3
     reask_rate: float = 0.0  # chat answers the service rejects and asks again (billed retries)
+    max_reasks: int = 2  # re-asks per call, apart from the 429 retries
 
     def __post_init__(self) -> None:
         if self.prompt_tokens_factor <= 0:
             raise ValueError(f"prompt_tokens_factor must be > 0, got {self.prompt_tokens_factor}")
+        if self.max_reasks < 0:
+            raise ValueError(f"max_reasks must be >= 0, got {self.max_reasks}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         for name in ("stream_share", "app_failure_rate", "reask_rate"):
@@ -349,30 +352,34 @@ class SupportBot:
         for index, model in enumerate(models):
             if index:
                 result.fallbacks += 1
-            for attempt in range(config.max_retries + 1):
+            limited = 0  # 429s retried so far
+            reasks = 0  # answers thrown away and asked again
+            sent = 0
+            while True:
                 result.llm_calls += 1
+                token = _REASK_ALLOWED.set(reasks < config.max_reasks)
                 try:
-                    # The last allowed attempt's answer is kept whatever validation says.
-                    token = _REASK_ALLOWED.set(attempt < config.max_retries)
-                    try:
-                        with retry_attempt(attempt):
-                            return call(model)
-                    finally:
-                        _REASK_ALLOWED.reset(token)
+                    with retry_attempt(sent):
+                        return call(model)
                 except _Reask:
+                    reasks += 1
+                    sent += 1
                     result.retries += 1
-                    continue
                 except openai.RateLimitError as exc:
                     result.rate_limited += 1
                     error = exc
-                    if attempt == config.max_retries:
+                    if limited == config.max_retries:
                         break
                     result.retries += 1
-                    self._backoff(config, attempt, exc, rng)
+                    self._backoff(config, limited, exc, rng)
+                    limited += 1
+                    sent += 1
                 except openai.InternalServerError as exc:
                     result.server_errors += 1
                     error = exc
                     break
+                finally:
+                    _REASK_ALLOWED.reset(token)
         assert error is not None  # the loops run at least once
         raise error
 

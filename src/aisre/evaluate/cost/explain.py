@@ -399,11 +399,12 @@ def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | 
 
     leftover.append(("calls_per_run", terms["calls_per_run"], "answered model calls per run"))
     rest = sum(x for _, x, _ in leftover) + d.get("residual_usd", 0.0)
-    if material(rest) or not causes:
+    # The rest is always reported, so the shares add up to the delta; below 5 % it is noise.
+    if abs(rest) > 1e-9 * abs(delta) or not causes:
         parts = [f"{label} {x:+.4g} USD" for _, x, label in sorted(leftover, key=lambda t: -abs(t[1])) if x]
         add("unexplained", rest, {
-            "summary": ("no rule explains this part of the change; by factor: " + ", ".join(parts[:4]))
-            if parts else "no change to explain",
+            "summary": (("no rule explains this part of the change" if material(rest) else "noise, below 5 % of the change")
+                        + "; by factor: " + ", ".join(parts[:4])) if parts else "no change to explain",
             "terms_usd": {k: x for k, x, _ in leftover},
         }, "costliest")
     # Same cause named twice (model_shift from tokens and from mix): merge.

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.context import AppContext
+from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
 from aisre.receive.otlp_http import traces_endpoint
 
@@ -69,6 +70,7 @@ def build_asgi(
     routes: list[BaseRoute] = [
         Route("/v1/traces", otlp, methods=["POST"], include_in_schema=False),
         *API_ROUTES,
+        *COST_ROUTES,
         *ui_routes,
     ]
     app = Starlette(

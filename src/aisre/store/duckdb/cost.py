@@ -50,9 +50,16 @@ SELECT
     coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) FILTER (WHERE billed AND price_version IS NULL), 0)
 FROM (
     SELECT *,
-        -- A re-send: a retry whose previous attempt (same parent and model) was answered.
-        coalesce(retry_attempt > 0 AND lag(billed) OVER (
-            PARTITION BY trace_id, parent_span_id, request_model ORDER BY start_ns, span_id), FALSE) AS resent
+        -- A re-send: a retry (same parent and model) after an attempt of the same call
+        -- that was answered, and billed; a retry after a 429 or 5xx costs nothing extra.
+        coalesce(billed AND retry_attempt > 0 AND sum(billed::INTEGER) OVER (
+            PARTITION BY trace_id, parent_span_id, request_model, call_no ORDER BY start_ns, span_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > 0, FALSE) AS resent
+    FROM (
+    SELECT *,
+        -- Attempts of one call share a number: a first attempt starts the next one.
+        sum((retry_attempt = 0)::INTEGER) OVER (
+            PARTITION BY trace_id, parent_span_id, request_model ORDER BY start_ns, span_id) AS call_no
     FROM (
         SELECT
             t.tenant, t.trace_id, s.parent_span_id, coalesce(s.request_model, '') AS request_model,
@@ -72,6 +79,7 @@ FROM (
         WHERE s.tenant = ? AND s.operation IN {_LLM}
           AND s.start_ns >= ? AND s.start_ns < ? + {_STEP_SLACK_NS}
           AND t.tenant = ? AND t.has_root AND t.root_start_ns >= ? AND t.root_start_ns < ?
+    )
     )
 )
 GROUP BY tenant, journey, minute_ns, provider, model, prompt_version, service_version
