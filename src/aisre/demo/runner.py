@@ -21,7 +21,12 @@ import openai
 from aisre.demo.provider import FakeProvider, ModelUsage
 from aisre.demo.scenarios import SCENARIOS, Scenario, get_scenario
 from aisre.demo.service import ASK, TRIAGE, JourneyResult, ServiceConfig, SupportBot
-from aisre.demo.telemetry import DEFAULT_ENDPOINT, ReplicaTracerProvider, SimClock, openai_instrumented
+from aisre.demo.telemetry import (
+    DEFAULT_ENDPOINT,
+    ReplicaTracerProvider,
+    SimClock,
+    openai_instrumented,
+)
 
 __all__ = ["DEFAULT_ENDPOINT", "SCENARIOS", "Demo", "DemoStats", "Scenario", "run"]
 

@@ -135,8 +135,9 @@ class _ClockAnchors(SpanProcessor):
         self._clock = clock
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if span.parent is None and span.start_time is not None:
-            self._clock.anchor(span.get_span_context().trace_id, span.start_time)
+        context = span.get_span_context()
+        if span.parent is None and span.start_time is not None and context is not None:
+            self._clock.anchor(context.trace_id, span.start_time)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Nothing to do when a span ends."""
@@ -155,7 +156,7 @@ class _ShiftedExporter(SpanExporter):
     def _shift(self, span: ReadableSpan) -> ReadableSpan:
         ctx = span.get_span_context()
         start = span.start_time or 0
-        delta = self._clock.offset(ctx.trace_id, start, release=span.parent is None)
+        delta = self._clock.offset(ctx.trace_id if ctx is not None else 0, start, release=span.parent is None)
         return ReadableSpan(
             name=span.name, context=ctx, parent=span.parent, resource=span.resource,
             attributes=span.attributes, links=span.links, kind=span.kind, status=span.status,

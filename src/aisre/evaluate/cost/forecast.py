@@ -8,6 +8,7 @@ prediction interval comes back with it, clipped at zero (spend never goes negati
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ def forecast_hourly(start_ns: int, values: list[float], horizon: int) -> Forecas
     from statsforecast import StatsForecast
     from statsforecast.models import MSTL, AutoETS, HistoricAverage
 
+    model: Any
     if len(values) >= 48:
         model = MSTL(season_length=24, trend_forecaster=AutoETS(model="ZZN"))
         name = "MSTL(24h) + AutoETS"

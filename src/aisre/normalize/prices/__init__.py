@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -223,7 +224,7 @@ def price_segments(
     """(from, to, price or None, version or None) pieces covering [since, until) for one model."""
     points = [since_ns, *(b for b in catalog.breakpoints() if since_ns < b < until_ns), until_ns]
     out = []
-    for start, end in zip(points, points[1:], strict=False):
+    for start, end in itertools.pairwise(points):
         price, version = catalog.lookup(provider or None, model or None, start)
         out.append((start, end, price, version if price is not None else None))
     return out

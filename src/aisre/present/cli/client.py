@@ -42,3 +42,18 @@ def put_text(url: str, path: str, text: str, content_type: str, timeout: float =
             raise ApiError(f"{response.status_code}: {response.text}") from None
         raise ApiError(str(body.get("error", response.text)))
     return response.json()
+
+
+def send_json(url: str, method: str, path: str, body: Any = None, timeout: float = 600.0) -> Any:
+    """POST/PUT/DELETE a JSON body to ``path`` and return the JSON answer."""
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach aisre at {url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise ApiError(f"{response.status_code}: {message}")
+    return response.json()
