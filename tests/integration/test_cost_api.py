@@ -171,3 +171,38 @@ def test_budgets_and_headroom(server) -> None:
     assert mini["peak_tokens_per_min"] == 120_000
     assert mini["tokens_headroom"] == pytest.approx(0.2)
     assert "80%" in mini["warning"]
+
+
+def test_cost_cli(server) -> None:
+    import json
+    import subprocess
+
+    from tests.conftest import AISRE
+
+    req = journey_request(journey="ask", model="gpt-4o-mini", input_tokens=1000, output_tokens=100)
+    assert httpx.post(server.url + "/v1/traces", content=req.SerializeToString(),
+                      headers={"content-type": "application/x-protobuf"}).status_code == 200
+    _wait_rollups(server, 1)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*AISRE, "cost", *args, "--url", server.url], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "COLUMNS": "200"})
+
+    out = cli("breakdown", "--by", "journey,model", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert [(g["journey"], g["model"]) for g in data["groups"]] == [("ask", "gpt-4o-mini")]
+    table = cli("breakdown", "--by", "model")
+    assert table.returncode == 0 and "gpt-4o-mini" in table.stdout and "per 1K runs" in table.stdout
+    assert cli("price-set", "gpt-4o-mini", "--input", "1", "--output", "2", "--effective", "2020-01-01T00:00:00Z").returncode == 0
+    repriced = cli("reprice", "--since", "2020-01-01T00:00:00Z", "--format", "json")
+    assert repriced.returncode == 0, repriced.stderr
+    assert json.loads(repriced.stdout)["cost_after_usd"] == pytest.approx((1000 * 1 + 100 * 2) / 1e6)
+    bad = cli("explain", "--journey", "ask", "--baseline", "yesterday", "--current", "1h..now")
+    assert bad.returncode == 1 and "baseline must be FROM..TO" in bad.stderr
+    none = cli("explain", "--journey", "nope", "--baseline", "2020-01-01T00:00:00Z..2020-01-02T00:00:00Z",
+               "--current", "2020-01-02T00:00:00Z..2020-01-03T00:00:00Z")
+    assert none.returncode == 1 and "no runs" in none.stderr
+    budget = cli("budget-set", "all", "--amount", "10", "--period", "week")
+    assert budget.returncode == 0, budget.stderr
+    assert "all" in cli("budget").stdout
