@@ -28,7 +28,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from slo import (  # noqa: E402  (bench/slo.py, beside this file)
+from aisre.evaluate.cost import CostEngine
+from aisre.store.duckdb.cost import DuckDBCost
+from aisre.store.duckdb.rollups import MINUTE_NS, rebuild
+from aisre.store.duckdb.store import DuckDBStore
+from slo import (
     CHUNK_TRACES,
     END_NS,
     INSERT_SPANS,
@@ -37,11 +41,6 @@ from slo import (  # noqa: E402  (bench/slo.py, beside this file)
     START_NS,
     TENANT,
 )
-
-from aisre.evaluate.cost import CostEngine  # noqa: E402
-from aisre.store.duckdb.cost import DuckDBCost  # noqa: E402
-from aisre.store.duckdb.rollups import MINUTE_NS, rebuild  # noqa: E402
-from aisre.store.duckdb.store import DuckDBStore  # noqa: E402
 
 console = Console()
 DAY_NS = 86_400 * 10**9

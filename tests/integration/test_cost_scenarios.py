@@ -45,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 @dataclass
 class Phase:
     start_ns: int
-    end_ns: int
+    end_ns: int  # the load stopped here (stopping and flushing take a little longer)
     runs: int
     usage: dict[str, ModelUsage]
 
@@ -59,17 +59,20 @@ def _phase(url: str, clock: SimClock, scenario: str, seed: int, **knobs: object)
     demo.start()
     start = clock.now_ns()
     demo.wait(PHASE_S)
+    end = clock.now_ns()
     stats = demo.stop()
     assert stats.crashed == 0 and stats.shed == 0, stats
-    return Phase(start, clock.now_ns(), stats.journeys["ask"], stats.provider_usage)
+    return Phase(start, end, stats.journeys["ask"], stats.provider_usage)
 
 
 def _explain(server: ServerProcess, day: int, scenario: str, **knobs: object) -> tuple[dict, Phase, Phase]:
     clock = SimClock(SPEED, start_ns=DAY0 + day * DAY_NS)
     base = _phase(server.url, clock, "default", seed=100 + day, failure_rate=0.0, rate_limit_rate=0.0)
-    time.sleep(0.5)  # a quiet gap, so the windows can be made equally long without overlapping
+    time.sleep(1.0)  # a quiet gap, so the windows can be made equally long without overlapping
     cur = _phase(server.url, clock, scenario, seed=200 + day, **knobs)
-    length = max(base.end_ns - base.start_ns, cur.end_ns - cur.start_ns)
+    # Both windows as long as the longer phase, plus half a real second for the last
+    # journeys submitted to start.
+    length = max(base.end_ns - base.start_ns, cur.end_ns - cur.start_ns) + int(0.5 * SPEED * 1e9)
     assert base.start_ns + length <= cur.start_ns
     baseline = f"{rfc3339(base.start_ns)}..{rfc3339(base.start_ns + length)}"
     current = f"{rfc3339(cur.start_ns)}..{rfc3339(cur.start_ns + length)}"
