@@ -23,10 +23,12 @@ from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
 from aisre.derive.journeys import get_trace
+from aisre.evaluate.cost import CostEngine
 from aisre.evaluate.gate.config import load_gate_config
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
+from aisre.normalize.prices import load_catalog
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
@@ -36,6 +38,7 @@ from aisre.present.ui.incidents import incident_ui_routes
 from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
 from aisre.store.duckdb import DuckDBStore, has_active_keys
+from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.ingest import SpanIngest
 
 log = logging.getLogger("aisre")
@@ -67,6 +70,7 @@ class AisreServer:
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         receivers = load_receivers(settings.receivers) if settings.receivers else []
+        catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -79,6 +83,7 @@ class AisreServer:
             rollup_interval_ms=settings.rollup_interval_ms,
         )
         self.keys = KeyRing(self.store, settings.tenant)
+        self.cost = CostEngine(DuckDBCost(self.store), catalog)
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.consumer = SpanIngest(
@@ -88,6 +93,7 @@ class AisreServer:
             max_body_bytes=settings.max_body_bytes,
             retry_after_s=settings.retry_after_s,
             journey_rules=rules,
+            catalog_for=self.cost.catalog_for,
         )
         self.slos = SloEngine(self.store)
         if specs:
@@ -111,6 +117,7 @@ class AisreServer:
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,
+            extra={"cost": self.cost},
         )
         if gate_config is not None:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config

@@ -131,7 +131,17 @@ def test_rate_limits_and_errors_show_as_retries_and_failed_roots(receiver: OtlpR
         ]
         root = next(r for r in rows if r["trace_id"] == limited["trace_id"] and r["is_root"])
         assert siblings or root["marks_failure"]
-        assert all(s["retry_attempt"] > 0 for s in siblings)
+        # Attempts up to the first answer are retries; a call after that answer (the reply
+        # after a tool call) is a new call.
+        attempts = []
+        for s in sorted(siblings, key=lambda s: s["start_ns"]):
+            attempts.append(s)
+            if s["status"] != "error":
+                break
+        assert all(s["retry_attempt"] > 0 for s in attempts)
+        assert all(s["retry_attempt"] == 0 for s in siblings if s not in attempts and s["status"] != "error"
+                   and not any(f["end_ns"] <= s["start_ns"] and f["start_ns"] > attempts[-1]["end_ns"]
+                               for f in errors if f["trace_id"] == s["trace_id"]))
 
     failed_roots = [r for r in rows if r["is_root"] and r["marks_failure"]]
     assert Counter(r["journey"] for r in failed_roots) == stats.failures

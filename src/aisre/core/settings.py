@@ -27,6 +27,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tenant", "default", "Tenant that data without credentials belongs to"),
     Setting("slos", "", "SLO spec file or folder (aisre, OpenSLO or Sloth YAML) loaded at start"),
     Setting("gate_config", "", "Release-gate file (judge, metric settings, error-budget policy) that /api/gate judges with; defaults when empty"),
+    Setting("price_catalog", "", "Price catalog YAML used instead of the shipped one (versions with effective dates; USD per 1M tokens)"),
     Setting("journey_rules", "", "YAML file of rules naming journeys from service and root span name (traces without aisre.journey)"),
     Setting("max_body_bytes", 16 * 1024 * 1024, "Largest accepted OTLP request body, after decompression (413 above it)"),
     Setting("queue_max_spans", 200_000, "Spans waiting for the store writer before ingest answers 429/RESOURCE_EXHAUSTED"),
@@ -60,6 +61,7 @@ class Settings:
     db: str = "aisre.duckdb"
     tenant: str = "default"
     journey_rules: str = ""
+    price_catalog: str = ""
     slos: str = ""
     gate_config: str = ""
     max_body_bytes: int = 16 * 1024 * 1024

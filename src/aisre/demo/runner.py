@@ -21,7 +21,12 @@ import openai
 from aisre.demo.provider import FakeProvider, ModelUsage
 from aisre.demo.scenarios import SCENARIOS, Scenario, get_scenario
 from aisre.demo.service import ASK, TRIAGE, JourneyResult, ServiceConfig, SupportBot
-from aisre.demo.telemetry import DEFAULT_ENDPOINT, ReplicaTracerProvider, openai_instrumented
+from aisre.demo.telemetry import (
+    DEFAULT_ENDPOINT,
+    ReplicaTracerProvider,
+    SimClock,
+    openai_instrumented,
+)
 
 __all__ = ["DEFAULT_ENDPOINT", "SCENARIOS", "Demo", "DemoStats", "Scenario", "run"]
 
@@ -80,7 +85,12 @@ class Demo:
         workers: int = 8,
         export_delay_ms: int = 500,
         headers: Mapping[str, str] | None = None,
+        clock: SimClock | None = None,
+        arrivals: str = "poisson",
     ) -> None:
+        if arrivals not in ("poisson", "uniform"):
+            raise ValueError(f"arrivals must be 'poisson' or 'uniform', got {arrivals!r}")
+        self._uniform = arrivals == "uniform"
         if rate_per_s <= 0:
             raise ValueError(f"rate_per_s must be > 0, got {rate_per_s}")
         if time_scale <= 0:
@@ -98,7 +108,9 @@ class Demo:
             default_version=self._scenario.service_version,
             schedule_delay_ms=export_delay_ms,
             headers=headers,
+            clock=clock,
         )
+        self.clock = clock  # None: spans carry real time
         self._lock = threading.Lock()
         self._stats = DemoStats()
         self._inflight = 0
@@ -226,7 +238,8 @@ class Demo:
         next_at = time.monotonic()
         while not self._stopping.is_set():
             scenario = self._scenario
-            next_at += self._rng.expovariate(self._rate * scenario.traffic_factor)
+            rate = self._rate * scenario.traffic_factor
+            next_at += 1.0 / rate if self._uniform else self._rng.expovariate(rate)
             now = time.monotonic()
             if next_at < now - 1.0:
                 next_at = now  # fell behind (e.g. a paused process): do not burst to catch up

@@ -38,6 +38,8 @@ class Scenario:
     fallback_model: str | None = None
     max_retries: int = 2
     app_failure_rate: float = 0.0
+    reask_rate: float = 0.0  # answers the app rejects and asks again: billed retries
+    max_reasks: int = 2
     # A canary replica taking a share of traffic; None fields inherit the stable value.
     canary_share: float = 0.0
     canary_version: str = "1.5.0"
@@ -51,7 +53,8 @@ class Scenario:
 
     def __post_init__(self) -> None:
         for name in ("failure_rate", "rate_limit_rate", "tool_call_rate", "agent_share",
-                     "app_failure_rate", "canary_share", "canary_failure_rate", "canary_groundedness_drop"):
+                     "app_failure_rate", "canary_share", "canary_failure_rate", "canary_groundedness_drop",
+                     "reask_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"scenario {self.name!r}: {name} must be within [0, 1], got {value}")
@@ -105,6 +108,8 @@ class Scenario:
             fallback_model=self.fallback_model,
             max_retries=self.max_retries,
             app_failure_rate=self.app_failure_rate,
+            reask_rate=self.reask_rate,
+            max_reasks=self.max_reasks,
         )
         if not canary:
             return stable
@@ -129,11 +134,13 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
         ),
         Scenario(
             "retry-storm",
-            "The provider rate-limits gpt-4o-mini hard; app retries multiply calls per run.",
-            rate_limit_rate=0.45,
-            failure_rate=0.01,
+            "The provider rate-limits gpt-4o-mini hard and its answers often fail validation; "
+            "app retries multiply calls per run, and the re-asked answers are billed.",
+            rate_limit_rate=0.3,
             fault_models=("gpt-4o-mini",),
             max_retries=3,
+            reask_rate=0.85,
+            max_reasks=3,
         ),
         Scenario(
             "prompt-regression",
@@ -160,6 +167,13 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
             traffic_factor=4.0,
             failure_rate=0.002,
             rate_limit_rate=0.01,
+        ),
+        Scenario(
+            "traffic-and-prompt",
+            "Two causes at once: 30 % more traffic and prompt v4, about 50 % more input tokens per call.",
+            traffic_factor=1.3,
+            prompt_version="v4",
+            prompt_tokens_factor=1.6,
         ),
         Scenario(
             "bad-prompt-rollout",

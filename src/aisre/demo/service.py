@@ -9,6 +9,7 @@ another model, so retries and fallbacks are visible in traces.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import random
@@ -23,6 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from aisre.demo import corpus, tools
+from aisre.demo.telemetry import retry_attempt
 
 T = TypeVar("T")
 
@@ -52,13 +54,17 @@ class ServiceConfig:
     app_failure_rate: float = 0.0  # answers rejected by the service's own validation
     retrieval_k: int = 3
     groundedness_drop: float = 0.0  # how much less grounded answers are (online evaluation score)
+    reask_rate: float = 0.0  # chat answers the service rejects and asks again (billed retries)
+    max_reasks: int = 2  # re-asks per call, apart from the 429 retries
 
     def __post_init__(self) -> None:
         if self.prompt_tokens_factor <= 0:
             raise ValueError(f"prompt_tokens_factor must be > 0, got {self.prompt_tokens_factor}")
+        if self.max_reasks < 0:
+            raise ValueError(f"max_reasks must be >= 0, got {self.max_reasks}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        for name in ("stream_share", "app_failure_rate", "groundedness_drop"):
+        for name in ("stream_share", "app_failure_rate", "groundedness_drop", "reask_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
 
@@ -82,6 +88,13 @@ class JourneyResult:
 
 class AnswerRejected(Exception):
     """The service's own output validation refused the model's answer."""
+
+
+_REASK_ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("aisre_demo_reask", default=False)
+
+
+class _Reask(Exception):
+    """An answer the service throws away and asks for again (the call was billed)."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +338,8 @@ class SupportBot:
                 for c in (message.tool_calls or ())
                 if getattr(c, "function", None) is not None
             )
+            if config.reask_rate and _REASK_ALLOWED.get() and rng.random() < config.reask_rate:
+                raise _Reask(chosen)
             return _Reply(message.content, calls)
 
         return self._retrying(config, rng, result, models, call)
@@ -342,21 +357,34 @@ class SupportBot:
         for index, model in enumerate(models):
             if index:
                 result.fallbacks += 1
-            for attempt in range(config.max_retries + 1):
+            limited = 0  # 429s retried so far
+            reasks = 0  # answers thrown away and asked again
+            sent = 0
+            while True:
                 result.llm_calls += 1
+                token = _REASK_ALLOWED.set(reasks < config.max_reasks)
                 try:
-                    return call(model)
+                    with retry_attempt(sent):
+                        return call(model)
+                except _Reask:
+                    reasks += 1
+                    sent += 1
+                    result.retries += 1
                 except openai.RateLimitError as exc:
                     result.rate_limited += 1
                     error = exc
-                    if attempt == config.max_retries:
+                    if limited == config.max_retries:
                         break
                     result.retries += 1
-                    self._backoff(config, attempt, exc, rng)
+                    self._backoff(config, limited, exc, rng)
+                    limited += 1
+                    sent += 1
                 except openai.InternalServerError as exc:
                     result.server_errors += 1
                     error = exc
                     break
+                finally:
+                    _REASK_ALLOWED.reset(token)
         assert error is not None  # the loops run at least once
         raise error
 

@@ -12,6 +12,7 @@ import contextvars
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,8 +24,8 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.util.genai.utils import is_experimental_mode
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,110 @@ class BaggageSpanProcessor(SpanProcessor):
         """Nothing to do when a span ends."""
 
 
+# The attribute aisre reads an application-level retry number from (http.request.resend_count's
+# sibling for model calls the app repeats itself).
+RETRY_ATTRIBUTE = "aisre.retry.attempt"
+_retry_attempt: contextvars.ContextVar[int] = contextvars.ContextVar("aisre_demo_retry_attempt", default=0)
+
+
+@contextmanager
+def retry_attempt(attempt: int) -> Iterator[None]:
+    """Spans started inside carry ``aisre.retry.attempt`` = ``attempt`` (when > 0)."""
+    token = _retry_attempt.set(attempt)
+    try:
+        yield
+    finally:
+        _retry_attempt.reset(token)
+
+
+class RetryAttemptProcessor(SpanProcessor):
+    """Marks spans started inside :func:`retry_attempt` with the attempt number."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        attempt = _retry_attempt.get()
+        if attempt > 0:
+            span.set_attribute(RETRY_ATTRIBUTE, attempt)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Nothing to do when a span ends."""
+
+
+class SimClock:
+    """An accelerated clock for the demo's timestamps: ``speed`` simulated seconds pass per
+    real second from ``start_ns`` on. Each trace keeps its real durations and moves as a
+    whole to the simulated time of its root's start, so a few real seconds of traffic read
+    as hours (pair it with the demo's ``time_scale`` to keep latencies plausible)."""
+
+    def __init__(self, speed: float, start_ns: int | None = None) -> None:
+        if speed <= 0:
+            raise ValueError(f"clock speed must be > 0, got {speed}")
+        self.speed = speed
+        self._real0 = time.time_ns()
+        self._sim0 = self._real0 if start_ns is None else start_ns
+        self._anchors: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def sim(self, real_ns: int) -> int:
+        """Simulated time of a real instant."""
+        return self._sim0 + round((real_ns - self._real0) * self.speed)
+
+    def now_ns(self) -> int:
+        """Simulated now."""
+        return self.sim(time.time_ns())
+
+    def anchor(self, trace_id: int, real_start_ns: int) -> None:
+        with self._lock:
+            self._anchors.setdefault(trace_id, real_start_ns)
+
+    def offset(self, trace_id: int, real_ns: int, release: bool) -> int:
+        """How far the spans of a trace move; the root's export releases its anchor."""
+        with self._lock:
+            anchor = self._anchors.pop(trace_id, real_ns) if release else self._anchors.get(trace_id, real_ns)
+        return self.sim(anchor) - anchor
+
+
+class _ClockAnchors(SpanProcessor):
+    def __init__(self, clock: SimClock) -> None:
+        self._clock = clock
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        context = span.get_span_context()
+        if span.parent is None and span.start_time is not None and context is not None:
+            self._clock.anchor(context.trace_id, span.start_time)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Nothing to do when a span ends."""
+
+
+class _ShiftedExporter(SpanExporter):
+    """Exports spans moved to the simulated clock."""
+
+    def __init__(self, inner: SpanExporter, clock: SimClock) -> None:
+        self._inner = inner
+        self._clock = clock
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export([self._shift(s) for s in spans])
+
+    def _shift(self, span: ReadableSpan) -> ReadableSpan:
+        ctx = span.get_span_context()
+        start = span.start_time or 0
+        delta = self._clock.offset(ctx.trace_id if ctx is not None else 0, start, release=span.parent is None)
+        return ReadableSpan(
+            name=span.name, context=ctx, parent=span.parent, resource=span.resource,
+            attributes=span.attributes, links=span.links, kind=span.kind, status=span.status,
+            events=[Event(e.name, e.attributes, (e.timestamp or start) + delta) for e in span.events],
+            start_time=start + delta, end_time=(span.end_time or start) + delta,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
 class ReplicaTracerProvider(trace.TracerProvider):
     """A tracer provider that sends each span to the replica (service version) in context."""
 
@@ -79,8 +184,10 @@ class ReplicaTracerProvider(trace.TracerProvider):
         schedule_delay_ms: int = 500,
         export_timeout_s: float = 5.0,
         headers: Mapping[str, str] | None = None,
+        clock: SimClock | None = None,
     ) -> None:
         self._endpoint = traces_url(endpoint)
+        self._clock = clock
         self._default = default_version
         self._environment = environment
         self._delay_ms = schedule_delay_ms
@@ -119,9 +226,13 @@ class ReplicaTracerProvider(trace.TracerProvider):
             # Shut down explicitly by the runner, so no atexit hook holding references.
             created = TracerProvider(resource=resource, shutdown_on_exit=False)
             created.add_span_processor(BaggageSpanProcessor())
-            exporter = OTLPSpanExporter(
+            created.add_span_processor(RetryAttemptProcessor())
+            exporter: SpanExporter = OTLPSpanExporter(
                 endpoint=self._endpoint, timeout=self._timeout_s, headers=self._headers or None
             )
+            if self._clock is not None:
+                created.add_span_processor(_ClockAnchors(self._clock))
+                exporter = _ShiftedExporter(exporter, self._clock)
             created.add_span_processor(
                 BatchSpanProcessor(exporter, schedule_delay_millis=self._delay_ms)
             )

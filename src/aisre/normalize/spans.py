@@ -519,7 +519,8 @@ _TRACE, _PARENT, _START, _END, _STATUS, _OPERATION, _REQUEST_MODEL, _RETRY = (
 
 def _mark_sibling_retries(rows: list[tuple[Any, ...]], any_error: bool) -> None:
     """An application-level retry is a model call repeated under the same parent after a
-    failed sibling: number such calls 1, 2, … in ``retry_attempt``."""
+    failed sibling: number such calls 1, 2, … in ``retry_attempt``. A call after a sibling
+    that succeeded is a new call (e.g. the answer after a tool call), not a retry."""
     if not any_error:
         return
     failed: dict[tuple[str, str, str, str | None], list[int]] = {}
@@ -529,11 +530,18 @@ def _mark_sibling_retries(rows: list[tuple[Any, ...]], any_error: bool) -> None:
             failed.setdefault(key, []).append(row[_END])
     if not failed:
         return
+    succeeded: dict[tuple[str, str, str, str | None], list[int]] = {}
+    for row in rows:
+        key = (row[_TRACE], row[_PARENT], row[_OPERATION], row[_REQUEST_MODEL])
+        if row[_STATUS] != "error" and key in failed:
+            succeeded.setdefault(key, []).append(row[_END])
     for i, row in enumerate(rows):
         if row[_OPERATION] not in LLM_OPERATIONS:
             continue
-        ends = failed.get((row[_TRACE], row[_PARENT], row[_OPERATION], row[_REQUEST_MODEL]))
+        key = (row[_TRACE], row[_PARENT], row[_OPERATION], row[_REQUEST_MODEL])
+        ends = failed.get(key)
         if ends:
-            earlier = sum(1 for end in ends if end <= row[_START])
+            last_ok = max((end for end in succeeded.get(key, ()) if end <= row[_START]), default=-1)
+            earlier = sum(1 for end in ends if last_ok < end <= row[_START])
             if earlier > row[_RETRY]:
                 rows[i] = (*row[:_RETRY], earlier, *row[_RETRY + 1 :])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -67,6 +68,10 @@ class PriceCatalog:
         if key not in self._cache:
             self._cache[key] = _match(version, provider, model)
         return self._cache[key], version.id
+
+    def breakpoints(self) -> list[int]:
+        """Times at which the price of some model may change."""
+        return [v.effective_ns for v in self.versions]
 
 
 def _candidates(model: str) -> list[str]:
@@ -144,3 +149,82 @@ def default_catalog() -> PriceCatalog:
     """The catalog shipped with aisre (loaded on first use, once per process)."""
     text = resources.files("aisre.normalize.prices").joinpath("catalog.yaml").read_text()
     return parse_catalog(yaml.safe_load(text), "catalog.yaml")
+
+
+@dataclass(frozen=True)
+class PriceOverride:
+    """A tenant's own price for one model (e.g. a negotiated discount), from ``effective_ns`` on."""
+
+    model: str
+    input: float
+    output: float
+    cached_input: float
+    effective_ns: int
+    provider: str = ""
+
+    @property
+    def version_id(self) -> str:
+        moment = dt.datetime.fromtimestamp(self.effective_ns // 10**9, tz=dt.UTC)
+        return f"override:{self.model}@{moment.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def parse_override(data: Any, effective_ns: int) -> PriceOverride:
+    """An override from plain data ({model, input, output, cached_input?, provider?}); errors name the field."""
+    if not isinstance(data, dict):
+        raise PermanentError("a price override must be an object with 'model', 'input' and 'output'")
+    model = data.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise PermanentError("a price override needs a 'model' name")
+    price = _price(str(data.get("provider") or ""), model.strip(), data, f"price override for {model!r}")
+    return PriceOverride(price.model, price.input, price.output, price.cached_input, effective_ns, price.provider)
+
+
+class TenantCatalog(PriceCatalog):
+    """A catalog with one tenant's overrides on top: an override in force for a model wins
+    over the catalog, and the call records the override's id as its price version."""
+
+    def __init__(self, base: PriceCatalog, overrides: list[PriceOverride]) -> None:
+        super().__init__(base.versions)
+        self.overrides = sorted(overrides, key=lambda o: o.effective_ns)
+        self._override_cache: dict[tuple[str | None, str, int], tuple[Price, str] | None] = {}
+
+    def lookup(self, provider: str | None, model: str | None, time_ns: int) -> tuple[Price | None, str]:
+        in_force = [o for o in self.overrides if o.effective_ns <= time_ns]
+        if model and in_force:
+            key = (provider, model, len(in_force))
+            if key not in self._override_cache:
+                self._override_cache[key] = _override_match(in_force, provider, model)
+            found = self._override_cache[key]
+            if found is not None:
+                return found
+        return super().lookup(provider, model, time_ns)
+
+    def breakpoints(self) -> list[int]:
+        return sorted({*super().breakpoints(), *(o.effective_ns for o in self.overrides)})
+
+
+def _override_match(in_force: list[PriceOverride], provider: str | None, model: str) -> tuple[Price, str] | None:
+    # The newest override per model name wins; then the catalog's matching rules apply.
+    latest: dict[str, PriceOverride] = {}
+    for o in in_force:
+        latest[o.model] = o
+    version = PriceVersion(
+        "overrides", 0,
+        {name: Price(o.provider, o.model, o.input, o.output, o.cached_input) for name, o in latest.items()},
+    )
+    price = _match(version, provider, model)
+    if price is None:
+        return None
+    return price, latest[price.model].version_id
+
+
+def price_segments(
+    catalog: PriceCatalog, provider: str, model: str, since_ns: int, until_ns: int
+) -> list[tuple[int, int, Price | None, str | None]]:
+    """(from, to, price or None, version or None) pieces covering [since, until) for one model."""
+    points = [since_ns, *(b for b in catalog.breakpoints() if since_ns < b < until_ns), until_ns]
+    out = []
+    for start, end in itertools.pairwise(points):
+        price, version = catalog.lookup(provider or None, model or None, start)
+        out.append((start, end, price, version if price is not None else None))
+    return out

@@ -20,6 +20,7 @@ from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
 from aisre.present.api.context import AppContext
+from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.incidents import INCIDENT_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
@@ -84,6 +85,7 @@ def build_asgi(
         *ADMIN_ROUTES,
         *GATE_ROUTES,
         *INCIDENT_ROUTES,
+        *COST_ROUTES,
         *ui_routes,
     ]
     app = Starlette(

@@ -51,8 +51,8 @@ def put_text(url: str, path: str, text: str, content_type: str, timeout: float =
     return response.json()
 
 
-def send_json(url: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
-    """POST/PATCH/DELETE with a JSON body and return the JSON answer; errors become one line."""
+def send_json(url: str, method: str, path: str, body: Any = None, timeout: float = 600.0) -> Any:
+    """POST/PUT/PATCH/DELETE a JSON body to ``path`` and return the JSON answer; errors become one line."""
     try:
         response = httpx.request(method, url.rstrip("/") + path, json=body, headers=auth_headers(), timeout=timeout)
     except httpx.HTTPError as exc:

@@ -45,6 +45,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.slo import build_slo_cli
 
     app.add_typer(build_slo_cli(), name="slo")
+    from aisre.present.cli.cost import build_cost_cli
+
+    app.add_typer(build_cost_cli(), name="cost")
     from aisre.present.cli.export import build_export_cli
 
     app.add_typer(build_export_cli(), name="export")

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from aisre.core.model import SliRule
 from aisre.core.schema import DURATION_BUCKETS_MS
+from aisre.store.duckdb.cost import rebuild_cost_minutes
 
 MINUTE_NS = 60 * 10**9
 
@@ -80,6 +81,7 @@ def rebuild(
                 conn.execute(_DELETE, [tenant, start, end])
                 conn.execute(_REBUILD, [tenant, start, end])
                 rebuild_slo_minutes(conn, tenant, (rules or {}).get(tenant, []), start, end)
+                rebuild_cost_minutes(conn, tenant, start, end)
                 count += (end - start) // MINUTE_NS
         conn.execute("COMMIT")
     except Exception:

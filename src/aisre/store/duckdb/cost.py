@@ -1,0 +1,441 @@
+"""Cost tables in DuckDB: the per-minute model-call rollup, price overrides, budgets, rate
+limits, and the reads cost breakdowns and spike explanations are built from (DESIGN §5).
+
+Everything a breakdown or an explanation sums comes from `cost_minutes` and `run_minutes`
+(time buckets, not spans); only exemplar trace ids read `traces`, a few rows at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from aisre.core.auth import caller_tenant, check_tenant
+from aisre.core.errors import NotFound, PermanentError
+from aisre.core.schema import LLM_OPERATIONS
+
+if TYPE_CHECKING:
+    from aisre.store.duckdb.store import DuckDBStore
+
+MINUTE_NS = 60 * 10**9
+_STEP_SLACK_NS = 3600 * 10**9  # spans of a run start after its root; counted this far
+_LLM = "(" + ", ".join(f"'{op}'" for op in sorted(LLM_OPERATIONS)) + ")"
+_BILLED = "(coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0) > 0)"
+_JOURNEY = "coalesce(t.journey_attr, t.journey_rule, t.root_name)"
+
+_REBUILD = f"""
+INSERT INTO cost_minutes
+SELECT
+    tenant, journey, minute_ns, provider, model, prompt_version, service_version,
+    count(*),
+    count(*) FILTER (WHERE billed),
+    count(*) FILTER (WHERE billed AND NOT resent),
+    count(*) FILTER (WHERE resent),
+    count(*) FILTER (WHERE retry_attempt > 0),
+    count(*) FILTER (WHERE billed AND retry_attempt > 0),
+    count(*) FILTER (WHERE status = 'error'),
+    count(*) FILTER (WHERE http_status = 429),
+    count(*) FILTER (WHERE http_status >= 500),
+    coalesce(sum(input_tokens), 0),
+    coalesce(sum(output_tokens), 0),
+    coalesce(sum(cached_input_tokens), 0),
+    coalesce(sum(cost_usd), 0),
+    coalesce(sum(cost_usd) FILTER (WHERE retry_attempt > 0), 0),
+    coalesce(sum(cost_usd) FILTER (WHERE failed), 0),
+    count(*) FILTER (WHERE billed AND price_version IS NULL),
+    coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) FILTER (WHERE billed AND price_version IS NULL), 0)
+FROM (
+    SELECT *,
+        -- A re-send: a retry (same parent and model) after an attempt of the same call
+        -- that was answered, and billed; a retry after a 429 or 5xx costs nothing extra.
+        coalesce(billed AND retry_attempt > 0 AND sum(billed::INTEGER) OVER (
+            PARTITION BY trace_id, parent_span_id, request_model, call_no ORDER BY start_ns, span_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > 0, FALSE) AS resent
+    FROM (
+    SELECT *,
+        -- Attempts of one call share a number: a first attempt starts the next one.
+        sum((retry_attempt = 0)::INTEGER) OVER (
+            PARTITION BY trace_id, parent_span_id, request_model ORDER BY start_ns, span_id) AS call_no
+    FROM (
+        SELECT
+            t.tenant, t.trace_id, s.parent_span_id, coalesce(s.request_model, '') AS request_model,
+            s.start_ns, s.span_id, t.failed,
+            {_JOURNEY} AS journey,
+            (t.root_start_ns // {MINUTE_NS}) * {MINUTE_NS} AS minute_ns,
+            coalesce(s.provider, '') AS provider,
+            coalesce(s.response_model, s.request_model, '') AS model,
+            coalesce(t.prompt_version, '') AS prompt_version,
+            coalesce(t.service_version, '') AS service_version,
+            {_BILLED} AS billed,
+            coalesce(s.retry_attempt, 0) AS retry_attempt,
+            s.status, s.http_status, s.input_tokens, s.output_tokens, s.cached_input_tokens,
+            s.cost_usd, s.price_version
+        FROM spans s
+        JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id
+        WHERE s.tenant = ? AND s.operation IN {_LLM}
+          AND s.start_ns >= ? AND s.start_ns < ? + {_STEP_SLACK_NS}
+          AND t.tenant = ? AND t.has_root AND t.root_start_ns >= ? AND t.root_start_ns < ?
+    )
+    )
+)
+GROUP BY tenant, journey, minute_ns, provider, model, prompt_version, service_version
+"""
+
+
+def rebuild_cost_minutes(conn: duckdb.DuckDBPyConnection, tenant: str, start: int, end: int) -> None:
+    """Replace the cost rollup of [start, end) (inside the caller's transaction)."""
+    conn.execute("DELETE FROM cost_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ?", [tenant, start, end])
+    conn.execute(_REBUILD, [tenant, start, end, tenant, start, end])
+
+
+# Dimensions a breakdown may group by, as `cost_minutes` columns.
+DIMENSIONS: tuple[str, ...] = ("journey", "model", "provider", "prompt_version", "service_version")
+
+_SUMS = """
+    sum(calls) AS calls, sum(billed_calls) AS billed_calls, sum(first_calls) AS first_calls,
+    sum(resent_calls) AS resent_calls,
+    sum(retry_calls) AS retry_calls, sum(retry_billed_calls) AS retry_billed_calls,
+    sum(errors) AS errors, sum(http_429) AS http_429, sum(http_5xx) AS http_5xx,
+    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+    sum(cached_input_tokens) AS cached_input_tokens, sum(cost_usd) AS cost_usd,
+    sum(retry_cost_usd) AS retry_cost_usd, sum(failed_run_cost_usd) AS failed_run_cost_usd,
+    sum(unpriced_calls) AS unpriced_calls, sum(unpriced_tokens) AS unpriced_tokens
+"""
+
+
+class _Filter:
+    def __init__(self, tenant: str, since_ns: int | None, until_ns: int | None) -> None:
+        self.clauses = ["tenant = ?"]
+        self.params: list[Any] = [tenant]
+        if since_ns is not None:
+            self.clauses.append("minute_ns >= ?")
+            self.params.append((since_ns // MINUTE_NS) * MINUTE_NS)
+        if until_ns is not None:
+            self.clauses.append("minute_ns < ?")
+            self.params.append(until_ns)
+
+    def eq(self, column: str, value: str | None) -> _Filter:
+        if value is not None:
+            self.clauses.append(f"{column} = ?")
+            self.params.append(value)
+        return self
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.clauses)
+
+
+class DuckDBCost:
+    """Cost reads and writes on a :class:`DuckDBStore` (writes go through its writer)."""
+
+    def __init__(self, store: DuckDBStore) -> None:
+        self._store = store
+
+    def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        return self._store._rows(sql, params)
+
+    def _write(self, fn: Callable[[], Any], timeout_s: float = 600) -> Any:
+        return self._store._writer.call(fn).result(timeout_s)
+
+    # -- breakdowns ----------------------------------------------------------------
+
+    def breakdown(
+        self,
+        tenant: str,
+        since_ns: int | None,
+        until_ns: int | None,
+        by: Sequence[str] = ("journey",),
+        bucket_ns: int | None = None,
+        journey: str | None = None,
+        model: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Sums of `cost_minutes` grouped by ``by`` (and a time bucket, as ``bucket_ns``)."""
+        check_tenant(tenant)
+        unknown = [d for d in by if d not in DIMENSIONS]
+        if unknown:
+            raise PermanentError(f"cannot group cost by {unknown}; choose from {', '.join(DIMENSIONS)}")
+        keys = list(by)
+        if bucket_ns is not None:
+            keys.insert(0, f"(minute_ns // {int(bucket_ns)}) * {int(bucket_ns)} AS bucket_ns")
+        f = _Filter(tenant, since_ns, until_ns).eq("journey", journey).eq("model", model)
+        group = f"SELECT {', '.join(keys)}, " if keys else "SELECT "
+        tail = " GROUP BY ALL ORDER BY " + (
+            "bucket_ns, cost_usd DESC" if bucket_ns is not None else "cost_usd DESC"
+        ) if keys else ""
+        return self._rows(f"{group}{_SUMS} FROM cost_minutes WHERE {f.sql}{tail}", f.params)
+
+    def run_counts(
+        self,
+        tenant: str,
+        since_ns: int | None,
+        until_ns: int | None,
+        by_journey: bool = False,
+        bucket_ns: int | None = None,
+        journey: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs, failures and cost of failed runs from `run_minutes`."""
+        check_tenant(tenant)
+        keys = (["journey"] if by_journey else [])
+        if bucket_ns is not None:
+            keys.insert(0, f"(minute_ns // {int(bucket_ns)}) * {int(bucket_ns)} AS bucket_ns")
+        f = _Filter(tenant, since_ns, until_ns).eq("journey", journey)
+        select = (", ".join(keys) + ", ") if keys else ""
+        group = " GROUP BY ALL" if keys else ""
+        return self._rows(
+            f"SELECT {select}coalesce(sum(runs), 0) AS runs, coalesce(sum(failures), 0) AS failures, "
+            f"coalesce(sum(cost_usd), 0) AS run_cost_usd, coalesce(sum(failed_cost_usd), 0) AS failed_cost_usd "
+            f"FROM run_minutes WHERE {f.sql}{group}",
+            f.params,
+        )
+
+    def model_windows(self, tenant: str, journey: str, windows: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+        """Per window index × provider × model × prompt version × release: the sums."""
+        check_tenant(tenant)
+        cases = " ".join(f"WHEN minute_ns >= {int(a)} AND minute_ns < {int(b)} THEN {i}" for i, (a, b) in enumerate(windows))
+        spans = " OR ".join(f"(minute_ns >= {int(a)} AND minute_ns < {int(b)})" for a, b in windows)
+        return self._rows(
+            f"SELECT CASE {cases} END AS w, provider, model, prompt_version, service_version, {_SUMS} "
+            f"FROM cost_minutes WHERE tenant = ? AND journey = ? AND ({spans}) GROUP BY ALL",
+            [tenant, journey],
+        )
+
+    def run_windows(self, tenant: str, journey: str, windows: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+        """Runs and failures per window index."""
+        check_tenant(tenant)
+        cases = " ".join(f"WHEN minute_ns >= {int(a)} AND minute_ns < {int(b)} THEN {i}" for i, (a, b) in enumerate(windows))
+        spans = " OR ".join(f"(minute_ns >= {int(a)} AND minute_ns < {int(b)})" for a, b in windows)
+        return self._rows(
+            f"SELECT CASE {cases} END AS w, sum(runs) AS runs, sum(failures) AS failures, sum(cost_usd) AS cost_usd, "
+            f"sum(llm_calls) AS llm_calls, sum(retries) AS retries "
+            f"FROM run_minutes WHERE tenant = ? AND journey = ? AND ({spans}) GROUP BY ALL",
+            [tenant, journey],
+        )
+
+    def version_first_seen(self, tenant: str, journey: str, column: str, before_ns: int) -> dict[str, int]:
+        """First minute each prompt version (or release) was seen in the journey, before ``before_ns``."""
+        check_tenant(tenant)
+        if column not in ("prompt_version", "service_version"):
+            raise ValueError(column)
+        rows = self._rows(
+            f"SELECT {column} AS v, min(minute_ns) AS first FROM cost_minutes WHERE tenant = ? AND journey = ? "
+            f"AND minute_ns < ? GROUP BY ALL",
+            [tenant, journey, before_ns],
+        )
+        return {r["v"]: int(r["first"]) for r in rows}
+
+    def exemplars(
+        self, tenant: str, journey: str, start_ns: int, end_ns: int, where: str, order: str, params: Sequence[Any] = (), limit: int = 5
+    ) -> list[str]:
+        """Trace ids of runs in the window matching ``where`` (SQL over `journey_runs`)."""
+        check_tenant(tenant)
+        rows = self._rows(
+            f"SELECT trace_id FROM journey_runs WHERE tenant = ? AND journey = ? AND has_root "
+            f"AND run_start_ns >= ? AND run_start_ns < ? AND ({where}) ORDER BY {order} LIMIT ?",
+            [tenant, journey, start_ns, end_ns, *params, limit],
+        )
+        return [r["trace_id"] for r in rows]
+
+    def model_exemplars(self, tenant: str, journey: str, start_ns: int, end_ns: int, model: str, limit: int = 5) -> list[str]:
+        """Costliest runs in the window that called ``model``."""
+        check_tenant(tenant)
+        rows = self._rows(
+            "SELECT trace_id FROM journey_runs WHERE tenant = ? AND journey = ? AND has_root "
+            "AND run_start_ns >= ? AND run_start_ns < ? AND list_contains(models, ?) "
+            "ORDER BY cost_usd DESC, trace_id LIMIT ?",
+            [tenant, journey, start_ns, end_ns, model, limit],
+        )
+        return [r["trace_id"] for r in rows]
+
+    def peak_minutes(self, tenant: str, since_ns: int, until_ns: int) -> list[dict[str, Any]]:
+        """Per model: busiest minute by calls and by tokens, and the average per minute."""
+        check_tenant(tenant)
+        return self._rows(
+            """
+            WITH m AS (
+                SELECT provider, model, minute_ns, sum(calls) AS calls,
+                    sum(input_tokens + output_tokens) AS tokens
+                FROM cost_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ?
+                GROUP BY ALL
+            )
+            SELECT provider, model, max(calls) AS peak_rpm, arg_max(minute_ns, calls) AS peak_rpm_minute_ns,
+                max(tokens) AS peak_tpm, arg_max(minute_ns, tokens) AS peak_tpm_minute_ns,
+                sum(calls) AS calls, sum(tokens) AS tokens, count(*) AS active_minutes
+            FROM m GROUP BY ALL ORDER BY peak_tpm DESC
+            """,
+            [tenant, (since_ns // MINUTE_NS) * MINUTE_NS, until_ns],
+        )
+
+    def unpriced(self, tenant: str, since_ns: int | None, until_ns: int | None) -> list[dict[str, Any]]:
+        """Models with billed calls the catalog could not price."""
+        check_tenant(tenant)
+        f = _Filter(tenant, since_ns, until_ns)
+        return self._rows(
+            f"SELECT provider, model, sum(unpriced_calls) AS calls, sum(unpriced_tokens) AS tokens, "
+            f"min(minute_ns) AS first_minute_ns, max(minute_ns) AS last_minute_ns "
+            f"FROM cost_minutes WHERE {f.sql} AND unpriced_calls > 0 GROUP BY ALL ORDER BY tokens DESC",
+            f.params,
+        )
+
+    # -- price overrides -------------------------------------------------------------
+
+    def list_overrides(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        tenant = check_tenant(tenant) if tenant is not None else caller_tenant()
+        if tenant is None:
+            return self._rows("SELECT * FROM price_overrides ORDER BY tenant, model, effective_ns", [])
+        return self._rows("SELECT * FROM price_overrides WHERE tenant = ? ORDER BY model, effective_ns", [tenant])
+
+    def put_override(self, row: dict[str, Any]) -> None:
+        check_tenant(row["tenant"])
+        def write() -> None:
+            self._store._conn.execute(
+                "INSERT OR REPLACE INTO price_overrides (tenant, model, provider, input, output, cached_input, "
+                "effective_ns, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [row["tenant"], row["model"], row["provider"], row["input"], row["output"], row["cached_input"],
+                 row["effective_ns"], time.time_ns()],
+            )
+        self._write(write, 60)
+
+    def delete_override(self, tenant: str, model: str) -> int:
+        check_tenant(tenant)
+        def write() -> int:
+            found = self._store._conn.execute(
+                "SELECT count(*) FROM price_overrides WHERE tenant = ? AND model = ?", [tenant, model]
+            ).fetchone()
+            self._store._conn.execute("DELETE FROM price_overrides WHERE tenant = ? AND model = ?", [tenant, model])
+            return int(found[0]) if found else 0
+        n = int(self._write(write, 60))
+        if not n:
+            raise NotFound(f"no price override for model {model!r}")
+        return n
+
+    # -- budgets and rate limits -------------------------------------------------------
+
+    def list_budgets(self, tenant: str) -> list[dict[str, Any]]:
+        check_tenant(tenant)
+        return self._rows("SELECT * FROM cost_budgets WHERE tenant = ? ORDER BY name", [tenant])
+
+    def put_budget(self, row: dict[str, Any]) -> None:
+        check_tenant(row["tenant"])
+        def write() -> None:
+            self._store._conn.execute(
+                "INSERT OR REPLACE INTO cost_budgets (tenant, name, journey, period, amount_usd, thresholds, created_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [row["tenant"], row["name"], row["journey"], row["period"], row["amount_usd"], row["thresholds"], time.time_ns()],
+            )
+        self._write(write, 60)
+
+    def delete_budget(self, tenant: str, name: str) -> None:
+        check_tenant(tenant)
+        def write() -> int:
+            found = self._store._conn.execute(
+                "SELECT count(*) FROM cost_budgets WHERE tenant = ? AND name = ?", [tenant, name]
+            ).fetchone()
+            self._store._conn.execute("DELETE FROM cost_budgets WHERE tenant = ? AND name = ?", [tenant, name])
+            return int(found[0]) if found else 0
+        if not self._write(write, 60):
+            raise NotFound(f"no cost budget named {name!r}")
+
+    def list_rate_limits(self, tenant: str) -> list[dict[str, Any]]:
+        check_tenant(tenant)
+        return self._rows("SELECT * FROM rate_limits WHERE tenant = ? ORDER BY model", [tenant])
+
+    def put_rate_limit(self, row: dict[str, Any]) -> None:
+        check_tenant(row["tenant"])
+        def write() -> None:
+            self._store._conn.execute(
+                "INSERT OR REPLACE INTO rate_limits (tenant, model, requests_per_min, tokens_per_min, warn_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [row["tenant"], row["model"], row["requests_per_min"], row["tokens_per_min"], row["warn_at"]],
+            )
+        self._write(write, 60)
+
+    # -- reprice -------------------------------------------------------------------------
+
+    def priced_models(self, tenant: str, since_ns: int, until_ns: int) -> list[tuple[str, str]]:
+        """(provider, model) of every model call in the range: what a reprice must price."""
+        check_tenant(tenant)
+        rows = self._rows(
+            f"SELECT DISTINCT coalesce(provider, '') AS p, coalesce(response_model, request_model, '') AS m "
+            f"FROM spans WHERE tenant = ? AND operation IN {_LLM} AND start_ns >= ? AND start_ns < ?",
+            [tenant, since_ns, until_ns],
+        )
+        return [(r["p"], r["m"]) for r in rows]
+
+    def reprice(self, tenant: str, since_ns: int, until_ns: int, prices: pa.Table) -> dict[str, Any]:
+        """Recompute `cost_usd` and `price_version` of the range's model calls from ``prices``
+        (provider, model, from_ns, to_ns, version, input, output, cached_input; a null
+        version means unpriced), then their runs' costs and the rollups of their minutes."""
+        check_tenant(tenant)
+        return dict(self._write(lambda: self._reprice(tenant, since_ns, until_ns, prices)))
+
+    def _reprice(self, tenant: str, since_ns: int, until_ns: int, prices: pa.Table) -> dict[str, Any]:
+        store = self._store
+        conn = store._conn
+        where = f"s.tenant = ? AND s.operation IN {_LLM} AND s.start_ns >= ? AND s.start_ns < ?"
+        params = [tenant, since_ns, until_ns]
+        conn.register("reprice_prices", prices)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            before = conn.execute(
+                f"SELECT count(*), coalesce(sum(cost_usd), 0) FROM spans s WHERE {where}", params
+            ).fetchone()
+            conn.execute(
+                f"""
+                UPDATE spans AS s SET
+                    cost_usd = CASE WHEN p.version IS NULL THEN 0.0 ELSE (
+                        (coalesce(s.input_tokens, 0) - least(coalesce(s.cached_input_tokens, 0), coalesce(s.input_tokens, 0))) * p.input
+                        + least(coalesce(s.cached_input_tokens, 0), coalesce(s.input_tokens, 0)) * p.cached_input
+                        + coalesce(s.output_tokens, 0) * p.output) / 1000000.0 END,
+                    price_version = p.version
+                FROM reprice_prices p
+                WHERE {where}
+                  AND coalesce(s.provider, '') = p.provider
+                  AND coalesce(s.response_model, s.request_model, '') = p.model
+                  AND s.start_ns >= p.from_ns AND s.start_ns < p.to_ns
+                """,
+                params,
+            )
+            after = conn.execute(
+                f"SELECT coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE price_version IS NULL "
+                f"AND coalesce(input_tokens, 0) + coalesce(output_tokens, 0) > 0) FROM spans s WHERE {where}",
+                params,
+            ).fetchone()
+            touched = conn.execute(
+                f"""
+                UPDATE traces AS t SET cost_usd = x.cost
+                FROM (
+                    SELECT trace_id, coalesce(sum(cost_usd), 0) AS cost FROM spans
+                    WHERE tenant = ? AND trace_id IN (SELECT DISTINCT trace_id FROM spans s WHERE {where})
+                    GROUP BY trace_id
+                ) AS x
+                WHERE t.tenant = ? AND t.trace_id = x.trace_id
+                RETURNING t.tenant, t.has_root, t.root_start_ns
+                """,
+                [tenant, *params, tenant],
+            ).fetchall()
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                conn.unregister("reprice_prices")
+        minutes: dict[str, set[int]] = {}
+        for t, has_root, start in touched:
+            if has_root and start is not None:
+                minutes.setdefault(t, set()).add((start // MINUTE_NS) * MINUTE_NS)
+        store._mark_dirty(minutes)
+        store.refresh_rollups()
+        assert before is not None and after is not None
+        return {
+            "spans": int(before[0]),
+            "runs": len(touched),
+            "cost_before_usd": float(before[1]),
+            "cost_after_usd": float(after[0]),
+            "unpriced_calls": int(after[1]),
+        }
