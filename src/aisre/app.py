@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from aisre.act.alerts import AlertEvaluator
+from aisre.act.cost_alerts import BudgetAlertEvaluator
 from aisre.act.incidents import IncidentManager
 from aisre.act.notify import Notifier, load_receivers
 from aisre.act.postmortem import Postmortems
@@ -125,6 +126,10 @@ class AisreServer:
             self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s),
             on_change=self.incidents.on_slo_alerts,
         )
+        self.budget_alerts = BudgetAlertEvaluator(
+            self.cost, self.store, settings.tenant, interval_s=max(1, settings.budget_evaluation_interval_s),
+            on_change=self.incidents.on_slo_alerts,
+        )
         self.grpc: GrpcReceiver | None = None
         self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *ui_routes()], lifespan=self._lifespan)
 
@@ -143,6 +148,8 @@ class AisreServer:
         if self.settings.evaluation_interval_s:
             self.alerts.start()
             self.incidents.start()
+        if self.settings.budget_evaluation_interval_s:
+            self.budget_alerts.start()
         try:
             yield
         finally:
@@ -151,6 +158,7 @@ class AisreServer:
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
         self.alerts.stop()
+        self.budget_alerts.stop()
         self.incidents.stop()
         self.notifier.stop()
         if self.grpc is not None:

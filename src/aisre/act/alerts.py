@@ -19,6 +19,14 @@ from aisre.evaluate.slo import SloEngine
 
 log = logging.getLogger(__name__)
 
+# Cost-budget alert episodes share the alerts table; their name starts with this
+# (act/cost_alerts.py). The SLO evaluator leaves them alone.
+BUDGET_PREFIX = "budget:"
+
+
+def is_budget_alert(name: str) -> bool:
+    return name.startswith(BUDGET_PREFIX)
+
 
 class AlertStore(Protocol):
     def active_alerts(self, tenant: str) -> list[dict[str, Any]]: ...
@@ -133,7 +141,9 @@ class AlertEvaluator:
     def _evaluate_tenant(self, tenant: str, now: int) -> list[dict[str, Any]]:
         active = self._active.get(tenant)
         if active is None:  # resume episodes that were open when the server stopped
-            active = {(a["slo"], a["severity"]): a for a in self._store.active_alerts(tenant)}
+            active = {
+                (a["slo"], a["severity"]): a for a in self._store.active_alerts(tenant) if not is_budget_alert(a["slo"])
+            }
             self._active[tenant] = active
         conds = [c for doc in self._engine.statuses(tenant, now) for c in conditions(doc)]
         known = {c.slo for c in conds}

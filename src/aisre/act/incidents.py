@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aisre.act.alerts import BUDGET_PREFIX, is_budget_alert
 from aisre.core.errors import PermanentError
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
@@ -170,6 +171,8 @@ def severity_rank(severity: str) -> int:
 
 def slo_alert(row: dict[str, Any], spec: SloSpec | None) -> AlertIn:
     """An SLO alert episode row (act/alerts.py) as an incident alert."""
+    if is_budget_alert(row["slo"]):
+        return budget_alert(row)
     if row["severity"] == "page":
         severity = "sev1" if spec is not None and spec.tier == 0 else "sev2"
     else:
@@ -184,6 +187,19 @@ def slo_alert(row: dict[str, Any], spec: SloSpec | None) -> AlertIn:
         summary=row["summary"],
         owner=spec.owner if spec else None, tier=spec.tier if spec else None,
         runbook=spec.runbook if spec else None, objective=spec.objective if spec else None,
+    )
+
+
+def budget_alert(row: dict[str, Any]) -> AlertIn:
+    """A cost-budget alert episode (act/cost_alerts.py): a ticket (sev4) below 100 %, sev3 at or above.
+    Grouped per budget, not per journey: overspending is not an outage of the journey."""
+    budget = row["slo"][len(BUDGET_PREFIX):].rsplit("@", 1)[0]
+    return AlertIn(
+        key=f"{row['slo']}:{row['severity']}:{row['pending_since_ns']}",
+        source="budget", name=row["slo"], severity="sev3" if row["severity"] == "page" else "sev4",
+        group_key=f"{BUDGET_PREFIX}{budget}", journey=row.get("journey"), slo=None,
+        firing=row["state"] == "firing", started_ns=row.get("started_ns") or row["pending_since_ns"],
+        ended_ns=row.get("ended_ns"), summary=row["summary"],
     )
 
 
@@ -450,6 +466,8 @@ class IncidentManager:
     def _impact_start(self, tenant: str, alert: AlertIn) -> int | None:
         if alert.journey is None:
             return None
+        if alert.source == "budget":  # spend, not failures: the impact starts with the alert
+            return alert.started_ns
         start = (alert.started_ns // MINUTE_NS - IMPACT_LOOKBACK_MIN) * MINUTE_NS
         end = (alert.started_ns // MINUTE_NS + 1) * MINUTE_NS
         minutes: list[tuple[int, int, int]]

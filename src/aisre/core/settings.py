@@ -39,6 +39,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db_memory_limit", "2GB", "Memory DuckDB may use for its buffers and queries"),
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
+    Setting("budget_evaluation_interval_s", 300, "How often cost budgets are forecast and checked against their alert thresholds; 0 turns budget alerts off"),
     Setting("receivers", "", "YAML file of notification receivers (generic webhook, Slack, PagerDuty Events v2) told when incidents open, escalate, are acknowledged or resolve"),
     Setting("public_url", "", "Base URL people reach this server at, for links in notifications (default http://HOST:PORT)"),
     Setting("notify_timeout_s", 5.0, "Seconds one notification attempt may take before it counts as a timeout"),
@@ -74,6 +75,7 @@ class Settings:
     db_memory_limit: str = "2GB"
     rollup_interval_ms: int = 1000
     evaluation_interval_s: int = 15
+    budget_evaluation_interval_s: int = 300
     receivers: str = ""
     public_url: str = ""
     notify_timeout_s: float = 5.0

@@ -228,6 +228,9 @@ class CostEngine:
     def delete_budget(self, tenant: str, name: str) -> None:
         self.db.delete_budget(tenant, name)
 
+    def budget_tenants(self) -> list[str]:
+        return self.db.budget_tenants()
+
     def budgets(self, tenant: str, now_ns: int | None = None) -> list[dict[str, Any]]:
         now = now_ns or time.time_ns()
         return [self.budget_status(tenant, row, now) for row in self.db.list_budgets(tenant)]

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
+from aisre.act.alerts import is_budget_alert
 from aisre.core.errors import PermanentError
 from aisre.core.model import RunQuery, TimeRange
 from aisre.core.slo import SloSpec
@@ -189,6 +190,7 @@ async def slo_detail(request: Request) -> Response:
 def _alert_document(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
+        "kind": "budget" if is_budget_alert(row["slo"]) else "slo",
         "slo": row["slo"],
         "journey": row["journey"],
         "severity": row["severity"],
@@ -203,7 +205,7 @@ def _alert_document(row: dict[str, Any]) -> dict[str, Any]:
 
 async def alert_list(request: Request) -> Response:
     """
-    summary: SLO alert episodes (pending, firing, resolved), newest first
+    summary: SLO and cost-budget alert episodes (pending, firing, resolved), newest first; budget ones are named budget:NAME@THRESHOLD
     parameters:
       - {name: state, in: query, schema: {type: string, enum: [pending, firing, resolved]}}
       - {name: slo, in: query, schema: {type: string}}

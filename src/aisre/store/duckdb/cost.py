@@ -315,6 +315,12 @@ class DuckDBCost:
 
     # -- budgets and rate limits -------------------------------------------------------
 
+    def budget_tenants(self) -> list[str]:
+        """Tenants with at least one budget (for the process's budget alert loop, not requests)."""
+        caller = caller_tenant()  # inside a request: only the caller's own tenant
+        where, params = ("WHERE tenant = ?", [caller]) if caller is not None else ("", [])
+        return [r["tenant"] for r in self._rows(f"SELECT DISTINCT tenant FROM cost_budgets {where} ORDER BY tenant", params)]
+
     def list_budgets(self, tenant: str) -> list[dict[str, Any]]:
         check_tenant(tenant)
         return self._rows("SELECT * FROM cost_budgets WHERE tenant = ? ORDER BY name", [tenant])

@@ -423,13 +423,16 @@ class DuckDBStore(ControlTables, GateQueries):
         try:
             for row in rows:
                 if row.get("id") is None:
-                    conn.execute(
+                    found = conn.execute(
                         "INSERT INTO alerts (tenant, slo, journey, severity, state, pending_since_ns, started_ns, "
-                        "ended_ns, peak_burn, updated_ns, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "ended_ns, peak_burn, updated_ns, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                         [row["tenant"], row["slo"], row["journey"], row["severity"], row["state"],
                          row["pending_since_ns"], row["started_ns"], row["ended_ns"], row["peak_burn"],
                          row["updated_ns"], row["summary"]],
-                    )
+                    ).fetchone()
+                    # The evaluator keeps this dict as the open episode: its next change must
+                    # update this row, not insert a second one.
+                    row["id"] = int(found[0]) if found else None
                 else:
                     conn.execute(
                         "UPDATE alerts SET state = ?, started_ns = ?, ended_ns = ?, peak_burn = ?, updated_ns = ?, "
