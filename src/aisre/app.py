@@ -35,6 +35,7 @@ from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
 from aisre.present.api.gate import GATE_CONFIG_KEY
 from aisre.present.api.metrics import SloCountsCollector
+from aisre.present.ui.cost import cost_ui_routes
 from aisre.present.ui.incidents import incident_ui_routes
 from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
@@ -131,7 +132,7 @@ class AisreServer:
             on_change=self.incidents.on_slo_alerts,
         )
         self.grpc: GrpcReceiver | None = None
-        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *ui_routes()], lifespan=self._lifespan)
+        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *cost_ui_routes(), *ui_routes()], lifespan=self._lifespan)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
