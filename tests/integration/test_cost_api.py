@@ -64,6 +64,11 @@ def test_capture_tokens_and_costs_per_model_match_truth(server_factory, tmp_path
     doc = _wait_rollups(server, sum(truth["driver"]["journeys"].values()))
     by_model = {g["model"]: g for g in doc["groups"]}
     assert set(by_model) == set(truth["provider_truth_by_model"])
+    # A model has no run count of its own: no per-run figure that would divide by all runs.
+    assert all(g["runs"] is None and g["cost_per_1k_runs_usd"] is None for g in by_model.values())
+    by_journey = _breakdown(server, by="journey")["groups"]
+    assert sum(g["runs"] for g in by_journey) == doc["total"]["runs"]
+    assert all(g["cost_per_1k_runs_usd"] == pytest.approx(1000 * g["cost_usd"] / g["runs"]) for g in by_journey)
     catalog = default_catalog()
     for model, t in truth["provider_truth_by_model"].items():
         g = by_model[model]

@@ -105,7 +105,8 @@ def _get_paths(server: ServerProcess, key: str, trace_id: str, journey: str, inc
         assert "{" not in path, f"no test value for a parameter of {path}"
         paths.append(path)
     ui = ["/", "/runs", f"/journeys/{journey}", f"/traces/{trace_id}", "/slos", f"/slos/{journey}-success",
-          "/gate", "/gate/verdicts/1", "/incidents", f"/incidents/{incident}", f"/incidents/{incident}/postmortem"]
+          "/gate", "/gate/verdicts/1", "/incidents", f"/incidents/{incident}", f"/incidents/{incident}/postmortem",
+          "/cost", f"/cost/explain?journey={journey}&baseline=2d..1d&current=1d..0s", f"/cost/budgets/{journey}"]
     return sorted(set(paths)) + ui
 
 

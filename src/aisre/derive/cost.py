@@ -37,16 +37,18 @@ def breakdown_document(
     rows = db.breakdown(tenant, since_ns, until_ns, by, bucket_ns, journey, model)
     totals = db.breakdown(tenant, since_ns, until_ns, (), None, journey, model)[0]
     runs_all = db.run_counts(tenant, since_ns, until_ns, journey=journey)[0]
-    # Runs are per journey (and bucket); a model or prompt group is divided by the runs of
-    # the journeys (and buckets) it covers.
+    # Runs are counted per journey (and bucket). A group keyed by anything else (model,
+    # prompt version, release) has no run count of its own: dividing its cost by all the
+    # journey's runs would understate what a run on that version costs, so it gets none.
     by_journey = "journey" in by
+    per_run = set(by) <= {"journey"}
     run_rows = db.run_counts(tenant, since_ns, until_ns, by_journey=by_journey, bucket_ns=bucket_ns, journey=journey)
     runs_of: dict[tuple[Any, ...], int] = {
         (r.get("bucket_ns"), r.get("journey") if by_journey else None): int(r["runs"]) for r in run_rows
     }
     groups = []
     for row in rows:
-        runs = runs_of.get((row.get("bucket_ns"), row.get("journey") if by_journey else None))
+        runs = runs_of.get((row.get("bucket_ns"), row.get("journey") if by_journey else None)) if per_run else None
         doc = {k: v for k, v in row.items() if k != "bucket_ns"}
         if bucket_ns is not None:
             doc["bucket"] = rfc3339(row["bucket_ns"])
