@@ -22,6 +22,7 @@ from aisre.core.settings import Settings
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
+from aisre.normalize.redaction import load_policy
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.context import AppContext
 from aisre.present.api.metrics import SloCountsCollector
@@ -56,6 +57,7 @@ class AisreServer:
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
+        content = load_policy(settings.content_capture, settings.content_capture_file, settings.redact_phone_region)
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -76,6 +78,7 @@ class AisreServer:
             max_body_bytes=settings.max_body_bytes,
             retry_after_s=settings.retry_after_s,
             journey_rules=rules,
+            content=content,
         )
         self.slos = SloEngine(self.store)
         if specs:

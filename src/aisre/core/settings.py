@@ -39,6 +39,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
     Setting("allow_public_bind", False, "Permit binding a non-loopback interface"),
+    Setting("content_capture", "redact", "What happens to prompt, completion, tool and retrieval content before it is stored: keep, redact (PII replaced by [REDACTED:KIND]) or drop"),
+    Setting("content_capture_file", "", "YAML file giving tenants their own content mode (tenants: {name: keep|redact|drop}); others get content_capture"),
+    Setting("redact_phone_region", "US", "Region whose national phone formats redaction recognises (numbers written with +country code are found in any region)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -67,6 +70,9 @@ class Settings:
     evaluation_interval_s: int = 15
     read_pool_size: int = 4
     allow_public_bind: bool = False
+    content_capture: str = "redact"
+    content_capture_file: str = ""
+    redact_phone_region: str = "US"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -29,6 +29,7 @@ from aisre.core.schema import (
 from aisre.normalize import conventions as cv
 from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.prices import PriceCatalog, default_catalog
+from aisre.normalize.redaction import DROPPED_ATTRIBUTE, REDACTIONS_ATTRIBUTE, ContentFilter
 from aisre.normalize.runs import trace_partials
 
 _ZERO_TRACE = b"\x00" * 16
@@ -198,14 +199,19 @@ def _events(
     trace_id: str = "",
     span_id: str = "",
     received: int = 0,
-) -> tuple[str, str | None, str | None]:
-    """(events JSON, exception type, exception message); evaluation events become scores."""
+    content: ContentFilter | None = None,
+) -> tuple[str, str | None, str | None, int]:
+    """(events JSON, exception type, exception message, content values filtered);
+    evaluation events become scores."""
     if not span.events:
-        return _EMPTY_LIST_JSON, None, None
+        return _EMPTY_LIST_JSON, None, None, 0
     out = []
     exc_type = exc_message = None
+    filtered = 0
     for event in span.events:
         attrs = attributes_dict(event.attributes)
+        if content is not None and attrs:
+            filtered += content.event(event.name, attrs)
         if event.name == "exception":
             exc_type = exc_type or _text(attrs.get("exception.type"))
             exc_message = exc_message or _text(attrs.get("exception.message"))
@@ -220,22 +226,20 @@ def _events(
                     _text(attrs.get("gen_ai.evaluation.explanation")), event.time_unix_nano, received,
                 ))
         out.append({"name": event.name, "time_ns": event.time_unix_nano, "attributes": attrs})
-    return orjson.dumps(out).decode(), exc_type, exc_message
+    return orjson.dumps(out).decode(), exc_type, exc_message, filtered
 
 
-def _links(span: Any) -> str:
+def _links(span: Any, content: ContentFilter | None = None) -> tuple[str, int]:
     if not span.links:
-        return _EMPTY_LIST_JSON
-    return orjson.dumps(
-        [
-            {
-                "trace_id": link.trace_id.hex(),
-                "span_id": link.span_id.hex(),
-                "attributes": attributes_dict(link.attributes),
-            }
-            for link in span.links
-        ]
-    ).decode()
+        return _EMPTY_LIST_JSON, 0
+    links = []
+    filtered = 0
+    for link in span.links:
+        attrs = attributes_dict(link.attributes)
+        if content is not None and attrs:
+            filtered += content.attributes(attrs)
+        links.append({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(), "attributes": attrs})
+    return orjson.dumps(links).decode(), filtered
 
 
 # Every attribute name a typed column reads, mapped to (slot, priority): one set
@@ -322,8 +326,12 @@ def flatten(
     received_ns: int | None = None,
     journey_rules: tuple[JourneyRule, ...] = (),
     catalog: PriceCatalog | None = None,
+    content: ContentFilter | None = None,
 ) -> FlatBatch:
-    """Normalize every span of ``request``; bad spans are counted and explained, never raised."""
+    """Normalize every span of ``request``; bad spans are counted and explained, never raised.
+
+    ``content`` redacts or drops prompt/completion/tool/retrieval content (None keeps it).
+    """
     received = received_ns if received_ns is not None else time.time_ns()
     prices = catalog if catalog is not None else default_catalog()
     rows: list[tuple[Any, ...]] = []
@@ -348,6 +356,7 @@ def flatten(
             received,
             prices,
             scores,
+            content,
         )
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
@@ -403,7 +412,7 @@ def _token_count(raw: Any, label: str) -> int | None:
 
 
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
-    tenant, service, service_version, environment, resource_id, received, prices, scores = context
+    tenant, service, service_version, environment, resource_id, received, prices, scores, content = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise _BadSpan(f"trace_id must be 16 non-zero bytes, got {len(trace_id)} byte(s)")
@@ -421,6 +430,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         raise _BadSpan("end_time_unix_nano is before start_time_unix_nano")
 
     attrs = attributes_dict(span.attributes)
+    filtered = content.attributes(attrs) if content is not None else 0
     v = _known_values(attrs)
     input_tokens = output_tokens = cached_tokens = None
     if v[S_INPUT_TOKENS] is not None:
@@ -437,9 +447,19 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         if key[:12] == "aisre.score.":
             _attribute_score(scores, tenant, trace_id.hex(), span_id.hex(), key[12:], attrs[key], end, received)
     if span.events:
-        events_json, exc_type, exc_message = _events(span, scores, tenant, trace_id.hex(), span_id.hex(), received)
+        events_json, exc_type, exc_message, in_events = _events(
+            span, scores, tenant, trace_id.hex(), span_id.hex(), received, content
+        )
+        filtered += in_events
     else:
         events_json, exc_type, exc_message = _EMPTY_LIST_JSON, None, None
+    links_json = _EMPTY_LIST_JSON
+    if span.links:
+        links_json, in_links = _links(span, content)
+        filtered += in_links
+    if filtered:
+        assert content is not None
+        attrs[DROPPED_ATTRIBUTE if content.mode == "drop" else REDACTIONS_ATTRIBUTE] = filtered
     http_status = _status_code(v[S_HTTP_STATUS], status_message, exc_message)
     error_type = v[S_ERROR_TYPE] or exc_type
     if error_type is None and status == "error" and http_status:
@@ -506,7 +526,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         orjson.dumps(attrs).decode(),
         resource_id,
         events_json,
-        _links(span) if span.links else _EMPTY_LIST_JSON,
+        links_json,
         received,
     )
 

@@ -25,6 +25,7 @@ from aisre.core.errors import RetryableError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.pipeline import EncodedExport, IngestResult
 from aisre.normalize.journeys import JourneyRule
+from aisre.normalize.redaction import ContentPolicy
 from aisre.normalize.spans import FlatBatch, flatten
 from aisre.receive.otlp_decode import decode_export
 
@@ -55,10 +56,17 @@ class Prepared:
 
 
 def decode_and_prepare(
-    export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare, rules: tuple[JourneyRule, ...] = ()
+    export: EncodedExport,
+    tenant: str,
+    max_body_bytes: int,
+    prepare: Prepare,
+    rules: tuple[JourneyRule, ...] = (),
+    content: ContentPolicy | None = None,
 ) -> Prepared:
-    """Decode one export request, normalize its spans and prepare them for the store."""
-    batch = flatten(decode_export(export, max_body_bytes), tenant, time.time_ns(), rules)
+    """Decode one export request, normalize its spans (content redacted or dropped as the
+    tenant's policy says) and prepare them for the store."""
+    content_filter = content.filter_for(tenant) if content is not None else None
+    batch = flatten(decode_export(export, max_body_bytes), tenant, time.time_ns(), rules, content=content_filter)
     assert batch.traces is not None and batch.resources is not None and batch.scores is not None
     tables = prepare(batch.table, batch.traces, batch.resources, batch.scores) if batch.accepted else (batch.table,)
     return Prepared(tables, batch.rejected, batch.reasons)
@@ -72,10 +80,15 @@ def _to_ipc(table: pa.Table) -> bytes:
 
 
 def _work(
-    export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare, rules: tuple[JourneyRule, ...]
+    export: EncodedExport,
+    tenant: str,
+    max_body_bytes: int,
+    prepare: Prepare,
+    rules: tuple[JourneyRule, ...],
+    content: ContentPolicy | None,
 ) -> tuple[list[bytes], int, list[str]]:
     # Runs in a decoder process: Arrow tables travel back as IPC bytes.
-    prepared = decode_and_prepare(export, tenant, max_body_bytes, prepare, rules)
+    prepared = decode_and_prepare(export, tenant, max_body_bytes, prepare, rules, content)
     return [_to_ipc(t) for t in prepared.tables], prepared.rejected, prepared.reasons
 
 
@@ -96,9 +109,11 @@ class SpanIngest:
         max_pending: int | None = None,
         retry_after_s: float = 1.0,
         journey_rules: tuple[JourneyRule, ...] = (),
+        content: ContentPolicy | None = None,
     ) -> None:
         self._sink = sink
         self._rules = journey_rules
+        self._content = content
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._retry_after = retry_after_s
@@ -138,11 +153,11 @@ class SpanIngest:
 
     async def _decode(self, export: EncodedExport, tenant: str) -> Prepared:
         if self._pool is None:
-            return decode_and_prepare(export, tenant, self._max_body, self._sink.prepare, self._rules)
+            return decode_and_prepare(export, tenant, self._max_body, self._sink.prepare, self._rules, self._content)
         loop = asyncio.get_running_loop()
         try:
             payloads, rejected, reasons = await loop.run_in_executor(
-                self._pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules
+                self._pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules, self._content
             )
         except concurrent.futures.BrokenExecutor:
             # A decoder died (e.g. killed by the OOM killer): replace the pool, let the sender retry.
