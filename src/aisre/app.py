@@ -23,6 +23,7 @@ from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
 from aisre.normalize.redaction import load_policy
+from aisre.normalize.spans import Limits
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.context import AppContext
 from aisre.present.api.metrics import SloCountsCollector
@@ -79,6 +80,12 @@ class AisreServer:
             retry_after_s=settings.retry_after_s,
             journey_rules=rules,
             content=content,
+            limits=Limits(
+                max_attributes=settings.max_span_attributes,
+                max_value_chars=max(1, settings.max_attribute_chars),
+                max_depth=settings.max_value_depth,
+                max_spans=settings.max_spans_per_request,
+            ),
         )
         self.slos = SloEngine(self.store)
         if specs:

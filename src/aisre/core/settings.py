@@ -39,6 +39,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
     Setting("allow_public_bind", False, "Permit binding a non-loopback interface"),
+    Setting("max_spans_per_request", 100_000, "Most spans one OTLP export request may hold (400 above it: send smaller batches)"),
+    Setting("max_span_attributes", 1000, "Most attributes a span, its resource, an event or a link may carry; a span over it is rejected (partial success)"),
+    Setting("max_attribute_chars", 1_000_000, "Longest attribute value, span name or status message in characters; longer ones are truncated, counted in aisre.truncated and reported in partial_success"),
+    Setting("max_value_depth", 16, "Deepest nesting of array/kvlist attribute values; a span over it is rejected (partial success)"),
     Setting("content_capture", "redact", "What happens to prompt, completion, tool and retrieval content before it is stored: keep, redact (PII replaced by [REDACTED:KIND]) or drop"),
     Setting("content_capture_file", "", "YAML file giving tenants their own content mode (tenants: {name: keep|redact|drop}); others get content_capture"),
     Setting("redact_phone_region", "US", "Region whose national phone formats redaction recognises (numbers written with +country code are found in any region)"),
@@ -70,6 +74,10 @@ class Settings:
     evaluation_interval_s: int = 15
     read_pool_size: int = 4
     allow_public_bind: bool = False
+    max_spans_per_request: int = 100_000
+    max_span_attributes: int = 1000
+    max_attribute_chars: int = 1_000_000
+    max_value_depth: int = 16
     content_capture: str = "redact"
     content_capture_file: str = ""
     redact_phone_region: str = "US"
