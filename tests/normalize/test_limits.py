@@ -86,6 +86,6 @@ def test_long_values_are_truncated_with_a_warning() -> None:
 
 
 def test_too_many_spans_refuses_the_request() -> None:
-    with pytest.raises(PermanentError, match="request holds 6 spans; the limit is 5 .max_spans_per_request."):
+    with pytest.raises(PermanentError, match=r"request holds 6 spans; the limit is 5 \(max_spans_per_request\)"):
         flatten(_request(*(_span() for _ in range(6))), "t", limits=LIMITS)
     assert flatten(_request(*(_span() for _ in range(5))), "t", limits=LIMITS).accepted == 5

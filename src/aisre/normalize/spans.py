@@ -242,8 +242,8 @@ def _invocation_model(raw: Any) -> str | None:
 def _status_code(raw: Any, status_message: str, exc_message: str | None) -> int | None:
     """HTTP status from the attribute, else from "Error code: 429 - ..." in a message."""
     if type(raw) is int:
-        return raw
-    if isinstance(raw, str) and raw.isdigit():
+        return raw if 100 <= raw <= 599 else None
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) == 3:
         return int(raw)
     for message in (status_message, exc_message):
         if message:
@@ -498,19 +498,25 @@ def _describe(span: Any, reason: str) -> str:
     return f"span {span_id!s} ({span.name or 'unnamed'}): {reason}"
 
 
+_MAX_TOKENS = 1 << 40  # sums of counts this size stay far inside int64
+_MAX_NS = (1 << 63) - 1  # int64 nanoseconds: up to the year 2262
+
+
 def _token_count(raw: Any, label: str) -> int | None:
-    """A token count: absent → None; negative, fractional or non-numeric → the span is refused."""
+    """A token count: absent → None; negative, fractional, non-numeric or absurdly large →
+    the span is refused."""
     if raw is None:
         return None
+    count: int | None = None
     if type(raw) is int:
-        if raw < 0:
-            raise _BadSpan(f"{label} must be a non-negative integer, got {raw}")
-        return raw
-    if isinstance(raw, float) and raw.is_integer() and raw >= 0:
-        return int(raw)
-    if isinstance(raw, str) and raw.strip().isdigit():
-        return int(raw)
-    raise _BadSpan(f"{label} must be a non-negative integer, got {raw!r}")
+        count = raw
+    elif (isinstance(raw, float) and raw.is_integer()) or (isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) < 20):
+        count = int(raw)
+    if count is None or count < 0:
+        raise _BadSpan(f"{label} must be a non-negative integer, got {str(raw)[:40]!r}")
+    if count > _MAX_TOKENS:
+        raise _BadSpan(f"{label} {count} is beyond any real count (limit {_MAX_TOKENS})")
+    return count
 
 
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -530,6 +536,8 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         raise _BadSpan("start_time_unix_nano is missing")
     if end < start:
         raise _BadSpan("end_time_unix_nano is before start_time_unix_nano")
+    if end > _MAX_NS:
+        raise _BadSpan(f"end_time_unix_nano {end} is past the year 2262: not a time")
 
     attrs = _checked_attributes(span.attributes, limits, "the span")
     filtered = content.attributes(attrs) if content is not None else 0
@@ -589,7 +597,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         request_model = _invocation_model(v[S_INVOCATION])
     response_model = v[S_RESPONSE_MODEL]
     resend = v[S_RESEND]
-    retry_attempt = resend if type(resend) is int and resend > 0 else 0
+    retry_attempt = resend if type(resend) is int and 0 < resend < (1 << 31) else 0
 
     cost = price_version = None
     if operation in LLM_OPERATIONS:

@@ -67,7 +67,7 @@ def build_asgi(
         metrics=ctx.ingest_metrics,
     )
     routes: list[BaseRoute] = [
-        Route("/v1/traces", otlp, methods=["POST"], include_in_schema=False),
+        Route("/v1/traces", otlp, methods=["POST"]),
         *API_ROUTES,
         *ui_routes,
     ]
