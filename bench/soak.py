@@ -467,6 +467,10 @@ def main() -> int:
             console.print(f"sustainable rate R = {rate:,.0f} spans/s")
             if args.mode in ("both", "soak"):
                 report.soak = soak(args, templates, tmp, rate)
+                # Shown and saved at once: a later phase failing does not lose these figures.
+                console.print_json(json.dumps(report.soak))
+                if args.json:
+                    Path(args.json).write_text(json.dumps(asdict(report), indent=2))
             if args.mode in ("both", "crash"):
                 report.crash = crash(args, templates, tmp, rate)
         except Exception:
