@@ -94,6 +94,43 @@ def test_long_texts_without_candidates_are_cheap_and_unchanged() -> None:
     assert R.redact(blob)[1] == 0
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5" * 57 + "card 4111111111111111",  # found by bench/fuzz.py: hung the phone pattern
+        "1-" * 20_000 + "x",
+        "1:" * 20_000 + "x",
+        "a1:" * 20_000,
+        "+(" + "1 " * 20_000 + "x",
+        "x@" * 20_000 + "y",
+        "sk-" + "a" * 100_000 + "@",
+        "DE89" + " 1234" * 10_000 + "X",
+        "1." * 20_000,
+    ],
+)
+def test_adversarial_texts_finish_quickly(text: str) -> None:
+    # Linear-time patterns: each of these took minutes or forever with backtracking ones.
+    import signal
+
+    def hang(signum: int, frame: object) -> None:
+        raise TimeoutError("redaction took over 5 s")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)
+    try:
+        R.redact(text)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_past_the_check_budget_candidates_are_redacted_unchecked() -> None:
+    text = " ".join(["order 1234 5678 90"] * 300)  # 300 phone-shaped candidates, none valid
+    redacted, count = R.redact(text)
+    assert count == 100  # the first 200 were checked (and kept); the rest fail closed
+    assert redacted.count("[REDACTED:PHONE]") == 100
+
+
 def test_content_keys() -> None:
     for key in ("gen_ai.input.messages", "gen_ai.prompt.0.content", "llm.output_messages.0.message.content",
                 "retrieval.documents.3.document.content", "gen_ai.tool.call.arguments", "input.value"):
