@@ -25,6 +25,7 @@ R = Redactor("US")
         ("call (415) 555-2671 after six", "PHONE"),
         ("my mobile is +44 20 7946 0958", "PHONE"),
         ("Festnetz +49 30 901820", "PHONE"),
+        ("Arabic-Indic digits \u0664\u0661\u0665\u0665\u0665\u0660\u0661\u0663\u0662 +1 ٤١٥ ٥٥٥ ٢٦٧١", "PHONE"),
         ("card 4111 1111 1111 1111 exp 12/29", "CARD"),
         ("card 5500-0000-0000-0004", "CARD"),
         ("pay to DE89 3704 0044 0532 0130 00 please", "IBAN"),

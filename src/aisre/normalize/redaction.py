@@ -166,6 +166,7 @@ _DATE_START = re.compile(r"\(?\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}")
 _TRIGGER = re.compile(r"[\d@:]")
 # Cards, IPv4 addresses and phone numbers all hold a run like this; "5-7 days" does not.
 _DIGIT_RUN = re.compile(r"\d[\d \-.()/]{4,}\d")
+_ASCII_DIGIT_RUN = re.compile(r"(?a)\d[\d \-.()/]{4,}\d")  # twice as fast; most text is ASCII
 
 
 _CHECK_BUDGET = 200
@@ -233,7 +234,7 @@ class Redactor:
         if _IPV6_HINT.search(text):
             sub(_IPV6, self._ipv6)
         # IBANs too hold such a run (their account digits), so they share the gate.
-        if _DIGIT_RUN.search(text):
+        if _ASCII_DIGIT_RUN.search(text) or (not text.isascii() and _DIGIT_RUN.search(text)):
             # Checking a candidate with stdnum or libphonenumber costs tens of microseconds: a
             # text built of thousands of lookalikes would take seconds. Past a budget, candidates
             # are redacted unchecked (fail closed: over-redact rather than let one through).
