@@ -113,6 +113,21 @@ def is_content_key(key: str) -> bool:
     return known
 
 
+_shape_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def content_keys(attrs: dict[str, Any]) -> tuple[str, ...]:
+    """The content attributes among ``attrs``' keys; spans of one kind share a key set, so
+    the answer is cached per key set (one lookup per span instead of one per attribute)."""
+    shape = tuple(attrs)
+    found = _shape_cache.get(shape)
+    if found is None:
+        found = tuple(k for k in shape if is_content_key(k))
+        if len(shape) <= 64 and len(_shape_cache) < 4096:
+            _shape_cache[shape] = found
+    return found
+
+
 # ----------------------------------------------------------------------------- detectors
 
 # No match starts inside a word or right after a backslash (JSON escapes), except that an
@@ -379,7 +394,7 @@ class ContentFilter:
     def attributes(self, attrs: dict[str, Any]) -> int:
         """Filter span (or link) attributes in place; returns redactions (or drops) made."""
         done = 0
-        for key in [k for k in attrs if is_content_key(k)]:
+        for key in content_keys(attrs):
             done += self._apply(attrs, key)
         return done
 
