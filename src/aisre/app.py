@@ -30,6 +30,8 @@ from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
 from aisre.normalize.prices import load_catalog
+from aisre.normalize.redaction import load_policy
+from aisre.normalize.spans import Limits
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
@@ -73,6 +75,7 @@ class AisreServer:
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         receivers = load_receivers(settings.receivers) if settings.receivers else []
         catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
+        content = load_policy(settings.content_capture, settings.content_capture_file, settings.redact_phone_region)
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -96,6 +99,13 @@ class AisreServer:
             retry_after_s=settings.retry_after_s,
             journey_rules=rules,
             catalog_for=self.cost.catalog_for,
+            content=content,
+            limits=Limits(
+                max_attributes=settings.max_span_attributes,
+                max_value_chars=max(1, settings.max_attribute_chars),
+                max_depth=settings.max_value_depth,
+                max_spans=settings.max_spans_per_request,
+            ),
         )
         self.slos = SloEngine(self.store)
         if specs:

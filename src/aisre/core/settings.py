@@ -47,6 +47,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("notify_backoff_s", 1.0, "Wait before the first retry of a notification; doubles each attempt (capped at 30 s)"),
     Setting("evidence_interval_s", 60, "How often the triage evidence of unresolved incidents is recomputed"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
+    Setting("max_spans_per_request", 100_000, "Most spans one OTLP export request may hold (400 above it: send smaller batches)"),
+    Setting("max_span_attributes", 1000, "Most attributes a span, its resource, an event or a link may carry; a span over it is rejected (partial success)"),
+    Setting("max_attribute_chars", 1_000_000, "Longest attribute value, span name or status message in characters; longer ones are truncated, counted in aisre.truncated and reported in partial_success"),
+    Setting("max_value_depth", 16, "Deepest nesting of array/kvlist attribute values; a span over it is rejected (partial success)"),
+    Setting("content_capture", "redact", "What happens to prompt, completion, tool and retrieval content before it is stored: keep, redact (PII replaced by [REDACTED:KIND]) or drop"),
+    Setting("content_capture_file", "", "YAML file giving tenants their own content mode (tenants: {name: keep|redact|drop}); others get content_capture"),
+    Setting("redact_phone_region", "US", "Region whose national phone formats redaction recognises (numbers written with +country code are found in any region)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -83,6 +90,13 @@ class Settings:
     notify_backoff_s: float = 1.0
     evidence_interval_s: int = 60
     read_pool_size: int = 4
+    max_spans_per_request: int = 100_000
+    max_span_attributes: int = 1000
+    max_attribute_chars: int = 1_000_000
+    max_value_depth: int = 16
+    content_capture: str = "redact"
+    content_capture_file: str = ""
+    redact_phone_region: str = "US"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

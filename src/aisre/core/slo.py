@@ -36,7 +36,10 @@ def parse_duration(text: str) -> timedelta:
     for m in _DURATION_PART.finditer(s):
         if m.start() != pos:
             break
-        total += int(m.group(1)) * _UNITS[m.group(2)]
+        try:
+            total += int(m.group(1)) * _UNITS[m.group(2)]
+        except OverflowError:
+            raise ValueError(f"duration {text!r} is too long (at most {timedelta.max.days} days)") from None
         pos = m.end()
     if not s or pos != len(s):
         raise ValueError(f"invalid duration {text!r}: use {DURATION_HELP}")

@@ -51,6 +51,12 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     out.line = node.start_mark.line + 1
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be text or a number, not a list or mapping", key_node.start_mark
+            ) from None
         if key in out:
             loader.duplicates.append((key_node.start_mark.line + 1, str(key)))
         out[key] = loader.construct_object(value_node, deep=True)
@@ -81,9 +87,14 @@ def read_documents(path: Path, errors: list[SpecError]) -> list[tuple[Any, int]]
 
 def parse_documents(text: str, file: str, errors: list[SpecError]) -> list[tuple[Any, int]]:
     """Parse YAML text into (document, line) pairs, reporting syntax errors and duplicate keys."""
-    loader = _Loader(text)
-    loader.duplicates = []
     docs: list[tuple[Any, int]] = []
+    try:
+        # The reader refuses control characters as soon as it is built.
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        errors.append(SpecError(file, 0, "", f"not valid YAML: {getattr(exc, 'problem', None) or exc}"))
+        return []
+    loader.duplicates = []
     try:
         while loader.check_node():
             node = loader.get_node()

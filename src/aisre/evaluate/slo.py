@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from aisre.core.auth import check_tenant
-from aisre.core.errors import NotFound
+from aisre.core.errors import NotFound, PermanentError
 from aisre.core.model import SliRule
 from aisre.core.slo import CostSli, LatencySli, OutcomeSli, ScoreSli, SloSpec, SloWindow, StepSli
 from aisre.core.timefmt import rfc3339
@@ -51,6 +51,9 @@ def sli_rule(spec: SloSpec) -> SliRule | None:
         latency = int(sli.latency_ms * 1e6) if sli.latency_ms is not None else None
         return SliRule(spec.id, spec.journey, "step", latency_ns=latency, operation=sli.operation)
     return None
+
+
+MAX_REPLAY_NS = 400 * 86400 * 10**9
 
 
 @dataclass
@@ -107,6 +110,14 @@ class SloEngine:
         until = until_ns or time.time_ns()
         period_ns = int(spec.window.duration / timedelta(minutes=1)) * MINUTE_NS
         since = since_ns if since_ns is not None else until - period_ns
+        if since >= until:
+            raise PermanentError("replay needs since before until")
+        if until - since > MAX_REPLAY_NS:
+            # The replay holds a count per minute of the period: bound what one request may ask.
+            raise PermanentError(
+                f"replay covers at most {MAX_REPLAY_NS // (86400 * 10**9)} days; "
+                f"asked for {(until - since) / (86400 * 10**9):,.0f}"
+            )
         # Start one window early so the first minutes are judged with full windows behind them.
         series = self._range(tenant, spec, since - 3 * 86400 * 10**9, until)
         return [

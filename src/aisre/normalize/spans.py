@@ -19,6 +19,7 @@ import orjson
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from aisre.core.errors import PermanentError
 from aisre.core.schema import (
     LLM_OPERATIONS,
     RESOURCE_ARROW_SCHEMA,
@@ -29,12 +30,28 @@ from aisre.core.schema import (
 from aisre.normalize import conventions as cv
 from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.prices import PriceCatalog, default_catalog
+from aisre.normalize.redaction import DROPPED_ATTRIBUTE, REDACTIONS_ATTRIBUTE, ContentFilter
 from aisre.normalize.runs import trace_partials
 
 _ZERO_TRACE = b"\x00" * 16
 _ZERO_SPAN = b"\x00" * 8
 _EMPTY_LIST_JSON = "[]"
 _MAX_REASONS = 5
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may hold (settings max_span_attributes, max_attribute_chars,
+    max_value_depth, max_spans_per_request)."""
+
+    max_attributes: int = 1000
+    max_value_chars: int = 1_000_000
+    max_depth: int = 16
+    max_spans: int = 100_000
+
+
+DEFAULT_LIMITS = Limits()
+TRUNCATED_ATTRIBUTE = "aisre.truncated"
 
 
 @dataclass
@@ -47,23 +64,32 @@ class FlatBatch:
     resources: pa.Table | None = None
     traces: pa.Table | None = None
     scores: pa.Table | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
         return int(self.table.num_rows)
 
     def message(self) -> str:
-        """One line for OTLP partial_success.error_message."""
-        if not self.rejected:
-            return ""
-        shown = "; ".join(self.reasons[:_MAX_REASONS])
-        more = self.rejected - min(len(self.reasons), _MAX_REASONS)
-        suffix = f"; and {more} more" if more > 0 else ""
-        return f"rejected {self.rejected} span(s): {shown}{suffix}"
+        """One line for OTLP partial_success.error_message (OTLP lets it carry warnings too)."""
+        parts = []
+        if self.rejected:
+            shown = "; ".join(self.reasons[:_MAX_REASONS])
+            more = self.rejected - min(len(self.reasons), _MAX_REASONS)
+            suffix = f"; and {more} more" if more > 0 else ""
+            parts.append(f"rejected {self.rejected} span(s): {shown}{suffix}")
+        if self.warnings:
+            parts.append("accepted with changes: " + "; ".join(self.warnings[:_MAX_REASONS]))
+        return " | ".join(parts)
 
 
-def any_value(value: Any) -> Any:
-    """An OTLP AnyValue as a plain Python value (bytes become base64 text)."""
+class _TooDeep(Exception):
+    pass
+
+
+def any_value(value: Any, max_depth: int = DEFAULT_LIMITS.max_depth) -> Any:
+    """An OTLP AnyValue as a plain Python value (bytes become base64 text); arrays and
+    kvlists nested deeper than ``max_depth`` raise _TooDeep."""
     which = value.WhichOneof("value")
     if which == "string_value":
         return value.string_value
@@ -74,15 +100,19 @@ def any_value(value: Any) -> Any:
     if which == "bool_value":
         return value.bool_value
     if which == "array_value":
-        return [any_value(v) for v in value.array_value.values]
+        if max_depth <= 0:
+            raise _TooDeep
+        return [any_value(v, max_depth - 1) for v in value.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+        if max_depth <= 0:
+            raise _TooDeep
+        return {kv.key: any_value(kv.value, max_depth - 1) for kv in value.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
     return None
 
 
-def attributes_dict(key_values: Iterable[Any]) -> dict[str, Any]:
+def attributes_dict(key_values: Iterable[Any], max_depth: int = DEFAULT_LIMITS.max_depth) -> dict[str, Any]:
     """Repeated KeyValue → dict, keeping every attribute."""
     out: dict[str, Any] = {}
     for kv in key_values:
@@ -98,8 +128,53 @@ def attributes_dict(key_values: Iterable[Any]) -> dict[str, Any]:
         elif which == "bool_value":
             out[kv.key] = value.bool_value
         else:
-            out[kv.key] = any_value(value)
+            out[kv.key] = any_value(value, max_depth)
     return out
+
+
+def _checked_attributes(key_values: Any, limits: Limits, what: str) -> dict[str, Any]:
+    """attributes_dict, refusing the span when ``what`` has too many or too deep attributes."""
+    if len(key_values) > limits.max_attributes:
+        raise _BadSpan(
+            f"{what} has {len(key_values)} attributes; the limit is {limits.max_attributes} (max_span_attributes)"
+        )
+    try:
+        return attributes_dict(key_values, limits.max_depth)
+    except _TooDeep:
+        raise _BadSpan(
+            f"{what} has an attribute value nested deeper than {limits.max_depth} levels (max_value_depth)"
+        ) from None
+
+
+def _truncate(value: Any, limit: int) -> tuple[Any, int]:
+    """``value`` with every string longer than ``limit`` cut to it, and how many were cut."""
+    if isinstance(value, str):
+        return (value[:limit], 1) if len(value) > limit else (value, 0)
+    if isinstance(value, list):
+        out, total = [], 0
+        for item in value:
+            new, count = _truncate(item, limit)
+            out.append(new)
+            total += count
+        return out, total
+    if isinstance(value, dict):
+        mapped, total = {}, 0
+        for key, item in value.items():
+            new, count = _truncate(item, limit)
+            mapped[key] = new
+            total += count
+        return mapped, total
+    return value, 0
+
+
+def _dump_limited(obj: Any, limit: int) -> tuple[str, int]:
+    """JSON of ``obj``; strings over ``limit`` characters are truncated (rare: only a document
+    longer than the limit can hold one)."""
+    text = orjson.dumps(obj).decode()
+    if len(text) <= limit:
+        return text, 0
+    cut, count = _truncate(obj, limit)
+    return (orjson.dumps(cut).decode(), count) if count else (text, 0)
 
 
 def _first(attrs: dict[str, Any], keys: Sequence[str]) -> Any:
@@ -167,8 +242,8 @@ def _invocation_model(raw: Any) -> str | None:
 def _status_code(raw: Any, status_message: str, exc_message: str | None) -> int | None:
     """HTTP status from the attribute, else from "Error code: 429 - ..." in a message."""
     if type(raw) is int:
-        return raw
-    if isinstance(raw, str) and raw.isdigit():
+        return raw if 100 <= raw <= 599 else None
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) == 3:
         return int(raw)
     for message in (status_message, exc_message):
         if message:
@@ -198,14 +273,20 @@ def _events(
     trace_id: str = "",
     span_id: str = "",
     received: int = 0,
-) -> tuple[str, str | None, str | None]:
-    """(events JSON, exception type, exception message); evaluation events become scores."""
+    content: ContentFilter | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> tuple[list[dict[str, Any]], str | None, str | None, int]:
+    """(events, exception type, exception message, content values filtered);
+    evaluation events become scores."""
     if not span.events:
-        return _EMPTY_LIST_JSON, None, None
+        return [], None, None, 0
     out = []
     exc_type = exc_message = None
+    filtered = 0
     for event in span.events:
-        attrs = attributes_dict(event.attributes)
+        attrs = _checked_attributes(event.attributes, limits, f"event {event.name!r}")
+        if content is not None and attrs:
+            filtered += content.event(event.name, attrs)
         if event.name == "exception":
             exc_type = exc_type or _text(attrs.get("exception.type"))
             exc_message = exc_message or _text(attrs.get("exception.message"))
@@ -220,22 +301,18 @@ def _events(
                     _text(attrs.get("gen_ai.evaluation.explanation")), event.time_unix_nano, received,
                 ))
         out.append({"name": event.name, "time_ns": event.time_unix_nano, "attributes": attrs})
-    return orjson.dumps(out).decode(), exc_type, exc_message
+    return out, exc_type, exc_message, filtered
 
 
-def _links(span: Any) -> str:
-    if not span.links:
-        return _EMPTY_LIST_JSON
-    return orjson.dumps(
-        [
-            {
-                "trace_id": link.trace_id.hex(),
-                "span_id": link.span_id.hex(),
-                "attributes": attributes_dict(link.attributes),
-            }
-            for link in span.links
-        ]
-    ).decode()
+def _links(span: Any, content: ContentFilter | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[list[dict[str, Any]], int]:
+    links = []
+    filtered = 0
+    for link in span.links:
+        attrs = _checked_attributes(link.attributes, limits, "a link")
+        if content is not None and attrs:
+            filtered += content.attributes(attrs)
+        links.append({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(), "attributes": attrs})
+    return links, filtered
 
 
 # Every attribute name a typed column reads, mapped to (slot, priority): one set
@@ -322,8 +399,21 @@ def flatten(
     received_ns: int | None = None,
     journey_rules: tuple[JourneyRule, ...] = (),
     catalog: PriceCatalog | None = None,
+    content: ContentFilter | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> FlatBatch:
-    """Normalize every span of ``request``; bad spans are counted and explained, never raised."""
+    """Normalize every span of ``request``; bad spans are counted and explained, never raised.
+
+    ``content`` redacts or drops prompt/completion/tool/retrieval content (None keeps it).
+    A request over ``limits.max_spans`` is refused whole (PermanentError, 400); a span over
+    the other limits is rejected alone, and over-long values are truncated with a warning.
+    """
+    total = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    if total > limits.max_spans:
+        raise PermanentError(
+            f"request holds {total} spans; the limit is {limits.max_spans} (max_spans_per_request): "
+            "send smaller batches"
+        )
     received = received_ns if received_ns is not None else time.time_ns()
     prices = catalog if catalog is not None else default_catalog()
     rows: list[tuple[Any, ...]] = []
@@ -334,8 +424,20 @@ def flatten(
 
     resources: dict[int, str] = {}
     scores: list[tuple[Any, ...]] = []
+    truncated = [0]
     for resource_spans in request.resource_spans:
-        resource = attributes_dict(resource_spans.resource.attributes)
+        try:
+            resource = _checked_attributes(resource_spans.resource.attributes, limits, "the resource")
+        except _BadSpan as exc:
+            # Every span of that resource is refused, with the resource's reason.
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    rejected += 1
+                    if len(reasons) < _MAX_REASONS:
+                        reasons.append(_describe(span, str(exc)))
+            continue
+        resource, cut = _truncate(resource, limits.max_value_chars)
+        truncated[0] += cut
         resource_json = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
         resource_id = int.from_bytes(hashlib.blake2b(resource_json, digest_size=8).digest(), "big", signed=True)
         resources[resource_id] = resource_json.decode()
@@ -348,6 +450,9 @@ def flatten(
             received,
             prices,
             scores,
+            content,
+            limits,
+            truncated,
         )
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
@@ -376,9 +481,15 @@ def flatten(
         [pa.array(col, type=f.type) for col, f in zip(score_columns, SCORE_ARROW_SCHEMA, strict=True)],
         schema=SCORE_ARROW_SCHEMA,
     )
+    warnings = []
+    if truncated[0]:
+        warnings.append(
+            f"{truncated[0]} value(s) longer than {limits.max_value_chars} characters were truncated "
+            "(max_attribute_chars; counted in each span's aisre.truncated)"
+        )
     return FlatBatch(
         table=table, rejected=rejected, reasons=reasons, resources=resource_table,
-        traces=trace_partials(rows, journey_rules), scores=score_table,
+        traces=trace_partials(rows, journey_rules), scores=score_table, warnings=warnings,
     )
 
 
@@ -387,23 +498,29 @@ def _describe(span: Any, reason: str) -> str:
     return f"span {span_id!s} ({span.name or 'unnamed'}): {reason}"
 
 
+_MAX_TOKENS = 1 << 40  # sums of counts this size stay far inside int64
+_MAX_NS = (1 << 63) - 1  # int64 nanoseconds: up to the year 2262
+
+
 def _token_count(raw: Any, label: str) -> int | None:
-    """A token count: absent → None; negative, fractional or non-numeric → the span is refused."""
+    """A token count: absent → None; negative, fractional, non-numeric or absurdly large →
+    the span is refused."""
     if raw is None:
         return None
+    count: int | None = None
     if type(raw) is int:
-        if raw < 0:
-            raise _BadSpan(f"{label} must be a non-negative integer, got {raw}")
-        return raw
-    if isinstance(raw, float) and raw.is_integer() and raw >= 0:
-        return int(raw)
-    if isinstance(raw, str) and raw.strip().isdigit():
-        return int(raw)
-    raise _BadSpan(f"{label} must be a non-negative integer, got {raw!r}")
+        count = raw
+    elif (isinstance(raw, float) and raw.is_integer()) or (isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) < 20):
+        count = int(raw)
+    if count is None or count < 0:
+        raise _BadSpan(f"{label} must be a non-negative integer, got {str(raw)[:40]!r}")
+    if count > _MAX_TOKENS:
+        raise _BadSpan(f"{label} {count} is beyond any real count (limit {_MAX_TOKENS})")
+    return count
 
 
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
-    tenant, service, service_version, environment, resource_id, received, prices, scores = context
+    tenant, service, service_version, environment, resource_id, received, prices, scores, content, limits, truncated = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise _BadSpan(f"trace_id must be 16 non-zero bytes, got {len(trace_id)} byte(s)")
@@ -419,8 +536,11 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         raise _BadSpan("start_time_unix_nano is missing")
     if end < start:
         raise _BadSpan("end_time_unix_nano is before start_time_unix_nano")
+    if end > _MAX_NS:
+        raise _BadSpan(f"end_time_unix_nano {end} is past the year 2262: not a time")
 
-    attrs = attributes_dict(span.attributes)
+    attrs = _checked_attributes(span.attributes, limits, "the span")
+    filtered = content.attributes(attrs) if content is not None else 0
     v = _known_values(attrs)
     input_tokens = output_tokens = cached_tokens = None
     if v[S_INPUT_TOKENS] is not None:
@@ -436,10 +556,36 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     for key in attrs:
         if key[:12] == "aisre.score.":
             _attribute_score(scores, tenant, trace_id.hex(), span_id.hex(), key[12:], attrs[key], end, received)
+    max_chars = limits.max_value_chars
+    cut = 0
     if span.events:
-        events_json, exc_type, exc_message = _events(span, scores, tenant, trace_id.hex(), span_id.hex(), received)
+        events, exc_type, exc_message, in_events = _events(
+            span, scores, tenant, trace_id.hex(), span_id.hex(), received, content, limits
+        )
+        filtered += in_events
+        events_json, cut_events = _dump_limited(events, max_chars)
+        cut += cut_events
     else:
         events_json, exc_type, exc_message = _EMPTY_LIST_JSON, None, None
+    links_json = _EMPTY_LIST_JSON
+    if span.links:
+        links, in_links = _links(span, content, limits)
+        filtered += in_links
+        links_json, cut_links = _dump_limited(links, max_chars)
+        cut += cut_links
+    if filtered:
+        assert content is not None
+        attrs[DROPPED_ATTRIBUTE if content.mode == "drop" else REDACTIONS_ATTRIBUTE] = filtered
+    attrs_json, cut_attrs = _dump_limited(attrs, max_chars)
+    cut += cut_attrs
+    name, status_message = span.name, status_message
+    if len(name) > max_chars or len(status_message) > max_chars:
+        cut += (len(name) > max_chars) + (len(status_message) > max_chars)
+        name, status_message = name[:max_chars], status_message[:max_chars]
+    if cut:
+        truncated[0] += cut
+        attrs[TRUNCATED_ATTRIBUTE] = cut
+        attrs_json = _dump_limited(attrs, max_chars)[0]
     http_status = _status_code(v[S_HTTP_STATUS], status_message, exc_message)
     error_type = v[S_ERROR_TYPE] or exc_type
     if error_type is None and status == "error" and http_status:
@@ -451,7 +597,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         request_model = _invocation_model(v[S_INVOCATION])
     response_model = v[S_RESPONSE_MODEL]
     resend = v[S_RESEND]
-    retry_attempt = resend if type(resend) is int and resend > 0 else 0
+    retry_attempt = resend if type(resend) is int and 0 < resend < (1 << 31) else 0
 
     cost = price_version = None
     if operation in LLM_OPERATIONS:
@@ -472,7 +618,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         trace_id.hex(),
         span_id.hex(),
         parent.hex(),
-        span.name,
+        name,
         kind,
         service,
         scope,
@@ -503,10 +649,10 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         v[S_USER_ID],
         v[S_SESSION_ID],
         marks_failure,
-        orjson.dumps(attrs).decode(),
+        attrs_json,
         resource_id,
         events_json,
-        _links(span) if span.links else _EMPTY_LIST_JSON,
+        links_json,
         received,
     )
 

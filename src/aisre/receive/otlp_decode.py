@@ -89,6 +89,9 @@ def parse_request(data: bytes, encoding: Encoding) -> ExportTraceServiceRequest:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise PermanentError(f"malformed OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+    except RecursionError:
+        # The parser recurses per nesting level; a document this deep is not OTLP.
+        raise PermanentError("malformed OTLP/JSON ExportTraceServiceRequest: nested too deeply") from None
     return request
 
 

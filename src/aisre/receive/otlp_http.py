@@ -43,6 +43,21 @@ def traces_endpoint(
     """Build the Starlette endpoint for ``POST /v1/traces``."""
 
     async def export_traces(request: Request) -> Response:
+        """
+        summary: OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optionally gzip/deflate)
+        requestBody:
+          required: true
+          content:
+            application/x-protobuf: {schema: {type: string, format: binary}}
+            application/json: {schema: {type: object, properties: {resourceSpans: {type: array, items: {type: object}}}}}
+        responses:
+          200: {description: "ExportTraceServiceResponse; partial_success names rejected spans and warnings"}
+          400: {description: "Malformed body (google.rpc.Status)"}
+          413: {description: Body over max_body_bytes.}
+          415: {description: Unsupported content type or encoding.}
+          429: {description: "Writer queue full: retry after Retry-After seconds"}
+          503: {description: "Store unavailable: retry after Retry-After seconds"}
+        """
         started = time.perf_counter()
         encoding: Encoding = "json"
         try:

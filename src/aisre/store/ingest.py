@@ -26,7 +26,8 @@ from aisre.core.metrics import IngestMetrics
 from aisre.core.pipeline import EncodedExport, IngestResult
 from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.prices import PriceCatalog
-from aisre.normalize.spans import FlatBatch, flatten
+from aisre.normalize.redaction import ContentPolicy
+from aisre.normalize.spans import DEFAULT_LIMITS, FlatBatch, Limits, flatten
 from aisre.receive.otlp_decode import decode_export
 
 Prepare = Callable[[pa.Table, pa.Table, pa.Table, pa.Table], tuple[pa.Table, ...]]
@@ -49,6 +50,7 @@ class Prepared:
     tables: tuple[pa.Table, ...]
     rejected: int
     reasons: list[str]
+    warnings: list[str]
 
     @property
     def accepted(self) -> int:
@@ -56,15 +58,26 @@ class Prepared:
 
 
 def decode_and_prepare(
-    export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare, rules: tuple[JourneyRule, ...] = (),
+    export: EncodedExport,
+    tenant: str,
+    max_body_bytes: int,
+    prepare: Prepare,
+    rules: tuple[JourneyRule, ...] = (),
     catalog: PriceCatalog | None = None,
+    content: ContentPolicy | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Prepared:
     """Decode one export request, normalize its spans (priced with ``catalog``, the shipped
-    one when None) and prepare them for the store."""
-    batch = flatten(decode_export(export, max_body_bytes), tenant, time.time_ns(), rules, catalog)
+    one when None; content redacted or dropped as the tenant's policy says) and prepare
+    them for the store."""
+    content_filter = content.filter_for(tenant) if content is not None else None
+    batch = flatten(
+        decode_export(export, max_body_bytes), tenant, time.time_ns(), rules, catalog,
+        content=content_filter, limits=limits,
+    )
     assert batch.traces is not None and batch.resources is not None and batch.scores is not None
     tables = prepare(batch.table, batch.traces, batch.resources, batch.scores) if batch.accepted else (batch.table,)
-    return Prepared(tables, batch.rejected, batch.reasons)
+    return Prepared(tables, batch.rejected, batch.reasons, batch.warnings)
 
 
 def _to_ipc(table: pa.Table) -> bytes:
@@ -75,12 +88,18 @@ def _to_ipc(table: pa.Table) -> bytes:
 
 
 def _work(
-    export: EncodedExport, tenant: str, max_body_bytes: int, prepare: Prepare, rules: tuple[JourneyRule, ...],
-    catalog: PriceCatalog | None = None,
-) -> tuple[list[bytes], int, list[str]]:
+    export: EncodedExport,
+    tenant: str,
+    max_body_bytes: int,
+    prepare: Prepare,
+    rules: tuple[JourneyRule, ...],
+    catalog: PriceCatalog | None,
+    content: ContentPolicy | None,
+    limits: Limits,
+) -> tuple[list[bytes], int, list[str], list[str]]:
     # Runs in a decoder process: Arrow tables travel back as IPC bytes.
-    prepared = decode_and_prepare(export, tenant, max_body_bytes, prepare, rules, catalog)
-    return [_to_ipc(t) for t in prepared.tables], prepared.rejected, prepared.reasons
+    prepared = decode_and_prepare(export, tenant, max_body_bytes, prepare, rules, catalog, content, limits)
+    return [_to_ipc(t) for t in prepared.tables], prepared.rejected, prepared.reasons, prepared.warnings
 
 
 def _warm(_: int) -> bool:
@@ -101,11 +120,15 @@ class SpanIngest:
         retry_after_s: float = 1.0,
         journey_rules: tuple[JourneyRule, ...] = (),
         catalog_for: Callable[[str], PriceCatalog | None] | None = None,
+        content: ContentPolicy | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._sink = sink
         # A tenant's prices (catalog file, overrides); None: the shipped catalog.
         self._catalog_for = catalog_for or (lambda tenant: None)
         self._rules = journey_rules
+        self._content = content
+        self._limits = limits
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._retry_after = retry_after_s
@@ -140,24 +163,27 @@ class SpanIngest:
         if self._metrics is not None:
             self._metrics.spans.labels("accepted").inc(prepared.accepted)
             self._metrics.spans.labels("rejected").inc(prepared.rejected)
-        message = FlatBatch(prepared.tables[0], prepared.rejected, prepared.reasons).message()
+        message = FlatBatch(prepared.tables[0], prepared.rejected, prepared.reasons, warnings=prepared.warnings).message()
         return IngestResult(accepted=prepared.accepted, rejected=prepared.rejected, message=message)
 
     async def _decode(self, export: EncodedExport, tenant: str) -> Prepared:
         catalog = self._catalog_for(tenant)
         if self._pool is None:
-            return decode_and_prepare(export, tenant, self._max_body, self._sink.prepare, self._rules, catalog)
+            return decode_and_prepare(
+                export, tenant, self._max_body, self._sink.prepare, self._rules, catalog, self._content, self._limits
+            )
         loop = asyncio.get_running_loop()
         try:
-            payloads, rejected, reasons = await loop.run_in_executor(
-                self._pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules, catalog
+            payloads, rejected, reasons, warnings = await loop.run_in_executor(
+                self._pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules, catalog,
+                self._content, self._limits,
             )
         except concurrent.futures.BrokenExecutor:
             # A decoder died (e.g. killed by the OOM killer): replace the pool, let the sender retry.
             self._pool = self._start_pool()
             raise RetryableError("a decoder process died; retry", self._retry_after, overloaded=False) from None
         tables = tuple(pa.ipc.open_stream(ipc).read_all() for ipc in payloads)
-        return Prepared(tables, rejected, reasons)
+        return Prepared(tables, rejected, reasons, warnings)
 
     def _start_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         # spawn, not fork: the parent has DuckDB and writer threads running.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+from datetime import timedelta
 
 from aisre.core.slo import (
     CostSli,
@@ -23,6 +24,7 @@ from aisre.core.slo import (
 # Sloth's name rule for SLO names and services (one-character names allowed too).
 NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 WINDOW_VAR_RE = re.compile(r"{{ *\.window *}}")
+MAX_WINDOW = timedelta(days=366)
 # The operations normalize/ maps spans to (DESIGN §2).
 OPERATIONS = ("chat", "text_completion", "embeddings", "retrieval", "execute_tool", "agent", "other")
 
@@ -47,6 +49,9 @@ def validate_slo(
     if not 0 < spec.objective < 100:
         hint = "; 100 leaves no error budget" if spec.objective == 100 else ""
         add(_err(spec, "objective", f"must be > 0 and < 100 (got {spec.objective:g}){hint}"))
+    if spec.window.duration > MAX_WINDOW:
+        # Evaluation holds a count per minute of the window: bound it.
+        add(_err(spec, "window", f"must be at most {MAX_WINDOW.days} days (got {spec.window})"))
     if spec.journey is not None and known_journeys is not None and spec.journey not in known_journeys:
         add(_err(spec, "journey", f"unknown journey {spec.journey!r}; known: {_list(known_journeys)}"))
     errors.extend(_check_sli(spec, known_scores))

@@ -80,7 +80,7 @@ def build_asgi(
         metrics=ctx.ingest_metrics,
     )
     routes: list[BaseRoute] = [
-        Route("/v1/traces", otlp, methods=["POST"], include_in_schema=False),
+        Route("/v1/traces", otlp, methods=["POST"]),
         *API_ROUTES,
         *ADMIN_ROUTES,
         *GATE_ROUTES,
