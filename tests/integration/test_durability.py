@@ -61,11 +61,14 @@ def test_sigkill_during_load_loses_no_acknowledged_span(server_factory, tmp_path
     rng = random.Random()
     acked: list[str] = []
     lock = threading.Lock()
+    orphans: list[int] = []
     for _ in range(3):
         server = server_factory(db)
         stop, threads = _load(server.url, 3, acked, lock)
         time.sleep(rng.uniform(1.0, 3.0))
         before = len(acked)
+        assert server.proc is not None
+        orphans += _children(server.proc.pid)
         server.kill()  # no drain, no checkpoint
         stop.set()
         for thread in threads:
@@ -77,6 +80,19 @@ def test_sigkill_during_load_loses_no_acknowledged_span(server_factory, tmp_path
     missing = set(acked) - stored
     assert len(acked) == len(set(acked))
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged spans are missing"
+    # The killed servers' decoder processes noticed and left (none linger).
+    assert orphans
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in orphans):
+        time.sleep(0.2)
+    assert not [pid for pid in orphans if Path(f"/proc/{pid}").exists()]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 @pytest.mark.slow

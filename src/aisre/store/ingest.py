@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -106,6 +107,18 @@ def _warm(_: int) -> bool:
     return True
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Decoder initializer: leave when the server process is gone. A server killed with
+    SIGKILL runs no shutdown, and its decoders would otherwise linger for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="aisre-parent-watch", daemon=True).start()
+
+
 class SpanIngest:
     """TracesConsumer: answers only after the accepted spans are committed."""
 
@@ -188,7 +201,8 @@ class SpanIngest:
     def _start_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         # spawn, not fork: the parent has DuckDB and writer threads running.
         pool = concurrent.futures.ProcessPoolExecutor(
-            self._workers, mp_context=multiprocessing.get_context("spawn")
+            self._workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent, initargs=(os.getpid(),),
         )
         list(pool.map(_warm, range(self._workers)))
         return pool
