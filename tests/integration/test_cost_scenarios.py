@@ -46,6 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 class Phase:
     start_ns: int
     end_ns: int  # the load stopped here (stopping and flushing take a little longer)
+    stopped_ns: int  # every journey of the phase has started (and finished) by now
     runs: int
     usage: dict[str, ModelUsage]
 
@@ -61,18 +62,25 @@ def _phase(url: str, clock: SimClock, scenario: str, seed: int, **knobs: object)
     demo.wait(PHASE_S)
     end = clock.now_ns()
     stats = demo.stop()
+    stopped = clock.now_ns()
     assert stats.crashed == 0 and stats.shed == 0, stats
-    return Phase(start, end, stats.journeys["ask"], stats.provider_usage)
+    return Phase(start, end, stopped, stats.journeys["ask"], stats.provider_usage)
+
+
+# Three phases' worth of simulated time between the two phases' starts (days apart per test).
+PHASE_GAP_NS = int(3 * PHASE_S * SPEED * 1e9)
 
 
 def _explain(server: ServerProcess, day: int, scenario: str, **knobs: object) -> tuple[dict, Phase, Phase]:
-    clock = SimClock(SPEED, start_ns=DAY0 + day * DAY_NS)
-    base = _phase(server.url, clock, "default", seed=100 + day, failure_rate=0.0, rate_limit_rate=0.0)
-    time.sleep(1.0)  # a quiet gap, so the windows can be made equally long without overlapping
-    cur = _phase(server.url, clock, scenario, seed=200 + day, **knobs)
-    # Both windows as long as the longer phase, plus half a real second for the last
-    # journeys submitted to start.
-    length = max(base.end_ns - base.start_ns, cur.end_ns - cur.start_ns) + int(0.5 * SPEED * 1e9)
+    base = _phase(server.url, SimClock(SPEED, start_ns=DAY0 + day * DAY_NS), "default", seed=100 + day,
+                  failure_rate=0.0, rate_limit_rate=0.0)
+    # The current phase starts a fixed simulated gap later, on its own clock: however long
+    # a loaded machine takes to stop the baseline, the equally long windows cannot overlap.
+    cur = _phase(server.url, SimClock(SPEED, start_ns=base.start_ns + PHASE_GAP_NS), scenario,
+                 seed=200 + day, **knobs)
+    # Both windows as long as the longer phase until it had stopped: on a loaded machine the
+    # last journeys submitted can start well after the load was told to stop.
+    length = max(base.stopped_ns - base.start_ns, cur.stopped_ns - cur.start_ns) + 1
     assert base.start_ns + length <= cur.start_ns
     baseline = f"{rfc3339(base.start_ns)}..{rfc3339(base.start_ns + length)}"
     current = f"{rfc3339(cur.start_ns)}..{rfc3339(cur.start_ns + length)}"
