@@ -107,29 +107,42 @@ def step(
     return changed
 
 
-class AlertEvaluator:
-    """Evaluates every SLO on a timer and stores alert transitions. start/stop idempotent."""
+class EpisodeEvaluator:
+    """Turns conditions into stored alert episodes on a timer, for every tenant.
+    Subclasses say which tenants to walk, which stored episodes are theirs, and what the
+    conditions are now. start/stop idempotent."""
+
+    thread_name = "aisre-alerts"
 
     def __init__(
-        self, engine: SloEngine, store: AlertStore, tenant: str, interval_s: float = 15.0, for_s: float = 0.0,
+        self, store: AlertStore, tenant: str, interval_s: float, for_s: float = 0.0,
         on_change: Callable[[list[dict[str, Any]]], Any] | None = None,
     ) -> None:
         self._on_change = on_change  # e.g. incidents: told of every stored transition
-        self._engine = engine
         self._store = store
         self._tenant = tenant
         self._interval = interval_s
         self._for = for_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Per tenant: open episodes by (SLO, severity); loaded from the store on first use.
+        # Per tenant: open episodes by (name, severity); loaded from the store on first use.
         self._active: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
 
+    def _tenants(self) -> set[str]:
+        raise NotImplementedError
+
+    def _owns(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _conditions(self, tenant: str, now: int, active: dict[tuple[str, str], dict[str, Any]]) -> list[Condition]:
+        """What holds now, including inactive conditions that close episodes gone stale."""
+        raise NotImplementedError
+
     def evaluate_once(self, now_ns: int | None = None) -> list[dict[str, Any]]:
-        """One evaluation of every SLO of every tenant; returns the alert rows it changed."""
+        """One evaluation for every tenant; returns the alert rows it changed."""
         now = now_ns or time.time_ns()
         changed: list[dict[str, Any]] = []
-        for tenant in sorted({self._tenant, *self._engine.tenants()}):
+        for tenant in sorted({self._tenant, *self._tenants()}):
             changed += self._evaluate_tenant(tenant, now)
         if changed and self._on_change is not None:
             try:
@@ -141,17 +154,9 @@ class AlertEvaluator:
     def _evaluate_tenant(self, tenant: str, now: int) -> list[dict[str, Any]]:
         active = self._active.get(tenant)
         if active is None:  # resume episodes that were open when the server stopped
-            active = {
-                (a["slo"], a["severity"]): a for a in self._store.active_alerts(tenant) if not is_budget_alert(a["slo"])
-            }
+            active = {(a["slo"], a["severity"]): a for a in self._store.active_alerts(tenant) if self._owns(a["slo"])}
             self._active[tenant] = active
-        conds = [c for doc in self._engine.statuses(tenant, now) for c in conditions(doc)]
-        known = {c.slo for c in conds}
-        # An SLO that was removed or became unsupported closes its episodes.
-        for (slo, severity), episode in list(active.items()):
-            if slo not in known:
-                conds.append(Condition(slo, episode.get("journey"), severity, False, 0.0, f"{slo}: no longer evaluated"))
-        changed = step(active, now, conds, tenant, self._for)
+        changed = step(active, now, self._conditions(tenant, now, active), tenant, self._for)
         self._store.save_alerts(changed)
         for row in changed:
             log.info("alert %s/%s %s %s: %s", tenant, row["slo"], row["severity"], row["state"], row["summary"])
@@ -159,7 +164,7 @@ class AlertEvaluator:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="aisre-alerts", daemon=True)
+            self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
             self._thread.start()
 
     def _loop(self) -> None:
@@ -174,3 +179,29 @@ class AlertEvaluator:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+
+class AlertEvaluator(EpisodeEvaluator):
+    """SLO alert episodes from the engine's burn-rate conditions."""
+
+    def __init__(
+        self, engine: SloEngine, store: AlertStore, tenant: str, interval_s: float = 15.0, for_s: float = 0.0,
+        on_change: Callable[[list[dict[str, Any]]], Any] | None = None,
+    ) -> None:
+        super().__init__(store, tenant, interval_s, for_s, on_change)
+        self._engine = engine
+
+    def _tenants(self) -> set[str]:
+        return set(self._engine.tenants())
+
+    def _owns(self, name: str) -> bool:
+        return not is_budget_alert(name)
+
+    def _conditions(self, tenant: str, now: int, active: dict[tuple[str, str], dict[str, Any]]) -> list[Condition]:
+        conds = [c for doc in self._engine.statuses(tenant, now) for c in conditions(doc)]
+        known = {c.slo for c in conds}
+        # An SLO that was removed or became unsupported closes its episodes.
+        for (slo, severity), episode in list(active.items()):
+            if slo not in known:
+                conds.append(Condition(slo, episode.get("journey"), severity, False, 0.0, f"{slo}: no longer evaluated"))
+        return conds

@@ -11,12 +11,10 @@ Forecasts take a statsforecast fit per budget, so this runs on its own, slower l
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from aisre.act.alerts import BUDGET_PREFIX, AlertStore, Condition, is_budget_alert, step
+from aisre.act.alerts import BUDGET_PREFIX, AlertStore, Condition, EpisodeEvaluator, is_budget_alert
 
 log = logging.getLogger(__name__)
 
@@ -68,41 +66,25 @@ def budget_conditions(doc: dict[str, Any]) -> list[Condition]:
     return out
 
 
-class BudgetAlertEvaluator:
-    """Evaluates every cost budget on a timer and stores alert transitions. start/stop idempotent."""
+class BudgetAlertEvaluator(EpisodeEvaluator):
+    """Budget alert episodes: one per threshold the forecast (or the spend) reaches."""
+
+    thread_name = "aisre-budget-alerts"
 
     def __init__(
         self, budgets: Budgets, store: AlertStore, tenant: str, interval_s: float = 300.0, for_s: float = 0.0,
         on_change: Callable[[list[dict[str, Any]]], Any] | None = None,
     ) -> None:
+        super().__init__(store, tenant, interval_s, for_s, on_change)
         self._budgets = budgets
-        self._store = store
-        self._tenant = tenant
-        self._interval = interval_s
-        self._for = for_s
-        self._on_change = on_change
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._active: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
 
-    def evaluate_once(self, now_ns: int | None = None) -> list[dict[str, Any]]:
-        """One evaluation of every budget of every tenant; returns the alert rows it changed."""
-        now = now_ns or time.time_ns()
-        changed: list[dict[str, Any]] = []
-        for tenant in sorted({self._tenant, *self._budgets.budget_tenants(), *self._active}):
-            changed += self._evaluate_tenant(tenant, now)
-        if changed and self._on_change is not None:
-            try:
-                self._on_change(changed)
-            except Exception:  # the alerts are stored; what listens must not undo that
-                log.exception("budget alert listener failed")
-        return changed
+    def _tenants(self) -> set[str]:
+        return {*self._budgets.budget_tenants(), *self._active}
 
-    def _evaluate_tenant(self, tenant: str, now: int) -> list[dict[str, Any]]:
-        active = self._active.get(tenant)
-        if active is None:  # resume episodes that were open when the server stopped
-            active = {(a["slo"], a["severity"]): a for a in self._store.active_alerts(tenant) if is_budget_alert(a["slo"])}
-            self._active[tenant] = active
+    def _owns(self, name: str) -> bool:
+        return is_budget_alert(name)
+
+    def _conditions(self, tenant: str, now: int, active: dict[tuple[str, str], dict[str, Any]]) -> list[Condition]:
         conds: list[Condition] = []
         unknown: set[str] = set()  # budgets whose forecast failed: their episodes stay as they are
         for doc in self._budgets.budgets(tenant, now):
@@ -116,26 +98,4 @@ class BudgetAlertEvaluator:
             if name not in known and budget_of(name) not in unknown:
                 conds.append(Condition(name, episode.get("journey"), severity, False, 0.0,
                                        f"{name}: budget or threshold removed"))
-        changed = step(active, now, conds, tenant, self._for)
-        self._store.save_alerts(changed)
-        for row in changed:
-            log.info("budget alert %s/%s %s: %s", tenant, row["slo"], row["state"], row["summary"])
-        return changed
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="aisre-budget-alerts", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.evaluate_once()
-            except Exception:  # one failed evaluation must not end alerting
-                log.exception("budget alert evaluation failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        return conds

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -20,7 +19,7 @@ from rich.table import Table
 from aisre.core.slo import parse_duration
 from aisre.derive.populations import parse_selector
 from aisre.evaluate.gate.config import load_gate_config
-from aisre.present.cli.client import ApiError, auth_headers, get_json
+from aisre.present.cli.client import get_json, request
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
 
 console = Console()
@@ -33,20 +32,10 @@ _WORDS = {"pass": "PASS", "marginal": "MARGINAL", "fail": "FAIL", "no_data": "NO
 
 def post_gate(url: str, params: dict[str, Any], config_text: str, config_name: str) -> Any:
     """POST /api/gate with a gate file as the body."""
-    try:
-        response = httpx.post(
-            url.rstrip("/") + "/api/gate", params={**params, "config_name": config_name},
-            content=config_text.encode(), headers={"Content-Type": "application/yaml", **auth_headers()}, timeout=120,
-        )
-    except httpx.HTTPError as exc:
-        raise ApiError(f"cannot reach aisre at {url}: {exc}") from None
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        raise ApiError(f"{response.status_code}: {message}")
-    return response.json()
+    return request(
+        "POST", url, "/api/gate", params={**params, "config_name": config_name}, content=config_text.encode(),
+        headers={"Content-Type": "application/yaml"}, timeout=120,
+    ).json()
 
 
 def _fmt(value: float | None, unit: str) -> str:
