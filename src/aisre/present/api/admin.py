@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -12,14 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aisre.core.errors import PermanentError
-from aisre.core.timefmt import parse_time, rfc3339
-from aisre.present.api.context import AppContext
-from aisre.present.api.routes import ORJSONResponse
-
-
-def _ctx(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
+from aisre.core.timefmt import rfc3339
+from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 
 
 def _key_document(row: dict[str, Any]) -> dict[str, Any]:
@@ -99,14 +92,12 @@ async def audit_list(request: Request) -> Response:
       200: {description: "{items: [...]}"}
     """
     ctx = _ctx(request)
-    raw_limit = request.query_params.get("limit") or "100"
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise PermanentError(f"limit must be an integer between 1 and 1000; got {raw_limit!r}")
-    since = request.query_params.get("since")
-    since_ns = parse_time(since, time.time_ns(), "since") if since else None
+    limit = _int_param(request, "limit", 100)
+    if not 1 <= limit <= 1000:
+        raise PermanentError(f"limit must be between 1 and 1000; got {limit}")
     rows = await run_in_threadpool(
         ctx.store.list_audit, ctx.tenant_for(request), request.query_params.get("action") or None,
-        since_ns, int(raw_limit),
+        _time_param(request, "since"), limit,
     )
     for row in rows:
         row["at"] = rfc3339(row.pop("at_ns"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from aisre.act.incidents import IncidentManager
@@ -42,6 +43,8 @@ class AppContext:
         """Who the audit log names for a change made by this request."""
         return self.principal(request).key_id
 
-    def audit(self, request: Request, action: str, target: str, before: object, after: object) -> None:
+    async def audit(self, request: Request, action: str, target: str, before: object, after: object) -> None:
         """Append an audit record for a control-plane change made by this request."""
-        self.store.audit(self.tenant_for(request), self.actor(request), action, target, before, after)
+        await run_in_threadpool(
+            self.store.audit, self.tenant_for(request), self.actor(request), action, target, before, after
+        )

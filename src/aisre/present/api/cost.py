@@ -15,7 +15,6 @@ from starlette.routing import Route
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import parse_time
 from aisre.evaluate.cost import CostEngine
-from aisre.present.api.context import AppContext
 from aisre.present.api.routes import ORJSONResponse, _ctx, _time_param
 
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
@@ -50,11 +49,6 @@ def parse_window(text: str | None, field: str, now_ns: int) -> tuple[int, int]:
     if end <= start:
         raise PermanentError(f"{field}: the end must be after the start")
     return start, end
-
-
-async def _audit(request: Request, action: str, target: str, before: Any, after: Any) -> None:
-    ctx: AppContext = request.app.state.ctx
-    await run_in_threadpool(ctx.audit, request, action, target, before, after)
 
 
 async def _json_body(request: Request) -> Any:
@@ -137,7 +131,7 @@ async def price_override(request: Request) -> Response:
     override = await run_in_threadpool(cost.set_override, _tenant(request), data, effective)
     doc = {"model": override.model, "version": override.version_id, "input": override.input,
            "output": override.output, "cached_input": override.cached_input}
-    await _audit(request, "price.override", f"model {override.model}", None, doc)
+    await _ctx(request).audit(request, "price.override", f"model {override.model}", None, doc)
     return ORJSONResponse(doc)
 
 
@@ -150,7 +144,7 @@ async def price_override_delete(request: Request) -> Response:
     """
     model = request.path_params["model"]
     await run_in_threadpool(engine(request).delete_override, _tenant(request), model)
-    await _audit(request, "price.delete", f"model {model}", {"model": model}, None)
+    await _ctx(request).audit(request, "price.delete", f"model {model}", {"model": model}, None)
     return ORJSONResponse({"deleted": model})
 
 
@@ -168,7 +162,7 @@ async def reprice(request: Request) -> Response:
     since = parse_time(str(body["since"]), now, "since")
     until = parse_time(str(body["until"]), now, "until") if body.get("until") else None
     result = await run_in_threadpool(engine(request).reprice, _tenant(request), since, until)
-    await _audit(request, "price.reprice", "spans", {"since": body["since"], "until": body.get("until")}, result)
+    await _ctx(request).audit(request, "price.reprice", "spans", {"since": body["since"], "until": body.get("until")}, result)
     return ORJSONResponse(result)
 
 
@@ -205,7 +199,7 @@ async def budget_put(request: Request) -> Response:
     cost = engine(request)
     tenant = _tenant(request)
     row = await run_in_threadpool(cost.put_budget, tenant, body)
-    await _audit(request, "budget.put", f"budget {row['name']}", None, row)
+    await _ctx(request).audit(request, "budget.put", f"budget {row['name']}", None, row)
     return ORJSONResponse(await run_in_threadpool(cost.budget, tenant, row["name"]))
 
 
@@ -228,7 +222,7 @@ async def budget_delete(request: Request) -> Response:
     """
     name = request.path_params["name"]
     await run_in_threadpool(engine(request).delete_budget, _tenant(request), name)
-    await _audit(request, "budget.delete", f"budget {name}", {"name": name}, None)
+    await _ctx(request).audit(request, "budget.delete", f"budget {name}", {"name": name}, None)
     return ORJSONResponse({"deleted": name})
 
 
@@ -257,7 +251,7 @@ async def rate_limit_put(request: Request) -> Response:
     """
     body = await _json_body(request)
     limit = await run_in_threadpool(engine(request).put_rate_limit, _tenant(request), body)
-    await _audit(request, "rate_limit.put", f"model {body.get('model') if isinstance(body, dict) else '?'}", None, limit)
+    await _ctx(request).audit(request, "rate_limit.put", f"model {body.get('model') if isinstance(body, dict) else '?'}", None, limit)
     return ORJSONResponse(limit)
 
 

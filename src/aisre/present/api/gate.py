@@ -14,16 +14,12 @@ from aisre.derive.populations import parse_selector
 from aisre.evaluate.gate.config import GateConfig, parse_gate_config
 from aisre.evaluate.gate.judge import GateRequest, judge, judge_and_record
 from aisre.present.api.context import AppContext
-from aisre.present.api.routes import ORJSONResponse, _int_param, _time_param
+from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 
 GATE_CONFIG_KEY = "gate_config"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
-
-def _ctx(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
 
 
 def server_config(ctx: AppContext) -> GateConfig:
@@ -73,7 +69,7 @@ async def _decide(request: Request, config: GateConfig) -> Response:
     if record:
         after = {"id": doc.get("id"), "verdict": doc.get("verdict"), "baseline": doc["baseline"]["selector"],
                  "candidate": doc["candidate"]["selector"], "fix": gate_request.fix}
-        await run_in_threadpool(ctx.audit, request, "gate.verdict", f"journey {gate_request.journey}", None, after)
+        await ctx.audit(request, "gate.verdict", f"journey {gate_request.journey}", None, after)
     return ORJSONResponse(doc)
 
 

@@ -109,7 +109,7 @@ async def change_create(request: Request) -> Response:
     row = parse_change(await _body(request), ctx.tenant_for(request), time.time_ns())
     stored = await run_in_threadpool(_manager(request).record_change, row)
     document = change_document(stored)
-    await _audit(request, "change.record", f"change {document.get('id')}", None, document)
+    await _ctx(request).audit(request, "change.record", f"change {document.get('id')}", None, document)
     return ORJSONResponse(document, status_code=201)
 
 
@@ -180,7 +180,7 @@ async def incident_declare(request: Request) -> Response:
         lambda: _manager(request).declare(
             _str(doc, "title") or "", _str(doc, "by") or "", _str(doc, "journey"), _str(doc, "severity") or "sev3",
             _str(doc, "commander"), _ctx(request).tenant_for(request)))
-    await _audit(request, "incident.declare", f"incident {incident.get('id')}", None, _summary(incident))
+    await _ctx(request).audit(request, "incident.declare", f"incident {incident.get('id')}", None, _summary(incident))
     return ORJSONResponse(incident, status_code=201)
 
 
@@ -229,7 +229,7 @@ async def incident_update(request: Request) -> Response:
     out = await run_in_threadpool(
         lambda: _manager(request).update(_id(request), _str(doc, "by") or "", _str(doc, "severity"),
                                          _str(doc, "commander"), _str(doc, "title"), _ctx(request).tenant_for(request)))
-    await _audit(request, "incident.update", f"incident {_id(request)}", before, _summary(out))
+    await _ctx(request).audit(request, "incident.update", f"incident {_id(request)}", before, _summary(out))
     return ORJSONResponse(out)
 
 
@@ -243,10 +243,6 @@ def _summary(incident: dict[str, Any]) -> dict[str, Any]:
 async def _current(request: Request) -> dict[str, Any]:
     """The incident as it stands before a change (for the audit record)."""
     return _summary(await run_in_threadpool(_manager(request).get, _id(request), _ctx(request).tenant_for(request)))
-
-
-async def _audit(request: Request, action: str, target: str, before: Any, after: Any) -> None:
-    await run_in_threadpool(_ctx(request).audit, request, action, target, before, after)
 
 
 _ACTIONS = {"acknowledge": "acknowledge", "ack": "acknowledge", "mitigate": "mitigate", "resolve": "resolve"}
@@ -275,7 +271,7 @@ async def incident_transition(request: Request) -> Response:
     out = await run_in_threadpool(
         lambda: _manager(request).transition(_id(request), action, _str(doc, "by") or "", _str(doc, "note"),
                                              _ctx(request).tenant_for(request)))
-    await _audit(request, f"incident.{action}", f"incident {_id(request)}", before, _summary(out))
+    await _ctx(request).audit(request, f"incident.{action}", f"incident {_id(request)}", before, _summary(out))
     return ORJSONResponse(out)
 
 
@@ -295,7 +291,7 @@ async def incident_note(request: Request) -> Response:
     out = await run_in_threadpool(
         lambda: _manager(request).note(_id(request), _str(doc, "by") or "", _str(doc, "text") or "",
                                        _ctx(request).tenant_for(request)))
-    await _audit(request, "incident.note", f"incident {_id(request)}", None,
+    await _ctx(request).audit(request, "incident.note", f"incident {_id(request)}", None,
                  {"by": _str(doc, "by"), "text": _str(doc, "text")})
     return ORJSONResponse(out, status_code=201)
 
@@ -329,7 +325,7 @@ async def action_item_create(request: Request) -> Response:
     out = await run_in_threadpool(
         lambda: _manager(request).add_action_item(_id(request), _str(doc, "by") or "", _str(doc, "title") or "",
                                                   _str(doc, "owner"), due, _ctx(request).tenant_for(request)))
-    await _audit(request, "action_item.create", f"incident {_id(request)}", None, out)
+    await _ctx(request).audit(request, "action_item.create", f"incident {_id(request)}", None, out)
     return ORJSONResponse(out, status_code=201)
 
 
@@ -351,7 +347,7 @@ async def action_item_update(request: Request) -> Response:
         lambda: _manager(request).update_action_item(_id(request, "item_id"), _str(doc, "by") or "",
                                                      _str(doc, "status"), _str(doc, "owner"), due,
                                                      _ctx(request).tenant_for(request)))
-    await _audit(request, "action_item.update", f"action item {_id(request, 'item_id')}", None, out)
+    await _ctx(request).audit(request, "action_item.update", f"action item {_id(request, 'item_id')}", None, out)
     return ORJSONResponse(out)
 
 

@@ -269,7 +269,7 @@ async def slo_apply(request: Request) -> Response:
     tenant = ctx.tenant_for(request)
     before = [_spec_summary(s) for s in ctx.slos.specs(tenant)]
     await run_in_threadpool(ctx.slos.apply, tenant, specs)
-    await run_in_threadpool(ctx.audit, request, "slo.apply", "slos", before, [_spec_summary(s) for s in specs])
+    await ctx.audit(request, "slo.apply", "slos", before, [_spec_summary(s) for s in specs])
     return ORJSONResponse({"applied": [s.id for s in specs]})
 
 
