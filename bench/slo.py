@@ -639,8 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(
             "note: bench/ingest.py reuses fixed timestamps, so every run lands in the same "
             "minutes and each rollup tick rebuilds minutes holding everything ingested so far: "
-            "a worse case than live traffic. No SLO rules are loaded in that server, so only "
-            "run_minutes is maintained, not slo_minutes."
+            "a worse case than live traffic. No SLO rules are loaded in that server, so "
+            "run_minutes and cost_minutes are maintained, not slo_minutes."
         )
         verdicts.append(
             (
