@@ -49,6 +49,8 @@ def test_limits_answer_with_partial_success_or_400(server_factory, tmp_path) -> 
     assert response.status_code == 400
     assert b"request holds 4 spans; the limit is 3 (max_spans_per_request)" in response.content
     assert httpx.get(server.url + "/api/stats").json()["spans"] == 2
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'aisre_ingest_content_values_total{action="truncated",tenant="default"} 1.0' in metrics
 
 
 def test_bad_content_settings_stop_the_server_at_start(tmp_path) -> None:

@@ -64,6 +64,18 @@ def _send(server_url: str) -> str:
     return format(root.get_span_context().trace_id, "032x")
 
 
+def _content_metrics(server_url: str) -> dict[str, float]:
+    """aisre_ingest_content_values_total for the default tenant, by action."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{server_url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "aisre_ingest_content_values_total" and sample.labels["tenant"] == "default":
+                found[sample.labels["action"]] = sample.value
+    return found
+
+
 def _db_bytes(db: Path) -> bytes:
     data = db.read_bytes()
     wal = db.with_name(db.name + ".wal")
@@ -110,6 +122,15 @@ def test_pii_reaches_the_file_only_when_kept(server_factory, tmp_path, mode: str
         assert "aisre.redactions" not in chat["attributes"]
     # The model columns survive every mode.
     assert (chat["request_model"], chat["input_tokens"]) == ("gpt-4o-mini", 40)
+    # /metrics counts what ingest changed, per tenant: the sum of the spans' own counts.
+    content = _content_metrics(server.url)
+    if mode == "redact":
+        assert content == {"redacted": 15 + 3 + 2}
+    elif mode == "drop":
+        dropped = sum(s["attributes"].get("aisre.content_dropped", 0) for s in doc["spans"])
+        assert dropped >= 5 and content == {"dropped": dropped}
+    else:
+        assert content == {}
 
     # Before close the data is in the WAL (checkpoint_mb is large), after close in the file.
     before_close = _found(_db_bytes(db))

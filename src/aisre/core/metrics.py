@@ -27,6 +27,14 @@ class IngestMetrics:
             ["reason"],
             registry=registry,
         )
+        # Per tenant, because the content policy (keep, redact, drop) is set per tenant.
+        self.content = Counter(
+            "aisre_ingest_content_values",
+            "Values in committed spans that ingest changed: PII redacted (content_capture=redact), "
+            "content attributes dropped (content_capture=drop), values truncated (max_attribute_chars)",
+            ["tenant", "action"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "aisre_ingest_request_seconds",
             "Time from receiving an export request to its durable answer",
@@ -34,3 +42,8 @@ class IngestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+
+    def count_content(self, tenant: str, redacted: int, dropped: int, truncated: int) -> None:
+        for action, n in (("redacted", redacted), ("dropped", dropped), ("truncated", truncated)):
+            if n:
+                self.content.labels(tenant, action).inc(n)

@@ -55,6 +55,16 @@ TRUNCATED_ATTRIBUTE = "aisre.truncated"
 
 
 @dataclass
+class ContentCounts:
+    """What ingest changed in accepted spans' values: PII redacted, content dropped (the
+    tenant's content_capture policy) and values truncated (max_attribute_chars)."""
+
+    redacted: int = 0
+    dropped: int = 0
+    truncated: int = 0
+
+
+@dataclass
 class FlatBatch:
     """Typed span rows ready for the store, plus what was refused and why."""
 
@@ -65,6 +75,7 @@ class FlatBatch:
     traces: pa.Table | None = None
     scores: pa.Table | None = None
     warnings: list[str] = field(default_factory=list)
+    content: ContentCounts = field(default_factory=ContentCounts)
 
     @property
     def accepted(self) -> int:
@@ -424,7 +435,7 @@ def flatten(
 
     resources: dict[int, str] = {}
     scores: list[tuple[Any, ...]] = []
-    truncated = [0]
+    tally = [0, 0]  # values truncated, content values redacted or dropped
     for resource_spans in request.resource_spans:
         try:
             resource = _checked_attributes(resource_spans.resource.attributes, limits, "the resource")
@@ -437,7 +448,7 @@ def flatten(
                         reasons.append(_describe(span, str(exc)))
             continue
         resource, cut = _truncate(resource, limits.max_value_chars)
-        truncated[0] += cut
+        tally[0] += cut
         resource_json = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
         resource_id = int.from_bytes(hashlib.blake2b(resource_json, digest_size=8).digest(), "big", signed=True)
         resources[resource_id] = resource_json.decode()
@@ -452,7 +463,7 @@ def flatten(
             scores,
             content,
             limits,
-            truncated,
+            tally,
         )
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
@@ -482,14 +493,19 @@ def flatten(
         schema=SCORE_ARROW_SCHEMA,
     )
     warnings = []
-    if truncated[0]:
+    if tally[0]:
         warnings.append(
-            f"{truncated[0]} value(s) longer than {limits.max_value_chars} characters were truncated "
+            f"{tally[0]} value(s) longer than {limits.max_value_chars} characters were truncated "
             "(max_attribute_chars; counted in each span's aisre.truncated)"
         )
     return FlatBatch(
         table=table, rejected=rejected, reasons=reasons, resources=resource_table,
         traces=trace_partials(rows, journey_rules), scores=score_table, warnings=warnings,
+        content=ContentCounts(
+            redacted=tally[1] if content is not None and content.mode != "drop" else 0,
+            dropped=tally[1] if content is not None and content.mode == "drop" else 0,
+            truncated=tally[0],
+        ),
     )
 
 
@@ -520,7 +536,7 @@ def _token_count(raw: Any, label: str) -> int | None:
 
 
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
-    tenant, service, service_version, environment, resource_id, received, prices, scores, content, limits, truncated = context
+    tenant, service, service_version, environment, resource_id, received, prices, scores, content, limits, tally = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise _BadSpan(f"trace_id must be 16 non-zero bytes, got {len(trace_id)} byte(s)")
@@ -576,6 +592,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     if filtered:
         assert content is not None
         attrs[DROPPED_ATTRIBUTE if content.mode == "drop" else REDACTIONS_ATTRIBUTE] = filtered
+        tally[1] += filtered
     attrs_json, cut_attrs = _dump_limited(attrs, max_chars)
     cut += cut_attrs
     name, status_message = span.name, status_message
@@ -583,7 +600,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         cut += (len(name) > max_chars) + (len(status_message) > max_chars)
         name, status_message = name[:max_chars], status_message[:max_chars]
     if cut:
-        truncated[0] += cut
+        tally[0] += cut
         attrs[TRUNCATED_ATTRIBUTE] = cut
         attrs_json = _dump_limited(attrs, max_chars)[0]
     http_status = _status_code(v[S_HTTP_STATUS], status_message, exc_message)

@@ -28,7 +28,7 @@ from aisre.core.pipeline import EncodedExport, IngestResult
 from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.prices import PriceCatalog
 from aisre.normalize.redaction import ContentPolicy
-from aisre.normalize.spans import DEFAULT_LIMITS, FlatBatch, Limits, flatten
+from aisre.normalize.spans import DEFAULT_LIMITS, ContentCounts, FlatBatch, Limits, flatten
 from aisre.receive.otlp_decode import decode_export
 
 Prepare = Callable[[pa.Table, pa.Table, pa.Table, pa.Table], tuple[pa.Table, ...]]
@@ -52,6 +52,7 @@ class Prepared:
     rejected: int
     reasons: list[str]
     warnings: list[str]
+    content: ContentCounts
 
     @property
     def accepted(self) -> int:
@@ -78,7 +79,7 @@ def decode_and_prepare(
     )
     assert batch.traces is not None and batch.resources is not None and batch.scores is not None
     tables = prepare(batch.table, batch.traces, batch.resources, batch.scores) if batch.accepted else (batch.table,)
-    return Prepared(tables, batch.rejected, batch.reasons, batch.warnings)
+    return Prepared(tables, batch.rejected, batch.reasons, batch.warnings, batch.content)
 
 
 def _to_ipc(table: pa.Table) -> bytes:
@@ -97,10 +98,10 @@ def _work(
     catalog: PriceCatalog | None,
     content: ContentPolicy | None,
     limits: Limits,
-) -> tuple[list[bytes], int, list[str], list[str]]:
+) -> tuple[list[bytes], int, list[str], list[str], ContentCounts]:
     # Runs in a decoder process: Arrow tables travel back as IPC bytes.
     prepared = decode_and_prepare(export, tenant, max_body_bytes, prepare, rules, catalog, content, limits)
-    return [_to_ipc(t) for t in prepared.tables], prepared.rejected, prepared.reasons, prepared.warnings
+    return [_to_ipc(t) for t in prepared.tables], prepared.rejected, prepared.reasons, prepared.warnings, prepared.content
 
 
 def _warm(_: int) -> bool:
@@ -176,6 +177,9 @@ class SpanIngest:
         if self._metrics is not None:
             self._metrics.spans.labels("accepted").inc(prepared.accepted)
             self._metrics.spans.labels("rejected").inc(prepared.rejected)
+            if prepared.accepted:
+                counts = prepared.content
+                self._metrics.count_content(tenant, counts.redacted, counts.dropped, counts.truncated)
         message = FlatBatch(prepared.tables[0], prepared.rejected, prepared.reasons, warnings=prepared.warnings).message()
         return IngestResult(accepted=prepared.accepted, rejected=prepared.rejected, message=message)
 
@@ -187,7 +191,7 @@ class SpanIngest:
             )
         loop = asyncio.get_running_loop()
         try:
-            payloads, rejected, reasons, warnings = await loop.run_in_executor(
+            payloads, rejected, reasons, warnings, content = await loop.run_in_executor(
                 self._pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules, catalog,
                 self._content, self._limits,
             )
@@ -196,7 +200,7 @@ class SpanIngest:
             self._pool = self._start_pool()
             raise RetryableError("a decoder process died; retry", self._retry_after, overloaded=False) from None
         tables = tuple(pa.ipc.open_stream(ipc).read_all() for ipc in payloads)
-        return Prepared(tables, rejected, reasons, warnings)
+        return Prepared(tables, rejected, reasons, warnings, content)
 
     def _start_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         # spawn, not fork: the parent has DuckDB and writer threads running.
