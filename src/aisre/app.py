@@ -36,7 +36,7 @@ from aisre.present.api.asgi import build_asgi
 from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
 from aisre.present.api.gate import GATE_CONFIG_KEY
-from aisre.present.api.metrics import SloCountsCollector
+from aisre.present.api.metrics import SloCountsCollector, StoreMemoryCollector
 from aisre.present.ui.cost import cost_ui_routes
 from aisre.present.ui.incidents import incident_ui_routes
 from aisre.present.ui.pages import ui_routes
@@ -111,6 +111,7 @@ class AisreServer:
         if specs:
             self.slos.apply(settings.tenant, specs)
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
+        self.registry.register(StoreMemoryCollector(self.store))
         tables = self.store.incidents
         self.notifier = Notifier(
             receivers, tables.add_notification_attempt, settings.tenant, timeout_s=settings.notify_timeout_s,

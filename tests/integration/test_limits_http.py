@@ -51,6 +51,9 @@ def test_limits_answer_with_partial_success_or_400(server_factory, tmp_path) -> 
     assert httpx.get(server.url + "/api/stats").json()["spans"] == 2
     metrics = httpx.get(server.url + "/metrics").text
     assert 'aisre_ingest_content_values_total{action="truncated",tenant="default"} 1.0' in metrics
+    # DuckDB's memory: the default limit (1GB, shown by DuckDB as 953.6 MiB) and what it holds.
+    assert "aisre_store_memory_limit_bytes 9.99" in metrics
+    assert 'aisre_store_memory_bytes{kind="index"}' in metrics
 
 
 def test_bad_content_settings_stop_the_server_at_start(tmp_path) -> None:

@@ -172,3 +172,43 @@ def test_one_trace_in_two_requests_of_one_commit(tmp_path: Path) -> None:
     runs = store.list_runs(RunQuery("t"))
     assert len(runs) == 5 and all(r["span_count"] == 3 and r["llm_calls"] == 2 for r in runs)
     store.close()
+
+
+def _bulk_traces(store: DuckDBStore, tenant: str, n: int) -> None:
+    """n bare trace rows straight in SQL: enough to grow the (tenant, trace_id) index."""
+    columns = store._conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'traces' AND is_nullable = 'NO' AND column_name NOT IN ('tenant', 'trace_id')"
+    ).fetchall()
+    zero = {"BOOLEAN": "false", "VARCHAR": "''", "DOUBLE": "0.0"}
+    select = ", ".join(f"{zero.get(kind, '0')} AS {name}" for name, kind in columns)
+    store._conn.execute(
+        f"INSERT INTO traces BY NAME SELECT '{tenant}' AS tenant, md5(i::VARCHAR) AS trace_id, {select} FROM range({n}) r(i)"
+    )
+
+
+def test_memory_report_and_an_index_outgrowing_the_limit_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "grown.duckdb"
+    store = _store(path, memory_limit="2GB")
+    _bulk_traces(store, "t", 1_000_000)
+    store.close()
+
+    small = _store(path, memory_limit="16MB")
+    memory = small.memory()
+    assert memory["limit_bytes"] == pytest.approx(16_000_000, rel=0.01)
+    flat = flatten(journey_request(5000)[0], "t")  # new random ids reach all over the index
+    # The index (~55 MB for 1M traces) cannot be loaded under 16 MB: the commit fails with
+    # what to do about it, the sender is told to retry, and the writer lives on.
+    with pytest.raises(RetryableError, match=r"raise db_memory_limit") as refused:
+        small.submit_spans(flat.table, flat.resources).result(30)
+    assert "must fit whole" in str(refused.value)
+    assert small.stats()["failed_commits"] == 1
+    small.close()
+
+    roomy = _store(path)  # the default limit holds it: the retried batch commits
+    roomy.submit_spans(flat.table, flat.resources).result(30)
+    assert roomy.count_spans("t") == flat.accepted
+    memory = roomy.memory()
+    assert memory["limit_bytes"] == pytest.approx(1_000_000_000, rel=0.01)
+    assert 20 * 1_000_000 < memory["index_bytes"] < 200 * 1_000_000
+    roomy.close()

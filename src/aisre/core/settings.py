@@ -36,7 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retry_after_s", 1, "Seconds a refused exporter is told to wait (Retry-After / RetryInfo)"),
     Setting("ingest_workers", 2, "Processes that decode and normalize OTLP requests; 0 does it in the server process"),
     Setting("checkpoint_mb", 256, "WAL size (MiB) at which DuckDB folds it into the database file; larger commits faster, replays longer after a crash"),
-    Setting("db_memory_limit", "2GB", "Memory DuckDB may use for its buffers and queries"),
+    Setting("db_memory_limit", "1GB", "Memory DuckDB may use for its buffers, indexes and queries"),
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("budget_evaluation_interval_s", 300, "How often cost budgets are forecast and checked against their alert thresholds; 0 turns budget alerts off"),
@@ -79,7 +79,7 @@ class Settings:
     retry_after_s: int = 1
     ingest_workers: int = 2
     checkpoint_mb: int = 256
-    db_memory_limit: str = "2GB"
+    db_memory_limit: str = "1GB"
     rollup_interval_ms: int = 1000
     evaluation_interval_s: int = 15
     budget_evaluation_interval_s: int = 300

@@ -12,7 +12,12 @@ import itertools
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from aisre.core.auth import caller_tenant
@@ -68,3 +73,27 @@ class SloCountsCollector(Collector):
 
 def _le(ms: float) -> str:
     return repr(ms / 1000)
+
+
+class StoreMemory(Protocol):
+    def memory(self) -> dict[str, int]: ...
+
+
+class StoreMemoryCollector(Collector):
+    """DuckDB's memory at scrape time: the limit, what it holds, and the index share that
+    must stay in memory whole (ingest fails with a clear error once it outgrows the limit)."""
+
+    def __init__(self, store: StoreMemory) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        memory = self._store.memory()
+        limit = GaugeMetricFamily("aisre_store_memory_limit_bytes", "db_memory_limit: memory DuckDB may use")
+        limit.add_metric([], float(memory["limit_bytes"]))
+        used = GaugeMetricFamily(
+            "aisre_store_memory_bytes", "Memory DuckDB's buffer manager holds: all of it, and its indexes", labels=["kind"]
+        )
+        used.add_metric(["total"], float(memory["used_bytes"]))
+        used.add_metric(["index"], float(memory["index_bytes"]))
+        yield limit
+        yield used

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from importlib import resources
@@ -26,6 +28,8 @@ from aisre.store.duckdb.incidents import IncidentTables
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
+
+log = logging.getLogger(__name__)
 
 
 def prepare_batch(
@@ -50,6 +54,22 @@ class RecentKeys:
         self._current.update(keys)
         if len(self._current) > self._limit:
             self._previous, self._current = self._current, set()
+
+
+# What the server runs with unless db_memory_limit says otherwise (core/settings.py).
+DEFAULT_MEMORY_LIMIT = "1GB"
+# Measured: the traces (tenant, trace_id) primary key on 4M hex trace ids, DuckDB 2.0.
+INDEX_BYTES_PER_TRACE = 55
+INDEX_WARN_SHARE = 0.6  # of db_memory_limit: warn while there is room to act
+MEMORY_CHECK_INTERVAL_S = 60.0
+_UNITS = {"bytes": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+          "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
+
+
+def _parse_bytes(text: str) -> int:
+    """DuckDB's rendering of a size ("953.6 MiB") as bytes."""
+    number, _, unit = text.strip().partition(" ")
+    return int(float(number) * _UNITS.get(unit.strip(), 1))
 
 
 _INSERT_RESOURCES = """
@@ -103,7 +123,7 @@ class DuckDBStore(ControlTables, GateQueries):
         max_wait_ms: int = 5,
         retry_after_s: float = 1.0,
         read_pool_size: int = 4,
-        memory_limit: str | None = None,
+        memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
         checkpoint_mb: int | None = None,
         rollup_interval_ms: int = 1000,
     ) -> None:
@@ -128,14 +148,15 @@ class DuckDBStore(ControlTables, GateQueries):
         self._rollups_on = rollup_interval_ms > 0
         self._sli_rules: dict[str, list[SliRule]] = {}
         self._slo_changes = MinuteJournal()
+        self._memory_checked = 0.0
         self._writer = Writer(
             self._commit,
             max_queued_spans=max_queued_spans,
             max_commit_spans=max_commit_spans,
             max_wait_ms=max_wait_ms,
             retry_after_s=retry_after_s,
-            tick=self.refresh_rollups if rollup_interval_ms > 0 else None,
-            tick_interval_s=max(rollup_interval_ms, 1) / 1000,
+            tick=self._housekeeping,
+            tick_interval_s=(rollup_interval_ms if rollup_interval_ms > 0 else 1000) / 1000,
         )
         self._closed = False
         self._close_lock = threading.Lock()
@@ -211,10 +232,56 @@ class DuckDBStore(ControlTables, GateQueries):
         resources = pa.concat_tables([b[2] for b in batches])
         scores = pa.concat_tables([b[3] for b in batches])
         try:
-            self._transaction(spans, parts, resources, scores, trust_recent=True)
-        except duckdb.ConstraintException:
-            # A trace older than the recent-id memory got a late span: merge everything.
-            self._transaction(spans, parts, resources, scores, trust_recent=False)
+            try:
+                self._transaction(spans, parts, resources, scores, trust_recent=True)
+            except duckdb.ConstraintException:
+                # A trace older than the recent-id memory got a late span: merge everything.
+                self._transaction(spans, parts, resources, scores, trust_recent=False)
+        except duckdb.OutOfMemoryException as exc:
+            raise duckdb.OutOfMemoryException(self._out_of_memory_message(exc)) from exc
+
+    def _housekeeping(self) -> None:
+        """Writer-thread upkeep between commits: rollups, and a memory check a minute."""
+        if self._rollups_on:
+            self.refresh_rollups()
+        now = time.monotonic()
+        if now - self._memory_checked >= MEMORY_CHECK_INTERVAL_S:
+            self._memory_checked = now
+            memory = self.memory()
+            if memory["limit_bytes"] and memory["index_bytes"] > INDEX_WARN_SHARE * memory["limit_bytes"]:
+                mib = 1024 * 1024
+                log.warning(
+                    "DuckDB's indexes hold %.0f MiB of db_memory_limit %.0f MiB and must fit in it whole: "
+                    "raise db_memory_limit before ingest fails (about %d bytes per stored trace)",
+                    memory["index_bytes"] / mib, memory["limit_bytes"] / mib, INDEX_BYTES_PER_TRACE,
+                )
+
+    def _out_of_memory_message(self, exc: Exception) -> str:
+        # The usual cause on a growing store: the traces primary-key index must stay in
+        # memory whole, so it outgrows the limit. Say so, with the figures to size by.
+        try:
+            memory = self.memory()
+        except duckdb.Error:
+            return str(exc)
+        mib = 1024 * 1024
+        return (
+            f"DuckDB needs more than db_memory_limit ({memory['limit_bytes'] / mib:,.0f} MiB): "
+            f"its indexes hold {memory['index_bytes'] / mib:,.0f} MiB and must fit whole "
+            f"(about {INDEX_BYTES_PER_TRACE} bytes per stored trace); raise db_memory_limit. ({exc})"
+        )
+
+    def memory(self) -> dict[str, int]:
+        """DuckDB's memory limit, what its buffer manager holds, and the share indexes take."""
+        with self._reader() as cur:
+            rows = cur.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory()").fetchall()
+            limit = cur.execute("SELECT current_setting('memory_limit')").fetchone()
+        used = {str(tag): int(n) for tag, n in rows}
+        return {
+            "limit_bytes": _parse_bytes(limit[0]) if limit else 0,
+            "used_bytes": sum(used.values()),
+            "index_bytes": used.get("ART_INDEX", 0),
+            **{f"{tag.lower()}_bytes": n for tag, n in used.items() if n},
+        }
 
     def _transaction(
         self, spans: list[pa.Table], parts: list[pa.Table], resources: pa.Table, scores: pa.Table, trust_recent: bool
