@@ -89,3 +89,18 @@ def test_too_many_spans_refuses_the_request() -> None:
     with pytest.raises(PermanentError, match=r"request holds 6 spans; the limit is 5 \(max_spans_per_request\)"):
         flatten(_request(*(_span() for _ in range(6))), "t", limits=LIMITS)
     assert flatten(_request(*(_span() for _ in range(5))), "t", limits=LIMITS).accepted == 5
+
+
+def test_an_event_time_past_int64_rejects_its_span_not_the_request() -> None:
+    """Found by bench/fuzz.py: an evaluation event's time became a score time too large
+    for the int64 column, and the whole request failed with OverflowError."""
+    bad = _span("judged")
+    event = bad.events.add(name="gen_ai.evaluation.result", time_unix_nano=2**64 - 1)
+    event.attributes.extend([
+        KeyValue(key="gen_ai.evaluation.name", value=AnyValue(string_value="groundedness")),
+        KeyValue(key="gen_ai.evaluation.score.value", value=AnyValue(double_value=0.5)),
+    ])
+    batch = flatten(_request(bad, _span("fine")), "t", limits=LIMITS)
+    assert (batch.accepted, batch.rejected) == (1, 1)
+    assert "time_unix_nano 18446744073709551615 is past the year 2262" in batch.message()
+    assert batch.scores is not None and batch.scores.num_rows == 0

@@ -197,7 +197,7 @@ def test_memory_report_and_an_index_outgrowing_the_limit_is_refused_naming_the_f
     memory = small.memory()
     assert memory["limit_bytes"] == pytest.approx(16_000_000, rel=0.01)
     flat = flatten(journey_request(5000)[0], "t")  # new random ids reach all over the index
-    # The index (~55 MB for 1M traces) cannot be loaded under 16 MB: the commit fails with
+    # The index (~50 MB for 1M traces) cannot be loaded under 16 MB: the commit fails with
     # what to do about it, the sender is told to retry, and the writer lives on.
     with pytest.raises(RetryableError, match=r"raise db_memory_limit") as refused:
         small.submit_spans(flat.table, flat.resources).result(30)

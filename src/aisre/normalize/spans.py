@@ -295,6 +295,8 @@ def _events(
     exc_type = exc_message = None
     filtered = 0
     for event in span.events:
+        if event.time_unix_nano > _MAX_NS:
+            raise _BadSpan(f"event {event.name!r} time_unix_nano {event.time_unix_nano} is past the year 2262: not a time")
         attrs = _checked_attributes(event.attributes, limits, f"event {event.name!r}")
         if content is not None and attrs:
             filtered += content.event(event.name, attrs)
