@@ -7,8 +7,10 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -69,6 +71,7 @@ class AisreServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.before_stopping: list[Callable[[], None]] = []
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
@@ -190,12 +193,39 @@ class AisreServer:
             lifespan="on",
             timeout_graceful_shutdown=10,
         )
-        _QuietExitServer(config).run()
+        _QuietExitServer(config, self.before_stopping).run()
+
+    def on_stopping(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` when told to stop, before the listeners close (the demo stops its
+        simulated service there, so its last spans still reach the server)."""
+        self.before_stopping.append(hook)
 
 
 class _QuietExitServer(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; aisre has drained by
     then, so it exits 0 instead of dying of the signal."""
+
+    def __init__(self, config: uvicorn.Config, before_stopping: list[Callable[[], None]]) -> None:
+        super().__init__(config)
+        self._before_stopping = before_stopping
+        self._stopping = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._stopping or not self._before_stopping:
+            super().handle_exit(sig, frame)  # a second signal forces the exit
+            return
+        self._stopping = True
+
+        def hooks_then_exit() -> None:
+            # Off the signal handler: the hooks may wait for requests this loop must serve.
+            for hook in self._before_stopping:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("stop hook failed")
+            super(_QuietExitServer, self).handle_exit(sig, frame)
+
+        threading.Thread(target=hooks_then_exit, name="aisre-stopping", daemon=True).start()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

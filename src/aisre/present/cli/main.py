@@ -131,7 +131,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         settings = _settings(port=port, grpc_port=grpc_port, db=db, slos=slo_file)
         stop = threading.Event()
 
-        def start_feeding(_server: Any) -> None:
+        def start_feeding(server: Any) -> None:
             def feed() -> None:
                 _wait_healthy(f"http://127.0.0.1:{port}")
                 runner.run(
@@ -139,7 +139,15 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
                     duration_s=duration or None, stop=stop, scenario=chosen,
                 )
 
-            threading.Thread(target=feed, name="aisre-demo", daemon=True).start()
+            feeder = threading.Thread(target=feed, name="aisre-demo", daemon=True)
+
+            def stop_feeding() -> None:
+                # Stop the simulated service and let it flush while the server still listens.
+                stop.set()
+                feeder.join(timeout=15)
+
+            server.on_stopping(stop_feeding)
+            feeder.start()
 
         try:
             _run_server(serve, settings, banner=True, on_ready=start_feeding, note=f"demo traffic: scenario {scenario}, {rate} journeys/s")
