@@ -26,8 +26,8 @@ class AppContext:
     ingest_metrics: IngestMetrics
     slos: SloEngine
     keys: KeyRing
-    incidents: IncidentManager | None = None
-    postmortems: Postmortems | None = None
+    incidents: IncidentManager
+    postmortems: Postmortems
     extra: dict[str, object] = field(default_factory=dict)
 
     def principal(self, request: Request) -> Principal:

@@ -11,20 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aisre.act.incidents import IncidentManager
-from aisre.act.postmortem import Postmortems, render_html
+from aisre.act.postmortem import render_html
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import parse_time, rfc3339
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 from aisre.receive.alertmanager import parse_alertmanager
 from aisre.receive.changes import CHANGE_KINDS, parse_change
-
-
-def _manager(request: Request) -> IncidentManager:
-    manager = _ctx(request).incidents
-    if manager is None:
-        raise PermanentError("incidents are not enabled on this server")
-    return manager
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -107,7 +99,7 @@ async def change_create(request: Request) -> Response:
     """
     ctx = _ctx(request)
     row = parse_change(await _body(request), ctx.tenant_for(request), time.time_ns())
-    stored = await run_in_threadpool(_manager(request).record_change, row)
+    stored = await run_in_threadpool(_ctx(request).incidents.record_change, row)
     document = change_document(stored)
     await _ctx(request).audit(request, "change.record", f"change {document.get('id')}", None, document)
     return ORJSONResponse(document, status_code=201)
@@ -130,7 +122,7 @@ async def change_list(request: Request) -> Response:
     if kind is not None and kind not in CHANGE_KINDS:
         raise PermanentError(f"kind must be one of {', '.join(CHANGE_KINDS)}; got {kind!r}")
     rows = await run_in_threadpool(
-        _manager(request).store.list_changes, ctx.tenant_for(request), _time_param(request, "since"),
+        _ctx(request).incidents.store.list_changes, ctx.tenant_for(request), _time_param(request, "since"),
         _time_param(request, "until"), request.query_params.get("journey") or None, kind, _limit(request, 200),
     )
     return ORJSONResponse({"items": [change_document(r) for r in rows]})
@@ -150,7 +142,7 @@ async def incident_list(request: Request) -> Response:
     """
     ctx = _ctx(request)
     items = await run_in_threadpool(
-        _manager(request).list_incidents, request.query_params.get("state") or None, request.query_params.get("journey") or None,
+        _ctx(request).incidents.list_incidents, request.query_params.get("state") or None, request.query_params.get("journey") or None,
         _time_param(request, "since"), _time_param(request, "until"), _limit(request), ctx.tenant_for(request),
     )
     return ORJSONResponse({"items": items})
@@ -177,7 +169,7 @@ async def incident_declare(request: Request) -> Response:
     """
     doc = await _body(request)
     incident = await run_in_threadpool(
-        lambda: _manager(request).declare(
+        lambda: _ctx(request).incidents.declare(
             _str(doc, "title") or "", _str(doc, "by") or "", _str(doc, "journey"), _str(doc, "severity") or "sev3",
             _str(doc, "commander"), _ctx(request).tenant_for(request)))
     await _ctx(request).audit(request, "incident.declare", f"incident {incident.get('id')}", None, _summary(incident))
@@ -194,7 +186,7 @@ async def incident_metrics(request: Request) -> Response:
       200: {description: Figures in seconds.}
     """
     out = await run_in_threadpool(
-        _manager(request).metrics, _time_param(request, "since"), _time_param(request, "until"),
+        _ctx(request).incidents.metrics, _time_param(request, "since"), _time_param(request, "until"),
         _ctx(request).tenant_for(request))
     return ORJSONResponse(out)
 
@@ -208,7 +200,7 @@ async def incident_detail(request: Request) -> Response:
       200: {description: The incident.}
       404: {description: Unknown incident.}
     """
-    doc = await run_in_threadpool(_manager(request).get, _id(request), _ctx(request).tenant_for(request))
+    doc = await run_in_threadpool(_ctx(request).incidents.get, _id(request), _ctx(request).tenant_for(request))
     return ORJSONResponse(doc)
 
 
@@ -227,7 +219,7 @@ async def incident_update(request: Request) -> Response:
     doc = await _body(request)
     before = await _current(request)
     out = await run_in_threadpool(
-        lambda: _manager(request).update(_id(request), _str(doc, "by") or "", _str(doc, "severity"),
+        lambda: _ctx(request).incidents.update(_id(request), _str(doc, "by") or "", _str(doc, "severity"),
                                          _str(doc, "commander"), _str(doc, "title"), _ctx(request).tenant_for(request)))
     await _ctx(request).audit(request, "incident.update", f"incident {_id(request)}", before, _summary(out))
     return ORJSONResponse(out)
@@ -242,7 +234,7 @@ def _summary(incident: dict[str, Any]) -> dict[str, Any]:
 
 async def _current(request: Request) -> dict[str, Any]:
     """The incident as it stands before a change (for the audit record)."""
-    return _summary(await run_in_threadpool(_manager(request).get, _id(request), _ctx(request).tenant_for(request)))
+    return _summary(await run_in_threadpool(_ctx(request).incidents.get, _id(request), _ctx(request).tenant_for(request)))
 
 
 _ACTIONS = {"acknowledge": "acknowledge", "ack": "acknowledge", "mitigate": "mitigate", "resolve": "resolve"}
@@ -269,7 +261,7 @@ async def incident_transition(request: Request) -> Response:
     doc = await _body(request)
     before = await _current(request)
     out = await run_in_threadpool(
-        lambda: _manager(request).transition(_id(request), action, _str(doc, "by") or "", _str(doc, "note"),
+        lambda: _ctx(request).incidents.transition(_id(request), action, _str(doc, "by") or "", _str(doc, "note"),
                                              _ctx(request).tenant_for(request)))
     await _ctx(request).audit(request, f"incident.{action}", f"incident {_id(request)}", before, _summary(out))
     return ORJSONResponse(out)
@@ -289,7 +281,7 @@ async def incident_note(request: Request) -> Response:
     """
     doc = await _body(request)
     out = await run_in_threadpool(
-        lambda: _manager(request).note(_id(request), _str(doc, "by") or "", _str(doc, "text") or "",
+        lambda: _ctx(request).incidents.note(_id(request), _str(doc, "by") or "", _str(doc, "text") or "",
                                        _ctx(request).tenant_for(request)))
     await _ctx(request).audit(request, "incident.note", f"incident {_id(request)}", None,
                  {"by": _str(doc, "by"), "text": _str(doc, "text")})
@@ -304,7 +296,7 @@ async def incident_evidence(request: Request) -> Response:
     responses:
       200: {description: The incident.}
     """
-    out = await run_in_threadpool(_manager(request).refresh, _id(request), _ctx(request).tenant_for(request))
+    out = await run_in_threadpool(_ctx(request).incidents.refresh, _id(request), _ctx(request).tenant_for(request))
     return ORJSONResponse(out)
 
 
@@ -323,7 +315,7 @@ async def action_item_create(request: Request) -> Response:
     doc = await _body(request)
     due = _due(doc)
     out = await run_in_threadpool(
-        lambda: _manager(request).add_action_item(_id(request), _str(doc, "by") or "", _str(doc, "title") or "",
+        lambda: _ctx(request).incidents.add_action_item(_id(request), _str(doc, "by") or "", _str(doc, "title") or "",
                                                   _str(doc, "owner"), due, _ctx(request).tenant_for(request)))
     await _ctx(request).audit(request, "action_item.create", f"incident {_id(request)}", None, out)
     return ORJSONResponse(out, status_code=201)
@@ -344,18 +336,11 @@ async def action_item_update(request: Request) -> Response:
     doc = await _body(request)
     due = _due(doc)
     out = await run_in_threadpool(
-        lambda: _manager(request).update_action_item(_id(request, "item_id"), _str(doc, "by") or "",
+        lambda: _ctx(request).incidents.update_action_item(_id(request, "item_id"), _str(doc, "by") or "",
                                                      _str(doc, "status"), _str(doc, "owner"), due,
                                                      _ctx(request).tenant_for(request)))
     await _ctx(request).audit(request, "action_item.update", f"action item {_id(request, 'item_id')}", None, out)
     return ORJSONResponse(out)
-
-
-def _postmortems(request: Request) -> Postmortems:
-    postmortems = _ctx(request).postmortems
-    if postmortems is None:
-        raise PermanentError("postmortems are not enabled on this server")
-    return postmortems
 
 
 async def incident_postmortem(request: Request) -> Response:
@@ -371,7 +356,7 @@ async def incident_postmortem(request: Request) -> Response:
     fmt = request.query_params.get("format") or "markdown"
     if fmt not in ("markdown", "html"):
         raise PermanentError(f"format must be markdown or html; got {fmt!r}")
-    text = await run_in_threadpool(_postmortems(request).markdown, _id(request), _ctx(request).tenant_for(request))
+    text = await run_in_threadpool(_ctx(request).postmortems.markdown, _id(request), _ctx(request).tenant_for(request))
     if fmt == "html":
         return Response(render_html(text), media_type="text/html; charset=utf-8")
     return Response(text, media_type="text/markdown; charset=utf-8")
@@ -392,7 +377,7 @@ async def alertmanager_webhook(request: Request) -> Response:
     except (ValueError, UnicodeDecodeError) as exc:
         raise PermanentError(f"malformed JSON: {exc}") from None
     alerts = parse_alertmanager(document)
-    touched = await run_in_threadpool(_manager(request).on_alertmanager, alerts, _ctx(request).tenant_for(request))
+    touched = await run_in_threadpool(_ctx(request).incidents.on_alertmanager, alerts, _ctx(request).tenant_for(request))
     return ORJSONResponse({"alerts": len(alerts), "incidents": touched})
 
 

@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from aisre.act.incidents import IncidentManager
 from aisre.act.postmortem import render_html
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import rfc3339
@@ -22,16 +21,9 @@ from aisre.present.ui.pages import REFRESH_SECONDS, _ctx, _error, _page, _render
 METRICS_DAYS = 30
 
 
-def _manager(request: Request) -> IncidentManager:
-    manager = _ctx(request).incidents
-    if manager is None:
-        raise PermanentError("incidents are not enabled on this server")
-    return manager
-
-
 async def incidents_page(request: Request) -> Response:
     """Incidents newest first, the period's MTTD/MTTA/MTTR, and the latest changes."""
-    manager = _manager(request)
+    manager = _ctx(request).incidents
     tenant = _ctx(request).tenant_for(request)
     state = request.query_params.get("state") or None
     since = time.time_ns() - METRICS_DAYS * 86400 * 10**9
@@ -55,7 +47,7 @@ def _incident_id(request: Request) -> int:
 
 async def incident_page(request: Request) -> Response:
     """One incident."""
-    doc = await run_in_threadpool(_manager(request).get, _incident_id(request), _ctx(request).tenant_for(request))
+    doc = await run_in_threadpool(_ctx(request).incidents.get, _incident_id(request), _ctx(request).tenant_for(request))
     context = {"nav": "incidents", "i": doc, "evidence": doc.get("evidence") or {},
                "message": request.query_params.get("message"), "refresh": REFRESH_SECONDS}
     return _render(request, "incident.html", context)
@@ -70,7 +62,7 @@ async def incident_action(request: Request) -> Response:
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
     action = form.get("action", "")
     by = form.get("by", "")
-    manager = _manager(request)
+    manager = _ctx(request).incidents
     tenant = _ctx(request).tenant_for(request)
     try:
         if action == "note":
@@ -87,8 +79,6 @@ async def incident_action(request: Request) -> Response:
 async def postmortem_page(request: Request) -> Response:
     """The postmortem, generated now, rendered from its Markdown."""
     ctx = _ctx(request)
-    if ctx.postmortems is None:
-        raise PermanentError("postmortems are not enabled on this server")
     incident_id = _incident_id(request)
     text = await run_in_threadpool(ctx.postmortems.markdown, incident_id, ctx.tenant_for(request))
     # markdown-it runs with raw HTML off: everything from traces and people is escaped.
