@@ -52,6 +52,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -255,8 +256,6 @@ def _stats(port: int) -> dict[str, Any]:
 
 def _store_memory(port: int) -> dict[str, float]:
     """DuckDB's memory gauges from /metrics: limit, total and index bytes."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=30)) as conn:
         conn.request("GET", "/metrics")
         text = conn.getresponse().read().decode()

@@ -12,6 +12,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
 
 # Distinct values so each one's absence from the file bytes is unambiguous.
 PII = {
@@ -66,8 +67,6 @@ def _send(server_url: str) -> str:
 
 def _content_metrics(server_url: str) -> dict[str, float]:
     """aisre_ingest_content_values_total for the default tenant, by action."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(httpx.get(f"{server_url}/metrics").text):
         for sample in family.samples:

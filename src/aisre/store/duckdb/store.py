@@ -73,6 +73,15 @@ def _parse_bytes(text: str) -> int:
     return int(float(number) * _UNITS.get(unit.strip(), 1))
 
 
+def _index_advice(memory: dict[str, int]) -> str:
+    mib = 1024 * 1024
+    return (
+        f"its indexes hold {memory['index_bytes'] / mib:,.0f} MiB of db_memory_limit "
+        f"({memory['limit_bytes'] / mib:,.0f} MiB) and must fit whole (up to about "
+        f"{INDEX_BYTES_PER_TRACE} bytes per stored trace): raise db_memory_limit"
+    )
+
+
 _INSERT_RESOURCES = """
 INSERT INTO resources
 SELECT DISTINCT ON (tenant, resource_id) tenant, resource_id, resource FROM new_resources
@@ -233,13 +242,10 @@ class DuckDBStore(ControlTables, GateQueries):
         resources = pa.concat_tables([b[2] for b in batches])
         scores = pa.concat_tables([b[3] for b in batches])
         try:
-            try:
-                self._transaction(spans, parts, resources, scores, trust_recent=True)
-            except duckdb.ConstraintException:
-                # A trace older than the recent-id memory got a late span: merge everything.
-                self._transaction(spans, parts, resources, scores, trust_recent=False)
-        except duckdb.OutOfMemoryException as exc:
-            raise duckdb.OutOfMemoryException(self._out_of_memory_message(exc)) from exc
+            self._transaction(spans, parts, resources, scores, trust_recent=True)
+        except duckdb.ConstraintException:
+            # A trace older than the recent-id memory got a late span: merge everything.
+            self._transaction(spans, parts, resources, scores, trust_recent=False)
 
     def _housekeeping(self) -> None:
         """Writer-thread upkeep between commits: rollups, and a memory check a minute."""
@@ -250,12 +256,7 @@ class DuckDBStore(ControlTables, GateQueries):
             self._memory_checked = now
             memory = self.memory()
             if memory["limit_bytes"] and memory["index_bytes"] > INDEX_WARN_SHARE * memory["limit_bytes"]:
-                mib = 1024 * 1024
-                log.warning(
-                    "DuckDB's indexes hold %.0f MiB of db_memory_limit %.0f MiB and must fit in it whole: "
-                    "raise db_memory_limit before ingest fails (up to about %d bytes per stored trace)",
-                    memory["index_bytes"] / mib, memory["limit_bytes"] / mib, INDEX_BYTES_PER_TRACE,
-                )
+                log.warning("%s before ingest fails", _index_advice(memory))
 
     def _out_of_memory_message(self, exc: Exception) -> str:
         # The usual cause on a growing store: the traces primary-key index must stay in
@@ -264,12 +265,7 @@ class DuckDBStore(ControlTables, GateQueries):
             memory = self.memory()
         except duckdb.Error:
             return str(exc)
-        mib = 1024 * 1024
-        return (
-            f"DuckDB needs more than db_memory_limit ({memory['limit_bytes'] / mib:,.0f} MiB): "
-            f"its indexes hold {memory['index_bytes'] / mib:,.0f} MiB and must fit whole "
-            f"(up to about {INDEX_BYTES_PER_TRACE} bytes per stored trace); raise db_memory_limit. ({exc})"
-        )
+        return f"DuckDB ran out of memory: {_index_advice(memory)}. ({exc})"
 
     def memory(self) -> dict[str, int]:
         """DuckDB's memory limit, what its buffer manager holds, and the share indexes take."""
@@ -299,6 +295,9 @@ class DuckDBStore(ControlTables, GateQueries):
                 self._register_and_run("new_scores", scores, "INSERT INTO scores SELECT * FROM new_scores")
             new_keys = self._merge_traces(parts, trust_recent)
             conn.execute("COMMIT")
+        except duckdb.OutOfMemoryException as exc:
+            conn.execute("ROLLBACK")
+            raise duckdb.OutOfMemoryException(self._out_of_memory_message(exc)) from exc
         except Exception:
             conn.execute("ROLLBACK")
             raise
