@@ -19,6 +19,12 @@ def _cond(active: bool, burn: float = 20.0) -> list[Condition]:
     return [Condition("ask-success", "ask", "page", active, burn, "s")]
 
 
+def _healthy_history(store: DuckDBStore, tenant: str, now: int) -> None:
+    request, _ = journey_request(20, start_ns=now - 4 * 86400 * S)
+    flat = flatten(request, tenant)
+    store.submit_spans(flat.table, flat.resources).result(10)
+
+
 def test_state_machine_without_for() -> None:
     active: dict = {}
     assert step(active, 1 * S, _cond(False), "t") == []
@@ -53,6 +59,8 @@ def test_evaluator_stores_episodes_from_failing_runs_and_resumes(tmp_path: Path)
     now = time.time_ns()
     assert evaluator.evaluate_once(now) == []
 
+    # Healthy runs four days ago observe every alert window whole; then 20 runs fail.
+    _healthy_history(store, "t", now)
     request, _ = journey_request(20, start_ns=now - 90 * S)
     for span in request.resource_spans[0].scope_spans[0].spans:
         if not span.parent_span_id:
@@ -98,6 +106,7 @@ def test_every_tenant_with_slos_is_evaluated(tmp_path: Path) -> None:
     evaluator = AlertEvaluator(engine, store, "default")
     now = time.time_ns()
     for tenant, failing in (("shop", False), ("bank", True)):
+        _healthy_history(store, tenant, now)
         request, _ = journey_request(20, start_ns=now - 90 * S)
         for span in request.resource_spans[0].scope_spans[0].spans:
             if failing and not span.parent_span_id:

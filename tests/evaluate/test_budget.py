@@ -41,12 +41,22 @@ def test_no_traffic_burns_nothing_and_full_failure_exhausts() -> None:
     assert (status.sli, status.total, status.remaining_ratio) == (None, 0, 1.0)
     assert not status.page and not status.ticket and status.time_to_exhaustion is None
 
+    # A journey whose first two hours all fail: the 28-day budget (0.5 % of the period's
+    # events at the observed rate) is 201.6 minutes of full outage, 120 of them are spent.
     down = MinuteSeries.from_lists(START, [0] * 120, [10] * 120)
     status = evaluate(down, 99.5, timedelta(days=28), windows_for(timedelta(days=28)))
     assert status.sli == 0.0
-    assert status.remaining_ratio == pytest.approx(1 - 1 / 0.005)
+    assert status.remaining_ratio == pytest.approx(1 - 120 / (0.005 * 28 * DAY))
+    assert status.data is not None and not status.data.complete
+    assert status.data.observed == timedelta(hours=2) and status.data.projected_events == 10 * 28 * DAY
     assert status.burn_rates["1h"] == pytest.approx(200.0)
+    # Windows longer than the data burn their observed share: 3 d holds 2 h of failures.
+    assert status.burn_rates["3d"] == pytest.approx(200.0 * 120 / (3 * DAY))
     assert status.page
+
+    # Exhausted once more than the budget is spent: 202 minutes of full outage.
+    down = MinuteSeries.from_lists(START, [0] * 202, [10] * 202)
+    assert evaluate(down, 99.5, timedelta(days=28), windows_for(timedelta(days=28))).remaining_ratio < 0
 
 
 def test_objective_100_is_refused() -> None:

@@ -13,6 +13,7 @@ from aisre.core.slo import PrometheusSli, SloSpec
 from aisre.evaluate.export import (
     BAD_EVENTS_METRIC,
     EVENTS_METRIC,
+    FIRST_EVENT_METRIC,
     ExportError,
     prometheus_rules,
     promtool_tests,
@@ -79,9 +80,13 @@ def test_native_slis_read_aisre_counters(spec_file: Path) -> None:
 def test_alerts_use_sloth_expression_and_28d_factors(spec_file: Path) -> None:
     page, ticket = _groups(spec_file)["aisre-slo-alerts-ask-success"]["rules"]
     assert page["alert"] == ticket["alert"] == "AskSuccessErrorBudgetBurn"
+    # Sloth's expression, each window's ratio scaled by its observed share, plus the guard.
+    sel = '{aisre_id="ask-success", aisre_service="ask", aisre_slo="ask-success"}'
     assert page["expr"].startswith(
-        '(\n    max(slo:sli_error:ratio_rate5m{aisre_id="ask-success", aisre_service="ask", '
-        'aisre_slo="ask-success"} > (13.44 * 0.005)) without (aisre_window)\n    and\n')
+        f'(\n    max(slo:sli_error:ratio_rate5m{sel} * scalar(clamp_max(aisre:slo_observed:seconds{sel} / 300, 1))'
+        ' > (13.44 * 0.005)) without (aisre_window)\n    and\n')
+    assert 'sum(increase(aisre_slo_bad_events_total{slo="ask-success"}[1h])) >= 3' in page["expr"]
+    assert 'sum(increase(aisre_slo_events_total{slo="ask-success"}[3d])) >= 10' in ticket["expr"]
     assert "(5.6000000000000005 * 0.005)" in page["expr"]
     assert "(0.9333333333333333 * 0.005)" in ticket["expr"]
     assert page["labels"]["severity"] == "page" and ticket["labels"]["severity"] == "ticket"
@@ -125,7 +130,7 @@ def test_promtool_test_file_drives_the_page_alert(spec_file: Path) -> None:
     (test,) = doc["tests"]
     assert doc["rule_files"] == ["rules.yaml"]
     series = {s["series"].split("{")[0] for s in test["input_series"]}
-    assert series == {EVENTS_METRIC, BAD_EVENTS_METRIC}
+    assert series == {EVENTS_METRIC, BAD_EVENTS_METRIC, FIRST_EVENT_METRIC}
     checks = test["alert_rule_test"]
     assert checks[0]["exp_alerts"] == []  # healthy before the outage
     severities = [[a["exp_labels"]["aisre_severity"] for a in c["exp_alerts"]] for c in checks]

@@ -79,7 +79,14 @@ def test_status_from_runs_with_backfill_and_live_updates(tmp_path: Path) -> None
     assert status["status"] == "page"
     assert status["burn_rates"]["5m"] == pytest.approx(1.0 / 0.005)
     assert any(a["firing"] and a["severity"] == "page" for a in status["alerts"])
-    assert status["error_budget"]["remaining_ratio"] == pytest.approx(1 - 50 / (0.005 * 100))
+    # An hour of data in a 28-day window: the budget is 0.5 % of the events 28 days hold at
+    # the observed rate, not of the 100 seen so far (which would read -9,900 %).
+    data = status["data"]
+    assert 60 * 60 <= data["observed_s"] <= 62 * 60 and not data["complete"] and data["events"] == 100
+    projected = 100 * 28 * 86400 / data["observed_s"]
+    assert data["projected_events"] == pytest.approx(projected)
+    assert status["error_budget"]["remaining_ratio"] == pytest.approx(1 - 50 / (0.005 * projected))
+    assert "observed" in data["note"]
 
     # Cost SLO: every run costs more than the bound; diagnostic, so a ticket, never a page.
     cost = engine.status("t", "ask-cost", now)
@@ -147,14 +154,16 @@ def test_step_sli_counts_spans_of_one_operation_in_their_runs_minute(tmp_path: P
     engine = SloEngine(store)
     engine.apply("t", load_specs([spec]))
     now = time.time_ns()
-    request, _ = journey_request(12, start_ns=now - 120 * 10**9)
-    flat = flatten(request, "t")
-    store.submit_spans(flat.table, flat.resources).result(10)
+    # Runs four hours ago too, so the alert windows are observed whole.
+    for start in (now - 4 * 3600 * 10**9, now - 120 * 10**9):
+        request, _ = journey_request(12, start_ns=start)
+        flat = flatten(request, "t")
+        store.submit_spans(flat.table, flat.resources).result(10)
     store.flush_rollups()
     chat = engine.status("t", "chat-fast", now)
-    assert (chat["good"], chat["total"], chat["diagnostic"]) == (12, 12, True)  # chat spans take 0.6 ms
+    assert (chat["good"], chat["total"], chat["diagnostic"]) == (24, 24, True)  # chat spans take 0.6 ms
     embed = engine.status("t", "embed-fast", now)
-    assert (embed["good"], embed["total"]) == (0, 12)  # embeddings take 0.099 ms > 0.05 ms
+    assert (embed["good"], embed["total"]) == (0, 24)  # embeddings take 0.099 ms > 0.05 ms
     assert embed["status"] == "ticket"  # diagnostic: a burning step SLO opens a ticket, never a page
     store.close()
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ServerProcess
 from tests.present.browser import SHOTS, sync_api
-from tests.present.test_ui_slo import DEMO_SLOS, runs_request, wait_for_slo
+from tests.present.test_ui_slo import DEMO_SLOS, HISTORY, post_history, runs_request, wait_for_slo
 from tests.present.ui_helpers import post_request
 
 pytestmark = pytest.mark.browser
@@ -31,11 +31,12 @@ def test_journeys_to_slo_burn_down(page: sync_api.Page, slo_server: ServerProces
     expect = sync_api.expect
     console_errors: list[str] = []
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    post_history(slo_server)
     post_request(slo_server, runs_request(40))
     post_request(slo_server, runs_request(10, failures=10))
     post_request(slo_server, runs_request(3, journey="triage-agent"))
-    wait_for_slo(slo_server, "ask-success", 50)
-    wait_for_slo(slo_server, "triage-success", 3)
+    wait_for_slo(slo_server, "ask-success", HISTORY + 50)
+    wait_for_slo(slo_server, "triage-success", HISTORY + 3)
 
     page.goto(slo_server.url + "/")
     ask = page.locator("tr", has=page.get_by_role("link", name="ask", exact=True))

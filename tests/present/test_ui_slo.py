@@ -46,9 +46,9 @@ def _cell(row: str, cls: str) -> str:
     return _text(match.group(1))
 
 
-def runs_request(n: int, failures: int = 0, journey: str = "ask") -> ExportTraceServiceRequest:
+def runs_request(n: int, failures: int = 0, journey: str = "ask", start_ns: int | None = None) -> ExportTraceServiceRequest:
     """``n`` runs of ``journey``, the first ``failures`` of them with an errored root span."""
-    request, _ = journey_request(n, journey=journey)
+    request, _ = journey_request(n, journey=journey, start_ns=start_ns)
     roots = [s for s in request.resource_spans[0].scope_spans[0].spans if not s.parent_span_id]
     for span in roots[:failures]:
         span.status.code = Status.STATUS_CODE_ERROR
@@ -67,6 +67,17 @@ def wait_for_slo(server: ServerProcess, name: str, total: int, timeout: float = 
     raise AssertionError(f"{name} never counted {total} events; last saw {doc.get('total')}")
 
 
+HISTORY = 20  # healthy runs per journey four days back, so every alert window is observed whole
+
+
+def post_history(server: ServerProcess) -> None:
+    """Healthy runs of both journeys four days ago: the SLOs then judge the runs posted now
+    over fully observed windows (a young SLO's windows are diluted, docs/alerting.md)."""
+    start = time.time_ns() - 4 * 86400 * 10**9
+    for journey in ("ask", "triage-agent"):
+        post_request(server, runs_request(HISTORY, journey=journey, start_ns=start))
+
+
 def _slos(server: ServerProcess) -> dict[str, dict[str, Any]]:
     items = httpx.get(server.url + "/api/slos", timeout=10).json()["items"]
     return {item["name"]: item for item in items}
@@ -80,10 +91,11 @@ def test_slo_pages_match_the_api(server_factory: Any, tmp_path: Path) -> None:
     ]
     assert '<a href="/slos" class="active" aria-current="page">SLOs</a>' in page
 
+    post_history(server)
     post_request(server, runs_request(40))
     post_request(server, runs_request(4, journey="triage-agent"))
-    wait_for_slo(server, "ask-success", 40)
-    wait_for_slo(server, "triage-success", 4)
+    wait_for_slo(server, "ask-success", HISTORY + 40)
+    wait_for_slo(server, "triage-success", HISTORY + 4)
     api = _slos(server)
     page = _get(server, "/slos")
     for name, doc in api.items():
@@ -106,7 +118,7 @@ def test_slo_pages_match_the_api(server_factory: Any, tmp_path: Path) -> None:
 
     # 10 failures in 50 runs burn a 99.5% objective's budget at 40×: page.
     post_request(server, runs_request(10, failures=10))
-    doc = wait_for_slo(server, "ask-success", 50)
+    doc = wait_for_slo(server, "ask-success", HISTORY + 50)
     assert doc["status"] == "page"
     page = _get(server, "/slos")
     tag, row = _row(page, "slo", "ask-success")

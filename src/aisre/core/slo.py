@@ -301,6 +301,36 @@ class AlertPolicyRef:
 
 
 @dataclass(frozen=True)
+class AlertGuard:
+    """What a burn-rate pair needs in its long window before it may fire.
+
+    The SRE Workbook's advice for low-traffic services: a ratio over a handful of events is
+    noise, so a pair fires only when its long window holds at least ``min_events`` events of
+    which at least ``min_bad_events`` are bad. ``None`` takes the default for the SLO's
+    budgeting method (occurrences: 10 and 3; time slices, which are already per-slice
+    judgements: no minimum).
+    """
+
+    min_events: int | None = None
+    min_bad_events: int | None = None
+
+    def resolved(self, method: str) -> tuple[int, int]:
+        """(min_events, min_bad_events) for a budgeting method, defaults filled in."""
+        if method == "occurrences":
+            defaults = (DEFAULT_MIN_EVENTS, DEFAULT_MIN_BAD_EVENTS)
+        else:
+            defaults = (0, 0)
+        return (
+            defaults[0] if self.min_events is None else self.min_events,
+            defaults[1] if self.min_bad_events is None else self.min_bad_events,
+        )
+
+
+DEFAULT_MIN_EVENTS = 10
+DEFAULT_MIN_BAD_EVENTS = 3
+
+
+@dataclass(frozen=True)
 class Alerting:
     """Alert names, labels and annotations; ``windows_file`` overrides the burn-rate policy."""
 
@@ -312,6 +342,7 @@ class Alerting:
     windows_file: str | None = None
     windows: AlertWindows | None = None
     policies: tuple[AlertPolicyRef, ...] = ()
+    guard: AlertGuard = field(default_factory=AlertGuard)
 
 
 # ---------------------------------------------------------------------------- the SLO
@@ -349,6 +380,11 @@ class SloSpec:
     def error_budget(self) -> float:
         """Allowed bad ratio, 1 − objective/100."""
         return 1 - self.objective / 100
+
+    @property
+    def alert_guard(self) -> tuple[int, int]:
+        """(min_events, min_bad_events) each alert pair's long window needs before it fires."""
+        return self.alerting.guard.resolved(self.budgeting.method)
 
     @property
     def carries_budget(self) -> bool:

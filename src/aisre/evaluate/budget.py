@@ -4,6 +4,15 @@ Everything here is a pure function of per-minute good/total counts (what the sto
 rollups hold), so the live evaluator and "would this have alerted?" replays are the
 same code. Windows are prefix-sum differences: evaluating any window at any minute
 costs O(1) after one O(minutes) pass, whatever the span count behind the counts.
+
+Young data. A window that reaches back before the SLO's first minute with events has only
+part of its length observed. Its burn rate is the budget it spent: the unobserved part counts
+as traffic at the observed rate with no failures, i.e. the observed error ratio times the
+observed share of the window. The error budget is measured the same way, against the events
+the whole budget span will hold at the observed rate. Once a window is fully observed this is
+exactly the Workbook's (and Sloth's) arithmetic; before, one early failure no longer reads as
+a burn over three days. Each pair also needs a minimum of events and of bad events in its
+long window (:class:`aisre.core.slo.AlertGuard`). docs/alerting.md explains both.
 """
 
 from __future__ import annotations
@@ -76,6 +85,18 @@ class _Windows:
         bad = series.total - series.good
         self.bad = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
         self.total = np.concatenate(([0], np.cumsum(series.total, dtype=np.int64)))
+        # Index of the first minute with events (the series length when there are none).
+        has = np.flatnonzero(series.total > 0)
+        self.first = int(has[0]) if has.size else series.minutes
+
+    def observed(self, end: npt.NDArray[np.int64] | int, minutes: int) -> npt.NDArray[np.int64]:
+        """Minutes of the window ending before ``end`` that lie after the first event."""
+        return np.clip(np.asarray(end) - self.first, 0, minutes)
+
+    def burn_ratio(self, end: npt.NDArray[np.int64] | int, minutes: int) -> npt.NDArray[np.float64]:
+        """The window's error ratio with its unobserved part counted as healthy traffic at
+        the observed rate: the observed ratio times the observed share of the window."""
+        return self.error_ratio(end, minutes) * (self.observed(end, minutes) / minutes)
 
     def sums(self, end: npt.NDArray[np.int64] | int, minutes: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """(bad, total) over the ``minutes`` minutes ending before index ``end`` (exclusive)."""
@@ -98,7 +119,8 @@ def _minutes(window: timedelta) -> int:
 
 @dataclass(frozen=True)
 class BurnCondition:
-    """One alert pair evaluated at a moment: both windows must burn faster than ``factor``."""
+    """One alert pair evaluated at a moment: both windows must burn faster than ``factor``
+    and the long window must hold the guard's minimum of events and bad events."""
 
     name: str
     severity: str
@@ -107,10 +129,41 @@ class BurnCondition:
     long_window: timedelta
     short_burn: float
     long_burn: float
+    long_events: int = 0
+    long_bad_events: int = 0
+    long_observed: timedelta = timedelta(0)
+    min_events: int = 0
+    min_bad_events: int = 0
+
+    @property
+    def burning(self) -> bool:
+        """Both windows burn faster than the factor (Sloth's condition)."""
+        return self.short_burn > self.factor and self.long_burn > self.factor
+
+    @property
+    def enough_data(self) -> bool:
+        """The long window holds the guard's minimum of events and of bad events."""
+        return self.long_events >= self.min_events and self.long_bad_events >= self.min_bad_events
 
     @property
     def firing(self) -> bool:
-        return self.short_burn > self.factor and self.long_burn > self.factor
+        return self.burning and self.enough_data
+
+
+@dataclass(frozen=True)
+class DataBasis:
+    """How much data an SLO's figures stand on at one moment."""
+
+    first_ns: int | None  # start of the first minute with events in the evaluated range
+    observed: timedelta  # of the budget span, the part after the first event
+    span: timedelta  # the budget span: the period, or a calendar period so far
+    events: int
+    projected_events: float  # events the whole span holds at the observed rate
+
+    @property
+    def complete(self) -> bool:
+        """The whole budget span has been observed: nothing is projected."""
+        return self.observed >= self.span
 
 
 @dataclass(frozen=True)
@@ -129,6 +182,7 @@ class BudgetStatus:
     conditions: list[BurnCondition]
     time_to_exhaustion: timedelta | None
     burn_down: list[tuple[int, float]] = field(default_factory=list)
+    data: DataBasis | None = None
 
     @property
     def page(self) -> bool:
@@ -157,11 +211,13 @@ def evaluate(
     at_minute: int | None = None,
     burn_down_points: int = 0,
     budget_minutes: int | None = None,
+    guard: tuple[int, int] = (0, 0),
 ) -> BudgetStatus:
     """Budget, burn rates and alert pairs at the end of minute ``at_minute`` (default: last).
 
     ``budget_minutes`` counts the budget over that many minutes instead of the period
     (a calendar window: the minutes since it began); alert windows stay rolling.
+    ``guard`` is (min_events, min_bad_events) each pair's long window needs to fire.
     """
     if not 0 < objective < 100:
         raise ValueError(f"objective must be > 0 and < 100 (got {objective})")
@@ -169,17 +225,23 @@ def evaluate(
     w = _Windows(series)
     period_min = budget_minutes if budget_minutes is not None else _minutes(period)
     bad, total = (float(x) for x in w.sums(end, period_min))
+    observed = int(w.observed(end, period_min))
+    projected = total * period_min / observed if observed else 0.0
     allowed = error_budget(objective)
-    budget_events = allowed * total
+    budget_events = allowed * projected
     remaining = 1.0 - (bad / budget_events) if budget_events > 0 else (1.0 if bad == 0 else float("-inf"))
-    burn = {_label(win): float(w.error_ratio(end, _minutes(win))) / allowed for win in (*REPORTED_WINDOWS, period)}
+    burn = {_label(win): float(w.burn_ratio(end, _minutes(win))) / allowed for win in (*REPORTED_WINDOWS, period)}
     conditions = [
-        _condition(name, pair, windows, period, w, end, allowed) for name, pair in windows.pairs().items()
+        _condition(name, pair, windows, period, w, end, allowed, guard) for name, pair in windows.pairs().items()
     ]
     hour_burn = burn[_label(timedelta(hours=1))]
     exhaustion = None
     if hour_burn > 0 and remaining > 0:
         exhaustion = period * remaining / hour_burn
+    basis = DataBasis(
+        first_ns=series.start_ns + w.first * MINUTE_NS if w.first < series.minutes else None,
+        observed=observed * MINUTE, span=period_min * MINUTE, events=int(total), projected_events=projected,
+    )
     return BudgetStatus(
         objective=objective,
         period=period,
@@ -193,20 +255,29 @@ def evaluate(
         conditions=conditions,
         time_to_exhaustion=exhaustion,
         burn_down=burn_down(series, objective, period, end, burn_down_points, budget_minutes, w) if burn_down_points else [],
+        data=basis,
     )
 
 
 def _condition(
-    name: str, pair: AlertWindow, windows: AlertWindows, period: timedelta, w: _Windows, end: int, allowed: float
+    name: str, pair: AlertWindow, windows: AlertWindows, period: timedelta, w: _Windows, end: int, allowed: float,
+    guard: tuple[int, int],
 ) -> BurnCondition:
+    long_min = _minutes(pair.long)
+    long_bad, long_total = w.sums(end, long_min)
     return BurnCondition(
         name=name,
         severity=_SEVERITY[name],
         factor=windows.burn_factor(pair, period),
         short_window=pair.short,
         long_window=pair.long,
-        short_burn=float(w.error_ratio(end, _minutes(pair.short))) / allowed,
-        long_burn=float(w.error_ratio(end, _minutes(pair.long))) / allowed,
+        short_burn=float(w.burn_ratio(end, _minutes(pair.short))) / allowed,
+        long_burn=float(w.burn_ratio(end, long_min)) / allowed,
+        long_events=int(long_total),
+        long_bad_events=int(long_bad),
+        long_observed=int(w.observed(end, long_min)) * MINUTE,
+        min_events=guard[0],
+        min_bad_events=guard[1],
     )
 
 
@@ -236,7 +307,10 @@ def burn_down(
         moments = np.unique(np.linspace(begin + 1, end, num=max(2, points)).round().astype(np.int64))
         bad = (w.bad[moments] - w.bad[begin]).astype(np.float64)
         total = (w.total[moments] - w.total[begin]).astype(np.float64)
-    budget = error_budget(objective) * total
+    span = budget_minutes if budget_minutes is not None else _minutes(period)
+    observed = w.observed(moments, span)
+    projected = np.divide(total * span, observed, out=np.zeros_like(total), where=observed > 0)
+    budget = error_budget(objective) * projected
     ratio = np.where(budget > 0, 1.0 - np.divide(bad, budget, out=np.zeros_like(bad), where=budget > 0), 1.0)
     return [(series.start_ns + int(m) * MINUTE_NS, float(r)) for m, r in zip(moments, ratio, strict=True)]
 
@@ -251,18 +325,23 @@ class AlertInterval:
     peak_burn: float
 
 
-def replay(series: MinuteSeries, objective: float, period: timedelta, windows: AlertWindows) -> list[AlertInterval]:
+def replay(
+    series: MinuteSeries, objective: float, period: timedelta, windows: AlertWindows, guard: tuple[int, int] = (0, 0)
+) -> list[AlertInterval]:
     """Evaluate every alert pair at the end of every minute: when would page and ticket have fired?"""
     w = _Windows(series)
     allowed = error_budget(objective)
     ends = np.arange(1, series.minutes + 1, dtype=np.int64)
     firing: dict[str, npt.NDArray[np.bool_]] = {}
     peak: dict[str, npt.NDArray[np.float64]] = {}
+    min_events, min_bad = guard
     for name, pair in windows.pairs().items():
         factor = windows.burn_factor(pair, period)
-        short = w.error_ratio(ends, _minutes(pair.short)) / allowed
-        long = w.error_ratio(ends, _minutes(pair.long)) / allowed
-        on = (short > factor) & (long > factor)
+        long_min = _minutes(pair.long)
+        short = w.burn_ratio(ends, _minutes(pair.short)) / allowed
+        long = w.burn_ratio(ends, long_min) / allowed
+        long_bad, long_total = w.sums(ends, long_min)
+        on = (short > factor) & (long > factor) & (long_total >= min_events) & (long_bad >= min_bad)
         severity = _SEVERITY[name]
         firing[severity] = firing.get(severity, np.zeros_like(on)) | on
         peak[severity] = np.maximum(peak.get(severity, np.zeros_like(long)), np.where(on, long, 0.0))

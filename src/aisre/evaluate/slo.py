@@ -122,7 +122,7 @@ class SloEngine:
         series = self._range(tenant, spec, since - 3 * 86400 * 10**9, until)
         return [
             {"severity": a.severity, "start": rfc3339(a.start_ns), "end": rfc3339(a.end_ns), "peak_burn": a.peak_burn}
-            for a in replay(series, spec.objective, spec.window.duration, windows)
+            for a in replay(series, spec.objective, spec.window.duration, windows, spec.alert_guard)
             if (a.end_ns is None or a.end_ns > since) and a.start_ns < until
         ]
 
@@ -159,7 +159,7 @@ class SloEngine:
                 doc["period_start"] = rfc3339(begin)
             status = evaluate(
                 series, spec.objective, spec.window.duration, windows,
-                burn_down_points=points, budget_minutes=budget_minutes,
+                burn_down_points=points, budget_minutes=budget_minutes, guard=spec.alert_guard,
             )
             doc.update(_status_document(status, spec))
         return docs
@@ -245,6 +245,7 @@ def _spec_document(spec: SloSpec) -> dict[str, Any]:
 
 
 def _status_document(status: BudgetStatus, spec: SloSpec) -> dict[str, Any]:
+    min_events, min_bad = spec.alert_guard
     if status.page and not spec.diagnostic:
         state = "page"
     elif status.page or status.ticket:
@@ -253,11 +254,14 @@ def _status_document(status: BudgetStatus, spec: SloSpec) -> dict[str, Any]:
         state = "no_data"
     elif status.remaining_ratio <= 0:
         state = "exhausted"
+    elif status.total < min_events:
+        state = "insufficient_data"
     else:
         state = "ok"
     severity = "ticket" if spec.diagnostic else None
-    return {
+    doc: dict[str, Any] = {
         "status": state,
+        "data": _data_document(status, min_events),
         "sli": status.sli,
         "good": status.good,
         "total": status.total,
@@ -279,11 +283,61 @@ def _status_document(status: BudgetStatus, spec: SloSpec) -> dict[str, Any]:
                 "short_burn": c.short_burn,
                 "long_burn": c.long_burn,
                 "firing": c.firing,
+                # Burning past the factor but held back by the guard (too few events).
+                "held": c.burning and not c.enough_data,
+                "long_events": c.long_events,
+                "long_bad_events": c.long_bad_events,
+                "long_observed_s": c.long_observed.total_seconds(),
+                "min_events": c.min_events,
+                "min_bad_events": c.min_bad_events,
             }
             for c in status.conditions
         ],
         "burn_down": [{"time": rfc3339(t), "remaining_ratio": r} for t, r in status.burn_down],
     }
+    if state == "insufficient_data":
+        doc["reason"] = (f"{status.total} events in the window; alerts need at least {min_events} "
+                         f"(and {min_bad} bad) in a pair's long window")
+    return doc
+
+
+def _data_document(status: BudgetStatus, min_events: int) -> dict[str, Any]:
+    """How much data the figures stand on, in numbers and in one sentence."""
+    basis = status.data
+    if basis is None:
+        return {}
+    observed_s, span_s = basis.observed.total_seconds(), basis.span.total_seconds()
+    if basis.first_ns is None:
+        note = f"no events in the last {_human(basis.span)}"
+    elif basis.complete:
+        note = f"{basis.events:,} events over the whole {_human(basis.span)}"
+    else:
+        note = (f"{_span_text(basis.observed)} of {_human(basis.span)} observed ({basis.events:,} events): "
+                f"the budget is measured against the {basis.projected_events:,.0f} events the "
+                f"{_human(basis.span)} holds at the observed rate")
+    return {
+        "first_event": rfc3339(basis.first_ns) if basis.first_ns is not None else None,
+        "observed_s": observed_s,
+        "span_s": span_s,
+        "coverage": observed_s / span_s if span_s else 0.0,
+        "complete": basis.complete,
+        "events": basis.events,
+        "projected_events": basis.projected_events,
+        "enough_events": basis.events >= min_events,
+        "note": note,
+    }
+
+
+def _span_text(value: timedelta) -> str:
+    """A short human length: 8 min, 3 h 20 min, 2 d 4 h."""
+    minutes = int(value / timedelta(minutes=1))
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {mins} min" if mins else f"{hours} h"
+    return f"{mins} min"
 
 
 def _human(window: timedelta) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aisre.evaluate.export.prometheus import (
     BAD_EVENTS_METRIC,
     EVENTS_METRIC,
+    FIRST_EVENT_METRIC,
     ExportError,
     prometheus_rules,
     promtool_tests,
@@ -16,6 +17,7 @@ from aisre.evaluate.export.prometheus import (
 __all__ = [
     "BAD_EVENTS_METRIC",
     "EVENTS_METRIC",
+    "FIRST_EVENT_METRIC",
     "ExportError",
     "prometheus_rules",
     "promtool_tests",

@@ -10,8 +10,12 @@ Per SLO three groups, as ``sloth generate`` writes them but with aisre's prefix:
 * ``aisre-slo-alerts-<id>``: the page and ticket multi-window multi-burn-rate alerts (left out
   when both are disabled, as Sloth does).
 
-Imported SLIs (Sloth, OpenSLO) keep their own PromQL; aisre's journey SLIs read the counters
-the server's ``/metrics`` exposes (:data:`EVENTS_METRIC`, :data:`BAD_EVENTS_METRIC`).
+Imported SLIs (Sloth, OpenSLO) keep their own PromQL and Sloth's alert expression exactly.
+aisre's journey SLIs read the counters the server's ``/metrics`` exposes
+(:data:`EVENTS_METRIC`, :data:`BAD_EVENTS_METRIC`, :data:`FIRST_EVENT_METRIC`), and their
+alerts carry the same data guard the evaluator applies (docs/alerting.md): each window's
+error ratio is scaled by the share of the window observed since the SLO's first event, and
+a pair needs the guard's minimum of events and bad events in its long window.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from aisre.evaluate.windows import windows_for
 
 EVENTS_METRIC = "aisre_slo_events_total"
 BAD_EVENTS_METRIC = "aisre_slo_bad_events_total"
+FIRST_EVENT_METRIC = "aisre_slo_first_event_timestamp_seconds"
+OBSERVED_RECORD = "aisre:slo_observed:seconds"
 
 PREFIX = "aisre"
 ID_LABEL, SERVICE_LABEL, SLO_LABEL = "aisre_id", "aisre_service", "aisre_slo"
@@ -192,6 +198,12 @@ def _sli_group(spec: SloSpec) -> dict[str, Any]:
     return {"name": f"{PREFIX}-slo-sli-recordings-{spec.id}", "rules": rules}
 
 
+def guarded(spec: SloSpec) -> bool:
+    """Whether the SLO's alerts carry aisre's data guard: SLIs aisre counts itself do;
+    imported Prometheus SLIs keep Sloth's expression exactly."""
+    return not isinstance(spec.sli, PrometheusSli)
+
+
 def _meta_group(spec: SloSpec, version: str) -> dict[str, Any]:
     labels = _sorted(_base_labels(spec))
     sel = _selector(_ids(spec))
@@ -215,6 +227,9 @@ def _meta_group(spec: SloSpec, version: str) -> dict[str, Any]:
          labels),
         (INFO_METRIC, "vector(1)", _sorted(info)),
     ]
+    if guarded(spec):
+        counter = _selector({"slo": spec.id}, spaced=False)
+        rules.append((OBSERVED_RECORD, f"time() - max({FIRST_EVENT_METRIC}{counter})", labels))
     return {"name": f"{PREFIX}-slo-meta-recordings-{spec.id}",
             "rules": [{"record": r, "expr": e, "labels": lb} for r, e, lb in rules]}
 
@@ -223,16 +238,29 @@ def alert_expr(spec: SloSpec, quick: AlertWindow, slow: AlertWindow, windows: Al
     """Sloth's multi-window multi-burn-rate expression for one severity (two window pairs)."""
     sel = _selector(_ids(spec))
     budget = go_float(_sloth_budget(spec))
+    guard = guarded(spec)
 
     def cond(window: timedelta, factor: float) -> str:
-        record = SLI_RECORD.format(window=prom_duration(window))
-        return (f"    max({record}{sel} > ({go_float(factor)} * {budget})) "
+        record = SLI_RECORD.format(window=prom_duration(window)) + sel
+        if guard:
+            # The unobserved part of a young window counts as healthy traffic.
+            seconds = go_float(window.total_seconds())
+            record += f" * scalar(clamp_max({OBSERVED_RECORD}{sel} / {seconds}, 1))"
+        return (f"    max({record} > ({go_float(factor)} * {budget})) "
                 f"without ({WINDOW_LABEL})\n")
+
+    def minimums(window: timedelta) -> str:
+        min_events, min_bad = spec.alert_guard
+        counter = _selector({"slo": spec.id}, spaced=False)
+        w = prom_duration(window)
+        return (f"    and on()\n    sum(increase({EVENTS_METRIC}{counter}[{w}])) >= {min_events}\n"
+                f"    and on()\n    sum(increase({BAD_EVENTS_METRIC}{counter}[{w}])) >= {min_bad}\n")
 
     parts = []
     for pair in (quick, slow):
         factor = windows.burn_factor(pair, spec.window.duration)
-        parts.append(f"(\n{cond(pair.short, factor)}    and\n{cond(pair.long, factor)})\n")
+        extra = minimums(pair.long) if guard and any(spec.alert_guard) else ""
+        parts.append(f"(\n{cond(pair.short, factor)}    and\n{cond(pair.long, factor)}{extra})\n")
     return "or\n".join(parts)
 
 
@@ -329,11 +357,14 @@ _OUTAGE_MIN = 240
 _MARGIN = 0.3  # a condition counts as on/off only 30 % away from its threshold
 
 
-def _window_ratio(bad_ratio: float, window: timedelta, minute: int) -> float:
-    # Approximate error ratio over a window at `minute`, ignoring rate() extrapolation.
+def _window_ratio(bad_ratio: float, window: timedelta, minute: int, guard: bool) -> float:
+    # Approximate error ratio over a window at `minute`, ignoring rate() extrapolation; with
+    # the guard, scaled by the share of the window observed since the first event (time 0).
     w = window / timedelta(minutes=1)
     seen = min(w, minute)
-    return bad_ratio * min(w, max(0, minute - _HEALTHY_MIN)) / seen if seen else 0.0
+    if not seen:
+        return 0.0
+    return bad_ratio * min(w, max(0, minute - _HEALTHY_MIN)) / (w if guard else seen)
 
 
 def _severity_state(spec: SloSpec, windows: AlertWindows, severity: str, bad_ratio: float,
@@ -345,7 +376,7 @@ def _severity_state(spec: SloSpec, windows: AlertWindows, severity: str, bad_rat
     states: list[bool | None] = []
     for pair in pairs:
         thr = windows.burn_factor(pair, spec.window.duration) * budget
-        ratios = [_window_ratio(bad_ratio, w, minute) for w in (pair.short, pair.long)]
+        ratios = [_window_ratio(bad_ratio, w, minute, guarded(spec)) for w in (pair.short, pair.long)]
         if all(r > thr * (1 + _MARGIN) for r in ratios):
             states.append(True)
         elif any(r < thr * (1 - _MARGIN) for r in ratios):
@@ -438,6 +469,9 @@ def promtool_tests(specs: Iterable[SloSpec], rules_file: str) -> dict[str, Any]:
              "values": f"0+{_TOTAL_PER_MIN}x{end}"},
             {"series": BAD_EVENTS_METRIC + _selector(counter, spaced=False),
              "values": f"0+0x{_HEALTHY_MIN} {bad}+{bad}x{end - _HEALTHY_MIN - 1}"},
+            # The first event at time 0: every window is observed whole by the outage.
+            {"series": FIRST_EVENT_METRIC + _selector(counter, spaced=False),
+             "values": f"0x{end}"},
         ]
         test["alert_rule_test"] = _alert_tests(target)
     test["promql_expr_test"] = expr_tests

@@ -19,6 +19,8 @@ slos:
       page: {labels: {severity: critical}}
       ticket: {enabled: false}
       windows: ./windows-28d.yaml   # per-SLO override (Sloth AlertWindows format)
+      min_events: 10         # a pair fires only with this many events in its long window
+      min_bad_events: 3      # ...and this many bad ones (docs/alerting.md)
   - name: ask-cost
     journey: ask
     objective: 99
@@ -37,6 +39,7 @@ from aisre.core.slo import (
     DURATION_HELP,
     SLI_KINDS,
     USER_OUTCOME_KINDS,
+    AlertGuard,
     Alerting,
     AlertSpec,
     Budgeting,
@@ -68,7 +71,7 @@ SLI_KEYS: dict[str, tuple[str, ...]] = {
     "step": ("kind", "operation", "latency_ms"),
     "prometheus": ("kind", "error_query", "total_query", "error_ratio_query"),
 }
-ALERTING_KEYS = ("name", "labels", "annotations", "page", "ticket", "windows")
+ALERTING_KEYS = ("name", "labels", "annotations", "page", "ticket", "windows", "min_events", "min_bad_events")
 SEVERITY_KEYS = ("enabled", "labels", "annotations")
 WINDOW_HELP = f"a rolling duration ({DURATION_HELP}) or {{calendar: week|month|quarter|year, timezone: UTC}}"
 
@@ -253,4 +256,13 @@ def _alerting(v: View, windows_file: str | None, fields: dict[str, tuple[str, in
         name=a.text("name"), labels=a.labels("labels"), annotations=a.labels("annotations"),
         page=_severity(a, "page"), ticket=_severity(a, "ticket"),
         windows_file=a.text("windows") or windows_file,
+        guard=AlertGuard(_count(a, "min_events"), _count(a, "min_bad_events")),
     )
+
+
+def _count(a: View, key: str) -> int | None:
+    value = a.integer(key)
+    if value is not None and value < 0:
+        a.error(key, f"must be 0 or more (got {value})")
+        return None
+    return value

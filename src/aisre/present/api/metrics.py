@@ -1,8 +1,8 @@
 """Journey and SLO counters on /metrics, read from the rollups at scrape time.
 
 These are the series aisre's exported Prometheus rules read
-(evaluate/export/prometheus.py): per SLO `aisre_slo_events_total` and
-`aisre_slo_bad_events_total`; per journey runs, failures, tokens, cost and a run
+(evaluate/export/prometheus.py): per SLO `aisre_slo_events_total`,
+`aisre_slo_bad_events_total` and `aisre_slo_first_event_timestamp_seconds`; per journey runs, failures, tokens, cost and a run
 duration histogram.
 """
 
@@ -44,12 +44,19 @@ class SloCountsCollector(Collector):
         journeys = {s.id: s.journey or "" for s in self._slos.specs(tenant)}
         events = CounterMetricFamily("aisre_slo_events", "Journey runs an SLO counted (its SLI's valid events)", labels=["slo", "journey"])
         bad = CounterMetricFamily("aisre_slo_bad_events", "Journey runs that failed an SLO's SLI", labels=["slo", "journey"])
+        # When each SLO's events began: the exported alerts scale young windows by it.
+        first = GaugeMetricFamily("aisre_slo_first_event_timestamp_seconds",
+                                  "Start of the first minute in which an SLO counted events (Unix seconds)",
+                                  labels=["slo", "journey"])
         for row in totals["slos"]:
             labels = [row["slo"], journeys.get(row["slo"], "")]
             events.add_metric(labels, float(row["total"]))
             bad.add_metric(labels, float(row["bad"]))
+            if row.get("first_ns") is not None:
+                first.add_metric(labels, row["first_ns"] / 1e9)
         yield events
         yield bad
+        yield first
         runs = CounterMetricFamily("aisre_journey_runs", "Journey runs by outcome", labels=["journey", "outcome"])
         tokens = CounterMetricFamily("aisre_journey_tokens", "Model tokens spent by journey runs", labels=["journey", "direction"])
         cost = CounterMetricFamily("aisre_journey_cost_usd", "Model cost of journey runs, USD", labels=["journey"])

@@ -53,14 +53,14 @@ def build_slo_cli() -> typer.Typer:
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("SLO", "journey", "objective", "window", "status", "SLI", "budget left", "burn 1h", "tier", "owner")
+        table = Table("SLO", "journey", "objective", "window", "status", "SLI", "budget left", "data", "burn 1h", "tier", "owner")
         for s in data["items"]:
             budget = s.get("error_budget") or {}
             status = s.get("status", "-")
             table.add_row(
                 s["name"], s.get("journey") or "-", f"{s['objective']:g} %", s["window"],
                 f"[{_STYLE.get(status, '')}]{status}[/]" if _STYLE.get(status) else status,
-                _pct(s.get("sli")), _pct(budget.get("remaining_ratio")),
+                _pct(s.get("sli")), _pct(budget.get("remaining_ratio")), _observed(s.get("data") or {}, s["window"]),
                 f"{(s.get('burn_rates') or {}).get('1h', 0):.2f}x" if s.get("burn_rates") else "-",
                 str(s.get("tier") if s.get("tier") is not None else "-"), s.get("owner") or "-",
             )
@@ -84,13 +84,19 @@ def build_slo_cli() -> typer.Typer:
             f"({budget['spent_events']:,} of {budget['total_events']:,.1f} bad events spent)"
             + (f";  exhausted in {tte / 3600:.1f} h at the 1h burn rate" if tte else "")
         )
+        data = doc.get("data") or {}
+        if data.get("note"):
+            console.print(f"data: {escape(data['note'])}")
         rates = Table("window", *doc["burn_rates"].keys())
         rates.add_row("burn rate", *(f"{v:.2f}x" for v in doc["burn_rates"].values()))
         console.print(rates)
-        alerts = Table("alert", "severity", "factor", "short window", "burn", "long window", "burn", "firing")
+        alerts = Table("alert", "severity", "factor", "short window", "burn", "long window", "burn", "long: bad/events", "firing")
         for a in doc["alerts"]:
+            firing = "[red]FIRING[/]" if a["firing"] else ("held: too few events" if a.get("held") else "no")
             alerts.add_row(a["name"], a["severity"], f"{a['factor']:.4g}", a["short_window"], f"{a['short_burn']:.2f}",
-                           a["long_window"], f"{a['long_burn']:.2f}", "[red]FIRING[/]" if a["firing"] else "no")
+                           a["long_window"], f"{a['long_burn']:.2f}",
+                           f"{a.get('long_bad_events', 0):,}/{a.get('long_events', 0):,} (min {a.get('min_bad_events', 0)}/{a.get('min_events', 0)})",
+                           firing)
         console.print(alerts)
 
     @app.command("apply")
@@ -109,7 +115,28 @@ def build_slo_cli() -> typer.Typer:
     return app
 
 
-_STYLE = {"page": "bold red", "ticket": "yellow", "exhausted": "red", "ok": "green", "no_data": "dim"}
+_STYLE = {"page": "bold red", "ticket": "yellow", "exhausted": "red", "ok": "green", "no_data": "dim",
+          "insufficient_data": "dim"}
+
+
+def _observed(data: dict, window: str) -> str:
+    """How much of the window the figures stand on: "all of 28d" or "8 min of 28d"."""
+    if not data or data.get("first_event") is None:
+        return "-"
+    if data.get("complete"):
+        return f"all of {window}"
+    return f"{_length(data['observed_s'])} of {window}"
+
+
+def _length(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{mins:02d}m" if mins else f"{hours}h"
+    return f"{mins} min"
 
 
 def _pct(value: float | None) -> str:

@@ -236,12 +236,13 @@ def waterfall(doc: dict[str, Any]) -> dict[str, Any]:
 # --- SLOs ------------------------------------------------------------------------------
 
 # Worst first: what needs a person now, then what needs one soon, then what cannot be judged.
-SLO_STATUS_ORDER = ("page", "exhausted", "ticket", "no_data", "unsupported", "ok")
+SLO_STATUS_ORDER = ("page", "exhausted", "ticket", "insufficient_data", "no_data", "unsupported", "ok")
 SLO_STATUS_LABEL = {
     "page": "page",
     "exhausted": "budget exhausted",
     "ticket": "ticket",
     "no_data": "no data",
+    "insufficient_data": "too few events",
     "unsupported": "unsupported",
     "ok": "ok",
 }

@@ -442,7 +442,8 @@ class DuckDBStore(ControlTables, GateQueries):
         """Cumulative counters for /metrics, summed from the rollups (not from spans)."""
         check_tenant(tenant)
         slos = self._rows(
-            "SELECT slo, sum(total) AS total, sum(total - good) AS bad FROM slo_minutes WHERE tenant = ? GROUP BY slo",
+            "SELECT slo, sum(total) AS total, sum(total - good) AS bad, min(minute_ns) FILTER (WHERE total > 0) AS first_ns "
+            "FROM slo_minutes WHERE tenant = ? GROUP BY slo",
             [tenant],
         )
         runs = self._rows(
