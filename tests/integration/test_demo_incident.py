@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from aisre.demo import runner
+from aisre.demo.telemetry import SimClock
 
 DEMO_SLOS = str(resources.files("aisre.demo").joinpath("slos.yaml"))
 
@@ -32,9 +33,13 @@ def _wait(fn: Any, timeout: float, what: str) -> Any:
 def test_bad_prompt_rollout_opens_incident_with_rollout_as_top_suspect(server_factory: Any, tmp_path: Any) -> None:
     server = server_factory(tmp_path / "rollout.duckdb", "--slos", DEMO_SLOS, "--setting", "evaluation_interval_s=1",
                             "--setting", "evidence_interval_s=1")
+    # 42 simulated minutes in 14 real seconds, ending about now: 18 healthy minutes, then v5
+    # fails about a quarter of runs; the 1 h window passes 13.44x some 17 minutes in.
+    speed, seconds = 180, 14
+    clock = SimClock(speed, start_ns=time.time_ns() - int(speed * seconds * 1e9))
     stats = runner.run(
-        server.url + "/v1/traces", rate_per_s=30, duration_s=11, scenario="bad-prompt-rollout", rollout_after_s=6,
-        time_scale=0.05, seed=11, export_delay_ms=200,
+        server.url + "/v1/traces", rate_per_s=30, duration_s=seconds, scenario="bad-prompt-rollout", rollout_after_s=6,
+        time_scale=0.05, seed=11, export_delay_ms=200, clock=clock,
     )
     assert stats.failures["ask"] > 0
 

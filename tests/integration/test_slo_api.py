@@ -89,6 +89,9 @@ def test_bad_slo_file_stops_the_server_at_start(tmp_path) -> None:
 
 def test_failing_runs_fire_a_page_alert_visible_in_the_api(server_factory, tmp_path) -> None:
     server = server_factory(tmp_path / "alert.duckdb", "--slos", DEMO_SLOS, "--setting", "evaluation_interval_s=1")
+    # Healthy runs four days back observe the alert windows whole (docs/alerting.md).
+    history, _ = journey_request(40, start_ns=time.time_ns() - 4 * 86400 * 10**9)
+    httpx.post(server.url + "/v1/traces", content=history.SerializeToString(), headers=PB).raise_for_status()
     request, _ = journey_request(40, start_ns=time.time_ns() - 90 * 10**9)
     for span in request.resource_spans[0].scope_spans[0].spans:
         if not span.parent_span_id:

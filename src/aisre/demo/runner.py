@@ -285,11 +285,13 @@ def run(
     workers: int = 8,
     export_delay_ms: int = 500,
     headers: Mapping[str, str] | None = None,
+    clock: SimClock | None = None,
     **knobs: Any,
 ) -> DemoStats:
     """Run the demo until ``duration_s`` passes or ``stop`` is set; knobs override the scenario.
 
-    Example: ``run(url, duration_s=5, scenario="retry-storm", rate_limit_rate=0.8)``.
+    Example: ``run(url, duration_s=5, scenario="retry-storm", rate_limit_rate=0.8)``. With a
+    ``clock`` (:class:`SimClock`) the spans carry its accelerated time instead of real time.
     """
     chosen = get_scenario(scenario).with_knobs(**knobs)
     demo = Demo(
@@ -301,6 +303,7 @@ def run(
         workers=workers,
         export_delay_ms=export_delay_ms,
         headers=headers,
+        clock=clock,
     )
     demo.start()
     try:

@@ -39,6 +39,9 @@ class MinuteSeries:
     start_ns: int
     good: Counts
     total: Counts
+    # Start of the SLO's first minute with events, when known (it may precede start_ns);
+    # otherwise the first minute with events in this series.
+    first_ns: int | None = None
 
     def __post_init__(self) -> None:
         if self.good.shape != self.total.shape:
@@ -75,7 +78,7 @@ def timeslices(series: MinuteSeries, slice_minutes: int, slice_objective: float,
     out_total = np.zeros(series.minutes, dtype=np.int64)
     out_good[n - 1 : usable : n] = slice_good.astype(np.int64)
     out_total[n - 1 : usable : n] = slice_total.astype(np.int64)
-    return MinuteSeries(series.start_ns, out_good, out_total)
+    return MinuteSeries(series.start_ns, out_good, out_total, series.first_ns)
 
 
 class _Windows:
@@ -85,9 +88,12 @@ class _Windows:
         bad = series.total - series.good
         self.bad = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
         self.total = np.concatenate(([0], np.cumsum(series.total, dtype=np.int64)))
-        # Index of the first minute with events (the series length when there are none).
+        # Index of the first minute with events (the series length when there are none);
+        # negative when the SLO's data began before the series.
         has = np.flatnonzero(series.total > 0)
         self.first = int(has[0]) if has.size else series.minutes
+        if series.first_ns is not None:
+            self.first = min(self.first, (series.first_ns - series.start_ns) // MINUTE_NS)
 
     def observed(self, end: npt.NDArray[np.int64] | int, minutes: int) -> npt.NDArray[np.int64]:
         """Minutes of the window ending before ``end`` that lie after the first event."""
@@ -239,7 +245,7 @@ def evaluate(
     if hour_burn > 0 and remaining > 0:
         exhaustion = period * remaining / hour_burn
     basis = DataBasis(
-        first_ns=series.start_ns + w.first * MINUTE_NS if w.first < series.minutes else None,
+        first_ns=series.start_ns + w.first * MINUTE_NS if w.first < end else None,
         observed=observed * MINUTE, span=period_min * MINUTE, events=int(total), projected_events=projected,
     )
     return BudgetStatus(

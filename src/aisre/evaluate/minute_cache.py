@@ -29,6 +29,8 @@ class SloMinuteSource(Protocol):
 
     def slo_minutes_at(self, tenant: str, minutes: list[int]) -> list[tuple[str, int, int, int]]: ...
 
+    def slo_first_minutes(self, tenant: str) -> dict[str, int]: ...
+
     def slo_minute_arrays(
         self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
     ) -> dict[str, tuple[Any, Any, Any]]: ...
@@ -61,6 +63,8 @@ class _Tenant:
     generation: int = -1
     spans: dict[str, _Span] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Per SLO, the first minute with events (None: read it from the store on next use).
+    first: dict[str, int] | None = None
 
 
 class MinuteCache:
@@ -88,11 +92,24 @@ class MinuteCache:
                 out[slo] = (span.good[i:j].copy(), span.total[i:j].copy())
             return out
 
+    def first_minutes(self, tenant: str) -> dict[str, int]:
+        """Per SLO, the start of the first minute with events: where its data begins."""
+        with self._lock:
+            state = self._tenants.setdefault(tenant, _Tenant())
+        with state.lock:
+            self._sync(tenant, state)
+            if state.first is None:
+                state.first = self._store.slo_first_minutes(tenant)
+            return dict(state.first)
+
     def _sync(self, tenant: str, state: _Tenant) -> None:
         """Apply the minutes rebuilt since the last read (all of them after a rules change)."""
         generation, changed = self._store.slo_changes(tenant, state.generation)
+        if changed and state.first and min(changed) < max(state.first.values()):
+            state.first = None  # minutes before some SLO's first one changed: read again
         if state.generation < 0 or changed is None or len(changed) > DELTA_MAX_MINUTES:
             state.spans.clear()
+            state.first = None
         elif changed and state.spans:
             minutes = np.fromiter(changed, dtype=np.int64, count=len(changed))
             # A rebuilt minute may have lost its row (no runs left), so clear before filling.

@@ -134,6 +134,7 @@ class SloEngine:
             if sli_rule(spec) is not None and windows_for(spec.window.duration) is not None
         }
         counts = self._minutes.read(tenant, ranges)
+        first = self._minutes.first_minutes(tenant) if ranges else {}
         docs = []
         for spec in specs:
             doc = _spec_document(spec)
@@ -151,7 +152,7 @@ class SloEngine:
                 doc["reason"] = "the SLO window is shorter than the longest alert window (3d)"
                 continue
             start, _ = ranges[spec.id]
-            series = self._as_budgeted(spec, MinuteSeries(start, *counts[spec.id]))
+            series = self._as_budgeted(spec, MinuteSeries(start, *counts[spec.id], first_ns=first.get(spec.id)))
             budget_minutes = None
             if not spec.window.rolling:
                 begin = calendar_start(spec.window, now_ns)
@@ -201,7 +202,8 @@ class SloEngine:
         keep = (idx >= 0) & (idx < minutes)
         good[idx[keep]] = np.asarray(g, dtype=np.int64)[keep]
         total[idx[keep]] = np.asarray(t, dtype=np.int64)[keep]
-        return self._as_budgeted(spec, MinuteSeries(start, good, total))
+        first = self._minutes.first_minutes(tenant).get(spec.id)
+        return self._as_budgeted(spec, MinuteSeries(start, good, total, first_ns=first))
 
     @staticmethod
     def _slice_minutes(spec: SloSpec) -> int:

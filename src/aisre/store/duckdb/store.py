@@ -544,6 +544,15 @@ class DuckDBStore(ControlTables, GateQueries):
             self._mark_dirty(touched)
         return refused
 
+    def slo_first_minutes(self, tenant: str) -> dict[str, int]:
+        """Per SLO, the start of the first minute in which it counted events."""
+        check_tenant(tenant)
+        rows = self._rows(
+            "SELECT slo, min(minute_ns) AS first_ns FROM slo_minutes WHERE tenant = ? AND total > 0 GROUP BY slo",
+            [tenant],
+        )
+        return {r["slo"]: int(r["first_ns"]) for r in rows}
+
     def slo_minute_arrays(
         self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
     ) -> dict[str, tuple[Any, Any, Any]]:
