@@ -118,7 +118,12 @@ def test_cost_pages(page: sync_api.Page, server_factory: Any, tmp_path: Path) ->
     row = page.locator('tr.budget-row[data-budget="ask-monthly"]')
     row.get_by_role("link", name="ask-monthly").click()
     page.wait_for_url("**/cost/budgets/ask-monthly")
-    doc = httpx.get(server.url + "/api/cost/budgets/ask-monthly", timeout=60).json()
+    # The forecast moves with the clock (the run rate is spend over time so far): the API is
+    # asked as of the moment the page was forecast at, so both answer the same question.
+    as_of = page.locator("#budget-stats").get_attribute("data-as-of")
+    doc = httpx.get(server.url + "/api/cost/budgets/ask-monthly", params={"now": as_of}, timeout=60).json()
+    assert doc["as_of"] == as_of and doc["forecast_model"] == "run rate"
+    expect(page.locator("#forecast-basis")).to_have_attribute("data-buckets", str(doc["forecast_basis"]["buckets"]))
     assert _usd(page.locator("#budget-amount")) == pytest.approx(doc["amount_usd"])
     assert _usd(page.locator("#budget-spent")) == pytest.approx(doc["spent_usd"])
     assert _usd(page.locator("#budget-forecast")) == pytest.approx(doc["forecast_usd"])

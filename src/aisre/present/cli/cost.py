@@ -26,6 +26,13 @@ def _pct(x: Any) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
 
 
+def _span(seconds: float) -> str:
+    """3725 → '1h 02m', 2400 → '40m', 200000 → '2d 7h'."""
+    minutes = int(seconds // 60)
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    return f"{days}d {hours}h" if days else f"{hours}h {mins:02d}m" if hours else f"{mins}m"
+
+
 def build_cost_cli() -> typer.Typer:
     """The ``cost`` sub-command group."""
     app = typer.Typer(help="Cost: spend by journey/model/prompt, spike explanations, prices, budgets.", no_args_is_help=True)
@@ -157,12 +164,14 @@ def build_cost_cli() -> typer.Typer:
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("budget", "journey", "period", "amount", "spent", "forecast", "exhausts", "alert")
+        table = Table("budget", "journey", "period", "amount", "spent", "forecast", "model (history)", "exhausts", "alert")
         for b in data["budgets"]:
+            basis = b.get("forecast_basis") or {}
+            history = f" ({_span(basis['observed_s'])})" if basis.get("buckets") else ""
             table.add_row(escape(b["name"]), escape(b["journey"] or "(tenant)"), b["period"], _usd(b["amount_usd"]),
                           f"{_usd(b['spent_usd'])} ({_pct(b['spent_share'])})",
-                          f"{_usd(b['forecast_usd'])} ({_pct(b['forecast_share'])})", b["projected_exhaustion"] or "-",
-                          "-" if b["alert"] is None else f"≥ {_pct(b['alert'])}")
+                          f"{_usd(b['forecast_usd'])} ({_pct(b['forecast_share'])})", f"{b['forecast_model']}{history}",
+                          b["projected_exhaustion"] or "-", "-" if b["alert"] is None else f"≥ {_pct(b['alert'])}")
         console.print(table)
 
     @app.command("budget-set")
