@@ -14,7 +14,7 @@ import pyarrow as pa
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.timefmt import rfc3339
 from aisre.derive.cost import breakdown_document
-from aisre.evaluate.cost.explain import Evidence, ModelUse, Window, explain
+from aisre.evaluate.cost.explain import Evidence, Minimums, ModelUse, Window, explain
 from aisre.evaluate.cost.forecast import (
     HOUR_NS,
     SEASONAL_MIN_HOURS,
@@ -40,8 +40,9 @@ DEFAULT_THRESHOLDS = (0.8, 1.0)
 class CostEngine:
     """Everything the cost API, UI and CLI ask for, for any tenant."""
 
-    def __init__(self, db: DuckDBCost, catalog: PriceCatalog | None = None) -> None:
+    def __init__(self, db: DuckDBCost, catalog: PriceCatalog | None = None, minimums: Minimums | None = None) -> None:
         self.db = db
+        self.minimums = minimums or Minimums()
         self.catalog = catalog if catalog is not None else default_catalog()
         self._shipped = catalog is None
         self._lock = threading.Lock()
@@ -151,7 +152,8 @@ class CostEngine:
     # -- explanation ---------------------------------------------------------------------
 
     def explain(self, tenant: str, journey: str, baseline: tuple[int, int], current: tuple[int, int]) -> dict[str, Any]:
-        """Why the journey's cost changed from ``baseline`` to ``current`` ([from, to) in ns)."""
+        """Why the journey's cost changed from ``baseline`` to ``current`` ([from, to) in ns);
+        with too little data in either window, ``status: insufficient_data`` and no cause."""
         for label, (a, b) in (("baseline", baseline), ("current", current)):
             if b <= a:
                 raise PermanentError(f"{label}: the end must be after the start")
@@ -173,30 +175,31 @@ class CostEngine:
                 for w in windows for m, use in w.models.items()}
         start, end = current
         db = self.db
+        n = max(5, self.minimums.exemplars)  # enough to tell whether a cause has its minimum
 
         def exemplars(kind: str, hints: Mapping[str, Any]) -> list[str]:
             if kind == "retries":
-                return db.exemplars(tenant, journey, start, end, "retries > 0", "retries DESC, cost_usd DESC, trace_id")
+                return db.exemplars(tenant, journey, start, end, "retries > 0", "retries DESC, cost_usd DESC, trace_id", limit=n)
             if kind == "prompt":
                 versions = list(hints.get("prompt_versions") or [])
                 if versions:
                     return db.exemplars(tenant, journey, start, end, "list_contains(?, prompt_version)",
-                                        "input_tokens DESC, trace_id", [versions])
+                                        "input_tokens DESC, trace_id", [versions], limit=n)
                 releases = list(hints.get("service_versions") or [])
                 return db.exemplars(tenant, journey, start, end, "list_contains(?, service_version)",
-                                    "input_tokens DESC, trace_id", [releases])
+                                    "input_tokens DESC, trace_id", [releases], limit=n)
             if kind == "model" and hints.get("models"):
-                return db.model_exemplars(tenant, journey, start, end, hints["models"][0])
+                return db.model_exemplars(tenant, journey, start, end, hints["models"][0], limit=n)
             if kind == "recent":
-                return db.exemplars(tenant, journey, start, end, "TRUE", "run_start_ns DESC, trace_id")
-            return db.exemplars(tenant, journey, start, end, "TRUE", "cost_usd DESC, trace_id")
+                return db.exemplars(tenant, journey, start, end, "TRUE", "run_start_ns DESC, trace_id", limit=n)
+            return db.exemplars(tenant, journey, start, end, "TRUE", "cost_usd DESC, trace_id", limit=n)
 
         ev = Evidence(
             first_seen_prompt=db.version_first_seen(tenant, journey, "prompt_version", end),
             first_seen_release=db.version_first_seen(tenant, journey, "service_version", end),
             exemplars=exemplars,
         )
-        doc = explain(journey, windows[0], windows[1], refs, ev)
+        doc = explain(journey, windows[0], windows[1], refs, ev, self.minimums)
         for side in ("baseline", "current"):
             doc[side]["from"] = rfc3339(doc[side]["from"])
             doc[side]["to"] = rfc3339(doc[side]["to"])

@@ -94,7 +94,7 @@ async def cost_explain(request: Request) -> Response:
       - {name: baseline, in: query, required: true, schema: {type: string}, description: "FROM..TO (RFC 3339)"}
       - {name: current, in: query, required: true, schema: {type: string}, description: "FROM..TO (RFC 3339)"}
     responses:
-      200: {description: "journey, baseline, current, delta_usd, causes (cause, share, evidence, exemplar_trace_ids) sorted by share, and the decomposition."}
+      200: {description: "status explained: journey, baseline, current, delta_usd, causes (cause, share, evidence, exemplar_trace_ids) sorted by share, not_named, minimums and the decomposition. status insufficient_data (too few runs or billed model calls in a window): the counts of both windows (runs, billed_calls, cost_usd), minimums, shortfalls, and no cause."}
       400: {description: Bad windows.}
       404: {description: No runs of the journey in either window.}
     """

@@ -80,12 +80,26 @@ def build_cost_cli() -> typer.Typer:
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
-        """Why the journey's cost changed: causes with shares of the delta, evidence, exemplar traces."""
+        """Why the journey's cost changed: causes with shares of the delta, evidence, exemplar traces
+        (or, with too few runs in either window, the counts and no cause)."""
         data = call(lambda: get_json(url, "/api/cost/explain", {"journey": journey, "baseline": baseline, "current": current}))
         if fmt == "json":
             emit_json(data)
             return
         b, c = data["baseline"], data["current"]
+        if data.get("status") == "insufficient_data":
+            # Counts only: no delta split and no cause, so nothing reads as an explanation.
+            m = data["minimums"]
+            console.print(f"[bold]{escape(journey)}[/]: [yellow]not enough data to explain a change[/] (no cause named)")
+            table = Table("window", "from", "to", "runs", "billed model calls", "spend")
+            for label, w in (("baseline", b), ("current", c)):
+                table.add_row(label, w["from"], w["to"], str(w["runs"]), str(w["billed_calls"]), _usd(w["cost_usd"]))
+            table.add_row("minimum", "", "", str(m["runs"]), str(m["billed_calls"]), "")
+            console.print(table)
+            for line in data["shortfalls"]:
+                console.print(f"- {escape(line)}")
+            console.print("Widen the windows or wait for more runs.")
+            return
         pct = "" if data["delta_pct"] is None else f", {data['delta_pct'] * 100:+.0f}%"
         console.print(f"[bold]{escape(journey)}[/]: {_usd(b['cost_usd'])} → {_usd(c['cost_usd'])} "
                       f"(delta {_usd(data['delta_usd'])}{pct}); runs {b['runs']} → {c['runs']}")
@@ -94,6 +108,8 @@ def build_cost_cli() -> typer.Typer:
             table.add_row(cause["cause"], _pct(cause["share"]), _usd(cause["delta_usd"]), escape(cause["evidence"]["summary"]),
                           "\n".join(cause["exemplar_trace_ids"][:3]))
         console.print(table)
+        for held in data.get("not_named") or []:
+            console.print(f"[yellow]not named:[/] {held['cause']} ({_usd(held['delta_usd'])}): {escape(held['reason'])}")
 
     @app.command("prices")
     def prices_cmd(url: str = UrlOption, fmt: str = FormatOption) -> None:

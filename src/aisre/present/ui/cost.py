@@ -262,7 +262,8 @@ async def explain_page(request: Request) -> Response:
             context["error"] = exc.message
             return _render(request, "cost_explain.html", context, 404 if isinstance(exc, NotFound) else 400)
         context["doc"] = doc
-        context["chart"] = waterfall(doc)
+        # Too little data: the counts only, no waterfall of factors that were never computed.
+        context["chart"] = waterfall(doc) if doc.get("status") == "explained" else None
     return _render(request, "cost_explain.html", context)
 
 
