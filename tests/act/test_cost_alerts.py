@@ -126,3 +126,4 @@ def test_a_young_journey_burning_its_budget_in_hours_pages_from_its_first_40_min
     assert {(r["slo"], r["severity"], r["state"]) for r in changed} == {
         ("budget:young@80%", "ticket", "firing"), ("budget:young@100%", "page", "firing")}
     assert all(f"projected exhaustion {doc['projected_exhaustion']}" in r["summary"] for r in changed)
+    assert "(run rate; 80% band" in next(r["summary"] for r in changed if r["slo"] == "budget:young@80%")

@@ -333,9 +333,9 @@ def shortfalls(base: Window, cur: Window, minimums: Minimums) -> list[str]:
     for label, w in (("baseline", base), ("current", cur)):
         billed = sum(m.billed for m in w.models.values())
         if w.runs < minimums.runs:
-            out.append(f"{label} window: {w.runs} runs, fewer than the {minimums.runs} needed")
+            out.append(f"{label} window: {_count(w.runs, 'run')}, fewer than the {minimums.runs} needed")
         if billed < minimums.runs:
-            out.append(f"{label} window: {billed} billed model calls, fewer than the {minimums.runs} needed")
+            out.append(f"{label} window: {_count(billed, 'billed model call')}, fewer than the {minimums.runs} needed")
     return out
 
 
@@ -384,7 +384,8 @@ def explain(
         if cause != "unexplained" and len(exemplars) < minimums.exemplars:
             # The rule matched on sums, but too few runs show it: not named.
             not_named.append({"cause": cause, "delta_usd": usd,
-                              "reason": f"{len(exemplars)} runs of the current window show it, "
+                              "reason": f"{_count(len(exemplars), 'run')} of the current window "
+                                        f"{'shows' if len(exemplars) == 1 else 'show'} it, "
                                         f"fewer than the {minimums.exemplars} needed"})
             return False
         causes.append({
@@ -517,6 +518,10 @@ def explain(
             "ratios": d["ratios"],
         },
     }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _fmt(x: float | None) -> str:
