@@ -152,6 +152,9 @@ def main() -> int:
         table.add_row(name, f"{med * 1000:.1f} ms", f"{worst * 1000:.1f} ms",
                       "-" if target is None else f"< {target * 1000:.0f} ms", verdict)
     console.print(table)
+    if exp["status"] != "explained":
+        console.print(f"explanation: {exp['summary']}")
+        return 0 if ok else 1
     top = exp["causes"][0]
     console.print(f"explanation: delta {exp['delta_usd']:+.4f} USD; top cause {top['cause']} ({top['share'] * 100:.0f}%): "
                   f"{top['evidence']['summary']}")

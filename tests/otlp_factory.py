@@ -53,3 +53,25 @@ def journey_request(traces: int = 10, *, journey: str = "ask", start_ns: int | N
 
 def span_count(request: ExportTraceServiceRequest) -> int:
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+def chat_runs(starts_ns: list[int], tokens: list[tuple[int, int]], *, journey: str = "ask", model: str = "gpt-4o",
+              prompt: str | None = None) -> ExportTraceServiceRequest:
+    """One run per start time: a root and one chat call of ``model`` with (input, output) tokens."""
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend([_kv("service.name", "svc"), _kv("service.version", "1.0")])
+    spans = rs.scope_spans.add().spans
+    for t0, (tokens_in, tokens_out) in zip(starts_ns, tokens, strict=True):
+        trace_id, root_id = os.urandom(16), os.urandom(8)
+        spans.append(Span(trace_id=trace_id, span_id=root_id, name="POST /ask", kind=Span.SPAN_KIND_SERVER,
+                          start_time_unix_nano=t0, end_time_unix_nano=t0 + 900_000_000,
+                          attributes=[_kv("aisre.journey", journey)]))
+        attributes = [_kv("gen_ai.operation.name", "chat"), _kv("gen_ai.provider.name", "openai"),
+                      _kv("gen_ai.request.model", model), _kv("gen_ai.usage.input_tokens", tokens_in),
+                      _kv("gen_ai.usage.output_tokens", tokens_out)]
+        if prompt is not None:
+            attributes.append(_kv("aisre.prompt.version", prompt))
+        spans.append(Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id, name=f"chat {model}",
+                          start_time_unix_nano=t0 + 1000, end_time_unix_nano=t0 + 800_000_000, attributes=attributes))
+    return request

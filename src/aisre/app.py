@@ -26,7 +26,7 @@ from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
 from aisre.derive.journeys import get_trace
-from aisre.evaluate.cost import CostEngine
+from aisre.evaluate.cost import CostEngine, Minimums
 from aisre.evaluate.gate.config import load_gate_config
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
@@ -91,7 +91,8 @@ class AisreServer:
             rollup_interval_ms=settings.rollup_interval_ms,
         )
         self.keys = KeyRing(self.store, settings.tenant)
-        self.cost = CostEngine(DuckDBCost(self.store), catalog)
+        self.cost = CostEngine(DuckDBCost(self.store), catalog, Minimums(
+            settings.explain_min_runs, settings.explain_min_exemplars, settings.explain_min_share))
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.consumer = SpanIngest(

@@ -17,7 +17,7 @@ from aisre.evaluate.slo import SloEngine
 from aisre.normalize.spans import flatten
 from aisre.store.duckdb import DuckDBStore
 from aisre.store.duckdb.cost import DuckDBCost
-from tests.otlp_factory import journey_request
+from tests.otlp_factory import chat_runs, journey_request
 
 S = 10**9
 HOUR = 3600 * S
@@ -105,3 +105,25 @@ def test_spend_past_the_budget_pages_and_a_deleted_budget_closes_its_episodes(st
     closed = evaluator.evaluate_once(NOW + S)
     assert {(r["slo"], r["state"]) for r in closed} == {("budget:all@50%", "resolved"), ("budget:all@100%", "resolved")}
     assert store.active_alerts("t") == []
+
+
+def test_a_young_journey_burning_its_budget_in_hours_pages_from_its_first_40_minutes(store: DuckDBStore) -> None:
+    """Two runs a minute at $0.0463 each ($5.56/h) for 40 minutes: a $50 monthly budget runs
+    out ~9 h after the first run. The run-rate forecast sees it, and both thresholds fire."""
+    t0 = NOW - 40 * 60 * S
+    starts = list(range(t0, NOW, 30 * S))
+    request = chat_runs(starts, [(12_000, 704), (18_000, 1056)] * (len(starts) // 2))
+    flat = flatten(request, "t")
+    store.submit_spans(flat.table, flat.resources).result(10)
+    store.flush_rollups()
+    cost = CostEngine(DuckDBCost(store))
+    cost.put_budget("t", {"name": "young", "journey": "ask", "period": "month", "amount_usd": 50.0})
+    doc = cost.budgets("t", NOW)[0]
+    assert doc["spent_usd"] == pytest.approx(80 * 0.0463) and doc["forecast_model"] == "run rate"
+    exhaustion = dt.datetime.fromisoformat(doc["projected_exhaustion"].replace("Z", "+00:00")).timestamp() * S
+    assert abs(exhaustion - (t0 + 9 * HOUR)) < 15 * 60 * S
+    changed = BudgetAlertEvaluator(cost, store, "t").evaluate_once(NOW)
+    assert {(r["slo"], r["severity"], r["state"]) for r in changed} == {
+        ("budget:young@80%", "ticket", "firing"), ("budget:young@100%", "page", "firing")}
+    assert all(f"projected exhaustion {doc['projected_exhaustion']}" in r["summary"] for r in changed)
+    assert "(run rate; 80% band" in next(r["summary"] for r in changed if r["slo"] == "budget:young@80%")

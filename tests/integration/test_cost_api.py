@@ -208,6 +208,14 @@ def test_cost_cli(server) -> None:
     none = cli("explain", "--journey", "nope", "--baseline", "2020-01-01T00:00:00Z..2020-01-02T00:00:00Z",
                "--current", "2020-01-02T00:00:00Z..2020-01-03T00:00:00Z")
     assert none.returncode == 1 and "no runs" in none.stderr
+    # One run now and none in the baseline: the counts and no cause, not "traffic growth 100 %".
+    young = cli("explain", "--journey", "ask", "--baseline", "2020-01-01T00:00:00Z..2020-01-02T00:00:00Z", "--current", "1h..0s")
+    assert young.returncode == 0, young.stderr
+    assert "not enough data to explain a change" in young.stdout and "traffic" not in young.stdout
+    assert "baseline window: 0 runs, fewer than the 20 needed" in young.stdout
+    doc = json.loads(cli("explain", "--journey", "ask", "--baseline", "2020-01-01T00:00:00Z..2020-01-02T00:00:00Z",
+                         "--current", "1h..0s", "--format", "json").stdout)
+    assert (doc["status"], doc["causes"], doc["baseline"]["runs"], doc["current"]["runs"]) == ("insufficient_data", [], 0, 1)
     budget = cli("budget-set", "all", "--amount", "10", "--period", "week")
     assert budget.returncode == 0, budget.stderr
     assert "all" in cli("budget").stdout

@@ -118,7 +118,12 @@ def test_cost_pages(page: sync_api.Page, server_factory: Any, tmp_path: Path) ->
     row = page.locator('tr.budget-row[data-budget="ask-monthly"]')
     row.get_by_role("link", name="ask-monthly").click()
     page.wait_for_url("**/cost/budgets/ask-monthly")
-    doc = httpx.get(server.url + "/api/cost/budgets/ask-monthly", timeout=60).json()
+    # The forecast moves with the clock (the run rate is spend over time so far): the API is
+    # asked as of the moment the page was forecast at, so both answer the same question.
+    as_of = page.locator("#budget-stats").get_attribute("data-as-of")
+    doc = httpx.get(server.url + "/api/cost/budgets/ask-monthly", params={"now": as_of}, timeout=60).json()
+    assert doc["as_of"] == as_of and doc["forecast_model"] == "run rate"
+    expect(page.locator("#forecast-basis")).to_have_attribute("data-buckets", str(doc["forecast_basis"]["buckets"]))
     assert _usd(page.locator("#budget-amount")) == pytest.approx(doc["amount_usd"])
     assert _usd(page.locator("#budget-spent")) == pytest.approx(doc["spent_usd"])
     assert _usd(page.locator("#budget-forecast")) == pytest.approx(doc["forecast_usd"])
@@ -181,6 +186,24 @@ def test_cost_pages(page: sync_api.Page, server_factory: Any, tmp_path: Path) ->
     page.screenshot(path=str(SHOTS / "ui-cost-explain.png"), full_page=True)
     exemplar.click()
     page.wait_for_url(f"**/traces/{trace_id}")
+
+    # A baseline with no runs: the counts and the minimum, no waterfall, no cause.
+    empty = f"{rfc3339(baseline[0] - 3 * 60 * MIN)}..{rfc3339(baseline[0] - 2 * 60 * MIN)}"
+    page.goto(server.url + f"/cost/explain?journey=ask&baseline={empty}&current={windows['current']}")
+    refused = httpx.get(server.url + "/api/cost/explain", params={"journey": "ask", "baseline": empty,
+                                                                   "current": windows["current"]}).json()
+    assert refused["status"] == "insufficient_data" and refused["causes"] == []
+    panel = page.locator("#explain-insufficient")
+    expect(panel).to_contain_text("Not enough data to explain a change")
+    for window in ("baseline", "current"):
+        row = panel.locator(f'tr.window-row[data-window="{window}"]')
+        expect(row.locator(".runs")).to_have_text(str(refused[window]["runs"]))
+        assert _usd(row) == pytest.approx(refused[window]["cost_usd"])
+    expect(panel.locator('tr.window-row[data-window="minimum"] .runs')).to_have_text(str(refused["minimums"]["runs"]))
+    expect(panel.locator(".shortfalls li").first).to_contain_text("baseline window: 0 runs")
+    expect(page.locator("#explain-waterfall")).to_have_count(0)
+    expect(page.locator("tr.cause-row")).to_have_count(0)
+    page.screenshot(path=str(SHOTS / "ui-cost-explain-insufficient.png"), full_page=True)
 
     # Bad windows are named on the page, not swallowed.
     page.goto(server.url + "/cost/explain?journey=ask&baseline=yesterday&current=" + windows["current"])

@@ -53,7 +53,8 @@ def budget_conditions(doc: dict[str, Any]) -> list[Condition]:
         if spent >= line:
             what = f"spent ${spent:,.2f} already, {spent / amount:.0%} of"
         else:
-            what = f"forecast ${forecast:,.2f} by period end (80% band ${doc['forecast_low_usd']:,.2f}–${doc['forecast_high_usd']:,.2f}), {forecast / amount:.0%} of"
+            what = (f"forecast ${forecast:,.2f} by period end ({doc.get('forecast_model', 'forecast')}; 80% band "
+                    f"${doc['forecast_low_usd']:,.2f}–${doc['forecast_high_usd']:,.2f}), {forecast / amount:.0%} of")
         summary = (
             f"budget {doc['name']} ({scope}, {doc['period']}): {what} ${amount:,.2f} "
             f"(alert at {threshold_label(threshold)})"

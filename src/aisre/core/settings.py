@@ -40,6 +40,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("budget_evaluation_interval_s", 300, "How often cost budgets are forecast and checked against their alert thresholds; 0 turns budget alerts off"),
+    Setting("explain_min_runs", 20, "Runs, and billed model calls, each window of a cost explanation needs; with fewer the answer is insufficient_data with the counts, and no cause"),
+    Setting("explain_min_exemplars", 3, "Runs of the current window that must show a cost-change cause (retries, the new prompt, the costlier model…) before it is named"),
+    Setting("explain_min_share", 0.05, "Share of a cost change a cause must carry to be named; smaller parts are noise in 'unexplained'"),
     Setting("receivers", "", "YAML file of notification receivers (generic webhook, Slack, PagerDuty Events v2) told when incidents open, escalate, are acknowledged or resolve"),
     Setting("public_url", "", "Base URL people reach this server at, for links in notifications (default http://HOST:PORT)"),
     Setting("notify_timeout_s", 5.0, "Seconds one notification attempt may take before it counts as a timeout"),
@@ -83,6 +86,9 @@ class Settings:
     rollup_interval_ms: int = 1000
     evaluation_interval_s: int = 15
     budget_evaluation_interval_s: int = 300
+    explain_min_runs: int = 20
+    explain_min_exemplars: int = 3
+    explain_min_share: float = 0.05
     receivers: str = ""
     public_url: str = ""
     notify_timeout_s: float = 5.0

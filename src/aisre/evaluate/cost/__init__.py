@@ -14,8 +14,15 @@ import pyarrow as pa
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.timefmt import rfc3339
 from aisre.derive.cost import breakdown_document
-from aisre.evaluate.cost.explain import Evidence, ModelUse, Window, explain
-from aisre.evaluate.cost.forecast import HOUR_NS, forecast_hourly
+from aisre.evaluate.cost.explain import Evidence, Minimums, ModelUse, Window, explain
+from aisre.evaluate.cost.forecast import (
+    HOUR_NS,
+    SEASONAL_MIN_HOURS,
+    crossing,
+    forecast_run_rate,
+    forecast_seasonal,
+    no_spend,
+)
 from aisre.normalize.prices import (
     PriceCatalog,
     PriceOverride,
@@ -33,8 +40,9 @@ DEFAULT_THRESHOLDS = (0.8, 1.0)
 class CostEngine:
     """Everything the cost API, UI and CLI ask for, for any tenant."""
 
-    def __init__(self, db: DuckDBCost, catalog: PriceCatalog | None = None) -> None:
+    def __init__(self, db: DuckDBCost, catalog: PriceCatalog | None = None, minimums: Minimums | None = None) -> None:
         self.db = db
+        self.minimums = minimums or Minimums()
         self.catalog = catalog if catalog is not None else default_catalog()
         self._shipped = catalog is None
         self._lock = threading.Lock()
@@ -144,7 +152,8 @@ class CostEngine:
     # -- explanation ---------------------------------------------------------------------
 
     def explain(self, tenant: str, journey: str, baseline: tuple[int, int], current: tuple[int, int]) -> dict[str, Any]:
-        """Why the journey's cost changed from ``baseline`` to ``current`` ([from, to) in ns)."""
+        """Why the journey's cost changed from ``baseline`` to ``current`` ([from, to) in ns);
+        with too little data in either window, ``status: insufficient_data`` and no cause."""
         for label, (a, b) in (("baseline", baseline), ("current", current)):
             if b <= a:
                 raise PermanentError(f"{label}: the end must be after the start")
@@ -166,30 +175,31 @@ class CostEngine:
                 for w in windows for m, use in w.models.items()}
         start, end = current
         db = self.db
+        n = max(5, self.minimums.exemplars)  # enough to tell whether a cause has its minimum
 
         def exemplars(kind: str, hints: Mapping[str, Any]) -> list[str]:
             if kind == "retries":
-                return db.exemplars(tenant, journey, start, end, "retries > 0", "retries DESC, cost_usd DESC, trace_id")
+                return db.exemplars(tenant, journey, start, end, "retries > 0", "retries DESC, cost_usd DESC, trace_id", limit=n)
             if kind == "prompt":
                 versions = list(hints.get("prompt_versions") or [])
                 if versions:
                     return db.exemplars(tenant, journey, start, end, "list_contains(?, prompt_version)",
-                                        "input_tokens DESC, trace_id", [versions])
+                                        "input_tokens DESC, trace_id", [versions], limit=n)
                 releases = list(hints.get("service_versions") or [])
                 return db.exemplars(tenant, journey, start, end, "list_contains(?, service_version)",
-                                    "input_tokens DESC, trace_id", [releases])
+                                    "input_tokens DESC, trace_id", [releases], limit=n)
             if kind == "model" and hints.get("models"):
-                return db.model_exemplars(tenant, journey, start, end, hints["models"][0])
+                return db.model_exemplars(tenant, journey, start, end, hints["models"][0], limit=n)
             if kind == "recent":
-                return db.exemplars(tenant, journey, start, end, "TRUE", "run_start_ns DESC, trace_id")
-            return db.exemplars(tenant, journey, start, end, "TRUE", "cost_usd DESC, trace_id")
+                return db.exemplars(tenant, journey, start, end, "TRUE", "run_start_ns DESC, trace_id", limit=n)
+            return db.exemplars(tenant, journey, start, end, "TRUE", "cost_usd DESC, trace_id", limit=n)
 
         ev = Evidence(
             first_seen_prompt=db.version_first_seen(tenant, journey, "prompt_version", end),
             first_seen_release=db.version_first_seen(tenant, journey, "service_version", end),
             exemplars=exemplars,
         )
-        doc = explain(journey, windows[0], windows[1], refs, ev)
+        doc = explain(journey, windows[0], windows[1], refs, ev, self.minimums)
         for side in ("baseline", "current"):
             doc[side]["from"] = rfc3339(doc[side]["from"])
             doc[side]["to"] = rfc3339(doc[side]["to"])
@@ -243,44 +253,44 @@ class CostEngine:
 
     def budget_status(self, tenant: str, row: Mapping[str, Any], now_ns: int, series: bool = False) -> dict[str, Any]:
         """Spend so far this period, forecast at period end, projected exhaustion."""
+        now_ns = now_ns // 1000 * 1000  # as_of round-trips through RFC 3339 (microseconds)
         start, end = period_bounds(row["period"], now_ns)
         journey = row["journey"] or None
         hour_now = (now_ns // HOUR_NS) * HOUR_NS
         history_start = max(start - 28 * 86400 * 10**9, hour_now - 28 * 86400 * 10**9)
-        rows = self.db.breakdown(tenant, history_start, hour_now + HOUR_NS, by=(), bucket_ns=HOUR_NS, journey=journey)
-        by_hour = {int(r["bucket_ns"]): float(r["cost_usd"] or 0.0) for r in rows}
-        first = min(by_hour, default=hour_now)
-        hours = list(range(first, hour_now, HOUR_NS))  # complete hours only
-        values = [by_hour.get(h, 0.0) for h in hours]
+        rows = self.db.breakdown(tenant, history_start, now_ns + 1, by=(), bucket_ns=HOUR_NS, journey=journey)
+        by_hour = {int(r["bucket_ns"]): float(r["cost_usd"] or 0.0) for r in rows if r["cost_usd"]}
         spent = sum(v for h, v in by_hour.items() if h >= start)
-        horizon = max(0, int((end - hour_now) // HOUR_NS))
-        # The current, partial hour is forecast like the rest; its spend so far is in ``spent``.
-        fc = forecast_hourly(first, values, horizon)
-        current_partial = by_hour.get(hour_now, 0.0)
-        future = fc.mean[:]
-        if future:
-            future[0] = max(0.0, future[0] - current_partial)
-        forecast_total = spent + sum(future)
-        amount = float(row["amount_usd"])
-        exhaustion = None
-        running = spent
-        if running >= amount:
-            exhaustion = now_ns
+        first_hour = min(by_hour, default=None)
+        complete = list(range(first_hour, hour_now, HOUR_NS)) if first_hour is not None else []
+        since: int | None = first_hour
+        if first_hour is None:
+            fc = no_spend(now_ns, end)
+        elif len(complete) >= SEASONAL_MIN_HOURS:
+            fc = forecast_seasonal(first_hour, [by_hour.get(h, 0.0) for h in complete], now_ns, end,
+                                   by_hour.get(hour_now, 0.0))
         else:
-            for h, v in zip(fc.hours_ns, future, strict=True):
-                running += v
-                if running >= amount:
-                    exhaustion = h + HOUR_NS
-                    break
+            # Young history: the run rate, on the minutes since the first one with spend
+            # (whole hours would leave the first, partial one out and see no history at all).
+            minute_rows = self.db.breakdown(tenant, first_hour, now_ns + 1, by=(), bucket_ns=MINUTE_NS, journey=journey)
+            by_minute = {int(r["bucket_ns"]): float(r["cost_usd"] or 0.0) for r in minute_rows if r["cost_usd"]}
+            calls = {int(r["bucket_ns"]): int(r["billed_calls"] or 0) for r in minute_rows}
+            since = min(by_minute, default=first_hour)
+            fc = forecast_run_rate(since, by_minute, now_ns, end, calls)
+        forecast_total = spent + sum(fc.mean)
+        amount = float(row["amount_usd"])
+        exhaustion = crossing(now_ns, spent, fc.ends_ns, fc.mean, amount)
         crossed = [t for t in row["thresholds"] if forecast_total >= t * amount]
+        basis = {**fc.basis, "since": rfc3339(since)}
         doc: dict[str, Any] = {
             "name": row["name"], "journey": row["journey"] or None, "period": row["period"],
             "amount_usd": amount, "thresholds": list(row["thresholds"]),
-            "period_start": rfc3339(start), "period_end": rfc3339(end),
+            "period_start": rfc3339(start), "period_end": rfc3339(end), "as_of": rfc3339(now_ns),
             "spent_usd": spent, "spent_share": spent / amount,
             "forecast_usd": forecast_total, "forecast_share": forecast_total / amount,
             "forecast_low_usd": spent + sum(fc.low), "forecast_high_usd": spent + sum(fc.high),
             "forecast_model": fc.model,
+            "forecast_basis": basis,
             "projected_exhaustion": rfc3339(exhaustion) if exhaustion is not None and exhaustion < end else None,
             "alert": max(crossed) if crossed else None,
         }
@@ -291,9 +301,9 @@ class CostEngine:
                 cumulative.append([h, total])
             doc["spent_series"] = cumulative
             ahead, total = [], spent
-            for h, v, lo, hi in zip(fc.hours_ns, future, fc.low, fc.high, strict=True):
+            for h, v, lo, hi in zip(fc.ends_ns, fc.mean, fc.low, fc.high, strict=True):
                 total += v
-                ahead.append([h + HOUR_NS, total, lo, hi])
+                ahead.append([h, total, lo, hi])
             doc["forecast_series"] = ahead
         return doc
 

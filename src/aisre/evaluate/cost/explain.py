@@ -32,6 +32,14 @@ that appears in only one window).
   costlier model, or a price change);
 - anything else (e.g. more first-attempt calls per run, or a term without evidence) is
   reported as ``unexplained`` with the factor it came from, never guessed.
+
+**Sufficiency.** Nothing is decomposed unless both windows hold at least
+``Minimums.runs`` runs and as many billed model calls: with fewer, the answer is
+``status: "insufficient_data"`` with the counts and the minimums, and no cause (a baseline
+with no runs would otherwise make the whole current cost "traffic growth"). A cause is
+named only when its term carries at least ``Minimums.share`` of the delta and at least
+``Minimums.exemplars`` runs of the current window show it; a term short of that goes to
+``unexplained``, and ``not_named`` says which cause was held back and why.
 """
 
 from __future__ import annotations
@@ -42,14 +50,37 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aisre.core.errors import PermanentError
 from aisre.normalize.prices import Price
 
 FACTORS: tuple[str, ...] = (
     "runs", "calls_per_run", "model_mix", "resends_per_call", "input_per_call", "output_per_call", "price",
 )
 CAUSES: tuple[str, ...] = ("retry_storm", "prompt_regression", "model_shift", "traffic_growth", "unexplained")
-_MATERIAL = 0.05  # a term below this share of |delta| is noise, folded into "unexplained"
+MIN_RUNS = 20  # runs, and billed model calls, each window needs before anything is decomposed
+MIN_EXEMPLARS = 3  # runs of the current window that must show a cause before it is named
+MIN_SHARE = 0.05  # a term below this share of |delta| is noise, folded into "unexplained"
 _M = 1_000_000
+
+
+@dataclass(frozen=True)
+class Minimums:
+    """The evidence an explanation needs (settings explain_min_runs, explain_min_exemplars,
+    explain_min_share)."""
+
+    runs: int = MIN_RUNS
+    exemplars: int = MIN_EXEMPLARS
+    share: float = MIN_SHARE
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.exemplars < 1 or not 0 <= self.share < 1:
+            raise PermanentError(
+                f"explanation minimums: runs and exemplars must be at least 1 and share in [0, 1); got "
+                f"runs={self.runs}, exemplars={self.exemplars}, share={self.share}"
+            )
+
+    def document(self) -> dict[str, Any]:
+        return {"runs": self.runs, "billed_calls": self.runs, "exemplars": self.exemplars, "share": self.share}
 
 
 @dataclass
@@ -296,8 +327,46 @@ def _new_versions(base: dict[str, ModelUse], cur: dict[str, ModelUse], first_see
     return sorted(out, key=lambda v: -cur[v].calls)
 
 
-def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | None], ev: Evidence) -> dict[str, Any]:
-    """The explanation document: both windows, the delta, its decomposition and named causes."""
+def shortfalls(base: Window, cur: Window, minimums: Minimums) -> list[str]:
+    """What the two windows lack before a change between them can be explained (empty: nothing)."""
+    out = []
+    for label, w in (("baseline", base), ("current", cur)):
+        billed = sum(m.billed for m in w.models.values())
+        if w.runs < minimums.runs:
+            out.append(f"{label} window: {_count(w.runs, 'run')}, fewer than the {minimums.runs} needed")
+        if billed < minimums.runs:
+            out.append(f"{label} window: {_count(billed, 'billed model call')}, fewer than the {minimums.runs} needed")
+    return out
+
+
+def insufficient(journey: str, base: Window, cur: Window, minimums: Minimums, short: Sequence[str]) -> dict[str, Any]:
+    """The answer when there is too little data: the counts, the minimums, and no cause."""
+    def counts(w: Window) -> dict[str, Any]:
+        return {"from": w.start_ns, "to": w.end_ns, "runs": w.runs,
+                "billed_calls": sum(m.billed for m in w.models.values()), "cost_usd": w.cost_usd}
+
+    return {
+        "journey": journey,
+        "status": "insufficient_data",
+        "summary": "not enough data to explain a change: " + "; ".join(short),
+        "shortfalls": list(short),
+        "minimums": minimums.document(),
+        "baseline": counts(base),
+        "current": counts(cur),
+        "causes": [],
+    }
+
+
+def explain(
+    journey: str, base: Window, cur: Window, refs: Mapping[str, Price | None], ev: Evidence,
+    minimums: Minimums | None = None,
+) -> dict[str, Any]:
+    """The explanation document: both windows, the delta, its decomposition and named causes
+    (or, with too little data in either window, the insufficient_data answer)."""
+    minimums = minimums or Minimums()
+    short = shortfalls(base, cur, minimums)
+    if short:
+        return insufficient(journey, base, cur, minimums, short)
     d = decompose(base, cur, refs)
     scale = d["scale"]
     delta = d["delta_usd"]
@@ -305,27 +374,36 @@ def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | 
     bs, cs = base.summary(scale), cur.summary()
     causes: list[dict[str, Any]] = []
     leftover: list[tuple[str, float, str]] = []
+    not_named: list[dict[str, Any]] = []
 
     def material(x: float) -> bool:
-        return abs(delta) > 0 and abs(x) >= _MATERIAL * abs(delta)
+        return abs(delta) > 0 and abs(x) >= minimums.share * abs(delta)
 
-    def add(cause: str, usd: float, evidence: dict[str, Any], kind: str, hints: Mapping[str, Any] | None = None) -> None:
+    def add(cause: str, usd: float, evidence: dict[str, Any], kind: str, hints: Mapping[str, Any] | None = None) -> bool:
+        exemplars = ev.exemplars(kind, hints or {})
+        if cause != "unexplained" and len(exemplars) < minimums.exemplars:
+            # The rule matched on sums, but too few runs show it: not named.
+            not_named.append({"cause": cause, "delta_usd": usd,
+                              "reason": f"{_count(len(exemplars), 'run')} of the current window "
+                                        f"{'shows' if len(exemplars) == 1 else 'show'} it, "
+                                        f"fewer than the {minimums.exemplars} needed"})
+            return False
         causes.append({
             "cause": cause, "delta_usd": usd, "share": usd / delta if delta else 0.0,
-            "evidence": evidence, "exemplar_trace_ids": ev.exemplars(kind, hints or {}),
+            "evidence": evidence, "exemplar_trace_ids": exemplars,
         })
+        return True
 
     # Traffic.
     runs_term = terms["runs"]
-    if material(runs_term):
-        add("traffic_growth", runs_term, {
-            "summary": f"runs {_pct(cur.runs, base.runs * scale)} ({base.runs} → {cur.runs}"
-                       + (f", baseline scaled ×{scale:.3g} to the current window's length" if scale != 1 else "")
-                       + f"); cost per run {_pct(cs['cost_per_run_usd'], bs['cost_per_run_usd'])}",
-            "runs": {"baseline": base.runs, "current": cur.runs},
-            "cost_per_run_usd": {"baseline": bs["cost_per_run_usd"], "current": cs["cost_per_run_usd"]},
-        }, "recent")
-    else:
+    named = material(runs_term) and add("traffic_growth", runs_term, {
+        "summary": f"runs {_pct(cur.runs, base.runs * scale)} ({base.runs} → {cur.runs}"
+                   + (f", baseline scaled ×{scale:.3g} to the current window's length" if scale != 1 else "")
+                   + f"); cost per run {_pct(cs['cost_per_run_usd'], bs['cost_per_run_usd'])}",
+        "runs": {"baseline": base.runs, "current": cur.runs},
+        "cost_per_run_usd": {"baseline": bs["cost_per_run_usd"], "current": cs["cost_per_run_usd"]},
+    }, "recent")
+    if not named:
         leftover.append(("runs", runs_term, "runs"))
 
     # Retries.
@@ -333,29 +411,29 @@ def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | 
     retry_up = (cs["retries_per_run"] or 0) > (bs["retries_per_run"] or 0) * 1.1 or (
         (cs["http_429"] + cs["http_5xx"]) / max(cur.runs, 1) > (bs["http_429"] + bs["http_5xx"]) / max(base.runs, 1) * 1.1
     )
-    if material(resend_term) and resend_term > 0 and retry_up:
-        add("retry_storm", resend_term, {
-            "summary": f"billed calls per answered call {_fmt(bs['resends_per_call'])} → {_fmt(cs['resends_per_call'])}; "
-                       f"retries per run {_fmt(bs['retries_per_run'])} → {_fmt(cs['retries_per_run'])}; "
-                       f"429/5xx answers {bs['http_429']}/{bs['http_5xx']} → {cs['http_429']}/{cs['http_5xx']}",
-            "resends_per_call": {"baseline": bs["resends_per_call"], "current": cs["resends_per_call"]},
-            "retries_per_run": {"baseline": bs["retries_per_run"], "current": cs["retries_per_run"]},
-            "http_429": {"baseline": bs["http_429"], "current": cs["http_429"]},
-            "http_5xx": {"baseline": bs["http_5xx"], "current": cs["http_5xx"]},
-        }, "retries")
-    else:
+    named = material(resend_term) and resend_term > 0 and retry_up and add("retry_storm", resend_term, {
+        "summary": f"billed calls per answered call {_fmt(bs['resends_per_call'])} → {_fmt(cs['resends_per_call'])}; "
+                   f"retries per run {_fmt(bs['retries_per_run'])} → {_fmt(cs['retries_per_run'])}; "
+                   f"429/5xx answers {bs['http_429']}/{bs['http_5xx']} → {cs['http_429']}/{cs['http_5xx']}",
+        "resends_per_call": {"baseline": bs["resends_per_call"], "current": cs["resends_per_call"]},
+        "retries_per_run": {"baseline": bs["retries_per_run"], "current": cs["retries_per_run"]},
+        "http_429": {"baseline": bs["http_429"], "current": cs["http_429"]},
+        "http_5xx": {"baseline": bs["http_5xx"], "current": cs["http_5xx"]},
+    }, "retries")
+    if not named:
         leftover.append(("resends_per_call", resend_term, "re-sends per call"))
 
     # Tokens per call.
     token_term = terms["input_per_call"] + terms["output_per_call"]
     new_prompts = _new_versions(base.prompts, cur.prompts, ev.first_seen_prompt, cur.start_ns)
     new_releases = _new_versions(base.releases, cur.releases, ev.first_seen_release, cur.start_ns)
+    named = False
     if material(token_term) and token_term > 0 and (new_prompts or new_releases):
         versions = new_prompts or new_releases
         which = "prompt version" if new_prompts else "service.version"
         table = cur.prompts if new_prompts else cur.releases
         first_seen = ev.first_seen_prompt if new_prompts else ev.first_seen_release
-        add("prompt_regression", token_term, {
+        named = add("prompt_regression", token_term, {
             "summary": f"input tokens per call {_pct(cs['input_tokens_per_call'], bs['input_tokens_per_call'])} "
                        f"({_fmt(bs['input_tokens_per_call'])} → {_fmt(cs['input_tokens_per_call'])}), output tokens per call "
                        f"{_pct(cs['output_tokens_per_call'], bs['output_tokens_per_call'])}, with new {which} "
@@ -367,15 +445,13 @@ def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | 
             "input_delta_usd": terms["input_per_call"],
             "output_delta_usd": terms["output_per_call"],
         }, "prompt", {"prompt_versions": new_prompts, "service_versions": new_releases})
-        token_named = True
-    else:
-        token_named = False
-    if not token_named:
+    if not named:
         leftover.append(("input_per_call", terms["input_per_call"], "input tokens per call"))
         leftover.append(("output_per_call", terms["output_per_call"], "output tokens per call"))
 
     # Model mix and price.
     mix_term = terms["model_mix"] + terms["price"]
+    named = False
     if material(mix_term) and mix_term > 0:
         grown = sorted(
             (m for m in cur.models),
@@ -383,7 +459,7 @@ def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | 
         )
         prices = {m: _unit(cur.models[m]) for m in cur.models}
         base_prices = {m: _unit(base.models[m]) for m in base.models}
-        add("model_shift", mix_term, {
+        named = add("model_shift", mix_term, {
             "summary": "calls moved to costlier models: " + ", ".join(
                 f"{m} {_share(bs, m)} → {_share(cs, m)} of calls (${prices[m] * 1000:.4g} per 1K calls)" for m in grown[:3]
             ) + (f"; paid price per unit of usage changed (${terms['price']:.4g})" if material(terms["price"]) else ""),
@@ -393,18 +469,23 @@ def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | 
             "mix_delta_usd": terms["model_mix"],
             "price_delta_usd": terms["price"],
         }, "model", {"models": grown[:1]})
-    else:
+    if not named:
         leftover.append(("model_mix", terms["model_mix"], "model mix"))
         leftover.append(("price", terms["price"], "price per unit"))
 
     leftover.append(("calls_per_run", terms["calls_per_run"], "answered model calls per run"))
     rest = sum(x for _, x, _ in leftover) + d.get("residual_usd", 0.0)
-    # The rest is always reported, so the shares add up to the delta; below 5 % it is noise.
+    # The rest is always reported, so the shares add up to the delta; below the minimum share it is noise.
     if abs(rest) > 1e-9 * abs(delta) or not causes:
         parts = [f"{label} {x:+.4g} USD" for _, x, label in sorted(leftover, key=lambda t: -abs(t[1])) if x]
+        held = [f"{n['cause'].replace('_', ' ')} not named ({n['reason']})" for n in not_named]
+        noise = f"noise, below {minimums.share * 100:.3g} % of the change"
         add("unexplained", rest, {
-            "summary": (("no rule explains this part of the change" if material(rest) else "noise, below 5 % of the change")
-                        + "; by factor: " + ", ".join(parts[:4])) if parts else "no change to explain",
+            "summary": "; ".join([
+                *((("no rule explains this part of the change" if material(rest) else noise)
+                   + "; by factor: " + ", ".join(parts[:4]),) if parts else ("no change to explain",)),
+                *held,
+            ]),
             "terms_usd": {k: x for k, x, _ in leftover},
         }, "costliest")
     # Same cause named twice (model_shift from tokens and from mix): merge.
@@ -421,6 +502,9 @@ def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | 
     ordered = sorted(merged.values(), key=lambda c: -c["share"])
     return {
         "journey": journey,
+        "status": "explained",
+        "minimums": minimums.document(),
+        "not_named": not_named,
         "baseline": {"from": base.start_ns, "to": base.end_ns, **bs},
         "current": {"from": cur.start_ns, "to": cur.end_ns, **cs},
         "delta_usd": delta,
@@ -434,6 +518,10 @@ def explain(journey: str, base: Window, cur: Window, refs: Mapping[str, Price | 
             "ratios": d["ratios"],
         },
     }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _fmt(x: float | None) -> str:

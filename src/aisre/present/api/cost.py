@@ -51,6 +51,11 @@ def parse_window(text: str | None, field: str, now_ns: int) -> tuple[int, int]:
     return start, end
 
 
+def budget_now(request: Request) -> int:
+    """The ``now`` a budget is forecast at: ``?now=`` (RFC 3339 or a look-back) or the current time."""
+    return _time_param(request, "now") or time.time_ns()
+
+
 async def _json_body(request: Request) -> Any:
     try:
         return orjson.loads(await request.body())
@@ -89,7 +94,7 @@ async def cost_explain(request: Request) -> Response:
       - {name: baseline, in: query, required: true, schema: {type: string}, description: "FROM..TO (RFC 3339)"}
       - {name: current, in: query, required: true, schema: {type: string}, description: "FROM..TO (RFC 3339)"}
     responses:
-      200: {description: "journey, baseline, current, delta_usd, causes (cause, share, evidence, exemplar_trace_ids) sorted by share, and the decomposition."}
+      200: {description: "status explained: journey, baseline, current, delta_usd, causes (cause, share, evidence, exemplar_trace_ids) sorted by share, not_named, minimums and the decomposition. status insufficient_data (too few runs or billed model calls in a window): the counts of both windows (runs, billed_calls, cost_usd), minimums, shortfalls, and no cause."}
       400: {description: Bad windows.}
       404: {description: No runs of the journey in either window.}
     """
@@ -181,10 +186,13 @@ async def unpriced(request: Request) -> Response:
 async def budget_list(request: Request) -> Response:
     """
     summary: Cost budgets with spend so far, forecast at period end and projected exhaustion
+    parameters:
+      - {name: now, in: query, schema: {type: string}, description: "forecast as of this time (RFC 3339 or look-back; default now)"}
     responses:
-      200: {description: Budgets.}
+      200: {description: "Budgets: spent, forecast (forecast_model and the history it stood on, forecast_basis), its 80 % band, projected_exhaustion, alert, as_of."}
     """
-    return ORJSONResponse({"budgets": await run_in_threadpool(engine(request).budgets, _tenant(request))})
+    budgets = await run_in_threadpool(engine(request).budgets, _tenant(request), budget_now(request))
+    return ORJSONResponse({"budgets": budgets})
 
 
 async def budget_put(request: Request) -> Response:
@@ -206,11 +214,14 @@ async def budget_put(request: Request) -> Response:
 async def budget_detail(request: Request) -> Response:
     """
     summary: One budget with its cumulative spend and forecast series
+    parameters:
+      - {name: now, in: query, schema: {type: string}, description: "forecast as of this time (RFC 3339 or look-back; default now)"}
     responses:
       200: {description: The budget.}
       404: {description: Unknown budget.}
     """
-    return ORJSONResponse(await run_in_threadpool(engine(request).budget, _tenant(request), request.path_params["name"]))
+    doc = await run_in_threadpool(engine(request).budget, _tenant(request), request.path_params["name"], budget_now(request))
+    return ORJSONResponse(doc)
 
 
 async def budget_delete(request: Request) -> Response:

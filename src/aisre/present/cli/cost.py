@@ -26,6 +26,13 @@ def _pct(x: Any) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
 
 
+def _span(seconds: float) -> str:
+    """3725 → '1h 02m', 2400 → '40m', 200000 → '2d 7h'."""
+    minutes = int(seconds // 60)
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    return f"{days}d {hours}h" if days else f"{hours}h {mins:02d}m" if hours else f"{mins}m"
+
+
 def build_cost_cli() -> typer.Typer:
     """The ``cost`` sub-command group."""
     app = typer.Typer(help="Cost: spend by journey/model/prompt, spike explanations, prices, budgets.", no_args_is_help=True)
@@ -73,12 +80,26 @@ def build_cost_cli() -> typer.Typer:
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
-        """Why the journey's cost changed: causes with shares of the delta, evidence, exemplar traces."""
+        """Why the journey's cost changed: causes with shares of the delta, evidence, exemplar traces
+        (or, with too few runs in either window, the counts and no cause)."""
         data = call(lambda: get_json(url, "/api/cost/explain", {"journey": journey, "baseline": baseline, "current": current}))
         if fmt == "json":
             emit_json(data)
             return
         b, c = data["baseline"], data["current"]
+        if data.get("status") == "insufficient_data":
+            # Counts only: no delta split and no cause, so nothing reads as an explanation.
+            m = data["minimums"]
+            console.print(f"[bold]{escape(journey)}[/]: [yellow]not enough data to explain a change[/] (no cause named)")
+            table = Table("window", "from", "to", "runs", "billed model calls", "spend")
+            for label, w in (("baseline", b), ("current", c)):
+                table.add_row(label, w["from"], w["to"], str(w["runs"]), str(w["billed_calls"]), _usd(w["cost_usd"]))
+            table.add_row("minimum", "", "", str(m["runs"]), str(m["billed_calls"]), "")
+            console.print(table)
+            for line in data["shortfalls"]:
+                console.print(f"- {escape(line)}")
+            console.print("Widen the windows or wait for more runs.")
+            return
         pct = "" if data["delta_pct"] is None else f", {data['delta_pct'] * 100:+.0f}%"
         console.print(f"[bold]{escape(journey)}[/]: {_usd(b['cost_usd'])} → {_usd(c['cost_usd'])} "
                       f"(delta {_usd(data['delta_usd'])}{pct}); runs {b['runs']} → {c['runs']}")
@@ -87,6 +108,8 @@ def build_cost_cli() -> typer.Typer:
             table.add_row(cause["cause"], _pct(cause["share"]), _usd(cause["delta_usd"]), escape(cause["evidence"]["summary"]),
                           "\n".join(cause["exemplar_trace_ids"][:3]))
         console.print(table)
+        for held in data.get("not_named") or []:
+            console.print(f"[yellow]not named:[/] {held['cause']} ({_usd(held['delta_usd'])}): {escape(held['reason'])}")
 
     @app.command("prices")
     def prices_cmd(url: str = UrlOption, fmt: str = FormatOption) -> None:
@@ -157,12 +180,14 @@ def build_cost_cli() -> typer.Typer:
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("budget", "journey", "period", "amount", "spent", "forecast", "exhausts", "alert")
+        table = Table("budget", "journey", "period", "amount", "spent", "forecast", "model (history)", "exhausts", "alert")
         for b in data["budgets"]:
+            basis = b.get("forecast_basis") or {}
+            history = f" ({_span(basis['observed_s'])})" if basis.get("buckets") else ""
             table.add_row(escape(b["name"]), escape(b["journey"] or "(tenant)"), b["period"], _usd(b["amount_usd"]),
                           f"{_usd(b['spent_usd'])} ({_pct(b['spent_share'])})",
-                          f"{_usd(b['forecast_usd'])} ({_pct(b['forecast_share'])})", b["projected_exhaustion"] or "-",
-                          "-" if b["alert"] is None else f"≥ {_pct(b['alert'])}")
+                          f"{_usd(b['forecast_usd'])} ({_pct(b['forecast_share'])})", f"{b['forecast_model']}{history}",
+                          b["projected_exhaustion"] or "-", "-" if b["alert"] is None else f"≥ {_pct(b['alert'])}")
         console.print(table)
 
     @app.command("budget-set")

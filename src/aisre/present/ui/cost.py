@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.timefmt import rfc3339
-from aisre.present.api.cost import engine, parse_window
+from aisre.present.api.cost import budget_now, engine, parse_window
 from aisre.present.ui import format as fmt
 from aisre.present.ui.pages import SINCE_CHOICES, _ctx, _page, _render, _since
 
@@ -109,9 +109,10 @@ def forecast_chart(doc: dict[str, Any]) -> dict[str, Any] | None:
     top_value = max([doc["amount_usd"], doc["forecast_usd"], high, spent[-1][1]])
     frame = _frame(t0, t1, _nice_top(top_value))
     x, y = frame["x"], frame["y"]
-    # Spend is cumulative at the end of each hour.
-    spent_path = " ".join(f"{'M' if i == 0 else 'L'}{x(min(h + HOUR_NS, t1))},{y(v)}" for i, (h, v) in enumerate(spent))
-    now_x, now_y = x(min(spent[-1][0] + HOUR_NS, t1)), y(spent[-1][1])
+    # Spend is cumulative at the end of each hour; the current hour's at the forecast's now.
+    now_ns = _parse_ns(doc["as_of"]) if doc.get("as_of") else min(spent[-1][0] + HOUR_NS, t1)
+    spent_path = " ".join(f"{'M' if i == 0 else 'L'}{x(min(h + HOUR_NS, t1, now_ns))},{y(v)}" for i, (h, v) in enumerate(spent))
+    now_x, now_y = x(now_ns), y(spent[-1][1])
     forecast_path = f"M{now_x},{now_y} " + " ".join(f"L{x(at)},{y(v)}" for at, v, _, _ in ahead)
     band = ""
     if ahead:
@@ -225,9 +226,11 @@ async def cost_page(request: Request) -> Response:
 
 
 async def budget_page(request: Request) -> Response:
-    """One budget: gauge, cumulative spend and forecast with its band, exhaustion date."""
+    """One budget: gauge, cumulative spend and forecast with its band, exhaustion date
+    (as of ``?now=``, default the current time)."""
     ctx = _ctx(request)
-    doc = await run_in_threadpool(engine(request).budget, ctx.tenant_for(request), request.path_params["name"])
+    now = budget_now(request)
+    doc = await run_in_threadpool(engine(request).budget, ctx.tenant_for(request), request.path_params["name"], now)
     alerts = await run_in_threadpool(ctx.store.list_alerts, ctx.tenant_for(request), None, None, 200)
     prefix = f"budget:{doc['name']}@"
     context = {"nav": "cost", "b": doc, "gauge": gauge(doc), "chart": forecast_chart(doc),
@@ -259,7 +262,8 @@ async def explain_page(request: Request) -> Response:
             context["error"] = exc.message
             return _render(request, "cost_explain.html", context, 404 if isinstance(exc, NotFound) else 400)
         context["doc"] = doc
-        context["chart"] = waterfall(doc)
+        # Too little data: the counts only, no waterfall of factors that were never computed.
+        context["chart"] = waterfall(doc) if doc.get("status") == "explained" else None
     return _render(request, "cost_explain.html", context)
 
 
