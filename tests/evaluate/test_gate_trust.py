@@ -183,7 +183,11 @@ def test_a_declared_direction_wins_and_unknown_names_are_reported(store: DuckDBS
     doc = _judge(store, "r1", "g-rise", config)
     g = _metrics(doc)["groundedness"]
     assert (g["direction"], g["direction_from"], g["classification"]) == ("increase", "gate file", "High")
-    assert not g["critical"]  # the name's defaults do not apply to a declared direction
+    assert not g["critical"]  # the name's defaults do not apply against a declared direction
+    # Declaring what the name says keeps the name's critical default.
+    config = parse_gate_config("metrics:\n  scores:\n    groundedness: {better: higher}\n")
+    g = _metrics(_judge(store, "r1", "g-drop", config))["groundedness"]
+    assert (g["direction_from"], g["classification"], g["critical"]) == ("gate file", "Low", True)
 
     doc = _judge(store, "u-base", "u-cand")
     z = _metrics(doc)["zorblax"]

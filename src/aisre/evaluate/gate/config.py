@@ -128,11 +128,10 @@ class GateConfig:
     def score_config(self, name: str) -> MetricConfig:
         """The settings of one score, its bad direction resolved (own entry, name, ``"*"``, assumed)."""
         config = self.scores.get(name, self.score_default)
-        if config.direction_from is DirectionFrom.GATE_FILE:
-            return config
         better = known_better(name)
-        if better is None:
-            return config
+        declared = config.direction_from is DirectionFrom.GATE_FILE
+        if better is None or (declared and config.settings.direction is not better.bad_direction):
+            return config  # an unknown name, or the gate file says otherwise: nothing from the name
         # A known quality or safety score: its name says which way is bad, and a regression
         # beyond KNOWN_SCORE_CRITICAL of its mean fails the release on its own.
         own = self.scores[name].declared if name in self.scores else frozenset()
@@ -141,7 +140,8 @@ class GateConfig:
                            ("critical_decrease", 1 - KNOWN_SCORE_CRITICAL)):
             if key not in own:  # the score's own entry wins; "*" does not (the name is more specific)
                 known[key] = value
-        return replace(config, settings=replace(config.settings, **known), direction_from=DirectionFrom.SCORE_NAME)
+        source = DirectionFrom.GATE_FILE if declared else DirectionFrom.SCORE_NAME
+        return replace(config, settings=replace(config.settings, **known), direction_from=source)
 
 
 _JUDGE_KEYS = ("confidence", "tolerance", "min_runs", "window", "outcome_batch", "thresholds", "group_weights")
