@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -39,22 +39,33 @@ def runs_request(
     groundedness: Callable[[np.random.Generator], float] | None = lambda r: float(r.uniform(0.75, 0.95)),
     canary: bool | None = None,
     journey: str = "ask",
+    failures: Collection[int] | None = None,
+    scores: Mapping[str, Callable[[int], float | None]] | None = None,
+    spacing_ns: int = 1_000_000_000,
 ) -> ExportTraceServiceRequest:
-    """``n`` runs one second apart from ``start_ns``, from a service replica at ``version``."""
+    """``n`` runs ``spacing_ns`` apart (one second) from ``start_ns``, from a service replica at ``version``.
+
+    ``failures``: the indices of the runs that fail, exactly (``rng`` is then not drawn for them, so
+    two sides built from equal seeds get the same latencies and tokens). ``scores``: more
+    ``aisre.score.<name>`` values, by run index (None: that run has none).
+    """
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
     rs.resource.attributes.extend([_kv("service.name", "support-bot"), _kv("service.version", version)])
     spans = rs.scope_spans.add().spans
     for i in range(n):
         trace_id, root_id = os.urandom(16), os.urandom(8)
-        t0 = start_ns + i * 1_000_000_000
+        t0 = start_ns + i * spacing_ns
         dur = int(max(latency_ms(rng), 1.0) * 1e6)
         attrs = [_kv("aisre.journey", journey)]
         if canary is not None:
             attrs.append(_kv("aisre.canary", canary))
         if groundedness is not None:
             attrs.append(_kv("aisre.score.groundedness", groundedness(rng)))
-        failed = rng.random() < failure_rate
+        for name, score in (scores or {}).items():
+            if (value := score(i)) is not None:
+                attrs.append(_kv(f"aisre.score.{name}", float(value)))
+        failed = i in failures if failures is not None else rng.random() < failure_rate
         status = Status(code=Status.STATUS_CODE_ERROR if failed else Status.STATUS_CODE_OK)
         spans.append(Span(trace_id=trace_id, span_id=root_id, name="POST /ask", kind=Span.SPAN_KIND_SERVER,
                           start_time_unix_nano=t0, end_time_unix_nano=t0 + dur, attributes=attrs, status=status))

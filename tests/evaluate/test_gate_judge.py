@@ -11,7 +11,7 @@ import pytest
 from aisre.core.errors import PermanentError
 from aisre.derive.populations import parse_selector
 from aisre.evaluate.gate.config import GateConfig, parse_gate_config
-from aisre.evaluate.gate.judge import GateRequest, judge, judge_and_record, outcome_batches
+from aisre.evaluate.gate.judge import GateRequest, judge, judge_and_record
 from aisre.store.duckdb import DuckDBStore
 from tests.evaluate.gate_factory import ingest, runs_request
 
@@ -73,13 +73,22 @@ def test_same_behaviour_passes(store: DuckDBStore) -> None:
 
 def test_too_few_runs_is_not_enough_data(store: DuckDBStore) -> None:
     doc = judge(store, _req("service.version=1.4", "service.version=1.7"), GateConfig())
-    assert doc["verdict"] == "no_data" and doc["exit_code"] == 3
-    assert doc["score"] is None and doc["metrics"] == []
+    assert doc["verdict"] == "insufficient_data" and doc["exit_code"] == 3
+    assert doc["score"] is None and doc["failed_metrics"] == []
     assert doc["reasons"] == ["candidate has 5 runs; at least 20 needed"]
+    assert doc["insufficient_data"] == [{"metric": "runs", "baseline": 200, "candidate": 5, "needed": 20}]
+    # Every metric is shown with its counts, none tested.
+    by_name = {m["name"]: m for m in doc["metrics"]}
+    assert by_name["outcome"]["classification"] == "InsufficientData" and by_name["outcome"]["test"] is None
+    assert by_name["groundedness"]["counts"] == {"baseline": 200, "candidate": 5, "needed": 20}
 
 
 def test_without_critical_outcome_the_score_is_weighted(store: DuckDBStore) -> None:
-    config = parse_gate_config("metrics:\n  outcome: {critical: false}\n  tokens: {muted: true}\n")
+    # groundedness is a known score, critical beyond a 10 % drop by default: made plain here.
+    config = parse_gate_config(
+        "metrics:\n  outcome: {critical: false}\n  tokens: {muted: true}\n"
+        "  scores:\n    groundedness: {critical: false}\n"
+    )
     doc = judge(store, _req("service.version=1.4", "service.version=1.5"), config)
     groups = {g["name"]: g["score"] for g in doc["groups"]}
     # errors 0, latency 100, cost 0 (cost High; tokens muted), quality 0: equal shares of 25.
@@ -94,6 +103,7 @@ def test_marginal_between_thresholds(store: DuckDBStore) -> None:
     config = parse_gate_config(
         "judge:\n  group_weights: {latency: 80, quality: 20}\n"
         "metrics:\n  outcome: {critical: false, muted: true}\n  cost: {muted: true}\n  tokens: {muted: true}\n"
+        "  scores:\n    groundedness: {critical: false}\n"
     )
     doc = judge(store, _req("service.version=1.4", "service.version=1.5"), config)
     assert doc["score"] == 80.0
@@ -110,7 +120,7 @@ def test_selection_by_a_canary_flag_attribute(store: DuckDBStore) -> None:
 def test_window_excludes_older_runs(store: DuckDBStore) -> None:
     now = time.time_ns()
     doc = judge(store, _req("service.version=1.4", "service.version=1.6", since_ns=now - 60 * S), GateConfig())
-    assert doc["verdict"] == "no_data" and doc["baseline"]["runs"] == 0
+    assert doc["verdict"] == "insufficient_data" and doc["baseline"]["runs"] == 0
 
 
 def test_verdicts_are_kept_per_journey(store: DuckDBStore) -> None:
@@ -133,12 +143,6 @@ def test_verdicts_are_kept_per_journey(store: DuckDBStore) -> None:
 def test_bad_selectors_are_refused(text: str, message: str) -> None:
     with pytest.raises(PermanentError, match=message):
         parse_selector(text, "baseline")
-
-
-def test_outcome_batches() -> None:
-    failed = np.array([1, 0, 0, 0, 1, 1, 0], dtype=np.float64)
-    assert outcome_batches(failed, 3).tolist() == pytest.approx([1 / 3, 2 / 3])  # the 7th run waits
-    assert outcome_batches(failed, 10).size == 0
 
 
 def test_store_file_for_history_reopens(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ TIER0 = PolicyRule("tier-0-budget", SloSelector(tiers=(0,)))
 def test_exhausted_tier_0_budget_blocks() -> None:
     result = apply_policy([TIER0], "ask", [_slo("ask-success", 0, -0.4), _slo("ask-latency", 1, -1.0)])
     assert result.blocked
-    assert result.reasons == ["policy 'tier-0-budget': ask-success (tier 0) error budget exhausted"]
+    # The message names the SLO and the budget left.
+    assert result.reasons == ["policy 'tier-0-budget': ask-success (tier 0) error budget exhausted (-40.0% left)"]
 
 
 def test_a_fix_passes_the_policy_step() -> None:

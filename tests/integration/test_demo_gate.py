@@ -2,7 +2,7 @@
 
 An accelerated clock (time_scale) runs a few minutes of traffic in seconds. The canary (1.5.0)
 uses a longer, less grounded prompt; the gate must fail it naming groundedness and cost. A canary
-that only differs by version passes; a canary with a handful of runs is "not enough data".
+that only differs by version passes; a canary with a handful of runs is "insufficient data".
 """
 
 from __future__ import annotations
@@ -61,4 +61,4 @@ def test_demo_canary_fails_on_groundedness_and_cost(server_factory, tmp_path) ->
 
     few = _gate(server, "service.version=1.5.2")
     assert few["candidate"]["runs"] < 20
-    assert few["verdict"] == "no_data" and few["exit_code"] == 3 and few["score"] is None
+    assert few["verdict"] == "insufficient_data" and few["exit_code"] == 3 and few["score"] is None

@@ -64,6 +64,12 @@ def test_gate_pages(page: sync_api.Page, server_factory: Any, tmp_path: Path) ->
     centre = lambda hs: sum(i * h for i, h in enumerate(hs)) / sum(hs)  # noqa: E731
     assert centre(heights_c) < centre(heights_b)
     expect(groundedness.locator(".side-candidate td").first).to_have_text("50")
+    expect(groundedness.locator(".metric-how")).to_contain_text("higher is better (score name)")
+    # The failure rate is judged per run as a proportion: both rates and their counts are shown.
+    outcome = page.locator('.gate-metric[data-metric="outcome"]')
+    expect(outcome.locator(".metric-how")).to_contain_text("Fisher's exact test")
+    expect(outcome.locator(".rates")).to_contain_text("0.00% (0/120) → 0.00% (0/50)")
+    expect(page.locator(".policy-summary")).to_contain_text("tier-0-budget (defaults)")
     page.screenshot(path=str(SHOTS / "ui-gate-verdict.png"), full_page=True)
 
     page.get_by_role("link", name="Release gate").click()

@@ -35,6 +35,8 @@ class Classification(StrEnum):
     NODATA = "Nodata"
     NODATA_FAIL = "NodataFailMetric"
     ERROR = "Error"
+    # aisre's, not Kayenta's: fewer runs with a value than the judge needs; never scored as such.
+    INSUFFICIENT = "InsufficientData"
 
 
 class Direction(StrEnum):
@@ -84,6 +86,28 @@ class MetricClassification:
     critical: bool
     effect_size: float = math.nan
     interval: mannwhitney.ShiftInterval | None = None
+    rates: RateEvidence | None = None  # proportion metrics: the counts and the test behind them
+
+
+@dataclass(frozen=True)
+class RateEvidence:
+    """Per-run counts of a 0/1 metric on both sides and the one-sided exact tests over them."""
+
+    baseline_count: int
+    baseline_runs: int
+    candidate_count: int
+    candidate_runs: int
+    p_increase: float  # P-value that the candidate's rate is higher than the baseline's
+    p_decrease: float
+    alpha: float  # each one-sided test's level
+
+    @property
+    def baseline_rate(self) -> float:
+        return self.baseline_count / self.baseline_runs if self.baseline_runs else math.nan
+
+    @property
+    def candidate_rate(self) -> float:
+        return self.candidate_count / self.candidate_runs if self.candidate_runs else math.nan
 
 
 @dataclass(frozen=True)
@@ -106,12 +130,7 @@ class MannWhitneyClassifier:
         c = clean(control, s.nan_strategy)
         e = clean(experiment, s.nan_strategy)
         if len(c) == 0 or len(e) == 0:
-            if s.nan_strategy is NanStrategy.REMOVE:
-                reason = f"Missing data for {name}"
-                if s.must_have_data and not s.critical:
-                    return MetricClassification(Classification.NODATA_FAIL, reason, 1.0, False)
-                return MetricClassification(Classification.NODATA, reason, 1.0, s.critical)
-            return MetricClassification(Classification.PASS, None, 1.0, False)
+            return missing(name, s)
         cs, es = np.sort(c), np.sort(e)
         if len(cs) == len(es) and bool(np.array_equal(cs, es)):
             return MetricClassification(Classification.PASS, "The candidate and baseline data are identical", 1.0, False)
@@ -175,6 +194,16 @@ class MeanInequalityClassifier:
         if em < cm:
             return MetricClassification(Classification.LOW, f"The metric {name} was classified as Low", ratio, False)
         return MetricClassification(Classification.PASS, None, ratio, False)
+
+
+def missing(name: str, s: MetricSettings) -> MetricClassification:
+    """Kayenta's answer for a metric with no data on a side."""
+    if s.nan_strategy is NanStrategy.REMOVE:
+        reason = f"Missing data for {name}"
+        if s.must_have_data and not s.critical:
+            return MetricClassification(Classification.NODATA_FAIL, reason, 1.0, False)
+        return MetricClassification(Classification.NODATA, reason, 1.0, s.critical)
+    return MetricClassification(Classification.PASS, None, 1.0, False)
 
 
 def clean(values: Sequence[float] | NDArray[np.float64], strategy: NanStrategy) -> NDArray[np.float64]:

@@ -4,37 +4,43 @@
 judge:
   confidence: 0.98          # Kayenta's judge runs at 98%
   tolerance: 0.25           # the interval must clear 25% of the shift estimate
-  min_runs: 20              # fewer runs on either side: "not enough data", no verdict
+  min_runs: 20              # fewer runs on either side: insufficient data, no verdict
   window: 1h                # runs started within this long before now
-  outcome_batch: 10         # failure rate per batch of this many consecutive runs
   thresholds: {pass: 95, marginal: 75}
   group_weights: {errors: 40, latency: 20, cost: 20, quality: 20}
 metrics:
-  outcome: {direction: increase, critical: true}
+  outcome: {direction: increase, critical: true}       # failure rate: Fisher's exact test per run
   latency: {direction: increase, allowed_increase: 1.1}
   cost: {direction: increase}
   tokens: {direction: increase, muted: true}
   scores:
-    groundedness: {direction: decrease, must_have_data: true}
-    "*": {direction: decrease}        # every other score
-policy:
+    groundedness: {better: higher, must_have_data: true}
+    thumbs: {better: higher, min_runs: 5}   # fewer scored runs needed for this one
+    "*": {nan_strategy: remove}             # every other score
+policy:                               # absent: the default tier-0 rule below; `policy: off` or []: none
   - name: tier-0-budget
     slos: {tier: [0]}
     min_budget_remaining: 0           # percent of the error budget that must be left
     allow_fix: true                   # a release marked as a fix passes this rule
 ```
+
+A score's bad direction comes from its own entry (``better`` or ``direction``), else from its name
+when the name is a known one (:mod:`aisre.evaluate.gate.directions`), else from ``"*"``, else
+higher is assumed better, and the verdict says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from aisre.core.slo import SpecError, SpecValidationError
-from aisre.evaluate._yaml import LineDict, View, parse_documents, read_documents
+from aisre.evaluate._yaml import LineDict, LineList, View, parse_documents, read_documents
 from aisre.evaluate.gate.classifier import Direction, EffectSize, MetricSettings, NanStrategy
+from aisre.evaluate.gate.directions import Better, known_better
 from aisre.evaluate.gate.policy import PolicyRule, SloSelector
 
 BUILTIN_METRICS = ("outcome", "latency", "cost", "tokens")
@@ -45,8 +51,42 @@ BUILTIN_DEFAULTS: dict[str, tuple[str, MetricSettings]] = {
     "cost": ("cost", MetricSettings(direction=Direction.INCREASE)),
     "tokens": ("cost", MetricSettings(direction=Direction.INCREASE)),
 }
-# Scores are mostly "higher is better" (groundedness, relevance, feedback): a drop fails.
+# A score whose name says nothing and that the gate file does not describe: higher is assumed
+# better (groundedness, relevance and feedback are the common case), and the verdict says so.
 SCORE_DEFAULT = ("quality", MetricSettings(direction=Direction.DECREASE))
+# The README's promise, on unless a gate file says otherwise: no release of a journey while one of
+# its tier-0 user-outcome SLOs has spent its error budget (a release marked as a fix may go).
+DEFAULT_POLICY = (
+    PolicyRule(
+        name="tier-0-budget",
+        slos=SloSelector(tiers=(0,)),
+        description="no release while a tier-0 user-outcome SLO of the journey has its error budget exhausted",
+        where="(defaults)",
+    ),
+)
+
+
+# A known score (groundedness, hallucination, …) that is significantly worse by more than this share
+# of its baseline mean is a critical failure; a smaller significant change counts in its group.
+KNOWN_SCORE_CRITICAL = 0.1
+
+
+class MetricTest(StrEnum):
+    """The test a metric is judged with: by its values (auto), or as the gate file says."""
+
+    AUTO = "auto"  # Fisher when every per-run value on both sides is 0 or 1, else Mann-Whitney
+    FISHER = "fisher"
+    MANN_WHITNEY = "mann-whitney"
+
+
+class DirectionFrom(StrEnum):
+    """Where a metric's bad direction came from (shown in the verdict)."""
+
+    BUILT_IN = "built-in"
+    GATE_FILE = "gate file"
+    GATE_FILE_STAR = "gate file (*)"
+    SCORE_NAME = "score name"
+    ASSUMED = "assumed"
 
 
 @dataclass(frozen=True)
@@ -56,6 +96,10 @@ class MetricConfig:
     group: str
     settings: MetricSettings
     muted: bool = False
+    test: MetricTest = MetricTest.AUTO
+    min_runs: int | None = None  # runs with a value needed on each side; None: the judge's min_runs
+    direction_from: DirectionFrom = DirectionFrom.BUILT_IN
+    declared: frozenset[str] = frozenset()  # the fields the gate file's own entry for this metric sets
 
 
 @dataclass(frozen=True)
@@ -66,7 +110,6 @@ class GateConfig:
     tolerance: float = 0.25
     min_runs: int = 20
     window: timedelta = timedelta(hours=1)
-    outcome_batch: int = 10
     pass_threshold: float = 95.0
     marginal_threshold: float = 75.0
     group_weights: dict[str, float] = field(default_factory=dict)
@@ -74,20 +117,39 @@ class GateConfig:
         default_factory=lambda: {name: MetricConfig(g, s) for name, (g, s) in BUILTIN_DEFAULTS.items()}
     )
     scores: dict[str, MetricConfig] = field(default_factory=dict)
-    score_default: MetricConfig = field(default_factory=lambda: MetricConfig(*SCORE_DEFAULT))
-    policy: tuple[PolicyRule, ...] = ()
+    score_default: MetricConfig = field(
+        default_factory=lambda: MetricConfig(*SCORE_DEFAULT, direction_from=DirectionFrom.ASSUMED)
+    )
+    policy: tuple[PolicyRule, ...] = DEFAULT_POLICY
+    policy_source: str = "defaults"  # "defaults", or the gate file that set the rules (or switched them off)
     source: str = "(defaults)"
+    notes: tuple[str, ...] = ()  # said in every verdict judged with this configuration
 
     def score_config(self, name: str) -> MetricConfig:
-        """The settings of one score: its own entry, else the ``"*"`` entry, else the default."""
-        return self.scores.get(name, self.score_default)
+        """The settings of one score, its bad direction resolved (own entry, name, ``"*"``, assumed)."""
+        config = self.scores.get(name, self.score_default)
+        better = known_better(name)
+        declared = config.direction_from is DirectionFrom.GATE_FILE
+        if better is None or (declared and config.settings.direction is not better.bad_direction):
+            return config  # an unknown name, or the gate file says otherwise: nothing from the name
+        # A known quality or safety score: its name says which way is bad, and a regression
+        # beyond KNOWN_SCORE_CRITICAL of its mean fails the release on its own.
+        own = self.scores[name].declared if name in self.scores else frozenset()
+        known: dict[str, Any] = {"direction": better.bad_direction}
+        for key, value in (("critical", True), ("critical_increase", 1 + KNOWN_SCORE_CRITICAL),
+                           ("critical_decrease", 1 - KNOWN_SCORE_CRITICAL)):
+            if key not in own:  # the score's own entry wins; "*" does not (the name is more specific)
+                known[key] = value
+        source = DirectionFrom.GATE_FILE if declared else DirectionFrom.SCORE_NAME
+        return replace(config, settings=replace(config.settings, **known), direction_from=source)
 
 
 _JUDGE_KEYS = ("confidence", "tolerance", "min_runs", "window", "outcome_batch", "thresholds", "group_weights")
 _METRIC_KEYS = (
     "direction", "nan_strategy", "critical", "must_have_data", "allowed_increase", "allowed_decrease",
-    "critical_increase", "critical_decrease", "effect_size", "group", "muted",
+    "critical_increase", "critical_decrease", "effect_size", "group", "muted", "test", "min_runs",
 )
+_SCORE_KEYS = (*_METRIC_KEYS, "better")
 _POLICY_KEYS = ("name", "journeys", "slos", "min_budget_remaining", "allow_fix", "description")
 
 
@@ -123,6 +185,15 @@ def _config(v: View, base: GateConfig) -> GateConfig:
         out = _judge(j, out)
     if (m := v.mapping("metrics")) is not None:
         out = _metrics(m, out)
+    raw = v.data.get("policy")
+    if raw is None:
+        return out  # the default policy stays on
+    if isinstance(raw, bool):
+        # `policy: off` (or false) switches the policy off; `policy: on` keeps the default rule.
+        return replace(out, policy=DEFAULT_POLICY if raw else (), policy_source=v.file)
+    if raw is not None and not isinstance(raw, LineList):
+        v.error("policy", "must be a list of rules, or off")
+        return out
     rules: list[PolicyRule] = []
     for item, path, line in v.items("policy"):
         if (p := v.as_view(item, path, line)) is not None and (rule := _rule(p)) is not None:
@@ -131,7 +202,7 @@ def _config(v: View, base: GateConfig) -> GateConfig:
     for i, name in enumerate(names):
         if name in names[:i]:
             v.error("policy", f"duplicate policy rule name {name!r}")
-    return replace(out, policy=tuple(rules))
+    return replace(out, policy=tuple(rules), policy_source=v.file)
 
 
 def _judge(j: View, out: GateConfig) -> GateConfig:
@@ -147,12 +218,15 @@ def _judge(j: View, out: GateConfig) -> GateConfig:
             changes["tolerance"] = t
         else:
             j.error("tolerance", f"must be 0 or more (got {t:g})")
-    for key in ("min_runs", "outcome_batch"):
-        if (n := j.integer(key)) is not None:
-            if n >= 1:
-                changes[key] = n
-            else:
-                j.error(key, f"must be at least 1 (got {n})")
+    if (n := j.integer("min_runs")) is not None:
+        if n >= 1:
+            changes["min_runs"] = n
+        else:
+            j.error("min_runs", f"must be at least 1 (got {n})")
+    if j.integer("outcome_batch") is not None:
+        # Accepted so older gate files still load; failure rates are now compared run by run.
+        changes["notes"] = (*out.notes, "judge.outcome_batch is no longer used: failure rates are compared "
+                            "run by run with Fisher's exact test")
     if (w := j.duration("window")) is not None:
         changes["window"] = w
     if (th := j.mapping("thresholds")) is not None:
@@ -190,10 +264,13 @@ def _metrics(m: View, out: GateConfig) -> GateConfig:
     default = out.score_default
     if (sv := m.mapping("scores")) is not None:
         if (star := sv.mapping("*")) is not None:
-            default = _metric(star, default)
+            default = _metric(star, default, score=True)
+            if default.direction_from is DirectionFrom.GATE_FILE:
+                # A known score name still says its own direction over "*".
+                default = replace(default, direction_from=DirectionFrom.GATE_FILE_STAR)
         for key in sv.data:
             if key != "*" and (one := sv.mapping(str(key))) is not None:
-                scores[str(key)] = _metric(one, default)
+                scores[str(key)] = _metric(one, default, score=True)
     return replace(out, metrics=metrics, scores=scores, score_default=default)
 
 
@@ -208,8 +285,8 @@ def _choice(v: View, key: str, enum: Any, current: Any) -> Any:
         return current
 
 
-def _metric(v: View, base: MetricConfig) -> MetricConfig:
-    v.check_keys(_METRIC_KEYS)
+def _metric(v: View, base: MetricConfig, score: bool = False) -> MetricConfig:
+    v.check_keys(_SCORE_KEYS if score else _METRIC_KEYS)
     s = base.settings
     numbers: dict[str, float] = {}
     for key in ("allowed_increase", "allowed_decrease", "critical_increase", "critical_decrease"):
@@ -217,16 +294,36 @@ def _metric(v: View, base: MetricConfig) -> MetricConfig:
             if n < 0:
                 v.error(key, f"must be 0 or more (got {n:g})")
             numbers[key] = n
+    direction = _choice(v, "direction", Direction, s.direction)
+    if score and v.has("better"):
+        if v.has("direction"):
+            v.error("better", "give better (higher | lower) or direction, not both")
+        better = _choice(v, "better", Better, None)
+        if better is not None:
+            direction = better.bad_direction
+    declared = v.has("direction") or (score and v.has("better"))
     settings = replace(
         s,
-        direction=_choice(v, "direction", Direction, s.direction),
+        direction=direction,
         nan_strategy=_choice(v, "nan_strategy", NanStrategy, s.nan_strategy),
         effect_size=_choice(v, "effect_size", EffectSize, s.effect_size),
         critical=v.boolean("critical", s.critical),
         must_have_data=v.boolean("must_have_data", s.must_have_data),
         **numbers,
     )
-    return MetricConfig(v.text("group") or base.group, settings, v.boolean("muted", base.muted))
+    min_runs = v.integer("min_runs")
+    if min_runs is not None and min_runs < 1:
+        v.error("min_runs", f"must be at least 1 (got {min_runs})")
+        min_runs = None
+    return MetricConfig(
+        group=v.text("group") or base.group,
+        settings=settings,
+        muted=v.boolean("muted", base.muted),
+        test=_choice(v, "test", MetricTest, base.test),
+        min_runs=min_runs if min_runs is not None else base.min_runs,
+        direction_from=DirectionFrom.GATE_FILE if declared else base.direction_from,
+        declared=frozenset(str(k) for k in v.data),
+    )
 
 
 def _rule(p: View) -> PolicyRule | None:

@@ -93,4 +93,4 @@ def apply_policy(
 
 
 def _left(remaining: float) -> str:
-    return "exhausted" if remaining <= 0 else f"at {remaining:.1%}"
+    return f"exhausted ({remaining:.1%} left)" if remaining <= 0 else f"at {remaining:.1%}"

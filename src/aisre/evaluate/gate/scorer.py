@@ -24,7 +24,7 @@ class Verdict(StrEnum):
     PASS = "pass"
     MARGINAL = "marginal"
     FAIL = "fail"
-    NO_DATA = "no_data"
+    INSUFFICIENT = "insufficient_data"
 
 
 @dataclass(frozen=True)

@@ -75,11 +75,12 @@ async def _decide(request: Request, config: GateConfig) -> Response:
 
 async def gate_get(request: Request) -> Response:
     """
-    summary: Judge a candidate against a baseline (Kayenta-style Mann-Whitney), with the error-budget policy
+    summary: Judge a candidate against a baseline (Fisher's exact test for rates, Kayenta's Mann-Whitney for the rest), with the error-budget policy
     description: >
       Shaped for an Argo Rollouts AnalysisTemplate `web` metric: read `{$.verdict}` (pass | marginal |
-      fail | no_data) with successCondition `result == "pass"` and failureCondition `result == "fail"`;
-      marginal and no_data are then Inconclusive. `exit_code` is what `aisre gate` exits with.
+      fail | insufficient_data) with successCondition `result == "pass"` and failureCondition
+      `result == "fail"`; marginal and insufficient_data are then Inconclusive. `exit_code` is what
+      `aisre gate` exits with. Without a gate file the default policy (tier-0-budget) applies.
     parameters:
       - {name: journey, in: query, required: true, schema: {type: string}}
       - {name: baseline, in: query, required: true, schema: {type: string}, description: "key=value[,key=value] e.g. service.version=1.4.2"}
@@ -89,7 +90,7 @@ async def gate_get(request: Request) -> Response:
       - {name: until, in: query, schema: {type: string}}
       - {name: record, in: query, schema: {type: boolean}, description: "Keep the verdict in the history (default true)"}
     responses:
-      200: {description: "{verdict, exit_code, score, failed_metrics, reasons, metrics: [...], groups, policy, baseline, candidate}"}
+      200: {description: "{verdict, exit_code, score, score_range, failed_metrics, insufficient_data, reasons, notes, metrics: [...], groups, policy, baseline, candidate}"}
       400: {description: Bad parameters.}
     """
     return await _decide(request, server_config(_ctx(request)))

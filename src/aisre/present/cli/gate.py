@@ -1,6 +1,6 @@
 """``aisre gate``: the release verdict for a CI step, with the evidence printed as a table.
 
-Exit codes: 0 pass, 1 fail, 2 marginal, 3 not enough data (and 1 for usage or connection errors,
+Exit codes: 0 pass, 1 fail, 2 marginal, 3 insufficient data (and 1 for usage or connection errors,
 which print ``error:`` first).
 """
 
@@ -25,9 +25,11 @@ from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, f
 console = Console()
 err = Console(stderr=True)
 
-_VERDICT_STYLE = {"pass": "bold green", "marginal": "bold yellow", "fail": "bold red", "no_data": "bold blue"}
-_CLASS_STYLE = {"Pass": "green", "High": "red", "Low": "red", "NodataFailMetric": "red", "Nodata": "dim", "Error": "red"}
-_WORDS = {"pass": "PASS", "marginal": "MARGINAL", "fail": "FAIL", "no_data": "NOT ENOUGH DATA"}
+_VERDICT_STYLE = {"pass": "bold green", "marginal": "bold yellow", "fail": "bold red", "insufficient_data": "bold blue"}
+_CLASS_STYLE = {"Pass": "green", "High": "red", "Low": "red", "NodataFailMetric": "red", "Nodata": "dim", "Error": "red",
+                "InsufficientData": "blue"}
+_WORDS = {"pass": "PASS", "marginal": "MARGINAL", "fail": "FAIL", "insufficient_data": "INSUFFICIENT DATA"}
+_TESTS = {"fisher": "Fisher", "mann-whitney": "Mann-Whitney"}
 
 
 def post_gate(url: str, params: dict[str, Any], config_text: str, config_name: str) -> Any:
@@ -47,7 +49,32 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value:,.0f} ms"
     if unit == "tokens":
         return f"{value:,.0f}"
+    if unit == "failure rate":
+        return f"{value:.2%}"
     return f"{value:.3f}"
+
+
+def _side_value(m: dict[str, Any], side: str) -> str:
+    """A side's mean, or its rate and counts for a proportion metric."""
+    rates = m.get("rates")
+    if rates:
+        r = rates[side]
+        return f"{r['rate']:.2%} ({r['count']}/{r['runs']})" if r["rate"] is not None else "-"
+    return _fmt(m[side]["mean"], m["unit"])
+
+
+def _evidence(m: dict[str, Any]) -> str:
+    """The shift interval (rank test), the counts (rates), or the runs short of the minimum."""
+    counts = m.get("counts") or {}
+    if m["classification"] == "InsufficientData":
+        return f"n {counts.get('baseline')}/{counts.get('candidate')}, needs {counts.get('needed')}"
+    ci = m["interval"]
+    return f"[{ci['lower']:.4g}, {ci['upper']:.4g}]" if ci else "-"
+
+
+def _better(m: dict[str, Any]) -> str:
+    better = m.get("better") or "either"
+    return better + (" (assumed)" if m.get("direction_from") == "assumed" else "")
 
 
 def print_evidence(doc: dict[str, Any]) -> None:
@@ -59,36 +86,47 @@ def print_evidence(doc: dict[str, Any]) -> None:
         soft_wrap=True,
     )
     if doc["metrics"]:
-        table = Table(title="evidence (Mann-Whitney U, confidence "
+        table = Table(title="evidence (rates: Fisher's exact per run; others: Mann-Whitney U; confidence "
                       f"{doc['judge']['confidence']:g}, tolerance {doc['judge']['tolerance']:g})")
-        for col in ("metric", "group", "direction", "baseline mean", "candidate mean", "baseline p95",
-                    "candidate p95", "ratio", "shift CI", "p", "result"):
-            table.add_column(col, justify="right" if col not in ("metric", "group", "direction", "result") else "left")
+        for col in ("metric", "group", "better", "test", "baseline", "candidate", "baseline p95",
+                    "candidate p95", "ratio", "shift CI / runs", "p", "result"):
+            table.add_column(col, justify="left" if col in ("metric", "group", "better", "test", "result") else "right")
         for m in doc["metrics"]:
             unit = m["unit"]
-            ci = m["interval"]
             cls = m["classification"] + (" critical" if m["critical"] else "") + (" (muted)" if m["muted"] else "")
             style = "dim" if m["muted"] else _CLASS_STYLE.get(m["classification"], "")
+            rates = m.get("rates")
             table.add_row(
-                escape(m["name"]), m["group"], m["direction"],
-                _fmt(m["baseline"]["mean"], unit), _fmt(m["candidate"]["mean"], unit),
-                _fmt(m["baseline"]["p95"], unit), _fmt(m["candidate"]["p95"], unit),
+                escape(m["name"]), m["group"], _better(m), _TESTS.get(m.get("test") or "", "-"),
+                _side_value(m, "baseline"), _side_value(m, "candidate"),
+                "-" if rates else _fmt(m["baseline"]["p95"], unit), "-" if rates else _fmt(m["candidate"]["p95"], unit),
                 f"{m['deviation']:.2f}x" if m["deviation"] is not None else "-",
-                f"[{ci['lower']:.4g}, {ci['upper']:.4g}]" if ci else "-",
+                _evidence(m),
                 f"{m['p_value']:.3g}" if m["p_value"] is not None else "-",
                 f"[{style}]{cls}[/]" if style else cls,
             )
         console.print(table)
-        groups = ", ".join(f"{g['name']} {g['score']:.0f}" + (" (no data)" if g["no_data"] else "") for g in doc["groups"])
-        console.print(f"groups: {groups}")
-    for f in doc["policy"]["findings"]:
+        if doc["groups"]:
+            groups = ", ".join(f"{g['name']} {g['score']:.0f}" + (" (no data)" if g["no_data"] else "") for g in doc["groups"])
+            console.print(f"groups: {groups}")
+    policy = doc["policy"]
+    if "summary" in policy:  # verdicts recorded before the policy was described lack it
+        console.print(f"error-budget policy: {escape(policy['summary'])}", soft_wrap=True)
+    for f in policy["findings"]:
         mark = {"blocked": "[red]blocks[/]", "waived": "[yellow]waived[/]", "ok": "[green]ok[/]"}.get(f["outcome"], "[dim]no data[/]")
         console.print(f"policy {escape(f['rule'])}: {mark} {escape(f['message'])}", soft_wrap=True)
     style = _VERDICT_STYLE.get(doc["verdict"], "bold")
-    score = f"score {doc['score']:g} (pass ≥ {doc['thresholds']['pass']:g}, marginal ≥ {doc['thresholds']['marginal']:g})" if doc["score"] is not None else "no score"
+    if doc["score"] is not None:
+        score = f"score {doc['score']:g} (pass ≥ {doc['thresholds']['pass']:g}, marginal ≥ {doc['thresholds']['marginal']:g})"
+    elif doc.get("score_range"):
+        score = f"no score yet (between {doc['score_range']['low']:g} and {doc['score_range']['high']:g})"
+    else:
+        score = "no score"
     console.print(f"[{style}]{_WORDS.get(doc['verdict'], doc['verdict'])}[/]  {score}")
     for reason in doc["reasons"]:
         console.print(f"  - {escape(reason)}", soft_wrap=True)
+    for note in doc.get("notes", []):
+        console.print(f"  [dim]note:[/] {escape(note)}", soft_wrap=True)
 
 
 def register_gate(app: typer.Typer) -> None:
@@ -107,7 +145,7 @@ def register_gate(app: typer.Typer) -> None:
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
-        """Judge a candidate against a baseline; exit 0 pass, 1 fail, 2 marginal, 3 not enough data."""
+        """Judge a candidate against a baseline; exit 0 pass, 1 fail, 2 marginal, 3 insufficient data."""
         call(lambda: (parse_selector(baseline, "--baseline"), parse_selector(candidate, "--candidate")))
         config_text = ""
         if config is not None:
@@ -140,7 +178,7 @@ def register_gate(app: typer.Typer) -> None:
 
 
 def _wait(ask: Any, doc: dict[str, Any], deadline_s: float, poll: float) -> dict[str, Any]:
-    """Poll while the verdict is "not enough data", showing runs gathered against the minimum."""
+    """Poll while the verdict is "insufficient data", showing runs gathered against the minimum."""
     end = time.monotonic() + deadline_s
     need = max(int(doc["min_runs"]), 1)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[runs]}"),
@@ -149,7 +187,7 @@ def _wait(ask: Any, doc: dict[str, Any], deadline_s: float, poll: float) -> dict
             side: progress.add_task(f"{side} runs", total=need, completed=min(doc[side]["runs"], need), runs=f"{doc[side]['runs']}/{need}")
             for side in ("baseline", "candidate")
         }
-        while doc["verdict"] == "no_data" and time.monotonic() < end:
+        while doc["verdict"] == "insufficient_data" and time.monotonic() < end:
             time.sleep(max(0.0, min(poll, end - time.monotonic())))
             doc = ask(record=False)
             for side, task in tasks.items():
