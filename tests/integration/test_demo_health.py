@@ -1,0 +1,76 @@
+"""The demo's default traffic is healthy: two simulated hours open no alert and no incident,
+while a fault scenario on the same server pages and opens an incident that names its layer."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Any
+
+import httpx
+import pytest
+
+from aisre.demo import runner
+from aisre.demo.telemetry import SimClock
+
+DEMO_SLOS = str(resources.files("aisre.demo").joinpath("slos.yaml"))
+HOUR_NS = 3600 * 10**9
+
+
+def _wait(fn: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_default_traffic_opens_nothing_and_a_provider_outage_pages_naming_the_provider(
+    server_factory: Any, tmp_path: Any
+) -> None:
+    server = server_factory(tmp_path / "health.duckdb", "--slos", DEMO_SLOS, "--setting", "evaluation_interval_s=1",
+                            "--setting", "evidence_interval_s=1")
+    # Two hours of default traffic in 30 real seconds, ending an hour before now.
+    speed, seconds = 240, 30
+    start = time.time_ns() - 3 * HOUR_NS
+    stats = runner.run(
+        server.url + "/v1/traces", rate_per_s=20, duration_s=seconds, scenario="default", time_scale=0.05,
+        seed=21, export_delay_ms=200, clock=SimClock(speed, start_ns=start),
+    )
+    assert stats.total > 400 and stats.crashed == 0
+    end = start + 2 * HOUR_NS
+
+    def counted() -> bool:
+        doc = httpx.get(server.url + "/api/slos/ask-success").json()
+        return doc.get("total") == stats.journeys["ask"]
+
+    _wait(counted, 30, "every ask run counted")
+    time.sleep(3)  # a few evaluations over the complete data
+    for doc in httpx.get(server.url + "/api/slos").json()["items"]:
+        assert doc["status"] == "ok", (doc["name"], doc["status"], doc.get("alerts"))
+        replay = httpx.get(server.url + f"/api/slos/{doc['name']}/replay",
+                           params={"since": start // 10**9, "until": end // 10**9 + 60}).json()["items"]
+        assert replay == [], (doc["name"], replay)
+    assert httpx.get(server.url + "/api/alerts").json()["items"] == []
+    assert httpx.get(server.url + "/api/incidents").json()["items"] == []
+
+    # Then the provider fails most chat calls for the last hour (simulated 15 minutes).
+    outage_start = time.time_ns() - HOUR_NS // 4
+    runner.run(
+        server.url + "/v1/traces", rate_per_s=20, duration_s=8, scenario="provider-outage", time_scale=0.05,
+        seed=22, export_delay_ms=200, clock=SimClock(HOUR_NS / 4 / 8e9, start_ns=outage_start),
+    )
+
+    def incident() -> dict[str, Any] | None:
+        items = httpx.get(server.url + "/api/incidents", params={"journey": "ask"}).json()["items"]
+        if not items:
+            return None
+        detail = httpx.get(server.url + f"/api/incidents/{items[0]['id']}").json()
+        return detail if (detail.get("evidence") or {}).get("points_at") else None
+
+    found = _wait(incident, 45, "an ask incident with evidence")
+    assert found["severity"] == "sev1"
+    assert found["evidence"]["points_at"] == "model provider"
