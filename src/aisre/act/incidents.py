@@ -330,7 +330,7 @@ class IncidentManager:
         if row.get("impact_start_ns") is not None:
             found = (row.get("evidence") or {}).get("impact") or {}
             items.append({"time": rfc3339(row["impact_start_ns"]), "at_ns": row["impact_start_ns"], "kind": "impact",
-                          "actor": SYSTEM, "message": "impact began: " + (found.get("explanation") or "start of the bad minutes"),
+                          "actor": SYSTEM, "message": "impact began: " + (found.get("summary") or found.get("explanation") or "start of the bad minutes"),
                           "data": None})
         items.sort(key=lambda i: i["at_ns"])
         return items
@@ -568,6 +568,7 @@ class IncidentManager:
                 "first_bad_minute": rfc3339(stretch.start_ns), "last_bad_minute": rfc3339(stretch.last_ns),
                 "bad_minutes": stretch.bad_minutes, "bad_events": stretch.bad_events, "events": stretch.events,
                 "error_ratio": round(stretch.error_ratio, 6), "first_failure_in_minute": first is not None,
+                "summary": f"first of {stretch.bad_minutes} minutes above {threshold * 100:.3g} % errors before alert {alert.name}",
                 "explanation": (
                     f"first of {stretch.bad_minutes} minutes above {threshold * 100:.3g} % errors ({basis}) in the "
                     f"stretch that reached alert {alert.name} ({stretch.bad_events} bad of {stretch.events} events, "
