@@ -482,7 +482,7 @@ class IncidentManager:
         changes: dict[str, Any] = {"evidence": evidence}
         if not self._title_pinned(tenant, incident_id):
             changes["title"] = headline_title(incident.get("journey"), alert.summary)
-        self.store.update_incident(tenant, incident_id, changes, [], [{**link, "ended_ns": None}])
+        self.store.update_incident(tenant, incident_id, changes, [], [link])
 
     def _title_pinned(self, tenant: str, incident_id: int) -> bool:
         """A person set the title: aisre no longer rewrites it."""

@@ -226,7 +226,7 @@ class Postmortems:
             + (f"runbook <{doc['runbook']}>" if doc.get("runbook") else "runbook: **none linked**"),
             f"- Commander: {_inline(doc.get('commander') or '-')}",
             f"- Worst alert: {_inline(doc.get('summary') or '-')}",
-            f"- Impact began {_when(doc.get('impact_start'))}; first alert since {_when(doc.get('first_alert'))}; "
+            f"- Impact began {_when(doc.get('impact_start'))}; first alert after it {_when(doc.get('first_alert'))}; "
             f"opened {_when(doc.get('opened'))}",
             f"- How impact start was found: {_inline((doc.get('impact') or {}).get('explanation') or 'not found')}"
             + (f" (revised from {_when(doc['impact']['revised_from'])} when {_inline(doc['impact'].get('revised_because'))})"
