@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -24,9 +25,10 @@ TOOL_RESULT = '{"status": "shipped"}'
 def runs_request(
     n: int, start_ns: int, *, step_ns: int = S, failed: bool = False, prompt_version: str = "v3",
     service_version: str = "1.4.2", journey: str = "ask", chat_error: bool = False, tool: bool = True,
-    user_prefix: str = "u", retrieved: int | None = None,
+    user_prefix: str = "u", retrieved: int | None = None, fails: Callable[[int], bool] | None = None,
 ) -> tuple[ExportTraceServiceRequest, list[str]]:
-    """``n`` runs a ``step_ns`` apart: root, chat (prompt captured), maybe a tool call, answer."""
+    """``n`` runs a ``step_ns`` apart: root, chat (prompt captured), maybe a tool call, answer.
+    Run ``i`` fails when ``failed`` is set or ``fails(i)`` says so."""
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
     rs.resource.attributes.extend([_kv("service.name", "support-bot"), _kv("service.version", service_version)])
@@ -40,7 +42,7 @@ def runs_request(
                     start_time_unix_nano=t0, end_time_unix_nano=t0 + 900_000_000,
                     attributes=[_kv("aisre.journey", journey), _kv("aisre.prompt.name", "ask-answer"),
                                 _kv("aisre.prompt.version", prompt_version), _kv("user.id", f"{user_prefix}{i % 7}")])
-        if failed:
+        if failed or (fails is not None and fails(i)):
             root.status.code = Status.STATUS_CODE_ERROR
             root.status.message = "AnswerRejected: answer failed output validation"
         spans.append(root)
@@ -79,3 +81,8 @@ def load(store: DuckDBStore, request: ExportTraceServiceRequest, tenant: str = "
     flat = flatten(request, tenant)
     store.submit_spans(flat.table, flat.resources).result(10)
     store.flush_rollups()
+
+
+def thirty_percent(i: int) -> bool:
+    """Three runs in ten fail, spread so every six consecutive runs hold at least one."""
+    return i % 10 in (0, 3, 6)

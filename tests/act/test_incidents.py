@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from aisre.act.alerts import AlertEvaluator
 from aisre.act.incidents import IncidentManager, impact_start, summarize_times
+from aisre.act.notify import pagerduty_payload, slack_payload, webhook_payload
 from aisre.act.postmortem import Postmortems, render_html
 from aisre.core.errors import NotFound, PermanentError
+from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive.journeys import get_trace
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
@@ -24,6 +27,7 @@ from tests.act.incident_data import (
     S,
     load,
     runs_request,
+    thirty_percent,
 )
 
 T0 = 1_790_000_000 * S // MINUTE * MINUTE  # a whole minute
@@ -270,3 +274,167 @@ def test_summarize_times_handles_open_incidents() -> None:
     rows = [{"state": "open", "severity": "sev2", "opened_ns": 0, "impact_start_ns": None, "first_alert_ns": None}]
     out = summarize_times(rows)
     assert out["incidents"] == 1 and out["mttr_s"] is None and out["by_state"]["open"] == 1
+
+
+# -- impact start, suspects and titles on an outage with known truth ---------------------
+#
+# Three hours of healthy ask traffic (one run every 10 s) with one stray failure two hours
+# before a 20-minute outage in which 30 % of runs fail (the outage's first run fails). The
+# SLO allows 0.5 % errors over 28 days, as the demo's does.
+
+HOUR = 60 * MINUTE
+OUTAGE = T0 + 3 * HOUR
+STRAY = OUTAGE - 2 * HOUR
+TICKET = "ask-success: burning 2.0x over 3d and 2.1x over 6h (threshold 0.933x)"
+PAGE = "ask-success: burning 13.6x over 1h and 58.3x over 5m (threshold 13.4x)"
+
+
+def _engine_995(store: DuckDBStore, tmp_path: Path) -> SloEngine:
+    spec = tmp_path / "slos.yaml"
+    spec.write_text(
+        "slos:\n  - name: ask-success\n    journey: ask\n    objective: 99.5\n    window: 28d\n"
+        "    sli: {kind: outcome}\n    tier: 0\n    owner: search-team\n    runbook: https://runbooks.example/ask\n"
+    )
+    engine = SloEngine(store)
+    engine.apply("t", load_specs([spec]))
+    return engine
+
+
+def _load_healthy_with_stray(store: DuckDBStore) -> None:
+    load(store, runs_request(3 * 360, T0, step_ns=10 * S, tool=False, fails=lambda i: T0 + i * 10 * S == STRAY)[0])
+
+
+def _load_outage_minute(store: DuckDBStore, k: int) -> None:
+    load(store, runs_request(6, OUTAGE + k * MINUTE, step_ns=10 * S, tool=False, user_prefix=f"o{k}-",
+                             fails=lambda i: thirty_percent(6 * k + i))[0])
+
+
+def _slo_row(severity: str, state: str, at: int, summary: str, burn: float, ended: int | None = None) -> dict[str, Any]:
+    return {"slo": "ask-success", "journey": "ask", "severity": severity, "state": state, "pending_since_ns": at,
+            "started_ns": at, "ended_ns": ended, "summary": summary, "peak_burn": burn}
+
+
+def test_stray_failure_before_an_outage_is_not_its_impact_start(store: DuckDBStore, tmp_path: Path) -> None:
+    engine = _engine_995(store, tmp_path)
+    _load_healthy_with_stray(store)
+    assert store.incidents.first_failure("t", "ask", T0, OUTAGE) == STRAY  # the stray is there to mislead
+    clock = Clock(OUTAGE)
+    manager = _manager(store, engine, clock)
+    evaluator = AlertEvaluator(engine, store, "t", on_change=manager.on_slo_alerts)
+    for k in range(20):  # the real alert evaluator, once a minute as the outage's runs arrive
+        _load_outage_minute(store, k)
+        clock.now = OUTAGE + (k + 1) * MINUTE
+        evaluator.evaluate_once(clock.now)
+    [listed] = manager.list_incidents()
+    doc = manager.get(listed["id"])
+    assert doc["impact_start"] == rfc3339(OUTAGE)
+    impact = doc["impact"]
+    assert (impact["found"], impact["method"], impact["first_bad_minute"], impact["threshold"]) == (
+        True, "slo", rfc3339(OUTAGE), 0.005)
+    assert impact["bad_events"] >= 3 and impact["first_failure_in_minute"] is True
+    assert impact["explanation"].startswith(f"first of {impact['bad_minutes']} minutes above 0.5 % errors")
+    first_alert = parse_time(doc["first_alert"], 0, "first_alert")
+    assert OUTAGE < first_alert <= OUTAGE + 20 * MINUTE
+    assert doc["time_to_detect_s"] == (first_alert - OUTAGE) / 1e9
+    assert any(a["severity"] == "sev1" for a in doc["alerts"])  # the outage paged
+    impact_item = next(e for e in doc["timeline"] if e["kind"] == "impact")
+    assert impact_item["time"] == rfc3339(OUTAGE) and impact_item["message"] == "impact began: " + impact["summary"]
+
+    postmortems = Postmortems(manager, engine, lambda tenant, t: get_trace(store, tenant, t),
+                              slo_minutes=store.slo_minute_arrays, clock=clock)
+    text = postmortems.markdown(doc["id"], "t")
+    assert f"- Impact began {rfc3339(OUTAGE).replace('T', ' ').split('.')[0]} UTC" in text
+    assert "- How impact start was found: first of" in text
+
+
+def test_incident_opened_by_a_stray_failure_takes_impact_start_from_the_outage(store: DuckDBStore, tmp_path: Path) -> None:
+    engine = _engine_995(store, tmp_path)
+    _load_healthy_with_stray(store)
+    for k in range(20):
+        _load_outage_minute(store, k)
+    clock = Clock(STRAY + 7 * S)
+    manager = _manager(store, engine, clock)
+    # A ticket fires 7 s after the stray failure (a window that had seen little traffic).
+    [doc] = manager.on_slo_alerts([_slo_row("ticket", "firing", STRAY + 7 * S, TICKET, 2.0)])
+    assert (doc["impact_start"], doc["time_to_detect_s"]) == (None, None)  # not "7 s": one failure is no impact
+    assert doc["impact"]["found"] is False and "stray" in doc["impact"]["explanation"]
+    clock.now = STRAY + 30 * MINUTE
+    manager.on_slo_alerts([_slo_row("ticket", "resolved", STRAY + 7 * S, TICKET, 2.0, ended=clock.now)])
+    # The outage pages ten minutes in: the incident reopens and its impact is the outage's.
+    clock.now = OUTAGE + 10 * MINUTE
+    [doc] = manager.on_slo_alerts([_slo_row("page", "firing", OUTAGE + 10 * MINUTE, PAGE, 13.6)])
+    assert (doc["state"], doc["impact_start"], doc["first_alert"], doc["time_to_detect_s"]) == (
+        "open", rfc3339(OUTAGE), rfc3339(OUTAGE + 10 * MINUTE), 600.0)
+    assert doc["impact"]["revised_because"] == "alert ask-success page joined"
+    assert doc["opened"] == rfc3339(STRAY + 7 * S)  # when the incident opened is still true
+    evidence = manager.get(doc["id"])["evidence"]
+    assert evidence["window"]["impact_start"] == rfc3339(OUTAGE)  # evidence was judged again from it
+
+
+def test_only_changes_before_impact_start_are_suspects(store: DuckDBStore, tmp_path: Path) -> None:
+    engine = _engine_995(store, tmp_path)
+    _load_healthy_with_stray(store)
+    for k in range(10):
+        _load_outage_minute(store, k)
+
+    def change(kind: str, summary: str, at: int) -> dict[str, Any]:
+        return store.incidents.add_change({
+            "tenant": "t", "kind": kind, "summary": summary, "who": "alice", "at_ns": at, "services": [],
+            "journeys": ["ask"], "version": None, "previous": None, "prompt_name": None, "link": None,
+            "metadata": None, "source": "api", "observed_ns": None, "created_ns": at})
+
+    before = change("config", "retrieval top_k 8 → 2", OUTAGE - 10 * MINUTE)
+    after = change("flag", "disable answer cache", OUTAGE + 5 * MINUTE)
+    clock = Clock(OUTAGE + 10 * MINUTE)
+    manager = _manager(store, engine, clock)
+    [doc] = manager.on_slo_alerts([_slo_row("page", "firing", OUTAGE + 10 * MINUTE, PAGE, 13.6)])
+    assert doc["impact_start"] == rfc3339(OUTAGE)
+    evidence = manager.get(doc["id"])["evidence"]
+    assert [(s["change_id"], s["minutes_before_impact"]) for s in evidence["suspects"]] == [(before["id"], 10.0)]
+    assert evidence["top_suspect"]["change_id"] == before["id"] and evidence["top_suspect"]["score"] > 0
+    assert [(c["change_id"], c["minutes_after_impact"]) for c in evidence["changed_during"]] == [(after["id"], 5.0)]
+    assert "score" not in evidence["changed_during"][0]  # listed, never ranked
+
+    postmortems = Postmortems(manager, engine, lambda tenant, t: get_trace(store, tenant, t),
+                              slo_minutes=store.slo_minute_arrays, clock=clock)
+    text = postmortems.markdown(doc["id"], "t")
+    suspects, during = text.split("### Suspected changes")[1].split("### Changed during the incident")
+    assert "retrieval top_k 8 → 2" in suspects and "disable answer cache" not in suspects
+    assert "| disable answer cache (flag, api) |" in during and "| 5.0 min |" in during
+
+
+def test_title_and_summary_follow_the_worst_alert(store: DuckDBStore, tmp_path: Path) -> None:
+    engine = _engine_995(store, tmp_path)
+    clock = Clock(OUTAGE + 3 * MINUTE)
+    sent = Recorder()
+    manager = _manager(store, engine, clock, sent)
+    [doc] = manager.on_slo_alerts([_slo_row("ticket", "firing", OUTAGE + 3 * MINUTE, TICKET, 2.0)])
+    assert (doc["title"], doc["summary"], doc["severity"]) == (f"ask: {TICKET}", TICKET, "sev3")
+    # The page joins at ~13x: the incident escalates and its title and summary say so.
+    clock.now = OUTAGE + 12 * MINUTE
+    ticket_now = TICKET.replace("2.0x over 3d", "2.4x over 3d")
+    [doc] = manager.on_slo_alerts([_slo_row("page", "firing", OUTAGE + 12 * MINUTE, PAGE, 13.6),
+                                   _slo_row("ticket", "firing", OUTAGE + 3 * MINUTE, ticket_now, 2.4)])
+    assert (doc["title"], doc["summary"], doc["severity"]) == (f"ask: {PAGE}", PAGE, "sev1")
+    event, notified = sent.sent[-1]
+    assert event == "escalated" and notified["title"] == f"ask: {PAGE}" and notified["severity"] == "sev1"
+    assert "13.6x over 1h" in slack_payload(event, notified)["text"]
+    assert pagerduty_payload(event, notified, "k" * 32, "t")["payload"]["summary"] == f"ask: {PAGE}"
+    assert webhook_payload(event, notified)["incident"]["summary"] == PAGE
+    # The page burns harder: the title follows without a timeline entry or a notification.
+    clock.now += MINUTE
+    hotter = PAGE.replace("13.6x over 1h", "14.9x over 1h")
+    assert manager.on_slo_alerts([_slo_row("page", "firing", OUTAGE + 12 * MINUTE, hotter, 14.9)]) == []
+    full = manager.get(doc["id"])
+    assert (full["title"], full["summary"]) == (f"ask: {hotter}", hotter)
+    assert [a["summary"] for a in full["alerts"]] == [TICKET, hotter]
+    assert len(sent.sent) == 2
+    # The timeline keeps each alert's own numbers.
+    messages = [e["message"] for e in full["timeline"] if e["kind"] in ("opened", "alert", "severity")]
+    assert messages == [f"opened by alert ask-success ticket: {TICKET}", f"alert ask-success page joined: {PAGE}",
+                        "escalated sev3 → sev1 by alert ask-success page"]
+    # A title a person wrote stays; the summary still follows the worst alert.
+    manager.update(doc["id"], "alice", title="ask answers fail validation")
+    manager.on_slo_alerts([_slo_row("page", "firing", OUTAGE + 12 * MINUTE, PAGE.replace("13.6x", "16.0x"), 16.0)])
+    full = manager.get(doc["id"])
+    assert full["title"] == "ask answers fail validation" and "16.0x over 1h" in full["summary"]

@@ -15,7 +15,8 @@ from aisre.core.errors import PermanentError
 from tests.act.receivers import receiving
 
 INCIDENT: dict[str, Any] = {
-    "id": 7, "title": "ask: ask-success: burning 20.0x over 1h", "state": "open", "severity": "sev1",
+    "id": 7, "title": "ask: ask-success: burning 20.0x over 1h", "summary": "ask-success: burning 20.0x over 1h",
+    "state": "open", "severity": "sev1",
     "journey": "ask", "slo": "ask-success", "source": "slo", "commander": None, "owner": "search-team", "tier": 0,
     "runbook": "https://runbooks.example/ask", "url": "http://aisre.example/incidents/7",
     "opened": "2026-11-23T09:05:00.000000Z", "impact_start": "2026-11-23T09:01:17.000000Z",

@@ -14,9 +14,12 @@ import httpx
 from typer.testing import CliRunner
 
 from aisre.app import run_server
+from aisre.core.timefmt import rfc3339
 from aisre.present.cli.main import build_cli
+from tests.act.incident_data import MINUTE, S, runs_request
 from tests.conftest import ServerProcess
 from tests.otlp_factory import journey_request
+from tests.present.ui_helpers import post_request, wait_for_runs
 
 runner = CliRunner()
 cli = build_cli(run_server)
@@ -169,3 +172,43 @@ def test_dead_receiver_does_not_slow_ingest_or_the_api(server_factory: Any, tmp_
         assert [(a["receiver"], a["attempt"], a["ok"], a["final"]) for a in attempts] == [
             ("dead-hook", 1, False, False), ("dead-hook", 2, False, True)]
         assert all(a["error"].startswith("timeout") for a in attempts)
+
+
+def test_changes_after_impact_are_listed_apart_in_api_cli_page_and_postmortem(server: ServerProcess) -> None:
+    # Healthy runs, a flag flipped 10 minutes before every run starts failing, a config
+    # change 3 minutes after they began; an Alertmanager alert opens the incident.
+    now = time.time_ns() // S * S
+    impact = now - 6 * MINUTE
+    post_request(server, runs_request(96, now - 22 * MINUTE, step_ns=10 * S)[0])
+    post_request(server, runs_request(30, impact, step_ns=10 * S, failed=True, user_prefix="f")[0])
+    wait_for_runs(server, {"ask": 126})
+    before = _post(server, "/api/changes", {"kind": "flag", "summary": "answer-cache off", "journeys": ["ask"],
+                                            "at": rfc3339(impact - 10 * MINUTE), "who": "alice"}, 201)
+    after = _post(server, "/api/changes", {"kind": "config", "summary": "raise validator timeout", "journeys": ["ask"],
+                                           "at": rfc3339(impact + 3 * MINUTE), "who": "bob"}, 201)
+    alert = {**am_alert("AskErrors", "firing", "c1"), "startsAt": rfc3339(now - MINUTE)}
+    [opened] = _post(server, "/api/alertmanager", am_payload("firing", [alert]))["incidents"]
+
+    detail = httpx.get(server.url + f"/api/incidents/{opened['id']}").json()
+    assert detail["impact_start"] == rfc3339(impact) and detail["impact"]["method"] == "journey", detail["impact"]
+    evidence = detail["evidence"]
+    assert [(s["change_id"], s["minutes_before_impact"]) for s in evidence["suspects"]] == [(before["id"], 10.0)]
+    assert [(c["change_id"], c["minutes_after_impact"]) for c in evidence["changed_during"]] == [(after["id"], 3.0)]
+    assert detail["top_suspect"]["change_id"] == before["id"]
+
+    result = runner.invoke(cli, ["incident", "show", str(opened["id"]), "--url", server.url], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    shown_suspects, shown_during = result.output.split("Changed during the incident")
+    # (Rich wraps long cells onto a second line.)
+    assert "answer-cache" in shown_suspects and "raise validator" not in shown_suspects
+    assert "raise validator" in shown_during.split("Timeline")[0] and "3.0 min" in shown_during
+    assert "impact start: first of" in result.output
+
+    page = httpx.get(server.url + f"/incidents/{opened['id']}").text
+    suspects_html, during_html = page.split('class="grid changed-during"')
+    assert f'class="suspect" data-change="{before["id"]}"' in suspects_html and "raise validator timeout" not in suspects_html
+    assert f'class="during" data-change="{after["id"]}"' in during_html
+    assert 'id="impact-found">Impact start: first of' in page
+
+    postmortem = httpx.get(server.url + f"/api/incidents/{opened['id']}/postmortem").text
+    assert "| raise validator timeout (config, api) |" in postmortem.split("### Changed during the incident")[1]

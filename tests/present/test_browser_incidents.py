@@ -55,6 +55,9 @@ def test_incident_pages(page: sync_api.Page, incident_server: tuple[ServerProces
     top = page.locator("tr.suspect").first
     expect(top).to_contain_text("prompt ask-answer v3 → v5 in ask")
     expect(top.locator(".bad-share")).to_have_text("100.0%")
+    # The rollout came with the first failing run, so it is a suspect; nothing changed after.
+    expect(page.locator("table.changed-during tbody")).to_have_text("None.")
+    expect(page.locator("#impact-found")).to_contain_text("Impact start: first of")
     expect(page.locator("a.exemplar")).to_have_count(3)
     expect(page.locator('tr[data-kind="opened"]')).to_contain_text("AskErrors")
 

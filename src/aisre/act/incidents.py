@@ -6,9 +6,16 @@ Firing SLO alerts and Alertmanager alerts take the same path: an alert whose gro
 otherwise it opens one. When every alert of an incident has resolved the incident is
 marked mitigated (a person still resolves it); an alert that fires again on a mitigated
 incident sends it back to open. Triage evidence is computed at open and refreshed until
-resolve. Times: time to detect = first alert − impact start (from rollups); time to
-acknowledge = acknowledged − opened; time to restore = (mitigated, else resolved) −
-impact start.
+resolve.
+
+Impact start is the first minute of the sustained bad stretch that led to an alert
+(evaluate/impact.py), refined to the first failing run in it; each joining alert may find
+an earlier stretch (or the first one, when the opening alert had none). Times: time to
+detect = first alert at or after impact start − impact start; time to acknowledge =
+acknowledged − opened; time to restore = (mitigated, else resolved) − impact start.
+
+The title and summary follow the incident's worst alert: highest severity, then highest
+burn reached; a person's own title stays. The timeline keeps each alert's own numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from aisre.act.alerts import BUDGET_PREFIX, is_budget_alert
 from aisre.core.errors import PermanentError
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
+from aisre.evaluate.impact import LOOKBACK_MIN, MAX_GAP_MIN, MIN_BAD_EVENTS, find_stretch
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.triage import LOOKBACK_NS, triage
 from aisre.receive.alertmanager import ExternalAlert
@@ -33,9 +41,9 @@ log = logging.getLogger(__name__)
 STATES = ("open", "acknowledged", "mitigated", "resolved")
 SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
 MINUTE_NS = 60 * 10**9
-IMPACT_LOOKBACK_MIN = 24 * 60  # impact start is searched this far before the first alert
-FALLBACK_NS = 15 * 60 * 10**9  # without bad minutes, the first failure this long before the alert
 SYSTEM = "aisre"
+# Keys of the evidence JSON the manager owns (triage refreshes the rest).
+OWN_EVIDENCE = ("impact", "headline")
 
 # action → (states it may start from, state it leads to, time column, actor column)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
@@ -106,28 +114,29 @@ class AlertIn:
     runbook: str | None = None
     objective: float | None = None
     labels: dict[str, str] | None = None
+    burn: float | None = None  # highest burn rate the alert reached (SLO and budget alerts)
 
 
 def impact_start(minutes: list[tuple[int, int, int]], threshold: float, alert_ns: int) -> int | None:
-    """Start of the stretch of bad minutes that ends at the alert: walk back from the
-    alert's minute while the minute's bad ratio is above ``threshold`` (one empty or good
-    minute inside the stretch is tolerated). ``minutes`` are (minute_ns, total, bad)."""
-    by_minute = {m: (t, b) for m, t, b in minutes}
-    minute = alert_ns // MINUTE_NS * MINUTE_NS
-    earliest: int | None = None
-    gap = 0
-    for _ in range(IMPACT_LOOKBACK_MIN):
-        total, bad = by_minute.get(minute, (0, 0))
-        if total and bad / total > threshold:
-            earliest, gap = minute, 0
-        else:
-            gap += 1
-            if gap > 1 and earliest is not None:
-                break
-            if gap > 2:
-                break
-        minute -= MINUTE_NS
-    return earliest
+    """First minute of the sustained bad stretch that reaches the alert (evaluate/impact.py).
+    ``minutes`` are (minute_ns, total, bad)."""
+    stretch = find_stretch(minutes, threshold, alert_ns)
+    return None if stretch is None else stretch.start_ns
+
+
+def alert_rank(severity: str, burn: float | None) -> tuple[int, float]:
+    """Sort key of alerts, worst first: highest severity, then highest burn."""
+    return (severity_rank(severity), -(burn or 0.0))
+
+
+def headline(alert: AlertIn) -> dict[str, Any]:
+    """What the incident's title and summary are made of: its worst alert."""
+    return {"alert_key": alert.key, "alert": alert.name, "severity": alert.severity, "burn": alert.burn,
+            "summary": alert.summary}
+
+
+def headline_title(journey: str | None, summary: str) -> str:
+    return (f"{journey}: {summary}" if journey else summary)[:300]
 
 
 def duration_s(start_ns: int | None, end_ns: int | None) -> float | None:
@@ -187,6 +196,7 @@ def slo_alert(row: dict[str, Any], spec: SloSpec | None) -> AlertIn:
         summary=row["summary"],
         owner=spec.owner if spec else None, tier=spec.tier if spec else None,
         runbook=spec.runbook if spec else None, objective=spec.objective if spec else None,
+        burn=_float(row.get("peak_burn")),
     )
 
 
@@ -199,7 +209,7 @@ def budget_alert(row: dict[str, Any]) -> AlertIn:
         source="budget", name=row["slo"], severity="sev3" if row["severity"] == "page" else "sev4",
         group_key=f"{BUDGET_PREFIX}{budget}", journey=row.get("journey"), slo=None,
         firing=row["state"] == "firing", started_ns=row.get("started_ns") or row["pending_since_ns"],
-        ended_ns=row.get("ended_ns"), summary=row["summary"],
+        ended_ns=row.get("ended_ns"), summary=row["summary"], burn=_float(row.get("peak_burn")),
     )
 
 
@@ -265,7 +275,10 @@ class IncidentManager:
             "updated": rfc3339(row["updated_ns"]),
             **incident_times(row),
         }
-        if evidence:
+        top = evidence.get("headline")
+        doc["summary"] = top["summary"] if top else None
+        doc["impact"] = _impact_document(evidence.get("impact"))
+        if any(k not in OWN_EVIDENCE for k in evidence):
             doc["points_at"] = evidence.get("points_at")
             doc["top_suspect"] = evidence.get("top_suspect")
         warnings = []
@@ -279,7 +292,8 @@ class IncidentManager:
         tenant = tenant or self._tenant
         row = self.store.get_incident(tenant, incident_id)
         doc = self.document(row)
-        doc["evidence"] = row.get("evidence")
+        triaged = {k: v for k, v in (row.get("evidence") or {}).items() if k not in OWN_EVIDENCE}
+        doc["evidence"] = triaged or None
         doc["evidence_computed"] = rfc3339(row.get("evidence_ns"))
         doc["alerts"] = [
             {"key": a["alert_key"], "source": a["source"], "name": a["name"], "severity": a["severity"],
@@ -314,8 +328,9 @@ class IncidentManager:
                          "link": change.get("link")},
             })
         if row.get("impact_start_ns") is not None:
+            found = (row.get("evidence") or {}).get("impact") or {}
             items.append({"time": rfc3339(row["impact_start_ns"]), "at_ns": row["impact_start_ns"], "kind": "impact",
-                          "actor": SYSTEM, "message": "impact began (first failing run of the stretch of bad minutes before the first alert)",
+                          "actor": SYSTEM, "message": "impact began: " + (found.get("summary") or found.get("explanation") or "start of the bad minutes"),
                           "data": None})
         items.sort(key=lambda i: i["at_ns"])
         return items
@@ -415,14 +430,25 @@ class IncidentManager:
                 if not still and out["state"] in ("open", "acknowledged"):
                     out = self._move(tenant, out, "mitigate", SYSTEM, "every alert has resolved", now)
             return out
-        if linked:
-            return None  # seen before: nothing new
+        if linked:  # seen before: only its numbers may have grown
+            for incident in linked:
+                if incident["alert_ended_ns"] is None and incident["state"] != "resolved":
+                    self._follow_burn(tenant, incident["id"], alert, link, now)
+            return None
         current = self.store.open_incident_for(tenant, alert.group_key)
         if current is None:
             return self._open(alert, link, tenant, now)
         changes: dict[str, Any] = {"updated_ns": now}
         events = [{"at_ns": now, "kind": "alert", "actor": alert.source,
                    "message": f"alert {alert.name} joined: {alert.summary}", "data": {"alert": alert.key}}]
+        evidence = dict(current.get("evidence") or {})
+        top = evidence.get("headline")
+        if top is None or alert_rank(alert.severity, alert.burn) < alert_rank(top["severity"], top.get("burn")):
+            evidence["headline"] = headline(alert)
+            if not self._title_pinned(tenant, current["id"]):
+                changes["title"] = headline_title(current.get("journey"), alert.summary)
+        revised = self._revise_impact(tenant, current, alert, evidence, changes)
+        changes["evidence"] = evidence
         escalated = severity_rank(alert.severity) < severity_rank(current["severity"])
         if escalated:
             changes["severity"] = alert.severity
@@ -438,18 +464,59 @@ class IncidentManager:
             if current.get(name) is None and getattr(alert, name) is not None:
                 changes[name] = getattr(alert, name)
         updated = self.store.update_incident(tenant, current["id"], changes, events, [link])
+        if revised:  # suspects are judged against impact start: judge them again
+            updated = self._refresh_evidence(updated, now) or updated
         if escalated or regressed:
             self._notifier.notify("escalated", self.document(updated))
         return updated
 
+    def _follow_burn(self, tenant: str, incident_id: int, alert: AlertIn, link: dict[str, Any], now: int) -> None:
+        """The incident's worst alert burns harder: title, summary and the alert's summary follow
+        (no timeline entry: the timeline keeps the numbers each alert joined with)."""
+        incident = self.store.get_incident(tenant, incident_id)
+        evidence = dict(incident.get("evidence") or {})
+        top = evidence.get("headline")
+        if top is None or top["alert_key"] != alert.key or (alert.burn or 0.0) < (top.get("burn") or 0.0) + 0.05:
+            return
+        evidence["headline"] = headline(alert)
+        changes: dict[str, Any] = {"evidence": evidence}
+        if not self._title_pinned(tenant, incident_id):
+            changes["title"] = headline_title(incident.get("journey"), alert.summary)
+        self.store.update_incident(tenant, incident_id, changes, [], [link])
+
+    def _title_pinned(self, tenant: str, incident_id: int) -> bool:
+        """A person set the title: aisre no longer rewrites it."""
+        return any(e["kind"] == "title" for e in self.store.events(tenant, incident_id))
+
+    def _revise_impact(self, tenant: str, incident: dict[str, Any], alert: AlertIn, evidence: dict[str, Any],
+                       changes: dict[str, Any]) -> bool:
+        """A joining alert's stretch moves impact start when it begins earlier, or when none was
+        found before; detection is then the first alert at or after the new start."""
+        found = self._find_impact(tenant, alert)
+        if found is None or found.get("start_ns") is None:
+            return False
+        current = incident.get("impact_start_ns")
+        if current is not None and found["start_ns"] >= current:
+            return False
+        before = evidence.get("impact")
+        evidence["impact"] = {**found, "revised_from": rfc3339(current),
+                              "revised_because": f"alert {alert.name} joined"} if before else found
+        changes["impact_start_ns"] = found["start_ns"]
+        starts = [a["started_ns"] for a in self.store.alerts(tenant, incident["id"])] + [alert.started_ns]
+        changes["first_alert_ns"] = min((s for s in starts if s >= found["start_ns"]), default=alert.started_ns)
+        return True
+
     def _open(self, alert: AlertIn, link: dict[str, Any], tenant: str, now: int) -> dict[str, Any]:
-        impact = self._impact_start(tenant, alert)
-        title = f"{alert.journey}: {alert.summary}" if alert.journey else alert.summary
+        found = self._find_impact(tenant, alert)
+        title = headline_title(alert.journey, alert.summary)
+        evidence: dict[str, Any] = {"headline": headline(alert)}
+        if found is not None:
+            evidence["impact"] = found
         row = {
-            "tenant": tenant, "group_key": alert.group_key, "title": title[:300], "journey": alert.journey,
+            "tenant": tenant, "group_key": alert.group_key, "title": title, "journey": alert.journey,
             "slo": alert.slo, "severity": alert.severity, "state": "open", "owner": alert.owner, "tier": alert.tier,
-            "runbook": alert.runbook, "source": alert.source, "impact_start_ns": impact,
-            "first_alert_ns": alert.started_ns, "opened_ns": now, "updated_ns": now,
+            "runbook": alert.runbook, "source": alert.source, "impact_start_ns": found and found.get("start_ns"),
+            "first_alert_ns": alert.started_ns, "opened_ns": now, "updated_ns": now, "evidence": evidence,
         }
         events = [{"at_ns": now, "kind": "opened", "actor": alert.source,
                    "message": f"opened by alert {alert.name}: {alert.summary}", "data": {"alert": alert.key}}]
@@ -463,30 +530,50 @@ class IncidentManager:
         log.info("incident %s opened: %s", incident["id"], title)
         return incident
 
-    def _impact_start(self, tenant: str, alert: AlertIn) -> int | None:
+    def _find_impact(self, tenant: str, alert: AlertIn) -> dict[str, Any] | None:
+        """Where the impact behind ``alert`` began, and how that was found (evaluate/impact.py)."""
         if alert.journey is None:
             return None
         if alert.source == "budget":  # spend, not failures: the impact starts with the alert
-            return alert.started_ns
-        start = (alert.started_ns // MINUTE_NS - IMPACT_LOOKBACK_MIN) * MINUTE_NS
+            return {"start": rfc3339(alert.started_ns), "start_ns": alert.started_ns, "found": True, "method": "budget",
+                    "alert": alert.name, "explanation": f"cost-budget alert {alert.name}: spend, so impact starts with the alert"}
+        start = (alert.started_ns // MINUTE_NS - LOOKBACK_MIN) * MINUTE_NS
         end = (alert.started_ns // MINUTE_NS + 1) * MINUTE_NS
         minutes: list[tuple[int, int, int]]
         if alert.slo and self._slo_minutes is not None and alert.objective is not None:
             arrays = self._slo_minutes(tenant, start, end, alert.slo).get(alert.slo)
             minutes = [(int(m), int(t), int(t) - int(g)) for m, g, t in zip(*arrays, strict=True)] if arrays else []
             threshold = 1 - alert.objective / 100
+            method, counts = "slo", f"SLO {alert.slo}'s good/total minutes"
+            basis = f"the error rate objective {alert.objective:g} % allows"
         else:
             rows = self.store.run_minutes(tenant, alert.journey, start, end)
             minutes = [(r["minute_ns"], r["runs"], r["failures"]) for r in rows]
             baseline = [(t, b) for m, t, b in minutes if m < alert.started_ns - 3600 * 10**9]
             base_ratio = sum(b for _, b in baseline) / max(1, sum(t for t, _ in baseline))
             threshold = max(0.01, 2 * base_ratio)
-        minute = impact_start(minutes, threshold, alert.started_ns)
-        if minute is None:  # no bad minute in the rollups (yet): the first failure shortly before
-            first = self.store.first_failure(tenant, alert.journey, alert.started_ns - FALLBACK_NS, alert.started_ns)
-            return first if first is not None else alert.started_ns
-        first = self.store.first_failure(tenant, alert.journey, minute, minute + MINUTE_NS)
-        return min(first if first is not None else minute, alert.started_ns)
+            method, counts = "journey", f"journey {alert.journey}'s runs/failures per minute"
+            basis = "twice the journey's failure ratio more than an hour before the alert, at least 1 %"
+        stretch = find_stretch(minutes, threshold, alert.started_ns)
+        out: dict[str, Any] = {"alert": alert.name, "method": method, "threshold": round(threshold, 6),
+                               "threshold_basis": basis, "max_gap_minutes": MAX_GAP_MIN, "min_bad_events": MIN_BAD_EVENTS}
+        if stretch is None:
+            return {**out, "start": None, "start_ns": None, "found": False, "explanation": (
+                f"no sustained stretch of minutes above {threshold * 100:.3g} % errors ({basis}) reaches alert "
+                f"{alert.name} in {counts}; a stretch needs {MIN_BAD_EVENTS} or more bad events, so stray "
+                "failures start nothing: impact start unknown")}
+        first = self.store.first_failure(tenant, alert.journey, stretch.start_ns, stretch.start_ns + MINUTE_NS)
+        start_ns = min(first if first is not None else stretch.start_ns, alert.started_ns)
+        return {**out, "start": rfc3339(start_ns), "start_ns": start_ns, "found": True,
+                "first_bad_minute": rfc3339(stretch.start_ns), "last_bad_minute": rfc3339(stretch.last_ns),
+                "bad_minutes": stretch.bad_minutes, "bad_events": stretch.bad_events, "events": stretch.events,
+                "error_ratio": round(stretch.error_ratio, 6), "first_failure_in_minute": first is not None,
+                "summary": f"first of {stretch.bad_minutes} minutes above {threshold * 100:.3g} % errors before alert {alert.name}",
+                "explanation": (
+                    f"first of {stretch.bad_minutes} minutes above {threshold * 100:.3g} % errors ({basis}) in the "
+                    f"stretch that reached alert {alert.name} ({stretch.bad_events} bad of {stretch.events} events, "
+                    f"{stretch.error_ratio * 100:.1f} %; gaps of at most {MAX_GAP_MIN} quiet or good minutes), from "
+                    f"{counts}" + ("; the first failing run in that minute" if first is not None else ""))}
 
     # -- evidence ---------------------------------------------------------------------
 
@@ -510,7 +597,10 @@ class IncidentManager:
                            f"{top['good_share'] * 100:.0f} % of good ones)",
                 "data": {"change_id": top["change_id"]},
             })
-        return self.store.update_incident(incident["tenant"], incident["id"], {"evidence": evidence, "evidence_ns": now}, events)
+        with self._lock:  # an alert may have moved the title or impact start meanwhile: keep what it wrote
+            latest = self.store.get_incident(incident["tenant"], incident["id"]).get("evidence") or {}
+            evidence.update({k: latest[k] for k in OWN_EVIDENCE if k in latest})
+            return self.store.update_incident(incident["tenant"], incident["id"], {"evidence": evidence, "evidence_ns": now}, events)
 
     def refresh(self, incident_id: int, tenant: str | None = None) -> dict[str, Any]:
         """Recompute one incident's evidence now."""
@@ -682,6 +772,15 @@ class IncidentManager:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _impact_document(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How impact start was found, as documents show it."""
+    return None if not found else {k: v for k, v in found.items() if k != "start_ns"}
 
 
 def _actor(actor: str | None) -> str:

@@ -109,7 +109,7 @@ def load_receivers(path: str) -> list[Receiver]:
 
 def _public(incident: dict[str, Any]) -> dict[str, Any]:
     """The incident as notifications carry it (no evidence blobs, no timeline)."""
-    keep = ("id", "title", "state", "severity", "journey", "slo", "source", "commander", "owner", "tier", "runbook",
+    keep = ("id", "title", "summary", "state", "severity", "journey", "slo", "source", "commander", "owner", "tier", "runbook",
             "url", "opened", "impact_start", "first_alert", "acknowledged", "acknowledged_by", "mitigated",
             "resolved", "resolved_by", "time_to_detect_s", "time_to_acknowledge_s", "time_to_restore_s",
             "points_at", "warnings")

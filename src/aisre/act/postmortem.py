@@ -225,8 +225,12 @@ class Postmortems:
             f"owner {_inline(doc.get('owner') or '-')}; tier {doc['tier'] if doc.get('tier') is not None else '-'}; "
             + (f"runbook <{doc['runbook']}>" if doc.get("runbook") else "runbook: **none linked**"),
             f"- Commander: {_inline(doc.get('commander') or '-')}",
-            f"- Impact began {_when(doc.get('impact_start'))}; first alert {_when(doc.get('first_alert'))}; "
+            f"- Worst alert: {_inline(doc.get('summary') or '-')}",
+            f"- Impact began {_when(doc.get('impact_start'))}; first alert after it {_when(doc.get('first_alert'))}; "
             f"opened {_when(doc.get('opened'))}",
+            f"- How impact start was found: {_inline((doc.get('impact') or {}).get('explanation') or 'not found')}"
+            + (f" (revised from {_when(doc['impact']['revised_from'])} when {_inline(doc['impact'].get('revised_because'))})"
+               if (doc.get("impact") or {}).get("revised_from") else ""),
             f"- Acknowledged {_when(doc.get('acknowledged'))} by {_inline(doc.get('acknowledged_by') or '-')}; "
             f"mitigated {_when(doc.get('mitigated'))}; resolved {_when(doc.get('resolved'))} by "
             f"{_inline(doc.get('resolved_by') or '-')}",
@@ -282,6 +286,16 @@ class Postmortems:
                                  f"{s['score']:.3f} |")
             else:
                 lines.append("No change was recorded or detected in the day before impact.")
+            lines += ["", "### Changed during the incident", "",
+                      "Made after impact began, so not ranked as causes (a rollback or fix shows here).", ""]
+            if evidence.get("changed_during"):
+                lines += ["| change | when | after impact | failing runs carrying it | good runs carrying it |",
+                          "|---|---|---:|---:|---:|"]
+                for c in evidence["changed_during"]:
+                    lines.append(f"| {_cell(c['summary'])} ({c['kind']}, {c['source']}) | {_when(c['at'])} | "
+                                 f"{c['minutes_after_impact']:.1f} min | {_pct(c['bad_share'])} | {_pct(c['good_share'])} |")
+            else:
+                lines.append("None.")
             lines += ["", "### Failure reasons", ""]
             lines += [f"- {r['runs']} × {_inline(r['reason'])}" for r in evidence["failure_reasons"]] or ["- none"]
         lines += ["", "## Exemplar traces", ""]

@@ -4,6 +4,10 @@ they carry, and which traces show it best.
 Bad runs (failures since impact start) are compared with good runs (successes over the
 same period and a baseline before it): span error shares and latency per layer, and for
 every change near the impact the share of bad and of good runs that carry it.
+
+Only a change made at or before impact start can have caused it: those are the ranked
+suspects. Changes made after impact began (a rollback, a hotfix, an unrelated deploy) are
+listed apart as "changed during the incident", with the same shares, and never ranked.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ SAMPLE_RUNS = 1000  # per outcome, for change shares
 PROFILE_RUNS = 200  # per outcome, for span profiles
 BASELINE_NS = 3600 * 10**9  # good runs also come from this long before impact (or as long as the incident)
 LOOKBACK_NS = 24 * 3600 * 10**9  # changes this long before impact are suspects
-SLACK_NS = 120 * 10**9  # a change this soon after the estimated impact start can still be its cause
 PROXIMITY_NS = 1800 * 10**9  # a change this long before impact counts half as close
 
 
@@ -123,35 +126,52 @@ def layer_evidence(bad: dict[str, dict[str, dict[str, Any]]], good: dict[str, di
     return out
 
 
+def _carried(change: dict[str, Any], bad: list[dict[str, Any]], good: list[dict[str, Any]]) -> dict[str, Any]:
+    """A change as evidence shows it, with the shares of bad and good runs carrying it."""
+    return {
+        "change_id": change["id"],
+        "kind": change["kind"],
+        "summary": change["summary"],
+        "version": change.get("version"),
+        "previous": change.get("previous"),
+        "who": change.get("who"),
+        "source": change["source"],
+        "at": rfc3339(change["at_ns"]),
+        "bad_share": round(sum(1 for r in bad if carries(change, r)) / len(bad), 4) if bad else 0.0,
+        "good_share": round(sum(1 for r in good if carries(change, r)) / len(good), 4) if good else 0.0,
+        "matched_by": "version" if change.get("version") and change["kind"] in ("deploy", "prompt", "model") else "time",
+    }
+
+
 def rank_suspects(
     changes: list[dict[str, Any]], bad: list[dict[str, Any]], good: list[dict[str, Any]], impact_start_ns: int
 ) -> list[dict[str, Any]]:
-    """Changes scored by the share of bad runs carrying them over the share of good runs,
-    weighted by how close before the impact they happened; best first."""
+    """Changes made at or before impact start, scored by the share of bad runs carrying them
+    over the share of good runs, weighted by how close before the impact they happened; best
+    first. Changes after impact start are not suspects (see :func:`changed_during`)."""
     out = []
     for change in changes:
-        bad_share = sum(1 for r in bad if carries(change, r)) / len(bad) if bad else 0.0
-        good_share = sum(1 for r in good if carries(change, r)) / len(good) if good else 0.0
         before = impact_start_ns - change["at_ns"]
-        # A change well after impact began is unlikely its cause.
-        proximity = 1.0 / (1.0 + max(0, before) / PROXIMITY_NS) if before >= -SLACK_NS else 0.2
-        lift = max(0.0, bad_share - good_share)
-        out.append({
-            "change_id": change["id"],
-            "kind": change["kind"],
-            "summary": change["summary"],
-            "version": change.get("version"),
-            "previous": change.get("previous"),
-            "who": change.get("who"),
-            "source": change["source"],
-            "at": rfc3339(change["at_ns"]),
-            "minutes_before_impact": round(before / 60e9, 2),
-            "bad_share": round(bad_share, 4),
-            "good_share": round(good_share, 4),
-            "matched_by": "version" if change.get("version") and change["kind"] in ("deploy", "prompt", "model") else "time",
-            "score": round(lift * proximity, 4),
-        })
-    out.sort(key=lambda s: (-s["score"], abs(s["minutes_before_impact"])))
+        if before < 0:
+            continue
+        row = _carried(change, bad, good)
+        proximity = 1.0 / (1.0 + before / PROXIMITY_NS)
+        row["minutes_before_impact"] = round(before / 60e9, 2)
+        row["score"] = round(max(0.0, row["bad_share"] - row["good_share"]) * proximity, 4)
+        out.append(row)
+    out.sort(key=lambda s: (-s["score"], s["minutes_before_impact"]))
+    return out
+
+
+def changed_during(
+    changes: list[dict[str, Any]], bad: list[dict[str, Any]], good: list[dict[str, Any]], impact_start_ns: int
+) -> list[dict[str, Any]]:
+    """Changes made after impact start, oldest first: what changed during the incident."""
+    out = []
+    for change in sorted(changes, key=lambda c: (c["at_ns"], c["id"])):
+        after = change["at_ns"] - impact_start_ns
+        if after > 0:
+            out.append({**_carried(change, bad, good), "minutes_after_impact": round(after / 60e9, 2)})
     return out
 
 
@@ -214,6 +234,7 @@ def triage(store: TriageStore, tenant: str, journey: str, impact_start_ns: int, 
     layers = layer_evidence(bad_profile, good_profile)
     changes = store.list_changes(tenant, since_ns=impact_start_ns - LOOKBACK_NS, until_ns=now_ns + 1, journey=journey)
     suspects = rank_suspects(changes, bad, good, impact_start_ns)
+    during = changed_during(changes, bad, good, impact_start_ns)
     top = suspects[0] if suspects and suspects[0]["score"] > 0 else None
     reasons = Counter(r.get("failure_reason") or "(no reason recorded)" for r in bad)
     return {
@@ -228,6 +249,7 @@ def triage(store: TriageStore, tenant: str, journey: str, impact_start_ns: int, 
         "layers": layers,
         "suspects": suspects[:10],
         "top_suspect": top,
+        "changed_during": during[:20],
         "failure_reasons": [{"reason": k, "runs": v} for k, v in reasons.most_common(5)],
         "exemplars": pick_exemplars(bad, top, {c["id"]: c for c in changes}),
     }

@@ -197,7 +197,7 @@ async def incident_detail(request: Request) -> Response:
     parameters:
       - {name: id, in: path, required: true, schema: {type: integer}}
     responses:
-      200: {description: The incident.}
+      200: {description: "The incident: title and summary of its worst alert, impact_start and how it was found (impact), times, alerts, timeline, evidence (suspects made before impact start; changed_during: changes made after it, not ranked), action items, notifications."}
       404: {description: Unknown incident.}
     """
     doc = await run_in_threadpool(_ctx(request).incidents.get, _id(request), _ctx(request).tenant_for(request))

@@ -48,9 +48,14 @@ def _show(doc: dict[str, Any]) -> None:
         f"{escape(doc.get('owner') or '-')}  tier {doc.get('tier') if doc.get('tier') is not None else '-'}  "
         f"runbook {escape(doc.get('runbook') or 'none')}  commander {escape(doc.get('commander') or '-')}"
     )
+    if doc.get("summary"):
+        console.print(f"worst alert: {escape(doc['summary'])}")
     console.print(
         f"impact {doc.get('impact_start') or '-'}  first alert {doc.get('first_alert') or '-'}  opened {doc['opened']}"
     )
+    impact = doc.get("impact") or {}
+    if impact.get("explanation"):
+        console.print(f"impact start: {escape(impact['explanation'])}", soft_wrap=True)
     console.print(
         f"detect {_secs(doc.get('time_to_detect_s'))}  acknowledge {_secs(doc.get('time_to_acknowledge_s'))}  "
         f"restore {_secs(doc.get('time_to_restore_s'))}   {doc['url']}"
@@ -59,12 +64,20 @@ def _show(doc: dict[str, Any]) -> None:
     if evidence:
         console.print(f"failing runs point at: [bold]{escape(evidence.get('points_at') or 'no single layer')}[/] "
                       f"({evidence['bad_runs']} failing vs {evidence['good_runs']} good runs)")
-        suspects = Table("suspect change", "when", "failing runs", "good runs", "score", title="Suspected changes")
+        suspects = Table("suspect change", "when", "before impact", "failing runs", "good runs", "score",
+                         title="Suspected changes (made before impact began)")
         for s in evidence.get("suspects", [])[:5]:
-            suspects.add_row(escape(s["summary"]), s["at"], f"{s['bad_share'] * 100:.0f} %",
+            suspects.add_row(escape(s["summary"]), s["at"], f"{s['minutes_before_impact']:.1f} min", f"{s['bad_share'] * 100:.0f} %",
                              f"{s['good_share'] * 100:.0f} %", f"{s['score']:.3f}")
         if evidence.get("suspects"):
             console.print(suspects)
+        if evidence.get("changed_during"):
+            during = Table("change", "when", "after impact", "failing runs", "good runs",
+                           title="Changed during the incident (not suspects)")
+            for c in evidence["changed_during"]:
+                during.add_row(escape(c["summary"]), c["at"], f"{c['minutes_after_impact']:.1f} min",
+                               f"{c['bad_share'] * 100:.0f} %", f"{c['good_share'] * 100:.0f} %")
+            console.print(during)
         if evidence.get("exemplars"):
             console.print("exemplar traces: " + ", ".join(evidence["exemplars"]))
     timeline = Table("time", "kind", "who", "what", title="Timeline")

@@ -367,8 +367,11 @@ class IncidentTables:
     # -- what triage and impact read --------------------------------------------------
 
     def run_minutes(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
-        """Per-minute runs and failures of one journey over [start, end), from the rollups."""
+        """Per-minute runs and failures of one journey over [start, end), from the rollups,
+        brought up to date first: an alert from elsewhere (Alertmanager) can arrive within the
+        second before the writer has rolled up the runs that explain it."""
         check_tenant(tenant)
+        self._store.flush_rollups()
         return self._rows(
             "SELECT minute_ns, runs, failures, cost_usd, failed_cost_usd FROM run_minutes "
             "WHERE tenant = ? AND journey = ? AND minute_ns >= ? AND minute_ns < ? ORDER BY minute_ns",
