@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aisre.evaluate.impact import MINUTE_NS, find_stretch
+from aisre.evaluate.impact import MINUTE_NS, REACH_MIN, find_stretch
 
 T0 = 1_790_000_000 * 10**9 // MINUTE_NS * MINUTE_NS
 
@@ -49,3 +49,15 @@ def test_the_stretch_must_reach_the_alert() -> None:
     assert _start(_minutes([5, 5, 5, 5, 5, 0, 0]), 0.01, T0 + 6 * MINUTE_NS) == T0
     # A minute at or below the threshold is not bad: 1 of 10 against a 10 % threshold.
     assert find_stretch(_minutes([1, 1, 1, 1]), 0.1, T0 + 3 * MINUTE_NS) is None
+
+
+def test_a_page_reaches_back_over_its_short_window() -> None:
+    # A 5-minute outage that ended 10 minutes before a page (late telemetry, or the 30 m pair
+    # still burning): within a page's 30-minute reach, not within the default 2 minutes.
+    bad = [5] * 5 + [0] * 10
+    alert = T0 + 14 * MINUTE_NS
+    assert find_stretch(_minutes(bad), 0.01, alert) is None
+    stretch = find_stretch(_minutes(bad), 0.01, alert, reach=REACH_MIN["page"])
+    assert stretch is not None and (stretch.start_ns, stretch.last_ns) == (T0, T0 + 4 * MINUTE_NS)
+    # Once the outage is further back than the reach, it no longer explains the alert.
+    assert find_stretch(_minutes([5] * 5 + [0] * 40), 0.01, T0 + 44 * MINUTE_NS, reach=REACH_MIN["page"]) is None

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aisre.core.timefmt import rfc3339
 from aisre.demo import runner
 from aisre.demo.telemetry import SimClock
 
@@ -52,7 +53,7 @@ def test_default_traffic_opens_nothing_and_a_provider_outage_pages_naming_the_pr
     for doc in httpx.get(server.url + "/api/slos").json()["items"]:
         assert doc["status"] == "ok", (doc["name"], doc["status"], doc.get("alerts"))
         replay = httpx.get(server.url + f"/api/slos/{doc['name']}/replay",
-                           params={"since": start // 10**9, "until": end // 10**9 + 60}).json()["items"]
+                           params={"since": rfc3339(start), "until": rfc3339(end + 60 * 10**9)}).json()["items"]
         assert replay == [], (doc["name"], replay)
     assert httpx.get(server.url + "/api/alerts").json()["items"] == []
     assert httpx.get(server.url + "/api/incidents").json()["items"] == []
@@ -74,3 +75,5 @@ def test_default_traffic_opens_nothing_and_a_provider_outage_pages_naming_the_pr
     found = _wait(incident, 45, "an ask incident with evidence")
     assert found["severity"] == "sev1"
     assert found["evidence"]["points_at"] == "model provider"
+    # Impact began with the outage's telemetry, not with the healthy hours before it.
+    assert found["impact_start"] is not None and found["impact_start"] >= rfc3339(outage_start - 60 * 10**9)

@@ -31,7 +31,7 @@ from aisre.act.alerts import BUDGET_PREFIX, is_budget_alert
 from aisre.core.errors import PermanentError
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
-from aisre.evaluate.impact import LOOKBACK_MIN, MAX_GAP_MIN, MIN_BAD_EVENTS, find_stretch
+from aisre.evaluate.impact import LOOKBACK_MIN, MAX_GAP_MIN, MIN_BAD_EVENTS, REACH_MIN, find_stretch
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.triage import LOOKBACK_NS, triage
 from aisre.receive.alertmanager import ExternalAlert
@@ -115,6 +115,7 @@ class AlertIn:
     objective: float | None = None
     labels: dict[str, str] | None = None
     burn: float | None = None  # highest burn rate the alert reached (SLO and budget alerts)
+    pair_severity: str = "page"  # page | ticket: which burn-rate pairs fired it (its reach back)
 
 
 def impact_start(minutes: list[tuple[int, int, int]], threshold: float, alert_ns: int) -> int | None:
@@ -196,7 +197,7 @@ def slo_alert(row: dict[str, Any], spec: SloSpec | None) -> AlertIn:
         summary=row["summary"],
         owner=spec.owner if spec else None, tier=spec.tier if spec else None,
         runbook=spec.runbook if spec else None, objective=spec.objective if spec else None,
-        burn=_float(row.get("peak_burn")),
+        burn=_float(row.get("peak_burn")), pair_severity=row["severity"],
     )
 
 
@@ -554,7 +555,7 @@ class IncidentManager:
             threshold = max(0.01, 2 * base_ratio)
             method, counts = "journey", f"journey {alert.journey}'s runs/failures per minute"
             basis = "twice the journey's failure ratio more than an hour before the alert, at least 1 %"
-        stretch = find_stretch(minutes, threshold, alert.started_ns)
+        stretch = find_stretch(minutes, threshold, alert.started_ns, reach=REACH_MIN.get(alert.pair_severity, MAX_GAP_MIN))
         out: dict[str, Any] = {"alert": alert.name, "method": method, "threshold": round(threshold, 6),
                                "threshold_basis": basis, "max_gap_minutes": MAX_GAP_MIN, "min_bad_events": MIN_BAD_EVENTS}
         if stretch is None:

@@ -5,9 +5,12 @@ The rule, over per-minute (total, bad) counts of the alert's SLO (or journey run
 1. A minute is *bad* when it had traffic and its error ratio ``bad / total`` is above the
    threshold (for an SLO: the error rate its objective allows, ``1 − objective``).
 2. Walk back minute by minute from the minute the alert started in. The stretch must reach
-   the alert: its last bad minute is at most ``MAX_GAP_MIN`` minutes before the alert's
-   minute. Going back, the stretch goes on across at most ``MAX_GAP_MIN`` consecutive
-   minutes that are quiet (no traffic) or within the threshold; one more ends it.
+   the alert: its last bad minute lies within the alert's reach, the short window of the
+   alert pairs that fired it (``REACH_MIN``: 30 minutes for a page, 6 hours for a ticket), since
+   a pair fires only while its short window still burns, and telemetry can arrive minutes
+   late. Going back from the last bad minute, the stretch goes on across at most
+   ``MAX_GAP_MIN`` consecutive minutes that are quiet (no traffic) or within the threshold;
+   one more ends it.
 3. The stretch must be sustained: it holds at least ``MIN_BAD_EVENTS`` bad events. One or
    two stray failures are noise, not an outage, so they start nothing.
 4. The first bad minute of that stretch is where impact began (callers refine it to the
@@ -26,6 +29,8 @@ MINUTE_NS = 60 * 10**9
 MAX_GAP_MIN = 2  # good or quiet minutes tolerated inside a stretch (low traffic leaves some minutes clean)
 MIN_BAD_EVENTS = 3  # a stretch with fewer bad events is stray failures, not impact
 LOOKBACK_MIN = 24 * 60  # the walk never goes further back than this
+# How long before an alert its stretch may end: the longest short window of the severity's pairs.
+REACH_MIN = {"page": 30, "ticket": 6 * 60}
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,11 @@ class Stretch:
 def find_stretch(
     minutes: Iterable[tuple[int, int, int]], threshold: float, alert_ns: int,
     max_gap: int = MAX_GAP_MIN, min_bad_events: int = MIN_BAD_EVENTS, lookback_min: int = LOOKBACK_MIN,
+    reach: int = MAX_GAP_MIN,
 ) -> Stretch | None:
     """The sustained stretch of bad minutes that reaches the alert, or None.
-    ``minutes`` are (minute_ns, total, bad)."""
+    ``minutes`` are (minute_ns, total, bad); the stretch's last bad minute lies at most
+    ``reach`` minutes before the alert's."""
     by_minute = {int(m): (int(t), int(b)) for m, t, b in minutes}
     minute = alert_ns // MINUTE_NS * MINUTE_NS
     first: int | None = None
@@ -62,7 +69,7 @@ def find_stretch(
             last = minute if last is None else last
         else:
             gap += 1
-            if gap > max_gap:
+            if gap > (max_gap if last is not None else max(max_gap, reach)):
                 break
         minute -= MINUTE_NS
     if first is None or last is None:
