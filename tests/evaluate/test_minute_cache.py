@@ -106,3 +106,31 @@ def test_rebuild_rollups_recounts_a_range(tmp_path: Path) -> None:
         assert engine.statuses("t", now)[0]["total"] == 6
     finally:
         store.close()
+
+
+def test_first_minutes_follow_data_that_arrives_after_the_first_read(tmp_path) -> None:
+    """An SLO read before it had events learns where they begin once they arrive, including
+    events older than any seen so far."""
+    import time
+
+    from aisre.evaluate.minute_cache import MinuteCache
+    from aisre.evaluate.slo import SloEngine
+    from aisre.evaluate.specs import load_specs
+    from aisre.normalize.spans import flatten
+    from aisre.store.duckdb import DuckDBStore
+    from tests.otlp_factory import journey_request
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("slos:\n  - name: a\n    journey: ask\n    objective: 99\n    sli: {kind: outcome}\n")
+    store = DuckDBStore(str(tmp_path / "f.duckdb"))
+    SloEngine(store).apply("t", load_specs([spec]))
+    cache = MinuteCache(store)
+    assert cache.first_minutes("t", ["a"]) == {}
+    now = time.time_ns()
+    for start in (now - 60 * 10**9, now - 4 * 86400 * 10**9):  # live data, then a late old batch
+        request, _ = journey_request(3, start_ns=start)
+        flat = flatten(request, "t")
+        store.submit_spans(flat.table, flat.resources).result(10)
+        store.flush_rollups()
+        assert cache.first_minutes("t", ["a"]) == {"a": start // 60_000_000_000 * 60_000_000_000}
+    store.close()

@@ -121,7 +121,8 @@ def test_gate_end_to_end(server_factory, tmp_path: Path) -> None:
     assert httpx.get(f"{server.url}/api/gate/verdicts/999999").status_code == 404
 
     # Policy: failing runs exhaust the tier-0 budget of ask-success; no release then, unless a fix.
-    _send(server, runs_request(40, version="0.9", start_ns=start - 600 * S, rng=rng, failure_rate=1.0))
+    # Three days back, so the 28-day budget is measured over three observed days (docs/alerting.md).
+    _send(server, runs_request(40, version="0.9", start_ns=start - 3 * 86400 * S, rng=rng, failure_rate=1.0))
     deadline = time.monotonic() + 20
     while httpx.get(server.url + "/api/slos/ask-success").json().get("error_budget", {}).get("remaining_ratio", 1) > 0:
         assert time.monotonic() < deadline, "the budget was not spent"

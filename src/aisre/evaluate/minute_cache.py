@@ -63,8 +63,10 @@ class _Tenant:
     generation: int = -1
     spans: dict[str, _Span] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # Per SLO, the first minute with events (None: read it from the store on next use).
+    # Per SLO, the first minute with events (None: read it from the store on next use),
+    # and the generation it was read at.
     first: dict[str, int] | None = None
+    first_generation: int = -1
 
 
 class MinuteCache:
@@ -92,15 +94,18 @@ class MinuteCache:
                 out[slo] = (span.good[i:j].copy(), span.total[i:j].copy())
             return out
 
-    def first_minutes(self, tenant: str) -> dict[str, int]:
-        """Per SLO, the start of the first minute with events: where its data begins."""
+    def first_minutes(self, tenant: str, slos: list[str]) -> dict[str, int]:
+        """Per SLO of ``slos`` that has events, the start of its first minute with events."""
         with self._lock:
             state = self._tenants.setdefault(tenant, _Tenant())
         with state.lock:
             self._sync(tenant, state)
-            if state.first is None:
+            # An SLO without events yet may have some now: read again once per new generation.
+            stale = state.first_generation != state.generation and any(s not in (state.first or {}) for s in slos)
+            if state.first is None or stale:
                 state.first = self._store.slo_first_minutes(tenant)
-            return dict(state.first)
+                state.first_generation = state.generation
+            return {s: state.first[s] for s in slos if s in state.first}
 
     def _sync(self, tenant: str, state: _Tenant) -> None:
         """Apply the minutes rebuilt since the last read (all of them after a rules change)."""

@@ -134,7 +134,7 @@ class SloEngine:
             if sli_rule(spec) is not None and windows_for(spec.window.duration) is not None
         }
         counts = self._minutes.read(tenant, ranges)
-        first = self._minutes.first_minutes(tenant) if ranges else {}
+        first = self._minutes.first_minutes(tenant, list(ranges)) if ranges else {}
         docs = []
         for spec in specs:
             doc = _spec_document(spec)
@@ -202,7 +202,7 @@ class SloEngine:
         keep = (idx >= 0) & (idx < minutes)
         good[idx[keep]] = np.asarray(g, dtype=np.int64)[keep]
         total[idx[keep]] = np.asarray(t, dtype=np.int64)[keep]
-        first = self._minutes.first_minutes(tenant).get(spec.id)
+        first = self._minutes.first_minutes(tenant, [spec.id]).get(spec.id)
         return self._as_budgeted(spec, MinuteSeries(start, good, total, first_ns=first))
 
     @staticmethod
