@@ -16,7 +16,10 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "otlp"
+# Copies of ../shared/fixtures and ../shared/refs, unchanged (tests/data/README.md).
+DATA = REPO / "tests" / "data"
+REFS = DATA / "refs"
+FIXTURES = DATA / "fixtures" / "otlp"
 CAPTURES = ("otel-genai", "otel-genai-content", "openllmetry")
 
 

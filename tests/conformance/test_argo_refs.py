@@ -2,7 +2,7 @@
 
 Argo's measurement evaluation (success/failure conditions) and metric assessment (limits and
 count) are restated here as small functions, checked against every case transcribed in
-../shared/refs/argo_rollouts, then applied to the template in docs/gate.md and to real verdicts.
+tests/data/refs/argo_rollouts (a copy of ../shared/refs), then applied to the template in docs/gate.md and to real verdicts.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import REFS
+
 REPO = Path(__file__).resolve().parents[2]
-ARGO = REPO.parent / "shared" / "refs" / "argo_rollouts" / "fixtures"
+ARGO = REFS / "argo_rollouts" / "fixtures"
 EVALUATE = yaml.safe_load((ARGO / "evaluate_result_cases.yaml").read_text())
 ASSESS = yaml.safe_load((ARGO / "assess_metric_status_cases.yaml").read_text())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +11,8 @@ import yaml
 from aisre.core.slo import format_duration, parse_duration
 from aisre.evaluate import burn
 from aisre.evaluate.windows import builtin_windows, pyrra_alert_windows, pyrra_windows
+from tests.conftest import REFS
 
-REFS = Path(__file__).resolve().parents[2].parent / "shared" / "refs"
 WB = yaml.safe_load((REFS / "google_sre_workbook" / "alerting_on_slos.yaml").read_text())
 PYRRA = yaml.safe_load((REFS / "pyrra" / "windows.yaml").read_text())
 PERIOD = timedelta(days=30)

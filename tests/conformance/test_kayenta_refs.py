@@ -1,10 +1,10 @@
-"""Every Kayenta classifier, confidence-interval, scorer and verdict case in ../shared/refs/kayenta."""
+"""Every Kayenta classifier, confidence-interval, scorer and verdict case in tests/data/refs/kayenta
+(a copy of ../shared/refs/kayenta)."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,9 @@ from aisre.evaluate.gate.classifier import (
     NanStrategy,
 )
 from aisre.evaluate.gate.scorer import ScoredMetric, Verdict, aggregated_judgement, score, verdict
+from tests.conftest import REFS
 
-KAYENTA = Path(__file__).resolve().parents[2].parent / "shared" / "refs" / "kayenta"
+KAYENTA = REFS / "kayenta"
 CLASSIFIER = json.loads((KAYENTA / "fixtures" / "classifier_cases.json").read_text())["cases"]
 CI = json.loads((KAYENTA / "fixtures" / "mannwhitney_ci_cases.json").read_text())["cases"]
 SCORER = yaml.safe_load((KAYENTA / "fixtures" / "scorer_cases.yaml").read_text())["cases"]

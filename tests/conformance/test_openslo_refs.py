@@ -13,8 +13,9 @@ from aisre.core.slo import PrometheusSli, SpecValidationError
 from aisre.evaluate._yaml import parse_documents, plain
 from aisre.evaluate.specs import check_files, load_specs
 from aisre.evaluate.specs.openslo import OpenSloRefError, inline
+from tests.conftest import REFS
 
-OPENSLO = Path(__file__).resolve().parents[2].parent / "shared" / "refs" / "openslo"
+OPENSLO = REFS / "openslo"
 EXPECTED = yaml.safe_load((OPENSLO / "EXPECTED.yaml").read_text())
 INLINE = OPENSLO / "go_sdk_inline"
 

@@ -1,6 +1,6 @@
 """aisre's Prometheus rules equal Sloth's generated ones (names aside), and promtool accepts them.
 
-For every Sloth spec/expected pair in ``../shared/refs/sloth`` both rule files are parsed,
+For every Sloth spec/expected pair in ``tests/data/refs/sloth`` both rule files are parsed,
 Sloth's names are mapped to aisre's (``sloth_`` labels → ``aisre_``, ``sloth-slo-*`` groups →
 ``aisre-slo-*``), and then compared: the groups per SLO, the SLI windows and their PromQL, the
 meta recordings, and for every alert its window pairs, each burn factor and error budget
@@ -26,9 +26,10 @@ from aisre.core.slo import AlertSpec, SloSpec, parse_duration
 from aisre.evaluate.export.prometheus import prometheus_rules, render_rules, write_rules
 from aisre.evaluate.specs import load_specs
 from aisre.evaluate.windows import load_windows
+from tests.conftest import REFS
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOTH = ROOT.parent / "shared" / "refs" / "sloth"
+SLOTH = REFS / "sloth"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 NATIVE_SPEC = GOLDEN / "design-example.slos.yaml"
 SPEC_NAMES = sorted(p.name for p in (SLOTH / "specs").iterdir())

@@ -13,8 +13,9 @@ from aisre.core.slo import AlertWindows, PrometheusSli, SpecValidationError, for
 from aisre.evaluate.burn import error_budget
 from aisre.evaluate.specs import check_files, load_specs
 from aisre.evaluate.windows import builtin_windows, load_windows
+from tests.conftest import REFS
 
-SLOTH = Path(__file__).resolve().parents[2].parent / "shared" / "refs" / "sloth"
+SLOTH = REFS / "sloth"
 SPECS = sorted((SLOTH / "specs").iterdir())
 INPUTS = sorted(p for p in (SLOTH / "testdata").glob("in-*.yaml") if "invalid" not in p.name)
 EXPECTED = yaml.safe_load((SLOTH / "expected_burn_factors.yaml").read_text())

@@ -7,8 +7,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from aisre.present.cli.slo import build_slo_cli
+from tests.conftest import REFS
 
-SLOTH = Path(__file__).resolve().parents[2].parent / "shared" / "refs" / "sloth"
+SLOTH = REFS / "sloth"
 
 
 def test_valid_files_print_a_summary_and_exit_0() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from aisre.core.slo import CostSli, OutcomeSli, ScoreSli, SpecValidationError, StepSli
 from aisre.evaluate.specs import check_files, load_specs
+from tests.conftest import REFS
 
 DESIGN_EXAMPLE = """\
 slos:
@@ -175,7 +176,7 @@ def test_sli_parameter_errors(tmp_path: Path) -> None:
 
 def test_alerting_and_windows_override(tmp_path: Path) -> None:
     (tmp_path / "w7.yaml").write_text(
-        (Path(__file__).resolve().parents[2].parent / "shared/refs/sloth/windows/test-7d.yaml").read_text())
+        (REFS / "sloth/windows/test-7d.yaml").read_text())
     path = write(tmp_path, one_slo("""\
         objective: 99
         window: 7d
