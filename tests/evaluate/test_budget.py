@@ -104,3 +104,16 @@ def test_timeslices_count_good_slices_not_events() -> None:
     assert sliced.good.tolist() == [0, 0, 0, 0, 1] + [0] * 5 + [0] * 5 + [0, 0, 0, 0, 1]
     ratio = timeslices(MinuteSeries.from_lists(START, good, total), 5, 95.0, ratio=True)
     assert ratio.good.sum() == 1_000_000 + 900_000 + 998_000 and ratio.total.sum() == 3_000_000
+
+
+def test_a_young_slos_burn_down_spans_its_data_not_the_period() -> None:
+    # 30 days of minutes, traffic only in the last two hours.
+    total = np.zeros(30 * DAY, dtype=np.int64)
+    total[-120:] = 10
+    good = total.copy()
+    good[-30:] = 9
+    status = evaluate(MinuteSeries(START, good, total), 99.9, PERIOD, windows_for(PERIOD), burn_down_points=12)
+    times = [t for t, _ in status.burn_down]
+    assert len(times) == 12
+    assert times[0] == START + (30 * DAY - 120 + 1) * MINUTE_NS  # the end of the first minute with events
+    assert status.burn_down[0][1] == 1.0 and status.burn_down[-1][1] == pytest.approx(status.remaining_ratio)

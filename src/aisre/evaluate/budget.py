@@ -296,7 +296,8 @@ def burn_down(
     budget_minutes: int | None = None,
     windows: _Windows | None = None,
 ) -> list[tuple[int, float]]:
-    """Remaining budget ratio at ``points`` evenly spaced moments of the period ending at ``end``.
+    """Remaining budget ratio at ``points`` evenly spaced moments of the period ending at ``end``
+    (from the SLO's first minute with events, when that is later).
 
     Each point is the budget as it stood then: over the rolling window for a rolling SLO,
     from the calendar period's start for a calendar one. (minute start ns, ratio).
@@ -304,13 +305,15 @@ def burn_down(
     w = windows if windows is not None else _Windows(series)
     if budget_minutes is None:
         period_min = _minutes(period)
-        first = max(1, end - period_min)
+        # From the SLO's first minute with events: a young SLO's chart spans its data.
+        first = max(1, end - period_min, min(end, w.first + 1))
         moments = np.unique(np.linspace(first, end, num=max(2, points)).round().astype(np.int64))
         bad, total = w.sums(moments, period_min)
     else:
         # Calendar: what was spent since the period began, at each moment.
         begin = max(0, end - budget_minutes)
-        moments = np.unique(np.linspace(begin + 1, end, num=max(2, points)).round().astype(np.int64))
+        first = max(begin + 1, min(end, w.first + 1))
+        moments = np.unique(np.linspace(first, end, num=max(2, points)).round().astype(np.int64))
         bad = (w.bad[moments] - w.bad[begin]).astype(np.float64)
         total = (w.total[moments] - w.total[begin]).astype(np.float64)
     span = budget_minutes if budget_minutes is not None else _minutes(period)
