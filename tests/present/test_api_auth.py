@@ -215,10 +215,10 @@ def test_tenant_scoped_exposition_hides_other_tenants() -> None:
     content.labels("acme", "redacted").inc(3)
     content.labels("globex", "redacted").inc(5)
     Gauge("aisre_process_thing", "process-wide", registry=registry).set(7)
-    acme = generate_latest(TenantScoped(registry, "acme")).decode()  # type: ignore[arg-type]
+    acme = generate_latest(TenantScoped(registry, "acme")).decode()
     assert 'aisre_ingest_content_values_total{action="redacted",tenant="acme"} 3.0' in acme
     assert "globex" not in acme and "aisre_process_thing 7.0" in acme
-    nobody = generate_latest(TenantScoped(registry, "initech")).decode()  # type: ignore[arg-type]
+    nobody = generate_latest(TenantScoped(registry, "initech")).decode()
     assert "acme" not in nobody and "globex" not in nobody
     assert "# TYPE aisre_ingest_content_values_total counter" in nobody
     everyone = generate_latest(registry).decode()
