@@ -143,7 +143,8 @@ def test_parse_expiry() -> None:
     jan31 = int(datetime(2027, 1, 31, tzinfo=UTC).timestamp()) * S
     assert parse_expiry("2027-01-31T00:00:00Z", T0) == jan31
     for bad, message in (("soon", "must be a duration"), ("2020-01-01T00:00:00Z", "in the future"),
-                         ("2027-01-31T00:00:00", "time zone")):
+                         ("2027-01-31T00:00:00", "time zone"), ("4318-01-18T13:46:08+20:18", "before 2262"),
+                         ("99999999999d", "before 2262")):
         with pytest.raises(PermanentError, match=message):
             parse_expiry(bad, T0)
 

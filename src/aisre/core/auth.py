@@ -32,6 +32,7 @@ ROLES: tuple[str, ...] = get_args(Role)
 AuthMode = Literal["auto", "required", "off"]
 AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
 KEY_PREFIX = "aisre_"
+_LATEST_NS = 2**63 - 1  # times are stored as signed 64-bit nanoseconds
 
 
 class Unauthenticated(AisreError):
@@ -92,6 +93,8 @@ def parse_expiry(text: str, now_ns: int, field: str = "expires") -> int:
         at = int(parsed.timestamp()) * 10**9 + parsed.microsecond * 1000
     if at <= now_ns:
         raise PermanentError(f"{field} must be in the future; got {text!r} ({rfc3339(at)})")
+    if at > _LATEST_NS:
+        raise PermanentError(f"{field} must be before {rfc3339(_LATEST_NS)}, the latest time aisre stores; got {text!r}")
     return at
 
 
