@@ -299,6 +299,10 @@ def test_a_read_key_never_writes_gate_history(tmp_path: Path, servers: list[Serv
                     httpx.post(server.url + "/gate", data=params, headers=_h(keys["read"]))):
         assert refused.status_code == 403
         assert "recording a release verdict needs an ingest or admin key" in refused.json()["error"]
+    # A link cannot record with a signed-in browser's cookie, whatever its role.
+    linked = httpx.get(server.url + "/api/gate", params={**params, "record": "true"},
+                       headers={"Cookie": f"aisre_key={keys['ingest']}"})
+    assert linked.status_code == 403 and "not the browser's cookie" in linked.json()["error"]
     result = runner.invoke(cli, ["gate", "--journey", "ask", "--baseline", "service.version=1.4", "--candidate",
                                  "service.version=1.5", "--url", server.url], env={"AISRE_KEY": keys["read"]})
     assert result.exit_code == 1 and "aisre gate --no-record" in result.output, result.output

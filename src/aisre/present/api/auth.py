@@ -211,11 +211,18 @@ class AuthMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = scope.get("query_string", b"").decode("latin-1")
         need = required_roles(scope["method"], scope["path"], query)
-        secret = key_from_headers(headers.get) or _cookie(headers.get("cookie"))
+        header_secret = key_from_headers(headers.get)
+        secret = header_secret or _cookie(headers.get("cookie"))
         try:
             principal = self.keys.principal(secret)
             if need is not None and not principal.may_any(need):
                 raise _forbidden(principal, need, scope["path"])
+            from_cookie = header_secret is None and secret and principal.key_id != "local"
+            if from_cookie and scope["method"] != "POST" and need == ("ingest",):
+                # The one GET that writes (/api/gate?record=true): the SameSite=Lax cookie rides
+                # along on links from other sites, so a link must not record with it.
+                raise Forbidden("record=true on a GET needs the key in a header (Authorization or x-aisre-key), "
+                                "not the browser's cookie; the UI records with its Judge now form")
         except (Unauthenticated, Forbidden) as error:
             if need is None:
                 await self.app(scope, receive, send)
