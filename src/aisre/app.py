@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -22,6 +23,7 @@ from aisre.act.cost_alerts import BudgetAlertEvaluator
 from aisre.act.incidents import IncidentManager
 from aisre.act.notify import Notifier, load_receivers
 from aisre.act.postmortem import Postmortems
+from aisre.core.auth import auth_required
 from aisre.core.errors import PermanentError
 from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
@@ -50,19 +52,31 @@ from aisre.store.ingest import SpanIngest
 log = logging.getLogger("aisre")
 
 
-def check_bind(host: str, has_keys: bool) -> None:
-    """Refuse a non-loopback interface while no API key exists (auth would be off)."""
-    if has_keys:
-        return
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback address."""
     try:
         addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         raise PermanentError(f"cannot resolve host {host!r}") from None
-    if not all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses):
+    return all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
+
+
+def check_bind(host: str, has_keys: bool, auth: str = "auto") -> None:
+    """Refuse ``auth=off`` on a non-loopback interface, and a non-loopback interface while no
+    usable API key exists (nobody could use it, or with auth off anyone could)."""
+    auth_required(auth, False, False)  # an unknown mode fails here, at start
+    if is_loopback(host):
+        return
+    if auth == "off":
+        raise PermanentError(
+            f"refusing auth=off on {host!r}: it is not a loopback address, so anyone who can reach it "
+            "could read and write everything; auth=off is for loopback only"
+        )
+    if not has_keys:
         raise PermanentError(
             f"refusing to listen on {host!r}: it is not a loopback address and no API key exists, so "
-            "anyone who can reach it could read and write everything; create a key first "
-            "(aisre keys create --db FILE --tenant NAME --role admin) and serve with auth on"
+            "nobody could use it; create a key first "
+            "(aisre keys create --db FILE --tenant NAME --role admin), then start the server"
         )
 
 
@@ -90,7 +104,12 @@ class AisreServer:
             checkpoint_mb=settings.checkpoint_mb,
             rollup_interval_ms=settings.rollup_interval_ms,
         )
-        self.keys = KeyRing(self.store, settings.tenant)
+        self.keys = KeyRing(self.store, settings.tenant, settings.auth, public=not is_loopback(settings.host))
+        now = time.time_ns()
+        usable = [k for k in self.store.active_keys() if k["expires_ns"] is None or k["expires_ns"] > now]
+        if self.keys.enabled and not usable:
+            log.warning("auth is on and no API key is usable: create one with the server stopped "
+                        "(aisre keys create --db %s --tenant NAME --role admin)", settings.db)
         self.cost = CostEngine(DuckDBCost(self.store), catalog, Minimums(
             settings.explain_min_runs, settings.explain_min_exemplars, settings.explain_min_share))
         self.registry = CollectorRegistry()
@@ -239,7 +258,7 @@ class _QuietExitServer(uvicorn.Server):
 
 def run_server(settings: Settings, on_ready: Any = None) -> None:
     """Check the bind address, build the server and serve until told to stop."""
-    check_bind(settings.host, has_active_keys(settings.db))
+    check_bind(settings.host, has_active_keys(settings.db), settings.auth)
     server = AisreServer(settings)
     if on_ready is not None:
         on_ready(server)

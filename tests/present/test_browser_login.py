@@ -45,4 +45,8 @@ def test_login_with_a_read_key(page: sync_api.Page, server_factory: Any, tmp_pat
     expect(page).to_have_url(server.url + "/")
     expect(page.locator("header .meta")).to_contain_text("tenant shop")
     expect(page.get_by_role("link", name="checkout")).to_be_visible()
+    # The session cookie: out of scripts' reach, not sent on cross-site POSTs, and (plain HTTP
+    # on loopback) not Secure, or the browser would drop it.
+    cookie = next(c for c in page.context.cookies() if c["name"] == "aisre_key")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and not cookie["secure"]
     page.screenshot(path=str(SHOTS / "login-journeys.png"), full_page=True)

@@ -30,6 +30,10 @@ class NotFound(PermanentError):
     """The thing asked for does not exist (HTTP 404)."""
 
 
+class Conflict(PermanentError):
+    """The request is well formed but the current state does not allow it (HTTP 409)."""
+
+
 class RetryableError(AisreError):
     """A transient refusal: the sender should retry after ``retry_after`` seconds."""
 

@@ -24,7 +24,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 4318, "HTTP port: OTLP/HTTP at /v1/traces, the REST API, the UI and /metrics"),
     Setting("grpc_port", 4317, "OTLP/gRPC port (TraceService/Export); 0 turns gRPC off"),
     Setting("db", "aisre.duckdb", "Path of the embedded DuckDB file"),
-    Setting("tenant", "default", "Tenant that data without credentials belongs to"),
+    Setting("tenant", "default", "Tenant that data without credentials belongs to (auth off)"),
+    Setting("auth", "auto", "API keys: auto (required once the store has ever had a key, or on a non-loopback host), required, or off (loopback only)"),
+    Setting("operator_tenant", "", "Tenant whose admin keys may read /metrics/all (every tenant's series); default: the tenant setting"),
     Setting("slos", "", "SLO spec file or folder (aisre, OpenSLO or Sloth YAML) loaded at start"),
     Setting("gate_config", "", "Release-gate file (judge, metric settings, error-budget policy) that /api/gate judges with; defaults when empty"),
     Setting("price_catalog", "", "Price catalog YAML used instead of the shipped one (versions with effective dates; USD per 1M tokens)"),
@@ -71,6 +73,8 @@ class Settings:
     grpc_port: int = 4317
     db: str = "aisre.duckdb"
     tenant: str = "default"
+    auth: str = "auto"
+    operator_tenant: str = ""
     journey_rules: str = ""
     price_catalog: str = ""
     slos: str = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -10,9 +11,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from aisre.core.auth import parse_expiry
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import rfc3339
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
+
+
+def key_status(row: dict[str, Any], now_ns: int) -> str:
+    """active, expired or revoked."""
+    if row.get("revoked_ns") is not None:
+        return "revoked"
+    expires = row.get("expires_ns")
+    return "expired" if expires is not None and expires <= now_ns else "active"
 
 
 def _key_document(row: dict[str, Any]) -> dict[str, Any]:
@@ -21,8 +31,10 @@ def _key_document(row: dict[str, Any]) -> dict[str, Any]:
         "tenant": row["tenant"],
         "role": row["role"],
         "name": row["name"],
+        "status": key_status(row, time.time_ns()),
         "created": rfc3339(row.get("created_ns")),
         "created_by": row.get("created_by"),
+        "expires": rfc3339(row.get("expires_ns")),
         "revoked": rfc3339(row.get("revoked_ns")),
         "revoked_by": row.get("revoked_by"),
     }
@@ -30,7 +42,7 @@ def _key_document(row: dict[str, Any]) -> dict[str, Any]:
 
 async def key_list(request: Request) -> Response:
     """
-    summary: The caller's tenant's API keys (ids, roles, names; never the secrets)
+    summary: The caller's tenant's API keys (ids, roles, names, status active|expired|revoked, expiry; never the secrets)
     responses:
       200: {description: "{items: [...]}"}
     """
@@ -42,12 +54,16 @@ async def key_list(request: Request) -> Response:
 async def key_create(request: Request) -> Response:
     """
     summary: Create an API key in the caller's tenant; the secret is in this answer only
+    description: >
+      expires_at (RFC 3339, optional) makes the key stop working at that time (401 saying it
+      expired). The store's first key must be an admin key: creating it turns auth on for good.
     requestBody:
       content:
-        application/json: {schema: {type: object, required: [role], properties: {role: {type: string, enum: [ingest, read, admin]}, name: {type: string}}}}
+        application/json: {schema: {type: object, required: [role], properties: {role: {type: string, enum: [ingest, read, admin]}, name: {type: string}, expires_at: {type: string, format: date-time}}}}
     responses:
-      201: {description: "{key, key_id, tenant, role, name}"}
-      400: {description: Bad role or body.}
+      201: {description: "{key, key_id, tenant, role, name, expires}"}
+      400: {description: Bad role, body or expiry.}
+      409: {description: The first key of a store must be an admin key.}
     """
     ctx = _ctx(request)
     try:
@@ -56,27 +72,36 @@ async def key_create(request: Request) -> Response:
         raise PermanentError(f"malformed JSON: {exc}") from None
     if not isinstance(body, dict):
         raise PermanentError("body must be a JSON object: {role, name}")
-    role, name = body.get("role"), body.get("name", "")
+    role, name, expires = body.get("role"), body.get("name", ""), body.get("expires_at")
     if not isinstance(role, str) or not isinstance(name, str):
         raise PermanentError("role and name must be strings")
+    if expires is not None and not isinstance(expires, str):
+        raise PermanentError("expires_at must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
+    expires_ns = parse_expiry(expires, time.time_ns(), "expires_at") if expires else None
     secret, record = await run_in_threadpool(
-        ctx.keys.create, ctx.tenant_for(request), role, name, ctx.actor(request)
+        ctx.keys.create_over_api, ctx.tenant_for(request), role, name, ctx.actor(request), expires_ns
     )
-    return ORJSONResponse({"key": secret, **record}, status_code=201)
+    public = {k: v for k, v in record.items() if k != "expires_ns"}
+    return ORJSONResponse({"key": secret, **public, "expires": rfc3339(expires_ns)}, status_code=201)
 
 
 async def key_revoke(request: Request) -> Response:
     """
     summary: Revoke an API key of the caller's tenant (takes effect at once)
+    description: >
+      The tenant's last admin key that is neither revoked nor expired cannot be revoked here
+      (409): create another admin key first. Other tenants' admin keys do not count. Offline,
+      with the server stopped, `aisre keys revoke --db FILE` can still revoke it.
     parameters:
       - {name: key_id, in: path, required: true, schema: {type: string}}
     responses:
       200: {description: The revoked key.}
       404: {description: No such key in this tenant.}
+      409: {description: The tenant's last usable admin key.}
     """
     ctx = _ctx(request)
     row = await run_in_threadpool(
-        ctx.keys.revoke, ctx.tenant_for(request), request.path_params["key_id"], ctx.actor(request)
+        ctx.keys.revoke, ctx.tenant_for(request), request.path_params["key_id"], ctx.actor(request), True
     )
     return ORJSONResponse(_key_document(row))
 

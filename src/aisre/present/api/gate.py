@@ -1,4 +1,9 @@
-"""``/api/gate``: the release verdict for a baseline and a candidate, and the verdict history."""
+"""``/api/gate``: the release verdict for a baseline and a candidate, and the verdict history.
+
+``GET`` judges without writing unless ``record=true``; ``POST`` records unless ``record=false``.
+Recording keeps the verdict in the history and the audit log, so it needs a role that may write
+(ingest or admin; see ``auth.required_roles``): a read key stays read-only.
+"""
 
 from __future__ import annotations
 
@@ -55,22 +60,27 @@ def _gate_request(request: Request) -> GateRequest:
     )
 
 
-async def _decide(request: Request, config: GateConfig) -> Response:
+async def decide(request: Request, gate_request: GateRequest, config: GateConfig, record: bool) -> dict[str, Any]:
+    """Judge; when ``record``, keep the verdict in the history and audit it (API and UI alike)."""
     ctx = _ctx(request)
-    gate_request = _gate_request(request)
-    record = _flag(request, "record", True)
     tenant = gate_request.tenant
 
     def statuses() -> list[dict[str, Any]]:
         return ctx.slos.statuses(tenant)
 
     fn = judge_and_record if record else judge
-    doc = await run_in_threadpool(fn, ctx.store, gate_request, config, statuses)
+    doc: dict[str, Any] = await run_in_threadpool(fn, ctx.store, gate_request, config, statuses)
     if record:
         after = {"id": doc.get("id"), "verdict": doc.get("verdict"), "baseline": doc["baseline"]["selector"],
                  "candidate": doc["candidate"]["selector"], "fix": gate_request.fix}
         await ctx.audit(request, "gate.verdict", f"journey {gate_request.journey}", None, after)
-    return ORJSONResponse(doc)
+    return doc
+
+
+async def _decide(request: Request, config: GateConfig) -> Response:
+    # The auth middleware has already checked the role against the same default.
+    record = _flag(request, "record", request.method == "POST")
+    return ORJSONResponse(await decide(request, _gate_request(request), config, record))
 
 
 async def gate_get(request: Request) -> Response:
@@ -88,23 +98,30 @@ async def gate_get(request: Request) -> Response:
       - {name: fix, in: query, schema: {type: boolean}, description: The release is a fix (may pass a policy rule that allows fixes)}
       - {name: since, in: query, schema: {type: string}, description: "Start of the runs compared (default: the gate window before until)"}
       - {name: until, in: query, schema: {type: string}}
-      - {name: record, in: query, schema: {type: boolean}, description: "Keep the verdict in the history (default true)"}
+      - {name: record, in: query, schema: {type: boolean}, description: "Keep the verdict in the history and the audit log (default false on GET); true needs an ingest or admin key"}
     responses:
       200: {description: "{verdict, exit_code, score, score_range, failed_metrics, insufficient_data, reasons, notes, metrics: [...], groups, policy, baseline, candidate}"}
       400: {description: Bad parameters.}
+      403: {description: record=true with a read key.}
     """
     return await _decide(request, server_config(_ctx(request)))
 
 
 async def gate_post(request: Request) -> Response:
     """
-    summary: Like GET /api/gate, judged with the gate file in the body (YAML) instead of the server's
+    summary: Judge with the gate file in the body (YAML) and record the verdict (unless record=false)
+    description: >
+      Takes GET /api/gate's query parameters. Recording (the default here) keeps the verdict in the
+      history and the audit log and needs an ingest or admin key; with record=false a read key may judge.
+    parameters:
+      - {name: record, in: query, schema: {type: boolean}, description: "Keep the verdict (default true)"}
     requestBody:
       content:
         application/yaml: {schema: {type: string}}
     responses:
       200: {description: The verdict document.}
       400: {description: "Bad parameters, or gate file errors as file:line: field: message."}
+      403: {description: Recording with a read key.}
     """
     body = (await request.body()).decode("utf-8", errors="replace")
     config = await run_in_threadpool(parse_gate_config, body, request.query_params.get("config_name", "request body"))

@@ -1,9 +1,14 @@
-"""Journey and SLO counters on /metrics, read from the rollups at scrape time.
+"""Journey and SLO counters on /metrics, read from the rollups at scrape time, and the
+tenant scoping of the whole exposition.
 
 These are the series aisre's exported Prometheus rules read
 (evaluate/export/prometheus.py): per SLO `aisre_slo_events_total`,
 `aisre_slo_bad_events_total` and `aisre_slo_first_event_timestamp_seconds`; per journey runs, failures, tokens, cost and a run
 duration histogram.
+
+The process registry also holds series with a ``tenant`` label (what ingest did to each
+tenant's content). ``/metrics`` shows those only for the caller's tenant
+(:class:`TenantScoped`); process-wide series carry no tenant label and are shown as they are.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from aisre.core.auth import caller_tenant
 from aisre.core.schema import DURATION_BUCKETS_MS
@@ -104,3 +109,26 @@ class StoreMemoryCollector(Collector):
         used.add_metric(["index"], float(memory["index_bytes"]))
         yield limit
         yield used
+
+
+TENANT_LABEL = "tenant"
+
+
+class TenantScoped:
+    """A view of a registry for one tenant: samples labelled with another tenant are left out
+    (a family left without samples still shows its HELP and TYPE, as an unused one does)."""
+
+    def __init__(self, registry: CollectorRegistry, tenant: str) -> None:
+        self._registry = registry
+        self._tenant = tenant
+
+    def collect(self) -> Iterator[Metric]:
+        """What ``generate_latest`` reads."""
+        for metric in self._registry.collect():
+            kept = [s for s in metric.samples if s.labels.get(TENANT_LABEL, self._tenant) == self._tenant]
+            if len(kept) == len(metric.samples):
+                yield metric
+                continue
+            scoped = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            scoped.samples = kept
+            yield scoped

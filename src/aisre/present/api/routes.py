@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
 from aisre.act.alerts import is_budget_alert
+from aisre.core.auth import Forbidden
 from aisre.core.errors import PermanentError
 from aisre.core.model import RunQuery, TimeRange
 from aisre.core.slo import SloSpec
@@ -23,6 +24,7 @@ from aisre.derive import journeys
 from aisre.evaluate.specs import specs_from_text
 from aisre.normalize.scores import parse_scores
 from aisre.present.api.context import AppContext
+from aisre.present.api.metrics import TenantScoped
 
 
 class ORJSONResponse(JSONResponse):
@@ -81,12 +83,39 @@ async def stats(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """
-    summary: Prometheus exposition of aisre's own metrics
+    summary: Prometheus exposition of aisre's own metrics, for the caller's tenant
+    description: >
+      Journey and SLO series are the caller's tenant's; series with a tenant label appear only
+      for the caller's tenant (with auth off, the default tenant); process-wide series (ingest
+      requests, spans, refusals, latency, store memory) carry no tenant label.
     responses:
       200: {description: Prometheus text format.}
     """
     ctx = _ctx(request)
-    return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+    view = TenantScoped(ctx.registry, ctx.tenant_for(request))
+    return Response(await run_in_threadpool(generate_latest, view), media_type=CONTENT_TYPE_LATEST)
+
+
+async def metrics_all(request: Request) -> Response:
+    """
+    summary: Prometheus exposition with every tenant's tenant-labelled series (operator admin key only)
+    description: >
+      Like /metrics, plus the tenant-labelled series of every tenant. Only an admin key of the
+      operator tenant (setting operator_tenant, default the tenant setting) may read it; other
+      tenants' admins get 403.
+    responses:
+      200: {description: Prometheus text format.}
+      403: {description: Not an admin key of the operator tenant.}
+    """
+    ctx = _ctx(request)
+    operator = ctx.settings.operator_tenant or ctx.settings.tenant
+    principal = ctx.principal(request)
+    if principal.role != "admin" or principal.tenant != operator:
+        raise Forbidden(
+            f"/metrics/all shows every tenant; it needs an admin key of the operator tenant {operator!r} "
+            f"(key {principal.key_id} is {principal.role} of tenant {principal.tenant!r}); use /metrics"
+        )
+    return Response(await run_in_threadpool(generate_latest, ctx.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def journey_list(request: Request) -> Response:
@@ -324,6 +353,7 @@ async def openapi(request: Request) -> Response:
 API_ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/metrics/all", metrics_all, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     Route("/api/stats", stats, methods=["GET"]),
     Route("/api/journeys", journey_list, methods=["GET"]),

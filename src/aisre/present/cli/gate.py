@@ -1,5 +1,8 @@
 """``aisre gate``: the release verdict for a CI step, with the evidence printed as a table.
 
+The verdict it decides on is recorded (history and audit log), as a release pipeline expects:
+that needs an ingest or admin key in AISRE_KEY; ``--no-record`` only judges (a read key is enough).
+
 Exit codes: 0 pass, 1 fail, 2 marginal, 3 insufficient data (and 1 for usage or connection errors,
 which print ``error:`` first).
 """
@@ -142,6 +145,7 @@ def register_gate(app: typer.Typer) -> None:
         poll: float = typer.Option(15.0, "--poll", help="Seconds between polls with --wait"),
         fix: bool = typer.Option(False, "--fix", help="The release is a fix: policy rules that allow fixes let it through"),
         since: str = typer.Option("", "--since", help="Compare runs started after this (RFC 3339 or e.g. -2h); default: the gate window"),
+        record: bool = typer.Option(True, "--record/--no-record", help="Keep the verdict in the history and audit log (needs an ingest or admin key); --no-record only judges"),
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
@@ -161,13 +165,13 @@ def register_gate(app: typer.Typer) -> None:
         params: dict[str, Any] = {"journey": journey, "baseline": baseline, "candidate": candidate,
                                   "fix": "true" if fix else None, "since": since or None}
 
-        def ask(record: bool) -> Any:
-            p = {**params, "record": "true" if record else "false"}
+        def ask(keep: bool) -> Any:
+            p = {**params, "record": "true" if keep and record else "false"}
             if config_text:
                 return call(lambda: post_gate(url, p, config_text, str(config)))
             return call(lambda: get_json(url, "/api/gate", p, timeout=120))
 
-        doc = ask(record=not deadline_s)
+        doc = ask(keep=not deadline_s)
         if deadline_s:
             doc = _wait(ask, doc, deadline_s, poll)
         if fmt == "json":
@@ -189,8 +193,8 @@ def _wait(ask: Any, doc: dict[str, Any], deadline_s: float, poll: float) -> dict
         }
         while doc["verdict"] == "insufficient_data" and time.monotonic() < end:
             time.sleep(max(0.0, min(poll, end - time.monotonic())))
-            doc = ask(record=False)
+            doc = ask(keep=False)
             for side, task in tasks.items():
                 progress.update(task, completed=min(doc[side]["runs"], need), runs=f"{doc[side]['runs']}/{need}")
-    # The decision that counts is recorded.
-    return dict(ask(record=True))
+    # The decision that counts is recorded (unless --no-record).
+    return dict(ask(keep=True))

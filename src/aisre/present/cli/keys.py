@@ -3,12 +3,14 @@ server's store file with ``--db``) and the audit log."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from aisre.core.auth import parse_expiry
 from aisre.core.timefmt import rfc3339
 from aisre.present.cli.client import get_json, send_json
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
@@ -46,37 +48,47 @@ def build_keys_cli() -> typer.Typer:
     def create_cmd(
         role: str = typer.Option(..., "--role", help="ingest (send telemetry), read (GET) or admin (everything)"),
         name: str = typer.Option("", "--name", help="What the key is for, e.g. 'otel-collector prod'"),
+        expires: str = typer.Option("", "--expires", help="Stop working after this long (90d, 12h, 2w) or at this RFC 3339 time; default never"),
         tenant: str = TenantOption,
         db: str = DbOption,
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
         """Create a key and print its secret once: store it now, aisre keeps only a digest."""
+        expires_ns = call(lambda: parse_expiry(expires, time.time_ns(), "--expires")) if expires else None
         if db:
             store, ring = _offline(db)
             try:
-                secret, record = call(lambda: ring.create(tenant, role, name, "cli"))
+                secret, record = call(lambda: ring.create(tenant, role, name, "cli", expires_ns))
             finally:
                 store.close()
-            data = {"key": secret, **record}
+            data = {"key": secret, **{k: v for k, v in record.items() if k != "expires_ns"},
+                    "expires": rfc3339(expires_ns)}
         else:
-            data = call(lambda: send_json(url, "POST", "/api/keys", {"role": role, "name": name}))
+            body = {"role": role, "name": name, "expires_at": rfc3339(expires_ns)}
+            data = call(lambda: send_json(url, "POST", "/api/keys", {k: v for k, v in body.items() if v is not None}))
         if fmt == "json":
             emit_json(data)
             return
-        console.print(f"key {data['key_id']} for tenant {data['tenant']!r}, role {data['role']}:")
+        until = f", expires {data['expires']}" if data.get("expires") else ""
+        console.print(f"key {data['key_id']} for tenant {data['tenant']!r}, role {data['role']}{until}:")
         console.print(data["key"], soft_wrap=True, highlight=False)
         console.print("[dim]send it as 'Authorization: Bearer <key>' (OTLP exporters: OTEL_EXPORTER_OTLP_HEADERS) "
                       "or set AISRE_KEY for the CLI[/]")
 
     @app.command("list")
     def list_cmd(tenant: str = TenantOption, db: str = DbOption, url: str = UrlOption, fmt: str = FormatOption) -> None:
-        """Keys of the tenant: id, role, name, created and revoked (never the secrets)."""
+        """Keys of the tenant: id, role, name, status, created, expires and revoked (never the secrets)."""
         if db:
+            from aisre.present.api.admin import key_status
+
             store, _ = _offline(db)
+            now = time.time_ns()
             try:
                 rows = [
-                    {**r, "created": rfc3339(r.pop("created_ns")), "revoked": rfc3339(r.pop("revoked_ns"))}
+                    {**{k: v for k, v in r.items() if not k.endswith("_ns")}, "status": key_status(r, now),
+                     "created": rfc3339(r["created_ns"]), "expires": rfc3339(r["expires_ns"]),
+                     "revoked": rfc3339(r["revoked_ns"])}
                     for r in store.list_keys(tenant)
                 ]
             finally:
@@ -86,15 +98,17 @@ def build_keys_cli() -> typer.Typer:
         if fmt == "json":
             emit_json({"items": rows})
             return
-        table = Table("key id", "tenant", "role", "name", "created", "revoked")
+        table = Table("key id", "tenant", "role", "name", "status", "created", "expires", "revoked")
         for r in rows:
-            table.add_row(r["key_id"], r["tenant"], r["role"], r["name"], r["created"] or "", r["revoked"] or "")
+            table.add_row(r["key_id"], r["tenant"], r["role"], r["name"], r["status"], r["created"] or "",
+                          r["expires"] or "never", r["revoked"] or "")
         console.print(table)
 
     @app.command("revoke")
     def revoke_cmd(key_id: str = typer.Argument(...), tenant: str = TenantOption, db: str = DbOption,
                    url: str = UrlOption) -> None:
-        """Revoke a key; requests with it are refused from now on."""
+        """Revoke a key; requests with it are refused from now on. Over the API the tenant's last
+        admin key is refused (create another first); offline (--db) it is not."""
         if db:
             store, ring = _offline(db)
             try:

@@ -276,6 +276,11 @@ def _run_server(
             console.print(f"[bold green]aisre[/] on [link]http://{settings.host}:{settings.port}/[/link]  (store: {os.path.abspath(settings.db)})")
             grpc = f"OTLP/gRPC {settings.host}:{settings.grpc_port}" if settings.grpc_port else "OTLP/gRPC off"
             console.print(f"OTLP/HTTP http://{settings.host}:{settings.port}/v1/traces   {grpc}")
+            keys = getattr(server, "keys", None)
+            if keys is not None:
+                why = "auth=off" if settings.auth == "off" else "loopback, no key yet"
+                console.print("auth on: every request needs an API key" if keys.enabled else
+                              f"auth off ({why}): every caller is admin of the default tenant")
             if note:
                 console.print(note)
         if on_ready is not None:

@@ -1,9 +1,13 @@
 """The release-gate pages: verdict history per journey, and one verdict's evidence with the
-baseline and candidate distributions side by side (server-rendered SVG)."""
+baseline and candidate distributions side by side (server-rendered SVG).
+
+Judging from the page records the verdict (history and audit log), so it is a form POST that
+needs an ingest or admin key; a GET only ever reads, whatever its parameters."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,9 +16,9 @@ from starlette.routing import BaseRoute, Route
 
 from aisre.core.timefmt import rfc3339
 from aisre.derive.populations import parse_selector
-from aisre.evaluate.gate.judge import GateRequest, judge_and_record
-from aisre.present.api.gate import server_config
-from aisre.present.ui.pages import _ctx, _page, _render
+from aisre.evaluate.gate.judge import GateRequest
+from aisre.present.api.gate import decide, server_config
+from aisre.present.ui.pages import _ctx, _error, _page, _render
 
 CHART_W, CHART_H = 360, 120
 
@@ -44,26 +48,40 @@ def histogram_bars(dist: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 async def gate_page(request: Request) -> Response:
-    """History of verdicts (of one journey, or all); with journey+baseline+candidate, judge now."""
+    """History of verdicts (of one journey, or all), and the form that judges a candidate now
+    (prefilled from journey, baseline and candidate in the query; submitting it is a POST)."""
     ctx = _ctx(request)
     q = request.query_params
     tenant = ctx.tenant_for(request)
     journey = q.get("journey") or None
-    if journey and q.get("baseline") and q.get("candidate"):
-        gate_request = GateRequest(
-            tenant, journey, parse_selector(q["baseline"], "baseline"), parse_selector(q["candidate"], "candidate"),
-            fix=q.get("fix") in ("1", "true", "on"),
-        )
-        doc = await run_in_threadpool(
-            judge_and_record, ctx.store, gate_request, server_config(ctx), lambda: ctx.slos.statuses(tenant)
-        )
-        return RedirectResponse(f"/gate/verdicts/{doc['id']}", status_code=303)
     rows = await run_in_threadpool(ctx.store.list_gate_verdicts, tenant, journey, 200)
     for row in rows:
         row["decided_at"] = rfc3339(row["decided_ns"])
     journeys = sorted({r["journey"] for r in rows})
-    context = {"nav": "gate", "verdicts": rows, "journey": journey, "journeys": journeys}
+    context = {
+        "nav": "gate", "verdicts": rows, "journey": journey, "journeys": journeys,
+        "baseline": q.get("baseline") or "", "candidate": q.get("candidate") or "",
+        "may_record": ctx.principal(request).may("ingest"),
+    }
     return _render(request, "gate.html", context)
+
+
+async def gate_judge(request: Request) -> Response:
+    """The form's POST: judge now, record the verdict (and audit it), show its evidence."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.url.netloc:
+        return _error(request, 403, "Refused", "this form may only be posted from this server's own pages")
+    ctx = _ctx(request)
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
+    gate_request = GateRequest(
+        ctx.tenant_for(request), form.get("journey", "").strip(),
+        parse_selector(form.get("baseline", ""), "baseline"), parse_selector(form.get("candidate", ""), "candidate"),
+        fix=form.get("fix") in ("1", "true", "on"),
+    )
+    if not gate_request.journey:
+        return _error(request, 400, "Not judged", "journey is required", nav="gate")
+    doc = await decide(request, gate_request, server_config(ctx), record=True)
+    return RedirectResponse(f"/gate/verdicts/{doc['id']}", status_code=303)
 
 
 async def verdict_page(request: Request) -> Response:
@@ -84,5 +102,6 @@ def gate_ui_routes() -> list[BaseRoute]:
     """Routes of the gate pages."""
     return [
         Route("/gate", _page(gate_page), methods=["GET"], include_in_schema=False),
+        Route("/gate", _page(gate_judge), methods=["POST"], include_in_schema=False),
         Route("/gate/verdicts/{id}", _page(verdict_page), methods=["GET"], include_in_schema=False),
     ]

@@ -114,8 +114,18 @@ def _tenant_or_none(request: Request) -> str | None:
     return found.tenant if isinstance(found, Principal) else None
 
 
+def is_https(request: Request) -> bool:
+    """Whether the browser reached us over TLS: directly, or through a proxy saying
+    ``X-Forwarded-Proto: https``. The header is believed from any peer because it only ever
+    adds ``Secure`` to the sender's own cookie; a cookie without it could leak over plain HTTP."""
+    if request.url.scheme == "https":
+        return True
+    forwarded = request.headers.get("x-forwarded-proto", "")
+    return any(part.strip().lower() == "https" for part in forwarded.split(","))
+
+
 async def login_page(request: Request) -> Response:
-    """A form that keeps an API key in an HttpOnly cookie, for browsers (auth on)."""
+    """A form that keeps an API key in an HttpOnly, SameSite=Lax cookie (Secure over HTTPS)."""
     if request.method == "POST":
         # A plain urlencoded form; parsed here so the UI needs no multipart library.
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
@@ -125,7 +135,9 @@ async def login_page(request: Request) -> Response:
         except (Unauthenticated, PermanentError):
             return _render(request, "login.html", {"error": "unknown or revoked API key", "nav": None}, 401)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/")
+        # Lax, not Strict: links from notifications (Slack, PagerDuty) open signed in, and no
+        # GET changes anything, while cross-site POSTs still arrive without the cookie.
+        response.set_cookie(COOKIE, key, httponly=True, samesite="lax", secure=is_https(request), path="/")
         return response
     return _render(request, "login.html", {"error": None, "nav": None})
 

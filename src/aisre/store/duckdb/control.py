@@ -1,4 +1,4 @@
-"""Control-plane tables of the DuckDB store: API keys and the append-only audit log."""
+"""Control-plane tables of the DuckDB store: API keys, the auth latch and the append-only audit log."""
 
 from __future__ import annotations
 
@@ -10,22 +10,31 @@ from typing import Any, Protocol
 import duckdb
 
 from aisre.core.auth import check_tenant
-from aisre.core.errors import NotFound
+from aisre.core.errors import Conflict, NotFound
 from aisre.store.duckdb.writer import Writer
 
 
 def has_active_keys(path: str) -> bool:
-    """Whether the store file at ``path`` holds an unrevoked key (read-only; False if absent)."""
+    """Whether the store file at ``path`` holds a key neither revoked nor expired (read-only;
+    False if absent). Read before the server opens the file, so it may predate migrations."""
     if path == ":memory:" or not Path(path).exists():
         return False
     conn = duckdb.connect(path, read_only=True)
     try:
-        exists = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'api_keys'"
-        ).fetchone()
-        if not exists or not exists[0]:
+        columns = {
+            str(row[0])
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'api_keys'"
+            ).fetchall()
+        }
+        if not columns:
             return False
-        row = conn.execute("SELECT count(*) FROM api_keys WHERE revoked_ns IS NULL").fetchone()
+        sql = "SELECT count(*) FROM api_keys WHERE revoked_ns IS NULL"
+        params: list[Any] = []
+        if "expires_ns" in columns:
+            sql += " AND (expires_ns IS NULL OR expires_ns > ?)"
+            params.append(time.time_ns())
+        row = conn.execute(sql, params).fetchone()
         return bool(row and row[0])
     finally:
         conn.close()
@@ -38,24 +47,32 @@ class _Host(Protocol):
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]: ...
 
 
+AUTH_LATCH = "auth_required"
+
+
 class ControlTables:
     """Mixed into DuckDBStore; writes go through its writer thread like every other write."""
 
     def add_key(self: _Host, key: dict[str, Any], actor: str) -> None:
-        """Store a new key (its digest, never the secret) and audit it, in one transaction."""
-        row = {**key, "created_ns": time.time_ns(), "created_by": actor}
+        """Store a new key (its digest, never the secret) and audit it, in one transaction;
+        the first key ever also latches auth on for this store, in the same transaction."""
+        row = {"expires_ns": None, **key, "created_ns": time.time_ns(), "created_by": actor}
 
         def write() -> None:
             conn = self._conn
             conn.execute("BEGIN TRANSACTION")
             try:
                 conn.execute(
-                    "INSERT INTO api_keys (key_id, digest, tenant, role, name, created_ns, created_by) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO api_keys (key_id, digest, tenant, role, name, created_ns, created_by, expires_ns) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [row["key_id"], row["digest"], row["tenant"], row["role"], row["name"],
-                     row["created_ns"], actor],
+                     row["created_ns"], actor, row["expires_ns"]],
                 )
-                public = {k: row[k] for k in ("key_id", "tenant", "role", "name")}
+                conn.execute(
+                    "INSERT INTO control_flags (name, set_ns, set_by) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    [AUTH_LATCH, row["created_ns"], actor],
+                )
+                public = {k: row[k] for k in ("key_id", "tenant", "role", "name", "expires_ns")}
                 _audit(conn, row["tenant"], actor, "key.create", row["key_id"], None, public)
                 conn.execute("COMMIT")
             except Exception:
@@ -64,7 +81,12 @@ class ControlTables:
 
         self._writer.call(write).result(60)
 
-    def revoke_key(self: _Host, tenant: str, key_id: str, actor: str) -> dict[str, Any]:
+    def revoke_key(
+        self: _Host, tenant: str, key_id: str, actor: str, keep_admin: bool = False
+    ) -> dict[str, Any]:
+        """Revoke a key. With ``keep_admin`` (the API), the tenant's last usable admin key is
+        refused with Conflict: the check and the update run in one writer call, so two
+        concurrent revocations cannot both pass it."""
         check_tenant(tenant)
 
         def write() -> dict[str, Any]:
@@ -79,6 +101,19 @@ class ControlTables:
             if before["revoked_ns"] is not None:
                 return before
             now = time.time_ns()
+            if keep_admin and before["role"] == "admin":
+                others = conn.execute(
+                    "SELECT count(*) FROM api_keys WHERE tenant = ? AND role = 'admin' AND key_id <> ? "
+                    "AND revoked_ns IS NULL AND (expires_ns IS NULL OR expires_ns > ?)",
+                    [tenant, key_id, now],
+                ).fetchone()
+                if not others or not others[0]:
+                    raise Conflict(
+                        f"{key_id} is the last admin key of tenant {tenant!r}; revoking it would leave nobody "
+                        "able to manage keys. Create another admin key first (POST /api/keys "
+                        '{"role": "admin"}), then revoke this one; or revoke it offline with the server '
+                        "stopped (aisre keys revoke --db FILE)"
+                    )
             conn.execute("BEGIN TRANSACTION")
             try:
                 conn.execute(
@@ -96,13 +131,20 @@ class ControlTables:
         return result
 
     def active_keys(self: _Host) -> list[dict[str, Any]]:
-        """Every unrevoked key with its digest: what the authenticator loads (all tenants)."""
-        return self._rows("SELECT key_id, digest, tenant, role, name FROM api_keys WHERE revoked_ns IS NULL")
+        """Every unrevoked key with its digest and expiry: what the authenticator loads (all tenants)."""
+        return self._rows(
+            "SELECT key_id, digest, tenant, role, name, expires_ns FROM api_keys WHERE revoked_ns IS NULL"
+        )
+
+    def auth_latched(self: _Host) -> bool:
+        """Whether this store has ever had a key (then auth stays on whatever keys remain)."""
+        return bool(self._rows("SELECT 1 AS x FROM control_flags WHERE name = ?", [AUTH_LATCH]))
 
     def list_keys(self: _Host, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's keys, revoked and expired ones included (never digests)."""
         check_tenant(tenant)
         return self._rows(
-            "SELECT key_id, tenant, role, name, created_ns, created_by, revoked_ns, revoked_by "
+            "SELECT key_id, tenant, role, name, created_ns, created_by, expires_ns, revoked_ns, revoked_by "
             "FROM api_keys WHERE tenant = ? ORDER BY created_ns, key_id",
             [tenant],
         )
