@@ -30,7 +30,7 @@ from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.prices import PriceCatalog
 from aisre.normalize.redaction import ContentPolicy
 from aisre.normalize.spans import DEFAULT_LIMITS, ContentCounts, FlatBatch, Limits, flatten
-from aisre.receive.otlp_decode import decode_export
+from aisre.receive.otlp_decode import decode_export_checked
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,15 @@ def decode_and_prepare(
     one when None; content redacted or dropped as the tenant's policy says) and prepare
     them for the store."""
     content_filter = content.filter_for(tenant) if content is not None else None
+    decoded = decode_export_checked(export, max_body_bytes)
     batch = flatten(
-        decode_export(export, max_body_bytes), tenant, time.time_ns(), rules, catalog,
-        content=content_filter, limits=limits,
+        decoded.request, tenant, time.time_ns(), rules, catalog, content=content_filter, limits=limits,
     )
     assert batch.traces is not None and batch.resources is not None and batch.scores is not None
     tables = prepare(batch.table, batch.traces, batch.resources, batch.scores) if batch.accepted else (batch.table,)
-    return Prepared(tables, batch.rejected, batch.reasons, batch.warnings, batch.content)
+    # Spans refused while decoding (e.g. an OTLP/JSON attribute that is no AnyValue) first.
+    return Prepared(tables, decoded.rejected + batch.rejected, decoded.reasons + batch.reasons, batch.warnings,
+                    batch.content)
 
 
 def _to_ipc(table: pa.Table) -> bytes:

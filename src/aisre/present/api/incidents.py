@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from starlette.routing import Route
 
 from aisre.act.postmortem import render_html
 from aisre.core.errors import PermanentError
+from aisre.core.jsonbody import parse_json
 from aisre.core.timefmt import parse_time, rfc3339
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 from aisre.receive.alertmanager import parse_alertmanager
@@ -23,10 +23,7 @@ async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
+    doc = parse_json(raw)
     if not isinstance(doc, dict):
         raise PermanentError("the body must be a JSON object")
     return doc
@@ -372,11 +369,7 @@ async def alertmanager_webhook(request: Request) -> Response:
       200: {description: "{alerts, incidents: [...]}"}
       400: {description: Not a version 4 webhook payload; the message names the field.}
     """
-    try:
-        document = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
-    alerts = parse_alertmanager(document)
+    alerts = parse_alertmanager(parse_json(await request.body()))
     touched = await run_in_threadpool(_ctx(request).incidents.on_alertmanager, alerts, _ctx(request).tenant_for(request))
     return ORJSONResponse({"alerts": len(alerts), "incidents": touched})
 
