@@ -33,6 +33,12 @@ def test_every_json_route_answers_deep_nesting_with_400(server: ServerProcess) -
             response = client.request(method, path, content=DEEP_JSON)
             assert response.status_code == 400, (method, path, response.status_code, response.text[:200])
             assert "nested more than 1024 levels deep" in response.json()["error"], (path, response.text[:200])
+        # An Alertmanager webhook over alertmanager_max_alerts (1000 by default) is 413.
+        storm = {"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": f"a{i}"},
+                                             "startsAt": "2026-01-01T00:00:00Z"} for i in range(1001)]}
+        response = client.post("/api/alertmanager", content=orjson.dumps(storm))
+        assert response.status_code == 413
+        assert "carries 1001 alerts; the limit is 1000 (alertmanager_max_alerts)" in response.json()["error"]
         # The key routes (present/api/admin.py) parse with orjson, whose own depth limit answers 400.
         response = client.post("/api/keys", content=DEEP_JSON)
         assert response.status_code == 400 and "depth limit exceeded" in response.json()["error"]

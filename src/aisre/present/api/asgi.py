@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aisre.core.auth import Forbidden, Unauthenticated
-from aisre.core.errors import NotFound, PermanentError, RetryableError
+from aisre.core.errors import NotFound, PayloadTooLarge, PermanentError, RetryableError
 from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 async def _permanent(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PermanentError)
-    status = 404 if isinstance(exc, NotFound) else 400
+    status = 404 if isinstance(exc, NotFound) else 413 if isinstance(exc, PayloadTooLarge) else 400
     body: dict[str, object] = {"error": exc.message}
     details = getattr(exc, "errors", None)
     if isinstance(details, list):  # e.g. every error of an SLO spec set, with file and line

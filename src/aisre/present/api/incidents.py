@@ -368,9 +368,15 @@ async def alertmanager_webhook(request: Request) -> Response:
     responses:
       200: {description: "{alerts, incidents: [...]}"}
       400: {description: Not a version 4 webhook payload; the message names the field.}
+      413: {description: More alerts than alertmanager_max_alerts.}
     """
-    alerts = parse_alertmanager(parse_json(await request.body()))
-    touched = await run_in_threadpool(_ctx(request).incidents.on_alertmanager, alerts, _ctx(request).tenant_for(request))
+    ctx = _ctx(request)
+    body = await request.body()
+    # Off the event loop: a webhook near the limit is megabytes of JSON and thousands of alerts.
+    alerts = await run_in_threadpool(
+        lambda: parse_alertmanager(parse_json(body), ctx.settings.alertmanager_max_alerts)
+    )
+    touched = await run_in_threadpool(ctx.incidents.on_alertmanager, alerts, ctx.tenant_for(request))
     return ORJSONResponse({"alerts": len(alerts), "incidents": touched})
 
 
