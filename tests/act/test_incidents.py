@@ -438,3 +438,57 @@ def test_title_and_summary_follow_the_worst_alert(store: DuckDBStore, tmp_path: 
     manager.on_slo_alerts([_slo_row("page", "firing", OUTAGE + 12 * MINUTE, PAGE.replace("13.6x", "16.0x"), 16.0)])
     full = manager.get(doc["id"])
     assert full["title"] == "ask answers fail validation" and "16.0x over 1h" in full["summary"]
+
+
+def _storm(alerts: int, journeys: int, status: str = "firing") -> dict[str, Any]:
+    """An Alertmanager webhook of ``alerts`` alerts spread over ``journeys`` journeys."""
+    return {"version": "4", "groupKey": "storm", "status": status, "alerts": [{
+        "status": status,
+        "labels": {"alertname": f"HighErrorRate{i % 7}", "journey": f"j{i % journeys}", "instance": f"pod-{i}",
+                   "severity": "critical" if i == 41 else "warning"},
+        "annotations": {"summary": f"errors high on pod-{i}"},
+        "startsAt": rfc3339(T0 - (i % 13) * MINUTE), "endsAt": rfc3339(T0) if status == "resolved" else "",
+        "fingerprint": f"{i:016x}",
+    } for i in range(alerts)]}
+
+
+def test_an_alert_storm_joins_in_batches_with_every_alert_kept(store: DuckDBStore) -> None:
+    from aisre.receive.alertmanager import parse_alertmanager
+
+    clock = Clock(T0)
+    sent = Recorder()
+    manager = _manager(store, None, clock, sent)
+    docs = manager.on_alertmanager(parse_alertmanager(_storm(2000, 2)), "t")
+    assert sorted(d["journey"] for d in docs) == ["j0", "j1"]
+    for doc in docs:
+        full = manager.get(doc["id"], "t")
+        mine = [i for i in range(2000) if f"j{i % 2}" == doc["journey"]]
+        # Every alert is linked, and the timeline has the opening and one entry per joining alert.
+        assert sorted(a["key"] for a in full["alerts"]) == sorted(f"am:{i:016x}" for i in mine)
+        kinds = [e["kind"] for e in store.incidents.events("t", doc["id"])]
+        assert kinds.count("opened") == 1 and kinds.count("alert") == len(mine) - 1
+        if doc["journey"] == "j1":  # pod-41 is the one critical alert: it escalates and heads j1's incident
+            assert full["severity"] == "sev2" and full["summary"] == "errors high on pod-41"
+            assert kinds.count("severity") == 1
+        else:
+            assert full["severity"] == "sev3" and "severity" not in kinds
+        # The first alert opened it (no runs here, so no impact stretch moves detection).
+        assert store.incidents.get_incident("t", doc["id"])["first_alert_ns"] == T0 - mine[0] % 13 * MINUTE
+    assert [e for e, _ in sent.sent].count("opened") == 2 and [e for e, _ in sent.sent].count("escalated") == 1
+    # Alertmanager repeats firing alerts: the same webhook again changes nothing.
+    clock.now += MINUTE
+    before = {d["id"]: len(store.incidents.events("t", d["id"])) for d in docs}
+    assert manager.on_alertmanager(parse_alertmanager(_storm(2000, 2)), "t") == []
+    assert {i: len(store.incidents.events("t", i)) for i in before} == before
+    # All resolved: each incident is mitigated once every alert of it has resolved.
+    resolved = manager.on_alertmanager(parse_alertmanager(_storm(2000, 2, "resolved")), "t")
+    assert sorted(d["state"] for d in resolved) == ["mitigated", "mitigated"]
+
+
+def test_alertmanager_webhooks_are_bounded() -> None:
+    from aisre.core.errors import PayloadTooLarge
+    from aisre.receive.alertmanager import parse_alertmanager
+
+    assert len(parse_alertmanager(_storm(50, 1), max_alerts=50)) == 50
+    with pytest.raises(PayloadTooLarge, match=r"carries 51 alerts; the limit is 50 \(alertmanager_max_alerts\)"):
+        parse_alertmanager(_storm(51, 1), max_alerts=50)

@@ -399,24 +399,80 @@ class IncidentManager:
         return out
 
     def on_alertmanager(self, alerts: list[ExternalAlert], tenant: str | None = None) -> list[dict[str, Any]]:
+        """Feed one Alertmanager webhook's alerts (in batches: see :meth:`ingest`)."""
         return self.ingest([external_alert(a) for a in alerts], tenant or self._tenant)
 
     def ingest(self, alerts: list[AlertIn], tenant: str) -> list[dict[str, Any]]:
-        """Open, join or calm incidents with these alerts; idempotent for alerts seen before."""
+        """Open, join or calm incidents with these alerts; idempotent for alerts seen before.
+
+        An alert storm is handled in batches, not alert by alert: one lookup says which
+        alerts are known; known firing alerts without a burn rate to follow change nothing and
+        are skipped; new firing alerts join their group's incident in one update (a timeline
+        entry each, one headline, impact and evidence judged once). Resolved alerts and SLO
+        alerts that carry a burn rate go one by one."""
         touched: dict[int, dict[str, Any]] = {}
         with self._lock:
+            known = self.store.incidents_for_alert_keys(tenant, sorted({a.key for a in alerts})) if alerts else {}
+            groups: dict[str, dict[str, AlertIn]] = {}
+            singles: list[AlertIn] = []
             for alert in alerts:
-                result = self._one(alert, tenant)
-                if result is not None:
-                    touched[result["id"]] = result
+                if not alert.firing and alert.key not in known:
+                    continue  # the resolution of an alert no incident holds
+                if alert.key in known:
+                    if alert.firing and alert.burn is None:
+                        continue  # seen before, and no burn for the headline to follow
+                    singles.append(alert)
+                else:
+                    groups.setdefault(alert.group_key, {}).setdefault(alert.key, alert)
+            # New alerts first: a known alert's burn is then judged against the headline they set.
+            for group_key, batch in groups.items():
+                joined = self._open_or_join(tenant, group_key, list(batch.values()))
+                touched[joined["id"]] = joined
+            for alert in singles:
+                if alert.firing:
+                    result = self._one(alert, tenant)
+                    if result is not None:
+                        touched[result["id"]] = result
+            touched.update(self._resolve(tenant, [a for a in singles if not a.firing]))
         return [self.document(r) for r in touched.values()]
+
+    def _open_or_join(self, tenant: str, group_key: str, alerts: list[AlertIn]) -> dict[str, Any]:
+        """New firing alerts of one group: the first opens the incident when none is open;
+        the rest join it together."""
+        now = self._clock()
+        current = self.store.open_incident_for(tenant, group_key)
+        if current is None:
+            current = self._open(alerts[0], _link(alerts[0]), tenant, now)
+            alerts = alerts[1:]
+            if not alerts:
+                return current
+        return self._join(tenant, current, alerts, now)
+
+    def _resolve(self, tenant: str, alerts: list[AlertIn]) -> dict[int, dict[str, Any]]:
+        """Resolved alerts calm their incidents: one update per incident with a timeline entry
+        per alert; an incident all of whose alerts have resolved is mitigated."""
+        now = self._clock()
+        by_incident: dict[int, list[AlertIn]] = {}
+        for alert in alerts:
+            for incident in self.store.incidents_of_alert(tenant, alert.key):
+                if incident["alert_ended_ns"] is None and incident["state"] != "resolved":
+                    by_incident.setdefault(incident["id"], []).append(alert)
+        out: dict[int, dict[str, Any]] = {}
+        for incident_id, ended in by_incident.items():
+            events = [{"at_ns": now, "kind": "alert_resolved", "actor": a.source,
+                       "message": f"alert {a.name} resolved", "data": {"alert": a.key}} for a in ended]
+            links = [{**_link(a), "ended_ns": a.ended_ns or now} for a in ended]
+            updated = self.store.update_incident(tenant, incident_id, {"updated_ns": now}, events, links)
+            still = [a for a in self.store.alerts(tenant, incident_id) if a["ended_ns"] is None]
+            if not still and updated["state"] in ("open", "acknowledged"):
+                updated = self._move(tenant, updated, "mitigate", SYSTEM, "every alert has resolved", now)
+            out[incident_id] = updated
+        return out
 
     def _one(self, alert: AlertIn, tenant: str) -> dict[str, Any] | None:
         now = self._clock()
         linked = self.store.incidents_of_alert(tenant, alert.key)
-        link = {"alert_key": alert.key, "source": alert.source, "name": alert.name, "severity": alert.severity,
-                "started_ns": alert.started_ns, "ended_ns": alert.ended_ns, "summary": alert.summary,
-                "labels": alert.labels}
+        link = _link(alert)
         if not alert.firing:
             out = None
             for incident in linked:
@@ -439,32 +495,44 @@ class IncidentManager:
         current = self.store.open_incident_for(tenant, alert.group_key)
         if current is None:
             return self._open(alert, link, tenant, now)
+        return self._join(tenant, current, [alert], now)
+
+    def _join(self, tenant: str, current: dict[str, Any], alerts: list[AlertIn], now: int) -> dict[str, Any]:
+        """New firing alerts join an open incident in one update: a timeline entry each; the
+        worst becomes the headline, the most severe may escalate it, the earliest may move
+        impact start; evidence is recomputed at most once."""
         changes: dict[str, Any] = {"updated_ns": now}
         events = [{"at_ns": now, "kind": "alert", "actor": alert.source,
-                   "message": f"alert {alert.name} joined: {alert.summary}", "data": {"alert": alert.key}}]
+                   "message": f"alert {alert.name} joined: {alert.summary}", "data": {"alert": alert.key}}
+                  for alert in alerts]
         evidence = dict(current.get("evidence") or {})
         top = evidence.get("headline")
-        if top is None or alert_rank(alert.severity, alert.burn) < alert_rank(top["severity"], top.get("burn")):
-            evidence["headline"] = headline(alert)
+        worst = min(alerts, key=lambda a: alert_rank(a.severity, a.burn))  # the first of equals, as one by one
+        if top is None or alert_rank(worst.severity, worst.burn) < alert_rank(top["severity"], top.get("burn")):
+            evidence["headline"] = headline(worst)
             if not self._title_pinned(tenant, current["id"]):
-                changes["title"] = headline_title(current.get("journey"), alert.summary)
-        revised = self._revise_impact(tenant, current, alert, evidence, changes)
+                changes["title"] = headline_title(current.get("journey"), worst.summary)
+        earliest = min(alerts, key=lambda a: a.started_ns)
+        revised = self._revise_impact(tenant, current, earliest, evidence, changes,
+                                      [a.started_ns for a in alerts])
         changes["evidence"] = evidence
-        escalated = severity_rank(alert.severity) < severity_rank(current["severity"])
+        severest = min(alerts, key=lambda a: severity_rank(a.severity))
+        escalated = severity_rank(severest.severity) < severity_rank(current["severity"])
         if escalated:
-            changes["severity"] = alert.severity
-            events.append({"at_ns": now, "kind": "severity", "actor": alert.source,
-                           "message": f"escalated {current['severity']} → {alert.severity} by alert {alert.name}",
-                           "data": {"from": current["severity"], "to": alert.severity}})
+            changes["severity"] = severest.severity
+            events.append({"at_ns": now, "kind": "severity", "actor": severest.source,
+                           "message": f"escalated {current['severity']} → {severest.severity} by alert {severest.name}",
+                           "data": {"from": current["severity"], "to": severest.severity}})
         regressed = current["state"] == "mitigated"
         if regressed:
-            changes.update(state="open", mitigated_ns=None, mitigated_by=None)
-            events.append({"at_ns": now, "kind": "state", "actor": alert.source,
+            events.append({"at_ns": now, "kind": "state", "actor": alerts[0].source,
                            "message": "mitigated → open: an alert fired again", "data": {"from": "mitigated", "to": "open"}})
+            changes.update(state="open", mitigated_ns=None, mitigated_by=None)
         for name in ("owner", "tier", "runbook"):
-            if current.get(name) is None and getattr(alert, name) is not None:
-                changes[name] = getattr(alert, name)
-        updated = self.store.update_incident(tenant, current["id"], changes, events, [link])
+            found = next((getattr(a, name) for a in alerts if getattr(a, name) is not None), None)
+            if current.get(name) is None and found is not None:
+                changes[name] = found
+        updated = self.store.update_incident(tenant, current["id"], changes, events, [_link(a) for a in alerts])
         if revised:  # suspects are judged against impact start: judge them again
             updated = self._refresh_evidence(updated, now) or updated
         if escalated or regressed:
@@ -490,7 +558,7 @@ class IncidentManager:
         return any(e["kind"] == "title" for e in self.store.events(tenant, incident_id))
 
     def _revise_impact(self, tenant: str, incident: dict[str, Any], alert: AlertIn, evidence: dict[str, Any],
-                       changes: dict[str, Any]) -> bool:
+                       changes: dict[str, Any], joining: list[int] | None = None) -> bool:
         """A joining alert's stretch moves impact start when it begins earlier, or when none was
         found before; detection is then the first alert at or after the new start."""
         found = self._find_impact(tenant, alert)
@@ -503,7 +571,7 @@ class IncidentManager:
         evidence["impact"] = {**found, "revised_from": rfc3339(current),
                               "revised_because": f"alert {alert.name} joined"} if before else found
         changes["impact_start_ns"] = found["start_ns"]
-        starts = [a["started_ns"] for a in self.store.alerts(tenant, incident["id"])] + [alert.started_ns]
+        starts = [a["started_ns"] for a in self.store.alerts(tenant, incident["id"])] + (joining or [alert.started_ns])
         changes["first_alert_ns"] = min((s for s in starts if s >= found["start_ns"]), default=alert.started_ns)
         return True
 
@@ -773,6 +841,13 @@ class IncidentManager:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+
+def _link(alert: AlertIn) -> dict[str, Any]:
+    """The incident_alerts row of an alert."""
+    return {"alert_key": alert.key, "source": alert.source, "name": alert.name, "severity": alert.severity,
+            "started_ns": alert.started_ns, "ended_ns": alert.ended_ns, "summary": alert.summary,
+            "labels": alert.labels}
 
 
 def _float(value: Any) -> float | None:

@@ -41,6 +41,7 @@ import httpx
 import yaml
 
 from aisre.core.errors import PermanentError
+from aisre.core.textfile import utf8_text
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Receiver:
 def load_receivers(path: str) -> list[Receiver]:
     """Read and check a receivers file; PermanentError names the file, entry and field."""
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        doc = yaml.safe_load(utf8_text(Path(path).read_bytes(), str(path)))
     except OSError as exc:
         raise PermanentError(f"cannot read receivers file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

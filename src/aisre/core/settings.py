@@ -51,6 +51,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("notify_max_attempts", 5, "Attempts per notification (retried with exponential backoff on 5xx, 429, timeouts)"),
     Setting("notify_backoff_s", 1.0, "Wait before the first retry of a notification; doubles each attempt (capped at 30 s)"),
     Setting("evidence_interval_s", 60, "How often the triage evidence of unresolved incidents is recomputed"),
+    Setting("alertmanager_max_alerts", 1000, "Most alerts one Alertmanager webhook may carry (413 above it: set max_alerts in Alertmanager's webhook_config)"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
     Setting("max_spans_per_request", 100_000, "Most spans one OTLP export request may hold (400 above it: send smaller batches)"),
     Setting("max_span_attributes", 1000, "Most attributes a span, its resource, an event or a link may carry; a span over it is rejected (partial success)"),
@@ -99,6 +100,7 @@ class Settings:
     notify_max_attempts: int = 5
     notify_backoff_s: float = 1.0
     evidence_interval_s: int = 60
+    alertmanager_max_alerts: int = 1000
     read_pool_size: int = 4
     max_spans_per_request: int = 100_000
     max_span_attributes: int = 1000

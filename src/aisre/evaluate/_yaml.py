@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from aisre.core.slo import SpecError, parse_duration
+from aisre.core.textfile import NotUtf8, utf8_text
 
 
 class LineDict(dict[Any, Any]):
@@ -78,16 +79,23 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 def read_documents(path: Path, errors: list[SpecError]) -> list[tuple[Any, int]]:
     """All YAML documents of a file with their first line; syntax errors go to ``errors``."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         errors.append(SpecError(str(path), 0, "", f"cannot read the file: {exc}"))
         return []
-    return parse_documents(text, str(path), errors)
+    return parse_documents(data, str(path), errors)
 
 
-def parse_documents(text: str, file: str, errors: list[SpecError]) -> list[tuple[Any, int]]:
-    """Parse YAML text into (document, line) pairs, reporting syntax errors and duplicate keys."""
+def parse_documents(text: str | bytes, file: str, errors: list[SpecError]) -> list[tuple[Any, int]]:
+    """Parse YAML (text, or bytes that must be UTF-8) into (document, line) pairs, reporting
+    encoding and syntax errors and duplicate keys."""
     docs: list[tuple[Any, int]] = []
+    if isinstance(text, bytes):
+        try:
+            text = utf8_text(text, file)
+        except NotUtf8 as exc:
+            errors.append(SpecError(file, exc.line, "", exc.problem))
+            return []
     try:
         # The reader refuses control characters as soon as it is built.
         loader = _Loader(text)
@@ -104,6 +112,10 @@ def parse_documents(text: str, file: str, errors: list[SpecError]) -> list[tuple
         line = mark.line + 1 if mark is not None else 0
         problem = getattr(exc, "problem", None) or str(exc)
         errors.append(SpecError(file, line, "", f"not valid YAML: {problem}"))
+        return []
+    except RecursionError:
+        # The composer recurses per nesting level; no spec is nested anywhere near this deep.
+        errors.append(SpecError(file, 0, "", "not valid YAML: nested too deeply"))
         return []
     finally:
         loader.dispose()

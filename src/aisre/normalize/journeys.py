@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from aisre.core.errors import PermanentError
+from aisre.core.textfile import utf8_text
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def resolve(rules: tuple[JourneyRule, ...], service: str | None, root_name: str 
 def load_rules(path: str | Path) -> tuple[JourneyRule, ...]:
     """Read and check a rules file; any mistake is a PermanentError naming the rule."""
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        document = yaml.safe_load(utf8_text(Path(path).read_bytes(), str(path)))
     except OSError as exc:
         raise PermanentError(f"cannot read journey rules {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aisre.core.errors import PermanentError
+from aisre.core.errors import PayloadTooLarge, PermanentError
 
 # Labels that name the journey an alert is about, first found wins.
 JOURNEY_LABELS = ("journey", "aisre_journey", "aisre.journey")
@@ -62,8 +62,9 @@ def _strings(value: Any, name: str) -> dict[str, str]:
     return dict(value)
 
 
-def parse_alertmanager(doc: Any) -> list[ExternalAlert]:
-    """The alerts of one webhook body; PermanentError says which field is wrong."""
+def parse_alertmanager(doc: Any, max_alerts: int | None = None) -> list[ExternalAlert]:
+    """The alerts of one webhook body; PermanentError says which field is wrong, and more
+    than ``max_alerts`` alerts is PayloadTooLarge (413)."""
     if not isinstance(doc, dict):
         raise PermanentError("an Alertmanager webhook body must be a JSON object")
     version = doc.get("version")
@@ -72,6 +73,11 @@ def parse_alertmanager(doc: Any) -> list[ExternalAlert]:
     alerts = doc.get("alerts")
     if not isinstance(alerts, list):
         raise PermanentError("alerts must be a list")
+    if max_alerts is not None and len(alerts) > max_alerts:
+        raise PayloadTooLarge(
+            f"the webhook carries {len(alerts)} alerts; the limit is {max_alerts} (alertmanager_max_alerts): "
+            "set max_alerts in Alertmanager's webhook_config"
+        )
     common = _strings(doc.get("commonLabels"), "commonLabels")
     group_key = str(doc.get("groupKey") or "")
     out = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -62,28 +63,56 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     return out
 
 
+# Reasons kept per request for partial_success (the count is always exact).
+_MAX_REASONS = 5
+
+
+@dataclass
+class Decoded:
+    """An export request and the spans refused while decoding it (OTLP/JSON attribute values
+    that are not AnyValue objects): left out of ``request``, counted and explained here."""
+
+    request: ExportTraceServiceRequest
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
 def decode_export(export: EncodedExport, max_bytes: int) -> ExportTraceServiceRequest:
-    """Decompress and parse an export request as it arrived."""
-    return parse_request(decompress(export.body, export.content_encoding, max_bytes), export.encoding)
+    """Decompress and parse an export request as it arrived (spans refused in decoding left out)."""
+    return decode_export_checked(export, max_bytes).request
+
+
+def decode_export_checked(export: EncodedExport, max_bytes: int) -> Decoded:
+    """Decompress and parse an export request, with the spans refused while decoding it."""
+    return parse_request_checked(decompress(export.body, export.content_encoding, max_bytes), export.encoding)
 
 
 def parse_request(data: bytes, encoding: Encoding) -> ExportTraceServiceRequest:
-    """Decode an export request; malformed bodies raise PermanentError naming what is wrong."""
+    """Decode an export request; malformed bodies raise PermanentError naming what is wrong.
+    Spans refused while decoding are left out: parse_request_checked says which."""
+    return parse_request_checked(data, encoding).request
+
+
+def parse_request_checked(data: bytes, encoding: Encoding) -> Decoded:
+    """Decode an export request; malformed bodies raise PermanentError naming what is wrong,
+    and OTLP/JSON spans with attribute values that are not AnyValue objects are refused alone."""
     request = ExportTraceServiceRequest()
     if encoding == "protobuf":
         try:
             request.ParseFromString(data)
         except DecodeError as exc:
             raise PermanentError(f"malformed protobuf ExportTraceServiceRequest: {exc}") from None
-        return request
+        return Decoded(request)
     if not data.strip():
-        return request
+        return Decoded(request)
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise PermanentError(f"malformed JSON: {exc}") from None
     if not isinstance(document, dict):
         raise PermanentError("malformed OTLP/JSON: the top level must be an object with resourceSpans")
+    decoded = Decoded(request)
+    _check_attribute_values(document, decoded)
     _hex_ids_to_base64(document)
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
@@ -92,7 +121,118 @@ def parse_request(data: bytes, encoding: Encoding) -> ExportTraceServiceRequest:
     except RecursionError:
         # The parser recurses per nesting level; a document this deep is not OTLP.
         raise PermanentError("malformed OTLP/JSON ExportTraceServiceRequest: nested too deeply") from None
-    return request
+    return decoded
+
+
+# OTLP/JSON is the protobuf JSON mapping, where a message (AnyValue) is a JSON object. The
+# protobuf parser would read a bare string as an object of ignored fields (an empty value,
+# stored as null) and refuse a bare number as a malformed request; both are refused here
+# per span instead, with the attribute named, as a span with a bad id is.
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "stringValue": (str,), "string_value": (str,),
+    "boolValue": (bool,), "bool_value": (bool,),
+    "intValue": (int, str), "int_value": (int, str),
+    "doubleValue": (int, float, str), "double_value": (int, float, str),
+    "bytesValue": (str,), "bytes_value": (str,),
+}
+_JSON_TYPE = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
+# Deeper values are left to the parser and to max_value_depth, which refuses them per span.
+_CHECK_DEPTH = 64
+
+
+def _shown(value: Any) -> str:
+    return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+def _any_value_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` is not the JSON form of an AnyValue, or None when it is (null is the
+    empty value, unknown fields are ignored for forward compatibility)."""
+    if value is None or depth > _CHECK_DEPTH:
+        return None
+    if not isinstance(value, dict):
+        return f'must be an AnyValue object such as {{"stringValue": "..."}}; got {_shown(value)}'
+    for name, allowed in _SCALARS.items():
+        if name in value and value[name] is not None:
+            item = value[name]
+            if not isinstance(item, allowed) or (bool not in allowed and isinstance(item, bool)):
+                expected = " or ".join(dict.fromkeys(_JSON_TYPE[t] for t in allowed))
+                return f"{name} must be {expected}; got {_shown(item)}"
+    for name, entry in (("arrayValue", False), ("array_value", False), ("kvlistValue", True), ("kvlist_value", True)):
+        inner = value.get(name)
+        if inner is None:
+            continue
+        if not isinstance(inner, dict):
+            return f"{name} must be an object with values; got {_shown(inner)}"
+        items = inner.get("values")
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            return f"{name}.values must be a list; got {_shown(items)}"
+        for i, item in enumerate(items):
+            if entry:
+                if not isinstance(item, dict):
+                    return f"{name}.values[{i}] must be an object with key and value; got {_shown(item)}"
+                problem = _any_value_problem(item.get("value"), depth + 1)
+                where = f"{name}.values[{i}] ({item.get('key')!r})"
+            else:
+                problem = _any_value_problem(item, depth + 1)
+                where = f"{name}.values[{i}]"
+            if problem is not None:
+                return f"{where}: {problem}"
+    return None
+
+
+def _attributes_problem(holder: Any, what: str) -> str | None:
+    """The first attribute of ``holder`` whose value is not an AnyValue, said with its key."""
+    if not isinstance(holder, dict):
+        return None
+    attributes = holder.get("attributes")
+    if not isinstance(attributes, list):
+        return None  # absent, or malformed as a whole: the parser refuses the request
+    for attribute in attributes:
+        if not isinstance(attribute, dict):
+            continue
+        problem = _any_value_problem(attribute.get("value"))
+        if problem is not None:
+            return f"{what} attribute {attribute.get('key')!r}: value {problem}"
+    return None
+
+
+def _span_problem(span: dict[str, Any]) -> str | None:
+    problem = _attributes_problem(span, "span")
+    for kind, key in (("event", "events"), ("link", "links")):
+        for item in _list(span.get(key)):
+            problem = problem or _attributes_problem(item, kind)
+    return problem
+
+
+def _describe_json(span: dict[str, Any], reason: str) -> str:
+    span_id = span.get("spanId", span.get("span_id"))
+    shown = span_id if isinstance(span_id, str) and len(span_id) == 16 else "?"
+    name = span.get("name") if isinstance(span.get("name"), str) and span.get("name") else "unnamed"
+    return f"span {shown} ({name}): {reason}"
+
+
+def _check_attribute_values(document: dict[str, Any], decoded: Decoded) -> None:
+    # A bad resource or scope attribute refuses every span under it, with that reason.
+    for resource_spans in _list(document.get("resourceSpans", document.get("resource_spans"))):
+        above = _attributes_problem(resource_spans.get("resource"), "resource")
+        for scope_spans in _list(resource_spans.get("scopeSpans", resource_spans.get("scope_spans"))):
+            scope_problem = above or _attributes_problem(scope_spans.get("scope"), "scope")
+            spans = scope_spans.get("spans")
+            if not isinstance(spans, list):
+                continue
+            kept = []
+            for span in spans:
+                problem = (scope_problem or _span_problem(span)) if isinstance(span, dict) else None
+                if problem is None:
+                    kept.append(span)
+                    continue
+                decoded.rejected += 1
+                if len(decoded.reasons) < _MAX_REASONS:
+                    decoded.reasons.append(_describe_json(span, problem))
+            if len(kept) != len(spans):
+                scope_spans["spans"] = kept
 
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")

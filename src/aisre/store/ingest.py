@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 import threading
@@ -29,7 +30,9 @@ from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.prices import PriceCatalog
 from aisre.normalize.redaction import ContentPolicy
 from aisre.normalize.spans import DEFAULT_LIMITS, ContentCounts, FlatBatch, Limits, flatten
-from aisre.receive.otlp_decode import decode_export
+from aisre.receive.otlp_decode import decode_export_checked
+
+log = logging.getLogger(__name__)
 
 Prepare = Callable[[pa.Table, pa.Table, pa.Table, pa.Table], tuple[pa.Table, ...]]
 
@@ -73,13 +76,15 @@ def decode_and_prepare(
     one when None; content redacted or dropped as the tenant's policy says) and prepare
     them for the store."""
     content_filter = content.filter_for(tenant) if content is not None else None
+    decoded = decode_export_checked(export, max_body_bytes)
     batch = flatten(
-        decode_export(export, max_body_bytes), tenant, time.time_ns(), rules, catalog,
-        content=content_filter, limits=limits,
+        decoded.request, tenant, time.time_ns(), rules, catalog, content=content_filter, limits=limits,
     )
     assert batch.traces is not None and batch.resources is not None and batch.scores is not None
     tables = prepare(batch.table, batch.traces, batch.resources, batch.scores) if batch.accepted else (batch.table,)
-    return Prepared(tables, batch.rejected, batch.reasons, batch.warnings, batch.content)
+    # Spans refused while decoding (e.g. an OTLP/JSON attribute that is no AnyValue) first.
+    return Prepared(tables, decoded.rejected + batch.rejected, decoded.reasons + batch.reasons, batch.warnings,
+                    batch.content)
 
 
 def _to_ipc(table: pa.Table) -> bytes:
@@ -147,17 +152,24 @@ class SpanIngest:
         self._max_body = max_body_bytes
         self._retry_after = retry_after_s
         self._workers = workers
+        self._lock = threading.Lock()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        # Set while a replacement pool is being built off the event loop: requests are
+        # refused with 503 + Retry-After meanwhile instead of waiting for it.
+        self._rebuilder: threading.Thread | None = None
+        self._closed = False
+        self.pool_restarts = 0
         if workers > 0:
             self._pool = self._start_pool()
         # Requests waiting for a decoder hold their bodies in memory: bound them.
         self._max_pending = max_pending if max_pending is not None else max(4, 4 * workers)
         self._pending = 0
-        self._lock = threading.Lock()
 
     async def consume(self, export: EncodedExport, tenant: str) -> IngestResult:
         """Decode and normalize ``export``, then wait for its durable commit."""
         with self._lock:
+            if self._rebuilder is not None:
+                raise self._restarting()
             if self._pending >= self._max_pending:
                 if self._metrics is not None:
                     self._metrics.refused.labels("decoders_busy").inc()
@@ -185,22 +197,76 @@ class SpanIngest:
 
     async def _decode(self, export: EncodedExport, tenant: str) -> Prepared:
         catalog = self._catalog_for(tenant)
-        if self._pool is None:
+        pool = self._pool
+        if self._workers <= 0:
             return decode_and_prepare(
                 export, tenant, self._max_body, self._sink.prepare, self._rules, catalog, self._content, self._limits
             )
+        if pool is None:  # closed, or between a broken pool and its replacement
+            raise self._restarting()
         loop = asyncio.get_running_loop()
         try:
             payloads, rejected, reasons, warnings, content = await loop.run_in_executor(
-                self._pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules, catalog,
+                pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules, catalog,
                 self._content, self._limits,
             )
         except concurrent.futures.BrokenExecutor:
-            # A decoder died (e.g. killed by the OOM killer): replace the pool, let the sender retry.
-            self._pool = self._start_pool()
-            raise RetryableError("a decoder process died; retry", self._retry_after, overloaded=False) from None
+            # A decoder died (e.g. killed by the OOM killer): this request's decode is lost
+            # and nothing of it was committed, so the sender retries it.
+            self._replace(pool)
+            raise self._restarting("a decoder process died; retry") from None
+        except RuntimeError:
+            # The broken pool was shut down between taking it and submitting to it.
+            if pool is self._pool:
+                raise
+            raise self._restarting() from None
         tables = tuple(pa.ipc.open_stream(ipc).read_all() for ipc in payloads)
         return Prepared(tables, rejected, reasons, warnings, content)
+
+    def _restarting(self, message: str = "decoder processes are restarting; retry") -> RetryableError:
+        if self._metrics is not None:
+            self._metrics.refused.labels("decoders_restarting").inc()
+        return RetryableError(message, self._retry_after, overloaded=False)
+
+    def _replace(self, broken: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Start one replacement of ``broken`` on a worker thread; every other request that
+        saw the same pool break finds the replacement already under way."""
+        with self._lock:
+            if self._closed or self._pool is not broken or self._rebuilder is not None:
+                return
+            self._pool = None
+            self._rebuilder = threading.Thread(
+                target=self._rebuild, args=(broken,), name="aisre-decoder-rebuild", daemon=True
+            )
+            self._rebuilder.start()
+
+    def _rebuild(self, broken: concurrent.futures.ProcessPoolExecutor) -> None:
+        # The broken pool has terminated its remaining processes; shutting it down joins
+        # them, so old and new decoders are never alive together.
+        broken.shutdown(wait=True, cancel_futures=True)
+        delay = 0.1
+        pool: concurrent.futures.ProcessPoolExecutor | None = None
+        while not self._closed:
+            try:
+                pool = self._start_pool()
+                break
+            except (concurrent.futures.BrokenExecutor, OSError) as exc:
+                # A decoder died while starting (memory still short?): back off and try again.
+                log.warning("decoder pool failed to start (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        with self._lock:
+            if self._closed:
+                replacement, pool = pool, None
+            else:
+                replacement = None
+                self._pool = pool
+                self.pool_restarts += 1
+            self._rebuilder = None
+        if replacement is not None:
+            replacement.shutdown(wait=True, cancel_futures=True)
+        elif pool is not None:
+            log.warning("a decoder process died; replaced the decoder pool (%d workers)", self._workers)
 
     def _start_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         # spawn, not fork: the parent has DuckDB and writer threads running.
@@ -208,11 +274,27 @@ class SpanIngest:
             self._workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_exit_with_parent, initargs=(os.getpid(),),
         )
-        list(pool.map(_warm, range(self._workers)))
+        try:
+            list(pool.map(_warm, range(self._workers)))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
         return pool
 
     def close(self) -> None:
         """Stop the decoder processes. Idempotent."""
-        pool, self._pool = self._pool, None
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            rebuilder = self._rebuilder
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if rebuilder is not None:  # it shuts down whatever it was building
+            rebuilder.join()
+
+    def decoder_pids(self) -> list[int]:
+        """Process ids of the current decoder pool (empty in-process or while it is replaced)."""
+        pool = self._pool
+        # The executor keeps its processes by pid; it has no public accessor.
+        processes = getattr(pool, "_processes", None) if pool is not None else None
+        return sorted(processes or {})

@@ -160,7 +160,7 @@ def load_gate_config(path: Path) -> GateConfig:
     return _finish(docs, str(path), errors)
 
 
-def parse_gate_config(text: str, file: str = "<gate config>") -> GateConfig:
+def parse_gate_config(text: str | bytes, file: str = "<gate config>") -> GateConfig:
     """Like :func:`load_gate_config` for text already read."""
     errors: list[SpecError] = []
     return _finish(parse_documents(text, file, errors), file, errors)

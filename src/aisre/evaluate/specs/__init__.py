@@ -157,15 +157,15 @@ def _with_windows(
     return dataclasses.replace(spec, alerting=dataclasses.replace(alerting, windows=chosen))
 
 
-def specs_from_text(text: str, name: str = "request") -> list[SloSpec]:
-    """Load specs from YAML text (e.g. an API body); raises SpecValidationError like load_specs."""
+def specs_from_text(text: str | bytes, name: str = "request") -> list[SloSpec]:
+    """Load specs from YAML text or UTF-8 bytes (e.g. an API body); raises SpecValidationError like load_specs."""
     import tempfile
 
     # The loaders read files (and resolve references across them); one temporary file
     # keeps a single code path, with errors naming ``name`` instead of the temp path.
     with tempfile.TemporaryDirectory(prefix="aisre-slo-") as folder:
         path = Path(folder) / name.replace("/", "_")
-        path.write_text(text)
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
         try:
             return load_specs([path])
         except SpecValidationError as exc:

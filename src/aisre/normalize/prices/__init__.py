@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from aisre.core.errors import PermanentError
+from aisre.core.textfile import utf8_text
 
 _MILLION = 1_000_000
 
@@ -139,7 +140,7 @@ def _price(provider: str, model: str, p: Any, where: str) -> Price:
 def load_catalog(path: str | Path) -> PriceCatalog:
     """Read a catalog file."""
     try:
-        return parse_catalog(yaml.safe_load(Path(path).read_text()), str(path))
+        return parse_catalog(yaml.safe_load(utf8_text(Path(path).read_bytes(), str(path))), str(path))
     except OSError as exc:
         raise PermanentError(f"cannot read price catalog {path}: {exc.strerror}") from None
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aisre.core.auth import Forbidden, Unauthenticated
-from aisre.core.errors import Conflict, NotFound, PermanentError, RetryableError
+from aisre.core.errors import Conflict, NotFound, PayloadTooLarge, PermanentError, RetryableError
 from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
@@ -31,7 +31,13 @@ log = logging.getLogger(__name__)
 
 async def _permanent(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PermanentError)
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
+    status = 400
+    if isinstance(exc, NotFound):
+        status = 404
+    elif isinstance(exc, Conflict):
+        status = 409
+    elif isinstance(exc, PayloadTooLarge):
+        status = 413
     body: dict[str, object] = {"error": exc.message}
     details = getattr(exc, "errors", None)
     if isinstance(details, list):  # e.g. every error of an SLO spec set, with file and line

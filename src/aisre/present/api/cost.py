@@ -6,13 +6,13 @@ import re
 import time
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from aisre.core.errors import PermanentError
+from aisre.core.jsonbody import parse_json
 from aisre.core.timefmt import parse_time
 from aisre.evaluate.cost import CostEngine
 from aisre.present.api.routes import ORJSONResponse, _ctx, _time_param
@@ -57,10 +57,7 @@ def budget_now(request: Request) -> int:
 
 
 async def _json_body(request: Request) -> Any:
-    try:
-        return orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise PermanentError(f"request body is not JSON: {exc}") from None
+    return parse_json(await request.body())
 
 
 async def cost_breakdown(request: Request) -> Response:

@@ -123,7 +123,7 @@ async def gate_post(request: Request) -> Response:
       400: {description: "Bad parameters, or gate file errors as file:line: field: message."}
       403: {description: Recording with a read key.}
     """
-    body = (await request.body()).decode("utf-8", errors="replace")
+    body = await request.body()  # bytes: a byte that is not UTF-8 is reported with its place
     config = await run_in_threadpool(parse_gate_config, body, request.query_params.get("config_name", "request body"))
     return await _decide(request, config)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from starlette.routing import Route
 
 from aisre.act.postmortem import render_html
 from aisre.core.errors import PermanentError
+from aisre.core.jsonbody import parse_json
 from aisre.core.timefmt import parse_time, rfc3339
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 from aisre.receive.alertmanager import parse_alertmanager
@@ -23,10 +23,7 @@ async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
+    doc = parse_json(raw)
     if not isinstance(doc, dict):
         raise PermanentError("the body must be a JSON object")
     return doc
@@ -371,13 +368,15 @@ async def alertmanager_webhook(request: Request) -> Response:
     responses:
       200: {description: "{alerts, incidents: [...]}"}
       400: {description: Not a version 4 webhook payload; the message names the field.}
+      413: {description: More alerts than alertmanager_max_alerts.}
     """
-    try:
-        document = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
-    alerts = parse_alertmanager(document)
-    touched = await run_in_threadpool(_ctx(request).incidents.on_alertmanager, alerts, _ctx(request).tenant_for(request))
+    ctx = _ctx(request)
+    body = await request.body()
+    # Off the event loop: a webhook near the limit is megabytes of JSON and thousands of alerts.
+    alerts = await run_in_threadpool(
+        lambda: parse_alertmanager(parse_json(body), ctx.settings.alertmanager_max_alerts)
+    )
+    touched = await run_in_threadpool(ctx.incidents.on_alertmanager, alerts, ctx.tenant_for(request))
     return ORJSONResponse({"alerts": len(alerts), "incidents": touched})
 
 

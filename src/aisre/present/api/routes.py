@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.schemas import SchemaGenerator
 from aisre.act.alerts import is_budget_alert
 from aisre.core.auth import Forbidden
 from aisre.core.errors import PermanentError
+from aisre.core.jsonbody import parse_json
 from aisre.core.model import RunQuery, TimeRange
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import parse_time, rfc3339
@@ -294,7 +294,8 @@ async def slo_apply(request: Request) -> Response:
     """
     ctx = _ctx(request)
     body = await request.body()
-    specs = await run_in_threadpool(specs_from_text, body.decode("utf-8", errors="replace"), "request body")
+    # Bytes, not text decoded with replacement: a bad byte is reported where it is.
+    specs = await run_in_threadpool(specs_from_text, body, "request body")
     tenant = ctx.tenant_for(request)
     before = [_spec_summary(s) for s in ctx.slos.specs(tenant)]
     await run_in_threadpool(ctx.slos.apply, tenant, specs)
@@ -320,12 +321,9 @@ async def score_create(request: Request) -> Response:
       400: {description: Malformed body.}
     """
     ctx = _ctx(request)
-    try:
-        # The standard library's parser, not orjson: it reads the NaN and Infinity that
-        # many clients emit, so such a score is refused alone instead of the whole batch.
-        document = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
+    # NaN and Infinity, which many clients emit, are read so that such a score is refused
+    # alone instead of the whole batch.
+    document = parse_json(await request.body(), allow_nonfinite=True)
     table, indexes, refused = parse_scores(document, ctx.tenant_for(request))
     unknown = await run_in_threadpool(ctx.store.add_scores, table) if table.num_rows else []
     refused += [{"index": indexes[i], "reason": "unknown trace: no span of it has been received"} for i in unknown]

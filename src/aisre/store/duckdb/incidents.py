@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import orjson
+import pyarrow as pa
 
 from aisre.core.auth import check_tenant
 from aisre.core.errors import NotFound
@@ -190,10 +191,8 @@ class IncidentTables:
                 f"INSERT INTO incidents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING *",
                 values,
             ))[0]
-            for event in events:
-                _insert_event(conn, {**event, "incident_id": new["id"], "tenant": new["tenant"]})
-            for alert in alerts:
-                _upsert_alert(conn, {**alert, "incident_id": new["id"], "tenant": new["tenant"]})
+            _insert_events(conn, new["id"], new["tenant"], events)
+            _upsert_alerts(conn, new["id"], new["tenant"], alerts)
             return new
 
         return _decode(self._write(insert))
@@ -218,10 +217,8 @@ class IncidentTables:
                 sets = ", ".join(f"{k} = ?" for k in changes)
                 values = [_dump(v) if k == "evidence" else v for k, v in changes.items()]
                 conn.execute(f"UPDATE incidents SET {sets} WHERE id = ?", [*values, incident_id])
-            for event in events:
-                _insert_event(conn, {**event, "incident_id": incident_id, "tenant": tenant})
-            for alert in alerts:
-                _upsert_alert(conn, {**alert, "incident_id": incident_id, "tenant": tenant})
+            _insert_events(conn, incident_id, tenant, events)
+            _upsert_alerts(conn, incident_id, tenant, alerts)
             return _fetch(conn.execute("SELECT * FROM incidents WHERE id = ?", [incident_id]))[0]
 
         return _decode(self._write(update))
@@ -298,7 +295,9 @@ class IncidentTables:
             return {}
         rows = self._store._rows(
             "SELECT alert_key, max(incident_id) AS incident_id FROM incident_alerts "
-            "WHERE tenant = ? AND list_contains(?, alert_key) GROUP BY alert_key",
+            # A join on the unnested keys, not list_contains per row: an alert storm asks for
+            # tens of thousands of keys at once.
+            "WHERE tenant = ? AND alert_key IN (SELECT unnest(?::VARCHAR[])) GROUP BY alert_key",
             [tenant, keys],
         )
         return {r["alert_key"]: int(r["incident_id"]) for r in rows}
@@ -474,6 +473,57 @@ def _insert_event(conn: duckdb.DuckDBPyConnection, event: dict[str, Any]) -> Non
         [event["incident_id"], event["tenant"], event["at_ns"], event["kind"], event["actor"], event["message"],
          _dump(event.get("data"))],
     )
+
+
+def _insert_events(conn: duckdb.DuckDBPyConnection, incident_id: int, tenant: str, events: list[dict[str, Any]]) -> None:
+    """Timeline entries of one incident; an alert storm brings thousands in one statement."""
+    if len(events) < 8:
+        for event in events:
+            _insert_event(conn, {**event, "incident_id": incident_id, "tenant": tenant})
+        return
+    table = pa.table({
+        "seq": pa.array(range(len(events)), pa.int64()),
+        "incident_id": pa.array([incident_id] * len(events), pa.int64()),
+        "tenant": [tenant] * len(events),
+        "at_ns": pa.array([e["at_ns"] for e in events], pa.int64()),
+        "kind": [e["kind"] for e in events], "actor": [e["actor"] for e in events],
+        "message": [e["message"] for e in events], "data": [_dump(e.get("data")) for e in events],
+    })
+    conn.register("_new_events", table)
+    try:
+        conn.execute("INSERT INTO incident_events (incident_id, tenant, at_ns, kind, actor, message, data) "
+                     "SELECT incident_id, tenant, at_ns, kind, actor, message, data FROM _new_events ORDER BY seq")
+    finally:
+        conn.unregister("_new_events")
+
+
+def _upsert_alerts(conn: duckdb.DuckDBPyConnection, incident_id: int, tenant: str, alerts: list[dict[str, Any]]) -> None:
+    """Alerts of one incident, as :func:`_upsert_alert` does one by one."""
+    if len(alerts) < 8 or len({a["alert_key"] for a in alerts}) != len(alerts):
+        for alert in alerts:
+            _upsert_alert(conn, {**alert, "incident_id": incident_id, "tenant": tenant})
+        return
+    table = pa.table({
+        "incident_id": pa.array([incident_id] * len(alerts), pa.int64()),
+        "tenant": [tenant] * len(alerts),
+        "alert_key": [a["alert_key"] for a in alerts], "source": [a["source"] for a in alerts],
+        "name": [a["name"] for a in alerts], "severity": [a["severity"] for a in alerts],
+        "started_ns": pa.array([a["started_ns"] for a in alerts], pa.int64()),
+        "ended_ns": pa.array([a.get("ended_ns") for a in alerts], pa.int64()),
+        "summary": pa.array([a.get("summary") for a in alerts], pa.string()),
+        "labels": pa.array([_dump(a.get("labels")) for a in alerts], pa.string()),
+    })
+    conn.register("_new_alerts", table)
+    try:
+        conn.execute(
+            "INSERT INTO incident_alerts (incident_id, tenant, alert_key, source, name, severity, started_ns, ended_ns, "
+            "summary, labels) SELECT incident_id, tenant, alert_key, source, name, severity, started_ns, ended_ns, "
+            "summary, labels FROM _new_alerts ON CONFLICT (tenant, alert_key, incident_id) DO UPDATE SET "
+            "ended_ns = excluded.ended_ns, summary = coalesce(excluded.summary, incident_alerts.summary), "
+            "severity = excluded.severity"
+        )
+    finally:
+        conn.unregister("_new_alerts")
 
 
 def _upsert_alert(conn: duckdb.DuckDBPyConnection, alert: dict[str, Any]) -> None:

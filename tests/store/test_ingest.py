@@ -1,0 +1,110 @@
+"""SpanIngest's decoder pool: a dead decoder is replaced once, off the event loop, and
+requests meanwhile are refused as retryable instead of waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from aisre.core.errors import RetryableError
+from aisre.core.pipeline import EncodedExport
+from aisre.store.duckdb import DuckDBStore
+from aisre.store.ingest import SpanIngest
+from tests.otlp_factory import journey_request
+
+
+def _export(traces: int = 5) -> EncodedExport:
+    request, _ = journey_request(traces)
+    return EncodedExport(request.SerializeToString(), "protobuf")
+
+
+def _alive(pid: int) -> bool:
+    """Running or stopped, not a zombie and not gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+async def _outcome(ingest: SpanIngest, export: EncodedExport) -> object:
+    try:
+        return await ingest.consume(export, "t")
+    except RetryableError as error:
+        return error
+
+
+def test_dead_decoder_is_replaced_once_and_requests_meanwhile_get_503(tmp_path: Path) -> None:
+    store = DuckDBStore(str(tmp_path / "ingest.duckdb"))
+    ingest = SpanIngest(store, workers=2, retry_after_s=2.0)
+    old = ingest.decoder_pids()
+    assert len(old) == 2 and all(_alive(p) for p in old)
+    victim, survivor = old
+    try:
+        # Both decoders stopped: four requests are surely in flight when one decoder dies,
+        # and the broken pool cannot finish shutting down until the survivor runs again.
+        for pid in old:
+            os.kill(pid, signal.SIGSTOP)
+
+        async def scenario() -> tuple[list[object], object]:
+            tasks = [asyncio.create_task(_outcome(ingest, _export())) for _ in range(4)]
+            await asyncio.sleep(0.2)  # let every task reach the pool
+            os.kill(victim, signal.SIGKILL)
+            lost = await asyncio.wait_for(asyncio.gather(*tasks), 60)
+            during = await asyncio.wait_for(_outcome(ingest, _export()), 5)
+            return lost, during
+
+        lost, during = asyncio.run(scenario())
+        # Every in-flight decode was lost and said so as retryable 503s (not 429s).
+        assert all(isinstance(e, RetryableError) and not e.overloaded and e.retry_after == 2.0 for e in lost), lost
+        # A request arriving while the pool is replaced is refused at once, not queued.
+        assert isinstance(during, RetryableError) and not during.overloaded
+        assert "restarting" in during.message
+        assert ingest.pool_restarts == 0
+    finally:
+        for pid in old:
+            if _alive(pid):
+                os.kill(pid, signal.SIGCONT)
+
+    async def until_accepted() -> object:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            result = await _outcome(ingest, _export(3))
+            if not isinstance(result, RetryableError):
+                return result
+            await asyncio.sleep(0.2)
+        pytest.fail("no export was accepted after the pool was replaced")
+
+    result = asyncio.run(until_accepted())
+    assert result.accepted == 9  # type: ignore[attr-defined]
+    # One replacement for four failed requests; the old decoders are reaped; two new ones.
+    assert ingest.pool_restarts == 1
+    new = ingest.decoder_pids()
+    assert len(new) == 2 and not set(new) & set(old)
+    assert not _alive(victim) and not _alive(survivor)
+    assert store.count_spans("t") == 9
+    ingest.close()
+    assert not any(_alive(p) for p in new)
+    ingest.close()  # idempotent
+    store.close()
+
+
+def test_close_during_replacement_leaves_no_decoder(tmp_path: Path) -> None:
+    store = DuckDBStore(str(tmp_path / "close.duckdb"))
+    ingest = SpanIngest(store, workers=1)
+    (pid,) = ingest.decoder_pids()
+    os.kill(pid, signal.SIGKILL)
+    lost = asyncio.run(_outcome(ingest, _export()))
+    assert isinstance(lost, RetryableError) and not lost.overloaded
+    ingest.close()  # waits for the replacement under way and shuts it down
+    assert ingest.decoder_pids() == []
+    children = [int(c) for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    decoders = [c for c in children if _alive(c) and b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert decoders == []
+    store.close()
