@@ -159,7 +159,7 @@ class AisreServer:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config
         self.alerts = AlertEvaluator(
             self.slos, self.store, settings.tenant, interval_s=max(1, settings.evaluation_interval_s),
-            on_change=self.incidents.on_slo_alerts,
+            on_change=self.incidents.on_slo_alerts, keep_firing_s=settings.alert_keep_firing_s,
         )
         self.budget_alerts = BudgetAlertEvaluator(
             self.cost, self.store, settings.tenant, interval_s=max(1, settings.budget_evaluation_interval_s),

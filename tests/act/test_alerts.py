@@ -37,6 +37,21 @@ def test_state_machine_without_for() -> None:
     assert active == {}
 
 
+def test_a_burn_hovering_at_its_factor_keeps_one_episode_until_clear_for_keep_firing() -> None:
+    active: dict = {}
+    rows = step(active, 0, _cond(True), "t", keep_firing_s=300)
+    assert [r["state"] for r in rows] == ["firing"]
+    # Clear, burning, clear again: one firing episode throughout, nothing to store meanwhile.
+    assert step(active, 15 * S, _cond(False), "t", keep_firing_s=300) == []
+    assert step(active, 30 * S, _cond(True, 25), "t", keep_firing_s=300)[0]["state"] == "firing"
+    assert step(active, 45 * S, _cond(False), "t", keep_firing_s=300) == []
+    assert step(active, 300 * S, _cond(False), "t", keep_firing_s=300) == []  # clear for 255 s
+    rows = step(active, 345 * S, _cond(False), "t", keep_firing_s=300)  # clear for 300 s
+    assert [(r["state"], r["started_ns"], r["ended_ns"], r["peak_burn"]) for r in rows] == [
+        ("resolved", 0, 345 * S, 25)]
+    assert active == {}
+
+
 def test_pending_waits_for_its_duration_and_may_clear_without_firing() -> None:
     active: dict = {}
     rows = step(active, 0, _cond(True), "t", for_s=60)

@@ -47,11 +47,14 @@ def _breakdown(server: ServerProcess, **params: str) -> dict:
     return r.json()
 
 
-def _wait_rollups(server: ServerProcess, runs: int) -> dict:
-    deadline = time.monotonic() + 15
+def _wait_rollups(server: ServerProcess, runs: int, input_tokens: int | None = None) -> dict:
+    """The breakdown by model once the rollups hold every run (and, if given, every input
+    token: the last commits may add only child spans to runs already counted)."""
+    deadline = time.monotonic() + 30
     while True:
         doc = _breakdown(server, by="model")
-        if doc["total"]["runs"] == runs or time.monotonic() > deadline:
+        tokens = sum(g["input_tokens"] for g in doc["groups"])
+        if (doc["total"]["runs"] == runs and input_tokens in (None, tokens)) or time.monotonic() > deadline:
             return doc
         time.sleep(0.3)
 
@@ -61,7 +64,8 @@ def test_capture_tokens_and_costs_per_model_match_truth(server_factory, tmp_path
     server = server_factory(tmp_path / f"{capture}.duckdb")
     _post_capture(server, capture)
     truth = capture_truth(capture)
-    doc = _wait_rollups(server, sum(truth["driver"]["journeys"].values()))
+    doc = _wait_rollups(server, sum(truth["driver"]["journeys"].values()),
+                        sum(t["input_tokens"] for t in truth["provider_truth_by_model"].values()))
     by_model = {g["model"]: g for g in doc["groups"]}
     assert set(by_model) == set(truth["provider_truth_by_model"])
     # A model has no run count of its own: no per-run figure that would divide by all runs.

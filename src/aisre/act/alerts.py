@@ -4,6 +4,9 @@ pending → firing → resolved, stored with their times.
 An episode is per (SLO, severity). With ``for_s`` = 0 (Sloth's rules have no ``for``)
 a true condition fires at once; a longer ``for_s`` keeps it pending until the condition
 has held that long, and a condition that clears while pending leaves no episode.
+A firing episode resolves only once its condition has been clear for ``keep_firing_s``
+(Prometheus's ``keep_firing_for``): a burn hovering at its factor would otherwise resolve
+and fire again every few evaluations, and move its incident between open and mitigated.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def conditions(doc: dict[str, Any]) -> list[Condition]:
 
 
 def step(
-    active: dict[tuple[str, str], dict[str, Any]], now_ns: int, conds: list[Condition], tenant: str, for_s: float = 0.0
+    active: dict[tuple[str, str], dict[str, Any]], now_ns: int, conds: list[Condition], tenant: str, for_s: float = 0.0,
+    keep_firing_s: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Apply one evaluation to the active episodes; returns the rows to insert or update."""
     changed = []
@@ -93,6 +97,10 @@ def step(
                 episode["state"], episode["started_ns"] = "firing", now_ns
             episode["peak_burn"] = max(episode["peak_burn"], cond.burn)
             episode["summary"] = cond.summary
+            episode.pop("clear_since_ns", None)
+        elif episode["state"] == "firing" and now_ns - episode.setdefault("clear_since_ns", now_ns) < keep_firing_s * 1e9:
+            active[key] = episode  # clear, but not for long enough: still firing
+            continue
         elif episode["state"] == "firing":
             episode["state"], episode["ended_ns"] = "resolved", now_ns
         else:  # pending that cleared before it fired: drop it
@@ -116,13 +124,14 @@ class EpisodeEvaluator:
 
     def __init__(
         self, store: AlertStore, tenant: str, interval_s: float, for_s: float = 0.0,
-        on_change: Callable[[list[dict[str, Any]]], Any] | None = None,
+        on_change: Callable[[list[dict[str, Any]]], Any] | None = None, keep_firing_s: float = 0.0,
     ) -> None:
         self._on_change = on_change  # e.g. incidents: told of every stored transition
         self._store = store
         self._tenant = tenant
         self._interval = interval_s
         self._for = for_s
+        self._keep_firing = keep_firing_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Per tenant: open episodes by (name, severity); loaded from the store on first use.
@@ -156,7 +165,7 @@ class EpisodeEvaluator:
         if active is None:  # resume episodes that were open when the server stopped
             active = {(a["slo"], a["severity"]): a for a in self._store.active_alerts(tenant) if self._owns(a["slo"])}
             self._active[tenant] = active
-        changed = step(active, now, self._conditions(tenant, now, active), tenant, self._for)
+        changed = step(active, now, self._conditions(tenant, now, active), tenant, self._for, self._keep_firing)
         self._store.save_alerts(changed)
         for row in changed:
             log.info("alert %s/%s %s %s: %s", tenant, row["slo"], row["severity"], row["state"], row["summary"])
@@ -186,9 +195,9 @@ class AlertEvaluator(EpisodeEvaluator):
 
     def __init__(
         self, engine: SloEngine, store: AlertStore, tenant: str, interval_s: float = 15.0, for_s: float = 0.0,
-        on_change: Callable[[list[dict[str, Any]]], Any] | None = None,
+        on_change: Callable[[list[dict[str, Any]]], Any] | None = None, keep_firing_s: float = 0.0,
     ) -> None:
-        super().__init__(store, tenant, interval_s, for_s, on_change)
+        super().__init__(store, tenant, interval_s, for_s, on_change, keep_firing_s)
         self._engine = engine
 
     def _tenants(self) -> set[str]:
