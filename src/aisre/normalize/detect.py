@@ -54,10 +54,13 @@ _SEPARATORS = (
     " \\-\u00a0\u00ad\u2000-\u200b\u202f\u205f\u2060\u3000\ufeff"
     "\u2010-\u2015\u2212\ufe58\ufe63\uff0d"
 )
-_SEP = f"[{_SEPARATORS}]"
+# The same characters as JSON escapes: json.dumps writes non-ASCII text that way by default.
+_SEP_ESCAPE = r"\\u(?:00[aA]0|00[aA][dD]|200[0-9a-bA-B]|202[fF]|205[fF]|2060|3000|[fF][eE][fF]{2}|201[0-5]|2212|[fF][eE]58|[fF][eE]63|[fF]{2}0[dD])"
+_SEP = f"(?:[{_SEPARATORS}]|{_SEP_ESCAPE})"
+_UNICODE_ESCAPE = re.compile(r"\\u[0-9A-Fa-f]{4}")
 _SEP_RE2 = (
-    "[ \\-\\x{a0}\\x{ad}\\x{2000}-\\x{200b}\\x{202f}\\x{205f}\\x{2060}\\x{3000}\\x{feff}"
-    "\\x{2010}-\\x{2015}\\x{2212}\\x{fe58}\\x{fe63}\\x{ff0d}]"
+    "(?:\\\\u[0-9A-Fa-f]{4}|[ \\-\\x{a0}\\x{ad}\\x{2000}-\\x{200b}\\x{202f}\\x{205f}\\x{2060}\\x{3000}\\x{feff}"
+    "\\x{2010}-\\x{2015}\\x{2212}\\x{fe58}\\x{fe63}\\x{ff0d}])"
 )
 # What Python's \s matches in text, for RE2 (whose \s is ASCII only).
 _WS_RE2 = r"[\s\x{0b}\x{1c}-\x{1f}\x{85}\p{Z}]"
@@ -73,7 +76,7 @@ def _bounded(first: str, boundary: str, rest: str, flags: int = 0) -> re.Pattern
     # No match starts inside a word or right after a backslash (JSON escapes), except that an
     # escape such as \n may directly precede one. Each pattern begins with a character class
     # and checks the boundary after it, which lets the regex engine skip ahead cheaply.
-    return re.compile(first + rf'(?:(?<=\\[nrtbf"/].)|(?<![{boundary}\\].))' + rest, flags)
+    return re.compile(first + rf'(?:(?<=\\[nrtbf"/].)|(?<=\\u[0-9A-Fa-f]{{4}}.)|(?<![{boundary}\\].))' + rest, flags)
 
 
 _SECRET = _bounded(
@@ -85,8 +88,8 @@ _SECRET = _bounded(
     r"|(?<=A)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16}"
     r"|(?<=g)h[pousr]_[A-Za-z0-9]{30,}"
     r"|(?<=g)ithub_pat_[A-Za-z0-9_]{22,}"
-    r"|(?<=x)ox[abposre]-[A-Za-z0-9\-]{10,}"
-    r"|(?<=x)oxe\.xox[bp]-[A-Za-z0-9\-]{10,}"
+    r"|(?<=x)ox[abposre]-[A-Za-z0-9\-]{8,}"
+    r"|(?<=x)oxe.xox[bp]-[A-Za-z0-9\-]{10,}"
     r"|(?<=x)app-\d-[A-Za-z0-9\-]{10,}"
     r"|(?<=A)Iza[A-Za-z0-9_\-]{35}"
     r"|(?<=e)y[A-Za-z0-9_\-]{10,}\.ey(?:[A-Za-z0-9_\-]|\\?/)+\.(?:[A-Za-z0-9_\-=]|\\?/)*"
@@ -127,7 +130,7 @@ _IPV6 = re.compile(
     r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,8}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])"
 )
 # At least 7 digits, possibly separated: worth asking libphonenumber about.
-_PHONE_CANDIDATE = _bounded(r"[\d+(]", r"\w+", rf"(?:(?:[.()/]|{_SEP}){{0,3}}\d){{6,16}}\)?(?!\w)")
+_PHONE_CANDIDATE = _bounded(r"[\d+(]", r"\w+", rf"(?<![A-Za-z]-.)(?:(?:[.()/]|{_SEP}){{0,3}}\d){{6,16}}\)?(?!\w)")
 _DATE_START = re.compile(r"\(?\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}")
 # Runs of token characters long enough to be a key; the check decides (looks_random).
 _TOKEN = re.compile(r'(?:(?<=\\[nrtbf"/])|(?<![A-Za-z0-9+/_\-=\\]))[A-Za-z0-9+/_\-]{20,}={0,2}(?![A-Za-z0-9+/_\-=])')
@@ -178,7 +181,7 @@ def entropy_floor(length: int) -> float:
 def looks_random(token: str) -> bool:
     """True for a token that reads like a generated key: 20-256 characters of a base64
     alphabet mixing upper case, lower case and digits, as much entropy as random base62
-    of its length, and no more than a quarter of it in word-like runs.
+    of its length, and no more than half of it in word-like runs.
 
     Left alone on purpose: hex-only strings (trace and span ids, UUIDs, hashes, commit
     ids), single-case or digit-free tokens, identifiers and URL paths made of words, and
@@ -197,7 +200,7 @@ def looks_random(token: str) -> bool:
             has_digit = True
     if not (has_upper and has_lower and has_digit):
         return False
-    if sum(len(w) for w in _WORDY.findall(core)) * 4 > n:
+    if sum(len(w) for w in _WORDY.findall(core)) * 2 > n:
         return False
     return entropy(core) >= entropy_floor(n)
 
@@ -312,20 +315,28 @@ def _sub(pattern: re.Pattern[str], text: str, check: Check) -> tuple[str, int]:
 
 
 def _pem(text: str) -> tuple[str, int]:
-    """Private-key blocks, header to footer; a block with no footer is redacted to the end
-    of the value (fail closed). Found with str.find, so many headers cost linear time."""
+    """Private-key blocks, header to footer ("-----END … KEY-----", or a bare "KEY-----").
+    A block with no footer is redacted to the end of its JSON string (an unescaped quote)
+    or of the value: fail closed, yet the JSON around it stays valid. Found with str.find,
+    so many headers cost linear time."""
     out: list[str] = []
     pos = count = 0
+    stop = -1  # the next unescaped quote, searched again only once passed: linear overall
     for match in _PEM_BEGIN.finditer(text):
         if match.start() < pos:
             continue
         out.append(text[pos : match.start()])
-        footer = text.find("-----END", match.end())
-        if footer < 0:
-            end = len(text)
+        if stop < match.end():
+            limit = _QUOTE.search(text, match.end())
+            stop = limit.start() if limit else len(text)
+        marker = text.find("-----", match.end(), stop)
+        if marker < 0:
+            end = stop
+        elif text.startswith("-----END", marker):
+            close = text.find("-----", marker + 8, stop)
+            end = close + 5 if close >= 0 else stop
         else:
-            close = text.find("-----", footer + 8)
-            end = len(text) if close < 0 or close - footer > 120 else close + 5
+            end = marker + 5
         out.append("[REDACTED:SECRET]")
         count += 1
         pos = end
@@ -335,9 +346,16 @@ def _pem(text: str) -> tuple[str, int]:
     return "".join(out), count
 
 
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_QUOTE = re.compile(r'(?<!\\)"')
+
+
 def _assigned(match: re.Match[str]) -> tuple[str, int] | None:
     value = match.group(2)
     if value.lower() in _PLACEHOLDERS or value.startswith("[REDACTED"):
+        return None
+    # Code, not a credential: "password = getpass(", "token = self.token", "pwd = os.environ".
+    if match.string.startswith("(", match.end()) or _DOTTED.fullmatch(value):
         return None
     # "Bearer" in prose ("bearer tokens") is a word; a bearer credential is long or mixed.
     if match.group(1).lower().startswith("bearer") and (
@@ -360,7 +378,7 @@ def _iban_check(match: re.Match[str]) -> tuple[str, int] | None:
 
 
 def _card(match: re.Match[str]) -> tuple[str, int] | None:
-    digits = "".join(str(int(ch)) for ch in match.group(0) if ch.isdecimal())
+    digits = "".join(str(int(ch)) for ch in _UNICODE_ESCAPE.sub("", match.group(0)) if ch.isdecimal())
     if 13 <= len(digits) <= 19 and _luhn.is_valid(digits):
         return "[REDACTED:CARD]", 1
     return None
@@ -390,6 +408,10 @@ def _phone(match: re.Match[str], region: str | None) -> tuple[str, int] | None:
     candidate = match.group(0)
     if _DATE_START.match(candidate):
         return None
+    if "\\u" in candidate:  # JSON-escaped separators: check the plain text, replace it whole
+        plain = _UNICODE_ESCAPE.sub(" ", candidate)
+        n = sum(1 for _ in phonenumbers.PhoneNumberMatcher(plain, region, leniency=phonenumbers.Leniency.VALID))
+        return ("[REDACTED:PHONE]", n) if n else None
     ascii_candidate = candidate.translate(_TO_ASCII)  # same length: offsets still hold
     found = list(phonenumbers.PhoneNumberMatcher(ascii_candidate, region, leniency=phonenumbers.Leniency.VALID))
     if not found:

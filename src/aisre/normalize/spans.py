@@ -448,6 +448,7 @@ def flatten(
     resources: dict[int, str] = {}
     scores: list[tuple[Any, ...]] = []
     tally = [0]  # values truncated
+    start = list(content.tally) if content is not None else [0, 0, 0, 0]
     for resource_spans in request.resource_spans:
         try:
             resource = _checked_attributes(resource_spans.resource.attributes, limits, "the resource")
@@ -512,7 +513,7 @@ def flatten(
             f"{tally[0]} value(s) longer than {limits.max_value_chars} characters were truncated "
             "(max_attribute_chars; counted in each span's aisre.truncated)"
         )
-    changed = content.tally if content is not None else [0, 0, 0, 0]
+    changed = [now - then for now, then in zip(content.tally, start, strict=True)] if content is not None else start
     return FlatBatch(
         table=table, rejected=rejected, reasons=reasons, resources=resource_table,
         traces=trace_partials(rows, journey_rules), scores=score_table, warnings=warnings,
