@@ -157,3 +157,16 @@ def test_new_patterns_finish_quickly(text: str) -> None:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_set_sees_a_secret_after_a_long_adversarial_text_and_longer_texts_skip_it() -> None:
+    from aisre.normalize.detect import SET_MAX_CHARS
+
+    rng = random.Random(5)
+    alphabet = string.ascii_letters + string.digits + " -:.@/+_=\u2009\u00a0٤\\\"'~Q"
+    for _ in range(5):
+        text = "".join(rng.choice(alphabet) for _ in range(SET_MAX_CHARS - 100)) + " AKIAFJPKMNPNFPZCJIAB end"
+        assert "prefix" in R.candidates(text)
+    # Past the cap every detector runs: RE2 giving up on a text must never mean "clean".
+    redacted, _ = R.redact("x" * (SET_MAX_CHARS + 10) + " AKIAFJPKMNPNFPZCJIAB")
+    assert "AKIAF" not in redacted

@@ -11,7 +11,6 @@ and resource attributes are pattern-scanned as well.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass, replace
@@ -107,6 +106,11 @@ def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
 _matchers: dict[AttributeRules, _Matcher] = {}
 
 
+def matcher(rules: AttributeRules) -> _Matcher:
+    """The compiled form of ``rules`` (shared by every filter with equal rules)."""
+    return _matcher(rules)
+
+
 def _matcher(rules: AttributeRules) -> _Matcher:
     found = _matchers.get(rules)
     if found is None:
@@ -116,11 +120,11 @@ def _matcher(rules: AttributeRules) -> _Matcher:
     return found
 
 
-def plan(rules: AttributeRules, keys: tuple[str, ...], is_content: Any) -> tuple[tuple[str, Action], ...]:
+def plan(rules: AttributeRules | _Matcher, keys: tuple[str, ...], is_content: Any) -> tuple[tuple[str, Action], ...]:
     """(key, action) for the keys of one attribute set that the rules touch; content keys
     (``is_content(key)``) are left to the content mode unless denied. Spans of one kind
     share a key set, so the answer is cached per key set."""
-    matcher = _matcher(rules)
+    matcher = rules if isinstance(rules, _Matcher) else _matcher(rules)
     found = matcher.plans.get(keys)
     if found is None:
         out = []
@@ -146,7 +150,7 @@ def hash_value(salt: bytes, value: Any) -> Any:
     text = value if isinstance(value, str) else str(value)
     if text.startswith(HASH_PREFIX):
         return text  # hashed already (a re-sent span, or hashed by the sender's collector)
-    return HASH_PREFIX + hmac.new(salt, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+    return HASH_PREFIX + hmac.digest(salt, text.encode("utf-8", "surrogatepass"), "sha256")[:16].hex()
 
 
 _LISTS = ("allow", "deny", "hash", "scan")

@@ -152,6 +152,11 @@ _CANDIDATES: tuple[tuple[str, str], ...] = (
 CANDIDATE_NAMES = tuple(name for name, _ in _CANDIDATES)
 
 _CHECK_BUDGET = 200
+# Past this many characters every detector runs, without asking the set: RE2 gives up
+# (and would report nothing) when a text makes its DFA rebuild its cache too often, and
+# that must never mean "nothing found". The exact patterns are linear-time too.
+SET_MAX_CHARS = 65_536
+_EVERY = list(range(len(_CANDIDATES)))
 MAX_TOKEN_CHARS = 256
 MIN_TOKEN_CHARS = 20
 # 1st percentile of the Shannon entropy (bits per character) of uniformly random base62
@@ -231,7 +236,7 @@ def _candidate_set() -> Any:
     for _, pattern in _CANDIDATES:
         candidates.Add(pattern)
     candidates.Compile()
-    return candidates
+    return candidates._set  # the C++ set itself: the wrapper's per-call overhead doubles the cost
 
 
 Check = Callable[[re.Match[str]], "tuple[str, int] | None"]
@@ -282,12 +287,29 @@ class Redactor:
 
     def candidates(self, text: str) -> frozenset[str]:
         """The detectors whose candidate pattern occurs in ``text`` (for tests and bench)."""
-        found = self._set.Match(text)
-        return frozenset(CANDIDATE_NAMES[i] for i in found or ())
+        return frozenset(CANDIDATE_NAMES[i] for i in self._found(text))
+
+    def redact_repeated(self, text: str) -> tuple[str, int]:
+        """:meth:`redact` for values that repeat, such as span names and status messages
+        (OTel asks for low-cardinality names): answers for short ones are remembered."""
+        if len(text) > 256:
+            return self.redact(text)
+        cache: dict[str, tuple[str, int]] = self.__dict__.setdefault("_cache", {})
+        known = cache.get(text)
+        if known is None:
+            if len(cache) >= 8192:
+                cache.clear()
+            known = cache[text] = self.redact(text)
+        return known
+
+    def _found(self, text: str) -> list[int]:
+        if len(text) > SET_MAX_CHARS:
+            return _EVERY
+        return self._set.Match(text.encode("utf-8", "surrogatepass"))
 
     def redact(self, text: str) -> tuple[str, int]:
         """``text`` with everything found replaced, and how many replacements were made."""
-        found = self._set.Match(text)
+        found = self._found(text)
         if not found:
             return text, 0
         present = set(found)

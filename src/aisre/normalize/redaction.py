@@ -31,7 +31,14 @@ import phonenumbers
 import yaml
 
 from aisre.core.errors import PermanentError
-from aisre.normalize.attribute_rules import OFF, AttributeRules, hash_value, parse_rules, plan
+from aisre.normalize.attribute_rules import (
+    OFF,
+    AttributeRules,
+    hash_value,
+    matcher,
+    parse_rules,
+    plan,
+)
 from aisre.normalize.detect import KINDS, Redactor
 
 __all__ = ["AttributeRules", "ContentFilter", "ContentPolicy", "Redactor", "is_content_key", "load_policy"]
@@ -281,6 +288,9 @@ class ContentFilter:
     scanner: Redactor | None = None
     tally: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
 
+    def __post_init__(self) -> None:
+        self._matcher = matcher(self.rules)  # hashing the rules once per request, not per span
+
     def attributes(self, attrs: dict[str, Any]) -> None:
         """Filter span (or link) attributes in place, counting into ``tally``."""
         if self.mode != "keep":
@@ -304,7 +314,7 @@ class ContentFilter:
         self._rules(attrs)
         assert self.scanner is not None
         for key, value in attrs.items():
-            if isinstance(value, str | list | dict) and self.rules.action(key) is None:
+            if isinstance(value, str | list | dict) and self._matcher.action(key) is None:
                 new, count = _redact_value(self.scanner, value)
                 if count:
                     attrs[key] = new
@@ -314,12 +324,12 @@ class ContentFilter:
         """A span name or status message, scanned."""
         if not value or self.scanner is None:
             return value
-        new, count = self.scanner.redact(value)
-        self.tally[REDACTED] += count
-        return new
+        known = self.scanner.redact_repeated(value)
+        self.tally[REDACTED] += known[1]
+        return known[0]
 
     def _rules(self, attrs: dict[str, Any]) -> None:
-        for key, action in plan(self.rules, tuple(attrs), is_content_key):
+        for key, action in plan(self._matcher, tuple(attrs), is_content_key):
             if action == "drop":
                 del attrs[key]
                 self.tally[ATTRS_DROPPED] += 1
