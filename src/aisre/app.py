@@ -34,7 +34,7 @@ from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.journeys import load_rules
 from aisre.normalize.prices import load_catalog
-from aisre.normalize.redaction import load_policy
+from aisre.normalize.redaction import load_policy, load_salt
 from aisre.normalize.spans import Limits
 from aisre.present.api.asgi import build_asgi
 from aisre.present.api.auth import KeyRing
@@ -92,7 +92,10 @@ class AisreServer:
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         receivers = load_receivers(settings.receivers) if settings.receivers else []
         catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
-        content = load_policy(settings.content_capture, settings.content_capture_file, settings.redact_phone_region)
+        content = load_policy(
+            settings.content_capture, settings.content_capture_file, settings.redact_phone_region,
+            attributes=settings.redact_attributes, salt=load_salt(settings.redact_hash_salt, settings.db),
+        )
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,

@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from aisre.normalize.attribute_rules import hash_value
+from aisre.normalize.redaction import load_salt
 from tests.conftest import CAPTURES, ServerProcess, capture_files, capture_truth
 
 PB = {"Content-Type": "application/x-protobuf"}
@@ -64,13 +66,16 @@ def test_sdk_exporter_spans_read_back_equal(server: ServerProcess) -> None:
     assert chat_row["service_version"] == "2.0.1"
     assert chat_row["resource"]["deployment.environment.name"] == "staging"
     assert chat_row["duration_ms"] == pytest.approx((chat.end_time - chat.start_time) / 1e6)
-    assert spans["POST /ask"]["attributes"] == {"aisre.journey": "ask", "user.id": "u1", "http.response.status_code": 200}
+    # user.id is hashed by the default attribute rules, keyed by the store's DB.salt.
+    user = hash_value(load_salt("", str(server.db)), "u1")
+    assert spans["POST /ask"]["attributes"] == {
+        "aisre.journey": "ask", "user.id": user, "http.response.status_code": 200, "aisre.hashed": 1}
 
     runs = httpx.get(f"{server.url}/api/journeys/runs", params={"journey": "ask"}).json()["items"]
     assert [r["trace_id"] for r in runs] == [trace_id]
     assert (runs[0]["llm_calls"], runs[0]["input_tokens"], runs[0]["output_tokens"]) == (1, 321, 54)
     assert runs[0]["service_version"] == "2.0.1"
-    assert runs[0]["user_id"] == "u1"
+    assert runs[0]["user_id"] == user
 
 
 @pytest.mark.parametrize("capture", CAPTURES)

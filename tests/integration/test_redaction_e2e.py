@@ -11,7 +11,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
 # Distinct values so each one's absence from the file bytes is unambiguous.
@@ -140,3 +140,84 @@ def test_pii_reaches_the_file_only_when_kept(server_factory, tmp_path, mode: str
         assert before_close, "kept content should be visible in the WAL"
     else:
         assert before_close == [] and after_close == []
+
+
+# Every secret kind the redactor claims, with digit-free and letter-only forms: none of
+# these may reach the DuckDB file or its WAL, in content or in the attribute-rule places.
+SECRETS = {
+    "aws_no_digit": "AKIAFJPKMNPNFPZCJIAB",
+    "aws_secret": "aws_secret_access_key=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",
+    "gcp": "AIzaSyQx7Vb2Nm4Lk9Jh3Gf6Dd8Ss1Aa0PpOoIiUu",
+    "azure": "AccountKey=Qm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6QUJDREVGR0g=",
+    "github": "ghp_ZyXwVuTsRqPoNmLkJiHgFeDcBa9876543210",
+    "slack": "xoxb-1234567890-0987654321-QwErTyUiOpAsDfGh",
+    "stripe": "sk_live_QwErTyUiOpAsDfGhJkLz",
+    "openai": "sk-proj-QwErTyUiOpAsDfGhJkLzXcVbNm",
+    "anthropic": "sk-ant-api03-QwErTyUiOpAsDfGhJkLzXcVbNm_0123",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJxd2VydHkifQ.QwErTyUiOpAsDfGhJkLzXcVbNm",
+    "pem": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAzQwErTyUiOpAsDfGh\n-----END RSA PRIVATE KEY-----",
+    "password": "password=hunterhunter",
+    "api_key": "api_key=lettersonlykeyvalue",
+    "token": "token: lettersonlytokenvalue",
+    "bearer": "Bearer lettersonlybearervalue",
+    "entropy": "Zq8Lw3Rt6Yp1Mx4Nc7Vb2Hs5Jd9Kf0Gg",
+    "card_thin": "4539\u20091488\u20090343\u20096467",
+}
+SECRET_NEEDLES = [
+    b"AKIAFJPKMNPNFPZCJIAB", b"Jq7vR2mXz9LpW4tYk8Nc", b"AIzaSyQx7Vb2Nm4Lk9", b"Qm9vYmFyYmF6cXV4MTIz",
+    b"ghp_ZyXwVuTsRq", b"xoxb-1234567890", b"sk_live_QwErTy", b"sk-proj-QwErTy", b"sk-ant-api03",
+    b"eyJhbGciOiJIUzI1NiJ9", b"MIIEowIBAAKCAQEAzQ", b"hunterhunter", b"lettersonlykeyvalue",
+    b"lettersonlytokenvalue", b"lettersonlybearervalue", b"Zq8Lw3Rt6Yp1Mx4Nc7Vb", b"4539\xe2\x80\x891488",
+    b"zelda.quarterfield",
+]
+
+
+def _send_secrets(server_url: str, users: list[str]) -> None:
+    text = " ; ".join(SECRETS.values())
+    provider = TracerProvider(resource=Resource.create({
+        "service.name": "support-bot", "deployment.note": f"deployed with {SECRETS['aws_no_digit']} and {SECRETS['password']}",
+    }))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=server_url + "/v1/traces")))
+    tracer = provider.get_tracer("secrets-test")
+    for i, user in enumerate(users):
+        with tracer.start_as_current_span("POST /ask", kind=SpanKind.SERVER, attributes={
+            "aisre.journey": "ask", "user.id": user, "user.email": f"{user}@example-pii.org",
+            "http.request.header.authorization": f"Bearer {SECRETS['bearer']}",
+            "url.query": f"q=1&{SECRETS['api_key']}",
+        }):
+            if i == 0:
+                # Every place at once, on the first trace: content, exception message and
+                # stack trace, status message, span name.
+                name = f"lookup {SECRETS['aws_no_digit']} {SECRETS['github']}"
+                with tracer.start_as_current_span(name, attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": text}]}]),
+                    "gen_ai.prompt": f"note {SECRETS['aws_no_digit']} and {SECRETS['password']} end",
+                }) as span:
+                    span.add_event("exception", {"exception.type": "AuthError", "exception.message": text,
+                                                 "exception.stacktrace": f"Traceback: {text}"})
+                    span.set_status(Status(StatusCode.ERROR, f"upstream refused {SECRETS['openai']} {SECRETS['password']}"))
+    provider.shutdown()
+
+
+@pytest.mark.slow
+def test_secrets_of_every_kind_never_reach_the_file_and_users_still_count(server_factory, tmp_path) -> None:
+    db = tmp_path / "secrets.duckdb"
+    server = server_factory(db, "--setting", "checkpoint_mb=1024", "--setting", "redact_hash_salt=e2e-test-key")
+    users = [f"zelda.quarterfield-{i % 37}" for i in range(500)]
+    _send_secrets(server.url, users)
+
+    runs = httpx.get(f"{server.url}/api/journeys/runs", params={"journey": "ask", "limit": 1000}).json()["items"]
+    assert len(runs) == 500
+    hashed = {r["user_id"] for r in runs}
+    assert len(hashed) == 37 and all(h.startswith("hmac:") for h in hashed)
+    assert not hashed & set(users)
+    content = _content_metrics(server.url)
+    # Per root span: user.id and user.email hashed and the api_key in url.query redacted
+    # (all "redacted"), the authorization header dropped.
+    assert content["dropped"] == 500 and content["redacted"] >= 1000 + 500
+
+    before_close = [n for n in SECRET_NEEDLES if n in _db_bytes(db)]
+    assert server.stop() == 0
+    after_close = [n for n in SECRET_NEEDLES if n in _db_bytes(db)]
+    assert before_close == [] and after_close == []

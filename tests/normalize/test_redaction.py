@@ -12,6 +12,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from aisre.core.errors import PermanentError
+from aisre.normalize.attribute_rules import hash_value
 from aisre.normalize.redaction import ContentPolicy, Redactor, is_content_key, load_policy
 from aisre.normalize.spans import flatten
 
@@ -148,7 +149,9 @@ def test_policy_file(tmp_path) -> None:
     assert policy.mode_for("lab") == "keep"
     assert policy.mode_for("other") == "redact"
     assert policy.phone_region == "GB"
-    assert policy.filter_for("lab") is None
+    # Content kept as sent, but the attribute rules still apply unless switched off.
+    assert policy.filter_for("lab") is not None
+    assert load_policy("redact", str(path), attributes=False).filter_for("lab") is None
     path.write_text("tenants:\n  acme: scrub\n")
     with pytest.raises(PermanentError, match="tenant 'acme': content mode must be keep, redact or drop"):
         load_policy("redact", str(path))
@@ -206,9 +209,11 @@ def test_flatten_redacts_attributes_and_message_events() -> None:
     assert "[REDACTED:CARD]" in json.loads(attrs["gen_ai.input.messages"])[0]["parts"][0]["content"]
     assert attrs["retrieval.documents.0.document.content"] == ["call [REDACTED:PHONE]", "no pii here"]
     assert events[0]["attributes"] == {"content": "my iban is [REDACTED:IBAN]", "gen_ai.system": "openai"}
-    # Metadata that feeds typed columns is untouched.
+    # Metadata that feeds typed columns is untouched, but for the user id, which the default
+    # attribute rules hash (with an empty salt here: ContentPolicy's default).
     assert attrs["gen_ai.prompt.name"] == "support-42"
-    assert attrs["user.id"] == "u-1"
+    assert attrs["user.id"] == hash_value(b"", "u-1")
+    assert attrs["aisre.hashed"] == 1
 
 
 def test_flatten_drop_mode_stores_no_content() -> None:

@@ -61,6 +61,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("content_capture", "redact", "What happens to prompt, completion, tool and retrieval content before it is stored: keep, redact (PII replaced by [REDACTED:KIND]) or drop"),
     Setting("content_capture_file", "", "YAML file giving tenants their own content mode (tenants: {name: keep|redact|drop}); others get content_capture"),
     Setting("redact_phone_region", "US", "Region whose national phone formats redaction recognises (numbers written with +country code are found in any region)"),
+    Setting("redact_attributes", True, "Attribute rules outside content: hash user ids, sessions and client addresses, drop credential headers, scan URLs, exception and status messages, span names and resource attributes (tune per tenant in content_capture_file)"),
+    Setting("redact_hash_salt", "", "Secret key of the HMAC-SHA256 that hashes attributes (text, env:NAME or file:PATH); empty: a random key kept in DB.salt beside the database file"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -111,6 +113,8 @@ class Settings:
     content_capture: str = "redact"
     content_capture_file: str = ""
     redact_phone_region: str = "US"
+    redact_attributes: bool = True
+    redact_hash_salt: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -30,7 +30,17 @@ from aisre.core.schema import (
 from aisre.normalize import conventions as cv
 from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.prices import PriceCatalog, default_catalog
-from aisre.normalize.redaction import DROPPED_ATTRIBUTE, REDACTIONS_ATTRIBUTE, ContentFilter
+from aisre.normalize.redaction import (
+    ATTRIBUTES_DROPPED_ATTRIBUTE,
+    ATTRS_DROPPED,
+    CONTENT_DROPPED,
+    DROPPED_ATTRIBUTE,
+    HASHED,
+    HASHED_ATTRIBUTE,
+    REDACTED,
+    REDACTIONS_ATTRIBUTE,
+    ContentFilter,
+)
 from aisre.normalize.runs import trace_partials
 
 _ZERO_TRACE = b"\x00" * 16
@@ -56,12 +66,15 @@ TRUNCATED_ATTRIBUTE = "aisre.truncated"
 
 @dataclass
 class ContentCounts:
-    """What ingest changed in accepted spans' values: PII redacted, content dropped (the
-    tenant's content_capture policy) and values truncated (max_attribute_chars)."""
+    """What ingest changed in accepted spans' values: redacted (a detector's finding
+    replaced, or a value hashed by the attribute rules: either way the clear value is gone),
+    dropped (content under content_capture=drop, attributes the rules drop), truncated
+    (max_attribute_chars); ``hashed`` says how many of ``redacted`` were hashes."""
 
     redacted: int = 0
     dropped: int = 0
     truncated: int = 0
+    hashed: int = 0
 
 
 @dataclass
@@ -286,20 +299,18 @@ def _events(
     received: int = 0,
     content: ContentFilter | None = None,
     limits: Limits = DEFAULT_LIMITS,
-) -> tuple[list[dict[str, Any]], str | None, str | None, int]:
-    """(events, exception type, exception message, content values filtered);
-    evaluation events become scores."""
+) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """(events, exception type, exception message); evaluation events become scores."""
     if not span.events:
-        return [], None, None, 0
+        return [], None, None
     out = []
     exc_type = exc_message = None
-    filtered = 0
     for event in span.events:
         if event.time_unix_nano > _MAX_NS:
             raise _BadSpan(f"event {event.name!r} time_unix_nano {event.time_unix_nano} is past the year 2262: not a time")
         attrs = _checked_attributes(event.attributes, limits, f"event {event.name!r}")
         if content is not None and attrs:
-            filtered += content.event(event.name, attrs)
+            content.event(event.name, attrs)
         if event.name == "exception":
             exc_type = exc_type or _text(attrs.get("exception.type"))
             exc_message = exc_message or _text(attrs.get("exception.message"))
@@ -314,18 +325,17 @@ def _events(
                     _text(attrs.get("gen_ai.evaluation.explanation")), event.time_unix_nano, received,
                 ))
         out.append({"name": event.name, "time_ns": event.time_unix_nano, "attributes": attrs})
-    return out, exc_type, exc_message, filtered
+    return out, exc_type, exc_message
 
 
-def _links(span: Any, content: ContentFilter | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[list[dict[str, Any]], int]:
+def _links(span: Any, content: ContentFilter | None = None, limits: Limits = DEFAULT_LIMITS) -> list[dict[str, Any]]:
     links = []
-    filtered = 0
     for link in span.links:
         attrs = _checked_attributes(link.attributes, limits, "a link")
         if content is not None and attrs:
-            filtered += content.attributes(attrs)
+            content.attributes(attrs)
         links.append({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(), "attributes": attrs})
-    return links, filtered
+    return links
 
 
 # Every attribute name a typed column reads, mapped to (slot, priority): one set
@@ -437,7 +447,8 @@ def flatten(
 
     resources: dict[int, str] = {}
     scores: list[tuple[Any, ...]] = []
-    tally = [0, 0]  # values truncated, content values redacted or dropped
+    tally = [0]  # values truncated
+    start = list(content.tally) if content is not None else [0, 0, 0, 0]
     for resource_spans in request.resource_spans:
         try:
             resource = _checked_attributes(resource_spans.resource.attributes, limits, "the resource")
@@ -449,6 +460,8 @@ def flatten(
                     if len(reasons) < _MAX_REASONS:
                         reasons.append(_describe(span, str(exc)))
             continue
+        if content is not None and resource:
+            content.resource(resource)  # before the resource id: it is a hash of what is stored
         resource, cut = _truncate(resource, limits.max_value_chars)
         tally[0] += cut
         resource_json = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
@@ -500,13 +513,15 @@ def flatten(
             f"{tally[0]} value(s) longer than {limits.max_value_chars} characters were truncated "
             "(max_attribute_chars; counted in each span's aisre.truncated)"
         )
+    changed = [now - then for now, then in zip(content.tally, start, strict=True)] if content is not None else start
     return FlatBatch(
         table=table, rejected=rejected, reasons=reasons, resources=resource_table,
         traces=trace_partials(rows, journey_rules), scores=score_table, warnings=warnings,
         content=ContentCounts(
-            redacted=tally[1] if content is not None and content.mode != "drop" else 0,
-            dropped=tally[1] if content is not None and content.mode == "drop" else 0,
+            redacted=changed[REDACTED] + changed[HASHED],
+            dropped=changed[CONTENT_DROPPED] + changed[ATTRS_DROPPED],
             truncated=tally[0],
+            hashed=changed[HASHED],
         ),
     )
 
@@ -538,6 +553,19 @@ def _token_count(raw: Any, label: str) -> int | None:
 
 
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
+    content = context[8]
+    if content is None:
+        return _checked_row(span, scope, context)
+    # A rejected span's changes are not counted: only committed values are.
+    before = list(content.tally)
+    try:
+        return _checked_row(span, scope, context)
+    except _BadSpan:
+        content.tally[:] = before
+        raise
+
+
+def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     tenant, service, service_version, environment, resource_id, received, prices, scores, content, limits, tally = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
@@ -558,7 +586,9 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
         raise _BadSpan(f"end_time_unix_nano {end} is past the year 2262: not a time")
 
     attrs = _checked_attributes(span.attributes, limits, "the span")
-    filtered = content.attributes(attrs) if content is not None else 0
+    before = list(content.tally) if content is not None else None
+    if content is not None:
+        content.attributes(attrs)
     v = _known_values(attrs)
     input_tokens = output_tokens = cached_tokens = None
     if v[S_INPUT_TOKENS] is not None:
@@ -577,27 +607,29 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     max_chars = limits.max_value_chars
     cut = 0
     if span.events:
-        events, exc_type, exc_message, in_events = _events(
+        events, exc_type, exc_message = _events(
             span, scores, tenant, trace_id.hex(), span_id.hex(), received, content, limits
         )
-        filtered += in_events
         events_json, cut_events = _dump_limited(events, max_chars)
         cut += cut_events
     else:
         events_json, exc_type, exc_message = _EMPTY_LIST_JSON, None, None
     links_json = _EMPTY_LIST_JSON
     if span.links:
-        links, in_links = _links(span, content, limits)
-        filtered += in_links
+        links = _links(span, content, limits)
         links_json, cut_links = _dump_limited(links, max_chars)
         cut += cut_links
-    if filtered:
-        assert content is not None
-        attrs[DROPPED_ATTRIBUTE if content.mode == "drop" else REDACTIONS_ATTRIBUTE] = filtered
-        tally[1] += filtered
+    name = span.name
+    if content is not None and before is not None:
+        name, status_message = content.text(name), content.text(status_message)
+        for index, attribute in (
+            (REDACTED, REDACTIONS_ATTRIBUTE), (CONTENT_DROPPED, DROPPED_ATTRIBUTE),
+            (HASHED, HASHED_ATTRIBUTE), (ATTRS_DROPPED, ATTRIBUTES_DROPPED_ATTRIBUTE),
+        ):
+            if content.tally[index] != before[index]:
+                attrs[attribute] = content.tally[index] - before[index]
     attrs_json, cut_attrs = _dump_limited(attrs, max_chars)
     cut += cut_attrs
-    name, status_message = span.name, status_message
     if len(name) > max_chars or len(status_message) > max_chars:
         cut += (len(name) > max_chars) + (len(status_message) > max_chars)
         name, status_message = name[:max_chars], status_message[:max_chars]
