@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,17 @@ def capture_files(name: str, kind: str = "raw") -> list[Path]:
 
 def capture_truth(name: str) -> dict:
     return json.loads((FIXTURES / name / "truth.json").read_text())
+
+
+def wait_for(fn: Any, timeout: float, what: str) -> Any:
+    """Poll ``fn`` every half second until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def free_port() -> int:

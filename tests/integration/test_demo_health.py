@@ -13,19 +13,11 @@ import pytest
 from aisre.core.timefmt import rfc3339
 from aisre.demo import runner
 from aisre.demo.telemetry import SimClock
+from tests.conftest import wait_for
 
 DEMO_SLOS = str(resources.files("aisre.demo").joinpath("slos.yaml"))
 HOUR_NS = 3600 * 10**9
 
-
-def _wait(fn: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -48,7 +40,7 @@ def test_default_traffic_opens_nothing_and_a_provider_outage_pages_naming_the_pr
         doc = httpx.get(server.url + "/api/slos/ask-success").json()
         return doc.get("total") == stats.journeys["ask"]
 
-    _wait(counted, 30, "every ask run counted")
+    wait_for(counted, 30, "every ask run counted")
     time.sleep(3)  # a few evaluations over the complete data
     for doc in httpx.get(server.url + "/api/slos").json()["items"]:
         assert doc["status"] == "ok", (doc["name"], doc["status"], doc.get("alerts"))
@@ -72,7 +64,7 @@ def test_default_traffic_opens_nothing_and_a_provider_outage_pages_naming_the_pr
         detail = httpx.get(server.url + f"/api/incidents/{items[0]['id']}").json()
         return detail if (detail.get("evidence") or {}).get("points_at") else None
 
-    found = _wait(incident, 45, "an ask incident with evidence")
+    found = wait_for(incident, 45, "an ask incident with evidence")
     assert found["severity"] == "sev1"
     assert found["evidence"]["points_at"] == "model provider"
     # Impact began with the outage's telemetry, not with the healthy hours before it.

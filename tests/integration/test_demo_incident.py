@@ -15,18 +15,10 @@ import pytest
 
 from aisre.demo import runner
 from aisre.demo.telemetry import SimClock
+from tests.conftest import wait_for
 
 DEMO_SLOS = str(resources.files("aisre.demo").joinpath("slos.yaml"))
 
-
-def _wait(fn: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -47,7 +39,7 @@ def test_bad_prompt_rollout_opens_incident_with_rollout_as_top_suspect(server_fa
         items = httpx.get(server.url + "/api/incidents", params={"journey": "ask"}).json()["items"]
         return items[0] if items and items[0].get("top_suspect") else None
 
-    found = _wait(incident, 30, "an ask incident with a suspect")
+    found = wait_for(incident, 30, "an ask incident with a suspect")
     top = found["top_suspect"]
     assert found["severity"] == "sev1" and found["owner"] == "search-team"  # tier-0 page
     assert top["summary"] == "prompt ask-answer v3 → v5 in ask", top

@@ -35,3 +35,15 @@ def parse_time(text: str, now_ns: int, field: str = "time") -> int:
     if parsed.tzinfo is None:
         raise PermanentError(f"{field} must carry a time zone (e.g. a trailing Z); got {text!r}")
     return int(parsed.timestamp()) * 10**9 + parsed.microsecond * 1000
+
+
+def span_text(seconds: float) -> str:
+    """A length people read at a glance, to the minute: 8 min, 3 h 20 min, 2 d 4 h."""
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {mins} min" if mins else f"{hours} h"
+    return f"{mins} min"

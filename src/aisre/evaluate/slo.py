@@ -16,7 +16,7 @@ from aisre.core.auth import check_tenant
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.model import SliRule
 from aisre.core.slo import CostSli, LatencySli, OutcomeSli, ScoreSli, SloSpec, SloWindow, StepSli
-from aisre.core.timefmt import rfc3339
+from aisre.core.timefmt import rfc3339, span_text
 from aisre.evaluate.budget import (
     MINUTE_NS,
     BudgetStatus,
@@ -314,7 +314,7 @@ def _data_document(status: BudgetStatus, min_events: int) -> dict[str, Any]:
     elif basis.complete:
         note = f"{basis.events:,} events over the whole {_human(basis.span)}"
     else:
-        note = (f"{_span_text(basis.observed)} of {_human(basis.span)} observed ({basis.events:,} events): "
+        note = (f"{span_text(basis.observed.total_seconds())} of {_human(basis.span)} observed ({basis.events:,} events): "
                 f"the budget is measured against the {basis.projected_events:,.0f} events the "
                 f"{_human(basis.span)} holds at the observed rate")
     return {
@@ -330,16 +330,6 @@ def _data_document(status: BudgetStatus, min_events: int) -> dict[str, Any]:
     }
 
 
-def _span_text(value: timedelta) -> str:
-    """A short human length: 8 min, 3 h 20 min, 2 d 4 h."""
-    minutes = int(value / timedelta(minutes=1))
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {mins} min" if mins else f"{hours} h"
-    return f"{mins} min"
 
 
 def _human(window: timedelta) -> str:

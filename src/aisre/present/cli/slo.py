@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aisre.core.timefmt import span_text
 from aisre.evaluate.specs import check_files
 from aisre.present.cli.client import get_json, put_text
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json
@@ -125,18 +126,7 @@ def _observed(data: dict, window: str) -> str:
         return "-"
     if data.get("complete"):
         return f"all of {window}"
-    return f"{_length(data['observed_s'])} of {window}"
-
-
-def _length(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h{mins:02d}m" if mins else f"{hours}h"
-    return f"{mins} min"
+    return f"{span_text(data['observed_s'])} of {window}"
 
 
 def _pct(value: float | None) -> str:
