@@ -22,6 +22,9 @@ GENAI_OPERATIONS = {
     "execute_tool": "execute_tool",
     "invoke_agent": "agent",
     "create_agent": "agent",
+    # open-telemetry/semantic-conventions-genai registry additions.
+    "invoke_workflow": "agent",
+    "plan": "agent",
     "retrieval": "retrieval",
     "retrieve": "retrieval",
 }
@@ -69,7 +72,7 @@ def ai_sdk_operation(operation_id: str) -> str:
 # but it is never a call itself.
 LOGFIRE_SPAN_TYPE = "logfire.span_type"
 # The same model call reported by two instrumentations carries the same response id.
-RESPONSE_ID = ("gen_ai.response.id", "ai.response.id", "llm.response.id")
+RESPONSE_ID = ("gen_ai.response.id", "ai.response.id")
 # Two spans without a shared response id are one call when their instrumentations differ,
 # their model and usage are equal and they start within this many nanoseconds.
 DUPLICATE_START_WINDOW_NS = 5_000_000
