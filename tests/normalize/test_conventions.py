@@ -21,14 +21,15 @@ from aisre.normalize.spans import flatten
 from aisre.receive.otlp_decode import parse_request
 
 AI_SDK = Path(__file__).parents[1] / "data" / "captures" / "ai-sdk"
+LOGFIRE = Path(__file__).parents[1] / "data" / "captures" / "logfire"
 TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
 ROOT = bytes.fromhex("b7ad6b7169203331")
 T0 = 1_790_000_000_000_000_000
 
 
-def _ai_sdk() -> tuple[pa.Table, pa.Table]:
+def _ai_sdk(capture: Path = AI_SDK) -> tuple[pa.Table, pa.Table]:
     spans, traces = [], []
-    for path in sorted((AI_SDK / "raw").glob("*.pb")):
+    for path in sorted((capture / "raw").glob("*.pb")):
         batch = flatten(parse_request(path.read_bytes(), "protobuf"), "t")
         assert batch.rejected == 0, batch.message()
         spans.append(batch.table)
@@ -228,6 +229,34 @@ def test_same_request_seen_by_two_instrumentations_without_ids_counts_once() -> 
 
 
 # --- Logfire ------------------------------------------------------------------------------------
+
+
+def test_logfire_capture_counts_each_call_once_with_the_provider_usage() -> None:
+    truth = json.loads((LOGFIRE / "truth.json").read_text())
+    spans, traces = _ai_sdk(LOGFIRE)
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), coalesce(sum(output_tokens), 0),
+               coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == truth["provider_truth_by_model"]
+    driver = truth["driver"]
+    logs = _sql(spans, "SELECT operation, count(*), count(input_tokens), count(cost_usd) FROM t WHERE name LIKE 'streaming response%' GROUP BY 1")
+    assert logs == [("other", driver["log_records"], 0, 0)]
+    provider = truth["provider_truth_by_model"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens) FROM t") == [(
+        driver["model_calls"] + driver["embed_calls"],
+        sum(m["input_tokens"] for m in provider.values()),
+        sum(m["output_tokens"] for m in provider.values()),
+        sum(m["cached_input_tokens"] for m in provider.values()),
+    )]
+    # The streamed calls' usage moved onto their request spans, and is priced there.
+    streamed = _sql(spans, "SELECT count(*), sum(cost_usd) FROM t WHERE operation = 'chat' AND response_model = 'gpt-4.1'")
+    price = default_catalog().lookup("openai", "gpt-4.1", T0)[0]
+    assert price is not None
+    gpt41 = provider["gpt-4.1"]
+    assert streamed[0][0] == 3
+    assert streamed[0][1] == pytest.approx(price.cost(gpt41["input_tokens"], gpt41["output_tokens"], gpt41["cached_input_tokens"]))
 
 
 def test_logfire_log_record_is_not_a_second_call() -> None:

@@ -71,6 +71,15 @@ def ai_sdk_operation(operation_id: str) -> str:
 # "streaming response from … took 1.2s"); it may repeat gen_ai.* of the call it reports on,
 # but it is never a call itself.
 LOGFIRE_SPAN_TYPE = "logfire.span_type"
+# Logfire puts the provider's own usage object here as JSON: the only place it reports
+# cached input tokens (OpenAI's prompt_tokens_details / input_tokens_details, Anthropic's
+# cache_read_input_tokens).
+RAW_USAGE = "gen_ai.usage.raw"
+RAW_USAGE_CACHED = (
+    ("prompt_tokens_details", "cached_tokens"),
+    ("input_tokens_details", "cached_tokens"),
+    ("cache_read_input_tokens",),
+)
 # The same model call reported by two instrumentations carries the same response id.
 RESPONSE_ID = ("gen_ai.response.id", "ai.response.id")
 # Two spans without a shared response id are one call when their instrumentations differ,

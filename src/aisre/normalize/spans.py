@@ -587,6 +587,21 @@ def _token_count(raw: Any, label: str) -> int | None:
     return count
 
 
+def _raw_usage_cached(raw: Any) -> int | None:
+    """Cached input tokens from a provider usage object sent as JSON (Logfire's gen_ai.usage.raw)."""
+    try:
+        usage = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        return None
+    for path in cv.RAW_USAGE_CACHED:
+        value = usage
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if type(value) is int and value >= 0:
+            return value
+    return None
+
+
 def _ai_sdk_usage(attrs: dict[str, Any], v: list[Any], operation: str) -> None:
     """AI SDK usage: read ai.usage.* on the do* spans (embeddings report only
     ai.usage.tokens); on the outer spans drop every count, as they sum their steps'."""
@@ -650,6 +665,8 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         input_tokens = _token_count(v[S_INPUT_TOKENS], "input token count")
     if v[S_OUTPUT_TOKENS] is not None:
         output_tokens = _token_count(v[S_OUTPUT_TOKENS], "output token count")
+    if v[S_CACHED_TOKENS] is None and cv.RAW_USAGE in attrs:
+        v[S_CACHED_TOKENS] = _raw_usage_cached(attrs[cv.RAW_USAGE])
     if v[S_CACHED_TOKENS] is not None:
         cached_tokens = _token_count(v[S_CACHED_TOKENS], "cached input token count")
 

@@ -62,3 +62,31 @@ def test_ai_sdk_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     tool = next(s for s in spans if s["name"] == "ai.toolCall")
     assert (tool["operation"], tool["tool_name"]) == ("execute_tool", "lookup_order")
     assert tool["genai"]["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+
+
+def test_logfire_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    capture = CAPTURE.parent / "logfire"
+    truth = json.loads((capture / "truth.json").read_text())
+    for path in sorted((capture / "raw").glob("*.pb")):
+        response = httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    provider = truth["provider_truth_by_model"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values())
+    # A streamed call: one chat span with the usage and the completion shown, one log record.
+    run = next(r for r in runs if r["journey"] == "summarise")
+    spans = httpx.get(f"{server.url}/api/traces/{run['trace_id']}").json()["spans"]
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert len(calls) == 1 and calls[0]["input_tokens"] == run["input_tokens"] > 0
+    assert calls[0]["genai"]["input_messages"][0]["role"] == "user"
+    log = next(s for s in spans if s["name"].startswith("streaming response"))
+    assert log["operation"] == "other"
+    assert log["genai"]["output_messages"][0]["parts"][0]["content"].startswith("Here is a short answer")
