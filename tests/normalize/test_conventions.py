@@ -17,6 +17,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from aisre.derive.trace_view import genai_details
 from aisre.normalize.conventions import canonical_provider
 from aisre.normalize.prices import default_catalog
+from aisre.normalize.redaction import ContentFilter
 from aisre.normalize.spans import flatten
 from aisre.receive.otlp_decode import parse_request
 
@@ -284,3 +285,21 @@ def test_logfire_log_record_is_not_a_second_call() -> None:
     })
     _, run = _flatten(("logfire.openai", [request, bare]))
     assert (run["llm_calls"], run["input_tokens"]) == (1, 0)
+
+
+@pytest.mark.parametrize("capture", [AI_SDK, LOGFIRE])
+def test_content_mode_drop_removes_ai_sdk_and_logfire_content(capture: Path) -> None:
+    """Prompts and completions under the AI SDK and Logfire names obey content_capture=drop."""
+    kept = 0
+    for path in sorted((capture / "raw").glob("*.pb")):
+        batch = flatten(parse_request(path.read_bytes(), "protobuf"), "t", content=ContentFilter("drop", None))
+        assert batch.rejected == 0
+        for attrs in batch.table.column("attributes").to_pylist():
+            present = orjson.loads(attrs).keys() & {
+                "ai.prompt", "ai.prompt.messages", "ai.response.text", "ai.response.toolCalls", "ai.toolCall.args",
+                "ai.toolCall.result", "ai.values", "ai.value", "ai.embeddings", "gen_ai.input.messages",
+                "gen_ai.output.messages", "request_data",
+            }
+            kept += len(present)
+        assert batch.content.dropped > 0
+    assert kept == 0
