@@ -90,3 +90,26 @@ def test_logfire_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     log = next(s for s in spans if s["name"].startswith("streaming response"))
     assert log["operation"] == "other"
     assert log["genai"]["output_messages"][0]["parts"][0]["content"].startswith("Here is a short answer")
+
+
+def test_calls_traced_twice_count_once_through_the_server(server: ServerProcess) -> None:
+    capture = CAPTURE.parent / "anthropic-twice"
+    truth = json.loads((capture / "truth.json").read_text())
+    for path in sorted((capture / "raw").glob("*.pb")):
+        response = httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    provider = truth["provider_truth_by_model"]
+    assert len(runs) == sum(truth["driver"]["journeys"].values())
+    assert sum(r["llm_calls"] for r in runs) == truth["driver"]["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["input_tokens"] for r in runs) == sum(m["input_tokens"] for m in provider.values())
+    assert sum(r["output_tokens"] for r in runs) == sum(m["output_tokens"] for m in provider.values())
+    expected = 0.0
+    when = int(dt.datetime.fromisoformat(runs[0]["start_time"].replace("Z", "+00:00")).timestamp()) * 10**9
+    for model, t in provider.items():
+        price = default_catalog().lookup("anthropic", model, when)[0]
+        assert price is not None
+        expected += price.cost(t["input_tokens"], t["output_tokens"], 0)
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(expected)

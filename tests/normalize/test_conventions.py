@@ -23,6 +23,7 @@ from aisre.receive.otlp_decode import parse_request
 
 AI_SDK = Path(__file__).parents[1] / "data" / "captures" / "ai-sdk"
 LOGFIRE = Path(__file__).parents[1] / "data" / "captures" / "logfire"
+TWICE = Path(__file__).parents[1] / "data" / "captures" / "anthropic-twice"
 TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
 ROOT = bytes.fromhex("b7ad6b7169203331")
 T0 = 1_790_000_000_000_000_000
@@ -199,6 +200,28 @@ def test_same_response_id_counts_one_call_with_the_richer_data() -> None:
     assert orjson.loads(gone["attributes"])["aisre.duplicate_of"] == "3333333333333333"
     assert (run["llm_calls"], run["input_tokens"], run["output_tokens"]) == (1, 1000, 200)
     assert run["cost_usd"] == pytest.approx(kept["cost_usd"])
+
+
+def test_capture_of_calls_traced_twice_counts_each_once() -> None:
+    """The anthropic SDK's own spans beside OpenLLMetry's: same response id (and, for the
+    failed call, no id but the same model, status and start)."""
+    truth = json.loads((TWICE / "truth.json").read_text())
+    spans, traces = _ai_sdk(TWICE)
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation = 'chat' AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == truth["provider_truth_by_model"]
+    provider = truth["provider_truth_by_model"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(input_tokens), sum(output_tokens) FROM t") == [(
+        truth["driver"]["model_calls"], 1,
+        sum(m["input_tokens"] for m in provider.values()), sum(m["output_tokens"] for m in provider.values()),
+    )]
+    twins = _sql(spans, "SELECT count(*) FROM t WHERE attributes LIKE '%aisre.duplicate_of%'")
+    assert twins == [(truth["driver"]["model_calls"],)]
+    # Two spans per call reached aisre: every second one is kept, visible, and not counted.
+    assert _sql(spans, "SELECT count(*) FROM t WHERE name IN ('anthropic.chat', 'anthropic.messages.create')") == [
+        (2 * truth["driver"]["model_calls"],)]
 
 
 def test_same_request_seen_by_two_instrumentations_without_ids_counts_once() -> None:

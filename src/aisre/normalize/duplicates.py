@@ -5,8 +5,9 @@ instrumentation library on top one call can arrive as two spans. Two model-call 
 trace are one call when
   - they carry the same response id (`gen_ai.response.id`, `ai.response.id`), or
   - neither response id contradicts it, they come from different instrumentation scopes,
-    are siblings or parent and child, ask for the same model, report the same input and
-    output tokens, and start within DUPLICATE_START_WINDOW_NS of each other.
+    are siblings or parent and child, ask for the same model, have the same status and
+    report the same input and output tokens (none, for two failed spans), and start within
+    DUPLICATE_START_WINDOW_NS of each other.
 The richer span (more typed fields set, then more attributes) stays the call, and takes
 from the other whatever it lacks (usage and its cost, response model, provider, error
 type); the other becomes operation `other` with no tokens or cost, and records
@@ -33,7 +34,7 @@ from aisre.normalize import conventions as cv
 
 _I = {name: i for i, name in enumerate(SPAN_COLUMN_NAMES)}
 _TRACE, _SPAN, _PARENT, _SCOPE, _START = _I["trace_id"], _I["span_id"], _I["parent_span_id"], _I["scope"], _I["start_ns"]
-_OPERATION, _REQ_MODEL = _I["operation"], _I["request_model"]
+_OPERATION, _REQ_MODEL, _STATUS = _I["operation"], _I["request_model"], _I["status"]
 _IN, _OUT, _CACHED, _COST, _PRICE_VERSION = (
     _I["input_tokens"], _I["output_tokens"], _I["cached_input_tokens"], _I["cost_usd"], _I["price_version"]
 )
@@ -114,8 +115,9 @@ def merge_duplicate_calls(rows: list[tuple[Any, ...]], notes: dict[int, CallNote
     by_usage: dict[tuple[Any, ...], list[int]] = {}
     for i in calls:
         row = rows[i]
-        if i not in merged and row[_IN] is not None:
-            by_usage.setdefault((row[_TRACE], row[_REQ_MODEL], row[_IN], row[_OUT]), []).append(i)
+        # A failed call has no usage: its twins are told by everything else.
+        if i not in merged and (row[_IN] is not None or row[_STATUS] == "error"):
+            by_usage.setdefault((row[_TRACE], row[_REQ_MODEL], row[_STATUS], row[_IN], row[_OUT]), []).append(i)
     for group in by_usage.values():
         for pos, i in enumerate(group):
             if i in merged:

@@ -100,6 +100,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         req = json.loads(body)
         model = req["model"]
+        if self.path == "/v1/messages":
+            self._anthropic(req)
+            return
         if self.path == "/v1/embeddings":
             values = req["input"] if isinstance(req["input"], list) else [req["input"]]
             inp = sum(len(str(v).split()) for v in values)
@@ -157,6 +160,48 @@ class Handler(BaseHTTPRequestHandler):
         chunk({**base, "choices": [], "usage": usage})
         data = b"data: [DONE]\n\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+
+
+    def _anthropic(self, req: dict) -> None:
+        """Anthropic Messages API: plain and streamed (SSE), injected 500s."""
+        model = req["model"]
+        messages = req["messages"]
+        if "FAIL" in json.dumps(messages):
+            _record(model, "messages", 500)
+            self._json(500, {"type": "error", "error": {"type": "api_error", "message": "injected failure"}})
+            return
+        system = req.get("system") or ""
+        inp = _tokens(messages) + len(str(system).split())
+        answer = "Here is a short answer for you."
+        out = len(answer.split())
+        _record(model, "messages", 200, inp, out)
+        rid = f"msg_{time.time_ns()}"
+        usage = {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        if not req.get("stream"):
+            self._json(200, {"id": rid, "type": "message", "role": "assistant", "model": model,
+                             "content": [{"type": "text", "text": answer}], "stop_reason": "end_turn",
+                             "stop_sequence": None, "usage": usage})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def event(name: str, doc: dict) -> None:
+            data = f"event: {name}\ndata: {json.dumps(doc)}\n\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        event("message_start", {"type": "message_start", "message": {
+            "id": rid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
+            "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}})
+        event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        for word in answer.split(" "):
+            event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word + " "}})
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                "usage": {"output_tokens": out}})
+        event("message_stop", {"type": "message_stop"})
+        self.wfile.write(b"0\r\n\r\n")
 
 
 ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
