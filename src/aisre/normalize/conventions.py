@@ -72,13 +72,13 @@ def ai_sdk_operation(operation_id: str) -> str:
 # but it is never a call itself.
 LOGFIRE_SPAN_TYPE = "logfire.span_type"
 # Logfire puts the provider's own usage object here as JSON: the only place it reports
-# cached input tokens (OpenAI's prompt_tokens_details / input_tokens_details, Anthropic's
-# cache_read_input_tokens).
+# cached input tokens. Only OpenAI's shapes are read (chat prompt_tokens_details, responses
+# input_tokens_details), where cached tokens are part of the input count as aisre prices
+# them; Anthropic's input_tokens leaves cache reads out, so its raw object is not read.
 RAW_USAGE = "gen_ai.usage.raw"
 RAW_USAGE_CACHED = (
     ("prompt_tokens_details", "cached_tokens"),
     ("input_tokens_details", "cached_tokens"),
-    ("cache_read_input_tokens",),
 )
 # The same model call reported by two instrumentations carries the same response id.
 RESPONSE_ID = ("gen_ai.response.id", "ai.response.id")
