@@ -24,6 +24,7 @@ from aisre.receive.otlp_decode import parse_request
 AI_SDK = Path(__file__).parents[1] / "data" / "captures" / "ai-sdk"
 LOGFIRE = Path(__file__).parents[1] / "data" / "captures" / "logfire"
 TWICE = Path(__file__).parents[1] / "data" / "captures" / "anthropic-twice"
+PYDANTIC_AI = Path(__file__).parents[1] / "data" / "captures" / "pydantic-ai"
 TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
 ROOT = bytes.fromhex("b7ad6b7169203331")
 T0 = 1_790_000_000_000_000_000
@@ -222,6 +223,21 @@ def test_capture_of_calls_traced_twice_counts_each_once() -> None:
     # Two spans per call reached aisre: every second one is kept, visible, and not counted.
     assert _sql(spans, "SELECT count(*) FROM t WHERE name IN ('anthropic.chat', 'anthropic.messages.create')") == [
         (2 * truth["driver"]["model_calls"],)]
+
+
+def test_pydantic_ai_capture_equals_its_truth() -> None:
+    truth = json.loads((PYDANTIC_AI / "truth.json").read_text())
+    spans, traces = _ai_sdk(PYDANTIC_AI)
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation = 'chat' AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == truth["provider_truth_by_model"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls), sum(agent_steps) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"], sum(driver["journeys"].values()))]
+    # The failed call's HTTP status is read from "status_code: 500, model_name: …".
+    assert _sql(spans, "SELECT http_status FROM t WHERE operation = 'chat' AND status = 'error'") == [(500,)]
 
 
 def test_same_request_seen_by_two_instrumentations_without_ids_counts_once() -> None:

@@ -199,9 +199,10 @@ TOOL_NAME = ("gen_ai.tool.name", "tool.name", "ai.toolCall.name")
 USER_ID = ("user.id", "enduser.id", "gen_ai.user.id")
 SESSION_ID = ("session.id", "gen_ai.conversation.id")
 
-# "Error code: 429 - ..." (openai, anthropic clients), "status code 503", "HTTP 500".
+# "Error code: 429 - ..." (openai, anthropic clients), "status code 503", "HTTP 500",
+# "status_code: 500, model_name: …" (Pydantic AI's ModelHTTPError).
 HTTP_STATUS_IN_MESSAGE = re.compile(
-    r"(?:error code|status(?: code)?|http)[:= ]+([1-5]\d\d)\b", re.IGNORECASE
+    r"(?:error code|status(?:[ _]code)?|http)[:= ]+([1-5]\d\d)\b", re.IGNORECASE
 )
 RETRYABLE_ERROR_TYPES = frozenset(
     {
