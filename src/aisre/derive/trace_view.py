@@ -11,8 +11,10 @@ import orjson
 from aisre.core.timefmt import rfc3339
 
 # Prompts and completions, newest conventions first.
-_INPUT_MESSAGE_KEYS = ("gen_ai.input.messages", "gen_ai.prompt")
+_INPUT_MESSAGE_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "ai.prompt.messages")
 _OUTPUT_MESSAGE_KEYS = ("gen_ai.output.messages", "gen_ai.completion")
+# Vercel AI SDK completions: the text, else the tool calls the model asked for.
+_AI_SDK_OUTPUTS = ("ai.response.text", "ai.response.toolCalls", "ai.response.object")
 _SYSTEM_KEYS = ("gen_ai.system_instructions",)
 _INDEXED_PROMPT = re.compile(r"^gen_ai\.prompt\.(\d+)\.(role|content)$")
 _INDEXED_COMPLETION = re.compile(r"^gen_ai\.completion\.(\d+)\.(role|content)$")
@@ -100,6 +102,12 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
             outputs = [_json((event.get("attributes") or {}).get("message", event.get("attributes")))]
     if inputs is None and event_inputs:
         inputs = event_inputs
+    if outputs is None:
+        for key in _AI_SDK_OUTPUTS:
+            if attrs.get(key):
+                value = _json(attrs[key])
+                outputs = [{"role": "assistant", "content": value}] if isinstance(value, str) else value
+                break
     if inputs is not None:
         details["input_messages"] = inputs
     if outputs is not None:
@@ -111,6 +119,9 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
         ("tool.parameters", "tool_arguments"),
         ("gen_ai.tool.call.result", "tool_result"),
         ("gen_ai.tool.call.id", "tool_call_id"),
+        ("ai.toolCall.args", "tool_arguments"),
+        ("ai.toolCall.result", "tool_result"),
+        ("ai.toolCall.id", "tool_call_id"),
     ):
         if key in attrs and name not in details:
             details[name] = _json(attrs[key])

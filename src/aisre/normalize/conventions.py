@@ -22,6 +22,9 @@ GENAI_OPERATIONS = {
     "execute_tool": "execute_tool",
     "invoke_agent": "agent",
     "create_agent": "agent",
+    # open-telemetry/semantic-conventions-genai registry additions.
+    "invoke_workflow": "agent",
+    "plan": "agent",
     "retrieval": "retrieval",
     "retrieve": "retrieval",
 }
@@ -41,6 +44,48 @@ LLM_REQUEST_TYPES = {
     "completion": "text_completion",
     "embedding": "embeddings",
 }
+# Vercel AI SDK (`ai`, experimental_telemetry): no gen_ai.operation.name; the span's
+# ai.operationId says what it is. Only the do* spans are model calls: the outer
+# ai.generateText / ai.streamText / ai.embed … spans repeat the usage summed over steps.
+AI_OPERATION_ID = "ai.operationId"
+AI_SDK_TOOL_CALL = "ai.toolCall"
+AI_SDK_CALL_SUFFIXES = {".doGenerate": "chat", ".doStream": "chat", ".doEmbed": "embeddings"}
+# Read on the do* spans only (the outer spans carry the same names, summed).
+AI_SDK_INPUT_TOKENS = ("ai.usage.inputTokens", "ai.usage.promptTokens", "ai.usage.tokens")
+AI_SDK_OUTPUT_TOKENS = ("ai.usage.outputTokens", "ai.usage.completionTokens")
+AI_SDK_CACHED_INPUT_TOKENS = ("ai.usage.cachedInputTokens", "ai.usage.inputTokenDetails.cacheReadTokens")
+
+
+def ai_sdk_operation(operation_id: str) -> str:
+    """Our operation for an AI SDK ai.operationId: chat/embeddings on do* spans, execute_tool
+    on ai.toolCall, other for the outer spans (and anything newer we do not know)."""
+    if operation_id == AI_SDK_TOOL_CALL:
+        return "execute_tool"
+    for suffix, operation in AI_SDK_CALL_SUFFIXES.items():
+        if operation_id.endswith(suffix):
+            return operation
+    return "other"
+
+
+# Logfire writes a zero-duration span with logfire.span_type=log for a log record (e.g.
+# "streaming response from … took 1.2s"); it may repeat gen_ai.* of the call it reports on,
+# but it is never a call itself.
+LOGFIRE_SPAN_TYPE = "logfire.span_type"
+# Logfire puts the provider's own usage object here as JSON: the only place it reports
+# cached input tokens. Only OpenAI's shapes are read (chat prompt_tokens_details, responses
+# input_tokens_details), where cached tokens are part of the input count as aisre prices
+# them; Anthropic's input_tokens leaves cache reads out, so its raw object is not read.
+RAW_USAGE = "gen_ai.usage.raw"
+RAW_USAGE_CACHED = (
+    ("prompt_tokens_details", "cached_tokens"),
+    ("input_tokens_details", "cached_tokens"),
+)
+# The same model call reported by two instrumentations carries the same response id.
+RESPONSE_ID = ("gen_ai.response.id", "ai.response.id")
+# Two spans without a shared response id are one call when their instrumentations differ,
+# their model and usage are equal and they start within this many nanoseconds.
+DUPLICATE_START_WINDOW_NS = 5_000_000
+
 TRACELOOP_KIND = "traceloop.span.kind"
 TRACELOOP_OPERATIONS = {"tool": "execute_tool", "agent": "agent"}
 
@@ -64,9 +109,56 @@ VECTOR_STORES = frozenset(
     }
 )
 
-PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
-REQUEST_MODEL = ("gen_ai.request.model", "llm.request.model", "embedding.model_name")
-RESPONSE_MODEL = ("gen_ai.response.model", "llm.response.model", "llm.model_name", "embedding.model_name")
+PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
+REQUEST_MODEL = ("gen_ai.request.model", "llm.request.model", "embedding.model_name", "ai.model.id")
+RESPONSE_MODEL = (
+    "gen_ai.response.model", "llm.response.model", "llm.model_name", "embedding.model_name", "ai.response.model",
+)
+
+# Provider names as instrumentations send them → the OTel gen_ai.provider.name registry value.
+# AI SDK provider ids carry an API suffix ("openai.chat", "anthropic.messages"); older OTel
+# gen_ai.system values and OpenInference/OpenLLMetry spellings differ from the registry.
+CANONICAL_PROVIDERS = frozenset(
+    {
+        "openai", "anthropic", "aws.bedrock", "azure.ai.inference", "azure.ai.openai", "cohere",
+        "deepseek", "gcp.gemini", "gcp.gen_ai", "gcp.vertex_ai", "groq", "ibm.watsonx.ai",
+        "mistral_ai", "perplexity", "x_ai",
+    }
+)
+PROVIDER_ALIASES = {
+    "az.ai.inference": "azure.ai.inference",
+    "az.ai.openai": "azure.ai.openai",
+    "azure": "azure.ai.openai",
+    "azure-openai": "azure.ai.openai",
+    "azure_openai": "azure.ai.openai",
+    "azureopenai": "azure.ai.openai",
+    "bedrock": "aws.bedrock",
+    "amazon-bedrock": "aws.bedrock",
+    "amazon_bedrock": "aws.bedrock",
+    "aws": "aws.bedrock",
+    "google": "gcp.gen_ai",
+    "google.generative-ai": "gcp.gemini",
+    "google-generative-ai": "gcp.gemini",
+    "google_genai": "gcp.gen_ai",
+    "google-genai": "gcp.gen_ai",
+    "gemini": "gcp.gemini",
+    "vertex": "gcp.vertex_ai",
+    "vertexai": "gcp.vertex_ai",
+    "vertex_ai": "gcp.vertex_ai",
+    "google.vertex": "gcp.vertex_ai",
+    "google-vertex": "gcp.vertex_ai",
+    "mistral": "mistral_ai",
+    "mistralai": "mistral_ai",
+    "xai": "x_ai",
+    "grok": "x_ai",
+    "watsonx": "ibm.watsonx.ai",
+    "cohere-v2": "cohere",
+}
+# API suffixes the AI SDK (and others) append to a provider id.
+PROVIDER_SUFFIXES = (
+    ".chat", ".responses", ".completion", ".completions", ".embedding", ".embeddings", ".messages",
+    ".image", ".transcription", ".speech", ".textembedding", ".rerank",
+)
 INVOCATION_PARAMETERS = "llm.invocation_parameters"
 
 INPUT_TOKENS = (
@@ -103,13 +195,14 @@ ENVIRONMENT = ("deployment.environment.name", "deployment.environment")
 HTTP_STATUS = ("http.response.status_code", "http.status_code")
 RESEND_COUNT = ("http.request.resend_count", "aisre.retry.attempt")
 ERROR_TYPE = ("error.type",)
-TOOL_NAME = ("gen_ai.tool.name", "tool.name")
+TOOL_NAME = ("gen_ai.tool.name", "tool.name", "ai.toolCall.name")
 USER_ID = ("user.id", "enduser.id", "gen_ai.user.id")
 SESSION_ID = ("session.id", "gen_ai.conversation.id")
 
-# "Error code: 429 - ..." (openai, anthropic clients), "status code 503", "HTTP 500".
+# "Error code: 429 - ..." (openai, anthropic clients), "status code 503", "HTTP 500",
+# "status_code: 500, model_name: …" (Pydantic AI's ModelHTTPError).
 HTTP_STATUS_IN_MESSAGE = re.compile(
-    r"(?:error code|status(?: code)?|http)[:= ]+([1-5]\d\d)\b", re.IGNORECASE
+    r"(?:error code|status(?:[ _]code)?|http)[:= ]+([1-5]\d\d)\b", re.IGNORECASE
 )
 RETRYABLE_ERROR_TYPES = frozenset(
     {
@@ -131,3 +224,28 @@ RETRYABLE_ERROR_TYPES = frozenset(
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
+
+
+_provider_cache: dict[str, str] = {}
+
+
+def canonical_provider(raw: str) -> str:
+    """The OTel registry name for a provider as sent ("openai.chat" → "openai",
+    "amazon-bedrock" → "aws.bedrock"); an unknown name is kept, less any API suffix."""
+    known = _provider_cache.get(raw)
+    if known is not None:
+        return known
+    name = raw.strip().lower()
+    while name not in CANONICAL_PROVIDERS and name not in PROVIDER_ALIASES:
+        for suffix in PROVIDER_SUFFIXES:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+        else:
+            break
+    name = PROVIDER_ALIASES.get(name, name)
+    # An unknown name is kept as sent (less its suffix), not lower-cased beyond recognition.
+    out = name if name in CANONICAL_PROVIDERS else raw.strip()[: len(name)] or raw
+    if len(_provider_cache) < 10_000:
+        _provider_cache[raw] = out
+    return out

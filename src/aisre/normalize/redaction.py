@@ -67,6 +67,23 @@ CONTENT_KEYS = frozenset(
         "aisre.retrieval.documents",
         "traceloop.entity.input",
         "traceloop.entity.output",
+        # Vercel AI SDK (recordInputs / recordOutputs).
+        "ai.prompt",
+        "ai.prompt.messages",
+        "ai.response.text",
+        "ai.response.toolCalls",
+        "ai.response.object",
+        "ai.response.reasoning",
+        "ai.toolCall.args",
+        "ai.toolCall.result",
+        "ai.value",
+        "ai.values",
+        "ai.embedding",
+        "ai.embeddings",
+        "ai.documents",
+        # Logfire's LLM integrations put the whole request and response here.
+        "request_data",
+        "response_data",
     }
 )
 CONTENT_PREFIXES = (

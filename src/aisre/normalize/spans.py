@@ -11,7 +11,7 @@ import base64
 import hashlib
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from aisre.core.schema import (
     SPAN_COLUMN_NAMES,
 )
 from aisre.normalize import conventions as cv
+from aisre.normalize.duplicates import CallNote, merge_duplicate_calls
 from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.prices import PriceCatalog, default_catalog
 from aisre.normalize.redaction import (
@@ -226,6 +227,8 @@ class _BadSpan(Exception):
 
 
 def _operation(v: list[Any]) -> str:
+    if v[S_LOGFIRE_SPAN_TYPE] == "log":
+        return "other"
     name = v[S_OPERATION_NAME]
     if isinstance(name, str):
         mapped = cv.GENAI_OPERATIONS.get(name.lower())
@@ -236,6 +239,9 @@ def _operation(v: list[Any]) -> str:
         mapped = cv.OPENINFERENCE_OPERATIONS.get(kind.upper())
         if mapped:
             return mapped
+    ai_operation = v[S_AI_OPERATION_ID]
+    if isinstance(ai_operation, str):
+        return cv.ai_sdk_operation(ai_operation)
     request_type = v[S_LLM_REQUEST_TYPE]
     if isinstance(request_type, str):
         mapped = cv.LLM_REQUEST_TYPES.get(request_type.lower())
@@ -346,7 +352,7 @@ _SLOT_NAMES = (
     "traceloop_kind", "db_system", "provider", "request_model", "response_model",
     "invocation_parameters", "input_tokens", "output_tokens", "cached_input_tokens",
     "prompt_name", "prompt_version", "service_version", "http_status", "resend_count",
-    "error_type", "tool_name", "user_id", "session_id",
+    "error_type", "tool_name", "user_id", "session_id", "ai_operation_id", "logfire_span_type",
 )
 _SLOT = {name: i for i, name in enumerate(_SLOT_NAMES)}
 _SLOT_KEYS: dict[str, tuple[str, ...]] = {
@@ -373,6 +379,8 @@ _SLOT_KEYS: dict[str, tuple[str, ...]] = {
     "tool_name": cv.TOOL_NAME,
     "user_id": cv.USER_ID,
     "session_id": cv.SESSION_ID,
+    "ai_operation_id": (cv.AI_OPERATION_ID,),
+    "logfire_span_type": (cv.LOGFIRE_SPAN_TYPE,),
 }
 _KEYMAP: dict[str, tuple[tuple[int, int], ...]] = {}
 for _name, _keys in _SLOT_KEYS.items():
@@ -384,7 +392,8 @@ _NO_VALUES: tuple[Any, ...] = (None,) * len(_SLOT_NAMES)
     S_JOURNEY, S_OUTCOME, S_OPERATION_NAME, S_OI_KIND, S_LLM_REQUEST_TYPE, S_TRACELOOP_KIND,
     S_DB_SYSTEM, S_PROVIDER, S_REQUEST_MODEL, S_RESPONSE_MODEL, S_INVOCATION, S_INPUT_TOKENS,
     S_OUTPUT_TOKENS, S_CACHED_TOKENS, S_PROMPT_NAME, S_PROMPT_VERSION, S_SERVICE_VERSION,
-    S_HTTP_STATUS, S_RESEND, S_ERROR_TYPE, S_TOOL_NAME, S_USER_ID, S_SESSION_ID,
+    S_HTTP_STATUS, S_RESEND, S_ERROR_TYPE, S_TOOL_NAME, S_USER_ID, S_SESSION_ID, S_AI_OPERATION_ID,
+    S_LOGFIRE_SPAN_TYPE,
 ) = range(len(_SLOT_NAMES))
 
 
@@ -448,6 +457,8 @@ def flatten(
     resources: dict[int, str] = {}
     scores: list[tuple[Any, ...]] = []
     tally = [0]  # values truncated
+    notes: dict[int, CallNote] = {}
+    pending: list[CallNote | None] = [None]  # what _checked_row noted of the span it just read
     start = list(content.tally) if content is not None else [0, 0, 0, 0]
     for resource_spans in request.resource_spans:
         try:
@@ -479,12 +490,16 @@ def flatten(
             content,
             limits,
             tally,
+            pending,
         )
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
             for span in scope_spans.spans:
                 try:
                     append(_row(span, scope, context))
+                    if pending[0] is not None:
+                        notes[len(rows) - 1] = pending[0]
+                        pending[0] = None
                     if span.status.code == 2:
                         any_error = True
                 except _BadSpan as exc:
@@ -492,6 +507,8 @@ def flatten(
                     if len(reasons) < _MAX_REASONS:
                         reasons.append(_describe(span, str(exc)))
 
+    if len(notes) > 1:
+        merge_duplicate_calls(rows, notes, _pricer(prices))
     _mark_sibling_retries(rows, any_error)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in SPAN_COLUMN_NAMES]
     table = pa.Table.from_arrays(
@@ -526,6 +543,24 @@ def flatten(
     )
 
 
+_PROVIDER_COL, _RESP_MODEL_COL, _IN_COL, _OUT_COL, _CACHED_COL = (
+    SPAN_COLUMN_NAMES.index(name)
+    for name in ("provider", "response_model", "input_tokens", "output_tokens", "cached_input_tokens")
+)
+
+
+def _pricer(prices: PriceCatalog) -> Callable[[Sequence[Any]], tuple[float | None, str | None]]:
+    """(cost, price version) of a row, as _checked_row prices a model call."""
+
+    def price(row: Sequence[Any]) -> tuple[float | None, str | None]:
+        found, version = prices.lookup(row[_PROVIDER_COL], row[_RESP_MODEL_COL], row[_START])
+        if found is None:
+            return 0.0, None
+        return found.cost(row[_IN_COL], row[_OUT_COL], row[_CACHED_COL]), version
+
+    return price
+
+
 def _describe(span: Any, reason: str) -> str:
     span_id = span.span_id.hex() if len(span.span_id) == 8 else "?"
     return f"span {span_id!s} ({span.name or 'unnamed'}): {reason}"
@@ -552,6 +587,38 @@ def _token_count(raw: Any, label: str) -> int | None:
     return count
 
 
+def _raw_usage_cached(raw: Any) -> int | None:
+    """Cached input tokens from a provider usage object sent as JSON (Logfire's gen_ai.usage.raw)."""
+    try:
+        usage = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        return None
+    for path in cv.RAW_USAGE_CACHED:
+        value = usage
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if type(value) is int and value >= 0:
+            return value
+    return None
+
+
+def _ai_sdk_usage(attrs: dict[str, Any], v: list[Any], operation: str) -> None:
+    """AI SDK usage: read ai.usage.* on the do* spans (embeddings report only
+    ai.usage.tokens); on the outer spans drop every count, as they sum their steps'."""
+    if operation in LLM_OPERATIONS:
+        for slot, keys in (
+            (S_INPUT_TOKENS, cv.AI_SDK_INPUT_TOKENS),
+            (S_OUTPUT_TOKENS, cv.AI_SDK_OUTPUT_TOKENS),
+            (S_CACHED_TOKENS, cv.AI_SDK_CACHED_INPUT_TOKENS),
+        ):
+            if v[slot] is None:
+                value = _first(attrs, keys)
+                # The SDK reports NaN when a provider returned no usage: that is "absent".
+                v[slot] = None if isinstance(value, float) and not math.isfinite(value) else value
+    elif operation == "other":
+        v[S_INPUT_TOKENS] = v[S_OUTPUT_TOKENS] = v[S_CACHED_TOKENS] = None
+
+
 def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
     content = context[8]
     if content is None:
@@ -566,7 +633,7 @@ def _row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, ...]:
-    tenant, service, service_version, environment, resource_id, received, prices, scores, content, limits, tally = context
+    tenant, service, service_version, environment, resource_id, received, prices, scores, content, limits, tally, pending = context
     trace_id = span.trace_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise _BadSpan(f"trace_id must be 16 non-zero bytes, got {len(trace_id)} byte(s)")
@@ -590,11 +657,16 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
     if content is not None:
         content.attributes(attrs)
     v = _known_values(attrs)
+    operation = _operation(v)
+    if v[S_AI_OPERATION_ID] is not None:
+        _ai_sdk_usage(attrs, v, operation)
     input_tokens = output_tokens = cached_tokens = None
     if v[S_INPUT_TOKENS] is not None:
         input_tokens = _token_count(v[S_INPUT_TOKENS], "input token count")
     if v[S_OUTPUT_TOKENS] is not None:
         output_tokens = _token_count(v[S_OUTPUT_TOKENS], "output token count")
+    if v[S_CACHED_TOKENS] is None and cv.RAW_USAGE in attrs:
+        v[S_CACHED_TOKENS] = _raw_usage_cached(attrs[cv.RAW_USAGE])
     if v[S_CACHED_TOKENS] is not None:
         cached_tokens = _token_count(v[S_CACHED_TOKENS], "cached input token count")
 
@@ -642,7 +714,6 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
     if error_type is None and status == "error" and http_status:
         error_type = str(http_status)
 
-    operation = _operation(v)
     request_model = v[S_REQUEST_MODEL]
     if request_model is None and v[S_INVOCATION] is not None:
         request_model = _invocation_model(v[S_INVOCATION])
@@ -650,9 +721,12 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
     resend = v[S_RESEND]
     retry_attempt = resend if type(resend) is int and 0 < resend < (1 << 31) else 0
 
+    provider = v[S_PROVIDER]
+    if provider is not None:
+        provider = cv.canonical_provider(provider)
     cost = price_version = None
     if operation in LLM_OPERATIONS:
-        price, version = prices.lookup(v[S_PROVIDER], response_model or request_model, start)
+        price, version = prices.lookup(provider, response_model or request_model, start)
         cost = price.cost(input_tokens, output_tokens, cached_tokens) if price is not None else 0.0
         price_version = version if price is not None else None
 
@@ -663,6 +737,10 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
     ) or (isinstance(outcome_attr, str) and outcome_attr.lower() == "failure")
     kind_code = span.kind
     kind = cv.SPAN_KINDS[kind_code] if 0 <= kind_code < 6 else "unspecified"
+    logfire_log = v[S_LOGFIRE_SPAN_TYPE] == "log"
+    if operation in LLM_OPERATIONS or logfire_log:
+        response_id = _first(attrs, cv.RESPONSE_ID)
+        pending[0] = CallNote(_text(response_id), logfire_log, len(attrs))
 
     return (
         tenant,
@@ -681,7 +759,7 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         v[S_JOURNEY],
         is_root,
         operation,
-        v[S_PROVIDER],
+        provider,
         request_model,
         response_model or request_model,
         input_tokens,

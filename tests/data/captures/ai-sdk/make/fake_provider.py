@@ -1,0 +1,207 @@
+"""A fake OpenAI-compatible provider on loopback that also records OTLP/HTTP bodies.
+
+It answers /v1/chat/completions (plain and streamed, tool calls, injected 500s) and
+/v1/embeddings, keeps what it returned per model (the ground truth), and stores every
+POST to /v1/traces as raw/NNNN.pb. Stop it with GET /shutdown; it then writes truth.json.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+OUT = Path(sys.argv[1])
+PORT = int(sys.argv[2])
+(OUT / "raw").mkdir(parents=True, exist_ok=True)
+lock = threading.Lock()
+truth: dict[str, dict[str, int]] = {}
+status_counts: Counter[str] = Counter()
+bodies = [0]
+
+
+def _tokens(messages: list[dict]) -> int:
+    # Deterministic count: words of every text part, plus 4 per message.
+    total = 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        total += 4 + len(str(content or "").split())
+        for call in m.get("tool_calls") or []:
+            total += len(call["function"]["arguments"].split())
+    return total
+
+
+def _record(model: str, endpoint: str, status: int, inp: int = 0, out: int = 0, cached: int = 0) -> None:
+    with lock:
+        status_counts[f"{endpoint} {status}"] += 1
+        if status == 200:
+            t = truth.setdefault(model, {"calls_ok": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0})
+            t["calls_ok"] += 1
+            t["input_tokens"] += inp
+            t["output_tokens"] += out
+            t["cached_input_tokens"] += cached
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _json(self, status: int, doc: dict) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/shutdown":
+            self._json(200, {})
+            (OUT / "provider_truth.json").write_text(json.dumps(
+                {"provider_truth_by_model": truth, "provider_status_counts": dict(status_counts)}, indent=1))
+            threading.Thread(target=self.server.shutdown).start()
+        else:
+            self._json(404, {})
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        # The Node OTLP exporter streams its body in chunks.
+        parts = []
+        while True:
+            size = int(self.rfile.readline().strip().split(b";")[0], 16)
+            if size == 0:
+                self.rfile.readline()
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    def do_POST(self) -> None:
+        body = self._body()
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        if self.path == "/v1/traces":
+            with lock:
+                (OUT / "raw" / f"v1_traces_{bodies[0]:04d}.pb").write_bytes(body)
+                bodies[0] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        req = json.loads(body)
+        model = req["model"]
+        if self.path == "/v1/messages":
+            self._anthropic(req)
+            return
+        if self.path == "/v1/embeddings":
+            values = req["input"] if isinstance(req["input"], list) else [req["input"]]
+            inp = sum(len(str(v).split()) for v in values)
+            _record(model, "embeddings", 200, inp)
+            self._json(200, {
+                "object": "list", "model": model,
+                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(values))],
+                "usage": {"prompt_tokens": inp, "total_tokens": inp},
+            })
+            return
+        messages = req["messages"]
+        text = json.dumps(messages)
+        if "FAIL" in text:
+            _record(model, "chat", 500)
+            self._json(500, {"error": {"message": "injected failure", "type": "server_error", "code": None}})
+            return
+        inp = _tokens(messages)
+        cached = 8 if "CACHE" in text else 0
+        last = messages[-1]
+        wants_tool = bool(req.get("tools")) and last.get("role") == "user" and "order" in str(last.get("content"))
+        rid = f"chatcmpl-{int(time.time_ns())}"
+        usage = {"prompt_tokens": inp, "completion_tokens": 0, "total_tokens": inp,
+                 "prompt_tokens_details": {"cached_tokens": cached}}
+        if wants_tool:
+            args = json.dumps({"orderId": "A-1042"})
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_" + rid[-6:], "type": "function", "function": {"name": "lookup_order", "arguments": args}}]}
+            out, finish = len(args.split()) + 3, "tool_calls"
+        else:
+            answer = "Your order A-1042 ships tomorrow." if last.get("role") == "tool" else "Here is a short answer for you."
+            message = {"role": "assistant", "content": answer}
+            out, finish = len(answer.split()), "stop"
+        usage["completion_tokens"] = out
+        usage["total_tokens"] = inp + out
+        _record(model, "chat", 200, inp, out, cached)
+        created = int(time.time())
+        if not req.get("stream"):
+            self._json(200, {"id": rid, "object": "chat.completion", "created": created, "model": model,
+                             "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(doc: dict) -> None:
+            data = f"data: {json.dumps(doc)}\n\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+        chunk({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        for word in str(message["content"]).split(" "):
+            chunk({**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+        chunk({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        chunk({**base, "choices": [], "usage": usage})
+        data = b"data: [DONE]\n\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+
+
+    def _anthropic(self, req: dict) -> None:
+        """Anthropic Messages API: plain and streamed (SSE), injected 500s."""
+        model = req["model"]
+        messages = req["messages"]
+        if "FAIL" in json.dumps(messages):
+            _record(model, "messages", 500)
+            self._json(500, {"type": "error", "error": {"type": "api_error", "message": "injected failure"}})
+            return
+        system = req.get("system") or ""
+        inp = _tokens(messages) + len(str(system).split())
+        answer = "Here is a short answer for you."
+        out = len(answer.split())
+        _record(model, "messages", 200, inp, out)
+        rid = f"msg_{time.time_ns()}"
+        usage = {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        if not req.get("stream"):
+            self._json(200, {"id": rid, "type": "message", "role": "assistant", "model": model,
+                             "content": [{"type": "text", "text": answer}], "stop_reason": "end_turn",
+                             "stop_sequence": None, "usage": usage})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def event(name: str, doc: dict) -> None:
+            data = f"event: {name}\ndata: {json.dumps(doc)}\n\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        event("message_start", {"type": "message_start", "message": {
+            "id": rid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
+            "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}})
+        event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        for word in answer.split(" "):
+            event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word + " "}})
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                "usage": {"output_tokens": out}})
+        event("message_stop", {"type": "message_stop"})
+        self.wfile.write(b"0\r\n\r\n")
+
+
+ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

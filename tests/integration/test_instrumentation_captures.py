@@ -1,0 +1,115 @@
+"""The Vercel AI SDK capture (tests/data/captures/ai-sdk) through a live server: runs, calls,
+tools, tokens, cost and failures equal the provider's and the driver's truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from aisre.normalize.prices import default_catalog
+from tests.conftest import ServerProcess
+
+CAPTURE = Path(__file__).parents[1] / "data" / "captures" / "ai-sdk"
+
+
+def test_ai_sdk_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    truth = json.loads((CAPTURE / "truth.json").read_text())
+    # Reverse order: children before their roots, as real exporters often do.
+    for path in reversed(sorted((CAPTURE / "raw").glob("*.pb"))):
+        response = httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+        assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert len(runs) == sum(driver["journeys"].values())
+    provider = truth["provider_truth_by_model"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"]
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    assert sum(r["input_tokens"] for r in runs) == sum(m["input_tokens"] for m in provider.values())
+    assert sum(r["output_tokens"] for r in runs) == sum(m["output_tokens"] for m in provider.values())
+    assert sum(r["cached_input_tokens"] for r in runs) == sum(m["cached_input_tokens"] for m in provider.values())
+    catalog = default_catalog()
+    expected = 0.0
+    when = int(dt.datetime.fromisoformat(runs[0]["start_time"].replace("Z", "+00:00")).timestamp()) * 10**9
+    for model, t in provider.items():
+        price = catalog.lookup("openai", model, when)[0]
+        assert price is not None
+        expected += price.cost(t["input_tokens"], t["output_tokens"], t["cached_input_tokens"])
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(expected)
+    failed = [r for r in runs if r["outcome"] == "failure"]
+    assert len(failed) == 1 and failed[0]["failure_reason"] == "injected failure"
+
+    # The trace view shows the prompt, the tool call and the answer of a two-step run.
+    tool_run = next(r for r in runs if r["tool_calls"])
+    doc = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()
+    spans = doc["spans"]
+    steps = [s for s in spans if s["name"] == "ai.generateText.doGenerate"]
+    assert [s["operation"] for s in steps] == ["chat", "chat"]
+    assert {s["provider"] for s in steps} == {"openai"}
+    assert steps[0]["genai"]["input_messages"][0] == {"role": "system", "content": "You are a support bot."}
+    outputs = [s["genai"]["output_messages"][0] for s in steps]
+    assert any(o.get("toolName") == "lookup_order" for o in outputs)
+    assert any(o.get("content") == "Your order A-1042 ships tomorrow." for o in outputs)
+    tool = next(s for s in spans if s["name"] == "ai.toolCall")
+    assert (tool["operation"], tool["tool_name"]) == ("execute_tool", "lookup_order")
+    assert tool["genai"]["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+
+
+def test_logfire_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    capture = CAPTURE.parent / "logfire"
+    truth = json.loads((capture / "truth.json").read_text())
+    for path in sorted((capture / "raw").glob("*.pb")):
+        response = httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    provider = truth["provider_truth_by_model"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values())
+    # A streamed call: one chat span with the usage and the completion shown, one log record.
+    run = next(r for r in runs if r["journey"] == "summarise")
+    spans = httpx.get(f"{server.url}/api/traces/{run['trace_id']}").json()["spans"]
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert len(calls) == 1 and calls[0]["input_tokens"] == run["input_tokens"] > 0
+    assert calls[0]["genai"]["input_messages"][0]["role"] == "user"
+    log = next(s for s in spans if s["name"].startswith("streaming response"))
+    assert log["operation"] == "other"
+    assert log["genai"]["output_messages"][0]["parts"][0]["content"].startswith("Here is a short answer")
+
+
+def test_calls_traced_twice_count_once_through_the_server(server: ServerProcess) -> None:
+    capture = CAPTURE.parent / "anthropic-twice"
+    truth = json.loads((capture / "truth.json").read_text())
+    for path in sorted((capture / "raw").glob("*.pb")):
+        response = httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    provider = truth["provider_truth_by_model"]
+    assert len(runs) == sum(truth["driver"]["journeys"].values())
+    assert sum(r["llm_calls"] for r in runs) == truth["driver"]["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["input_tokens"] for r in runs) == sum(m["input_tokens"] for m in provider.values())
+    assert sum(r["output_tokens"] for r in runs) == sum(m["output_tokens"] for m in provider.values())
+    expected = 0.0
+    when = int(dt.datetime.fromisoformat(runs[0]["start_time"].replace("Z", "+00:00")).timestamp()) * 10**9
+    for model, t in provider.items():
+        price = default_catalog().lookup("anthropic", model, when)[0]
+        assert price is not None
+        expected += price.cost(t["input_tokens"], t["output_tokens"], 0)
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(expected)

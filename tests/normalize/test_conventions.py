@@ -1,0 +1,344 @@
+"""Instrumentations aisre used to misread (issue 15): the Vercel AI SDK, provider ids with an
+API suffix, Logfire log records, and one model call reported by two instrumentations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from aisre.derive.trace_view import genai_details
+from aisre.normalize.conventions import canonical_provider
+from aisre.normalize.prices import default_catalog
+from aisre.normalize.redaction import ContentFilter
+from aisre.normalize.spans import flatten
+from aisre.receive.otlp_decode import parse_request
+
+AI_SDK = Path(__file__).parents[1] / "data" / "captures" / "ai-sdk"
+LOGFIRE = Path(__file__).parents[1] / "data" / "captures" / "logfire"
+TWICE = Path(__file__).parents[1] / "data" / "captures" / "anthropic-twice"
+PYDANTIC_AI = Path(__file__).parents[1] / "data" / "captures" / "pydantic-ai"
+TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+ROOT = bytes.fromhex("b7ad6b7169203331")
+T0 = 1_790_000_000_000_000_000
+
+
+def _ai_sdk(capture: Path = AI_SDK) -> tuple[pa.Table, pa.Table]:
+    spans, traces = [], []
+    for path in sorted((capture / "raw").glob("*.pb")):
+        batch = flatten(parse_request(path.read_bytes(), "protobuf"), "t")
+        assert batch.rejected == 0, batch.message()
+        spans.append(batch.table)
+        assert batch.traces is not None
+        traces.append(batch.traces)
+    return pa.concat_tables(spans), pa.concat_tables(traces)
+
+
+def _sql(table: pa.Table, sql: str) -> list[tuple]:
+    con = duckdb.connect()
+    con.register("t", table)
+    return con.sql(sql).fetchall()
+
+
+def _value(v: object) -> AnyValue:
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    return AnyValue(string_value=str(v))
+
+
+def _span(span_id: str, parent: bytes = ROOT, start: int = T0, end: int = T0 + 900_000_000, **attrs: object) -> Span:
+    return Span(
+        trace_id=TRACE, span_id=bytes.fromhex(span_id), parent_span_id=parent, name="chat",
+        start_time_unix_nano=start, end_time_unix_nano=end,
+        attributes=[KeyValue(key=k, value=_value(v)) for k, v in attrs.items()],
+    )
+
+
+def _flatten(*scoped: tuple[str, list[Span]]) -> tuple[list[dict], dict]:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    root = rs.scope_spans.add()
+    root.scope.name = "app"
+    root.spans.append(Span(trace_id=TRACE, span_id=ROOT, name="POST /ask", start_time_unix_nano=T0,
+                           end_time_unix_nano=T0 + 2_000_000_000,
+                           attributes=[KeyValue(key="aisre.journey", value=AnyValue(string_value="ask"))]))
+    for scope_name, spans in scoped:
+        scope = rs.scope_spans.add()
+        scope.scope.name = scope_name
+        scope.spans.extend(spans)
+    batch = flatten(request, "t")
+    assert batch.rejected == 0, batch.message()
+    assert batch.traces is not None
+    return batch.table.to_pylist(), batch.traces.to_pylist()[0]
+
+
+# --- Vercel AI SDK, real capture ------------------------------------------------------------
+
+
+def test_ai_sdk_calls_are_the_do_spans_and_tokens_equal_the_provider() -> None:
+    truth = json.loads((AI_SDK / "truth.json").read_text())
+    spans, _ = _ai_sdk()
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), coalesce(sum(output_tokens), 0),
+               coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == truth["provider_truth_by_model"]
+    # Every model call is a do* span, failed ones included; nothing else is a call.
+    names = dict(_sql(spans, "SELECT name, count(*) FROM t WHERE operation IN ('chat', 'embeddings') GROUP BY 1"))
+    assert names == {"ai.generateText.doGenerate": 11, "ai.streamText.doStream": 3,
+                     "ai.embed.doEmbed": 8, "ai.embedMany.doEmbed": 2}
+    assert sum(names.values()) == truth["driver"]["model_calls"] + truth["driver"]["embed_calls"]
+    assert _sql(spans, "SELECT count(*) FROM t WHERE operation = 'chat' AND status = 'error'") == [(1,)]
+
+
+def test_ai_sdk_outer_spans_do_not_double_count() -> None:
+    truth = json.loads((AI_SDK / "truth.json").read_text())
+    spans, traces = _ai_sdk()
+    outer = _sql(spans, """
+        SELECT operation, count(*), count(input_tokens), count(output_tokens), count(cost_usd) FROM t
+        WHERE name IN ('ai.generateText', 'ai.streamText', 'ai.embed', 'ai.embedMany') GROUP BY 1""")
+    assert outer == [("other", 21, 0, 0, 0)]
+    assert truth["outer_spans_usage"]["input_tokens"] > 0  # they do carry usage: it is ignored
+    provider = truth["provider_truth_by_model"]
+    assert _sql(traces, "SELECT sum(input_tokens), sum(output_tokens), sum(cached_input_tokens) FROM t") == [(
+        sum(m["input_tokens"] for m in provider.values()),
+        sum(m["output_tokens"] for m in provider.values()),
+        sum(m["cached_input_tokens"] for m in provider.values()),
+    )]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(tool_calls) FROM t") == [
+        (truth["driver"]["model_calls"] + truth["driver"]["embed_calls"], truth["driver"]["tool_executions"])]
+
+
+def test_ai_sdk_provider_normalised_priced_and_tools_named() -> None:
+    truth = json.loads((AI_SDK / "truth.json").read_text())
+    spans, _ = _ai_sdk()
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE provider IS NOT NULL") == [("openai",)]
+    catalog = default_catalog()
+    expected = 0.0
+    for model, t in truth["provider_truth_by_model"].items():
+        price, _ = catalog.lookup("openai", model, T0)
+        assert price is not None
+        expected += price.cost(t["input_tokens"], t["output_tokens"], t["cached_input_tokens"])
+    assert _sql(spans, "SELECT sum(cost_usd) FROM t")[0][0] == pytest.approx(expected)
+    assert _sql(spans, "SELECT tool_name, count(*) FROM t WHERE operation = 'execute_tool' GROUP BY 1") == [("lookup_order", 3)]
+    # The raw provider id stays in the attributes.
+    raw = {orjson.loads(a)["ai.model.provider"] for (a,) in _sql(spans, "SELECT attributes FROM t WHERE operation = 'chat'")}
+    assert raw == {"openai.chat"}
+
+
+def test_ai_sdk_content_shown_in_the_trace_view() -> None:
+    spans, _ = _ai_sdk()
+    rows = _sql(spans, "SELECT name, attributes FROM t WHERE name IN ('ai.generateText.doGenerate', 'ai.toolCall')")
+    details = {name: genai_details(orjson.loads(attrs), []) for name, attrs in rows}
+    chat = [genai_details(orjson.loads(a), []) for n, a in rows if n == "ai.generateText.doGenerate"]
+    answers = [d for d in chat if d.get("output_messages") and d["output_messages"][0].get("role") == "assistant"]
+    assert answers and answers[0]["input_messages"][0] == {"role": "system", "content": "You are a support bot."}
+    calls = [d for d in chat if d.get("output_messages") and d["output_messages"][0].get("toolName")]
+    assert calls[0]["output_messages"][0]["toolName"] == "lookup_order"
+    assert details["ai.toolCall"]["tool_arguments"] == {"orderId": "A-1042"}
+    assert details["ai.toolCall"]["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+
+
+# --- provider names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "canonical"), [
+    ("openai.chat", "openai"), ("openai.responses", "openai"), ("openai.embedding", "openai"),
+    ("anthropic.messages", "anthropic"), ("OpenAI", "openai"), ("google.generative-ai", "gcp.gemini"),
+    ("google.vertex.chat", "gcp.vertex_ai"), ("vertex_ai", "gcp.vertex_ai"), ("amazon-bedrock", "aws.bedrock"),
+    ("az.ai.openai", "azure.ai.openai"), ("mistral.chat", "mistral_ai"), ("mistralai", "mistral_ai"),
+    ("cohere.chat", "cohere"), ("xai.chat", "x_ai"), ("gcp.gemini", "gcp.gemini"), ("aws.bedrock", "aws.bedrock"),
+    ("ibm.watsonx.ai", "ibm.watsonx.ai"), ("Together.chat", "Together"), ("my-gateway", "my-gateway"),
+])
+def test_provider_names_are_canonical(raw: str, canonical: str) -> None:
+    assert canonical_provider(raw) == canonical
+
+
+def test_provider_suffix_normalised_and_priced() -> None:
+    rows, run = _flatten(("ai", [_span("1111111111111111", **{
+        "ai.operationId": "ai.generateText.doGenerate", "ai.model.provider": "anthropic.messages",
+        "gen_ai.system": "anthropic.messages", "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 200,
+    })]))
+    call = rows[1]
+    assert (call["operation"], call["provider"]) == ("chat", "anthropic")
+    assert call["cost_usd"] == pytest.approx((1000 * 3.00 + 200 * 15.00) / 1e6)
+    assert orjson.loads(call["attributes"])["gen_ai.system"] == "anthropic.messages"
+    assert (run["llm_calls"], run["input_tokens"]) == (1, 1000)
+
+
+# --- one call reported twice ----------------------------------------------------------------
+
+
+def test_same_response_id_counts_one_call_with_the_richer_data() -> None:
+    sdk = _span("2222222222222222", **{
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "claude-sonnet-4-5", "gen_ai.response.id": "msg_01",
+        "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 200,
+    })
+    library = _span("3333333333333333", start=T0 + 300_000, **{
+        "gen_ai.operation.name": "chat", "gen_ai.system": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.response.model": "claude-sonnet-4-5-20250929", "gen_ai.response.id": "msg_01",
+        "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 200,
+        "gen_ai.usage.cache_read.input_tokens": 600, "gen_ai.input.messages": "[]",
+    })
+    rows, run = _flatten(("anthropic", [sdk]), ("opentelemetry.instrumentation.anthropic", [library]))
+    by_id = {r["span_id"]: r for r in rows}
+    kept, gone = by_id["3333333333333333"], by_id["2222222222222222"]
+    assert (kept["operation"], kept["input_tokens"], kept["output_tokens"], kept["cached_input_tokens"]) == ("chat", 1000, 200, 600)
+    assert kept["cost_usd"] == pytest.approx((400 * 3.00 + 600 * 0.30 + 200 * 15.00) / 1e6)
+    assert (gone["operation"], gone["input_tokens"], gone["cost_usd"]) == ("other", None, None)
+    assert orjson.loads(gone["attributes"])["aisre.duplicate_of"] == "3333333333333333"
+    assert (run["llm_calls"], run["input_tokens"], run["output_tokens"]) == (1, 1000, 200)
+    assert run["cost_usd"] == pytest.approx(kept["cost_usd"])
+
+
+def test_capture_of_calls_traced_twice_counts_each_once() -> None:
+    """The anthropic SDK's own spans beside OpenLLMetry's: same response id (and, for the
+    failed call, no id but the same model, status and start)."""
+    truth = json.loads((TWICE / "truth.json").read_text())
+    spans, traces = _ai_sdk(TWICE)
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation = 'chat' AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == truth["provider_truth_by_model"]
+    provider = truth["provider_truth_by_model"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(input_tokens), sum(output_tokens) FROM t") == [(
+        truth["driver"]["model_calls"], 1,
+        sum(m["input_tokens"] for m in provider.values()), sum(m["output_tokens"] for m in provider.values()),
+    )]
+    twins = _sql(spans, "SELECT count(*) FROM t WHERE attributes LIKE '%aisre.duplicate_of%'")
+    assert twins == [(truth["driver"]["model_calls"],)]
+    # Two spans per call reached aisre: every second one is kept, visible, and not counted.
+    assert _sql(spans, "SELECT count(*) FROM t WHERE name IN ('anthropic.chat', 'anthropic.messages.create')") == [
+        (2 * truth["driver"]["model_calls"],)]
+
+
+def test_pydantic_ai_capture_equals_its_truth() -> None:
+    truth = json.loads((PYDANTIC_AI / "truth.json").read_text())
+    spans, traces = _ai_sdk(PYDANTIC_AI)
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation = 'chat' AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == truth["provider_truth_by_model"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls), sum(agent_steps) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"], sum(driver["journeys"].values()))]
+    # The failed call's HTTP status is read from "status_code: 500, model_name: …".
+    assert _sql(spans, "SELECT http_status FROM t WHERE operation = 'chat' AND status = 'error'") == [(500,)]
+
+
+def test_same_request_seen_by_two_instrumentations_without_ids_counts_once() -> None:
+    outer = _span("4444444444444444", **{
+        "gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 9,
+    })
+    inner = _span("5555555555555555", parent=bytes.fromhex("4444444444444444"), start=T0 + 2_000_000, **{
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 9,
+    })
+    # Two real calls with equal usage in one scope are two calls, as are calls with distinct ids.
+    again = _span("6666666666666666", start=T0 + 1_000_000, **{
+        "gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 9,
+    })
+    _, run = _flatten(("a", [outer, again]), ("b", [inner]))
+    assert (run["llm_calls"], run["input_tokens"]) == (2, 100)
+    first = _span("7777777777777777", **{
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.id": "c1",
+        "gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 9,
+    })
+    second = _span("8888888888888888", **{
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.id": "c2",
+        "gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 9,
+    })
+    _, run = _flatten(("a", [first]), ("b", [second]))
+    assert (run["llm_calls"], run["input_tokens"]) == (2, 100)
+
+
+# --- Logfire ------------------------------------------------------------------------------------
+
+
+def test_logfire_capture_counts_each_call_once_with_the_provider_usage() -> None:
+    truth = json.loads((LOGFIRE / "truth.json").read_text())
+    spans, traces = _ai_sdk(LOGFIRE)
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), coalesce(sum(output_tokens), 0),
+               coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == truth["provider_truth_by_model"]
+    driver = truth["driver"]
+    logs = _sql(spans, "SELECT operation, count(*), count(input_tokens), count(cost_usd) FROM t WHERE name LIKE 'streaming response%' GROUP BY 1")
+    assert logs == [("other", driver["log_records"], 0, 0)]
+    provider = truth["provider_truth_by_model"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens) FROM t") == [(
+        driver["model_calls"] + driver["embed_calls"],
+        sum(m["input_tokens"] for m in provider.values()),
+        sum(m["output_tokens"] for m in provider.values()),
+        sum(m["cached_input_tokens"] for m in provider.values()),
+    )]
+    # The streamed calls' usage moved onto their request spans, and is priced there.
+    streamed = _sql(spans, "SELECT count(*), sum(cost_usd) FROM t WHERE operation = 'chat' AND response_model = 'gpt-4.1'")
+    price = default_catalog().lookup("openai", "gpt-4.1", T0)[0]
+    assert price is not None
+    gpt41 = provider["gpt-4.1"]
+    assert streamed[0][0] == 3
+    assert streamed[0][1] == pytest.approx(price.cost(gpt41["input_tokens"], gpt41["output_tokens"], gpt41["cached_input_tokens"]))
+
+
+def test_logfire_log_record_is_not_a_second_call() -> None:
+    request = _span("9999999999999999", **{
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "logfire.span_type": "span", "logfire.msg": "Chat Completion with 'gpt-4o-mini'",
+    })
+    log = _span("aaaaaaaaaaaaaaaa", start=T0 + 900_000_000, end=T0 + 900_000_000, **{
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "gen_ai.usage.input_tokens": 120, "gen_ai.usage.output_tokens": 30,
+        "logfire.span_type": "log", "logfire.msg": "streaming response from 'gpt-4o-mini' took 0.90s",
+    })
+    rows, run = _flatten(("logfire.openai", [request, log]))
+    by_id = {r["span_id"]: r for r in rows}
+    assert by_id["aaaaaaaaaaaaaaaa"]["operation"] == "other"
+    assert by_id["aaaaaaaaaaaaaaaa"]["input_tokens"] is None
+    call = by_id["9999999999999999"]
+    assert (call["operation"], call["input_tokens"], call["output_tokens"]) == ("chat", 120, 30)
+    assert call["cost_usd"] == pytest.approx((120 * 0.15 + 30 * 0.60) / 1e6)
+    assert (run["llm_calls"], run["input_tokens"], run["output_tokens"]) == (1, 120, 30)
+    # Without usage on it, a log record changes nothing but is still no call.
+    bare = _span("bbbbbbbbbbbbbbbb", start=T0 + 900_000_000, end=T0 + 900_000_000, **{
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "logfire.span_type": "log",
+    })
+    _, run = _flatten(("logfire.openai", [request, bare]))
+    assert (run["llm_calls"], run["input_tokens"]) == (1, 0)
+
+
+@pytest.mark.parametrize("capture", [AI_SDK, LOGFIRE])
+def test_content_mode_drop_removes_ai_sdk_and_logfire_content(capture: Path) -> None:
+    """Prompts and completions under the AI SDK and Logfire names obey content_capture=drop."""
+    kept = 0
+    for path in sorted((capture / "raw").glob("*.pb")):
+        batch = flatten(parse_request(path.read_bytes(), "protobuf"), "t", content=ContentFilter("drop", None))
+        assert batch.rejected == 0
+        for attrs in batch.table.column("attributes").to_pylist():
+            present = orjson.loads(attrs).keys() & {
+                "ai.prompt", "ai.prompt.messages", "ai.response.text", "ai.response.toolCalls", "ai.toolCall.args",
+                "ai.toolCall.result", "ai.values", "ai.value", "ai.embeddings", "gen_ai.input.messages",
+                "gen_ai.output.messages", "request_data",
+            }
+            kept += len(present)
+        assert batch.content.dropped > 0
+    assert kept == 0
