@@ -4,8 +4,10 @@ layers together, and (through :func:`main`) the only one that exits the process.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
+import signal
 import socket
 import threading
 import time
@@ -41,6 +43,7 @@ from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
 from aisre.present.api.gate import GATE_CONFIG_KEY
 from aisre.present.api.metrics import SloCountsCollector, StoreMemoryCollector
+from aisre.present.cli.common import StartOptionError
 from aisre.present.ui.cost import cost_ui_routes
 from aisre.present.ui.incidents import incident_ui_routes
 from aisre.present.ui.pages import ui_routes
@@ -80,6 +83,49 @@ def check_bind(host: str, has_keys: bool, auth: str = "auto") -> None:
         )
 
 
+def check_memory_limit(value: str) -> None:
+    """Refuse a ``db_memory_limit`` DuckDB cannot parse, naming the setting (not a DuckDB traceback)."""
+    import duckdb
+
+    with duckdb.connect(":memory:") as probe:
+        try:
+            probe.execute(f"SET memory_limit = '{value.replace(chr(39), chr(39) * 2)}'")
+        except duckdb.Error:
+            raise StartOptionError(
+                f"setting 'db_memory_limit' must be a memory size such as 1GB or 512MB, got {value!r}"
+            ) from None
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start when the HTTP or gRPC port cannot be bound, naming the flag that moves it."""
+    ports = [(settings.port, "HTTP", "--port")]
+    if settings.grpc_port:
+        ports.append((settings.grpc_port, "OTLP/gRPC", "--grpc-port (0 turns gRPC off)"))
+    for port, what, flag in ports:
+        try:
+            family = socket.getaddrinfo(settings.host, port, type=socket.SOCK_STREAM)[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                # As the listeners themselves bind: a port held only by closed connections is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((settings.host, port))
+        except OSError as exc:
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            raise StartOptionError(f"{what} port {port} on {settings.host} {why}; choose another with {flag}") from None
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside inherit SIGINT ignored (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class AisreServer:
     """One aisre process: the store, both OTLP receivers, the API and UI."""
 
@@ -96,6 +142,7 @@ class AisreServer:
             settings.content_capture, settings.content_capture_file, settings.redact_phone_region,
             attributes=settings.redact_attributes, salt=load_salt(settings.redact_hash_salt, settings.db),
         )
+        check_memory_limit(settings.db_memory_limit)
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -117,22 +164,24 @@ class AisreServer:
             settings.explain_min_runs, settings.explain_min_exemplars, settings.explain_min_share))
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
-        self.consumer = SpanIngest(
-            self.store,
-            self.metrics,
-            workers=settings.ingest_workers,
-            max_body_bytes=settings.max_body_bytes,
-            retry_after_s=settings.retry_after_s,
-            journey_rules=rules,
-            catalog_for=self.cost.catalog_for,
-            content=content,
-            limits=Limits(
-                max_attributes=settings.max_span_attributes,
-                max_value_chars=max(1, settings.max_attribute_chars),
-                max_depth=settings.max_value_depth,
-                max_spans=settings.max_spans_per_request,
-            ),
-        )
+        with _children_ignore_sigint():
+            # Ctrl-C reaches the whole process group: the server stops its decoders itself.
+            self.consumer = SpanIngest(
+                self.store,
+                self.metrics,
+                workers=settings.ingest_workers,
+                max_body_bytes=settings.max_body_bytes,
+                retry_after_s=settings.retry_after_s,
+                journey_rules=rules,
+                catalog_for=self.cost.catalog_for,
+                content=content,
+                limits=Limits(
+                    max_attributes=settings.max_span_attributes,
+                    max_value_chars=max(1, settings.max_attribute_chars),
+                    max_depth=settings.max_value_depth,
+                    max_spans=settings.max_spans_per_request,
+                ),
+            )
         self.slos = SloEngine(self.store)
         if specs:
             self.slos.apply(settings.tenant, specs)
@@ -263,9 +312,10 @@ def run_server(settings: Settings, on_ready: Any = None) -> None:
     """Check the bind address, build the server and serve until told to stop."""
     check_bind(settings.host, has_active_keys(settings.db), settings.auth)
     server = AisreServer(settings)
-    if on_ready is not None:
-        on_ready(server)
     try:
+        check_ports(settings)
+        if on_ready is not None:
+            on_ready(server)
         server.serve()
     finally:
         server.shutdown()

@@ -26,9 +26,9 @@ def test_up_refuses_public_bind_and_bad_settings() -> None:
     assert result.exit_code == 1
     assert "refusing to listen on '0.0.0.0'" in result.output
     result = runner.invoke(cli, ["up", "--setting", "no_such=1"])
-    assert result.exit_code == 1 and "unknown setting 'no_such'" in result.output
+    assert result.exit_code == 2 and "unknown setting 'no_such'" in result.output
     result = runner.invoke(cli, ["up", "--setting", "commit_max_spans=lots"])
-    assert result.exit_code == 1 and "must be int" in result.output
+    assert result.exit_code == 2 and "must be int" in result.output
 
 
 def test_runs_and_trace_commands(server: ServerProcess) -> None:

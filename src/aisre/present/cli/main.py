@@ -16,7 +16,14 @@ from rich.tree import Tree
 from aisre.core.errors import AisreError
 from aisre.core.settings import Settings, resolve
 from aisre.present.cli.client import get_json
-from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
+from aisre.present.cli.common import (
+    FormatOption,
+    StartOptionError,
+    UrlOption,
+    call,
+    emit_json,
+    fail,
+)
 
 console = Console()
 
@@ -82,7 +89,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         for item in setting:
             name, sep, value = item.partition("=")
             if not sep:
-                fail(f"--setting takes NAME=VALUE; got {item!r}")
+                fail(f"--setting takes NAME=VALUE; got {item!r}", code=2)
             extra[name.strip()] = value.strip()
         settings = _settings(
             **{
@@ -251,7 +258,7 @@ def _settings(**values: Any) -> Settings:
     try:
         return resolve(**values)
     except AisreError as exc:
-        fail(exc.message)
+        fail(exc.message, code=2)
         raise  # unreachable: fail exits
 
 
@@ -288,6 +295,8 @@ def _run_server(
 
     try:
         serve(settings, on_ready=ready)
+    except StartOptionError as exc:
+        fail(exc.message, code=2)
     except AisreError as exc:
         fail(exc.message)
     except OSError as exc:
