@@ -132,6 +132,8 @@ class AisreServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.before_stopping: list[Callable[[], None]] = []
+        self._uvicorn: _QuietExitServer | None = None
+        self._stop_requested = False
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
@@ -265,7 +267,16 @@ class AisreServer:
             lifespan="on",
             timeout_graceful_shutdown=10,
         )
-        _QuietExitServer(config, self.before_stopping).run()
+        self._uvicorn = _QuietExitServer(config, self.before_stopping)
+        if self._stop_requested:
+            return
+        self._uvicorn.run()
+
+    def stop(self) -> None:
+        """Stop as SIGTERM would (stop hooks, then drain), from any thread."""
+        self._stop_requested = True
+        if self._uvicorn is not None:
+            self._uvicorn.handle_exit(signal.SIGTERM, None)
 
     def on_stopping(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` when told to stop, before the listeners close (the demo stops its
