@@ -14,43 +14,19 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
-
-from aisre.act.alerts import AlertEvaluator
-from aisre.act.cost_alerts import BudgetAlertEvaluator
-from aisre.act.incidents import IncidentManager
-from aisre.act.notify import Notifier, load_receivers
-from aisre.act.postmortem import Postmortems
-from aisre.core.auth import auth_required
 from aisre.core.errors import PermanentError
-from aisre.core.metrics import IngestMetrics
-from aisre.core.settings import Settings
-from aisre.derive.journeys import get_trace
-from aisre.evaluate.cost import CostEngine, Minimums
-from aisre.evaluate.gate.config import load_gate_config
-from aisre.evaluate.slo import SloEngine
-from aisre.evaluate.specs import load_specs
-from aisre.normalize.journeys import load_rules
-from aisre.normalize.prices import load_catalog
-from aisre.normalize.redaction import load_policy, load_salt
-from aisre.normalize.spans import Limits
-from aisre.present.api.asgi import build_asgi
-from aisre.present.api.auth import KeyRing
-from aisre.present.api.context import AppContext
-from aisre.present.api.gate import GATE_CONFIG_KEY
-from aisre.present.api.metrics import SloCountsCollector, StoreMemoryCollector
 from aisre.present.cli.common import StartOptionError
-from aisre.present.ui.cost import cost_ui_routes
-from aisre.present.ui.incidents import incident_ui_routes
-from aisre.present.ui.pages import ui_routes
-from aisre.receive.otlp_grpc import GrpcReceiver
-from aisre.store.duckdb import DuckDBStore, has_active_keys
-from aisre.store.duckdb.cost import DuckDBCost
-from aisre.store.ingest import SpanIngest
+
+# Everything the server is built from is imported where it is built, not here: `aisre
+# --help` and every API command import this module, and should not pay for the server.
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from aisre.core.settings import Settings
+    from aisre.receive.otlp_grpc import GrpcReceiver
 
 log = logging.getLogger("aisre")
 
@@ -67,6 +43,8 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, has_keys: bool, auth: str = "auto") -> None:
     """Refuse ``auth=off`` on a non-loopback interface, and a non-loopback interface while no
     usable API key exists (nobody could use it, or with auth off anyone could)."""
+    from aisre.core.auth import auth_required
+
     auth_required(auth, False, False)  # an unknown mode fails here, at start
     if is_loopback(host):
         return
@@ -130,9 +108,38 @@ class AisreServer:
     """One aisre process: the store, both OTLP receivers, the API and UI."""
 
     def __init__(self, settings: Settings) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from aisre.act.alerts import AlertEvaluator
+        from aisre.act.cost_alerts import BudgetAlertEvaluator
+        from aisre.act.incidents import IncidentManager
+        from aisre.act.notify import Notifier, load_receivers
+        from aisre.act.postmortem import Postmortems
+        from aisre.core.metrics import IngestMetrics
+        from aisre.derive.journeys import get_trace
+        from aisre.evaluate.cost import CostEngine, Minimums
+        from aisre.evaluate.gate.config import load_gate_config
+        from aisre.evaluate.slo import SloEngine
+        from aisre.evaluate.specs import load_specs
+        from aisre.normalize.journeys import load_rules
+        from aisre.normalize.prices import load_catalog
+        from aisre.normalize.redaction import load_policy, load_salt
+        from aisre.normalize.spans import Limits
+        from aisre.present.api.asgi import build_asgi
+        from aisre.present.api.auth import KeyRing
+        from aisre.present.api.context import AppContext
+        from aisre.present.api.gate import GATE_CONFIG_KEY
+        from aisre.present.api.metrics import SloCountsCollector, StoreMemoryCollector
+        from aisre.present.ui.cost import cost_ui_routes
+        from aisre.present.ui.incidents import incident_ui_routes
+        from aisre.present.ui.pages import ui_routes
+        from aisre.store.duckdb import DuckDBStore
+        from aisre.store.duckdb.cost import DuckDBCost
+        from aisre.store.ingest import SpanIngest
+
         self.settings = settings
         self.before_stopping: list[Callable[[], None]] = []
-        self._uvicorn: _QuietExitServer | None = None
+        self._uvicorn: uvicorn.Server | None = None
         self._stop_requested = False
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
@@ -224,6 +231,8 @@ class AisreServer:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        from aisre.receive.otlp_grpc import GrpcReceiver
+
         if self.settings.grpc_port:
             self.grpc = GrpcReceiver(
                 self.consumer,
@@ -258,6 +267,8 @@ class AisreServer:
 
     def serve(self) -> None:
         """Run until SIGINT/SIGTERM; uvicorn's graceful shutdown drains through the lifespan."""
+        import uvicorn
+
         config = uvicorn.Config(
             self.asgi,
             host=self.settings.host,
@@ -267,7 +278,7 @@ class AisreServer:
             lifespan="on",
             timeout_graceful_shutdown=10,
         )
-        self._uvicorn = _QuietExitServer(config, self.before_stopping)
+        self._uvicorn = _quiet_exit_server(config, self.before_stopping)
         if self._stop_requested:
             return
         self._uvicorn.run()
@@ -284,43 +295,51 @@ class AisreServer:
         self.before_stopping.append(hook)
 
 
-class _QuietExitServer(uvicorn.Server):
-    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; aisre has drained by
-    then, so it exits 0 instead of dying of the signal."""
+def _quiet_exit_server(config: uvicorn.Config, before_stopping: list[Callable[[], None]]) -> uvicorn.Server:
+    """The uvicorn server aisre runs (uvicorn is imported only when a server starts)."""
+    import uvicorn
 
-    def __init__(self, config: uvicorn.Config, before_stopping: list[Callable[[], None]]) -> None:
-        super().__init__(config)
-        self._before_stopping = before_stopping
-        self._stopping = False
+    class _QuietExitServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; aisre has drained by
+        then, so it exits 0 instead of dying of the signal."""
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._stopping or not self._before_stopping:
-            super().handle_exit(sig, frame)  # a second signal forces the exit
-            return
-        self._stopping = True
+        def __init__(self, config: uvicorn.Config, before_stopping: list[Callable[[], None]]) -> None:
+            super().__init__(config)
+            self._before_stopping = before_stopping
+            self._stopping = False
 
-        def hooks_then_exit() -> None:
-            # Off the signal handler: the hooks may wait for requests this loop must serve.
-            for hook in self._before_stopping:
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self._stopping or not self._before_stopping:
+                super().handle_exit(sig, frame)  # a second signal forces the exit
+                return
+            self._stopping = True
+
+            def hooks_then_exit() -> None:
+                # Off the signal handler: the hooks may wait for requests this loop must serve.
+                for hook in self._before_stopping:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("stop hook failed")
+                super(_QuietExitServer, self).handle_exit(sig, frame)
+
+            threading.Thread(target=hooks_then_exit, name="aisre-stopping", daemon=True).start()
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
                 try:
-                    hook()
-                except Exception:
-                    log.exception("stop hook failed")
-            super(_QuietExitServer, self).handle_exit(sig, frame)
+                    yield
+                finally:
+                    self._captured_signals.clear()
 
-        threading.Thread(target=hooks_then_exit, name="aisre-stopping", daemon=True).start()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        with super().capture_signals():
-            try:
-                yield
-            finally:
-                self._captured_signals.clear()
+    return _QuietExitServer(config, before_stopping)
 
 
 def run_server(settings: Settings, on_ready: Any = None) -> None:
     """Check the bind address, build the server and serve until told to stop."""
+    from aisre.store.duckdb import has_active_keys
+
     check_bind(settings.host, has_active_keys(settings.db), settings.auth)
     server = AisreServer(settings)
     try:

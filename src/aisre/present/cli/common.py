@@ -6,7 +6,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import typer
 from rich.console import Console
 
@@ -31,6 +30,8 @@ def fail(message: str, code: int = 1) -> None:
 
 def emit_json(data: Any) -> None:
     """Machine-readable output on stdout."""
+    import orjson
+
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
