@@ -11,7 +11,14 @@ from typing import Any
 import httpx
 
 from aisre.present.ui import format as fmt
-from tests.present.test_ui_slo import DEMO_SLOS, HISTORY, _get, post_history, runs_request, wait_for_slo
+from tests.present.test_ui_slo import (
+    DEMO_SLOS,
+    HISTORY,
+    _get,
+    post_history,
+    runs_request,
+    wait_for_slo,
+)
 from tests.present.ui_helpers import post_request
 
 
