@@ -4,50 +4,29 @@ layers together, and (through :func:`main`) the only one that exits the process.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
+import signal
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
-
-from aisre.act.alerts import AlertEvaluator
-from aisre.act.cost_alerts import BudgetAlertEvaluator
-from aisre.act.incidents import IncidentManager
-from aisre.act.notify import Notifier, load_receivers
-from aisre.act.postmortem import Postmortems
-from aisre.core.auth import auth_required
 from aisre.core.errors import PermanentError
-from aisre.core.metrics import IngestMetrics
-from aisre.core.settings import Settings
-from aisre.derive.journeys import get_trace
-from aisre.evaluate.cost import CostEngine, Minimums
-from aisre.evaluate.gate.config import load_gate_config
-from aisre.evaluate.slo import SloEngine
-from aisre.evaluate.specs import load_specs
-from aisre.normalize.journeys import load_rules
-from aisre.normalize.prices import load_catalog
-from aisre.normalize.redaction import load_policy, load_salt
-from aisre.normalize.spans import Limits
-from aisre.present.api.asgi import build_asgi
-from aisre.present.api.auth import KeyRing
-from aisre.present.api.context import AppContext
-from aisre.present.api.gate import GATE_CONFIG_KEY
-from aisre.present.api.metrics import SloCountsCollector, StoreMemoryCollector
-from aisre.present.ui.cost import cost_ui_routes
-from aisre.present.ui.incidents import incident_ui_routes
-from aisre.present.ui.pages import ui_routes
-from aisre.receive.otlp_grpc import GrpcReceiver
-from aisre.store.duckdb import DuckDBStore, has_active_keys
-from aisre.store.duckdb.cost import DuckDBCost
-from aisre.store.ingest import SpanIngest
+from aisre.present.cli.common import StartOptionError
+
+# Everything the server is built from is imported where it is built, not here: `aisre
+# --help` and every API command import this module, and should not pay for the server.
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from aisre.core.settings import Settings
+    from aisre.receive.otlp_grpc import GrpcReceiver
 
 log = logging.getLogger("aisre")
 
@@ -64,6 +43,8 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, has_keys: bool, auth: str = "auto") -> None:
     """Refuse ``auth=off`` on a non-loopback interface, and a non-loopback interface while no
     usable API key exists (nobody could use it, or with auth off anyone could)."""
+    from aisre.core.auth import auth_required
+
     auth_required(auth, False, False)  # an unknown mode fails here, at start
     if is_loopback(host):
         return
@@ -80,12 +61,86 @@ def check_bind(host: str, has_keys: bool, auth: str = "auto") -> None:
         )
 
 
+def check_memory_limit(value: str) -> None:
+    """Refuse a ``db_memory_limit`` DuckDB cannot parse, naming the setting (not a DuckDB traceback)."""
+    import duckdb
+
+    with duckdb.connect(":memory:") as probe:
+        try:
+            probe.execute(f"SET memory_limit = '{value.replace(chr(39), chr(39) * 2)}'")
+        except duckdb.Error:
+            raise StartOptionError(
+                f"setting 'db_memory_limit' must be a memory size such as 1GB or 512MB, got {value!r}"
+            ) from None
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start when the HTTP or gRPC port cannot be bound, naming the flag that moves it."""
+    ports = [(settings.port, "HTTP", "--port")]
+    if settings.grpc_port:
+        ports.append((settings.grpc_port, "OTLP/gRPC", "--grpc-port (0 turns gRPC off)"))
+    for port, what, flag in ports:
+        try:
+            family = socket.getaddrinfo(settings.host, port, type=socket.SOCK_STREAM)[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                # As the listeners themselves bind: a port held only by closed connections is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((settings.host, port))
+        except OSError as exc:
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            raise StartOptionError(f"{what} port {port} on {settings.host} {why}; choose another with {flag}") from None
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside inherit SIGINT ignored (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class AisreServer:
     """One aisre process: the store, both OTLP receivers, the API and UI."""
 
     def __init__(self, settings: Settings) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from aisre.act.alerts import AlertEvaluator
+        from aisre.act.cost_alerts import BudgetAlertEvaluator
+        from aisre.act.incidents import IncidentManager
+        from aisre.act.notify import Notifier, load_receivers
+        from aisre.act.postmortem import Postmortems
+        from aisre.core.metrics import IngestMetrics
+        from aisre.derive.journeys import get_trace
+        from aisre.evaluate.cost import CostEngine, Minimums
+        from aisre.evaluate.gate.config import load_gate_config
+        from aisre.evaluate.slo import SloEngine
+        from aisre.evaluate.specs import load_specs
+        from aisre.normalize.journeys import load_rules
+        from aisre.normalize.prices import load_catalog
+        from aisre.normalize.redaction import load_policy, load_salt
+        from aisre.normalize.spans import Limits
+        from aisre.present.api.asgi import build_asgi
+        from aisre.present.api.auth import KeyRing
+        from aisre.present.api.context import AppContext
+        from aisre.present.api.gate import GATE_CONFIG_KEY
+        from aisre.present.api.metrics import SloCountsCollector, StoreMemoryCollector
+        from aisre.present.ui.cost import cost_ui_routes
+        from aisre.present.ui.incidents import incident_ui_routes
+        from aisre.present.ui.pages import ui_routes
+        from aisre.store.duckdb import DuckDBStore
+        from aisre.store.duckdb.cost import DuckDBCost
+        from aisre.store.ingest import SpanIngest
+
         self.settings = settings
         self.before_stopping: list[Callable[[], None]] = []
+        self._uvicorn: uvicorn.Server | None = None
+        self._stop_requested = False
         # Bad configuration fails here, at start, never on a later request.
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
@@ -96,6 +151,7 @@ class AisreServer:
             settings.content_capture, settings.content_capture_file, settings.redact_phone_region,
             attributes=settings.redact_attributes, salt=load_salt(settings.redact_hash_salt, settings.db),
         )
+        check_memory_limit(settings.db_memory_limit)
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,
@@ -117,22 +173,24 @@ class AisreServer:
             settings.explain_min_runs, settings.explain_min_exemplars, settings.explain_min_share))
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
-        self.consumer = SpanIngest(
-            self.store,
-            self.metrics,
-            workers=settings.ingest_workers,
-            max_body_bytes=settings.max_body_bytes,
-            retry_after_s=settings.retry_after_s,
-            journey_rules=rules,
-            catalog_for=self.cost.catalog_for,
-            content=content,
-            limits=Limits(
-                max_attributes=settings.max_span_attributes,
-                max_value_chars=max(1, settings.max_attribute_chars),
-                max_depth=settings.max_value_depth,
-                max_spans=settings.max_spans_per_request,
-            ),
-        )
+        with _children_ignore_sigint():
+            # Ctrl-C reaches the whole process group: the server stops its decoders itself.
+            self.consumer = SpanIngest(
+                self.store,
+                self.metrics,
+                workers=settings.ingest_workers,
+                max_body_bytes=settings.max_body_bytes,
+                retry_after_s=settings.retry_after_s,
+                journey_rules=rules,
+                catalog_for=self.cost.catalog_for,
+                content=content,
+                limits=Limits(
+                    max_attributes=settings.max_span_attributes,
+                    max_value_chars=max(1, settings.max_attribute_chars),
+                    max_depth=settings.max_value_depth,
+                    max_spans=settings.max_spans_per_request,
+                ),
+            )
         self.slos = SloEngine(self.store)
         if specs:
             self.slos.apply(settings.tenant, specs)
@@ -173,6 +231,8 @@ class AisreServer:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        from aisre.receive.otlp_grpc import GrpcReceiver
+
         if self.settings.grpc_port:
             self.grpc = GrpcReceiver(
                 self.consumer,
@@ -207,6 +267,8 @@ class AisreServer:
 
     def serve(self) -> None:
         """Run until SIGINT/SIGTERM; uvicorn's graceful shutdown drains through the lifespan."""
+        import uvicorn
+
         config = uvicorn.Config(
             self.asgi,
             host=self.settings.host,
@@ -216,7 +278,16 @@ class AisreServer:
             lifespan="on",
             timeout_graceful_shutdown=10,
         )
-        _QuietExitServer(config, self.before_stopping).run()
+        self._uvicorn = _quiet_exit_server(config, self.before_stopping)
+        if self._stop_requested:
+            return
+        self._uvicorn.run()
+
+    def stop(self) -> None:
+        """Stop as SIGTERM would (stop hooks, then drain), from any thread."""
+        self._stop_requested = True
+        if self._uvicorn is not None:
+            self._uvicorn.handle_exit(signal.SIGTERM, None)
 
     def on_stopping(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` when told to stop, before the listeners close (the demo stops its
@@ -224,48 +295,57 @@ class AisreServer:
         self.before_stopping.append(hook)
 
 
-class _QuietExitServer(uvicorn.Server):
-    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; aisre has drained by
-    then, so it exits 0 instead of dying of the signal."""
+def _quiet_exit_server(config: uvicorn.Config, before_stopping: list[Callable[[], None]]) -> uvicorn.Server:
+    """The uvicorn server aisre runs (uvicorn is imported only when a server starts)."""
+    import uvicorn
 
-    def __init__(self, config: uvicorn.Config, before_stopping: list[Callable[[], None]]) -> None:
-        super().__init__(config)
-        self._before_stopping = before_stopping
-        self._stopping = False
+    class _QuietExitServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; aisre has drained by
+        then, so it exits 0 instead of dying of the signal."""
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._stopping or not self._before_stopping:
-            super().handle_exit(sig, frame)  # a second signal forces the exit
-            return
-        self._stopping = True
+        def __init__(self, config: uvicorn.Config, before_stopping: list[Callable[[], None]]) -> None:
+            super().__init__(config)
+            self._before_stopping = before_stopping
+            self._stopping = False
 
-        def hooks_then_exit() -> None:
-            # Off the signal handler: the hooks may wait for requests this loop must serve.
-            for hook in self._before_stopping:
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self._stopping or not self._before_stopping:
+                super().handle_exit(sig, frame)  # a second signal forces the exit
+                return
+            self._stopping = True
+
+            def hooks_then_exit() -> None:
+                # Off the signal handler: the hooks may wait for requests this loop must serve.
+                for hook in self._before_stopping:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("stop hook failed")
+                super(_QuietExitServer, self).handle_exit(sig, frame)
+
+            threading.Thread(target=hooks_then_exit, name="aisre-stopping", daemon=True).start()
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
                 try:
-                    hook()
-                except Exception:
-                    log.exception("stop hook failed")
-            super(_QuietExitServer, self).handle_exit(sig, frame)
+                    yield
+                finally:
+                    self._captured_signals.clear()
 
-        threading.Thread(target=hooks_then_exit, name="aisre-stopping", daemon=True).start()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        with super().capture_signals():
-            try:
-                yield
-            finally:
-                self._captured_signals.clear()
+    return _QuietExitServer(config, before_stopping)
 
 
 def run_server(settings: Settings, on_ready: Any = None) -> None:
     """Check the bind address, build the server and serve until told to stop."""
+    from aisre.store.duckdb import has_active_keys
+
     check_bind(settings.host, has_active_keys(settings.db), settings.auth)
     server = AisreServer(settings)
-    if on_ready is not None:
-        on_ready(server)
     try:
+        check_ports(settings)
+        if on_ready is not None:
+            on_ready(server)
         server.serve()
     finally:
         server.shutdown()

@@ -26,9 +26,9 @@ def test_up_refuses_public_bind_and_bad_settings() -> None:
     assert result.exit_code == 1
     assert "refusing to listen on '0.0.0.0'" in result.output
     result = runner.invoke(cli, ["up", "--setting", "no_such=1"])
-    assert result.exit_code == 1 and "unknown setting 'no_such'" in result.output
+    assert result.exit_code == 2 and "unknown setting 'no_such'" in result.output
     result = runner.invoke(cli, ["up", "--setting", "commit_max_spans=lots"])
-    assert result.exit_code == 1 and "must be int" in result.output
+    assert result.exit_code == 2 and "must be int" in result.output
 
 
 def test_runs_and_trace_commands(server: ServerProcess) -> None:
@@ -50,3 +50,14 @@ def test_errors_are_one_clear_line(server: ServerProcess) -> None:
     assert result.exit_code == 1 and "404: no trace with id" in result.output
     result = runner.invoke(cli, ["journeys", "runs", "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 1 and "cannot reach aisre" in result.output
+
+
+def test_demo_help_lists_every_scenario_with_its_description() -> None:
+    from aisre.demo.scenarios import SCENARIOS
+
+    result = runner.invoke(cli, ["demo", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "Scenarios (--scenario):" in text
+    for scenario in SCENARIOS.values():
+        assert f"{scenario.name}: {scenario.description}" in text, scenario.name

@@ -133,6 +133,12 @@ def test_slo_pages_match_the_api(server_factory: Any, tmp_path: Path) -> None:
     assert re.findall(r'href="/slos/([^"]+)" data-slo="[^"]+" data-status="([^"]+)"', ask_row) == [
         ("ask-success", "page"), ("ask-cost", "ok"),
     ]
+    # Each dot is labelled with its SLO (and its state unless ok); the tooltip gives the numbers.
+    assert '<span class="slo-dot-name">ask-success</span> <span class="slo-dot-status">page</span>' in ask_row
+    assert '<span class="slo-dot-name">ask-cost</span></a>' in ask_row
+    left = fmt.budget(doc["error_budget"]["remaining_ratio"])
+    assert (f'title="SLO ask-success: page · objective 99.5% · error budget {left} left · burn 40× over 1h"'
+            in ask_row), ask_row
     _, triage_row = _row(journeys, "journey", "triage-agent")
     assert 'data-slo="triage-success" data-status="ok"' in triage_row
     journey = _get(server, "/journeys/ask")

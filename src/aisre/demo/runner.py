@@ -11,7 +11,6 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from aisre.demo.scenarios import SCENARIOS, Scenario, get_scenario
 from aisre.demo.service import ASK, TRIAGE, JourneyResult, ServiceConfig, SupportBot
 from aisre.demo.telemetry import (
     DEFAULT_ENDPOINT,
+    Headers,
     ReplicaTracerProvider,
     SimClock,
     openai_instrumented,
@@ -84,7 +84,7 @@ class Demo:
         time_scale: float = 1.0,
         workers: int = 8,
         export_delay_ms: int = 500,
-        headers: Mapping[str, str] | None = None,
+        headers: Headers | None = None,
         clock: SimClock | None = None,
         arrivals: str = "poisson",
     ) -> None:
@@ -284,7 +284,7 @@ def run(
     time_scale: float = 1.0,
     workers: int = 8,
     export_delay_ms: int = 500,
-    headers: Mapping[str, str] | None = None,
+    headers: Headers | None = None,
     clock: SimClock | None = None,
     **knobs: Any,
 ) -> DemoStats:

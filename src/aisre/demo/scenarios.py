@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aisre.demo.provider import CHAT_MODELS, MODELS, Faults
-from aisre.demo.service import ServiceConfig
+from aisre.demo.models import CHAT_MODELS, MODELS
+
+if TYPE_CHECKING:  # the provider and service load a web server and the OTel SDK
+    from aisre.demo.provider import Faults
+    from aisre.demo.service import ServiceConfig
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,14 @@ class Scenario:
 
     def faults(self) -> Faults:
         """The provider faults this scenario injects."""
+        from aisre.demo.provider import Faults
+
         return Faults(self.failure_rate, self.rate_limit_rate, self.extra_latency_s)
 
     def service_config(self, *, canary: bool = False) -> ServiceConfig:
         """The service replica's configuration (stable, or the canary's)."""
+        from aisre.demo.service import ServiceConfig
+
         stable = ServiceConfig(
             service_version=self.service_version,
             prompt_version=self.prompt_version,

@@ -14,11 +14,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+import requests.auth
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -172,6 +174,21 @@ class _ShiftedExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+# Export headers: fixed, or a function asked before every export (a key that appears later).
+Headers = Mapping[str, str] | Callable[[], Mapping[str, str]]
+
+
+class _HeadersPerRequest(requests.auth.AuthBase):
+    """Adds the headers ``source`` gives at the time of each export request."""
+
+    def __init__(self, source: Callable[[], Mapping[str, str]]) -> None:
+        self._source = source
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.update(self._source())
+        return request
+
+
 class ReplicaTracerProvider(trace.TracerProvider):
     """A tracer provider that sends each span to the replica (service version) in context."""
 
@@ -183,7 +200,7 @@ class ReplicaTracerProvider(trace.TracerProvider):
         environment: str = ENVIRONMENT,
         schedule_delay_ms: int = 500,
         export_timeout_s: float = 5.0,
-        headers: Mapping[str, str] | None = None,
+        headers: Headers | None = None,
         clock: SimClock | None = None,
     ) -> None:
         self._endpoint = traces_url(endpoint)
@@ -192,7 +209,7 @@ class ReplicaTracerProvider(trace.TracerProvider):
         self._environment = environment
         self._delay_ms = schedule_delay_ms
         self._timeout_s = export_timeout_s
-        self._headers = dict(headers or {})
+        self._headers = headers if callable(headers) else dict(headers or {})
         self._lock = threading.Lock()
         self._providers: dict[str, TracerProvider] = {}
         self._current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -227,9 +244,7 @@ class ReplicaTracerProvider(trace.TracerProvider):
             created = TracerProvider(resource=resource, shutdown_on_exit=False)
             created.add_span_processor(BaggageSpanProcessor())
             created.add_span_processor(RetryAttemptProcessor())
-            exporter: SpanExporter = OTLPSpanExporter(
-                endpoint=self._endpoint, timeout=self._timeout_s, headers=self._headers or None
-            )
+            exporter: SpanExporter = self._exporter()
             if self._clock is not None:
                 created.add_span_processor(_ClockAnchors(self._clock))
                 exporter = _ShiftedExporter(exporter, self._clock)
@@ -238,6 +253,13 @@ class ReplicaTracerProvider(trace.TracerProvider):
             )
             self._providers[version] = created
             return created
+
+    def _exporter(self) -> OTLPSpanExporter:
+        if not callable(self._headers):
+            return OTLPSpanExporter(endpoint=self._endpoint, timeout=self._timeout_s, headers=self._headers or None)
+        session = requests.Session()
+        session.auth = _HeadersPerRequest(self._headers)
+        return OTLPSpanExporter(endpoint=self._endpoint, timeout=self._timeout_s, session=session)
 
     @contextmanager
     def replica(self, version: str) -> Iterator[None]:

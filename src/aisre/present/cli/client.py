@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from aisre.core.errors import AisreError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ApiError(AisreError):
@@ -26,6 +27,8 @@ def request(
 ) -> httpx.Response:
     """Send one request with the API key; a transport error or a 4xx/5xx becomes an ApiError
     carrying the server's own message (``status_in_error`` prefixes the HTTP status)."""
+    import httpx  # here, not at import: `aisre --help` need not load an HTTP client
+
     try:
         response = httpx.request(method, url.rstrip("/") + path, headers={**(headers or {}), **auth_headers()}, **kwargs)
     except httpx.HTTPError as exc:

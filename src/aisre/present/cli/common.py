@@ -6,11 +6,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import typer
 from rich.console import Console
 
-from aisre.core.errors import AisreError
+from aisre.core.errors import AisreError, PermanentError
 
 DEFAULT_URL = "http://127.0.0.1:4318"
 err = Console(stderr=True)
@@ -19,14 +18,20 @@ UrlOption = typer.Option(DEFAULT_URL, "--url", envvar="AISRE_URL", help="Base UR
 FormatOption = typer.Option("table", "--format", help="table (for people) or json (for machines)")
 
 
-def fail(message: str) -> None:
-    """Print one clear line and exit 1."""
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(1)
+class StartOptionError(PermanentError):
+    """A start-up flag or setting is wrong (busy port, bad value): the CLI exits 2 naming it."""
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one clear line and exit ``code`` (1: the command failed; 2: a flag or setting is wrong)."""
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
 
 
 def emit_json(data: Any) -> None:
     """Machine-readable output on stdout."""
+    import orjson
+
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 

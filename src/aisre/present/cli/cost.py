@@ -7,7 +7,6 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aisre.present.cli.client import get_json, send_json
@@ -160,6 +159,8 @@ def build_cost_cli() -> typer.Typer:
         fmt: str = FormatOption,
     ) -> None:
         """Recompute stored costs since a time with the prices in force now."""
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         body = {"since": since, **({"until": until} if until else {})}
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                       transient=True, disable=fmt == "json") as progress:

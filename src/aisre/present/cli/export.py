@@ -10,9 +10,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from aisre.core.errors import PermanentError
-from aisre.core.slo import SpecValidationError
-from aisre.evaluate.export import render_rules, write_rules
-from aisre.evaluate.specs import load_specs
 
 err = Console(stderr=True)
 
@@ -32,6 +29,10 @@ def build_export_cli() -> typer.Typer:
         with_tests: bool = typer.Option(False, "--with-tests", help="Also write a promtool test file (OUT.test.yaml); needs -o"),
     ) -> None:
         """Write Sloth-style recording and burn-rate alert rules; exit 1 if the specs are invalid."""
+        from aisre.core.slo import SpecValidationError
+        from aisre.evaluate.export import render_rules, write_rules
+        from aisre.evaluate.specs import load_specs
+
         if with_tests and out is None:
             err.print("[bold red]error:[/] --with-tests needs -o OUT (the test file goes next to it)")
             raise typer.Exit(1)

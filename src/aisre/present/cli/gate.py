@@ -16,12 +16,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from aisre.core.slo import parse_duration
-from aisre.derive.populations import parse_selector
-from aisre.evaluate.gate.config import load_gate_config
 from aisre.present.cli.client import get_json, request
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
 
@@ -150,6 +146,11 @@ def register_gate(app: typer.Typer) -> None:
         fmt: str = FormatOption,
     ) -> None:
         """Judge a candidate against a baseline; exit 0 pass, 1 fail, 2 marginal, 3 insufficient data."""
+        # Imported here: the gate's statistics load scipy, which every other command can skip.
+        from aisre.core.slo import parse_duration
+        from aisre.derive.populations import parse_selector
+        from aisre.evaluate.gate.config import load_gate_config
+
         call(lambda: (parse_selector(baseline, "--baseline"), parse_selector(candidate, "--candidate")))
         config_text = ""
         if config is not None:
@@ -183,6 +184,8 @@ def register_gate(app: typer.Typer) -> None:
 
 def _wait(ask: Any, doc: dict[str, Any], deadline_s: float, poll: float) -> dict[str, Any]:
     """Poll while the verdict is "insufficient data", showing runs gathered against the minimum."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+
     end = time.monotonic() + deadline_s
     need = max(int(doc["min_runs"]), 1)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[runs]}"),

@@ -12,11 +12,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
+from typer.core import TyperCommand
 
 from aisre.core.errors import AisreError
 from aisre.core.settings import Settings, resolve
 from aisre.present.cli.client import get_json
-from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
+from aisre.present.cli.common import (
+    FormatOption,
+    StartOptionError,
+    UrlOption,
+    call,
+    emit_json,
+    fail,
+)
 
 console = Console()
 
@@ -82,7 +90,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         for item in setting:
             name, sep, value = item.partition("=")
             if not sep:
-                fail(f"--setting takes NAME=VALUE; got {item!r}")
+                fail(f"--setting takes NAME=VALUE; got {item!r}", code=2)
             extra[name.strip()] = value.strip()
         settings = _settings(
             **{
@@ -94,34 +102,39 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         )
         _run_server(serve, settings, banner=True)
 
-    @app.command()
+    @app.command(cls=_DemoCommand)
     def demo(
         port: int = typer.Option(4318, help="HTTP port of the server the demo starts"),
         grpc_port: int = typer.Option(4317, "--grpc-port", help="OTLP/gRPC port; 0 turns gRPC off"),
-        db: str = typer.Option("demo.duckdb", help="DuckDB file for the demo"),
+        db: str = typer.Option("demo.duckdb", help="DuckDB file for the demo; deleted first unless --keep"),
+        keep: bool = typer.Option(False, "--keep", help="Reuse the store of the last run (its journeys and incidents) instead of starting fresh"),
         rate: float = typer.Option(2.0, help="Journeys per second"),
-        scenario: str = typer.Option("default", help="Fault scenario to run"),
-        duration: float = typer.Option(0, help="Seconds to run; 0 runs until Ctrl-C"),
-        url: str = typer.Option("", "--url", envvar="AISRE_DEMO_TARGET", help="Feed an already running server instead of starting one"),
+        scenario: str = typer.Option("default", help="Fault scenario to run (listed below)"),
+        duration: float = typer.Option(0, help="Seconds to run, then stop the traffic and the server; 0 runs until Ctrl-C"),
+        url: str = typer.Option("", "--url", envvar="AISRE_DEMO_TARGET", help="Feed an already running server instead of starting one (sends AISRE_KEY when set)"),
         failure_rate: float = typer.Option(None, help="Share of model calls answered HTTP 500 (overrides the scenario)"),
         rate_limit_rate: float = typer.Option(None, help="Share of model calls answered HTTP 429 (overrides the scenario)"),
     ) -> None:
-        """Run the server with a simulated AI service feeding it live traffic."""
+        """Run the server with a simulated AI service feeding it live traffic.
+
+        Starts with a fresh store unless --keep. Ctrl-C (or --duration) stops the traffic, lets its last spans arrive, stops the server and exits 0. When the store requires API keys the demo sends with an ingest key of its own.
+        """
         from aisre.demo import runner
+        from aisre.present.cli.client import auth_headers
 
         scenarios = runner.SCENARIOS
         if scenario not in scenarios:
-            fail(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(scenarios))}")
+            fail(f"unknown scenario {scenario!r}; choose one of {', '.join(sorted(scenarios))}", code=2)
         knobs = {k: v for k, v in {"failure_rate": failure_rate, "rate_limit_rate": rate_limit_rate}.items() if v is not None}
         for name, value in knobs.items():
             if not 0.0 <= value <= 1.0:
-                fail(f"--{name.replace('_', '-')} must be between 0 and 1; got {value}")
+                fail(f"--{name.replace('_', '-')} must be between 0 and 1; got {value}", code=2)
         chosen = scenarios[scenario].with_knobs(**knobs)
         if url:
             console.print(f"feeding [bold]{url}[/] with scenario [bold]{scenario}[/] at {rate}/s")
             stats = runner.run(
                 url.rstrip("/") + "/v1/traces", rate_per_s=rate, duration_s=duration or None,
-                scenario=chosen,
+                scenario=chosen, headers=auth_headers(),
             )
             console.print(stats)
             return
@@ -129,31 +142,43 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
 
         slo_file = str(resources.files("aisre.demo").joinpath("slos.yaml"))
         settings = _settings(port=port, grpc_port=grpc_port, db=db, slos=slo_file)
+        fresh = "" if keep else _fresh_store(db)
         stop = threading.Event()
 
         def start_feeding(server: Any) -> None:
+            headers = _DemoKey(server.keys, settings.tenant)
+
             def feed() -> None:
                 _wait_healthy(f"http://127.0.0.1:{port}")
                 runner.run(
                     f"http://127.0.0.1:{port}/v1/traces", rate_per_s=rate,
-                    duration_s=duration or None, stop=stop, scenario=chosen,
+                    duration_s=duration or None, stop=stop, scenario=chosen, headers=headers,
                 )
+                if not stop.is_set():  # --duration passed; Ctrl-C sets stop first
+                    console.print(f"demo: --duration {duration:g} s passed: traffic stopped, stopping the server", soft_wrap=True)
+                    stop.set()
+                    server.stop()
 
             feeder = threading.Thread(target=feed, name="aisre-demo", daemon=True)
 
             def stop_feeding() -> None:
                 # Stop the simulated service and let it flush while the server still listens.
                 stop.set()
-                feeder.join(timeout=15)
+                if feeder is not threading.current_thread():
+                    feeder.join(timeout=15)
 
             server.on_stopping(stop_feeding)
             feeder.start()
 
+        until = f"for {duration:g} s, then stops" if duration else "until Ctrl-C"
+        note = f"demo traffic: scenario {scenario}, {rate} journeys/s, {until}"
+        note += f"\n{fresh}" if fresh else (f"\nreusing the store of the last run ({db})" if keep else "")
         try:
-            _run_server(serve, settings, banner=True, on_ready=start_feeding, note=f"demo traffic: scenario {scenario}, {rate} journeys/s")
+            _run_server(serve, settings, banner=True, on_ready=start_feeding, note=note)
         finally:
             stop.set()
-
+        if duration:
+            console.print("demo: stopped")
     @traces.command("show")
     def traces_show(
         trace_id: str = typer.Argument(..., help="32-hex-digit trace id"),
@@ -232,6 +257,48 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     return app
 
 
+class _DemoCommand(TyperCommand):
+    """``aisre demo``: its help lists the scenarios, read only when the help is shown."""
+
+    @property
+    def epilog(self) -> str:
+        from aisre.demo.scenarios import SCENARIOS
+
+        return "Scenarios (--scenario):\n\n" + "\n\n".join(f"{s.name}: {s.description}" for s in SCENARIOS.values())
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        pass
+
+
+class _DemoKey:
+    """The demo exporter's headers: none while auth is off; once the store requires keys
+    (at start, or when someone creates the first key mid-run) an ingest key of its own,
+    created in-process as ``aisre keys create --db`` would, instead of a stream of 401s."""
+
+    def __init__(self, keys: Any, tenant: str) -> None:
+        self._keys = keys
+        self._tenant = tenant
+        self._headers: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, str]:
+        with self._lock:
+            if not self._headers and self._keys is not None and self._keys.enabled:
+                secret, record = self._keys.create(self._tenant, "ingest", "aisre demo", "demo")
+                self._headers = {"Authorization": f"Bearer {secret}"}
+                console.print(f"demo: auth is on: sending with its own ingest key {record['key_id']} (aisre demo)", soft_wrap=True)
+            return self._headers
+
+
+def _fresh_store(db: str) -> str:
+    """Delete the demo store of an earlier run (and its WAL); says what it removed."""
+    removed = [path for path in (db, db + ".wal") if os.path.exists(path)]
+    for path in removed:
+        os.remove(path)
+    return f"fresh store: removed the last run's {db} (--keep reuses it)" if removed else ""
+
+
 def _span_label(span: dict[str, Any]) -> str:
     parts = [f"[bold]{span['name']}[/]", _fmt_ms(span["duration_ms"])]
     if span["operation"] != "other":
@@ -251,7 +318,7 @@ def _settings(**values: Any) -> Settings:
     try:
         return resolve(**values)
     except AisreError as exc:
-        fail(exc.message)
+        fail(exc.message, code=2)
         raise  # unreachable: fail exits
 
 
@@ -273,7 +340,7 @@ def _run_server(
 ) -> None:
     def ready(server: Any) -> None:
         if banner:
-            console.print(f"[bold green]aisre[/] on [link]http://{settings.host}:{settings.port}/[/link]  (store: {os.path.abspath(settings.db)})")
+            console.print(f"[bold green]aisre[/] on [link]http://{settings.host}:{settings.port}/[/link]  (store: {os.path.abspath(settings.db)})", soft_wrap=True)
             grpc = f"OTLP/gRPC {settings.host}:{settings.grpc_port}" if settings.grpc_port else "OTLP/gRPC off"
             console.print(f"OTLP/HTTP http://{settings.host}:{settings.port}/v1/traces   {grpc}")
             keys = getattr(server, "keys", None)
@@ -282,12 +349,14 @@ def _run_server(
                 console.print("auth on: every request needs an API key" if keys.enabled else
                               f"auth off ({why}): every caller is admin of the default tenant")
             if note:
-                console.print(note)
+                console.print(note, soft_wrap=True, highlight=False)
         if on_ready is not None:
             on_ready(server)
 
     try:
         serve(settings, on_ready=ready)
+    except StartOptionError as exc:
+        fail(exc.message, code=2)
     except AisreError as exc:
         fail(exc.message)
     except OSError as exc:

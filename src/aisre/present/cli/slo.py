@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from aisre.core.timefmt import span_text
-from aisre.evaluate.specs import check_files
 from aisre.present.cli.client import get_json, put_text
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json
 
@@ -33,6 +32,8 @@ def build_slo_cli() -> typer.Typer:
         score: list[str] = typer.Option([], "--score", help="Known score name; unknown ones are errors (repeatable)"),
     ) -> None:
         """Check spec files; print each error as file:line: field: message and exit 1 if any."""
+        from aisre.evaluate.specs import check_files
+
         result = check_files(paths, known_journeys=journey or None, known_scores=score or None)
         for e in result.errors:
             err.print(f"[red]{escape(str(e))}[/]", soft_wrap=True)
@@ -103,6 +104,8 @@ def build_slo_cli() -> typer.Typer:
     @app.command("apply")
     def apply_cmd(paths: list[Path] = typer.Argument(..., help="Spec files or folders"), url: str = UrlOption) -> None:
         """Replace a running server's SLOs with these specs (checked here first, then by the server)."""
+        from aisre.evaluate.specs import check_files
+
         result = check_files(paths)
         if result.errors:
             for e in result.errors:

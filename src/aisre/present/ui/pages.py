@@ -28,6 +28,7 @@ from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive import journeys
 from aisre.present.api.auth import COOKIE
 from aisre.present.api.context import AppContext
+from aisre.present.ui import attention
 from aisre.present.ui import format as fmt
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -103,6 +104,8 @@ def _render(
         url=functools.partial(_url, request),
         now=datetime.now(UTC),
         tenant=_tenant_or_none(request),
+        attention=getattr(request.state, "attention", None),
+        attention_seconds=REFRESH_SECONDS,
         **context,
     )
     headers = {"Content-Security-Policy": _CSP, "Cache-Control": "no-store"}
@@ -147,6 +150,8 @@ def _page(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
+        if request.method == "GET":
+            request.state.attention = await attention.for_request(request)
         try:
             return await handler(request)
         except NotFound as exc:
@@ -330,6 +335,15 @@ async def slo_page(request: Request) -> Response:
     return _render(request, "slo.html", context)
 
 
+async def attention_fragment(request: Request) -> Response:
+    """The attention strip alone, for pages without a live refresh of their own."""
+    request.state.attention = await attention.for_request(request)
+    page = _env().get_template("_attention.html").render(
+        attention=request.state.attention, attention_seconds=REFRESH_SECONDS,
+    )
+    return HTMLResponse(page, headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
+
+
 async def trace_page(request: Request) -> Response:
     """One trace as a waterfall, with each span's GenAI details in a <details> block."""
     ctx = _ctx(request)
@@ -356,6 +370,7 @@ def ui_routes() -> list[BaseRoute]:
         Route("/traces/{trace_id}", _page(trace_page), methods=["GET"], include_in_schema=False),
         Route("/slos", _page(slos_page), methods=["GET"], include_in_schema=False),
         Route("/slos/{name}", _page(slo_page), methods=["GET"], include_in_schema=False),
+        Route("/ui/attention", attention_fragment, methods=["GET"], include_in_schema=False),
         Route("/login", login_page, methods=["GET", "POST"], include_in_schema=False),
         Mount("/static", app=static, name="static"),
     ]
