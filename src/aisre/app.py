@@ -40,13 +40,18 @@ from aisre.present.api.asgi import build_asgi
 from aisre.present.api.auth import KeyRing
 from aisre.present.api.context import AppContext
 from aisre.present.api.gate import GATE_CONFIG_KEY
-from aisre.present.api.metrics import SloCountsCollector, StoreMemoryCollector
+from aisre.present.api.metrics import (
+    SloCountsCollector,
+    StoreMemoryCollector,
+    StoreRetentionCollector,
+)
 from aisre.present.ui.cost import cost_ui_routes
 from aisre.present.ui.incidents import incident_ui_routes
 from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
 from aisre.store.duckdb import DuckDBStore, has_active_keys
 from aisre.store.duckdb.cost import DuckDBCost
+from aisre.store.duckdb.retention import load_retention_file
 from aisre.store.ingest import SpanIngest
 
 log = logging.getLogger("aisre")
@@ -106,6 +111,12 @@ class AisreServer:
             memory_limit=settings.db_memory_limit,
             checkpoint_mb=settings.checkpoint_mb,
             rollup_interval_ms=settings.rollup_interval_ms,
+            retention_days=settings.retention_days,
+            retention_overrides=load_retention_file(settings.retention_file) if settings.retention_file else None,
+            rollup_retention_days=settings.rollup_retention_days,
+            retention_interval_s=settings.retention_interval_s,
+            retention_step_traces=settings.retention_step_traces,
+            dedup_window_s=settings.dedup_window_s,
         )
         self.keys = KeyRing(self.store, settings.tenant, settings.auth, public=not is_loopback(settings.host))
         now = time.time_ns()
@@ -138,6 +149,7 @@ class AisreServer:
             self.slos.apply(settings.tenant, specs)
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
         self.registry.register(StoreMemoryCollector(self.store))
+        self.registry.register(StoreRetentionCollector(self.store))
         tables = self.store.incidents
         self.notifier = Notifier(
             receivers, tables.add_notification_attempt, settings.tenant, timeout_s=settings.notify_timeout_s,

@@ -306,7 +306,8 @@ class Postmortems:
             try:
                 lines += trace_markdown(self._get_trace(tenant, trace_id))
             except NotFound:
-                lines.append(f"Trace `{trace_id}` is no longer stored.")
+                lines.append(f"Trace `{trace_id}`: trace expired (its raw spans are past the tenant's retention; "
+                             "the counts above come from the minute rollups, which are kept longer).")
             lines.append("")
         items = doc["action_items"]
         done = sum(1 for i in items if i["status"] == "done")
