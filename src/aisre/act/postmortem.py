@@ -248,7 +248,9 @@ class Postmortems:
         if "runs" in impact:
             lines += [
                 f"| failed runs | {impact['failed_runs']} of {impact['runs']} |",
-                f"| distinct users affected | {impact['users']} (of {impact['all_users']} active) |",
+                f"| distinct users affected | {impact['users']} (of {impact['all_users']} active) |"
+                if impact.get("users") is not None else
+                "| distinct users affected | unknown: the period's raw spans expired (counts from minute rollups) |",
                 f"| cost of failed runs | ${impact['failed_cost_usd']:.4f} (of ${impact['cost_usd']:.4f}) |",
             ]
         budget = impact.get("budget")

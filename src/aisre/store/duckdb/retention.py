@@ -76,7 +76,8 @@ def expire_step(
     conn.register("expiring", pa.table({"trace_id": [row[0] for row in picked]}))
     conn.execute("BEGIN TRANSACTION")
     try:
-        row = conn.execute(_DELETE_SPANS, [tenant, cutoff_ns]).fetchone()
+        # fetchall, not fetchone: a result left half-read blocks the connection's next statement.
+        row = conn.execute(_DELETE_SPANS, [tenant, cutoff_ns]).fetchall()[0]
         conn.execute(_DELETE_SCORES, [tenant])
         conn.execute(_DELETE_TRACES, [tenant])
         conn.execute("INSERT OR REPLACE INTO expiry_marks VALUES (?, ?)", [tenant, mark_ns])
@@ -95,7 +96,7 @@ def expire_rollups(conn: duckdb.DuckDBPyConnection, cutoff_ns: int) -> int:
     conn.execute("BEGIN TRANSACTION")
     try:
         for table in ROLLUP_TABLES:
-            row = conn.execute(f"DELETE FROM {table} WHERE minute_ns < ?", [cutoff_ns]).fetchone()
+            row = conn.execute(f"DELETE FROM {table} WHERE minute_ns < ?", [cutoff_ns]).fetchall()[0]
             deleted += int(row[0]) if row else 0
         conn.execute("COMMIT")
     except Exception:

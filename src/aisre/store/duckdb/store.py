@@ -537,6 +537,10 @@ class DuckDBStore(ControlTables, GateQueries):
     def _expires(self, tenant: str) -> bool:
         return self.retention_days(tenant)[0] > 0
 
+    def expired_before(self, tenant: str) -> int | None:
+        """Before this instant retention has deleted some of ``tenant``'s runs (None: never)."""
+        return self._expired_before.get(tenant)
+
     def _first_rebuildable_minute(self, tenant: str) -> int:
         """The first minute whose runs expiry has left whole (see _rebuild)."""
         mark = self._expired_before.get(tenant)
@@ -609,7 +613,7 @@ class DuckDBStore(ControlTables, GateQueries):
                     self._expiry_queue.pop(0)
                 return True
             self._expiry_queue.pop(0)
-        row = self._conn.execute("SELECT min(start_ns) FROM spans").fetchone()
+        row = self._conn.execute("SELECT min(start_ns) FROM spans").fetchall()[0]
         self._oldest_span_ns = int(row[0]) if row and row[0] is not None else None
         return False
 
@@ -617,7 +621,7 @@ class DuckDBStore(ControlTables, GateQueries):
         """Start of the oldest stored span, as of the last expiry pass (or now, before one)."""
         if self._oldest_span_ns is None:
             with self._reader() as cur:
-                row = cur.execute("SELECT min(start_ns) FROM spans").fetchone()
+                row = cur.execute("SELECT min(start_ns) FROM spans").fetchall()[0]
             self._oldest_span_ns = int(row[0]) if row and row[0] is not None else None
         return self._oldest_span_ns
 
