@@ -59,7 +59,7 @@ def _scored_request(traces: int, start_ns: int) -> Any:
 
 
 def test_a_batch_delivered_twice_is_stored_and_counted_once(tmp_path: Path) -> None:
-    request, ids = _scored_request(6, T0)
+    request, _ = _scored_request(6, T0)
     once = _store(tmp_path / "once.duckdb")
     flat = flatten(request, "t", received_ns=T0 + S)
     assert once.submit_spans(flat.table, flat.resources, flat.scores).result(10) == 18
