@@ -609,6 +609,7 @@ class DuckDBStore(ControlTables, GateQueries):
                 self.expiry.spans += spans
                 self.expiry.steps += 1
                 self.expiry.last_step_traces = traces
+                self._oldest_span_ns = None  # read again when next asked
                 if traces < self._step_traces:
                     self._expiry_queue.pop(0)
                 return True
@@ -618,7 +619,7 @@ class DuckDBStore(ControlTables, GateQueries):
         return False
 
     def oldest_span_ns(self) -> int | None:
-        """Start of the oldest stored span, as of the last expiry pass (or now, before one)."""
+        """Start of the oldest stored span (kept between expiry steps, read when they change it)."""
         if self._oldest_span_ns is None:
             with self._reader() as cur:
                 row = cur.execute("SELECT min(start_ns) FROM spans").fetchall()[0]
