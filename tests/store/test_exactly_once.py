@@ -120,15 +120,21 @@ def test_a_split_trace_with_one_part_resent_counts_once(tmp_path: Path) -> None:
     # And the roots again, after the writer forgot the traces (a restart, or a long gap).
     store.close()
     store = _store(tmp_path / "resent.duckdb")
+    # With one trace the writer remembers (it just took a new span of it) and three it
+    # forgot: the first attempt conflicts and is redone, and the duplicates count once.
+    fresh, _ = journey_request(1, start_ns=T0)
+    first_child = flatten(fresh, "t", received_ns=T0 + 6 * S).table.slice(1, 1)
+    remembered = first_child.set_column(first_child.schema.get_field_index("trace_id"), "trace_id", pa.array([ids[0]]))
+    assert store.submit_spans(remembered, flat.resources).result(10) == 1
+    expected_spans = expected["spans"] + 1
     assert store.submit_spans(roots, flat.resources).result(10) == 0
-    assert _totals(store) == expected
-    # A new span of the same trace is still taken.
-    late, _ = journey_request(1, start_ns=T0)
-    extra = flatten(late, "t", received_ns=T0 + 6 * S).table
-    extra = extra.filter(pc.invert(extra.column("is_root"))).slice(0, 1)
-    extra = extra.set_column(extra.schema.get_field_index("trace_id"), "trace_id", pa.array([ids[0]]))
-    assert store.submit_spans(extra, flat.resources).result(10) == 1
-    assert store.count_spans("t") == 13
+    assert store.stats()["duplicate_spans"] == 4
+    got = _totals(store)
+    assert got["spans"] == expected_spans and got["slo"] == expected["slo"]
+    assert [r for r in got["runs"] if r[0] != ids[0]] == [r for r in expected["runs"] if r[0] != ids[0]]
+    # The new span of a known trace was taken, and counted in its run.
+    runs = {r["trace_id"]: r for r in store.list_runs(RunQuery("t"))}
+    assert runs[ids[0]]["span_count"] == 4 and runs[ids[1]]["span_count"] == 3
     store.close()
 
 

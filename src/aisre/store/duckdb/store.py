@@ -71,11 +71,6 @@ class RecentKeys:
         if len(self._current) > self._limit:
             self._previous, self._current = self._current, {}
 
-    def forget(self, keys: list[str]) -> None:
-        """Drop expired traces, so their late spans take the merge path's checks."""
-        for key in keys:
-            self._current.pop(key, None)
-            self._previous.pop(key, None)
 
 
 # What the server runs with unless db_memory_limit says otherwise (core/settings.py).
@@ -345,6 +340,7 @@ class DuckDBStore(ControlTables, GateQueries):
     ) -> list[int]:
         """Commit the group; returns how many spans of each request were stored (not duplicates)."""
         conn = self._conn
+        sent = sum(t.num_rows for t in spans)
         spans, parts, scores = self._drop_duplicates(spans, parts, scores, trust_recent)
         batch = spans[0] if len(spans) == 1 else pa.concat_tables(spans)
         conn.register("batch", batch)
@@ -369,6 +365,8 @@ class DuckDBStore(ControlTables, GateQueries):
                     conn.unregister(view)
         self._recent.add_all(new_keys, self._received)
         self._mark_dirty(self._touched)
+        # Counted once committed: a transaction redone after a conflict drops them again.
+        self.duplicate_spans += sent - batch.num_rows
         return [t.num_rows for t in spans]
 
     def _drop_duplicates(
@@ -436,7 +434,6 @@ class DuckDBStore(ControlTables, GateQueries):
             kept = table.filter(pa.array(keep, type=pa.bool_()))
             new_spans.append(kept)
             new_parts.append(trace_partials_of(kept))
-            self.duplicate_spans += len(keep) - kept.num_rows
         if dropped and scores.num_rows:
             # Scores read from a duplicate span's events were stored with its first copy.
             keep_scores = [
