@@ -51,7 +51,7 @@ from aisre.present.ui.pages import ui_routes
 from aisre.receive.otlp_grpc import GrpcReceiver
 from aisre.store.duckdb import DuckDBStore, has_active_keys
 from aisre.store.duckdb.cost import DuckDBCost
-from aisre.store.duckdb.retention import load_retention_file
+from aisre.store.duckdb.retention import check_days, load_retention_file
 from aisre.store.ingest import SpanIngest
 
 log = logging.getLogger("aisre")
@@ -101,6 +101,8 @@ class AisreServer:
             settings.content_capture, settings.content_capture_file, settings.redact_phone_region,
             attributes=settings.redact_attributes, salt=load_salt(settings.redact_hash_salt, settings.db),
         )
+        for name in ("retention_days", "rollup_retention_days"):
+            check_days(getattr(settings, name), f"setting {name}")
         self.store = DuckDBStore(
             settings.db,
             max_queued_spans=settings.queue_max_spans,

@@ -155,7 +155,8 @@ def test_retention_overrides_api_then_file_then_default(tmp_path: Path) -> None:
     assert store.set_retention("short", 5)["retention_days"] == 5
     assert store.retention_days("short") == (5, "api")
     with pytest.raises(PermanentError):
-        store.set_retention("short", 0)
+        store.set_retention("short", -1)
+    assert store.set_retention("audit", 0)["retention_days"] == 0  # for ever
     store.close()
     reopened = DuckDBStore(str(tmp_path / "o.duckdb"), retention_days=14, retention_overrides=load_retention_file(str(rules)))
     assert reopened.retention_days("short") == (5, "api")

@@ -148,10 +148,10 @@ async def retention_put(request: Request) -> Response:
       kept. {"retention_days": null} goes back to retention_file or retention_days.
     requestBody:
       content:
-        application/json: {schema: {type: object, required: [retention_days], properties: {retention_days: {type: number, nullable: true, minimum: 0, exclusiveMinimum: true}}}}
+        application/json: {schema: {type: object, required: [retention_days], properties: {retention_days: {type: number, nullable: true, minimum: 0, maximum: 36500}}}}
     responses:
       200: {description: The tenant's retention as it now stands.}
-      400: {description: Not a positive number of days.}
+      400: {description: Not a number of days from 0 to 36500 (0 keeps raw spans for ever).}
     """
     ctx = _ctx(request)
     try:

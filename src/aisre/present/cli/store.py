@@ -16,8 +16,10 @@ console = Console()
 
 
 def _print_retention(doc: dict[str, Any]) -> None:
+    days = doc["retention_days"]
+    kept = f"{days:g} days" if days else "for ever"
     console.print(
-        f"tenant [bold]{doc['tenant']}[/]: raw spans and traces kept {doc['retention_days']:g} days ({doc['source']}); "
+        f"tenant [bold]{doc['tenant']}[/]: raw spans and traces kept {kept} ({doc['source']}); "
         f"minute rollups {doc['rollup_retention_days']:g} days; spans delivered again within "
         f"{doc['dedup_window_s']:g} s are stored once"
     )
@@ -47,7 +49,7 @@ def build_store_cli() -> typer.Typer:
 
     @app.command("retention")
     def retention(
-        days: float = typer.Argument(None, help="Days to keep the tenant's raw spans and traces; omit to show"),
+        days: float = typer.Argument(None, help="Days to keep the tenant's raw spans and traces (0: for ever); omit to show"),
         clear: bool = typer.Option(False, "--clear", help="Drop the tenant's own setting (back to retention_file / retention_days)"),
         url: str = UrlOption,
         fmt: str = FormatOption,
@@ -55,8 +57,8 @@ def build_store_cli() -> typer.Typer:
         """Show or set how long the caller's tenant keeps raw spans (admin key to set)."""
         if days is not None and clear:
             fail("give DAYS or --clear, not both")
-        if days is not None and not days > 0:
-            fail(f"DAYS must be > 0; got {days:g}")
+        if days is not None and not days >= 0:
+            fail(f"DAYS must be ≥ 0 (0 keeps raw spans for ever); got {days:g}")
         if days is None and not clear:
             doc = call(lambda: get_json(url, "/api/retention"))
         else:

@@ -20,6 +20,7 @@ import yaml
 from aisre.core.errors import PermanentError
 
 DAY_NS = 86_400 * 10**9
+MAX_DAYS = 36_500
 
 _PICK = "SELECT trace_id FROM traces WHERE tenant = ? AND end_ns < ? LIMIT ?"
 # A span starts no later than its trace ends, so start_ns < cutoff lets zone maps skip
@@ -43,9 +44,12 @@ def load_retention_file(path: str) -> dict[str, float]:
 
 
 def check_days(days: Any, where: str = "retention") -> float:
-    """Retention days as a positive number, or a PermanentError naming ``where``."""
-    if isinstance(days, bool) or not isinstance(days, int | float) or not days > 0:
-        raise PermanentError(f"{where}: days must be a number > 0, got {days!r}")
+    """Retention days as a number ≥ 0 (0 keeps raw spans for ever), or a PermanentError naming ``where``."""
+    # The cap keeps cutoffs inside BIGINT nanoseconds.
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_DAYS:
+        raise PermanentError(
+            f"{where}: days must be a number from 0 to {MAX_DAYS:,} (0 keeps raw spans for ever), got {days!r}"
+        )
     return float(days)
 
 
