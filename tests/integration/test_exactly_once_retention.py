@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from aisre.app import run_server
 from aisre.present.cli.main import build_cli
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, aisre_up_refused
 from tests.otlp_factory import journey_request
 
 PB = {"Content-Type": "application/x-protobuf"}
@@ -145,3 +145,12 @@ def test_old_spans_expire_in_steps_while_ingest_goes_on(server_factory, tmp_path
     assert result.exit_code == 0 and "kept for ever (default)" in result.output
     audit = httpx.get(server.url + "/api/audit", params={"action": "retention"}).json()["items"]
     assert [a["action"] for a in audit] == ["retention.set"] * 3
+
+
+def test_a_bad_retention_setting_stops_the_server_at_start(tmp_path) -> None:
+    bad = tmp_path / "retention.yaml"
+    bad.write_text("tenants:\n  acme: soon\n")
+    out = aisre_up_refused(tmp_path, "-s", f"retention_file={bad}")
+    assert "tenant 'acme': days must be a number from 0 to 36,500" in out
+    out = aisre_up_refused(tmp_path, "-s", "retention_days=99999")
+    assert "setting retention_days: days must be a number from 0 to 36,500" in out
