@@ -151,3 +151,26 @@ def test_a_copy_older_than_the_window_is_stored_again(tmp_path: Path) -> None:
     store.close()
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT span_id) FROM spans").fetchone() == (12, 6)
+
+
+def test_a_forgotten_trace_resent_in_two_requests_of_one_group_counts_once(tmp_path: Path) -> None:
+    request, _ = journey_request(3, start_ns=T0)
+    flat = flatten(request, "t", received_ns=T0)
+    roots = flat.table.filter(flat.table.column("is_root"))
+    children = flat.table.filter(pc.invert(flat.table.column("is_root")))
+    once = _store(tmp_path / "once.duckdb")
+    once.submit_spans(flat.table, flat.resources).result(10)
+    expected = _totals(once)
+    once.close()
+
+    store = _store(tmp_path / "g.duckdb")
+    store.submit_spans(flat.table, flat.resources).result(10)
+    store.close()
+    # Reopened, the writer remembers nothing; the trace comes again split over two requests
+    # that one group commit takes together.
+    store = _store(tmp_path / "g.duckdb", max_wait_ms=500)
+    futures = [store.submit_spans(children, flat.resources), store.submit_spans(roots, flat.resources)]
+    assert [f.result(10) for f in futures] == [0, 0]
+    assert store.writer_stats.commits == 1
+    assert _totals(store) == expected and store.stats()["duplicate_spans"] == 9
+    store.close()

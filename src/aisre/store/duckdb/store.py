@@ -72,7 +72,6 @@ class RecentKeys:
             self._previous, self._current = self._current, {}
 
 
-
 # What the server runs with unless db_memory_limit says otherwise (core/settings.py).
 DEFAULT_MEMORY_LIMIT = "1GB"
 # The traces (tenant, trace_id) primary key, DuckDB 2.0: 30 bytes a trace measured under
@@ -480,9 +479,22 @@ class DuckDBStore(ControlTables, GateQueries):
         keys = _trace_keys(table)
         self._received = table.column("first_received_ns").to_pylist()
         if len(set(keys)) != len(keys):
-            # The same trace in two requests of one group commit: merge one request at a time.
+            # The same trace in two requests of one group commit: one request at a time. A
+            # trace's first appearance, if the writer does not remember it, is a plain insert:
+            # were it stored after all, the insert conflicts and the caller redoes the group
+            # with every trace looked up, so a forgotten trace's duplicates are still found.
+            taken: set[str] = set()
             for part in parts:
-                self._merge(part)
+                part_keys = _trace_keys(part)
+                fresh = [trust_recent and k not in self._recent and k not in taken for k in part_keys]
+                taken.update(part_keys)
+                if any(fresh):
+                    mask = pa.array(fresh, type=pa.bool_())
+                    self._register_and_run("parts", part.filter(mask), INSERT_TRACES)
+                    self._touch_table(part.filter(mask))
+                    part = part.filter(pc.invert(mask))
+                if part.num_rows:
+                    self._merge(part)
             return keys
         if not trust_recent:
             self._merge(table)
