@@ -129,12 +129,17 @@ class AisreServer:
         from aisre.present.api.auth import KeyRing
         from aisre.present.api.context import AppContext
         from aisre.present.api.gate import GATE_CONFIG_KEY
-        from aisre.present.api.metrics import SloCountsCollector, StoreMemoryCollector
+        from aisre.present.api.metrics import (
+            SloCountsCollector,
+            StoreMemoryCollector,
+            StoreRetentionCollector,
+        )
         from aisre.present.ui.cost import cost_ui_routes
         from aisre.present.ui.incidents import incident_ui_routes
         from aisre.present.ui.pages import ui_routes
         from aisre.store.duckdb import DuckDBStore
         from aisre.store.duckdb.cost import DuckDBCost
+        from aisre.store.duckdb.retention import check_days, load_retention_file
         from aisre.store.ingest import SpanIngest
 
         self.settings = settings
@@ -151,6 +156,8 @@ class AisreServer:
             settings.content_capture, settings.content_capture_file, settings.redact_phone_region,
             attributes=settings.redact_attributes, salt=load_salt(settings.redact_hash_salt, settings.db),
         )
+        for name in ("retention_days", "rollup_retention_days"):
+            check_days(getattr(settings, name), f"setting {name}")
         check_memory_limit(settings.db_memory_limit)
         self.store = DuckDBStore(
             settings.db,
@@ -162,6 +169,12 @@ class AisreServer:
             memory_limit=settings.db_memory_limit,
             checkpoint_mb=settings.checkpoint_mb,
             rollup_interval_ms=settings.rollup_interval_ms,
+            retention_days=settings.retention_days,
+            retention_overrides=load_retention_file(settings.retention_file) if settings.retention_file else None,
+            rollup_retention_days=settings.rollup_retention_days,
+            retention_interval_s=settings.retention_interval_s,
+            retention_step_traces=settings.retention_step_traces,
+            dedup_window_s=settings.dedup_window_s,
         )
         self.keys = KeyRing(self.store, settings.tenant, settings.auth, public=not is_loopback(settings.host))
         now = time.time_ns()
@@ -196,6 +209,7 @@ class AisreServer:
             self.slos.apply(settings.tenant, specs)
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
         self.registry.register(StoreMemoryCollector(self.store))
+        self.registry.register(StoreRetentionCollector(self.store))
         tables = self.store.incidents
         self.notifier = Notifier(
             receivers, tables.add_notification_attempt, settings.tenant, timeout_s=settings.notify_timeout_s,

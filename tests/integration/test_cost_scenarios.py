@@ -37,7 +37,9 @@ DAY0 = 1_795_000_000 * 10**9 // DAY_NS * DAY_NS  # a fixed simulated day (2026-1
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     db = Path(tmp_path_factory.mktemp("cost")) / "cost.duckdb"
-    proc = ServerProcess(db, free_port(), free_port(), ("--setting", "evaluation_interval_s=0")).start()
+    proc = ServerProcess(db, free_port(), free_port(), ("--setting", "evaluation_interval_s=0",
+                                                          # a fixed simulated day older than the default retention
+                                                          "--setting", "retention_days=0")).start()
     yield proc
     proc.stop()
 

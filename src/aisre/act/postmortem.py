@@ -248,7 +248,9 @@ class Postmortems:
         if "runs" in impact:
             lines += [
                 f"| failed runs | {impact['failed_runs']} of {impact['runs']} |",
-                f"| distinct users affected | {impact['users']} (of {impact['all_users']} active) |",
+                f"| distinct users affected | {impact['users']} (of {impact['all_users']} active) |"
+                if impact.get("users") is not None else
+                "| distinct users affected | unknown: the period's raw spans expired (counts from minute rollups) |",
                 f"| cost of failed runs | ${impact['failed_cost_usd']:.4f} (of ${impact['cost_usd']:.4f}) |",
             ]
         budget = impact.get("budget")
@@ -306,7 +308,8 @@ class Postmortems:
             try:
                 lines += trace_markdown(self._get_trace(tenant, trace_id))
             except NotFound:
-                lines.append(f"Trace `{trace_id}` is no longer stored.")
+                lines.append(f"Trace `{trace_id}`: trace expired (its raw spans are past the tenant's retention; "
+                             "the counts above come from the minute rollups, which are kept longer).")
             lines.append("")
         items = doc["action_items"]
         done = sum(1 for i in items if i["status"] == "done")

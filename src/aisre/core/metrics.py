@@ -17,7 +17,7 @@ class IngestMetrics:
         )
         self.spans = Counter(
             "aisre_ingest_spans",
-            "Spans by result: accepted (committed) or rejected (partial success)",
+            "Spans by result: accepted (committed), duplicate (delivered again within dedup_window_s, acknowledged, not stored) or rejected (partial success)",
             ["result"],
             registry=registry,
         )

@@ -39,6 +39,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ingest_workers", 2, "Processes that decode and normalize OTLP requests; 0 does it in the server process"),
     Setting("checkpoint_mb", 256, "WAL size (MiB) at which DuckDB folds it into the database file; larger commits faster, replays longer after a crash"),
     Setting("db_memory_limit", "1GB", "Memory DuckDB may use for its buffers, indexes and queries"),
+    Setting("retention_days", 14, "Days raw spans and traces are kept per tenant (their minute rollups stay for rollup_retention_days); 0 keeps them for ever"),
+    Setting("retention_file", "", "YAML file giving tenants their own raw-span retention (tenants: {name: days}); PUT /api/retention overrides it, others get retention_days"),
+    Setting("rollup_retention_days", 400, "Days run, SLO and cost minute rollups are kept, so SLO windows, burn-downs and postmortems outlive the raw spans; 0 keeps them for ever"),
+    Setting("retention_interval_s", 60, "How often the writer looks for expired data; expiry then runs one bounded step per writer tick until done; 0 turns expiry off"),
+    Setting("retention_step_traces", 5000, "Most traces (with their spans and scores) one expiry transaction deletes, so ingest waits for at most one such commit"),
+    Setting("dedup_window_s", 3600, "How far back a span delivered again (same tenant, trace id and span id) is recognised and not stored or counted twice"),
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("alert_keep_firing_s", 300, "Seconds an SLO alert keeps firing after its condition clears, so a burn that hovers at its factor does not resolve and fire again (Prometheus's keep_firing_for); 0 resolves at once"),
@@ -91,6 +97,12 @@ class Settings:
     ingest_workers: int = 2
     checkpoint_mb: int = 256
     db_memory_limit: str = "1GB"
+    retention_days: int = 14
+    retention_file: str = ""
+    rollup_retention_days: int = 400
+    retention_interval_s: int = 60
+    retention_step_traces: int = 5000
+    dedup_window_s: int = 3600
     rollup_interval_ms: int = 1000
     evaluation_interval_s: int = 15
     alert_keep_firing_s: int = 300

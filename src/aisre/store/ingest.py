@@ -183,11 +183,16 @@ class SpanIngest:
         finally:
             with self._lock:
                 self._pending -= 1
+        stored = 0
         if prepared.accepted:
             # submit_prepared() raises RetryableError at once when the writer's queue is full.
-            await asyncio.wrap_future(self._sink.submit_prepared(prepared.tables))
+            stored = await asyncio.wrap_future(self._sink.submit_prepared(prepared.tables))
         if self._metrics is not None:
-            self._metrics.spans.labels("accepted").inc(prepared.accepted)
+            # A span delivered again is acknowledged (the sender must not retry it) but
+            # counted once: as accepted when first stored, as duplicate after.
+            self._metrics.spans.labels("accepted").inc(stored)
+            if prepared.accepted > stored:
+                self._metrics.spans.labels("duplicate").inc(prepared.accepted - stored)
             self._metrics.spans.labels("rejected").inc(prepared.rejected)
             if prepared.accepted:
                 counts = prepared.content

@@ -129,7 +129,47 @@ async def audit_list(request: Request) -> Response:
     return ORJSONResponse({"items": rows})
 
 
+async def retention_get(request: Request) -> Response:
+    """
+    summary: The caller's tenant's retention (raw spans and traces, minute rollups) and the exactly-once window
+    responses:
+      200: {description: "{tenant, retention_days, source: api|file|default, rollup_retention_days, dedup_window_s}"}
+    """
+    ctx = _ctx(request)
+    return ORJSONResponse(await run_in_threadpool(ctx.store.retention, ctx.tenant_for(request)))
+
+
+async def retention_put(request: Request) -> Response:
+    """
+    summary: Set how many days the caller's tenant's raw spans and traces are kept (audited)
+    description: >
+      Spans and traces whose trace ended longer ago than this are deleted in the background, a
+      bounded step at a time; minute rollups, SLO counts, alerts, incidents and verdicts are
+      kept. {"retention_days": null} goes back to retention_file or retention_days.
+    requestBody:
+      content:
+        application/json: {schema: {type: object, required: [retention_days], properties: {retention_days: {type: number, nullable: true, minimum: 0, maximum: 36500}}}}
+    responses:
+      200: {description: The tenant's retention as it now stands.}
+      400: {description: Not a number of days from 0 to 36500 (0 keeps raw spans for ever).}
+    """
+    ctx = _ctx(request)
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise PermanentError(f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict) or "retention_days" not in body:
+        raise PermanentError('body must be a JSON object: {"retention_days": DAYS}')
+    tenant = ctx.tenant_for(request)
+    before = await run_in_threadpool(ctx.store.retention, tenant)
+    after = await run_in_threadpool(ctx.store.set_retention, tenant, body["retention_days"])
+    await ctx.audit(request, "retention.set", tenant, before, after)
+    return ORJSONResponse(after)
+
+
 ADMIN_ROUTES = [
+    Route("/api/retention", retention_get, methods=["GET"]),
+    Route("/api/retention", retention_put, methods=["PUT"]),
     Route("/api/keys", key_list, methods=["GET"]),
     Route("/api/keys", key_create, methods=["POST"]),
     Route("/api/keys/{key_id}", key_revoke, methods=["DELETE"]),

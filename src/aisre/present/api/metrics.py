@@ -111,6 +111,42 @@ class StoreMemoryCollector(Collector):
         yield used
 
 
+class StoreRetention(Protocol):
+    @property
+    def expiry(self) -> Any: ...
+    @property
+    def duplicate_spans(self) -> int: ...
+    def oldest_span_ns(self) -> int | None: ...
+
+
+class StoreRetentionCollector(Collector):
+    """What retention expired and what exactly-once ingest left out, store-wide."""
+
+    def __init__(self, store: StoreRetention) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        expiry = self._store.expiry
+        spans = CounterMetricFamily("aisre_store_expired_spans", "Raw spans deleted by retention since the server started")
+        spans.add_metric([], float(expiry.spans))
+        traces = CounterMetricFamily("aisre_store_expired_traces", "Traces deleted by retention since the server started")
+        traces.add_metric([], float(expiry.traces))
+        duplicates = CounterMetricFamily(
+            "aisre_store_duplicate_spans", "Spans delivered again within dedup_window_s and not stored a second time"
+        )
+        duplicates.add_metric([], float(self._store.duplicate_spans))
+        yield spans
+        yield traces
+        yield duplicates
+        oldest = self._store.oldest_span_ns()
+        if oldest is not None:
+            gauge = GaugeMetricFamily(
+                "aisre_store_oldest_span_timestamp_seconds", "Start time of the oldest stored span (as of the last expiry pass)"
+            )
+            gauge.add_metric([], oldest / 1e9)
+            yield gauge
+
+
 TENANT_LABEL = "tenant"
 
 

@@ -63,6 +63,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
 
     app.add_typer(build_keys_cli(), name="keys")
     register_audit(app)
+    from aisre.present.cli.store import build_store_cli
+
+    app.add_typer(build_store_cli(), name="store")
     from aisre.present.cli.gate import register_gate
 
     register_gate(app)

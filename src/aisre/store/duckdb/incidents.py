@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from aisre.core.auth import check_tenant
 from aisre.core.errors import NotFound
+from aisre.store.duckdb.rollups import MINUTE_NS
 
 if TYPE_CHECKING:
     from aisre.store.duckdb.store import DuckDBStore
@@ -428,6 +429,17 @@ class IncidentTables:
     def impact(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> dict[str, Any]:
         """Failed runs, distinct users among them and their cost over [start, end)."""
         check_tenant(tenant)
+        mark = self._store.expired_before(tenant)
+        if mark is not None and start_ns < mark:
+            # Retention has deleted runs of this period: count them from the minute rollups,
+            # which outlive the raw spans; who was affected went with the spans.
+            row = self._store._rows(
+                "SELECT coalesce(sum(runs), 0) AS runs, coalesce(sum(failures), 0) AS failed_runs, "
+                "coalesce(sum(failed_cost_usd), 0) AS failed_cost_usd, coalesce(sum(cost_usd), 0) AS cost_usd "
+                "FROM run_minutes WHERE tenant = ? AND journey = ? AND minute_ns >= ? AND minute_ns < ?",
+                [tenant, journey, start_ns // MINUTE_NS * MINUTE_NS, end_ns],
+            )[0]
+            return {**row, "users": None, "all_users": None, "raw_expired": True}
         return self._store._rows(
             "SELECT count(*) AS runs, count(*) FILTER (WHERE outcome = 'failure') AS failed_runs, "
             "count(DISTINCT user_id) FILTER (WHERE outcome = 'failure') AS users, "

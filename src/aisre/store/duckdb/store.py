@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from importlib import resources
 from typing import Any
@@ -25,6 +25,14 @@ from aisre.store.changes import MinuteJournal
 from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
+from aisre.store.duckdb.retention import (
+    DAY_NS,
+    ExpiryStats,
+    check_days,
+    duplicate_keys,
+    expire_rollups,
+    expire_step,
+)
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
@@ -40,20 +48,28 @@ def prepare_batch(
 
 
 class RecentKeys:
-    """Trace keys the writer inserted lately, in two generations so memory stays bounded."""
+    """Trace keys the writer inserted lately with when each was first received, in two
+    generations so memory stays bounded."""
 
     def __init__(self, per_generation: int = 250_000) -> None:
         self._limit = per_generation
-        self._current: set[str] = set()
-        self._previous: set[str] = set()
+        self._current: dict[str, int] = {}
+        self._previous: dict[str, int] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self._current or key in self._previous
 
-    def add_all(self, keys: list[str]) -> None:
-        self._current.update(keys)
+    def first_received(self, key: str) -> int | None:
+        """When the trace was first received, if it is remembered."""
+        found = self._current.get(key)
+        return found if found is not None else self._previous.get(key)
+
+    def add_all(self, keys: list[str], received: list[int] | None = None) -> None:
+        for key, at in zip(keys, received or [0] * len(keys), strict=True):
+            known = self.first_received(key)
+            self._current[key] = at if known is None else min(known, at)
         if len(self._current) > self._limit:
-            self._previous, self._current = self._current, set()
+            self._previous, self._current = self._current, {}
 
 
 # What the server runs with unless db_memory_limit says otherwise (core/settings.py).
@@ -97,6 +113,14 @@ _RUN_COLUMNS = """
 """
 
 
+def _trace_keys(table: pa.Table) -> list[str]:
+    """One "tenant\0trace_id" key per row of ``table``."""
+    return [
+        f"{t}\x00{i}"
+        for t, i in zip(table.column("tenant").to_pylist(), table.column("trace_id").to_pylist(), strict=True)
+    ]
+
+
 def _touch(touched: dict[str, set[int]], rows: Iterable[tuple[str, bool, int | None]]) -> None:
     """Add the start minute of every rooted run in ``rows`` to ``touched``."""
     for tenant, has_root, root_start_ns in rows:
@@ -136,8 +160,29 @@ class DuckDBStore(ControlTables, GateQueries):
         memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
         checkpoint_mb: int | None = None,
         rollup_interval_ms: int = 1000,
+        retention_days: float = 14,
+        retention_overrides: dict[str, float] | None = None,
+        rollup_retention_days: float = 400,
+        retention_interval_s: float = 0,
+        retention_step_traces: int = 5000,
+        dedup_window_s: float = 3600,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.path = path
+        # Raw spans expire per tenant; rollups much later; expiry is off at 0 days.
+        self._retention_days = float(retention_days)
+        self._retention_file = dict(retention_overrides or {})
+        self._rollup_retention_days = float(rollup_retention_days)
+        self._retention_interval_s = float(retention_interval_s)
+        self._step_traces = max(1, int(retention_step_traces))
+        self._dedup_window_ns = int(dedup_window_s * 10**9)
+        self._clock = clock
+        self.expiry = ExpiryStats()
+        self._expiry_due = 0.0  # monotonic time of the next expiry pass
+        self._expiry_queue: list[str] = []  # tenants with expired traces left in this pass
+        self._oldest_span_ns: int | None = None
+        self.duplicate_spans = 0
+        self._received: list[int] = []
         config: dict[str, Any] = {}
         if memory_limit:
             config["memory_limit"] = memory_limit
@@ -147,6 +192,12 @@ class DuckDBStore(ControlTables, GateQueries):
             config["checkpoint_threshold"] = f"{checkpoint_mb}MB"
         self._conn = duckdb.connect(path, config=config)
         self._migrate()
+        self._retention_table = {
+            str(t): float(d) for t, d in self._conn.execute("SELECT tenant, days FROM retention").fetchall()
+        }
+        self._expired_before = {
+            str(t): int(n) for t, n in self._conn.execute("SELECT tenant, expired_before_ns FROM expiry_marks").fetchall()
+        }
         self._readers: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         for _ in range(max(1, read_pool_size)):
             self._readers.put(self._conn.cursor())
@@ -236,21 +287,24 @@ class DuckDBStore(ControlTables, GateQueries):
         """Queue normalized spans and their resources; resolves once committed."""
         return self.submit_prepared(prepare_batch(spans, trace_partials_of(spans), resources, scores))
 
-    def _commit(self, batches: list[tuple[pa.Table, ...]]) -> None:
+    def _commit(self, batches: list[tuple[pa.Table, ...]]) -> list[int]:
         spans = [b[0] for b in batches]
         parts = [b[1] for b in batches]
         resources = pa.concat_tables([b[2] for b in batches])
         scores = pa.concat_tables([b[3] for b in batches])
         try:
-            self._transaction(spans, parts, resources, scores, trust_recent=True)
+            return self._transaction(spans, parts, resources, scores, trust_recent=True)
         except duckdb.ConstraintException:
             # A trace older than the recent-id memory got a late span: merge everything.
-            self._transaction(spans, parts, resources, scores, trust_recent=False)
+            return self._transaction(spans, parts, resources, scores, trust_recent=False)
 
     def _housekeeping(self) -> None:
-        """Writer-thread upkeep between commits: rollups, and a memory check a minute."""
+        """Writer-thread upkeep between commits: rollups, one expiry step, and a memory
+        check a minute."""
         if self._rollups_on:
             self.refresh_rollups()
+        if self._retention_interval_s > 0 and (self._expiry_queue or time.monotonic() >= self._expiry_due):
+            self._expire_one_step()
         now = time.monotonic()
         if now - self._memory_checked >= MEMORY_CHECK_INTERVAL_S:
             self._memory_checked = now
@@ -282,8 +336,11 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def _transaction(
         self, spans: list[pa.Table], parts: list[pa.Table], resources: pa.Table, scores: pa.Table, trust_recent: bool
-    ) -> None:
+    ) -> list[int]:
+        """Commit the group; returns how many spans of each request were stored (not duplicates)."""
         conn = self._conn
+        sent = sum(t.num_rows for t in spans)
+        spans, parts, scores = self._drop_duplicates(spans, parts, scores, trust_recent)
         batch = spans[0] if len(spans) == 1 else pa.concat_tables(spans)
         conn.register("batch", batch)
         self._touched = {}
@@ -305,8 +362,102 @@ class DuckDBStore(ControlTables, GateQueries):
             for view in ("batch", "parts", "new_resources", "new_scores"):
                 with contextlib.suppress(duckdb.Error):
                     conn.unregister(view)
-        self._recent.add_all(new_keys)
+        self._recent.add_all(new_keys, self._received)
         self._mark_dirty(self._touched)
+        # Counted once committed: a transaction redone after a conflict drops them again.
+        self.duplicate_spans += sent - batch.num_rows
+        return [t.num_rows for t in spans]
+
+    def _drop_duplicates(
+        self, spans: list[pa.Table], parts: list[pa.Table], scores: pa.Table, trust_recent: bool
+    ) -> tuple[list[pa.Table], list[pa.Table], pa.Table]:
+        """Leave out spans already stored, or sent twice within this group (exactly once).
+
+        Only traces seen before can hold a duplicate: those the writer remembers (or, when
+        ``trust_recent`` is off, every trace of the group found in `traces`), and traces in
+        more than one request of the group. Their spans are checked against the spans
+        received since the trace was first received, but no further back than
+        dedup_window_s. Requests that lost spans get their trace partials recomputed.
+        """
+        counts: dict[str, int] = {}
+        per_part = [_trace_keys(part) for part in parts]
+        for keys in per_part:
+            for key in set(keys):
+                counts[key] = counts.get(key, 0) + 1
+        repeated = {key for key, n in counts.items() if n > 1}
+        known: dict[str, int] = {}
+        if trust_recent:
+            for key in counts:
+                first = self._recent.first_received(key)
+                if first is not None:
+                    known[key] = first
+        elif counts:
+            known = self._stored_first_received(list(counts))
+        if not repeated and not known:
+            return spans, parts, scores
+        suspect_traces = {key.split("\x00", 1)[1] for key in (*repeated, *known)}
+        seen: set[tuple[str, str, str]] = set()
+        if known:
+            batch = spans[0] if len(spans) == 1 else pa.concat_tables(spans)
+            rows = batch.select(["tenant", "trace_id", "span_id"]).filter(
+                pc.is_in(batch.column("trace_id"), value_set=pa.array(sorted(suspect_traces)))
+            )
+            now = int(pc.min(batch.column("received_ns")).as_py() or self._clock())
+            since = max(min(known.values()), now - self._dedup_window_ns)
+            seen = duplicate_keys(self._conn, rows, since)
+        dropped: set[tuple[str, str, str]] = set()
+        new_spans: list[pa.Table] = []
+        new_parts: list[pa.Table] = []
+        for table, part in zip(spans, parts, strict=True):
+            mask = pc.is_in(table.column("trace_id"), value_set=pa.array(sorted(suspect_traces)))
+            if not pc.any(mask).as_py():
+                new_spans.append(table)
+                new_parts.append(part)
+                continue
+            keep = []
+            for tenant, trace, span, suspect in zip(
+                table.column("tenant").to_pylist(), table.column("trace_id").to_pylist(),
+                table.column("span_id").to_pylist(), mask.to_pylist(), strict=True,
+            ):
+                span_key = (tenant, trace, span)
+                duplicate = bool(suspect) and span_key in seen
+                if suspect:
+                    seen.add(span_key)  # a second copy later in this group is a duplicate too
+                if duplicate:
+                    dropped.add(span_key)
+                keep.append(not duplicate)
+            if all(keep):
+                new_spans.append(table)
+                new_parts.append(part)
+                continue
+            kept = table.filter(pa.array(keep, type=pa.bool_()))
+            new_spans.append(kept)
+            new_parts.append(trace_partials_of(kept))
+        if dropped and scores.num_rows:
+            # Scores read from a duplicate span's events were stored with its first copy.
+            keep_scores = [
+                (t, i, s) not in dropped
+                for t, i, s in zip(
+                    scores.column("tenant").to_pylist(), scores.column("trace_id").to_pylist(),
+                    scores.column("span_id").to_pylist(), strict=True,
+                )
+            ]
+            scores = scores.filter(pa.array(keep_scores, type=pa.bool_()))
+        return new_spans, new_parts, scores
+
+    def _stored_first_received(self, keys: list[str]) -> dict[str, int]:
+        """first_received_ns of the traces among ``keys`` that are stored (a full join: the
+        rare path after a trace the writer forgot got a late span)."""
+        tenants, traces = zip(*(key.split("\x00", 1) for key in keys), strict=True)
+        self._conn.register("probe", pa.table({"tenant": list(tenants), "trace_id": list(traces)}))
+        try:
+            rows = self._conn.execute(
+                "SELECT t.tenant, t.trace_id, t.first_received_ns FROM traces t "
+                "SEMI JOIN probe p ON t.tenant = p.tenant AND t.trace_id = p.trace_id"
+            ).fetchall()
+        finally:
+            self._conn.unregister("probe")
+        return {f"{t}\x00{i}": int(r) for t, i, r in rows}
 
     def _mark_dirty(self, touched: dict[str, set[int]]) -> None:
         """Queue committed minutes for the next rollup rebuild."""
@@ -325,11 +476,25 @@ class DuckDBStore(ControlTables, GateQueries):
         redoes the transaction with merges only.
         """
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        keys = [f"{t}\x00{i}" for t, i in zip(table.column("tenant").to_pylist(), table.column("trace_id").to_pylist(), strict=True)]
+        keys = _trace_keys(table)
+        self._received = table.column("first_received_ns").to_pylist()
         if len(set(keys)) != len(keys):
-            # The same trace in two requests of one group commit: merge one request at a time.
+            # The same trace in two requests of one group commit: one request at a time. A
+            # trace's first appearance, if the writer does not remember it, is a plain insert:
+            # were it stored after all, the insert conflicts and the caller redoes the group
+            # with every trace looked up, so a forgotten trace's duplicates are still found.
+            taken: set[str] = set()
             for part in parts:
-                self._merge(part)
+                part_keys = _trace_keys(part)
+                fresh = [trust_recent and k not in self._recent and k not in taken for k in part_keys]
+                taken.update(part_keys)
+                if any(fresh):
+                    mask = pa.array(fresh, type=pa.bool_())
+                    self._register_and_run("parts", part.filter(mask), INSERT_TRACES)
+                    self._touch_table(part.filter(mask))
+                    part = part.filter(pc.invert(mask))
+                if part.num_rows:
+                    self._merge(part)
             return keys
         if not trust_recent:
             self._merge(table)
@@ -368,6 +533,108 @@ class DuckDBStore(ControlTables, GateQueries):
             )
         )
 
+    # -- retention -------------------------------------------------------------------
+
+    def retention_days(self, tenant: str) -> tuple[float, str]:
+        """(days raw spans of ``tenant`` are kept, where that comes from: api, file or default)."""
+        if tenant in self._retention_table:
+            return self._retention_table[tenant], "api"
+        if tenant in self._retention_file:
+            return self._retention_file[tenant], "file"
+        return self._retention_days, "default"
+
+    def _expires(self, tenant: str) -> bool:
+        return self.retention_days(tenant)[0] > 0
+
+    def expired_before(self, tenant: str) -> int | None:
+        """Before this instant retention has deleted some of ``tenant``'s runs (None: never)."""
+        return self._expired_before.get(tenant)
+
+    def _first_rebuildable_minute(self, tenant: str) -> int:
+        """The first minute whose runs expiry has left whole (see _rebuild)."""
+        mark = self._expired_before.get(tenant)
+        return -(2**62) if mark is None else minute_of(mark - 1) + MINUTE_NS
+
+    def _raw_cutoff(self, tenant: str, now_ns: int) -> int:
+        """Raw data that ended before this instant has expired (-inf when retention is off)."""
+        days = self.retention_days(tenant)[0]
+        return now_ns - int(days * DAY_NS) if days > 0 else -(2**62)
+
+    def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]:
+        """Set ``tenant``'s retention in days (None: back to the file or default); returns it."""
+        check_tenant(tenant)
+        value = check_days(days) if days is not None else None
+        self._writer.call(lambda: self._set_retention(tenant, value)).result(60)
+        return self.retention(tenant)
+
+    def _set_retention(self, tenant: str, days: float | None) -> None:
+        if days is None:
+            self._conn.execute("DELETE FROM retention WHERE tenant = ?", [tenant])
+            self._retention_table.pop(tenant, None)
+        else:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO retention VALUES (?, ?, ?)", [tenant, days, self._clock()]
+            )
+            self._retention_table[tenant] = days
+        self._expiry_due = 0.0  # apply a shorter retention on the next tick
+
+    def retention(self, tenant: str) -> dict[str, Any]:
+        """The tenant's retention: raw days and their source, rollup days, dedup window."""
+        check_tenant(tenant)
+        days, source = self.retention_days(tenant)
+        return {
+            "tenant": tenant, "retention_days": days, "source": source,
+            "rollup_retention_days": self._rollup_retention_days,
+            "dedup_window_s": self._dedup_window_ns / 1e9,
+        }
+
+    def expire(self, now_ns: int | None = None, max_steps: int = 1_000_000) -> ExpiryStats:
+        """Run expiry to completion as of ``now_ns`` (default: the clock), one bounded
+        transaction per step through the writer; returns the running totals."""
+        for _ in range(max_steps):
+            if not self._writer.call(lambda: self._expire_one_step(now_ns)).result(600):
+                break
+        return self.expiry
+
+    def _expire_one_step(self, now_ns: int | None = None) -> bool:
+        """One expiry transaction (writer thread); False once nothing is left to expire."""
+        now = now_ns if now_ns is not None else self._clock()
+        if not self._expiry_queue:
+            # A new pass: rollups past their retention go in one statement, then each
+            # tenant's raw data step by step.
+            self._expiry_due = time.monotonic() + max(self._retention_interval_s, 1.0)
+            if self._rollup_retention_days > 0:
+                self.expiry.rollup_minutes += expire_rollups(self._conn, now - int(self._rollup_retention_days * DAY_NS))
+            tenants = [str(r[0]) for r in self._conn.execute("SELECT DISTINCT tenant FROM resources").fetchall()]
+            self._expiry_queue = sorted(t for t in tenants if self._expires(t))
+        while self._expiry_queue:
+            tenant = self._expiry_queue[0]
+            cutoff = self._raw_cutoff(tenant, now)
+            mark = max(cutoff, self._expired_before.get(tenant, cutoff))
+            traces, spans = expire_step(self._conn, tenant, cutoff, self._step_traces, mark)
+            if traces:
+                self._expired_before[tenant] = mark
+                self.expiry.traces += traces
+                self.expiry.spans += spans
+                self.expiry.steps += 1
+                self.expiry.last_step_traces = traces
+                self._oldest_span_ns = None  # read again when next asked
+                if traces < self._step_traces:
+                    self._expiry_queue.pop(0)
+                return True
+            self._expiry_queue.pop(0)
+        row = self._conn.execute("SELECT min(start_ns) FROM spans").fetchall()[0]
+        self._oldest_span_ns = int(row[0]) if row and row[0] is not None else None
+        return False
+
+    def oldest_span_ns(self) -> int | None:
+        """Start of the oldest stored span (kept between expiry steps, read when they change it)."""
+        if self._oldest_span_ns is None:
+            with self._reader() as cur:
+                row = cur.execute("SELECT min(start_ns) FROM spans").fetchall()[0]
+            self._oldest_span_ns = int(row[0]) if row and row[0] is not None else None
+        return self._oldest_span_ns
+
     def refresh_rollups(self) -> int:
         """Rebuild the minutes commits have touched since the last refresh (writer thread)."""
         if not self._rollups_on:
@@ -385,6 +652,15 @@ class DuckDBStore(ControlTables, GateQueries):
             raise
 
     def _rebuild(self, dirty: dict[str, set[int]]) -> int:
+        # Minutes before the expiry mark may have lost runs to retention: a rebuild would
+        # recount them from what is left, so they keep the counts they had.
+        dirty = {
+            tenant: kept
+            for tenant, minutes in dirty.items()
+            if (kept := {m for m in minutes if m >= self._expired_before.get(tenant, -(2**62))})
+        }
+        if not dirty:
+            return 0
         rebuilt = rebuild(self._conn, dirty, self._sli_rules)
         for tenant, minutes in dirty.items():
             self._slo_changes.record(tenant, minutes)
@@ -408,9 +684,11 @@ class DuckDBStore(ControlTables, GateQueries):
         conn.execute("BEGIN TRANSACTION")
         try:
             gone = [name for name in old if name not in keep]
+            # Only minutes whose runs are still stored can be recounted (see _rebuild).
+            start = self._first_rebuildable_minute(tenant)
             if gone:
                 conn.execute("DELETE FROM slo_minutes WHERE tenant = ? AND list_contains(?, slo)", [tenant, gone])
-            rebuild_slo_minutes(conn, tenant, changed, -(2**62), 2**62)
+            rebuild_slo_minutes(conn, tenant, changed, start, 2**62)
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
@@ -608,7 +886,7 @@ class DuckDBStore(ControlTables, GateQueries):
             [tenant, trace_id],
         )
         if not runs:
-            raise NotFound(f"no trace with id {trace_id!r}")
+            raise NotFound(f"no trace with id {trace_id!r} (never received, or expired past the tenant's retention)")
         run = runs[0]
         spans = self._rows(
             "SELECT s.* EXCLUDE (tenant, resource_id), r.resource FROM spans s "
@@ -689,4 +967,10 @@ class DuckDBStore(ControlTables, GateQueries):
             "refused_full": writer.refused_full,
             "failed_commits": writer.failed_commits,
             "last_commit_seconds": writer.last_commit_seconds,
+            "duplicate_spans": self.duplicate_spans,
+            "expired_spans": self.expiry.spans,
+            "expired_traces": self.expiry.traces,
+            "expiry_steps": self.expiry.steps,
+            "oldest_span_ns": self.oldest_span_ns(),
+            **({"retention": self.retention(tenant)} if tenant else {}),
         }

@@ -22,7 +22,7 @@ from aisre.core.errors import RetryableError
 
 log = logging.getLogger(__name__)
 
-CommitFn = Callable[[list[Any]], None]
+CommitFn = Callable[[list[Any]], Any]
 
 
 @dataclass
@@ -84,7 +84,8 @@ class Writer:
         return self._queued_spans
 
     def submit(self, batch: Any, rows: int) -> Future[int]:
-        """Queue a batch of ``rows`` spans; the future resolves with ``rows`` once committed."""
+        """Queue a batch of ``rows`` spans; the future resolves once committed, with the rows
+        stored (fewer than ``rows`` when some were duplicates)."""
         with self._lock:
             if self._closed:
                 raise RetryableError("the store is shutting down", self._retry_after, overloaded=False)
@@ -173,7 +174,7 @@ class Writer:
     def _write(self, group: list[tuple[Any, int, Future[int]]], rows: int) -> None:
         started = time.perf_counter()
         try:
-            self._commit([batch for batch, _, _ in group])
+            stored = self._commit([batch for batch, _, _ in group])
         except Exception as exc:  # answer every waiter; the thread must live on
             self.stats.failed_commits += 1
             log.exception("commit of %d spans failed", rows)
@@ -181,10 +182,12 @@ class Writer:
             for _, _, future in group:
                 future.set_exception(error)
         else:
+            # A commit may store fewer rows than were sent (duplicates): it says how many per batch.
+            counts = stored if isinstance(stored, list) and len(stored) == len(group) else [n for _, n, _ in group]
             self.stats.commits += 1
-            self.stats.spans_committed += rows
-            for _, batch_rows, future in group:
-                future.set_result(batch_rows)
+            self.stats.spans_committed += sum(counts)
+            for (_, _, future), count in zip(group, counts, strict=True):
+                future.set_result(count)
         finally:
             self.stats.last_commit_seconds = time.perf_counter() - started
             with self._lock:

@@ -1,0 +1,127 @@
+"""Retention of raw spans and traces, and duplicate spans (exactly-once ingest).
+
+Raw data (spans, their traces rows and their scores) expires per tenant after
+``retention_days``; minute rollups (run, SLO and cost minutes) are kept for
+``rollup_retention_days``, and control-plane records (alerts, incidents, verdicts, the
+audit log) are never expired. Expiry deletes at most ``step_traces`` traces per
+transaction on the writer thread, so ingest waits for one such commit at most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import yaml
+
+from aisre.core.errors import PermanentError
+
+DAY_NS = 86_400 * 10**9
+MAX_DAYS = 36_500
+
+_PICK = "SELECT trace_id FROM traces WHERE tenant = ? AND end_ns < ? LIMIT ?"
+# A span starts no later than its trace ends, so start_ns < cutoff lets zone maps skip
+# every row group of younger spans.
+_DELETE_SPANS = "DELETE FROM spans WHERE tenant = ? AND start_ns < ? AND trace_id IN (SELECT trace_id FROM expiring)"
+_DELETE_SCORES = "DELETE FROM scores WHERE tenant = ? AND trace_id IN (SELECT trace_id FROM expiring)"
+_DELETE_TRACES = "DELETE FROM traces WHERE tenant = ? AND trace_id IN (SELECT trace_id FROM expiring)"
+ROLLUP_TABLES = ("run_minutes", "slo_minutes", "cost_minutes")
+
+
+def load_retention_file(path: str) -> dict[str, float]:
+    """Per-tenant retention days from YAML (``tenants: {name: days}``); bad files fail at start."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PermanentError(f"cannot read retention_file {path!r}: {exc}") from None
+    tenants = data.get("tenants") if isinstance(data, dict) else None
+    if not isinstance(tenants, dict):
+        raise PermanentError(f"retention_file {path!r} must hold 'tenants: {{NAME: DAYS}}'")
+    return {str(name): check_days(days, f"retention_file {path!r}, tenant {name!r}") for name, days in tenants.items()}
+
+
+def check_days(days: Any, where: str = "retention") -> float:
+    """Retention days as a number ≥ 0 (0 keeps raw spans for ever), or a PermanentError naming ``where``."""
+    # The cap keeps cutoffs inside BIGINT nanoseconds.
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_DAYS:
+        raise PermanentError(
+            f"{where}: days must be a number from 0 to {MAX_DAYS:,} (0 keeps raw spans for ever), got {days!r}"
+        )
+    return float(days)
+
+
+@dataclass
+class ExpiryStats:
+    """What expiry has deleted since the store opened, and how."""
+
+    spans: int = 0
+    traces: int = 0
+    steps: int = 0
+    rollup_minutes: int = 0
+    last_step_traces: int = 0
+
+
+def expire_step(
+    conn: duckdb.DuckDBPyConnection, tenant: str, cutoff_ns: int, step_traces: int, mark_ns: int
+) -> tuple[int, int]:
+    """Delete up to ``step_traces`` traces of ``tenant`` that ended before ``cutoff_ns``,
+    with their spans and scores, in one transaction; returns (traces, spans) deleted.
+
+    Nothing is marked for a rollup rebuild: the minutes keep the counts made while the
+    spans were there, and ``mark_ns`` (recorded in the same transaction) tells later
+    rebuilds to leave every minute before it alone.
+    """
+    picked = conn.execute(_PICK, [tenant, cutoff_ns, step_traces]).fetchall()
+    if not picked:
+        return 0, 0
+    conn.register("expiring", pa.table({"trace_id": [row[0] for row in picked]}))
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        # fetchall, not fetchone: a result left half-read blocks the connection's next statement.
+        row = conn.execute(_DELETE_SPANS, [tenant, cutoff_ns]).fetchall()[0]
+        conn.execute(_DELETE_SCORES, [tenant])
+        conn.execute(_DELETE_TRACES, [tenant])
+        conn.execute("INSERT OR REPLACE INTO expiry_marks VALUES (?, ?)", [tenant, mark_ns])
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.unregister("expiring")
+    return len(picked), int(row[0]) if row else 0
+
+
+def expire_rollups(conn: duckdb.DuckDBPyConnection, cutoff_ns: int) -> int:
+    """Delete minute rollups older than ``cutoff_ns`` (every tenant); returns rows deleted."""
+    deleted = 0
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for table in ROLLUP_TABLES:
+            row = conn.execute(f"DELETE FROM {table} WHERE minute_ns < ?", [cutoff_ns]).fetchall()[0]
+            deleted += int(row[0]) if row else 0
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return deleted
+
+
+def duplicate_keys(
+    conn: duckdb.DuckDBPyConnection, suspects: pa.Table, since_ns: int
+) -> set[tuple[str, str, str]]:
+    """The (tenant, trace_id, span_id) of ``suspects`` already stored among spans received
+    at or after ``since_ns`` (zone maps on received_ns keep the scan to that stretch)."""
+    conn.register("suspects", suspects)
+    try:
+        rows = conn.execute(
+            "SELECT DISTINCT s.tenant, s.trace_id, s.span_id FROM spans s "
+            "SEMI JOIN suspects k ON s.tenant = k.tenant AND s.trace_id = k.trace_id AND s.span_id = k.span_id "
+            "WHERE s.received_ns >= ?",
+            [since_ns],
+        ).fetchall()
+    finally:
+        conn.unregister("suspects")
+    return {(str(t), str(i), str(s)) for t, i, s in rows}
