@@ -66,10 +66,13 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        # The captures and reference runs carry fixed dates that age past the default 14-day
+        # retention; expiry must not depend on the day the suite runs (retention tests set it).
+        keep = () if any("retention_days" in a for a in self.extra_args) else ("--setting", "retention_days=0")
         args = [
             *AISRE, "up",
             "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--db", str(self.db),
-            *self.extra_args,
+            *keep, *self.extra_args,
         ]
         log = open(self.db.with_suffix(".log"), "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
