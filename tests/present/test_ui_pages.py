@@ -186,3 +186,17 @@ def test_sender_controlled_text_is_escaped(server: ServerProcess) -> None:
     assert "&lt;script&gt;alert(" in trace  # span name and prompt text, escaped but shown
     assert trace.count("&lt;script&gt;alert(") >= 3  # name, prompt, resource attribute
     assert "&lt;marquee&gt;failed&lt;/marquee&gt;" in trace
+
+
+def test_forms_posted_from_another_site_are_refused(server: ServerProcess) -> None:
+    """The gate and incident forms change state: a cross-site post (the browser's Origin names
+    another host) is refused with 403 before it is read; the same post from the server's own
+    pages gets past that check to the form's own."""
+    for path, body in (("/gate", "journey=ask&baseline=v%3D1&candidate=v%3D2"),
+                       ("/incidents/1/act", "action=acknowledge&by=mallory")):
+        refused = httpx.post(server.url + path, content=body, timeout=10, follow_redirects=False,
+                             headers={"origin": "http://attacker.example", "content-type": "application/x-www-form-urlencoded"})
+        assert refused.status_code == 403 and "only be posted from this server" in refused.text, (path, refused.status_code)
+        own = httpx.post(server.url + path, content=body, timeout=10, follow_redirects=False,
+                         headers={"origin": server.url, "content-type": "application/x-www-form-urlencoded"})
+        assert own.status_code != 403, (path, own.status_code, own.text[:300])

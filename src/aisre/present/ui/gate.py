@@ -7,7 +7,6 @@ needs an ingest or admin key; a GET only ever reads, whatever its parameters."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,7 +17,7 @@ from aisre.core.timefmt import rfc3339
 from aisre.derive.populations import parse_selector
 from aisre.evaluate.gate.judge import GateRequest
 from aisre.present.api.gate import decide, server_config
-from aisre.present.ui.pages import _ctx, _error, _page, _render
+from aisre.present.ui.pages import _ctx, _error, _page, _render, own_form
 
 CHART_W, CHART_H = 360, 120
 
@@ -68,11 +67,10 @@ async def gate_page(request: Request) -> Response:
 
 async def gate_judge(request: Request) -> Response:
     """The form's POST: judge now, record the verdict (and audit it), show its evidence."""
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.url.netloc:
-        return _error(request, 403, "Refused", "this form may only be posted from this server's own pages")
+    form = await own_form(request)
+    if isinstance(form, Response):
+        return form
     ctx = _ctx(request)
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
     gate_request = GateRequest(
         ctx.tenant_for(request), form.get("journey", "").strip(),
         parse_selector(form.get("baseline", ""), "baseline"), parse_selector(form.get("candidate", ""), "candidate"),

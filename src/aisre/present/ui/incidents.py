@@ -5,7 +5,6 @@ buttons to acknowledge, mitigate and resolve) and its postmortem."""
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs, urlsplit
 
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from aisre.act.postmortem import render_html
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import rfc3339
-from aisre.present.ui.pages import REFRESH_SECONDS, _ctx, _error, _page, _render
+from aisre.present.ui.pages import REFRESH_SECONDS, _ctx, _error, _page, _render, own_form
 
 METRICS_DAYS = 30
 
@@ -55,11 +54,10 @@ async def incident_page(request: Request) -> Response:
 
 async def incident_action(request: Request) -> Response:
     """Form posts from the incident page: acknowledge, mitigate, resolve, or add a note."""
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.url.netloc:
-        return _error(request, 403, "Refused", "this form may only be posted from this server's own pages")
+    form = await own_form(request)
+    if isinstance(form, Response):
+        return form
     incident_id = _incident_id(request)
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
     action = form.get("action", "")
     by = form.get("by", "")
     manager = _ctx(request).incidents

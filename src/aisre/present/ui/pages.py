@@ -173,6 +173,15 @@ def _error(
     return _render(request, "error.html", context, status_code=status)
 
 
+async def own_form(request: Request) -> dict[str, str] | Response:
+    """A form posted from this server's own pages, as field → first value; a refusal page
+    when the browser says it came from another origin (a cross-site form post)."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.url.netloc:
+        return _error(request, 403, "Refused", "this form may only be posted from this server's own pages")
+    return {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", errors="replace")).items()}
+
+
 def _since(request: Request) -> tuple[str, int | None]:
     """The look-back the page shows: its label and the lower bound in Unix ns (None = all)."""
     raw = (request.query_params.get("since") or DEFAULT_SINCE).strip()
