@@ -72,3 +72,10 @@ def test_burn_down_chart_geometry() -> None:
     assert healthy is not None and not healthy["clipped"]
     assert healthy["zero_y"] == healthy["bottom"]  # nothing below zero: 0 is the x axis
     assert [t["label"] for t in healthy["y_ticks"]] == ["100%", "75%", "50%", "25%", "0%"]
+
+    # 2.5 % of the budget spent: the axis fits the drop (1 % ticks), not 0–100 %.
+    young = fmt.burn_down_chart([{**p, "remaining_ratio": 1.0 - 0.025 * i / 27} for i, p in enumerate(points)])
+    assert young is not None and not young["clipped"]
+    assert [t["label"] for t in young["y_ticks"]] == ["100%", "99%", "98%", "97%"]
+    line = [float(v) for v in re.findall(r"[ML][\d.]+,([\d.]+)", young["path"])]
+    assert line[0] == young["top"] and young["bottom"] - line[-1] > 0.1 * (young["bottom"] - young["top"])

@@ -406,6 +406,7 @@ def alert_rows(alerts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 # Burn-down chart geometry, in SVG user units (the SVG scales to its box).
 CHART_W, CHART_H = 1200, 300
 _PAD_L, _PAD_R, _PAD_T, _PAD_B = 56, 18, 14, 34
+_ZOOM_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)  # y tick steps when zoomed in
 CHART_FLOOR = -1.0  # the line is clipped at −100%: a budget spent twice over is simply gone
 
 
@@ -427,6 +428,12 @@ def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | Non
     lowest = min(r for _, r in series)
     bottom = 0.0 if lowest >= 0 else max(CHART_FLOOR, math.floor(lowest * 4) / 4)
     top = max(1.0, max(r for _, r in series))
+    step = 0.25 if top - bottom <= 1.25 else 0.5
+    if 0.5 < lowest < 1.0 and top == 1.0:
+        # Most of the budget left: fit the axis to what was spent, or a 2 % drop is a hairline.
+        spent = 1.0 - lowest
+        step = next(s for s in _ZOOM_STEPS if 4 * s >= 1.2 * spent)
+        bottom = max(0.0, math.floor(round((lowest - 0.1 * spent) / step, 9)) * step)
     plot_w, plot_h = CHART_W - _PAD_L - _PAD_R, CHART_H - _PAD_T - _PAD_B
 
     def x(seconds: float) -> float:
@@ -438,7 +445,6 @@ def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | Non
 
     coords = [(x(stamp.timestamp()), y(ratio)) for stamp, ratio in series]
     path = " ".join(f"{'M' if i == 0 else 'L'}{cx},{cy}" for i, (cx, cy) in enumerate(coords))
-    step = 0.25 if top - bottom <= 1.25 else 0.5
     y_ticks = []
     value = top
     while value >= bottom - 1e-9:
