@@ -203,16 +203,21 @@ def test_same_response_id_counts_one_call_with_the_richer_data() -> None:
     assert run["cost_usd"] == pytest.approx(kept["cost_usd"])
 
 
+def _ok_calls_by_model(spans: object) -> dict[str, dict[str, int]]:
+    """Successful chat calls and their tokens per response model, in truth.json's shape."""
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation = 'chat' AND status != 'error' GROUP BY 1""")
+    return {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]}
+            for r in rows}
+
+
 def test_capture_of_calls_traced_twice_counts_each_once() -> None:
     """The anthropic SDK's own spans beside OpenLLMetry's: same response id (and, for the
     failed call, no id but the same model, status and start)."""
     truth = json.loads((TWICE / "truth.json").read_text())
     spans, traces = _ai_sdk(TWICE)
-    rows = _sql(spans, """
-        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
-        FROM t WHERE operation = 'chat' AND status != 'error' GROUP BY 1""")
-    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
-    assert got == truth["provider_truth_by_model"]
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
     provider = truth["provider_truth_by_model"]
     assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(input_tokens), sum(output_tokens) FROM t") == [(
         truth["driver"]["model_calls"], 1,
@@ -228,11 +233,7 @@ def test_capture_of_calls_traced_twice_counts_each_once() -> None:
 def test_pydantic_ai_capture_equals_its_truth() -> None:
     truth = json.loads((PYDANTIC_AI / "truth.json").read_text())
     spans, traces = _ai_sdk(PYDANTIC_AI)
-    rows = _sql(spans, """
-        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
-        FROM t WHERE operation = 'chat' AND status != 'error' GROUP BY 1""")
-    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
-    assert got == truth["provider_truth_by_model"]
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
     driver = truth["driver"]
     assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls), sum(agent_steps) FROM t") == [
         (driver["model_calls"], 1, driver["tool_executions"], sum(driver["journeys"].values()))]
