@@ -61,19 +61,6 @@ def check_bind(host: str, has_keys: bool, auth: str = "auto") -> None:
         )
 
 
-def check_memory_limit(value: str) -> None:
-    """Refuse a ``db_memory_limit`` DuckDB cannot parse, naming the setting (not a DuckDB traceback)."""
-    import duckdb
-
-    with duckdb.connect(":memory:") as probe:
-        try:
-            probe.execute(f"SET memory_limit = '{value.replace(chr(39), chr(39) * 2)}'")
-        except duckdb.Error:
-            raise StartOptionError(
-                f"setting 'db_memory_limit' must be a memory size such as 1GB or 512MB, got {value!r}"
-            ) from None
-
-
 def check_ports(settings: Settings) -> None:
     """Refuse to start when the HTTP or gRPC port cannot be bound, naming the flag that moves it."""
     ports = [(settings.port, "HTTP", "--port")]
@@ -121,6 +108,7 @@ class AisreServer:
         from aisre.evaluate.gate.config import load_gate_config
         from aisre.evaluate.slo import SloEngine
         from aisre.evaluate.specs import load_specs
+        from aisre.ingest.pipeline import SpanIngest
         from aisre.normalize.journeys import load_rules
         from aisre.normalize.prices import load_catalog
         from aisre.normalize.redaction import load_policy, load_salt
@@ -137,16 +125,20 @@ class AisreServer:
         from aisre.present.ui.cost import cost_ui_routes
         from aisre.present.ui.incidents import incident_ui_routes
         from aisre.present.ui.pages import ui_routes
-        from aisre.store.duckdb import DuckDBStore
-        from aisre.store.duckdb.cost import DuckDBCost
-        from aisre.store.duckdb.retention import check_days, load_retention_file
-        from aisre.store.ingest import SpanIngest
+        from aisre.store.factory import (
+            BadStoreSetting,
+            check_store_settings,
+            open_store,
+            parse_store_url,
+            store_url,
+        )
 
         self.settings = settings
         self.before_stopping: list[Callable[[], None]] = []
         self._uvicorn: uvicorn.Server | None = None
         self._stop_requested = False
         # Bad configuration fails here, at start, never on a later request.
+        url = store_url(settings)
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
@@ -154,35 +146,20 @@ class AisreServer:
         catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
         content = load_policy(
             settings.content_capture, settings.content_capture_file, settings.redact_phone_region,
-            attributes=settings.redact_attributes, salt=load_salt(settings.redact_hash_salt, settings.db),
+            attributes=settings.redact_attributes, salt=load_salt(settings.redact_hash_salt, parse_store_url(url).local_file or settings.db),
         )
-        for name in ("retention_days", "rollup_retention_days"):
-            check_days(getattr(settings, name), f"setting {name}")
-        check_memory_limit(settings.db_memory_limit)
-        self.store = DuckDBStore(
-            settings.db,
-            max_queued_spans=settings.queue_max_spans,
-            max_commit_spans=settings.commit_max_spans,
-            max_wait_ms=settings.commit_max_wait_ms,
-            retry_after_s=settings.retry_after_s,
-            read_pool_size=settings.read_pool_size,
-            memory_limit=settings.db_memory_limit,
-            checkpoint_mb=settings.checkpoint_mb,
-            rollup_interval_ms=settings.rollup_interval_ms,
-            retention_days=settings.retention_days,
-            retention_overrides=load_retention_file(settings.retention_file) if settings.retention_file else None,
-            rollup_retention_days=settings.rollup_retention_days,
-            retention_interval_s=settings.retention_interval_s,
-            retention_step_traces=settings.retention_step_traces,
-            dedup_window_s=settings.dedup_window_s,
-        )
+        try:
+            check_store_settings(url, settings)
+        except BadStoreSetting as exc:
+            raise StartOptionError(exc.message) from None
+        self.store = open_store(url, settings)
         self.keys = KeyRing(self.store, settings.tenant, settings.auth, public=not is_loopback(settings.host))
         now = time.time_ns()
         usable = [k for k in self.store.active_keys() if k["expires_ns"] is None or k["expires_ns"] > now]
         if self.keys.enabled and not usable:
             log.warning("auth is on and no API key is usable: create one with the server stopped "
                         "(aisre keys create --db %s --tenant NAME --role admin)", settings.db)
-        self.cost = CostEngine(DuckDBCost(self.store), catalog, Minimums(
+        self.cost = CostEngine(self.store.cost, catalog, Minimums(
             settings.explain_min_runs, settings.explain_min_exemplars, settings.explain_min_share))
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
@@ -352,9 +329,9 @@ def _quiet_exit_server(config: uvicorn.Config, before_stopping: list[Callable[[]
 
 def run_server(settings: Settings, on_ready: Any = None) -> None:
     """Check the bind address, build the server and serve until told to stop."""
-    from aisre.store.duckdb import has_active_keys
+    from aisre.store.factory import has_active_keys, store_url
 
-    check_bind(settings.host, has_active_keys(settings.db), settings.auth)
+    check_bind(settings.host, has_active_keys(store_url(settings)), settings.auth)
     server = AisreServer(settings)
     try:
         check_ports(settings)

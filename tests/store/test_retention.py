@@ -18,7 +18,7 @@ from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.spans import flatten
 from aisre.store.duckdb import DuckDBStore
-from aisre.store.duckdb.retention import load_retention_file
+from aisre.store.retention import load_retention_file
 from tests.act.incident_data import MINUTE, S, runs_request
 
 DAY = 86_400 * S

@@ -16,9 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aisre.evaluate.slo import SloEngine
+from aisre.store.protocol import AlertStore
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,6 @@ BUDGET_PREFIX = "budget:"
 
 def is_budget_alert(name: str) -> bool:
     return name.startswith(BUDGET_PREFIX)
-
-
-class AlertStore(Protocol):
-    def active_alerts(self, tenant: str) -> list[dict[str, Any]]: ...
-
-    def save_alerts(self, rows: list[dict[str, Any]]) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,17 @@ def acting_for(tenant: str) -> Iterator[None]:
         _caller_tenant.reset(token)
 
 
+@contextmanager
+def as_the_process() -> Iterator[None]:
+    """Run the block for the process itself, not the request's tenant: for process-wide
+    state a request triggers (reloading every tenant's keys after one is created)."""
+    token = _caller_tenant.set(None)
+    try:
+        yield
+    finally:
+        _caller_tenant.reset(token)
+
+
 def bind_caller(tenant: str) -> None:
     """Set the caller's tenant for the rest of this context (one request)."""
     _caller_tenant.set(tenant)

@@ -119,6 +119,9 @@ LLM_OPERATIONS: frozenset[str] = frozenset({"chat", "text_completion", "embeddin
 
 # Upper bounds (ms) of the run-duration buckets in rollups and on /metrics: x1.25 steps
 # from 1 ms to about 10 minutes, so a quantile read from them is within 12.5 %.
+# Rollups, SLO counts and cost are kept per minute: the grain of every window.
+MINUTE_NS = 60 * 10**9
+
 DURATION_BUCKETS_MS: tuple[float, ...] = tuple(round(1.25**i, 3) for i in range(0, 61))
 
 # Evaluation results attached to a trace or span: REST (POST /api/scores) or span

@@ -23,7 +23,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Interface for the HTTP (OTLP/HTTP, API, UI) and gRPC listeners"),
     Setting("port", 4318, "HTTP port: OTLP/HTTP at /v1/traces, the REST API, the UI and /metrics"),
     Setting("grpc_port", 4317, "OTLP/gRPC port (TraceService/Export); 0 turns gRPC off"),
-    Setting("db", "aisre.duckdb", "Path of the embedded DuckDB file"),
+    Setting("db", "aisre.duckdb", "Path of the embedded DuckDB file (short for store=duckdb:///PATH)"),
+    Setting("store", "", "Store URL, e.g. duckdb:///var/lib/aisre/aisre.duckdb; when empty, the DuckDB file of db"),
     Setting("tenant", "default", "Tenant that data without credentials belongs to (auth off)"),
     Setting("auth", "auto", "API keys: auto (required once the store has ever had a key, or on a non-loopback host), required, or off (loopback only)"),
     Setting("operator_tenant", "", "Tenant whose admin keys may read /metrics/all (every tenant's series); default: the tenant setting"),
@@ -82,6 +83,7 @@ class Settings:
     port: int = 4318
     grpc_port: int = 4317
     db: str = "aisre.duckdb"
+    store: str = ""
     tenant: str = "default"
     auth: str = "auto"
     operator_tenant: str = ""

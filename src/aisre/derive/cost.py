@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aisre.core.timefmt import rfc3339
-from aisre.store.duckdb.cost import DuckDBCost
+from aisre.store.protocol import CostStore
 
 
 def ratios(row: dict[str, Any], runs: int | None) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def ratios(row: dict[str, Any], runs: int | None) -> dict[str, Any]:
 
 
 def breakdown_document(
-    db: DuckDBCost,
+    db: CostStore,
     tenant: str,
     since_ns: int | None,
     until_ns: int | None,

@@ -11,7 +11,7 @@ from aisre.core.errors import PermanentError
 from aisre.core.model import OUTCOMES, RunQuery, TimeRange
 from aisre.core.timefmt import rfc3339
 from aisre.derive.trace_view import run_document, trace_document
-from aisre.store.base import Store
+from aisre.store.protocol import Store
 
 MAX_PAGE = 1000
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 from aisre.core.errors import PermanentError
-from aisre.store.gate import SELECTOR_COLUMNS, GateStore, Population, PopulationQuery, RunSelector
+from aisre.core.population import SELECTOR_COLUMNS, Population, PopulationQuery, RunSelector
+from aisre.store.protocol import GateStore
 
 _KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 

@@ -23,11 +23,11 @@ from datetime import timedelta
 import numpy as np
 import numpy.typing as npt
 
+from aisre.core.schema import MINUTE_NS
 from aisre.core.slo import AlertWindow, AlertWindows
 from aisre.evaluate.burn import error_budget
 
 MINUTE = timedelta(minutes=1)
-MINUTE_NS = 60 * 10**9
 
 Counts = npt.NDArray[np.int64]
 

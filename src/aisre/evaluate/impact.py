@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-MINUTE_NS = 60 * 10**9
+from aisre.core.schema import MINUTE_NS
+
 MAX_GAP_MIN = 2  # good or quiet minutes tolerated inside a stretch (low traffic leaves some minutes clean)
 MIN_BAD_EVENTS = 3  # a stretch with fewer bad events is stray failures, not impact
 LOOKBACK_MIN = 24 * 60  # the walk never goes further back than this

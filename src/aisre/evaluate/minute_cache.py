@@ -12,28 +12,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import numpy as np
 
 from aisre.evaluate.budget import MINUTE_NS, Counts
+from aisre.store.protocol import SloMinuteSource
 
 # Minutes allocated past the requested end, so the window can slide without a reload.
 HEADROOM_MINUTES = 1440
 # Past this many changed minutes (a backfill, a big late batch) one full reload is cheaper.
 DELTA_MAX_MINUTES = 1000
-
-
-class SloMinuteSource(Protocol):
-    def slo_changes(self, tenant: str, since: int) -> tuple[int, set[int] | None]: ...
-
-    def slo_minutes_at(self, tenant: str, minutes: list[int]) -> list[tuple[str, int, int, int]]: ...
-
-    def slo_first_minutes(self, tenant: str) -> dict[str, int]: ...
-
-    def slo_minute_arrays(
-        self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
-    ) -> dict[str, tuple[Any, Any, Any]]: ...
 
 
 @dataclass

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Protocol
+from typing import Any
 
 from aisre.core.schema import LLM_OPERATIONS
 from aisre.core.timefmt import rfc3339
+from aisre.store.protocol import TriageStore
 
 # "data": retrieval that returned nothing (an empty or stale index, a broken filter).
 LAYERS = ("model provider", "retrieval", "tool calls", "data", "service code")
@@ -26,19 +27,6 @@ PROFILE_RUNS = 200  # per outcome, for span profiles
 BASELINE_NS = 3600 * 10**9  # good runs also come from this long before impact (or as long as the incident)
 LOOKBACK_NS = 24 * 3600 * 10**9  # changes this long before impact are suspects
 PROXIMITY_NS = 1800 * 10**9  # a change this long before impact counts half as close
-
-
-class TriageStore(Protocol):
-    def sample_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str, limit: int) -> list[dict[str, Any]]: ...
-
-    def count_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str) -> int: ...
-
-    def span_profile(self, tenant: str, trace_ids: list[str], start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
-
-    def list_changes(
-        self, tenant: str, since_ns: int | None = None, until_ns: int | None = None,
-        journey: str | None = None, kind: str | None = None, limit: int = 200,
-    ) -> list[dict[str, Any]]: ...
 
 
 def layer_of(operation: str | None, is_root: bool) -> str:

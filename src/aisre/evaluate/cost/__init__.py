@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from aisre.core.errors import NotFound, PermanentError
+from aisre.core.schema import MINUTE_NS
 from aisre.core.timefmt import rfc3339
 from aisre.derive.cost import breakdown_document
 from aisre.evaluate.cost.explain import Evidence, Minimums, ModelUse, Window, explain
@@ -31,7 +32,7 @@ from aisre.normalize.prices import (
     parse_override,
     price_segments,
 )
-from aisre.store.duckdb.cost import MINUTE_NS, DuckDBCost
+from aisre.store.protocol import CostStore
 
 PERIODS = ("week", "month")
 DEFAULT_THRESHOLDS = (0.8, 1.0)
@@ -40,7 +41,7 @@ DEFAULT_THRESHOLDS = (0.8, 1.0)
 class CostEngine:
     """Everything the cost API, UI and CLI ask for, for any tenant."""
 
-    def __init__(self, db: DuckDBCost, catalog: PriceCatalog | None = None, minimums: Minimums | None = None) -> None:
+    def __init__(self, db: CostStore, catalog: PriceCatalog | None = None, minimums: Minimums | None = None) -> None:
         self.db = db
         self.minimums = minimums or Minimums()
         self.catalog = catalog if catalog is not None else default_catalog()
@@ -179,20 +180,18 @@ class CostEngine:
 
         def exemplars(kind: str, hints: Mapping[str, Any]) -> list[str]:
             if kind == "retries":
-                return db.exemplars(tenant, journey, start, end, "retries > 0", "retries DESC, cost_usd DESC, trace_id", limit=n)
+                return db.exemplars(tenant, journey, start, end, "retries", limit=n)
             if kind == "prompt":
                 versions = list(hints.get("prompt_versions") or [])
                 if versions:
-                    return db.exemplars(tenant, journey, start, end, "list_contains(?, prompt_version)",
-                                        "input_tokens DESC, trace_id", [versions], limit=n)
+                    return db.exemplars(tenant, journey, start, end, "input_tokens", prompt_versions=versions, limit=n)
                 releases = list(hints.get("service_versions") or [])
-                return db.exemplars(tenant, journey, start, end, "list_contains(?, service_version)",
-                                    "input_tokens DESC, trace_id", [releases], limit=n)
+                return db.exemplars(tenant, journey, start, end, "input_tokens", service_versions=releases, limit=n)
             if kind == "model" and hints.get("models"):
                 return db.model_exemplars(tenant, journey, start, end, hints["models"][0], limit=n)
             if kind == "recent":
-                return db.exemplars(tenant, journey, start, end, "TRUE", "run_start_ns DESC, trace_id", limit=n)
-            return db.exemplars(tenant, journey, start, end, "TRUE", "cost_usd DESC, trace_id", limit=n)
+                return db.exemplars(tenant, journey, start, end, "recent", limit=n)
+            return db.exemplars(tenant, journey, start, end, "cost", limit=n)
 
         ev = Evidence(
             first_seen_prompt=db.version_first_seen(tenant, journey, "prompt_version", end),

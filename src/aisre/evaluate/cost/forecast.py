@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from aisre.core.schema import MINUTE_NS
+
 HOUR_NS = 3600 * 10**9
-MINUTE_NS = 60 * 10**9
 SEASONAL_MIN_HOURS = 48  # complete hours of history before the seasonal model takes over
 LEVEL = 80  # percent, the interval reported
 RUN_RATE = "run rate"

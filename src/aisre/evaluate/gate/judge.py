@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from aisre.core.population import Population, RunSelector
 from aisre.core.timefmt import rfc3339
 from aisre.derive.populations import population, selector_text
 from aisre.evaluate.gate.classifier import (
@@ -39,7 +40,7 @@ from aisre.evaluate.gate.mannwhitney import ShiftInterval, p_value
 from aisre.evaluate.gate.policy import PolicyResult, apply_policy
 from aisre.evaluate.gate.proportion import FisherClassifier, is_binary
 from aisre.evaluate.gate.scorer import ScoredMetric, ScoreResult, Verdict, score, verdict
-from aisre.store.gate import GateStore, Population, RunSelector
+from aisre.store.protocol import GateStore
 
 EXIT_CODES = {Verdict.PASS: 0, Verdict.FAIL: 1, Verdict.MARGINAL: 2, Verdict.INSUFFICIENT: 3}
 UNITS = {"outcome": "failure rate", "latency": "ms", "cost": "USD", "tokens": "tokens"}

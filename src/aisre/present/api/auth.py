@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -26,6 +26,7 @@ from aisre.core.auth import (
     Principal,
     Role,
     Unauthenticated,
+    as_the_process,
     auth_required,
     bind_caller,
     digest,
@@ -34,6 +35,7 @@ from aisre.core.auth import (
 )
 from aisre.core.errors import Conflict, PermanentError
 from aisre.core.timefmt import rfc3339
+from aisre.store.protocol import KeyTables
 
 COOKIE = "aisre_key"
 # Reachable without a key: liveness, the login form and the UI's static assets.
@@ -45,16 +47,6 @@ GATE_RECORD_HINT = (
     "recording a release verdict needs an ingest or admin key; judge without recording with "
     "record=false (aisre gate --no-record)"
 )
-
-
-class KeyTables(Protocol):
-    def add_key(self, key: dict[str, Any], actor: str) -> None: ...
-
-    def revoke_key(self, tenant: str, key_id: str, actor: str, keep_admin: bool = False) -> dict[str, Any]: ...
-
-    def active_keys(self) -> list[dict[str, Any]]: ...
-
-    def auth_latched(self) -> bool: ...
 
 
 class KeyRing:
@@ -79,8 +71,9 @@ class KeyRing:
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the keys (and the latch) from the store."""
-        rows = self._store.active_keys()
+        """Re-read the keys (and the latch) from the store: every tenant's, whoever asked."""
+        with as_the_process():
+            rows = self._store.active_keys()
         keys = {
             row["digest"]: (Principal(row["key_id"], row["tenant"], row["role"], row["name"]), row.get("expires_ns"))
             for row in rows

@@ -15,7 +15,7 @@ from aisre.core.metrics import IngestMetrics
 from aisre.core.settings import Settings
 from aisre.evaluate.slo import SloEngine
 from aisre.present.api.auth import KeyRing
-from aisre.store.base import Store
+from aisre.store.protocol import Store
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -28,10 +27,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from aisre.core.auth import caller_tenant
 from aisre.core.schema import DURATION_BUCKETS_MS
 from aisre.evaluate.slo import SloEngine
-
-
-class MetricTotals(Protocol):
-    def metric_totals(self, tenant: str) -> dict[str, Any]: ...
+from aisre.store.protocol import MetricTotals, StoreMemory, StoreRetention
 
 
 class SloCountsCollector(Collector):
@@ -87,10 +83,6 @@ def _le(ms: float) -> str:
     return repr(ms / 1000)
 
 
-class StoreMemory(Protocol):
-    def memory(self) -> dict[str, int]: ...
-
-
 class StoreMemoryCollector(Collector):
     """DuckDB's memory at scrape time: the limit, what it holds, and the index share that
     must stay in memory whole (ingest fails with a clear error once it outgrows the limit)."""
@@ -109,14 +101,6 @@ class StoreMemoryCollector(Collector):
         used.add_metric(["index"], float(memory["index_bytes"]))
         yield limit
         yield used
-
-
-class StoreRetention(Protocol):
-    @property
-    def expiry(self) -> Any: ...
-    @property
-    def duplicate_spans(self) -> int: ...
-    def oldest_span_ns(self) -> int | None: ...
 
 
 class StoreRetentionCollector(Collector):

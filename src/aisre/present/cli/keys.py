@@ -24,15 +24,13 @@ TenantOption = typer.Option("default", "--tenant", help="Tenant of the key (with
 
 def _offline(db: str) -> Any:
     """The store file opened directly, with a clear line if a running server holds it."""
-    import duckdb
-
     from aisre.present.api.auth import KeyRing
-    from aisre.store.duckdb import DuckDBStore
+    from aisre.store.factory import StoreUnavailable, open_store
 
     try:
-        store = DuckDBStore(db, rollup_interval_ms=0)
-    except duckdb.IOException as exc:
-        fail(f"cannot open {db}: {exc}; stop the server or use --url with an admin key")
+        store = open_store(db, rollup_interval_ms=0)
+    except StoreUnavailable as exc:
+        fail(f"{exc.message}; stop the server or use --url with an admin key")
         raise
     return store, KeyRing(store, "default")
 

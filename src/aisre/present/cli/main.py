@@ -79,7 +79,8 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         host: str = typer.Option("127.0.0.1", help="Interface to listen on (a public one needs API keys: see `aisre keys`)"),
         port: int = typer.Option(4318, help="HTTP port: OTLP/HTTP, API, UI, /metrics"),
         grpc_port: int = typer.Option(4317, "--grpc-port", help="OTLP/gRPC port; 0 turns gRPC off"),
-        db: str = typer.Option("aisre.duckdb", help="DuckDB file"),
+        db: str = typer.Option("aisre.duckdb", help="DuckDB file (short for --store duckdb:///PATH)"),
+        store: str = typer.Option("", "--store", help="Store URL, e.g. duckdb:///var/lib/aisre/aisre.duckdb (overrides --db)"),
         queue_max_spans: int = typer.Option(200_000, help="Spans queued for the writer before ingest answers 429"),
         max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest OTLP body accepted (413 above)"),
         ingest_workers: int = typer.Option(2, help="Processes decoding OTLP requests; 0 decodes in the server process"),
@@ -97,7 +98,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
             extra[name.strip()] = value.strip()
         settings = _settings(
             **{
-                "host": host, "port": port, "grpc_port": grpc_port, "db": db,
+                "host": host, "port": port, "grpc_port": grpc_port, "db": db, "store": store,
                 "queue_max_spans": queue_max_spans,
                 "max_body_bytes": max_body_bytes, "ingest_workers": ingest_workers,
                 "journey_rules": journey_rules, "slos": slos, "gate_config": gate_config, **extra,
@@ -338,12 +339,24 @@ def _wait_healthy(url: str, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def _store_text(settings: Settings) -> str:
+    """The store as the banner names it: the DuckDB file's absolute path, else the URL."""
+    from aisre.store.factory import parse_store_url, store_url
+
+    url = store_url(settings)
+    try:
+        location = parse_store_url(url)
+    except AisreError:
+        return url
+    return os.path.abspath(location.local_file) if location.local_file else url
+
+
 def _run_server(
     serve: ServerRunner, settings: Settings, *, banner: bool, on_ready: Callable[[Any], None] | None = None, note: str = ""
 ) -> None:
     def ready(server: Any) -> None:
         if banner:
-            console.print(f"[bold green]aisre[/] on [link]http://{settings.host}:{settings.port}/[/link]  (store: {os.path.abspath(settings.db)})", soft_wrap=True)
+            console.print(f"[bold green]aisre[/] on [link]http://{settings.host}:{settings.port}/[/link]  (store: {_store_text(settings)})", soft_wrap=True)
             grpc = f"OTLP/gRPC {settings.host}:{settings.grpc_port}" if settings.grpc_port else "OTLP/gRPC off"
             console.print(f"OTLP/HTTP http://{settings.host}:{settings.port}/v1/traces   {grpc}")
             keys = getattr(server, "keys", None)

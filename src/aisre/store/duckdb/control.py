@@ -9,7 +9,6 @@ from typing import Any, Protocol
 
 import duckdb
 
-from aisre.core.auth import check_tenant
 from aisre.core.errors import Conflict, NotFound
 from aisre.store.duckdb.writer import Writer
 
@@ -87,7 +86,6 @@ class ControlTables:
         """Revoke a key. With ``keep_admin`` (the API), the tenant's last usable admin key is
         refused with Conflict: the check and the update run in one writer call, so two
         concurrent revocations cannot both pass it."""
-        check_tenant(tenant)
 
         def write() -> dict[str, Any]:
             conn = self._conn
@@ -142,7 +140,6 @@ class ControlTables:
 
     def list_keys(self: _Host, tenant: str) -> list[dict[str, Any]]:
         """The tenant's keys, revoked and expired ones included (never digests)."""
-        check_tenant(tenant)
         return self._rows(
             "SELECT key_id, tenant, role, name, created_ns, created_by, expires_ns, revoked_ns, revoked_by "
             "FROM api_keys WHERE tenant = ? ORDER BY created_ns, key_id",
@@ -157,7 +154,6 @@ class ControlTables:
         self: _Host, tenant: str, action: str | None = None, since_ns: int | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Audit records, newest first."""
-        check_tenant(tenant)
         clauses: list[str] = ["tenant = ?"]
         params: list[Any] = [tenant]
         if action:

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from aisre.core.auth import caller_tenant, check_tenant
 from aisre.core.errors import NotFound, PermanentError
-from aisre.core.schema import LLM_OPERATIONS
+from aisre.core.schema import LLM_OPERATIONS, MINUTE_NS
+from aisre.store.protocol import ExemplarRank
 
 if TYPE_CHECKING:
     from aisre.store.duckdb.store import DuckDBStore
 
-MINUTE_NS = 60 * 10**9
 _STEP_SLACK_NS = 3600 * 10**9  # spans of a run start after its root; counted this far
 _LLM = "(" + ", ".join(f"'{op}'" for op in sorted(LLM_OPERATIONS)) + ")"
 _BILLED = "(coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0) > 0)"
@@ -130,6 +129,14 @@ class _Filter:
         return " AND ".join(self.clauses)
 
 
+_EXEMPLAR_ORDER: dict[str, str] = {
+    "retries": "retries DESC, cost_usd DESC, trace_id",
+    "input_tokens": "input_tokens DESC, trace_id",
+    "recent": "run_start_ns DESC, trace_id",
+    "cost": "cost_usd DESC, trace_id",
+}
+
+
 class DuckDBCost:
     """Cost reads and writes on a :class:`DuckDBStore` (writes go through its writer)."""
 
@@ -155,7 +162,6 @@ class DuckDBCost:
         model: str | None = None,
     ) -> list[dict[str, Any]]:
         """Sums of `cost_minutes` grouped by ``by`` (and a time bucket, as ``bucket_ns``)."""
-        check_tenant(tenant)
         unknown = [d for d in by if d not in DIMENSIONS]
         if unknown:
             raise PermanentError(f"cannot group cost by {unknown}; choose from {', '.join(DIMENSIONS)}")
@@ -179,7 +185,6 @@ class DuckDBCost:
         journey: str | None = None,
     ) -> list[dict[str, Any]]:
         """Runs, failures and cost of failed runs from `run_minutes`."""
-        check_tenant(tenant)
         keys = (["journey"] if by_journey else [])
         if bucket_ns is not None:
             keys.insert(0, f"(minute_ns // {int(bucket_ns)}) * {int(bucket_ns)} AS bucket_ns")
@@ -195,7 +200,6 @@ class DuckDBCost:
 
     def model_windows(self, tenant: str, journey: str, windows: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
         """Per window index × provider × model × prompt version × release: the sums."""
-        check_tenant(tenant)
         cases = " ".join(f"WHEN minute_ns >= {int(a)} AND minute_ns < {int(b)} THEN {i}" for i, (a, b) in enumerate(windows))
         spans = " OR ".join(f"(minute_ns >= {int(a)} AND minute_ns < {int(b)})" for a, b in windows)
         return self._rows(
@@ -206,7 +210,6 @@ class DuckDBCost:
 
     def run_windows(self, tenant: str, journey: str, windows: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
         """Runs and failures per window index."""
-        check_tenant(tenant)
         cases = " ".join(f"WHEN minute_ns >= {int(a)} AND minute_ns < {int(b)} THEN {i}" for i, (a, b) in enumerate(windows))
         spans = " OR ".join(f"(minute_ns >= {int(a)} AND minute_ns < {int(b)})" for a, b in windows)
         return self._rows(
@@ -218,7 +221,6 @@ class DuckDBCost:
 
     def version_first_seen(self, tenant: str, journey: str, column: str, before_ns: int) -> dict[str, int]:
         """First minute each prompt version (or release) was seen in the journey, before ``before_ns``."""
-        check_tenant(tenant)
         if column not in ("prompt_version", "service_version"):
             raise ValueError(column)
         rows = self._rows(
@@ -229,20 +231,29 @@ class DuckDBCost:
         return {r["v"]: int(r["first"]) for r in rows}
 
     def exemplars(
-        self, tenant: str, journey: str, start_ns: int, end_ns: int, where: str, order: str, params: Sequence[Any] = (), limit: int = 5
+        self, tenant: str, journey: str, start_ns: int, end_ns: int, rank: ExemplarRank,
+        prompt_versions: Sequence[str] | None = None, service_versions: Sequence[str] | None = None, limit: int = 5,
     ) -> list[str]:
-        """Trace ids of runs in the window matching ``where`` (SQL over `journey_runs`)."""
-        check_tenant(tenant)
+        """Trace ids of runs in the window, picked and ranked as ``rank`` says: retried runs by
+        retries, or by input tokens, newest first, or costliest first; optionally only runs
+        on the given prompt versions or releases."""
+        where, params = ["retries > 0"] if rank == "retries" else [], []
+        if prompt_versions is not None:
+            where.append("list_contains(?, prompt_version)")
+            params.append(list(prompt_versions))
+        if service_versions is not None:
+            where.append("list_contains(?, service_version)")
+            params.append(list(service_versions))
+        order = _EXEMPLAR_ORDER[rank]
         rows = self._rows(
             f"SELECT trace_id FROM journey_runs WHERE tenant = ? AND journey = ? AND has_root "
-            f"AND run_start_ns >= ? AND run_start_ns < ? AND ({where}) ORDER BY {order} LIMIT ?",
+            f"AND run_start_ns >= ? AND run_start_ns < ? {''.join(' AND ' + w for w in where)} ORDER BY {order} LIMIT ?",
             [tenant, journey, start_ns, end_ns, *params, limit],
         )
         return [r["trace_id"] for r in rows]
 
     def model_exemplars(self, tenant: str, journey: str, start_ns: int, end_ns: int, model: str, limit: int = 5) -> list[str]:
         """Costliest runs in the window that called ``model``."""
-        check_tenant(tenant)
         rows = self._rows(
             "SELECT trace_id FROM journey_runs WHERE tenant = ? AND journey = ? AND has_root "
             "AND run_start_ns >= ? AND run_start_ns < ? AND list_contains(models, ?) "
@@ -253,7 +264,6 @@ class DuckDBCost:
 
     def peak_minutes(self, tenant: str, since_ns: int, until_ns: int) -> list[dict[str, Any]]:
         """Per model: busiest minute by calls and by tokens, and the average per minute."""
-        check_tenant(tenant)
         return self._rows(
             """
             WITH m AS (
@@ -272,7 +282,6 @@ class DuckDBCost:
 
     def unpriced(self, tenant: str, since_ns: int | None, until_ns: int | None) -> list[dict[str, Any]]:
         """Models with billed calls the catalog could not price."""
-        check_tenant(tenant)
         f = _Filter(tenant, since_ns, until_ns)
         return self._rows(
             f"SELECT provider, model, sum(unpriced_calls) AS calls, sum(unpriced_tokens) AS tokens, "
@@ -284,13 +293,11 @@ class DuckDBCost:
     # -- price overrides -------------------------------------------------------------
 
     def list_overrides(self, tenant: str | None = None) -> list[dict[str, Any]]:
-        tenant = check_tenant(tenant) if tenant is not None else caller_tenant()
         if tenant is None:
             return self._rows("SELECT * FROM price_overrides ORDER BY tenant, model, effective_ns", [])
         return self._rows("SELECT * FROM price_overrides WHERE tenant = ? ORDER BY model, effective_ns", [tenant])
 
     def put_override(self, row: dict[str, Any]) -> None:
-        check_tenant(row["tenant"])
         def write() -> None:
             self._store._conn.execute(
                 "INSERT OR REPLACE INTO price_overrides (tenant, model, provider, input, output, cached_input, "
@@ -301,7 +308,6 @@ class DuckDBCost:
         self._write(write, 60)
 
     def delete_override(self, tenant: str, model: str) -> int:
-        check_tenant(tenant)
         def write() -> int:
             found = self._store._conn.execute(
                 "SELECT count(*) FROM price_overrides WHERE tenant = ? AND model = ?", [tenant, model]
@@ -315,18 +321,15 @@ class DuckDBCost:
 
     # -- budgets and rate limits -------------------------------------------------------
 
-    def budget_tenants(self) -> list[str]:
+    def budget_tenants(self, tenant: str | None = None) -> list[str]:
         """Tenants with at least one budget (for the process's budget alert loop, not requests)."""
-        caller = caller_tenant()  # inside a request: only the caller's own tenant
-        where, params = ("WHERE tenant = ?", [caller]) if caller is not None else ("", [])
+        where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
         return [r["tenant"] for r in self._rows(f"SELECT DISTINCT tenant FROM cost_budgets {where} ORDER BY tenant", params)]
 
     def list_budgets(self, tenant: str) -> list[dict[str, Any]]:
-        check_tenant(tenant)
         return self._rows("SELECT * FROM cost_budgets WHERE tenant = ? ORDER BY name", [tenant])
 
     def put_budget(self, row: dict[str, Any]) -> None:
-        check_tenant(row["tenant"])
         def write() -> None:
             self._store._conn.execute(
                 "INSERT OR REPLACE INTO cost_budgets (tenant, name, journey, period, amount_usd, thresholds, created_ns) "
@@ -336,7 +339,6 @@ class DuckDBCost:
         self._write(write, 60)
 
     def delete_budget(self, tenant: str, name: str) -> None:
-        check_tenant(tenant)
         def write() -> int:
             found = self._store._conn.execute(
                 "SELECT count(*) FROM cost_budgets WHERE tenant = ? AND name = ?", [tenant, name]
@@ -347,11 +349,9 @@ class DuckDBCost:
             raise NotFound(f"no cost budget named {name!r}")
 
     def list_rate_limits(self, tenant: str) -> list[dict[str, Any]]:
-        check_tenant(tenant)
         return self._rows("SELECT * FROM rate_limits WHERE tenant = ? ORDER BY model", [tenant])
 
     def put_rate_limit(self, row: dict[str, Any]) -> None:
-        check_tenant(row["tenant"])
         def write() -> None:
             self._store._conn.execute(
                 "INSERT OR REPLACE INTO rate_limits (tenant, model, requests_per_min, tokens_per_min, warn_at) "
@@ -364,7 +364,6 @@ class DuckDBCost:
 
     def priced_models(self, tenant: str, since_ns: int, until_ns: int) -> list[tuple[str, str]]:
         """(provider, model) of every model call in the range: what a reprice must price."""
-        check_tenant(tenant)
         rows = self._rows(
             f"SELECT DISTINCT coalesce(provider, '') AS p, coalesce(response_model, request_model, '') AS m "
             f"FROM spans WHERE tenant = ? AND operation IN {_LLM} AND start_ns >= ? AND start_ns < ?",
@@ -376,7 +375,6 @@ class DuckDBCost:
         """Recompute `cost_usd` and `price_version` of the range's model calls from ``prices``
         (provider, model, from_ns, to_ns, version, input, output, cached_input; a null
         version means unpriced), then their runs' costs and the rollups of their minutes."""
-        check_tenant(tenant)
         return dict(self._write(lambda: self._reprice(tenant, since_ns, until_ns, prices)))
 
     def _reprice(self, tenant: str, since_ns: int, until_ns: int, prices: pa.Table) -> dict[str, Any]:

@@ -9,10 +9,9 @@ import duckdb
 import numpy as np
 import orjson
 
-from aisre.core.auth import check_tenant
 from aisre.core.errors import NotFound, PermanentError
+from aisre.core.population import Population, PopulationQuery, RunSelector
 from aisre.store.duckdb.writer import Writer
-from aisre.store.gate import Population, PopulationQuery, RunSelector
 
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 
@@ -48,7 +47,6 @@ class GateQueries:
 
     def gate_population(self, q: PopulationQuery) -> Population:
         """Completed runs of ``q.journey`` matching every selector, oldest first, with score means."""
-        check_tenant(q.tenant)
         clauses = [
             "t.tenant = ?", "t.has_root", "coalesce(t.journey_attr, t.journey_rule, t.root_name) = ?",
             "t.root_start_ns >= ?", "t.root_start_ns < ?",
@@ -90,7 +88,6 @@ class GateQueries:
 
     def save_gate_verdict(self, row: dict[str, Any]) -> int:
         """Store one verdict (with its evidence document); returns its id."""
-        check_tenant(row["tenant"])
         values = [
             row["tenant"], row["journey"], row["baseline"], row["candidate"], row["verdict"], row.get("score"),
             row["baseline_runs"], row["candidate_runs"], row["decided_ns"], orjson.dumps(row["document"]).decode(),
@@ -109,7 +106,6 @@ class GateQueries:
 
     def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Newest verdicts first, without their documents."""
-        check_tenant(tenant)
         sql = (
             "SELECT id, journey, baseline, candidate, verdict, score, baseline_runs, candidate_runs, decided_ns "
             "FROM gate_verdicts WHERE tenant = ?"
@@ -122,7 +118,6 @@ class GateQueries:
 
     def get_gate_verdict(self, tenant: str, verdict_id: int) -> dict[str, Any]:
         """One verdict's evidence document; NotFound for an unknown id."""
-        check_tenant(tenant)
         rows = self._rows("SELECT document FROM gate_verdicts WHERE tenant = ? AND id = ?", [tenant, verdict_id])
         if not rows:
             raise NotFound(f"no gate verdict with id {verdict_id}")

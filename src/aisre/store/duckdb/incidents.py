@@ -13,7 +13,6 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from aisre.core.auth import check_tenant
 from aisre.core.errors import NotFound
 from aisre.store.duckdb.rollups import MINUTE_NS
 
@@ -82,7 +81,6 @@ class IncidentTables:
 
     def add_change(self, row: dict[str, Any]) -> dict[str, Any]:
         """Insert a change; returns it with its id."""
-        check_tenant(row["tenant"])
         def insert(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             return _insert_change(conn, row)
 
@@ -93,7 +91,6 @@ class IncidentTables:
         journey: str | None = None, kind: str | None = None, limit: int = 200,
     ) -> list[dict[str, Any]]:
         """Changes newest first; a journey filter keeps changes naming it or naming none."""
-        check_tenant(tenant)
         clauses: list[str] = ["tenant = ?"]
         params: list[Any] = [tenant]
         for clause, value in (("at_ns >= ?", since_ns), ("at_ns < ?", until_ns), ("kind = ?", kind)):
@@ -112,7 +109,6 @@ class IncidentTables:
         """Record the service versions, models and prompt versions that first appeared in a
         journey's runs since the last call; returns the changes added. Reads only runs
         received since then (plus a short overlap), never the whole history."""
-        check_tenant(tenant)
         return list(self._write(lambda conn: self._detect(conn, tenant)))
 
     def _detect(self, conn: duckdb.DuckDBPyConnection, tenant: str) -> list[dict[str, Any]]:
@@ -184,7 +180,6 @@ class IncidentTables:
         self, row: dict[str, Any], events: list[dict[str, Any]], alerts: list[dict[str, Any]]
     ) -> dict[str, Any]:
         """Insert an incident with its first timeline entries and alerts; returns it."""
-        check_tenant(row["tenant"])
         def insert(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             cols = ["tenant", "group_key", "opened_ns", *INCIDENT_FIELDS]
             values = [_dump(row.get(c)) if c == "evidence" else row.get(c) for c in cols]
@@ -207,7 +202,6 @@ class IncidentTables:
         """Change fields, add timeline entries and alerts in one transaction. With
         ``expect_state`` the update applies only if the incident is still in that state
         (two people acknowledging at once: one wins); returns the incident as it stands."""
-        check_tenant(tenant)
         def update(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             current = _fetch(conn.execute("SELECT * FROM incidents WHERE tenant = ? AND id = ?", [tenant, incident_id]))
             if not current:
@@ -225,7 +219,6 @@ class IncidentTables:
         return _decode(self._write(update))
 
     def get_incident(self, tenant: str, incident_id: int) -> dict[str, Any]:
-        check_tenant(tenant)
         rows = self._rows("SELECT * FROM incidents WHERE tenant = ? AND id = ?", [tenant, incident_id])
         if not rows:
             raise NotFound(f"no incident {incident_id}")
@@ -233,7 +226,6 @@ class IncidentTables:
 
     def open_incident_for(self, tenant: str, group_key: str) -> dict[str, Any] | None:
         """The unresolved incident alerts with this key join, if any."""
-        check_tenant(tenant)
         rows = self._rows(
             "SELECT * FROM incidents WHERE tenant = ? AND group_key = ? AND state != 'resolved' ORDER BY id DESC LIMIT 1",
             [tenant, group_key],
@@ -246,7 +238,6 @@ class IncidentTables:
         with_evidence: bool = False,
     ) -> list[dict[str, Any]]:
         """Incidents newest first; ``state='active'`` means not yet resolved."""
-        check_tenant(tenant)
         clauses: list[str] = ["tenant = ?"]
         params: list[Any] = [tenant]
         if state == "active":
@@ -266,14 +257,12 @@ class IncidentTables:
 
     def events(self, tenant: str, incident_id: int) -> list[dict[str, Any]]:
         """The incident's timeline, oldest first."""
-        check_tenant(tenant)
         return self._rows(
             "SELECT * FROM incident_events WHERE tenant = ? AND incident_id = ? ORDER BY at_ns, id",
             [tenant, incident_id],
         )
 
     def alerts(self, tenant: str, incident_id: int) -> list[dict[str, Any]]:
-        check_tenant(tenant)
         return self._rows(
             "SELECT * FROM incident_alerts WHERE tenant = ? AND incident_id = ? ORDER BY started_ns, alert_key",
             [tenant, incident_id],
@@ -281,7 +270,6 @@ class IncidentTables:
 
     def incidents_of_alert(self, tenant: str, alert_key: str) -> list[dict[str, Any]]:
         """Incidents an alert is linked to (resolved ones too), newest first, with the link's end."""
-        check_tenant(tenant)
         return self._rows(
             "SELECT i.* EXCLUDE (evidence), a.ended_ns AS alert_ended_ns FROM incidents i "
             "JOIN incident_alerts a ON a.incident_id = i.id "
@@ -291,7 +279,6 @@ class IncidentTables:
 
     def incidents_for_alert_keys(self, tenant: str, keys: list[str]) -> dict[str, int]:
         """alert key → the newest incident it is linked to."""
-        check_tenant(tenant)
         if not keys:
             return {}
         rows = self._store._rows(
@@ -306,7 +293,6 @@ class IncidentTables:
     # -- action items -----------------------------------------------------------------
 
     def add_action_item(self, row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-        check_tenant(row["tenant"])
         def insert(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             item = _fetch(conn.execute(
                 "INSERT INTO action_items (incident_id, tenant, title, owner, due_ns, status, created_ns) "
@@ -319,7 +305,6 @@ class IncidentTables:
         return dict(self._write(insert))
 
     def update_action_item(self, tenant: str, item_id: int, changes: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-        check_tenant(tenant)
         def update(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             rows = _fetch(conn.execute("SELECT * FROM action_items WHERE tenant = ? AND id = ?", [tenant, item_id]))
             if not rows:
@@ -333,7 +318,6 @@ class IncidentTables:
         return dict(self._write(update))
 
     def action_items(self, tenant: str, incident_id: int | None = None) -> list[dict[str, Any]]:
-        check_tenant(tenant)
         if incident_id is None:
             return self._rows("SELECT * FROM action_items WHERE tenant = ? ORDER BY id", [tenant])
         return self._rows(
@@ -343,7 +327,6 @@ class IncidentTables:
     # -- notifications ----------------------------------------------------------------
 
     def add_notification_attempt(self, row: dict[str, Any]) -> None:
-        check_tenant(row["tenant"])
         cols = ["tenant", "incident_id", "receiver", "receiver_type", "event", "message_id", "attempt", "at_ns",
                 "duration_ms", "status_code", "ok", "final", "error"]
 
@@ -356,7 +339,6 @@ class IncidentTables:
         self._write(insert)
 
     def notification_attempts(self, tenant: str, incident_id: int | None = None) -> list[dict[str, Any]]:
-        check_tenant(tenant)
         if incident_id is None:
             return self._rows("SELECT * FROM notification_attempts WHERE tenant = ? ORDER BY id", [tenant])
         return self._rows(
@@ -370,7 +352,6 @@ class IncidentTables:
         """Per-minute runs and failures of one journey over [start, end), from the rollups,
         brought up to date first: an alert from elsewhere (Alertmanager) can arrive within the
         second before the writer has rolled up the runs that explain it."""
-        check_tenant(tenant)
         self._store.flush_rollups()
         return self._rows(
             "SELECT minute_ns, runs, failures, cost_usd, failed_cost_usd FROM run_minutes "
@@ -379,7 +360,6 @@ class IncidentTables:
         )
 
     def first_failure(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> int | None:
-        check_tenant(tenant)
         rows = self._store._rows(
             "SELECT min(run_start_ns) AS t FROM journey_runs WHERE tenant = ? AND journey = ? AND outcome = 'failure' "
             "AND run_start_ns >= ? AND run_start_ns < ?",
@@ -391,7 +371,6 @@ class IncidentTables:
         self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str, limit: int
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` runs of one outcome, newest first, with what triage compares."""
-        check_tenant(tenant)
         return self._store._rows(
             "SELECT trace_id, run_start_ns, duration_ns, failure_reason, service_version, prompt_name, prompt_version, "
             "models, user_id, tool_calls, retrieval_calls, llm_errors, cost_usd FROM journey_runs "
@@ -401,7 +380,6 @@ class IncidentTables:
         )
 
     def count_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str) -> int:
-        check_tenant(tenant)
         return int(self._store._rows(
             "SELECT count(*) AS n FROM journey_runs WHERE tenant = ? AND journey = ? AND outcome = ? "
             "AND run_start_ns >= ? AND run_start_ns < ?",
@@ -410,7 +388,6 @@ class IncidentTables:
 
     def span_profile(self, tenant: str, trace_ids: list[str], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
         """Per trace and operation: spans, errored spans, summed duration, worst HTTP status, error types."""
-        check_tenant(tenant)
         if not trace_ids:
             return []
         return self._store._rows(
@@ -428,7 +405,6 @@ class IncidentTables:
 
     def impact(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> dict[str, Any]:
         """Failed runs, distinct users among them and their cost over [start, end)."""
-        check_tenant(tenant)
         mark = self._store.expired_before(tenant)
         if mark is not None and start_ns < mark:
             # Retention has deleted runs of this period: count them from the minute rollups,

@@ -15,37 +15,11 @@ import duckdb
 import pyarrow as pa
 
 from aisre.core.model import SliRule
-from aisre.core.schema import DURATION_BUCKETS_MS
+from aisre.core.schema import MINUTE_NS
 from aisre.store.duckdb.cost import rebuild_cost_minutes
+from aisre.store.duckdb.semantics import good_predicate, good_sql, journey_sql, run_minutes_sql
 
-MINUTE_NS = 60 * 10**9
-
-
-# The last bound catches everything longer, so every row has the same number of buckets.
-_BOUNDS_NS = "[" + ", ".join([*(str(int(ms * 1e6)) for ms in DURATION_BUCKETS_MS), str(2**63 - 1)]) + "]"
-
-_REBUILD = f"""
-INSERT INTO run_minutes
-SELECT
-    tenant,
-    coalesce(journey_attr, journey_rule, root_name) AS journey,
-    (root_start_ns // {MINUTE_NS}) * {MINUTE_NS} AS minute_ns,
-    count(*),
-    count(*) FILTER (WHERE failed),
-    sum(root_end_ns - root_start_ns),
-    map_values(histogram(root_end_ns - root_start_ns, {_BOUNDS_NS}::BIGINT[])),
-    sum(llm_calls),
-    sum(tool_calls),
-    sum(retries),
-    sum(input_tokens),
-    sum(output_tokens),
-    sum(cached_input_tokens),
-    sum(cost_usd),
-    coalesce(sum(cost_usd) FILTER (WHERE failed), 0)
-FROM traces
-WHERE tenant = ? AND has_root AND root_start_ns >= ? AND root_start_ns < ?
-GROUP BY ALL
-"""
+_REBUILD = run_minutes_sql()
 
 
 _DELETE = "DELETE FROM run_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ?"
@@ -94,19 +68,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def good_predicate(rule: SliRule) -> str:
-    """SQL over `traces` columns that is true for a good run of ``rule``."""
-    duration = "(root_end_ns - root_start_ns)"
-    if rule.kind == "outcome":
-        latency = f" AND {duration} <= {int(rule.latency_ns)}" if rule.latency_ns is not None else ""
-        return f"(NOT failed{latency})"
-    if rule.kind == "latency":
-        return f"({duration} <= {int(rule.latency_ns or 0)})"
-    if rule.kind == "cost":
-        return f"(cost_usd <= {float(rule.max_cost_usd or 0.0)!r})"
-    raise ValueError(f"the store cannot count SLI kind {rule.kind!r}")
-
-
 # Spans of a run start after its root; a run longer than this is counted only this far.
 _STEP_SLACK_NS = 3600 * 10**9
 
@@ -115,8 +76,7 @@ def step_counts_sql(rules: list[SliRule]) -> str:
     """One join of spans to their runs counting good and total step spans of every rule,
     per minute of the run's start (so a late span lands in its run's minute)."""
     def good(r: SliRule) -> str:
-        latency = f" AND s.duration_ns <= {int(r.latency_ns)}" if r.latency_ns is not None else ""
-        return f"s.status != 'error'{latency}"
+        return good_sql(r, lambda field: f"s.{field}")
 
     def match(r: SliRule) -> str:
         return f"j = {_literal(r.journey)} AND s.operation = {_literal(r.operation or '')}"
@@ -128,7 +88,7 @@ def step_counts_sql(rules: list[SliRule]) -> str:
 SELECT minute_ns, [{goods}] AS goods, [{totals}] AS totals
 FROM (
     SELECT s.operation, s.status, s.duration_ns,
-        coalesce(t.journey_attr, t.journey_rule, t.root_name) AS j,
+        {journey_sql("t.")} AS j,
         (t.root_start_ns // {MINUTE_NS}) * {MINUTE_NS} AS minute_ns
     FROM spans s
     JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id
@@ -147,9 +107,7 @@ def score_counts_sql(rules: list[SliRule]) -> str:
         return f"j = {_literal(r.journey)} AND name = {_literal(r.score or '')}"
 
     def good(r: SliRule) -> str:
-        bounds = [f"v >= {float(r.min_value)!r}"] if r.min_value is not None else []
-        bounds += [f"v <= {float(r.max_value)!r}"] if r.max_value is not None else []
-        return " AND ".join(bounds) or "TRUE"
+        return good_sql(r, lambda field: "v")
 
     goods = ", ".join(f"count(*) FILTER (WHERE {match(r)} AND {good(r)})" for r in rules)
     totals = ", ".join(f"count(*) FILTER (WHERE {match(r)})" for r in rules)
@@ -158,7 +116,7 @@ def score_counts_sql(rules: list[SliRule]) -> str:
 SELECT minute_ns, [{goods}] AS goods, [{totals}] AS totals
 FROM (
     SELECT t.trace_id, s.name, avg(s.value) AS v,
-        any_value(coalesce(t.journey_attr, t.journey_rule, t.root_name)) AS j,
+        any_value({journey_sql("t.")}) AS j,
         any_value((t.root_start_ns // {MINUTE_NS}) * {MINUTE_NS}) AS minute_ns
     FROM scores s
     JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id
@@ -179,7 +137,7 @@ def slo_counts_sql(rules: list[SliRule]) -> str:
     return f"""
 SELECT minute_ns, [{goods}] AS goods, [{totals}] AS totals
 FROM (
-    SELECT *, coalesce(journey_attr, journey_rule, root_name) AS j,
+    SELECT *, {journey_sql()} AS j,
         (root_start_ns // {MINUTE_NS}) * {MINUTE_NS} AS minute_ns
     FROM traces
     WHERE tenant = ? AND has_root AND root_start_ns >= ? AND root_start_ns < ?

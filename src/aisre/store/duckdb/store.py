@@ -16,26 +16,20 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aisre.core.auth import caller_tenant, check_tenant
-from aisre.core.errors import NotFound
+from aisre.core.errors import NotFound, PermanentError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.duckdb.control import ControlTables
+from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
-from aisre.store.duckdb.retention import (
-    DAY_NS,
-    ExpiryStats,
-    check_days,
-    duplicate_keys,
-    expire_rollups,
-    expire_step,
-)
+from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.duckdb.writer import Writer, WriterStats
+from aisre.store.retention import DAY_NS, check_days
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +90,17 @@ def _index_advice(memory: dict[str, int]) -> str:
         f"({memory['limit_bytes'] / mib:,.0f} MiB) and must fit whole (up to about "
         f"{INDEX_BYTES_PER_TRACE} bytes per stored trace): raise db_memory_limit"
     )
+
+
+def check_memory_limit(value: str) -> None:
+    """Refuse a ``db_memory_limit`` DuckDB cannot parse, naming the setting (not a DuckDB traceback)."""
+    with duckdb.connect(":memory:") as probe:
+        try:
+            probe.execute(f"SET memory_limit = '{value.replace(chr(39), chr(39) * 2)}'")
+        except duckdb.Error:
+            raise PermanentError(
+                f"setting 'db_memory_limit' must be a memory size such as 1GB or 512MB, got {value!r}"
+            ) from None
 
 
 _INSERT_RESOURCES = """
@@ -222,6 +227,7 @@ class DuckDBStore(ControlTables, GateQueries):
         self._closed = False
         self._close_lock = threading.Lock()
         self.incidents = IncidentTables(self)
+        self.cost = DuckDBCost(self)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -276,7 +282,7 @@ class DuckDBStore(ControlTables, GateQueries):
     def queued_spans(self) -> int:
         return self._writer.queued_spans
 
-    # A module-level function, so decoder processes can run it (see store/ingest.py).
+    # A module-level function, so decoder processes can run it (see ingest/pipeline.py).
     prepare = staticmethod(prepare_batch)
 
     def submit_prepared(self, prepared: tuple[pa.Table, ...]) -> Future[int]:
@@ -562,7 +568,6 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]:
         """Set ``tenant``'s retention in days (None: back to the file or default); returns it."""
-        check_tenant(tenant)
         value = check_days(days) if days is not None else None
         self._writer.call(lambda: self._set_retention(tenant, value)).result(60)
         return self.retention(tenant)
@@ -580,7 +585,6 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def retention(self, tenant: str) -> dict[str, Any]:
         """The tenant's retention: raw days and their source, rollup days, dedup window."""
-        check_tenant(tenant)
         days, source = self.retention_days(tenant)
         return {
             "tenant": tenant, "retention_days": days, "source": source,
@@ -673,7 +677,6 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
         """Count these SLOs from now on; new or changed ones are backfilled from all runs."""
-        check_tenant(tenant)
         self._writer.call(lambda: self._apply_sli_rules(tenant, list(rules))).result(600)
 
     def _apply_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
@@ -701,12 +704,10 @@ class DuckDBStore(ControlTables, GateQueries):
         """(generation, minutes whose SLO counts changed after generation ``since``), or
         None for the minutes when everything must be re-read. Take the generation before
         reading counts: a change committed in between is then reported again, never lost."""
-        check_tenant(tenant)
         return self._slo_changes.since(tenant, since)
 
     def slo_minutes_at(self, tenant: str, minutes: list[int]) -> list[tuple[str, int, int, int]]:
         """(slo, minute_ns, good, total) rows of the given minutes, for every SLO."""
-        check_tenant(tenant)
         if not minutes:
             return []
         with self._reader() as cur:
@@ -718,7 +719,6 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def metric_totals(self, tenant: str) -> dict[str, Any]:
         """Cumulative counters for /metrics, summed from the rollups (not from spans)."""
-        check_tenant(tenant)
         slos = self._rows(
             "SELECT slo, sum(total) AS total, sum(total - good) AS bad, min(minute_ns) FILTER (WHERE total > 0) AS first_ns "
             "FROM slo_minutes WHERE tenant = ? GROUP BY slo",
@@ -742,14 +742,12 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def active_alerts(self, tenant: str) -> list[dict[str, Any]]:
         """Alerts still pending or firing."""
-        check_tenant(tenant)
         return self._rows(
             "SELECT * FROM alerts WHERE tenant = ? AND state != 'resolved' ORDER BY id", [tenant]
         )
 
     def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Alert episodes, newest first."""
-        check_tenant(tenant)
         w = _Where("tenant = ?", tenant)
         w.add("state = ?", state)
         w.add("slo = ?", slo)
@@ -796,8 +794,6 @@ class DuckDBStore(ControlTables, GateQueries):
 
         The runs they score get their minutes rebuilt, so score SLOs see late evaluations.
         """
-        for tenant in set(scores.column("tenant").to_pylist()):
-            check_tenant(tenant)
         return list(self._writer.call(lambda: self._add_scores(scores)).result(60))
 
     def _add_scores(self, scores: pa.Table) -> list[int]:
@@ -824,7 +820,6 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def slo_first_minutes(self, tenant: str) -> dict[str, int]:
         """Per SLO, the start of the first minute in which it counted events."""
-        check_tenant(tenant)
         rows = self._rows(
             "SELECT slo, min(minute_ns) AS first_ns FROM slo_minutes WHERE tenant = ? AND total > 0 GROUP BY slo",
             [tenant],
@@ -835,7 +830,6 @@ class DuckDBStore(ControlTables, GateQueries):
         self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
     ) -> dict[str, tuple[Any, Any, Any]]:
         """(minute_ns, good, total) arrays per SLO (or just ``slo``) for [start_ns, end_ns)."""
-        check_tenant(tenant)
         where = "FROM slo_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ?"
         params: list[Any] = [tenant, start_ns, end_ns]
         if slo is not None:
@@ -874,13 +868,11 @@ class DuckDBStore(ControlTables, GateQueries):
             return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
     def count_spans(self, tenant: str | None = None) -> int:
-        tenant = check_tenant(tenant) if tenant else caller_tenant()
         sql = "SELECT count(*) AS n FROM spans" + (" WHERE tenant = ?" if tenant else "")
         return int(self._rows(sql, [tenant] if tenant else [])[0]["n"])
 
     def get_trace(self, tenant: str, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The run row and every span of one trace; NotFound if the id is unknown."""
-        check_tenant(tenant)
         runs = self._rows(
             f"SELECT {_RUN_COLUMNS}, start_ns, end_ns FROM journey_runs WHERE tenant = ? AND trace_id = ?",
             [tenant, trace_id],
@@ -899,7 +891,6 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def list_runs(self, q: RunQuery) -> list[dict[str, Any]]:
         """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
-        check_tenant(q.tenant)
         w = _Where("tenant = ?", q.tenant)
         w.add("journey = ?", q.journey)
         w.add("outcome = ?", q.outcome)
@@ -918,7 +909,6 @@ class DuckDBStore(ControlTables, GateQueries):
 
     def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]:
         """Per journey: runs, failures, duration percentiles, tokens and cost per run, last seen."""
-        check_tenant(r.tenant)
         w = _Where("tenant = ?", r.tenant)
         w.add("has_root")
         w.add("run_start_ns >= ?", r.since_ns)
@@ -941,15 +931,13 @@ class DuckDBStore(ControlTables, GateQueries):
         return self._rows(sql, params)
 
     def incomplete_traces(self, tenant: str) -> int:
-        check_tenant(tenant)
         return int(
             self._rows("SELECT count(*) AS n FROM traces WHERE tenant = ? AND NOT has_root", [tenant])[0]["n"]
         )
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, tenant: str | None = None) -> dict[str, Any]:
         """Store-wide counts and writer figures (benchmarks and /api/stats read these)."""
-        # A caller bound to a tenant sees its own counts; the process (benchmarks) sees all.
-        tenant = caller_tenant()
+        # One tenant's counts, or every tenant's (the process: benchmarks).
         where = " WHERE tenant = ?" if tenant else ""
         params = [tenant, tenant] if tenant else []
         counts = self._rows(

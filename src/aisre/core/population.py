@@ -1,9 +1,9 @@
-"""What the release gate needs from a store: run populations by attribute, and verdict history."""
+"""Run populations: what the release gate asks a store for (one side of a comparison) and
+what comes back, per-run measurements as arrays."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,13 +70,3 @@ class Population:
     @property
     def runs(self) -> int:
         return len(self.trace_ids)
-
-
-class GateStore(Protocol):
-    def gate_population(self, q: PopulationQuery) -> Population: ...
-
-    def save_gate_verdict(self, row: dict[str, Any]) -> int: ...
-
-    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
-
-    def get_gate_verdict(self, tenant: str, verdict_id: int) -> dict[str, Any]: ...

@@ -13,8 +13,8 @@ import pytest
 
 from aisre.core.errors import RetryableError
 from aisre.core.pipeline import EncodedExport
+from aisre.ingest.pipeline import SpanIngest
 from aisre.store.duckdb import DuckDBStore
-from aisre.store.ingest import SpanIngest
 from tests.otlp_factory import journey_request
 
 

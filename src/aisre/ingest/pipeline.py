@@ -17,9 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
 
 import pyarrow as pa
 
@@ -31,21 +29,9 @@ from aisre.normalize.prices import PriceCatalog
 from aisre.normalize.redaction import ContentPolicy
 from aisre.normalize.spans import DEFAULT_LIMITS, ContentCounts, FlatBatch, Limits, flatten
 from aisre.receive.otlp_decode import decode_export_checked
+from aisre.store.protocol import Prepare, SpanSink
 
 log = logging.getLogger(__name__)
-
-Prepare = Callable[[pa.Table, pa.Table, pa.Table, pa.Table], tuple[pa.Table, ...]]
-
-
-class SpanSink(Protocol):
-    @property
-    def prepare(self) -> Prepare:
-        """A module-level function turning normalized spans into what the writer commits
-        (e.g. spans plus per-trace partials); it runs in the decoder processes."""
-        ...
-
-    def submit_prepared(self, prepared: tuple[pa.Table, ...]) -> Future[int]: ...
-
 
 @dataclass
 class Prepared:
