@@ -1,0 +1,61 @@
+"""The store under test, opened by URL: the one place the store tests name a backend.
+
+``open_test_store`` is what the contract suite (tests/store/test_contract.py) runs against;
+a new backend adds its URL to ``STORE_URLS`` and a branch here, and must then pass the
+suite unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from aisre.store.base import Store
+from tests.store.contract.data import NOW_NS
+
+# ``{dir}`` becomes a fresh temporary folder per test module.
+STORE_URLS: tuple[str, ...] = ("duckdb:///{dir}/contract.duckdb",)
+
+
+@dataclass
+class OpenedStore:
+    """An opened store and the ports of it that are not (yet) methods of the store itself."""
+
+    url: str
+    store: Store
+    # What evaluate/cost reads and writes (CostEngine's ``db``).
+    cost: Any
+    # The reference backend writes the goldens and must reproduce them byte for byte;
+    # the others must match them value for value.
+    reference: bool
+    # What each request of each tenant stored, as the contract suite delivered it.
+    stored: dict[str, list[int]] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_test_store(url: str) -> OpenedStore:
+    """Open the store ``url`` names with the contract's settings: the fixed clock, and raw
+    spans kept for ever (the captures' dates must not age out during a run)."""
+    scheme, _, path = url.partition("://")
+    if scheme == "duckdb":
+        from aisre.store.duckdb import DuckDBStore
+        from aisre.store.duckdb.cost import DuckDBCost
+
+        store = DuckDBStore(path, retention_days=0, clock=lambda: NOW_NS)
+        return OpenedStore(url, store, DuckDBCost(store), reference=True)
+    raise ValueError(f"no test store for {url!r}")
+
+
+@pytest.fixture(scope="module", params=STORE_URLS, ids=lambda url: url.split(":", 1)[0])
+def contract_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenedStore]:
+    """One store per backend and test module, closed after it."""
+    opened = open_test_store(request.param.format(dir=tmp_path_factory.mktemp("contract")))
+    try:
+        yield opened
+    finally:
+        opened.close()
