@@ -81,3 +81,22 @@ def span_count(body: bytes) -> int:
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+def later_release(body: bytes, shift_ns: int, version: str) -> bytes:
+    """``body`` as if sent ``shift_ns`` later by a new release: every time moved, the
+    resource's ``service.version`` set to ``version``, new trace ids (a byte flipped)."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    for rs in request.resource_spans:
+        for kv in rs.resource.attributes:
+            if kv.key == "service.version":
+                kv.value.string_value = version
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                span.trace_id = bytes([span.trace_id[0] ^ 0xFF]) + span.trace_id[1:]
+                span.start_time_unix_nano += shift_ns
+                span.end_time_unix_nano += shift_ns
+                for event in span.events:
+                    event.time_unix_nano += shift_ns
+    return request.SerializeToString()
