@@ -318,6 +318,93 @@ def test_retention_set_and_read_per_tenant(seeded: OpenedStore) -> None:
     assert store.set_retention(A, None) == {**default, "tenant": A}
 
 
+# --- cost control plane: overrides, budgets, rate limits, reprice ---------------------------
+
+
+def test_price_overrides_budgets_and_rate_limits_round_trip(seeded: OpenedStore) -> None:
+    cost = seeded.cost
+    for effective in (NOW_NS, NOW_NS - HOUR_NS):
+        cost.put_override({"tenant": A, "model": "gpt-4o-mini", "provider": "openai", "input": 0.2, "output": 0.8,
+                           "cached_input": 0.1, "effective_ns": effective})
+    cost.put_override({"tenant": A, "model": "gpt-4o-mini", "provider": "openai", "input": 0.3, "output": 0.9,
+                       "cached_input": 0.1, "effective_ns": NOW_NS})  # the same key again: replaced
+    # By model, then effective time (contract).
+    got = [(o["effective_ns"], o["input"], o["output"]) for o in cost.list_overrides(A)]
+    assert got == [(NOW_NS - HOUR_NS, 0.2, 0.8), (NOW_NS, 0.3, 0.9)]
+    assert cost.delete_override(A, "gpt-4o-mini") == 2
+    assert cost.list_overrides(A) == []
+    with pytest.raises(NotFound):
+        cost.delete_override(A, "gpt-4o-mini")
+
+    for name, amount in (("monthly", 100.0), ("ask-weekly", 5.0), ("monthly", 120.0)):
+        cost.put_budget({"tenant": A, "name": name, "journey": "ask" if name == "ask-weekly" else "",
+                         "period": "month" if name == "monthly" else "week", "amount_usd": amount,
+                         "thresholds": [0.5, 0.9, 1.0]})
+    budgets = cost.list_budgets(A)  # by name (contract)
+    assert [(b["name"], b["journey"], b["period"], b["amount_usd"], list(b["thresholds"])) for b in budgets] == [
+        ("ask-weekly", "ask", "week", 5.0, [0.5, 0.9, 1.0]), ("monthly", "", "month", 120.0, [0.5, 0.9, 1.0])]
+    assert A in cost.budget_tenants() and B not in cost.budget_tenants()
+    with acting_for(B):
+        assert cost.budget_tenants() == []
+    cost.delete_budget(A, "ask-weekly")
+    assert [b["name"] for b in cost.list_budgets(A)] == ["monthly"]
+    with pytest.raises(NotFound):
+        cost.delete_budget(A, "ask-weekly")
+
+    cost.put_rate_limit({"tenant": A, "model": "gpt-4o-mini", "requests_per_min": 500.0, "tokens_per_min": None,
+                         "warn_at": 0.8})
+    cost.put_rate_limit({"tenant": A, "model": "gpt-4o-mini", "requests_per_min": 600.0, "tokens_per_min": 2e5,
+                         "warn_at": 0.7})
+    assert [(r["model"], r["requests_per_min"], r["tokens_per_min"], r["warn_at"]) for r in cost.list_rate_limits(A)] == [
+        ("gpt-4o-mini", 600.0, 2e5, 0.7)]
+    assert cost.list_rate_limits(B) == [] and cost.list_budgets(B) == [] and cost.list_overrides(B) == []
+
+
+
+def _prices(models: list[tuple[str, str]], factor: float, version: str | None) -> pa.Table:
+    """A reprice table: the shipped catalog's prices times ``factor`` for all time."""
+    from aisre.normalize.prices import default_catalog
+
+    rows = [(p, m, default_catalog().lookup(p, m, NOW_NS)[0]) for p, m in models]
+    return pa.table({
+        "provider": pa.array([p for p, _, _ in rows], pa.string()), "model": pa.array([m for _, m, _ in rows], pa.string()),
+        "from_ns": pa.array([0] * len(rows), pa.int64()), "to_ns": pa.array([2**62] * len(rows), pa.int64()),
+        "version": pa.array([version] * len(rows), pa.string()),
+        "input": pa.array([x.input * factor for _, _, x in rows], pa.float64()),
+        "output": pa.array([x.output * factor for _, _, x in rows], pa.float64()),
+        "cached_input": pa.array([x.cached_input * factor for _, _, x in rows], pa.float64()),
+    })
+
+
+def test_reprice_changes_calls_runs_and_rollups_together(seeded: OpenedStore) -> None:
+    store, cost = seeded.store, seeded.cost
+    before = {r["trace_id"]: r["cost_usd"] for r in _ask_runs(store)}
+    rolled = sum(r["cost_usd"] for r in store.metric_totals(A)["runs"])
+    models = cost.priced_models(A, *ALL_TIME)
+    assert {m for _, m in models if m} == {m for r in _ask_runs(store) for m in r["models"]}
+    doubled = cost.reprice(A, *ALL_TIME, _prices([pm for pm in models if pm[1]], 2.0, "test-x2"))
+    assert doubled["runs"] == len(before) and doubled["unpriced_calls"] == 0
+    assert doubled["cost_before_usd"] == pytest.approx(sum(before.values()), rel=1e-9, abs=1e-12)
+    assert doubled["cost_after_usd"] == pytest.approx(2 * sum(before.values()), rel=1e-9, abs=1e-12)
+    after = {r["trace_id"]: r["cost_usd"] for r in _ask_runs(store)}
+    assert after == pytest.approx({t: 2 * c for t, c in before.items()}, rel=1e-9, abs=1e-12)
+    store.flush_rollups()
+    assert sum(r["cost_usd"] for r in store.metric_totals(A)["runs"]) == pytest.approx(2 * rolled, rel=1e-9, abs=1e-12)
+    by_model = cost.breakdown(A, None, None, by=("model",))
+    assert sum(r["cost_usd"] for r in by_model) == pytest.approx(2 * rolled, rel=1e-9, abs=1e-12)
+    # Back to the catalog's prices: every cost as it was.
+    cost.reprice(A, *ALL_TIME, _prices([pm for pm in models if pm[1]], 1.0, "test-x1"))
+    assert {r["trace_id"]: r["cost_usd"] for r in _ask_runs(store)} == pytest.approx(before, rel=1e-9, abs=1e-12)
+    # A null version means unpriced: the calls cost nothing and are counted as unpriced.
+    gone = cost.reprice(A, *ALL_TIME, _prices([pm for pm in models if pm[1]], 1.0, None))
+    assert gone["cost_after_usd"] == 0.0 and gone["unpriced_calls"] > 0
+    store.flush_rollups()
+    unpriced = cost.unpriced(A, None, None)
+    assert sum(u["calls"] for u in unpriced) == gone["unpriced_calls"]
+    cost.reprice(A, *ALL_TIME, _prices([pm for pm in models if pm[1]], 1.0, "test-x1"))
+    assert cost.unpriced(A, None, None) == []
+
+
 # --- tenant isolation ----------------------------------------------------------------------
 
 
@@ -341,9 +428,9 @@ def _reads(store: Any, cost: Any, tenant: str, trace_id: str, minute: int) -> di
         "list_gate_verdicts": lambda: store.list_gate_verdicts(tenant),
         "gate_population": lambda: store.gate_population(PopulationQuery(tenant, "ask", (), *ALL_TIME)).trace_ids,
         "list_incidents": lambda: tables.list_incidents(tenant),
-        "incidents_of_alert": lambda: tables.incidents_of_alert(tenant, "slo:1"),
-        "incidents_for_alert_keys": lambda: tables.incidents_for_alert_keys(tenant, ["slo:1"]),
-        "open_incident_for": lambda: tables.open_incident_for(tenant, "journey:other") or [],
+        "incidents_of_alert": lambda: tables.incidents_of_alert(tenant, "slo:iso"),
+        "incidents_for_alert_keys": lambda: tables.incidents_for_alert_keys(tenant, ["slo:iso"]),
+        "open_incident_for": lambda: tables.open_incident_for(tenant, "journey:iso") or [],
         "action_items": lambda: tables.action_items(tenant),
         "notification_attempts": lambda: tables.notification_attempts(tenant),
         "list_changes": lambda: tables.list_changes(tenant),
@@ -360,27 +447,65 @@ def _reads(store: Any, cost: Any, tenant: str, trace_id: str, minute: int) -> di
         "cost.version_first_seen": lambda: cost.version_first_seen(tenant, "ask", "service_version", 2**62),
         "cost.model_exemplars": lambda: cost.model_exemplars(tenant, "ask", *ALL_TIME, "gpt-4o-mini"),
         "cost.peak_minutes": lambda: cost.peak_minutes(tenant, *ALL_TIME),
+        "cost.unpriced": lambda: cost.unpriced(tenant, None, None),
+        "cost.priced_models": lambda: cost.priced_models(tenant, *ALL_TIME),
+        "cost.list_overrides": lambda: cost.list_overrides(tenant),
+        "cost.list_budgets": lambda: cost.list_budgets(tenant),
+        "cost.list_rate_limits": lambda: cost.list_rate_limits(tenant),
     }
 
 
-def test_tenant_b_never_sees_tenant_a(seeded: OpenedStore) -> None:
-    """Runs after the tests above, so tenant A has rows of every kind by now."""
+@pytest.fixture(scope="module")
+def isolated(seeded: OpenedStore) -> OpenedStore:
+    """Tenant A with a row of every control-plane kind (whatever other tests left too)."""
+    store, cost, tables = seeded.store, seeded.cost, seeded.store.incidents
+    store.add_key({"key_id": "k-iso", "digest": "d-iso", "tenant": A, "role": "read", "name": "iso"}, "iso")
+    store.save_alerts([_alert(state="firing", started_ns=NOW_NS)])
+    tables.create_incident({"tenant": A, "group_key": "journey:iso", "opened_ns": NOW_NS, "title": "iso",
+                            "severity": "sev3", "state": "open", "source": "manual", "updated_ns": NOW_NS},
+                           [{"at_ns": NOW_NS, "kind": "note", "actor": "iso", "message": "opened"}],
+                           [{"alert_key": "slo:iso", "source": "slo", "name": "ask-success", "severity": "page",
+                             "started_ns": NOW_NS}])
+    iid = tables.open_incident_for(A, "journey:iso")["id"]
+    tables.add_action_item({"tenant": A, "incident_id": iid, "title": "iso", "created_ns": NOW_NS},
+                           {"at_ns": NOW_NS, "kind": "action_item", "actor": "iso", "message": "added"})
+    tables.add_notification_attempt({"tenant": A, "incident_id": iid, "receiver": "hook", "receiver_type": "webhook",
+                                     "event": "opened", "message_id": "iso", "attempt": 1, "at_ns": NOW_NS,
+                                     "duration_ms": 1.0, "status_code": 200, "ok": True, "final": True, "error": None})
+    tables.add_change({"tenant": A, "kind": "config", "summary": "iso", "at_ns": NOW_NS, "services": [],
+                       "journeys": [], "source": "api", "created_ns": NOW_NS})
+    store.save_gate_verdict({"tenant": A, "journey": "ask", "baseline": "a", "candidate": "b", "verdict": "pass",
+                             "score": 100.0, "baseline_runs": 1, "candidate_runs": 1, "decided_ns": NOW_NS,
+                             "document": {}})
+    cost.put_override({"tenant": A, "model": "gpt-4.1", "provider": "openai", "input": 1.0, "output": 4.0,
+                       "cached_input": 0.25, "effective_ns": NOW_NS})
+    cost.put_budget({"tenant": A, "name": "iso", "journey": "", "period": "month", "amount_usd": 1.0,
+                     "thresholds": [1.0]})
+    cost.put_rate_limit({"tenant": A, "model": "gpt-4o-mini", "requests_per_min": 1.0, "tokens_per_min": None,
+                         "warn_at": 0.8})
+    return seeded
+
+
+def test_tenant_b_never_sees_tenant_a(isolated: OpenedStore) -> None:
+    seeded = isolated
     store = seeded.store
     trace_id, minute = _ask_runs(store)[0]["trace_id"], store.slo_first_minutes(A)["ask-success"]
     seen_by_a = _reads(store, seeded.cost, A, trace_id, minute)
     empty = [name for name, read in seen_by_a.items() if not read()]
     # These hold only what the tests above left, which is nothing for them.
-    assert empty == ["incomplete_traces"]  # every run of the capture is complete
+    # Every run of the capture is complete, and every model of it priced.
+    assert empty == ["incomplete_traces", "cost.unpriced"]
     for name, read in _reads(store, seeded.cost, B, trace_id, minute).items():
         assert not read(), f"{name} shows tenant B rows of tenant A"
     with pytest.raises(NotFound):
         store.get_trace(B, trace_id)
     with pytest.raises(NotFound):
-        store.incidents.get_incident(B, store.incidents.list_incidents(A)[0]["id"])
+        store.incidents.get_incident(B, store.incidents.open_incident_for(A, "journey:iso")["id"])
 
 
-def test_a_caller_bound_to_tenant_b_cannot_read_tenant_a(seeded: OpenedStore) -> None:
+def test_a_caller_bound_to_tenant_b_cannot_read_tenant_a(isolated: OpenedStore) -> None:
     """The guard: whatever tenant a route passes, the store answers only the caller's."""
+    seeded = isolated
     store = seeded.store
     trace_id, minute = _ask_runs(store)[0]["trace_id"], store.slo_first_minutes(A)["ask-success"]
     reads = _reads(store, seeded.cost, A, trace_id, minute)
@@ -400,3 +525,4 @@ def test_a_caller_bound_to_tenant_b_cannot_read_tenant_a(seeded: OpenedStore) ->
             store.set_retention(A, 1)
         # Its own tenant stays readable.
         assert store.list_runs(RunQuery(B)) == []
+
