@@ -24,6 +24,7 @@ import pytest
 
 from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, SliRule, TimeRange
+from aisre.evaluate.minute_cache import MinuteCache
 from aisre.normalize.prices import default_catalog
 from aisre.store.gate import PopulationQuery, RunSelector
 from tests.store.conftest import OpenedStore
@@ -236,6 +237,14 @@ def test_slo_minutes_count_the_runs(loaded: OpenedStore, name: str) -> None:
     slos = {r["slo"]: r for r in totals_doc["slos"]}
     assert (slos["ask-success"]["total"], slos["ask-success"]["bad"]) == (ask, failed)
     assert slos["ask-success"]["first_ns"] == min(per_minute)
+    # What evaluate/minute_cache makes of them: dense per-minute counts over a window.
+    start, end = min(per_minute), max(per_minute) + MINUTE_NS
+    cached = MinuteCache(store).read(name, {slo: (start, end) for slo in arrays})
+    for slo, (ms, gs, ts) in arrays.items():
+        dense_good, dense_total = np.zeros((end - start) // MINUTE_NS), np.zeros((end - start) // MINUTE_NS)
+        for m, g, t in zip(ms, gs, ts, strict=True):
+            dense_good[(int(m) - start) // MINUTE_NS], dense_total[(int(m) - start) // MINUTE_NS] = g, t
+        assert list(cached[slo][0]) == list(dense_good) and list(cached[slo][1]) == list(dense_total)
     # One SLO only, and a range that holds no minute.
     assert set(store.slo_minute_arrays(name, *ALL_TIME, slo="ask-cost")) == {"ask-cost"}
     assert store.slo_minute_arrays(name, 0, MINUTE_NS) == {}

@@ -526,3 +526,27 @@ def test_a_caller_bound_to_tenant_b_cannot_read_tenant_a(isolated: OpenedStore) 
         # Its own tenant stays readable.
         assert store.list_runs(RunQuery(B)) == []
 
+
+
+# --- SLO minute changes ----------------------------------------------------------------------
+
+
+def test_slo_changes_name_the_minutes_new_runs_touched(seeded: OpenedStore) -> None:
+    """What evaluate/minute_cache polls: take the generation, then read; a later commit is
+    reported as its minutes (or None: reload everything), never lost."""
+    store, tenant = seeded.store, "tenant-d"
+    store.set_sli_rules(tenant, [SliRule(slo="ask-success", journey="ask", kind="outcome")])
+    generation, _ = store.slo_changes(tenant, 0)
+    for body in BY_NAME[CAPTURE].bodies:
+        ingest(store, tenant, body)
+    store.flush_rollups()
+    later, minutes = store.slo_changes(tenant, generation)
+    assert later > generation
+    touched = {r["run_start_ns"] // MINUTE_NS * MINUTE_NS for r in _ask_runs(store, tenant)}
+    assert minutes is None or minutes >= touched
+    assert store.slo_changes(tenant, later) == (later, set())  # nothing since
+    # Another tenant's commits are not this tenant's changes.
+    for body in BY_NAME[CAPTURE].bodies:
+        ingest(store, "tenant-e", body)
+    store.flush_rollups()
+    assert store.slo_changes(tenant, later)[1] == set()
