@@ -14,6 +14,7 @@ Run it against every backend in tests/store/conftest.py; docs/storage.md says ho
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -168,6 +169,18 @@ def test_calls_tokens_tools_and_retries_of_runs_equal_the_truth(loaded: OpenedSt
     assert sum(r["retrieval_calls"] for r in runs) == driver.get("retrievals", sum(r["retrieval_calls"] for r in runs))
     models = {m for r in runs for m in r["models"]}
     assert models == set(truth)
+
+
+@pytest.mark.parametrize("name", ("otel-genai", "otel-genai-content", "openllmetry"))
+def test_versions_of_runs_are_those_the_service_sent(loaded: OpenedStore, name: str) -> None:
+    """tests/data/fixtures/README.md: resource service.name=support-bot, service.version=1.4.2,
+    deployment.environment.name=prod; the ``ask`` root carries aisre.prompt.name/version."""
+    runs = _runs(loaded.store, name)
+    assert {(r["root_service"], r["service_version"], r["environment"]) for r in runs} == {("support-bot", "1.4.2", "prod")}
+    ask = [r for r in runs if r["journey"] == "ask"]
+    assert all(r["prompt_name"] and r["prompt_version"] for r in ask)
+    assert all(r["prompt_version"] is None for r in runs if r["journey"] != "ask")
+    assert {r["root_name"] for r in runs} == {"POST /ask", "agent.run triage"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -341,7 +354,7 @@ def _view(loaded: OpenedStore, tenant: str) -> dict[str, Any]:
         "slo_minutes": {slo: [list(map(int, a)) for a in arrays[slo]] for slo in sorted(arrays)},
         "cost": sorted(loaded.cost.breakdown(tenant, None, None, by=("journey", "model", "prompt_version")),
                        key=lambda r: (r["journey"], r["model"], r["prompt_version"])),
-        "traces": {t: store.get_trace(tenant, t)[1] for t in [r["trace_id"] for r in runs[:3]]},
+        "traces": {t: _span_values(store.get_trace(tenant, t)[1]) for t in [r["trace_id"] for r in runs[:3]]},
     })
 
 
@@ -418,6 +431,15 @@ def _keyed(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: tuple(str(row[k]) for k in keys))
 
 
+# Span columns that hold JSON documents: compared as the values they encode, not as text
+# (a backend may store a map and write its keys in another order).
+JSON_COLUMNS = ("attributes", "events", "links", "resource")
+
+
+def _span_values(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v for k, v in s.items()} for s in spans]
+
+
 def _trace_of(store: Any, tenant: str) -> str:
     """The trace shown for a capture: its first failed run by trace id, else its first run."""
     runs = sorted(_runs(store, tenant), key=lambda r: (r["outcome"] != "failure", r["trace_id"]))
@@ -472,7 +494,7 @@ def _documents(loaded: OpenedStore) -> dict[str, Any]:
         }
         trace = _trace_of(store, name)
         run, spans = store.get_trace(name, trace)
-        docs["traces"][name] = {"run": {**run, "models": sorted(run["models"])}, "spans": spans}
+        docs["traces"][name] = {"run": {**run, "models": sorted(run["models"])}, "spans": _span_values(spans)}
         pop = store.gate_population(PopulationQuery(name, "ask", (), *ALL_TIME))
         docs["gate"][name] = {"trace_ids": pop.trace_ids, "start_ns": pop.start_ns, "failed": pop.failed,
                               "duration_ms": pop.duration_ms, "cost_usd": pop.cost_usd, "tokens": pop.tokens,
