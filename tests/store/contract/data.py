@@ -13,9 +13,8 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from aisre.core.pipeline import EncodedExport
-from aisre.normalize.spans import flatten
-from aisre.receive.otlp_decode import decode_export_checked
 from aisre.store.base import Store
+from aisre.store.ingest import decode_and_prepare
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 MAX_BODY = 16 * 1024 * 1024
@@ -49,13 +48,13 @@ BY_NAME = {f.name: f for f in FIXTURES}
 
 
 def ingest(store: Store, tenant: str, body: bytes, received_ns: int = NOW_NS) -> int:
-    """One export request through the server's path; returns the spans the store kept."""
-    decoded = decode_export_checked(EncodedExport(body, "protobuf"), MAX_BODY)
-    batch = flatten(decoded.request, tenant, received_ns)
-    assert batch.traces is not None and batch.resources is not None and batch.scores is not None
-    assert batch.rejected == 0, batch.reasons
-    tables = store.prepare(batch.table, batch.traces, batch.resources, batch.scores)
-    return int(store.submit_prepared(tables).result(120))
+    """One export request through the server's path (what SpanIngest does in-process:
+    decode, normalize, the store's ``prepare``, then ``submit_prepared``); returns the
+    spans the store kept."""
+    prepared = decode_and_prepare(EncodedExport(body, "protobuf"), tenant, MAX_BODY, store.prepare,
+                                  received_ns=received_ns)
+    assert prepared.rejected == 0, prepared.reasons
+    return int(store.submit_prepared(prepared.tables).result(120))
 
 
 def split_by_root(body: bytes) -> tuple[bytes, bytes]:
