@@ -37,6 +37,12 @@ class OpenedStore:
     def close(self) -> None:
         self.store.close()
 
+    def reopen(self) -> None:
+        """Close the store and open the same URL again (a server restart)."""
+        self.store.close()
+        fresh = open_test_store(self.url)
+        self.store, self.cost = fresh.store, fresh.cost
+
 
 def open_test_store(url: str) -> OpenedStore:
     """Open the store ``url`` names with the contract's settings: the fixed clock, and raw
