@@ -35,12 +35,12 @@ from tests.store.contract.data import (
     MINUTE_NS,
     Fixture,
     ingest,
+    later_release,
     span_count,
     split_by_root,
 )
-from tests.store.contract.golden import REGENERATE, check, plain, render
+from tests.store.contract.golden import GOLDEN, REGENERATE, check, close_to, plain, render
 
-S = 10**9
 MS = 10**6
 ALL_TIME = (0, 2**62)
 ASK_RULES = [
@@ -53,6 +53,8 @@ ASK_RULES = [
 REFERENCE = "otel-genai"
 SPLIT, LATE, TWICE = "split-root-last", "late-children", "redelivered"
 SCENARIOS = (SPLIT, LATE, TWICE)
+# The same capture again an hour later from a new release: a cost explanation's two windows.
+RELEASE, NEXT_VERSION, HOUR_NS = "next-release", "1.5.0", 3600 * 10**9
 NAMES = [f.name for f in FIXTURES]
 
 
@@ -86,11 +88,15 @@ def loaded(contract_store: OpenedStore) -> Iterator[OpenedStore]:
     for fixture in FIXTURES:
         stored[fixture.name] = _deliver(store, fixture.name, fixture)
         store.set_sli_rules(fixture.name, ASK_RULES)
+    for body in BY_NAME[REFERENCE].bodies:
+        ingest(store, RELEASE, body)
+    for body in BY_NAME[REFERENCE].bodies:
+        ingest(store, RELEASE, later_release(body, HOUR_NS, NEXT_VERSION))
     # A restart: everything committed is still there, and the capture delivered a third
     # time (an exporter's persistent queue replaying) is acknowledged and stored nowhere.
     contract_store.reopen()
     store = contract_store.store
-    for tenant in (*SCENARIOS, *NAMES):
+    for tenant in (*SCENARIOS, *NAMES, RELEASE):
         store.set_sli_rules(tenant, ASK_RULES)  # the server sets its rules at start
     stored[f"{TWICE} after restart"] = [ingest(store, TWICE, body) for body in BY_NAME[REFERENCE].bodies]
     store.flush_rollups()
@@ -101,10 +107,6 @@ def loaded(contract_store: OpenedStore) -> Iterator[OpenedStore]:
 def _runs(store: Any, tenant: str, **kw: Any) -> list[dict[str, Any]]:
     """Every run matching; ``models`` is a set (its order depends on arrival), sorted here."""
     return [{**r, "models": sorted(r["models"])} for r in store.list_runs(RunQuery(tenant, limit=100_000, **kw))]
-
-
-def _by_trace(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {r["trace_id"]: r for r in rows}
 
 
 def _minute(ns: int) -> int:
@@ -345,6 +347,57 @@ def test_gate_population_holds_the_journeys_runs_in_start_order(loaded: OpenedSt
     assert nobody.runs == 0
 
 
+WINDOW_SUMS = ("calls", "billed_calls", "errors", "http_429", "http_5xx", "input_tokens", "output_tokens", "retry_calls")
+
+
+def _side(rows: list[dict[str, Any]], w: int) -> dict[tuple[str, str, str], tuple[int, ...]]:
+    """One window's model_windows rows: (provider, model, prompt version) -> its integer sums."""
+    return {(r["provider"], r["model"], r["prompt_version"]): tuple(r[k] for k in WINDOW_SUMS) for r in rows if r["w"] == w}
+
+
+def _explain_windows(store: Any) -> list[tuple[int, int]]:
+    """Baseline: the minutes of the first delivery; current: the same minutes an hour later."""
+    start, end = _window(store, REFERENCE)
+    return [(start, end), (start + HOUR_NS, end + HOUR_NS)]
+
+
+def test_cost_explanation_inputs_of_a_release_that_changed_nothing_but_its_version(loaded: OpenedStore) -> None:
+    """What CostEngine.explain reads: per window sums by run and by model, prompt version and
+    release, and when each version was first seen. Rows are unordered (compared by key)."""
+    store, cost = loaded.store, loaded.cost
+    windows = _explain_windows(store)
+    for journey in ("ask", "triage-agent"):
+        runs = {r["w"]: r for r in cost.run_windows(RELEASE, journey, windows)}
+        assert set(runs) == {0, 1}
+        mine = [r for r in _runs(store, REFERENCE) if r["journey"] == journey]
+        for row in runs.values():
+            assert (row["runs"], row["failures"], row["llm_calls"], row["retries"]) == (
+                len(mine), sum(r["outcome"] == "failure" for r in mine), sum(r["llm_calls"] for r in mine),
+                sum(r["retries"] for r in mine))
+            assert row["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in mine), rel=1e-9, abs=1e-12)
+        models = cost.model_windows(RELEASE, journey, windows)
+        assert {r["service_version"] for r in models if r["w"] == 0} == {"1.4.2"}
+        assert {r["service_version"] for r in models if r["w"] == 1} == {NEXT_VERSION}
+        assert _side(models, 0) == _side(models, 1) and _side(models, 0)
+        by_model = {r["model"]: r for r in cost.breakdown(REFERENCE, None, None, by=("model",), journey=journey)}
+        assert {m: v[WINDOW_SUMS.index("input_tokens")] for (_, m, _), v in _side(models, 1).items()} == {
+            m: r["input_tokens"] for m, r in by_model.items()}
+        releases = cost.version_first_seen(RELEASE, journey, "service_version", windows[1][1])
+        assert releases == {"1.4.2": _minute(min(r["run_start_ns"] for r in mine)),
+                            NEXT_VERSION: _minute(min(r["run_start_ns"] for r in mine) + HOUR_NS)}
+        # Before the new release, only the old one was seen.
+        assert set(cost.version_first_seen(RELEASE, journey, "service_version", windows[1][0])) == {"1.4.2"}
+        prompts = cost.version_first_seen(RELEASE, journey, "prompt_version", windows[1][1])
+        assert set(prompts) == {r["prompt_version"] or "" for r in mine}
+        # The costliest runs that called a model in the current window, costliest first (contract).
+        for model in by_model:
+            ids = cost.model_exemplars(RELEASE, journey, *windows[1], model, limit=3)
+            chosen = _runs(store, RELEASE, journey=journey, model=model, since_ns=windows[1][0], until_ns=windows[1][1])
+            costs = {r["trace_id"]: r["cost_usd"] for r in chosen}
+            assert len(ids) == min(3, len(chosen)) and set(ids) <= set(costs)
+            assert [costs[i] for i in ids] == sorted(costs.values(), reverse=True)[: len(ids)]
+
+
 # --- delivery: late, split and re-delivered spans -------------------------------------------
 
 
@@ -364,14 +417,12 @@ def _view(loaded: OpenedStore, tenant: str) -> dict[str, Any]:
         "slo_minutes": {slo: [list(map(int, a)) for a in arrays[slo]] for slo in sorted(arrays)},
         "cost": sorted(loaded.cost.breakdown(tenant, None, None, by=("journey", "model", "prompt_version")),
                        key=lambda r: (r["journey"], r["model"], r["prompt_version"])),
-        "traces": {t: _span_values(store.get_trace(tenant, t)[1]) for t in [r["trace_id"] for r in runs[:3]]},
+        "traces": {t: _span_values(store.get_trace(tenant, t)[1]) for t in [r["trace_id"] for r in runs]},
     })
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_split_late_and_redelivered_spans_count_as_one_delivery(loaded: OpenedStore, scenario: str) -> None:
-    from tests.store.contract.golden import close_to
-
     sent = sum(span_count(b) for b in BY_NAME[REFERENCE].bodies)
     if scenario == TWICE:
         # Every second delivery was acknowledged, stored nothing and was counted as duplicate;
@@ -516,6 +567,18 @@ def _documents(loaded: OpenedStore) -> dict[str, Any]:
         docs["gate"][name] = {"trace_ids": pop.trace_ids, "start_ns": pop.start_ns, "failed": pop.failed,
                               "duration_ms": pop.duration_ms, "cost_usd": pop.cost_usd, "tokens": pop.tokens,
                               "scores": pop.scores}
+    windows = _explain_windows(store)
+    docs["cost"][f"{RELEASE} explain inputs"] = {
+        journey: {
+            "windows": windows,
+            "run_windows": _keyed(cost.run_windows(RELEASE, journey, windows), "w"),
+            "model_windows": _keyed(cost.model_windows(RELEASE, journey, windows),
+                                    "w", "provider", "model", "prompt_version", "service_version"),
+            "prompt_versions_first_seen": cost.version_first_seen(RELEASE, journey, "prompt_version", windows[1][1]),
+            "releases_first_seen": cost.version_first_seen(RELEASE, journey, "service_version", windows[1][1]),
+        }
+        for journey in ("ask", "triage-agent")
+    }
     return docs
 
 
@@ -539,7 +602,5 @@ def test_regenerating_the_goldens_on_the_reference_backend_changes_nothing(
     """The goldens are exactly what the reference backend writes (no hand edits, no drift)."""
     if not loaded.reference:
         pytest.skip("goldens are written by the reference backend")
-    from tests.store.contract.golden import GOLDEN
-
     assert not REGENERATE or (GOLDEN / f"{golden}.json").exists()
     assert render(documents[golden]) == (GOLDEN / f"{golden}.json").read_text()
