@@ -247,6 +247,10 @@ def test_slo_minutes_count_the_runs(loaded: OpenedStore, name: str) -> None:
     assert total["ask-latency"] == total["ask-cost"] == ask
     assert good["ask-latency"] == sum(r["duration_ns"] <= 100 * MS for r in runs)
     assert good["ask-cost"] == sum(r["cost_usd"] <= 0.0002 for r in runs)
+    # The step SLO counts the chat spans of the journey's runs, as the trace views show them.
+    chats = [s for r in runs for s in store.get_trace(name, r["trace_id"])[1] if s["operation"] == "chat"]
+    assert total["ask-chat"] == len(chats)
+    assert good["ask-chat"] == sum(s["status"] != "error" and s["duration_ns"] <= 200 * MS for s in chats)
     # Per minute too: each run counts in the minute its root started.
     per_minute = Counter(_minute(r["run_start_ns"]) for r in runs)
     minutes, _, totals = arrays["ask-success"]
