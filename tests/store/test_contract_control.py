@@ -487,15 +487,13 @@ def isolated(seeded: OpenedStore) -> OpenedStore:
 
 
 def test_tenant_b_never_sees_tenant_a(isolated: OpenedStore) -> None:
-    seeded = isolated
-    store = seeded.store
+    store = isolated.store
     trace_id, minute = _ask_runs(store)[0]["trace_id"], store.slo_first_minutes(A)["ask-success"]
-    seen_by_a = _reads(store, seeded.cost, A, trace_id, minute)
+    seen_by_a = _reads(store, isolated.cost, A, trace_id, minute)
     empty = [name for name, read in seen_by_a.items() if not read()]
-    # These hold only what the tests above left, which is nothing for them.
-    # Every run of the capture is complete, and every model of it priced.
+    # Every run of the capture is complete, and every model of it priced; all else has rows.
     assert empty == ["incomplete_traces", "cost.unpriced"]
-    for name, read in _reads(store, seeded.cost, B, trace_id, minute).items():
+    for name, read in _reads(store, isolated.cost, B, trace_id, minute).items():
         assert not read(), f"{name} shows tenant B rows of tenant A"
     with pytest.raises(NotFound):
         store.get_trace(B, trace_id)
@@ -504,11 +502,38 @@ def test_tenant_b_never_sees_tenant_a(isolated: OpenedStore) -> None:
 
 
 def test_a_caller_bound_to_tenant_b_cannot_read_tenant_a(isolated: OpenedStore) -> None:
-    """The guard: whatever tenant a route passes, the store answers only the caller's."""
-    seeded = isolated
-    store = seeded.store
+    """The guard: whatever tenant a route passes, the store answers only the caller's, and
+    changes only the caller's."""
+    store, cost, tables = isolated.store, isolated.cost, isolated.store.incidents
     trace_id, minute = _ask_runs(store)[0]["trace_id"], store.slo_first_minutes(A)["ask-success"]
-    reads = _reads(store, seeded.cost, A, trace_id, minute)
+    reads = _reads(store, cost, A, trace_id, minute)
+    iid = tables.open_incident_for(A, "journey:iso")["id"]
+    writes: dict[str, Callable[[], Any]] = {
+        "set_retention": lambda: store.set_retention(A, 1),
+        "set_sli_rules": lambda: store.set_sli_rules(A, []),
+        "revoke_key": lambda: store.revoke_key(A, "k-iso", "mallory"),
+        "add_scores": lambda: store.add_scores(_scores([(A, trace_id, "x", 1.0)])),
+        "create_incident": lambda: tables.create_incident(
+            {"tenant": A, "group_key": "g", "opened_ns": 0, "title": "x", "severity": "sev4", "state": "open",
+             "source": "manual", "updated_ns": 0}, [], []),
+        "update_incident": lambda: tables.update_incident(A, iid, {"state": "resolved"}),
+        "add_action_item": lambda: tables.add_action_item(
+            {"tenant": A, "incident_id": iid, "title": "x", "created_ns": 0},
+            {"at_ns": 0, "kind": "x", "actor": "x", "message": "x"}),
+        "add_change": lambda: tables.add_change({"tenant": A, "kind": "config", "summary": "x", "at_ns": 0,
+                                                 "services": [], "journeys": [], "source": "api", "created_ns": 0}),
+        "detect_changes": lambda: tables.detect_changes(A),
+        "save_gate_verdict": lambda: store.save_gate_verdict(
+            {"tenant": A, "journey": "ask", "baseline": "a", "candidate": "b", "verdict": "pass", "score": 0.0,
+             "baseline_runs": 0, "candidate_runs": 0, "decided_ns": 0, "document": {}}),
+        "put_override": lambda: cost.put_override({"tenant": A, "model": "m", "provider": "p", "input": 0.0,
+                                                   "output": 0.0, "cached_input": 0.0, "effective_ns": 0}),
+        "put_budget": lambda: cost.put_budget({"tenant": A, "name": "x", "journey": "", "period": "week",
+                                               "amount_usd": 0.0, "thresholds": [1.0]}),
+        "put_rate_limit": lambda: cost.put_rate_limit({"tenant": A, "model": "m", "requests_per_min": 1.0,
+                                                       "tokens_per_min": None, "warn_at": 0.8}),
+        "reprice": lambda: cost.reprice(A, *ALL_TIME, _prices([], 1.0, "x")),
+    }
     with acting_for(B):
         refused = []
         for name, read in reads.items():
@@ -522,10 +547,18 @@ def test_a_caller_bound_to_tenant_b_cannot_read_tenant_a(isolated: OpenedStore) 
         with pytest.raises(Forbidden):
             store.retention(A)
         with pytest.raises(Forbidden):
-            store.set_retention(A, 1)
+            tables.get_incident(A, iid)
+        for name, write in writes.items():
+            with pytest.raises(Forbidden):
+                write()
+                pytest.fail(f"{name} changed tenant A for a caller bound to tenant B")
         # Its own tenant stays readable.
         assert store.list_runs(RunQuery(B)) == []
-
+    # Nothing was changed.
+    assert store.retention(A)["source"] == "default"
+    assert [k["revoked_ns"] for k in store.list_keys(A) if k["key_id"] == "k-iso"] == [None]
+    assert tables.get_incident(A, iid)["state"] == "open"
+    assert [b["name"] for b in cost.list_budgets(A) if b["name"] == "x"] == []
 
 
 # --- SLO minute changes ----------------------------------------------------------------------
