@@ -57,14 +57,16 @@ def decode_and_prepare(
     catalog: PriceCatalog | None = None,
     content: ContentPolicy | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    received_ns: int | None = None,
 ) -> Prepared:
     """Decode one export request, normalize its spans (priced with ``catalog``, the shipped
     one when None; content redacted or dropped as the tenant's policy says) and prepare
-    them for the store."""
+    them for the store; ``received_ns`` (default: now) pins the receive time (tests)."""
     content_filter = content.filter_for(tenant) if content is not None else None
     decoded = decode_export_checked(export, max_body_bytes)
     batch = flatten(
-        decoded.request, tenant, time.time_ns(), rules, catalog, content=content_filter, limits=limits,
+        decoded.request, tenant, time.time_ns() if received_ns is None else received_ns, rules, catalog,
+        content=content_filter, limits=limits,
     )
     assert batch.traces is not None and batch.resources is not None and batch.scores is not None
     tables = prepare(batch.table, batch.traces, batch.resources, batch.scores) if batch.accepted else (batch.table,)
