@@ -22,18 +22,21 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
 import yaml
 
-from aisre.core.errors import PermanentError
+from aisre.core.errors import AisreError, PermanentError
+from aisre.core.model import SpanSample, SpanSampleQuery
+from aisre.core.pipeline import Encoding
 from aisre.core.schema import LLM_OPERATIONS
 from aisre.core.textfile import utf8_text
+from aisre.core.timefmt import rfc3339
 from aisre.normalize import conventions as cv
 from aisre.normalize.spans import flatten
-from aisre.receive.otlp_decode import parse_request
+from aisre.receive.otlp_decode import decompress, parse_request
 
 LEVELS = ("violation", "improvement", "information")
 SPAN_SETS = ("model_calls", "root", "all")
@@ -175,11 +178,15 @@ def check_spans(
     spans: pa.Table | Sequence[dict[str, Any]],
     resources: dict[int, dict[str, Any]] | None = None,
     requirements: Iterable[Requirement] = (),
+    journeys: dict[str, tuple[str | None, bool]] | None = None,
 ) -> Report:
-    """Check normalized span rows (as `flatten` makes them); ``resources`` by resource_id."""
+    """Check normalized span rows (as `flatten` makes them); ``resources`` by resource_id.
+
+    ``journeys`` (trace → journey, whether a span or a rule named it) is what a store
+    resolved at ingest; without it the journey is read from the rows as ingest would."""
     rows = spans.to_pylist() if isinstance(spans, pa.Table) else list(spans)
     resources = resources or {}
-    journeys = _journeys(rows)
+    journeys = _journeys(rows) if journeys is None else journeys
     # A run's prompt version may sit on any of its spans (usually the root), as at ingest.
     prompted = {r["trace_id"] for r in rows if r["prompt_version"] is not None or r["prompt_name"] is not None}
     tally = _Tally()
@@ -283,22 +290,78 @@ def _check_root(tally: _Tally, row: dict[str, Any], service: str, journey: str |
 
 
 def check_otlp_files(paths: Iterable[Path], requirements: Iterable[Requirement] = ()) -> Report:
-    """Check OTLP/HTTP request bodies saved as files (.pb protobuf, .json OTLP/JSON)."""
+    """Check OTLP/HTTP request bodies saved as files (.pb protobuf, .json OTLP/JSON, either gzipped)."""
     tables: list[pa.Table] = []
     resources: dict[int, dict[str, Any]] = {}
     for path in paths:
-        request = parse_request(path.read_bytes(), "json" if path.suffix == ".json" else "protobuf")
-        batch = flatten(request, "check")
+        request = _read_request(path)
+        try:
+            batch = flatten(request, "check")
+        except PermanentError as exc:
+            raise PermanentError(f"{path}: {exc.message}") from None
         tables.append(batch.table)
         if batch.resources is not None:
             for rid, doc in zip(batch.resources.column("resource_id").to_pylist(),
                                 batch.resources.column("resource").to_pylist(), strict=True):
                 resources[rid] = orjson.loads(doc)
     if not tables:
-        raise PermanentError("no OTLP files (.pb or .json) to check")
+        raise PermanentError("no OTLP files to check (.pb, .json, .pb.gz or .json.gz)")
     return check_spans(pa.concat_tables(tables), resources, requirements)
 
 
-def otlp_files(directory: Path) -> list[Path]:
-    """The OTLP bodies under ``directory`` (recursively), in name order."""
-    return sorted(p for p in directory.rglob("*") if p.suffix in (".pb", ".json") and p.is_file())
+_SUFFIXES = (".pb", ".json", ".pb.gz", ".json.gz")
+_GZIP_MAGIC = b"\x1f\x8b"
+MAX_FILE_BYTES = 256 * 1024 * 1024  # inflated; past it a file is refused, not read into memory
+
+
+def _read_request(path: Path) -> Any:
+    """One OTLP body from a file: its format from the name (.json or not), gzip from its bytes."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PermanentError(f"cannot read {path}: {exc.strerror}") from None
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = decompress(data, "gzip", MAX_FILE_BYTES)
+        except AisreError as exc:
+            raise PermanentError(f"{path}: {exc.message}") from None
+    encoding: Encoding = "json" if path.name.removesuffix(".gz").endswith(".json") else "protobuf"
+    try:
+        return parse_request(data, encoding)
+    except AisreError as exc:
+        raise PermanentError(f"{path}: not an OTLP trace export ({encoding}): {exc.message}") from None
+
+
+def otlp_files(path: Path) -> list[Path]:
+    """The OTLP bodies at ``path``: the file itself, or those under a directory (recursively) in name order."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise PermanentError(f"{path}: no such file or directory")
+    return sorted(p for p in path.rglob("*") if p.name.endswith(_SUFFIXES) and p.is_file())
+
+
+class SpanSampler(Protocol):
+    """The one store method the live check needs."""
+
+    def span_sample(self, q: SpanSampleQuery) -> SpanSample: ...
+
+
+def check_store(store: SpanSampler, q: SpanSampleQuery, requirements: Iterable[Requirement] = ()) -> dict[str, Any]:
+    """Check what a tenant's server received in a period: the report over a bounded sample of
+    its newest whole traces, with how many spans were checked (``sampled``) of ``spans_seen``."""
+    sample = store.span_sample(q)
+    report = check_spans(sample.spans, sample.resources, requirements, journeys=sample.journeys)
+    return {
+        "since": rfc3339(q.since_ns), "until": rfc3339(q.until_ns), "service": q.service, "journey": q.journey,
+        "sampled": len(sample.spans), "spans_seen": sample.spans_seen, "sample_limit": q.limit,
+        **report.document(),
+    }
+
+
+def fails(document: dict[str, Any], fail_on: str = "violation") -> bool:
+    """Whether a report document (as the API returns it) has a finding at ``fail_on`` or worse."""
+    if fail_on not in LEVELS[:2]:
+        raise PermanentError(f"fail-on must be violation or improvement; got {fail_on!r}")
+    worst = LEVELS.index(fail_on)
+    return any(LEVELS.index(f["level"]) <= worst for f in document["findings"])

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from aisre.core.model import RunQuery, TimeRange
+from aisre.core.model import RunQuery, SpanSample, SpanSampleQuery, TimeRange
 from aisre.store.gate import GateStore
 
 
@@ -62,5 +62,8 @@ class Store(GateStore, Protocol):
     def retention(self, tenant: str) -> dict[str, Any]: ...
 
     def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]: ...
+
+    # The telemetry checker's sample: the newest whole traces of a period, bounded.
+    def span_sample(self, q: SpanSampleQuery) -> SpanSample: ...
 
     def close(self) -> None: ...

@@ -22,6 +22,7 @@ from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
+from aisre.store.duckdb.check import CheckQueries
 from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
@@ -143,7 +144,7 @@ class _Where:
         self.params.extend(params)
 
 
-class DuckDBStore(ControlTables, GateQueries):
+class DuckDBStore(ControlTables, GateQueries, CheckQueries):
     """Store backed by one DuckDB file. Writes go through :class:`Writer`; reads use cursors."""
 
     backend = "duckdb"
