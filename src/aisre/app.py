@@ -116,6 +116,7 @@ class AisreServer:
         from aisre.act.notify import Notifier, load_receivers
         from aisre.act.postmortem import Postmortems
         from aisre.core.metrics import IngestMetrics
+        from aisre.derive.check import load_requirements
         from aisre.derive.journeys import get_trace
         from aisre.evaluate.cost import CostEngine, Minimums
         from aisre.evaluate.gate.config import load_gate_config
@@ -127,9 +128,8 @@ class AisreServer:
         from aisre.normalize.spans import Limits
         from aisre.present.api.asgi import build_asgi
         from aisre.present.api.auth import KeyRing
-        from aisre.present.api.context import AppContext
-        from aisre.derive.check import load_requirements
         from aisre.present.api.check import CHECK_REQUIRED_KEY
+        from aisre.present.api.context import AppContext
         from aisre.present.api.gate import GATE_CONFIG_KEY
         from aisre.present.api.metrics import (
             SloCountsCollector,

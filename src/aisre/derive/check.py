@@ -95,6 +95,9 @@ class Report:
     coverage: dict[str, float]
     spans: int
     runs: int
+    # Spans that ingest would refuse (offline checks): how many, and why (the first few reasons).
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
 
     def exit_code(self, fail_on: str = "violation") -> int:
         """1 when any finding is at ``fail_on`` level or worse (for CI), else 0."""
@@ -104,8 +107,8 @@ class Report:
     def document(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
         return {
-            "spans": self.spans, "runs": self.runs, "coverage": self.coverage,
-            "findings": [f.document() for f in self.findings],
+            "spans": self.spans, "runs": self.runs, "rejected": self.rejected, "reasons": self.reasons,
+            "coverage": self.coverage, "findings": [f.document() for f in self.findings],
         }
 
 
@@ -293,6 +296,7 @@ def check_otlp_files(paths: Iterable[Path], requirements: Iterable[Requirement] 
     """Check OTLP/HTTP request bodies saved as files (.pb protobuf, .json OTLP/JSON, either gzipped)."""
     tables: list[pa.Table] = []
     resources: dict[int, dict[str, Any]] = {}
+    rejected, reasons = 0, list[str]()
     for path in paths:
         request = _read_request(path)
         try:
@@ -300,13 +304,20 @@ def check_otlp_files(paths: Iterable[Path], requirements: Iterable[Requirement] 
         except PermanentError as exc:
             raise PermanentError(f"{path}: {exc.message}") from None
         tables.append(batch.table)
+        rejected += batch.rejected
+        reasons += [f"{path.name}: {r}" for r in batch.reasons[: max(0, 5 - len(reasons))]]
         if batch.resources is not None:
             for rid, doc in zip(batch.resources.column("resource_id").to_pylist(),
                                 batch.resources.column("resource").to_pylist(), strict=True):
                 resources[rid] = orjson.loads(doc)
     if not tables:
         raise PermanentError("no OTLP files to check (.pb, .json, .pb.gz or .json.gz)")
-    return check_spans(pa.concat_tables(tables), resources, requirements)
+    table = pa.concat_tables(tables)
+    if rejected and not table.num_rows:
+        raise PermanentError(f"every span was refused ({rejected}); first: {reasons[0]}")
+    report = check_spans(table, resources, requirements)
+    report.rejected, report.reasons = rejected, reasons
+    return report
 
 
 _SUFFIXES = (".pb", ".json", ".pb.gz", ".json.gz")

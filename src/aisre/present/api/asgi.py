@@ -18,8 +18,8 @@ from aisre.core.auth import Forbidden, Unauthenticated
 from aisre.core.errors import Conflict, NotFound, PayloadTooLarge, PermanentError, RetryableError
 from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
-from aisre.present.api.check import CHECK_ROUTES
 from aisre.present.api.auth import AuthMiddleware
+from aisre.present.api.check import CHECK_ROUTES
 from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.gate import GATE_ROUTES

@@ -36,6 +36,8 @@ def render(doc: dict[str, Any], fail_on: str, source: str) -> str:
     if "spans_seen" in doc:
         checked += f" ({doc['sampled']:,} of {doc['spans_seen']:,} spans in the period)"
     lines += _wrap(checked, "  ", "")
+    if doc.get("rejected"):
+        lines += _wrap(f"{doc['rejected']:,} spans refused as ingest would refuse them, e.g. {doc['reasons'][0]}", "  ", "")
     if failing:
         verdict = f"FAIL: {failing:,} finding{'s' if failing != 1 else ''} at {fail_on} level or worse"
     else:

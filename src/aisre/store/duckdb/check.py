@@ -20,7 +20,8 @@ class CheckQueries:
     def span_sample(self, q: SpanSampleQuery) -> SpanSample:
         """The newest traces with spans in the period, whole, until ``q.limit`` spans are taken."""
         check_tenant(q.tenant)
-        clauses, params = ["tenant = ?"], [q.tenant]
+        clauses: list[str] = ["tenant = ?"]
+        params: list[Any] = [q.tenant]
         for clause, value in (("start_ns >= ?", q.since_ns), ("start_ns < ?", q.until_ns), ("service = ?", q.service)):
             if value is not None:
                 clauses.append(clause)
