@@ -50,6 +50,9 @@ def _assert_no_models_truth(doc: dict) -> None:
     model = next(f for f in doc["findings"] if f["id"] == "model.missing")
     assert model["level"] == "violation" and model["service"] == SERVICE and model["signal"] == "span"
     assert model["attribute"] == "gen_ai.request.model"
+    # Weaver's live-check names for the same facts.
+    assert (model["signal_type"], model["signal_name"], model["context"]["attribute_key"]) == (
+        "span", model["exemplar"]["name"], "gen_ai.request.model")
     assert model["exemplar"]["name"].startswith("Chat Completion") and len(model["exemplar"]["span_id"]) == 16
     # 9 calls × 5 checks + 9 roots × 3 checks = 72 checked; 3 models, 9 prompts, 1 error.type missing.
     assert doc["coverage"] == {SERVICE: round((72 - 13) / 72, 4)}
@@ -59,6 +62,7 @@ def test_otlp_capture_without_models_and_prompt_versions_fails(tmp_path: Path) -
     code, out = _check("--otlp", str(NO_MODELS), "--format", "json")
     assert code == 1, out
     _assert_no_models_truth(json.loads(out))
+    assert _check("--otlp", str(NO_MODELS), "--fail-on", "none")[0] == 0
     # The report for people: per service, each finding with its count and an exemplar, in 80 columns.
     code, text = _check("--otlp", str(NO_MODELS))
     assert code == 1
@@ -92,6 +96,7 @@ def test_complete_capture_exits_zero() -> None:
     assert doc["coverage"] == {SERVICE: 1.0}
     code, text = _check("--otlp", str(COMPLETE), "--fail-on", "improvement")
     assert code == 0 and "PASS: nothing at improvement level or worse" in text and "  no findings" in text
+    assert _check("--otlp", str(COMPLETE), "--fail-on", "information")[0] == 0
 
 
 def test_complete_capture_passes_a_required_file(tmp_path: Path) -> None:
@@ -121,6 +126,18 @@ def test_single_files_gzip_and_otlp_json(tmp_path: Path) -> None:
     assert code == 1
     assert json.loads(out)["files"] == 1
     _assert_no_models_truth(json.loads(out))
+    # JSON lines, one request a line, as the Collector's file exporter writes them (here split in two by trace).
+    lines = tmp_path / "lines"
+    lines.mkdir()
+    doc = json.loads(_otlp_json(request))
+    traces = sorted({span["traceId"] for rs in doc["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]})
+    halves = [dict(doc, resourceSpans=[
+        dict(rs, scopeSpans=[dict(ss, spans=[sp for sp in ss["spans"] if (sp["traceId"] in traces[:4]) == first])
+                             for ss in rs["scopeSpans"]]) for rs in doc["resourceSpans"]]) for first in (True, False)]
+    (lines / "traces.json").write_text("".join(json.dumps(h) + "\n" for h in halves))
+    code, out = _check("--otlp", str(lines / "traces.json"), "--format", "json")
+    assert code == 1
+    _assert_no_models_truth(json.loads(out))
     single = tmp_path / "one.pb.gz"
     single.write_bytes(gzip.compress((NO_MODELS / "v1_traces_0000.pb").read_bytes()))
     code, out = _check("--otlp", str(single), "--format", "json")
@@ -143,12 +160,15 @@ def test_bad_input_exits_two_with_one_line(tmp_path: Path) -> None:
     empty.mkdir()
     code, out = _check("--otlp", str(empty))
     assert code == 2 and "no OTLP files to check" in out
+    (empty / "bad.jsonl").write_text('{"resourceSpans": []}\nnot json\n')
+    code, out = _check("--otlp", str(empty))
+    assert code == 2 and "bad.jsonl: not an OTLP trace export (json)" in out
     required = tmp_path / "required.yaml"
     required.write_text("required: [{attributes: [x], level: fatal}]")
     code, out = _check("--otlp", str(COMPLETE), "--required", str(required))
     assert code == 2 and "'level' must be one of" in out
-    code, out = _check("--otlp", str(COMPLETE), "--fail-on", "information")
-    assert code == 2 and "--fail-on must be violation or improvement" in out
+    code, out = _check("--otlp", str(COMPLETE), "--fail-on", "fatal")
+    assert code == 2 and "--fail-on must be violation, improvement, information or none" in out
     code, out = _check("--server", "http://127.0.0.1:1", "--since", "all")
     assert code == 2 and "cannot reach aisre" in out
 

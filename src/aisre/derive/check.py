@@ -84,6 +84,9 @@ class Finding:
             "id": self.id, "level": self.level, "signal": self.signal, "attribute": self.attribute,
             "message": self.message, "service": self.service, "journey": self.journey, "count": self.count,
             "exemplar": self.exemplar,
+            # Weaver's own names for the same facts, so tools reading live-check findings read these.
+            "signal_type": self.signal, "signal_name": self.exemplar.get("name"),
+            "context": {"attribute_key": self.attribute, "service.name": self.service, "journey": self.journey},
         }
 
 
@@ -298,20 +301,20 @@ def check_otlp_files(paths: Iterable[Path], requirements: Iterable[Requirement] 
     resources: dict[int, dict[str, Any]] = {}
     rejected, reasons = 0, list[str]()
     for path in paths:
-        request = _read_request(path)
-        try:
-            batch = flatten(request, "check")
-        except PermanentError as exc:
-            raise PermanentError(f"{path}: {exc.message}") from None
-        tables.append(batch.table)
-        rejected += batch.rejected
-        reasons += [f"{path.name}: {r}" for r in batch.reasons[: max(0, 5 - len(reasons))]]
-        if batch.resources is not None:
-            for rid, doc in zip(batch.resources.column("resource_id").to_pylist(),
-                                batch.resources.column("resource").to_pylist(), strict=True):
-                resources[rid] = orjson.loads(doc)
+        for request in _read_requests(path):
+            try:
+                batch = flatten(request, "check")
+            except PermanentError as exc:
+                raise PermanentError(f"{path}: {exc.message}") from None
+            tables.append(batch.table)
+            rejected += batch.rejected
+            reasons += [f"{path.name}: {r}" for r in batch.reasons[: max(0, 5 - len(reasons))]]
+            if batch.resources is not None:
+                for rid, doc in zip(batch.resources.column("resource_id").to_pylist(),
+                                    batch.resources.column("resource").to_pylist(), strict=True):
+                    resources[rid] = orjson.loads(doc)
     if not tables:
-        raise PermanentError("no OTLP files to check (.pb, .json, .pb.gz or .json.gz)")
+        raise PermanentError("no OTLP files to check (.pb, .json or .jsonl, gzipped or not)")
     table = pa.concat_tables(tables)
     if rejected and not table.num_rows:
         raise PermanentError(f"every span was refused ({rejected}); first: {reasons[0]}")
@@ -320,13 +323,14 @@ def check_otlp_files(paths: Iterable[Path], requirements: Iterable[Requirement] 
     return report
 
 
-_SUFFIXES = (".pb", ".json", ".pb.gz", ".json.gz")
+_SUFFIXES = (".pb", ".json", ".jsonl", ".pb.gz", ".json.gz", ".jsonl.gz")
 _GZIP_MAGIC = b"\x1f\x8b"
 MAX_FILE_BYTES = 256 * 1024 * 1024  # inflated; past it a file is refused, not read into memory
 
 
-def _read_request(path: Path) -> Any:
-    """One OTLP body from a file: its format from the name (.json or not), gzip from its bytes."""
+def _read_requests(path: Path) -> list[Any]:
+    """The OTLP bodies in a file: one protobuf or JSON body, or JSON lines (one body a line, as
+    the OpenTelemetry Collector's file exporter writes them); format from the name, gzip from the bytes."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -336,11 +340,24 @@ def _read_request(path: Path) -> Any:
             data = decompress(data, "gzip", MAX_FILE_BYTES)
         except AisreError as exc:
             raise PermanentError(f"{path}: {exc.message}") from None
-    encoding: Encoding = "json" if path.name.removesuffix(".gz").endswith(".json") else "protobuf"
+    name = path.name.removesuffix(".gz")
+    encoding: Encoding = "json" if name.endswith((".json", ".jsonl")) else "protobuf"
+    lines = [line for line in data.splitlines() if line.strip()] if encoding == "json" else []
     try:
-        return parse_request(data, encoding)
+        if name.endswith(".jsonl") or (len(lines) > 1 and _one_document_a_line(lines)):
+            return [parse_request(line, encoding) for line in lines]
+        return [parse_request(data, encoding)]
     except AisreError as exc:
         raise PermanentError(f"{path}: not an OTLP trace export ({encoding}): {exc.message}") from None
+
+
+def _one_document_a_line(lines: list[bytes]) -> bool:
+    """Whether JSON text is JSON lines rather than one (pretty-printed) document."""
+    try:
+        orjson.loads(lines[0])
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def otlp_files(path: Path) -> list[Path]:
@@ -369,10 +386,3 @@ def check_store(store: SpanSampler, q: SpanSampleQuery, requirements: Iterable[R
         **report.document(),
     }
 
-
-def fails(document: dict[str, Any], fail_on: str = "violation") -> bool:
-    """Whether a report document (as the API returns it) has a finding at ``fail_on`` or worse."""
-    if fail_on not in LEVELS[:2]:
-        raise PermanentError(f"fail-on must be violation or improvement; got {fail_on!r}")
-    worst = LEVELS.index(fail_on)
-    return any(LEVELS.index(f["level"]) <= worst for f in document["findings"])
