@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aisre.core.auth import Forbidden, acting_for
-from aisre.core.model import RunQuery, TimeRange
+from aisre.core.model import RunQuery, SpanSampleQuery, TimeRange
 from aisre.evaluate.slo import SloEngine
 from aisre.store.duckdb import DuckDBStore
 
@@ -26,6 +26,7 @@ def test_reads_for_another_tenant_are_refused(tmp_path: Path) -> None:
                 lambda: store.list_audit("a"),
                 lambda: store.list_keys("a"),
                 lambda: store.metric_totals("a"),
+                lambda: store.span_sample(SpanSampleQuery(tenant="a")),
                 lambda: engine.statuses("a"),
                 lambda: engine.specs("a"),
             ]

@@ -162,6 +162,7 @@ class _Tally:
         self.findings: dict[tuple[str, str, str | None, str], Finding] = {}
         self.applicable: dict[str, int] = {}
         self.passed: dict[str, int] = {}
+        self.ranks: dict[tuple[str, str, str | None, str], tuple[int, str]] = {}
 
     def check(self, service: str, ok: bool) -> None:
         self.applicable[service] = self.applicable.get(service, 0) + 1
@@ -172,11 +173,16 @@ class _Tally:
             message: str, row: dict[str, Any]) -> None:
         key = (id, service, journey, attribute)
         finding = self.findings.get(key)
+        exemplar = {"trace_id": row["trace_id"], "span_id": row["span_id"], "name": row["name"]}
+        # The newest span is the exemplar (ties: the lowest span id), whatever order rows come
+        # in: a file and a store give the same report, and the trace is the least likely expired.
+        rank = (-row["start_ns"], row["span_id"])
         if finding is None:
-            finding = self.findings[key] = Finding(
-                id, level, signal, attribute, message, service, journey,
-                exemplar={"trace_id": row["trace_id"], "span_id": row["span_id"], "name": row["name"]},
-            )
+            finding = self.findings[key] = Finding(id, level, signal, attribute, message, service, journey,
+                                                   exemplar=exemplar)
+            self.ranks[key] = rank
+        elif rank < self.ranks[key]:
+            finding.exemplar, self.ranks[key] = exemplar, rank
         finding.count += 1
 
 

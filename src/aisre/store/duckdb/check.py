@@ -30,7 +30,8 @@ class CheckQueries:
             clauses.append("trace_id IN (SELECT trace_id FROM journey_runs WHERE tenant = ? AND journey = ?)")
             params += [q.tenant, q.journey]
         # Whole traces, newest first: a check of a trace cut in two would report its root's
-        # run without its model calls (or calls without their run's prompt version).
+        # run without its model calls (or calls without their run's prompt version). Only a
+        # newest trace larger than the whole limit is cut, so the sample is never empty.
         rows = self._rows(
             f"""
             WITH period AS (SELECT * FROM spans WHERE {" AND ".join(clauses)}),
@@ -42,7 +43,7 @@ class CheckQueries:
             )
             SELECT p.* EXCLUDE (tenant, events, links), r.seen AS _seen
             FROM period p JOIN ranked r USING (trace_id)
-            WHERE r.upto - r.n < ?
+            WHERE r.upto <= ? OR r.upto = r.n
             ORDER BY p.start_ns DESC, p.span_id LIMIT ?
             """,
             [*params, q.limit, q.limit],
