@@ -162,7 +162,7 @@ def test_bad_input_exits_two_with_one_line(tmp_path: Path) -> None:
     assert code == 2 and "no OTLP files to check" in out
     (empty / "bad.jsonl").write_text('{"resourceSpans": []}\nnot json\n')
     code, out = _check("--otlp", str(empty))
-    assert code == 2 and "bad.jsonl: not an OTLP trace export (json)" in out
+    assert code == 2 and "bad.jsonl, request 2: not an OTLP trace export (json)" in out
     required = tmp_path / "required.yaml"
     required.write_text("required: [{attributes: [x], level: fatal}]")
     code, out = _check("--otlp", str(COMPLETE), "--required", str(required))

@@ -302,7 +302,7 @@ def _check_root(tally: _Tally, row: dict[str, Any], service: str, journey: str |
 
 
 def check_otlp_files(paths: Iterable[Path], requirements: Iterable[Requirement] = ()) -> Report:
-    """Check OTLP/HTTP request bodies saved as files (.pb protobuf, .json OTLP/JSON, either gzipped)."""
+    """Check OTLP/HTTP request bodies saved as files (.pb protobuf, .json OTLP/JSON or JSON lines, gzipped or not)."""
     tables: list[pa.Table] = []
     resources: dict[int, dict[str, Any]] = {}
     rejected, reasons = 0, list[str]()
@@ -349,12 +349,17 @@ def _read_requests(path: Path) -> list[Any]:
     name = path.name.removesuffix(".gz")
     encoding: Encoding = "json" if name.endswith((".json", ".jsonl")) else "protobuf"
     lines = [line for line in data.splitlines() if line.strip()] if encoding == "json" else []
-    try:
-        if name.endswith(".jsonl") or (len(lines) > 1 and _one_document_a_line(lines)):
-            return [parse_request(line, encoding) for line in lines]
-        return [parse_request(data, encoding)]
-    except AisreError as exc:
-        raise PermanentError(f"{path}: not an OTLP trace export ({encoding}): {exc.message}") from None
+    if name.endswith(".jsonl") or (len(lines) > 1 and _one_document_a_line(lines)):
+        bodies = [(f"{path}, request {n}", line) for n, line in enumerate(lines, 1)]
+    else:
+        bodies = [(str(path), data)]
+    requests = []
+    for where, body in bodies:
+        try:
+            requests.append(parse_request(body, encoding))
+        except AisreError as exc:
+            raise PermanentError(f"{where}: not an OTLP trace export ({encoding}): {exc.message}") from None
+    return requests
 
 
 def _one_document_a_line(lines: list[bytes]) -> bool:
