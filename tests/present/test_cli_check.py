@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from aisre.app import run_server
 from aisre.present.cli.main import build_cli
-from tests.conftest import DATA, ServerProcess, wait_for
+from tests.conftest import DATA, ServerProcess, aisre_up_refused, wait_for
 
 runner = CliRunner()
 cli = build_cli(run_server)
@@ -237,3 +237,10 @@ def test_live_check_of_a_complete_capture_and_server_requirements(server_factory
     assert _by_journey(doc, "required.missing") == {"ask": 5, "summarise": 3, "index": 1}
     code, _ = _check("--server", server.url, "--since", "all")
     assert code == 1
+
+
+def test_a_bad_required_file_stops_the_server_at_start(tmp_path: Path) -> None:
+    bad = tmp_path / "required.yaml"
+    bad.write_text("required:\n  - attributes: [user.id]\n    spans: everything\n")
+    out = aisre_up_refused(tmp_path, "--setting", f"check_required={bad}")
+    assert "required entry 1: 'spans' must be one of model_calls, root, all; got 'everything'" in out
