@@ -103,6 +103,7 @@ class AisreServer:
         from aisre.act.notify import Notifier, load_receivers
         from aisre.act.postmortem import Postmortems
         from aisre.core.metrics import IngestMetrics
+        from aisre.derive.check import load_requirements
         from aisre.derive.journeys import get_trace
         from aisre.evaluate.cost import CostEngine, Minimums
         from aisre.evaluate.gate.config import load_gate_config
@@ -115,6 +116,7 @@ class AisreServer:
         from aisre.normalize.spans import Limits
         from aisre.present.api.asgi import build_asgi
         from aisre.present.api.auth import KeyRing
+        from aisre.present.api.check import CHECK_REQUIRED_KEY
         from aisre.present.api.context import AppContext
         from aisre.present.api.gate import GATE_CONFIG_KEY
         from aisre.present.api.metrics import (
@@ -142,6 +144,7 @@ class AisreServer:
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
+        check_required = load_requirements(settings.check_required) if settings.check_required else []
         receivers = load_receivers(settings.receivers) if settings.receivers else []
         catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
         content = load_policy(
@@ -205,7 +208,7 @@ class AisreServer:
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,
-            extra={"cost": self.cost},
+            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required},
         )
         if gate_config is not None:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config

@@ -106,7 +106,7 @@ def _get_paths(server: ServerProcess, key: str, trace_id: str, journey: str, inc
         paths.append(path)
     ui = ["/", "/runs", f"/journeys/{journey}", f"/traces/{trace_id}", "/slos", f"/slos/{journey}-success",
           "/gate", "/gate/verdicts/1", "/incidents", f"/incidents/{incident}", f"/incidents/{incident}/postmortem",
-          "/cost", f"/cost/explain?journey={journey}&baseline=2d..1d&current=1d..0s", f"/cost/budgets/{journey}"]
+          "/cost", f"/cost/explain?journey={journey}&baseline=2d..1d&current=1d..0s", f"/cost/budgets/{journey}", "/check"]
     return sorted(set(paths)) + ui
 
 
@@ -130,6 +130,10 @@ def test_every_get_route_is_scoped_to_the_callers_tenant(tenants) -> None:
     assert _get(server, f"/api/traces/{traces['a']}", keys["b-read"]).status_code == 404
     assert _get(server, f"/api/traces/{traces['b']}", keys["b-read"]).json()["journey"] == "beta-journey"
     assert _get(server, "/api/stats", keys["b-read"]).json()["traces"] == 1
+    # The telemetry check reads the caller's spans only (each tenant sent one run of 2 spans).
+    checks = {t: _get(server, "/api/check", keys[f"{t}-read"], since="30d").json() for t in ("a", "b")}
+    assert {t: (c["spans_seen"], sorted({f["service"] for f in c["findings"]})) for t, c in checks.items()} == {
+        "a": (2, ["alpha-journey-svc"]), "b": (2, ["beta-journey-svc"])}
 
 
 def test_keys_roles_and_revocation(tenants) -> None:

@@ -34,7 +34,7 @@ def _heavy(modules: set[str]) -> list[str]:
     return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
 
 
-@pytest.mark.parametrize("args", [("--help",), ("journeys", "--help"), ("gate", "--help"), ("up", "--help"), ("demo", "--help")])
+@pytest.mark.parametrize("args", [("--help",), ("journeys", "--help"), ("gate", "--help"), ("check", "--help"), ("up", "--help"), ("demo", "--help")])
 def test_help_imports_no_server_parts(args: tuple[str, ...]) -> None:
     modules = _modules_after(*args)
     assert "typer" in modules  # the probe really ran the CLI

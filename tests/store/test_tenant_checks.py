@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from aisre.core.auth import Forbidden, acting_for
-from aisre.core.model import RunQuery, TimeRange
+from aisre.core.model import RunQuery, SpanSampleQuery, TimeRange
 from aisre.core.population import PopulationQuery
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.evaluate.slo import SloEngine
@@ -83,6 +83,7 @@ def test_reads_and_writes_for_another_tenant_are_refused(tmp_path: Path) -> None
                 lambda: store.cost.list_budgets("a"),
                 lambda: store.cost.put_budget({"tenant": "a", "name": "x"}),
                 lambda: store.cost.exemplars("a", "ask", 0, 1, "cost"),
+                lambda: store.span_sample(SpanSampleQuery(tenant="a")),
                 lambda: engine.statuses("a"),
                 lambda: engine.specs("a"),
             ]

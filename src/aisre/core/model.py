@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 OUTCOMES = ("success", "failure", "incomplete")
 
@@ -44,3 +45,27 @@ class SliRule:
     score: str | None = None
     min_value: float | None = None
     max_value: float | None = None
+
+
+@dataclass(frozen=True)
+class SpanSampleQuery:
+    """Which spans the telemetry checker reads from a store: one tenant's, in a period,
+    optionally of one service or one journey, newest traces first up to ``limit`` spans."""
+
+    tenant: str
+    since_ns: int | None = None
+    until_ns: int | None = None
+    service: str | None = None
+    journey: str | None = None
+    limit: int = 50_000
+
+
+@dataclass(frozen=True)
+class SpanSample:
+    """Span rows (as normalized at ingest), their resources by id, each trace's journey
+    (and whether a span or a rule named it), and how many spans the period held in all."""
+
+    spans: list[dict[str, Any]]
+    resources: dict[int, dict[str, Any]]
+    journeys: dict[str, tuple[str | None, bool]]
+    spans_seen: int

@@ -28,12 +28,16 @@ import orjson
 import pyarrow as pa
 import yaml
 
-from aisre.core.errors import PermanentError
+from aisre.core.errors import AisreError, PermanentError
+from aisre.core.model import SpanSampleQuery
+from aisre.core.pipeline import Encoding
 from aisre.core.schema import LLM_OPERATIONS
 from aisre.core.textfile import utf8_text
+from aisre.core.timefmt import rfc3339
 from aisre.normalize import conventions as cv
 from aisre.normalize.spans import flatten
-from aisre.receive.otlp_decode import parse_request
+from aisre.receive.otlp_decode import decompress, parse_request
+from aisre.store.protocol import SpanSampler
 
 LEVELS = ("violation", "improvement", "information")
 SPAN_SETS = ("model_calls", "root", "all")
@@ -81,6 +85,9 @@ class Finding:
             "id": self.id, "level": self.level, "signal": self.signal, "attribute": self.attribute,
             "message": self.message, "service": self.service, "journey": self.journey, "count": self.count,
             "exemplar": self.exemplar,
+            # Weaver's own names for the same facts, so tools reading live-check findings read these.
+            "signal_type": self.signal, "signal_name": self.exemplar.get("name"),
+            "context": {"attribute_key": self.attribute, "service.name": self.service, "journey": self.journey},
         }
 
 
@@ -92,6 +99,9 @@ class Report:
     coverage: dict[str, float]
     spans: int
     runs: int
+    # Spans that ingest would refuse (offline checks): how many, and why (the first few reasons).
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
 
     def exit_code(self, fail_on: str = "violation") -> int:
         """1 when any finding is at ``fail_on`` level or worse (for CI), else 0."""
@@ -101,8 +111,8 @@ class Report:
     def document(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
         return {
-            "spans": self.spans, "runs": self.runs, "coverage": self.coverage,
-            "findings": [f.document() for f in self.findings],
+            "spans": self.spans, "runs": self.runs, "rejected": self.rejected, "reasons": self.reasons,
+            "coverage": self.coverage, "findings": [f.document() for f in self.findings],
         }
 
 
@@ -153,6 +163,7 @@ class _Tally:
         self.findings: dict[tuple[str, str, str | None, str], Finding] = {}
         self.applicable: dict[str, int] = {}
         self.passed: dict[str, int] = {}
+        self.ranks: dict[tuple[str, str, str | None, str], tuple[int, str]] = {}
 
     def check(self, service: str, ok: bool) -> None:
         self.applicable[service] = self.applicable.get(service, 0) + 1
@@ -163,11 +174,16 @@ class _Tally:
             message: str, row: dict[str, Any]) -> None:
         key = (id, service, journey, attribute)
         finding = self.findings.get(key)
+        exemplar = {"trace_id": row["trace_id"], "span_id": row["span_id"], "name": row["name"]}
+        # The newest span is the exemplar (ties: the lowest span id), whatever order rows come
+        # in: a file and a store give the same report, and the trace is the least likely expired.
+        rank = (-row["start_ns"], row["span_id"])
         if finding is None:
-            finding = self.findings[key] = Finding(
-                id, level, signal, attribute, message, service, journey,
-                exemplar={"trace_id": row["trace_id"], "span_id": row["span_id"], "name": row["name"]},
-            )
+            finding = self.findings[key] = Finding(id, level, signal, attribute, message, service, journey,
+                                                   exemplar=exemplar)
+            self.ranks[key] = rank
+        elif rank < self.ranks[key]:
+            finding.exemplar, self.ranks[key] = exemplar, rank
         finding.count += 1
 
 
@@ -175,11 +191,15 @@ def check_spans(
     spans: pa.Table | Sequence[dict[str, Any]],
     resources: dict[int, dict[str, Any]] | None = None,
     requirements: Iterable[Requirement] = (),
+    journeys: dict[str, tuple[str | None, bool]] | None = None,
 ) -> Report:
-    """Check normalized span rows (as `flatten` makes them); ``resources`` by resource_id."""
+    """Check normalized span rows (as `flatten` makes them); ``resources`` by resource_id.
+
+    ``journeys`` (trace → journey, whether a span or a rule named it) is what a store
+    resolved at ingest; without it the journey is read from the rows as ingest would."""
     rows = spans.to_pylist() if isinstance(spans, pa.Table) else list(spans)
     resources = resources or {}
-    journeys = _journeys(rows)
+    journeys = _journeys(rows) if journeys is None else journeys
     # A run's prompt version may sit on any of its spans (usually the root), as at ingest.
     prompted = {r["trace_id"] for r in rows if r["prompt_version"] is not None or r["prompt_name"] is not None}
     tally = _Tally()
@@ -283,22 +303,92 @@ def _check_root(tally: _Tally, row: dict[str, Any], service: str, journey: str |
 
 
 def check_otlp_files(paths: Iterable[Path], requirements: Iterable[Requirement] = ()) -> Report:
-    """Check OTLP/HTTP request bodies saved as files (.pb protobuf, .json OTLP/JSON)."""
+    """Check OTLP/HTTP request bodies saved as files (.pb protobuf, .json OTLP/JSON or JSON lines, gzipped or not)."""
     tables: list[pa.Table] = []
     resources: dict[int, dict[str, Any]] = {}
+    rejected, reasons = 0, list[str]()
     for path in paths:
-        request = parse_request(path.read_bytes(), "json" if path.suffix == ".json" else "protobuf")
-        batch = flatten(request, "check")
-        tables.append(batch.table)
-        if batch.resources is not None:
-            for rid, doc in zip(batch.resources.column("resource_id").to_pylist(),
-                                batch.resources.column("resource").to_pylist(), strict=True):
-                resources[rid] = orjson.loads(doc)
+        for request in _read_requests(path):
+            try:
+                batch = flatten(request, "check")
+            except PermanentError as exc:
+                raise PermanentError(f"{path}: {exc.message}") from None
+            tables.append(batch.table)
+            rejected += batch.rejected
+            reasons += [f"{path.name}: {r}" for r in batch.reasons[: max(0, 5 - len(reasons))]]
+            if batch.resources is not None:
+                for rid, doc in zip(batch.resources.column("resource_id").to_pylist(),
+                                    batch.resources.column("resource").to_pylist(), strict=True):
+                    resources[rid] = orjson.loads(doc)
     if not tables:
-        raise PermanentError("no OTLP files (.pb or .json) to check")
-    return check_spans(pa.concat_tables(tables), resources, requirements)
+        raise PermanentError("no OTLP files to check (.pb, .json or .jsonl, gzipped or not)")
+    table = pa.concat_tables(tables)
+    if rejected and not table.num_rows:
+        raise PermanentError(f"every span was refused ({rejected}); first: {reasons[0]}")
+    report = check_spans(table, resources, requirements)
+    report.rejected, report.reasons = rejected, reasons
+    return report
 
 
-def otlp_files(directory: Path) -> list[Path]:
-    """The OTLP bodies under ``directory`` (recursively), in name order."""
-    return sorted(p for p in directory.rglob("*") if p.suffix in (".pb", ".json") and p.is_file())
+_SUFFIXES = (".pb", ".json", ".jsonl", ".pb.gz", ".json.gz", ".jsonl.gz")
+_GZIP_MAGIC = b"\x1f\x8b"
+MAX_FILE_BYTES = 256 * 1024 * 1024  # inflated; past it a file is refused, not read into memory
+
+
+def _read_requests(path: Path) -> list[Any]:
+    """The OTLP bodies in a file: one protobuf or JSON body, or JSON lines (one body a line, as
+    the OpenTelemetry Collector's file exporter writes them); format from the name, gzip from the bytes."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PermanentError(f"cannot read {path}: {exc.strerror}") from None
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = decompress(data, "gzip", MAX_FILE_BYTES)
+        except AisreError as exc:
+            raise PermanentError(f"{path}: {exc.message}") from None
+    name = path.name.removesuffix(".gz")
+    encoding: Encoding = "json" if name.endswith((".json", ".jsonl")) else "protobuf"
+    lines = [line for line in data.splitlines() if line.strip()] if encoding == "json" else []
+    if name.endswith(".jsonl") or (len(lines) > 1 and _one_document_a_line(lines)):
+        bodies = [(f"{path}, request {n}", line) for n, line in enumerate(lines, 1)]
+    else:
+        bodies = [(str(path), data)]
+    requests = []
+    for where, body in bodies:
+        try:
+            requests.append(parse_request(body, encoding))
+        except AisreError as exc:
+            raise PermanentError(f"{where}: not an OTLP trace export ({encoding}): {exc.message}") from None
+    return requests
+
+
+def _one_document_a_line(lines: list[bytes]) -> bool:
+    """Whether JSON text is JSON lines rather than one (pretty-printed) document."""
+    try:
+        orjson.loads(lines[0])
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def otlp_files(path: Path) -> list[Path]:
+    """The OTLP bodies at ``path``: the file itself, or those under a directory (recursively) in name order."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise PermanentError(f"{path}: no such file or directory")
+    return sorted(p for p in path.rglob("*") if p.name.endswith(_SUFFIXES) and p.is_file())
+
+
+def check_store(store: SpanSampler, q: SpanSampleQuery, requirements: Iterable[Requirement] = ()) -> dict[str, Any]:
+    """Check what a tenant's server received in a period: the report over a bounded sample of
+    its newest whole traces, with how many spans were checked (``sampled``) of ``spans_seen``."""
+    sample = store.span_sample(q)
+    report = check_spans(sample.spans, sample.resources, requirements, journeys=sample.journeys)
+    return {
+        "since": rfc3339(q.since_ns), "until": rfc3339(q.until_ns), "service": q.service, "journey": q.journey,
+        "sampled": len(sample.spans), "spans_seen": sample.spans_seen, "sample_limit": q.limit,
+        **report.document(),
+    }
+

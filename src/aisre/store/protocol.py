@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
-from aisre.core.model import RunQuery, SliRule, TimeRange
+from aisre.core.model import RunQuery, SliRule, SpanSample, SpanSampleQuery, TimeRange
 from aisre.core.population import Population, PopulationQuery
 
 # A module-level function turning normalized spans into what the writer commits (e.g.
@@ -61,6 +61,13 @@ class RunReads(Protocol):
     def count_spans(self, tenant: str | None = None) -> int: ...
 
     def stats(self, tenant: str | None = None) -> dict[str, Any]: ...
+
+
+
+class SpanSampler(Protocol):
+    def span_sample(self, q: SpanSampleQuery) -> SpanSample:
+        """The telemetry checker's sample: the newest whole traces of a period, bounded."""
+        ...
 
 
 class SloMinuteSource(Protocol):
@@ -252,7 +259,7 @@ class CostStore(Protocol):
 
 
 class Store(
-    SpanSink, ScoreSink, RunReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
+    SpanSink, ScoreSink, RunReads, SpanSampler, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
     RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""

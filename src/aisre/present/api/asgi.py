@@ -19,6 +19,7 @@ from aisre.core.errors import Conflict, NotFound, PayloadTooLarge, PermanentErro
 from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
+from aisre.present.api.check import CHECK_ROUTES
 from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
@@ -92,6 +93,7 @@ def build_asgi(
         *GATE_ROUTES,
         *INCIDENT_ROUTES,
         *COST_ROUTES,
+        *CHECK_ROUTES,
         *ui_routes,
     ]
     app = Starlette(

@@ -69,6 +69,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.gate import register_gate
 
     register_gate(app)
+    from aisre.present.cli.check import register_check
+
+    register_check(app)
     from aisre.present.cli.incident import build_change_cli, build_incident_cli
 
     app.add_typer(build_incident_cli(), name="incident")
