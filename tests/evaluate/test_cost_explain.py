@@ -116,3 +116,25 @@ def test_no_runs_in_either_window_is_not_found_and_bad_minimums_are_refused(stor
     for bad in ({"runs": 0}, {"exemplars": 0}, {"share": 1.0}):
         with pytest.raises(PermanentError):
             Minimums(**bad)
+
+
+
+def test_equal_spend_summed_in_another_order_is_no_change() -> None:
+    """Two windows with the same calls per model, their models summed in another order
+    (0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1 in floats): no delta to split, so no model shift of
+    1e-16 USD is named."""
+    from aisre.evaluate.cost.explain import ModelUse, Window, decompose
+
+    def window(start_ns: int, costs: list[tuple[str, float]]) -> Window:
+        w = Window(start_ns, start_ns + HOUR, runs=30)
+        for model, usd in costs:
+            w.models[model] = ModelUse("openai", model, calls=10, billed=10, first=10, input_tokens=1000,
+                                       output_tokens=100, cost_usd=usd)
+        return w
+
+    costs = [("a", 0.1), ("b", 0.2), ("c", 0.3)]
+    base, cur = window(BASELINE[0], costs), window(CURRENT[0], costs[::-1])
+    assert cur.cost_usd != base.cost_usd  # the rounding this guards against
+    d = decompose(base, cur, dict.fromkeys("abc"))
+    assert d["delta_usd"] == 0.0
+    assert set(d["terms"].values()) == {0.0}

@@ -59,6 +59,8 @@ FACTORS: tuple[str, ...] = (
 CAUSES: tuple[str, ...] = ("retry_storm", "prompt_regression", "model_shift", "traffic_growth", "unexplained")
 MIN_RUNS = 20  # runs, and billed model calls, each window needs before anything is decomposed
 MIN_EXEMPLARS = 3  # runs of the current window that must show a cause before it is named
+# Relative difference of two windows' spend that is float rounding of their sums, not a change.
+ROUNDING = 1e-9
 MIN_SHARE = 0.05  # a term below this share of |delta| is noise, folded into "unexplained"
 _M = 1_000_000
 
@@ -260,6 +262,10 @@ def decompose(base: Window, cur: Window, refs: Mapping[str, Price | None]) -> di
     scale = cur.seconds / base.seconds if base.seconds > 0 else 1.0
     b, c = _side(base, scale, refs), _side(cur, 1.0, refs)
     delta = cur.cost_usd - base.cost_usd * scale
+    if abs(delta) <= ROUNDING * max(abs(cur.cost_usd), abs(base.cost_usd * scale)):
+        # Equal spend, up to float rounding of sums: there is no change to split.
+        return {"delta_usd": 0.0, "scale": scale, "terms": dict.fromkeys(FACTORS, 0.0), "residual_usd": 0.0,
+                "ratios": {}}
     if b is None and c is None:
         return {"delta_usd": delta, "scale": scale, "terms": dict.fromkeys(FACTORS, 0.0), "ratios": {}}
     if b is None or c is None:
