@@ -75,3 +75,44 @@ def chat_runs(starts_ns: list[int], tokens: list[tuple[int, int]], *, journey: s
         spans.append(Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id, name=f"chat {model}",
                           start_time_unix_nano=t0 + 1000, end_time_unix_nano=t0 + 800_000_000, attributes=attributes))
     return request
+
+
+def retry_runs(start_ns: int, runs: int = 6, *, model: str = "gpt-4o-mini") -> ExportTraceServiceRequest:
+    """Runs whose model calls are retried: per run, a call answered 429 then retried and billed;
+    a call billed, then resent (retry 1, billed again: paid twice), then resent again; and in
+    every other run a failed last attempt that fails the run. Resend counts are the
+    instrumentation's ``http.request.resend_count``."""
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend([_kv("service.name", "svc"), _kv("service.version", "2.0")])
+    spans = rs.scope_spans.add().spans
+    for i in range(runs):
+        trace_id, root_id, agent_id = os.urandom(16), os.urandom(8), os.urandom(8)
+        t0 = start_ns + i * 7_000_000_000
+        root = Span(trace_id=trace_id, span_id=root_id, name="POST /ask", kind=Span.SPAN_KIND_SERVER,
+                    start_time_unix_nano=t0, end_time_unix_nano=t0 + 5_000_000_000,
+                    attributes=[_kv("aisre.journey", "retrying")])
+        if i % 2:
+            root.status.code = 2  # the run fails with its last call
+        spans.append(root)
+        spans.append(Span(trace_id=trace_id, span_id=agent_id, parent_span_id=root_id, name="agent",
+                          start_time_unix_nano=t0 + 1000, end_time_unix_nano=t0 + 4_900_000_000))
+        # (offset ms, resend count, http status or None, input, output)
+        attempts = [(10, 0, 429, 0, 0), (300, 1, None, 120, 30),
+                    (1000, 0, None, 200, 50), (1600, 1, None, 200, 50), (2200, 2, None, 200, 50)]
+        if i % 2:
+            attempts.append((3000, 0, 503, 0, 0))
+        for offset_ms, resend, status, tokens_in, tokens_out in attempts:
+            attributes = [_kv("gen_ai.operation.name", "chat"), _kv("gen_ai.provider.name", "openai"),
+                          _kv("gen_ai.request.model", model), _kv("http.request.resend_count", resend)]
+            if tokens_in or tokens_out:
+                attributes += [_kv("gen_ai.usage.input_tokens", tokens_in), _kv("gen_ai.usage.output_tokens", tokens_out)]
+            span = Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=agent_id, name=f"chat {model}",
+                        start_time_unix_nano=t0 + offset_ms * 1_000_000,
+                        end_time_unix_nano=t0 + (offset_ms + 250) * 1_000_000, attributes=attributes)
+            if status is not None:
+                span.attributes.append(_kv("http.response.status_code", status))
+                span.status.code = 2  # STATUS_CODE_ERROR
+                span.status.message = f"HTTP {status}"
+            spans.append(span)
+    return request

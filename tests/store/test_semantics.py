@@ -17,20 +17,23 @@ import pyarrow as pa
 import pytest
 
 from aisre.core.model import RunQuery, SliRule
-from aisre.core.schema import MINUTE_NS
+from aisre.core.schema import LLM_OPERATIONS, MINUTE_NS
 from aisre.normalize.runs import trace_partials_of
 from aisre.normalize.semantics import (
+    COST_MINUTE_MEASURES,
     RUN_MERGE,
     RUN_MINUTE_MEASURES,
+    call_flags,
     is_good,
     journey_of,
+    measure_value,
     merge_partials,
-    run_field,
 )
 from aisre.normalize.spans import flatten
 from aisre.receive.otlp_decode import parse_request
 from aisre.store.factory import open_store
-from tests.conftest import CAPTURES, capture_files
+from tests.otlp_factory import retry_runs
+from tests.store.contract.data import BY_NAME, FIXTURES
 
 TENANT = "t"
 # Run columns the store's run listing shows, compared one by one.
@@ -39,10 +42,16 @@ LISTED = ("span_count", "error_spans", "llm_calls", "llm_errors", "tool_calls", 
           "prompt_version", "environment", "user_id", "session_id", "root_name", "root_service", "failure_reason")
 
 
+RETRIES = "retry-storm"  # synthetic: 429s, resent calls, failed last attempts
+
+
 def _spans_of(capture: str) -> tuple[pa.Table, pa.Table]:
+    if capture == RETRIES:
+        flat = flatten(retry_runs(1_790_000_000 * 10**9), TENANT)
+        return flat.table, flat.resources
     tables, resources = [], []
-    for path in capture_files(capture):
-        flat = flatten(parse_request(path.read_bytes(), "protobuf"), TENANT)
+    for body in BY_NAME[capture].bodies:
+        flat = flatten(parse_request(body, "protobuf"), TENANT)
         tables.append(flat.table)
         resources.append(flat.resources)
     return pa.concat_tables(tables), pa.concat_tables(resources)
@@ -70,7 +79,7 @@ def _reference_runs(batches: list[pa.Table]) -> dict[str, dict[str, Any]]:
     return runs
 
 
-@pytest.mark.parametrize("capture", CAPTURES)
+@pytest.mark.parametrize("capture", [*(f.name for f in FIXTURES), RETRIES])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_runs_rollups_and_slo_counts_match_the_declared_semantics(tmp_path: Path, capture: str, seed: int) -> None:
     spans, resources = _spans_of(capture)
@@ -111,9 +120,7 @@ def test_runs_rollups_and_slo_counts_match_the_declared_semantics(tmp_path: Path
             for measure in RUN_MINUTE_MEASURES:
                 if measure.agg == "histogram" or measure.name not in row[0]:
                     continue
-                picked = [r for r in runs if measure.where is None or r[measure.where]]
-                want = len(picked) if measure.agg.startswith("count") else sum(run_field(r, measure.field) for r in picked)
-                assert row[0][measure.name] == pytest.approx(want, abs=1e-12), (journey, measure.name)
+                assert row[0][measure.name] == pytest.approx(measure_value(measure, runs), abs=1e-12), (journey, measure.name)
 
         start = min(m for _, m in minutes)
         arrays = store.slo_minute_arrays(TENANT, start, max(m for _, m in minutes) + MINUTE_NS)
@@ -122,6 +129,24 @@ def test_runs_rollups_and_slo_counts_match_the_declared_semantics(tmp_path: Path
             _, good, total = arrays[rule.slo]
             assert int(sum(total)) == len(runs)
             assert int(sum(good)) == sum(is_good(rule, r) for r in runs)
+
+        # Model calls per journey, model and version, as the cost rollup sums them.
+        dims = ("journey", "provider", "model", "prompt_version", "service_version")
+        calls = []
+        for span in spans.to_pylist():
+            run = expected[span["trace_id"]]
+            if span["operation"] in LLM_OPERATIONS and run["has_root"]:
+                calls.append({**span, "journey": journey_of(run), "failed": run["failed"],
+                              "provider": span["provider"] or "", "model": span["response_model"] or span["request_model"] or "",
+                              "prompt_version": run["prompt_version"] or "", "service_version": run["service_version"] or ""})
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+        for call in call_flags(calls):
+            groups[tuple(call[d] for d in dims)].append(call)
+        got_groups = {tuple(r[d] for d in dims): r for r in store.cost.breakdown(TENANT, None, None, by=dims)}
+        assert set(got_groups) == set(groups)
+        for key, rows in groups.items():
+            for measure in COST_MINUTE_MEASURES:
+                assert got_groups[key][measure.name] == pytest.approx(measure_value(measure, rows), abs=1e-12), (key, measure.name)
     finally:
         store.close()
 

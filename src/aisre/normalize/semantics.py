@@ -131,25 +131,61 @@ DERIVED_RUN_FIELDS: Mapping[str, tuple[str, str]] = {
     "duration_ns": ("root_end_ns", "root_start_ns"),
 }
 
-Aggregate = Literal["count", "count_if", "sum", "sum_if", "histogram"]
+Aggregate = Literal["count", "sum", "histogram"]
+Operator = Literal["<=", ">=", "==", ">", "is_true", "is_false", "is_null", "not_error", "is_error"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition a row must meet: ``field op value``."""
+
+    field: str
+    op: Operator
+    value: float | int | None = None
 
 
 @dataclass(frozen=True)
 class Measure:
-    """One column of the per-minute run rollup: ``agg`` over ``field`` of the minute's runs
-    (``where`` a boolean run field for the _if aggregates)."""
+    """One column of a per-minute rollup: ``agg`` over ``field`` of the rows that meet every
+    condition of ``where`` (none: every row). A sum over no rows is 0."""
 
     name: str
     agg: Aggregate
     field: str | None = None
-    where: str | None = None
+    where: tuple[Condition, ...] = ()
+
+
+def holds(c: Condition, value: Any) -> bool:
+    """The reference meaning of one condition on a value."""
+    if c.op == "is_true":
+        return bool(value)
+    if c.op == "is_false":
+        return not value
+    if c.op == "is_null":
+        return value is None
+    if c.op == "not_error":
+        return value != "error"
+    if c.op == "is_error":
+        return value == "error"
+    if value is None:
+        return False  # as SQL: a comparison with NULL is not true
+    if c.op == "<=":
+        return bool(value <= c.value)
+    if c.op == ">=":
+        return bool(value >= c.value)
+    if c.op == ">":
+        return bool(value > c.value)
+    return bool(value == c.value)
+
+
+FAILED = (Condition("failed", "is_true"),)
 
 
 # The run_minutes rollup, column by column after (tenant, journey, minute_ns). A run
 # belongs to the minute its root span starts in; runs without a root are not counted yet.
 RUN_MINUTE_MEASURES: tuple[Measure, ...] = (
     Measure("runs", "count"),
-    Measure("failures", "count_if", where="failed"),
+    Measure("failures", "count", where=FAILED),
     Measure("duration_sum_ns", "sum", "duration_ns"),
     Measure("duration_buckets", "histogram", "duration_ns"),
     Measure("llm_calls", "sum", "llm_calls"),
@@ -159,7 +195,7 @@ RUN_MINUTE_MEASURES: tuple[Measure, ...] = (
     Measure("output_tokens", "sum", "output_tokens"),
     Measure("cached_input_tokens", "sum", "cached_input_tokens"),
     Measure("cost_usd", "sum", "cost_usd"),
-    Measure("failed_cost_usd", "sum_if", "cost_usd", where="failed"),
+    Measure("failed_cost_usd", "sum", "cost_usd", where=FAILED),
 )
 
 # A run's journey: its aisre.journey attribute, else a configured rule, else the root's name.
@@ -179,18 +215,6 @@ def journey_of(run: Mapping[str, Any]) -> str:
 
 
 # -- good events ---------------------------------------------------------------------
-
-Operator = Literal["<=", ">=", "is_false", "not_error"]
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One condition an event must meet to be good: ``field op value``."""
-
-    field: str
-    op: Operator
-    value: float | int | None = None
-
 
 def good_conditions(rule: SliRule) -> tuple[Condition, ...]:
     """What makes an event of ``rule`` good (all conditions hold).
@@ -217,17 +241,83 @@ def good_conditions(rule: SliRule) -> tuple[Condition, ...]:
 
 def is_good(rule: SliRule, event: Mapping[str, Any]) -> bool:
     """The reference predicate: whether ``event`` (a run, a span or a run's score) is good."""
-    for c in good_conditions(rule):
-        value = run_field(event, c.field) if c.field in DERIVED_RUN_FIELDS and c.field not in event else event[c.field]
-        if c.op == "is_false" and value:
-            return False
-        if c.op == "not_error" and value == "error":
-            return False
-        if c.op == "<=" and not value <= c.value:
-            return False
-        if c.op == ">=" and not value >= c.value:
-            return False
-    return True
+    return all(
+        holds(c, run_field(event, c.field) if c.field in DERIVED_RUN_FIELDS and c.field not in event else event[c.field])
+        for c in good_conditions(rule)
+    )
+
+
+# -- model calls per minute ----------------------------------------------------------
+
+# A model call (a span of an LLM operation) of a rooted run, with the run's failed flag,
+# journey, prompt version and release. Its minute is the run's, like every rollup.
+# Fields a measure may name beyond the span's columns:
+#   billed   the call reported tokens (input + output > 0): the provider charged it
+#   retried  the instrumentation marks it a retry (retry_attempt > 0)
+#   resent   a billed retry of a call that was answered, and billed, before: paid twice;
+#            a retry after a 429 or 5xx costs nothing extra
+#   tokens   input + output tokens
+BILLED = (Condition("billed", "is_true"),)
+RETRIED = (Condition("retry_attempt", ">", 0),)
+UNPRICED = (*BILLED, Condition("price_version", "is_null"))
+COST_MINUTE_KEYS = ("journey", "minute_ns", "provider", "model", "prompt_version", "service_version")
+COST_MINUTE_MEASURES: tuple[Measure, ...] = (
+    Measure("calls", "count"),
+    Measure("billed_calls", "count", where=BILLED),
+    Measure("first_calls", "count", where=(*BILLED, Condition("resent", "is_false"))),
+    Measure("resent_calls", "count", where=(Condition("resent", "is_true"),)),
+    Measure("retry_calls", "count", where=RETRIED),
+    Measure("retry_billed_calls", "count", where=(*BILLED, *RETRIED)),
+    Measure("errors", "count", where=(Condition("status", "is_error"),)),
+    Measure("http_429", "count", where=(Condition("http_status", "==", 429),)),
+    Measure("http_5xx", "count", where=(Condition("http_status", ">=", 500),)),
+    Measure("input_tokens", "sum", "input_tokens"),
+    Measure("output_tokens", "sum", "output_tokens"),
+    Measure("cached_input_tokens", "sum", "cached_input_tokens"),
+    Measure("cost_usd", "sum", "cost_usd"),
+    Measure("retry_cost_usd", "sum", "cost_usd", where=RETRIED),
+    Measure("failed_run_cost_usd", "sum", "cost_usd", where=FAILED),
+    Measure("unpriced_calls", "count", where=UNPRICED),
+    Measure("unpriced_tokens", "sum", "tokens", where=UNPRICED),
+)
+
+
+def call_flags(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reference for ``billed``, ``resent`` and ``tokens`` of a trace's model calls.
+
+    Attempts of one call share (parent span, request model) and a number that a first
+    attempt (retry_attempt 0) starts, in start order; an attempt is resent when it is a
+    billed retry and an earlier attempt of the same call was billed.
+    """
+    out = []
+    billed_before: dict[tuple[Any, ...], bool] = {}
+    call_no: dict[tuple[Any, ...], int] = {}
+    for c in sorted(calls, key=lambda c: (c["start_ns"], c["span_id"])):
+        row = dict(c)
+        retry = c.get("retry_attempt") or 0
+        row["retry_attempt"] = retry
+        row["tokens"] = (c.get("input_tokens") or 0) + (c.get("output_tokens") or 0)
+        row["billed"] = row["tokens"] > 0
+        group = (c["trace_id"], c["parent_span_id"], c.get("request_model") or "")
+        if retry == 0:
+            call_no[group] = call_no.get(group, 0) + 1
+        key = (*group, call_no.get(group, 0))
+        row["resent"] = row["billed"] and retry > 0 and billed_before.get(key, False)
+        billed_before[key] = billed_before.get(key, False) or row["billed"]
+        out.append(row)
+    return out
+
+
+def measure_value(m: Measure, rows: list[Mapping[str, Any]]) -> float:
+    """The reference value of one measure over ``rows``."""
+    picked = [r for r in rows if all(holds(c, run_field(r, c.field) if c.field in DERIVED_RUN_FIELDS else r[c.field])
+                                      for c in m.where)]
+    if m.agg == "count":
+        return len(picked)
+    if m.agg == "sum":
+        assert m.field is not None
+        return sum((run_field(r, m.field) if m.field in DERIVED_RUN_FIELDS else r[m.field]) or 0 for r in picked)
+    raise ValueError(f"no reference for {m.agg!r}")
 
 
 def _check_covers_partials() -> None:

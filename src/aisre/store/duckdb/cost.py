@@ -16,74 +16,14 @@ import duckdb
 import pyarrow as pa
 
 from aisre.core.errors import NotFound, PermanentError
-from aisre.core.schema import LLM_OPERATIONS, MINUTE_NS
+from aisre.core.schema import MINUTE_NS
+from aisre.store.duckdb.semantics import LLM_OPERATIONS_SQL, cost_minutes_sql
 from aisre.store.protocol import ExemplarRank
 
 if TYPE_CHECKING:
     from aisre.store.duckdb.store import DuckDBStore
 
-_STEP_SLACK_NS = 3600 * 10**9  # spans of a run start after its root; counted this far
-_LLM = "(" + ", ".join(f"'{op}'" for op in sorted(LLM_OPERATIONS)) + ")"
-_BILLED = "(coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0) > 0)"
-_JOURNEY = "coalesce(t.journey_attr, t.journey_rule, t.root_name)"
-
-_REBUILD = f"""
-INSERT INTO cost_minutes
-SELECT
-    tenant, journey, minute_ns, provider, model, prompt_version, service_version,
-    count(*),
-    count(*) FILTER (WHERE billed),
-    count(*) FILTER (WHERE billed AND NOT resent),
-    count(*) FILTER (WHERE resent),
-    count(*) FILTER (WHERE retry_attempt > 0),
-    count(*) FILTER (WHERE billed AND retry_attempt > 0),
-    count(*) FILTER (WHERE status = 'error'),
-    count(*) FILTER (WHERE http_status = 429),
-    count(*) FILTER (WHERE http_status >= 500),
-    coalesce(sum(input_tokens), 0),
-    coalesce(sum(output_tokens), 0),
-    coalesce(sum(cached_input_tokens), 0),
-    coalesce(sum(cost_usd), 0),
-    coalesce(sum(cost_usd) FILTER (WHERE retry_attempt > 0), 0),
-    coalesce(sum(cost_usd) FILTER (WHERE failed), 0),
-    count(*) FILTER (WHERE billed AND price_version IS NULL),
-    coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) FILTER (WHERE billed AND price_version IS NULL), 0)
-FROM (
-    SELECT *,
-        -- A re-send: a retry (same parent and model) after an attempt of the same call
-        -- that was answered, and billed; a retry after a 429 or 5xx costs nothing extra.
-        coalesce(billed AND retry_attempt > 0 AND sum(billed::INTEGER) OVER (
-            PARTITION BY trace_id, parent_span_id, request_model, call_no ORDER BY start_ns, span_id
-            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > 0, FALSE) AS resent
-    FROM (
-    SELECT *,
-        -- Attempts of one call share a number: a first attempt starts the next one.
-        sum((retry_attempt = 0)::INTEGER) OVER (
-            PARTITION BY trace_id, parent_span_id, request_model ORDER BY start_ns, span_id) AS call_no
-    FROM (
-        SELECT
-            t.tenant, t.trace_id, s.parent_span_id, coalesce(s.request_model, '') AS request_model,
-            s.start_ns, s.span_id, t.failed,
-            {_JOURNEY} AS journey,
-            (t.root_start_ns // {MINUTE_NS}) * {MINUTE_NS} AS minute_ns,
-            coalesce(s.provider, '') AS provider,
-            coalesce(s.response_model, s.request_model, '') AS model,
-            coalesce(t.prompt_version, '') AS prompt_version,
-            coalesce(t.service_version, '') AS service_version,
-            {_BILLED} AS billed,
-            coalesce(s.retry_attempt, 0) AS retry_attempt,
-            s.status, s.http_status, s.input_tokens, s.output_tokens, s.cached_input_tokens,
-            s.cost_usd, s.price_version
-        FROM spans s
-        JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id
-        WHERE s.tenant = ? AND s.operation IN {_LLM}
-          AND s.start_ns >= ? AND s.start_ns < ? + {_STEP_SLACK_NS}
-          AND t.tenant = ? AND t.has_root AND t.root_start_ns >= ? AND t.root_start_ns < ?
-    )
-    )
-)
-GROUP BY tenant, journey, minute_ns, provider, model, prompt_version, service_version
-"""
+_REBUILD = cost_minutes_sql()
 
 
 def rebuild_cost_minutes(conn: duckdb.DuckDBPyConnection, tenant: str, start: int, end: int) -> None:
@@ -366,7 +306,7 @@ class DuckDBCost:
         """(provider, model) of every model call in the range: what a reprice must price."""
         rows = self._rows(
             f"SELECT DISTINCT coalesce(provider, '') AS p, coalesce(response_model, request_model, '') AS m "
-            f"FROM spans WHERE tenant = ? AND operation IN {_LLM} AND start_ns >= ? AND start_ns < ?",
+            f"FROM spans WHERE tenant = ? AND operation IN {LLM_OPERATIONS_SQL} AND start_ns >= ? AND start_ns < ?",
             [tenant, since_ns, until_ns],
         )
         return [(r["p"], r["m"]) for r in rows]
@@ -380,7 +320,7 @@ class DuckDBCost:
     def _reprice(self, tenant: str, since_ns: int, until_ns: int, prices: pa.Table) -> dict[str, Any]:
         store = self._store
         conn = store._conn
-        where = f"s.tenant = ? AND s.operation IN {_LLM} AND s.start_ns >= ? AND s.start_ns < ?"
+        where = f"s.tenant = ? AND s.operation IN {LLM_OPERATIONS_SQL} AND s.start_ns >= ? AND s.start_ns < ?"
         params = [tenant, since_ns, until_ns]
         conn.register("reprice_prices", prices)
         conn.execute("BEGIN TRANSACTION")

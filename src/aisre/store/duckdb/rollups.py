@@ -17,7 +17,13 @@ import pyarrow as pa
 from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.store.duckdb.cost import rebuild_cost_minutes
-from aisre.store.duckdb.semantics import good_predicate, good_sql, journey_sql, run_minutes_sql
+from aisre.store.duckdb.semantics import (
+    STEP_SLACK_NS,
+    good_predicate,
+    good_sql,
+    journey_sql,
+    run_minutes_sql,
+)
 
 _REBUILD = run_minutes_sql()
 
@@ -68,8 +74,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# Spans of a run start after its root; a run longer than this is counted only this far.
-_STEP_SLACK_NS = 3600 * 10**9
 
 
 def step_counts_sql(rules: list[SliRule]) -> str:
@@ -93,7 +97,7 @@ FROM (
     FROM spans s
     JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id
     WHERE s.tenant = ? AND s.operation IN ({operations})
-      AND s.start_ns >= ? AND s.start_ns < ? + {_STEP_SLACK_NS}
+      AND s.start_ns >= ? AND s.start_ns < ? + {STEP_SLACK_NS}
       AND t.tenant = ? AND t.has_root AND t.root_start_ns >= ? AND t.root_start_ns < ?
 ) AS s
 GROUP BY minute_ns

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aisre.core.model import SliRule
-from aisre.core.schema import DURATION_BUCKETS_MS, MINUTE_NS
+from aisre.core.schema import DURATION_BUCKETS_MS, LLM_OPERATIONS, MINUTE_NS
 from aisre.normalize.semantics import (
+    COST_MINUTE_KEYS,
+    COST_MINUTE_MEASURES,
     DERIVED_RUN_FIELDS,
     JOURNEY_OF_RUN,
     RUN_MERGE,
@@ -74,24 +76,21 @@ def journey_sql(prefix: str = "") -> str:
     return "coalesce(" + ", ".join(f"{prefix}{c}" for c in JOURNEY_OF_RUN) + ")"
 
 
-def _measure_sql(m: Measure) -> str:
-    field = run_field_sql(m.field) if m.field else ""
+def measure_sql(m: Measure, field: Callable[[str], str] = run_field_sql) -> str:
+    """One rollup measure as a DuckDB aggregate (a sum over no rows is 0)."""
+    where = f" FILTER (WHERE {' AND '.join(_condition_sql(c, field) for c in m.where)})" if m.where else ""
     if m.agg == "count":
-        return "count(*)"
-    if m.agg == "count_if":
-        return f"count(*) FILTER (WHERE {m.where})"
+        return f"count(*){where}"
     if m.agg == "sum":
-        return f"sum({field})"
-    if m.agg == "sum_if":
-        return f"coalesce(sum({field}) FILTER (WHERE {m.where}), 0)"
+        return f"coalesce(sum({field(m.field or '')}){where}, 0)"
     if m.agg == "histogram":
-        return f"map_values(histogram({field}, {_BOUNDS_NS}::BIGINT[]))"
+        return f"map_values(histogram({field(m.field or '')}, {_BOUNDS_NS}::BIGINT[]))"
     raise ValueError(f"no DuckDB aggregate {m.agg!r}")
 
 
 def run_minutes_sql() -> str:
     """Rebuild `run_minutes` for one tenant's [start, end) from `traces` (three parameters)."""
-    measures = ",\n    ".join(_measure_sql(m) for m in RUN_MINUTE_MEASURES)
+    measures = ",\n    ".join(measure_sql(m) for m in RUN_MINUTE_MEASURES)
     return (
         "INSERT INTO run_minutes\nSELECT\n    tenant,\n"
         f"    {journey_sql()} AS journey,\n"
@@ -101,12 +100,18 @@ def run_minutes_sql() -> str:
 
 
 def _condition_sql(c: Condition, field: Callable[[str], str]) -> str:
+    if c.op == "is_true":
+        return f"{field(c.field)}"
     if c.op == "is_false":
         return f"NOT {field(c.field)}"
+    if c.op == "is_null":
+        return f"{field(c.field)} IS NULL"
     if c.op == "not_error":
         return f"{field(c.field)} != 'error'"
+    if c.op == "is_error":
+        return f"{field(c.field)} = 'error'"
     value = repr(float(c.value)) if isinstance(c.value, float) else str(int(c.value or 0))
-    return f"{field(c.field)} {c.op} {value}"
+    return f"{field(c.field)} {'=' if c.op == '==' else c.op} {value}"
 
 
 def good_sql(rule: SliRule, field: Callable[[str], str]) -> str:
@@ -120,3 +125,60 @@ def good_sql(rule: SliRule, field: Callable[[str], str]) -> str:
 def good_predicate(rule: SliRule) -> str:
     """SQL over `traces` columns that is true for a good run of ``rule``."""
     return f"({good_sql(rule, run_field_sql)})"
+
+
+# Spans of a run start after its root; a run longer than this is counted only this far.
+STEP_SLACK_NS = 3600 * 10**9
+
+
+def _call_field(name: str) -> str:
+    return "(coalesce(input_tokens, 0) + coalesce(output_tokens, 0))" if name == "tokens" else name
+
+
+LLM_OPERATIONS_SQL = "(" + ", ".join(f"'{op}'" for op in sorted(LLM_OPERATIONS)) + ")"
+
+
+def cost_minutes_sql() -> str:
+    """Rebuild `cost_minutes` for one tenant's [start, end) from the model-call spans of its
+    rooted runs (six parameters: tenant, start, end twice). ``billed`` and ``resent`` are
+    normalize/semantics.py's call_flags, here as window functions."""
+    measures = ",\n    ".join(measure_sql(m, _call_field) for m in COST_MINUTE_MEASURES)
+    keys = ", ".join(COST_MINUTE_KEYS)
+    return f"""
+INSERT INTO cost_minutes
+SELECT
+    tenant, {keys},
+    {measures}
+FROM (
+    SELECT *,
+        coalesce(billed AND retry_attempt > 0 AND sum(billed::INTEGER) OVER (
+            PARTITION BY trace_id, parent_span_id, request_model, call_no ORDER BY start_ns, span_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > 0, FALSE) AS resent
+    FROM (
+    SELECT *,
+        sum((retry_attempt = 0)::INTEGER) OVER (
+            PARTITION BY trace_id, parent_span_id, request_model ORDER BY start_ns, span_id) AS call_no
+    FROM (
+        SELECT
+            t.tenant, t.trace_id, s.parent_span_id, coalesce(s.request_model, '') AS request_model,
+            s.start_ns, s.span_id, t.failed,
+            {journey_sql("t.")} AS journey,
+            (t.root_start_ns // {MINUTE_NS}) * {MINUTE_NS} AS minute_ns,
+            coalesce(s.provider, '') AS provider,
+            coalesce(s.response_model, s.request_model, '') AS model,
+            coalesce(t.prompt_version, '') AS prompt_version,
+            coalesce(t.service_version, '') AS service_version,
+            (coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0) > 0) AS billed,
+            coalesce(s.retry_attempt, 0) AS retry_attempt,
+            s.status, s.http_status, s.input_tokens, s.output_tokens, s.cached_input_tokens,
+            s.cost_usd, s.price_version
+        FROM spans s
+        JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id
+        WHERE s.tenant = ? AND s.operation IN {LLM_OPERATIONS_SQL}
+          AND s.start_ns >= ? AND s.start_ns < ? + {STEP_SLACK_NS}
+          AND t.tenant = ? AND t.has_root AND t.root_start_ns >= ? AND t.root_start_ns < ?
+    )
+    )
+)
+GROUP BY tenant, {keys}
+"""
