@@ -334,6 +334,8 @@ class IncidentManager:
                           "actor": SYSTEM, "message": "impact began: " + (found.get("summary") or found.get("explanation") or "start of the bad minutes"),
                           "data": None})
         items.sort(key=lambda i: i["at_ns"])
+        for item in items:
+            del item["at_ns"]  # sorted by it; the document's time is the RFC 3339 one
         return items
 
     @staticmethod

@@ -158,7 +158,7 @@ def build_cost_cli() -> typer.Typer:
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
-        """Recompute stored costs since a time with the prices in force now."""
+        """Recompute stored model calls' costs with the prices in force at each call's time (after price-set or a new catalog)."""
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         body = {"since": since, **({"until": until} if until else {})}

@@ -157,7 +157,7 @@ def build_incident_cli() -> typer.Typer:
 
     @app.command("action")
     def action_cmd(incident_id: int = typer.Argument(...), title: str = typer.Argument(...),
-                   owner: str = typer.Option("", help="Who owns it"), due: str = typer.Option("", help="RFC 3339 due date"),
+                   owner: str = typer.Option("", help="Who owns it"), due: str = typer.Option("", help="Due date: a day such as 2026-12-20 (due at its end, UTC) or an RFC 3339 time; not in the past"),
                    by: str = ByOption, url: str = UrlOption) -> None:
         """Add a tracked action item."""
         item = call(lambda: send_json(url, "POST", f"/api/incidents/{incident_id}/action-items",
