@@ -150,7 +150,7 @@ async def incident_list(request: Request) -> Response:
     return ORJSONResponse({"items": items})
 
 
-@operation("incidents", models.Incident, status=201)
+@operation("incidents", models.IncidentSummary, status=201)
 async def incident_declare(request: Request) -> Response:
     """
     summary: Declare an incident by hand
@@ -209,7 +209,7 @@ async def incident_detail(request: Request) -> Response:
     return ORJSONResponse(doc)
 
 
-@operation("incidents", models.Incident)
+@operation("incidents", models.IncidentSummary)
 async def incident_update(request: Request) -> Response:
     """
     summary: Change an incident's severity, commander or title (each change is a timeline entry)
@@ -246,7 +246,7 @@ async def _current(request: Request) -> dict[str, Any]:
 _ACTIONS = {"acknowledge": "acknowledge", "ack": "acknowledge", "mitigate": "mitigate", "resolve": "resolve"}
 
 
-@operation("incidents", models.Incident)
+@operation("incidents", models.IncidentSummary)
 async def incident_transition(request: Request) -> Response:
     """
     summary: Acknowledge, mitigate or resolve an incident
@@ -274,7 +274,7 @@ async def incident_transition(request: Request) -> Response:
     return ORJSONResponse(out)
 
 
-@operation("incidents", models.Incident, status=201)
+@operation("incidents", models.IncidentSummary, status=201)
 async def incident_note(request: Request) -> Response:
     """
     summary: Add a note to an incident's timeline
@@ -296,7 +296,7 @@ async def incident_note(request: Request) -> Response:
     return ORJSONResponse(out, status_code=201)
 
 
-@operation("incidents", models.Incident)
+@operation("incidents", models.IncidentSummary)
 async def incident_evidence(request: Request) -> Response:
     """
     summary: Recompute an incident's triage evidence now

@@ -180,11 +180,12 @@ async def trace_detail(request: Request) -> Response:
     """
     summary: One trace with its span tree and GenAI details (prompts, completions, tools, retrieval, errors)
     parameters:
-      - {name: trace_id, in: path, required: true, schema: {type: string, pattern: "^[0-9a-f]{32}$"}}
+      - {name: trace_id, in: path, required: true, schema: {type: string}, description: "32 hex digits, or a unique prefix of 8 or more"}
     responses:
       200: {description: "{trace_id, journey, outcome, spans: [...]}"}
       400: {description: Malformed trace id.}
       404: {description: Unknown trace id.}
+      409: {description: The prefix matches more than one trace.}
     """
     ctx = _ctx(request)
     doc = await run_in_threadpool(

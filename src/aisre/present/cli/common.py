@@ -16,6 +16,12 @@ err = Console(stderr=True)
 
 UrlOption = typer.Option(DEFAULT_URL, "--url", envvar="AISRE_URL", help="Base URL of a running aisre server")
 FormatOption = typer.Option("table", "--format", help="table (for people) or json (for machines)")
+WideOption = typer.Option(False, "--wide", help="Full ids and times and every column, however wide (default: fit 80 columns)")
+
+
+def wide_console() -> Console:
+    """A console as wide as its widest line, so --wide never folds or cuts an id."""
+    return Console(width=400, soft_wrap=True)
 
 
 class StartOptionError(PermanentError):

@@ -31,12 +31,14 @@ def build_slo_cli() -> typer.Typer:
         journey: list[str] = typer.Option([], "--journey", help="Known journey; unknown ones are errors (repeatable)"),
         score: list[str] = typer.Option([], "--score", help="Known score name; unknown ones are errors (repeatable)"),
     ) -> None:
-        """Check spec files; print each error as file:line: field: message and exit 1 if any."""
+        """Check spec files; print each error as file:line: field: message and exit 1 if any (warnings, e.g. objective 0.995 meaning 0.995 %, do not fail)."""
         from aisre.evaluate.specs import check_files
 
         result = check_files(paths, known_journeys=journey or None, known_scores=score or None)
         for e in result.errors:
             err.print(f"[red]{escape(str(e))}[/]", soft_wrap=True)
+        for w in result.warnings:
+            err.print(f"[yellow]warning: {escape(str(w))}[/]", soft_wrap=True)
         for path in result.files:
             if result.errors_in(path):
                 continue
