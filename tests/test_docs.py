@@ -33,15 +33,13 @@ def test_cli_reference_is_generated_from_the_help() -> None:
 
 
 def test_every_cli_command_is_in_the_readme_table() -> None:
-    from aisre.app import run_server
-    from aisre.present.cli.main import build_cli
-    from aisre.present.cli.reference import command_paths
+    from aisre.present.cli.reference import cli_app, command_paths
 
     text = (REPO / "README.md").read_text()
     section = text[text.index("## CLI"):]
     rows = [line for line in section[: section.index("\n## ", 1)].splitlines() if line.startswith("| `aisre")]
     missing = []
-    for path in command_paths(build_cli(run_server)):
+    for path in command_paths(cli_app()):
         if not path:
             continue
         group = f"`aisre {path[0]}"

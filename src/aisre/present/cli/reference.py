@@ -23,20 +23,26 @@ commands differ. An overview is in the README's [CLI](../README.md#cli) section.
 
 def command_paths(app: Any) -> list[list[str]]:
     """Every command and group under ``app``, as argument lists (``[]`` is ``aisre`` itself)."""
-    import click
     import typer
 
-    root = typer.main.get_command(app)
-
-    def walk(command: Any, ctx: click.Context, path: list[str]) -> Iterator[list[str]]:
+    def walk(command: Any, path: list[str]) -> Iterator[list[str]]:
         yield path
-        if hasattr(command, "list_commands"):
-            for name in command.list_commands(ctx):
-                sub = command.get_command(ctx, name)
-                if sub is not None and not getattr(sub, "hidden", False):
-                    yield from walk(sub, click.Context(sub, info_name=name, parent=ctx), [*path, name])
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            if not getattr(sub, "hidden", False):
+                yield from walk(sub, [*path, name])
 
-    return list(walk(root, click.Context(root, info_name="aisre"), []))
+    return list(walk(typer.main.get_command(app), []))
+
+
+def _no_server(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("the reference only reads --help; it starts no server")
+
+
+def cli_app() -> Any:
+    """The CLI as users get it, for its help texts (the server runner is never called)."""
+    from aisre.present.cli.main import build_cli
+
+    return build_cli(_no_server)
 
 
 def markdown(app: Any | None = None) -> str:
@@ -44,10 +50,7 @@ def markdown(app: Any | None = None) -> str:
     from typer.testing import CliRunner
 
     if app is None:
-        from aisre.app import run_server
-        from aisre.present.cli.main import build_cli
-
-        app = build_cli(run_server)
+        app = cli_app()
     runner = CliRunner()
     env = {"COLUMNS": str(WIDTH), "TERMINAL_WIDTH": str(WIDTH), "NO_COLOR": "1", "FORCE_COLOR": None,
            "AISRE_URL": None, "AISRE_KEY": None}
