@@ -27,6 +27,8 @@ from aisre.present.cli.common import (
     call,
     emit_json,
     fail,
+    listing,
+    show,
     wide_console,
 )
 
@@ -226,19 +228,21 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         since: str = typer.Option("24h", help="RFC 3339 time or look-back such as 1h, 7d"),
         url: str = UrlOption,
         fmt: str = FormatOption,
+        wide: bool = WideOption,
     ) -> None:
         """Journeys with runs, failure rate, latency and tokens."""
         data = call(lambda: get_json(url, "/api/journeys", {"since": since}))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("journey", "runs", "failure rate", "p50", "p95", "tokens/run", "retries", "last seen")
+        table = listing("journey", "runs", "failure rate", "p50", "p95", "tokens/run", "retries", "last seen", wide=wide,
+                        extra=(5, 6))
         for j in data["items"]:
             table.add_row(
                 j["journey"], str(j["runs"]), f"{j['failure_rate'] * 100:.2f} %", _fmt_ms(j["p50_ms"]),
                 _fmt_ms(j["p95_ms"]), f"{j['tokens_per_run'] or 0:.0f}", str(j["retries"]), j["last_seen"] or "-",
             )
-        console.print(table)
+        show(console, table, wide)
 
     @journeys.command("runs")
     def journeys_runs(

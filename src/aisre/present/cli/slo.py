@@ -11,7 +11,15 @@ from rich.table import Table
 
 from aisre.core.timefmt import span_text
 from aisre.present.cli.client import get_json, put_text
-from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json
+from aisre.present.cli.common import (
+    FormatOption,
+    UrlOption,
+    WideOption,
+    call,
+    emit_json,
+    listing,
+    show,
+)
 
 console = Console()
 err = Console(stderr=True)
@@ -51,13 +59,14 @@ def build_slo_cli() -> typer.Typer:
             raise typer.Exit(1)
 
     @app.command("list")
-    def list_cmd(url: str = UrlOption, fmt: str = FormatOption) -> None:
+    def list_cmd(url: str = UrlOption, fmt: str = FormatOption, wide: bool = WideOption) -> None:
         """Every SLO with status, SLI, budget left and the fastest burn."""
         data = call(lambda: get_json(url, "/api/slos"))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("SLO", "journey", "objective", "window", "status", "SLI", "budget left", "data", "burn 1h", "tier", "owner")
+        table = listing("SLO", "journey", "objective", "window", "status", "SLI", "budget left", "data", "burn 1h", "tier",
+                        "owner", wide=wide, extra=(3, 7, 9, 10))
         for s in data["items"]:
             budget = s.get("error_budget") or {}
             status = s.get("status", "-")
@@ -68,7 +77,7 @@ def build_slo_cli() -> typer.Typer:
                 f"{(s.get('burn_rates') or {}).get('1h', 0):.2f}x" if s.get("burn_rates") else "-",
                 str(s.get("tier") if s.get("tier") is not None else "-"), s.get("owner") or "-",
             )
-        console.print(table)
+        show(console, table, wide)
 
     @app.command("status")
     def status_cmd(name: str = typer.Argument(..., help="SLO name"), url: str = UrlOption, fmt: str = FormatOption) -> None:
