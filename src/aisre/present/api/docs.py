@@ -40,9 +40,17 @@ def _fields(schema: dict[str, Any], components: dict[str, Any]) -> tuple[str, li
     name = type_label(schema)
     target = components.get(name, schema) if "$ref" in schema else schema
     required = set(target.get("required", []))
-    fields = [{"name": k, "type": type_label(v), "required": k in required}
+    fields = [{"name": k, "type": type_label(v), "required": k in required, "link": _referenced(v)}
               for k, v in (target.get("properties") or {}).items()]
     return name, fields
+
+
+def _referenced(schema: dict[str, Any]) -> str | None:
+    """The model a field holds (directly, in an array or map, or nullable), for a link."""
+    for inner in (schema, schema.get("items") or {}, schema.get("additionalProperties") or {}, *(schema.get("allOf") or [])):
+        if isinstance(inner, dict) and "$ref" in inner:
+            return str(inner["$ref"]).rsplit("/", 1)[-1]
+    return None
 
 
 def operations_by_tag(spec: dict[str, Any]) -> list[dict[str, Any]]:
