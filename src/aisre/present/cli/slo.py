@@ -122,6 +122,8 @@ def build_slo_cli() -> typer.Typer:
             for e in result.errors:
                 err.print(f"[red]{escape(str(e))}[/]", soft_wrap=True)
             raise typer.Exit(1)
+        for w in result.warnings:
+            err.print(f"[yellow]warning: {escape(str(w))}[/]", soft_wrap=True)
         files = [p for p in result.files]
         text = "\n---\n".join(p.read_text() for p in files)
         data = call(lambda: put_text(url, "/api/slos", text, "application/yaml"))
