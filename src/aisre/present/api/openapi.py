@@ -162,7 +162,16 @@ def _parse_docstring(fn: Callable[..., Any]) -> dict[str, Any]:
     return dict(parsed) if isinstance(parsed, dict) else {}
 
 
-def build_spec(routes: Sequence[BaseRoute], version: str = "0.1.0") -> dict[str, Any]:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aisre")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_spec(routes: Sequence[BaseRoute], version: str | None = None) -> dict[str, Any]:
     """The OpenAPI 3.0.3 document for ``routes`` (the API routes; UI pages are left out)."""
     schemas = _Schemas()
     error = schemas.ref(models.Error)
@@ -200,7 +209,7 @@ def build_spec(routes: Sequence[BaseRoute], version: str = "0.1.0") -> dict[str,
     return {
         "openapi": "3.0.3",
         "info": {
-            "title": "aisre API", "version": version,
+            "title": "aisre API", "version": version or _version(),
             "description": "Journey SLOs, error budgets, cost and incidents from OpenTelemetry traces. "
                            "Times are RFC 3339 (UTC); money is USD.",
         },

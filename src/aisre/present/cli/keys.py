@@ -107,7 +107,8 @@ def build_keys_cli() -> typer.Typer:
         if fmt == "json":
             emit_json({"items": rows})
             return
-        table = listing("key id", "tenant", "role", "name", "status", "created", "expires", "revoked", wide=wide)
+        table = listing("key id", "tenant", "role", "name", "status", "created", "expires", "revoked", wide=wide,
+                        extra=(5, 7))
         for r in rows:
             table.add_row(r["key_id"], r["tenant"], r["role"], r["name"], r["status"], r["created"] or "",
                           r["expires"] or "never", r["revoked"] or "")
