@@ -84,7 +84,9 @@ def operation(
 
 
 # The OTLP receiver lives below present/ (receive/), so it is described here by path.
-_BY_PATH = {("/v1/traces", "post"): Operation("ingest", models.ExportTraceServiceResponse)}
+_BY_PATH = {("/v1/traces", "post"): Operation("ingest", models.ExportTraceServiceResponse,
+                                              media_types=("application/json", "application/x-protobuf"))}
+_BINARY = {"application/x-protobuf": {"type": "string", "format": "binary"}}
 
 
 class _Schemas:
@@ -185,7 +187,7 @@ def build_spec(routes: Sequence[BaseRoute], version: str | None = None) -> dict[
             doc["tags"] = [op.tag]
             ok = responses.setdefault(op.status, {"description": "OK"})
             schema = schemas.ref(op.response) if op.response is not None else {"type": "string"}
-            ok["content"] = {media: {"schema": schema} for media in op.media_types}
+            ok["content"] = {media: {"schema": _BINARY.get(media, schema)} for media in op.media_types}
         doc["operationId"] = _operation_id(fn, method, path)
         need = required_roles(method.upper(), path)
         if need is None:
