@@ -94,8 +94,8 @@ def test_young_history_is_forecast_at_its_run_rate_and_exhausts_on_time(store: D
     assert doc["alert"] == 1.0
     # The series ends at the period end, and its cumulative mean is the forecast.
     series = doc["forecast_series"]
-    assert series[0][0] == (now // HOUR + 1) * HOUR and series[-1][0] == end
-    assert series[-1][1] == pytest.approx(doc["forecast_usd"])
+    assert series[0]["time"] == rfc3339((now // HOUR + 1) * HOUR) and series[-1]["time"] == rfc3339(end)
+    assert series[-1]["cumulative_usd"] == pytest.approx(doc["forecast_usd"])
     assert doc["as_of"] == rfc3339(now)
 
 

@@ -31,3 +31,23 @@ def test_folder_and_unknown_journey(tmp_path: Path) -> None:
     assert runner.invoke(build_slo_cli(), ["validate", str(tmp_path)]).exit_code == 0
     result = runner.invoke(build_slo_cli(), ["validate", str(tmp_path), "--journey", "search"])
     assert result.exit_code == 1 and "unknown journey 'ask'; known: search" in result.output
+
+
+def test_objective_written_as_a_ratio_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    spec = tmp_path / "ratio.yaml"
+    spec.write_text("slos:\n  - name: a\n    journey: ask\n    objective: 0.995\n    sli: outcome\n")
+    result = CliRunner().invoke(build_slo_cli(), ["validate", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {spec}:4: slos[0].objective: 0.995 means 0.995 % (a percentage); did you mean 99.5?" in result.output
+
+
+def test_objective_out_of_range_is_reported_next_to_other_errors(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    # The second SLO lacks its sli too: it is never built, and its objective was missed.
+    spec.write_text("slos:\n  - {name: a, journey: ask, objective: 99, sli: outcome, window: 5x}\n"
+                    "  - name: b\n    journey: ask\n    objective: 199\n")
+    result = CliRunner().invoke(build_slo_cli(), ["validate", str(spec)])
+    assert result.exit_code == 1
+    assert f"{spec}:5: slos[1].objective: must be > 0 and < 100 (got 199)" in result.output
+    assert f"{spec}:3: slos[1].sli: is required" in result.output
+    assert "slos[0].window: invalid duration '5x'" in result.output

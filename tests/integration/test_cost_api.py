@@ -68,10 +68,16 @@ def test_capture_tokens_and_costs_per_model_match_truth(server_factory, tmp_path
                         sum(t["input_tokens"] for t in truth["provider_truth_by_model"].values()))
     by_model = {g["model"]: g for g in doc["groups"]}
     assert set(by_model) == set(truth["provider_truth_by_model"])
-    # A model has no run count of its own: no per-run figure that would divide by all runs.
-    assert all(g["runs"] is None and g["cost_per_1k_runs_usd"] is None for g in by_model.values())
     by_journey = _breakdown(server, by="journey")["groups"]
     assert sum(g["runs"] for g in by_journey) == doc["total"]["runs"]
+    # A model is divided by the runs of the journeys it was called in (docs/cost.md).
+    runs_of = {g["journey"]: g["runs"] for g in by_journey}
+    journeys_of: dict[str, set[str]] = {}
+    for g in _breakdown(server, by="model,journey")["groups"]:
+        journeys_of.setdefault(g["model"], set()).add(g["journey"])
+    for name, g in by_model.items():
+        assert g["runs"] == sum(runs_of[j] for j in journeys_of[name]), name
+        assert g["cost_per_1k_runs_usd"] == pytest.approx(1000 * g["cost_usd"] / g["runs"]), name
     assert all(g["cost_per_1k_runs_usd"] == pytest.approx(1000 * g["cost_usd"] / g["runs"]) for g in by_journey)
     catalog = default_catalog()
     for model, t in truth["provider_truth_by_model"].items():
@@ -162,7 +168,8 @@ def test_budgets_and_headroom(server) -> None:
     assert doc["spent_usd"] == pytest.approx(spent)
     assert doc["forecast_usd"] >= doc["spent_usd"] and doc["forecast_model"]
     assert doc["alert"] is not None and doc["alert"] >= 0.5  # half the budget is gone already
-    assert doc["spent_series"] and doc["spent_series"][-1][1] == pytest.approx(spent)
+    assert doc["spent_series"] and doc["spent_series"][-1]["cumulative_usd"] == pytest.approx(spent)
+    assert doc["spent_series"][0]["hour_start"] == doc["period_start"]  # RFC 3339, as every API time
     listed = httpx.get(server.url + "/api/cost/budgets").json()["budgets"]
     assert [b["name"] for b in listed] == ["ask-monthly"]
     for bad, message in (({"name": "x", "amount_usd": -5}, "positive"), ({"name": "x", "amount_usd": 5, "period": "year"}, "period"),

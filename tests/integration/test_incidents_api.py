@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,16 @@ def test_alertmanager_changes_and_cli(server: ServerProcess, tmp_path: Path) -> 
     assert result.exit_code == 0
     for text in ("DiskFull", "open → acknowledged", "disk cleaned", "acknowledged → resolved"):
         assert text in result.output, text
+    # A due date is a day (due at its end, UTC); one already past is refused with the reason.
+    result = runner.invoke(cli, ["incident", "action", str(first["id"]), "Page sooner", "--due", "2020-01-31",
+                                 "--by", "bob", "--url", server.url])
+    assert result.exit_code == 1 and "due 2020-01-31 is in the past" in result.output, result.output
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
     result = runner.invoke(cli, ["incident", "action", str(first["id"]), "Page on AskErrors sooner", "--owner",
-                                 "search-team", "--due", "2026-12-01T00:00:00Z", "--by", "bob", "--url", server.url])
+                                 "search-team", "--due", tomorrow, "--by", "bob", "--url", server.url])
     assert result.exit_code == 0, result.output
+    items = httpx.get(server.url + f"/api/incidents/{first['id']}").json()["action_items"]
+    assert [i["due"] for i in items] == [f"{tomorrow}T23:59:59.999999Z"]
     out = tmp_path / "pm.md"
     result = runner.invoke(cli, ["incident", "postmortem", str(first["id"]), "-o", str(out), "--url", server.url])
     assert result.exit_code == 0, result.output

@@ -250,9 +250,10 @@ class IncidentManager:
         top = evidence.get("headline")
         doc["summary"] = top["summary"] if top else None
         doc["impact"] = _impact_document(evidence.get("impact"))
-        if any(k not in OWN_EVIDENCE for k in evidence):
-            doc["points_at"] = evidence.get("points_at")
-            doc["top_suspect"] = evidence.get("top_suspect")
+        # Both keys always, null until triage has run: one shape for API clients.
+        triaged = any(k not in OWN_EVIDENCE for k in evidence)
+        doc["points_at"] = evidence.get("points_at") if triaged else None
+        doc["top_suspect"] = evidence.get("top_suspect") if triaged else None
         warnings = []
         if not row.get("runbook"):
             warnings.append("no runbook linked: the alert's SLO (or Alertmanager rule) names none")
@@ -305,6 +306,8 @@ class IncidentManager:
                           "actor": SYSTEM, "message": "impact began: " + (found.get("summary") or found.get("explanation") or "start of the bad minutes"),
                           "data": None})
         items.sort(key=lambda i: i["at_ns"])
+        for item in items:
+            del item["at_ns"]  # sorted by it; the document's time is the RFC 3339 one
         return items
 
     @staticmethod

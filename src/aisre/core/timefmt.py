@@ -47,3 +47,26 @@ def span_text(seconds: float) -> str:
     if hours:
         return f"{hours} h {mins} min" if mins else f"{hours} h"
     return f"{mins} min"
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_due(text: str, now_ns: int, field: str = "due") -> int:
+    """A due date: a day (2026-12-20, due at the end of that day UTC) or an RFC 3339 time;
+    a moment already past is refused, since a task cannot be due before it is written down."""
+    value = text.strip()
+    if _DATE.match(value):
+        try:
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise PermanentError(f"{field} must be a date such as 2026-12-20 or an RFC 3339 time; got {text!r}") from None
+        due = (int(day.timestamp()) + 86400) * 10**9 - 1000  # 23:59:59.999999 UTC that day
+    elif _RELATIVE.match(value):
+        raise PermanentError(f"{field} must be a date such as 2026-12-20 or an RFC 3339 time; got {text!r}")
+    else:
+        due = parse_time(value, now_ns, field)
+    if due < now_ns:
+        raise PermanentError(f"{field} {value} is in the past (now is {rfc3339(now_ns)}); give a future date such as "
+                             f"{datetime.fromtimestamp(now_ns // 10**9 + 7 * 86400, tz=UTC):%Y-%m-%d}")
+    return due

@@ -3,7 +3,7 @@ and release over any range and bucket, with the FinOps ratios (DESIGN §5)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aisre.core.timefmt import rfc3339
@@ -38,17 +38,25 @@ def breakdown_document(
     totals = db.breakdown(tenant, since_ns, until_ns, (), None, journey, model)[0]
     runs_all = db.run_counts(tenant, since_ns, until_ns, journey=journey)[0]
     # Runs are counted per journey (and bucket). A group keyed by anything else (model,
-    # prompt version, release) has no run count of its own: dividing its cost by all the
-    # journey's runs would understate what a run on that version costs, so it gets none.
+    # prompt version, release) is divided by the runs of the journeys it was seen in (in its
+    # bucket): cost of gpt-4.1 per 1K runs of the journeys that call it.
     by_journey = "journey" in by
     per_run = set(by) <= {"journey"}
-    run_rows = db.run_counts(tenant, since_ns, until_ns, by_journey=by_journey, bucket_ns=bucket_ns, journey=journey)
-    runs_of: dict[tuple[Any, ...], int] = {
-        (r.get("bucket_ns"), r.get("journey") if by_journey else None): int(r["runs"]) for r in run_rows
-    }
+    run_rows = db.run_counts(tenant, since_ns, until_ns, by_journey=True, bucket_ns=bucket_ns, journey=journey)
+    runs_of: dict[tuple[Any, ...], int] = {(r.get("bucket_ns"), r["journey"]): int(r["runs"]) for r in run_rows}
+    journeys_of: dict[tuple[Any, ...], set[Any]] = {}
+    if not per_run or not by_journey:
+        dims = tuple(by) if by_journey else (*by, "journey")
+        for r in db.breakdown(tenant, since_ns, until_ns, dims, bucket_ns, journey, model):
+            journeys_of.setdefault(_group_key(r, by), set()).add(r["journey"])
     groups = []
     for row in rows:
-        runs = runs_of.get((row.get("bucket_ns"), row.get("journey") if by_journey else None)) if per_run else None
+        bucket = row.get("bucket_ns")
+        if by_journey and per_run:
+            runs: int | None = runs_of.get((bucket, row.get("journey")))
+        else:
+            seen = journeys_of.get(_group_key(row, by), set())
+            runs = sum(runs_of.get((bucket, j), 0) for j in seen) if seen else None
         doc = {k: v for k, v in row.items() if k != "bucket_ns"}
         if bucket_ns is not None:
             doc["bucket"] = rfc3339(row["bucket_ns"])
@@ -79,3 +87,7 @@ def breakdown_document(
             for r in db.unpriced(tenant, since_ns, until_ns)
         ],
     }
+
+
+def _group_key(row: Mapping[str, Any], by: Sequence[str]) -> tuple[Any, ...]:
+    return (row.get("bucket_ns"), *(row.get(k) for k in by))

@@ -7,7 +7,7 @@ import binascii
 from dataclasses import replace
 from typing import Any
 
-from aisre.core.errors import PermanentError
+from aisre.core.errors import Conflict, NotFound, PermanentError
 from aisre.core.model import OUTCOMES, RunQuery, TimeRange
 from aisre.core.timefmt import rfc3339
 from aisre.derive.trace_view import run_document, trace_document
@@ -67,10 +67,24 @@ def journey_summaries(store: Store, r: TimeRange) -> list[dict[str, Any]]:
     return out
 
 
+MIN_PREFIX = 8
+
+
 def get_trace(store: Store, tenant: str, trace_id: str) -> dict[str, Any]:
-    """The full trace document; NotFound for an unknown id, 400 for a malformed one."""
+    """The full trace document; NotFound for an unknown id, 400 for a malformed one.
+
+    A unique prefix of 8 or more hex digits works too (as the CLI's short ids), so a short
+    id from a narrow table can be pasted; an ambiguous one is a 409 naming the matches."""
     normalized = trace_id.strip().lower()
-    if len(normalized) != 32 or any(c not in "0123456789abcdef" for c in normalized):
-        raise PermanentError(f"trace id must be 32 hex digits; got {trace_id!r}")
+    if not MIN_PREFIX <= len(normalized) <= 32 or any(c not in "0123456789abcdef" for c in normalized):
+        raise PermanentError(f"trace id must be 32 hex digits (or a unique prefix of {MIN_PREFIX} or more); got {trace_id!r}")
+    if len(normalized) < 32:
+        found = store.trace_ids_with_prefix(tenant, normalized, 5)
+        if not found:
+            raise NotFound(f"no trace id starts with {normalized!r}")
+        if len(found) > 1:
+            raise Conflict(f"trace id prefix {normalized!r} is ambiguous: {', '.join(found)}{'…' if len(found) == 5 else ''}; "
+                           "give more digits")
+        normalized = found[0]
     run, spans = store.get_trace(tenant, normalized)
     return trace_document(run, spans)

@@ -294,15 +294,16 @@ class CostEngine:
             "alert": max(crossed) if crossed else None,
         }
         if series:
+            # Points as objects with RFC 3339 times, like every time the API shows.
             cumulative, total = [], 0.0
             for h in range(start, hour_now + HOUR_NS, HOUR_NS):
                 total += by_hour.get(h, 0.0)
-                cumulative.append([h, total])
+                cumulative.append({"hour_start": rfc3339(h), "cumulative_usd": total})
             doc["spent_series"] = cumulative
             ahead, total = [], spent
             for h, v, lo, hi in zip(fc.ends_ns, fc.mean, fc.low, fc.high, strict=True):
                 total += v
-                ahead.append([h, total, lo, hi])
+                ahead.append({"time": rfc3339(h), "cumulative_usd": total, "step_low_usd": lo, "step_high_usd": hi})
             doc["forecast_series"] = ahead
         return doc
 
@@ -354,7 +355,9 @@ class CostEngine:
             out.append(doc)
         for model, limit in limits.items():
             if model not in seen:
-                out.append({"model": model, "provider": None, "peak_requests_per_min": 0, "peak_tokens_per_min": 0,
+                # The same fields as a model with calls, so clients read one shape.
+                out.append({"model": model, "provider": None, "peak_requests_per_min": 0, "peak_requests_at": None,
+                            "peak_tokens_per_min": 0, "peak_tokens_at": None, "avg_requests_per_active_min": None,
                             "requests_per_min_limit": limit["requests_per_min"], "tokens_per_min_limit": limit["tokens_per_min"],
                             "warn_at": limit["warn_at"], "requests_headroom": 1.0 if limit["requests_per_min"] else None,
                             "tokens_headroom": 1.0 if limit["tokens_per_min"] else None, "peak_share": 0.0, "warning": None})

@@ -17,7 +17,7 @@ from aisre.evaluate._yaml import LineDict, LineList, View, read_documents
 from aisre.evaluate.specs.native import is_native, load_native
 from aisre.evaluate.specs.openslo import OpenSloObject, collect, is_openslo, load_openslo
 from aisre.evaluate.specs.sloth import is_sloth, load_sloth
-from aisre.evaluate.specs.validation import validate, validate_slo
+from aisre.evaluate.specs.validation import validate, validate_slo, warnings_for
 from aisre.evaluate.windows import load_windows, windows_for
 
 __all__ = ["LoadResult", "check_files", "expand_paths", "load_specs", "validate", "validate_slo"]
@@ -35,6 +35,7 @@ class LoadResult:
     files: list[Path] = field(default_factory=list)
     specs: list[SloSpec] = field(default_factory=list)
     errors: list[SpecError] = field(default_factory=list)
+    warnings: list[SpecError] = field(default_factory=list)
 
     def specs_in(self, path: Path) -> list[SloSpec]:
         """SLOs declared in one file."""
@@ -82,6 +83,7 @@ def check_files(
     result.specs = [_with_windows(s, tuple(windows), result.errors) for s in result.specs]
     result.errors.extend(validate(result.specs, known_journeys, known_scores))
     result.errors.sort(key=lambda e: (e.file, e.line))
+    result.warnings = [w for s in result.specs for w in warnings_for(s)]
     return result
 
 

@@ -56,6 +56,7 @@ from aisre.core.slo import (
     parse_duration,
 )
 from aisre.evaluate._yaml import View
+from aisre.evaluate.specs.validation import objective_problem
 
 VERSION = "aisre/v1"
 TOP_KEYS = ("version", "windows", "slos")
@@ -117,6 +118,11 @@ def _slo(v: View, default_window: timedelta, windows_file: str | None) -> SloSpe
     tier = v.integer("tier")
     diagnostic = v.boolean("diagnostic", sli is not None and sli.kind not in USER_OUTCOME_KINDS)
     if len(v.errors) > start or name is None or objective is None or sli is None or window is None:
+        # The SLO is not built, so validate() never sees it: report its range error here, or
+        # an objective of 199 would go unnoticed next to a missing sli.
+        problem = objective_problem(objective) if objective is not None else None
+        if problem:
+            v.error("objective", problem)
         return None
     return SloSpec(
         name=name, objective=objective, sli=sli, window=window, journey=journey, service=service,

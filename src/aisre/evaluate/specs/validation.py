@@ -34,6 +34,23 @@ def _err(spec: SloSpec, name: str, message: str) -> SpecError:
     return SpecError(spec.source.file, line, path, message)
 
 
+def objective_problem(objective: float) -> str | None:
+    """Why an objective (a percentage) is out of range, or None."""
+    if 0 < objective < 100:
+        return None
+    hint = "; 100 leaves no error budget" if objective == 100 else ""
+    return f"must be > 0 and < 100 (got {objective:g}){hint}"
+
+
+def warnings_for(spec: SloSpec) -> list[SpecError]:
+    """Valid but probably not meant: an objective written as a ratio (0.995 is 0.995 %)."""
+    out = []
+    if 0 < spec.objective <= 1 and spec.format == "aisre":
+        out.append(_err(spec, "objective", f"{spec.objective:g} means {spec.objective:g} % (a percentage); "
+                                           f"did you mean {spec.objective * 100:g}?"))
+    return out
+
+
 def validate_slo(
     spec: SloSpec,
     known_journeys: Collection[str] | None = None,
@@ -46,9 +63,9 @@ def validate_slo(
         add(_err(spec, "name", f"must match {NAME_RE.pattern} (got {spec.name!r})"))
     if spec.service is not None and not NAME_RE.match(spec.service):
         add(_err(spec, "service", f"must match {NAME_RE.pattern} (got {spec.service!r})"))
-    if not 0 < spec.objective < 100:
-        hint = "; 100 leaves no error budget" if spec.objective == 100 else ""
-        add(_err(spec, "objective", f"must be > 0 and < 100 (got {spec.objective:g}){hint}"))
+    problem = objective_problem(spec.objective)
+    if problem:
+        add(_err(spec, "objective", problem))
     if spec.window.duration > MAX_WINDOW:
         # Evaluation holds a count per minute of the window: bound it.
         add(_err(spec, "window", f"must be at most {MAX_WINDOW.days} days (got {spec.window})"))

@@ -14,6 +14,8 @@ from starlette.routing import Route
 from aisre.core.auth import parse_expiry
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import rfc3339
+from aisre.present.api import models
+from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 
 
@@ -40,6 +42,7 @@ def _key_document(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@operation("admin", models.KeyList)
 async def key_list(request: Request) -> Response:
     """
     summary: The caller's tenant's API keys (ids, roles, names, status active|expired|revoked, expiry; never the secrets)
@@ -51,6 +54,7 @@ async def key_list(request: Request) -> Response:
     return ORJSONResponse({"items": [_key_document(r) for r in rows]})
 
 
+@operation("admin", models.NewApiKey, status=201)
 async def key_create(request: Request) -> Response:
     """
     summary: Create an API key in the caller's tenant; the secret is in this answer only
@@ -85,6 +89,7 @@ async def key_create(request: Request) -> Response:
     return ORJSONResponse({"key": secret, **public, "expires": rfc3339(expires_ns)}, status_code=201)
 
 
+@operation("admin", models.ApiKey)
 async def key_revoke(request: Request) -> Response:
     """
     summary: Revoke an API key of the caller's tenant (takes effect at once)
@@ -106,6 +111,7 @@ async def key_revoke(request: Request) -> Response:
     return ORJSONResponse(_key_document(row))
 
 
+@operation("admin", models.AuditList)
 async def audit_list(request: Request) -> Response:
     """
     summary: Audit records of control-plane changes (actor, time, before/after), newest first
@@ -129,6 +135,7 @@ async def audit_list(request: Request) -> Response:
     return ORJSONResponse({"items": rows})
 
 
+@operation("admin", models.Retention)
 async def retention_get(request: Request) -> Response:
     """
     summary: The caller's tenant's retention (raw spans and traces, minute rollups) and the exactly-once window
@@ -139,6 +146,7 @@ async def retention_get(request: Request) -> Response:
     return ORJSONResponse(await run_in_threadpool(ctx.store.retention, ctx.tenant_for(request)))
 
 
+@operation("admin", models.Retention)
 async def retention_put(request: Request) -> Response:
     """
     summary: Set how many days the caller's tenant's raw spans and traces are kept (audited)

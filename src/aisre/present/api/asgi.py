@@ -72,6 +72,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return ORJSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
 
 
+def api_routes(otlp: Any) -> list[BaseRoute]:
+    """Every API route (what /openapi.json describes), with ``otlp`` as POST /v1/traces."""
+    return [
+        Route("/v1/traces", otlp, methods=["POST"]),
+        *API_ROUTES,
+        *ADMIN_ROUTES,
+        *GATE_ROUTES,
+        *INCIDENT_ROUTES,
+        *COST_ROUTES,
+        *CHECK_ROUTES,
+    ]
+
+
 def build_asgi(
     ctx: AppContext,
     consumer: TracesConsumer,
@@ -86,16 +99,7 @@ def build_asgi(
         tenant_for=ctx.tenant_for,
         metrics=ctx.ingest_metrics,
     )
-    routes: list[BaseRoute] = [
-        Route("/v1/traces", otlp, methods=["POST"]),
-        *API_ROUTES,
-        *ADMIN_ROUTES,
-        *GATE_ROUTES,
-        *INCIDENT_ROUTES,
-        *COST_ROUTES,
-        *CHECK_ROUTES,
-        *ui_routes,
-    ]
+    routes: list[BaseRoute] = [*api_routes(otlp), *ui_routes]
     app = Starlette(
         routes=routes,
         exception_handlers={

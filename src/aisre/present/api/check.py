@@ -14,7 +14,9 @@ from aisre.core.errors import PermanentError
 from aisre.core.model import SpanSampleQuery
 from aisre.core.timefmt import parse_time
 from aisre.derive.check import Requirement, check_store
+from aisre.present.api import models
 from aisre.present.api.context import AppContext
+from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param
 
 CHECK_REQUIRED_KEY = "check_required"
@@ -54,6 +56,7 @@ async def run_check(request: Request, since: str | None = None) -> dict[str, Any
     return await run_in_threadpool(check_store, ctx.store, query, server_requirements(ctx))
 
 
+@operation("check", models.CheckReport)
 async def check_get(request: Request) -> Response:
     """
     summary: Telemetry check of what the tenant sent in a period; findings shaped like OTel Weaver's live-check

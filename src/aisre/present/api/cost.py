@@ -15,6 +15,8 @@ from aisre.core.errors import PermanentError
 from aisre.core.jsonbody import parse_json
 from aisre.core.timefmt import parse_time
 from aisre.evaluate.cost import CostEngine
+from aisre.present.api import models
+from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx, _time_param
 
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
@@ -60,6 +62,7 @@ async def _json_body(request: Request) -> Any:
     return parse_json(await request.body())
 
 
+@operation("cost", models.CostBreakdown)
 async def cost_breakdown(request: Request) -> Response:
     """
     summary: Cost and tokens by journey, model, provider, prompt version or release
@@ -80,9 +83,12 @@ async def cost_breakdown(request: Request) -> Response:
         engine(request).breakdown, _tenant(request), _time_param(request, "since"), _time_param(request, "until"),
         by, bucket, q.get("journey") or None, q.get("model") or None,
     )
+    for group in doc["groups"]:
+        group.pop("bucket_ns", None)  # the UI's; the API's time is the RFC 3339 bucket
     return ORJSONResponse(doc)
 
 
+@operation("cost", models.CostExplanation)
 async def cost_explain(request: Request) -> Response:
     """
     summary: Why a journey's cost changed between a baseline and a current window
@@ -106,6 +112,7 @@ async def cost_explain(request: Request) -> Response:
     return ORJSONResponse(doc)
 
 
+@operation("cost", models.PriceCatalog)
 async def price_list(request: Request) -> Response:
     """
     summary: The price catalog in force and this tenant's overrides
@@ -115,6 +122,7 @@ async def price_list(request: Request) -> Response:
     return ORJSONResponse(engine(request).prices_document(_tenant(request)))
 
 
+@operation("cost", models.PriceOverride)
 async def price_override(request: Request) -> Response:
     """
     summary: Set this tenant's price for a model (from 'effective' on, default now); reprice to apply it to past spans
@@ -137,6 +145,7 @@ async def price_override(request: Request) -> Response:
     return ORJSONResponse(doc)
 
 
+@operation("cost", models.Deleted)
 async def price_override_delete(request: Request) -> Response:
     """
     summary: Remove this tenant's overrides of a model
@@ -150,9 +159,10 @@ async def price_override_delete(request: Request) -> Response:
     return ORJSONResponse({"deleted": model})
 
 
+@operation("cost", models.Repriced)
 async def reprice(request: Request) -> Response:
     """
-    summary: Recompute the cost of model calls since a time with the prices in force now
+    summary: Recompute the cost of stored model calls since a time with the prices in force at each call's time (catalog versions and overrides)
     requestBody: {content: {application/json: {schema: {type: object, required: [since], properties: {since: {type: string}, until: {type: string}}}}}}
     responses:
       200: {description: "Spans and runs repriced, cost before and after, unpriced models."}
@@ -168,6 +178,7 @@ async def reprice(request: Request) -> Response:
     return ORJSONResponse(result)
 
 
+@operation("cost", models.UnpricedList)
 async def unpriced(request: Request) -> Response:
     """
     summary: Models with calls the catalog cannot price (costed at 0, never guessed)
@@ -180,6 +191,7 @@ async def unpriced(request: Request) -> Response:
     return ORJSONResponse({"unpriced": rows})
 
 
+@operation("cost", models.BudgetList)
 async def budget_list(request: Request) -> Response:
     """
     summary: Cost budgets with spend so far, forecast at period end and projected exhaustion
@@ -192,6 +204,7 @@ async def budget_list(request: Request) -> Response:
     return ORJSONResponse({"budgets": budgets})
 
 
+@operation("cost", models.BudgetStatus)
 async def budget_put(request: Request) -> Response:
     """
     summary: Create or replace a weekly or monthly cost budget (per journey, or the whole tenant)
@@ -208,6 +221,7 @@ async def budget_put(request: Request) -> Response:
     return ORJSONResponse(await run_in_threadpool(cost.budget, tenant, row["name"]))
 
 
+@operation("cost", models.BudgetStatus)
 async def budget_detail(request: Request) -> Response:
     """
     summary: One budget with its cumulative spend and forecast series
@@ -221,6 +235,7 @@ async def budget_detail(request: Request) -> Response:
     return ORJSONResponse(doc)
 
 
+@operation("cost", models.Deleted)
 async def budget_delete(request: Request) -> Response:
     """
     summary: Delete a budget
@@ -234,6 +249,7 @@ async def budget_delete(request: Request) -> Response:
     return ORJSONResponse({"deleted": name})
 
 
+@operation("cost", models.Headroom)
 async def headroom(request: Request) -> Response:
     """
     summary: Peak requests and tokens per minute per model against configured provider limits
@@ -250,6 +266,7 @@ async def headroom(request: Request) -> Response:
     return ORJSONResponse({"models": rows})
 
 
+@operation("cost", models.RateLimit)
 async def rate_limit_put(request: Request) -> Response:
     """
     summary: Set a provider rate limit for a model (requests and/or tokens per minute) and its warning share

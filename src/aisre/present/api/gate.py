@@ -18,7 +18,9 @@ from aisre.core.errors import PermanentError
 from aisre.derive.populations import parse_selector
 from aisre.evaluate.gate.config import GateConfig, parse_gate_config
 from aisre.evaluate.gate.judge import GateRequest, judge, judge_and_record
+from aisre.present.api import models
 from aisre.present.api.context import AppContext
+from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 
 GATE_CONFIG_KEY = "gate_config"
@@ -83,6 +85,7 @@ async def _decide(request: Request, config: GateConfig) -> Response:
     return ORJSONResponse(await decide(request, _gate_request(request), config, record))
 
 
+@operation("gate", models.Verdict)
 async def gate_get(request: Request) -> Response:
     """
     summary: Judge a candidate against a baseline (Fisher's exact test for rates, Kayenta's Mann-Whitney for the rest), with the error-budget policy
@@ -107,6 +110,7 @@ async def gate_get(request: Request) -> Response:
     return await _decide(request, server_config(_ctx(request)))
 
 
+@operation("gate", models.Verdict)
 async def gate_post(request: Request) -> Response:
     """
     summary: Judge with the gate file in the body (YAML) and record the verdict (unless record=false)
@@ -128,6 +132,7 @@ async def gate_post(request: Request) -> Response:
     return await _decide(request, config)
 
 
+@operation("gate", models.VerdictList)
 async def gate_history(request: Request) -> Response:
     """
     summary: Recorded verdicts, newest first (optionally of one journey)
@@ -151,6 +156,7 @@ async def gate_history(request: Request) -> Response:
     return ORJSONResponse({"items": rows})
 
 
+@operation("gate", models.Verdict)
 async def gate_verdict(request: Request) -> Response:
     """
     summary: One recorded verdict with its full evidence

@@ -13,7 +13,9 @@ from starlette.routing import Route
 from aisre.act.postmortem import render_html
 from aisre.core.errors import PermanentError
 from aisre.core.jsonbody import parse_json
-from aisre.core.timefmt import parse_time, rfc3339
+from aisre.core.timefmt import parse_due, rfc3339
+from aisre.present.api import models
+from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 from aisre.receive.alertmanager import parse_alertmanager
 from aisre.receive.changes import CHANGE_KINDS, parse_change
@@ -55,7 +57,7 @@ def _str(doc: dict[str, Any], name: str) -> str | None:
 
 def _due(doc: dict[str, Any]) -> int | None:
     raw = _str(doc, "due")
-    return parse_time(raw, time.time_ns(), "due") if raw else None
+    return parse_due(raw, time.time_ns(), "due") if raw else None
 
 
 def change_document(row: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +71,7 @@ def change_document(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@operation("ingest", models.Change, status=201)
 async def change_create(request: Request) -> Response:
     """
     summary: Record a change (deploy, model or prompt rollout, config or flag change)
@@ -102,6 +105,7 @@ async def change_create(request: Request) -> Response:
     return ORJSONResponse(document, status_code=201)
 
 
+@operation("incidents", models.ChangeList)
 async def change_list(request: Request) -> Response:
     """
     summary: Changes, newest first (recorded and detected)
@@ -125,6 +129,7 @@ async def change_list(request: Request) -> Response:
     return ORJSONResponse({"items": [change_document(r) for r in rows]})
 
 
+@operation("incidents", models.IncidentList)
 async def incident_list(request: Request) -> Response:
     """
     summary: Incidents, newest first
@@ -145,6 +150,7 @@ async def incident_list(request: Request) -> Response:
     return ORJSONResponse({"items": items})
 
 
+@operation("incidents", models.IncidentSummary, status=201)
 async def incident_declare(request: Request) -> Response:
     """
     summary: Declare an incident by hand
@@ -173,6 +179,7 @@ async def incident_declare(request: Request) -> Response:
     return ORJSONResponse(incident, status_code=201)
 
 
+@operation("incidents", models.IncidentMetrics)
 async def incident_metrics(request: Request) -> Response:
     """
     summary: MTTD, MTTA and MTTR (mean and median) over incidents opened in a period, and action-item completion
@@ -188,6 +195,7 @@ async def incident_metrics(request: Request) -> Response:
     return ORJSONResponse(out)
 
 
+@operation("incidents", models.Incident)
 async def incident_detail(request: Request) -> Response:
     """
     summary: One incident with its alerts, timeline, triage evidence, action items and notification attempts
@@ -201,6 +209,7 @@ async def incident_detail(request: Request) -> Response:
     return ORJSONResponse(doc)
 
 
+@operation("incidents", models.IncidentSummary)
 async def incident_update(request: Request) -> Response:
     """
     summary: Change an incident's severity, commander or title (each change is a timeline entry)
@@ -237,6 +246,7 @@ async def _current(request: Request) -> dict[str, Any]:
 _ACTIONS = {"acknowledge": "acknowledge", "ack": "acknowledge", "mitigate": "mitigate", "resolve": "resolve"}
 
 
+@operation("incidents", models.IncidentSummary)
 async def incident_transition(request: Request) -> Response:
     """
     summary: Acknowledge, mitigate or resolve an incident
@@ -264,6 +274,7 @@ async def incident_transition(request: Request) -> Response:
     return ORJSONResponse(out)
 
 
+@operation("incidents", models.IncidentSummary, status=201)
 async def incident_note(request: Request) -> Response:
     """
     summary: Add a note to an incident's timeline
@@ -285,6 +296,7 @@ async def incident_note(request: Request) -> Response:
     return ORJSONResponse(out, status_code=201)
 
 
+@operation("incidents", models.IncidentSummary)
 async def incident_evidence(request: Request) -> Response:
     """
     summary: Recompute an incident's triage evidence now
@@ -297,6 +309,7 @@ async def incident_evidence(request: Request) -> Response:
     return ORJSONResponse(out)
 
 
+@operation("incidents", models.ActionItem, status=201)
 async def action_item_create(request: Request) -> Response:
     """
     summary: Add a tracked action item (owner, due date) to an incident
@@ -318,6 +331,7 @@ async def action_item_create(request: Request) -> Response:
     return ORJSONResponse(out, status_code=201)
 
 
+@operation("incidents", models.ActionItem)
 async def action_item_update(request: Request) -> Response:
     """
     summary: Mark an action item done (or open again), or change its owner or due date
@@ -340,6 +354,7 @@ async def action_item_update(request: Request) -> Response:
     return ORJSONResponse(out)
 
 
+@operation("incidents", media_type=("text/markdown", "text/html"))
 async def incident_postmortem(request: Request) -> Response:
     """
     summary: The incident's postmortem, generated now, as Markdown (default) or HTML
@@ -359,6 +374,7 @@ async def incident_postmortem(request: Request) -> Response:
     return Response(text, media_type="text/markdown; charset=utf-8")
 
 
+@operation("ingest", models.AlertmanagerResult)
 async def alertmanager_webhook(request: Request) -> Response:
     """
     summary: Alertmanager webhook receiver (payload version 4); firing alerts open or join incidents, resolved ones calm them

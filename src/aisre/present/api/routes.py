@@ -9,9 +9,8 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.schemas import SchemaGenerator
 
 from aisre.act.alerts import is_budget_alert
 from aisre.core.auth import Forbidden
@@ -23,8 +22,10 @@ from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive import journeys
 from aisre.evaluate.specs import specs_from_text
 from aisre.normalize.scores import parse_scores
+from aisre.present.api import models
 from aisre.present.api.context import AppContext
 from aisre.present.api.metrics import TenantScoped
+from aisre.present.api.openapi import operation, spec_for
 
 
 class ORJSONResponse(JSONResponse):
@@ -62,6 +63,7 @@ def _time_range(request: Request) -> TimeRange:
     )
 
 
+@operation("meta", models.Health)
 async def healthz(request: Request) -> Response:
     """
     summary: Readiness
@@ -72,15 +74,19 @@ async def healthz(request: Request) -> Response:
     return ORJSONResponse({"status": "ok", "store": store.backend})
 
 
+@operation("meta", models.Stats)
 async def stats(request: Request) -> Response:
     """
     summary: Store-wide counts (committed spans and traces, writer queue and commits)
     responses:
       200: {description: Counts.}
     """
-    return ORJSONResponse(await run_in_threadpool(_ctx(request).store.stats))
+    doc = dict(await run_in_threadpool(_ctx(request).store.stats))
+    doc["oldest_span"] = rfc3339(doc.pop("oldest_span_ns", None))  # API times are RFC 3339
+    return ORJSONResponse(doc)
 
 
+@operation("meta", media_type="text/plain")
 async def metrics(request: Request) -> Response:
     """
     summary: Prometheus exposition of aisre's own metrics, for the caller's tenant
@@ -96,6 +102,7 @@ async def metrics(request: Request) -> Response:
     return Response(await run_in_threadpool(generate_latest, view), media_type=CONTENT_TYPE_LATEST)
 
 
+@operation("meta", media_type="text/plain")
 async def metrics_all(request: Request) -> Response:
     """
     summary: Prometheus exposition with every tenant's tenant-labelled series (operator admin key only)
@@ -118,6 +125,7 @@ async def metrics_all(request: Request) -> Response:
     return Response(await run_in_threadpool(generate_latest, ctx.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+@operation("journeys", models.JourneyList)
 async def journey_list(request: Request) -> Response:
     """
     summary: Journeys with run counts, failure rate, p50/p95 duration, tokens per run, last seen
@@ -133,6 +141,7 @@ async def journey_list(request: Request) -> Response:
     return ORJSONResponse({"items": items})
 
 
+@operation("journeys", models.RunPage)
 async def run_list(request: Request) -> Response:
     """
     summary: Journey runs, newest first, with keyset pagination
@@ -166,15 +175,17 @@ async def run_list(request: Request) -> Response:
     return ORJSONResponse(page)
 
 
+@operation("journeys", models.Trace)
 async def trace_detail(request: Request) -> Response:
     """
     summary: One trace with its span tree and GenAI details (prompts, completions, tools, retrieval, errors)
     parameters:
-      - {name: trace_id, in: path, required: true, schema: {type: string, pattern: "^[0-9a-f]{32}$"}}
+      - {name: trace_id, in: path, required: true, schema: {type: string}, description: "32 hex digits, or a unique prefix of 8 or more"}
     responses:
       200: {description: "{trace_id, journey, outcome, spans: [...]}"}
       400: {description: Malformed trace id.}
       404: {description: Unknown trace id.}
+      409: {description: The prefix matches more than one trace.}
     """
     ctx = _ctx(request)
     doc = await run_in_threadpool(
@@ -183,6 +194,7 @@ async def trace_detail(request: Request) -> Response:
     return ORJSONResponse(doc)
 
 
+@operation("slos", models.SloList)
 async def slo_list(request: Request) -> Response:
     """
     summary: Every SLO with its status, SLI, error budget, burn rates and alert pairs
@@ -194,6 +206,7 @@ async def slo_list(request: Request) -> Response:
     return ORJSONResponse({"items": items})
 
 
+@operation("slos", models.SloDetail)
 async def slo_detail(request: Request) -> Response:
     """
     summary: One SLO's status, error budget, burn rates per window, alert state and burn-down series
@@ -232,6 +245,7 @@ def _alert_document(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@operation("slos", models.AlertList)
 async def alert_list(request: Request) -> Response:
     """
     summary: SLO and cost-budget alert episodes (pending, firing, resolved), newest first; budget ones are named budget:NAME@THRESHOLD
@@ -260,6 +274,7 @@ async def alert_list(request: Request) -> Response:
     return ORJSONResponse({"items": docs})
 
 
+@operation("slos", models.ReplayList)
 async def slo_replay(request: Request) -> Response:
     """
     summary: Would this SLO have alerted? Page and ticket intervals over a past period, from stored counts
@@ -282,6 +297,7 @@ async def slo_replay(request: Request) -> Response:
     return ORJSONResponse({"items": intervals})
 
 
+@operation("slos", models.SloApplied)
 async def slo_apply(request: Request) -> Response:
     """
     summary: Replace the SLOs with the specs in the body (aisre, OpenSLO or Sloth YAML); nothing changes if any spec is invalid
@@ -310,6 +326,7 @@ def _spec_summary(spec: SloSpec) -> dict[str, Any]:
     }
 
 
+@operation("ingest", models.ScoresAccepted)
 async def score_create(request: Request) -> Response:
     """
     summary: Attach evaluation results (groundedness, hallucination, feedback…) to traces; each item accepted or refused on its own
@@ -331,28 +348,33 @@ async def score_create(request: Request) -> Response:
     return ORJSONResponse({"accepted": table.num_rows - len(unknown), "rejected": refused})
 
 
-schemas = SchemaGenerator(
-    {
-        "openapi": "3.0.3",
-        "info": {"title": "aisre API", "version": "0.1.0", "description": "Journey SLOs, error budgets, cost and incidents from OpenTelemetry traces."},
-    }
-)
-
-
+@operation("meta", dict[str, Any])
 async def openapi(request: Request) -> Response:
     """
     summary: This API's OpenAPI document
     responses:
       200: {description: OpenAPI 3 JSON.}
     """
-    return ORJSONResponse(schemas.get_schema(routes=request.app.routes))
+    return ORJSONResponse(spec_for(request.app))
+
+
+async def api_docs(request: Request) -> Response:
+    """
+    summary: This API's reference as an HTML page, rendered here from the OpenAPI document (no CDN)
+    responses:
+      200: {description: HTML.}
+    """
+    from aisre.present.api.docs import render_docs
+
+    return HTMLResponse(render_docs(spec_for(request.app)))
 
 
 API_ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/metrics/all", metrics_all, methods=["GET"]),
-    Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/docs", api_docs, methods=["GET"], include_in_schema=False),
     Route("/api/stats", stats, methods=["GET"]),
     Route("/api/journeys", journey_list, methods=["GET"]),
     Route("/api/journeys/runs", run_list, methods=["GET"]),

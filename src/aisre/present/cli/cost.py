@@ -10,7 +10,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from aisre.present.cli.client import get_json, send_json
-from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
+from aisre.present.cli.common import (
+    FormatOption,
+    UrlOption,
+    WideOption,
+    call,
+    emit_json,
+    fail,
+    listing,
+    show,
+)
 
 console = Console()
 
@@ -50,6 +59,7 @@ def build_cost_cli() -> typer.Typer:
         model: str = typer.Option("", "--model"),
         url: str = UrlOption,
         fmt: str = FormatOption,
+        wide: bool = WideOption,
     ) -> None:
         """Cost and tokens by group, with cost per 1K runs, retry and failed-run shares, cache hit rate."""
         data = call(lambda: get_json(url, "/api/cost/breakdown", {
@@ -58,12 +68,13 @@ def build_cost_cli() -> typer.Typer:
             emit_json(data)
             return
         keys = (["bucket"] if data.get("bucket_s") else []) + data["by"]
-        table = Table(*keys, "cost", "per 1K runs", "calls", "input tok", "output tok", "cache hit", "retry share", "failed-run share")
+        table = listing(*keys, "cost", "per 1K runs", "calls", "input tok", "output tok", "cache hit", "retry share",
+                        "failed-run share", wide=wide, extra=tuple(len(keys) + i for i in (4, 5, 7)))
         for g in data["groups"]:
             table.add_row(*(escape(str(g.get(k) or "-")) for k in keys), _usd(g["cost_usd"]), _usd(g["cost_per_1k_runs_usd"]),
                           str(g["calls"]), f"{g['input_tokens']:,}", f"{g['output_tokens']:,}", _pct(g["cache_hit_rate"]),
                           _pct(g["retry_cost_share"]), _pct(g["failed_run_cost_share"]))
-        console.print(table)
+        show(console, table, wide)
         t = data["total"]
         console.print(f"total {_usd(t['cost_usd'])} over {t['runs']:,} runs ({_usd(t['cost_per_1k_runs_usd'])} per 1K runs); "
                       f"retries {_pct(t['retry_cost_share'])}, failed runs {_pct(t['failed_run_cost_share'])} of spend")
@@ -111,17 +122,18 @@ def build_cost_cli() -> typer.Typer:
             console.print(f"[yellow]not named:[/] {held['cause']} ({_usd(held['delta_usd'])}): {escape(held['reason'])}")
 
     @app.command("prices")
-    def prices_cmd(url: str = UrlOption, fmt: str = FormatOption) -> None:
+    def prices_cmd(url: str = UrlOption, fmt: str = FormatOption, wide: bool = WideOption) -> None:
         """The catalog version in force, listed models, this tenant's overrides and unpriced models."""
         data = call(lambda: get_json(url, "/api/cost/prices"))
         unpriced = call(lambda: get_json(url, "/api/cost/unpriced"))["unpriced"]
         if fmt == "json":
             emit_json({**data, "unpriced": unpriced})
             return
-        table = Table("provider", "model", "input /1M", "output /1M", "cached input /1M", title=f"catalog {data['version']}")
+        table = listing("provider", "model", "input /1M", "output /1M", "cached input /1M", title=f"catalog {data['version']}",
+                        wide=wide)
         for m in data["models"]:
             table.add_row(m["provider"], m["model"], f"{m['input']:g}", f"{m['output']:g}", f"{m['cached_input']:g}")
-        console.print(table)
+        show(console, table, wide)
         for o in data["overrides"]:
             console.print(f"override {escape(o['model'])}: in {o['input']:g} out {o['output']:g} cached {o['cached_input']:g} from {o['effective']}")
         for u in unpriced:
@@ -158,7 +170,7 @@ def build_cost_cli() -> typer.Typer:
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
-        """Recompute stored costs since a time with the prices in force now."""
+        """Recompute stored model calls' costs with the prices in force at each call's time (after price-set or a new catalog)."""
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         body = {"since": since, **({"until": until} if until else {})}
@@ -175,13 +187,14 @@ def build_cost_cli() -> typer.Typer:
             console.print(f"[yellow]unpriced:[/] {escape(model)} (costed at $0)")
 
     @app.command("budget")
-    def budget_cmd(url: str = UrlOption, fmt: str = FormatOption) -> None:
+    def budget_cmd(url: str = UrlOption, fmt: str = FormatOption, wide: bool = WideOption) -> None:
         """Budgets: spend so far, forecast at period end, projected exhaustion, alert level."""
         data = call(lambda: get_json(url, "/api/cost/budgets"))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("budget", "journey", "period", "amount", "spent", "forecast", "model (history)", "exhausts", "alert")
+        table = listing("budget", "journey", "period", "amount", "spent", "forecast", "model (history)", "exhausts", "alert",
+                        wide=wide, flex=(6,), extra=(2, 6))
         for b in data["budgets"]:
             basis = b.get("forecast_basis") or {}
             history = f" ({_span(basis['observed_s'])})" if basis.get("buckets") else ""
@@ -189,7 +202,7 @@ def build_cost_cli() -> typer.Typer:
                           f"{_usd(b['spent_usd'])} ({_pct(b['spent_share'])})",
                           f"{_usd(b['forecast_usd'])} ({_pct(b['forecast_share'])})", f"{b['forecast_model']}{history}",
                           b["projected_exhaustion"] or "-", "-" if b["alert"] is None else f"≥ {_pct(b['alert'])}")
-        console.print(table)
+        show(console, table, wide)
 
     @app.command("budget-set")
     def budget_set_cmd(
@@ -211,19 +224,20 @@ def build_cost_cli() -> typer.Typer:
         since: str = typer.Option("1d", "--since"),
         url: str = UrlOption,
         fmt: str = FormatOption,
+        wide: bool = WideOption,
     ) -> None:
         """Peak requests and tokens per minute per model against the configured provider limits."""
         data = call(lambda: get_json(url, "/api/cost/headroom", {"since": since}))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("model", "peak req/min", "limit", "peak tok/min", "limit", "headroom", "warning")
+        table = listing("model", "peak req/min", "limit", "peak tok/min", "limit", "headroom", "warning", wide=wide, flex=(6,))
         for m in data["models"]:
             heads = [h for h in (m.get("requests_headroom"), m.get("tokens_headroom")) if h is not None]
             table.add_row(escape(m["model"]), str(m["peak_requests_per_min"]), str(m.get("requests_per_min_limit") or "-"),
                           f"{m['peak_tokens_per_min']:,}", str(m.get("tokens_per_min_limit") or "-"),
                           _pct(min(heads)) if heads else "-", escape(m.get("warning") or ""))
-        console.print(table)
+        show(console, table, wide)
 
     @app.command("limit-set")
     def limit_set_cmd(

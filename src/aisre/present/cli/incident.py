@@ -13,7 +13,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from aisre.present.cli.client import get_json, get_text, send_json
-from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
+from aisre.present.cli.common import (
+    FormatOption,
+    UrlOption,
+    WideOption,
+    call,
+    emit_json,
+    fail,
+    listing,
+    show,
+)
 
 console = Console()
 
@@ -100,21 +109,22 @@ def build_incident_cli() -> typer.Typer:
         state: str = typer.Option("", help="open, acknowledged, mitigated, resolved or active"),
         journey: str = typer.Option("", help="Only this journey"),
         since: str = typer.Option("", help="RFC 3339 time or look-back such as 7d"),
-        url: str = UrlOption, fmt: str = FormatOption,
+        url: str = UrlOption, fmt: str = FormatOption, wide: bool = WideOption,
     ) -> None:
         """Incidents, newest first."""
         data = call(lambda: get_json(url, "/api/incidents", {"state": state, "journey": journey, "since": since}))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("#", "state", "sev", "title", "journey", "opened", "detect", "ack", "restore", "top suspect")
+        table = listing("#", "state", "sev", "title", "journey", "opened", "detect", "ack", "restore", "top suspect",
+                        wide=wide, flex=(3, 9), extra=(6, 7, 9))
         for d in data["items"]:
             top = d.get("top_suspect") or {}
             table.add_row(str(d["id"]), _state(d["state"]), d["severity"], escape(d["title"][:60]),
                           escape(d.get("journey") or "-"), d["opened"], _secs(d.get("time_to_detect_s")),
                           _secs(d.get("time_to_acknowledge_s")), _secs(d.get("time_to_restore_s")),
                           escape(top.get("summary") or "-"))
-        console.print(table)
+        show(console, table, wide)
 
     @app.command("show")
     def show_cmd(incident_id: int = typer.Argument(..., help="Incident number"), url: str = UrlOption, fmt: str = FormatOption) -> None:
@@ -157,7 +167,7 @@ def build_incident_cli() -> typer.Typer:
 
     @app.command("action")
     def action_cmd(incident_id: int = typer.Argument(...), title: str = typer.Argument(...),
-                   owner: str = typer.Option("", help="Who owns it"), due: str = typer.Option("", help="RFC 3339 due date"),
+                   owner: str = typer.Option("", help="Who owns it"), due: str = typer.Option("", help="Due date: a day such as 2026-12-20 (due at its end, UTC) or an RFC 3339 time; not in the past"),
                    by: str = ByOption, url: str = UrlOption) -> None:
         """Add a tracked action item."""
         item = call(lambda: send_json(url, "POST", f"/api/incidents/{incident_id}/action-items",
@@ -245,18 +255,18 @@ def build_change_cli() -> typer.Typer:
         since: str = typer.Option("7d", help="RFC 3339 time or look-back"),
         journey: str = typer.Option("", help="Changes naming this journey (or none)"),
         kind: str = typer.Option(""),
-        url: str = UrlOption, fmt: str = FormatOption,
+        url: str = UrlOption, fmt: str = FormatOption, wide: bool = WideOption,
     ) -> None:
         """Recorded and detected changes, newest first."""
         data = call(lambda: get_json(url, "/api/changes", {"since": since, "journey": journey, "kind": kind}))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("#", "at", "kind", "summary", "who", "journeys", "source")
+        table = listing("#", "at", "kind", "summary", "who", "journeys", "source", wide=wide, flex=(3,))
         for c in data["items"]:
             table.add_row(str(c["id"]), c["at"], c["kind"], escape(c["summary"]), escape(c.get("who") or "-"),
                           escape(", ".join(c["journeys"]) or "all"), c["source"])
-        console.print(table)
+        show(console, table, wide)
         if not data["items"]:
             console.print("no changes in the period")
 

@@ -8,12 +8,20 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from aisre.core.auth import parse_expiry
 from aisre.core.timefmt import rfc3339
 from aisre.present.cli.client import get_json, send_json
-from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
+from aisre.present.cli.common import (
+    FormatOption,
+    UrlOption,
+    WideOption,
+    call,
+    emit_json,
+    fail,
+    listing,
+    show,
+)
 
 console = Console()
 DbOption = typer.Option(
@@ -75,7 +83,8 @@ def build_keys_cli() -> typer.Typer:
                       "or set AISRE_KEY for the CLI[/]")
 
     @app.command("list")
-    def list_cmd(tenant: str = TenantOption, db: str = DbOption, url: str = UrlOption, fmt: str = FormatOption) -> None:
+    def list_cmd(tenant: str = TenantOption, db: str = DbOption, url: str = UrlOption, fmt: str = FormatOption,
+                 wide: bool = WideOption) -> None:
         """Keys of the tenant: id, role, name, status, created, expires and revoked (never the secrets)."""
         if db:
             from aisre.present.api.admin import key_status
@@ -96,11 +105,12 @@ def build_keys_cli() -> typer.Typer:
         if fmt == "json":
             emit_json({"items": rows})
             return
-        table = Table("key id", "tenant", "role", "name", "status", "created", "expires", "revoked")
+        table = listing("key id", "tenant", "role", "name", "status", "created", "expires", "revoked", wide=wide,
+                        extra=(5, 7))
         for r in rows:
             table.add_row(r["key_id"], r["tenant"], r["role"], r["name"], r["status"], r["created"] or "",
                           r["expires"] or "never", r["revoked"] or "")
-        console.print(table)
+        show(console, table, wide)
 
     @app.command("revoke")
     def revoke_cmd(key_id: str = typer.Argument(...), tenant: str = TenantOption, db: str = DbOption,
@@ -128,16 +138,17 @@ def register_audit(app: typer.Typer) -> None:
         limit: int = typer.Option(100, "--limit"),
         url: str = UrlOption,
         fmt: str = FormatOption,
+        wide: bool = WideOption,
     ) -> None:
         """Who changed what in the control plane, and when (admin key)."""
         data = call(lambda: get_json(url, "/api/audit", {"action": action, "since": since, "limit": limit}))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("time", "actor", "action", "target", "change")
+        table = listing("time", "actor", "action", "target", "change", wide=wide, flex=(4,))
         for r in data["items"]:
             table.add_row(r["at"], r["actor"], r["action"], r["target"], _change(r["before"], r["after"]))
-        console.print(table)
+        show(console, table, wide)
 
 
 def _change(before: Any, after: Any) -> str:

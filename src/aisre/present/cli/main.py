@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 from typer.core import TyperCommand
@@ -21,14 +23,31 @@ from aisre.present.cli.common import (
     FormatOption,
     StartOptionError,
     UrlOption,
+    WideOption,
     call,
     emit_json,
     fail,
+    listing,
+    show,
+    wide_console,
 )
 
 console = Console()
 
 ServerRunner = Callable[..., None]
+
+
+SHORT_ID = 12  # hex digits: unique in practice, and `traces show` takes a unique prefix
+
+
+def _short_time(stamp: str | None) -> str:
+    """'2026-12-05T09:00:21.437831Z' → '09:00:21' (UTC): a narrow column; --wide shows the stamp."""
+    return stamp[11:19] if stamp else "-"
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -188,7 +207,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
             console.print("demo: stopped")
     @traces.command("show")
     def traces_show(
-        trace_id: str = typer.Argument(..., help="32-hex-digit trace id"),
+        trace_id: str = typer.Argument(..., help="Trace id: 32 hex digits, or a unique prefix of 8 or more"),
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
@@ -213,34 +232,43 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         since: str = typer.Option("24h", help="RFC 3339 time or look-back such as 1h, 7d"),
         url: str = UrlOption,
         fmt: str = FormatOption,
+        wide: bool = WideOption,
     ) -> None:
         """Journeys with runs, failure rate, latency and tokens."""
         data = call(lambda: get_json(url, "/api/journeys", {"since": since}))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("journey", "runs", "failure rate", "p50", "p95", "tokens/run", "retries", "last seen")
+        table = listing("journey", "runs", "failure rate", "p50", "p95", "tokens/run", "retries", "last seen", wide=wide,
+                        extra=(5, 6))
         for j in data["items"]:
             table.add_row(
                 j["journey"], str(j["runs"]), f"{j['failure_rate'] * 100:.2f} %", _fmt_ms(j["p50_ms"]),
                 _fmt_ms(j["p95_ms"]), f"{j['tokens_per_run'] or 0:.0f}", str(j["retries"]), j["last_seen"] or "-",
             )
-        console.print(table)
+        show(console, table, wide)
 
     @journeys.command("runs")
     def journeys_runs(
         journey: str = typer.Option("", help="Only this journey"),
-        outcome: str = typer.Option("", help="success, failure or incomplete"),
+        outcome: str = typer.Option("", help="success, failure or incomplete (in flight)"),
         since: str = typer.Option("", help="RFC 3339 time or look-back such as 1h"),
         until: str = typer.Option("", help="RFC 3339 time"),
         service_version: str = typer.Option("", "--service-version"),
         model: str = typer.Option(""),
         limit: int = typer.Option(20, help="Runs per page"),
         cursor: str = typer.Option("", help="next_cursor from a previous page"),
+        wide: bool = WideOption,
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
-        """List journey runs, newest first."""
+        """List journey runs, newest first: completed ones, then those still in flight.
+
+        The trace column is a unique prefix that `aisre traces show` accepts; --wide shows full
+        ids, times and every count, --format json everything.
+        """
+        from aisre.present.cli.cost import _usd
+
         params = {
             "journey": journey, "outcome": outcome, "since": since, "until": until,
             "service_version": service_version, "model": model, "limit": limit, "cursor": cursor,
@@ -249,17 +277,41 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("start", "journey", "outcome", "duration", "LLM", "tools", "retries", "tokens", "version", "trace")
-        for r in data["items"]:
+        # In-flight traces are the newest, but a reader looks for what finished (and how).
+        items = sorted(data["items"], key=lambda r: r["outcome"] == "incomplete")
+        out = wide_console() if wide else console
+        rows = []
+        for r in items:
             style = {"failure": "red", "incomplete": "yellow"}.get(r["outcome"], "")
-            table.add_row(
-                r["start_time"], r["journey"], f"[{style}]{r['outcome']}[/]" if style else r["outcome"],
-                _fmt_ms(r["duration_ms"]), str(r["llm_calls"]), str(r["tool_calls"]), str(r["retries"]),
-                str((r["input_tokens"] or 0) + (r["output_tokens"] or 0)), r["service_version"] or "-", r["trace_id"],
-            )
-        console.print(table)
-        if data.get("next_cursor"):
-            console.print(f"more: --cursor {data['next_cursor']}")
+            label = "in flight" if r["outcome"] == "incomplete" else r["outcome"]
+            if wide:
+                cells = [r["start_time"] or "-", r["journey"], label, _fmt_ms(r["duration_ms"]), _usd(r["cost_usd"]),
+                         str(r["llm_calls"]), str(r["tool_calls"]), str(r["retries"]),
+                         str((r["input_tokens"] or 0) + (r["output_tokens"] or 0)), r["service_version"] or "-",
+                         r.get("failure_reason") or "-", r["trace_id"]]
+            else:
+                cells = [_short_time(r["start_time"]), _clip(r["journey"], 12), label, _fmt_ms(r["duration_ms"]),
+                         _usd(r["cost_usd"]), r.get("failure_reason") or "-", r["trace_id"][:SHORT_ID]]
+            rows.append((cells, style))
+        if wide:
+            table = Table("start", "journey", "outcome", "duration", "cost", "LLM", "tools", "retries", "tokens",
+                          "version", "failure reason", "trace")
+        else:
+            # One line per run in the terminal's width (80 by default): the other columns
+            # keep their width and the reason gets what is left (in full with --wide or json).
+            headers = ("time", "journey", "outcome", "took", "cost", "failure reason", "trace")
+            table = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+            fixed = sum(max([len(headers[i]), *(len(c[i]) for c, _ in rows)]) for i in (0, 1, 2, 3, 4, 6))
+            room = max(len(headers[5]), out.width - fixed - (len(headers) - 1))  # one space between columns
+            rows = [([*cells[:5], _clip(cells[5], room), cells[6]], style) for cells, style in rows]
+        for cells, style in rows:
+            text = [escape(c) for c in cells]
+            if style:
+                text[2] = f"[{style}]{text[2]}[/]"
+            table.add_row(*text)
+        out.print(table)
+        if data.get("next_cursor"):  # the cursor alone on its line, to copy whole
+            console.print(f"more, with --cursor:\n{data['next_cursor']}", soft_wrap=True)
 
     return app
 

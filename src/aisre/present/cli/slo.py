@@ -11,7 +11,15 @@ from rich.table import Table
 
 from aisre.core.timefmt import span_text
 from aisre.present.cli.client import get_json, put_text
-from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json
+from aisre.present.cli.common import (
+    FormatOption,
+    UrlOption,
+    WideOption,
+    call,
+    emit_json,
+    listing,
+    show,
+)
 
 console = Console()
 err = Console(stderr=True)
@@ -31,12 +39,14 @@ def build_slo_cli() -> typer.Typer:
         journey: list[str] = typer.Option([], "--journey", help="Known journey; unknown ones are errors (repeatable)"),
         score: list[str] = typer.Option([], "--score", help="Known score name; unknown ones are errors (repeatable)"),
     ) -> None:
-        """Check spec files; print each error as file:line: field: message and exit 1 if any."""
+        """Check spec files; print each error as file:line: field: message and exit 1 if any (warnings, e.g. objective 0.995 meaning 0.995 %, do not fail)."""
         from aisre.evaluate.specs import check_files
 
         result = check_files(paths, known_journeys=journey or None, known_scores=score or None)
         for e in result.errors:
             err.print(f"[red]{escape(str(e))}[/]", soft_wrap=True)
+        for w in result.warnings:
+            err.print(f"[yellow]warning: {escape(str(w))}[/]", soft_wrap=True)
         for path in result.files:
             if result.errors_in(path):
                 continue
@@ -49,13 +59,14 @@ def build_slo_cli() -> typer.Typer:
             raise typer.Exit(1)
 
     @app.command("list")
-    def list_cmd(url: str = UrlOption, fmt: str = FormatOption) -> None:
+    def list_cmd(url: str = UrlOption, fmt: str = FormatOption, wide: bool = WideOption) -> None:
         """Every SLO with status, SLI, budget left and the fastest burn."""
         data = call(lambda: get_json(url, "/api/slos"))
         if fmt == "json":
             emit_json(data)
             return
-        table = Table("SLO", "journey", "objective", "window", "status", "SLI", "budget left", "data", "burn 1h", "tier", "owner")
+        table = listing("SLO", "journey", "objective", "window", "status", "SLI", "budget left", "data", "burn 1h", "tier",
+                        "owner", wide=wide, extra=(3, 7, 9, 10))
         for s in data["items"]:
             budget = s.get("error_budget") or {}
             status = s.get("status", "-")
@@ -66,7 +77,7 @@ def build_slo_cli() -> typer.Typer:
                 f"{(s.get('burn_rates') or {}).get('1h', 0):.2f}x" if s.get("burn_rates") else "-",
                 str(s.get("tier") if s.get("tier") is not None else "-"), s.get("owner") or "-",
             )
-        console.print(table)
+        show(console, table, wide)
 
     @app.command("status")
     def status_cmd(name: str = typer.Argument(..., help="SLO name"), url: str = UrlOption, fmt: str = FormatOption) -> None:
@@ -111,6 +122,8 @@ def build_slo_cli() -> typer.Typer:
             for e in result.errors:
                 err.print(f"[red]{escape(str(e))}[/]", soft_wrap=True)
             raise typer.Exit(1)
+        for w in result.warnings:
+            err.print(f"[yellow]warning: {escape(str(w))}[/]", soft_wrap=True)
         files = [p for p in result.files]
         text = "\n---\n".join(p.read_text() for p in files)
         data = call(lambda: put_text(url, "/api/slos", text, "application/yaml"))

@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aisre.core.timefmt import rfc3339
 from aisre.present.cli.client import get_json, send_json
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
 
@@ -42,7 +41,7 @@ def build_store_cli() -> typer.Typer:
             if name in doc:
                 value = doc[name]
                 table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
-        table.add_row("oldest_span", rfc3339(doc.get("oldest_span_ns")) or "none")
+        table.add_row("oldest_span", doc.get("oldest_span") or "none")
         console.print(table)
         if isinstance(doc.get("retention"), dict):
             _print_retention(doc["retention"])

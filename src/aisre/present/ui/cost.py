@@ -95,8 +95,9 @@ def per_1k_chart(buckets: list[dict[str, Any]], bucket_ns: int) -> dict[str, Any
 def forecast_chart(doc: dict[str, Any]) -> dict[str, Any] | None:
     """Cumulative spend this period, the forecast to period end with its 80 % band (the
     band is the forecast's hourly interval, accumulated), the budget and its thresholds."""
-    spent = doc.get("spent_series") or []
-    ahead = doc.get("forecast_series") or []
+    spent = [(_parse_ns(p["hour_start"]), p["cumulative_usd"]) for p in doc.get("spent_series") or []]
+    ahead = [(_parse_ns(p["time"]), p["cumulative_usd"], p["step_low_usd"], p["step_high_usd"])
+             for p in doc.get("forecast_series") or []]
     if not spent:
         return None
     t0 = _parse_ns(doc["period_start"])

@@ -890,6 +890,14 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
         )
         return run, spans
 
+    def trace_ids_with_prefix(self, tenant: str, prefix: str, limit: int = 5) -> list[str]:
+        """Trace ids of stored runs that start with ``prefix`` (lowercase hex), at most ``limit``."""
+        rows = self._rows(
+            "SELECT trace_id FROM journey_runs WHERE tenant = ? AND starts_with(trace_id, ?) ORDER BY trace_id LIMIT ?",
+            [tenant, prefix, int(limit)],
+        )
+        return [str(r["trace_id"]) for r in rows]
+
     def list_runs(self, q: RunQuery) -> list[dict[str, Any]]:
         """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
         w = _Where("tenant = ?", q.tenant)

@@ -1,0 +1,685 @@
+"""What the REST routes answer, as typed models: the routes build these, and the OpenAPI
+document's response schemas are generated from them (openapi.py), so the two cannot drift.
+
+Times are RFC 3339 strings (UTC, ``Z``); durations carry their unit in the field name
+(``_ms``, ``_s``); money is USD (``_usd``). Nested parts whose shape belongs to a lower layer
+and varies by kind (an SLO's indicator, a gate metric's test) are typed as open objects.
+"""
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+Json = dict[str, Any]
+Time = str  # RFC 3339, e.g. 2026-12-05T09:00:27.077273Z
+
+
+class Error(TypedDict):
+    """Every 4xx/5xx answer: one message, and for a spec set each error with its place."""
+
+    error: str
+    errors: NotRequired[list[Any]]
+
+
+class Deleted(TypedDict):
+    deleted: str
+
+
+# -- health, stats ---------------------------------------------------------------------------
+
+
+class Health(TypedDict):
+    status: str
+    store: str
+
+
+class Retention(TypedDict):
+    tenant: str
+    retention_days: float | None
+    source: str
+    rollup_retention_days: float | None
+    dedup_window_s: float
+
+
+class Stats(TypedDict):
+    backend: str
+    spans: int
+    traces: int
+    queued_spans: int
+    commits: int
+    spans_committed: int
+    refused_full: int
+    failed_commits: int
+    last_commit_seconds: float | None
+    duplicate_spans: int
+    expired_spans: int
+    expired_traces: int
+    expiry_steps: int
+    oldest_span: Time | None
+    retention: NotRequired[Retention]
+
+
+# -- journeys and traces ---------------------------------------------------------------------
+
+
+class JourneySummary(TypedDict):
+    journey: str
+    runs: int
+    failures: int
+    failure_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    tokens_per_run: float | None
+    llm_calls_per_run: float | None
+    retries: int
+    cost_usd: float | None
+    last_seen: Time | None
+
+
+class JourneyList(TypedDict):
+    items: list[JourneySummary]
+
+
+Outcome = Literal["success", "failure", "incomplete"]
+
+
+class Run(TypedDict):
+    trace_id: str
+    journey: str
+    outcome: Outcome
+    failure_reason: str | None
+    start_time: Time | None
+    duration_ms: float | None
+    root_span: str | None
+    service: str | None
+    span_count: int
+    error_spans: int
+    llm_calls: int
+    llm_errors: int
+    tool_calls: int
+    retrieval_calls: int
+    agent_steps: int
+    retries: int
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    cost_usd: float | None
+    service_version: str | None
+    prompt_name: str | None
+    prompt_version: str | None
+    environment: str | None
+    models: list[str]
+    user_id: str | None
+    session_id: str | None
+
+
+class RunPage(TypedDict):
+    items: list[Run]
+    next_cursor: str | None
+
+
+class Span(TypedDict):
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str | None
+    service: str | None
+    scope: str | None
+    status: str
+    status_message: str | None
+    operation: str
+    provider: str | None
+    request_model: str | None
+    response_model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    cost_usd: float | None
+    http_status: int | None
+    retry_attempt: int | None
+    error_type: str | None
+    tool_name: str | None
+    service_version: str | None
+    prompt_name: str | None
+    prompt_version: str | None
+    depth: int
+    orphan: bool
+    start_time: Time
+    end_time: Time
+    offset_ms: float
+    duration_ms: float
+    attributes: Json
+    resource: Json
+    events: list[Json]
+    links: list[Json]
+    genai: NotRequired[Json | None]
+
+
+class Trace(Run):
+    spans: list[Span]
+
+
+# -- SLOs, alerts ----------------------------------------------------------------------------
+
+
+class ErrorBudget(TypedDict):
+    total_events: float | None
+    spent_events: float | None
+    remaining_ratio: float | None
+    time_to_exhaustion_s: float | None
+
+
+class BurnDownPoint(TypedDict):
+    time: Time
+    remaining_ratio: float | None
+
+
+class SloStatus(TypedDict):
+    name: str
+    journey: str
+    objective: float
+    window: str
+    indicator: Json
+    tier: int | None
+    owner: str | None
+    runbook: str | None
+    diagnostic: bool
+    carries_budget: bool
+    description: str | None
+    status: str
+    data: Json
+    sli: float | None
+    good: int | float
+    total: int | float
+    error_budget: ErrorBudget
+    burn_rates: dict[str, float | None]
+    alerts: list[Json]
+    warnings: NotRequired[list[str]]
+    burn_down: NotRequired[list[BurnDownPoint]]
+
+
+class AlertEpisode(TypedDict):
+    id: int
+    kind: Literal["slo", "budget"]
+    slo: str
+    journey: str | None
+    severity: str
+    state: Literal["pending", "firing", "resolved"]
+    pending_since: Time | None
+    started: Time | None
+    ended: Time | None
+    peak_burn: float | None
+    summary: str | None
+    owner: NotRequired[str | None]
+    tier: NotRequired[int | None]
+    runbook: NotRequired[str | None]
+    incident: NotRequired[Json | None]
+
+
+class SloDetail(SloStatus):
+    alert_episodes: list[AlertEpisode]
+
+
+class SloList(TypedDict):
+    items: list[SloStatus]
+
+
+class AlertList(TypedDict):
+    items: list[AlertEpisode]
+
+
+class ReplayInterval(TypedDict):
+    severity: str
+    start: Time
+    end: Time | None
+    peak_burn: float
+
+
+class ReplayList(TypedDict):
+    items: list[ReplayInterval]
+
+
+class SloApplied(TypedDict):
+    applied: list[str]
+
+
+class ScoreRefusal(TypedDict):
+    index: int
+    reason: str
+
+
+class ScoresAccepted(TypedDict):
+    accepted: int
+    rejected: list[ScoreRefusal]
+
+
+# -- admin -----------------------------------------------------------------------------------
+
+
+Role = Literal["ingest", "read", "admin"]
+
+
+class ApiKey(TypedDict):
+    key_id: str
+    tenant: str
+    role: Role
+    name: str
+    status: Literal["active", "expired", "revoked"]
+    created: Time | None
+    created_by: str | None
+    expires: Time | None
+    revoked: Time | None
+    revoked_by: str | None
+
+
+class NewApiKey(TypedDict):
+    key: str
+    key_id: str
+    tenant: str
+    role: Role
+    name: str
+    expires: Time | None
+
+
+class KeyList(TypedDict):
+    items: list[ApiKey]
+
+
+class AuditRecord(TypedDict):
+    id: int
+    tenant: str
+    actor: str
+    action: str
+    target: str
+    before: Any
+    after: Any
+    at: Time
+
+
+class AuditList(TypedDict):
+    items: list[AuditRecord]
+
+
+# -- changes, incidents ----------------------------------------------------------------------
+
+
+class Change(TypedDict):
+    id: int
+    kind: str
+    summary: str | None
+    who: str | None
+    at: Time
+    services: list[str]
+    journeys: list[str]
+    version: str | None
+    previous: str | None
+    prompt_name: str | None
+    link: str | None
+    metadata: Any
+    source: str
+    observed: Time | None
+
+
+class ChangeList(TypedDict):
+    items: list[Change]
+
+
+class TimelineEntry(TypedDict):
+    time: Time
+    kind: str
+    actor: str | None
+    message: str | None
+    data: Any
+
+
+class ActionItem(TypedDict):
+    id: int
+    incident_id: int
+    title: str
+    owner: str | None
+    due: Time | None
+    status: Literal["open", "done"]
+    created: Time
+    done: Time | None
+
+
+class IncidentSummary(TypedDict):
+    id: int
+    title: str
+    state: Literal["open", "acknowledged", "mitigated", "resolved"]
+    severity: str
+    journey: str | None
+    slo: str | None
+    source: str
+    commander: str | None
+    owner: str | None
+    tier: int | None
+    runbook: str | None
+    url: str
+    opened: Time
+    impact_start: Time | None
+    first_alert: Time | None
+    acknowledged: Time | None
+    acknowledged_by: str | None
+    mitigated: Time | None
+    mitigated_by: str | None
+    resolved: Time | None
+    resolved_by: str | None
+    updated: Time
+    time_to_detect_s: float | None
+    time_to_acknowledge_s: float | None
+    time_to_mitigate_s: float | None
+    time_to_restore_s: float | None
+    time_to_resolve_s: float | None
+    summary: str | None
+    impact: Json | None
+    points_at: Any
+    top_suspect: Any
+    warnings: list[Any]
+
+
+class Incident(IncidentSummary):
+    evidence: Json | None
+    evidence_computed: Time | None
+    alerts: list[Json]
+    timeline: list[TimelineEntry]
+    action_items: list[ActionItem]
+    notifications: list[Json]
+
+
+class IncidentList(TypedDict):
+    items: list[IncidentSummary]
+
+
+class IncidentMetrics(TypedDict):
+    incidents: int
+    by_state: dict[str, int]
+    by_severity: dict[str, int]
+    mttd_s: float | None
+    mttd_median_s: float | None
+    mttd_count: int
+    mtta_s: float | None
+    mtta_median_s: float | None
+    mtta_count: int
+    mttr_s: float | None
+    mttr_median_s: float | None
+    mttr_count: int
+    mtt_resolve_s: float | None
+    mtt_resolve_median_s: float | None
+    mtt_resolve_count: int
+    action_items: Json
+    since: Time | None
+    until: Time | None
+
+
+class AlertmanagerResult(TypedDict):
+    alerts: int
+    incidents: list[Any]
+
+
+# -- gate ------------------------------------------------------------------------------------
+
+
+class GatePopulation(TypedDict):
+    selector: str
+    runs: int
+    first_run: Time | None
+    last_run: Time | None
+
+
+class Verdict(TypedDict):
+    journey: str
+    verdict: Literal["pass", "marginal", "fail", "insufficient_data"]
+    exit_code: int
+    score: float | None
+    score_range: Any
+    thresholds: dict[str, float]
+    failed_metrics: list[Any]
+    insufficient_data: list[Json]
+    reasons: list[Any]
+    notes: list[Any]
+    fix: bool
+    window: Json
+    baseline: GatePopulation
+    candidate: GatePopulation
+    min_runs: int
+    judge: Json
+    metrics: list[Json]
+    groups: list[Json]
+    policy: Json
+    id: NotRequired[int | None]
+    decided_at: NotRequired[Time | None]
+
+
+class VerdictSummary(TypedDict):
+    id: int
+    journey: str
+    baseline: str
+    candidate: str
+    verdict: str
+    score: float | None
+    baseline_runs: int | None
+    candidate_runs: int | None
+    decided_at: Time
+
+
+class VerdictList(TypedDict):
+    items: list[VerdictSummary]
+
+
+# -- cost ------------------------------------------------------------------------------------
+
+
+class CostGroup(TypedDict):
+    """Sums and ratios of one group; its key fields are those of ``by`` (and bucket)."""
+
+    bucket: NotRequired[Time]
+    journey: NotRequired[str | None]
+    model: NotRequired[str | None]
+    provider: NotRequired[str | None]
+    prompt_version: NotRequired[str | None]
+    service_version: NotRequired[str | None]
+    calls: int
+    billed_calls: int
+    first_calls: int
+    resent_calls: int
+    retry_calls: int
+    retry_billed_calls: int
+    errors: int
+    http_429: int
+    http_5xx: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: float
+    retry_cost_usd: float
+    failed_run_cost_usd: float
+    unpriced_calls: int
+    unpriced_tokens: int
+    runs: int | None
+    failures: NotRequired[int]
+    cost_per_1k_runs_usd: float | None
+    cost_per_call_usd: float | None
+    retry_cost_share: float | None
+    failed_run_cost_share: float | None
+    cache_hit_rate: float | None
+
+
+class CostBreakdown(TypedDict):
+    since: Time | None
+    until: Time | None
+    by: list[str]
+    bucket_s: float | None
+    journey: str | None
+    model: str | None
+    groups: list[CostGroup]
+    total: CostGroup
+    unpriced: list[Json]
+
+
+class CostExplanation(TypedDict):
+    journey: str
+    status: Literal["explained", "insufficient_data"]
+    summary: str
+    minimums: Json
+    baseline: Json
+    current: Json
+
+
+class PriceVersion(TypedDict):
+    id: str
+    effective: Time
+
+
+class ModelPrice(TypedDict):
+    provider: str | None
+    model: str
+    input: float
+    output: float
+    cached_input: float | None
+
+
+class PriceCatalog(TypedDict):
+    version: str
+    effective: Time | None
+    versions: list[PriceVersion]
+    models: list[ModelPrice]
+    overrides: list[Json]
+
+
+class PriceOverride(TypedDict):
+    model: str
+    version: str
+    input: float
+    output: float
+    cached_input: float | None
+
+
+class Repriced(TypedDict):
+    spans: int
+    runs: int
+    cost_before_usd: float
+    cost_after_usd: float
+    unpriced_calls: int
+    since: Time
+    until: Time
+    unpriced_models: list[Any]
+
+
+class UnpricedList(TypedDict):
+    unpriced: list[Json]
+
+
+class SpentPoint(TypedDict):
+    """Spend this period up to the end of the hour that starts at hour_start."""
+
+    hour_start: Time
+    cumulative_usd: float
+
+
+class ForecastPoint(TypedDict):
+    """The forecast at a step end; step_low/high_usd are this step's share of the 80 % band."""
+
+    time: Time
+    cumulative_usd: float
+    step_low_usd: float
+    step_high_usd: float
+
+
+class BudgetStatus(TypedDict):
+    name: str
+    journey: str | None
+    period: Literal["week", "month"]
+    amount_usd: float
+    thresholds: list[float]
+    period_start: Time
+    period_end: Time
+    as_of: Time
+    spent_usd: float
+    spent_share: float
+    forecast_usd: float
+    forecast_share: float
+    forecast_low_usd: float
+    forecast_high_usd: float
+    forecast_model: str
+    forecast_basis: Json
+    projected_exhaustion: Time | None
+    alert: float | None
+    spent_series: NotRequired[list[SpentPoint]]
+    forecast_series: NotRequired[list[ForecastPoint]]
+
+
+class BudgetList(TypedDict):
+    budgets: list[BudgetStatus]
+
+
+class ModelHeadroom(TypedDict):
+    model: str
+    provider: str | None
+    peak_requests_per_min: int
+    peak_requests_at: Time | None
+    peak_tokens_per_min: int
+    peak_tokens_at: Time | None
+    avg_requests_per_active_min: float | None
+    requests_per_min_limit: float | None
+    tokens_per_min_limit: float | None
+    warn_at: float | None
+    requests_headroom: float | None
+    tokens_headroom: float | None
+    peak_share: float | None
+    warning: str | None
+
+
+class Headroom(TypedDict):
+    models: list[ModelHeadroom]
+
+
+class RateLimit(TypedDict):
+    tenant: str
+    model: str
+    requests_per_min: float | None
+    tokens_per_min: float | None
+    warn_at: float
+
+
+# -- OTLP ------------------------------------------------------------------------------------
+
+
+class ExportTraceServiceResponse(TypedDict):
+    """OTLP/HTTP's JSON answer (protobuf when the request was protobuf)."""
+
+    partialSuccess: NotRequired[Json]
+
+
+# -- telemetry check -------------------------------------------------------------------------
+
+
+class CheckFinding(TypedDict):
+    """One kind of gap in one service (and journey), shaped like OTel Weaver's live-check findings."""
+
+    id: str
+    level: Literal["violation", "improvement", "information"]
+    signal: str
+    attribute: str
+    message: str
+    service: str
+    journey: str | None
+    count: int
+    exemplar: dict[str, str]
+    signal_type: str
+    signal_name: str | None
+    context: Json
+
+
+class CheckReport(TypedDict):
+    since: Time | None
+    until: Time | None
+    service: str | None
+    journey: str | None
+    sampled: int
+    spans_seen: int
+    sample_limit: int
+    spans: int
+    runs: int
+    rejected: int
+    reasons: list[str]
+    coverage: dict[str, float]
+    findings: list[CheckFinding]
