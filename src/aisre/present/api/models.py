@@ -49,6 +49,8 @@ class Stats(TypedDict):
     refused_full: int
     failed_commits: int
     last_commit_seconds: float | None
+    commit_seconds_total: float
+    upkeep_seconds_total: float
     duplicate_spans: int
     expired_spans: int
     expired_traces: int

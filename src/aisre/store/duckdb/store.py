@@ -964,6 +964,8 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
             "refused_full": writer.refused_full,
             "failed_commits": writer.failed_commits,
             "last_commit_seconds": writer.last_commit_seconds,
+            "commit_seconds_total": writer.commit_seconds_total,
+            "upkeep_seconds_total": writer.upkeep_seconds_total,
             "duplicate_spans": self.duplicate_spans,
             "expired_spans": self.expiry.spans,
             "expired_traces": self.expiry.traces,

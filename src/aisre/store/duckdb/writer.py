@@ -32,6 +32,9 @@ class WriterStats:
     refused_full: int = 0
     failed_commits: int = 0
     last_commit_seconds: float = 0.0
+    # Where the writer thread's time goes: commits, and upkeep between them (rollups, expiry).
+    commit_seconds_total: float = 0.0
+    upkeep_seconds_total: float = 0.0
 
 
 class _Stop:
@@ -166,10 +169,13 @@ class Writer:
         if not force and now - self._last_tick < self._tick_interval:
             return
         self._last_tick = now
+        started = time.perf_counter()
         try:
             self._tick()
         except Exception:  # housekeeping must never stop the writer
             log.exception("writer housekeeping failed")
+        finally:
+            self.stats.upkeep_seconds_total += time.perf_counter() - started
 
     def _write(self, group: list[tuple[Any, int, Future[int]]], rows: int) -> None:
         started = time.perf_counter()
@@ -190,5 +196,6 @@ class Writer:
                 future.set_result(count)
         finally:
             self.stats.last_commit_seconds = time.perf_counter() - started
+            self.stats.commit_seconds_total += self.stats.last_commit_seconds
             with self._lock:
                 self._queued_spans -= rows
