@@ -108,3 +108,39 @@ def test_close_during_replacement_leaves_no_decoder(tmp_path: Path) -> None:
     decoders = [c for c in children if _alive(c) and b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert decoders == []
     store.close()
+
+
+def test_a_full_writer_queue_refuses_before_decoding(tmp_path: Path) -> None:
+    """Overloaded, ingest refuses at the door (429 queue_full) rather than decoding a body the
+    writer would then refuse: the refused body is never decoded (a body that is not protobuf
+    at all is refused as retryable, not rejected as malformed)."""
+    import threading
+
+    from aisre.core.errors import PermanentError
+    from aisre.normalize.spans import flatten
+
+    store = DuckDBStore(str(tmp_path / "full.duckdb"), max_queued_spans=100)
+    ingest = SpanIngest(store, workers=0)
+    release = threading.Event()
+    try:
+        # Learn a request's size, then hold the writer so what is submitted stays queued.
+        assert asyncio.run(ingest.consume(_export(5), "t")).accepted == 15
+        blocked = store._writer.call(release.wait)
+        request, _ = journey_request(30)
+        flat = flatten(request, "t")
+        queued = store.submit_spans(flat.table, flat.resources)  # 90 of 100 spans queued
+        assert store.queued_spans == 90
+        garbage = EncodedExport(b"\xff not protobuf", "protobuf")
+        refused = asyncio.run(_outcome(ingest, garbage))
+        assert isinstance(refused, RetryableError) and refused.reason == "queue_full" and refused.overloaded
+        assert "90 spans waiting" in refused.message
+        release.set()
+        blocked.result(10)
+        queued.result(30)
+        # With room again, the same body reaches the decoder and is rejected as malformed.
+        with pytest.raises(PermanentError):
+            asyncio.run(ingest.consume(garbage, "t"))
+    finally:
+        release.set()
+        ingest.close()
+        store.close()

@@ -37,8 +37,10 @@ class Conflict(PermanentError):
 class RetryableError(AisreError):
     """A transient refusal: the sender should retry after ``retry_after`` seconds."""
 
-    def __init__(self, message: str, retry_after: float = 1.0, overloaded: bool = True) -> None:
+    def __init__(self, message: str, retry_after: float = 1.0, overloaded: bool = True, reason: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         # overloaded → 429 / RESOURCE_EXHAUSTED; otherwise → 503 / UNAVAILABLE.
         self.overloaded = overloaded
+        # Why, as /metrics counts refusals (aisre_ingest_refused_requests{reason}).
+        self.reason = reason or ("queue_full" if overloaded else "unavailable")

@@ -152,6 +152,8 @@ class SpanIngest:
         # Requests waiting for a decoder hold their bodies in memory: bound them.
         self._max_pending = max_pending if max_pending is not None else max(4, 4 * workers)
         self._pending = 0
+        # Spans an export request brings, on average (moving), to tell what decoding will queue.
+        self._spans_per_request = 0.0
 
     async def consume(self, export: EncodedExport, tenant: str) -> IngestResult:
         """Decode and normalize ``export``, then wait for its durable commit."""
@@ -159,11 +161,20 @@ class SpanIngest:
             if self._rebuilder is not None:
                 raise self._restarting()
             if self._pending >= self._max_pending:
-                if self._metrics is not None:
-                    self._metrics.refused.labels("decoders_busy").inc()
                 raise RetryableError(
                     f"all decoders are busy ({self._pending} requests waiting); retry later",
-                    self._retry_after,
+                    self._retry_after, reason="decoders_busy",
+                )
+            # Refuse before decoding what the writer could not queue anyway: decoding is
+            # most of ingest's CPU, and work thrown away after it starves the writer of the
+            # same cores, so an overloaded server would commit less the harder it is pushed.
+            queued = self._sink.queued_spans
+            expected = queued + (self._pending + 1) * self._spans_per_request
+            if queued and expected > self._sink.queue_capacity:
+                raise RetryableError(
+                    f"ingest queue is full ({queued} spans waiting to be written, "
+                    f"{self._pending} requests being decoded); retry later",
+                    self._retry_after, reason="queue_full",
                 )
             self._pending += 1
         try:
@@ -171,6 +182,9 @@ class SpanIngest:
         finally:
             with self._lock:
                 self._pending -= 1
+        with self._lock:
+            seen = self._spans_per_request
+            self._spans_per_request = prepared.accepted if not seen else seen + 0.1 * (prepared.accepted - seen)
         stored = 0
         if prepared.accepted:
             # submit_prepared() raises RetryableError at once when the writer's queue is full.
@@ -217,9 +231,7 @@ class SpanIngest:
         return Prepared(tables, rejected, reasons, warnings, content)
 
     def _restarting(self, message: str = "decoder processes are restarting; retry") -> RetryableError:
-        if self._metrics is not None:
-            self._metrics.refused.labels("decoders_restarting").inc()
-        return RetryableError(message, self._retry_after, overloaded=False)
+        return RetryableError(message, self._retry_after, overloaded=False, reason="decoders_restarting")
 
     def _replace(self, broken: concurrent.futures.ProcessPoolExecutor) -> None:
         """Start one replacement of ``broken`` on a worker thread; every other request that

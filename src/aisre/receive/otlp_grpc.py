@@ -70,7 +70,7 @@ class _TraceService:
             if self._metrics is not None:
                 self._metrics.requests.labels("grpc", "protobuf", grpc.StatusCode(_CODES[status.code]).name).inc()
                 if isinstance(error, RetryableError):
-                    self._metrics.refused.labels("queue_full" if error.overloaded else "unavailable").inc()
+                    self._metrics.refused.labels(error.reason).inc()
             # RetryInfo travels in grpc-status-details-bin, where OTel exporters look for it.
             await context.abort(
                 _CODES[status.code],

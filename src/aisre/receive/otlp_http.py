@@ -101,7 +101,7 @@ def _refuse(error: AisreError, encoding: Encoding, metrics: IngestMetrics | None
         status = 429 if error.overloaded else 503
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
         if metrics is not None:
-            metrics.refused.labels("queue_full" if error.overloaded else "unavailable").inc()
+            metrics.refused.labels(error.reason).inc()
     elif isinstance(error, UnsupportedMediaType):
         status = 415
     elif isinstance(error, PayloadTooLarge):

@@ -40,6 +40,11 @@ class SpanSink(Protocol):
     @property
     def queued_spans(self) -> int: ...
 
+    @property
+    def queue_capacity(self) -> int:
+        """Spans the writer queues before it refuses more (queue_max_spans)."""
+        ...
+
 
 class ScoreSink(Protocol):
     def add_scores(self, scores: pa.Table) -> list[int]:

@@ -283,6 +283,10 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
     def queued_spans(self) -> int:
         return self._writer.queued_spans
 
+    @property
+    def queue_capacity(self) -> int:
+        return self._writer.max_queued_spans
+
     # A module-level function, so decoder processes can run it (see ingest/pipeline.py).
     prepare = staticmethod(prepare_batch)
 

@@ -86,6 +86,10 @@ class Writer:
     def queued_spans(self) -> int:
         return self._queued_spans
 
+    @property
+    def max_queued_spans(self) -> int:
+        return self._max_queued
+
     def submit(self, batch: Any, rows: int) -> Future[int]:
         """Queue a batch of ``rows`` spans; the future resolves once committed, with the rows
         stored (fewer than ``rows`` when some were duplicates)."""
