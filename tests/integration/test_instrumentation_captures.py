@@ -113,3 +113,41 @@ def test_calls_traced_twice_count_once_through_the_server(server: ServerProcess)
         assert price is not None
         expected += price.cost(t["input_tokens"], t["output_tokens"], 0)
     assert sum(r["cost_usd"] for r in runs) == pytest.approx(expected)
+
+
+def _post_capture(server: ServerProcess, name: str) -> dict:
+    capture = CAPTURE.parent / name
+    for path in sorted((capture / "raw").glob("*.pb")):
+        response = httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+        assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+    return dict(json.loads((capture / "truth.json").read_text()))
+
+
+def test_google_genai_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    truth = _post_capture(server, "google-genai")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    # Automatic function calling: one span for the loop, with the last response's usage.
+    hidden = truth["hidden_by_instrumentation"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"] - len(hidden)
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    provider = truth["provider_truth_by_model"]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values()) - sum(c[key] for c in hidden)
+    assert sum(r["cached_input_tokens"] for r in runs) == 8
+    # The trace view: system instruction, prompt and answer of the tool run, and the tool.
+    tool_run = next(r for r in runs if r["tool_calls"])
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    call = next(s for s in spans if s["operation"] == "chat")
+    assert (call["provider"], call["input_tokens"]) == ("gcp.gemini", 35)
+    assert call["genai"]["input_messages"][0]["parts"][0]["content"] == "where is my order A-1042"
+    assert call["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert tool["tool_name"] == "lookup_order"
+    assert tool["genai"]["tool_result"] == {"orderId": "A-1042", "status": "shipped"}

@@ -343,3 +343,54 @@ def test_content_mode_drop_removes_ai_sdk_and_logfire_content(capture: Path) -> 
             kept += len(present)
         assert batch.content.dropped > 0
     assert kept == 0
+
+
+# --- google-genai ----------------------------------------------------------------------------
+
+GOOGLE_GENAI = Path(__file__).parents[1] / "data" / "captures" / "google-genai"
+
+
+def _reported_by_model(truth: dict) -> dict[str, dict[str, int]]:
+    """The provider's truth per model less the calls the instrumentation hides (truth.json's
+    hidden_by_instrumentation), in truth.json's shape."""
+    out = {model: dict(t) for model, t in truth["provider_truth_by_model"].items()}
+    for call in truth.get("hidden_by_instrumentation", []):
+        t = out[call["model"]]
+        t["calls_ok"] -= 1
+        for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+            t[key] -= call[key]
+    return out
+
+
+def test_google_genai_capture_equals_its_truth() -> None:
+    """generate_content → chat, provider gemini → gcp.gemini, cached tokens, the stream's
+    usage, the embedding's tokens; the automatic-function-calling loop is one span with the
+    last response's usage (the call it hides is listed in truth.json)."""
+    truth = json.loads((GOOGLE_GENAI / "truth.json").read_text())
+    spans, traces = _ai_sdk(GOOGLE_GENAI)
+    rows = _sql(spans, """
+        SELECT request_model, count(*), sum(input_tokens), coalesce(sum(output_tokens), 0),
+               coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == _reported_by_model(truth)
+    assert len(truth["hidden_by_instrumentation"]) == 1
+    driver = truth["driver"]
+    hidden = len(truth["hidden_by_instrumentation"])
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls) FROM t") == [
+        (driver["model_calls"] + driver["embed_calls"] - hidden, 1, driver["tool_executions"])]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE provider IS NOT NULL") == [("gcp.gemini",)]
+    # The failed call's error.type is its HTTP status.
+    assert _sql(spans, "SELECT http_status, error_type FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, "500")]
+    # Priced on the answering model ("gemini-2.5-flash-001"), cached tokens at the cached rate.
+    catalog = default_catalog()
+    expected = 0.0
+    for model, t in _reported_by_model(truth).items():
+        price = catalog.lookup("gcp.gemini", model, T0)[0]
+        assert price is not None
+        expected += price.cost(t["input_tokens"], t["output_tokens"], t["cached_input_tokens"])
+    assert _sql(spans, "SELECT sum(cost_usd) FROM t")[0][0] == pytest.approx(expected)
+    rows = _sql(spans, "SELECT name, attributes FROM t WHERE name IN ('execute_tool lookup_order')")
+    tool = genai_details(orjson.loads(rows[0][1]), [])
+    assert tool["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}

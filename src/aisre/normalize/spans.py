@@ -711,6 +711,9 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         attrs_json = _dump_limited(attrs, max_chars)[0]
     http_status = _status_code(v[S_HTTP_STATUS], status_message, exc_message)
     error_type = v[S_ERROR_TYPE] or exc_type
+    if http_status is None and status == "error" and isinstance(error_type, str):
+        # The google-genai instrumentation's error.type is the HTTP status ("500", "429").
+        http_status = _status_code(error_type, "", None)
     if error_type is None and status == "error" and http_status:
         error_type = str(http_status)
 
