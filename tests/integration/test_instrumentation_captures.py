@@ -151,3 +151,26 @@ def test_google_genai_capture_ingests_with_its_truth(server: ServerProcess) -> N
     tool = next(s for s in spans if s["operation"] == "execute_tool")
     assert tool["tool_name"] == "lookup_order"
     assert tool["genai"]["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+
+
+def test_anthropic_cache_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """Cached input inside input_tokens, cache reads at the cached price and writes at 1.25x:
+    the runs' tokens and cost equal Anthropic's usage and bill."""
+    truth = _post_capture(server, "anthropic-cache")
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert len(runs) == sum(truth["driver"]["journeys"].values())
+    assert sum(r["llm_calls"] for r in runs) == truth["driver"]["model_calls"]
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    price = default_catalog().lookup("anthropic", "claude-sonnet-4-5", 0)[0]
+    assert price is not None and price.cache_write_input is not None
+    bill = sum(
+        price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"], c.get("cache_creation_input_tokens", 0))
+        for c in ok
+    )
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+    written = sum(c.get("cache_creation_input_tokens", 0) for c in ok)
+    assert written == 30
+    assert bill > price.cost(sum(c["input_tokens"] for c in ok), sum(c["output_tokens"] for c in ok),
+                             sum(c["cached_input_tokens"] for c in ok))  # the writes' premium counts

@@ -394,3 +394,69 @@ def test_google_genai_capture_equals_its_truth() -> None:
     tool = genai_details(orjson.loads(rows[0][1]), [])
     assert tool["tool_arguments"] == {"orderId": "A-1042"}
     assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+
+
+# --- Anthropic prompt caching ---------------------------------------------------------------
+
+ANTHROPIC_CACHE = Path(__file__).parents[1] / "data" / "captures" / "anthropic-cache"
+
+
+def _anthropic_cost(model: str, calls: list[dict]) -> float:
+    """Anthropic's own bill for ``calls`` (provider_calls rows): uncached input, cache reads
+    and cache writes each at their price."""
+    price = default_catalog().lookup("anthropic", model, T0)[0]
+    assert price is not None and price.cache_write_input == pytest.approx(1.25 * price.input)
+    total = 0.0
+    for c in calls:
+        if c["status"] == 200:
+            write = c.get("cache_creation_input_tokens", 0)
+            fresh = c["input_tokens"] - c["cached_input_tokens"] - write
+            total += (fresh * price.input + c["cached_input_tokens"] * price.cached_input
+                      + write * price.cache_write_input + c["output_tokens"] * price.output) / 1e6
+    return total
+
+
+def test_anthropic_cache_capture_counts_cached_input_inside_input() -> None:
+    """Logfire's Anthropic spans: input_tokens = Anthropic's input_tokens + cache reads + cache
+    writes (as OTel asks), cache reads in cached_input_tokens, writes priced at 1.25x input,
+    the streamed call's usage moved from its log record; cost equals Anthropic's bill."""
+    truth = json.loads((ANTHROPIC_CACHE / "truth.json").read_text())
+    spans, traces = _ai_sdk(ANTHROPIC_CACHE)
+    provider = {m: {k: v for k, v in t.items() if k != "cache_creation_input_tokens"}
+                for m, t in truth["provider_truth_by_model"].items()}
+    assert _ok_calls_by_model(spans) == provider
+    assert provider["claude-sonnet-4-5"]["cached_input_tokens"] == 90
+    driver = truth["driver"]
+    ((calls, errors, cost),) = _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(cost_usd) FROM t")
+    assert (calls, errors) == (driver["model_calls"], 1)
+    assert cost == pytest.approx(_anthropic_cost("claude-sonnet-4-5", truth["provider_calls"]))
+    # Each span sent the total already: nothing was adjusted.
+    assert _sql(spans, "SELECT count(*) FROM t WHERE attributes LIKE '%aisre.input_tokens_as_sent%'") == [(0,)]
+
+
+@pytest.mark.parametrize(("cache_key", "write_key"), [
+    ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_creation.input_tokens"),
+    ("gen_ai.usage.cache_read_input_tokens", "gen_ai.usage.cache_creation_input_tokens"),
+    ("llm.token_count.prompt_details.cache_read", "llm.token_count.prompt_details.cache_write"),
+])
+def test_anthropic_input_tokens_without_the_cache_are_completed(cache_key: str, write_key: str) -> None:
+    """An instrumentation that passes Anthropic's input_tokens on unchanged (cache reads and
+    writes left out) is told by an input count below the cache counts: aisre adds them."""
+    raw = _span("cccccccccccccccc", **{
+        "gen_ai.operation.name": "chat", "gen_ai.system": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 100, cache_key: 5000, write_key: 400,
+    })
+    rows, run = _flatten(("x", [raw]))
+    call = rows[1]
+    assert (call["input_tokens"], call["cached_input_tokens"]) == (5412, 5000)
+    assert orjson.loads(call["attributes"])["aisre.input_tokens_as_sent"] == 12
+    assert call["cost_usd"] == pytest.approx((12 * 3.00 + 5000 * 0.30 + 400 * 3.75 + 100 * 15.00) / 1e6)
+    assert (run["input_tokens"], run["cached_input_tokens"]) == (5412, 5000)
+    # OpenAI-style counts (cached inside input) are left as sent.
+    inclusive = _span("dddddddddddddddd", **{
+        "gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 10, cache_key: 1024,
+    })
+    rows, _ = _flatten(("x", [inclusive]))
+    assert (rows[1]["input_tokens"], rows[1]["cached_input_tokens"]) == (1200, 1024)
+    assert "aisre.input_tokens_as_sent" not in orjson.loads(rows[1]["attributes"])

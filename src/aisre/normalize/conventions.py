@@ -178,6 +178,18 @@ CACHED_INPUT_TOKENS = (
     "gen_ai.usage.cache_read_input_tokens",
     "llm.token_count.prompt_details.cache_read",
 )
+# Input tokens written to the provider's cache (Anthropic's cache_creation_input_tokens): no
+# column of their own (kept in attributes), read to price them and to check the input count.
+CACHE_WRITE_INPUT_TOKENS = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_write.input_tokens",  # the anthropic SDK's own spans
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+)
+# OTel: gen_ai.usage.input_tokens includes cache reads and writes. Anthropic's API
+# input_tokens leaves both out; an instrumentation passing it on unchanged shows as an input
+# count below the cache counts, and aisre adds them (the count as sent is kept here).
+INPUT_TOKENS_AS_SENT = "aisre.input_tokens_as_sent"
 
 PROMPT_NAME = ("aisre.prompt.name", "gen_ai.prompt.name", "langfuse.prompt.name", "traceloop.prompt.key")
 PROMPT_VERSION = (

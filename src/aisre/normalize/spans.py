@@ -353,6 +353,7 @@ _SLOT_NAMES = (
     "invocation_parameters", "input_tokens", "output_tokens", "cached_input_tokens",
     "prompt_name", "prompt_version", "service_version", "http_status", "resend_count",
     "error_type", "tool_name", "user_id", "session_id", "ai_operation_id", "logfire_span_type",
+    "cache_write_tokens",
 )
 _SLOT = {name: i for i, name in enumerate(_SLOT_NAMES)}
 _SLOT_KEYS: dict[str, tuple[str, ...]] = {
@@ -381,6 +382,7 @@ _SLOT_KEYS: dict[str, tuple[str, ...]] = {
     "session_id": cv.SESSION_ID,
     "ai_operation_id": (cv.AI_OPERATION_ID,),
     "logfire_span_type": (cv.LOGFIRE_SPAN_TYPE,),
+    "cache_write_tokens": cv.CACHE_WRITE_INPUT_TOKENS,
 }
 _KEYMAP: dict[str, tuple[tuple[int, int], ...]] = {}
 for _name, _keys in _SLOT_KEYS.items():
@@ -393,7 +395,7 @@ _NO_VALUES: tuple[Any, ...] = (None,) * len(_SLOT_NAMES)
     S_DB_SYSTEM, S_PROVIDER, S_REQUEST_MODEL, S_RESPONSE_MODEL, S_INVOCATION, S_INPUT_TOKENS,
     S_OUTPUT_TOKENS, S_CACHED_TOKENS, S_PROMPT_NAME, S_PROMPT_VERSION, S_SERVICE_VERSION,
     S_HTTP_STATUS, S_RESEND, S_ERROR_TYPE, S_TOOL_NAME, S_USER_ID, S_SESSION_ID, S_AI_OPERATION_ID,
-    S_LOGFIRE_SPAN_TYPE,
+    S_LOGFIRE_SPAN_TYPE, S_CACHE_WRITE_TOKENS,
 ) = range(len(_SLOT_NAMES))
 
 
@@ -547,16 +549,20 @@ _PROVIDER_COL, _RESP_MODEL_COL, _IN_COL, _OUT_COL, _CACHED_COL = (
     SPAN_COLUMN_NAMES.index(name)
     for name in ("provider", "response_model", "input_tokens", "output_tokens", "cached_input_tokens")
 )
+_ATTRS_COL = SPAN_COLUMN_NAMES.index("attributes")
 
 
-def _pricer(prices: PriceCatalog) -> Callable[[Sequence[Any]], tuple[float | None, str | None]]:
-    """(cost, price version) of a row, as _checked_row prices a model call."""
+def _pricer(prices: PriceCatalog) -> Callable[[Sequence[Any], Sequence[Any]], tuple[float | None, str | None]]:
+    """(cost, price version) of a row, as _checked_row prices a model call; cache writes are
+    read from the attributes of ``usage_row``, the span the usage came from."""
 
-    def price(row: Sequence[Any]) -> tuple[float | None, str | None]:
+    def price(row: Sequence[Any], usage_row: Sequence[Any]) -> tuple[float | None, str | None]:
         found, version = prices.lookup(row[_PROVIDER_COL], row[_RESP_MODEL_COL], row[_START])
         if found is None:
             return 0.0, None
-        return found.cost(row[_IN_COL], row[_OUT_COL], row[_CACHED_COL]), version
+        writes = _known_values(orjson.loads(usage_row[_ATTRS_COL]))[S_CACHE_WRITE_TOKENS]
+        written = writes if type(writes) is int and writes >= 0 else None
+        return found.cost(row[_IN_COL], row[_OUT_COL], row[_CACHED_COL], written), version
 
     return price
 
@@ -669,6 +675,12 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         v[S_CACHED_TOKENS] = _raw_usage_cached(attrs[cv.RAW_USAGE])
     if v[S_CACHED_TOKENS] is not None:
         cached_tokens = _token_count(v[S_CACHED_TOKENS], "cached input token count")
+    cache_writes = None
+    if v[S_CACHE_WRITE_TOKENS] is not None:
+        cache_writes = _token_count(v[S_CACHE_WRITE_TOKENS], "cache write input token count")
+    if input_tokens is not None and (cached_tokens or 0) + (cache_writes or 0) > input_tokens:
+        attrs[cv.INPUT_TOKENS_AS_SENT] = input_tokens
+        input_tokens += (cached_tokens or 0) + (cache_writes or 0)
 
     status_code = span.status.code
     status = cv.STATUS_CODES[status_code] if 0 <= status_code < 3 else "unset"
@@ -730,7 +742,7 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
     cost = price_version = None
     if operation in LLM_OPERATIONS:
         price, version = prices.lookup(provider, response_model or request_model, start)
-        cost = price.cost(input_tokens, output_tokens, cached_tokens) if price is not None else 0.0
+        cost = price.cost(input_tokens, output_tokens, cached_tokens, cache_writes) if price is not None else 0.0
         price_version = version if price is not None else None
 
     is_root = not parent

@@ -180,12 +180,23 @@ class Handler(BaseHTTPRequestHandler):
             self._json(500, {"type": "error", "error": {"type": "api_error", "message": "injected failure"}})
             return
         system = req.get("system") or ""
+        if isinstance(system, list):
+            system = " ".join(block.get("text", "") for block in system)
         inp = _tokens(messages) + len(str(system).split())
         answer = "Here is a short answer for you."
         out = len(answer.split())
-        _record(model, "messages", 200, inp, out)
+        # The system prompt is the cached prefix: "PRIME" in it writes it to the cache, "CACHE"
+        # reads it. Anthropic's input_tokens leaves both out; truth counts every input token.
+        text = json.dumps(messages)
+        prefix = len(str(system).split())
+        cache_read = prefix if "CACHE" in text else 0
+        cache_write = prefix if "PRIME" in text else 0
+        _record(model, "messages", 200, inp, out, cache_read)
+        if cache_write:
+            calls[-1]["cache_creation_input_tokens"] = cache_write
         rid = f"msg_{time.time_ns()}"
-        usage = {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        usage = {"input_tokens": inp - cache_read - cache_write, "output_tokens": out,
+                 "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}
         if not req.get("stream"):
             self._json(200, {"id": rid, "type": "message", "role": "assistant", "model": model,
                              "content": [{"type": "text", "text": answer}], "stop_reason": "end_turn",
