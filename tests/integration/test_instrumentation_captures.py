@@ -174,3 +174,9 @@ def test_anthropic_cache_capture_ingests_with_its_truth(server: ServerProcess) -
     assert written == 30
     assert bill > price.cost(sum(c["input_tokens"] for c in ok), sum(c["output_tokens"] for c in ok),
                              sum(c["cached_input_tokens"] for c in ok))  # the writes' premium counts
+    # Repricing with the same catalog keeps the cache-write premium: the bill is unchanged.
+    r = httpx.post(server.url + "/api/cost/reprice", json={"since": "2020-01-01T00:00:00Z"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["cost_after_usd"] == pytest.approx(r.json()["cost_before_usd"])
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
