@@ -180,3 +180,29 @@ def test_anthropic_cache_capture_ingests_with_its_truth(server: ServerProcess) -
     assert r.json()["cost_after_usd"] == pytest.approx(r.json()["cost_before_usd"])
     runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
     assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+
+
+def test_openai_agents_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """Handoff, tool call, stream and a failed call through the server: calls, tools and
+    tokens equal the truth (less the cached tokens the SDK's spans never carry)."""
+    truth = _post_capture(server, "openai-agents")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    provider = truth["provider_truth_by_model"]
+    for key in ("input_tokens", "output_tokens"):
+        assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values())
+    lost = truth["lost_by_instrumentation"]["cached_input_tokens"]
+    assert sum(r["cached_input_tokens"] for r in runs) == sum(m["cached_input_tokens"] for m in provider.values()) - lost
+    tool_run = next(r for r in runs if r["tool_calls"])
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    assert [s["operation"] for s in spans if s["name"] == "handoff to Orders agent"] == ["agent"]
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert (tool["tool_name"], tool["genai"]["tool_arguments"]) == ("lookup_order", {"orderId": "A-1042"})
+    answer = [s for s in spans if s["operation"] == "chat"][-1]
+    assert answer["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."

@@ -460,3 +460,35 @@ def test_anthropic_input_tokens_without_the_cache_are_completed(cache_key: str, 
     rows, _ = _flatten(("x", [inclusive]))
     assert (rows[1]["input_tokens"], rows[1]["cached_input_tokens"]) == (1200, 1024)
     assert "aisre.input_tokens_as_sent" not in orjson.loads(rows[1]["attributes"])
+
+
+# --- OpenAI Agents SDK (OpenInference) ------------------------------------------------------
+
+OPENAI_AGENTS = Path(__file__).parents[1] / "data" / "captures" / "openai-agents"
+
+
+def test_openai_agents_capture_equals_its_truth() -> None:
+    """generation spans are the calls; the handoff is an agent step, not a tool call; the
+    tool's arguments and result are its input and output; cached tokens never reach the
+    spans of chat-completions models (truth.json's lost_by_instrumentation)."""
+    truth = json.loads((OPENAI_AGENTS / "truth.json").read_text())
+    spans, traces = _ai_sdk(OPENAI_AGENTS)
+    expected = {m: {**t, "cached_input_tokens": t["cached_input_tokens"] - truth["lost_by_instrumentation"]["cached_input_tokens"]}
+                for m, t in truth["provider_truth_by_model"].items()}
+    assert _ok_calls_by_model(spans) == expected
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"])]
+    assert _sql(spans, "SELECT operation, tool_name FROM t WHERE name LIKE 'handoff to %'") == [("agent", None)] * driver["handoffs"]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE operation = 'chat'") == [("openai",)]
+    assert _sql(spans, "SELECT http_status FROM t WHERE operation = 'chat' AND status = 'error'") == [(500,)]
+    rows = dict(_sql(spans, "SELECT name, attributes FROM t WHERE name = 'lookup_order'"))
+    tool = genai_details(orjson.loads(rows["lookup_order"]), [])
+    assert tool["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    assert tool["tool_definitions"][0]["parameters"]["required"] == ["orderId"]
+    asks = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'generation'")]
+    handoffs = [d for d in asks if d.get("output_messages") and d["output_messages"][0].get("tool_calls")]
+    assert {d["output_messages"][0]["tool_calls"][0]["name"] for d in handoffs} == {"transfer_to_orders_agent", "lookup_order"}
+    lookup = next(d for d in handoffs if d["output_messages"][0]["tool_calls"][0]["name"] == "lookup_order")
+    assert lookup["output_messages"][0]["tool_calls"][0]["arguments"] == {"orderId": "A-1042"}

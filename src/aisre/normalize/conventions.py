@@ -37,6 +37,10 @@ OPENINFERENCE_OPERATIONS = {
     "TOOL": "execute_tool",
     "AGENT": "agent",
 }
+# OpenInference's OpenAI Agents processor sends a handoff between agents as a TOOL span
+# named "handoff to <agent>" with no tool.name: it moves the run to another agent and runs
+# no tool, so it is an agent step, not a tool call.
+OPENINFERENCE_HANDOFF_PREFIX = "handoff to "
 # Older OpenLLMetry.
 LLM_REQUEST_TYPE = "llm.request.type"
 LLM_REQUEST_TYPES = {

@@ -664,6 +664,11 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         content.attributes(attrs)
     v = _known_values(attrs)
     operation = _operation(v)
+    if (
+        operation == "execute_tool" and v[S_TOOL_NAME] is None and v[S_OI_KIND] == "TOOL"
+        and span.name.startswith(cv.OPENINFERENCE_HANDOFF_PREFIX)
+    ):
+        operation = "agent"
     if v[S_AI_OPERATION_ID] is not None:
         _ai_sdk_usage(attrs, v, operation)
     input_tokens = output_tokens = cached_tokens = None

@@ -135,10 +135,21 @@ class Handler(BaseHTTPRequestHandler):
         rid = f"chatcmpl-{int(time.time_ns())}"
         usage = {"prompt_tokens": inp, "completion_tokens": 0, "total_tokens": inp,
                  "prompt_tokens_details": {"cached_tokens": cached}}
-        if wants_tool:
+        # Handoffs (OpenAI Agents SDK): a question about an order goes to the transfer_to_*
+        # tool offered; the agent it hands to then calls lookup_order.
+        offered = [t.get("function", {}).get("name", "") for t in req.get("tools") or []]
+        transfer = next((name for name in offered if name.startswith("transfer_to_")), None)
+        called = [c["function"]["name"] for m in messages for c in m.get("tool_calls") or []]
+        tool = "lookup_order"
+        if transfer and wants_tool:
+            tool, args = transfer, "{}"
+        elif "lookup_order" in offered and last.get("role") == "tool" and called and called[-1].startswith("transfer_to_"):
+            wants_tool, args = True, json.dumps({"orderId": "A-1042"})
+        else:
             args = json.dumps({"orderId": "A-1042"})
+        if wants_tool:
             message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_" + rid[-6:], "type": "function", "function": {"name": "lookup_order", "arguments": args}}]}
+                {"id": "call_" + rid[-6:], "type": "function", "function": {"name": tool, "arguments": args}}]}
             out, finish = len(args.split()) + 3, "tool_calls"
         else:
             answer = "Your order A-1042 ships tomorrow." if last.get("role") == "tool" else "Here is a short answer for you."
