@@ -206,3 +206,29 @@ def test_openai_agents_capture_ingests_with_its_truth(server: ServerProcess) -> 
     assert (tool["tool_name"], tool["genai"]["tool_arguments"]) == ("lookup_order", {"orderId": "A-1042"})
     answer = [s for s in spans if s["operation"] == "chat"][-1]
     assert answer["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
+
+
+def test_litellm_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """OpenAI and Anthropic calls through LiteLLM: calls, tokens (cached too) and cost equal the
+    provider's; the streamed call LiteLLM logs outside the application's span is a run of its
+    own (truth.json's outside_the_journey)."""
+    truth = _post_capture(server, "litellm")
+    driver, outside = truth["driver"], truth["outside_the_journey"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == {**driver["journeys"], **outside["runs"]}
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"]
+    assert sum(r["llm_calls"] for r in runs if r["journey"] == "summarise") == driver["streamed_calls"] - outside["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    catalog = default_catalog()
+    bill = 0.0
+    for c in ok:
+        provider = "anthropic" if c["endpoint"] == "messages" else "openai"
+        price = catalog.lookup(provider, c["model"], 0)[0]
+        assert price is not None
+        bill += price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"], c.get("cache_creation_input_tokens"))
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)

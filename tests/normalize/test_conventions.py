@@ -492,3 +492,31 @@ def test_openai_agents_capture_equals_its_truth() -> None:
     assert {d["output_messages"][0]["tool_calls"][0]["name"] for d in handoffs} == {"transfer_to_orders_agent", "lookup_order"}
     lookup = next(d for d in handoffs if d["output_messages"][0]["tool_calls"][0]["name"] == "lookup_order")
     assert lookup["output_messages"][0]["tool_calls"][0]["arguments"] == {"orderId": "A-1042"}
+
+
+# --- LiteLLM's OTel callback ----------------------------------------------------------------
+
+LITELLM = Path(__file__).parents[1] / "data" / "captures" / "litellm"
+
+
+def test_litellm_capture_equals_its_truth_and_its_own_cost() -> None:
+    """litellm_request spans are the calls (raw_gen_ai_request children are not); cached and
+    cache-write tokens come from metadata.usage_object; every call's cost equals the one
+    LiteLLM computed itself (gen_ai.cost.total_cost)."""
+    truth = json.loads((LITELLM / "truth.json").read_text())
+    spans, traces = _ai_sdk(LITELLM)
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    provider = {m: {k: v for k, v in t.items() if k != "cache_creation_input_tokens"}
+                for m, t in truth["provider_truth_by_model"].items()}
+    assert got == provider
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors) FROM t") == [(driver["model_calls"] + driver["embed_calls"], 1)]
+    assert _sql(spans, "SELECT count(*) FROM t WHERE name = 'raw_gen_ai_request' AND operation != 'other'") == [(0,)]
+    assert dict(_sql(spans, "SELECT operation, provider FROM t WHERE operation = 'embeddings'")) == {"embeddings": "openai"}
+    priced = _sql(spans, "SELECT cost_usd, attributes FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error'")
+    for cost, attrs in priced:
+        assert cost == pytest.approx(orjson.loads(attrs)["gen_ai.cost.total_cost"])
+    assert _sql(spans, "SELECT http_status, error_type FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, "InternalServerError")]

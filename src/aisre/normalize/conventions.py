@@ -84,6 +84,15 @@ RAW_USAGE_CACHED = (
     ("prompt_tokens_details", "cached_tokens"),
     ("input_tokens_details", "cached_tokens"),
 )
+# LiteLLM's OTel callback sends no cached-token attribute: its usage object (Python repr or
+# JSON text) in metadata.usage_object holds them, as OpenAI's prompt_tokens_details shape
+# (cached_tokens = reads, cache_write_tokens = writes), for every provider, inside prompt_tokens.
+LITELLM_USAGE = "metadata.usage_object"
+LITELLM_USAGE_DETAILS = re.compile(r"""['"]prompt_tokens_details['"]\s*:\s*\{([^{}]*)\}""")
+LITELLM_CACHED = re.compile(r"""['"]cached_tokens['"]\s*:\s*(\d+)""")
+LITELLM_CACHE_WRITES = re.compile(r"""['"]cache_write_tokens['"]\s*:\s*(\d+)""")
+# LiteLLM leaves gen_ai.system empty on embeddings; its "provider/model" id names the provider.
+LITELLM_PROVIDER_MODEL = "litellm.provider.model"
 # The same model call reported by two instrumentations carries the same response id.
 RESPONSE_ID = ("gen_ai.response.id", "ai.response.id")
 # Two spans without a shared response id are one call when their instrumentations differ,

@@ -608,6 +608,20 @@ def _raw_usage_cached(raw: Any) -> int | None:
     return None
 
 
+def _litellm_usage(raw: Any, v: list[Any]) -> None:
+    """Cached and cache-write input tokens from LiteLLM's usage object (metadata.usage_object),
+    where no attribute of their own says so."""
+    if not isinstance(raw, str) or len(raw) > 100_000:
+        return
+    block = cv.LITELLM_USAGE_DETAILS.search(raw)
+    if block is None:
+        return
+    for slot, pattern in ((S_CACHED_TOKENS, cv.LITELLM_CACHED), (S_CACHE_WRITE_TOKENS, cv.LITELLM_CACHE_WRITES)):
+        found = pattern.search(block.group(1))
+        if v[slot] is None and found is not None:
+            v[slot] = int(found.group(1))
+
+
 def _ai_sdk_usage(attrs: dict[str, Any], v: list[Any], operation: str) -> None:
     """AI SDK usage: read ai.usage.* on the do* spans (embeddings report only
     ai.usage.tokens); on the outer spans drop every count, as they sum their steps'."""
@@ -678,6 +692,8 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         output_tokens = _token_count(v[S_OUTPUT_TOKENS], "output token count")
     if v[S_CACHED_TOKENS] is None and cv.RAW_USAGE in attrs:
         v[S_CACHED_TOKENS] = _raw_usage_cached(attrs[cv.RAW_USAGE])
+    if cv.LITELLM_USAGE in attrs and operation in LLM_OPERATIONS:
+        _litellm_usage(attrs[cv.LITELLM_USAGE], v)
     if v[S_CACHED_TOKENS] is not None:
         cached_tokens = _token_count(v[S_CACHED_TOKENS], "cached input token count")
     cache_writes = None
@@ -742,6 +758,10 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
     retry_attempt = resend if type(resend) is int and 0 < resend < (1 << 31) else 0
 
     provider = v[S_PROVIDER]
+    if provider is None and operation in LLM_OPERATIONS:
+        routed = attrs.get(cv.LITELLM_PROVIDER_MODEL)
+        if isinstance(routed, str) and "/" in routed:
+            provider = routed.split("/", 1)[0]
     if provider is not None:
         provider = cv.canonical_provider(provider)
     cost = price_version = None
