@@ -232,3 +232,28 @@ def test_litellm_capture_ingests_with_its_truth(server: ServerProcess) -> None:
         assert price is not None
         bill += price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"], c.get("cache_creation_input_tokens"))
     assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+
+
+def test_strands_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """Strands' agent spans repeat their calls' usage: runs count it once, priced once, and the
+    chat spans show the conversation from the GenAI events."""
+    truth = _post_capture(server, "strands")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    price = default_catalog().lookup("openai", "gpt-4o-mini", 0)[0]
+    assert price is not None
+    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"]) for c in ok)
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+    tool_run = next(r for r in runs if r["tool_calls"])
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    answer = [s for s in spans if s["operation"] == "chat"][-1]
+    assert answer["genai"]["input_messages"][0] == {"role": "system", "content": [{"text": "You are a support bot."}]}
+    assert answer["genai"]["output_messages"] == [[{"text": "Your order A-1042 ships tomorrow. "}]]

@@ -520,3 +520,31 @@ def test_litellm_capture_equals_its_truth_and_its_own_cost() -> None:
     for cost, attrs in priced:
         assert cost == pytest.approx(orjson.loads(attrs)["gen_ai.cost.total_cost"])
     assert _sql(spans, "SELECT http_status, error_type FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, "InternalServerError")]
+
+
+# --- Strands Agents (native OTel) ------------------------------------------------------------
+
+STRANDS = Path(__file__).parents[1] / "data" / "captures" / "strands"
+
+
+def test_strands_capture_counts_calls_not_the_agent_sums() -> None:
+    """chat spans are the calls; the invoke_agent span repeats their summed usage and is not
+    counted; gen_ai.system=strands-agents is the framework, not a provider; the tool span's
+    arguments and result come from its events."""
+    truth = json.loads((STRANDS / "truth.json").read_text())
+    spans, traces = _ai_sdk(STRANDS)
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
+    provider = truth["provider_truth_by_model"]["gpt-4o-mini"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"], provider["input_tokens"], provider["output_tokens"],
+         provider["cached_input_tokens"])]
+    agents = _sql(spans, "SELECT count(*), count(input_tokens), sum(CASE WHEN attributes LIKE '%gen_ai.usage.input_tokens%' THEN 1 END) FROM t WHERE operation = 'agent'")
+    assert agents == [(sum(driver["journeys"].values()), 0, sum(driver["journeys"].values()) - 1)]  # the failed run's has none
+    assert _sql(spans, "SELECT count(*) FROM t WHERE provider IS NOT NULL") == [(0,)]
+    assert _sql(spans, "SELECT http_status FROM t WHERE operation = 'chat' AND status = 'error'") == [(500,)]
+    (attrs, events), = _sql(spans, "SELECT attributes, events FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), orjson.loads(events))
+    assert tool["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["tool_result"] == [{"json": {"orderId": "A-1042", "status": "shipped"}}]
+    assert "input_messages" not in tool and "output_messages" not in tool

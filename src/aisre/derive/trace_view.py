@@ -127,6 +127,19 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
             event_inputs.append({"role": role, "content": _json(event_attrs.get("content", event_attrs))})
         elif event.get("name") == "gen_ai.choice" and outputs is None:
             outputs = [_json((event.get("attributes") or {}).get("message", event.get("attributes")))]
+    if attrs.get("gen_ai.operation.name") == "execute_tool" and "gen_ai.tool.call.arguments" not in attrs:
+        # Strands (older GenAI events): a tool span's gen_ai.tool.message event holds the
+        # call's arguments and its gen_ai.choice event the result.
+        for event in events:
+            event_attrs = event.get("attributes") or {}
+            if event.get("name") == "gen_ai.tool.message" and "content" in event_attrs:
+                details["tool_arguments"] = _json(event_attrs["content"])
+            elif event.get("name") == "gen_ai.choice" and "message" in event_attrs:
+                details["tool_result"] = _json(event_attrs["message"])
+        if "tool_arguments" in details:
+            event_inputs = []  # shown as the arguments, not as a message
+        if "tool_result" in details and not any(k in attrs for k in _OUTPUT_MESSAGE_KEYS):
+            outputs = None  # the result came from the gen_ai.choice event
     if inputs is None and event_inputs:
         inputs = event_inputs
     if outputs is None:

@@ -41,6 +41,8 @@ OPENINFERENCE_OPERATIONS = {
 # named "handoff to <agent>" with no tool.name: it moves the run to another agent and runs
 # no tool, so it is an agent step, not a tool call.
 OPENINFERENCE_HANDOFF_PREFIX = "handoff to "
+# Frameworks that put their own name in gen_ai.system, not the model provider's.
+NOT_PROVIDERS = frozenset({"strands-agents"})
 # Older OpenLLMetry.
 LLM_REQUEST_TYPE = "llm.request.type"
 LLM_REQUEST_TYPES = {

@@ -685,6 +685,10 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         operation = "agent"
     if v[S_AI_OPERATION_ID] is not None:
         _ai_sdk_usage(attrs, v, operation)
+    elif operation == "agent":
+        # An agent span's usage is the sum of its model calls' (Strands' invoke_agent): the
+        # calls carry it, so counting it here too would double it. It stays in attributes.
+        v[S_INPUT_TOKENS] = v[S_OUTPUT_TOKENS] = v[S_CACHED_TOKENS] = v[S_CACHE_WRITE_TOKENS] = None
     input_tokens = output_tokens = cached_tokens = None
     if v[S_INPUT_TOKENS] is not None:
         input_tokens = _token_count(v[S_INPUT_TOKENS], "input token count")
@@ -758,6 +762,8 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
     retry_attempt = resend if type(resend) is int and 0 < resend < (1 << 31) else 0
 
     provider = v[S_PROVIDER]
+    if provider in cv.NOT_PROVIDERS:
+        provider = None
     if provider is None and operation in LLM_OPERATIONS:
         routed = attrs.get(cv.LITELLM_PROVIDER_MODEL)
         if isinstance(routed, str) and "/" in routed:

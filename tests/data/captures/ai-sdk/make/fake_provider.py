@@ -174,8 +174,12 @@ class Handler(BaseHTTPRequestHandler):
 
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
         chunk({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-        for word in str(message["content"]).split(" "):
-            chunk({**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+        if message.get("tool_calls"):  # a streamed tool call: one delta with the whole call
+            calls = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
+            chunk({**base, "choices": [{"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None}]})
+        else:
+            for word in str(message["content"]).split(" "):
+                chunk({**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
         chunk({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         chunk({**base, "choices": [], "usage": usage})
         data = b"data: [DONE]\n\n"
