@@ -257,3 +257,28 @@ def test_strands_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     answer = [s for s in spans if s["operation"] == "chat"][-1]
     assert answer["genai"]["input_messages"][0] == {"role": "system", "content": [{"text": "You are a support bot."}]}
     assert answer["genai"]["output_messages"] == [[{"text": "Your order A-1042 ships tomorrow. "}]]
+
+
+def test_mastra_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """Mastra's spans join the application's request spans (tracingOptions): runs, calls,
+    the failed call, tokens and cost equal the truth."""
+    truth = _post_capture(server, "mastra")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    price = default_catalog().lookup("openai", "gpt-4o-mini", 0)[0]
+    assert price is not None
+    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"]) for c in ok)
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+    tool_run = next(r for r in runs if r["tool_calls"])
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert calls[-1]["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."

@@ -548,3 +548,46 @@ def test_strands_capture_counts_calls_not_the_agent_sums() -> None:
     assert tool["tool_arguments"] == {"orderId": "A-1042"}
     assert tool["tool_result"] == [{"json": {"orderId": "A-1042", "status": "shipped"}}]
     assert "input_messages" not in tool and "output_messages" not in tool
+
+
+# --- Mastra (AI tracing to OTel) --------------------------------------------------------------
+
+MASTRA = Path(__file__).parents[1] / "data" / "captures" / "mastra"
+
+
+def test_mastra_capture_equals_its_truth() -> None:
+    """`chat {model}` (model_inference) spans are the calls, provider openai.chat → openai;
+    model_generation, agent_step and model_chunk spans are not; the failed call, whose span
+    Mastra leaves OK, is read as failed from finish_reasons ["error"]."""
+    truth = json.loads((MASTRA / "truth.json").read_text())
+    spans, traces = _ai_sdk(MASTRA)
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"])]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE operation = 'chat'") == [("openai",)]
+    assert _sql(spans, """SELECT DISTINCT operation, count(input_tokens) FROM t
+        WHERE name LIKE 'model_generation%' OR name LIKE 'agent_step%' OR name LIKE 'model_chunk%' GROUP BY 1""") == [("other", 0)]
+    (attrs,), = _sql(spans, "SELECT attributes FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), [])
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    # The prompt of a call is on its agent_step parent (the chat span has only the output).
+    steps = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'agent_step support'")]
+    assert sum({"role": "user", "content": "where is my order A-1042"} in s["input_messages"] for s in steps) == 2
+
+
+@pytest.mark.parametrize("capture", [LITELLM, MASTRA])
+def test_content_mode_drop_removes_litellm_and_mastra_content(capture: Path) -> None:
+    """LiteLLM's raw provider payload (llm.<provider>.messages …) and Mastra's span input and
+    output (mastra.<span>.input/output, mastra.metadata.body) are content; llm.system and the
+    token counts are not."""
+    for path in sorted((capture / "raw").glob("*.pb")):
+        batch = flatten(parse_request(path.read_bytes(), "protobuf"), "t", content=ContentFilter("drop", None))
+        assert batch.rejected == 0
+        for attrs in batch.table.column("attributes").to_pylist():
+            keys = orjson.loads(attrs).keys()
+            leaves = {k for k in keys if k.count(".") == 2 and k.split(".")[0] in ("llm", "mastra")
+                      and k.split(".")[2] in ("messages", "choices", "content", "system", "input", "output")}
+            assert leaves == set() and "mastra.metadata.body" not in keys and "gen_ai.input.messages" not in keys
+    from aisre.normalize.redaction import is_content_key
+    assert not any(is_content_key(k) for k in ("llm.system", "llm.token_count.prompt", "llm.openai.usage", "mastra.span.type"))

@@ -11,7 +11,8 @@ import orjson
 from aisre.core.timefmt import rfc3339
 
 # Prompts and completions, newest conventions first.
-_INPUT_MESSAGE_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "ai.prompt.messages")
+# Mastra's model-call spans carry no input: its agent_step span holds the step's messages.
+_INPUT_MESSAGE_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "ai.prompt.messages", "mastra.model_step.input")
 _OUTPUT_MESSAGE_KEYS = ("gen_ai.output.messages", "gen_ai.completion")
 # Vercel AI SDK completions: the text, else the tool calls the model asked for.
 _AI_SDK_OUTPUTS = ("ai.response.text", "ai.response.toolCalls", "ai.response.object")

@@ -41,6 +41,9 @@ OPENINFERENCE_OPERATIONS = {
 # named "handoff to <agent>" with no tool.name: it moves the run to another agent and runs
 # no tool, so it is an agent step, not a tool call.
 OPENINFERENCE_HANDOFF_PREFIX = "handoff to "
+# A model call whose only finish reason is "error" failed, whatever its span status says
+# (Mastra leaves a failed call's span OK and marks only its agent span as failed).
+FINISH_REASONS = "gen_ai.response.finish_reasons"
 # Frameworks that put their own name in gen_ai.system, not the model provider's.
 NOT_PROVIDERS = frozenset({"strands-agents"})
 # Older OpenLLMetry.

@@ -608,6 +608,16 @@ def _raw_usage_cached(raw: Any) -> int | None:
     return None
 
 
+def _only_error_finish(raw: Any) -> bool:
+    """True for finish reasons that are exactly ["error"] (a list, or its JSON text)."""
+    if isinstance(raw, str) and raw.startswith("["):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+    return isinstance(raw, list) and raw == ["error"]
+
+
 def _litellm_usage(raw: Any, v: list[Any]) -> None:
     """Cached and cache-write input tokens from LiteLLM's usage object (metadata.usage_object),
     where no attribute of their own says so."""
@@ -709,6 +719,8 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
 
     status_code = span.status.code
     status = cv.STATUS_CODES[status_code] if 0 <= status_code < 3 else "unset"
+    if status != "error" and operation in LLM_OPERATIONS and _only_error_finish(attrs.get(cv.FINISH_REASONS)):
+        status = "error"
     status_message = span.status.message
     for key in attrs:
         if key[:12] == "aisre.score.":
