@@ -232,6 +232,13 @@ def test_litellm_capture_ingests_with_its_truth(server: ServerProcess) -> None:
         assert price is not None
         bill += price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"], c.get("cache_creation_input_tokens"))
     assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+    # The trace view: the tool round trip's prompt and answer on the litellm_request spans.
+    tool_run = next(r for r in runs if r["llm_calls"] == 2)
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert [s["name"] for s in calls] == ["litellm_request", "litellm_request"]
+    assert calls[0]["genai"]["input_messages"][1]["parts"][0]["content"] == "where is my order A-1042"
+    assert calls[1]["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."
 
 
 def test_strands_capture_ingests_with_its_truth(server: ServerProcess) -> None:

@@ -591,3 +591,22 @@ def test_content_mode_drop_removes_litellm_and_mastra_content(capture: Path) -> 
             assert leaves == set() and "mastra.metadata.body" not in keys and "gen_ai.input.messages" not in keys
     from aisre.normalize.redaction import is_content_key
     assert not any(is_content_key(k) for k in ("llm.system", "llm.token_count.prompt", "llm.openai.usage", "mastra.span.type"))
+
+
+def test_stream_usage_moved_from_a_logfire_record_keeps_the_cache_write_price() -> None:
+    """A streamed Anthropic call under Logfire: the usage, cache writes included, is on the log
+    record; moved to the call it is priced with the writes at cache_write_input."""
+    request = _span("eeeeeeeeeeeeeeee", **{
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
+        "logfire.span_type": "span",
+    })
+    log = _span("ffffffffffffffff", start=T0 + 900_000_000, end=T0 + 900_000_000, **{
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.usage.input_tokens": 1039, "gen_ai.usage.output_tokens": 7,
+        "gen_ai.usage.cache_creation.input_tokens": 1030, "logfire.span_type": "log",
+    })
+    rows, run = _flatten(("logfire.anthropic", [request, log]))
+    call = next(r for r in rows if r["span_id"] == "eeeeeeeeeeeeeeee")
+    assert (call["input_tokens"], call["cached_input_tokens"]) == (1039, None)
+    assert call["cost_usd"] == pytest.approx((9 * 3.00 + 1030 * 3.75 + 7 * 15.00) / 1e6)
+    assert run["cost_usd"] == pytest.approx(call["cost_usd"])
