@@ -610,7 +610,9 @@ def _raw_usage_cached(raw: Any) -> int | None:
 
 def _only_error_finish(raw: Any) -> bool:
     """True for finish reasons that are exactly ["error"] (a list, or its JSON text)."""
-    if isinstance(raw, str) and raw.startswith("["):
+    if isinstance(raw, str):
+        if "error" not in raw or not raw.startswith("["):
+            return False
         try:
             raw = orjson.loads(raw)
         except orjson.JSONDecodeError:
