@@ -108,3 +108,17 @@ required:
 def test_requirement_mistakes_are_named(doc: str, error: str) -> None:
     with pytest.raises(PermanentError, match=error):
         parse_requirements(yaml.safe_load(doc), "req.yaml")
+
+
+def test_strands_capture_reports_the_missing_provider_and_sees_event_content() -> None:
+    """Strands names itself in gen_ai.system: every model call lacks a provider (a violation,
+    exit 1); its prompts are GenAI message events, which count as captured content."""
+    strands = DATA / "captures" / "strands"
+    truth = json.loads((strands / "truth.json").read_text())["driver"]
+    report = check_otlp_files(otlp_files(strands / "raw"))
+    assert report.exit_code() == 1
+    assert _counts(report, "provider.missing") == {"ask": truth["model_calls"] - 1, "summarise": 1}
+    assert _counts(report, "content.not_captured") == {}
+    # Mastra's calls carry their completion as gen_ai.output.messages: content, no violation.
+    mastra = check_otlp_files(otlp_files(DATA / "captures" / "mastra" / "raw"))
+    assert mastra.exit_code() == 0 and _counts(mastra, "content.not_captured") == {}

@@ -113,3 +113,179 @@ def test_calls_traced_twice_count_once_through_the_server(server: ServerProcess)
         assert price is not None
         expected += price.cost(t["input_tokens"], t["output_tokens"], 0)
     assert sum(r["cost_usd"] for r in runs) == pytest.approx(expected)
+
+
+def _post_capture(server: ServerProcess, name: str) -> dict:
+    capture = CAPTURE.parent / name
+    for path in sorted((capture / "raw").glob("*.pb")):
+        response = httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+        assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+    return dict(json.loads((capture / "truth.json").read_text()))
+
+
+def test_google_genai_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    truth = _post_capture(server, "google-genai")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    # Automatic function calling: one span for the loop, with the last response's usage.
+    hidden = truth["hidden_by_instrumentation"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"] - len(hidden)
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    provider = truth["provider_truth_by_model"]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values()) - sum(c[key] for c in hidden)
+    assert sum(r["cached_input_tokens"] for r in runs) == 8
+    # The trace view: system instruction, prompt and answer of the tool run, and the tool.
+    tool_run = next(r for r in runs if r["tool_calls"])
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    call = next(s for s in spans if s["operation"] == "chat")
+    assert (call["provider"], call["input_tokens"]) == ("gcp.gemini", 35)
+    assert call["genai"]["input_messages"][0]["parts"][0]["content"] == "where is my order A-1042"
+    assert call["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert tool["tool_name"] == "lookup_order"
+    assert tool["genai"]["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+
+
+def test_anthropic_cache_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """Cached input inside input_tokens, cache reads at the cached price and writes at 1.25x:
+    the runs' tokens and cost equal Anthropic's usage and bill."""
+    truth = _post_capture(server, "anthropic-cache")
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert len(runs) == sum(truth["driver"]["journeys"].values())
+    assert sum(r["llm_calls"] for r in runs) == truth["driver"]["model_calls"]
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    price = default_catalog().lookup("anthropic", "claude-sonnet-4-5", 0)[0]
+    assert price is not None and price.cache_write_input is not None
+    bill = sum(
+        price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"], c.get("cache_creation_input_tokens", 0))
+        for c in ok
+    )
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+    written = sum(c.get("cache_creation_input_tokens", 0) for c in ok)
+    assert written == 30
+    assert bill > price.cost(sum(c["input_tokens"] for c in ok), sum(c["output_tokens"] for c in ok),
+                             sum(c["cached_input_tokens"] for c in ok))  # the writes' premium counts
+    # Repricing with the same catalog keeps the cache-write premium: the bill is unchanged.
+    r = httpx.post(server.url + "/api/cost/reprice", json={"since": "2020-01-01T00:00:00Z"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["cost_after_usd"] == pytest.approx(r.json()["cost_before_usd"])
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+
+
+def test_openai_agents_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """Handoff, tool call, stream and a failed call through the server: calls, tools and
+    tokens equal the truth (less the cached tokens the SDK's spans never carry)."""
+    truth = _post_capture(server, "openai-agents")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    provider = truth["provider_truth_by_model"]
+    for key in ("input_tokens", "output_tokens"):
+        assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values())
+    lost = truth["lost_by_instrumentation"]["cached_input_tokens"]
+    assert sum(r["cached_input_tokens"] for r in runs) == sum(m["cached_input_tokens"] for m in provider.values()) - lost
+    tool_run = next(r for r in runs if r["tool_calls"])
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    assert [s["operation"] for s in spans if s["name"] == "handoff to Orders agent"] == ["agent"]
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert (tool["tool_name"], tool["genai"]["tool_arguments"]) == ("lookup_order", {"orderId": "A-1042"})
+    answer = [s for s in spans if s["operation"] == "chat"][-1]
+    assert answer["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
+
+
+def test_litellm_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """OpenAI and Anthropic calls through LiteLLM: calls, tokens (cached too) and cost equal the
+    provider's; the streamed call LiteLLM logs outside the application's span is a run of its
+    own (truth.json's outside_the_journey)."""
+    truth = _post_capture(server, "litellm")
+    driver, outside = truth["driver"], truth["outside_the_journey"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == {**driver["journeys"], **outside["runs"]}
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"]
+    assert sum(r["llm_calls"] for r in runs if r["journey"] == "summarise") == driver["streamed_calls"] - outside["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    catalog = default_catalog()
+    bill = 0.0
+    for c in ok:
+        provider = "anthropic" if c["endpoint"] == "messages" else "openai"
+        price = catalog.lookup(provider, c["model"], 0)[0]
+        assert price is not None
+        bill += price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"], c.get("cache_creation_input_tokens"))
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+    # The trace view: the tool round trip's prompt and answer on the litellm_request spans.
+    tool_run = next(r for r in runs if r["llm_calls"] == 2)
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert [s["name"] for s in calls] == ["litellm_request", "litellm_request"]
+    assert calls[0]["genai"]["input_messages"][1]["parts"][0]["content"] == "where is my order A-1042"
+    assert calls[1]["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."
+
+
+def test_strands_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """Strands' agent spans repeat their calls' usage: runs count it once, priced once, and the
+    chat spans show the conversation from the GenAI events."""
+    truth = _post_capture(server, "strands")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    price = default_catalog().lookup("openai", "gpt-4o-mini", 0)[0]
+    assert price is not None
+    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"]) for c in ok)
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+    tool_run = next(r for r in runs if r["tool_calls"])
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    answer = [s for s in spans if s["operation"] == "chat"][-1]
+    assert answer["genai"]["input_messages"][0] == {"role": "system", "content": [{"text": "You are a support bot."}]}
+    assert answer["genai"]["output_messages"] == [[{"text": "Your order A-1042 ships tomorrow. "}]]
+
+
+def test_mastra_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """Mastra's spans join the application's request spans (tracingOptions): runs, calls,
+    the failed call, tokens and cost equal the truth."""
+    truth = _post_capture(server, "mastra")
+    driver = truth["driver"]
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    price = default_catalog().lookup("openai", "gpt-4o-mini", 0)[0]
+    assert price is not None
+    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"]) for c in ok)
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+    tool_run = next(r for r in runs if r["tool_calls"])
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert calls[-1]["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."

@@ -343,3 +343,270 @@ def test_content_mode_drop_removes_ai_sdk_and_logfire_content(capture: Path) -> 
             kept += len(present)
         assert batch.content.dropped > 0
     assert kept == 0
+
+
+# --- google-genai ----------------------------------------------------------------------------
+
+GOOGLE_GENAI = Path(__file__).parents[1] / "data" / "captures" / "google-genai"
+
+
+def _reported_by_model(truth: dict) -> dict[str, dict[str, int]]:
+    """The provider's truth per model less the calls the instrumentation hides (truth.json's
+    hidden_by_instrumentation), in truth.json's shape."""
+    out = {model: dict(t) for model, t in truth["provider_truth_by_model"].items()}
+    for call in truth.get("hidden_by_instrumentation", []):
+        t = out[call["model"]]
+        t["calls_ok"] -= 1
+        for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+            t[key] -= call[key]
+    return out
+
+
+def test_google_genai_capture_equals_its_truth() -> None:
+    """generate_content → chat, provider gemini → gcp.gemini, cached tokens, the stream's
+    usage, the embedding's tokens; the automatic-function-calling loop is one span with the
+    last response's usage (the call it hides is listed in truth.json)."""
+    truth = json.loads((GOOGLE_GENAI / "truth.json").read_text())
+    spans, traces = _ai_sdk(GOOGLE_GENAI)
+    rows = _sql(spans, """
+        SELECT request_model, count(*), sum(input_tokens), coalesce(sum(output_tokens), 0),
+               coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    assert got == _reported_by_model(truth)
+    assert len(truth["hidden_by_instrumentation"]) == 1
+    driver = truth["driver"]
+    hidden = len(truth["hidden_by_instrumentation"])
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls) FROM t") == [
+        (driver["model_calls"] + driver["embed_calls"] - hidden, 1, driver["tool_executions"])]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE provider IS NOT NULL") == [("gcp.gemini",)]
+    # The failed call's error.type is its HTTP status.
+    assert _sql(spans, "SELECT http_status, error_type FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, "500")]
+    # Priced on the answering model ("gemini-2.5-flash-001"), cached tokens at the cached rate.
+    catalog = default_catalog()
+    expected = 0.0
+    for model, t in _reported_by_model(truth).items():
+        price = catalog.lookup("gcp.gemini", model, T0)[0]
+        assert price is not None
+        expected += price.cost(t["input_tokens"], t["output_tokens"], t["cached_input_tokens"])
+    assert _sql(spans, "SELECT sum(cost_usd) FROM t")[0][0] == pytest.approx(expected)
+    rows = _sql(spans, "SELECT name, attributes FROM t WHERE name IN ('execute_tool lookup_order')")
+    tool = genai_details(orjson.loads(rows[0][1]), [])
+    assert tool["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+
+
+# --- Anthropic prompt caching ---------------------------------------------------------------
+
+ANTHROPIC_CACHE = Path(__file__).parents[1] / "data" / "captures" / "anthropic-cache"
+
+
+def _anthropic_cost(model: str, calls: list[dict]) -> float:
+    """Anthropic's own bill for ``calls`` (provider_calls rows): uncached input, cache reads
+    and cache writes each at their price."""
+    price = default_catalog().lookup("anthropic", model, T0)[0]
+    assert price is not None and price.cache_write_input == pytest.approx(1.25 * price.input)
+    total = 0.0
+    for c in calls:
+        if c["status"] == 200:
+            write = c.get("cache_creation_input_tokens", 0)
+            fresh = c["input_tokens"] - c["cached_input_tokens"] - write
+            total += (fresh * price.input + c["cached_input_tokens"] * price.cached_input
+                      + write * price.cache_write_input + c["output_tokens"] * price.output) / 1e6
+    return total
+
+
+def test_anthropic_cache_capture_counts_cached_input_inside_input() -> None:
+    """Logfire's Anthropic spans: input_tokens = Anthropic's input_tokens + cache reads + cache
+    writes (as OTel asks), cache reads in cached_input_tokens, writes priced at 1.25x input,
+    the streamed call's usage moved from its log record; cost equals Anthropic's bill."""
+    truth = json.loads((ANTHROPIC_CACHE / "truth.json").read_text())
+    spans, traces = _ai_sdk(ANTHROPIC_CACHE)
+    provider = {m: {k: v for k, v in t.items() if k != "cache_creation_input_tokens"}
+                for m, t in truth["provider_truth_by_model"].items()}
+    assert _ok_calls_by_model(spans) == provider
+    assert provider["claude-sonnet-4-5"]["cached_input_tokens"] == 90
+    driver = truth["driver"]
+    ((calls, errors, cost),) = _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(cost_usd) FROM t")
+    assert (calls, errors) == (driver["model_calls"], 1)
+    assert cost == pytest.approx(_anthropic_cost("claude-sonnet-4-5", truth["provider_calls"]))
+    # Each span sent the total already: nothing was adjusted.
+    assert _sql(spans, "SELECT count(*) FROM t WHERE attributes LIKE '%aisre.input_tokens_as_sent%'") == [(0,)]
+
+
+@pytest.mark.parametrize(("cache_key", "write_key"), [
+    ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_creation.input_tokens"),
+    ("gen_ai.usage.cache_read_input_tokens", "gen_ai.usage.cache_creation_input_tokens"),
+    ("llm.token_count.prompt_details.cache_read", "llm.token_count.prompt_details.cache_write"),
+])
+def test_anthropic_input_tokens_without_the_cache_are_completed(cache_key: str, write_key: str) -> None:
+    """An instrumentation that passes Anthropic's input_tokens on unchanged (cache reads and
+    writes left out) is told by an input count below the cache counts: aisre adds them."""
+    raw = _span("cccccccccccccccc", **{
+        "gen_ai.operation.name": "chat", "gen_ai.system": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 100, cache_key: 5000, write_key: 400,
+    })
+    rows, run = _flatten(("x", [raw]))
+    call = rows[1]
+    assert (call["input_tokens"], call["cached_input_tokens"]) == (5412, 5000)
+    assert orjson.loads(call["attributes"])["aisre.input_tokens_as_sent"] == 12
+    assert call["cost_usd"] == pytest.approx((12 * 3.00 + 5000 * 0.30 + 400 * 3.75 + 100 * 15.00) / 1e6)
+    assert (run["input_tokens"], run["cached_input_tokens"]) == (5412, 5000)
+    # OpenAI-style counts (cached inside input) are left as sent.
+    inclusive = _span("dddddddddddddddd", **{
+        "gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 10, cache_key: 1024,
+    })
+    rows, _ = _flatten(("x", [inclusive]))
+    assert (rows[1]["input_tokens"], rows[1]["cached_input_tokens"]) == (1200, 1024)
+    assert "aisre.input_tokens_as_sent" not in orjson.loads(rows[1]["attributes"])
+
+
+# --- OpenAI Agents SDK (OpenInference) ------------------------------------------------------
+
+OPENAI_AGENTS = Path(__file__).parents[1] / "data" / "captures" / "openai-agents"
+
+
+def test_openai_agents_capture_equals_its_truth() -> None:
+    """generation spans are the calls; the handoff is an agent step, not a tool call; the
+    tool's arguments and result are its input and output; cached tokens never reach the
+    spans of chat-completions models (truth.json's lost_by_instrumentation)."""
+    truth = json.loads((OPENAI_AGENTS / "truth.json").read_text())
+    spans, traces = _ai_sdk(OPENAI_AGENTS)
+    expected = {m: {**t, "cached_input_tokens": t["cached_input_tokens"] - truth["lost_by_instrumentation"]["cached_input_tokens"]}
+                for m, t in truth["provider_truth_by_model"].items()}
+    assert _ok_calls_by_model(spans) == expected
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"])]
+    assert _sql(spans, "SELECT operation, tool_name FROM t WHERE name LIKE 'handoff to %'") == [("agent", None)] * driver["handoffs"]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE operation = 'chat'") == [("openai",)]
+    assert _sql(spans, "SELECT http_status FROM t WHERE operation = 'chat' AND status = 'error'") == [(500,)]
+    rows = dict(_sql(spans, "SELECT name, attributes FROM t WHERE name = 'lookup_order'"))
+    tool = genai_details(orjson.loads(rows["lookup_order"]), [])
+    assert tool["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    assert tool["tool_definitions"][0]["parameters"]["required"] == ["orderId"]
+    asks = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'generation'")]
+    handoffs = [d for d in asks if d.get("output_messages") and d["output_messages"][0].get("tool_calls")]
+    assert {d["output_messages"][0]["tool_calls"][0]["name"] for d in handoffs} == {"transfer_to_orders_agent", "lookup_order"}
+    lookup = next(d for d in handoffs if d["output_messages"][0]["tool_calls"][0]["name"] == "lookup_order")
+    assert lookup["output_messages"][0]["tool_calls"][0]["arguments"] == {"orderId": "A-1042"}
+
+
+# --- LiteLLM's OTel callback ----------------------------------------------------------------
+
+LITELLM = Path(__file__).parents[1] / "data" / "captures" / "litellm"
+
+
+def test_litellm_capture_equals_its_truth_and_its_own_cost() -> None:
+    """litellm_request spans are the calls (raw_gen_ai_request children are not); cached and
+    cache-write tokens come from metadata.usage_object; every call's cost equals the one
+    LiteLLM computed itself (gen_ai.cost.total_cost)."""
+    truth = json.loads((LITELLM / "truth.json").read_text())
+    spans, traces = _ai_sdk(LITELLM)
+    rows = _sql(spans, """
+        SELECT response_model, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(cached_input_tokens), 0)
+        FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error' GROUP BY 1""")
+    got = {r[0]: {"calls_ok": r[1], "input_tokens": r[2], "output_tokens": r[3], "cached_input_tokens": r[4]} for r in rows}
+    provider = {m: {k: v for k, v in t.items() if k != "cache_creation_input_tokens"}
+                for m, t in truth["provider_truth_by_model"].items()}
+    assert got == provider
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors) FROM t") == [(driver["model_calls"] + driver["embed_calls"], 1)]
+    assert _sql(spans, "SELECT count(*) FROM t WHERE name = 'raw_gen_ai_request' AND operation != 'other'") == [(0,)]
+    assert dict(_sql(spans, "SELECT operation, provider FROM t WHERE operation = 'embeddings'")) == {"embeddings": "openai"}
+    priced = _sql(spans, "SELECT cost_usd, attributes FROM t WHERE operation IN ('chat', 'embeddings') AND status != 'error'")
+    for cost, attrs in priced:
+        assert cost == pytest.approx(orjson.loads(attrs)["gen_ai.cost.total_cost"])
+    assert _sql(spans, "SELECT http_status, error_type FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, "InternalServerError")]
+
+
+# --- Strands Agents (native OTel) ------------------------------------------------------------
+
+STRANDS = Path(__file__).parents[1] / "data" / "captures" / "strands"
+
+
+def test_strands_capture_counts_calls_not_the_agent_sums() -> None:
+    """chat spans are the calls; the invoke_agent span repeats their summed usage and is not
+    counted; gen_ai.system=strands-agents is the framework, not a provider; the tool span's
+    arguments and result come from its events."""
+    truth = json.loads((STRANDS / "truth.json").read_text())
+    spans, traces = _ai_sdk(STRANDS)
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
+    provider = truth["provider_truth_by_model"]["gpt-4o-mini"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"], provider["input_tokens"], provider["output_tokens"],
+         provider["cached_input_tokens"])]
+    agents = _sql(spans, "SELECT count(*), count(input_tokens), sum(CASE WHEN attributes LIKE '%gen_ai.usage.input_tokens%' THEN 1 END) FROM t WHERE operation = 'agent'")
+    assert agents == [(sum(driver["journeys"].values()), 0, sum(driver["journeys"].values()) - 1)]  # the failed run's has none
+    assert _sql(spans, "SELECT count(*) FROM t WHERE provider IS NOT NULL") == [(0,)]
+    assert _sql(spans, "SELECT http_status FROM t WHERE operation = 'chat' AND status = 'error'") == [(500,)]
+    (attrs, events), = _sql(spans, "SELECT attributes, events FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), orjson.loads(events))
+    assert tool["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["tool_result"] == [{"json": {"orderId": "A-1042", "status": "shipped"}}]
+    assert "input_messages" not in tool and "output_messages" not in tool
+
+
+# --- Mastra (AI tracing to OTel) --------------------------------------------------------------
+
+MASTRA = Path(__file__).parents[1] / "data" / "captures" / "mastra"
+
+
+def test_mastra_capture_equals_its_truth() -> None:
+    """`chat {model}` (model_inference) spans are the calls, provider openai.chat → openai;
+    model_generation, agent_step and model_chunk spans are not; the failed call, whose span
+    Mastra leaves OK, is read as failed from finish_reasons ["error"]."""
+    truth = json.loads((MASTRA / "truth.json").read_text())
+    spans, traces = _ai_sdk(MASTRA)
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"])]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE operation = 'chat'") == [("openai",)]
+    assert _sql(spans, """SELECT DISTINCT operation, count(input_tokens) FROM t
+        WHERE name LIKE 'model_generation%' OR name LIKE 'agent_step%' OR name LIKE 'model_chunk%' GROUP BY 1""") == [("other", 0)]
+    (attrs,), = _sql(spans, "SELECT attributes FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), [])
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    # The prompt of a call is on its agent_step parent (the chat span has only the output).
+    steps = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'agent_step support'")]
+    assert sum({"role": "user", "content": "where is my order A-1042"} in s["input_messages"] for s in steps) == 2
+
+
+@pytest.mark.parametrize("capture", [LITELLM, MASTRA])
+def test_content_mode_drop_removes_litellm_and_mastra_content(capture: Path) -> None:
+    """LiteLLM's raw provider payload (llm.<provider>.messages …) and Mastra's span input and
+    output (mastra.<span>.input/output, mastra.metadata.body) are content; llm.system and the
+    token counts are not."""
+    for path in sorted((capture / "raw").glob("*.pb")):
+        batch = flatten(parse_request(path.read_bytes(), "protobuf"), "t", content=ContentFilter("drop", None))
+        assert batch.rejected == 0
+        for attrs in batch.table.column("attributes").to_pylist():
+            keys = orjson.loads(attrs).keys()
+            leaves = {k for k in keys if k.count(".") == 2 and k.split(".")[0] in ("llm", "mastra")
+                      and k.split(".")[2] in ("messages", "choices", "content", "system", "input", "output")}
+            assert leaves == set() and "mastra.metadata.body" not in keys and "gen_ai.input.messages" not in keys
+    from aisre.normalize.redaction import is_content_key
+    assert not any(is_content_key(k) for k in ("llm.system", "llm.token_count.prompt", "llm.openai.usage", "mastra.span.type"))
+
+
+def test_stream_usage_moved_from_a_logfire_record_keeps_the_cache_write_price() -> None:
+    """A streamed Anthropic call under Logfire: the usage, cache writes included, is on the log
+    record; moved to the call it is priced with the writes at cache_write_input."""
+    request = _span("eeeeeeeeeeeeeeee", **{
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
+        "logfire.span_type": "span",
+    })
+    log = _span("ffffffffffffffff", start=T0 + 900_000_000, end=T0 + 900_000_000, **{
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.usage.input_tokens": 1039, "gen_ai.usage.output_tokens": 7,
+        "gen_ai.usage.cache_creation.input_tokens": 1030, "logfire.span_type": "log",
+    })
+    rows, run = _flatten(("logfire.anthropic", [request, log]))
+    call = next(r for r in rows if r["span_id"] == "eeeeeeeeeeeeeeee")
+    assert (call["input_tokens"], call["cached_input_tokens"]) == (1039, None)
+    assert call["cost_usd"] == pytest.approx((9 * 3.00 + 1030 * 3.75 + 7 * 15.00) / 1e6)
+    assert run["cost_usd"] == pytest.approx(call["cost_usd"])

@@ -55,6 +55,10 @@ def test_messages_from_each_convention() -> None:
     [message] = fmt.messages([choice], "assistant")
     assert message["finish_reason"] == "tool_calls"
     assert message["parts"][0]["label"] == "tool call f"
+    # OpenInference tool calls, as the trace view rebuilds them from llm.output_messages.N.….
+    openinference = {"role": "assistant", "tool_calls": [{"id": "c1", "name": "lookup_order", "arguments": {"orderId": "A-1"}}]}
+    [message] = fmt.messages([openinference])
+    assert (message["parts"][0]["kind"], message["parts"][0]["label"]) == ("tool_call", "tool call lookup_order")
     # System instructions as a bare list of parts are one message, not two.
     system = fmt.messages([{"type": "text", "content": "a"}, {"type": "text", "content": "b"}],
                           "system")

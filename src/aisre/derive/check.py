@@ -35,6 +35,7 @@ from aisre.core.schema import LLM_OPERATIONS
 from aisre.core.textfile import utf8_text
 from aisre.core.timefmt import rfc3339
 from aisre.normalize import conventions as cv
+from aisre.normalize.redaction import CONTENT_EVENTS, is_content_key
 from aisre.normalize.spans import flatten
 from aisre.receive.otlp_decode import decompress, parse_request
 from aisre.store.protocol import SpanSampler
@@ -52,6 +53,17 @@ DEPRECATED = {
 }
 _CONTENT = ("gen_ai.input.messages", "gen_ai.output.messages", "ai.prompt.messages", "llm.input_messages.0.message.content",
             "gen_ai.prompt.0.content")
+
+
+def _has_content(row: dict[str, Any], attrs: dict[str, Any]) -> bool:
+    """Prompt or completion content on the span: a content attribute of any convention aisre
+    reads, or a GenAI message event (Strands and other older-convention senders)."""
+    if any(key in attrs for key in _CONTENT) or any(is_content_key(key) for key in attrs):
+        return True
+    events = row.get("events")
+    if not events or events == "[]":
+        return False
+    return any(event.get("name") in CONTENT_EVENTS for event in orjson.loads(events))
 
 
 @dataclass(frozen=True)
@@ -274,7 +286,7 @@ def _check_call(
         tally.check(service, ok)
         if not ok:
             tally.add(service, journey, id, level, "span", attribute, message, row)
-    if row["operation"] != "embeddings" and not any(key in attrs for key in _CONTENT):
+    if row["operation"] != "embeddings" and not _has_content(row, attrs):
         tally.add(service, journey, "content.not_captured", "information", "span", "gen_ai.input.messages",
                   "model call without prompt or completion content (capture off, or not sent)", row)
     raw = attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system")

@@ -11,7 +11,8 @@ import orjson
 from aisre.core.timefmt import rfc3339
 
 # Prompts and completions, newest conventions first.
-_INPUT_MESSAGE_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "ai.prompt.messages")
+# Mastra's model-call spans carry no input: its agent_step span holds the step's messages.
+_INPUT_MESSAGE_KEYS = ("gen_ai.input.messages", "gen_ai.prompt", "ai.prompt.messages", "mastra.model_step.input")
 _OUTPUT_MESSAGE_KEYS = ("gen_ai.output.messages", "gen_ai.completion")
 # Vercel AI SDK completions: the text, else the tool calls the model asked for.
 _AI_SDK_OUTPUTS = ("ai.response.text", "ai.response.toolCalls", "ai.response.object")
@@ -20,6 +21,10 @@ _INDEXED_PROMPT = re.compile(r"^gen_ai\.prompt\.(\d+)\.(role|content)$")
 _INDEXED_COMPLETION = re.compile(r"^gen_ai\.completion\.(\d+)\.(role|content)$")
 _OPENINFERENCE_IN = re.compile(r"^llm\.input_messages\.(\d+)\.message\.(role|content)$")
 _OPENINFERENCE_OUT = re.compile(r"^llm\.output_messages\.(\d+)\.message\.(role|content)$")
+# OpenInference tool calls inside a message: ...message.tool_calls.M.tool_call.function.name.
+_OPENINFERENCE_TOOL_CALL = re.compile(
+    r"^llm\.(input|output)_messages\.(\d+)\.message\.tool_calls\.(\d+)\.tool_call\.(id|function\.name|function\.arguments)$"
+)
 _OPENINFERENCE_DOC = re.compile(r"^retrieval\.documents\.(\d+)\.document\.(id|content|score)$")
 _MESSAGE_EVENTS = {
     "gen_ai.system.message": "system",
@@ -84,6 +89,26 @@ def _messages(attrs: dict[str, Any], keys: tuple[str, ...], *patterns: re.Patter
     return None
 
 
+def _with_openinference_tool_calls(attrs: dict[str, Any], messages: Any, direction: str) -> Any:
+    """OpenInference messages with the tool calls the model asked for put back in them
+    ({"role": "assistant", "tool_calls": [{"id", "name", "arguments"}]})."""
+    calls: dict[int, dict[int, dict[str, Any]]] = {}
+    for key, value in attrs.items():
+        match = _OPENINFERENCE_TOOL_CALL.match(key)
+        if match and match.group(1) == direction:
+            field = match.group(4).removeprefix("function.")
+            calls.setdefault(int(match.group(2)), {}).setdefault(int(match.group(3)), {})[field] = (
+                _json(value) if field == "arguments" else value
+            )
+    if not calls or not isinstance(messages, list):
+        return messages
+    out = [dict(m) if isinstance(m, dict) else m for m in messages]
+    for index, by_call in calls.items():
+        if index < len(out) and isinstance(out[index], dict):
+            out[index]["tool_calls"] = [by_call[i] for i in sorted(by_call)]
+    return out
+
+
 def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
     """Prompts, completions, tool call, retrieval documents and errors found on one span."""
     details: dict[str, Any] = {}
@@ -92,6 +117,9 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
         details["system_instructions"] = system
     inputs = _messages(attrs, _INPUT_MESSAGE_KEYS, _INDEXED_PROMPT, _OPENINFERENCE_IN)
     outputs = _messages(attrs, _OUTPUT_MESSAGE_KEYS, _INDEXED_COMPLETION, _OPENINFERENCE_OUT)
+    if "openinference.span.kind" in attrs:
+        inputs = _with_openinference_tool_calls(attrs, inputs, "input")
+        outputs = _with_openinference_tool_calls(attrs, outputs, "output")
     event_inputs = []
     for event in events:
         role = _MESSAGE_EVENTS.get(event.get("name", ""))
@@ -100,6 +128,19 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
             event_inputs.append({"role": role, "content": _json(event_attrs.get("content", event_attrs))})
         elif event.get("name") == "gen_ai.choice" and outputs is None:
             outputs = [_json((event.get("attributes") or {}).get("message", event.get("attributes")))]
+    if attrs.get("gen_ai.operation.name") == "execute_tool" and "gen_ai.tool.call.arguments" not in attrs:
+        # Strands (older GenAI events): a tool span's gen_ai.tool.message event holds the
+        # call's arguments and its gen_ai.choice event the result.
+        for event in events:
+            event_attrs = event.get("attributes") or {}
+            if event.get("name") == "gen_ai.tool.message" and "content" in event_attrs:
+                details["tool_arguments"] = _json(event_attrs["content"])
+            elif event.get("name") == "gen_ai.choice" and "message" in event_attrs:
+                details["tool_result"] = _json(event_attrs["message"])
+        if "tool_arguments" in details:
+            event_inputs = []  # shown as the arguments, not as a message
+        if "tool_result" in details and not any(k in attrs for k in _OUTPUT_MESSAGE_KEYS):
+            outputs = None  # the result came from the gen_ai.choice event
     if inputs is None and event_inputs:
         inputs = event_inputs
     if outputs is None:
@@ -114,9 +155,20 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
         details["output_messages"] = outputs
     if "gen_ai.tool.definitions" in attrs:
         details["tool_definitions"] = _json(attrs["gen_ai.tool.definitions"])
+    openinference_tool = attrs.get("openinference.span.kind") == "TOOL"
+    if openinference_tool:
+        # OpenInference: the call's arguments and result are the span's input and output;
+        # tool.parameters is the tool's parameter schema, a definition.
+        for key, name in (("input.value", "tool_arguments"), ("output.value", "tool_result")):
+            if key in attrs:
+                details[name] = _json(attrs[key])
+        if "tool.parameters" in attrs:
+            details["tool_definitions"] = [{
+                "name": attrs.get("tool.name"), "description": attrs.get("tool.description"),
+                "parameters": _json(attrs["tool.parameters"]),
+            }]
     for key, name in (
         ("gen_ai.tool.call.arguments", "tool_arguments"),
-        ("tool.parameters", "tool_arguments"),
         ("gen_ai.tool.call.result", "tool_result"),
         ("gen_ai.tool.call.id", "tool_call_id"),
         ("ai.toolCall.args", "tool_arguments"),
@@ -129,7 +181,7 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
     if documents:
         details["retrieval_documents"] = documents
     for key in ("db.query.text", "input.value"):
-        if key in attrs and "query" not in details:
+        if key in attrs and "query" not in details and not openinference_tool:
             details["query"] = attrs[key]
     errors = [
         {

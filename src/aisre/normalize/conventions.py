@@ -37,6 +37,15 @@ OPENINFERENCE_OPERATIONS = {
     "TOOL": "execute_tool",
     "AGENT": "agent",
 }
+# OpenInference's OpenAI Agents processor sends a handoff between agents as a TOOL span
+# named "handoff to <agent>" with no tool.name: it moves the run to another agent and runs
+# no tool, so it is an agent step, not a tool call.
+OPENINFERENCE_HANDOFF_PREFIX = "handoff to "
+# A model call whose only finish reason is "error" failed, whatever its span status says
+# (Mastra leaves a failed call's span OK and marks only its agent span as failed).
+FINISH_REASONS = "gen_ai.response.finish_reasons"
+# Frameworks that put their own name in gen_ai.system, not the model provider's.
+NOT_PROVIDERS = frozenset({"strands-agents"})
 # Older OpenLLMetry.
 LLM_REQUEST_TYPE = "llm.request.type"
 LLM_REQUEST_TYPES = {
@@ -80,6 +89,15 @@ RAW_USAGE_CACHED = (
     ("prompt_tokens_details", "cached_tokens"),
     ("input_tokens_details", "cached_tokens"),
 )
+# LiteLLM's OTel callback sends no cached-token attribute: its usage object (Python repr or
+# JSON text) in metadata.usage_object holds them, as OpenAI's prompt_tokens_details shape
+# (cached_tokens = reads, cache_write_tokens = writes), for every provider, inside prompt_tokens.
+LITELLM_USAGE = "metadata.usage_object"
+LITELLM_USAGE_DETAILS = re.compile(r"""['"]prompt_tokens_details['"]\s*:\s*\{([^{}]*)\}""")
+LITELLM_CACHED = re.compile(r"""['"]cached_tokens['"]\s*:\s*(\d+)""")
+LITELLM_CACHE_WRITES = re.compile(r"""['"]cache_write_tokens['"]\s*:\s*(\d+)""")
+# LiteLLM leaves gen_ai.system empty on embeddings; its "provider/model" id names the provider.
+LITELLM_PROVIDER_MODEL = "litellm.provider.model"
 # The same model call reported by two instrumentations carries the same response id.
 RESPONSE_ID = ("gen_ai.response.id", "ai.response.id")
 # Two spans without a shared response id are one call when their instrumentations differ,
@@ -178,6 +196,18 @@ CACHED_INPUT_TOKENS = (
     "gen_ai.usage.cache_read_input_tokens",
     "llm.token_count.prompt_details.cache_read",
 )
+# Input tokens written to the provider's cache (Anthropic's cache_creation_input_tokens): no
+# column of their own (kept in attributes), read to price them and to check the input count.
+CACHE_WRITE_INPUT_TOKENS = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_write.input_tokens",  # the anthropic SDK's own spans
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+)
+# OTel: gen_ai.usage.input_tokens includes cache reads and writes. Anthropic's API
+# input_tokens leaves both out; an instrumentation passing it on unchanged shows as an input
+# count below the cache counts, and aisre adds them (the count as sent is kept here).
+INPUT_TOKENS_AS_SENT = "aisre.input_tokens_as_sent"
 
 PROMPT_NAME = ("aisre.prompt.name", "gen_ai.prompt.name", "langfuse.prompt.name", "traceloop.prompt.key")
 PROMPT_VERSION = (

@@ -95,7 +95,8 @@ def _related(a: Sequence[Any], b: Sequence[Any]) -> bool:
     return a[_PARENT] == b[_PARENT] or a[_PARENT] == b[_SPAN] or b[_PARENT] == a[_SPAN]
 
 
-Pricer = Callable[[Sequence[Any]], tuple[float | None, str | None]]
+# (cost, price version) of a row priced with the usage (and cache writes) of a second row.
+Pricer = Callable[[Sequence[Any], Sequence[Any]], tuple[float | None, str | None]]
 
 
 def merge_duplicate_calls(rows: list[tuple[Any, ...]], notes: dict[int, CallNote], price: Pricer) -> None:
@@ -152,7 +153,7 @@ def _fold_logfire_usage(rows: list[tuple[Any, ...]], notes: dict[int, CallNote],
                 moved = list(call)
                 for field in (_IN, _OUT, _CACHED):
                     moved[field] = log[field]
-                moved[_COST], moved[_PRICE_VERSION] = price(moved)
+                moved[_COST], moved[_PRICE_VERSION] = price(moved, log)
                 rows[j] = tuple(moved)
                 gone = list(log)
                 for field in _USAGE:

@@ -84,8 +84,19 @@ CONTENT_KEYS = frozenset(
         # Logfire's LLM integrations put the whole request and response here.
         "request_data",
         "response_data",
+        # Mastra: the provider's raw response body.
+        "mastra.metadata.body",
     }
 )
+# Content named by its last part under a framework's own namespace: LiteLLM's raw
+# provider payload (llm.openai.messages, llm.anthropic.system, llm.None.input …) and
+# Mastra's span input and output (mastra.agent_run.input, mastra.model_step.output …).
+# Only names of exactly three parts: "llm.system" (the provider) and "llm.token_count.prompt"
+# stay metadata.
+CONTENT_LEAVES = {
+    "llm": frozenset({"messages", "choices", "content", "system", "input"}),
+    "mastra": frozenset({"input", "output"}),
+}
 CONTENT_PREFIXES = (
     "gen_ai.prompt.",
     "gen_ai.completion.",
@@ -124,10 +135,17 @@ def is_content_key(key: str) -> bool:
     """True when attribute ``key`` holds prompt, completion, tool or retrieval content."""
     known = _key_cache.get(key)
     if known is None:
-        known = key not in NOT_CONTENT and (key in CONTENT_KEYS or key.startswith(CONTENT_PREFIXES))
+        known = key not in NOT_CONTENT and (
+            key in CONTENT_KEYS or key.startswith(CONTENT_PREFIXES) or _content_leaf(key)
+        )
         if len(_key_cache) < 10_000:  # attribute names repeat; a flood of new ones is not cached
             _key_cache[key] = known
     return known
+
+
+def _content_leaf(key: str) -> bool:
+    parts = key.split(".")
+    return len(parts) == 3 and parts[2] in CONTENT_LEAVES.get(parts[0], ())
 
 
 _shape_cache: dict[tuple[str, ...], tuple[str, ...]] = {}

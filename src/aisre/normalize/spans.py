@@ -353,6 +353,7 @@ _SLOT_NAMES = (
     "invocation_parameters", "input_tokens", "output_tokens", "cached_input_tokens",
     "prompt_name", "prompt_version", "service_version", "http_status", "resend_count",
     "error_type", "tool_name", "user_id", "session_id", "ai_operation_id", "logfire_span_type",
+    "cache_write_tokens",
 )
 _SLOT = {name: i for i, name in enumerate(_SLOT_NAMES)}
 _SLOT_KEYS: dict[str, tuple[str, ...]] = {
@@ -381,6 +382,7 @@ _SLOT_KEYS: dict[str, tuple[str, ...]] = {
     "session_id": cv.SESSION_ID,
     "ai_operation_id": (cv.AI_OPERATION_ID,),
     "logfire_span_type": (cv.LOGFIRE_SPAN_TYPE,),
+    "cache_write_tokens": cv.CACHE_WRITE_INPUT_TOKENS,
 }
 _KEYMAP: dict[str, tuple[tuple[int, int], ...]] = {}
 for _name, _keys in _SLOT_KEYS.items():
@@ -393,7 +395,7 @@ _NO_VALUES: tuple[Any, ...] = (None,) * len(_SLOT_NAMES)
     S_DB_SYSTEM, S_PROVIDER, S_REQUEST_MODEL, S_RESPONSE_MODEL, S_INVOCATION, S_INPUT_TOKENS,
     S_OUTPUT_TOKENS, S_CACHED_TOKENS, S_PROMPT_NAME, S_PROMPT_VERSION, S_SERVICE_VERSION,
     S_HTTP_STATUS, S_RESEND, S_ERROR_TYPE, S_TOOL_NAME, S_USER_ID, S_SESSION_ID, S_AI_OPERATION_ID,
-    S_LOGFIRE_SPAN_TYPE,
+    S_LOGFIRE_SPAN_TYPE, S_CACHE_WRITE_TOKENS,
 ) = range(len(_SLOT_NAMES))
 
 
@@ -547,16 +549,20 @@ _PROVIDER_COL, _RESP_MODEL_COL, _IN_COL, _OUT_COL, _CACHED_COL = (
     SPAN_COLUMN_NAMES.index(name)
     for name in ("provider", "response_model", "input_tokens", "output_tokens", "cached_input_tokens")
 )
+_ATTRS_COL = SPAN_COLUMN_NAMES.index("attributes")
 
 
-def _pricer(prices: PriceCatalog) -> Callable[[Sequence[Any]], tuple[float | None, str | None]]:
-    """(cost, price version) of a row, as _checked_row prices a model call."""
+def _pricer(prices: PriceCatalog) -> Callable[[Sequence[Any], Sequence[Any]], tuple[float | None, str | None]]:
+    """(cost, price version) of a row, as _checked_row prices a model call; cache writes are
+    read from the attributes of ``usage_row``, the span the usage came from."""
 
-    def price(row: Sequence[Any]) -> tuple[float | None, str | None]:
+    def price(row: Sequence[Any], usage_row: Sequence[Any]) -> tuple[float | None, str | None]:
         found, version = prices.lookup(row[_PROVIDER_COL], row[_RESP_MODEL_COL], row[_START])
         if found is None:
             return 0.0, None
-        return found.cost(row[_IN_COL], row[_OUT_COL], row[_CACHED_COL]), version
+        writes = _known_values(orjson.loads(usage_row[_ATTRS_COL]))[S_CACHE_WRITE_TOKENS]
+        written = writes if type(writes) is int and writes >= 0 else None
+        return found.cost(row[_IN_COL], row[_OUT_COL], row[_CACHED_COL], written), version
 
     return price
 
@@ -600,6 +606,32 @@ def _raw_usage_cached(raw: Any) -> int | None:
         if type(value) is int and value >= 0:
             return value
     return None
+
+
+def _only_error_finish(raw: Any) -> bool:
+    """True for finish reasons that are exactly ["error"] (a list, or its JSON text)."""
+    if isinstance(raw, str):
+        if "error" not in raw or not raw.startswith("["):
+            return False
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+    return isinstance(raw, list) and raw == ["error"]
+
+
+def _litellm_usage(raw: Any, v: list[Any]) -> None:
+    """Cached and cache-write input tokens from LiteLLM's usage object (metadata.usage_object),
+    where no attribute of their own says so."""
+    if not isinstance(raw, str) or len(raw) > 100_000:
+        return
+    block = cv.LITELLM_USAGE_DETAILS.search(raw)
+    if block is None:
+        return
+    for slot, pattern in ((S_CACHED_TOKENS, cv.LITELLM_CACHED), (S_CACHE_WRITE_TOKENS, cv.LITELLM_CACHE_WRITES)):
+        found = pattern.search(block.group(1))
+        if v[slot] is None and found is not None:
+            v[slot] = int(found.group(1))
 
 
 def _ai_sdk_usage(attrs: dict[str, Any], v: list[Any], operation: str) -> None:
@@ -658,8 +690,17 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         content.attributes(attrs)
     v = _known_values(attrs)
     operation = _operation(v)
+    if (
+        operation == "execute_tool" and v[S_TOOL_NAME] is None and v[S_OI_KIND] == "TOOL"
+        and span.name.startswith(cv.OPENINFERENCE_HANDOFF_PREFIX)
+    ):
+        operation = "agent"
     if v[S_AI_OPERATION_ID] is not None:
         _ai_sdk_usage(attrs, v, operation)
+    elif operation == "agent":
+        # An agent span's usage is the sum of its model calls' (Strands' invoke_agent): the
+        # calls carry it, so counting it here too would double it. It stays in attributes.
+        v[S_INPUT_TOKENS] = v[S_OUTPUT_TOKENS] = v[S_CACHED_TOKENS] = v[S_CACHE_WRITE_TOKENS] = None
     input_tokens = output_tokens = cached_tokens = None
     if v[S_INPUT_TOKENS] is not None:
         input_tokens = _token_count(v[S_INPUT_TOKENS], "input token count")
@@ -667,11 +708,21 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         output_tokens = _token_count(v[S_OUTPUT_TOKENS], "output token count")
     if v[S_CACHED_TOKENS] is None and cv.RAW_USAGE in attrs:
         v[S_CACHED_TOKENS] = _raw_usage_cached(attrs[cv.RAW_USAGE])
+    if cv.LITELLM_USAGE in attrs and operation in LLM_OPERATIONS:
+        _litellm_usage(attrs[cv.LITELLM_USAGE], v)
     if v[S_CACHED_TOKENS] is not None:
         cached_tokens = _token_count(v[S_CACHED_TOKENS], "cached input token count")
+    cache_writes = None
+    if v[S_CACHE_WRITE_TOKENS] is not None:
+        cache_writes = _token_count(v[S_CACHE_WRITE_TOKENS], "cache write input token count")
+    if input_tokens is not None and (cached_tokens or 0) + (cache_writes or 0) > input_tokens:
+        attrs[cv.INPUT_TOKENS_AS_SENT] = input_tokens
+        input_tokens += (cached_tokens or 0) + (cache_writes or 0)
 
     status_code = span.status.code
     status = cv.STATUS_CODES[status_code] if 0 <= status_code < 3 else "unset"
+    if status != "error" and operation in LLM_OPERATIONS and _only_error_finish(attrs.get(cv.FINISH_REASONS)):
+        status = "error"
     status_message = span.status.message
     for key in attrs:
         if key[:12] == "aisre.score.":
@@ -711,6 +762,9 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
         attrs_json = _dump_limited(attrs, max_chars)[0]
     http_status = _status_code(v[S_HTTP_STATUS], status_message, exc_message)
     error_type = v[S_ERROR_TYPE] or exc_type
+    if http_status is None and status == "error" and isinstance(error_type, str):
+        # The google-genai instrumentation's error.type is the HTTP status ("500", "429").
+        http_status = _status_code(error_type, "", None)
     if error_type is None and status == "error" and http_status:
         error_type = str(http_status)
 
@@ -722,12 +776,18 @@ def _checked_row(span: Any, scope: str, context: tuple[Any, ...]) -> tuple[Any, 
     retry_attempt = resend if type(resend) is int and 0 < resend < (1 << 31) else 0
 
     provider = v[S_PROVIDER]
+    if provider in cv.NOT_PROVIDERS:
+        provider = None
+    if provider is None and operation in LLM_OPERATIONS:
+        routed = attrs.get(cv.LITELLM_PROVIDER_MODEL)
+        if isinstance(routed, str) and "/" in routed:
+            provider = routed.split("/", 1)[0]
     if provider is not None:
         provider = cv.canonical_provider(provider)
     cost = price_version = None
     if operation in LLM_OPERATIONS:
         price, version = prices.lookup(provider, response_model or request_model, start)
-        cost = price.cost(input_tokens, output_tokens, cached_tokens) if price is not None else 0.0
+        cost = price.cost(input_tokens, output_tokens, cached_tokens, cache_writes) if price is not None else 0.0
         price_version = version if price is not None else None
 
     is_root = not parent

@@ -113,7 +113,9 @@ class CostEngine:
         if until <= since_ns:
             raise PermanentError("reprice: 'until' must be after 'since'")
         pricing = self.pricing(tenant)
-        rows: dict[str, list[Any]] = {k: [] for k in ("provider", "model", "from_ns", "to_ns", "version", "input", "output", "cached_input")}
+        rows: dict[str, list[Any]] = {
+            k: [] for k in ("provider", "model", "from_ns", "to_ns", "version", "input", "output", "cached_input", "cache_write_input")
+        }
         unpriced: set[str] = set()
         for provider, model in self.db.priced_models(tenant, since_ns, until):
             for start, end, price, version in price_segments(pricing, provider, model, since_ns, until):
@@ -125,6 +127,8 @@ class CostEngine:
                 rows["input"].append(price.input if price else 0.0)
                 rows["output"].append(price.output if price else 0.0)
                 rows["cached_input"].append(price.cached_input if price else 0.0)
+                write = 0.0 if price is None else price.input if price.cache_write_input is None else price.cache_write_input
+                rows["cache_write_input"].append(write)
                 if price is None and model:
                     unpriced.add(model)
         table = pa.table({
@@ -132,6 +136,7 @@ class CostEngine:
             "from_ns": pa.array(rows["from_ns"], pa.int64()), "to_ns": pa.array(rows["to_ns"], pa.int64()),
             "version": pa.array(rows["version"], pa.string()), "input": pa.array(rows["input"], pa.float64()),
             "output": pa.array(rows["output"], pa.float64()), "cached_input": pa.array(rows["cached_input"], pa.float64()),
+            "cache_write_input": pa.array(rows["cache_write_input"], pa.float64()),
         })
         result = self.db.reprice(tenant, since_ns, until, table)
         return {**result, "since": rfc3339(since_ns), "until": rfc3339(until), "unpriced_models": sorted(unpriced)}

@@ -27,12 +27,23 @@ class Price:
     input: float
     output: float
     cached_input: float
+    # Tokens written to the provider's cache (Anthropic charges 1.25x input); None: input price.
+    cache_write_input: float | None = None
 
-    def cost(self, input_tokens: int | None, output_tokens: int | None, cached_input_tokens: int | None) -> float:
-        """USD for one call; cached input tokens are part of the input count, priced lower."""
+    def cost(
+        self, input_tokens: int | None, output_tokens: int | None, cached_input_tokens: int | None,
+        cache_write_input_tokens: int | None = None,
+    ) -> float:
+        """USD for one call; cached and cache-write input tokens are part of the input count,
+        priced at their own rates (OTel: gen_ai.usage.input_tokens includes both)."""
         total_in = input_tokens or 0
         cached = min(cached_input_tokens or 0, total_in)
-        return ((total_in - cached) * self.input + cached * self.cached_input + (output_tokens or 0) * self.output) / _MILLION
+        written = min(cache_write_input_tokens or 0, total_in - cached)
+        write_price = self.input if self.cache_write_input is None else self.cache_write_input
+        return (
+            (total_in - cached - written) * self.input + cached * self.cached_input + written * write_price
+            + (output_tokens or 0) * self.output
+        ) / _MILLION
 
 
 @dataclass(frozen=True)
@@ -130,11 +141,13 @@ def _price(provider: str, model: str, p: Any, where: str) -> Price:
     try:
         values = {k: float(p[k]) for k in ("input", "output")}
         values["cached_input"] = float(p["cached_input"] if "cached_input" in p else p["input"])
+        values["cache_write_input"] = float(p["cache_write_input"] if "cache_write_input" in p else p["input"])
     except (TypeError, ValueError):
         raise PermanentError(f"{where}: prices must be numbers") from None
     if any(v < 0 for v in values.values()):
         raise PermanentError(f"{where}: prices must not be negative")
-    return Price(provider, model.lower(), values["input"], values["output"], values["cached_input"])
+    return Price(provider, model.lower(), values["input"], values["output"], values["cached_input"],
+                 values["cache_write_input"])
 
 
 def load_catalog(path: str | Path) -> PriceCatalog:

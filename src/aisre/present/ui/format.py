@@ -137,8 +137,9 @@ def _part(part: Any) -> dict[str, str]:
     text = part.get("content", part.get("text"))
     if kind in (None, "text") and isinstance(text, str):
         return {"kind": "text", "label": "", "text": text}
-    if kind == "tool_call" or "function" in part:
-        # OpenAI nests name/arguments under "function"; GenAI parts carry them directly.
+    if kind == "tool_call" or "function" in part or (kind is None and "name" in part and "arguments" in part):
+        # OpenAI nests name/arguments under "function"; GenAI parts (and the tool calls aisre
+        # rebuilds from OpenInference's llm.*_messages.N.message.tool_calls.M) carry them directly.
         inner = part.get("function")
         function: dict[str, Any] = inner if isinstance(inner, dict) else part
         args = function.get("arguments")

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.schema import MINUTE_NS
+from aisre.normalize.conventions import CACHE_WRITE_INPUT_TOKENS
 from aisre.store.duckdb.semantics import LLM_OPERATIONS_SQL, cost_minutes_sql
 from aisre.store.protocol import ExemplarRank
 
@@ -313,8 +314,9 @@ class DuckDBCost:
 
     def reprice(self, tenant: str, since_ns: int, until_ns: int, prices: pa.Table) -> dict[str, Any]:
         """Recompute `cost_usd` and `price_version` of the range's model calls from ``prices``
-        (provider, model, from_ns, to_ns, version, input, output, cached_input; a null
-        version means unpriced), then their runs' costs and the rollups of their minutes."""
+        (provider, model, from_ns, to_ns, version, input, output, cached_input, optionally
+        cache_write_input; a null version means unpriced), then their runs' costs and the
+        rollups of their minutes."""
         return dict(self._write(lambda: self._reprice(tenant, since_ns, until_ns, prices)))
 
     def _reprice(self, tenant: str, since_ns: int, until_ns: int, prices: pa.Table) -> dict[str, Any]:
@@ -334,6 +336,7 @@ class DuckDBCost:
                     cost_usd = CASE WHEN p.version IS NULL THEN 0.0 ELSE (
                         (coalesce(s.input_tokens, 0) - least(coalesce(s.cached_input_tokens, 0), coalesce(s.input_tokens, 0))) * p.input
                         + least(coalesce(s.cached_input_tokens, 0), coalesce(s.input_tokens, 0)) * p.cached_input
+                        + {_cache_write_premium(prices)}
                         + coalesce(s.output_tokens, 0) * p.output) / 1000000.0 END,
                     price_version = p.version
                 FROM reprice_prices p
@@ -383,3 +386,15 @@ class DuckDBCost:
             "cost_after_usd": float(after[0]),
             "unpriced_calls": int(after[1]),
         }
+
+
+def _cache_write_premium(prices: pa.Table) -> str:
+    """SQL for what cache writes cost beyond the input price: their count has no column (it
+    stays in the span's attributes, under any of CACHE_WRITE_INPUT_TOKENS' names)."""
+    if "cache_write_input" not in prices.column_names:
+        return "0"
+    names = ", ".join(
+        f"TRY_CAST(json_extract_string(s.attributes, '$.\"{name}\"') AS BIGINT)" for name in CACHE_WRITE_INPUT_TOKENS
+    )
+    uncached = "coalesce(s.input_tokens, 0) - least(coalesce(s.cached_input_tokens, 0), coalesce(s.input_tokens, 0))"
+    return f"greatest(least(coalesce({names}, 0), {uncached}), 0) * (p.cache_write_input - p.input)"

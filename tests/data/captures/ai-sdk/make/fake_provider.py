@@ -1,7 +1,9 @@
 """A fake OpenAI-compatible provider on loopback that also records OTLP/HTTP bodies.
 
 It answers /v1/chat/completions (plain and streamed, tool calls, injected 500s) and
-/v1/embeddings, keeps what it returned per model (the ground truth), and stores every
+/v1/embeddings, Anthropic's /v1/messages, and Gemini's /v1beta/models/M:generateContent,
+:streamGenerateContent and :batchEmbedContents (injected 500s, cached tokens, function calls),
+keeps what it returned per model and per call (the ground truth), and stores every
 POST to /v1/traces as raw/NNNN.pb. Stop it with GET /shutdown; it then writes truth.json.
 """
 
@@ -22,6 +24,7 @@ PORT = int(sys.argv[2])
 lock = threading.Lock()
 truth: dict[str, dict[str, int]] = {}
 status_counts: Counter[str] = Counter()
+calls: list[dict[str, object]] = []  # every answer in order: what an instrumentation may hide
 bodies = [0]
 
 
@@ -41,6 +44,8 @@ def _tokens(messages: list[dict]) -> int:
 def _record(model: str, endpoint: str, status: int, inp: int = 0, out: int = 0, cached: int = 0) -> None:
     with lock:
         status_counts[f"{endpoint} {status}"] += 1
+        calls.append({"model": model, "endpoint": endpoint, "status": status, "input_tokens": inp,
+                      "output_tokens": out, "cached_input_tokens": cached})
         if status == 200:
             t = truth.setdefault(model, {"calls_ok": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0})
             t["calls_ok"] += 1
@@ -67,7 +72,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/shutdown":
             self._json(200, {})
             (OUT / "provider_truth.json").write_text(json.dumps(
-                {"provider_truth_by_model": truth, "provider_status_counts": dict(status_counts)}, indent=1))
+                {"provider_truth_by_model": truth, "provider_status_counts": dict(status_counts), "provider_calls": calls},
+                indent=1))
             threading.Thread(target=self.server.shutdown).start()
         else:
             self._json(404, {})
@@ -99,6 +105,9 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         req = json.loads(body)
+        if self.path.startswith("/v1beta/models/"):
+            self._gemini(req)
+            return
         model = req["model"]
         if self.path == "/v1/messages":
             self._anthropic(req)
@@ -126,10 +135,21 @@ class Handler(BaseHTTPRequestHandler):
         rid = f"chatcmpl-{int(time.time_ns())}"
         usage = {"prompt_tokens": inp, "completion_tokens": 0, "total_tokens": inp,
                  "prompt_tokens_details": {"cached_tokens": cached}}
-        if wants_tool:
+        # Handoffs (OpenAI Agents SDK): a question about an order goes to the transfer_to_*
+        # tool offered; the agent it hands to then calls lookup_order.
+        offered = [t.get("function", {}).get("name", "") for t in req.get("tools") or []]
+        transfer = next((name for name in offered if name.startswith("transfer_to_")), None)
+        called = [c["function"]["name"] for m in messages for c in m.get("tool_calls") or []]
+        tool = "lookup_order"
+        if transfer and wants_tool:
+            tool, args = transfer, "{}"
+        elif "lookup_order" in offered and last.get("role") == "tool" and called and called[-1].startswith("transfer_to_"):
+            wants_tool, args = True, json.dumps({"orderId": "A-1042"})
+        else:
             args = json.dumps({"orderId": "A-1042"})
+        if wants_tool:
             message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_" + rid[-6:], "type": "function", "function": {"name": "lookup_order", "arguments": args}}]}
+                {"id": "call_" + rid[-6:], "type": "function", "function": {"name": tool, "arguments": args}}]}
             out, finish = len(args.split()) + 3, "tool_calls"
         else:
             answer = "Your order A-1042 ships tomorrow." if last.get("role") == "tool" else "Here is a short answer for you."
@@ -154,8 +174,12 @@ class Handler(BaseHTTPRequestHandler):
 
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
         chunk({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-        for word in str(message["content"]).split(" "):
-            chunk({**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+        if message.get("tool_calls"):  # a streamed tool call: one delta with the whole call
+            calls = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
+            chunk({**base, "choices": [{"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None}]})
+        else:
+            for word in str(message["content"]).split(" "):
+                chunk({**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
         chunk({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         chunk({**base, "choices": [], "usage": usage})
         data = b"data: [DONE]\n\n"
@@ -171,12 +195,23 @@ class Handler(BaseHTTPRequestHandler):
             self._json(500, {"type": "error", "error": {"type": "api_error", "message": "injected failure"}})
             return
         system = req.get("system") or ""
+        if isinstance(system, list):
+            system = " ".join(block.get("text", "") for block in system)
         inp = _tokens(messages) + len(str(system).split())
         answer = "Here is a short answer for you."
         out = len(answer.split())
-        _record(model, "messages", 200, inp, out)
+        # The system prompt is the cached prefix: "PRIME" in it writes it to the cache, "CACHE"
+        # reads it. Anthropic's input_tokens leaves both out; truth counts every input token.
+        text = json.dumps(messages)
+        prefix = len(str(system).split())
+        cache_read = prefix if "CACHE" in text else 0
+        cache_write = prefix if "PRIME" in text else 0
+        _record(model, "messages", 200, inp, out, cache_read)
+        if cache_write:
+            calls[-1]["cache_creation_input_tokens"] = cache_write
         rid = f"msg_{time.time_ns()}"
-        usage = {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        usage = {"input_tokens": inp - cache_read - cache_write, "output_tokens": out,
+                 "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}
         if not req.get("stream"):
             self._json(200, {"id": rid, "type": "message", "role": "assistant", "model": model,
                              "content": [{"type": "text", "text": answer}], "stop_reason": "end_turn",
@@ -201,6 +236,79 @@ class Handler(BaseHTTPRequestHandler):
         event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                                 "usage": {"output_tokens": out}})
         event("message_stop", {"type": "message_stop"})
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _gemini(self, req: dict) -> None:
+        """Gemini API: generateContent, streamGenerateContent (SSE), batchEmbedContents.
+        promptTokenCount includes cachedContentTokenCount, as Gemini reports it."""
+        model, _, method = self.path.split("?")[0].removeprefix("/v1beta/models/").partition(":")
+        if method == "batchEmbedContents":
+            texts = [p.get("text", "") for r in req["requests"] for p in r["content"]["parts"]]
+            inp = sum(len(t.split()) for t in texts)
+            _record(model, "embed", 200, inp)
+            self._json(200, {"embeddings": [{"values": [0.1, 0.2, 0.3]} for _ in texts],
+                             "usageMetadata": {"promptTokenCount": inp, "totalTokenCount": inp}})
+            return
+        text = json.dumps(req["contents"])
+        if "FAIL" in text:
+            _record(model, "generate", 500)
+            self._json(500, {"error": {"code": 500, "message": "injected failure", "status": "INTERNAL"}})
+            return
+
+        def words(content: dict) -> int:
+            total = 4
+            for part in content.get("parts") or []:
+                if "text" in part:
+                    total += len(part["text"].split())
+                for key in ("functionCall", "functionResponse"):
+                    if key in part:
+                        total += len(json.dumps(part[key]).split())
+            return total
+
+        inp = sum(words(c) for c in req["contents"])
+        if req.get("systemInstruction"):
+            inp += words(req["systemInstruction"]) - 4
+        cached = 8 if "CACHE" in text else 0
+        last = req["contents"][-1]
+        last_parts = last.get("parts") or []
+        answered_tool = any("functionResponse" in part for part in last_parts)
+        wants_tool = bool(req.get("tools")) and not answered_tool and "order" in json.dumps(last_parts)
+        rid = f"resp-{time.time_ns()}"
+        if wants_tool:
+            parts = [{"functionCall": {"name": "lookup_order", "args": {"orderId": "A-1042"}}}]
+            out = 5
+        else:
+            answer = "Your order A-1042 ships tomorrow." if answered_tool else "Here is a short answer for you."
+            parts = [{"text": answer}]
+            out = len(answer.split())
+        _record(model, "generate", 200, inp, out, cached)
+
+        def usage(out_so_far: int) -> dict:
+            doc = {"promptTokenCount": inp, "candidatesTokenCount": out_so_far, "totalTokenCount": inp + out_so_far}
+            if cached:
+                doc["cachedContentTokenCount"] = cached
+            return doc
+
+        version = model + "-001"
+        if method == "generateContent":
+            self._json(200, {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
+                                             "index": 0}],
+                             "usageMetadata": usage(out), "modelVersion": version, "responseId": rid})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        # Like Gemini: every chunk carries the usage so far; the last one the totals.
+        pieces = [p + " " for p in parts[0]["text"].split(" ")] if "text" in parts[0] else [None]
+        for n, piece in enumerate(pieces, 1):
+            part = {"text": piece} if piece is not None else parts[0]
+            doc = {"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}],
+                   "usageMetadata": usage(round(out * n / len(pieces))), "modelVersion": version, "responseId": rid}
+            if n == len(pieces):
+                doc["candidates"][0]["finishReason"] = "STOP"
+            data = f"data: {json.dumps(doc)}\r\n\r\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.write(b"0\r\n\r\n")
 
 
