@@ -47,6 +47,7 @@ PHOENIX_VENV = BENCH_DIR / ".phoenix-venv"
 TRACES_PER_BODY = 100
 SPANS_PER_TRACE = 10
 SPANS_PER_BODY = TRACES_PER_BODY * SPANS_PER_TRACE
+TARGET_STORED_RATIO = 0.8  # prefilled (and overloaded) ingest vs the empty store's
 TARGET_PERSISTED_PER_S = 50_000
 TARGET_RATIO = 100.0
 # Under overload the server must shed, not queue: its whole process tree stays under this.
@@ -654,6 +655,7 @@ def run_aisre(
     tmp: Path,
     name: str = "aisre",
     threads: int | None = None,
+    prefill: int = 0,
 ) -> RunResult:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -674,16 +676,22 @@ def run_aisre(
     spec = _load_spec(args, port)
     if threads is not None:
         spec = dataclasses.replace(spec, threads=threads)
+    if prefill:
+        from store import prefill as fill  # bench/store.py
+
+        fill(f"duckdb://{tmp / f'{name}.duckdb'}", prefill)
     with server(cmd, env, tmp, tmp / f"{name}.log", f"{base}/healthz") as proc:
         rss = RssPoller(proc.pid)
         rss.start()
         try:
+            before = int(_get_json(f"{base}/api/stats").get("spans", 0))
             tally, _, elapsed = drive_load(spec, templates, f"{name:8s}")
             stats = _get_json(f"{base}/api/stats")  # a 2xx means committed: no drain wait
         finally:
             peak = rss.stop()
-    persisted = int(stats.get("spans", 0))
-    notes = {"queued_spans_after_load": stats.get("queued_spans"), "exit_code": proc.returncode}
+    persisted = int(stats.get("spans", 0)) - before
+    notes = {"queued_spans_after_load": stats.get("queued_spans"), "exit_code": proc.returncode,
+             "stored_before_load": before}
     return _result(name, tally, elapsed, elapsed, persisted, peak, notes)
 
 
@@ -924,11 +932,29 @@ def targets(results: dict[str, RunResult]) -> list[tuple[str, str, str]]:
             )
         )
         out.append(_check("overload: excess answered 429/503", f"{refused:,} refused", refused > 0))
+        if a:
+            # Refused work must not eat the cores commits need: pushed harder, commit as much.
+            out.append(
+                _check(
+                    f"overload: persisted >= {TARGET_STORED_RATIO} x normal load",
+                    f"{o.persisted_per_s / a.persisted_per_s:.2f} x" if a.persisted_per_s else "n/a",
+                    bool(a.persisted_per_s) and o.persisted_per_s >= TARGET_STORED_RATIO * a.persisted_per_s,
+                )
+            )
         out.append(
             _check(
                 "overload: accepted == persisted",
                 f"{o.accepted_spans:,} vs {o.persisted_spans:,}",
                 o.accepted_spans == o.persisted_spans,
+            )
+        )
+    f = results.get("prefilled")
+    if a and f:
+        out.append(
+            _check(
+                f"persisted with {f.notes.get('stored_before_load', 0):,} spans stored >= {TARGET_STORED_RATIO} x empty",
+                f"{f.persisted_per_s / a.persisted_per_s:.2f} x" if a.persisted_per_s else "n/a",
+                bool(a.persisted_per_s) and f.persisted_per_s >= TARGET_STORED_RATIO * a.persisted_per_s,
             )
         )
     if a and p:
@@ -979,6 +1005,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         # Phoenix starts writing ~40 s after a 20 s burst starts; 30 s would see only that stall.
         help="max seconds to wait for Phoenix to write what it acknowledged",
     )
+    ap.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="store N spans in aisre's file before its server starts (bench/store.py's fill); "
+        "the issue's target: persisted spans/s with 30M stored >= 0.8 x on an empty store",
+    )
     ap.add_argument("--skip-phoenix", action="store_true")
     ap.add_argument("--skip-aisre", action="store_true")
     ap.add_argument("--aisre-bin", default=str(Path(sys.executable).parent / "aisre"))
@@ -1015,6 +1049,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["overload"] = run_aisre(
                     args, templates, Path(tmp), "overload", threads=args.threads * args.overload
                 )
+            if args.prefill:
+                # The same load on a store that already holds --prefill spans.
+                results["prefilled"] = run_aisre(args, templates, Path(tmp), "prefilled", prefill=args.prefill)
         if not args.skip_phoenix:
             results["phoenix"] = run_phoenix(args, templates, Path(tmp))
     console.print(figures_table(list(results.values())))

@@ -258,6 +258,20 @@ def run_store(url: str, args: argparse.Namespace) -> Result:
     return result
 
 
+def prefill(url: str, spans: int, memory_limit: str = "1GB") -> int:
+    """Fill the store at ``url`` with ``spans`` spans (a month ago onwards), showing progress;
+    bench/ingest.py --prefill uses it before starting a server on the file."""
+    store = open_store(url, Settings(db_memory_limit=memory_limit, retention_days=0))
+    try:
+        feeder = Feeder(store, make_seed(store, time.time_ns() - 30 * DAY_NS), in_flight=8)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} spans"),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task(f"prefill {url}", total=spans)
+            return feeder.run(spans=spans, progress=progress, task=task)
+    finally:
+        store.close()
+
+
 def _print_step(url: str, s: Step) -> None:
     console.print(f"[dim]{url}: {s.stored_spans:,} spans stored, ingest {s.ingest_spans_s:,.0f} spans/s, "
                   f"writer busy committing {s.writer_commit_share:.0%}, on upkeep {s.writer_upkeep_share:.0%}, "
