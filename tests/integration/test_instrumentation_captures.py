@@ -26,10 +26,10 @@ def test_ai_sdk_capture_ingests_with_its_truth(server: ServerProcess) -> None:
         assert response.status_code == 200
         assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
     driver = truth["driver"]
-    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys", timeout=60).json()["items"]}
     assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
     assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}, timeout=60).json()["items"]
     assert len(runs) == sum(driver["journeys"].values())
     provider = truth["provider_truth_by_model"]
     assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"]
@@ -50,7 +50,7 @@ def test_ai_sdk_capture_ingests_with_its_truth(server: ServerProcess) -> None:
 
     # The trace view shows the prompt, the tool call and the answer of a two-step run.
     tool_run = next(r for r in runs if r["tool_calls"])
-    doc = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()
+    doc = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}", timeout=60).json()
     spans = doc["spans"]
     steps = [s for s in spans if s["name"] == "ai.generateText.doGenerate"]
     assert [s["operation"] for s in steps] == ["chat", "chat"]
@@ -72,10 +72,10 @@ def test_logfire_capture_ingests_with_its_truth(server: ServerProcess) -> None:
                               headers={"Content-Type": "application/x-protobuf"}, timeout=30)
         assert response.status_code == 200
     driver = truth["driver"]
-    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys", timeout=60).json()["items"]}
     assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
     assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}, timeout=60).json()["items"]
     provider = truth["provider_truth_by_model"]
     assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"]
     assert sum(r["llm_errors"] for r in runs) == 1
@@ -83,7 +83,7 @@ def test_logfire_capture_ingests_with_its_truth(server: ServerProcess) -> None:
         assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values())
     # A streamed call: one chat span with the usage and the completion shown, one log record.
     run = next(r for r in runs if r["journey"] == "summarise")
-    spans = httpx.get(f"{server.url}/api/traces/{run['trace_id']}").json()["spans"]
+    spans = httpx.get(f"{server.url}/api/traces/{run['trace_id']}", timeout=60).json()["spans"]
     calls = [s for s in spans if s["operation"] == "chat"]
     assert len(calls) == 1 and calls[0]["input_tokens"] == run["input_tokens"] > 0
     assert calls[0]["genai"]["input_messages"][0]["role"] == "user"
@@ -99,7 +99,7 @@ def test_calls_traced_twice_count_once_through_the_server(server: ServerProcess)
         response = httpx.post(server.url + "/v1/traces", content=path.read_bytes(),
                               headers={"Content-Type": "application/x-protobuf"}, timeout=30)
         assert response.status_code == 200
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}, timeout=60).json()["items"]
     provider = truth["provider_truth_by_model"]
     assert len(runs) == sum(truth["driver"]["journeys"].values())
     assert sum(r["llm_calls"] for r in runs) == truth["driver"]["model_calls"]
@@ -125,13 +125,35 @@ def _post_capture(server: ServerProcess, name: str) -> dict:
     return dict(json.loads((capture / "truth.json").read_text()))
 
 
+def _journeys_and_runs(server: ServerProcess, driver: dict, extra_runs: dict | None = None) -> list[dict]:
+    """Runs and failures per journey equal the driver's; returns every run."""
+    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys", timeout=60).json()["items"]}
+    assert {name: j["runs"] for name, j in journeys.items()} == {**driver["journeys"], **(extra_runs or {})}
+    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
+    return list(httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}, timeout=60).json()["items"])
+
+
+def _tokens_and_bill_equal_the_provider(runs: list[dict], truth: dict, provider: str, model: str) -> None:
+    """The runs' tokens equal what the provider answered, and their cost its bill at catalog prices."""
+    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
+    price = default_catalog().lookup(provider, model, 0)[0]
+    assert price is not None
+    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"],
+                          c.get("cache_creation_input_tokens", 0)) for c in ok)
+    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
+
+
+def _spans_of_first_run_with(server: ServerProcess, runs: list[dict], key: str) -> list[dict]:
+    run = next(r for r in runs if r[key])
+    return list(httpx.get(f"{server.url}/api/traces/{run['trace_id']}", timeout=60).json()["spans"])
+
+
 def test_google_genai_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     truth = _post_capture(server, "google-genai")
     driver = truth["driver"]
-    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
-    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
-    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = _journeys_and_runs(server, driver)
     # Automatic function calling: one span for the loop, with the last response's usage.
     hidden = truth["hidden_by_instrumentation"]
     assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"] - len(hidden)
@@ -142,8 +164,7 @@ def test_google_genai_capture_ingests_with_its_truth(server: ServerProcess) -> N
         assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values()) - sum(c[key] for c in hidden)
     assert sum(r["cached_input_tokens"] for r in runs) == 8
     # The trace view: system instruction, prompt and answer of the tool run, and the tool.
-    tool_run = next(r for r in runs if r["tool_calls"])
-    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
     call = next(s for s in spans if s["operation"] == "chat")
     assert (call["provider"], call["input_tokens"]) == ("gcp.gemini", 35)
     assert call["genai"]["input_messages"][0]["parts"][0]["content"] == "where is my order A-1042"
@@ -157,7 +178,7 @@ def test_anthropic_cache_capture_ingests_with_its_truth(server: ServerProcess) -
     """Cached input inside input_tokens, cache reads at the cached price and writes at 1.25x:
     the runs' tokens and cost equal Anthropic's usage and bill."""
     truth = _post_capture(server, "anthropic-cache")
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}, timeout=60).json()["items"]
     assert len(runs) == sum(truth["driver"]["journeys"].values())
     assert sum(r["llm_calls"] for r in runs) == truth["driver"]["model_calls"]
     ok = [c for c in truth["provider_calls"] if c["status"] == 200]
@@ -178,7 +199,7 @@ def test_anthropic_cache_capture_ingests_with_its_truth(server: ServerProcess) -
     r = httpx.post(server.url + "/api/cost/reprice", json={"since": "2020-01-01T00:00:00Z"}, timeout=60)
     assert r.status_code == 200, r.text
     assert r.json()["cost_after_usd"] == pytest.approx(r.json()["cost_before_usd"])
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}, timeout=60).json()["items"]
     assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
 
 
@@ -187,10 +208,7 @@ def test_openai_agents_capture_ingests_with_its_truth(server: ServerProcess) -> 
     tokens equal the truth (less the cached tokens the SDK's spans never carry)."""
     truth = _post_capture(server, "openai-agents")
     driver = truth["driver"]
-    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
-    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
-    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = _journeys_and_runs(server, driver)
     assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
     assert sum(r["llm_errors"] for r in runs) == 1
     assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
@@ -199,8 +217,7 @@ def test_openai_agents_capture_ingests_with_its_truth(server: ServerProcess) -> 
         assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values())
     lost = truth["lost_by_instrumentation"]["cached_input_tokens"]
     assert sum(r["cached_input_tokens"] for r in runs) == sum(m["cached_input_tokens"] for m in provider.values()) - lost
-    tool_run = next(r for r in runs if r["tool_calls"])
-    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
     assert [s["operation"] for s in spans if s["name"] == "handoff to Orders agent"] == ["agent"]
     tool = next(s for s in spans if s["operation"] == "execute_tool")
     assert (tool["tool_name"], tool["genai"]["tool_arguments"]) == ("lookup_order", {"orderId": "A-1042"})
@@ -214,10 +231,7 @@ def test_litellm_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     own (truth.json's outside_the_journey)."""
     truth = _post_capture(server, "litellm")
     driver, outside = truth["driver"], truth["outside_the_journey"]
-    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
-    assert {name: j["runs"] for name, j in journeys.items()} == {**driver["journeys"], **outside["runs"]}
-    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = _journeys_and_runs(server, driver, outside["runs"])
     assert sum(r["llm_calls"] for r in runs) == driver["model_calls"] + driver["embed_calls"]
     assert sum(r["llm_calls"] for r in runs if r["journey"] == "summarise") == driver["streamed_calls"] - outside["model_calls"]
     assert sum(r["llm_errors"] for r in runs) == 1
@@ -234,7 +248,7 @@ def test_litellm_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
     # The trace view: the tool round trip's prompt and answer on the litellm_request spans.
     tool_run = next(r for r in runs if r["llm_calls"] == 2)
-    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}", timeout=60).json()["spans"]
     calls = [s for s in spans if s["operation"] == "chat"]
     assert [s["name"] for s in calls] == ["litellm_request", "litellm_request"]
     assert calls[0]["genai"]["input_messages"][1]["parts"][0]["content"] == "where is my order A-1042"
@@ -246,46 +260,25 @@ def test_strands_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     chat spans show the conversation from the GenAI events."""
     truth = _post_capture(server, "strands")
     driver = truth["driver"]
-    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
-    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
-    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = _journeys_and_runs(server, driver)
     assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
     assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
-    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
-    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
-        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
-    price = default_catalog().lookup("openai", "gpt-4o-mini", 0)[0]
-    assert price is not None
-    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"]) for c in ok)
-    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
-    tool_run = next(r for r in runs if r["tool_calls"])
-    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
     answer = [s for s in spans if s["operation"] == "chat"][-1]
     assert answer["genai"]["input_messages"][0] == {"role": "system", "content": [{"text": "You are a support bot."}]}
     assert answer["genai"]["output_messages"] == [[{"text": "Your order A-1042 ships tomorrow. "}]]
-
 
 def test_mastra_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     """Mastra's spans join the application's request spans (tracingOptions): runs, calls,
     the failed call, tokens and cost equal the truth."""
     truth = _post_capture(server, "mastra")
     driver = truth["driver"]
-    journeys = {j["journey"]: j for j in httpx.get(server.url + "/api/journeys").json()["items"]}
-    assert {name: j["runs"] for name, j in journeys.items()} == driver["journeys"]
-    assert {name: j["failures"] for name, j in journeys.items() if j["failures"]} == driver["failed_journeys"]
-    runs = httpx.get(server.url + "/api/journeys/runs", params={"limit": 100}).json()["items"]
+    runs = _journeys_and_runs(server, driver)
     assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
     assert sum(r["llm_errors"] for r in runs) == 1
     assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
-    ok = [c for c in truth["provider_calls"] if c["status"] == 200]
-    for key in ("input_tokens", "output_tokens", "cached_input_tokens"):
-        assert sum(r[key] for r in runs) == sum(c[key] for c in ok)
-    price = default_catalog().lookup("openai", "gpt-4o-mini", 0)[0]
-    assert price is not None
-    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"]) for c in ok)
-    assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
-    tool_run = next(r for r in runs if r["tool_calls"])
-    spans = httpx.get(f"{server.url}/api/traces/{tool_run['trace_id']}").json()["spans"]
+    _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
     calls = [s for s in spans if s["operation"] == "chat"]
     assert calls[-1]["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."
