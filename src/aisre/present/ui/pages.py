@@ -38,6 +38,9 @@ DEFAULT_SINCE = "all"  # the API's default too; a fixed look-back would hide old
 PAGE_SIZE = 50
 REFRESH_SECONDS = 5
 BURN_DOWN_POINTS = 120  # the API's default too
+# The range picker of the SLO and cost charts (kept in the URL as ?range= / ?since=).
+RANGE_CHOICES = ("1h", "6h", "1d", "7d", "28d")
+SLI_BUCKETS = 60  # about this many bars in an SLO's error-rate chart
 
 # Defence in depth behind autoescaping: no inline or third-party script can run.
 _CSP = (
@@ -60,6 +63,7 @@ def _env() -> Environment:
         percent=fmt.percent,
         number=fmt.number,
         money=fmt.money,
+        measure=fmt.measure,
         utc=fmt.utc,
         ago=fmt.ago,
         pretty=fmt.pretty,
@@ -324,7 +328,17 @@ async def slo_page(request: Request) -> Response:
     except NotFound as exc:
         return _error(request, 404, "Not found", exc.message, nav="slos")
     view = fmt.slo_view(doc, _sli_specs(ctx, tenant).get(doc["name"]))
-    chart = fmt.burn_down_chart(doc.get("burn_down"))
+    window_ns = _window_ns(str(doc.get("window") or ""))
+    choices = [c for c in RANGE_CHOICES if window_ns is None or -parse_time(c, 0) < window_ns]
+    if window_ns is not None:
+        choices.append(str(doc["window"]))  # the whole window is always a choice, and the default
+    chosen = request.query_params.get("range") or (choices[-1] if choices else RANGE_CHOICES[-1])
+    if chosen not in (choices or RANGE_CHOICES):
+        raise PermanentError(f"range must be one of {', '.join(choices or RANGE_CHOICES)}; got {chosen!r}")
+    range_ns = -parse_time(chosen, 0)
+    series = await run_in_threadpool(ctx.slos.chart, tenant, name, range_ns, BURN_DOWN_POINTS)
+    chart = fmt.burn_down_chart(series["burn_down"]) if series["burn_down"] else None
+    sli = fmt.sli_chart(series["sli_series"], series.get("objective"), series["bucket_s"])
     changes: list[dict[str, Any]] = []
     if chart and ctx.incidents is not None and doc.get("journey"):
         rows = await run_in_threadpool(
@@ -337,11 +351,23 @@ async def slo_page(request: Request) -> Response:
         "slo": view,
         "chart": chart,
         "markers": fmt.change_markers(chart, changes),
+        "sli_chart": sli,
+        "sli_markers": fmt.change_markers(sli, changes),
+        "range": chosen,
+        "range_choices": choices or list(RANGE_CHOICES),
         "rates": fmt.rate_bars(doc.get("burn_rates")),
         "alerts": fmt.alert_rows(doc.get("alerts")),
         "refresh": REFRESH_SECONDS,
     }
     return _render(request, "slo.html", context)
+
+
+def _window_ns(window: str) -> int | None:
+    """An SLO window such as '28d' in ns; None for calendar windows ('1 month')."""
+    try:
+        return -parse_time(window.replace(" ", ""), 0)
+    except PermanentError:
+        return None
 
 
 async def attention_fragment(request: Request) -> Response:
