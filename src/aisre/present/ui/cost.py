@@ -7,7 +7,7 @@ traces). Every number comes from the same CostEngine calls the /api/cost routes 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool

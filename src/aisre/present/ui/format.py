@@ -503,8 +503,11 @@ def x_axis(t0: float, t1: float, x: Any) -> list[dict[str, Any]]:
 def sli_chart(rows: list[dict[str, Any]] | None, objective: float | None, bucket_s: int) -> dict[str, Any] | None:
     """Error rate per bucket as bars against the objective's allowed error rate (a dashed line);
     buckets without events are gaps. None without any event."""
-    series = [(_parse(r.get("time")), r.get("error_ratio"), r.get("bad", 0), r.get("total", 0)) for r in rows or []]
-    series = [(t, e, b, n) for t, e, b, n in series if t is not None]
+    series: list[tuple[datetime, float | None, int, int]] = []
+    for r in rows or []:
+        stamp = _parse(r.get("time"))
+        if stamp is not None:
+            series.append((stamp, r.get("error_ratio"), int(r.get("bad") or 0), int(r.get("total") or 0)))
     if not any(n for _, _, _, n in series):
         return None
     t0 = series[0][0].timestamp()

@@ -57,10 +57,12 @@ def histogram_bars(dist: dict[str, Any] | None, unit: str = "") -> dict[str, Any
     x_step = display.nice_step(hi - lo, 4)
     x_ticks = [{"x": x(v), "label": display.number_tick(v, x_step)}
                for v in display.nice_ticks(lo, hi, 4) if lo - 1e-12 <= v <= hi + 1e-12]
+    shares = display.nice_ticks(0.0, top, 2)
     y_ticks = [{"y": round(half - v / top * plot_h / 2, 2), "label": display.number_tick(v * 100, step * 100) + "%"}
-               for v in display.nice_ticks(0.0, top, 2)]
+               for v in shares]
     # The candidate's half mirrors the baseline's scale below the axis.
-    y_ticks += [{"y": round(2 * half - t["y"], 2), "label": t["label"]} for t in y_ticks if t["label"] != "0%"]
+    y_ticks += [{"y": round(half + v / top * plot_h / 2, 2), "label": display.number_tick(v * 100, step * 100) + "%"}
+                for v in shares if v > 0]
     return {"bars": bars, "w": CHART_W, "h": CHART_H, "half": half, "left": PAD_L, "right": CHART_W - PAD_R,
             "top": PAD_T, "bottom": CHART_H - PAD_B, "lo": lo, "hi": hi, "x_ticks": x_ticks, "y_ticks": y_ticks,
             "unit": unit}

@@ -108,6 +108,7 @@ def _render(
         url=functools.partial(_url, request),
         now=datetime.now(UTC),
         tenant=_tenant_or_none(request),
+        signed_in=_signed_in(request),
         attention=getattr(request.state, "attention", None),
         attention_seconds=REFRESH_SECONDS,
         **context,
@@ -121,6 +122,12 @@ def _tenant_or_none(request: Request) -> str | None:
     return found.tenant if isinstance(found, Principal) else None
 
 
+def _signed_in(request: Request) -> bool:
+    """Whether the caller came with a key (a sign-out makes sense), not as the local admin."""
+    found = request.scope.get("aisre.principal")
+    return isinstance(found, Principal) and found.key_id != "local"
+
+
 def is_https(request: Request) -> bool:
     """Whether the browser reached us over TLS: directly, or through a proxy saying
     ``X-Forwarded-Proto: https``. The header is believed from any peer because it only ever
@@ -131,22 +138,49 @@ def is_https(request: Request) -> bool:
     return any(part.strip().lower() == "https" for part in forwarded.split(","))
 
 
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path on this server only (never '//host' or a scheme,
+    which would make the login form an open redirect); '/' otherwise."""
+    text = (target or "").strip()
+    parts = urlsplit(text)
+    if not text.startswith("/") or text.startswith("//") or "\\" in text or parts.scheme or parts.netloc:
+        return "/"
+    if any(ord(ch) < 32 for ch in text) or parts.path in ("/login", "/logout"):
+        return "/"
+    return text
+
+
 async def login_page(request: Request) -> Response:
-    """A form that keeps an API key in an HttpOnly, SameSite=Lax cookie (Secure over HTTPS)."""
+    """A form that keeps an API key in an HttpOnly, SameSite=Lax cookie (Secure over HTTPS),
+    then lands on the page that was asked for (``?next=``, a local path only)."""
+    keys = _ctx(request).keys
+    context: dict[str, Any] = {"error": None, "nav": None, "auth_on": keys.enabled,
+                               "next": safe_next(request.query_params.get("next"))}
     if request.method == "POST":
         # A plain urlencoded form; parsed here so the UI needs no multipart library.
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         key = (form.get("key") or [""])[0].strip()
+        context["next"] = safe_next((form.get("next") or [""])[0])
         try:
-            _ctx(request).keys.principal(key)
+            keys.principal(key)
         except (Unauthenticated, PermanentError):
-            return _render(request, "login.html", {"error": "unknown or revoked API key", "nav": None}, 401)
-        response = RedirectResponse("/", status_code=303)
+            return _render(request, "login.html", {**context, "error": "unknown or revoked API key"}, 401)
+        response = RedirectResponse(context["next"], status_code=303)
         # Lax, not Strict: links from notifications (Slack, PagerDuty) open signed in, and no
         # GET changes anything, while cross-site POSTs still arrive without the cookie.
         response.set_cookie(COOKIE, key, httponly=True, samesite="lax", secure=is_https(request), path="/")
         return response
-    return _render(request, "login.html", {"error": None, "nav": None})
+    return _render(request, "login.html", context)
+
+
+async def logout(request: Request) -> Response:
+    """Sign out: forget the key cookie and go back to the sign-in form (a POST from our pages)."""
+    form = await own_form(request)
+    if isinstance(form, Response):
+        return form
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=is_https(request))
+    return response
 
 
 def _page(handler: Handler) -> Handler:
@@ -407,5 +441,6 @@ def ui_routes() -> list[BaseRoute]:
         Route("/slos/{name}", _page(slo_page), methods=["GET"], include_in_schema=False),
         Route("/ui/attention", attention_fragment, methods=["GET"], include_in_schema=False),
         Route("/login", login_page, methods=["GET", "POST"], include_in_schema=False),
+        Route("/logout", logout, methods=["POST"], include_in_schema=False),
         Mount("/static", app=static, name="static"),
     ]
