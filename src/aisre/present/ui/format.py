@@ -578,6 +578,6 @@ def change_markers(chart: dict[str, Any] | None, changes: list[dict[str, Any]]) 
             "label": f"{change['kind']}: {change['summary']} ({utc(change.get('at'))})",
             "text": text if lane is not None else "",
             "text_x": round(mx - 3 if flip else mx + 3, 1), "anchor": "end" if flip else "start",
-            "text_y": chart["top"] + 10 + 12 * (lane or 0),
+            "text_y": chart["top"] + 10 + 15 * (lane or 0),
         })
     return out

@@ -55,8 +55,13 @@ def histogram_bars(dist: dict[str, Any] | None, unit: str = "") -> dict[str, Any
             "range": f"{_num(edges[i])}–{_num(edges[i + 1])}",
         })
     x_step = display.nice_step(hi - lo, 4)
-    x_ticks = [{"x": x(v), "label": display.number_tick(v, x_step)}
-               for v in display.nice_ticks(lo, hi, 4) if lo - 1e-12 <= v <= hi + 1e-12]
+    x_ticks = []
+    for v in display.nice_ticks(lo, hi, 4):
+        if lo - 1e-12 <= v <= hi + 1e-12:
+            cx = x(v)
+            # Labels at the plot's edges stay inside the chart.
+            anchor = "start" if cx - PAD_L < 14 else "end" if CHART_W - PAD_R - cx < 14 else "middle"
+            x_ticks.append({"x": cx, "label": display.number_tick(v, x_step), "anchor": anchor})
     shares = display.nice_ticks(0.0, top, 2)
     y_ticks = [{"y": round(half - v / top * plot_h / 2, 2), "label": display.number_tick(v * 100, step * 100) + "%"}
                for v in shares]
