@@ -100,6 +100,8 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         for i, kind in enumerate(("deploy", "config", "flag", "model")):
             change = {"kind": kind, "summary": f"change {i}", "journeys": ["ask"], "at": rfc3339(now - 8 * MINUTE + i * 5 * S)}
             httpx.post(server.url + "/api/changes", json=change, timeout=30).raise_for_status()
+        budget = {"name": "ask-monthly", "journey": "ask", "period": "month", "amount_usd": 0.05, "thresholds": [0.8, 1.0]}
+        httpx.put(server.url + "/api/cost/budgets", json=budget, timeout=60).raise_for_status()
         alert = {**am_alert("AskErrors", "firing", "fit"), "startsAt": rfc3339(now - MINUTE)}
         opened = httpx.post(server.url + "/api/alertmanager", json=am_payload("firing", [alert]), timeout=30).json()
         verdict = httpx.post(server.url + "/gate", data={
@@ -122,6 +124,7 @@ def test_cards_fit_and_every_chart_has_axis_labels(
     paths = {
         "slo": "/slos/ask-success", "cost": "/cost", "incident": f"/incidents/{loaded['incident']}",
         "gate": "/gate", "verdict": loaded["verdict"], "postmortem": f"/incidents/{loaded['incident']}/postmortem",
+        "budget": "/cost/budgets/ask-monthly", "explain": "/cost/explain?journey=ask&baseline=13m..6m&current=6m..0m",
     }
     charts_seen: dict[str, int] = {}
     try:
@@ -148,6 +151,7 @@ def test_cards_fit_and_every_chart_has_axis_labels(
         page.close()
     # Burn-down and error rate on the SLO page; cost per 1K runs; a histogram per gate metric.
     assert charts_seen["slo"] == 2 and charts_seen["cost"] == 1 and charts_seen["verdict"] >= 4
+    assert charts_seen["budget"] == 1 and charts_seen["explain"] == 1
     assert errors == []
 
 

@@ -103,6 +103,8 @@ def time_ticks(t0_s: float, t1_s: float, most: int = 6) -> list[tuple[float, str
     span = max(t1_s - t0_s, 1.0)
     step = next((s for s in _TIME_STEPS_S if span / s <= most), _TIME_STEPS_S[-1])
     first = math.ceil(t0_s / step) * step
+    if step > 86400:  # several days: from the first midnight, not an epoch-aligned weekday
+        first = math.ceil(t0_s / 86400) * 86400
     out: list[tuple[float, str]] = []
     previous_day = None
     moment = first
