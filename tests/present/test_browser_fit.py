@@ -1,5 +1,5 @@
 """What a new user sees first, in headless Chromium at 1400×900 and 1024×768: no card on the
-SLO, cost, incident and gate pages scrolls sideways, every chart has axis titles and tick
+SLO, cost, incident and gate pages (nor the journeys, SLO list and runs pages) scrolls sideways, every chart has axis titles and tick
 labels, change labels neither overlap nor leave their chart, the range picker changes what the
 charts span, and signing in lands on the page asked for, with a way to sign out.
 
@@ -125,6 +125,7 @@ def test_cards_fit_and_every_chart_has_axis_labels(
         "slo": "/slos/ask-success", "cost": "/cost", "incident": f"/incidents/{loaded['incident']}",
         "gate": "/gate", "verdict": loaded["verdict"], "postmortem": f"/incidents/{loaded['incident']}/postmortem",
         "budget": "/cost/budgets/ask-monthly", "explain": "/cost/explain?journey=ask&baseline=13m..6m&current=6m..0m",
+        "journeys": "/", "slos": "/slos", "runs": "/runs", "incidents": "/incidents",
     }
     charts_seen: dict[str, int] = {}
     try:
