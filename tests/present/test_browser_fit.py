@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from aisre.app import run_server
 from aisre.core.timefmt import rfc3339
 from aisre.present.cli.main import build_cli
-from tests.act.incident_data import MINUTE, S
+from tests.act.incident_data import MINUTE, PROMPT_TEXT, S
 from tests.act.incident_data import runs_request as incident_runs
 from tests.conftest import ServerProcess, free_port
 from tests.evaluate.gate_factory import runs_request as gate_runs
@@ -141,6 +141,17 @@ def test_cards_fit_and_every_chart_has_axis_labels(
                 assert chart["ticks"] >= 4, f"{path}: chart {chart['id']} has {chart['ticks']} tick labels"
                 assert chart["outside"] == [], f"{path}: labels cut at the edge of {chart['id']}"
                 assert chart["overlaps"] == 0, f"{path}: change labels overlap on {chart['id']}"
+            if name == "postmortem":
+                # Bounded: two traces in full, a prompt repeated by later calls printed once,
+                # long blocks scroll in their own box; and sections for people to fill in.
+                article = page.locator("article.postmortem")
+                assert article.locator("h3", has_text="Trace").count() == 2
+                assert article.inner_text().count(PROMPT_TEXT.format(version="v5")) == 1
+                assert article.locator("em", has_text="same as in").count() >= 1
+                heights = article.locator("pre").evaluate_all("ps => ps.map(p => p.getBoundingClientRect().height)")
+                assert heights and max(heights) <= 241
+                for section in ("Root cause", "Lessons learned"):
+                    sync_api.expect(article.get_by_role("heading", name=section)).to_be_visible()
             if name == "slo":
                 # Every change of the journey is marked (the four seconds apart, the detected
                 # prompt rollout and deploys); labels that would collide move to another lane.
