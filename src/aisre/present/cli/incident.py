@@ -112,7 +112,7 @@ def build_incident_cli() -> typer.Typer:
         for d in data["items"]:
             top = d.get("top_suspect") or {}
             table.add_row(str(d["id"]), _state(d["state"]), d["severity"], escape(d["title"][:60]),
-                          escape(d.get("journey") or "-"), d["opened"], _secs(d.get("time_to_detect_s")),
+                          escape(d.get("journey") or "-"), utc_text(d["opened"]), _secs(d.get("time_to_detect_s")),
                           _secs(d.get("time_to_acknowledge_s")), _secs(d.get("time_to_restore_s")),
                           escape(top.get("summary") or "-"))
         console.print(table)

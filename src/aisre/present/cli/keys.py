@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aisre.core.auth import parse_expiry
+from aisre.core.display import utc_text
 from aisre.core.timefmt import rfc3339
 from aisre.present.cli.client import get_json, send_json
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
@@ -100,8 +101,8 @@ def build_keys_cli() -> typer.Typer:
             return
         table = Table("key id", "tenant", "role", "name", "status", "created", "expires", "revoked")
         for r in rows:
-            table.add_row(r["key_id"], r["tenant"], r["role"], r["name"], r["status"], r["created"] or "",
-                          r["expires"] or "never", r["revoked"] or "")
+            table.add_row(r["key_id"], r["tenant"], r["role"], r["name"], r["status"], utc_text(r["created"], missing=""),
+                          utc_text(r["expires"], missing="never"), utc_text(r["revoked"], missing=""))
         console.print(table)
 
     @app.command("revoke")
@@ -138,7 +139,7 @@ def register_audit(app: typer.Typer) -> None:
             return
         table = Table("time", "actor", "action", "target", "change")
         for r in data["items"]:
-            table.add_row(r["at"], r["actor"], r["action"], r["target"], _change(r["before"], r["after"]))
+            table.add_row(utc_text(r["at"]), r["actor"], r["action"], r["target"], _change(r["before"], r["after"]))
         console.print(table)
 
 
