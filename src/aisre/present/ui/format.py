@@ -421,7 +421,9 @@ _ZOOM_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)  # y tick steps
 CHART_FLOOR = -1.0  # the line is clipped at −100%: a budget spent twice over is simply gone
 
 
-def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+def burn_down_chart(
+    points: list[dict[str, Any]] | None, axis: tuple[float, float] | None = None
+) -> dict[str, Any] | None:
     """Remaining budget over the window as an SVG polyline; None without points.
 
     y runs from 1.0 (untouched budget) down past 0 (exhausted) when the line goes below it.
@@ -435,6 +437,8 @@ def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | Non
     if not series:
         return None
     t0, t1 = series[0][0].timestamp(), series[-1][0].timestamp()
+    if axis is not None:  # a time axis shared with the chart below it
+        t0, t1 = min(t0, axis[0]), max(t1, axis[1])
     span = (t1 - t0) or 1.0
     lowest = min(r for _, r in series)
     bottom = 0.0 if lowest >= 0 else max(CHART_FLOOR, math.floor(lowest * 4) / 4)
@@ -500,7 +504,9 @@ def x_axis(t0: float, t1: float, x: Any) -> list[dict[str, Any]]:
     return out
 
 
-def sli_chart(rows: list[dict[str, Any]] | None, objective: float | None, bucket_s: int) -> dict[str, Any] | None:
+def sli_chart(
+    rows: list[dict[str, Any]] | None, objective: float | None, bucket_s: int, axis: tuple[float, float] | None = None
+) -> dict[str, Any] | None:
     """Error rate per bucket as bars against the objective's allowed error rate (a dashed line);
     buckets without events are gaps. None without any event."""
     series: list[tuple[datetime, float | None, int, int]] = []
@@ -512,6 +518,8 @@ def sli_chart(rows: list[dict[str, Any]] | None, objective: float | None, bucket
         return None
     t0 = series[0][0].timestamp()
     t1 = max(series[-1][0].timestamp() + bucket_s, t0 + 60)
+    if axis is not None:  # a time axis shared with the chart above it
+        t0, t1 = min(t0, axis[0]), max(t1, axis[1])
     allowed = (100.0 - objective) / 100 if objective is not None else None
     worst = max([e for _, e, _, _ in series if e is not None] + [allowed or 0.0, 1e-4])
     step = display.nice_step(worst * 1.05, 4)
@@ -547,6 +555,12 @@ def sli_chart(rows: list[dict[str, Any]] | None, objective: float | None, bucket
 SLI_H = 220
 _LABEL_CHAR_W = 6.6  # SVG units per character of an 11px label, for placing labels apart
 _LABEL_LANES = 3
+
+
+def time_span(rows: list[dict[str, Any]] | None, tail_s: float = 0.0) -> tuple[float, float] | None:
+    """First and last time of a series (plus ``tail_s`` after the last), in Unix seconds."""
+    stamps = [p.timestamp() for p in (_parse(r.get("time")) for r in rows or []) if p is not None]
+    return (min(stamps), max(stamps) + tail_s) if stamps else None
 
 
 def change_markers(chart: dict[str, Any] | None, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:

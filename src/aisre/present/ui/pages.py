@@ -371,8 +371,12 @@ async def slo_page(request: Request) -> Response:
         raise PermanentError(f"range must be one of {', '.join(choices or RANGE_CHOICES)}; got {chosen!r}")
     range_ns = -parse_time(chosen, 0)
     series = await run_in_threadpool(ctx.slos.chart, tenant, name, range_ns, BURN_DOWN_POINTS)
-    chart = fmt.burn_down_chart(series["burn_down"]) if series["burn_down"] else None
-    sli = fmt.sli_chart(series["sli_series"], series.get("objective"), series["bucket_s"])
+    # Both charts share one time axis: from the earlier of their first times to the later end.
+    spans = [fmt.time_span(series["burn_down"]), fmt.time_span(series["sli_series"], series["bucket_s"])]
+    found = [sp for sp in spans if sp is not None]
+    shared = (min(a for a, _ in found), max(b for _, b in found)) if found else None
+    chart = fmt.burn_down_chart(series["burn_down"], shared) if series["burn_down"] else None
+    sli = fmt.sli_chart(series["sli_series"], series.get("objective"), series["bucket_s"], shared)
     changes: list[dict[str, Any]] = []
     if chart and ctx.incidents is not None and doc.get("journey"):
         rows = await run_in_threadpool(
