@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import pytest
 
 from aisre.core.errors import NotFound
+from aisre.core.timefmt import rfc3339
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.spans import flatten
@@ -191,3 +193,44 @@ def test_timeslice_budgeting_through_the_engine(tmp_path: Path) -> None:
     doc = engine.status("t", "ask-slices", now)
     assert (doc["good"], doc["total"]) == (2, 3)
     store.close()
+
+
+def test_chart_spans_the_chosen_range_with_error_rate_buckets(tmp_path: Path) -> None:
+    minute = 60 * 10**9
+    now = time.time_ns() // minute * minute + 30 * 10**9
+    store = DuckDBStore(str(tmp_path / "s.duckdb"))
+    good, _ = journey_request(50, start_ns=now - 60 * minute)
+    store.submit_spans(*_flat(good, failing=False)).result(10)
+    bad, _ = journey_request(50, start_ns=now - minute)
+    store.submit_spans(*_flat(bad, failing=True)).result(10)
+    path = tmp_path / "slos.yaml"
+    path.write_text(SPEC)
+    engine = SloEngine(store)
+    engine.apply("t", load_specs([path]))  # backfilled from the stored runs
+    store.flush_rollups()
+
+    whole = engine.chart("t", "ask-success", 28 * 86400 * 10**9, points=120, now_ns=now)
+    # From the first event, not 28 days: 61 minutes in one-minute buckets.
+    assert whole["bucket_s"] == 60 and whole["objective"] == 99.5
+    rows = [r for r in whole["sli_series"] if r["total"]]
+    assert [(r["bad"], r["total"], r["error_ratio"]) for r in rows] == [(0, 50, 0.0), (50, 50, 1.0)]
+    first_minute = rfc3339(now - 60 * minute - 30 * 10**9)
+    assert whole["sli_series"][0]["time"] == first_minute
+    assert whole["burn_down"][0]["time"] >= first_minute and whole["burn_down"][0]["remaining_ratio"] == 1.0
+    assert whole["burn_down"][-1]["remaining_ratio"] < 1.0
+
+    recent = engine.chart("t", "ask-success", 10 * minute, points=120, now_ns=now)
+    assert [(r["bad"], r["total"]) for r in recent["sli_series"] if r["total"]] == [(50, 50)]
+    assert all(p["time"] >= rfc3339(now - 11 * minute) for p in recent["burn_down"])
+    assert recent["burn_down"][-1]["remaining_ratio"] == whole["burn_down"][-1]["remaining_ratio"]
+    with pytest.raises(NotFound):
+        engine.chart("t", "nope", minute)
+    store.close()
+
+
+def _flat(request: Any, failing: bool) -> tuple[Any, Any]:
+    flat = flatten(request, "t")
+    if not failing:
+        return flat.table, flat.resources
+    roots = flat.table.column("is_root")
+    return flat.table.set_column(flat.table.schema.get_field_index("marks_failure"), "marks_failure", roots), flat.resources

@@ -67,9 +67,9 @@ def test_bad_prompt_rollout_opens_incident_with_rollout_as_top_suspect(server_fa
     assert (page["owner"], page["tier"], page["runbook"], page["runbook_missing"], page["incident"]) == (
         "search-team", 0, "https://runbooks.example/ask", False, found["id"])
     assert page["incident_url"].endswith(f"/incidents/{found['id']}")
-    # The rollout is marked on the SLO's burn-down chart.
+    # The rollout is marked on the SLO page's charts: the burn-down and the error rate below it.
     slo_page = httpx.get(server.url + "/slos/ask-success").text
-    assert slo_page.count('class="change-marker kind-prompt"') == 1 and "prompt ask-answer v3 → v5 in ask" in slo_page
+    assert slo_page.count('class="change-marker kind-prompt"') == 2 and "prompt ask-answer v3 → v5 in ask" in slo_page
     for value in json.loads(tool["genai"]["tool_arguments"] if isinstance(tool["genai"]["tool_arguments"], str)
                             else json.dumps(tool["genai"]["tool_arguments"])).values():
         assert str(value) in postmortem

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from importlib import resources
 
@@ -10,6 +11,7 @@ import httpx
 from typer.testing import CliRunner
 
 from aisre.app import run_server
+from aisre.present.api.metrics import ROUND_DURATION_BOUNDS_S
 from aisre.present.cli.main import build_cli
 from tests.conftest import ServerProcess, aisre_up_refused
 from tests.otlp_factory import journey_request
@@ -52,6 +54,11 @@ def test_slos_loaded_at_start_served_and_exported_as_metrics(server_factory, tmp
     assert 'aisre_slo_bad_events_total{journey="ask",slo="ask-success"} 0.0' in metrics
     assert 'aisre_journey_runs_total{journey="ask",outcome="success"} 30.0' in metrics
     assert 'aisre_journey_run_duration_seconds_bucket{journey="ask",le="+Inf"} 30.0' in metrics
+    # A short list of round bounds (not 62 like le="0.007450999999999999"), counts cumulative.
+    rows = re.findall(r'aisre_journey_run_duration_seconds_bucket\{journey="ask",le="([^"]+)"\} ([0-9.]+)', metrics)
+    assert [le for le, _ in rows] == [*(f"{b:g}" for b in ROUND_DURATION_BOUNDS_S), "+Inf"]
+    counts = [float(n) for _, n in rows]
+    assert counts == sorted(counts) and counts[-1] == 30.0
 
     runner = CliRunner()
     cli = build_cli(run_server)

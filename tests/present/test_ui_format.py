@@ -18,8 +18,8 @@ def test_numbers_and_times() -> None:
     assert (fmt.money(0.0), fmt.money(0.00123), fmt.money(12.5), fmt.money(None)) == (
         "$0", "$0.00123", "$12.50", "—",
     )
-    # Per-call costs keep three significant digits instead of rounding to $0.0000.
-    assert (fmt.money(3e-7), fmt.money(0.000314), fmt.money(0.0429)) == ("$0.000000300", "$0.000314", "$0.0429")
+    # Per-call costs keep three significant digits (trailing zeros dropped) instead of $0.0000.
+    assert (fmt.money(3e-7), fmt.money(0.000314), fmt.money(0.0429)) == ("$0.0000003", "$0.000314", "$0.0429")
     stamp = "2026-11-23T06:28:50.384747Z"
     assert fmt.utc(stamp) == "2026-11-23 06:28:50"
     assert fmt.utc(stamp, with_ms=True) == "2026-11-23 06:28:50.384"

@@ -113,7 +113,7 @@ def test_slo_pages_match_the_api(server_factory: Any, tmp_path: Path) -> None:
     assert '<a href="https://runbooks.example/ask" rel="noopener noreferrer">runbook</a>' in ask_success
     assert "search-team" in ask_success
     _, ask_cost = _row(page, "slo", "ask-cost")
-    assert "diagnostic" in _text(ask_cost) and "cost ≤ $0.00200" in _text(ask_cost)
+    assert "diagnostic" in _text(ask_cost) and "cost ≤ $0.002" in _text(ask_cost)
     assert "diagnostic" not in _text(ask_success)
 
     # 10 failures in 50 runs burn a 99.5% objective's budget at 40×: page.

@@ -23,7 +23,7 @@ def test_slo_numbers() -> None:
     assert (fmt.objective(99.5), fmt.objective(99.0)) == ("99.5%", "99%")
     assert fmt.sli_threshold({"kind": "outcome", "latency_ms": 4000}) == "success ≤ 4.00 s"
     assert fmt.sli_threshold({"kind": "outcome"}) == "success"
-    assert fmt.sli_threshold({"kind": "cost", "max_usd": 0.002}) == "≤ $0.00200"
+    assert fmt.sli_threshold({"kind": "cost", "max_usd": 0.002}) == "≤ $0.002"
     assert fmt.sli_threshold({"kind": "latency", "latency_ms": 300}) == "≤ 300 ms"
     assert fmt.sli_threshold({"kind": "score", "score": "relevance", "min": 0.8}) == "relevance ≥ 0.8"
 
@@ -66,7 +66,8 @@ def test_burn_down_chart_geometry() -> None:
     assert [t["label"] for t in chart["y_ticks"]] == ["100%", "50%", "0%", "−50%", "−100%"]
     assert [t["zero"] for t in chart["y_ticks"]].count(True) == 1
     # Four weeks across: the x axis is labelled with UTC dates, not times.
-    assert chart["x_ticks"][0]["label"] == "Nov 01" and chart["x_ticks"][-1]["label"] == "Nov 28"
+    # Ticks on whole days from the first midnight (round steps, core.display.time_ticks).
+    assert [t["label"] for t in chart["x_ticks"]] == ["Nov 01", "Nov 08", "Nov 15", "Nov 22"]
 
     healthy = fmt.burn_down_chart([{**p, "remaining_ratio": 1.0} for p in points])
     assert healthy is not None and not healthy["clipped"]

@@ -130,7 +130,7 @@ def test_an_incident_whose_exemplars_expired_still_renders(tmp_path: Path) -> No
     fresh = postmortems.markdown(doc["id"], "t")
     assert f"### Trace `{exemplars[0]}`" in fresh
     impact = [line for line in fresh.splitlines() if line.startswith(("| failed runs", "| cost of failed"))]
-    assert impact == ["| failed runs | 20 of 20 |", "| cost of failed runs | $0.0014 (of $0.0014) |"]
+    assert impact == ["| failed runs | 20 of 20 |", "| cost of failed runs | $0.00138 (of $0.00138) |"]  # core.display.money: 3 significant digits
 
     clock.now = T0 + 4 * DAY
     assert store.expire().traces == 80

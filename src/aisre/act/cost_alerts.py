@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from aisre.act.alerts import BUDGET_PREFIX, AlertStore, Condition, EpisodeEvaluator, is_budget_alert
+from aisre.core.display import money
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,12 @@ def budget_conditions(doc: dict[str, Any]) -> list[Condition]:
     for threshold in doc["thresholds"]:
         line = threshold * amount
         if spent >= line:
-            what = f"spent ${spent:,.2f} already, {spent / amount:.0%} of"
+            what = f"spent {money(spent)} already, {spent / amount:.0%} of"
         else:
-            what = (f"forecast ${forecast:,.2f} by period end ({doc.get('forecast_model', 'forecast')}; 80% band "
-                    f"${doc['forecast_low_usd']:,.2f}–${doc['forecast_high_usd']:,.2f}), {forecast / amount:.0%} of")
+            what = (f"forecast {money(forecast)} by period end ({doc.get('forecast_model', 'forecast')}; 80% band "
+                    f"{money(doc['forecast_low_usd'])}–{money(doc['forecast_high_usd'])}), {forecast / amount:.0%} of")
         summary = (
-            f"budget {doc['name']} ({scope}, {doc['period']}): {what} ${amount:,.2f} "
+            f"budget {doc['name']} ({scope}, {doc['period']}): {what} {money(amount)} "
             f"(alert at {threshold_label(threshold)})"
             + (f"; projected exhaustion {exhaustion}" if exhaustion else "")
         )

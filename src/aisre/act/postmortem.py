@@ -16,11 +16,13 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from aisre.act.incidents import IncidentManager
+from aisre.core.display import money
 from aisre.core.errors import NotFound
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.slo import SloEngine
 
-MAX_TEXT = 4000  # characters of one prompt/completion/tool result shown
+MAX_TEXT = 1500  # characters of one prompt/completion/tool result shown
+FULL_EXEMPLARS = 2  # exemplar traces reconstructed in full; the rest are listed as links
 TraceGetter = Callable[[str, str], dict[str, Any]]
 
 
@@ -99,11 +101,25 @@ def message_lines(messages: Any) -> list[tuple[str, str]]:
     return out
 
 
-def trace_markdown(doc: dict[str, Any]) -> list[str]:
-    """One trace in full: run summary, span tree with timings, then each span's GenAI details."""
+def _once(seen: dict[str, str] | None, text: str, where: str) -> str | None:
+    """Where ``text`` was shown already (None the first time): a system prompt sent with every
+    call is printed once, not once per call."""
+    if seen is None:
+        return None
+    key = text.strip()
+    if key in seen:
+        return seen[key]
+    seen[key] = where
+    return None
+
+
+def trace_markdown(doc: dict[str, Any], seen: dict[str, str] | None = None) -> list[str]:
+    """One trace in full: run summary, span tree with timings, then each span's GenAI details.
+    ``seen`` (text → where it was first shown) prints repeated content once across calls."""
     lines = [
         f"### Trace `{doc['trace_id']}`",
         "",
+        f"- [Open in the trace view](/traces/{doc['trace_id']})",
         f"- Journey **{_inline(doc['journey'])}**, outcome **{doc['outcome']}**, started {_when(doc['start_time'])}, "
         f"took {doc['duration_ms'] or 0:.0f} ms",
         f"- Failure: {_inline(doc.get('failure_reason') or '-')}",
@@ -113,7 +129,7 @@ def trace_markdown(doc: dict[str, Any]) -> list[str]:
         f"- Spans {doc.get('span_count')}, model calls {doc.get('llm_calls')} ({doc.get('llm_errors')} failed), "
         f"tool calls {doc.get('tool_calls')}, retrieval {doc.get('retrieval_calls')}, retries {doc.get('retries')}, "
         f"tokens {(doc.get('input_tokens') or 0) + (doc.get('output_tokens') or 0)}, "
-        f"cost ${doc.get('cost_usd') or 0:.6f}",
+        f"cost {money(doc.get('cost_usd') or 0)}",
         "",
         "#### Span tree",
         "",
@@ -143,14 +159,18 @@ def trace_markdown(doc: dict[str, Any]) -> list[str]:
         genai = span.get("genai") or {}
         if not genai:
             continue
+        here = f"{_inline(span['name'])} (`{span['span_id']}`)"
         lines += ["", f"#### {_inline(span['name'])} (`{span['span_id']}`, {span['duration_ms']:.1f} ms)", ""]
         if "system_instructions" in genai:
-            lines += ["**System instructions**", "", _fence(_text_of(genai["system_instructions"])), ""]
+            text = _text_of(genai["system_instructions"])
+            before = _once(seen, text, here)
+            lines += ["**System instructions**", "", f"_same as in {before}_" if before else _fence(text), ""]
         for key, title in (("input_messages", "Prompt"), ("output_messages", "Completion")):
             if key in genai:
                 lines += [f"**{title}**", ""]
                 for role, text in message_lines(genai[key]):
-                    lines += [f"_{_inline(role or 'message')}_", "", _fence(text), ""]
+                    before = _once(seen, text, here)
+                    lines += [f"_{_inline(role or 'message')}_", "", f"_same as in {before}_" if before else _fence(text), ""]
         if "tool_arguments" in genai or "tool_result" in genai:
             lines += [f"**Tool call** `{span.get('tool_name') or span['name']}`", ""]
             if "tool_arguments" in genai:
@@ -251,7 +271,7 @@ class Postmortems:
                 f"| distinct users affected | {impact['users']} (of {impact['all_users']} active) |"
                 if impact.get("users") is not None else
                 "| distinct users affected | unknown: the period's raw spans expired (counts from minute rollups) |",
-                f"| cost of failed runs | ${impact['failed_cost_usd']:.4f} (of ${impact['cost_usd']:.4f}) |",
+                f"| cost of failed runs | {money(impact['failed_cost_usd'])} (of {money(impact['cost_usd'])}) |",
             ]
         budget = impact.get("budget")
         if budget:
@@ -304,13 +324,25 @@ class Postmortems:
         exemplars = evidence.get("exemplars") or []
         if not exemplars:
             lines.append("No failing trace to show.")
-        for trace_id in exemplars:
+        seen: dict[str, str] = {}
+        for trace_id in exemplars[:FULL_EXEMPLARS]:
             try:
-                lines += trace_markdown(self._get_trace(tenant, trace_id))
+                lines += trace_markdown(self._get_trace(tenant, trace_id), seen)
             except NotFound:
                 lines.append(f"Trace `{trace_id}`: trace expired (its raw spans are past the tenant's retention; "
                              "the counts above come from the minute rollups, which are kept longer).")
             lines.append("")
+        if exemplars[FULL_EXEMPLARS:]:
+            lines += ["More failing traces: " + ", ".join(f"[`{t}`](/traces/{t})" for t in exemplars[FULL_EXEMPLARS:]), ""]
+        lines += [
+            "## Root cause", "",
+            "_To fill in: what failed and why, in a few sentences — the evidence and suspected changes "
+            "above are where to start._", "",
+            "## Lessons learned", "",
+            "- **What went well:** _to fill in_",
+            "- **What went wrong:** _to fill in_",
+            "- **Where we got lucky:** _to fill in_", "",
+        ]
         items = doc["action_items"]
         done = sum(1 for i in items if i["status"] == "done")
         lines += ["## Action items", ""]

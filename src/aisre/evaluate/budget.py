@@ -295,24 +295,26 @@ def burn_down(
     points: int,
     budget_minutes: int | None = None,
     windows: _Windows | None = None,
+    since: int = 0,
 ) -> list[tuple[int, float]]:
     """Remaining budget ratio at ``points`` evenly spaced moments of the period ending at ``end``
     (from the SLO's first minute with events, when that is later).
 
     Each point is the budget as it stood then: over the rolling window for a rolling SLO,
     from the calendar period's start for a calendar one. (minute start ns, ratio).
+    ``since`` (a minute index) starts the points no earlier than that minute: a chart's range.
     """
     w = windows if windows is not None else _Windows(series)
     if budget_minutes is None:
         period_min = _minutes(period)
         # From the SLO's first minute with events: a young SLO's chart spans its data.
-        first = max(1, end - period_min, min(end, w.first + 1))
+        first = max(1, end - period_min, min(end, w.first + 1), min(end, since))
         moments = np.unique(np.linspace(first, end, num=max(2, points)).round().astype(np.int64))
         bad, total = w.sums(moments, period_min)
     else:
         # Calendar: what was spent since the period began, at each moment.
         begin = max(0, end - budget_minutes)
-        first = max(begin + 1, min(end, w.first + 1))
+        first = max(begin + 1, min(end, w.first + 1), min(end, since))
         moments = np.unique(np.linspace(first, end, num=max(2, points)).round().astype(np.int64))
         bad = (w.bad[moments] - w.bad[begin]).astype(np.float64)
         total = (w.total[moments] - w.total[begin]).astype(np.float64)
@@ -322,6 +324,19 @@ def burn_down(
     budget = error_budget(objective) * projected
     ratio = np.where(budget > 0, 1.0 - np.divide(bad, budget, out=np.zeros_like(bad), where=budget > 0), 1.0)
     return [(series.start_ns + int(m) * MINUTE_NS, float(r)) for m, r in zip(moments, ratio, strict=True)]
+
+
+def error_ratio_series(series: MinuteSeries, since: int, end: int, bucket: int) -> list[tuple[int, int, int]]:
+    """Bad and total events per bucket of ``bucket`` minutes over minutes [since, end) of the
+    series, buckets aligned to multiples of their length: (bucket start ns, bad, total)."""
+    w = _Windows(series)
+    since = min(max(0, since), end)
+    aligned = since - (series.start_ns // MINUTE_NS + since) % bucket
+    inner = np.arange(aligned + bucket, end, bucket, dtype=np.int64)
+    edges = np.concatenate(([since], inner, [end])).astype(np.int64)
+    bad = np.diff(w.bad[edges])
+    total = np.diff(w.total[edges])
+    return [(series.start_ns + int(a) * MINUTE_NS, int(b), int(t)) for a, b, t in zip(edges[:-1], bad, total, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from aisre.evaluate.budget import (
     MINUTE_NS,
     BudgetStatus,
     MinuteSeries,
+    burn_down,
+    error_ratio_series,
     evaluate,
     replay,
     timeslices,
@@ -54,6 +56,8 @@ def sli_rule(spec: SloSpec) -> SliRule | None:
 
 
 MAX_REPLAY_NS = 400 * 86400 * 10**9
+# Bucket lengths (minutes) of an SLO's SLI chart: the first giving at most the points asked for.
+_BUCKET_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
 
 
 @dataclass
@@ -92,6 +96,44 @@ class SloEngine:
         if spec is None:
             raise NotFound(f"no SLO named {name!r}")
         return self._documents(tenant, [spec], now_ns or time.time_ns(), burn_down_points)[0]
+
+    def chart(
+        self, tenant: str, name: str, range_ns: int, points: int = 120, now_ns: int | None = None
+    ) -> dict[str, Any]:
+        """The SLO over the last ``range_ns`` (no further back than its window or its first
+        event): the remaining budget at ``points`` moments, and bad/total events per bucket
+        (a whole number of minutes giving about ``points`` buckets) for the SLI chart."""
+        check_tenant(tenant)
+        with self._lock:
+            spec = self._specs.get(tenant, {}).get(name)
+        if spec is None:
+            raise NotFound(f"no SLO named {name!r}")
+        if sli_rule(spec) is None or windows_for(spec.window.duration) is None:
+            return {"burn_down": [], "sli_series": [], "bucket_s": 60}
+        now = now_ns or time.time_ns()
+        bounds = self._live_bounds(spec, now)
+        counts = self._minutes.read(tenant, {spec.id: bounds})
+        first = self._minutes.first_minutes(tenant, [spec.id]).get(spec.id)
+        series = self._as_budgeted(spec, MinuteSeries(bounds[0], *counts[spec.id], first_ns=first))
+        end = series.minutes
+        since = max(0, end - max(1, range_ns // MINUTE_NS))
+        budget_minutes = None
+        if not spec.window.rolling:
+            budget_minutes = (series.start_ns + end * MINUTE_NS - calendar_start(spec.window, now)) // MINUTE_NS
+        if first is not None:
+            since = max(since, (first - series.start_ns) // MINUTE_NS)
+        shown = max(1, end - since)
+        bucket = next((b for b in _BUCKET_MINUTES if shown / b <= points), _BUCKET_MINUTES[-1])
+        down = burn_down(series, spec.objective, spec.window.duration, end, points, budget_minutes, since=since)
+        rows = error_ratio_series(series, since, end, bucket)
+        return {
+            "burn_down": [{"time": rfc3339(t), "remaining_ratio": r} for t, r in down],
+            "sli_series": [
+                {"time": rfc3339(t), "bad": b, "total": n, "error_ratio": (b / n) if n else None} for t, b, n in rows
+            ],
+            "bucket_s": bucket * 60,
+            "objective": spec.objective,
+        }
 
     def statuses(self, tenant: str, now_ns: int | None = None) -> list[dict[str, Any]]:
         """Every SLO of the tenant, evaluated at one moment."""

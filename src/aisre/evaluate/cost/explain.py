@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aisre.core.display import money
 from aisre.core.errors import PermanentError
 from aisre.normalize.prices import Price
 
@@ -467,8 +468,8 @@ def explain(
         base_prices = {m: _unit(base.models[m]) for m in base.models}
         named = add("model_shift", mix_term, {
             "summary": "calls moved to costlier models: " + ", ".join(
-                f"{m} {_share(bs, m)} → {_share(cs, m)} of calls (${prices[m] * 1000:.4g} per 1K calls)" for m in grown[:3]
-            ) + (f"; paid price per unit of usage changed (${terms['price']:.4g})" if material(terms["price"]) else ""),
+                f"{m} {_share(bs, m)} → {_share(cs, m)} of calls ({money(prices[m] * 1000)} per 1K calls)" for m in grown[:3]
+            ) + (f"; paid price per unit of usage changed ({money(terms['price'])})" if material(terms["price"]) else ""),
             "share_of_calls": {m: {"baseline": bs["models"].get(m, {}).get("share_of_calls"),
                                    "current": cs["models"][m]["share_of_calls"]} for m in cur.models},
             "cost_per_call_usd": {m: {"baseline": base_prices.get(m), "current": prices[m]} for m in cur.models},

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,7 +39,7 @@ from aisre.store.protocol import KeyTables
 
 COOKIE = "aisre_key"
 # Reachable without a key: liveness, the login form and the UI's static assets.
-PUBLIC_PATHS = ("/healthz", "/login")
+PUBLIC_PATHS = ("/healthz", "/login", "/logout")
 # Reads that reveal who holds which access, or other tenants: admin only.
 ADMIN_READS = ("/api/keys", "/api/audit", "/metrics/all")
 _FALSE = {"0", "false", "no", "off", ""}
@@ -242,7 +242,10 @@ async def _refuse(scope: Scope, send: Send, error: Exception) -> None:
     accepts_html = any(k == b"accept" and b"text/html" in v for k, v in scope["headers"])
     if status == 401 and scope["method"] == "GET" and accepts_html:
         # A browser without a key goes to the login form.
-        await send({"type": "http.response.start", "status": 303, "headers": [(b"location", b"/login")]})
+        # The page asked for comes back as ?next= so signing in lands there.
+        wanted = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
+        location = "/login" if wanted in ("", "/") else "/login?" + urlencode({"next": wanted})
+        await send({"type": "http.response.start", "status": 303, "headers": [(b"location", location.encode("latin-1"))]})
         await send({"type": "http.response.body", "body": b""})
         return
     if status == 401:

@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from aisre.core import display
 from aisre.core.auth import caller_tenant
 from aisre.core.schema import DURATION_BUCKETS_MS
 from aisre.evaluate.slo import SloEngine
@@ -73,14 +74,24 @@ class SloCountsCollector(Collector):
             retries.add_metric([journey], float(row["retries"]))
             counts = totals["duration_buckets"].get(journey, [])
             cumulative = list(itertools.accumulate(counts))
-            buckets = [(_le(ms), float(n)) for ms, n in zip(DURATION_BUCKETS_MS, cumulative, strict=False)]
+            # The rollups keep 61 fine bounds (1.25^i ms); the exposition shows a short list of
+            # round ones, each counting the runs up to the largest fine bound not above it.
+            buckets = [
+                (_le(seconds), float(cumulative[i] if i < len(cumulative) else (cumulative[-1] if cumulative else 0)))
+                for seconds, i in _ROUND_BOUNDS
+            ]
             buckets.append(("+Inf", float(cumulative[-1] if cumulative else 0)))
             duration.add_metric([journey], buckets, sum_value=float(row["duration_ns"] or 0) / 1e9)
         yield from (runs, tokens, cost, retries, duration)
 
 
-def _le(ms: float) -> str:
-    return repr(ms / 1000)
+def _le(seconds: float) -> str:
+    return f"{seconds:g}"
+
+
+# Round run-duration bounds (seconds) shown on /metrics, mapped onto the rollups' fine bounds.
+ROUND_DURATION_BOUNDS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
+_ROUND_BOUNDS = display.round_bounds(tuple(ms / 1000 for ms in DURATION_BUCKETS_MS), ROUND_DURATION_BOUNDS_S)
 
 
 class StoreMemoryCollector(Collector):

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aisre.core.display import money
 from aisre.present.cli.client import get_json, send_json
 from aisre.present.cli.common import (
     FormatOption,
@@ -25,9 +26,7 @@ console = Console()
 
 
 def _usd(x: Any) -> str:
-    if x is None:
-        return "-"
-    return f"${x:,.4f}" if abs(x) < 100 else f"${x:,.2f}"
+    return money(x, missing="-")
 
 
 def _pct(x: Any) -> str:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aisre.core.display import money
 from aisre.present.cli.client import get_json, request
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
 
@@ -43,7 +44,7 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "USD":
-        return f"${value:.5f}"
+        return money(value, missing="-")
     if unit == "ms":
         return f"{value:,.0f} ms"
     if unit == "tokens":

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aisre.core.display import utc_text
 from aisre.present.cli.client import get_json, get_text, send_json
 from aisre.present.cli.common import (
     FormatOption,
@@ -76,7 +77,7 @@ def _show(doc: dict[str, Any]) -> None:
         suspects = Table("suspect change", "when", "before impact", "failing runs", "good runs", "score",
                          title="Suspected changes (made before impact began)")
         for s in evidence.get("suspects", [])[:5]:
-            suspects.add_row(escape(s["summary"]), s["at"], f"{s['minutes_before_impact']:.1f} min", f"{s['bad_share'] * 100:.0f} %",
+            suspects.add_row(escape(s["summary"]), utc_text(s["at"]), f"{s['minutes_before_impact']:.1f} min", f"{s['bad_share'] * 100:.0f} %",
                              f"{s['good_share'] * 100:.0f} %", f"{s['score']:.3f}")
         if evidence.get("suspects"):
             console.print(suspects)
@@ -84,14 +85,14 @@ def _show(doc: dict[str, Any]) -> None:
             during = Table("change", "when", "after impact", "failing runs", "good runs",
                            title="Changed during the incident (not suspects)")
             for c in evidence["changed_during"]:
-                during.add_row(escape(c["summary"]), c["at"], f"{c['minutes_after_impact']:.1f} min",
+                during.add_row(escape(c["summary"]), utc_text(c["at"]), f"{c['minutes_after_impact']:.1f} min",
                                f"{c['bad_share'] * 100:.0f} %", f"{c['good_share'] * 100:.0f} %")
             console.print(during)
         if evidence.get("exemplars"):
             console.print("exemplar traces: " + ", ".join(evidence["exemplars"]))
     timeline = Table("time", "kind", "who", "what", title="Timeline")
     for item in doc.get("timeline", []):
-        timeline.add_row(item["time"], item["kind"], escape(item["actor"]), escape(item["message"]))
+        timeline.add_row(utc_text(item["time"]), item["kind"], escape(item["actor"]), escape(item["message"]))
     console.print(timeline)
     if doc.get("action_items"):
         items = Table("#", "action item", "owner", "due", "status", title="Action items")
@@ -121,7 +122,7 @@ def build_incident_cli() -> typer.Typer:
         for d in data["items"]:
             top = d.get("top_suspect") or {}
             table.add_row(str(d["id"]), _state(d["state"]), d["severity"], escape(d["title"][:60]),
-                          escape(d.get("journey") or "-"), d["opened"], _secs(d.get("time_to_detect_s")),
+                          escape(d.get("journey") or "-"), utc_text(d["opened"]), _secs(d.get("time_to_detect_s")),
                           _secs(d.get("time_to_acknowledge_s")), _secs(d.get("time_to_restore_s")),
                           escape(top.get("summary") or "-"))
         show(console, table, wide)
@@ -264,7 +265,7 @@ def build_change_cli() -> typer.Typer:
             return
         table = listing("#", "at", "kind", "summary", "who", "journeys", "source", wide=wide, flex=(3,))
         for c in data["items"]:
-            table.add_row(str(c["id"]), c["at"], c["kind"], escape(c["summary"]), escape(c.get("who") or "-"),
+            table.add_row(str(c["id"]), utc_text(c["at"]), c["kind"], escape(c["summary"]), escape(c.get("who") or "-"),
                           escape(", ".join(c["journeys"]) or "all"), c["source"])
         show(console, table, wide)
         if not data["items"]:

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from aisre.core.auth import parse_expiry
+from aisre.core.display import utc_text
 from aisre.core.timefmt import rfc3339
 from aisre.present.cli.client import get_json, send_json
 from aisre.present.cli.common import (
@@ -108,8 +109,8 @@ def build_keys_cli() -> typer.Typer:
         table = listing("key id", "tenant", "role", "name", "status", "created", "expires", "revoked", wide=wide,
                         extra=(5, 7))
         for r in rows:
-            table.add_row(r["key_id"], r["tenant"], r["role"], r["name"], r["status"], r["created"] or "",
-                          r["expires"] or "never", r["revoked"] or "")
+            table.add_row(r["key_id"], r["tenant"], r["role"], r["name"], r["status"], utc_text(r["created"], missing=""),
+                          utc_text(r["expires"], missing="never"), utc_text(r["revoked"], missing=""))
         show(console, table, wide)
 
     @app.command("revoke")
@@ -147,7 +148,7 @@ def register_audit(app: typer.Typer) -> None:
             return
         table = listing("time", "actor", "action", "target", "change", wide=wide, flex=(4,))
         for r in data["items"]:
-            table.add_row(r["at"], r["actor"], r["action"], r["target"], _change(r["before"], r["after"]))
+            table.add_row(utc_text(r["at"]), r["actor"], r["action"], r["target"], _change(r["before"], r["after"]))
         show(console, table, wide)
 
 

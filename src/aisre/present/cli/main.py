@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.tree import Tree
 from typer.core import TyperCommand
 
+from aisre.core.display import utc_text
 from aisre.core.errors import AisreError
 from aisre.core.settings import Settings, resolve
 from aisre.present.cli.client import get_json
@@ -244,7 +245,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         for j in data["items"]:
             table.add_row(
                 j["journey"], str(j["runs"]), f"{j['failure_rate'] * 100:.2f} %", _fmt_ms(j["p50_ms"]),
-                _fmt_ms(j["p95_ms"]), f"{j['tokens_per_run'] or 0:.0f}", str(j["retries"]), j["last_seen"] or "-",
+                _fmt_ms(j["p95_ms"]), f"{j['tokens_per_run'] or 0:.0f}", str(j["retries"]), utc_text(j["last_seen"], missing="-"),
             )
         show(console, table, wide)
 

@@ -7,7 +7,7 @@ traces). Every number comes from the same CostEngine calls the /api/cost routes 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -15,21 +15,31 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from aisre.core import display
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.timefmt import rfc3339
 from aisre.present.api.cost import budget_now, engine, parse_window
 from aisre.present.ui import format as fmt
-from aisre.present.ui.pages import SINCE_CHOICES, _ctx, _page, _render, _since
+from aisre.present.ui.pages import RANGE_CHOICES, _ctx, _page, _render, _since
 
+MINUTE_NS = 60 * 10**9
 HOUR_NS = 3600 * 10**9
 DAY_NS = 24 * HOUR_NS
+COST_RANGES = (*RANGE_CHOICES, "all")
+# Bucket lengths of the cost chart, shortest first: the first that leaves at most
+# CHART_BUCKETS buckets over the data's span (so young data still draws a line, not a dot).
+BUCKETS = (
+    (MINUTE_NS, "1 min"), (5 * MINUTE_NS, "5 min"), (15 * MINUTE_NS, "15 min"), (HOUR_NS, "1 hour"),
+    (6 * HOUR_NS, "6 hours"), (DAY_NS, "1 day"), (7 * DAY_NS, "1 week"),
+)
+CHART_BUCKETS = 48
 GROUPINGS = (
     ("journey", "By journey"), ("model", "By model"), ("prompt_version", "By prompt version"),
     ("service_version", "By release (service.version)"),
 )
 # Chart geometry in SVG user units (the SVG scales to its box), as the burn-down chart.
 W, H = 1200, 260
-PAD_L, PAD_R, PAD_T, PAD_B = 70, 18, 14, 34
+PAD_L, PAD_R, PAD_T, PAD_B = 84, 18, 14, 40
 FACTOR_LABELS = {
     "runs": "runs", "calls_per_run": "answered calls per run", "model_mix": "model mix",
     "resends_per_call": "re-sends per call", "input_per_call": "input tokens per call",
@@ -46,17 +56,17 @@ def _scale(lo: float, hi: float, a: float, b: float) -> Any:
 
 
 def _money_ticks(top: float, y: Any) -> list[dict[str, Any]]:
-    return [{"y": y(top * i / 4), "label": fmt.money(top * i / 4)} for i in range(5)]
+    step = display.nice_step(top, 4)
+    return [{"y": y(v), "label": display.money_tick(v, step)} for v in display.nice_ticks(0.0, top, 4) if v <= top * (1 + 1e-9)]
 
 
 def _time_ticks(t0: int, t1: int, x: Any) -> list[dict[str, Any]]:
-    span = max(t1 - t0, 1)
-    form = "%b %d" if span >= 2 * DAY_NS else "%b %d %H:%M"
+    ticks = display.time_ticks(t0 / 1e9, t1 / 1e9)
     out = []
-    for i in range(5):
-        moment = t0 + span * i // 4
-        out.append({"x": x(moment), "label": datetime.fromtimestamp(moment / 1e9, UTC).strftime(form),
-                    "anchor": "start" if i == 0 else "end" if i == 4 else "middle"})
+    for i, (moment, label) in enumerate(ticks):
+        cx = x(int(moment * 1e9))
+        anchor = "start" if i == 0 and cx - PAD_L < 45 else "end" if i == len(ticks) - 1 and W - PAD_R - cx < 45 else "middle"
+        out.append({"x": cx, "label": label, "anchor": anchor})
     return out
 
 
@@ -69,7 +79,10 @@ def _frame(t0: int, t1: int, top: float) -> dict[str, Any]:
 
 
 def _nice_top(value: float) -> float:
-    return value * 1.1 if value > 0 else 1.0
+    """The top of a money axis: the first round tick at or above the highest value (plus 5 %)."""
+    if value <= 0:
+        return 1.0
+    return display.nice_ticks(0.0, value * 1.05, 4)[-1]
 
 
 def per_1k_chart(buckets: list[dict[str, Any]], bucket_ns: int) -> dict[str, Any] | None:
@@ -166,8 +179,12 @@ def waterfall(doc: dict[str, Any]) -> dict[str, Any]:
         a, b = sorted((x(r["from"]), x(r["to"])))
         kind = "total" if r["key"] in ("baseline", "current") else "up" if r["value"] > 0 else "down" if r["value"] < 0 else "flat"
         bars.append({**r, "y": 8 + i * row_h, "x": a, "w": max(b - a, 1.0), "kind": kind, "text_x": max(a, b) + 6})
-    return {"bars": bars, "width": 1200, "height": 16 + len(rows) * row_h, "left": left, "row_h": row_h,
-            "zero_x": x(0.0), "sum_terms": running - base}
+    bottom = 12 + len(rows) * row_h
+    step = display.nice_step(hi * 1.05 - lo, 5)
+    ticks = [{"x": x(v), "label": display.money_tick(v, step)} for v in display.nice_ticks(lo, hi * 1.05, 5)
+             if lo - 1e-12 <= v <= hi * 1.05 + 1e-12]
+    return {"bars": bars, "width": 1200, "height": bottom + 40, "left": left, "right": right, "row_h": row_h,
+            "top": 8, "bottom": bottom, "zero_x": x(0.0), "sum_terms": running - base, "x_ticks": ticks}
 
 
 def _parse_ns(stamp: str) -> int:
@@ -177,8 +194,10 @@ def _parse_ns(stamp: str) -> int:
 # -- pages -------------------------------------------------------------------------------
 
 
-def _bucket_for(span_ns: int) -> int:
-    return HOUR_NS if span_ns <= 3 * DAY_NS else DAY_NS
+def bucket_for(span_ns: int) -> tuple[int, str]:
+    """The chart's bucket for data spanning ``span_ns``: the shortest leaving at most
+    CHART_BUCKETS buckets (8 minutes of data → 1-minute buckets, a month → 1-day ones)."""
+    return next((b for b in BUCKETS if span_ns / b[0] <= CHART_BUCKETS), BUCKETS[-1])
 
 
 async def cost_page(request: Request) -> Response:
@@ -197,14 +216,18 @@ async def cost_page(request: Request) -> Response:
         groups[by] = sorted(doc["groups"], key=lambda g: -(g["cost_usd"] or 0.0))
     total = doc["total"]
     unpriced = doc["unpriced"]
-    # Hourly buckets over short ranges, daily ones beyond three days (of the data, for "all").
-    hourly = await run_in_threadpool(cost.breakdown, tenant, since_ns, None, (), HOUR_NS, journey, None)
-    buckets = sorted(hourly["groups"], key=lambda g: g["bucket_ns"])
-    bucket_ns = HOUR_NS
-    if buckets and _bucket_for(buckets[-1]["bucket_ns"] - buckets[0]["bucket_ns"]) == DAY_NS:
-        bucket_ns = DAY_NS
-        daily = await run_in_threadpool(cost.breakdown, tenant, since_ns, None, (), DAY_NS, journey, None)
-        buckets = sorted(daily["groups"], key=lambda g: g["bucket_ns"])
+    # The time range is the data's (within the chosen look-back), the bucket what gives it
+    # several points: a minute-by-minute probe finds where the data begins and ends.
+    probe = await run_in_threadpool(cost.breakdown, tenant, since_ns, None, (), DAY_NS, journey, None)
+    days = sorted(g["bucket_ns"] for g in probe["groups"] if g["runs"] or g["cost_usd"])
+    span = (days[-1] - days[0] + DAY_NS) if days else HOUR_NS
+    if days and span <= 2 * DAY_NS:
+        minutes = await run_in_threadpool(cost.breakdown, tenant, since_ns, None, (), MINUTE_NS, journey, None)
+        stamps = sorted(g["bucket_ns"] for g in minutes["groups"] if g["runs"] or g["cost_usd"])
+        span = stamps[-1] - stamps[0] + MINUTE_NS if stamps else HOUR_NS
+    bucket_ns, bucket_label = bucket_for(span)
+    shaped = await run_in_threadpool(cost.breakdown, tenant, since_ns, None, (), bucket_ns, journey, None)
+    buckets = sorted(shaped["groups"], key=lambda g: g["bucket_ns"])
     chart = per_1k_chart(buckets, bucket_ns)
     markers: list[dict[str, Any]] = []
     if chart and ctx.incidents is not None:
@@ -217,9 +240,9 @@ async def cost_page(request: Request) -> Response:
         b["gauge"] = gauge(b)
     headroom = await run_in_threadpool(cost.headroom, tenant, since_ns or 0, now + DAY_NS)
     context = {
-        "nav": "cost", "since": since, "since_choices": SINCE_CHOICES, "journey": journey,
+        "nav": "cost", "since": since, "since_choices": COST_RANGES, "journey": journey,
         "total": total, "groups": groups, "groupings": GROUPINGS, "unpriced": unpriced,
-        "chart": chart, "markers": markers, "bucket": "1 hour" if bucket_ns == HOUR_NS else "1 day",
+        "chart": chart, "markers": markers, "bucket": bucket_label, "bucket_s": bucket_ns // 10**9,
         "buckets": len(buckets), "budgets": budgets, "headroom": headroom,
         "journeys": [g["journey"] for g in groups["journey"]],
     }

@@ -11,6 +11,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from aisre.core import display
+
 # Operation → CSS class of its badge and bar; anything unknown is shown as "other".
 _OP_CLASS = {
     "chat": "chat",
@@ -61,16 +63,24 @@ def number(value: float | int | None, digits: int = 1) -> str:
 
 
 def money(value: float | None) -> str:
-    """USD with enough decimals to tell small per-run costs apart."""
+    """USD in the one format UI, CLI and API messages share (core.display.money)."""
+    return display.money(value)
+
+
+def measure(value: float | None, unit: str = "") -> str:
+    """A measured value in its unit: money for USD, otherwise four significant digits
+    without scientific notation ('0.0000884', '1,234', '0.72')."""
     if value is None:
         return "—"
-    if value == 0:
-        return "$0"
-    if abs(value) < 1:
-        # Three significant digits, never scientific notation: $0.000314, $0.0429.
-        decimals = max(4, 2 - math.floor(math.log10(abs(value))))
-        return f"${value:.{decimals}f}"
-    return f"${value:,.2f}"
+    if unit == "USD":
+        return display.money(value)
+    size = abs(float(value))
+    if size >= 1000 or float(value).is_integer():
+        return f"{value:,.0f}"
+    if size == 0:
+        return "0"
+    decimals = max(0, 3 - math.floor(math.log10(size)))
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def _parse(stamp: str | None) -> datetime | None:
@@ -82,13 +92,14 @@ def _parse(stamp: str | None) -> datetime | None:
         return None
 
 
-def utc(stamp: str | None, with_ms: bool = False) -> str:
-    """RFC 3339 → '2026-11-23 06:28:50' (UTC; the column header says so)."""
+def utc(stamp: str | int | None, with_ms: bool = False) -> str:
+    """RFC 3339 or Unix ns → '2026-11-23 06:28:50' (UTC; the page header says so)."""
+    if not with_ms or not isinstance(stamp, str):
+        return display.utc_text(stamp)
     parsed = _parse(stamp)
     if parsed is None:
         return stamp or "—"
-    text = parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{text}.{parsed.microsecond // 1000:03d}" if with_ms else text
+    return f"{display.utc_text(parsed)}.{parsed.microsecond // 1000:03d}"
 
 
 def ago(stamp: str | None, now: datetime | None = None) -> str:
@@ -406,12 +417,14 @@ def alert_rows(alerts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 # Burn-down chart geometry, in SVG user units (the SVG scales to its box).
 CHART_W, CHART_H = 1200, 300
-_PAD_L, _PAD_R, _PAD_T, _PAD_B = 56, 18, 14, 34
+_PAD_L, _PAD_R, _PAD_T, _PAD_B = 70, 18, 14, 40
 _ZOOM_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)  # y tick steps when zoomed in
 CHART_FLOOR = -1.0  # the line is clipped at −100%: a budget spent twice over is simply gone
 
 
-def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+def burn_down_chart(
+    points: list[dict[str, Any]] | None, axis: tuple[float, float] | None = None
+) -> dict[str, Any] | None:
     """Remaining budget over the window as an SVG polyline; None without points.
 
     y runs from 1.0 (untouched budget) down past 0 (exhausted) when the line goes below it.
@@ -425,6 +438,8 @@ def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | Non
     if not series:
         return None
     t0, t1 = series[0][0].timestamp(), series[-1][0].timestamp()
+    if axis is not None:  # a time axis shared with the chart below it
+        t0, t1 = min(t0, axis[0]), max(t1, axis[1])
     span = (t1 - t0) or 1.0
     lowest = min(r for _, r in series)
     bottom = 0.0 if lowest >= 0 else max(CHART_FLOOR, math.floor(lowest * 4) / 4)
@@ -451,13 +466,7 @@ def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | Non
     while value >= bottom - 1e-9:
         y_ticks.append({"y": y(value), "label": budget(round(value, 4)), "zero": abs(value) < 1e-9})
         value -= step
-    fmt_x = "%b %d" if span >= 2 * 86400 else "%b %d %H:%M"
-    x_ticks = []
-    for i in range(5):
-        moment = t0 + span * i / 4
-        label = datetime.fromtimestamp(moment, UTC).strftime(fmt_x)
-        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
-        x_ticks.append({"x": x(moment), "label": label, "anchor": anchor})
+    x_ticks = x_axis(t0, t1, x)
     last_x, last_y = coords[-1]
     return {
         "width": CHART_W,
@@ -481,20 +490,109 @@ def burn_down_chart(points: list[dict[str, Any]] | None) -> dict[str, Any] | Non
     }
 
 
+def x_axis(t0: float, t1: float, x: Any) -> list[dict[str, Any]]:
+    """Tick marks on whole minutes/hours/days (Unix seconds → SVG x), labels never past an edge."""
+    ticks = display.time_ticks(t0, t1)
+    out = []
+    for i, (moment, label) in enumerate(ticks):
+        cx = x(moment)
+        anchor = "middle"
+        if i == 0 and cx - _PAD_L < 45:
+            anchor = "start"
+        if i == len(ticks) - 1 and CHART_W - _PAD_R - cx < 45:
+            anchor = "end"
+        out.append({"x": cx, "label": label, "anchor": anchor})
+    return out
+
+
+def sli_chart(
+    rows: list[dict[str, Any]] | None, objective: float | None, bucket_s: int, axis: tuple[float, float] | None = None
+) -> dict[str, Any] | None:
+    """Error rate per bucket as bars against the objective's allowed error rate (a dashed line);
+    buckets without events are gaps. None without any event."""
+    series: list[tuple[datetime, float | None, int, int]] = []
+    for r in rows or []:
+        stamp = _parse(r.get("time"))
+        if stamp is not None:
+            series.append((stamp, r.get("error_ratio"), int(r.get("bad") or 0), int(r.get("total") or 0)))
+    if not any(n for _, _, _, n in series):
+        return None
+    t0 = series[0][0].timestamp()
+    t1 = max(series[-1][0].timestamp() + bucket_s, t0 + 60)
+    if axis is not None:  # a time axis shared with the chart above it
+        t0, t1 = min(t0, axis[0]), max(t1, axis[1])
+    allowed = (100.0 - objective) / 100 if objective is not None else None
+    worst = max([e for _, e, _, _ in series if e is not None] + [allowed or 0.0, 1e-4])
+    step = display.nice_step(worst * 1.05, 4)
+    top = math.ceil(round(worst * 1.05 / step, 9)) * step
+    plot_w, plot_h = CHART_W - _PAD_L - _PAD_R, SLI_H - _PAD_T - _PAD_B
+
+    def x(seconds: float) -> float:
+        return round(_PAD_L + plot_w * (seconds - t0) / (t1 - t0), 1)
+
+    def y(ratio: float) -> float:
+        return round(_PAD_T + plot_h * (top - min(top, ratio)) / top, 1)
+
+    width = max(1.0, plot_w * bucket_s / (t1 - t0) - 1)
+    bars = []
+    for stamp, ratio, bad, total in series:
+        if not total:
+            continue
+        left = x(stamp.timestamp())
+        value = ratio or 0.0
+        bars.append({"x": left, "w": round(min(width, CHART_W - _PAD_R - left), 1), "y": y(value),
+                     "h": round(y(0.0) - y(value), 1), "ratio": value, "bad": bad, "total": total,
+                     "at": display.utc_text(stamp), "hot": allowed is not None and value > allowed})
+    y_ticks = [{"y": y(v), "label": display.number_tick(v * 100, step * 100) + "%"}
+               for v in display.nice_ticks(0, top, 4) if v <= top + 1e-12]
+    return {
+        "width": CHART_W, "height": SLI_H, "left": _PAD_L, "right": CHART_W - _PAD_R, "top": _PAD_T,
+        "bottom": SLI_H - _PAD_B, "bars": bars, "y_ticks": y_ticks, "x_ticks": x_axis(t0, t1, x),
+        "allowed_y": y(allowed) if allowed is not None and allowed <= top else None, "allowed": allowed,
+        "bucket": span_seconds(bucket_s), "t0": t0, "t1": t1,
+    }
+
+
+SLI_H = 220
+_LABEL_CHAR_W = 6.6  # SVG units per character of an 11px label, for placing labels apart
+_LABEL_LANES = 3
+
+
+def time_span(rows: list[dict[str, Any]] | None, tail_s: float = 0.0) -> tuple[float, float] | None:
+    """First and last time of a series (plus ``tail_s`` after the last), in Unix seconds."""
+    stamps = [p.timestamp() for p in (_parse(r.get("time")) for r in rows or []) if p is not None]
+    return (min(stamps), max(stamps) + tail_s) if stamps else None
+
+
 def change_markers(chart: dict[str, Any] | None, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Vertical markers on a burn-down chart for the changes (at_ns, kind, summary) inside it."""
+    """Vertical markers for the changes (at_ns, kind, summary) inside a chart's time range,
+    each label in the first of a few lanes where it overlaps no other label and stays inside
+    the plot (flipped to the left of its line near the right edge); a label that fits in no
+    lane is left out (its line keeps the tooltip)."""
     if not chart:
         return []
     t0, t1 = chart["t0"], chart["t1"]
     span = (t1 - t0) or 1.0
     plot_w = chart["right"] - chart["left"]
+    lanes: list[list[tuple[float, float]]] = [[] for _ in range(_LABEL_LANES)]
     out = []
-    for change in changes:
+    for change in sorted(changes, key=lambda c: c["at_ns"]):
         seconds = change["at_ns"] / 1e9
-        if t0 <= seconds <= t1:
-            out.append({
-                "x": round(chart["left"] + plot_w * (seconds - t0) / span, 1),
-                "kind": change["kind"],
-                "label": f"{change['kind']}: {change['summary']} ({utc(change.get('at'))})",
-            })
+        if not t0 <= seconds <= t1:
+            continue
+        mx = round(chart["left"] + plot_w * (seconds - t0) / span, 1)
+        text = str(change["kind"])
+        width = len(text) * _LABEL_CHAR_W + 6
+        flip = mx + 3 + width > chart["right"]
+        a, b = (mx - 3 - width, mx) if flip else (mx, mx + 3 + width)
+        lane = next((i for i, used in enumerate(lanes) if all(b < ua or a > ub for ua, ub in used)), None)
+        if lane is not None:
+            lanes[lane].append((a, b))
+        out.append({
+            "x": mx, "kind": change["kind"],
+            "label": f"{change['kind']}: {change['summary']} ({utc(change.get('at'))})",
+            "text": text if lane is not None else "",
+            "text_x": round(mx - 3 if flip else mx + 3, 1), "anchor": "end" if flip else "start",
+            "text_y": chart["top"] + 10 + 15 * (lane or 0),
+        })
     return out

@@ -13,17 +13,20 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from aisre.core import display
 from aisre.core.timefmt import rfc3339
 from aisre.derive.populations import parse_selector
 from aisre.evaluate.gate.judge import GateRequest
 from aisre.present.api.gate import decide, server_config
 from aisre.present.ui.pages import _ctx, _error, _page, _render, own_form
 
-CHART_W, CHART_H = 360, 120
+CHART_W, CHART_H = 420, 180
+PAD_L, PAD_R, PAD_T, PAD_B = 46, 10, 6, 36
 
 
-def histogram_bars(dist: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Bars of the two histograms on one scale: baseline above the axis, candidate below it."""
+def histogram_bars(dist: dict[str, Any] | None, unit: str = "") -> dict[str, Any] | None:
+    """Bars of the two histograms on one scale: baseline above the axis, candidate below it,
+    with share-of-runs ticks on the y axis and bin-edge labels (round numbers) on the x axis."""
     if not dist:
         return None
     base, cand = dist["baseline"], dist["candidate"]
@@ -31,19 +34,47 @@ def histogram_bars(dist: dict[str, Any] | None) -> dict[str, Any] | None:
     nb, nc = max(sum(base), 1), max(sum(cand), 1)
     shares_b = [n / nb for n in base]
     shares_c = [n / nc for n in cand]
-    top = max(max(shares_b), max(shares_c), 1e-9)
-    half = CHART_H / 2
-    width = CHART_W / len(base)
+    step = display.nice_step(max(max(shares_b), max(shares_c), 1e-9), 2)
+    top = display.nice_ticks(0.0, max(max(shares_b), max(shares_c), 1e-9), 2)[-1]
+    plot_w, plot_h = CHART_W - PAD_L - PAD_R, CHART_H - PAD_T - PAD_B
+    half = PAD_T + plot_h / 2
+    width = plot_w / len(base)
+    edges = dist["edges"]
+    lo, hi = edges[0], edges[-1]
+
+    def x(value: float) -> float:
+        return round(PAD_L + plot_w * (value - lo) / ((hi - lo) or 1.0), 2)
+
     bars = []
     for i, (sb, sc) in enumerate(zip(shares_b, shares_c, strict=True)):
-        hb, hc = sb / top * (half - 4), sc / top * (half - 4)
+        hb, hc = sb / top * (plot_h / 2), sc / top * (plot_h / 2)
         bars.append({
-            "x": round(i * width + 0.5, 2), "w": round(max(width - 1, 0.5), 2),
+            "x": round(PAD_L + i * width + 0.5, 2), "w": round(max(width - 1, 0.5), 2),
             "yb": round(half - hb, 2), "hb": round(hb, 2), "hc": round(hc, 2),
-            "lo": dist["edges"][i], "hi": dist["edges"][i + 1], "nb": base[i], "nc": cand[i],
+            "lo": edges[i], "hi": edges[i + 1], "nb": base[i], "nc": cand[i],
+            "range": f"{_num(edges[i])}–{_num(edges[i + 1])}",
         })
-    return {"bars": bars, "w": CHART_W, "h": CHART_H, "half": half,
-            "lo": dist["edges"][0], "hi": dist["edges"][-1]}
+    x_step = display.nice_step(hi - lo, 4)
+    x_ticks = []
+    for v in display.nice_ticks(lo, hi, 4):
+        if lo - 1e-12 <= v <= hi + 1e-12:
+            cx = x(v)
+            # Labels at the plot's edges stay inside the chart.
+            anchor = "start" if cx - PAD_L < 14 else "end" if CHART_W - PAD_R - cx < 14 else "middle"
+            x_ticks.append({"x": cx, "label": display.number_tick(v, x_step), "anchor": anchor})
+    shares = display.nice_ticks(0.0, top, 2)
+    y_ticks = [{"y": round(half - v / top * plot_h / 2, 2), "label": display.number_tick(v * 100, step * 100) + "%"}
+               for v in shares]
+    # The candidate's half mirrors the baseline's scale below the axis.
+    y_ticks += [{"y": round(half + v / top * plot_h / 2, 2), "label": display.number_tick(v * 100, step * 100) + "%"}
+                for v in shares if v > 0]
+    return {"bars": bars, "w": CHART_W, "h": CHART_H, "half": half, "left": PAD_L, "right": CHART_W - PAD_R,
+            "top": PAD_T, "bottom": CHART_H - PAD_B, "lo": lo, "hi": hi, "x_ticks": x_ticks, "y_ticks": y_ticks,
+            "unit": unit}
+
+
+def _num(value: float) -> str:
+    return f"{value:.3g}"
 
 
 async def gate_page(request: Request) -> Response:
@@ -92,7 +123,7 @@ async def verdict_page(request: Request) -> Response:
         raise PermanentError(f"verdict id must be a number; got {raw!r}")
     doc = await run_in_threadpool(ctx.store.get_gate_verdict, ctx.tenant_for(request), int(raw))
     for m in doc["metrics"]:
-        m["chart"] = histogram_bars(m.get("distribution"))
+        m["chart"] = histogram_bars(m.get("distribution"), str(m.get("unit") or ""))
     return _render(request, "gate_verdict.html", {"nav": "gate", "v": doc})
 
 

@@ -5,6 +5,8 @@ buttons to acknowledge, mitigate and resolve) and its postmortem."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from aisre.act.postmortem import render_html
-from aisre.core.errors import PermanentError
+from aisre.core.errors import NotFound, PermanentError
 from aisre.core.timefmt import rfc3339
 from aisre.present.ui.pages import REFRESH_SECONDS, _ctx, _error, _page, _render, own_form
 
@@ -44,10 +46,48 @@ def _incident_id(request: Request) -> int:
     return int(raw)
 
 
+ACTION_DUE_DAYS = 14  # the action-item form's default due date, from today
+
+
+def _kept(ctx: Any, tenant: str, trace_ids: list[str]) -> dict[str, bool]:
+    """Which exemplar traces the store still holds (the others expired past retention)."""
+    out = {}
+    for trace_id in trace_ids:
+        try:
+            ctx.store.get_trace(tenant, trace_id)
+            out[trace_id] = True
+        except NotFound:
+            out[trace_id] = False
+    return out
+
+
+def parse_due(text: str, field: str = "due") -> int | None:
+    """A due date from a form: '2026-12-20' (midnight UTC) or a full RFC 3339 time; '' is none."""
+    value = text.strip()
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 10**9
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PermanentError(f"{field} must be a date such as 2026-12-20 (or an RFC 3339 time); got {text!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 10**9)
+
+
 async def incident_page(request: Request) -> Response:
     """One incident."""
-    doc = await run_in_threadpool(_ctx(request).incidents.get, _incident_id(request), _ctx(request).tenant_for(request))
-    context = {"nav": "incidents", "i": doc, "evidence": doc.get("evidence") or {},
+    ctx = _ctx(request)
+    tenant = ctx.tenant_for(request)
+    doc = await run_in_threadpool(ctx.incidents.get, _incident_id(request), tenant)
+    evidence = doc.get("evidence") or {}
+    kept = await run_in_threadpool(_kept, ctx, tenant, list(evidence.get("exemplars") or []))
+    context = {"nav": "incidents", "i": doc, "evidence": evidence, "kept": kept,
+               "due_default": (datetime.now(UTC).date() + timedelta(days=ACTION_DUE_DAYS)).isoformat(),
+               "today": datetime.now(UTC).date().isoformat(),
                "message": request.query_params.get("message"), "refresh": REFRESH_SECONDS}
     return _render(request, "incident.html", context)
 
@@ -66,6 +106,11 @@ async def incident_action(request: Request) -> Response:
         if action == "note":
             await run_in_threadpool(manager.note, incident_id, by, form.get("text", ""), tenant)
             message = "note added"
+        elif action == "action_item":
+            due = parse_due(form.get("due", ""))
+            await run_in_threadpool(manager.add_action_item, incident_id, by, form.get("title", ""),
+                                    form.get("owner", "").strip() or None, due, tenant)
+            message = "action item added"
         else:
             doc = await run_in_threadpool(manager.transition, incident_id, action, by, form.get("note") or None, tenant)
             message = f"now {doc['state']}"

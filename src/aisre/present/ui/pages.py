@@ -38,6 +38,9 @@ DEFAULT_SINCE = "all"  # the API's default too; a fixed look-back would hide old
 PAGE_SIZE = 50
 REFRESH_SECONDS = 5
 BURN_DOWN_POINTS = 120  # the API's default too
+# The range picker of the SLO and cost charts (kept in the URL as ?range= / ?since=).
+RANGE_CHOICES = ("1h", "6h", "1d", "7d", "28d")
+SLI_BUCKETS = 60  # about this many bars in an SLO's error-rate chart
 
 # Defence in depth behind autoescaping: no inline or third-party script can run.
 _CSP = (
@@ -60,6 +63,7 @@ def _env() -> Environment:
         percent=fmt.percent,
         number=fmt.number,
         money=fmt.money,
+        measure=fmt.measure,
         utc=fmt.utc,
         ago=fmt.ago,
         pretty=fmt.pretty,
@@ -104,6 +108,7 @@ def _render(
         url=functools.partial(_url, request),
         now=datetime.now(UTC),
         tenant=_tenant_or_none(request),
+        signed_in=_signed_in(request),
         attention=getattr(request.state, "attention", None),
         attention_seconds=REFRESH_SECONDS,
         **context,
@@ -117,6 +122,12 @@ def _tenant_or_none(request: Request) -> str | None:
     return found.tenant if isinstance(found, Principal) else None
 
 
+def _signed_in(request: Request) -> bool:
+    """Whether the caller came with a key (a sign-out makes sense), not as the local admin."""
+    found = request.scope.get("aisre.principal")
+    return isinstance(found, Principal) and found.key_id != "local"
+
+
 def is_https(request: Request) -> bool:
     """Whether the browser reached us over TLS: directly, or through a proxy saying
     ``X-Forwarded-Proto: https``. The header is believed from any peer because it only ever
@@ -127,22 +138,49 @@ def is_https(request: Request) -> bool:
     return any(part.strip().lower() == "https" for part in forwarded.split(","))
 
 
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path on this server only (never '//host' or a scheme,
+    which would make the login form an open redirect); '/' otherwise."""
+    text = (target or "").strip()
+    parts = urlsplit(text)
+    if not text.startswith("/") or text.startswith("//") or "\\" in text or parts.scheme or parts.netloc:
+        return "/"
+    if any(ord(ch) < 32 for ch in text) or parts.path in ("/login", "/logout"):
+        return "/"
+    return text
+
+
 async def login_page(request: Request) -> Response:
-    """A form that keeps an API key in an HttpOnly, SameSite=Lax cookie (Secure over HTTPS)."""
+    """A form that keeps an API key in an HttpOnly, SameSite=Lax cookie (Secure over HTTPS),
+    then lands on the page that was asked for (``?next=``, a local path only)."""
+    keys = _ctx(request).keys
+    context: dict[str, Any] = {"error": None, "nav": None, "auth_on": keys.enabled,
+                               "next": safe_next(request.query_params.get("next"))}
     if request.method == "POST":
         # A plain urlencoded form; parsed here so the UI needs no multipart library.
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         key = (form.get("key") or [""])[0].strip()
+        context["next"] = safe_next((form.get("next") or [""])[0])
         try:
-            _ctx(request).keys.principal(key)
+            keys.principal(key)
         except (Unauthenticated, PermanentError):
-            return _render(request, "login.html", {"error": "unknown or revoked API key", "nav": None}, 401)
-        response = RedirectResponse("/", status_code=303)
+            return _render(request, "login.html", {**context, "error": "unknown or revoked API key"}, 401)
+        response = RedirectResponse(context["next"], status_code=303)
         # Lax, not Strict: links from notifications (Slack, PagerDuty) open signed in, and no
         # GET changes anything, while cross-site POSTs still arrive without the cookie.
         response.set_cookie(COOKIE, key, httponly=True, samesite="lax", secure=is_https(request), path="/")
         return response
-    return _render(request, "login.html", {"error": None, "nav": None})
+    return _render(request, "login.html", context)
+
+
+async def logout(request: Request) -> Response:
+    """Sign out: forget the key cookie and go back to the sign-in form (a POST from our pages)."""
+    form = await own_form(request)
+    if isinstance(form, Response):
+        return form
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=is_https(request))
+    return response
 
 
 def _page(handler: Handler) -> Handler:
@@ -324,7 +362,21 @@ async def slo_page(request: Request) -> Response:
     except NotFound as exc:
         return _error(request, 404, "Not found", exc.message, nav="slos")
     view = fmt.slo_view(doc, _sli_specs(ctx, tenant).get(doc["name"]))
-    chart = fmt.burn_down_chart(doc.get("burn_down"))
+    window_ns = _window_ns(str(doc.get("window") or ""))
+    choices = [c for c in RANGE_CHOICES if window_ns is None or -parse_time(c, 0) < window_ns]
+    if window_ns is not None:
+        choices.append(str(doc["window"]))  # the whole window is always a choice, and the default
+    chosen = request.query_params.get("range") or (choices[-1] if choices else RANGE_CHOICES[-1])
+    if chosen not in (choices or RANGE_CHOICES):
+        raise PermanentError(f"range must be one of {', '.join(choices or RANGE_CHOICES)}; got {chosen!r}")
+    range_ns = -parse_time(chosen, 0)
+    series = await run_in_threadpool(ctx.slos.chart, tenant, name, range_ns, BURN_DOWN_POINTS)
+    # Both charts share one time axis: from the earlier of their first times to the later end.
+    spans = [fmt.time_span(series["burn_down"]), fmt.time_span(series["sli_series"], series["bucket_s"])]
+    found = [sp for sp in spans if sp is not None]
+    shared = (min(a for a, _ in found), max(b for _, b in found)) if found else None
+    chart = fmt.burn_down_chart(series["burn_down"], shared) if series["burn_down"] else None
+    sli = fmt.sli_chart(series["sli_series"], series.get("objective"), series["bucket_s"], shared)
     changes: list[dict[str, Any]] = []
     if chart and ctx.incidents is not None and doc.get("journey"):
         rows = await run_in_threadpool(
@@ -337,11 +389,23 @@ async def slo_page(request: Request) -> Response:
         "slo": view,
         "chart": chart,
         "markers": fmt.change_markers(chart, changes),
+        "sli_chart": sli,
+        "sli_markers": fmt.change_markers(sli, changes),
+        "range": chosen,
+        "range_choices": choices or list(RANGE_CHOICES),
         "rates": fmt.rate_bars(doc.get("burn_rates")),
         "alerts": fmt.alert_rows(doc.get("alerts")),
         "refresh": REFRESH_SECONDS,
     }
     return _render(request, "slo.html", context)
+
+
+def _window_ns(window: str) -> int | None:
+    """An SLO window such as '28d' in ns; None for calendar windows ('1 month')."""
+    try:
+        return -parse_time(window.replace(" ", ""), 0)
+    except PermanentError:
+        return None
 
 
 async def attention_fragment(request: Request) -> Response:
@@ -383,5 +447,6 @@ def ui_routes() -> list[BaseRoute]:
         Route("/slos/{name}", _page(slo_page), methods=["GET"], include_in_schema=False),
         Route("/ui/attention", attention_fragment, methods=["GET"], include_in_schema=False),
         Route("/login", login_page, methods=["GET", "POST"], include_in_schema=False),
+        Route("/logout", logout, methods=["POST"], include_in_schema=False),
         Mount("/static", app=static, name="static"),
     ]
