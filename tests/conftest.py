@@ -18,6 +18,24 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Copies of ../shared/fixtures and ../shared/refs, unchanged (tests/data/README.md).
+# Tests judge what servers answer, not how fast: on a loaded machine a request to a test
+# server may take longer than httpx's 5 s default, so every call without its own timeout
+# waits up to a minute.
+HTTP_TIMEOUT = httpx.Timeout(60.0)
+
+
+def _patient(call: Any) -> Any:
+    def request(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        return call(*args, **kwargs)
+
+    return request
+
+
+for _verb in ("request", "get", "post", "put", "patch", "delete", "head", "options"):
+    setattr(httpx, _verb, _patient(getattr(httpx, _verb)))
+
+
 DATA = REPO / "tests" / "data"
 REFS = DATA / "refs"
 FIXTURES = DATA / "fixtures" / "otlp"
