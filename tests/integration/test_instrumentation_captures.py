@@ -282,3 +282,24 @@ def test_mastra_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     spans = _spans_of_first_run_with(server, runs, "tool_calls")
     calls = [s for s in spans if s["operation"] == "chat"]
     assert calls[-1]["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."
+
+
+def test_langgraph_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """A LangGraph agent graph under OpenInference: the graph, node and chain spans around each
+    call add no tokens; runs, calls, the failed call, tool run, tokens (cached too) and cost
+    equal the truth; the trace view shows the conversation and the tool's result."""
+    truth = _post_capture(server, "langgraph")
+    driver = truth["driver"]
+    runs = _journeys_and_runs(server, driver)
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
+    assert sum(r["cached_input_tokens"] for r in runs) == 8
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert [s["name"] for s in calls] == ["ChatOpenAI", "ChatOpenAI"]
+    assert calls[0]["genai"]["input_messages"][1] == {"role": "user", "content": "where is my order A-1042"}
+    assert calls[-1]["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert (tool["tool_name"], tool["genai"]["tool_result"]) == ("lookup_order", {"orderId": "A-1042", "status": "shipped"})

@@ -162,6 +162,12 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
         for key, name in (("input.value", "tool_arguments"), ("output.value", "tool_result")):
             if key in attrs:
                 details[name] = _json(attrs[key])
+        result = details.get("tool_result")
+        if isinstance(result, dict) and result.get("type") == "tool" and isinstance(result.get("data"), dict):
+            # LangChain: the output is the ToolMessage the tool returned; its content is the result.
+            details["tool_result"] = _json(result["data"].get("content"))
+            if result["data"].get("tool_call_id"):
+                details["tool_call_id"] = result["data"]["tool_call_id"]
         if "tool.parameters" in attrs:
             details["tool_definitions"] = [{
                 "name": attrs.get("tool.name"), "description": attrs.get("tool.description"),
