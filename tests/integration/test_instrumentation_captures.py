@@ -303,3 +303,24 @@ def test_langgraph_capture_ingests_with_its_truth(server: ServerProcess) -> None
     assert calls[-1]["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
     tool = next(s for s in spans if s["operation"] == "execute_tool")
     assert (tool["tool_name"], tool["genai"]["tool_result"]) == ("lookup_order", {"orderId": "A-1042", "status": "shipped"})
+
+
+def test_openai_agents_responses_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """The Agents SDK on its default Responses API: calls, the failed call, tool run, tokens
+    with the cached ones (which the chat-completions capture loses) and cost equal the
+    provider's; the trace view shows the instructions, the conversation and the tool."""
+    truth = _post_capture(server, "openai-agents-responses")
+    driver = truth["driver"]
+    runs = _journeys_and_runs(server, driver)
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _tokens_and_bill_equal_the_provider(runs, truth, "openai", truth["answered_model"]["gpt-4o-mini"])
+    assert sum(r["cached_input_tokens"] for r in runs) == 8
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert {s["response_model"] for s in calls} == {"gpt-4o-mini-2024-07-18"}
+    assert calls[0]["genai"]["input_messages"][1] == {"role": "user", "content": "where is my order A-1042"}
+    assert calls[-1]["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert (tool["tool_name"], tool["genai"]["tool_arguments"]) == ("lookup_order", {"orderId": "A-1042"})

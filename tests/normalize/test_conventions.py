@@ -649,3 +649,42 @@ def test_langgraph_capture_counts_the_model_runs_not_the_chains() -> None:
                                                            "arguments": {"orderId": "A-1042"}}
     answer = next(c for c in calls if c["input_messages"][-1]["role"] == "tool")
     assert answer["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
+
+
+# --- OpenAI Agents SDK on the Responses API (OpenInference) -----------------------------------
+
+OPENAI_AGENTS_RESPONSES = Path(__file__).parents[1] / "data" / "captures" / "openai-agents-responses"
+
+
+def test_openai_agents_responses_capture_equals_its_truth() -> None:
+    """On the Responses API the SDK's response spans are the calls and carry the cached tokens
+    (unlike chat-completions models) and the answering model; the streamed run's usage is the
+    response.completed one; the failed call has no model (truth.json's lost_by_instrumentation)."""
+    truth = json.loads((OPENAI_AGENTS_RESPONSES / "truth.json").read_text())
+    spans, traces = _ai_sdk(OPENAI_AGENTS_RESPONSES)
+    answered = truth["answered_model"]
+    assert _ok_calls_by_model(spans) == {answered[m]: t for m, t in truth["provider_truth_by_model"].items()}
+    assert truth["provider_truth_by_model"]["gpt-4o-mini"]["cached_input_tokens"] == 8
+    driver = truth["driver"]
+    assert truth["provider_status_counts"] == {"responses 200": driver["model_calls"] - 1, "responses 500": 1}
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"])]
+    assert _sql(spans, "SELECT DISTINCT name, provider FROM t WHERE operation = 'chat'") == [("response", "openai")]
+    assert _sql(spans, "SELECT operation, tool_name FROM t WHERE name LIKE 'handoff to %'") == [("agent", None)] * driver["handoffs"]
+    assert _sql(spans, "SELECT http_status, request_model, response_model FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, None, None)]
+    assert truth["lost_by_instrumentation"]["failed_call"] == ["model", "input messages"]
+    assert _sql(spans, "SELECT count(*) FROM t WHERE operation != 'chat' AND input_tokens IS NOT NULL") == [(0,)]
+    price = default_catalog().lookup("openai", "gpt-4o-mini-2024-07-18", T0)[0]
+    assert price is not None
+    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"])
+               for c in truth["provider_calls"] if c["status"] == 200)
+    assert _sql(traces, "SELECT sum(cost_usd) FROM t")[0][0] == pytest.approx(bill)
+    calls = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'response' ORDER BY start_ns")]
+    lookup = next(c for c in calls if c.get("output_messages") and c["output_messages"][0].get("tool_calls", [{}])[0].get("name") == "lookup_order")
+    assert lookup["output_messages"][0]["tool_calls"][0]["arguments"] == {"orderId": "A-1042"}
+    assert lookup["input_messages"][0] == {"role": "system", "content": "You answer questions about orders."}
+    answer = next(c for c in calls if c.get("output_messages") and c["output_messages"][0].get("content") == "Your order A-1042 ships tomorrow.")
+    assert answer["input_messages"][-1]["role"] == "tool"
+    (attrs,), = _sql(spans, "SELECT attributes FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), [])
+    assert (tool["tool_arguments"], tool["tool_result"]) == ({"orderId": "A-1042"}, {"orderId": "A-1042", "status": "shipped"})
