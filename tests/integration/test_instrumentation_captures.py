@@ -287,7 +287,7 @@ def test_mastra_capture_ingests_with_its_truth(server: ServerProcess) -> None:
 def test_langgraph_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     """A LangGraph agent graph under OpenInference: the graph, node and chain spans around each
     call add no tokens; runs, calls, the failed call, tool run, tokens (cached too) and cost
-    equal the truth; the trace view shows the conversation and the tool's result."""
+    equal the truth; the trace view shows the conversation and the tool's call."""
     truth = _post_capture(server, "langgraph")
     driver = truth["driver"]
     runs = _journeys_and_runs(server, driver)
@@ -303,6 +303,12 @@ def test_langgraph_capture_ingests_with_its_truth(server: ServerProcess) -> None
     assert calls[-1]["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
     tool = next(s for s in spans if s["operation"] == "execute_tool")
     assert (tool["tool_name"], tool["genai"]["tool_result"]) == ("lookup_order", {"orderId": "A-1042", "status": "shipped"})
+    # The tool span sent only the argument's value; the view shows the arguments of the
+    # model's tool call with the same call id, and what the span sent.
+    asked = calls[0]["genai"]["output_messages"][0]["tool_calls"][0]
+    assert tool["genai"]["tool_call_id"] == asked["id"]
+    assert tool["genai"]["tool_arguments"] == asked["arguments"] == {"orderId": "A-1042"}
+    assert tool["genai"]["tool_arguments_as_sent"] == truth["lost_by_instrumentation"]["tool_arguments_as_sent"]
 
 
 def test_openai_agents_responses_capture_ingests_with_its_truth(server: ServerProcess) -> None:

@@ -245,9 +245,28 @@ def trace_document(run: dict[str, Any], spans: list[dict[str, Any]]) -> dict[str
             genai=genai_details(attrs, events),
         )
         out_spans.append(item)
+    _arguments_from_the_model_calls(out_spans)
     document = run_document(run)
     document["spans"] = out_spans
     return document
+
+
+def _arguments_from_the_model_calls(spans: list[dict[str, Any]]) -> None:
+    """Tool spans that sent a bare value as their arguments (OpenInference's LangChain TOOL span
+    has the single argument's value only) show the arguments object of the model's tool call
+    with the same call id, keeping what the span sent in ``tool_arguments_as_sent``."""
+    asked: dict[str, Any] = {}
+    for span in spans:
+        for message in span["genai"].get("output_messages") or []:
+            for call in (message.get("tool_calls") or []) if isinstance(message, dict) else []:
+                if isinstance(call, dict) and call.get("id") and isinstance(call.get("arguments"), dict):
+                    asked[str(call["id"])] = call["arguments"]
+    for span in spans:
+        genai = span["genai"]
+        call_id = genai.get("tool_call_id")
+        if call_id in asked and "tool_arguments" in genai and not isinstance(genai["tool_arguments"], dict):
+            genai["tool_arguments_as_sent"] = genai["tool_arguments"]
+            genai["tool_arguments"] = asked[call_id]
 
 
 def run_document(run: dict[str, Any]) -> dict[str, Any]:
