@@ -330,3 +330,23 @@ def test_openai_agents_responses_capture_ingests_with_its_truth(server: ServerPr
     assert calls[-1]["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
     tool = next(s for s in spans if s["operation"] == "execute_tool")
     assert (tool["tool_name"], tool["genai"]["tool_arguments"]) == ("lookup_order", {"orderId": "A-1042"})
+
+
+def test_langgraph_openllmetry_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """The same graph under OpenLLMetry, in two export requests (the streamed run's root in the
+    second): runs, calls, tokens and cost equal the truth; no provider named after the
+    framework; the tool shows its arguments and result, not LangChain's callback payloads."""
+    truth = _post_capture(server, "langgraph-openllmetry")
+    driver = truth["driver"]
+    runs = _journeys_and_runs(server, driver)
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
+    assert {s["provider"] for s in spans} == {None, "openai"}
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert tool["genai"]["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["genai"]["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    answer = [s for s in spans if s["operation"] == "chat"][-1]
+    assert answer["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."

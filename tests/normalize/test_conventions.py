@@ -688,3 +688,32 @@ def test_openai_agents_responses_capture_equals_its_truth() -> None:
     (attrs,), = _sql(spans, "SELECT attributes FROM t WHERE operation = 'execute_tool'")
     tool = genai_details(orjson.loads(attrs), [])
     assert (tool["tool_arguments"], tool["tool_result"]) == ({"orderId": "A-1042"}, {"orderId": "A-1042", "status": "shipped"})
+
+
+LANGGRAPH_OPENLLMETRY = Path(__file__).parents[1] / "data" / "captures" / "langgraph-openllmetry"
+
+
+def test_langgraph_under_openllmetry_counts_the_calls_and_names_no_framework_provider() -> None:
+    """OpenLLMetry's LangChain spans: ChatOpenAI.chat spans are the calls; the graph, workflow
+    and execute_task spans carry no usage and their gen_ai.provider.name "langgraph" is the
+    framework, stored as no provider; the tool's callback payloads read as its arguments and
+    the ToolMessage's content."""
+    truth = json.loads((LANGGRAPH_OPENLLMETRY / "truth.json").read_text())
+    spans, traces = _ai_sdk(LANGGRAPH_OPENLLMETRY)
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
+    provider = truth["provider_truth_by_model"]["gpt-4o-mini"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"], provider["input_tokens"], provider["output_tokens"],
+         provider["cached_input_tokens"])]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE provider IS NOT NULL") == [("openai",)]
+    assert _sql(spans, "SELECT count(*) FROM t WHERE attributes LIKE '%\"gen_ai.provider.name\":\"langgraph\"%'")[0][0] > 0
+    assert _sql(spans, "SELECT count(*) FROM t WHERE operation != 'chat' AND input_tokens IS NOT NULL") == [(0,)]
+    assert _sql(spans, "SELECT http_status, error_type FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, "OpenAIAPIError")]
+    (attrs,), = _sql(spans, "SELECT attributes FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), [])
+    assert tool["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    calls = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'ChatOpenAI.chat' ORDER BY start_ns")]
+    asked = next(c for c in calls if c["output_messages"] and c["output_messages"][0]["parts"][0]["type"] == "tool_call")
+    assert asked["output_messages"][0]["parts"][0]["id"] == tool["tool_call_id"]
