@@ -122,3 +122,23 @@ def test_strands_capture_reports_the_missing_provider_and_sees_event_content() -
     # Mastra's calls carry their completion as gen_ai.output.messages: content, no violation.
     mastra = check_otlp_files(otlp_files(DATA / "captures" / "mastra" / "raw"))
     assert mastra.exit_code() == 0 and _counts(mastra, "content.not_captured") == {}
+
+
+def test_agent_framework_captures_report_what_their_instrumentation_loses() -> None:
+    """LangGraph under OpenInference or OpenLLMetry sends everything the checker needs but a
+    prompt version (and, under OpenInference, an error type): exit 0, its content seen; the Agents SDK on the Responses API loses the
+    failed call's model (truth.json's lost_by_instrumentation): one violation, exit 1."""
+    langgraph = check_otlp_files(otlp_files(DATA / "captures" / "langgraph" / "raw"))
+    assert langgraph.exit_code() == 0
+    assert _counts(langgraph, "content.not_captured") == {} and _counts(langgraph, "model.missing") == {}
+    assert _counts(langgraph, "error.type.missing") == {"ask": 1}
+    # Under OpenLLMetry the framework spans name "langgraph" as provider: not a provider, and
+    # the calls name theirs, so nothing is missing.
+    openllmetry = check_otlp_files(otlp_files(DATA / "captures" / "langgraph-openllmetry" / "raw"))
+    assert openllmetry.exit_code() == 0 and _counts(openllmetry, "provider.missing") == {}
+    responses = DATA / "captures" / "openai-agents-responses"
+    assert "model" in json.loads((responses / "truth.json").read_text())["lost_by_instrumentation"]["failed_call"]
+    report = check_otlp_files(otlp_files(responses / "raw"))
+    assert report.exit_code() == 1
+    assert _counts(report, "model.missing") == {"ask": 1}
+    assert [f.exemplar["name"] for f in report.findings if f.id == "model.missing"] == ["response"]

@@ -282,3 +282,71 @@ def test_mastra_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     spans = _spans_of_first_run_with(server, runs, "tool_calls")
     calls = [s for s in spans if s["operation"] == "chat"]
     assert calls[-1]["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."
+
+
+def test_langgraph_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """A LangGraph agent graph under OpenInference: the graph, node and chain spans around each
+    call add no tokens; runs, calls, the failed call, tool run, tokens (cached too) and cost
+    equal the truth; the trace view shows the conversation and the tool's call."""
+    truth = _post_capture(server, "langgraph")
+    driver = truth["driver"]
+    runs = _journeys_and_runs(server, driver)
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
+    assert sum(r["cached_input_tokens"] for r in runs) == 8
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert [s["name"] for s in calls] == ["ChatOpenAI", "ChatOpenAI"]
+    assert calls[0]["genai"]["input_messages"][1] == {"role": "user", "content": "where is my order A-1042"}
+    assert calls[-1]["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert (tool["tool_name"], tool["genai"]["tool_result"]) == ("lookup_order", {"orderId": "A-1042", "status": "shipped"})
+    # The tool span sent only the argument's value; the view shows the arguments of the
+    # model's tool call with the same call id, and what the span sent.
+    asked = calls[0]["genai"]["output_messages"][0]["tool_calls"][0]
+    assert tool["genai"]["tool_call_id"] == asked["id"]
+    assert tool["genai"]["tool_arguments"] == asked["arguments"] == {"orderId": "A-1042"}
+    assert tool["genai"]["tool_arguments_as_sent"] == truth["lost_by_instrumentation"]["tool_arguments_as_sent"]
+
+
+def test_openai_agents_responses_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """The Agents SDK on its default Responses API: calls, the failed call, tool run, tokens
+    with the cached ones (which the chat-completions capture loses) and cost equal the
+    provider's; the trace view shows the instructions, the conversation and the tool."""
+    truth = _post_capture(server, "openai-agents-responses")
+    driver = truth["driver"]
+    runs = _journeys_and_runs(server, driver)
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _tokens_and_bill_equal_the_provider(runs, truth, "openai", truth["answered_model"]["gpt-4o-mini"])
+    assert sum(r["cached_input_tokens"] for r in runs) == 8
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
+    calls = [s for s in spans if s["operation"] == "chat"]
+    assert {s["response_model"] for s in calls} == {"gpt-4o-mini-2024-07-18"}
+    assert calls[0]["genai"]["input_messages"][1] == {"role": "user", "content": "where is my order A-1042"}
+    assert calls[-1]["genai"]["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert (tool["tool_name"], tool["genai"]["tool_arguments"]) == ("lookup_order", {"orderId": "A-1042"})
+
+
+def test_langgraph_openllmetry_capture_ingests_with_its_truth(server: ServerProcess) -> None:
+    """The same graph under OpenLLMetry, in two export requests (the streamed run's root in the
+    second): runs, calls, tokens and cost equal the truth; no provider named after the
+    framework; the tool shows its arguments and result, not LangChain's callback payloads."""
+    truth = _post_capture(server, "langgraph-openllmetry")
+    driver = truth["driver"]
+    runs = _journeys_and_runs(server, driver)
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
+    spans = _spans_of_first_run_with(server, runs, "tool_calls")
+    assert {s["provider"] for s in spans} == {None, "openai"}
+    tool = next(s for s in spans if s["operation"] == "execute_tool")
+    assert tool["genai"]["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["genai"]["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    answer = [s for s in spans if s["operation"] == "chat"][-1]
+    assert answer["genai"]["output_messages"][0]["parts"][0]["content"] == "Your order A-1042 ships tomorrow."

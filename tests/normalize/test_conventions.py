@@ -610,3 +610,110 @@ def test_stream_usage_moved_from_a_logfire_record_keeps_the_cache_write_price() 
     assert (call["input_tokens"], call["cached_input_tokens"]) == (1039, None)
     assert call["cost_usd"] == pytest.approx((9 * 3.00 + 1030 * 3.75 + 7 * 15.00) / 1e6)
     assert run["cost_usd"] == pytest.approx(call["cost_usd"])
+
+
+# --- LangGraph (OpenInference's LangChain instrumentation) -------------------------------------
+
+LANGGRAPH = Path(__file__).parents[1] / "data" / "captures" / "langgraph"
+
+
+def test_langgraph_capture_counts_the_model_runs_not_the_chains() -> None:
+    """ChatOpenAI (LLM) spans are the calls, cached tokens included; the graph, node, chain and
+    edge spans carry no usage and are not counted; the failed call is read as HTTP 500; the
+    tool's result is its ToolMessage's content and its arguments what the span sent (the
+    value only: truth.json's lost_by_instrumentation)."""
+    truth = json.loads((LANGGRAPH / "truth.json").read_text())
+    spans, traces = _ai_sdk(LANGGRAPH)
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
+    provider = truth["provider_truth_by_model"]["gpt-4o-mini"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"], provider["input_tokens"], provider["output_tokens"],
+         provider["cached_input_tokens"])]
+    assert _sql(spans, "SELECT DISTINCT name FROM t WHERE operation = 'chat'") == [("ChatOpenAI",)]
+    assert _sql(spans, "SELECT count(*) FROM t WHERE operation != 'chat' AND (input_tokens IS NOT NULL OR cost_usd IS NOT NULL)") == [(0,)]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE operation = 'chat'") == [("openai",)]
+    assert _sql(spans, "SELECT http_status FROM t WHERE operation = 'chat' AND status = 'error'") == [(500,)]
+    expected = default_catalog().lookup("openai", "gpt-4o-mini", T0)[0]
+    assert expected is not None
+    bill = sum(expected.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"])
+               for c in truth["provider_calls"] if c["status"] == 200)
+    assert _sql(traces, "SELECT sum(cost_usd) FROM t")[0][0] == pytest.approx(bill)
+    (attrs,), = _sql(spans, "SELECT attributes FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), [])
+    assert tool["tool_arguments"] == truth["lost_by_instrumentation"]["tool_arguments_as_sent"]
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    calls = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'ChatOpenAI' ORDER BY start_ns")]
+    asked = next(c for c in calls if c.get("output_messages") and c["output_messages"][0].get("tool_calls"))
+    assert asked["output_messages"][0]["tool_calls"][0] == {"id": tool["tool_call_id"], "name": "lookup_order",
+                                                           "arguments": {"orderId": "A-1042"}}
+    answer = next(c for c in calls if c["input_messages"][-1]["role"] == "tool")
+    assert answer["output_messages"][0]["content"] == "Your order A-1042 ships tomorrow."
+
+
+# --- OpenAI Agents SDK on the Responses API (OpenInference) -----------------------------------
+
+OPENAI_AGENTS_RESPONSES = Path(__file__).parents[1] / "data" / "captures" / "openai-agents-responses"
+
+
+def test_openai_agents_responses_capture_equals_its_truth() -> None:
+    """On the Responses API the SDK's response spans are the calls and carry the cached tokens
+    (unlike chat-completions models) and the answering model; the streamed run's usage is the
+    response.completed one; the failed call has no model (truth.json's lost_by_instrumentation)."""
+    truth = json.loads((OPENAI_AGENTS_RESPONSES / "truth.json").read_text())
+    spans, traces = _ai_sdk(OPENAI_AGENTS_RESPONSES)
+    answered = truth["answered_model"]
+    assert _ok_calls_by_model(spans) == {answered[m]: t for m, t in truth["provider_truth_by_model"].items()}
+    assert truth["provider_truth_by_model"]["gpt-4o-mini"]["cached_input_tokens"] == 8
+    driver = truth["driver"]
+    assert truth["provider_status_counts"] == {"responses 200": driver["model_calls"] - 1, "responses 500": 1}
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"])]
+    assert _sql(spans, "SELECT DISTINCT name, provider FROM t WHERE operation = 'chat'") == [("response", "openai")]
+    assert _sql(spans, "SELECT operation, tool_name FROM t WHERE name LIKE 'handoff to %'") == [("agent", None)] * driver["handoffs"]
+    assert _sql(spans, "SELECT http_status, request_model, response_model FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, None, None)]
+    assert truth["lost_by_instrumentation"]["failed_call"] == ["model", "input messages"]
+    assert _sql(spans, "SELECT count(*) FROM t WHERE operation != 'chat' AND input_tokens IS NOT NULL") == [(0,)]
+    price = default_catalog().lookup("openai", "gpt-4o-mini-2024-07-18", T0)[0]
+    assert price is not None
+    bill = sum(price.cost(c["input_tokens"], c["output_tokens"], c["cached_input_tokens"])
+               for c in truth["provider_calls"] if c["status"] == 200)
+    assert _sql(traces, "SELECT sum(cost_usd) FROM t")[0][0] == pytest.approx(bill)
+    calls = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'response' ORDER BY start_ns")]
+    lookup = next(c for c in calls if c.get("output_messages") and c["output_messages"][0].get("tool_calls", [{}])[0].get("name") == "lookup_order")
+    assert lookup["output_messages"][0]["tool_calls"][0]["arguments"] == {"orderId": "A-1042"}
+    assert lookup["input_messages"][0] == {"role": "system", "content": "You answer questions about orders."}
+    answer = next(c for c in calls if c.get("output_messages") and c["output_messages"][0].get("content") == "Your order A-1042 ships tomorrow.")
+    assert answer["input_messages"][-1]["role"] == "tool"
+    (attrs,), = _sql(spans, "SELECT attributes FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), [])
+    assert (tool["tool_arguments"], tool["tool_result"]) == ({"orderId": "A-1042"}, {"orderId": "A-1042", "status": "shipped"})
+
+
+LANGGRAPH_OPENLLMETRY = Path(__file__).parents[1] / "data" / "captures" / "langgraph-openllmetry"
+
+
+def test_langgraph_under_openllmetry_counts_the_calls_and_names_no_framework_provider() -> None:
+    """OpenLLMetry's LangChain spans: ChatOpenAI.chat spans are the calls; the graph, workflow
+    and execute_task spans carry no usage and their gen_ai.provider.name "langgraph" is the
+    framework, stored as no provider; the tool's callback payloads read as its arguments and
+    the ToolMessage's content."""
+    truth = json.loads((LANGGRAPH_OPENLLMETRY / "truth.json").read_text())
+    spans, traces = _ai_sdk(LANGGRAPH_OPENLLMETRY)
+    assert _ok_calls_by_model(spans) == truth["provider_truth_by_model"]
+    provider = truth["provider_truth_by_model"]["gpt-4o-mini"]
+    driver = truth["driver"]
+    assert _sql(traces, "SELECT sum(llm_calls), sum(llm_errors), sum(tool_calls), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens) FROM t") == [
+        (driver["model_calls"], 1, driver["tool_executions"], provider["input_tokens"], provider["output_tokens"],
+         provider["cached_input_tokens"])]
+    assert _sql(spans, "SELECT DISTINCT provider FROM t WHERE provider IS NOT NULL") == [("openai",)]
+    assert _sql(spans, "SELECT count(*) FROM t WHERE attributes LIKE '%\"gen_ai.provider.name\":\"langgraph\"%'")[0][0] > 0
+    assert _sql(spans, "SELECT count(*) FROM t WHERE operation != 'chat' AND input_tokens IS NOT NULL") == [(0,)]
+    assert _sql(spans, "SELECT http_status, error_type FROM t WHERE operation = 'chat' AND status = 'error'") == [(500, "OpenAIAPIError")]
+    (attrs,), = _sql(spans, "SELECT attributes FROM t WHERE operation = 'execute_tool'")
+    tool = genai_details(orjson.loads(attrs), [])
+    assert tool["tool_arguments"] == {"orderId": "A-1042"}
+    assert tool["tool_result"] == {"orderId": "A-1042", "status": "shipped"}
+    calls = [genai_details(orjson.loads(a), []) for (a,) in _sql(spans, "SELECT attributes FROM t WHERE name = 'ChatOpenAI.chat' ORDER BY start_ns")]
+    asked = next(c for c in calls if c["output_messages"] and c["output_messages"][0]["parts"][0]["type"] == "tool_call")
+    assert asked["output_messages"][0]["parts"][0]["id"] == tool["tool_call_id"]

@@ -109,6 +109,38 @@ def _with_openinference_tool_calls(attrs: dict[str, Any], messages: Any, directi
     return out
 
 
+def _tool_message(value: Any) -> dict[str, Any] | None:
+    """The fields of a LangChain ToolMessage as instrumentations dump it: OpenInference's
+    ``{"type": "tool", "data": {...}}``, LangChain's serialised ``{"lc": 1, "id": [..,
+    "ToolMessage"], "kwargs": {...}}``, or OpenLLMetry's ``{"output": <either>}``."""
+    if not isinstance(value, dict):
+        return None
+    if isinstance(value.get("output"), dict):
+        value = value["output"]
+    if value.get("type") == "tool" and isinstance(value.get("data"), dict):
+        return dict(value["data"])
+    ids = value.get("id")
+    if value.get("lc") and isinstance(ids, list) and ids[-1:] == ["ToolMessage"] and isinstance(value.get("kwargs"), dict):
+        return dict(value["kwargs"])
+    return None
+
+
+def _langchain_tool_io(details: dict[str, Any]) -> None:
+    """A LangChain tool run's callback payloads as the call's arguments and result: the
+    ToolMessage's content is the result, OpenLLMetry's ``inputs`` the arguments."""
+    message = _tool_message(details.get("tool_result"))
+    if message is not None:
+        details["tool_result"] = _json(message.get("content"))
+        if message.get("tool_call_id"):
+            details["tool_call_id"] = message["tool_call_id"]
+    arguments = details.get("tool_arguments")
+    if isinstance(arguments, dict) and "input_str" in arguments and isinstance(arguments.get("inputs"), dict):
+        details["tool_arguments"] = arguments["inputs"]
+        call_id = (arguments.get("kwargs") or {}).get("tool_call_id")
+        if call_id and "tool_call_id" not in details:
+            details["tool_call_id"] = call_id
+
+
 def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
     """Prompts, completions, tool call, retrieval documents and errors found on one span."""
     details: dict[str, Any] = {}
@@ -177,6 +209,7 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
     ):
         if key in attrs and name not in details:
             details[name] = _json(attrs[key])
+    _langchain_tool_io(details)
     documents = _json(attrs.get("aisre.retrieval.documents")) or _indexed(attrs, _OPENINFERENCE_DOC)
     if documents:
         details["retrieval_documents"] = documents
@@ -239,9 +272,28 @@ def trace_document(run: dict[str, Any], spans: list[dict[str, Any]]) -> dict[str
             genai=genai_details(attrs, events),
         )
         out_spans.append(item)
+    _arguments_from_the_model_calls(out_spans)
     document = run_document(run)
     document["spans"] = out_spans
     return document
+
+
+def _arguments_from_the_model_calls(spans: list[dict[str, Any]]) -> None:
+    """Tool spans that sent a bare value as their arguments (OpenInference's LangChain TOOL span
+    has the single argument's value only) show the arguments object of the model's tool call
+    with the same call id, keeping what the span sent in ``tool_arguments_as_sent``."""
+    asked: dict[str, Any] = {}
+    for span in spans:
+        for message in span["genai"].get("output_messages") or []:
+            for call in (message.get("tool_calls") or []) if isinstance(message, dict) else []:
+                if isinstance(call, dict) and call.get("id") and isinstance(call.get("arguments"), dict):
+                    asked[str(call["id"])] = call["arguments"]
+    for span in spans:
+        genai = span["genai"]
+        call_id = genai.get("tool_call_id")
+        if call_id in asked and "tool_arguments" in genai and not isinstance(genai["tool_arguments"], dict):
+            genai["tool_arguments_as_sent"] = genai["tool_arguments"]
+            genai["tool_arguments"] = asked[call_id]
 
 
 def run_document(run: dict[str, Any]) -> dict[str, Any]:

@@ -44,8 +44,10 @@ OPENINFERENCE_HANDOFF_PREFIX = "handoff to "
 # A model call whose only finish reason is "error" failed, whatever its span status says
 # (Mastra leaves a failed call's span OK and marks only its agent span as failed).
 FINISH_REASONS = "gen_ai.response.finish_reasons"
-# Frameworks that put their own name in gen_ai.system, not the model provider's.
-NOT_PROVIDERS = frozenset({"strands-agents"})
+# Frameworks that put their own name in gen_ai.system / gen_ai.provider.name, not the model
+# provider's: Strands on every span; OpenLLMetry's LangChain instrumentation on graph, chain,
+# task and tool spans ("langgraph" inside a LangGraph run, else "langchain").
+NOT_PROVIDERS = frozenset({"strands-agents", "langgraph", "langchain"})
 # Older OpenLLMetry.
 LLM_REQUEST_TYPE = "llm.request.type"
 LLM_REQUEST_TYPES = {

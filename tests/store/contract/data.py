@@ -46,7 +46,8 @@ FIXTURES: tuple[Fixture, ...] = (
     # calls or tokens, e.g. google-genai or LiteLLM, are checked against their documented losses
     # in tests/integration/test_instrumentation_captures.py instead).
     *(Fixture(n, DATA / "captures" / n)
-      for n in ("ai-sdk", "anthropic-twice", "logfire", "pydantic-ai", "strands", "mastra")),
+      for n in ("ai-sdk", "anthropic-twice", "logfire", "pydantic-ai", "strands", "mastra", "langgraph",
+                "langgraph-openllmetry")),
 )
 BY_NAME = {f.name: f for f in FIXTURES}
 

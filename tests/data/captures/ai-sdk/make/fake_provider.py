@@ -1,7 +1,8 @@
 """A fake OpenAI-compatible provider on loopback that also records OTLP/HTTP bodies.
 
-It answers /v1/chat/completions (plain and streamed, tool calls, injected 500s) and
-/v1/embeddings, Anthropic's /v1/messages, and Gemini's /v1beta/models/M:generateContent,
+It answers /v1/chat/completions (plain and streamed, tool calls, injected 500s),
+/v1/responses (the Responses API: plain and streamed, function calls, handoffs, cached tokens,
+injected 500s) and /v1/embeddings, Anthropic's /v1/messages, and Gemini's /v1beta/models/M:generateContent,
 :streamGenerateContent and :batchEmbedContents (injected 500s, cached tokens, function calls),
 keeps what it returned per model and per call (the ground truth), and stores every
 POST to /v1/traces as raw/NNNN.pb. Stop it with GET /shutdown; it then writes truth.json.
@@ -112,6 +113,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/v1/messages":
             self._anthropic(req)
             return
+        if self.path == "/v1/responses":
+            self._responses(req)
+            return
         if self.path == "/v1/embeddings":
             values = req["input"] if isinstance(req["input"], list) else [req["input"]]
             inp = sum(len(str(v).split()) for v in values)
@@ -185,6 +189,103 @@ class Handler(BaseHTTPRequestHandler):
         data = b"data: [DONE]\n\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
 
+
+    def _responses(self, req: dict) -> None:
+        """OpenAI Responses API: plain and streamed (SSE events), function calls (handoffs as
+        with chat completions), cached tokens, injected 500s. Input tokens count the
+        instructions and every input item like _tokens; cached ones are inside them."""
+        model = req["model"]
+        items = req["input"] if isinstance(req["input"], list) else [{"role": "user", "content": req["input"]}]
+        text = json.dumps(items)
+        if "FAIL" in text:
+            _record(model, "responses", 500)
+            self._json(500, {"error": {"message": "injected failure", "type": "server_error", "param": None, "code": None}})
+            return
+
+        def words(item: dict) -> int:
+            content = item.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return 4 + len(str(content or "").split()) + len(str(item.get("arguments") or "").split()) \
+                + len(str(item.get("output") or "").split())
+
+        inp = sum(words(i) for i in items)
+        if req.get("instructions"):
+            inp += 4 + len(str(req["instructions"]).split())
+        cached = 8 if "CACHE" in text else 0
+        offered = [t.get("name", "") for t in req.get("tools") or []]
+        transfer = next((name for name in offered if name.startswith("transfer_to_")), None)
+        last = items[-1]
+        called = [i["name"] for i in items if i.get("type") == "function_call"]
+        asked = last.get("role") == "user" and "order" in str(last.get("content"))
+        answered_transfer = last.get("type") == "function_call_output" and called and called[-1].startswith("transfer_to_")
+        rid = f"resp_{time.time_ns()}"
+        if transfer and asked:
+            call = (transfer, "{}")
+        elif "lookup_order" in offered and (answered_transfer or (asked and not transfer)):
+            call = ("lookup_order", json.dumps({"orderId": "A-1042"}))
+        else:
+            call = None
+        if call:
+            item = {"type": "function_call", "id": "fc_" + rid[-8:], "call_id": "call_" + rid[-6:], "name": call[0],
+                    "arguments": call[1], "status": "completed"}
+            out = len(call[1].split()) + 3
+        else:
+            answer = "Your order A-1042 ships tomorrow." if last.get("type") == "function_call_output" \
+                else "Here is a short answer for you."
+            item = {"type": "message", "id": "msg_" + rid[-8:], "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": answer, "annotations": []}]}
+            out = len(answer.split())
+        _record(model, "responses", 200, inp, out, cached)
+        usage = {"input_tokens": inp, "input_tokens_details": {"cached_tokens": cached}, "output_tokens": out,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": inp + out}
+        response = {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed",
+                    "error": None, "incomplete_details": None, "instructions": req.get("instructions"),
+                    "model": model + "-2024-07-18", "output": [item], "parallel_tool_calls": True,
+                    "temperature": 1.0, "tool_choice": "auto", "tools": req.get("tools") or [], "top_p": 1.0,
+                    "usage": usage}
+        if not req.get("stream"):
+            self._json(200, response)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        seq = [0]
+
+        def event(doc: dict) -> None:
+            doc["sequence_number"] = seq[0]
+            seq[0] += 1
+            data = f"event: {doc['type']}\ndata: {json.dumps(doc)}\n\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        pending = {**response, "status": "in_progress", "output": [], "usage": None}
+        event({"type": "response.created", "response": pending})
+        event({"type": "response.in_progress", "response": pending})
+        if item["type"] == "function_call":
+            event({"type": "response.output_item.added", "output_index": 0,
+                   "item": {**item, "arguments": "", "status": "in_progress"}})
+            event({"type": "response.function_call_arguments.delta", "output_index": 0, "item_id": item["id"],
+                   "delta": item["arguments"]})
+            event({"type": "response.function_call_arguments.done", "output_index": 0, "item_id": item["id"],
+                   "arguments": item["arguments"]})
+        else:
+            text_out = item["content"][0]["text"]
+            event({"type": "response.output_item.added", "output_index": 0,
+                   "item": {**item, "status": "in_progress", "content": []}})
+            part = {"type": "output_text", "text": "", "annotations": []}
+            event({"type": "response.content_part.added", "output_index": 0, "item_id": item["id"],
+                   "content_index": 0, "part": part})
+            for n, word in enumerate(text_out.split(" ")):
+                event({"type": "response.output_text.delta", "output_index": 0, "item_id": item["id"],
+                       "content_index": 0, "delta": word if n == 0 else " " + word, "logprobs": []})
+            event({"type": "response.output_text.done", "output_index": 0, "item_id": item["id"],
+                   "content_index": 0, "text": text_out, "logprobs": []})
+            event({"type": "response.content_part.done", "output_index": 0, "item_id": item["id"],
+                   "content_index": 0, "part": {**part, "text": text_out}})
+        event({"type": "response.output_item.done", "output_index": 0, "item": item})
+        event({"type": "response.completed", "response": response})
+        self.wfile.write(b"0\r\n\r\n")
 
     def _anthropic(self, req: dict) -> None:
         """Anthropic Messages API: plain and streamed (SSE), injected 500s."""
