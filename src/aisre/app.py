@@ -102,6 +102,7 @@ class AisreServer:
         from aisre.act.incidents import IncidentManager
         from aisre.act.notify import Notifier, load_receivers
         from aisre.act.postmortem import Postmortems
+        from aisre.act.scorecards import load_rules as load_scorecard_rules
         from aisre.core.metrics import IngestMetrics
         from aisre.derive.check import load_requirements
         from aisre.derive.journeys import get_trace
@@ -124,6 +125,7 @@ class AisreServer:
             StoreMemoryCollector,
             StoreRetentionCollector,
         )
+        from aisre.present.api.scorecards import SCORECARD_RULES_KEY
         from aisre.present.ui.cost import cost_ui_routes
         from aisre.present.ui.incidents import incident_ui_routes
         from aisre.present.ui.pages import ui_routes
@@ -145,6 +147,7 @@ class AisreServer:
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         check_required = load_requirements(settings.check_required) if settings.check_required else []
+        scorecard_rules = load_scorecard_rules(Path(settings.scorecard_rules) if settings.scorecard_rules else None)
         receivers = load_receivers(settings.receivers) if settings.receivers else []
         catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
         content = load_policy(
@@ -208,7 +211,7 @@ class AisreServer:
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,
-            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required},
+            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required, SCORECARD_RULES_KEY: scorecard_rules},
         )
         if gate_config is not None:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config

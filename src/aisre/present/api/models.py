@@ -685,3 +685,81 @@ class CheckReport(TypedDict):
     reasons: list[str]
     coverage: dict[str, float]
     findings: list[CheckFinding]
+
+
+# -- scorecards ------------------------------------------------------------------------------
+
+
+class Period(TypedDict):
+    kind: Literal["week", "month", "quarter"]
+    label: str
+    start: Time
+    end: Time
+
+
+class ScorecardSlo(TypedDict):
+    """One SLO over the period: attainment = good / total; budget_remaining = 1 − bad / (allowed × total)."""
+
+    slo: str
+    journey: str | None
+    objective: float
+    owner: str | None
+    tier: int | None
+    runbook: str | None
+    diagnostic: bool
+    good: int
+    total: int
+    attainment: float | None
+    met: bool | None
+    budget_remaining: float | None
+
+
+class ScorecardRule(TypedDict):
+    name: str
+    level: str
+    fact: str
+    op: str
+    threshold: float
+    value: Any
+    passed: bool
+    description: str
+
+
+class Scorecard(TypedDict):
+    scope: Literal["journey", "service", "team"]
+    name: str
+    journeys: list[str]
+    period: Period
+    level: str | None
+    levels: list[str]
+    facts: Json
+    slos: list[ScorecardSlo]
+    failed_change_ids: list[int]
+    rules: list[ScorecardRule]
+    trend: Json
+
+
+class Scorecards(TypedDict):
+    period: Period
+    scope: str
+    rules_source: str
+    levels: list[str]
+    change_failure_window_s: float
+    scorecards: list[Scorecard]
+
+
+class ScorecardEntityFacts(TypedDict):
+    entityRef: str
+    scope: str
+    name: str
+    timestamp: Time
+    level: str | None
+    facts: Json
+    checks: dict[str, bool]
+
+
+class ScorecardFacts(TypedDict):
+    version: int
+    generator: str
+    period: Period
+    entities: list[ScorecardEntityFacts]
