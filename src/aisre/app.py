@@ -98,6 +98,7 @@ class AisreServer:
         from prometheus_client import CollectorRegistry
 
         from aisre.act.alerts import AlertEvaluator
+        from aisre.act.catalog import load_catalog_file
         from aisre.act.cost_alerts import BudgetAlertEvaluator
         from aisre.act.incidents import IncidentManager
         from aisre.act.notify import Notifier, load_receivers
@@ -117,6 +118,7 @@ class AisreServer:
         from aisre.normalize.spans import Limits
         from aisre.present.api.asgi import build_asgi
         from aisre.present.api.auth import KeyRing
+        from aisre.present.api.catalog import CATALOG_FILE_KEY
         from aisre.present.api.check import CHECK_REQUIRED_KEY
         from aisre.present.api.context import AppContext
         from aisre.present.api.gate import GATE_CONFIG_KEY
@@ -147,6 +149,7 @@ class AisreServer:
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         check_required = load_requirements(settings.check_required) if settings.check_required else []
+        catalog_file = load_catalog_file(Path(settings.catalog_file)) if settings.catalog_file else None
         scorecard_rules = load_scorecard_rules(Path(settings.scorecard_rules) if settings.scorecard_rules else None)
         receivers = load_receivers(settings.receivers) if settings.receivers else []
         catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
@@ -211,7 +214,8 @@ class AisreServer:
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,
-            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required, SCORECARD_RULES_KEY: scorecard_rules},
+            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required, SCORECARD_RULES_KEY: scorecard_rules,
+                   CATALOG_FILE_KEY: catalog_file},
         )
         if gate_config is not None:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config

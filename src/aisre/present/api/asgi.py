@@ -19,6 +19,7 @@ from aisre.core.errors import Conflict, NotFound, PayloadTooLarge, PermanentErro
 from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
+from aisre.present.api.catalog import CATALOG_ROUTES
 from aisre.present.api.check import CHECK_ROUTES
 from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
@@ -84,6 +85,7 @@ def api_routes(otlp: Any) -> list[BaseRoute]:
         *COST_ROUTES,
         *CHECK_ROUTES,
         *SCORECARD_ROUTES,
+        *CATALOG_ROUTES,
     ]
 
 

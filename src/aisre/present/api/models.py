@@ -763,3 +763,58 @@ class ScorecardFacts(TypedDict):
     generator: str
     period: Period
     entities: list[ScorecardEntityFacts]
+
+
+# -- service catalog -------------------------------------------------------------------------
+
+
+class CatalogDependency(TypedDict):
+    kind: Literal["model", "vector_store", "tool", "database", "http", "service"]
+    provider: str | None
+    name: str
+    calls: int
+    errors: int
+    error_rate: float | None
+    mean_ms: float | None
+    p50_ms: float
+    p95_ms: float
+    journeys: list[str]
+
+
+class CatalogService(TypedDict):
+    name: str
+    spans: int
+    traces: int
+    errors: int
+    error_rate: float | None
+    roots: int
+    journeys: list[str]
+    first_seen: Time | None
+    last_seen: Time | None
+    seen: bool
+    declared: bool
+    owner: str | None
+    tier: int | None
+    runbook: str | None
+    on_call: str | None
+    description: str
+    lifecycle: str
+    system: str | None
+    tags: list[str]
+    slos: list[str]
+    dependencies: list[CatalogDependency]
+
+
+class CatalogJourney(TypedDict):
+    name: str
+    services: list[str]
+    slos: list[str]
+    owner: str | None
+
+
+class Catalog(TypedDict):
+    services: list[CatalogService]
+    journeys: list[CatalogJourney]
+    catalog_source: str | None
+    since: Time | None
+    until: Time | None
