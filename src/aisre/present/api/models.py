@@ -818,3 +818,31 @@ class Catalog(TypedDict):
     catalog_source: str | None
     since: Time | None
     until: Time | None
+
+
+# -- launch readiness ------------------------------------------------------------------------
+
+
+class ReadinessItem(TypedDict):
+    id: str
+    title: str
+    required: bool
+    passed: bool
+    fact: str
+    op: str
+    expected: float
+    value: Any
+    fix: str
+
+
+class Readiness(TypedDict):
+    journey: str
+    ready: bool
+    passed: int
+    total: int
+    failed_required: list[str]
+    items: list[ReadinessItem]
+    facts: Json
+    detail: Json
+    template: str
+    lookback_days: int

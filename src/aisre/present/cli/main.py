@@ -97,6 +97,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.catalog import register_catalog
 
     register_catalog(app)
+    from aisre.present.cli.readiness import register_readiness
+
+    register_readiness(app)
     from aisre.present.cli.incident import build_change_cli, build_incident_cli
 
     app.add_typer(build_incident_cli(), name="incident")
