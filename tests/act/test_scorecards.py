@@ -264,3 +264,40 @@ def test_default_rules_load() -> None:
 
 def test_entity_dataclass_defaults() -> None:
     assert Entity("journey", "x").journeys == set()
+
+
+def test_review_report_figures(history: tuple[DuckDBStore, SloEngine, dict[str, int]]) -> None:
+    """The review of November over the same history: every figure by hand."""
+    from aisre.act.report import review
+    from aisre.present.ui.report import render_html, render_markdown
+
+    store, engine, ids = history
+    doc = review(store, "t", engine.specs("t"), load_rules(), parse_period("2026-11", NOW), NOW)
+    s = doc["summary"]
+    # 100 ask runs (5 failed) and 40 triage-agent runs (20 failed), all on November 10.
+    assert (s["runs"], s["failed_runs"]) == (140, 25)
+    assert doc["daily"]["runs"][9] == 140 and sum(doc["daily"]["runs"]) == 140 and doc["daily"]["failed_runs"][9] == 25
+    assert len(doc["days"]) == 30 and doc["days"][9] == "2026-11-10"
+    # Incidents opened in November: I1 (sev2), I2 (sev3) on ask and one sev1 on triage-agent, worst first.
+    assert s["incidents"] == 3 and [i["severity"] for i in doc["top_incidents"]] == ["sev1", "sev2", "sev3"]
+    # Both ask alerts that fired in November joined no incident: near misses; the pending one never fired.
+    assert (s["alerts"], s["pages"], s["near_misses"]) == (2, 1, 2)
+    assert [a["severity"] for a in doc["near_misses"]] == ["page", "ticket"]
+    ask = next(x for x in doc["slos"] if x["slo"] == "ask-success")
+    assert (ask["good"], ask["total"], ask["met"]) == (95, 100, True)
+    # 5 bad of a budget of 10 (10 % of 100): half spent, all of it on the 10th.
+    assert ask["budget_spent"] == pytest.approx(0.5)
+    assert ask["budget_spent_by_day"][8] == 0 and ask["budget_spent_by_day"][9] == pytest.approx(0.5)
+    triage = next(x for x in doc["slos"] if x["slo"] == "triage-success")
+    assert triage["budget_spent"] == pytest.approx(20 / (0.01 * 40)) and triage["met"] is False
+    assert (s["changes"], s["failed_changes"]) == (6, 2)
+    assert {c["id"] for c in doc["changes"] if c["failed"]} == {ids["c_incident"], ids["c_gate"]}
+    assert [a["title"] for a in doc["remediation"]] == ["add a canary"] and doc["remediation"][0]["age_s"] == 18 * 86400
+    # triage-agent: one deploy in 30 days (DORA medium: monthly), no failed change, its incident
+    # unrestored (no MTTR yet): bronze; ask's 40 % change failure rate misses bronze.
+    assert {c["name"]: c["level"] for c in doc["scorecards"]} == {"ask": None, "triage-agent": "bronze"}
+    html = render_html(doc)
+    assert html.count("<svg") == 3 and "chart-burn" in html and "ask-success" in html
+    md = render_markdown(doc)
+    assert "# Reliability review: month 2026-11" in md and "| 140 | 82.1 % |" in md
+    assert "11-10  runs ████████████████████" in md

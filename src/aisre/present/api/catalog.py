@@ -40,7 +40,7 @@ async def catalog_document(request: Request, since: str | None = None) -> dict[s
     )
 
 
-@operation("catalog", models.Catalog)
+@operation("catalog", models.Catalog, media_type=("application/json", "application/yaml"))
 async def catalog_get(request: Request) -> Response:
     """
     summary: Service catalog from the traces, merged with the declared catalog file; JSON or Backstage YAML

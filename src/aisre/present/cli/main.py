@@ -100,6 +100,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.readiness import register_readiness
 
     register_readiness(app)
+    from aisre.present.cli.report import register_report
+
+    register_report(app)
     from aisre.present.cli.incident import build_change_cli, build_incident_cli
 
     app.add_typer(build_incident_cli(), name="incident")

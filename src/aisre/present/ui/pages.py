@@ -370,6 +370,7 @@ def ui_routes() -> list[BaseRoute]:
     from aisre.present.ui.check import check_ui_routes  # these build on this module's helpers
     from aisre.present.ui.gate import gate_ui_routes
     from aisre.present.ui.readiness import readiness_ui_routes
+    from aisre.present.ui.report import report_routes
     from aisre.present.ui.scorecards import scorecard_ui_routes
 
     return [
@@ -378,6 +379,7 @@ def ui_routes() -> list[BaseRoute]:
         *scorecard_ui_routes(),
         *catalog_ui_routes(),
         *readiness_ui_routes(),
+        *report_routes(),
         Route("/", _page(journeys_page), methods=["GET"], include_in_schema=False),
         Route("/runs", _page(runs_page), methods=["GET"], include_in_schema=False),
         Route(
