@@ -846,3 +846,24 @@ class Readiness(TypedDict):
     detail: Json
     template: str
     lookback_days: int
+
+
+class GamedayScore(TypedDict):
+    journey: str
+    scenario: str | None
+    start: Time
+    end: Time
+    time_to_first_alert_s: float | None
+    time_to_first_page_s: float | None
+    page_window_s: float | None
+    detected_within_page_window: bool | None
+    incident_opened: bool
+    incident_id: int | None
+    time_to_incident_s: float | None
+    named_layer: str | None
+    expected_layer: str | None
+    cause_named: bool | None
+    time_to_mitigate_s: float | None
+    alerts: int
+    pages: int
+    should_not_have_fired: list[Json]

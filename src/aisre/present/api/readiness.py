@@ -85,7 +85,47 @@ async def readiness_post(request: Request) -> Response:
     return ORJSONResponse(await readiness_document(request, template))
 
 
+@operation("readiness", models.GamedayScore)
+async def gameday_score(request: Request) -> Response:
+    """
+    summary: Score a game day: detection, incident, the layer triage named, mitigation, false alarms
+    description: >
+      For a fault injected into `journey` over [start, end): time to the first alert and page (and
+      whether the page came within the SLO's page window), whether an incident opened, the layer
+      its triage named against the expected one (from `expect`, or the demo `scenario`), time to
+      mitigate, and alerts of other journeys that fired meanwhile.
+    parameters:
+      - {name: journey, in: query, required: true, schema: {type: string}}
+      - {name: start, in: query, required: true, schema: {type: string}, description: RFC 3339 time the fault began}
+      - {name: end, in: query, schema: {type: string}, description: RFC 3339 time it ended (default now)}
+      - {name: scenario, in: query, schema: {type: string}, description: the demo scenario injected}
+      - {name: expect, in: query, schema: {type: string}, description: "the layer triage should name, e.g. model provider"}
+    responses:
+      200: {description: The score.}
+      400: {description: Bad parameter.}
+    """
+    import time
+
+    from aisre.act.gameday import score
+    from aisre.core.errors import PermanentError
+    from aisre.core.timefmt import parse_time
+
+    ctx = _ctx(request)
+    q = request.query_params
+    now = time.time_ns()
+    journey = (q.get("journey") or "").strip()
+    if not journey or not q.get("start"):
+        raise PermanentError("journey and start are required")
+    start = parse_time(q["start"], now, "start")
+    end = parse_time(q["end"], now, "end") if q.get("end") else now
+    tenant = ctx.tenant_for(request)
+    doc = await run_in_threadpool(score, ctx.store, tenant, journey, start, end, ctx.slos.specs(tenant),
+                                  q.get("expect") or None, q.get("scenario") or None)
+    return ORJSONResponse(doc)
+
+
 READINESS_ROUTES = [
+    Route("/api/gameday/score", gameday_score, methods=["GET"]),
     Route("/api/readiness/{journey}", readiness_get, methods=["GET"]),
     Route("/api/readiness/{journey}", readiness_post, methods=["POST"]),
 ]

@@ -103,6 +103,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.report import register_report
 
     register_report(app)
+    from aisre.present.cli.gameday import build_gameday_cli
+
+    app.add_typer(build_gameday_cli(), name="gameday")
     from aisre.present.cli.incident import build_change_cli, build_incident_cli
 
     app.add_typer(build_incident_cli(), name="incident")
