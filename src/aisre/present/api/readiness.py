@@ -88,7 +88,7 @@ async def readiness_post(request: Request) -> Response:
 @operation("readiness", models.GamedayScore)
 async def gameday_score(request: Request) -> Response:
     """
-    summary: Score a game day: detection, incident, the layer triage named, mitigation, false alarms
+    summary: "Score a game day: detection, incident, the layer triage named, mitigation, false alarms"
     description: >
       For a fault injected into `journey` over [start, end): time to the first alert and page (and
       whether the page came within the SLO's page window), whether an incident opened, the layer
