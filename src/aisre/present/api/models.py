@@ -867,3 +867,23 @@ class GamedayScore(TypedDict):
     alerts: int
     pages: int
     should_not_have_fired: list[Json]
+
+
+# -- the reliability review ------------------------------------------------------------------
+
+
+class Review(TypedDict):
+    """The review document (format=json); HTML and Markdown render the same."""
+
+    period: Period
+    generated: Time
+    days: list[str]
+    summary: Json
+    top_incidents: list[Json]
+    near_misses: list[Json]
+    slos: list[Json]
+    daily: Json
+    changes: list[Json]
+    remediation: list[Json]
+    scorecards: list[Json]
+    levels: list[str]

@@ -98,6 +98,7 @@ async def scorecard_facts(request: Request) -> Response:
     responses:
       200: {description: "{version, generator, period, entities: [{entityRef, scope, name, timestamp, level, facts, checks}]}"}
       400: {description: Bad parameter.}
+      404: {description: No journey, service or team of that name.}
     """
     return ORJSONResponse(facts_export(await scorecard_document(request, trend=2)))
 

@@ -14,6 +14,7 @@ from aisre.act.report import review
 from aisre.act.scorecards import parse_period
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import span_text
+from aisre.present.api import models
 from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx
 from aisre.present.api.scorecards import server_rules
@@ -158,7 +159,7 @@ async def _document(request: Request) -> dict[str, Any]:
     return await run_in_threadpool(review, ctx.store, tenant, ctx.slos.specs(tenant), server_rules(ctx), period, now)
 
 
-@operation("scorecards", media_type=("text/html", "text/markdown", "application/json"))
+@operation("scorecards", models.Review, media_type=("application/json", "text/html", "text/markdown"))
 async def report_get(request: Request) -> Response:
     """
     summary: The reliability review of a week or month as HTML (printable, with charts), Markdown or JSON
