@@ -116,6 +116,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DuckDBSt
     ids["c_pass"] = _change(store, "deploy", at(11, 25, 12), ["ask"])         # a passing verdict follows
     ids["c_config"] = _change(store, "config", at(11, 10), ["ask"])           # only triage-agent's incident follows
     _change(store, "deploy", at(11, 11), ["triage-agent"], ["triage-svc"])     # another journey's change
+    _change(store, "loadtest", at(11, 12, 9, 45), ["ask"])                     # a rehearsal: not a change
     _verdict(store, "ask", "fail", at(11, 18, 13))
     _verdict(store, "ask", "pass", at(11, 25, 13))
     _verdict(store, "ask", "fail", at(11, 28, 13))                             # no change before it: counts nothing
@@ -290,7 +291,7 @@ def test_review_report_figures(history: tuple[DuckDBStore, SloEngine, dict[str, 
     assert ask["budget_spent_by_day"][8] == 0 and ask["budget_spent_by_day"][9] == pytest.approx(0.5)
     triage = next(x for x in doc["slos"] if x["slo"] == "triage-success")
     assert triage["budget_spent"] == pytest.approx(20 / (0.01 * 40)) and triage["met"] is False
-    assert (s["changes"], s["failed_changes"]) == (6, 2)
+    assert (s["changes"], s["failed_changes"]) == (7, 2)  # the review lists the load test too (not failed)
     assert {c["id"] for c in doc["changes"] if c["failed"]} == {ids["c_incident"], ids["c_gate"]}
     assert [a["title"] for a in doc["remediation"]] == ["add a canary"] and doc["remediation"][0]["age_s"] == 18 * 86400
     # triage-agent: one deploy in 30 days (DORA medium: monthly), no failed change, its incident
