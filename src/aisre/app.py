@@ -98,10 +98,13 @@ class AisreServer:
         from prometheus_client import CollectorRegistry
 
         from aisre.act.alerts import AlertEvaluator
+        from aisre.act.catalog import load_catalog_file
         from aisre.act.cost_alerts import BudgetAlertEvaluator
         from aisre.act.incidents import IncidentManager
         from aisre.act.notify import Notifier, load_receivers
         from aisre.act.postmortem import Postmortems
+        from aisre.act.readiness import load_template
+        from aisre.act.scorecards import load_rules as load_scorecard_rules
         from aisre.core.metrics import IngestMetrics
         from aisre.derive.check import load_requirements
         from aisre.derive.journeys import get_trace
@@ -116,6 +119,7 @@ class AisreServer:
         from aisre.normalize.spans import Limits
         from aisre.present.api.asgi import build_asgi
         from aisre.present.api.auth import KeyRing
+        from aisre.present.api.catalog import CATALOG_FILE_KEY
         from aisre.present.api.check import CHECK_REQUIRED_KEY
         from aisre.present.api.context import AppContext
         from aisre.present.api.gate import GATE_CONFIG_KEY
@@ -124,6 +128,8 @@ class AisreServer:
             StoreMemoryCollector,
             StoreRetentionCollector,
         )
+        from aisre.present.api.readiness import READINESS_TEMPLATE_KEY, RECEIVERS_KEY
+        from aisre.present.api.scorecards import SCORECARD_RULES_KEY
         from aisre.present.ui.cost import cost_ui_routes
         from aisre.present.ui.incidents import incident_ui_routes
         from aisre.present.ui.pages import ui_routes
@@ -145,6 +151,9 @@ class AisreServer:
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         check_required = load_requirements(settings.check_required) if settings.check_required else []
+        readiness_template = load_template(Path(settings.readiness_template)) if settings.readiness_template else None
+        catalog_file = load_catalog_file(Path(settings.catalog_file)) if settings.catalog_file else None
+        scorecard_rules = load_scorecard_rules(Path(settings.scorecard_rules) if settings.scorecard_rules else None)
         receivers = load_receivers(settings.receivers) if settings.receivers else []
         catalog = load_catalog(settings.price_catalog) if settings.price_catalog else None
         content = load_policy(
@@ -208,7 +217,8 @@ class AisreServer:
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,
-            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required},
+            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required, SCORECARD_RULES_KEY: scorecard_rules,
+                   CATALOG_FILE_KEY: catalog_file, READINESS_TEMPLATE_KEY: readiness_template, RECEIVERS_KEY: receivers},
         )
         if gate_config is not None:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config

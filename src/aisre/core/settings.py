@@ -30,6 +30,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("operator_tenant", "", "Tenant whose admin keys may read /metrics/all (every tenant's series); default: the tenant setting"),
     Setting("slos", "", "SLO spec file or folder (aisre, OpenSLO or Sloth YAML) loaded at start"),
     Setting("gate_config", "", "Release-gate file (judge, metric settings, error-budget policy) that /api/gate judges with; defaults when empty"),
+    Setting("scorecard_rules", "", "Scorecard rules YAML (levels from facts, docs/scorecards.md) for /api/scorecards; the shipped DORA tiers when empty"),
+    Setting("catalog_file", "", "Service catalog YAML (owner, tier, runbook, on-call per service, docs/catalog.md) merged with what the traces show in /api/catalog"),
+    Setting("readiness_template", "", "Launch-readiness template YAML (items added, built-ins switched off, docs/readiness.md) for /api/readiness and aisre readiness"),
     Setting("check_required", "", "Required-attributes YAML (docs/check.md) the telemetry checker (/api/check, /check) applies besides its built-in checks"),
     Setting("price_catalog", "", "Price catalog YAML used instead of the shipped one (versions with effective dates; USD per 1M tokens)"),
     Setting("journey_rules", "", "YAML file of rules naming journeys from service and root span name (traces without aisre.journey)"),
@@ -93,6 +96,9 @@ class Settings:
     slos: str = ""
     gate_config: str = ""
     check_required: str = ""
+    scorecard_rules: str = ""
+    catalog_file: str = ""
+    readiness_template: str = ""
     max_body_bytes: int = 16 * 1024 * 1024
     queue_max_spans: int = 200_000
     commit_max_spans: int = 100_000

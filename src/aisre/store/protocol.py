@@ -79,6 +79,13 @@ class SpanSampler(Protocol):
         ...
 
 
+class CatalogReads(Protocol):
+    def dependency_calls(self, tenant: str, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Services seen in a period, and per service × journey what they call (models, vector
+        stores, tools, databases, HTTP hosts, other traced services) with calls, errors, latency."""
+        ...
+
+
 class SloMinuteSource(Protocol):
     """Per-minute good/total counts of each SLO, and which minutes changed since when."""
 
@@ -268,7 +275,7 @@ class CostStore(Protocol):
 
 
 class Store(
-    SpanSink, ScoreSink, RunReads, SpanSampler, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
+    SpanSink, ScoreSink, RunReads, SpanSampler, CatalogReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
     RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""

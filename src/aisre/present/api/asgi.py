@@ -19,12 +19,15 @@ from aisre.core.errors import Conflict, NotFound, PayloadTooLarge, PermanentErro
 from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
+from aisre.present.api.catalog import CATALOG_ROUTES
 from aisre.present.api.check import CHECK_ROUTES
 from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.incidents import INCIDENT_ROUTES
+from aisre.present.api.readiness import READINESS_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
+from aisre.present.api.scorecards import SCORECARD_ROUTES
 from aisre.receive.otlp_http import traces_endpoint
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,9 @@ def api_routes(otlp: Any) -> list[BaseRoute]:
         *INCIDENT_ROUTES,
         *COST_ROUTES,
         *CHECK_ROUTES,
+        *SCORECARD_ROUTES,
+        *CATALOG_ROUTES,
+        *READINESS_ROUTES,
     ]
 
 

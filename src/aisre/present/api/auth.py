@@ -177,6 +177,8 @@ def required_roles(method: str, path: str, query: str = "") -> tuple[Role, ...] 
         return ("ingest",) if gate_records(method, query) else ("read", "ingest")
     if method == "POST" and path == "/gate":
         return ("ingest",)  # the UI's "Judge now" keeps the verdict
+    if method == "POST" and path.startswith("/api/readiness/"):
+        return ("read", "ingest")  # a template in the body; the checklist only reads
     if path.startswith(ADMIN_READS):
         return ("admin",)
     if method in ("GET", "HEAD"):

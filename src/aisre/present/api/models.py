@@ -685,3 +685,205 @@ class CheckReport(TypedDict):
     reasons: list[str]
     coverage: dict[str, float]
     findings: list[CheckFinding]
+
+
+# -- scorecards ------------------------------------------------------------------------------
+
+
+class Period(TypedDict):
+    kind: Literal["week", "month", "quarter"]
+    label: str
+    start: Time
+    end: Time
+
+
+class ScorecardSlo(TypedDict):
+    """One SLO over the period: attainment = good / total; budget_remaining = 1 − bad / (allowed × total)."""
+
+    slo: str
+    journey: str | None
+    objective: float
+    owner: str | None
+    tier: int | None
+    runbook: str | None
+    diagnostic: bool
+    good: int
+    total: int
+    attainment: float | None
+    met: bool | None
+    budget_remaining: float | None
+
+
+class ScorecardRule(TypedDict):
+    name: str
+    level: str
+    fact: str
+    op: str
+    threshold: float
+    value: Any
+    passed: bool
+    description: str
+
+
+class Scorecard(TypedDict):
+    scope: Literal["journey", "service", "team"]
+    name: str
+    journeys: list[str]
+    period: Period
+    level: str | None
+    levels: list[str]
+    facts: Json
+    slos: list[ScorecardSlo]
+    failed_change_ids: list[int]
+    rules: list[ScorecardRule]
+    trend: Json
+
+
+class Scorecards(TypedDict):
+    period: Period
+    scope: str
+    rules_source: str
+    levels: list[str]
+    change_failure_window_s: float
+    scorecards: list[Scorecard]
+
+
+class ScorecardEntityFacts(TypedDict):
+    entityRef: str
+    scope: str
+    name: str
+    timestamp: Time
+    level: str | None
+    facts: Json
+    checks: dict[str, bool]
+
+
+class ScorecardFacts(TypedDict):
+    version: int
+    generator: str
+    period: Period
+    entities: list[ScorecardEntityFacts]
+
+
+# -- service catalog -------------------------------------------------------------------------
+
+
+class CatalogDependency(TypedDict):
+    kind: Literal["model", "vector_store", "tool", "database", "http", "service"]
+    provider: str | None
+    name: str
+    calls: int
+    errors: int
+    error_rate: float | None
+    mean_ms: float | None
+    p50_ms: float
+    p95_ms: float
+    journeys: list[str]
+
+
+class CatalogService(TypedDict):
+    name: str
+    spans: int
+    traces: int
+    errors: int
+    error_rate: float | None
+    roots: int
+    journeys: list[str]
+    first_seen: Time | None
+    last_seen: Time | None
+    seen: bool
+    declared: bool
+    owner: str | None
+    tier: int | None
+    runbook: str | None
+    on_call: str | None
+    description: str
+    lifecycle: str
+    system: str | None
+    tags: list[str]
+    slos: list[str]
+    dependencies: list[CatalogDependency]
+
+
+class CatalogJourney(TypedDict):
+    name: str
+    services: list[str]
+    slos: list[str]
+    owner: str | None
+
+
+class Catalog(TypedDict):
+    services: list[CatalogService]
+    journeys: list[CatalogJourney]
+    catalog_source: str | None
+    since: Time | None
+    until: Time | None
+
+
+# -- launch readiness ------------------------------------------------------------------------
+
+
+class ReadinessItem(TypedDict):
+    id: str
+    title: str
+    required: bool
+    passed: bool
+    fact: str
+    op: str
+    expected: float
+    value: Any
+    fix: str
+
+
+class Readiness(TypedDict):
+    journey: str
+    ready: bool
+    passed: int
+    total: int
+    failed_required: list[str]
+    items: list[ReadinessItem]
+    facts: Json
+    detail: Json
+    template: str
+    lookback_days: int
+
+
+class GamedayScore(TypedDict):
+    journey: str
+    scenario: str | None
+    start: Time
+    end: Time
+    time_to_first_alert_s: float | None
+    time_to_first_page_s: float | None
+    page_window_s: float | None
+    detected_within_page_window: bool | None
+    incident_opened: bool
+    incident_id: int | None
+    time_to_incident_s: float | None
+    named_layer: str | None
+    expected_layer: str | None
+    cause_named: bool | None
+    time_to_mitigate_s: float | None
+    alerts: int
+    pages: int
+    should_not_have_fired: list[Json]
+
+
+# -- the reliability review ------------------------------------------------------------------
+
+
+class Review(TypedDict):
+    """The review document (format=json); HTML and Markdown render the same."""
+
+    period: Period
+    generated: Time
+    days: list[str]
+    summary: Json
+    top_incidents: list[Json]
+    near_misses: list[Json]
+    slos: list[Json]
+    daily: Json
+    changes: list[Json]
+    remediation: list[Json]
+    scorecards: list[Json]
+    levels: list[str]

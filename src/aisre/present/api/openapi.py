@@ -43,6 +43,9 @@ TAGS: list[dict[str, str]] = [
     {"name": "incidents", "description": "Incidents, their timeline, action items and postmortems; recorded changes."},
     {"name": "gate", "description": "The release gate: verdicts for a candidate against a baseline, and their history."},
     {"name": "check", "description": "The telemetry checker: what the spans a tenant sent lack, as findings and coverage."},
+    {"name": "scorecards", "description": "Reliability scorecards per journey, service and team, their levels and a facts export."},
+    {"name": "catalog", "description": "The service catalog discovered from the traces, and its Backstage export."},
+    {"name": "readiness", "description": "Launch-readiness checklists evaluated from facts, with an exit code for CI."},
     {"name": "admin", "description": "API keys, the audit log and retention (admin keys only)."},
     {"name": "meta", "description": "Health, store counts, Prometheus metrics and this document."},
 ]

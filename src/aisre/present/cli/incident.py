@@ -221,7 +221,7 @@ def build_change_cli() -> typer.Typer:
 
     @app.command("record")
     def record_cmd(
-        kind: str = typer.Option(..., help="deploy, model, prompt, config or flag"),
+        kind: str = typer.Option(..., help="deploy, model, prompt, config, flag or loadtest"),
         summary: str = typer.Option("", help="What changed"),
         version: str = typer.Option("", help="The new service.version, model or prompt version"),
         previous: str = typer.Option("", help="What it replaced"),

@@ -92,6 +92,21 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.check import register_check
 
     register_check(app)
+    from aisre.present.cli.scorecard import register_scorecard
+
+    register_scorecard(app)
+    from aisre.present.cli.catalog import register_catalog
+
+    register_catalog(app)
+    from aisre.present.cli.readiness import register_readiness
+
+    register_readiness(app)
+    from aisre.present.cli.report import register_report
+
+    register_report(app)
+    from aisre.present.cli.gameday import build_gameday_cli
+
+    app.add_typer(build_gameday_cli(), name="gameday")
     from aisre.present.cli.incident import build_change_cli, build_incident_cli
 
     app.add_typer(build_incident_cli(), name="incident")

@@ -430,12 +430,20 @@ async def trace_page(request: Request) -> Response:
 def ui_routes() -> list[BaseRoute]:
     """Routes of the web UI."""
     static = StaticFiles(packages=[("aisre.present.ui", "static")])
+    from aisre.present.ui.catalog import catalog_ui_routes
     from aisre.present.ui.check import check_ui_routes  # these build on this module's helpers
     from aisre.present.ui.gate import gate_ui_routes
+    from aisre.present.ui.readiness import readiness_ui_routes
+    from aisre.present.ui.report import report_routes
+    from aisre.present.ui.scorecards import scorecard_ui_routes
 
     return [
         *gate_ui_routes(),
         *check_ui_routes(),
+        *scorecard_ui_routes(),
+        *catalog_ui_routes(),
+        *readiness_ui_routes(),
+        *report_routes(),
         Route("/", _page(journeys_page), methods=["GET"], include_in_schema=False),
         Route("/runs", _page(runs_page), methods=["GET"], include_in_schema=False),
         Route(

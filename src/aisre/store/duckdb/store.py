@@ -21,6 +21,7 @@ from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
+from aisre.store.duckdb.catalog import CatalogQueries
 from aisre.store.duckdb.check import CheckQueries
 from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.cost import DuckDBCost
@@ -149,7 +150,7 @@ class _Where:
         self.params.extend(params)
 
 
-class DuckDBStore(ControlTables, GateQueries, CheckQueries):
+class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries):
     """Store backed by one DuckDB file. Writes go through :class:`Writer`; reads use cursors."""
 
     backend = "duckdb"

@@ -1,0 +1,196 @@
+"""The reliability review rendered for people: a printable HTML page with server-drawn SVG charts
+(budget burn per SLO, runs and failures per day, cost per day), and Markdown with text charts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from aisre.act.report import review
+from aisre.act.scorecards import parse_period
+from aisre.core.errors import PermanentError
+from aisre.core.timefmt import span_text
+from aisre.present.api import models
+from aisre.present.api.openapi import operation
+from aisre.present.api.routes import ORJSONResponse, _ctx
+from aisre.present.api.scorecards import server_rules
+from aisre.present.ui.pages import _env, _page
+
+W, H, PAD = 640, 160, 28
+COLORS = ("#5b3fd1", "#1b7f3b", "#c62828", "#a15c00", "#2457c5", "#6b7385")
+_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
+        "frame-ancestors 'none'")
+
+
+def bar_chart(labels: list[str], values: list[float], title: str, unit: str = "", overlay: list[float] | None = None) -> dict[str, Any]:
+    """Bars per day (and an overlaid darker bar, e.g. failures within runs), with axis labels."""
+    top = max([*values, *(overlay or []), 0.0]) or 1.0
+    n = max(1, len(values))
+    step = (W - 2 * PAD) / n
+    bars = []
+    for i, v in enumerate(values):
+        h = (H - 2 * PAD) * v / top
+        bar: dict[str, Any] = {"x": round(PAD + i * step + 1, 1), "y": round(H - PAD - h, 1), "w": round(max(step - 2, 1), 1), "h": round(h, 1),
+               "title": f"{labels[i]}: {v:,.4g}{unit}"}
+        if overlay is not None:
+            oh = (H - 2 * PAD) * overlay[i] / top
+            bar["oy"], bar["oh"] = round(H - PAD - oh, 1), round(oh, 1)
+            bar["title"] += f" ({overlay[i]:,.4g} failed)"
+        bars.append(bar)
+    ticks = [{"x": round(PAD + i * step + step / 2, 1), "label": labels[i][5:]} for i in range(0, n, max(1, n // 6))]
+    return {"kind": "bar", "title": title, "w": W, "h": H, "pad": PAD, "bars": bars, "ticks": ticks,
+            "top": f"{top:,.4g}{unit}", "empty": not any(values)}
+
+
+def line_chart(labels: list[str], series: list[tuple[str, list[float | None]]], title: str, limit: float | None = 1.0) -> dict[str, Any]:
+    """Lines per series over the days (gaps where no value), and a dashed limit (100 % of budget)."""
+    values = [v for _, vs in series for v in vs if v is not None]
+    top = max([*values, limit or 0.0, 0.0]) or 1.0
+    n = max(1, len(labels))
+    step = (W - 2 * PAD) / max(1, n - 1)
+    lines = []
+    for k, (name, vs) in enumerate(series):
+        pts = [f"{PAD + i * step:.1f},{H - PAD - (H - 2 * PAD) * v / top:.1f}" for i, v in enumerate(vs) if v is not None]
+        last = next((v for v in reversed(vs) if v is not None), None)
+        lines.append({"name": name, "points": " ".join(pts), "color": COLORS[k % len(COLORS)],
+                      "last": "—" if last is None else f"{last * 100:.0f} %"})
+    ticks = [{"x": round(PAD + i * step, 1), "label": labels[i][5:]} for i in range(0, n, max(1, n // 6))]
+    limit_y = round(H - PAD - (H - 2 * PAD) * limit / top, 1) if limit is not None else None
+    return {"kind": "line", "title": title, "w": W, "h": H, "pad": PAD, "lines": lines, "ticks": ticks,
+            "limit_y": limit_y, "top": f"{top * 100:.0f} %", "empty": not values}
+
+
+def charts(doc: dict[str, Any]) -> dict[str, Any]:
+    """The review's charts."""
+    days, daily = doc["days"], doc["daily"]
+    burn = [(s["slo"], s["budget_spent_by_day"]) for s in doc["slos"] if s["total"] and not s["diagnostic"]]
+    return {
+        "burn": line_chart(days, burn, "Error budget spent (share of the period's budget, by day)"),
+        "runs": bar_chart(days, [float(x) for x in daily["runs"]], "Runs per day (failed in red)",
+                          overlay=[float(x) for x in daily["failed_runs"]]),
+        "cost": bar_chart(days, daily["cost_usd"], "Model cost per day", unit=" USD"),
+    }
+
+
+def _secs(value: float | None) -> str:
+    return "—" if value is None else span_text(value) if value >= 60 else f"{value:.0f} s"
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    """The standalone, printable review page (no script; inline styles and SVG)."""
+    return _env().get_template("report.html").render(doc=doc, charts=charts(doc), secs=_secs)
+
+
+def _usd(value: float | None) -> str:
+    return "—" if value is None else f"${value:,.4f}"
+
+
+def _bar(value: float, top: float, width: int = 20) -> str:
+    n = round(width * value / top) if top else 0
+    return "█" * n + "·" * (width - n)
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """The review as Markdown; charts as text bars (one per day) that read in any viewer."""
+    s, p = doc["summary"], doc["period"]
+    pct = lambda v: "—" if v is None else f"{v * 100:.1f} %"  # noqa: E731
+    out = [f"# Reliability review: {p['kind']} {p['label']}", "",
+           f"{p['start'][:10]} to {p['end'][:10]} · generated {doc['generated'][:16]}Z", "",
+           "## Summary", "",
+           "| runs | success | cost | cost / 1K good runs | incidents | pages | near misses | MTTD | MTTA | MTTR | changes (failed) | SLOs met | open items (overdue) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+           f"| {s['runs']:,} | {pct(s['success_rate'])} | ${s['cost_usd']:,.2f} | "
+           f"{_usd(s['cost_per_1k_successful_usd'])} | "
+           f"{s['incidents']} | {s['pages']} | {s['near_misses']} | {_secs(s['mttd_s'])} | {_secs(s['mtta_s'])} | {_secs(s['mttr_s'])} | "
+           f"{s['changes']} ({s['failed_changes']}) | {s['slos_met']}/{s['slos_measured']} | {s['open_action_items']} ({s['overdue_action_items']}) |",
+           "", "## Top incidents", ""]
+    if doc["top_incidents"]:
+        out += ["| # | severity | journey | title | opened | detect | restore | state |", "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {i['id']} | {i['severity']} | {i['journey'] or '—'} | {i['title']} | {i['opened'][:16]} | "
+                f"{_secs(i['time_to_detect_s'])} | {_secs(i['time_to_restore_s'])} | {i['state']} |" for i in doc["top_incidents"]]
+    else:
+        out.append("No incidents in the period.")
+    out += ["", "## Near misses (alerts that fired but opened no incident)", ""]
+    if doc["near_misses"]:
+        out += ["| started | severity | SLO | journey | peak burn |", "|---|---|---|---|---|"]
+        out += [f"| {a['started'][:16]} | {a['severity']} | {a['slo']} | {a['journey'] or '—'} | {a['peak_burn']:.1f}× |" for a in doc["near_misses"]]
+    else:
+        out.append("None.")
+    out += ["", "## SLO compliance and budget burn", "", "| SLO | journey | objective | attainment | budget spent | met |", "|---|---|---|---|---|---|"]
+    out += [f"| {x['slo']} | {x['journey'] or '—'} | {x['objective']} % | {pct(x['attainment'])} | {pct(x['budget_spent'])} | "
+            f"{'—' if x['met'] is None else ('yes' if x['met'] else '**no**')} |" for x in doc["slos"]]
+    daily = doc["daily"]
+    top_runs, top_cost = max(daily["runs"], default=0), max(daily["cost_usd"], default=0.0)
+    out += ["", "## Cost and capacity per day", "", "```"]
+    out += [f"{day[5:]}  runs {_bar(r, top_runs)} {r:>7,}  cost {_bar(c, top_cost)} ${c:,.2f}"
+            for day, r, c in zip(doc["days"], daily["runs"], daily["cost_usd"], strict=False)]
+    out += ["```", "", "## Changes and their outcomes", ""]
+    if doc["changes"]:
+        out += ["| when | kind | summary | journeys | outcome |", "|---|---|---|---|---|"]
+        out += [f"| {c['at'][:16]} | {c['kind']} | {c['summary']} | {', '.join(c['journeys']) or '—'} | "
+                f"{'**failed** (incident or failed gate within a day)' if c['failed'] else 'ok'} |" for c in doc["changes"]]
+    else:
+        out.append("No changes recorded.")
+    out += ["", "## Open remediation", ""]
+    if doc["remediation"]:
+        out += ["| item | incident | owner | due | age |", "|---|---|---|---|---|"]
+        out += [f"| {a['title']} | #{a['incident']} {a['incident_title'] or ''} | {a['owner'] or '—'} | "
+                f"{(a['due'] or '—')[:10]}{' **overdue**' if a['overdue'] else ''} | {span_text(a['age_s'])} |" for a in doc["remediation"]]
+    else:
+        out.append("No open action items.")
+    out += ["", "## Scorecards", "", "| journey | level | change failure rate | cost / 1K good runs |", "|---|---|---|---|"]
+    out += [f"| {c['name']} | {c['level'] or 'none'} | {pct(c['facts']['change_failure_rate'])} | "
+            f"{_usd(c['facts']['cost_per_1k_successful_usd'])} |"
+            for c in doc["scorecards"]]
+    return "\n".join(out) + "\n"
+
+
+async def _document(request: Request) -> dict[str, Any]:
+    from starlette.concurrency import run_in_threadpool
+
+    ctx = _ctx(request)
+    now = time.time_ns()
+    period = parse_period(request.query_params.get("period") or "month", now)
+    tenant = ctx.tenant_for(request)
+    return await run_in_threadpool(review, ctx.store, tenant, ctx.slos.specs(tenant), server_rules(ctx), period, now)
+
+
+@operation("scorecards", models.Review, media_type=("application/json", "text/html", "text/markdown"))
+async def report_get(request: Request) -> Response:
+    """
+    summary: The reliability review of a week or month as HTML (printable, with charts), Markdown or JSON
+    description: >
+      Top incidents and near misses (alert episodes that fired but opened no incident), SLO
+      compliance and budget burn per SLO by day, runs, failures and cost per day, changes and their
+      outcomes, open remediation items and each journey's scorecard level (docs/scorecards.md).
+    parameters:
+      - {name: period, in: query, schema: {type: string, default: month}, description: "week, month, quarter or a label: 2026-11, 2026-W47"}
+      - {name: format, in: query, schema: {type: string, enum: [html, markdown, json], default: html}}
+    responses:
+      200: {description: The review.}
+      400: {description: Bad parameter.}
+    """
+    fmt = (request.query_params.get("format") or "html").strip()
+    if fmt not in ("html", "markdown", "json"):
+        raise PermanentError(f"format must be html, markdown or json; got {fmt!r}")
+    doc = await _document(request)
+    if fmt == "json":
+        return ORJSONResponse(doc)
+    if fmt == "markdown":
+        return PlainTextResponse(render_markdown(doc), media_type="text/markdown")
+    return HTMLResponse(render_html(doc), headers={"Content-Security-Policy": _CSP})
+
+
+async def report_page(request: Request) -> Response:
+    """The review as a page of the UI (the same standalone HTML)."""
+    return HTMLResponse(render_html(await _document(request)), headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
+
+
+def report_routes() -> list[BaseRoute]:
+    """The API route and the UI page of the review."""
+    return [Route("/api/report", report_get, methods=["GET"]),
+            Route("/report", _page(report_page), methods=["GET"], include_in_schema=False)]

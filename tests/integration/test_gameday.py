@@ -1,0 +1,52 @@
+"""Game days: ``aisre gameday run provider-outage`` drives the fault into the demo service against
+a real server and reports detection within the SLO's page window, an incident, and the model
+provider as the layer triage named; ``start``/``stop`` score a team's own drill."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aisre.app import run_server
+from aisre.present.cli.main import build_cli
+
+DEMO_SLOS = str(resources.files("aisre.demo").joinpath("slos.yaml"))
+cli = build_cli(run_server)
+
+
+@pytest.mark.slow
+def test_provider_outage_game_day(server_factory: Any, tmp_path: Path) -> None:
+    server = server_factory(tmp_path / "gameday.duckdb", "--slos", DEMO_SLOS, "--setting", "evaluation_interval_s=1",
+                            "--setting", "evidence_interval_s=1")
+    out = CliRunner().invoke(cli, ["gameday", "run", "provider-outage", "--url", server.url, "--minutes", "15",
+                                   "--seconds", "8", "--rate", "20", "--wait", "60", "--format", "json"])
+    doc = json.loads(out.output)
+    assert out.exit_code == 0, doc
+    assert doc["page_window_s"] == 3600  # the ask SLO's fast page pair: 1 h long window
+    assert doc["detected_within_page_window"] is True and 0 < doc["time_to_first_page_s"] <= 3600
+    assert doc["time_to_first_alert_s"] <= doc["time_to_first_page_s"]
+    assert doc["incident_opened"] is True and doc["time_to_incident_s"] is not None
+    assert (doc["named_layer"], doc["expected_layer"], doc["cause_named"]) == ("model provider", "model provider", True)
+    assert doc["time_to_mitigate_s"] is None  # nobody mitigated during the drill
+    table = CliRunner().invoke(cli, ["gameday", "run", "provider-outage", "--url", server.url, "--minutes", "15",
+                                     "--seconds", "4", "--wait", "30"])
+    assert "triage named: model provider (expected model provider: yes)" in table.output
+
+
+def test_start_stop_scores_an_own_drill(server_factory: Any, tmp_path: Path) -> None:
+    server = server_factory(tmp_path / "own.duckdb", "--slos", DEMO_SLOS)
+    state = tmp_path / "drill.json"
+    out = CliRunner().invoke(cli, ["gameday", "start", "--journey", "ask", "--expect", "retrieval", "--state", str(state)])
+    assert out.exit_code == 0 and state.exists()
+    out = CliRunner().invoke(cli, ["gameday", "stop", "--state", str(state), "--url", server.url, "--format", "json"])
+    doc = json.loads(out.output)
+    # Nothing was injected: no alert, no incident; the drill fails (exit 1) and says so.
+    assert out.exit_code == 1 and not state.exists()
+    assert (doc["incident_opened"], doc["time_to_first_page_s"], doc["expected_layer"]) == (False, None, "retrieval")
+    out = CliRunner().invoke(cli, ["gameday", "stop", "--state", str(state), "--url", server.url])
+    assert out.exit_code == 2 and "no game day started" in out.output
