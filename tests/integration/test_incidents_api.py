@@ -224,3 +224,13 @@ def test_changes_after_impact_are_listed_apart_in_api_cli_page_and_postmortem(se
 
     postmortem = httpx.get(server.url + f"/api/incidents/{opened['id']}/postmortem").text
     assert "| raise validator timeout (config, api) |" in postmortem.split("### Changed during the incident")[1]
+
+
+def test_ids_too_large_to_exist_are_404_not_500(server: ServerProcess) -> None:
+    """A path id past 64 bits names nothing that can be stored: 404, and the store is not asked."""
+    huge = str(2**63)
+    for method, path in (("GET", f"/api/incidents/{huge}"), ("PATCH", f"/api/action-items/{huge}"),
+                         ("GET", f"/api/gate/verdicts/{huge}")):
+        response = httpx.request(method, server.url + path, json={"by": "alice", "status": "done"})
+        assert response.status_code == 404, (path, response.text)
+    assert httpx.get(server.url + "/api/incidents/x1").status_code == 400

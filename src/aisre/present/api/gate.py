@@ -21,7 +21,7 @@ from aisre.evaluate.gate.judge import GateRequest, judge, judge_and_record
 from aisre.present.api import models
 from aisre.present.api.context import AppContext
 from aisre.present.api.openapi import operation
-from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
+from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param, path_id
 
 GATE_CONFIG_KEY = "gate_config"
 _TRUE = {"1", "true", "yes", "on"}
@@ -167,11 +167,7 @@ async def gate_verdict(request: Request) -> Response:
       404: {description: Unknown id.}
     """
     ctx = _ctx(request)
-    raw = request.path_params["id"]
-    try:
-        vid = int(raw)
-    except ValueError:
-        raise PermanentError(f"verdict id must be an integer; got {raw!r}") from None
+    vid = path_id(request, "id", "verdict")
     doc = await run_in_threadpool(ctx.store.get_gate_verdict, ctx.tenant_for(request), vid)
     return ORJSONResponse(doc)
 

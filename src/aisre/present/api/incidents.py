@@ -16,7 +16,7 @@ from aisre.core.jsonbody import parse_json
 from aisre.core.timefmt import parse_due, rfc3339
 from aisre.present.api import models
 from aisre.present.api.openapi import operation
-from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
+from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param, path_id
 from aisre.receive.alertmanager import parse_alertmanager
 from aisre.receive.changes import CHANGE_KINDS, parse_change
 
@@ -32,11 +32,7 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def _id(request: Request, name: str = "id") -> int:
-    raw = request.path_params[name]
-    try:
-        return int(raw)
-    except ValueError:
-        raise PermanentError(f"{name} must be an integer; got {raw!r}") from None
+    return path_id(request, name, "action item" if name == "item_id" else "incident")
 
 
 def _limit(request: Request, default: int = 100) -> int:

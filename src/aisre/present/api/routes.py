@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from aisre.act.alerts import is_budget_alert
 from aisre.core.auth import Forbidden
-from aisre.core.errors import PermanentError
+from aisre.core.errors import NotFound, PermanentError
 from aisre.core.jsonbody import parse_json
 from aisre.core.model import RunQuery, TimeRange
 from aisre.core.slo import SloSpec
@@ -46,6 +46,19 @@ def _int_param(request: Request, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise PermanentError(f"{name} must be an integer; got {raw!r}") from None
+
+
+def path_id(request: Request, name: str = "id", what: str = "id") -> int:
+    """An integer id from the path: 400 when it is not an integer, 404 when no stored id can
+    be that large (ids are 64-bit; the store must not be asked for one it cannot hold)."""
+    raw = request.path_params[name]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise PermanentError(f"{what} must be an integer; got {raw!r}") from None
+    if not 0 <= value < 2**63:
+        raise NotFound(f"no {what} {raw}")
+    return value
 
 
 def _time_param(request: Request, name: str) -> int | None:
