@@ -18,7 +18,7 @@ from aisre.store.protocol import Store
 from tests.store.contract.data import NOW_NS
 
 # ``{dir}`` becomes a fresh temporary folder per test module.
-STORE_URLS: tuple[str, ...] = ("duckdb:///{dir}/contract.duckdb",)
+STORE_URLS: tuple[str, ...] = ("duckdb:///{dir}/contract.duckdb", "chdb:///{dir}/contract.chdb")
 
 
 @dataclass
