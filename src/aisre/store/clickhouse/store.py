@@ -101,10 +101,10 @@ NOT_YET = (
     "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict", "expire",
 )
 INCIDENTS_NOT_YET = (
-    "sample_runs", "count_runs", "span_profile", "list_changes", "create_incident", "update_incident", "get_incident",
+    "list_changes", "create_incident", "update_incident", "get_incident",
     "open_incident_for", "list_incidents", "events", "alerts", "incidents_of_alert", "incidents_for_alert_keys",
-    "add_action_item", "update_action_item", "action_items", "add_change", "detect_changes", "first_failure",
-    "impact", "add_notification_attempt", "notification_attempts",
+    "add_action_item", "update_action_item", "action_items", "add_change", "detect_changes",
+    "add_notification_attempt", "notification_attempts",
 )
 COST_NOT_YET = (
     "breakdown", "run_counts", "model_windows", "run_windows", "version_first_seen", "exemplars", "model_exemplars",
@@ -128,6 +128,59 @@ class ClickHouseIncidents(_NotYet):
             "AND minute_ns < {end:Int64} AND runs > 0 ORDER BY minute_ns",
             {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns},
         ))
+
+
+    def _runs_of(self, select: str, where: str, params: dict[str, Any], tail: str = "") -> list[dict[str, Any]]:
+        return _rows(self._store.client.query(
+            f"SELECT {select} FROM ({journey_runs_sql(_TENANT_KEY)}) WHERE journey = {{journey:String}} "
+            f"AND run_start_ns >= {{start:Int64}} AND run_start_ns < {{end:Int64}}{where} {tail}", params))
+
+    def first_failure(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> int | None:
+        """Start of the first failed run of a journey in [start, end), if any."""
+        rows = self._runs_of("min(run_start_ns) AS t, count() AS n", " AND outcome = 'failure'",
+                             {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns})
+        return int(rows[0]["t"]) if rows and rows[0]["n"] else None
+
+    def sample_runs(
+        self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` runs of one outcome, newest first, with what triage compares."""
+        return self._runs_of(
+            "trace_id, run_start_ns, duration_ns, failure_reason, service_version, prompt_name, prompt_version, "
+            "models, user_id, tool_calls, retrieval_calls, llm_errors, cost_usd", " AND outcome = {outcome:String}",
+            {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns, "outcome": outcome, "limit": limit},
+            "ORDER BY run_start_ns DESC LIMIT {limit:UInt64}")
+
+    def count_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str) -> int:
+        rows = self._runs_of("count() AS n", " AND outcome = {outcome:String}",
+                             {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns, "outcome": outcome})
+        return int(rows[0]["n"])
+
+    def span_profile(self, tenant: str, trace_ids: list[str], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """Per trace and operation: spans, errored spans, summed duration, worst HTTP status, error types."""
+        if not trace_ids:
+            return []
+        return _rows(self._store.client.query(
+            "SELECT trace_id, operation, is_root, count() AS spans, countIf(status = 'error') AS errors, "
+            "sum(duration_ns) AS duration_ns, max(http_status) AS http_status, "
+            "groupUniqArrayIf(error_type, error_type IS NOT NULL) AS error_types, "
+            "countIf(retry_attempt > 0) AS retries, "
+            # Retrieval that found nothing: the data layer, whatever the span's status says.
+            "countIf(operation = 'retrieval' AND (toInt64OrNull(trim(BOTH '\"' FROM "
+            "JSONExtractRaw(ifNull(attributes, '{}'), 'db.response.returned_rows'))) = 0 OR "
+            "JSONExtractRaw(ifNull(attributes, '{}'), 'aisre.retrieval.documents') IN ('[]', '\"[]\"'))) AS empty_results "
+            "FROM spans WHERE tenant = {tenant:String} AND trace_id IN {ids:Array(String)} "
+            "AND start_ns >= {start:Int64} AND start_ns < {end:Int64} GROUP BY trace_id, operation, is_root",
+            {"tenant": tenant, "ids": list(trace_ids), "start": start_ns, "end": end_ns}))
+
+    def impact(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> dict[str, Any]:
+        """Failed runs, distinct users among them and their cost over [start, end)."""
+        return self._runs_of(
+            "count() AS runs, countIf(outcome = 'failure') AS failed_runs, "
+            "uniqExactIf(user_id, outcome = 'failure' AND user_id IS NOT NULL) AS users, "
+            "uniqExactIf(user_id, user_id IS NOT NULL) AS all_users, "
+            "sumIf(cost_usd, outcome = 'failure') AS failed_cost_usd, sum(cost_usd) AS cost_usd", "",
+            {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns})[0]
 
 
 class ClickHouseCost(_NotYet):

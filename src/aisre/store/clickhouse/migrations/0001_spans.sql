@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS spans (
 ENGINE = MergeTree
 PARTITION BY toDate(fromUnixTimestamp64Nano(start_ns))
 ORDER BY (tenant, intDiv(start_ns, 3600000000000), trace_id, span_id)
-TTL fromUnixTimestamp64Nano(end_ns)::DateTime + toIntervalDay(if(retention_days = 0, 36500, retention_days))
+TTL toDateTime(intDiv(end_ns, 1000000000)) + toIntervalDay(retention_days) DELETE WHERE retention_days > 0
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
 
 -- Each distinct resource once per tenant, by the hash spans refer to.
