@@ -54,7 +54,7 @@ class ChdbClient:
     def __init__(self, path: str) -> None:
         from chdb import session
 
-        self._session = session.Session(path)
+        self._session: Any = session.Session(path)
         self._lock = threading.Lock()
         for name, value in SESSION_SETTINGS.items():
             self._session.query(f"SET {name} = {value}", "CSV")
@@ -80,8 +80,11 @@ class ChdbClient:
             self._session.query(sql, "CSV")
 
     def close(self) -> None:
+        """Close the session (idempotent: stores sharing this client may each close it)."""
         with self._lock:
-            self._session.close()
+            if self._session is not None:
+                self._session.close()
+                self._session = None
 
 
 class HttpClient:

@@ -76,6 +76,10 @@ def _token(kind: str, keys: list[tuple[str, str, str]]) -> str:
     return f"{kind}:{digest}"
 
 
+def _span_keys(spans: pa.Table) -> list[tuple[str, str, str]]:
+    return list(zip(*(spans.column(c).to_pylist() for c in ("tenant", "trace_id", "span_id")), strict=True))
+
+
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
     return table.to_pylist()
 
@@ -365,22 +369,30 @@ class ClickHouseStore(_NotYet):
 
     def _insert(self, spans: pa.Table, parts: list[pa.Table], resources: pa.Table, scores: pa.Table) -> None:
         """Insert one group: run partials first and spans last, each with a token derived
-        from the spans, so a group retried after a failure part-way is stored once."""
-        keys = list(zip(*(spans.column(c).to_pylist() for c in ("tenant", "trace_id", "span_id")), strict=True))
-        first = self._next_seq(len(parts))
-        seq = [pa.array([first + i] * p.num_rows, type=pa.int64()) for i, p in enumerate(parts)]
-        table = pa.concat_tables([p.append_column("seq", s) for p, s in zip(parts, seq, strict=True)])
-        client = self.client
-        client.insert_arrow("run_parts_in", table, {**_INSERT_SETTINGS, "insert_deduplication_token": _token("parts", keys)})
+        from the group's span keys. A group cut short after its partials is retried whole:
+        its spans are not stored yet, so it is recomputed alike, and the engine drops the
+        partials it already has (the token), in the views fed from them too."""
+        table = self._insert_parts(spans, parts)
+        keys = _span_keys(spans)
         if resources.num_rows:
-            client.insert_arrow("resources", resources)
+            self.client.insert_arrow("resources", resources)
         if scores.num_rows:
-            client.insert_arrow("scores", scores, {**_INSERT_SETTINGS, "insert_deduplication_token": _token("scores", keys)})
-        tenants = spans.column("tenant").to_pylist()
-        retention = pa.array([self._retention_of(t) for t in tenants], type=pa.uint32())
-        client.insert_arrow("spans", spans.append_column("retention_days", retention),
-                            {**_INSERT_SETTINGS, "insert_deduplication_token": _token("spans", keys)})
+            self.client.insert_arrow(
+                "scores", scores, {**_INSERT_SETTINGS, "insert_deduplication_token": _token("scores", keys)})
+        retention = pa.array([self._retention_of(t) for t in spans.column("tenant").to_pylist()], type=pa.uint32())
+        self.client.insert_arrow("spans", spans.append_column("retention_days", retention),
+                                 {**_INSERT_SETTINGS, "insert_deduplication_token": _token("spans", keys)})
         self._mark_dirty(self._root_minutes(table))
+
+    def _insert_parts(self, spans: pa.Table, parts: list[pa.Table]) -> pa.Table:
+        """Insert the group's trace partials, in commit order (``seq``); returns them."""
+        first = self._next_seq(len(parts))
+        table = pa.concat_tables([
+            p.append_column("seq", pa.array([first + i] * p.num_rows, type=pa.int64())) for i, p in enumerate(parts)
+        ])
+        self.client.insert_arrow(
+            "run_parts_in", table, {**_INSERT_SETTINGS, "insert_deduplication_token": _token("parts", _span_keys(spans))})
+        return table
 
     def _root_minutes(self, parts: pa.Table) -> dict[str, set[int]]:
         """The minutes the merged runs of ``parts``' traces start in (rooted runs only): the

@@ -1,0 +1,149 @@
+"""What the ClickHouse backend adds to the contract suite: exactly-once inside the engine,
+ingest nodes that keep no state another needs, and a schema that is what RUN_MERGE says.
+
+Runs on chdb (the ClickHouse engine in-process). chdb holds one session per process, so
+"two ingest nodes" are two stores, each with its own writer and commit order, sharing one
+engine: what two `aisre up` processes against one server share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from aisre.core.model import RunQuery, SliRule, TimeRange
+from aisre.core.schema import MINUTE_NS
+from aisre.normalize.runs import trace_partials_of
+from aisre.normalize.spans import flatten
+from aisre.store.clickhouse.client import ChdbClient
+from aisre.store.clickhouse.semantics import run_parts_ddl, run_parts_in_ddl, run_parts_mv_ddl
+from aisre.store.clickhouse.store import ClickHouseStore
+from aisre.store.factory import open_store
+from tests.otlp_factory import journey_request
+
+pytest.importorskip("chdb")
+
+T0 = 1_790_000_040 * 10**9  # 40 s into a minute: a request's 20 runs stay in one minute
+RULES = [SliRule(slo="ask-ok", journey="ask", kind="outcome"),
+         SliRule(slo="ask-chat", journey="ask", kind="step", operation="chat", latency_ns=10**9)]
+
+
+def _request(traces: int, start_ns: int = T0) -> tuple[pa.Table, pa.Table]:
+    flat = flatten(journey_request(traces, start_ns=start_ns)[0], "t")
+    return flat.table, flat.resources
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[ChdbClient]:
+    c = ChdbClient(str(tmp_path / "ch"))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _store(client: ChdbClient) -> ClickHouseStore:
+    store = ClickHouseStore(client, retention_days=0)
+    store.set_sli_rules("t", RULES)
+    return store
+
+
+def _counts(store: ClickHouseStore) -> dict[str, Any]:
+    """Everything a delivery is counted in."""
+    store.flush_rollups()
+    totals = store.metric_totals("t")
+    arrays = store.slo_minute_arrays("t", 0, 2**62)
+    return {
+        "spans": store.count_spans("t"),
+        "runs": sorted((r["trace_id"], r["span_count"], r["llm_calls"], r["outcome"])
+                       for r in store.list_runs(RunQuery("t", limit=1000))),
+        "run_minutes": [(r["journey"], r["runs"], r["failures"]) for r in totals["runs"]],
+        "slo": {slo: (int(g.sum()), int(t.sum())) for slo, (_, g, t) in arrays.items()},
+        "roots": store.client.query("SELECT count() AS n FROM run_roots FINAL").column("n")[0].as_py(),
+    }
+
+
+def test_a_batch_sent_twice_is_stored_and_counted_once(client: ChdbClient) -> None:
+    store = _store(client)
+    spans, res = _request(20)
+    assert store.submit_spans(spans, res).result(60) == 60
+    once = _counts(store)
+    assert once["spans"] == 60 and len(once["runs"]) == 20 and once["roots"] == 20
+    assert once["run_minutes"] == [("ask", 20, 0)]
+    assert once["slo"] == {"ask-ok": (20, 20), "ask-chat": (20, 20)}
+    # Again, and once more within one group commit: acknowledged, stored nowhere.
+    assert store.submit_spans(spans, res).result(60) == 0
+    assert store.stats()["duplicate_spans"] == 60
+    assert _counts(store) == once
+    store.close()
+
+
+def test_a_group_retried_after_its_partials_were_written_is_stored_once(client: ChdbClient) -> None:
+    """A node dies after inserting a group's run partials and before its spans: the client
+    retries, the spans are not stored so the group is inserted again whole, and the engine
+    drops the partials (and what its views made of them) by their deduplication token."""
+    store = _store(client)
+    spans, res = _request(20)
+    store._insert_parts(spans, [trace_partials_of(spans)])  # the first attempt, cut short
+    assert store.submit_spans(spans, res).result(60) == 60
+    counts = _counts(store)
+    assert counts["spans"] == 60 and counts["roots"] == 20
+    assert {r[1] for r in counts["runs"]} == {3}  # not 6: the partials counted once
+    assert counts["run_minutes"] == [("ask", 20, 0)]
+    # The whole group inserted twice at the engine: the tokens drop the second copy.
+    more, more_res = _request(5, T0 + 3 * MINUTE_NS)
+    for _ in range(2):
+        store._insert(more, [trace_partials_of(more)], more_res, pa.table({"tenant": pa.array([], pa.string())}))
+    counts = _counts(store)
+    assert counts["spans"] == 75 and counts["roots"] == 25 and {r[1] for r in counts["runs"]} == {3}
+    assert counts["run_minutes"] == [("ask", 25, 0)]
+    store.close()
+
+
+@pytest.mark.parametrize("root_first", [False, True])
+def test_a_trace_split_across_two_ingest_nodes_assembles_into_one_run(client: ChdbClient, root_first: bool) -> None:
+    """Children on one node, roots on the other (in either order): one run per trace, with
+    the totals of the whole trace, counted once in its minute."""
+    a, b = _store(client), _store(client)
+    spans, res = _request(20)
+    roots, children = spans.filter(spans.column("is_root")), spans.filter(pc.invert(spans.column("is_root")))
+    first, second = (roots, children) if root_first else (children, roots)
+    a.submit_spans(first, res).result(60)
+    b.submit_spans(second, res).result(60)
+    for node in (a, b):  # each node's writer recounts the minutes its own commits touched
+        node.flush_rollups()
+    for node in (a, b):
+        counts = _counts(node)
+        assert counts["spans"] == 60 and counts["roots"] == 20
+        assert {r[1:] for r in counts["runs"]} == {(3, 2, "success")}
+        assert counts["run_minutes"] == [("ask", 20, 0)]
+        assert counts["slo"] == {"ask-ok": (20, 20), "ask-chat": (20, 20)}
+        assert node.incomplete_traces("t") == 0
+    summary = a.journey_summaries(TimeRange("t"))
+    assert [(s["journey"], s["runs"], s["llm_calls_per_run"]) for s in summary] == [("ask", 20, 2.0)]
+    a.close()
+    b.close()
+
+
+def test_the_migration_holds_the_run_tables_compiled_from_run_merge() -> None:
+    """0002_runs.sql is what store/clickhouse/semantics.py compiles from RUN_MERGE, so the
+    merge rules have one source."""
+    sql = resources.files("aisre.store.clickhouse").joinpath("migrations", "0002_runs.sql").read_text()
+    for ddl in (run_parts_ddl(), run_parts_in_ddl(), run_parts_mv_ddl()):
+        assert ddl + ";\n" in sql
+
+
+def test_open_store_names_chdb_and_clickhouse_urls(tmp_path: Path) -> None:
+    store = open_store(f"chdb://{tmp_path}/ch", retention_days=0)
+    try:
+        assert store.backend == "clickhouse" and store.schema_version() == 4
+        with pytest.raises(NotImplementedError, match="cost.breakdown is not yet on ClickHouse"):
+            store.cost.breakdown("t", None, None)
+    finally:
+        store.close()
