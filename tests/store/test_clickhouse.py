@@ -143,7 +143,7 @@ def test_open_store_names_chdb_and_clickhouse_urls(tmp_path: Path) -> None:
     store = open_store(f"chdb://{tmp_path}/ch", retention_days=0)
     try:
         assert store.backend == "clickhouse" and store.schema_version() == 4
-        with pytest.raises(NotImplementedError, match="cost.breakdown is not yet on ClickHouse"):
+        with pytest.raises(NotImplementedError, match=r"cost\.breakdown is not yet on ClickHouse"):
             store.cost.breakdown("t", None, None)
     finally:
         store.close()
