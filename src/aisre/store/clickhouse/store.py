@@ -232,6 +232,7 @@ class ClickHouseStore(_NotYet):
         self._rollups_on = rollup_interval_ms > 0
         self._sli_rules: dict[str, list[SliRule]] = {}
         self._slo_changes = MinuteJournal()
+        self._resources_seen: set[tuple[str, int]] = set()
         self._migrate()
         self._writer = Writer(
             self._commit, max_queued_spans=max_queued_spans, max_commit_spans=max_commit_spans,
@@ -374,6 +375,7 @@ class ClickHouseStore(_NotYet):
         partials it already has (the token), in the views fed from them too."""
         table = self._insert_parts(spans, parts)
         keys = _span_keys(spans)
+        resources = self._new_resources(resources)
         if resources.num_rows:
             self.client.insert_arrow("resources", resources)
         if scores.num_rows:
@@ -383,6 +385,16 @@ class ClickHouseStore(_NotYet):
         self.client.insert_arrow("spans", spans.append_column("retention_days", retention),
                                  {**_INSERT_SETTINGS, "insert_deduplication_token": _token("spans", keys)})
         self._mark_dirty(self._root_minutes(table))
+
+    def _new_resources(self, resources: pa.Table) -> pa.Table:
+        """The resources this process has not inserted lately. Only a saving: `resources`
+        replaces a repeated row anyway, but every insert costs a part."""
+        keys = list(zip(resources.column("tenant").to_pylist(), resources.column("resource_id").to_pylist(), strict=True))
+        fresh = [k not in self._resources_seen for k in keys]
+        if len(self._resources_seen) > 100_000:
+            self._resources_seen.clear()
+        self._resources_seen.update(keys)
+        return resources if all(fresh) else resources.filter(pa.array(fresh, type=pa.bool_()))
 
     def _insert_parts(self, spans: pa.Table, parts: list[pa.Table]) -> pa.Table:
         """Insert the group's trace partials, in commit order (``seq``); returns them."""
