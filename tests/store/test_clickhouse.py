@@ -147,3 +147,12 @@ def test_open_store_names_chdb_and_clickhouse_urls(tmp_path: Path) -> None:
             store.cost.breakdown("t", None, None)
     finally:
         store.close()
+
+
+def test_the_server_refuses_a_clickhouse_store_at_start_naming_what_is_missing() -> None:
+    from aisre.core.settings import Settings
+    from aisre.store.factory import BadStoreSetting, check_store_settings
+
+    for url in ("chdb:///tmp/x", "clickhouse://default:@localhost:8123/aisre"):
+        with pytest.raises(BadStoreSetting, match="not yet on ClickHouse"):
+            check_store_settings(url, Settings())

@@ -89,6 +89,13 @@ def _duckdb_options(settings: Settings) -> dict[str, Any]:
 def check_store_settings(url: str, settings: Settings) -> None:
     """Refuse settings the backend cannot use, naming the setting, before anything starts."""
     location = parse_store_url(url)
+    if location.backend in ("chdb", "clickhouse"):
+        # The server needs keys, alerts, incidents and cost at start: refuse now, clearly.
+        raise BadStoreSetting(
+            f"setting store: {location.backend} holds spans, runs, rollups and SLO counts only so far; "
+            "the server also needs keys, alerts, incidents and cost, not yet on ClickHouse (issue 17): "
+            "use a duckdb:// store for `aisre up`"
+        )
     if location.backend == "duckdb":
         from aisre.store.duckdb.store import check_memory_limit
 
