@@ -32,8 +32,6 @@ NOT_YET: dict[str, dict[str, str]] = {
         "test_contract.py::test_split_late_and_redelivered_spans_count_as_one_delivery": _COST + " (the view compared includes cost)",
         "test_contract.py::test_answers_equal_the_goldens": _COST + " (every golden document is computed with cost)",
         "test_contract.py::test_regenerating_the_goldens_on_the_reference_backend_changes_nothing": _COST,
-        "test_contract.py::test_gate_population_holds_the_journeys_runs_in_start_order":
-            "gate populations are not yet on ClickHouse (issue 17)",
     },
 }
 

@@ -10,6 +10,7 @@ slice does not implement yet raises NotImplementedError (see NOT_YET).
 from __future__ import annotations
 
 import hashlib
+import re
 import logging
 import threading
 import time
@@ -22,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aisre.core.errors import NotFound
+from aisre.core.errors import NotFound, PermanentError
 from aisre.core.model import RunQuery, SliRule, TimeRange
+from aisre.core.population import Population, PopulationQuery
 from aisre.core.schema import MINUTE_NS, SPAN_COLUMN_NAMES
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
@@ -101,9 +103,10 @@ def _not_yet(name: str) -> Callable[..., Any]:
 # PostgreSQL, cost, gate, scores API, retention, the telemetry checker).
 NOT_YET = (
     "add_scores", "span_sample", "active_alerts", "save_alerts", "list_alerts", "add_key", "revoke_key",
-    "active_keys", "list_keys", "audit", "list_audit", "set_retention", "gate_population",
+    "active_keys", "list_keys", "audit", "list_audit", "set_retention",
     "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict", "expire",
 )
+_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 INCIDENTS_NOT_YET = (
     "list_changes", "create_incident", "update_incident", "get_incident",
     "open_incident_for", "list_incidents", "events", "alerts", "incidents_of_alert", "incidents_for_alert_keys",
@@ -740,6 +743,54 @@ class ClickHouseStore(_NotYet):
             "failed_commits": writer.failed_commits, "last_commit_seconds": writer.last_commit_seconds,
             "duplicate_spans": self.duplicate_spans,
         }
+
+    def gate_population(self, q: PopulationQuery) -> Population:
+        """Completed runs of ``q.journey`` matching every selector, oldest first, with score means."""
+        where = ["has_root", f"{journey_sql()} = {{journey:String}}", "root_start_ns >= {since:Int64}",
+                 "root_start_ns < {until:Int64}"]
+        params: dict[str, Any] = {"tenant": q.tenant, "journey": q.journey, "since": q.since_ns, "until": q.until_ns,
+                                  "limit": q.limit}
+        for i, sel in enumerate(q.selectors):
+            params[f"v{i}"] = sel.value
+            if sel.column == "models":
+                where.append(f"has(models, {{v{i}:String}})")
+            elif sel.column is not None:
+                where.append(f"{sel.column} = {{v{i}:String}}")
+            else:
+                if not _ATTRIBUTE_KEY.match(sel.key):
+                    raise PermanentError(f"selector key {sel.key!r} may only hold letters, digits and . _ - /")
+                params[f"k{i}"] = sel.key
+                # Any span of the run carrying the attribute (or its resource carrying it) selects the run.
+                where.append(
+                    f"trace_id IN (SELECT s.trace_id FROM spans AS s LEFT JOIN resources AS r "
+                    f"ON r.tenant = s.tenant AND r.resource_id = s.resource_id WHERE s.tenant = {{tenant:String}} "
+                    f"AND (JSONExtractString(ifNull(s.attributes, '{{}}'), {{k{i}:String}}) = {{v{i}:String}} "
+                    f"OR JSONExtractString(r.resource, {{k{i}:String}}) = {{v{i}:String}}))")
+        runs = self.client.query(
+            "SELECT trace_id, root_start_ns AS start_ns, failed, (root_end_ns - root_start_ns) / 1e6 AS duration_ms, "
+            f"cost_usd, input_tokens + output_tokens AS tokens FROM ({merged_runs_sql(_TENANT_KEY)}) "
+            f"WHERE {' AND '.join(where)} ORDER BY root_start_ns, trace_id LIMIT {{limit:UInt64}}", params)
+        ids = runs.column("trace_id").to_pylist()
+        scores: dict[str, np.ndarray] = {}
+        if ids:
+            position = {trace: i for i, trace in enumerate(ids)}
+            found = self.client.query(
+                "SELECT trace_id, name, avg(value) AS value FROM scores WHERE tenant = {tenant:String} "
+                "AND value IS NOT NULL AND trace_id IN {ids:Array(String)} GROUP BY trace_id, name",
+                {"tenant": q.tenant, "ids": ids})
+            for row in found.to_pylist():
+                # A run without a given score is NaN there: the metric's NaN strategy decides.
+                arr = scores.setdefault(row["name"], np.full(len(ids), np.nan))
+                arr[position[row["trace_id"]]] = row["value"]
+        return Population(
+            trace_ids=ids,
+            start_ns=np.array(runs.column("start_ns").to_pylist(), dtype=np.int64),
+            failed=np.array([1.0 if f else 0.0 for f in runs.column("failed").to_pylist()], dtype=np.float64),
+            duration_ms=np.array(runs.column("duration_ms").to_pylist(), dtype=np.float64),
+            cost_usd=np.array(runs.column("cost_usd").to_pylist(), dtype=np.float64),
+            tokens=np.array(runs.column("tokens").to_pylist(), dtype=np.float64),
+            scores=scores,
+        )
 
     def retention(self, tenant: str) -> dict[str, Any]:
         """The tenant's retention of raw spans (stamped on each span at ingest; TTL expires it)."""
