@@ -20,18 +20,12 @@ from tests.store.contract.data import NOW_NS
 # ``{dir}`` becomes a fresh temporary folder per test module.
 STORE_URLS: tuple[str, ...] = ("duckdb:///{dir}/contract.duckdb", "chdb:///{dir}/contract.chdb")
 
-_COST = "cost minutes, prices and budgets are not yet on ClickHouse (issue 17)"
 # What a backend does not implement yet: per backend, the tests (module, or module::test)
 # skipped on it and why. The suite stays one parametrized suite; an entry goes away when
 # the backend gains the feature, and never hides a wrong answer.
 NOT_YET: dict[str, dict[str, str]] = {
     "chdb": {
         "test_contract_control.py": "the control plane is not yet on ClickHouse; PostgreSQL will hold it (issue 17)",
-        "test_contract.py::test_cost_by_model_equals_the_provider_truth_priced_by_the_catalog": _COST,
-        "test_contract.py::test_cost_explanation_inputs_of_a_release_that_changed_nothing_but_its_version": _COST,
-        "test_contract.py::test_split_late_and_redelivered_spans_count_as_one_delivery": _COST + " (the view compared includes cost)",
-        "test_contract.py::test_answers_equal_the_goldens": _COST + " (every golden document is computed with cost)",
-        "test_contract.py::test_regenerating_the_goldens_on_the_reference_backend_changes_nothing": _COST,
     },
 }
 

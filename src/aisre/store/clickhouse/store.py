@@ -30,6 +30,7 @@ from aisre.core.schema import MINUTE_NS, SPAN_COLUMN_NAMES
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.clickhouse.client import Client
+from aisre.store.clickhouse.cost import ClickHouseCostReads, recount_sql
 from aisre.store.clickhouse.semantics import (
     good_predicate,
     good_sql,
@@ -114,8 +115,7 @@ INCIDENTS_NOT_YET = (
     "add_notification_attempt", "notification_attempts",
 )
 COST_NOT_YET = (
-    "breakdown", "run_counts", "model_windows", "run_windows", "version_first_seen", "exemplars", "model_exemplars",
-    "peak_minutes", "unpriced", "list_overrides", "put_override", "delete_override", "budget_tenants", "list_budgets",
+    "list_overrides", "put_override", "delete_override", "budget_tenants", "list_budgets",
     "put_budget", "delete_budget", "list_rate_limits", "put_rate_limit", "priced_models", "reprice", "explain",
 )
 
@@ -190,11 +190,9 @@ class ClickHouseIncidents(_NotYet):
             {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns})[0]
 
 
-class ClickHouseCost(_NotYet):
-    """Cost minutes, prices and budgets: not yet on ClickHouse."""
-
-    def __init__(self, store: ClickHouseStore) -> None:
-        self._store = store
+class ClickHouseCost(ClickHouseCostReads, _NotYet):
+    """Cost reads from the rollups; prices, budgets, rate limits and repricing are not yet
+    on ClickHouse."""
 
 
 for _name in INCIDENTS_NOT_YET:
@@ -453,6 +451,7 @@ class ClickHouseStore(_NotYet):
         for tenant, minutes in dirty.items():
             for start, end in _ranges(minutes):
                 self._rebuild_run_minutes(tenant, start, end)
+                self._rebuild_cost_minutes(tenant, start, end)
                 self._rebuild_slo_minutes(tenant, self._sli_rules.get(tenant, []), start, end)
                 count += (end - start) // MINUTE_NS
             self._slo_changes.record(tenant, minutes)
@@ -477,6 +476,19 @@ class ClickHouseStore(_NotYet):
         )
         self.client.command(
             f"INSERT INTO run_minutes SELECT *, {{v:Int64}} FROM ({run_minutes_select(self._runs_in())})",
+            {**params, "v": self._next_seq()},
+        )
+
+    def _rebuild_cost_minutes(self, tenant: str, start: int, end: int) -> None:
+        params = {"tenant": tenant, "start": start, "end": end}
+        self.client.command(
+            "INSERT INTO cost_minutes SELECT tenant, journey, minute_ns, provider, model, prompt_version, "
+            f"service_version, {', '.join(['0'] * 17)}, {{v:Int64}} FROM cost_minutes FINAL "
+            "WHERE tenant = {tenant:String} AND minute_ns >= {start:Int64} AND minute_ns < {end:Int64} AND calls > 0",
+            {**params, "v": self._next_seq()},
+        )
+        self.client.command(
+            f"INSERT INTO cost_minutes SELECT *, {{v:Int64}} FROM ({recount_sql(self._runs_in())})",
             {**params, "v": self._next_seq()},
         )
 
