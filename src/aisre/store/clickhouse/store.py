@@ -10,8 +10,8 @@ slice does not implement yet raises NotImplementedError (see NOT_YET).
 from __future__ import annotations
 
 import hashlib
-import re
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
