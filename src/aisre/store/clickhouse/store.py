@@ -104,7 +104,7 @@ def _not_yet(name: str) -> Callable[..., Any]:
 # PostgreSQL, cost, gate, scores API, retention, the telemetry checker).
 NOT_YET = (
     "add_scores", "span_sample", "active_alerts", "save_alerts", "list_alerts", "add_key", "revoke_key",
-    "active_keys", "list_keys", "audit", "list_audit", "set_retention",
+    "active_keys", "auth_latched", "list_keys", "audit", "list_audit", "set_retention",
     "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict", "expire",
 )
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
@@ -812,6 +812,11 @@ class ClickHouseStore(_NotYet):
     def oldest_span_ns(self) -> int | None:
         found = self.client.query("SELECT min(start_ns) AS t, count() AS n FROM spans")
         return int(found.column("t")[0].as_py()) if found.column("n")[0].as_py() else None
+
+    @property
+    def expiry(self) -> Any:
+        """Expiry figures: TTL drops expired parts inside the engine; not yet reported (issue 17)."""
+        raise NotImplementedError("expiry is not yet on ClickHouse (issue 17)")
 
     def memory(self) -> dict[str, int]:
         return {"limit_bytes": 0, "used_bytes": 0, "index_bytes": 0}
