@@ -42,9 +42,9 @@ def _requests(n: int, traces: int, offset: int) -> list[tuple[Any, Any]]:
     return out
 
 
-def run(backend: str, folder: str, batches: int, traces: int) -> dict[str, float]:
+def run(backend: str, folder: str, batches: int, traces: int, rollup_interval_ms: int = 1000) -> dict[str, float]:
     """Figures of one backend."""
-    store = open_store(URLS[backend].format(dir=folder), retention_days=0)
+    store = open_store(URLS[backend].format(dir=folder), retention_days=0, rollup_interval_ms=rollup_interval_ms)
     store.set_sli_rules("t", [SliRule(slo="ask-ok", journey="ask", kind="outcome")])
     whole = _requests(batches + 10, traces, 0)
     for spans, res in whole[:10]:
@@ -92,11 +92,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--traces", type=int, default=1000)
     parser.add_argument("--backends", default="duckdb,chdb")
+    parser.add_argument("--rollup-interval-ms", type=int, default=1000,
+                        help="how often the writer recounts touched minutes (a large value: once, at the flush)")
     args = parser.parse_args()
     results = {}
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory() as folder:
-            results[backend] = run(backend, folder, args.batches, args.traces)
+            results[backend] = run(backend, folder, args.batches, args.traces, args.rollup_interval_ms)
     names = list(results)
     print(f"{'':24}" + "".join(f"{n:>14}" for n in names))
     for key in results[names[0]]:
