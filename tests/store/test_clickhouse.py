@@ -180,3 +180,18 @@ def test_every_port_of_the_protocol_is_there_or_says_it_is_not_yet(tmp_path: Pat
                     getattr(part, name)()
     finally:
         store.close()
+
+
+def test_spans_past_their_tenants_retention_are_dropped_by_ttl(client: ChdbClient) -> None:
+    """Each span carries its tenant's retention from ingest; the engine's TTL drops whole
+    parts past it, and a retention of 0 keeps spans for ever."""
+    store = ClickHouseStore(client, retention_days=1, retention_overrides={"keep": 0})
+    old = T0 - 400 * 86_400 * 10**9  # more than a year before the fixed start: long expired
+    spans, res = _request(5, old)
+    store.submit_spans(spans, res).result(60)
+    kept = spans.set_column(spans.schema.get_field_index("tenant"), "tenant", pa.array(["keep"] * spans.num_rows))
+    store.submit_spans(kept, res).result(60)
+    client.command("OPTIMIZE TABLE spans FINAL")
+    assert store.count_spans("t") == 0
+    assert store.count_spans("keep") == 15
+    store.close()
