@@ -195,3 +195,11 @@ def test_spans_past_their_tenants_retention_are_dropped_by_ttl(client: ChdbClien
     assert store.count_spans("t") == 0
     assert store.count_spans("keep") == 15
     store.close()
+
+
+def test_a_server_url_names_no_local_file_and_keeps_its_credentials_out_of_paths() -> None:
+    from aisre.store.factory import parse_store_url
+
+    assert parse_store_url("chdb:///var/lib/aisre/ch").local_file == "/var/lib/aisre/ch"
+    server = parse_store_url("clickhouse://default:secret@db.internal:8123/aisre")
+    assert (server.backend, server.local_file) == ("clickhouse", None)

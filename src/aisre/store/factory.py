@@ -39,8 +39,9 @@ class StoreLocation:
 
     @property
     def local_file(self) -> str | None:
-        """The file a local backend keeps its data in (None in memory)."""
-        return None if self.path == ":memory:" else self.path
+        """The file (chdb: folder) a local backend keeps its data in (None in memory, or on a
+        server: a clickhouse:// location names a host and credentials, never a path)."""
+        return None if self.path == ":memory:" or self.backend == "clickhouse" else self.path
 
 
 def parse_store_url(url: str) -> StoreLocation:
