@@ -115,13 +115,23 @@ _RETRIED = (
 )
 
 
-def merged_runs_sql(where: str) -> str:
-    """Every trace's merged run row (the columns of TRACE_PART_SCHEMA) for partials that
-    match ``where`` (a condition on tenant and trace_id, so the key prunes the scan)."""
+# What journey_runs_sql derives its columns from: the least a run listing must merge.
+LISTING_COLUMNS = ("journey_attr", "journey_rule", "root_name", "has_root", "failed", "root_start_ns", "root_end_ns",
+                   "start_ns", "end_ns", "service_version", "models")
+
+
+def merged_runs_sql(where: str, columns: tuple[str, ...] | None = None) -> str:
+    """Every trace's merged run row (the columns of TRACE_PART_SCHEMA, or just ``columns``)
+    for partials that match ``where`` (a condition on tenant and trace_id, so the key
+    prunes the scan)."""
+    rules = {c: r for c, r in RUN_MERGE.items() if columns is None or c in columns}
+    if Merge.RETRIES in rules.values():
+        rules.setdefault("llm_errors", Merge.SUM)
+        rules.setdefault("llm_call_log", Merge.CONCAT)
     merged = ",\n        ".join(
-        f"{_merged_expr(c, r)} AS {'retries_sum' if r is Merge.RETRIES else c}" for c, r in RUN_MERGE.items()
+        f"{_merged_expr(c, r)} AS {'retries_sum' if r is Merge.RETRIES else c}" for c, r in rules.items()
     )
-    names = ", ".join(c if r is not Merge.RETRIES else f"{_RETRIED} AS retries" for c, r in RUN_MERGE.items())
+    names = ", ".join(c if r is not Merge.RETRIES else f"{_RETRIED} AS retries" for c, r in rules.items())
     return (
         f"SELECT tenant, trace_id, {names} FROM (\n    SELECT tenant, trace_id,\n        {merged}\n"
         f"    FROM run_parts WHERE {where}\n    GROUP BY tenant, trace_id\n)"
@@ -132,14 +142,15 @@ def journey_sql(prefix: str = "") -> str:
     return "coalesce(" + ", ".join(f"{prefix}{c}" for c in JOURNEY_OF_RUN) + ")"
 
 
-def journey_runs_sql(where: str) -> str:
-    """What the DuckDB `journey_runs` view shows, over the merged runs matching ``where``."""
+def journey_runs_sql(where: str, columns: tuple[str, ...] | None = None) -> str:
+    """What the DuckDB `journey_runs` view shows, over the merged runs matching ``where``
+    (only ``columns`` merged, when given: at least LISTING_COLUMNS)."""
     return (
         "SELECT *, coalesce(journey_attr, journey_rule, root_name, '(incomplete)') AS journey,\n"
         "    multiIf(NOT has_root, 'incomplete', failed, 'failure', 'success') AS outcome,\n"
         "    coalesce(root_start_ns, start_ns) AS run_start_ns,\n"
         "    coalesce(root_end_ns, end_ns) - coalesce(root_start_ns, start_ns) AS duration_ns\n"
-        f"FROM ({merged_runs_sql(where)})"
+        f"FROM ({merged_runs_sql(where, columns)})"
     )
 
 

@@ -32,6 +32,7 @@ from aisre.store.changes import MinuteJournal
 from aisre.store.clickhouse.client import Client
 from aisre.store.clickhouse.cost import ClickHouseCostReads, recount_sql
 from aisre.store.clickhouse.semantics import (
+    LISTING_COLUMNS,
     good_predicate,
     good_sql,
     journey_runs_sql,
@@ -710,9 +711,14 @@ class ClickHouseStore(_NotYet):
         if q.after is not None:
             where.append("(run_start_ns < {a0:Int64} OR (run_start_ns = {a0:Int64} AND trace_id < {a1:String}))")
             params.update(a0=q.after[0], a1=q.after[1])
+        # Two steps: which runs, merging only the columns the filters and the order need,
+        # then those runs whole (merging every column of every run costs far more).
+        order = "ORDER BY run_start_ns DESC, trace_id DESC LIMIT {limit:UInt64}"
+        picked = (f"SELECT trace_id FROM ({journey_runs_sql(_TENANT_KEY, LISTING_COLUMNS)}) "
+                  f"WHERE {' AND '.join(where)} {order}")
         return _rows(self.client.query(
-            f"SELECT {_RUN_COLUMNS} FROM ({journey_runs_sql(_TENANT_KEY)}) WHERE {' AND '.join(where)} "
-            "ORDER BY run_start_ns DESC, trace_id DESC LIMIT {limit:UInt64}", params))
+            f"SELECT {_RUN_COLUMNS} FROM ({journey_runs_sql(f'{_TENANT_KEY} AND trace_id IN ({picked})')}) {order}",
+            params))
 
     def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]:
         """Per journey: runs, failures, duration percentiles, tokens and cost per run, last seen."""
