@@ -410,15 +410,23 @@ class ClickHouseStore(_NotYet):
 
     def _root_minutes(self, parts: pa.Table) -> dict[str, set[int]]:
         """The minutes the merged runs of ``parts``' traces start in (rooted runs only): the
-        minutes this commit changed, a late child's included."""
+        minutes this commit changed, a late child's included. A partial carrying its root
+        says its minute; the others are looked up in the merged runs."""
+        touched: dict[str, set[int]] = {}
+        rooted = parts.column("has_root")
+        for tenant, start in zip(*(parts.filter(rooted).column(c).to_pylist() for c in ("tenant", "root_start_ns")), strict=True):
+            if start is not None:
+                touched.setdefault(tenant, set()).add(start // MINUTE_NS * MINUTE_NS)
+        rest = parts.filter(pc.invert(rooted))
+        if rest.num_rows == 0:
+            return touched
         found = self.client.query(
             "SELECT tenant, intDiv(argMinMerge(root_start_ns), {m:Int64}) * {m:Int64} AS minute_ns FROM run_parts "
             "WHERE tenant IN {tenants:Array(String)} AND trace_id IN {traces:Array(String)} "
             "GROUP BY tenant, trace_id HAVING max(has_root)",
-            {"m": MINUTE_NS, "tenants": pc.unique(parts.column("tenant")).to_pylist(),
-             "traces": pc.unique(parts.column("trace_id")).to_pylist()},
+            {"m": MINUTE_NS, "tenants": pc.unique(rest.column("tenant")).to_pylist(),
+             "traces": pc.unique(rest.column("trace_id")).to_pylist()},
         )
-        touched: dict[str, set[int]] = {}
         for tenant, minute in zip(found.column("tenant").to_pylist(), found.column("minute_ns").to_pylist(), strict=True):
             if minute is not None:
                 touched.setdefault(tenant, set()).add(int(minute))
