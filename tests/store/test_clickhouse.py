@@ -203,3 +203,34 @@ def test_a_server_url_names_no_local_file_and_keeps_its_credentials_out_of_paths
     assert parse_store_url("chdb:///var/lib/aisre/ch").local_file == "/var/lib/aisre/ch"
     server = parse_store_url("clickhouse://default:secret@db.internal:8123/aisre")
     assert (server.backend, server.local_file) == ("clickhouse", None)
+
+
+def test_two_ingest_nodes_taking_halves_of_traces_at_once_lose_and_double_nothing(client: ChdbClient) -> None:
+    """Ten requests, each cut in two (children to one node, roots to the other), sent to
+    both nodes at the same time from two threads; the redelivery of every roots request to
+    the other node is acknowledged and stored nowhere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = _store(client), _store(client)
+    requests = [_request(20, T0 + k * 10**9) for k in range(10)]
+
+    def send(node: ClickHouseStore, roots: bool) -> int:
+        total = 0
+        for spans, res in requests:
+            mask = spans.column("is_root") if roots else pc.invert(spans.column("is_root"))
+            total += node.submit_spans(spans.filter(mask), res).result(60)
+        return total
+
+    with ThreadPoolExecutor(2) as pool:
+        stored = [f.result() for f in [pool.submit(send, a, False), pool.submit(send, b, True)]]
+    assert stored == [400, 200]
+    assert send(a, True) == 0  # the roots again, on the other node
+    for node in (a, b):
+        node.flush_rollups()
+    counts = _counts(a)
+    assert counts["spans"] == 600 and counts["roots"] == 200 and len(counts["runs"]) == 200
+    assert {r[1:] for r in counts["runs"]} == {(3, 2, "success")}
+    assert counts["run_minutes"] == [("ask", 200, 0)]
+    assert counts["slo"] == {"ask-ok": (200, 200), "ask-chat": (200, 200)}
+    a.close()
+    b.close()
