@@ -144,6 +144,10 @@ def _clickhouse_client(location: StoreLocation) -> Any:
 def _open_clickhouse(location: StoreLocation, options: dict[str, Any], guarded: bool) -> Store:
     try:
         client = _clickhouse_client(location)
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"the {location.backend} store needs the clickhouse extra: pip install 'aisre[clickhouse]' ({exc})"
+        ) from None
     except Exception as exc:  # chdb holds its folder; a server may be down: one clear line
         raise StoreUnavailable(f"cannot open {location.backend} store {location.path}: {exc}") from None
     from aisre.store.clickhouse import ClickHouseStore
