@@ -117,7 +117,7 @@ INCIDENTS_NOT_YET = (
 )
 COST_NOT_YET = (
     "list_overrides", "put_override", "delete_override", "budget_tenants", "list_budgets",
-    "put_budget", "delete_budget", "list_rate_limits", "put_rate_limit", "priced_models", "reprice", "explain",
+    "put_budget", "delete_budget", "list_rate_limits", "put_rate_limit", "priced_models", "reprice",
 )
 
 
