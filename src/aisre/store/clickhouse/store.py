@@ -511,6 +511,9 @@ class ClickHouseStore(_NotYet):
             "AND minute_ns < {end:Int64} AND total > 0",
             {**params, "slos": [r.slo for r in rules], "v": self._next_seq()},
         )
+        # Versioned before reading: of two nodes recounting one minute, the one that started
+        # reading later (and so saw the other's commit) wins.
+        version = self._next_seq()
         out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
         for names, sql in self._slo_count_queries(rules):
             counted = self.client.query(sql, params)
@@ -523,7 +526,6 @@ class ClickHouseStore(_NotYet):
                         out["good"].append(int(good))
                         out["total"].append(int(total))
         if out["slo"]:
-            version = self._next_seq()
             table = pa.table({**out, "version": [version] * len(out["slo"])},
                              schema=pa.schema([("tenant", pa.string()), ("slo", pa.string()), ("minute_ns", pa.int64()),
                                                ("good", pa.int64()), ("total", pa.int64()), ("version", pa.int64())]))
