@@ -184,8 +184,16 @@ def test_every_port_of_the_protocol_is_there_or_says_it_is_not_yet(tmp_path: Pat
 
 def test_spans_past_their_tenants_retention_are_dropped_by_ttl(client: ChdbClient) -> None:
     """Each span carries its tenant's retention from ingest; the engine's TTL drops whole
-    parts past it, and a retention of 0 keeps spans for ever."""
-    store = ClickHouseStore(client, retention_days=1, retention_overrides={"keep": 0})
+    parts past it, and a retention of 0 keeps spans for ever; with expiry off
+    (retention_interval_s 0) nothing is stamped to expire."""
+    off = ClickHouseStore(client, retention_days=1)
+    spans, res = _request(5, T0 - 400 * 86_400 * 10**9)
+    off.submit_spans(spans, res).result(60)
+    client.command("OPTIMIZE TABLE spans FINAL")
+    assert off.count_spans("t") == 15
+    off.flush_rollups()
+    client.command("TRUNCATE TABLE spans")
+    store = ClickHouseStore(client, retention_days=1, retention_overrides={"keep": 0}, retention_interval_s=60)
     old = T0 - 400 * 86_400 * 10**9  # more than a year before the fixed start: long expired
     spans, res = _request(5, old)
     store.submit_spans(spans, res).result(60)
@@ -195,6 +203,7 @@ def test_spans_past_their_tenants_retention_are_dropped_by_ttl(client: ChdbClien
     assert store.count_spans("t") == 0
     assert store.count_spans("keep") == 15
     store.close()
+    off.close()  # nothing left to roll up: the shared client is closed already
 
 
 def test_a_server_url_names_no_local_file_and_keeps_its_credentials_out_of_paths() -> None:

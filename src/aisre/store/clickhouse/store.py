@@ -219,6 +219,7 @@ class ClickHouseStore(_NotYet):
         rollup_interval_ms: int = 1000,
         retention_days: float = 14,
         retention_overrides: dict[str, float] | None = None,
+        retention_interval_s: float = 0,
         clock: Callable[[], int] = time.time_ns,
         **_unused: Any,
     ) -> None:
@@ -226,6 +227,9 @@ class ClickHouseStore(_NotYet):
         self._clock = clock
         self._retention_days = float(retention_days)
         self._retention_file = dict(retention_overrides or {})
+        # Expiry is the engine's TTL on the retention stamped on each span; as with DuckDB,
+        # retention_interval_s = 0 turns it off (spans are then stamped 0: kept).
+        self._expiry_on = retention_interval_s > 0
         self._seq = 0
         self._seq_lock = threading.Lock()
         self.duplicate_spans = 0
@@ -318,8 +322,9 @@ class ClickHouseStore(_NotYet):
         return self.submit_prepared(prepare_batch(spans, trace_partials_of(spans), resources, scores))
 
     def _retention_of(self, tenant: str) -> int:
+        """The retention stamped on ``tenant``'s spans: whole days, 0 to keep them."""
         days = self._retention_file.get(tenant, self._retention_days)
-        return int(np.ceil(days)) if days > 0 else 0
+        return int(np.ceil(days)) if days > 0 and self._expiry_on else 0
 
     def _stored_keys(self, spans: pa.Table) -> set[tuple[str, str, str]]:
         """Which spans of ``spans`` are stored already: a redelivered span has the same
