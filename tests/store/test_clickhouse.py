@@ -192,7 +192,8 @@ def test_spans_past_their_tenants_retention_are_dropped_by_ttl(client: ChdbClien
     client.command("OPTIMIZE TABLE spans FINAL")
     assert off.count_spans("t") == 15
     off.flush_rollups()
-    client.command("TRUNCATE TABLE spans")
+    for table in ("spans", "run_parts", "run_roots", "run_minutes", "slo_minutes", "cost_minutes"):
+        client.command(f"TRUNCATE TABLE {table}")
     store = ClickHouseStore(client, retention_days=1, retention_overrides={"keep": 0}, retention_interval_s=60)
     old = T0 - 400 * 86_400 * 10**9  # more than a year before the fixed start: long expired
     spans, res = _request(5, old)
@@ -243,3 +244,26 @@ def test_two_ingest_nodes_taking_halves_of_traces_at_once_lose_and_double_nothin
     assert counts["slo"] == {"ask-ok": (200, 200), "ask-chat": (200, 200)}
     a.close()
     b.close()
+
+
+def test_runs_expire_with_their_spans_and_the_rollups_outlive_them(client: ChdbClient) -> None:
+    """Runs stored while expiry was off, then past a 1-day retention (stamped by a
+    mutation, as if the days had passed): the runs go with their spans, and the rollups keep
+    their counts even when the expired minutes are recounted (a repair, an SLO backfill)."""
+    before_store = _store(client)
+    old = T0 - 400 * 86_400 * 10**9
+    spans, res = _request(5, old)
+    before_store.submit_spans(spans, res).result(60)
+    counted = _counts(before_store)
+    assert counted["run_minutes"] == [("ask", 5, 0)] and counted["slo"]["ask-ok"] == (5, 5)
+    for table in ("spans", "run_parts", "run_roots"):
+        client.command(f"ALTER TABLE {table} UPDATE retention_days = 1 WHERE tenant = 't' SETTINGS mutations_sync = 1")
+        client.command(f"OPTIMIZE TABLE {table} FINAL")
+    store = ClickHouseStore(client, retention_days=1, retention_interval_s=60)
+    store.set_sli_rules("t", RULES)  # the server sets its rules at start: a backfill
+    store.rebuild_rollups("t", old - MINUTE_NS, old + MINUTE_NS)
+    assert store.count_spans("t") == 0 and store.list_runs(RunQuery("t")) == []
+    after = _counts(store)
+    assert (after["run_minutes"], after["slo"]) == (counted["run_minutes"], counted["slo"])
+    store.close()
+    before_store.close()  # nothing left to roll up: the shared client is closed already

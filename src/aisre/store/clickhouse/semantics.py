@@ -68,7 +68,10 @@ def run_parts_ddl() -> str:
     return (
         "CREATE TABLE IF NOT EXISTS run_parts (\n    tenant LowCardinality(String),\n    trace_id String,\n    "
         + columns
+        + ",\n    retention_days SimpleAggregateFunction(max, UInt32)"
         + "\n)\nENGINE = AggregatingMergeTree\nORDER BY (tenant, trace_id)\n"
+        # A run expires with its spans (the retention stamped on them, 0: kept).
+        "TTL toDateTime(intDiv(end_ns, 1000000000)) + toIntervalDay(retention_days) DELETE WHERE retention_days > 0\n"
         "SETTINGS non_replicated_deduplication_window = 10000"
     )
 
@@ -88,13 +91,15 @@ def run_parts_in_ddl() -> str:
     (the batch's commit order); a Null table, so only its view keeps anything."""
     columns = ",\n    ".join(f"{c} {_type(c) if c not in ('tenant', 'trace_id') else 'String'}"
                               for c in TRACE_PART_SCHEMA.names)
-    return f"CREATE TABLE IF NOT EXISTS run_parts_in (\n    {columns},\n    seq Int64\n)\nENGINE = Null"
+    return (f"CREATE TABLE IF NOT EXISTS run_parts_in (\n    {columns},\n    seq Int64,\n    retention_days UInt32\n)\n"
+            "ENGINE = Null")
 
 
 def run_parts_mv_ddl() -> str:
     """The view turning inserted partials into `run_parts` states (a group commit may
     carry one trace in several batches: they merge here already)."""
-    states = ",\n    ".join(f"{_state_expr(c, r)} AS {c}" for c, r in RUN_MERGE.items())
+    states = ",\n    ".join([*(f"{_state_expr(c, r)} AS {c}" for c, r in RUN_MERGE.items()),
+                              "max(p.retention_days) AS retention_days"])
     return ("CREATE MATERIALIZED VIEW IF NOT EXISTS run_parts_mv TO run_parts AS\n"
             f"SELECT p.tenant AS tenant, p.trace_id AS trace_id,\n    {states}\nFROM run_parts_in AS p\nGROUP BY p.tenant, p.trace_id")
 

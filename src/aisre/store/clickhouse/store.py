@@ -409,6 +409,8 @@ class ClickHouseStore(_NotYet):
         table = pa.concat_tables([
             p.append_column("seq", pa.array([first + i] * p.num_rows, type=pa.int64())) for i, p in enumerate(parts)
         ])
+        retention = pa.array([self._retention_of(t) for t in table.column("tenant").to_pylist()], type=pa.uint32())
+        table = table.append_column("retention_days", retention)
         self.client.insert_arrow(
             "run_parts_in", table, {**_INSERT_SETTINGS, "insert_deduplication_token": _token("parts", _span_keys(spans))})
         return table
@@ -460,8 +462,18 @@ class ClickHouseStore(_NotYet):
                     self._dirty.setdefault(tenant, set()).update(minutes)
             raise
 
+    def _first_recountable_minute(self, tenant: str) -> int:
+        """Minutes before this may have lost runs to expiry: a recount would count what is
+        left, so they keep the counts they have (rollups outlive raw data)."""
+        days = self._retention_of(tenant)
+        return -(2**62) if days == 0 else (self._clock() - days * 86_400 * 10**9) // MINUTE_NS * MINUTE_NS
+
     def _rebuild(self, dirty: dict[str, set[int]]) -> int:
         count = 0
+        dirty = {
+            tenant: kept for tenant, minutes in dirty.items()
+            if (kept := {m for m in minutes if m >= self._first_recountable_minute(tenant)})
+        }
         for tenant, minutes in dirty.items():
             for start, end in _ranges(minutes):
                 self._rebuild_run_minutes(tenant, start, end)
@@ -613,7 +625,7 @@ class ClickHouseStore(_NotYet):
                 "WHERE tenant = {tenant:String} AND slo IN {slos:Array(String)} AND total > 0",
                 {"tenant": tenant, "slos": gone, "v": self._next_seq()},
             )
-        self._rebuild_slo_minutes(tenant, changed, -(2**62), 2**62)
+        self._rebuild_slo_minutes(tenant, changed, self._first_recountable_minute(tenant), 2**62)
         self._sli_rules[tenant] = rules
         if changed or gone:
             self._slo_changes.record(tenant, None)

@@ -47,10 +47,12 @@ CREATE TABLE IF NOT EXISTS run_parts (
     user_id AggregateFunction(argMin, Nullable(String), Tuple(Bool, Int64)),
     session_id AggregateFunction(argMin, Nullable(String), Tuple(Bool, Int64)),
     first_received_ns SimpleAggregateFunction(min, Int64),
-    last_received_ns SimpleAggregateFunction(max, Int64)
+    last_received_ns SimpleAggregateFunction(max, Int64),
+    retention_days SimpleAggregateFunction(max, UInt32)
 )
 ENGINE = AggregatingMergeTree
 ORDER BY (tenant, trace_id)
+TTL toDateTime(intDiv(end_ns, 1000000000)) + toIntervalDay(retention_days) DELETE WHERE retention_days > 0
 SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS run_parts_in (
@@ -90,7 +92,8 @@ CREATE TABLE IF NOT EXISTS run_parts_in (
     session_id Nullable(String),
     first_received_ns Int64,
     last_received_ns Int64,
-    seq Int64
+    seq Int64,
+    retention_days UInt32
 )
 ENGINE = Null;
 
@@ -129,7 +132,8 @@ SELECT p.tenant AS tenant, p.trace_id AS trace_id,
     argMinState(p.user_id, (p.user_id IS NULL, p.seq)::Tuple(Bool, Int64)) AS user_id,
     argMinState(p.session_id, (p.session_id IS NULL, p.seq)::Tuple(Bool, Int64)) AS session_id,
     min(p.first_received_ns) AS first_received_ns,
-    max(p.last_received_ns) AS last_received_ns
+    max(p.last_received_ns) AS last_received_ns,
+    max(p.retention_days) AS retention_days
 FROM run_parts_in AS p
 GROUP BY p.tenant, p.trace_id;
 
@@ -138,12 +142,15 @@ GROUP BY p.tenant, p.trace_id;
 CREATE TABLE IF NOT EXISTS run_roots (
     tenant LowCardinality(String),
     minute_ns Int64,
-    trace_id String
+    trace_id String,
+    retention_days UInt32
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (tenant, minute_ns, trace_id);
+ORDER BY (tenant, minute_ns, trace_id)
+TTL toDateTime(intDiv(minute_ns, 1000000000)) + toIntervalDay(retention_days) DELETE WHERE retention_days > 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS run_roots_mv TO run_roots AS
-SELECT tenant, intDiv(finalizeAggregation(root_start_ns), 60000000000) * 60000000000 AS minute_ns, trace_id
+SELECT tenant, intDiv(finalizeAggregation(root_start_ns), 60000000000) * 60000000000 AS minute_ns, trace_id,
+    retention_days
 FROM run_parts
 WHERE has_root AND finalizeAggregation(root_start_ns) IS NOT NULL;
