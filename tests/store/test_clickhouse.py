@@ -90,7 +90,7 @@ def test_a_group_retried_after_its_partials_were_written_is_stored_once(client: 
     drops the partials (and what its views made of them) by their deduplication token."""
     store = _store(client)
     spans, res = _request(20)
-    store._insert_parts(spans, [trace_partials_of(spans)])  # the first attempt, cut short
+    store._insert_parts([spans], [trace_partials_of(spans)])  # the first attempt, cut short
     assert store.submit_spans(spans, res).result(60) == 60
     counts = _counts(store)
     assert counts["spans"] == 60 and counts["roots"] == 20
@@ -99,11 +99,29 @@ def test_a_group_retried_after_its_partials_were_written_is_stored_once(client: 
     # The whole group inserted twice at the engine: the tokens drop the second copy.
     more, more_res = _request(5, T0 + 3 * MINUTE_NS)
     for _ in range(2):
-        store._insert(more, [trace_partials_of(more)], more_res, pa.table({"tenant": pa.array([], pa.string())}))
+        store._insert([more], [trace_partials_of(more)], more_res, [pa.table({"tenant": pa.array([], pa.string())})])
     counts = _counts(store)
     assert counts["spans"] == 75 and counts["roots"] == 25 and {r[1] for r in counts["runs"]} == {3}
     assert counts["run_minutes"] == [("ask", 25, 0)]
     store.close()
+
+
+def test_requests_retried_into_other_groups_on_another_node_are_stored_once(client: ChdbClient) -> None:
+    """Two requests committed as one group on node A, cut short after their partials; the
+    client retries each on node B, one alone and one grouped with a new request: each
+    request's partials carry a token of their own, so nothing counts twice."""
+    a, b = _store(client), _store(client)
+    (one, one_res), (two, two_res), (new, new_res) = (_request(10, T0 + k * 10**9) for k in range(3))
+    a._insert_parts([one, two], [trace_partials_of(one), trace_partials_of(two)])  # A dies here
+    assert b.submit_spans(two, two_res).result(60) == 30
+    futures = [b.submit_spans(new, new_res), b.submit_spans(one, one_res)]  # may share a group
+    assert [f.result(60) for f in futures] == [30, 30]
+    counts = _counts(b)
+    assert counts["spans"] == 90 and counts["roots"] == 30 and len(counts["runs"]) == 30
+    assert {r[1] for r in counts["runs"]} == {3}
+    assert counts["run_minutes"] == [("ask", 30, 0)]
+    a.close()
+    b.close()
 
 
 @pytest.mark.parametrize("root_first", [False, True])

@@ -369,28 +369,30 @@ class ClickHouseStore(_NotYet):
                 score_keys = zip(*(scores.column(c).to_pylist() for c in ("tenant", "trace_id", "span_id")), strict=True)
                 scores = scores.filter(pa.array([k in ids for k in score_keys], type=pa.bool_()))
             kept_scores.append(scores)
-        batch = pa.concat_tables(kept_spans)
-        if batch.num_rows:
-            self._insert(batch, kept_parts, pa.concat_tables([b[2] for b in batches]), pa.concat_tables(kept_scores))
-        self.duplicate_spans += sent - batch.num_rows
+        stored = sum(t.num_rows for t in kept_spans)
+        if stored:
+            self._insert(kept_spans, kept_parts, pa.concat_tables([b[2] for b in batches]), kept_scores)
+        self.duplicate_spans += sent - stored
         return [t.num_rows for t in kept_spans]
 
-    def _insert(self, spans: pa.Table, parts: list[pa.Table], resources: pa.Table, scores: pa.Table) -> None:
-        """Insert one group: run partials first and spans last, each with a token derived
-        from the group's span keys. A group cut short after its partials is retried whole:
-        its spans are not stored yet, so it is recomputed alike, and the engine drops the
-        partials it already has (the token), in the views fed from them too."""
+    def _insert(self, spans: list[pa.Table], parts: list[pa.Table], resources: pa.Table, scores: list[pa.Table]) -> None:
+        """Insert one group: each request's run partials (and scores) first, the group's
+        spans last. A commit cut short before its spans is retried: the request's spans are
+        not stored yet, so its partials are recomputed alike and carry the same token (one
+        per request, so the retry may be grouped with other requests, on another node), and
+        the engine drops the partials it already has, in the views fed from them too."""
         table = self._insert_parts(spans, parts)
-        keys = _span_keys(spans)
+        for request, request_scores in zip(spans, scores, strict=True):
+            if request_scores.num_rows:
+                self.client.insert_arrow("scores", request_scores, {
+                    **_INSERT_SETTINGS, "insert_deduplication_token": _token("scores", _span_keys(request))})
         resources = self._new_resources(resources)
         if resources.num_rows:
             self.client.insert_arrow("resources", resources)
-        if scores.num_rows:
-            self.client.insert_arrow(
-                "scores", scores, {**_INSERT_SETTINGS, "insert_deduplication_token": _token("scores", keys)})
-        retention = pa.array([self._retention_of(t) for t in spans.column("tenant").to_pylist()], type=pa.uint32())
-        self.client.insert_arrow("spans", spans.append_column("retention_days", retention),
-                                 {**_INSERT_SETTINGS, "insert_deduplication_token": _token("spans", keys)})
+        batch = pa.concat_tables(spans)
+        retention = pa.array([self._retention_of(t) for t in batch.column("tenant").to_pylist()], type=pa.uint32())
+        self.client.insert_arrow("spans", batch.append_column("retention_days", retention),
+                                 {**_INSERT_SETTINGS, "insert_deduplication_token": _token("spans", _span_keys(batch))})
         self._mark_dirty(self._root_minutes(table))
 
     def _new_resources(self, resources: pa.Table) -> pa.Table:
@@ -403,17 +405,21 @@ class ClickHouseStore(_NotYet):
         self._resources_seen.update(keys)
         return resources if all(fresh) else resources.filter(pa.array(fresh, type=pa.bool_()))
 
-    def _insert_parts(self, spans: pa.Table, parts: list[pa.Table]) -> pa.Table:
-        """Insert the group's trace partials, in commit order (``seq``); returns them."""
+    def _insert_parts(self, spans: list[pa.Table], parts: list[pa.Table]) -> pa.Table:
+        """Insert each request's trace partials, in commit order (``seq``), with a token of
+        its own span keys; returns them all."""
         first = self._next_seq(len(parts))
-        table = pa.concat_tables([
-            p.append_column("seq", pa.array([first + i] * p.num_rows, type=pa.int64())) for i, p in enumerate(parts)
-        ])
-        retention = pa.array([self._retention_of(t) for t in table.column("tenant").to_pylist()], type=pa.uint32())
-        table = table.append_column("retention_days", retention)
-        self.client.insert_arrow(
-            "run_parts_in", table, {**_INSERT_SETTINGS, "insert_deduplication_token": _token("parts", _span_keys(spans))})
-        return table
+        tables = []
+        for i, (request, part) in enumerate(zip(spans, parts, strict=True)):
+            if request.num_rows == 0:
+                continue
+            retention = pa.array([self._retention_of(t) for t in part.column("tenant").to_pylist()], type=pa.uint32())
+            table = part.append_column("seq", pa.array([first + i] * part.num_rows, type=pa.int64())).append_column(
+                "retention_days", retention)
+            self.client.insert_arrow("run_parts_in", table, {
+                **_INSERT_SETTINGS, "insert_deduplication_token": _token("parts", _span_keys(request))})
+            tables.append(table)
+        return pa.concat_tables(tables)
 
     def _root_minutes(self, parts: pa.Table) -> dict[str, set[int]]:
         """The minutes the merged runs of ``parts``' traces start in (rooted runs only): the
