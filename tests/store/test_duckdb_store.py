@@ -15,7 +15,7 @@ from aisre.normalize.runs import trace_partials_of
 from aisre.normalize.spans import flatten
 from aisre.receive.otlp_decode import parse_request
 from aisre.store.duckdb import DuckDBStore
-from aisre.store.duckdb.writer import Writer
+from aisre.store.writer import Writer
 from tests.conftest import capture_files, capture_truth
 from tests.otlp_factory import journey_request
 

@@ -33,6 +33,7 @@ from aisre.normalize.spans import flatten
 from aisre.receive.otlp_decode import parse_request
 from aisre.store.factory import open_store
 from tests.otlp_factory import retry_runs
+from tests.store.conftest import STORE_URLS
 from tests.store.contract.data import BY_NAME, FIXTURES
 
 TENANT = "t"
@@ -79,9 +80,10 @@ def _reference_runs(batches: list[pa.Table]) -> dict[str, dict[str, Any]]:
     return runs
 
 
+@pytest.mark.parametrize("url", STORE_URLS, ids=lambda url: url.split(":", 1)[0])
 @pytest.mark.parametrize("capture", [*(f.name for f in FIXTURES), RETRIES])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_runs_rollups_and_slo_counts_match_the_declared_semantics(tmp_path: Path, capture: str, seed: int) -> None:
+def test_runs_rollups_and_slo_counts_match_the_declared_semantics(tmp_path: Path, capture: str, seed: int, url: str) -> None:
     spans, resources = _spans_of(capture)
     batches = _batches(spans, seed)
     expected = _reference_runs(batches)
@@ -94,7 +96,7 @@ def test_runs_rollups_and_slo_counts_match_the_declared_semantics(tmp_path: Path
         SliRule(slo="cheap", journey=journey_of(r), kind="cost", max_cost_usd=0.0001)
         for r in expected.values() if r["has_root"]
     ][:1]
-    store = open_store(str(tmp_path / "s.duckdb"))
+    store = open_store(url.format(dir=tmp_path))
     try:
         store.set_sli_rules(TENANT, rules)
         for batch in batches:

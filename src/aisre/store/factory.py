@@ -1,7 +1,9 @@
 """The one place a backend is chosen: ``open_store(url)``.
 
 A store is named by a URL: ``duckdb:///var/lib/aisre/aisre.duckdb`` (the embedded
-default; a bare path means the same) or ``duckdb://:memory:``. The ``store`` setting and
+default; a bare path means the same) or ``duckdb://:memory:``; ``chdb:///var/lib/aisre/ch``
+(ClickHouse in-process, a folder) or ``clickhouse://user:pass@host:8123/db`` (a ClickHouse
+server) for the scale-out store, which holds spans, runs and rollups only so far (issue 17). The ``store`` setting and
 ``aisre up --store`` give it; ``--db PATH`` is its short form. What comes back is wrapped
 in the tenant guard, so no backend checks tenants itself.
 """
@@ -17,7 +19,7 @@ from aisre.store.guard import TenantGuard
 from aisre.store.protocol import Store
 from aisre.store.retention import check_days, load_retention_file
 
-BACKENDS = ("duckdb",)
+BACKENDS = ("duckdb", "chdb", "clickhouse")
 
 
 class BadStoreSetting(PermanentError):
@@ -37,8 +39,9 @@ class StoreLocation:
 
     @property
     def local_file(self) -> str | None:
-        """The file a local backend keeps its data in (None in memory)."""
-        return None if self.path == ":memory:" else self.path
+        """The file (chdb: folder) a local backend keeps its data in (None in memory, or on a
+        server: a clickhouse:// location names a host and credentials, never a path)."""
+        return None if self.path == ":memory:" or self.backend == "clickhouse" else self.path
 
 
 def parse_store_url(url: str) -> StoreLocation:
@@ -87,6 +90,13 @@ def _duckdb_options(settings: Settings) -> dict[str, Any]:
 def check_store_settings(url: str, settings: Settings) -> None:
     """Refuse settings the backend cannot use, naming the setting, before anything starts."""
     location = parse_store_url(url)
+    if location.backend in ("chdb", "clickhouse"):
+        # The server needs keys, alerts, incidents and cost at start: refuse now, clearly.
+        raise BadStoreSetting(
+            f"setting store: {location.backend} holds spans, runs, rollups and SLO counts only so far; "
+            "the server also needs keys, alerts, incidents and cost, not yet on ClickHouse (issue 17): "
+            "use a duckdb:// store for `aisre up`"
+        )
     if location.backend == "duckdb":
         from aisre.store.duckdb.store import check_memory_limit
 
@@ -103,6 +113,8 @@ def open_store(url: str, settings: Settings | None = None, *, guarded: bool = Tr
     location = parse_store_url(url)
     options = _duckdb_options(settings) if settings is not None else {}
     options.update(overrides)
+    if location.backend in ("chdb", "clickhouse"):
+        return _open_clickhouse(location, options, guarded)
     import duckdb
 
     from aisre.store.duckdb import DuckDBStore
@@ -114,9 +126,41 @@ def open_store(url: str, settings: Settings | None = None, *, guarded: bool = Tr
     return cast(Store, TenantGuard(backend)) if guarded else cast(Store, backend)
 
 
+def _clickhouse_client(location: StoreLocation) -> Any:
+    """The client for a chdb folder or a clickhouse://user:pass@host:port/db server."""
+    from aisre.store.clickhouse.client import ChdbClient, HttpClient
+
+    if location.backend == "chdb":
+        return ChdbClient(location.path)
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(f"clickhouse://{location.path}")
+    return HttpClient(
+        host=parts.hostname or "localhost", port=parts.port or 8123, username=unquote(parts.username or "default"),
+        password=unquote(parts.password or ""), database=parts.path.strip("/") or "aisre",
+    )
+
+
+def _open_clickhouse(location: StoreLocation, options: dict[str, Any], guarded: bool) -> Store:
+    try:
+        client = _clickhouse_client(location)
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"the {location.backend} store needs the clickhouse extra: pip install 'aisre[clickhouse]' ({exc})"
+        ) from None
+    except Exception as exc:  # chdb holds its folder; a server may be down: one clear line
+        raise StoreUnavailable(f"cannot open {location.backend} store {location.path}: {exc}") from None
+    from aisre.store.clickhouse import ClickHouseStore
+
+    backend = ClickHouseStore(client, **options)
+    return cast(Store, TenantGuard(backend)) if guarded else cast(Store, backend)
+
+
 def has_active_keys(url: str) -> bool:
     """Whether the store holds a usable API key, read without opening it for writing (False if absent)."""
     location = parse_store_url(url)
+    if location.backend != "duckdb":
+        return False  # API keys are not yet on ClickHouse (issue 17)
     from aisre.store.duckdb import has_active_keys as duckdb_has_active_keys
 
     return duckdb_has_active_keys(location.path)

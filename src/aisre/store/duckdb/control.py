@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import duckdb
 
 from aisre.core.errors import Conflict, NotFound
-from aisre.store.duckdb.writer import Writer
+from aisre.store.writer import Writer
 
 
 def has_active_keys(path: str) -> bool:

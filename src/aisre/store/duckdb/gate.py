@@ -11,7 +11,7 @@ import orjson
 
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.population import Population, PopulationQuery, RunSelector
-from aisre.store.duckdb.writer import Writer
+from aisre.store.writer import Writer
 
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 

@@ -30,8 +30,8 @@ from aisre.store.duckdb.incidents import IncidentTables
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
-from aisre.store.duckdb.writer import Writer, WriterStats
 from aisre.store.retention import DAY_NS, check_days
+from aisre.store.writer import Writer, WriterStats
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,870 @@
+"""The scale-out store on ClickHouse (chdb in-process, or a server): spans, journey runs
+assembled by the engine, minute rollups and SLO counts.
+
+Nothing a second ingest node would need is kept in this process: a trace's runs are the
+merge of its partial rows (store/clickhouse/semantics.py), a span delivered again is found
+in `spans` itself, and the rollups are recounted from the merged runs. What this first
+slice does not implement yet raises NotImplementedError (see NOT_YET).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aisre.core.errors import NotFound, PermanentError
+from aisre.core.model import RunQuery, SliRule, TimeRange
+from aisre.core.population import Population, PopulationQuery
+from aisre.core.schema import MINUTE_NS, SPAN_COLUMN_NAMES
+from aisre.normalize.runs import trace_partials_of
+from aisre.store.changes import MinuteJournal
+from aisre.store.clickhouse.client import Client
+from aisre.store.clickhouse.cost import ClickHouseCostReads, recount_sql
+from aisre.store.clickhouse.semantics import (
+    LISTING_COLUMNS,
+    good_predicate,
+    good_sql,
+    journey_runs_sql,
+    journey_sql,
+    measure_names,
+    merged_runs_sql,
+    run_minutes_select,
+)
+from aisre.store.duckdb.store import prepare_batch
+from aisre.store.writer import Writer, WriterStats
+
+log = logging.getLogger(__name__)
+
+_RUN_COLUMNS = (
+    "trace_id, journey, outcome, failure_reason, run_start_ns, duration_ns, has_root, root_name, root_service, "
+    "span_count, error_spans, llm_calls, llm_errors, tool_calls, retrieval_calls, agent_steps, retries, input_tokens, "
+    "output_tokens, cached_input_tokens, cost_usd, service_version, prompt_name, prompt_version, environment, models, "
+    "user_id, session_id"
+)
+_TRACE_SPAN_COLUMNS = [c for c in SPAN_COLUMN_NAMES if c not in ("tenant", "resource_id")]
+# Spans of a run start after its root; a run longer than this is counted only this far.
+_STEP_SLACK_NS = 3600 * 10**9
+_TENANT_KEY = "tenant = {tenant:String}"
+# Every insert of a batch carries a token: the same batch inserted again (a retry after a
+# lost acknowledgement) is dropped by the engine, in the views fed from it too.
+_INSERT_SETTINGS = {"insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ranges(minutes: set[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for minute in sorted(minutes):
+        if out and out[-1][1] == minute:
+            out[-1] = (out[-1][0], minute + MINUTE_NS)
+        else:
+            out.append((minute, minute + MINUTE_NS))
+    return out
+
+
+def _token(kind: str, keys: list[tuple[str, str, str]]) -> str:
+    digest = hashlib.sha256("\n".join("\x00".join(k) for k in sorted(keys)).encode()).hexdigest()
+    return f"{kind}:{digest}"
+
+
+def _span_keys(spans: pa.Table) -> list[tuple[str, str, str]]:
+    return list(zip(*(spans.column(c).to_pylist() for c in ("tenant", "trace_id", "span_id")), strict=True))
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    return table.to_pylist()
+
+
+class _NotYet:
+    """Parts of the store protocol this backend does not implement yet."""
+
+
+def _not_yet(name: str) -> Callable[..., Any]:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{name} is not yet on ClickHouse (issue 17)")
+
+    method.__name__ = name
+    method.__doc__ = f"{name}: not yet on ClickHouse (issue 17)."
+    return method
+
+
+# Store methods this slice leaves for later sessions of issue 17 (control plane on
+# PostgreSQL, cost, gate, scores API, retention, the telemetry checker).
+NOT_YET = (
+    "add_scores", "span_sample", "active_alerts", "save_alerts", "list_alerts", "add_key", "revoke_key",
+    "active_keys", "auth_latched", "list_keys", "audit", "list_audit", "set_retention",
+    "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict", "expire", "trace_ids_with_prefix",
+    "dependency_calls",
+)
+_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
+INCIDENTS_NOT_YET = (
+    "list_changes", "create_incident", "update_incident", "get_incident",
+    "open_incident_for", "list_incidents", "events", "alerts", "incidents_of_alert", "incidents_for_alert_keys",
+    "add_action_item", "update_action_item", "action_items", "add_change", "detect_changes",
+    "add_notification_attempt", "notification_attempts",
+)
+COST_NOT_YET = (
+    "list_overrides", "put_override", "delete_override", "budget_tenants", "list_budgets",
+    "put_budget", "delete_budget", "list_rate_limits", "put_rate_limit", "priced_models", "reprice",
+)
+
+
+class ClickHouseIncidents(_NotYet):
+    """What incidents read from the data plane; the incident tables themselves are not yet here."""
+
+    def __init__(self, store: ClickHouseStore) -> None:
+        self._store = store
+
+    def run_minutes(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """Per-minute runs and failures of one journey over [start, end), from the rollups."""
+        self._store.flush_rollups()
+        return _rows(self._store.client.query(
+            "SELECT minute_ns, runs, failures, cost_usd, failed_cost_usd FROM run_minutes FINAL "
+            "WHERE tenant = {tenant:String} AND journey = {journey:String} AND minute_ns >= {start:Int64} "
+            "AND minute_ns < {end:Int64} AND runs > 0 ORDER BY minute_ns",
+            {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns},
+        ))
+
+
+    def _runs_of(self, select: str, where: str, params: dict[str, Any], tail: str = "") -> list[dict[str, Any]]:
+        return _rows(self._store.client.query(
+            f"SELECT {select} FROM ({journey_runs_sql(_TENANT_KEY)}) WHERE journey = {{journey:String}} "
+            f"AND run_start_ns >= {{start:Int64}} AND run_start_ns < {{end:Int64}}{where} {tail}", params))
+
+    def first_failure(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> int | None:
+        """Start of the first failed run of a journey in [start, end), if any."""
+        rows = self._runs_of("min(run_start_ns) AS t, count() AS n", " AND outcome = 'failure'",
+                             {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns})
+        return int(rows[0]["t"]) if rows and rows[0]["n"] else None
+
+    def sample_runs(
+        self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` runs of one outcome, newest first, with what triage compares."""
+        return self._runs_of(
+            "trace_id, run_start_ns, duration_ns, failure_reason, service_version, prompt_name, prompt_version, "
+            "models, user_id, tool_calls, retrieval_calls, llm_errors, cost_usd", " AND outcome = {outcome:String}",
+            {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns, "outcome": outcome, "limit": limit},
+            "ORDER BY run_start_ns DESC LIMIT {limit:UInt64}")
+
+    def count_runs(self, tenant: str, journey: str, start_ns: int, end_ns: int, outcome: str) -> int:
+        rows = self._runs_of("count() AS n", " AND outcome = {outcome:String}",
+                             {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns, "outcome": outcome})
+        return int(rows[0]["n"])
+
+    def span_profile(self, tenant: str, trace_ids: list[str], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """Per trace and operation: spans, errored spans, summed duration, worst HTTP status, error types."""
+        if not trace_ids:
+            return []
+        return _rows(self._store.client.query(
+            "SELECT trace_id, operation, is_root, count() AS spans, countIf(status = 'error') AS errors, "
+            "sum(duration_ns) AS duration_ns, max(http_status) AS http_status, "
+            "groupUniqArrayIf(error_type, error_type IS NOT NULL) AS error_types, "
+            "countIf(retry_attempt > 0) AS retries, "
+            # Retrieval that found nothing: the data layer, whatever the span's status says.
+            "countIf(operation = 'retrieval' AND (toInt64OrNull(trim(BOTH '\"' FROM "
+            "JSONExtractRaw(ifNull(attributes, '{}'), 'db.response.returned_rows'))) = 0 OR "
+            "JSONExtractRaw(ifNull(attributes, '{}'), 'aisre.retrieval.documents') IN ('[]', '\"[]\"'))) AS empty_results "
+            "FROM spans WHERE tenant = {tenant:String} AND trace_id IN {ids:Array(String)} "
+            "AND start_ns >= {start:Int64} AND start_ns < {end:Int64} GROUP BY trace_id, operation, is_root",
+            {"tenant": tenant, "ids": list(trace_ids), "start": start_ns, "end": end_ns}))
+
+    def impact(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> dict[str, Any]:
+        """Failed runs, distinct users among them and their cost over [start, end)."""
+        return self._runs_of(
+            "count() AS runs, countIf(outcome = 'failure') AS failed_runs, "
+            "uniqExactIf(user_id, outcome = 'failure' AND user_id IS NOT NULL) AS users, "
+            "uniqExactIf(user_id, user_id IS NOT NULL) AS all_users, "
+            "sumIf(cost_usd, outcome = 'failure') AS failed_cost_usd, sum(cost_usd) AS cost_usd", "",
+            {"tenant": tenant, "journey": journey, "start": start_ns, "end": end_ns})[0]
+
+
+class ClickHouseCost(ClickHouseCostReads, _NotYet):
+    """Cost reads from the rollups; prices, budgets, rate limits and repricing are not yet
+    on ClickHouse."""
+
+
+for _name in INCIDENTS_NOT_YET:
+    setattr(ClickHouseIncidents, _name, _not_yet(f"incidents.{_name}"))
+for _name in COST_NOT_YET:
+    setattr(ClickHouseCost, _name, _not_yet(f"cost.{_name}"))
+
+
+class ClickHouseStore(_NotYet):
+    """Spans, runs, rollups and SLO counts in ClickHouse. Writes go through one writer
+    thread per process (group commit into large inserts); reads query the engine."""
+
+    backend = "clickhouse"
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        max_queued_spans: int = 200_000,
+        max_commit_spans: int = 100_000,
+        max_wait_ms: int = 5,
+        retry_after_s: float = 1.0,
+        rollup_interval_ms: int = 1000,
+        retention_days: float = 14,
+        retention_overrides: dict[str, float] | None = None,
+        retention_interval_s: float = 0,
+        clock: Callable[[], int] = time.time_ns,
+        **_unused: Any,
+    ) -> None:
+        self.client = client
+        self._clock = clock
+        self._retention_days = float(retention_days)
+        self._retention_file = dict(retention_overrides or {})
+        # Expiry is the engine's TTL on the retention stamped on each span; as with DuckDB,
+        # retention_interval_s = 0 turns it off (spans are then stamped 0: kept).
+        self._expiry_on = retention_interval_s > 0
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self.duplicate_spans = 0
+        self._dirty: dict[str, set[int]] = {}
+        self._dirty_lock = threading.Lock()
+        self._rollups_on = rollup_interval_ms > 0
+        self._sli_rules: dict[str, list[SliRule]] = {}
+        self._slo_changes = MinuteJournal()
+        self._resources_seen: set[tuple[str, int]] = set()
+        self._migrate()
+        self._writer = Writer(
+            self._commit, max_queued_spans=max_queued_spans, max_commit_spans=max_commit_spans,
+            max_wait_ms=max_wait_ms, retry_after_s=retry_after_s, name="aisre-clickhouse-writer",
+            tick=self.refresh_rollups if self._rollups_on else None,
+            tick_interval_s=(rollup_interval_ms if rollup_interval_ms > 0 else 1000) / 1000,
+        )
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.incidents = ClickHouseIncidents(self)
+        self.cost = ClickHouseCost(self)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        self.client.command(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_ns Int64) "
+            "ENGINE = ReplacingMergeTree ORDER BY version"
+        )
+        done = set(self.client.query("SELECT version FROM schema_migrations").column("version").to_pylist())
+        folder = resources.files("aisre.store.clickhouse").joinpath("migrations")
+        scripts = sorted((e.name, e.read_text()) for e in folder.iterdir() if e.name.endswith(".sql"))
+        for name, sql in scripts:
+            version = int(name.split("_", 1)[0])
+            if version in done:
+                continue
+            # Statements are idempotent (IF NOT EXISTS): a migration cut short is run again whole.
+            for statement in sql.split(";\n"):
+                if statement.strip() and any(
+                    line.strip() and not line.strip().startswith("--") for line in statement.splitlines()
+                ):
+                    self.client.command(statement)
+            self.client.command(
+                "INSERT INTO schema_migrations VALUES ({v:UInt32}, {n:String}, {t:Int64})",
+                {"v": version, "n": name, "t": time.time_ns()},
+            )
+
+    def schema_version(self) -> int:
+        rows = self.client.query("SELECT max(version) AS v FROM schema_migrations").column("v").to_pylist()
+        return int(rows[0] or 0) if rows else 0
+
+    def close(self) -> None:
+        """Commit everything accepted, roll it up and close. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._writer.close()
+        try:
+            self.refresh_rollups()
+        finally:
+            self.client.close()
+
+    def _next_seq(self, n: int = 1) -> int:
+        """A commit-order number: the clock, strictly increasing in this process (nodes agree
+        on order as far as their clocks do)."""
+        with self._seq_lock:
+            first = max(time.time_ns(), self._seq + 1)
+            self._seq = first + n - 1
+            return first
+
+    # -- writes --------------------------------------------------------------------
+
+    @property
+    def writer_stats(self) -> WriterStats:
+        return self._writer.stats
+
+    @property
+    def queued_spans(self) -> int:
+        return self._writer.queued_spans
+
+    @property
+    def queue_capacity(self) -> int:
+        return self._writer.max_queued_spans
+
+    # The same prepare contract as every backend: spans, per-trace partials, resources, scores.
+    prepare = staticmethod(prepare_batch)
+
+    def submit_prepared(self, prepared: tuple[pa.Table, ...]) -> Future[int]:
+        """Queue a prepared batch; resolves once committed, with the spans stored."""
+        return self._writer.submit(prepared, prepared[0].num_rows)
+
+    def submit_spans(self, spans: pa.Table, resources: pa.Table, scores: pa.Table | None = None) -> Future[int]:
+        """Queue normalized spans and their resources; resolves once committed."""
+        return self.submit_prepared(prepare_batch(spans, trace_partials_of(spans), resources, scores))
+
+    def _retention_of(self, tenant: str) -> int:
+        """The retention stamped on ``tenant``'s spans: whole days, 0 to keep them."""
+        days = self._retention_file.get(tenant, self._retention_days)
+        return int(np.ceil(days)) if days > 0 and self._expiry_on else 0
+
+    def _stored_keys(self, spans: pa.Table) -> set[tuple[str, str, str]]:
+        """Which spans of ``spans`` are stored already: a redelivered span has the same
+        start, so only the batch's time range of its tenants is searched."""
+        if spans.num_rows == 0:
+            return set()
+        found = self.client.query(
+            "SELECT tenant, trace_id, span_id FROM spans WHERE tenant IN {tenants:Array(String)} "
+            "AND start_ns >= {lo:Int64} AND start_ns <= {hi:Int64} AND trace_id IN {traces:Array(String)}",
+            {"tenants": pc.unique(spans.column("tenant")).to_pylist(),
+             "lo": pc.min(spans.column("start_ns")).as_py(), "hi": pc.max(spans.column("start_ns")).as_py(),
+             "traces": pc.unique(spans.column("trace_id")).to_pylist()},
+        )
+        return set(zip(*(found.column(c).to_pylist() for c in ("tenant", "trace_id", "span_id")), strict=True))
+
+    def _commit(self, batches: list[tuple[pa.Table, ...]]) -> list[int]:
+        """Store a group of batches once each: spans already stored, or sent twice in the
+        group, are left out (and their trace partials recomputed)."""
+        spans = [b[0] for b in batches]
+        sent = sum(t.num_rows for t in spans)
+        seen = self._stored_keys(pa.concat_tables(spans))
+        kept_spans: list[pa.Table] = []
+        kept_parts: list[pa.Table] = []
+        kept_scores: list[pa.Table] = []
+        for span_table, part, _, scores in batches:
+            keys = list(zip(*(span_table.column(c).to_pylist() for c in ("tenant", "trace_id", "span_id")), strict=True))
+            keep = []
+            for key in keys:
+                keep.append(key not in seen)
+                seen.add(key)
+            if all(keep):
+                kept_spans.append(span_table)
+                kept_parts.append(part)
+                kept_scores.append(scores)
+                continue
+            mask = pa.array(keep, type=pa.bool_())
+            kept = span_table.filter(mask)
+            kept_spans.append(kept)
+            kept_parts.append(trace_partials_of(kept))
+            if scores.num_rows:
+                ids = set(zip(*(kept.column(c).to_pylist() for c in ("tenant", "trace_id", "span_id")), strict=True))
+                score_keys = zip(*(scores.column(c).to_pylist() for c in ("tenant", "trace_id", "span_id")), strict=True)
+                scores = scores.filter(pa.array([k in ids for k in score_keys], type=pa.bool_()))
+            kept_scores.append(scores)
+        stored = sum(t.num_rows for t in kept_spans)
+        if stored:
+            self._insert(kept_spans, kept_parts, pa.concat_tables([b[2] for b in batches]), kept_scores)
+        self.duplicate_spans += sent - stored
+        return [t.num_rows for t in kept_spans]
+
+    def _insert(self, spans: list[pa.Table], parts: list[pa.Table], resources: pa.Table, scores: list[pa.Table]) -> None:
+        """Insert one group: each request's run partials (and scores) first, the group's
+        spans last. A commit cut short before its spans is retried: the request's spans are
+        not stored yet, so its partials are recomputed alike and carry the same token (one
+        per request, so the retry may be grouped with other requests, on another node), and
+        the engine drops the partials it already has, in the views fed from them too."""
+        table = self._insert_parts(spans, parts)
+        for request, request_scores in zip(spans, scores, strict=True):
+            if request_scores.num_rows:
+                self.client.insert_arrow("scores", request_scores, {
+                    **_INSERT_SETTINGS, "insert_deduplication_token": _token("scores", _span_keys(request))})
+        resources = self._new_resources(resources)
+        if resources.num_rows:
+            self.client.insert_arrow("resources", resources)
+        batch = pa.concat_tables(spans)
+        retention = pa.array([self._retention_of(t) for t in batch.column("tenant").to_pylist()], type=pa.uint32())
+        self.client.insert_arrow("spans", batch.append_column("retention_days", retention),
+                                 {**_INSERT_SETTINGS, "insert_deduplication_token": _token("spans", _span_keys(batch))})
+        self._mark_dirty(self._root_minutes(table))
+
+    def _new_resources(self, resources: pa.Table) -> pa.Table:
+        """The resources this process has not inserted lately. Only a saving: `resources`
+        replaces a repeated row anyway, but every insert costs a part."""
+        keys = list(zip(resources.column("tenant").to_pylist(), resources.column("resource_id").to_pylist(), strict=True))
+        fresh = [k not in self._resources_seen for k in keys]
+        if len(self._resources_seen) > 100_000:
+            self._resources_seen.clear()
+        self._resources_seen.update(keys)
+        return resources if all(fresh) else resources.filter(pa.array(fresh, type=pa.bool_()))
+
+    def _insert_parts(self, spans: list[pa.Table], parts: list[pa.Table]) -> pa.Table:
+        """Insert each request's trace partials, in commit order (``seq``), with a token of
+        its own span keys; returns them all."""
+        first = self._next_seq(len(parts))
+        tables = []
+        for i, (request, part) in enumerate(zip(spans, parts, strict=True)):
+            if request.num_rows == 0:
+                continue
+            retention = pa.array([self._retention_of(t) for t in part.column("tenant").to_pylist()], type=pa.uint32())
+            table = part.append_column("seq", pa.array([first + i] * part.num_rows, type=pa.int64())).append_column(
+                "retention_days", retention)
+            self.client.insert_arrow("run_parts_in", table, {
+                **_INSERT_SETTINGS, "insert_deduplication_token": _token("parts", _span_keys(request))})
+            tables.append(table)
+        return pa.concat_tables(tables)
+
+    def _root_minutes(self, parts: pa.Table) -> dict[str, set[int]]:
+        """The minutes the merged runs of ``parts``' traces start in (rooted runs only): the
+        minutes this commit changed, a late child's included. A partial carrying its root
+        says its minute; the others are looked up in the merged runs."""
+        touched: dict[str, set[int]] = {}
+        rooted = parts.column("has_root")
+        for tenant, start in zip(*(parts.filter(rooted).column(c).to_pylist() for c in ("tenant", "root_start_ns")), strict=True):
+            if start is not None:
+                touched.setdefault(tenant, set()).add(start // MINUTE_NS * MINUTE_NS)
+        rest = parts.filter(pc.invert(rooted))
+        if rest.num_rows == 0:
+            return touched
+        found = self.client.query(
+            "SELECT tenant, intDiv(argMinMerge(root_start_ns), {m:Int64}) * {m:Int64} AS minute_ns FROM run_parts "
+            "WHERE tenant IN {tenants:Array(String)} AND trace_id IN {traces:Array(String)} "
+            "GROUP BY tenant, trace_id HAVING max(has_root)",
+            {"m": MINUTE_NS, "tenants": pc.unique(rest.column("tenant")).to_pylist(),
+             "traces": pc.unique(rest.column("trace_id")).to_pylist()},
+        )
+        for tenant, minute in zip(found.column("tenant").to_pylist(), found.column("minute_ns").to_pylist(), strict=True):
+            if minute is not None:
+                touched.setdefault(tenant, set()).add(int(minute))
+        return touched
+
+    def _mark_dirty(self, touched: dict[str, set[int]]) -> None:
+        if not self._rollups_on:
+            return
+        with self._dirty_lock:
+            for tenant, minutes in touched.items():
+                self._dirty.setdefault(tenant, set()).update(minutes)
+
+    # -- rollups -------------------------------------------------------------------
+
+    def refresh_rollups(self) -> int:
+        """Recount the minutes commits touched since the last refresh."""
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, {}
+        if not dirty:
+            return 0
+        try:
+            return self._rebuild(dirty)
+        except Exception:
+            with self._dirty_lock:
+                for tenant, minutes in dirty.items():
+                    self._dirty.setdefault(tenant, set()).update(minutes)
+            raise
+
+    def _first_recountable_minute(self, tenant: str) -> int:
+        """Minutes before this may have lost runs to expiry: a recount would count what is
+        left, so they keep the counts they have (rollups outlive raw data)."""
+        days = self._retention_of(tenant)
+        return -(2**62) if days == 0 else (self._clock() - days * 86_400 * 10**9) // MINUTE_NS * MINUTE_NS
+
+    def _rebuild(self, dirty: dict[str, set[int]]) -> int:
+        count = 0
+        dirty = {
+            tenant: kept for tenant, minutes in dirty.items()
+            if (kept := {m for m in minutes if m >= self._first_recountable_minute(tenant)})
+        }
+        for tenant, minutes in dirty.items():
+            for start, end in _ranges(minutes):
+                self._rebuild_run_minutes(tenant, start, end)
+                self._rebuild_cost_minutes(tenant, start, end)
+                self._rebuild_slo_minutes(tenant, self._sli_rules.get(tenant, []), start, end)
+                count += (end - start) // MINUTE_NS
+            self._slo_changes.record(tenant, minutes)
+        return count
+
+    @staticmethod
+    def _runs_in(prefix: str = "") -> str:
+        """The merged runs whose root starts in [{start}, {end}) of {tenant}, found by minute."""
+        return "(" + merged_runs_sql(
+            f"{_TENANT_KEY} AND trace_id IN (SELECT trace_id FROM run_roots WHERE {_TENANT_KEY} "
+            "AND minute_ns >= intDiv({start:Int64}, 60000000000) * 60000000000 AND minute_ns < {end:Int64})"
+        ) + f") AS {prefix or 'runs'}"
+
+    def _rebuild_run_minutes(self, tenant: str, start: int, end: int) -> None:
+        params = {"tenant": tenant, "start": start, "end": end}
+        zeros = ", ".join("[]" if n == "duration_buckets" else "0" for n in measure_names())
+        # Rows a recount no longer produces are overwritten with zeros first.
+        self.client.command(
+            f"INSERT INTO run_minutes SELECT tenant, journey, minute_ns, {zeros}, {{v:Int64}} FROM run_minutes FINAL "
+            "WHERE tenant = {tenant:String} AND minute_ns >= {start:Int64} AND minute_ns < {end:Int64} AND runs > 0",
+            {**params, "v": self._next_seq()},
+        )
+        self.client.command(
+            f"INSERT INTO run_minutes SELECT *, {{v:Int64}} FROM ({run_minutes_select(self._runs_in())})",
+            {**params, "v": self._next_seq()},
+        )
+
+    def _rebuild_cost_minutes(self, tenant: str, start: int, end: int) -> None:
+        params = {"tenant": tenant, "start": start, "end": end}
+        self.client.command(
+            "INSERT INTO cost_minutes SELECT tenant, journey, minute_ns, provider, model, prompt_version, "
+            f"service_version, {', '.join(['0'] * 17)}, {{v:Int64}} FROM cost_minutes FINAL "
+            "WHERE tenant = {tenant:String} AND minute_ns >= {start:Int64} AND minute_ns < {end:Int64} AND calls > 0",
+            {**params, "v": self._next_seq()},
+        )
+        self.client.command(
+            f"INSERT INTO cost_minutes SELECT *, {{v:Int64}} FROM ({recount_sql(self._runs_in())})",
+            {**params, "v": self._next_seq()},
+        )
+
+    def _rebuild_slo_minutes(self, tenant: str, rules: list[SliRule], start: int, end: int) -> None:
+        if not rules:
+            return
+        params: dict[str, Any] = {"tenant": tenant, "start": start, "end": end}
+        self.client.command(
+            "INSERT INTO slo_minutes SELECT tenant, slo, minute_ns, 0, 0, {v:Int64} FROM slo_minutes FINAL "
+            "WHERE tenant = {tenant:String} AND slo IN {slos:Array(String)} AND minute_ns >= {start:Int64} "
+            "AND minute_ns < {end:Int64} AND total > 0",
+            {**params, "slos": [r.slo for r in rules], "v": self._next_seq()},
+        )
+        # Versioned before reading: of two nodes recounting one minute, the one that started
+        # reading later (and so saw the other's commit) wins.
+        version = self._next_seq()
+        out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
+        for names, sql in self._slo_count_queries(rules):
+            counted = self.client.query(sql, params)
+            for minute, goods, totals in zip(*(counted.column(c).to_pylist() for c in ("minute_ns", "goods", "totals")), strict=True):
+                for name, good, total in zip(names, goods, totals, strict=True):
+                    if total:
+                        out["tenant"].append(tenant)
+                        out["slo"].append(name)
+                        out["minute_ns"].append(int(minute))
+                        out["good"].append(int(good))
+                        out["total"].append(int(total))
+        if out["slo"]:
+            table = pa.table({**out, "version": [version] * len(out["slo"])},
+                             schema=pa.schema([("tenant", pa.string()), ("slo", pa.string()), ("minute_ns", pa.int64()),
+                                               ("good", pa.int64()), ("total", pa.int64()), ("version", pa.int64())]))
+            self.client.insert_arrow("slo_minutes", table)
+
+    def _slo_count_queries(self, rules: list[SliRule]) -> list[tuple[list[str], str]]:
+        """(SLO names, SQL counting their good and total events per minute) per kind of rule."""
+        minute = f"intDiv(root_start_ns, {MINUTE_NS}) * {MINUTE_NS}"
+        queries: list[tuple[list[str], str]] = []
+        run_rules = [r for r in rules if r.kind not in ("step", "score")]
+        step_rules = [r for r in rules if r.kind == "step"]
+        score_rules = [r for r in rules if r.kind == "score"]
+        if run_rules:
+            goods = ", ".join(f"toInt64(countIf(j = {_literal(r.journey)} AND {good_predicate(r)}))" for r in run_rules)
+            totals = ", ".join(f"toInt64(countIf(j = {_literal(r.journey)}))" for r in run_rules)
+            queries.append(([r.slo for r in run_rules], (
+                f"SELECT minute_ns, [{goods}] AS goods, [{totals}] AS totals FROM (\n"
+                f"    SELECT *, {journey_sql()} AS j, {minute} AS minute_ns FROM {self._runs_in()}\n"
+                "    WHERE has_root AND root_start_ns >= {start:Int64} AND root_start_ns < {end:Int64}\n"
+                ") GROUP BY minute_ns")))
+        if step_rules:
+            def good(r: SliRule) -> str:
+                return good_sql(r, lambda field: f"s.{field}")
+
+            def match(r: SliRule) -> str:
+                return f"t.j = {_literal(r.journey)} AND s.operation = {_literal(r.operation or '')}"
+
+            goods = ", ".join(f"toInt64(countIf({match(r)} AND {good(r)}))" for r in step_rules)
+            totals = ", ".join(f"toInt64(countIf({match(r)}))" for r in step_rules)
+            operations = ", ".join(sorted({_literal(r.operation or "") for r in step_rules}))
+            queries.append(([r.slo for r in step_rules], (
+                f"SELECT t.minute_ns AS minute_ns, [{goods}] AS goods, [{totals}] AS totals\n"
+                "FROM spans AS s INNER JOIN (\n"
+                f"    SELECT trace_id, {journey_sql()} AS j, {minute} AS minute_ns FROM {self._runs_in()}\n"
+                "    WHERE has_root AND root_start_ns >= {start:Int64} AND root_start_ns < {end:Int64}\n"
+                ") AS t ON s.trace_id = t.trace_id\n"
+                f"WHERE s.tenant = {{tenant:String}} AND s.operation IN ({operations})\n"
+                f"  AND s.start_ns >= {{start:Int64}} AND s.start_ns < {{end:Int64}} + {_STEP_SLACK_NS}\n"
+                "GROUP BY t.minute_ns")))
+        if score_rules:
+            def score_match(r: SliRule) -> str:
+                return f"j = {_literal(r.journey)} AND name = {_literal(r.score or '')}"
+
+            goods = ", ".join(
+                f"toInt64(countIf({score_match(r)} AND {good_sql(r, lambda field: 'v')}))" for r in score_rules)
+            totals = ", ".join(f"toInt64(countIf({score_match(r)}))" for r in score_rules)
+            names = ", ".join(sorted({_literal(r.score or "") for r in score_rules}))
+            queries.append(([r.slo for r in score_rules], (
+                f"SELECT minute_ns, [{goods}] AS goods, [{totals}] AS totals FROM (\n"
+                "    SELECT t.trace_id, s.name AS name, avg(s.value) AS v, any(t.j) AS j, any(t.minute_ns) AS minute_ns\n"
+                "    FROM scores AS s INNER JOIN (\n"
+                f"        SELECT trace_id, {journey_sql()} AS j, {minute} AS minute_ns FROM {self._runs_in()}\n"
+                "        WHERE has_root AND root_start_ns >= {start:Int64} AND root_start_ns < {end:Int64}\n"
+                "    ) AS t ON s.trace_id = t.trace_id\n"
+                f"    WHERE s.tenant = {{tenant:String}} AND s.name IN ({names}) AND s.value IS NOT NULL\n"
+                "    GROUP BY t.trace_id, s.name\n"
+                ") GROUP BY minute_ns")))
+        return queries
+
+    def rebuild_rollups(self, tenant: str, start_ns: int, end_ns: int) -> int:
+        """Recount the minutes of [start_ns, end_ns) from the runs (repairs, benchmarks)."""
+        first = start_ns // MINUTE_NS * MINUTE_NS
+        return self._writer.call(lambda: self._rebuild({tenant: set(range(first, end_ns, MINUTE_NS))})).result(600)
+
+    def flush_rollups(self) -> None:
+        """Wait until every committed run is in the rollups."""
+        self._writer.call(self.refresh_rollups).result(120)
+
+    def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
+        """Count these SLOs from now on; new or changed ones are recounted from every run."""
+        self._writer.call(lambda: self._apply_sli_rules(tenant, list(rules))).result(600)
+
+    def _apply_sli_rules(self, tenant: str, rules: list[SliRule]) -> None:
+        old = {r.slo: r for r in self._sli_rules.get(tenant, [])}
+        changed = [r for r in rules if old.get(r.slo) != r]
+        gone = [name for name in old if name not in {r.slo for r in rules}]
+        if gone:
+            self.client.command(
+                "INSERT INTO slo_minutes SELECT tenant, slo, minute_ns, 0, 0, {v:Int64} FROM slo_minutes FINAL "
+                "WHERE tenant = {tenant:String} AND slo IN {slos:Array(String)} AND total > 0",
+                {"tenant": tenant, "slos": gone, "v": self._next_seq()},
+            )
+        self._rebuild_slo_minutes(tenant, changed, self._first_recountable_minute(tenant), 2**62)
+        self._sli_rules[tenant] = rules
+        if changed or gone:
+            self._slo_changes.record(tenant, None)
+
+    # -- SLO minutes ---------------------------------------------------------------
+
+    def slo_changes(self, tenant: str, since: int) -> tuple[int, set[int] | None]:
+        """(generation, minutes whose SLO counts changed after ``since``; None: re-read all)."""
+        return self._slo_changes.since(tenant, since)
+
+    def slo_minutes_at(self, tenant: str, minutes: list[int]) -> list[tuple[str, int, int, int]]:
+        """(slo, minute_ns, good, total) rows of the given minutes, for every SLO."""
+        if not minutes:
+            return []
+        found = self.client.query(
+            "SELECT slo, minute_ns, good, total FROM slo_minutes FINAL WHERE tenant = {tenant:String} "
+            "AND minute_ns IN {minutes:Array(Int64)} AND total > 0",
+            {"tenant": tenant, "minutes": [int(m) for m in minutes]},
+        )
+        return list(zip(*(found.column(c).to_pylist() for c in ("slo", "minute_ns", "good", "total")), strict=True))
+
+    def slo_first_minutes(self, tenant: str) -> dict[str, int]:
+        """Per SLO, the start of the first minute in which it counted events."""
+        found = self.client.query(
+            "SELECT slo, min(minute_ns) AS first_ns FROM slo_minutes FINAL WHERE tenant = {tenant:String} "
+            "AND total > 0 GROUP BY slo", {"tenant": tenant},
+        )
+        return {s: int(m) for s, m in zip(found.column("slo").to_pylist(), found.column("first_ns").to_pylist(), strict=True)}
+
+    def slo_minute_arrays(
+        self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None
+    ) -> dict[str, tuple[Any, Any, Any]]:
+        """(minute_ns, good, total) arrays per SLO (or just ``slo``) for [start_ns, end_ns)."""
+        where = "tenant = {tenant:String} AND minute_ns >= {start:Int64} AND minute_ns < {end:Int64} AND total > 0"
+        params: dict[str, Any] = {"tenant": tenant, "start": start_ns, "end": end_ns}
+        if slo is not None:
+            where += " AND slo = {slo:String}"
+            params["slo"] = slo
+        found = self.client.query(
+            f"SELECT slo, minute_ns, good, total FROM slo_minutes FINAL WHERE {where} ORDER BY slo, minute_ns", params)
+        slos = np.array(found.column("slo").to_pylist(), dtype=object)
+        minutes, goods, totals = (found.column(c).to_numpy().astype(np.int64) for c in ("minute_ns", "good", "total"))
+        out: dict[str, tuple[Any, Any, Any]] = {}
+        for name in dict.fromkeys(slos.tolist()):
+            pick = slos == name
+            out[name] = (minutes[pick], goods[pick], totals[pick])
+        return out
+
+    def metric_totals(self, tenant: str) -> dict[str, Any]:
+        """Cumulative counters for /metrics, summed from the rollups (not from spans)."""
+        params = {"tenant": tenant}
+        slos = _rows(self.client.query(
+            "SELECT slo, sum(total) AS total, sum(total - good) AS bad, min(minute_ns) AS first_ns "
+            "FROM slo_minutes FINAL WHERE tenant = {tenant:String} AND total > 0 GROUP BY slo", params))
+        runs = _rows(self.client.query(
+            "SELECT journey, sum(runs) AS runs, sum(failures) AS failures, sum(duration_sum_ns) AS duration_ns, "
+            "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(cost_usd) AS cost_usd, "
+            "sum(retries) AS retries FROM run_minutes FINAL WHERE tenant = {tenant:String} AND runs > 0 GROUP BY journey",
+            params))
+        buckets = self.client.query(
+            "SELECT journey, sumForEach(duration_buckets) AS n FROM run_minutes FINAL "
+            "WHERE tenant = {tenant:String} AND runs > 0 GROUP BY journey", params)
+        hist = {j: [int(x) for x in n] for j, n in zip(buckets.column("journey").to_pylist(), buckets.column("n").to_pylist(), strict=True)}
+        return {"slos": slos, "runs": runs, "duration_buckets": hist}
+
+    # -- reads ---------------------------------------------------------------------
+
+    def count_spans(self, tenant: str | None = None) -> int:
+        sql = "SELECT count() AS n FROM spans" + (" WHERE tenant = {tenant:String}" if tenant else "")
+        return int(self.client.query(sql, {"tenant": tenant} if tenant else {}).column("n")[0].as_py())
+
+    def get_trace(self, tenant: str, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The run row and every span of one trace; NotFound if the id is unknown."""
+        params = {"tenant": tenant, "trace": trace_id}
+        runs = _rows(self.client.query(
+            f"SELECT {_RUN_COLUMNS}, start_ns, end_ns FROM ({journey_runs_sql(_TENANT_KEY + ' AND trace_id = {trace:String}')})",
+            params))
+        if not runs:
+            raise NotFound(f"no trace with id {trace_id!r} (never received, or expired past the tenant's retention)")
+        run = runs[0]
+        spans = self.client.query(
+            f"SELECT {', '.join(_TRACE_SPAN_COLUMNS)}, resource_id FROM spans WHERE tenant = {{tenant:String}} "
+            "AND trace_id = {trace:String} AND start_ns >= {lo:Int64} AND start_ns <= {hi:Int64} "
+            "ORDER BY start_ns, span_id",
+            {**params, "lo": run["start_ns"], "hi": run["end_ns"]},
+        )
+        ids = sorted(set(spans.column("resource_id").to_pylist()))
+        found = self.client.query(
+            "SELECT resource_id, any(resource) AS resource FROM resources WHERE tenant = {tenant:String} "
+            "AND resource_id IN {ids:Array(Int64)} GROUP BY resource_id", {"tenant": tenant, "ids": ids})
+        by_id = dict(zip(found.column("resource_id").to_pylist(), found.column("resource").to_pylist(), strict=True))
+        out = []
+        for row in spans.to_pylist():
+            row["resource"] = by_id.get(row.pop("resource_id"))
+            out.append(row)
+        return run, out
+
+    def list_runs(self, q: RunQuery) -> list[dict[str, Any]]:
+        """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
+        where = ["true"]
+        params: dict[str, Any] = {"tenant": q.tenant, "limit": q.limit}
+        for clause, name, value in (
+            ("journey = {journey:String}", "journey", q.journey), ("outcome = {outcome:String}", "outcome", q.outcome),
+            ("run_start_ns >= {since:Int64}", "since", q.since_ns), ("run_start_ns < {until:Int64}", "until", q.until_ns),
+            ("service_version = {sv:String}", "sv", q.service_version), ("has(models, {model:String})", "model", q.model),
+        ):
+            if value is not None and value != "":
+                where.append(clause)
+                params[name] = value
+        if q.after is not None:
+            where.append("(run_start_ns < {a0:Int64} OR (run_start_ns = {a0:Int64} AND trace_id < {a1:String}))")
+            params.update(a0=q.after[0], a1=q.after[1])
+        # Two steps: which runs, merging only the columns the filters and the order need,
+        # then those runs whole (merging every column of every run costs far more).
+        order = "ORDER BY run_start_ns DESC, trace_id DESC LIMIT {limit:UInt64}"
+        picked = (f"SELECT trace_id FROM ({journey_runs_sql(_TENANT_KEY, LISTING_COLUMNS)}) "
+                  f"WHERE {' AND '.join(where)} {order}")
+        return _rows(self.client.query(
+            f"SELECT {_RUN_COLUMNS} FROM ({journey_runs_sql(f'{_TENANT_KEY} AND trace_id IN ({picked})')}) {order}",
+            params))
+
+    def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]:
+        """Per journey: runs, failures, duration percentiles, tokens and cost per run, last seen."""
+        where = ["has_root"]
+        params: dict[str, Any] = {"tenant": r.tenant}
+        if r.since_ns is not None:
+            where.append("run_start_ns >= {since:Int64}")
+            params["since"] = r.since_ns
+        if r.until_ns is not None:
+            where.append("run_start_ns < {until:Int64}")
+            params["until"] = r.until_ns
+        return _rows(self.client.query(
+            "SELECT journey, count() AS runs, countIf(outcome = 'failure') AS failures,\n"
+            "    quantileExactInclusive(0.5)(duration_ns) / 1e6 AS p50_ms,\n"
+            "    quantileExactInclusive(0.95)(duration_ns) / 1e6 AS p95_ms,\n"
+            "    avg(input_tokens + output_tokens) AS tokens_per_run, avg(llm_calls) AS llm_calls_per_run,\n"
+            "    sum(retries) AS retries, sum(cost_usd) AS cost_usd, max(run_start_ns) AS last_seen_ns\n"
+            f"FROM ({journey_runs_sql(_TENANT_KEY)}) WHERE {' AND '.join(where)}\n"
+            "GROUP BY journey ORDER BY runs DESC, journey", params))
+
+    def incomplete_traces(self, tenant: str) -> int:
+        """Traces whose root span has not arrived."""
+        found = self.client.query(
+            "SELECT count() AS n FROM (SELECT trace_id FROM run_parts WHERE tenant = {tenant:String} "
+            "GROUP BY trace_id HAVING NOT max(has_root))", {"tenant": tenant})
+        return int(found.column("n")[0].as_py())
+
+    def stats(self, tenant: str | None = None) -> dict[str, Any]:
+        """Store-wide counts and writer figures."""
+        where = " WHERE tenant = {tenant:String}" if tenant else ""
+        params = {"tenant": tenant} if tenant else {}
+        counts = _rows(self.client.query(
+            f"SELECT (SELECT count() FROM spans{where}) AS spans, "
+            f"(SELECT uniqExact(tenant, trace_id) FROM run_parts{where}) AS traces", params))[0]
+        writer = self._writer.stats
+        return {
+            "backend": self.backend, "spans": int(counts["spans"]), "traces": int(counts["traces"]),
+            "queued_spans": self._writer.queued_spans, "commits": writer.commits,
+            "spans_committed": writer.spans_committed, "refused_full": writer.refused_full,
+            "failed_commits": writer.failed_commits, "last_commit_seconds": writer.last_commit_seconds,
+            "duplicate_spans": self.duplicate_spans,
+        }
+
+    def gate_population(self, q: PopulationQuery) -> Population:
+        """Completed runs of ``q.journey`` matching every selector, oldest first, with score means."""
+        where = ["has_root", f"{journey_sql()} = {{journey:String}}", "root_start_ns >= {since:Int64}",
+                 "root_start_ns < {until:Int64}"]
+        params: dict[str, Any] = {"tenant": q.tenant, "journey": q.journey, "since": q.since_ns, "until": q.until_ns,
+                                  "limit": q.limit}
+        for i, sel in enumerate(q.selectors):
+            params[f"v{i}"] = sel.value
+            if sel.column == "models":
+                where.append(f"has(models, {{v{i}:String}})")
+            elif sel.column is not None:
+                where.append(f"{sel.column} = {{v{i}:String}}")
+            else:
+                if not _ATTRIBUTE_KEY.match(sel.key):
+                    raise PermanentError(f"selector key {sel.key!r} may only hold letters, digits and . _ - /")
+                params[f"k{i}"] = sel.key
+                # Any span of the run carrying the attribute (or its resource carrying it) selects the run.
+                where.append(
+                    f"trace_id IN (SELECT s.trace_id FROM spans AS s LEFT JOIN resources AS r "
+                    f"ON r.tenant = s.tenant AND r.resource_id = s.resource_id WHERE s.tenant = {{tenant:String}} "
+                    f"AND (JSONExtractString(ifNull(s.attributes, '{{}}'), {{k{i}:String}}) = {{v{i}:String}} "
+                    f"OR JSONExtractString(r.resource, {{k{i}:String}}) = {{v{i}:String}}))")
+        runs = self.client.query(
+            "SELECT trace_id, root_start_ns AS start_ns, failed, (root_end_ns - root_start_ns) / 1e6 AS duration_ms, "
+            f"cost_usd, input_tokens + output_tokens AS tokens FROM ({merged_runs_sql(_TENANT_KEY)}) "
+            f"WHERE {' AND '.join(where)} ORDER BY root_start_ns, trace_id LIMIT {{limit:UInt64}}", params)
+        ids = runs.column("trace_id").to_pylist()
+        scores: dict[str, np.ndarray] = {}
+        if ids:
+            position = {trace: i for i, trace in enumerate(ids)}
+            found = self.client.query(
+                "SELECT trace_id, name, avg(value) AS value FROM scores WHERE tenant = {tenant:String} "
+                "AND value IS NOT NULL AND trace_id IN {ids:Array(String)} GROUP BY trace_id, name",
+                {"tenant": q.tenant, "ids": ids})
+            for row in found.to_pylist():
+                # A run without a given score is NaN there: the metric's NaN strategy decides.
+                arr = scores.setdefault(row["name"], np.full(len(ids), np.nan))
+                arr[position[row["trace_id"]]] = row["value"]
+        return Population(
+            trace_ids=ids,
+            start_ns=np.array(runs.column("start_ns").to_pylist(), dtype=np.int64),
+            failed=np.array([1.0 if f else 0.0 for f in runs.column("failed").to_pylist()], dtype=np.float64),
+            duration_ms=np.array(runs.column("duration_ms").to_pylist(), dtype=np.float64),
+            cost_usd=np.array(runs.column("cost_usd").to_pylist(), dtype=np.float64),
+            tokens=np.array(runs.column("tokens").to_pylist(), dtype=np.float64),
+            scores=scores,
+        )
+
+    def retention(self, tenant: str) -> dict[str, Any]:
+        """The tenant's retention of raw spans (stamped on each span at ingest; TTL expires it)."""
+        days = self._retention_file.get(tenant, self._retention_days)
+        return {"tenant": tenant, "retention_days": days, "source": "file" if tenant in self._retention_file else "default"}
+
+    def oldest_span_ns(self) -> int | None:
+        found = self.client.query("SELECT min(start_ns) AS t, count() AS n FROM spans")
+        return int(found.column("t")[0].as_py()) if found.column("n")[0].as_py() else None
+
+    @property
+    def expiry(self) -> Any:
+        """Expiry figures: TTL drops expired parts inside the engine; not yet reported (issue 17)."""
+        raise NotImplementedError("expiry is not yet on ClickHouse (issue 17)")
+
+    def memory(self) -> dict[str, int]:
+        return {"limit_bytes": 0, "used_bytes": 0, "index_bytes": 0}
+
+
+for _name in NOT_YET:
+    setattr(ClickHouseStore, _name, _not_yet(_name))
