@@ -141,6 +141,34 @@ class RetentionPolicy(Protocol):
     def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]: ...
 
 
+class PolicyStore(Protocol):
+    """Agent policies: applied sets (audited), decision records, violations over traces."""
+
+    def put_policy_set(self, row: dict[str, Any]) -> dict[str, Any]: ...
+
+    def policy_sets(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def add_decisions(self, rows: list[dict[str, Any]]) -> None: ...
+
+    def list_decisions(
+        self, tenant: str, journey: str | None = None, rule: str | None = None, result: str | None = None,
+        since_ns: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]: ...
+
+    def runs_to_judge(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]: ...
+
+    def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None: ...
+
+    def list_violations(
+        self, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
+        since_ns: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]: ...
+
+    def policy_run(self, tenant: str, trace_id: str) -> dict[str, Any] | None: ...
+
+    def get_trace(self, tenant: str, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]: ...
+
+
 class MetricTotals(Protocol):
     def metric_totals(self, tenant: str) -> dict[str, Any]: ...
 
@@ -269,7 +297,7 @@ class CostStore(Protocol):
 
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
-    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, Protocol,
+    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""
 
