@@ -107,6 +107,7 @@ class AisreServer:
         from aisre.derive.journeys import get_trace
         from aisre.evaluate.cost import CostEngine, Minimums
         from aisre.evaluate.gate.config import load_gate_config
+        from aisre.evaluate.policy.service import PolicyService
         from aisre.evaluate.slo import SloEngine
         from aisre.evaluate.specs import load_specs
         from aisre.ingest.pipeline import SpanIngest
@@ -124,6 +125,7 @@ class AisreServer:
             StoreMemoryCollector,
             StoreRetentionCollector,
         )
+        from aisre.present.api.policy import POLICY_KEY
         from aisre.present.ui.cost import cost_ui_routes
         from aisre.present.ui.incidents import incident_ui_routes
         from aisre.present.ui.pages import ui_routes
@@ -205,10 +207,15 @@ class AisreServer:
             self.incidents, self.slos, lambda tenant, trace_id: get_trace(self.store, tenant, trace_id),
             slo_minutes=self.store.slo_minute_arrays,
         )
+        # Committed runs are judged on their own thread, never on the ingest path.
+        self.policy = PolicyService(
+            self.store, scrub=content.scrub, digest_key=content.salt, tenants=self.store.policy_tenants,
+            interval_s=settings.policy_interval_s,
+        )
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,
-            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required},
+            extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required, POLICY_KEY: self.policy},
         )
         if gate_config is not None:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config
@@ -240,6 +247,7 @@ class AisreServer:
         if self.settings.evaluation_interval_s:
             self.alerts.start()
             self.incidents.start()
+        self.policy.start()
         if self.settings.budget_evaluation_interval_s:
             self.budget_alerts.start()
         try:
@@ -250,6 +258,7 @@ class AisreServer:
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
         self.alerts.stop()
+        self.policy.stop()
         self.budget_alerts.stop()
         self.incidents.stop()
         self.notifier.stop()

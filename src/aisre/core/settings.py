@@ -50,6 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("alert_keep_firing_s", 300, "Seconds an SLO alert keeps firing after its condition clears, so a burn that hovers at its factor does not resolve and fire again (Prometheus's keep_firing_for); 0 resolves at once"),
+    Setting("policy_interval_s", 10, "How often committed runs (new, or changed by late spans) are judged against the agent policy in force when they ran; 0 turns trace judging off"),
     Setting("budget_evaluation_interval_s", 300, "How often cost budgets are forecast and checked against their alert thresholds; 0 turns budget alerts off"),
     Setting("explain_min_runs", 20, "Runs, and billed model calls, each window of a cost explanation needs; with fewer the answer is insufficient_data with the counts, and no cause"),
     Setting("explain_min_exemplars", 3, "Runs of the current window that must show a cost-change cause (retries, the new prompt, the costlier model…) before it is named"),
@@ -110,6 +111,7 @@ class Settings:
     rollup_interval_ms: int = 1000
     evaluation_interval_s: int = 15
     alert_keep_firing_s: int = 300
+    policy_interval_s: int = 10
     budget_evaluation_interval_s: int = 300
     explain_min_runs: int = 20
     explain_min_exemplars: int = 3

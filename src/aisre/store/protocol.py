@@ -148,6 +148,8 @@ class PolicyStore(Protocol):
 
     def policy_sets(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]: ...
 
+    def policy_tenants(self) -> list[str]: ...
+
     def add_decisions(self, rows: list[dict[str, Any]]) -> None: ...
 
     def list_decisions(
@@ -317,5 +319,5 @@ class Store(
 # nothing about another tenant. Every public method of a backend is either tenant-scoped
 # (a ``tenant`` argument, a query or row carrying one, or Arrow rows with a tenant column)
 # or listed here; tests/store/test_guard.py checks that.
-PROCESS_WIDE = frozenset({"active_keys", "close", "expire", "flush_rollups", "refresh_rollups"})
+PROCESS_WIDE = frozenset({"active_keys", "close", "expire", "flush_rollups", "policy_tenants", "refresh_rollups"})
 OPEN_TO_EVERY_CALLER = frozenset({"auth_latched", "memory", "oldest_span_ns", "prepare", "schema_version"})

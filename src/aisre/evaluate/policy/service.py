@@ -86,7 +86,7 @@ class PolicyService:
         bundle = bundle_version(policies)
         current = self.current(tenant)
         if current is not None and current.bundle == bundle:
-            return {"bundle": bundle, "changed": False, "policies": _summary(policies)}
+            return {"bundle": bundle, "changed": False, "policies": _summary(policies), "before": None}
         saved = self.store.put_policy_set({
             "tenant": tenant, "bundle": bundle, "source": source, "actor": actor,
             "policies": _summary(policies),

@@ -24,6 +24,7 @@ from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.incidents import INCIDENT_ROUTES
+from aisre.present.api.policy import POLICY_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
 from aisre.receive.otlp_http import traces_endpoint
 
@@ -82,6 +83,7 @@ def api_routes(otlp: Any) -> list[BaseRoute]:
         *INCIDENT_ROUTES,
         *COST_ROUTES,
         *CHECK_ROUTES,
+        *POLICY_ROUTES,
     ]
 
 

@@ -685,3 +685,35 @@ class CheckReport(TypedDict):
     reasons: list[str]
     coverage: dict[str, float]
     findings: list[CheckFinding]
+
+
+class PolicyApplied(TypedDict):
+    bundle: str
+    changed: bool
+    policies: list[Json]
+    before: Json | None
+
+
+class PolicyList(TypedDict):
+    bundle: str | None
+    applied_at: str | None
+    policies: list[Json]
+    history: list[Json]
+
+
+class PolicyDecision(TypedDict):
+    id: str
+    result: Literal["allow", "deny"]
+    reasons: list[Json]
+    policies: list[Json]
+    bundle: str | None
+    input_digest: str
+    undetermined: list[str]
+
+
+class PolicyDecisionList(TypedDict):
+    items: list[Json]
+
+
+class PolicyViolationList(TypedDict):
+    items: list[Json]

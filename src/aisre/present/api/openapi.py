@@ -43,6 +43,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "incidents", "description": "Incidents, their timeline, action items and postmortems; recorded changes."},
     {"name": "gate", "description": "The release gate: verdicts for a candidate against a baseline, and their history."},
     {"name": "check", "description": "The telemetry checker: what the spans a tenant sent lack, as findings and coverage."},
+    {"name": "policy", "description": "Agent policies: apply and list versioned policy sets, decide inline, decision records and violations over traces."},
     {"name": "admin", "description": "API keys, the audit log and retention (admin keys only)."},
     {"name": "meta", "description": "Health, store counts, Prometheus metrics and this document."},
 ]

@@ -91,6 +91,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.check import register_check
 
     register_check(app)
+    from aisre.present.cli.policy import build_policy_cli
+
+    app.add_typer(build_policy_cli(), name="policy")
     from aisre.present.cli.incident import build_change_cli, build_incident_cli
 
     app.add_typer(build_incident_cli(), name="incident")

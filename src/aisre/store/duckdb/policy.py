@@ -68,6 +68,10 @@ class PolicyTables:
             r["policies"] = json.loads(r.pop("policies_json"))
         return rows
 
+    def policy_tenants(self: _Host) -> list[str]:
+        """Every tenant that has applied a policy set (what the judging pass visits)."""
+        return [str(r["tenant"]) for r in self._rows("SELECT DISTINCT tenant FROM policy_sets ORDER BY tenant")]
+
     def add_decisions(self: _Host, rows: list[dict[str, Any]]) -> None:
         """Append decision records (never updated or deleted)."""
         if not rows:

@@ -1,0 +1,147 @@
+"""Agent policies end to end on a real server: PUT /api/policies, inline decisions recorded and
+redacted, runs sent over OTLP judged off the ingest path (root last, a late span), the CLI
+against the server; and the offline CLI (validate, test, check --otlp) with its exit codes."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from aisre.app import run_server
+from aisre.present.cli.main import build_cli
+from tests.conftest import ServerProcess, wait_for
+from tests.policy_traces import agent_run, model, tool
+
+runner = CliRunner()
+cli = build_cli(run_server)
+
+POLICY = """
+policies:
+  - name: triage
+    scope: {journeys: [triage]}
+    rules:
+      - {name: no-shell, kind: tool_deny, tools: [shell]}
+      - {name: no-loops, kind: loop, max_repeats: 5}
+      - name: mail-domain
+        kind: argument
+        tools: [send_email]
+        require: 'args.to.endsWith("@example.com")'
+"""
+CASES = """
+cases:
+  - name: shell is denied
+    input: {journey: triage, action: {type: tool, name: shell, args: {cmd: ls}}}
+    expect: {result: deny, rules: [no-shell]}
+  - name: mail inside the domain
+    input: {journey: triage, action: {type: tool, name: send_email, args: {to: a@example.com}}}
+    expect: allow
+  - name: the fifth identical read
+    input:
+      journey: triage
+      action: {type: tool, name: read_file, args: {path: /x}}
+      history:
+        - {type: tool, name: read_file, args: {path: /x}}
+        - {type: tool, name: read_file, args: {path: /x}}
+        - {type: tool, name: read_file, args: {path: /x}}
+        - {type: tool, name: read_file, args: {path: /x}}
+    expect: deny
+"""
+
+
+def _post(server: ServerProcess, request) -> None:
+    r = httpx.post(server.url + "/v1/traces", content=request.SerializeToString(),
+                   headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def test_policies_decisions_and_violations_on_a_server(server_factory, tmp_path: Path) -> None:
+    server = server_factory(tmp_path / "policy.duckdb", "--setting", "policy_interval_s=1")
+    bad = httpx.put(server.url + "/api/policies", content=POLICY.replace("tool_deny", "tool_denied"), timeout=30)
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "policies[0].rules[0].kind"
+    put = httpx.put(server.url + "/api/policies", content=POLICY, timeout=30)
+    assert put.status_code == 200, put.text
+    bundle = put.json()["bundle"]
+    listed = httpx.get(server.url + "/api/policies", timeout=30).json()
+    assert listed["bundle"] == bundle and [r["name"] for r in listed["policies"][0]["rules"]] == ["no-shell", "no-loops", "mail-domain"]
+
+    # Inline: the runtime asks before each call.
+    ask = {"journey": "triage", "trace_id": "cd" * 16,
+           "action": {"type": "tool", "name": "send_email", "args": {"to": "eve@evil.test", "body": "call 555-0100"}}}
+    answer = httpx.post(server.url + "/api/policy/decide", json=ask, timeout=30).json()
+    assert answer["result"] == "deny" and answer["reasons"][0]["rule"] == "mail-domain"
+    assert answer["bundle"] == bundle
+    records = httpx.get(server.url + "/api/policy/decisions", params={"result": "deny"}, timeout=30).json()["items"]
+    assert len(records) == 1 and records[0]["id"] == answer["id"] and records[0]["trace_id"] == "cd" * 16
+    assert "eve@evil.test" not in str(records[0]["input"])
+    assert records[0]["input"]["action"]["args"]["to"] == "[REDACTED:EMAIL]"
+
+    # Over traces: a loop sent root last, then a late denied call.
+    run = agent_run([tool("read_file", path="/etc/x") for _ in range(20)] + [model(), tool("search", q="a")])
+    root, agent, *steps = run.spans
+    late = steps.pop()
+    late.attributes[1].value.string_value = "shell"
+    _post(server, run.request(steps))
+    _post(server, run.request([root, agent]))
+
+    def violations() -> list[dict]:
+        r = httpx.get(server.url + "/api/policy/violations", params={"trace_id": run.trace_id}, timeout=30)
+        return r.json()["items"]
+
+    found = wait_for(lambda: violations() or None, 60, "the loop judged")
+    assert [(v["rule"], v["count"]) for v in found] == [("no-loops", 20)]
+    _post(server, run.request([late]))
+    found = wait_for(lambda: (lambda v: v if len(v) == 2 else None)(violations()), 60, "the late span judged")
+    assert sorted((v["rule"], v["count"]) for v in found) == [("no-loops", 20), ("no-shell", 1)]
+    shell = next(v for v in found if v["rule"] == "no-shell")
+    assert shell["span_id"] == run.step_span_ids[-1]
+
+    # The CLI against the server.
+    out = runner.invoke(cli, ["policy", "violations", "--url", server.url, "--rule", "no-loops"])
+    assert out.exit_code == 0 and "no-loops" in out.output and "20" in out.output
+    out = runner.invoke(cli, ["policy", "decisions", "--url", server.url, "--result", "deny"])
+    assert out.exit_code == 0 and "mail-domain" in out.output
+    out = runner.invoke(cli, ["policy", "list", "--url", server.url])
+    assert out.exit_code == 0 and bundle in out.output
+    audit = httpx.get(server.url + "/api/audit", params={"action": "policy"}, timeout=30).json()["items"]
+    assert audit[0]["after"]["bundle"] == bundle and audit[0]["before"] is None
+
+
+def test_policy_cli_offline(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    out = runner.invoke(cli, ["policy", "validate", str(policy)])
+    assert out.exit_code == 0 and "triage" in out.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(POLICY.replace("args.to.endsWith", "args.to.endsWith(("))
+    out = runner.invoke(cli, ["policy", "validate", str(broken)])
+    assert out.exit_code == 1 and f"{broken}:11: policies[0].rules[2].require: not a valid CEL" in out.output.replace("\n", "")
+
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CASES)
+    out = runner.invoke(cli, ["policy", "test", str(cases), "--policy", str(policy)])
+    assert out.exit_code == 0, out.output
+    assert "3 passed, 0 failed" in out.output
+    cases.write_text(CASES.replace("expect: allow", "expect: deny"))
+    out = runner.invoke(cli, ["policy", "test", str(cases), "--policy", str(policy)])
+    assert out.exit_code == 1 and "FAIL mail inside the domain" in out.output
+
+    captures = tmp_path / "captures"
+    captures.mkdir()
+    clean = agent_run([tool("read_file", path=f"/f{i}") for i in range(6)] + [model()])
+    (captures / "clean.pb").write_bytes(clean.request().SerializeToString())
+    out = runner.invoke(cli, ["policy", "check", "--otlp", str(captures), "--policy", str(policy)])
+    assert out.exit_code == 0, out.output
+    loop = agent_run([tool("read_file", path="/etc/x") for _ in range(20)])
+    # Split over two files, root in the second, gzipped: as a collector's file exporter may leave it.
+    (captures / "loop-1.pb.gz").write_bytes(gzip.compress(loop.request(loop.spans[2:]).SerializeToString()))
+    (captures / "loop-2.pb").write_bytes(loop.request(loop.spans[:2]).SerializeToString())
+    out = runner.invoke(cli, ["policy", "check", "--otlp", str(captures), "--policy", str(policy)])
+    assert out.exit_code == 1, out.output
+    assert "2 runs in 3 files; FAIL: 1 violation" in out.output
+    assert "triage/no-loops ×20" in out.output and loop.trace_id in out.output
+    out = runner.invoke(cli, ["policy", "check", "--otlp", str(tmp_path / "nothing"), "--policy", str(policy)])
+    assert out.exit_code == 2
