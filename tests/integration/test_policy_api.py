@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from aisre.app import run_server
 from aisre.present.cli.main import build_cli
+from aisre.present.policy_client import PolicyClient
 from tests.conftest import ServerProcess, wait_for
 from tests.policy_traces import agent_run, model, tool
 
@@ -29,6 +30,10 @@ policies:
         kind: argument
         tools: [send_email]
         require: 'args.to.endsWith("@example.com")'
+      - name: write-under-srv
+        kind: argument
+        tools: [write_file]
+        require: 'args.path.startsWith("/srv/")'
 """
 CASES = """
 cases:
@@ -66,7 +71,8 @@ def test_policies_decisions_and_violations_on_a_server(server_factory, tmp_path:
     assert put.status_code == 200, put.text
     bundle = put.json()["bundle"]
     listed = httpx.get(server.url + "/api/policies", timeout=30).json()
-    assert listed["bundle"] == bundle and [r["name"] for r in listed["policies"][0]["rules"]] == ["no-shell", "no-loops", "mail-domain"]
+    assert listed["bundle"] == bundle
+    assert [r["name"] for r in listed["policies"][0]["rules"]] == ["no-shell", "no-loops", "mail-domain", "write-under-srv"]
 
     # Inline: the runtime asks before each call.
     ask = {"journey": "triage", "trace_id": "cd" * 16,
@@ -74,7 +80,9 @@ def test_policies_decisions_and_violations_on_a_server(server_factory, tmp_path:
     answer = httpx.post(server.url + "/api/policy/decide", json=ask, timeout=30).json()
     assert answer["result"] == "deny" and answer["reasons"][0]["rule"] == "mail-domain"
     assert answer["bundle"] == bundle
-    records = httpx.get(server.url + "/api/policy/decisions", params={"result": "deny"}, timeout=30).json()["items"]
+    # Records are written in batches a fraction of a second later, never on the answer's path.
+    records = wait_for(lambda: httpx.get(server.url + "/api/policy/decisions", params={"result": "deny"},
+                                         timeout=30).json()["items"] or None, 30, "the decision recorded")
     assert len(records) == 1 and records[0]["id"] == answer["id"] and records[0]["trace_id"] == "cd" * 16
     assert "eve@evil.test" not in str(records[0]["input"])
     assert records[0]["input"]["action"]["args"]["to"] == "[REDACTED:EMAIL]"
@@ -108,6 +116,40 @@ def test_policies_decisions_and_violations_on_a_server(server_factory, tmp_path:
     assert out.exit_code == 0 and bundle in out.output
     audit = httpx.get(server.url + "/api/audit", params={"action": "policy"}, timeout=30).json()["items"]
     assert audit[0]["after"]["bundle"] == bundle and audit[0]["before"] is None
+
+
+def test_the_inline_answer_equals_the_trace_verdict_for_the_same_run(server_factory, tmp_path: Path) -> None:
+    server = server_factory(tmp_path / "same.duckdb", "--setting", "policy_interval_s=1")
+    assert httpx.put(server.url + "/api/policies", content=POLICY, timeout=30).status_code == 200
+    steps = ([tool("read_file", path="/srv/a") for _ in range(7)]
+             + [model(), tool("shell", cmd="id"), tool("write_file", path="/etc/passwd"), tool("write_file", path="/srv/b")])
+    run = agent_run(steps)
+    # The runtime asks before each step (monitor mode: it goes on, so the trace holds every step).
+    guard = PolicyClient(server.url, journey="triage", agent="triage-agent", trace_id=run.trace_id, mode="monitor")
+    inline = []
+    for step in steps:
+        if step.kind == "tool":
+            answer = guard.check_tool(step.name, step.args)
+        else:
+            answer = guard.check_model(step.name, tokens=step.tokens)
+        inline.append(sorted(r["rule"] for r in answer["reasons"]))
+    guard.close()
+    assert inline == [[]] * 4 + [["no-loops"]] * 3 + [[], ["no-shell"], ["write-under-srv"], []]
+    _post(server, run.request())
+
+    def judged() -> list[dict] | None:
+        r = httpx.get(server.url + "/api/policy/violations", params={"trace_id": run.trace_id}, timeout=30)
+        return r.json()["items"] or None
+
+    found = wait_for(judged, 60, "the run judged")
+    by_span = {sid: [] for sid in run.step_span_ids}
+    for v in found:
+        for sid in v["span_ids"]:
+            by_span[sid].append(v["rule"])
+    assert [sorted(by_span[sid]) for sid in run.step_span_ids] == inline
+    decisions = wait_for(lambda: (lambda d: d if len(d) == 5 else None)(httpx.get(
+        server.url + "/api/policy/decisions", params={"result": "deny"}, timeout=30).json()["items"]), 30, "5 records")
+    assert len(decisions) == 5 and {d["trace_id"] for d in decisions} == {run.trace_id}
 
 
 def test_policy_cli_offline(tmp_path: Path) -> None:

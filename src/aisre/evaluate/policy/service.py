@@ -25,6 +25,9 @@ from aisre.store.protocol import PolicyStore
 log = logging.getLogger(__name__)
 
 Scrub = Callable[[str, Any], Any]
+# Decision records are written in batches this often; a crash loses at most the last
+# fraction of a second of the log, as with OPA's buffered decision logs.
+FLUSH_INTERVAL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class PolicyService:
         self.interval_s = interval_s
         self._sets: dict[str, list[PolicySet]] = {}
         self._lock = threading.Lock()
+        # Decision records wait here for one batched write: an answer never waits for a commit.
+        self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -64,6 +71,11 @@ class PolicyService:
             with self._lock:
                 self._sets[tenant] = found
         return found
+
+    def cached(self, tenant: str) -> bool:
+        """Whether the tenant's sets are in memory (a decision then touches no store)."""
+        with self._lock:
+            return tenant in self._sets
 
     def current(self, tenant: str) -> PolicySet | None:
         """The set in force now."""
@@ -106,9 +118,20 @@ class PolicyService:
         doc = decision_record(req, decision, policies, lambda value: self.scrub(tenant, value), self.digest_key,
                               now_ns=now_ns)
         if record:
-            self.store.add_decisions([doc])
+            with self._pending_lock:
+                self._pending.append(doc)
+            if self._flusher is None:
+                self.flush()  # not started (a library caller, a test): write now
         return {"id": doc["id"], "result": decision.result, "reasons": doc["reasons"], "policies": doc["policies"],
                 "bundle": doc["bundle"], "input_digest": doc["input_digest"], "undetermined": list(decision.undetermined)}
+
+    def flush(self) -> int:
+        """Write the pending decision records (one batch); returns how many."""
+        with self._pending_lock:
+            rows, self._pending = self._pending, []
+        if rows:
+            self.store.add_decisions(rows)
+        return len(rows)
 
     # -- traces --------------------------------------------------------------------
 
@@ -145,17 +168,30 @@ class PolicyService:
     # -- the background pass --------------------------------------------------------
 
     def start(self) -> None:
-        """Judge pending runs every ``interval_s`` on a daemon thread."""
+        """Judge pending runs every ``interval_s``, and write decision records every
+        FLUSH_INTERVAL_S, on daemon threads."""
         if self._thread is None and self.interval_s > 0:
             self._thread = threading.Thread(target=self._loop, name="aisre-policy", daemon=True)
             self._thread.start()
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="aisre-policy-log", daemon=True)
+            self._flusher.start()
 
     def stop(self) -> None:
-        """Stop the pass (idempotent)."""
+        """Stop both threads and write what is pending (idempotent)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        for thread in (self._thread, self._flusher):
+            if thread is not None:
+                thread.join(timeout=30)
+        self._thread = self._flusher = None
+        self.flush()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing policy decision records failed")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

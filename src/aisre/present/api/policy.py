@@ -97,8 +97,12 @@ async def policy_decide(request: Request) -> Response:
     """
     ctx = _ctx(request)
     body = parse_json(await request.body())
-    doc = await run_in_threadpool(service_of(ctx).decide, ctx.tenant_for(request), body)
-    return ORJSONResponse(doc)
+    service, tenant = service_of(ctx), ctx.tenant_for(request)
+    if service.cached(tenant):
+        # The rules are in memory and the record is queued: a fraction of a millisecond,
+        # cheaper on the event loop than a hop to the thread pool.
+        return ORJSONResponse(service.decide(tenant, body))
+    return ORJSONResponse(await run_in_threadpool(service.decide, tenant, body))
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
