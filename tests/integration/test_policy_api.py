@@ -107,6 +107,12 @@ def test_policies_decisions_and_violations_on_a_server(server_factory, tmp_path:
     shell = next(v for v in found if v["rule"] == "no-shell")
     assert shell["span_id"] == run.step_span_ids[-1]
 
+    # The trace page lists them and marks the spans.
+    page = httpx.get(server.url + f"/traces/{run.trace_id}", timeout=30)
+    assert page.status_code == 200
+    assert 'aria-label="Policy violations"' in page.text and "triage/no-loops" in page.text and "×20" in page.text
+    assert page.text.count("⛔ no-loops") == 16 and page.text.count("⛔ no-shell") == 1
+
     # The CLI against the server.
     out = runner.invoke(cli, ["policy", "violations", "--url", server.url, "--rule", "no-loops"])
     assert out.exit_code == 0 and "no-loops" in out.output and "20" in out.output

@@ -359,7 +359,13 @@ async def trace_page(request: Request) -> Response:
     doc = await run_in_threadpool(
         journeys.get_trace, ctx.store, ctx.tenant_for(request), request.path_params["trace_id"]
     )
-    context = {"nav": "runs", "trace": doc, "waterfall": fmt.waterfall(doc)}
+    violations = await run_in_threadpool(ctx.store.list_violations, ctx.tenant_for(request), doc["trace_id"], None, None, None, 200)
+    by_span: dict[str, list[str]] = {}
+    for v in violations:
+        for sid in v["span_ids"]:
+            by_span.setdefault(sid, []).append(v["rule"])
+    context = {"nav": "runs", "trace": doc, "waterfall": fmt.waterfall(doc), "violations": violations,
+               "violations_by_span": by_span}
     return _render(request, "trace.html", context)
 
 
