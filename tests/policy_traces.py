@@ -60,18 +60,19 @@ class Run:
     trace_id: str
     spans: list[Span]
     step_span_ids: list[str]
+    version: str = "1.0"
 
     def request(self, spans: Sequence[Span] | None = None) -> ExportTraceServiceRequest:
         """An export request holding ``spans`` (all of them by default)."""
         request = ExportTraceServiceRequest()
         rs = request.resource_spans.add()
-        rs.resource.attributes.extend([kv("service.name", "triage-svc"), kv("service.version", "1.0")])
+        rs.resource.attributes.extend([kv("service.name", "triage-svc"), kv("service.version", self.version)])
         rs.scope_spans.add().spans.extend(spans if spans is not None else self.spans)
         return request
 
 
 def agent_run(steps: Sequence[Step], *, journey: str = "triage", agent: str = "triage-agent", start_ns: int = T0,
-              step_ns: int = S) -> Run:
+              step_ns: int = S, version: str = "1.0") -> Run:
     """A run: root (journey) → agent span (agent name) → one span per step, ``step_ns`` apart.
     A guardrail step is a child of the model call that follows it."""
     trace_id, root_id, agent_id = os.urandom(16), os.urandom(8), os.urandom(8)
@@ -114,4 +115,4 @@ def agent_run(steps: Sequence[Step], *, journey: str = "triage", agent: str = "t
                 if g.name.startswith("guardrail ") and g.parent_span_id == agent_id:
                     g.parent_span_id = sid
             pending_guard.clear()
-    return Run(trace_id.hex(), spans, ids)
+    return Run(trace_id.hex(), spans, ids, version)
