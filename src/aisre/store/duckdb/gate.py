@@ -14,10 +14,6 @@ from aisre.core.population import Population, PopulationQuery, RunSelector
 from aisre.store.duckdb.writer import Writer
 
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
-# Per run: 1 if the agent policy found a deny violation in it, 0 if judged clean, absent if
-# never judged; a score like any other, so the gate compares its rate with Fisher's test
-# (its name says higher is worse).
-POLICY_SCORE = "policy_violation"
 
 
 def _selector_sql(sel: RunSelector) -> tuple[str, list[Any]]:
@@ -80,16 +76,6 @@ class GateQueries:
                 # A run without a given score is NaN there: the metric's NaN strategy decides.
                 arr = scores.setdefault(row["name"], np.full(len(ids), np.nan))
                 arr[position[row["trace_id"]]] = row["value"]
-            judged = self._rows(
-                "SELECT p.trace_id, EXISTS (SELECT 1 FROM policy_violations v WHERE v.tenant = p.tenant "
-                "AND v.trace_id = p.trace_id AND v.effect = 'deny') AS violated "
-                "FROM policy_runs p WHERE p.tenant = ? AND list_contains(?, p.trace_id)",
-                [q.tenant, ids],
-            )
-            if judged:
-                arr = scores.setdefault(POLICY_SCORE, np.full(len(ids), np.nan))
-                for row in judged:
-                    arr[position[row["trace_id"]]] = 1.0 if row["violated"] else 0.0
         return Population(
             trace_ids=ids,
             start_ns=np.array([r["start_ns"] for r in runs], dtype=np.int64),

@@ -9,7 +9,15 @@ from typing import Any, Protocol
 import duckdb
 
 from aisre.store.duckdb.control import _audit
+from aisre.store.duckdb.rollups import minute_of
 from aisre.store.duckdb.writer import Writer
+
+# Per judged run, kept as scores (replaced when the run is judged again) so score SLIs, the
+# gate and the trace view read them like any evaluation: 1 = a deny violation (or a
+# guardrail trip), 0 = none.
+POLICY_SCORE = "policy_violation"
+TRIP_SCORE = "guardrail_trip"
+POLICY_SCORE_SOURCE = "heuristic"
 
 
 class _Host(Protocol):
@@ -17,6 +25,8 @@ class _Host(Protocol):
     _writer: Writer
 
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]: ...
+
+    def _mark_dirty(self, touched: dict[str, set[int]]) -> None: ...
 
 
 def _dumps(value: Any) -> str:
@@ -150,12 +160,30 @@ class PolicyTables:
                      row["last_received_ns"], time.time_ns(), row["actions"], len(rows), row["guardrail_checks"],
                      row["guardrail_trips"], list(row["undetermined"])],
                 )
+                conn.execute(
+                    "DELETE FROM scores WHERE tenant = ? AND trace_id = ? AND span_id IS NULL AND source = ? "
+                    "AND name IN (?, ?)",
+                    [row["tenant"], row["trace_id"], POLICY_SCORE_SOURCE, POLICY_SCORE, TRIP_SCORE],
+                )
+                now = time.time_ns()
+                violated = any(v["effect"] == "deny" for v in rows)
+                scores = [(POLICY_SCORE, 1.0 if violated else 0.0)]
+                if row["guardrail_checks"]:
+                    scores.append((TRIP_SCORE, 1.0 if row["guardrail_trips"] else 0.0))
+                conn.executemany(
+                    "INSERT INTO scores (tenant, trace_id, span_id, name, value, label, source, comment, time_ns, "
+                    "received_ns) VALUES (?, ?, NULL, ?, ?, NULL, ?, ?, ?, ?)",
+                    [[row["tenant"], row["trace_id"], name, value, POLICY_SCORE_SOURCE,
+                      f"agent policy {row.get('bundle') or ''}".strip(), now, now] for name, value in scores],
+                )
                 conn.execute("COMMIT")
             except Exception:
                 conn.execute("ROLLBACK")
                 raise
 
         self._writer.call(write).result(60)
+        # Score SLIs count per run-start minute: that minute is rebuilt with the new verdict.
+        self._mark_dirty({row["tenant"]: {minute_of(int(row["run_start_ns"]))}})
 
     def list_violations(
         self: _Host, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
