@@ -5,6 +5,7 @@ against the server; and the offline CLI (validate, test, check --otlp) with its 
 from __future__ import annotations
 
 import gzip
+import time
 from pathlib import Path
 
 import httpx
@@ -88,7 +89,8 @@ def test_policies_decisions_and_violations_on_a_server(server_factory, tmp_path:
     assert records[0]["input"]["action"]["args"]["to"] == "[REDACTED:EMAIL]"
 
     # Over traces: a loop sent root last, then a late denied call.
-    run = agent_run([tool("read_file", path="/etc/x") for _ in range(20)] + [model(), tool("search", q="a")])
+    run = agent_run([tool("read_file", path="/etc/x") for _ in range(20)] + [model(), tool("search", q="a")],
+                    start_ns=time.time_ns() - 120 * 10**9, step_ns=10**9 // 10)
     root, agent, *steps = run.spans
     late = steps.pop()
     late.attributes[1].value.string_value = "shell"
@@ -112,6 +114,13 @@ def test_policies_decisions_and_violations_on_a_server(server_factory, tmp_path:
     assert page.status_code == 200
     assert 'aria-label="Policy violations"' in page.text and "triage/no-loops" in page.text and "×20" in page.text
     assert page.text.count("⛔ no-loops") == 16 and page.text.count("⛔ no-shell") == 1
+
+    # The Policies page: rules with their violating runs, history, decision log (auth off: admin).
+    page = httpx.get(server.url + "/policies", timeout=30)
+    assert page.status_code == 200
+    assert 'data-rule="no-loops" data-total="1"' in page.text and 'data-rule="no-shell" data-total="1"' in page.text
+    assert 'data-rule="mail-domain" data-total="0"' in page.text
+    assert bundle in page.text and 'class="decision result-deny"' in page.text
 
     # The CLI against the server.
     out = runner.invoke(cli, ["policy", "violations", "--url", server.url, "--rule", "no-loops"])

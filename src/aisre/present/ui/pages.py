@@ -374,9 +374,11 @@ def ui_routes() -> list[BaseRoute]:
     static = StaticFiles(packages=[("aisre.present.ui", "static")])
     from aisre.present.ui.check import check_ui_routes  # these build on this module's helpers
     from aisre.present.ui.gate import gate_ui_routes
+    from aisre.present.ui.policy import policy_ui_routes
 
     return [
         *gate_ui_routes(),
+        *policy_ui_routes(),
         *check_ui_routes(),
         Route("/", _page(journeys_page), methods=["GET"], include_in_schema=False),
         Route("/runs", _page(runs_page), methods=["GET"], include_in_schema=False),

@@ -205,6 +205,17 @@ class PolicyTables:
             [*params, int(limit)],
         )
 
+    def violation_counts(self: _Host, tenant: str, since_ns: int, bucket_ns: int) -> list[dict[str, Any]]:
+        """Per policy, rule and bucket of run start time: violating runs (and how many runs were judged)."""
+        return self._rows(
+            "WITH v AS (SELECT policy, rule, effect, run_start_ns // ? * ? AS bucket_ns, count(DISTINCT trace_id) AS runs "
+            "FROM policy_violations WHERE tenant = ? AND run_start_ns >= ? GROUP BY ALL), "
+            "j AS (SELECT run_start_ns // ? * ? AS bucket_ns, count(*) AS judged FROM policy_runs "
+            "WHERE tenant = ? AND run_start_ns >= ? GROUP BY ALL) "
+            "SELECT v.*, coalesce(j.judged, 0) AS judged FROM v LEFT JOIN j USING (bucket_ns) ORDER BY policy, rule, bucket_ns",
+            [bucket_ns, bucket_ns, tenant, since_ns, bucket_ns, bucket_ns, tenant, since_ns],
+        )
+
     def policy_run(self: _Host, tenant: str, trace_id: str) -> dict[str, Any] | None:
         """How a trace was last judged (None if not yet)."""
         rows = self._rows("SELECT * EXCLUDE (tenant) FROM policy_runs WHERE tenant = ? AND trace_id = ?", [tenant, trace_id])
