@@ -108,6 +108,7 @@ class AisreServer:
         from aisre.evaluate.cost import CostEngine, Minimums
         from aisre.evaluate.gate.config import load_gate_config
         from aisre.evaluate.policy.service import PolicyService
+        from aisre.evaluate.policy.spec import check_policy_start
         from aisre.evaluate.slo import SloEngine
         from aisre.evaluate.specs import load_specs
         from aisre.ingest.pipeline import SpanIngest
@@ -145,6 +146,7 @@ class AisreServer:
         url = store_url(settings)
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
+        policy_files = check_policy_start(settings.policies)
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         check_required = load_requirements(settings.check_required) if settings.check_required else []
         receivers = load_receivers(settings.receivers) if settings.receivers else []
@@ -212,6 +214,9 @@ class AisreServer:
             self.store, scrub=content.scrub, digest_key=content.salt, tenants=self.store.policy_tenants,
             interval_s=settings.policy_interval_s,
         )
+        if policy_files:
+            self.policy.apply(settings.tenant, "\n---\n".join(p.read_text(encoding="utf-8") for p in policy_files),
+                              "startup", name=settings.policies)
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,

@@ -29,6 +29,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth", "auto", "API keys: auto (required once the store has ever had a key, or on a non-loopback host), required, or off (loopback only)"),
     Setting("operator_tenant", "", "Tenant whose admin keys may read /metrics/all (every tenant's series); default: the tenant setting"),
     Setting("slos", "", "SLO spec file or folder (aisre, OpenSLO or Sloth YAML) loaded at start"),
+    Setting("policies", "", "Agent policy file or folder applied at start as the default tenant's policy set (audited when it changes the set in force)"),
     Setting("gate_config", "", "Release-gate file (judge, metric settings, error-budget policy) that /api/gate judges with; defaults when empty"),
     Setting("check_required", "", "Required-attributes YAML (docs/check.md) the telemetry checker (/api/check, /check) applies besides its built-in checks"),
     Setting("price_catalog", "", "Price catalog YAML used instead of the shipped one (versions with effective dates; USD per 1M tokens)"),
@@ -92,6 +93,7 @@ class Settings:
     journey_rules: str = ""
     price_catalog: str = ""
     slos: str = ""
+    policies: str = ""
     gate_config: str = ""
     check_required: str = ""
     max_body_bytes: int = 16 * 1024 * 1024

@@ -168,6 +168,16 @@ def load_policy_files(paths: Iterable[Path]) -> list[Policy]:
     return result.policies
 
 
+def check_policy_start(path: str) -> list[Path]:
+    """The files of the ``policies`` setting, checked (SpecValidationError lists every error); none when unset."""
+    if not path:
+        return []
+    result = check_policy_files([Path(path)])
+    if result.errors:
+        raise SpecValidationError(result.errors)
+    return result.files
+
+
 def policies_from_text(text: str | bytes, name: str = "request body") -> list[Policy]:
     """Policies from YAML text (e.g. an API body); raises SpecValidationError with every error."""
     errors: list[SpecError] = []

@@ -170,7 +170,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         from importlib import resources
 
         slo_file = str(resources.files("aisre.demo").joinpath("slos.yaml"))
-        settings = _settings(port=port, grpc_port=grpc_port, db=db, slos=slo_file)
+        policy_file = str(resources.files("aisre.demo").joinpath("policy.yaml"))
+        settings = _settings(port=port, grpc_port=grpc_port, db=db, slos=slo_file, policies=policy_file,
+                             policy_interval_s=2)
         fresh = "" if keep else _fresh_store(db)
         stop = threading.Event()
 
