@@ -202,3 +202,25 @@ def test_policy_cli_offline(tmp_path: Path) -> None:
     assert "triage/no-loops ×20" in out.output and loop.trace_id in out.output
     out = runner.invoke(cli, ["policy", "check", "--otlp", str(tmp_path / "nothing"), "--policy", str(policy)])
     assert out.exit_code == 2
+
+
+def test_a_bad_policies_setting_stops_the_start(tmp_path: Path) -> None:
+    from tests.conftest import aisre_up_refused
+
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(POLICY.replace("max_repeats: 5", "max_repeats: 0"))
+    out = aisre_up_refused(tmp_path, "--setting", f"policies={bad}")
+    assert f"{bad}:7: policies[0].rules[1].max_repeats: must be at least 1" in out.replace("\n", "")
+
+
+def test_the_policies_setting_applies_at_start_and_is_audited_once(server_factory, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    db = tmp_path / "start.duckdb"
+    server = server_factory(db, "--setting", f"policies={policy}")
+    first = httpx.get(server.url + "/api/policies", timeout=30).json()
+    assert [p["name"] for p in first["policies"]] == ["triage"]
+    server.stop()
+    server = server_factory(db, "--setting", f"policies={policy}")  # same file: no new version
+    audit = httpx.get(server.url + "/api/audit", params={"action": "policy"}, timeout=30).json()["items"]
+    assert [(a["actor"], a["after"]["bundle"]) for a in audit] == [("startup", first["bundle"])]
