@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from aisre.core.errors import PermanentError
 from aisre.core.jsonbody import parse_json
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.policy.service import PolicyService
@@ -19,6 +20,15 @@ from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 
 POLICY_KEY = "policy"
+MAX_LIMIT = 10_000
+
+
+def _limit(request: Request, default: int) -> int:
+    """``limit`` between 1 and MAX_LIMIT (400 otherwise)."""
+    value = _int_param(request, "limit", default)
+    if not 1 <= value <= MAX_LIMIT:
+        raise PermanentError(f"limit must be between 1 and {MAX_LIMIT}; got {value}")
+    return value
 
 
 def service_of(ctx: AppContext) -> PolicyService:
@@ -54,8 +64,11 @@ async def policies_put(request: Request) -> Response:
 async def policies_get(request: Request) -> Response:
     """
     summary: The agent policies in force (rules, scope, versions) and the history of applied sets
+    parameters:
+      - {name: limit, in: query, schema: {type: integer, default: 50, minimum: 1, maximum: 10000}, description: Applied sets in the history}
     responses:
       200: {description: "{bundle, applied_at, policies: [...], history: [{bundle, applied_at, actor, policies}]}"}
+      400: {description: A bad limit.}
     """
     ctx = _ctx(request)
     tenant = ctx.tenant_for(request)
@@ -63,7 +76,7 @@ async def policies_get(request: Request) -> Response:
 
     def read() -> dict[str, Any]:
         current = service.current(tenant)
-        history = ctx.store.policy_sets(tenant, limit=_int_param(request, "limit", 50))
+        history = ctx.store.policy_sets(tenant, limit=_limit(request, 50))
         return {
             "bundle": current.bundle if current else None,
             "applied_at": rfc3339(current.applied_ns) if current else None,
@@ -120,15 +133,16 @@ async def policy_decisions(request: Request) -> Response:
       - {name: rule, in: query, schema: {type: string}, description: Only decisions a rule gave a reason in}
       - {name: result, in: query, schema: {type: string, enum: [allow, deny]}}
       - {name: since, in: query, schema: {type: string}}
-      - {name: limit, in: query, schema: {type: integer, default: 100}}
+      - {name: limit, in: query, schema: {type: integer, default: 100, minimum: 1, maximum: 10000}}
     responses:
       200: {description: "{items: [{id, at, source, journey, trace_id, span_id, result, bundle, policies, rules, reasons, input_digest, input}]}"}
+      400: {description: A bad parameter.}
     """
     ctx = _ctx(request)
     q = request.query_params
     rows = await run_in_threadpool(
         ctx.store.list_decisions, ctx.tenant_for(request), q.get("journey") or None, q.get("rule") or None,
-        q.get("result") or None, _time_param(request, "since"), _int_param(request, "limit", 100),
+        q.get("result") or None, _time_param(request, "since"), _limit(request, 100),
     )
     return ORJSONResponse({"items": [_record(r) for r in rows]})
 
@@ -142,15 +156,16 @@ async def policy_violations(request: Request) -> Response:
       - {name: journey, in: query, schema: {type: string}}
       - {name: rule, in: query, schema: {type: string}}
       - {name: since, in: query, schema: {type: string}}
-      - {name: limit, in: query, schema: {type: integer, default: 100}}
+      - {name: limit, in: query, schema: {type: integer, default: 100, minimum: 1, maximum: 10000}}
     responses:
       200: {description: "{items: [{trace_id, journey, run_start, policy, version, rule, kind, effect, message, count, span_id, span_ids, start}]}"}
+      400: {description: A bad parameter.}
     """
     ctx = _ctx(request)
     q = request.query_params
     rows = await run_in_threadpool(
         ctx.store.list_violations, ctx.tenant_for(request), q.get("trace_id") or None, q.get("journey") or None,
-        q.get("rule") or None, _time_param(request, "since"), _int_param(request, "limit", 100),
+        q.get("rule") or None, _time_param(request, "since"), _limit(request, 100),
     )
     items = []
     for r in rows:
