@@ -224,3 +224,40 @@ def test_the_policies_setting_applies_at_start_and_is_audited_once(server_factor
     server = server_factory(db, "--setting", f"policies={policy}")  # same file: no new version
     audit = httpx.get(server.url + "/api/audit", params={"action": "policy"}, timeout=30).json()["items"]
     assert [(a["actor"], a["after"]["bundle"]) for a in audit] == [("startup", first["bundle"])]
+
+
+def test_policies_keys_and_tenants(tmp_path: Path) -> None:
+    """Applying needs an admin key, deciding an ingest key, decision records an admin key; each
+    tenant sees only its own policies, decisions and violations."""
+    import json
+
+    db = tmp_path / "keys.duckdb"
+    keys = {}
+    for tenant in ("a", "b"):
+        for role in ("read", "ingest", "admin"):
+            out = runner.invoke(cli, ["keys", "create", "--db", str(db), "--tenant", tenant, "--role", role,
+                                      "--format", "json"])
+            assert out.exit_code == 0, out.output
+            keys[f"{tenant}-{role}"] = {"Authorization": f"Bearer {json.loads(out.output)['key']}"}
+    from tests.conftest import free_port
+
+    server = ServerProcess(db, free_port(), free_port(), ("--setting", "policy_interval_s=1")).start()
+    try:
+        assert httpx.put(server.url + "/api/policies", content=POLICY, headers=keys["a-ingest"]).status_code == 403
+        assert httpx.put(server.url + "/api/policies", content=POLICY, headers=keys["a-admin"]).status_code == 200
+        ask = {"journey": "triage", "action": {"type": "tool", "name": "shell", "args": {}}}
+        assert httpx.post(server.url + "/api/policy/decide", json=ask, headers=keys["a-read"]).status_code == 403
+        answer = httpx.post(server.url + "/api/policy/decide", json=ask, headers=keys["a-ingest"]).json()
+        assert answer["result"] == "deny"
+        # Tenant b has no policy: the same call is allowed there, and b sees nothing of a's.
+        assert httpx.post(server.url + "/api/policy/decide", json=ask, headers=keys["b-ingest"]).json()["result"] == "allow"
+        assert httpx.get(server.url + "/api/policies", headers=keys["b-read"]).json()["bundle"] is None
+        assert httpx.get(server.url + "/api/policy/decisions", headers=keys["a-read"]).status_code == 403
+        mine = wait_for(lambda: httpx.get(server.url + "/api/policy/decisions", params={"result": "deny"},
+                                          headers=keys["a-admin"]).json()["items"] or None, 30, "a's record")
+        assert [d["id"] for d in mine] == [answer["id"]]
+        theirs = wait_for(lambda: httpx.get(server.url + "/api/policy/decisions", headers=keys["b-admin"]).json()["items"]
+                          or None, 30, "b's record")
+        assert [d["result"] for d in theirs] == ["allow"]
+    finally:
+        server.stop()
