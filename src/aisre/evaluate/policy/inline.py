@@ -110,6 +110,10 @@ def decision_record(
 ) -> dict[str, Any]:
     """The append-only record of one decision (inputs as the tenant's redaction leaves them)."""
     applied = [p for p in policies if (p.name, p.version) in set(decision.policies)]
+    reasons = [r.document() for r in decision.reasons]
+    # An evaluation error's text could quote an argument: reasons get the input's redaction
+    # too (under the drop mode, which drops inputs whole, they are kept: rule-authored text).
+    scrubbed = redact(reasons)
     return {
         "id": str(uuid.uuid4()),
         "tenant": req.context.tenant,
@@ -122,7 +126,7 @@ def decision_record(
         "policies": [{"name": n, "version": v} for n, v in decision.policies],
         "bundle": bundle_version(applied) if applied else None,
         "rules": sorted({r.rule for r in decision.reasons}),
-        "reasons": [r.document() for r in decision.reasons],
+        "reasons": scrubbed if scrubbed is not None else reasons,
         "input_digest": input_digest(key, req.raw),
         "input": redact(req.raw),
     }
