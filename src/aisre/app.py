@@ -122,6 +122,7 @@ class AisreServer:
         from aisre.present.api.context import AppContext
         from aisre.present.api.gate import GATE_CONFIG_KEY
         from aisre.present.api.metrics import (
+            PolicyCollector,
             SloCountsCollector,
             StoreMemoryCollector,
             StoreRetentionCollector,
@@ -214,6 +215,7 @@ class AisreServer:
             self.store, scrub=content.scrub, digest_key=content.salt, tenants=self.store.policy_tenants,
             interval_s=settings.policy_interval_s,
         )
+        self.registry.register(PolicyCollector(self.policy, settings.tenant))
         if policy_files:
             self.policy.apply(settings.tenant, "\n---\n".join(p.read_text(encoding="utf-8") for p in policy_files),
                               "startup", name=settings.policies)

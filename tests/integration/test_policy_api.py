@@ -122,6 +122,10 @@ def test_policies_decisions_and_violations_on_a_server(server_factory, tmp_path:
     assert 'data-rule="mail-domain" data-total="0"' in page.text
     assert bundle in page.text and 'class="decision result-deny"' in page.text
 
+    metrics = httpx.get(server.url + "/metrics", timeout=30).text
+    assert 'aisre_policy_decisions_total{result="deny"} 1.0' in metrics
+    assert 'aisre_policy_runs_judged_total{verdict="violating"}' in metrics
+
     # The CLI against the server.
     out = runner.invoke(cli, ["policy", "violations", "--url", server.url, "--rule", "no-loops"])
     assert out.exit_code == 0 and "no-loops" in out.output and "20" in out.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,9 @@ class PolicyService:
         self._pending: list[dict[str, Any]] = []
         self._pending_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
+        # For /metrics: (tenant, result) → inline decisions; (tenant, verdict) → runs judged.
+        self.decisions: Counter[tuple[str, str]] = Counter()
+        self.judged: Counter[tuple[str, str]] = Counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -117,6 +121,7 @@ class PolicyService:
         decision = decide_request(policies, req)
         doc = decision_record(req, decision, policies, lambda value: self.scrub(tenant, value), self.digest_key,
                               now_ns=now_ns)
+        self.decisions[(tenant, decision.result)] += 1
         if record:
             with self._pending_lock:
                 self._pending.append(doc)
@@ -150,6 +155,8 @@ class PolicyService:
                 "actions": len(acts.actions), "guardrail_checks": acts.guardrail_checks,
                 "guardrail_trips": acts.guardrail_trips, "undetermined": verdict.undetermined}
         self.store.save_policy_run(mark, rows)
+        denied = any(v.effect == "deny" for v in verdict.violations)
+        self.judged[(tenant, "violating" if denied else "undetermined" if verdict.undetermined else "clean")] += 1
         return {**mark, "violations": [v.document() for v in verdict.violations]}
 
     def judge_pending(self, tenant: str, limit: int = 500) -> int:
