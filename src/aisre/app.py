@@ -110,6 +110,8 @@ class AisreServer:
         from aisre.derive.journeys import get_trace
         from aisre.evaluate.cost import CostEngine, Minimums
         from aisre.evaluate.gate.config import load_gate_config
+        from aisre.evaluate.policy.service import PolicyService
+        from aisre.evaluate.policy.spec import check_policy_start
         from aisre.evaluate.slo import SloEngine
         from aisre.evaluate.specs import load_specs
         from aisre.ingest.pipeline import SpanIngest
@@ -124,10 +126,12 @@ class AisreServer:
         from aisre.present.api.context import AppContext
         from aisre.present.api.gate import GATE_CONFIG_KEY
         from aisre.present.api.metrics import (
+            PolicyCollector,
             SloCountsCollector,
             StoreMemoryCollector,
             StoreRetentionCollector,
         )
+        from aisre.present.api.policy import POLICY_KEY
         from aisre.present.api.readiness import READINESS_TEMPLATE_KEY, RECEIVERS_KEY
         from aisre.present.api.scorecards import SCORECARD_RULES_KEY
         from aisre.present.ui.cost import cost_ui_routes
@@ -149,6 +153,7 @@ class AisreServer:
         url = store_url(settings)
         rules = load_rules(settings.journey_rules) if settings.journey_rules else ()
         specs = load_specs([Path(settings.slos)]) if settings.slos else []
+        policy_files = check_policy_start(settings.policies)
         gate_config = load_gate_config(Path(settings.gate_config)) if settings.gate_config else None
         check_required = load_requirements(settings.check_required) if settings.check_required else []
         readiness_template = load_template(Path(settings.readiness_template)) if settings.readiness_template else None
@@ -214,11 +219,21 @@ class AisreServer:
             self.incidents, self.slos, lambda tenant, trace_id: get_trace(self.store, tenant, trace_id),
             slo_minutes=self.store.slo_minute_arrays,
         )
+        # Committed runs are judged on their own thread, never on the ingest path.
+        self.policy = PolicyService(
+            self.store, scrub=content.scrub, digest_key=content.salt, tenants=self.store.policy_tenants,
+            interval_s=settings.policy_interval_s,
+        )
+        self.registry.register(PolicyCollector(self.policy, settings.tenant))
+        if policy_files:
+            self.policy.apply(settings.tenant, "\n---\n".join(p.read_text(encoding="utf-8") for p in policy_files),
+                              "startup", name=settings.policies)
         self.ctx = AppContext(
             settings=settings, store=self.store, registry=self.registry, ingest_metrics=self.metrics,
             slos=self.slos, keys=self.keys, incidents=self.incidents, postmortems=self.postmortems,
             extra={"cost": self.cost, CHECK_REQUIRED_KEY: check_required, SCORECARD_RULES_KEY: scorecard_rules,
-                   CATALOG_FILE_KEY: catalog_file, READINESS_TEMPLATE_KEY: readiness_template, RECEIVERS_KEY: receivers},
+                   CATALOG_FILE_KEY: catalog_file, READINESS_TEMPLATE_KEY: readiness_template, RECEIVERS_KEY: receivers,
+                   POLICY_KEY: self.policy},
         )
         if gate_config is not None:
             self.ctx.extra[GATE_CONFIG_KEY] = gate_config
@@ -250,6 +265,7 @@ class AisreServer:
         if self.settings.evaluation_interval_s:
             self.alerts.start()
             self.incidents.start()
+        self.policy.start()
         if self.settings.budget_evaluation_interval_s:
             self.budget_alerts.start()
         try:
@@ -260,6 +276,7 @@ class AisreServer:
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
         self.alerts.stop()
+        self.policy.stop()
         self.budget_alerts.stop()
         self.incidents.stop()
         self.notifier.stop()

@@ -29,6 +29,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth", "auto", "API keys: auto (required once the store has ever had a key, or on a non-loopback host), required, or off (loopback only)"),
     Setting("operator_tenant", "", "Tenant whose admin keys may read /metrics/all (every tenant's series); default: the tenant setting"),
     Setting("slos", "", "SLO spec file or folder (aisre, OpenSLO or Sloth YAML) loaded at start"),
+    Setting("policies", "", "Agent policy file or folder applied at start as the default tenant's policy set (audited when it changes the set in force)"),
     Setting("gate_config", "", "Release-gate file (judge, metric settings, error-budget policy) that /api/gate judges with; defaults when empty"),
     Setting("scorecard_rules", "", "Scorecard rules YAML (levels from facts, docs/scorecards.md) for /api/scorecards; the shipped DORA tiers when empty"),
     Setting("catalog_file", "", "Service catalog YAML (owner, tier, runbook, on-call per service, docs/catalog.md) merged with what the traces show in /api/catalog"),
@@ -53,6 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rollup_interval_ms", 1000, "How often the writer rebuilds the minute rollups that commits touched; 0 turns rollups off (benchmarks only)"),
     Setting("evaluation_interval_s", 15, "How often SLO alert conditions are evaluated into alert state; 0 turns the evaluator off"),
     Setting("alert_keep_firing_s", 300, "Seconds an SLO alert keeps firing after its condition clears, so a burn that hovers at its factor does not resolve and fire again (Prometheus's keep_firing_for); 0 resolves at once"),
+    Setting("policy_interval_s", 10, "How often committed runs (new, or changed by late spans) are judged against the agent policy in force when they ran; 0 turns trace judging off"),
     Setting("budget_evaluation_interval_s", 300, "How often cost budgets are forecast and checked against their alert thresholds; 0 turns budget alerts off"),
     Setting("explain_min_runs", 20, "Runs, and billed model calls, each window of a cost explanation needs; with fewer the answer is insufficient_data with the counts, and no cause"),
     Setting("explain_min_exemplars", 3, "Runs of the current window that must show a cost-change cause (retries, the new prompt, the costlier model…) before it is named"),
@@ -94,6 +96,7 @@ class Settings:
     journey_rules: str = ""
     price_catalog: str = ""
     slos: str = ""
+    policies: str = ""
     gate_config: str = ""
     check_required: str = ""
     scorecard_rules: str = ""
@@ -116,6 +119,7 @@ class Settings:
     rollup_interval_ms: int = 1000
     evaluation_interval_s: int = 15
     alert_keep_firing_s: int = 300
+    policy_interval_s: int = 10
     budget_evaluation_interval_s: int = 300
     explain_min_runs: int = 20
     explain_min_exemplars: int = 3

@@ -43,6 +43,8 @@ class Scenario:
     app_failure_rate: float = 0.0
     reask_rate: float = 0.0  # answers the app rejects and asks again: billed retries
     max_reasks: int = 2
+    agent_loop_rate: float = 0.0  # triage runs that look the same order up again and again
+    agent_denied_tool_rate: float = 0.0  # triage runs that issue a refund (denied by the demo policy)
     # A canary replica taking a share of traffic; None fields inherit the stable value.
     canary_share: float = 0.0
     canary_version: str = "1.5.0"
@@ -50,6 +52,7 @@ class Scenario:
     canary_prompt_tokens_factor: float | None = None
     canary_failure_rate: float = 0.0  # app-level failures in the canary only
     canary_groundedness_drop: float = 0.0  # the canary's answers are this much less grounded
+    canary_agent_loop_rate: float | None = None  # the canary's triage agent loops this often
     # Seconds of healthy traffic (every service knob at its default) before this
     # scenario's service knobs roll out, so the rollout is a change aisre can see.
     rollout_after_s: float = 0.0
@@ -57,7 +60,7 @@ class Scenario:
     def __post_init__(self) -> None:
         for name in ("failure_rate", "rate_limit_rate", "tool_call_rate", "agent_share",
                      "app_failure_rate", "canary_share", "canary_failure_rate", "canary_groundedness_drop",
-                     "reask_rate"):
+                     "reask_rate", "agent_loop_rate", "agent_denied_tool_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"scenario {self.name!r}: {name} must be within [0, 1], got {value}")
@@ -117,6 +120,8 @@ class Scenario:
             app_failure_rate=self.app_failure_rate,
             reask_rate=self.reask_rate,
             max_reasks=self.max_reasks,
+            agent_loop_rate=self.agent_loop_rate,
+            agent_denied_tool_rate=self.agent_denied_tool_rate,
         )
         if not canary:
             return stable
@@ -127,6 +132,8 @@ class Scenario:
             prompt_tokens_factor=self.canary_prompt_tokens_factor or self.prompt_tokens_factor,
             app_failure_rate=self.canary_failure_rate,
             groundedness_drop=self.canary_groundedness_drop,
+            agent_loop_rate=(self.canary_agent_loop_rate if self.canary_agent_loop_rate is not None
+                             else self.agent_loop_rate),
         )
 
 
@@ -206,6 +213,22 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
             canary_prompt_tokens_factor=1.8,
             canary_failure_rate=0.15,
             canary_groundedness_drop=0.2,
+        ),
+        Scenario(
+            "agent-loop",
+            "Version 1.5.0 of the triage agent takes 30 % of traffic and, in half of its runs, looks the "
+            "same order up eight times: the demo policy's loop rule flags them and the gate fails the canary.",
+            agent_share=0.5,
+            canary_share=0.3,
+            canary_version="1.5.0",
+            canary_agent_loop_rate=0.5,
+        ),
+        Scenario(
+            "agent-denied-tool",
+            "A fifth of triage-agent runs issue a refund, a tool the demo policy denies the agent: "
+            "violations on those runs burn the triage-policy SLO.",
+            agent_share=0.5,
+            agent_denied_tool_rate=0.2,
         ),
     )
 })

@@ -56,6 +56,11 @@ class ServiceConfig:
     groundedness_drop: float = 0.0  # how much less grounded answers are (online evaluation score)
     reask_rate: float = 0.0  # chat answers the service rejects and asks again (billed retries)
     max_reasks: int = 2  # re-asks per call, apart from the 429 retries
+    # Triage-agent misbehaviour the demo policy catches: a run that looks the same order up
+    # again and again, and a run that issues a refund it may not.
+    agent_loop_rate: float = 0.0
+    agent_loop_calls: int = 8
+    agent_denied_tool_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.prompt_tokens_factor <= 0:
@@ -64,7 +69,8 @@ class ServiceConfig:
             raise ValueError(f"max_reasks must be >= 0, got {self.max_reasks}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        for name in ("stream_share", "app_failure_rate", "groundedness_drop", "reask_rate"):
+        for name in ("stream_share", "app_failure_rate", "groundedness_drop", "reask_rate", "agent_loop_rate",
+                     "agent_denied_tool_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
 
@@ -231,11 +237,25 @@ class SupportBot:
             {"role": "system", "content": corpus.TRIAGE_INSTRUCTIONS},
             {"role": "user", "content": issue},
         ]
-        for _ in range(rng.randint(2, 4)):
+        # Drawn only when a scenario sets them, so other scenarios' runs stay as they were.
+        looping = config.agent_loop_rate > 0 and rng.random() < config.agent_loop_rate
+        refunding = config.agent_denied_tool_rate > 0 and rng.random() < config.agent_denied_tool_rate
+        if looping:
+            for _ in range(config.agent_loop_calls):
+                reply = self._chat(config, rng, result, config.agent_model, messages, tool_specs=tools.TRIAGE_TOOLS,
+                                   tool_choice={"type": "function", "function": {"name": "lookup_order"}})
+                self._use_tools(reply, messages, rng, result)
+        else:
+            for _ in range(rng.randint(2, 4)):
+                reply = self._chat(config, rng, result, config.agent_model, messages,
+                                   tool_specs=tools.TRIAGE_TOOLS, tool_choice="required")
+                if not reply.tool_calls:
+                    break
+                self._use_tools(reply, messages, rng, result)
+        if refunding:
             reply = self._chat(config, rng, result, config.agent_model, messages,
-                               tool_specs=tools.TRIAGE_TOOLS, tool_choice="required")
-            if not reply.tool_calls:
-                break
+                               tool_specs=(*tools.TRIAGE_TOOLS, tools.ISSUE_REFUND),
+                               tool_choice={"type": "function", "function": {"name": "issue_refund"}})
             self._use_tools(reply, messages, rng, result)
         self._chat(config, rng, result, config.agent_model, messages,
                    tool_specs=tools.TRIAGE_TOOLS, tool_choice="none")
@@ -313,7 +333,7 @@ class SupportBot:
         messages: list[dict[str, Any]],
         *,
         tool_specs: Sequence[dict[str, Any]] = (),
-        tool_choice: str = "auto",
+        tool_choice: str | dict[str, Any] = "auto",
         stream: bool = False,
     ) -> _Reply:
         models = [model]

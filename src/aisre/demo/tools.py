@@ -44,6 +44,13 @@ CREATE_TICKET = _function(
     },
 )
 
+ISSUE_REFUND = _function(
+    "issue_refund",
+    "Refund an order to the customer's card (the demo's policy denies it to the triage agent).",
+    {"order_id": {"type": "string", "description": "Order number, digits only"},
+     "amount": {"type": "number", "description": "Refund in USD"}},
+)
+
 ASK_TOOLS: tuple[dict[str, Any], ...] = (LOOKUP_ORDER,)
 TRIAGE_TOOLS: tuple[dict[str, Any], ...] = (LOOKUP_ORDER, SEARCH_KB, CREATE_TICKET)
 
@@ -73,6 +80,8 @@ def arguments_for(name: str, context: str) -> dict[str, Any]:
         return {"query": " ".join(words[-6:]) or "order status"}
     if name == "create_ticket":
         return {"summary": f"Follow up on order {order}", "priority": "normal"}
+    if name == "issue_refund":
+        return {"order_id": order, "amount": 49.0}
     return {}
 
 
@@ -101,4 +110,6 @@ def run_tool(name: str, arguments: str, rng: random.Random) -> str:
         return json.dumps([{"id": d.id, "title": d.title} for d in ranked[:2]])
     if name == "create_ticket":
         return json.dumps({"ticket_id": f"T-{rng.randint(1000, 9999)}", "status": "open"})
+    if name == "issue_refund":
+        return json.dumps({"refund_id": f"R-{rng.randint(1000, 9999)}", "status": "issued"})
     return json.dumps({"error": f"unknown tool {name}"})

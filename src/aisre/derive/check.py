@@ -342,6 +342,20 @@ def check_otlp_files(paths: Iterable[Path], requirements: Iterable[Requirement] 
     return report
 
 
+def otlp_spans(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every span in OTLP request files, normalized as ingest would (content kept as sent:
+    an offline check judges it and stores nothing)."""
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        for request in _read_requests(path):
+            try:
+                batch = flatten(request, "check")
+            except PermanentError as exc:
+                raise PermanentError(f"{path}: {exc.message}") from None
+            rows.extend(batch.table.to_pylist())
+    return rows
+
+
 _SUFFIXES = (".pb", ".json", ".jsonl", ".pb.gz", ".json.gz", ".jsonl.gz")
 _GZIP_MAGIC = b"\x1f\x8b"
 MAX_FILE_BYTES = 256 * 1024 * 1024  # inflated; past it a file is refused, not read into memory

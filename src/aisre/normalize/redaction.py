@@ -203,6 +203,16 @@ class ContentPolicy:
                 return rules
         return self.rules
 
+    def scrub(self, tenant: str, value: Any) -> Any:
+        """A JSON value (e.g. a policy decision's input) as the tenant's content mode leaves
+        content: as sent, pattern-redacted, or dropped (None)."""
+        mode = self.mode_for(tenant)
+        if mode == "keep":
+            return value
+        if mode == "drop":
+            return None
+        return _redact_value(redactor(self.phone_region), value)[0]
+
     def filter_for(self, tenant: str) -> ContentFilter | None:
         """What to apply to ``tenant``'s spans; None when everything is kept as sent."""
         mode = self.mode_for(tenant)

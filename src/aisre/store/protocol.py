@@ -148,6 +148,38 @@ class RetentionPolicy(Protocol):
     def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]: ...
 
 
+class PolicyStore(Protocol):
+    """Agent policies: applied sets (audited), decision records, violations over traces."""
+
+    def put_policy_set(self, row: dict[str, Any]) -> dict[str, Any]: ...
+
+    def policy_sets(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def policy_tenants(self) -> list[str]: ...
+
+    def add_decisions(self, rows: list[dict[str, Any]]) -> None: ...
+
+    def list_decisions(
+        self, tenant: str, journey: str | None = None, rule: str | None = None, result: str | None = None,
+        since_ns: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]: ...
+
+    def runs_to_judge(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]: ...
+
+    def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None: ...
+
+    def list_violations(
+        self, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
+        since_ns: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]: ...
+
+    def policy_run(self, tenant: str, trace_id: str) -> dict[str, Any] | None: ...
+
+    def violation_counts(self, tenant: str, since_ns: int, bucket_ns: int) -> list[dict[str, Any]]: ...
+
+    def get_trace(self, tenant: str, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]: ...
+
+
 class MetricTotals(Protocol):
     def metric_totals(self, tenant: str) -> dict[str, Any]: ...
 
@@ -276,7 +308,7 @@ class CostStore(Protocol):
 
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, CatalogReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
-    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, Protocol,
+    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""
 
@@ -296,5 +328,5 @@ class Store(
 # nothing about another tenant. Every public method of a backend is either tenant-scoped
 # (a ``tenant`` argument, a query or row carrying one, or Arrow rows with a tenant column)
 # or listed here; tests/store/test_guard.py checks that.
-PROCESS_WIDE = frozenset({"active_keys", "close", "expire", "flush_rollups", "refresh_rollups"})
+PROCESS_WIDE = frozenset({"active_keys", "close", "expire", "flush_rollups", "policy_tenants", "refresh_rollups"})
 OPEN_TO_EVERY_CALLER = frozenset({"auth_latched", "memory", "oldest_span_ns", "prepare", "schema_version"})

@@ -25,6 +25,7 @@ from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.incidents import INCIDENT_ROUTES
+from aisre.present.api.policy import POLICY_ROUTES
 from aisre.present.api.readiness import READINESS_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
 from aisre.present.api.scorecards import SCORECARD_ROUTES
@@ -88,6 +89,7 @@ def api_routes(otlp: Any) -> list[BaseRoute]:
         *SCORECARD_ROUTES,
         *CATALOG_ROUTES,
         *READINESS_ROUTES,
+        *POLICY_ROUTES,
     ]
 
 

@@ -41,7 +41,7 @@ COOKIE = "aisre_key"
 # Reachable without a key: liveness, the login form and the UI's static assets.
 PUBLIC_PATHS = ("/healthz", "/login", "/logout")
 # Reads that reveal who holds which access, or other tenants: admin only.
-ADMIN_READS = ("/api/keys", "/api/audit", "/metrics/all")
+ADMIN_READS = ("/api/keys", "/api/audit", "/metrics/all", "/api/policy/decisions")
 _FALSE = {"0", "false", "no", "off", ""}
 GATE_RECORD_HINT = (
     "recording a release verdict needs an ingest or admin key; judge without recording with "
@@ -171,6 +171,8 @@ def required_roles(method: str, path: str, query: str = "") -> tuple[Role, ...] 
     # What machines send: telemetry, evaluation scores, Alertmanager alerts, deploy markers.
     if method == "POST" and path in ("/v1/traces", "/api/scores", "/api/alertmanager", "/api/changes"):
         return ("ingest",)
+    if method == "POST" and path == "/api/policy/decide":
+        return ("ingest",)  # an agent runtime asks with the key it sends its traces with
     if path == "/api/gate" and method in ("GET", "HEAD", "POST"):
         # Judging only reads; keeping the verdict writes history and the audit log, which a
         # release pipeline does with the key it sends deploy markers with.

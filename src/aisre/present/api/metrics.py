@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from aisre.core import display
 from aisre.core.auth import caller_tenant
 from aisre.core.schema import DURATION_BUCKETS_MS
+from aisre.evaluate.policy.service import PolicyService
 from aisre.evaluate.slo import SloEngine
 from aisre.store.protocol import MetricTotals, StoreMemory, StoreRetention
 
@@ -163,3 +164,27 @@ class TenantScoped:
             scoped = Metric(metric.name, metric.documentation, metric.type, metric.unit)
             scoped.samples = kept
             yield scoped
+
+
+class PolicyCollector(Collector):
+    """Agent policy counters of the caller's tenant: inline decisions by result, runs judged by verdict."""
+
+    def __init__(self, service: PolicyService, tenant: str) -> None:
+        self._service = service
+        self._tenant = tenant
+
+    def collect(self) -> Iterator[Metric]:
+        tenant = caller_tenant() or self._tenant
+        decisions = CounterMetricFamily("aisre_policy_decisions", "Inline agent policy decisions by result",
+                                        labels=["result"])
+        for (t, result), n in sorted(self._service.decisions.items()):
+            if t == tenant:
+                decisions.add_metric([result], float(n))
+        yield decisions
+        judged = CounterMetricFamily("aisre_policy_runs_judged",
+                                     "Runs judged over their traces (again after late spans) by verdict",
+                                     labels=["verdict"])
+        for (t, verdict), n in sorted(self._service.judged.items()):
+            if t == tenant:
+                judged.add_metric([verdict], float(n))
+        yield judged

@@ -887,3 +887,33 @@ class Review(TypedDict):
     remediation: list[Json]
     scorecards: list[Json]
     levels: list[str]
+class PolicyApplied(TypedDict):
+    bundle: str
+    changed: bool
+    policies: list[Json]
+    before: Json | None
+
+
+class PolicyList(TypedDict):
+    bundle: str | None
+    applied_at: str | None
+    policies: list[Json]
+    history: list[Json]
+
+
+class PolicyDecision(TypedDict):
+    id: str
+    result: Literal["allow", "deny"]
+    reasons: list[Json]
+    policies: list[Json]
+    bundle: str | None
+    input_digest: str
+    undetermined: list[str]
+
+
+class PolicyDecisionList(TypedDict):
+    items: list[Json]
+
+
+class PolicyViolationList(TypedDict):
+    items: list[Json]

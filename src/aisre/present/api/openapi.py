@@ -46,6 +46,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "scorecards", "description": "Reliability scorecards per journey, service and team, their levels and a facts export."},
     {"name": "catalog", "description": "The service catalog discovered from the traces, and its Backstage export."},
     {"name": "readiness", "description": "Launch-readiness checklists evaluated from facts, with an exit code for CI."},
+    {"name": "policy", "description": "Agent policies: apply and list versioned policy sets, decide inline, decision records and violations over traces."},
     {"name": "admin", "description": "API keys, the audit log and retention (admin keys only)."},
     {"name": "meta", "description": "Health, store counts, Prometheus metrics and this document."},
 ]

@@ -107,6 +107,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.gameday import build_gameday_cli
 
     app.add_typer(build_gameday_cli(), name="gameday")
+    from aisre.present.cli.policy import build_policy_cli
+
+    app.add_typer(build_policy_cli(), name="policy")
     from aisre.present.cli.incident import build_change_cli, build_incident_cli
 
     app.add_typer(build_incident_cli(), name="incident")
@@ -183,7 +186,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         from importlib import resources
 
         slo_file = str(resources.files("aisre.demo").joinpath("slos.yaml"))
-        settings = _settings(port=port, grpc_port=grpc_port, db=db, slos=slo_file)
+        policy_file = str(resources.files("aisre.demo").joinpath("policy.yaml"))
+        settings = _settings(port=port, grpc_port=grpc_port, db=db, slos=slo_file, policies=policy_file,
+                             policy_interval_s=2)
         fresh = "" if keep else _fresh_store(db)
         stop = threading.Event()
 

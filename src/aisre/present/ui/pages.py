@@ -423,7 +423,13 @@ async def trace_page(request: Request) -> Response:
     doc = await run_in_threadpool(
         journeys.get_trace, ctx.store, ctx.tenant_for(request), request.path_params["trace_id"]
     )
-    context = {"nav": "runs", "trace": doc, "waterfall": fmt.waterfall(doc)}
+    violations = await run_in_threadpool(ctx.store.list_violations, ctx.tenant_for(request), doc["trace_id"], None, None, None, 200)
+    by_span: dict[str, list[str]] = {}
+    for v in violations:
+        for sid in v["span_ids"]:
+            by_span.setdefault(sid, []).append(v["rule"])
+    context = {"nav": "runs", "trace": doc, "waterfall": fmt.waterfall(doc), "violations": violations,
+               "violations_by_span": by_span}
     return _render(request, "trace.html", context)
 
 
@@ -433,12 +439,14 @@ def ui_routes() -> list[BaseRoute]:
     from aisre.present.ui.catalog import catalog_ui_routes
     from aisre.present.ui.check import check_ui_routes  # these build on this module's helpers
     from aisre.present.ui.gate import gate_ui_routes
+    from aisre.present.ui.policy import policy_ui_routes
     from aisre.present.ui.readiness import readiness_ui_routes
     from aisre.present.ui.report import report_routes
     from aisre.present.ui.scorecards import scorecard_ui_routes
 
     return [
         *gate_ui_routes(),
+        *policy_ui_routes(),
         *check_ui_routes(),
         *scorecard_ui_routes(),
         *catalog_ui_routes(),

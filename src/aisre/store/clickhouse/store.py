@@ -107,7 +107,8 @@ NOT_YET = (
     "add_scores", "span_sample", "active_alerts", "save_alerts", "list_alerts", "add_key", "revoke_key",
     "active_keys", "auth_latched", "list_keys", "audit", "list_audit", "set_retention",
     "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict", "expire", "trace_ids_with_prefix",
-    "dependency_calls",
+    "dependency_calls", "put_policy_set", "policy_sets", "policy_tenants", "add_decisions", "list_decisions",
+    "runs_to_judge", "save_policy_run", "list_violations", "policy_run", "violation_counts",
 )
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 INCIDENTS_NOT_YET = (

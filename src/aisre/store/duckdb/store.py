@@ -27,6 +27,7 @@ from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
+from aisre.store.duckdb.policy import PolicyTables
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
@@ -150,7 +151,7 @@ class _Where:
         self.params.extend(params)
 
 
-class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries):
+class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, PolicyTables):
     """Store backed by one DuckDB file. Writes go through :class:`Writer`; reads use cursors."""
 
     backend = "duckdb"

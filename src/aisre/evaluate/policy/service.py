@@ -1,0 +1,214 @@
+"""The policy service: applied sets per tenant, inline decisions with their records, and the
+pass that judges committed runs (off the ingest path, on its own thread).
+
+A run is judged by the set in force when it started (the newest applied at or before its
+start; runs older than every set are judged by the first). Each pass takes runs never
+judged or changed since (a late span moves a trace's last_received_ns), rebuilds their
+actions from every stored span, and replaces their violations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aisre.core.errors import NotFound
+from aisre.evaluate.policy.actions import run_actions
+from aisre.evaluate.policy.engine import evaluate_run
+from aisre.evaluate.policy.inline import decide_request, decision_record, parse_request
+from aisre.evaluate.policy.spec import Policy, bundle_version, policies_from_text
+from aisre.store.protocol import PolicyStore
+
+log = logging.getLogger(__name__)
+
+Scrub = Callable[[str, Any], Any]
+# Decision records are written in batches this often; a crash loses at most the last
+# fraction of a second of the log, as with OPA's buffered decision logs.
+FLUSH_INTERVAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """One applied set: its policies, content hash and when it came into force."""
+
+    bundle: str
+    applied_ns: int
+    policies: tuple[Policy, ...]
+    source: str
+
+
+class PolicyService:
+    """Policies in force per tenant (cached from the store), decisions and trace judging."""
+
+    def __init__(self, store: PolicyStore, scrub: Scrub | None = None, digest_key: bytes = b"",
+                 tenants: Callable[[], Sequence[str]] = lambda: (), interval_s: float = 10.0) -> None:
+        self.store = store
+        self.scrub: Scrub = scrub or (lambda tenant, value: value)
+        self.digest_key = digest_key
+        self._tenants = tenants
+        self.interval_s = interval_s
+        self._sets: dict[str, list[PolicySet]] = {}
+        self._lock = threading.Lock()
+        # Decision records wait here for one batched write: an answer never waits for a commit.
+        self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        # For /metrics: (tenant, result) → inline decisions; (tenant, verdict) → runs judged.
+        self.decisions: Counter[tuple[str, str]] = Counter()
+        self.judged: Counter[tuple[str, str]] = Counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- policy sets ---------------------------------------------------------------
+
+    def sets(self, tenant: str) -> list[PolicySet]:
+        """Every applied set of a tenant, newest first (parsed once, then cached)."""
+        with self._lock:
+            found = self._sets.get(tenant)
+        if found is None:
+            found = [PolicySet(r["bundle"], int(r["applied_ns"]), tuple(policies_from_text(r["source"], "stored policy set")),
+                               r["source"]) for r in self.store.policy_sets(tenant, limit=1000)]
+            with self._lock:
+                self._sets[tenant] = found
+        return found
+
+    def cached(self, tenant: str) -> bool:
+        """Whether the tenant's sets are in memory (a decision then touches no store)."""
+        with self._lock:
+            return tenant in self._sets
+
+    def current(self, tenant: str) -> PolicySet | None:
+        """The set in force now."""
+        found = self.sets(tenant)
+        return found[0] if found else None
+
+    def in_force_at(self, tenant: str, at_ns: int) -> PolicySet | None:
+        """The set in force at ``at_ns`` (the first ever for runs before it)."""
+        found = self.sets(tenant)
+        for s in found:
+            if s.applied_ns <= at_ns:
+                return s
+        return found[-1] if found else None
+
+    def apply(self, tenant: str, text: str | bytes, actor: str, name: str = "request body") -> dict[str, Any]:
+        """Validate and apply a policy file as the tenant's whole set (all or nothing), audited
+        with the set before and after; SpecValidationError lists every problem."""
+        policies = policies_from_text(text, name)
+        source = text.decode("utf-8") if isinstance(text, bytes) else text
+        bundle = bundle_version(policies)
+        current = self.current(tenant)
+        if current is not None and current.bundle == bundle:
+            return {"bundle": bundle, "changed": False, "policies": _summary(policies), "before": None}
+        saved = self.store.put_policy_set({
+            "tenant": tenant, "bundle": bundle, "source": source, "actor": actor,
+            "policies": _summary(policies),
+        })
+        with self._lock:
+            self._sets.pop(tenant, None)
+        return {"bundle": bundle, "changed": True, "policies": _summary(policies), "before": saved.get("before")}
+
+    # -- inline decisions ----------------------------------------------------------
+
+    def decide(self, tenant: str, body: Any, now_ns: int | None = None, record: bool = True) -> dict[str, Any]:
+        """Answer a decide request with the set in force now, and record the decision."""
+        req = parse_request(body, tenant, now_ns)
+        current = self.current(tenant)
+        policies = current.policies if current is not None else ()
+        decision = decide_request(policies, req)
+        doc = decision_record(req, decision, policies, lambda value: self.scrub(tenant, value), self.digest_key,
+                              now_ns=now_ns)
+        self.decisions[(tenant, decision.result)] += 1
+        if record:
+            with self._pending_lock:
+                self._pending.append(doc)
+            if self._flusher is None:
+                self.flush()  # not started (a library caller, a test): write now
+        return {"id": doc["id"], "result": decision.result, "reasons": doc["reasons"], "policies": doc["policies"],
+                "bundle": doc["bundle"], "input_digest": doc["input_digest"], "undetermined": list(decision.undetermined)}
+
+    def flush(self) -> int:
+        """Write the pending decision records (one batch); returns how many."""
+        with self._pending_lock:
+            rows, self._pending = self._pending, []
+        if rows:
+            self.store.add_decisions(rows)
+        return len(rows)
+
+    # -- traces --------------------------------------------------------------------
+
+    def judge_trace(self, tenant: str, trace_id: str, run: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Judge one stored trace by the set in force when it ran; store its violations."""
+        stored_run, spans = self.store.get_trace(tenant, trace_id)
+        run = {**stored_run, **(run or {})}
+        acts = run_actions(run, spans, tenant)
+        chosen = self.in_force_at(tenant, acts.context.start_ns)
+        policies = chosen.policies if chosen is not None else ()
+        verdict = evaluate_run(policies, acts.context, acts.actions)
+        rows = [{"tenant": tenant, "trace_id": trace_id, "journey": acts.context.journey,
+                 "run_start_ns": acts.context.start_ns, **v.document()} for v in verdict.violations]
+        mark = {"tenant": tenant, "trace_id": trace_id, "journey": acts.context.journey, "run_start_ns": acts.context.start_ns,
+                "bundle": chosen.bundle if chosen else None, "last_received_ns": int(run.get("last_received_ns") or 0),
+                "actions": len(acts.actions), "guardrail_checks": acts.guardrail_checks,
+                "guardrail_trips": acts.guardrail_trips, "undetermined": verdict.undetermined}
+        self.store.save_policy_run(mark, rows)
+        denied = any(v.effect == "deny" for v in verdict.violations)
+        self.judged[(tenant, "violating" if denied else "undetermined" if verdict.undetermined else "clean")] += 1
+        return {**mark, "violations": [v.document() for v in verdict.violations]}
+
+    def judge_pending(self, tenant: str, limit: int = 500) -> int:
+        """Judge runs committed or changed since the last pass; returns how many were judged."""
+        if not self.sets(tenant):
+            return 0
+        done = 0
+        for run in self.store.runs_to_judge(tenant, limit):
+            try:
+                self.judge_trace(tenant, str(run["trace_id"]), run)
+            except NotFound:
+                continue  # expired between the listing and the read
+            done += 1
+        return done
+
+    # -- the background pass --------------------------------------------------------
+
+    def start(self) -> None:
+        """Judge pending runs every ``interval_s``, and write decision records every
+        FLUSH_INTERVAL_S, on daemon threads."""
+        if self._thread is None and self.interval_s > 0:
+            self._thread = threading.Thread(target=self._loop, name="aisre-policy", daemon=True)
+            self._thread.start()
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="aisre-policy-log", daemon=True)
+            self._flusher.start()
+
+    def stop(self) -> None:
+        """Stop both threads and write what is pending (idempotent)."""
+        self._stop.set()
+        for thread in (self._thread, self._flusher):
+            if thread is not None:
+                thread.join(timeout=30)
+        self._thread = self._flusher = None
+        self.flush()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing policy decision records failed")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for tenant in self._tenants():
+                try:
+                    self.judge_pending(tenant)
+                except Exception:
+                    log.exception("policy pass failed for tenant %s", tenant)
+
+
+def _summary(policies: Sequence[Policy]) -> list[dict[str, Any]]:
+    return [{"name": p.name, "version": p.version, "rules": [r.name for r in p.rules]} for p in policies]
+

