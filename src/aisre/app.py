@@ -109,6 +109,7 @@ class AisreServer:
         from aisre.evaluate.gate.config import load_gate_config
         from aisre.evaluate.slo import SloEngine
         from aisre.evaluate.specs import load_specs
+        from aisre.ingest.metrics import MetricIngest
         from aisre.ingest.pipeline import SpanIngest
         from aisre.normalize.journeys import load_rules
         from aisre.normalize.prices import load_catalog
@@ -184,6 +185,9 @@ class AisreServer:
                     max_spans=settings.max_spans_per_request,
                 ),
             )
+        self.metric_consumer = MetricIngest(
+            self.store, self.metrics, max_body_bytes=settings.max_body_bytes, retry_after_s=settings.retry_after_s,
+        )
         self.slos = SloEngine(self.store)
         if specs:
             self.slos.apply(settings.tenant, specs)
@@ -221,7 +225,8 @@ class AisreServer:
             on_change=self.incidents.on_slo_alerts,
         )
         self.grpc: GrpcReceiver | None = None
-        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *cost_ui_routes(), *ui_routes()], lifespan=self._lifespan)
+        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *cost_ui_routes(), *ui_routes()], lifespan=self._lifespan,
+                               metrics_consumer=self.metric_consumer)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -235,6 +240,7 @@ class AisreServer:
                 tenant_for=self.keys.tenant_for_headers,
                 max_message_bytes=self.settings.max_body_bytes,
                 metrics=self.metrics,
+                metrics_consumer=self.metric_consumer,
             )
             self.grpc.start()
         if self.settings.evaluation_interval_s:

@@ -15,7 +15,19 @@ import numpy as np
 from aisre.core.auth import check_tenant
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.model import SliRule
-from aisre.core.slo import CostSli, LatencySli, OutcomeSli, ScoreSli, SloSpec, SloWindow, StepSli
+from aisre.core.series import parse_selector
+from aisre.core.slo import (
+    CostSli,
+    HistogramSli,
+    LatencySli,
+    OutcomeSli,
+    RatioSli,
+    ScoreSli,
+    SloSpec,
+    SloWindow,
+    StepSli,
+    ThresholdSli,
+)
 from aisre.core.timefmt import rfc3339, span_text
 from aisre.evaluate.budget import (
     MINUTE_NS,
@@ -35,9 +47,18 @@ class SloCounts(SloMinuteSource, Protocol):
 
 def sli_rule(spec: SloSpec) -> SliRule | None:
     """What the store must count for ``spec``; None for SLIs it cannot count yet."""
+    sli = spec.sli
+    if isinstance(sli, RatioSli):
+        return SliRule(spec.id, spec.journey or "", "ratio", total=parse_selector(sli.total),
+                       good=parse_selector(sli.good) if sli.good else None,
+                       bad=parse_selector(sli.bad) if sli.bad else None)
+    if isinstance(sli, ThresholdSli):
+        return SliRule(spec.id, spec.journey or "", "threshold", total=parse_selector(sli.metric),
+                       min_value=sli.min, max_value=sli.max, aggregate=sli.aggregate)
+    if isinstance(sli, HistogramSli):
+        return SliRule(spec.id, spec.journey or "", "histogram", total=parse_selector(sli.metric), le=sli.le)
     if spec.journey is None:
         return None
-    sli = spec.sli
     if isinstance(sli, OutcomeSli):
         latency = int(sli.latency_ms * 1e6) if sli.latency_ms is not None else None
         return SliRule(spec.id, spec.journey, "outcome", latency_ns=latency)

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from aisre.core.model import RunQuery, SliRule, SpanSample, SpanSampleQuery, TimeRange
 from aisre.core.population import Population, PopulationQuery
+from aisre.core.series import MetricPoint
 
 # A module-level function turning normalized spans into what the writer commits (e.g.
 # spans plus per-trace partials); it runs in the decoder processes, so it must pickle.
@@ -44,6 +45,21 @@ class SpanSink(Protocol):
     def queue_capacity(self) -> int:
         """Spans the writer queues before it refuses more (queue_max_spans)."""
         ...
+
+
+class MetricSink(Protocol):
+    """Where ingest hands OTLP metric points; the future resolves once they are committed
+    (a ``MetricCommit``: points accepted, refused past the series limit, minutes touched)."""
+
+    def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[Any]: ...
+
+
+class MetricReads(Protocol):
+    """Metric series and their minute rollups."""
+
+    def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]: ...
+
+    def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
 
 
 class ScoreSink(Protocol):
@@ -269,7 +285,7 @@ class CostStore(Protocol):
 
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
-    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, Protocol,
+    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, MetricSink, MetricReads, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""
 

@@ -16,9 +16,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aisre.core.errors import NotFound, PermanentError
+from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
+from aisre.core.series import MetricPoint
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.duckdb.check import CheckQueries
@@ -26,6 +27,7 @@ from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
+from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit, MetricTables
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
@@ -172,6 +174,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
         retention_interval_s: float = 0,
         retention_step_traces: int = 5000,
         dedup_window_s: float = 3600,
+        max_metric_series: int = 10_000,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.path = path
@@ -225,6 +228,8 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
             tick=self._housekeeping,
             tick_interval_s=(rollup_interval_ms if rollup_interval_ms > 0 else 1000) / 1000,
         )
+        self._retry_after_s = retry_after_s
+        self._metric_tables = MetricTables(self._conn, max(0, int(max_metric_series)))
         self._closed = False
         self._close_lock = threading.Lock()
         self.incidents = IncidentTables(self)
@@ -297,6 +302,41 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
     def submit_spans(self, spans: pa.Table, resources: pa.Table, scores: pa.Table | None = None) -> Future[int]:
         """Queue normalized spans and their resources; resolves once committed."""
         return self.submit_prepared(prepare_batch(spans, trace_partials_of(spans), resources, scores))
+
+    def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[MetricCommit]:
+        """Fold OTLP metric points into the tenant's minute series; resolves once committed,
+        saying how many points the series limit refused."""
+        if self._writer.queued_spans >= self._writer.max_queued_spans:
+            raise RetryableError(
+                f"ingest queue is full ({self._writer.queued_spans} spans waiting to be written); retry later",
+                self._retry_after_s, overloaded=True, reason="queue_full",
+            )
+        return self._writer.call(lambda: self._commit_metrics(tenant, points))
+
+    def _commit_metrics(self, tenant: str, points: list[MetricPoint]) -> MetricCommit:
+        result = self._metric_tables.commit(tenant, points)
+        if result.minutes and any(r.kind in METRIC_SLI_KINDS for r in self._sli_rules.get(tenant, [])):
+            self._mark_dirty({tenant: result.minutes})
+        return result
+
+    def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's series (name, labels, kind, unit, first seen), by name."""
+        w = _Where("tenant = ?", tenant)
+        w.add("metric = ?", metric)
+        return self._rows(
+            f"SELECT series_id, metric, labels, kind, unit, first_ns, last_ns FROM metric_series "
+            f"WHERE {' AND '.join(w.clauses)} ORDER BY metric, labels",
+            w.params,
+        )
+
+    def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """Minute rows of the given series in [start_ns, end_ns), by series and minute."""
+        return self._rows(
+            "SELECT series_id, minute_ns, value, points, min, max, last, sum, bounds, buckets FROM metric_minutes "
+            "WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ? AND list_contains(?, series_id) "
+            "ORDER BY series_id, minute_ns",
+            [tenant, start_ns, end_ns, series_ids],
+        )
 
     def _commit(self, batches: list[tuple[pa.Table, ...]]) -> list[int]:
         spans = [b[0] for b in batches]
