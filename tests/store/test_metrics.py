@@ -76,7 +76,7 @@ def test_gauge_and_histogram_minutes(store: DuckDBStore) -> None:
 def test_series_limit_refuses_new_series_only(store: DuckDBStore) -> None:
     # Limit 5: three series first, then a request with two known and four new series.
     send(store, gauge("g", [(T0 + 1, 1.0, {"i": str(i)}) for i in range(3)]))
-    batch, result = send(store, gauge("g", [(T0 + MIN, 2.0, {"i": str(i)}) for i in range(7)]))
+    _, result = send(store, gauge("g", [(T0 + MIN, 2.0, {"i": str(i)}) for i in range(7)]))
     assert (result.accepted, result.over_limit) == (5, 2)
     rows = minutes_of(store, "t", "g")
     assert sorted(k for k in rows if k[1] == 1) == sorted((f'{{"i":"{i}","service.name":"svc"}}', 1) for i in range(5))
