@@ -163,3 +163,26 @@ def test_metric_sli_validation_names_file_and_line(tmp_path: Path) -> None:
     assert f"{bad}:5: " in text and "label matcher" in text
     assert f"{bad}:9: " in text and "aggregate" in text
     assert f"{bad}:10: " in text and "journey: is required (or service, for a histogram SLI)" in text
+
+
+def test_exponential_histogram_as_explicit_buckets(store: DuckDBStore) -> None:
+    from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+    metric = metrics_pb2.Metric(name="ttft", unit="s")
+    metric.exponential_histogram.aggregation_temporality = 2
+    # Scale 0: buckets (1,2], (2,4], (4,8] hold 1, 2, 3; one zero observation.
+    p = metric.exponential_histogram.data_points.add(start_time_unix_nano=T0 - MIN, time_unix_nano=T0 + 1,
+                                                     count=7, sum=20.0, scale=0, zero_count=1)
+    p.positive.offset = 0
+    p.positive.bucket_counts.extend([1, 2, 3])
+    # A minute later the range grew down to (0.5,1]: cumulative, so only the new counts are added.
+    q = metric.exponential_histogram.data_points.add(start_time_unix_nano=T0 - MIN, time_unix_nano=T0 + MIN + 1,
+                                                     count=10, sum=22.0, scale=0, zero_count=1)
+    q.positive.offset = -1
+    q.positive.bucket_counts.extend([2, 1, 3, 3])
+    send(store, metric)
+    rows = minutes_of(store, "t", "ttft")
+    first, second = rows[('{"service.name":"svc"}', 0)], rows[('{"service.name":"svc"}', 1)]
+    assert first["bounds"] == [0.0, 2.0, 4.0, 8.0] and first["buckets"] == [1, 1, 2, 3, 0]
+    assert second["bounds"] == [0.0, 1.0, 2.0, 4.0, 8.0] and second["buckets"] == [0, 2, 0, 1, 0, 0]
+    assert second["value"] == 3
