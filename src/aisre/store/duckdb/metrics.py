@@ -186,6 +186,7 @@ class MetricTables:
         changed: dict[int, SeriesState] = {}
         aggs: dict[tuple[int, int], MinuteAgg] = {}
         result = MetricCommit()
+        moved: set[int] = set()  # series whose kept state changed (new, or a cumulative point)
         new = 0
         for p in sorted(points, key=lambda q: q.time_ns):
             state = changed.get(p.series_id)
@@ -197,8 +198,9 @@ class MetricTables:
                         continue
                     new += 1
                     state = SeriesState(p.series_id, p.metric, p.labels, p.kind, p.unit, p.time_ns)
+                    moved.add(p.series_id)
                 else:
-                    state = old.copy()
+                    state = old.copy() if p.temporality == "cumulative" and p.kind != "gauge" else old
                 changed[p.series_id] = state
             if state.kind != p.kind:
                 # The same name and labels sent as another kind: keep the first, refuse the rest.
@@ -212,9 +214,11 @@ class MetricTables:
                 continue
             if p.temporality == "delta":
                 added: tuple[float, float, tuple[float, ...], list[float]] | None = (p.value, p.sum, p.bounds, list(p.buckets))
-                state.last_ns = max(state.last_ns or 0, p.time_ns)
             else:
+                if state is known.get(p.series_id):  # first cumulative point of a delta-sent series
+                    state = changed[p.series_id] = state.copy()
                 added = increase(state, p)
+                moved.add(p.series_id)
             if added is None:
                 continue
             if p.kind == "sum":
@@ -222,41 +226,21 @@ class MetricTables:
                 agg.points += 1
             else:
                 agg.add_histogram(added[0], added[1], added[2], added[3])
-        if aggs or changed:
-            self._write(tenant, changed, aggs)
+        if aggs or moved:
+            self._write(tenant, {sid: changed[sid] for sid in moved}, aggs)
         for sid, state in changed.items():
             known[sid] = state
         result.minutes = {minute for _, minute in aggs}
         return result
 
     def _write(self, tenant: str, changed: dict[int, SeriesState], aggs: dict[tuple[int, int], MinuteAgg]) -> None:
+        # Minute rows are appended, one per commit that touched the minute, and folded
+        # together when read: a commit never reads or rewrites what is stored.
+        known = self._series.get(tenant, {})
         conn = self._conn
         conn.execute("BEGIN TRANSACTION")
         try:
             if aggs:
-                keys = pa.table({
-                    "series_id": pa.array([k[0] for k in aggs], pa.int64()),
-                    "minute_ns": pa.array([k[1] for k in aggs], pa.int64()),
-                })
-                conn.register("metric_keys", keys)
-                try:
-                    stored = conn.execute(
-                        "SELECT m.series_id, m.minute_ns, value, points, min, max, last, last_ns, sum, bounds, buckets "
-                        "FROM metric_minutes m SEMI JOIN metric_keys k ON m.series_id = k.series_id "
-                        "AND m.minute_ns = k.minute_ns WHERE m.tenant = ?", [tenant]
-                    ).fetchall()
-                    if stored:
-                        conn.execute(
-                            "DELETE FROM metric_minutes m WHERE tenant = ? AND EXISTS (SELECT 1 FROM metric_keys k "
-                            "WHERE k.series_id = m.series_id AND k.minute_ns = m.minute_ns)", [tenant]
-                        )
-                finally:
-                    conn.unregister("metric_keys")
-                for r in stored:
-                    aggs[(int(r[0]), int(r[1]))].merge(MinuteAgg(
-                        r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-                        tuple(r[9]) if r[9] is not None else None, list(r[10]) if r[10] is not None else None,
-                    ))
                 rows = list(aggs.items())
                 table = pa.table({
                     "tenant": pa.array([tenant] * len(rows), pa.string()),
@@ -278,32 +262,21 @@ class MetricTables:
                     conn.execute("INSERT INTO metric_minutes SELECT * FROM new_metric_minutes")
                 finally:
                     conn.unregister("new_metric_minutes")
-            if changed:
-                states = list(changed.values())
-                conn.execute(
-                    "DELETE FROM metric_series WHERE tenant = ? AND list_contains(?, series_id)",
-                    [tenant, [s.series_id for s in states]],
-                )
-                table = pa.table({
-                    "tenant": pa.array([tenant] * len(states), pa.string()),
-                    "series_id": pa.array([s.series_id for s in states], pa.int64()),
-                    "metric": [s.metric for s in states],
-                    "labels": [s.labels for s in states],
-                    "kind": [s.kind for s in states],
-                    "unit": [s.unit for s in states],
-                    "first_ns": pa.array([s.first_ns for s in states], pa.int64()),
-                    "start_ns": pa.array([s.start_ns for s in states], pa.int64()),
-                    "last_ns": pa.array([s.last_ns for s in states], pa.int64()),
-                    "last_value": pa.array([s.last_value for s in states], pa.float64()),
-                    "last_sum": pa.array([s.last_sum for s in states], pa.float64()),
-                    "last_bounds": pa.array([list(s.last_bounds) if s.last_bounds is not None else None for s in states],
-                                            pa.list_(pa.float64())),
-                    "last_buckets": pa.array([list(s.last_buckets) if s.last_buckets is not None else None for s in states],
-                                             pa.list_(pa.float64())),
-                })
-                conn.register("new_metric_series", table)
+            states = list(changed.values())
+            if states:
+                conn.register("new_metric_series", _series_table(tenant, states, known))
                 try:
-                    conn.execute("INSERT INTO metric_series SELECT * FROM new_metric_series")
+                    if any(s.series_id in known for s in states):
+                        conn.execute(
+                            "UPDATE metric_series s SET start_ns = n.start_ns, last_ns = n.last_ns, "
+                            "last_value = n.last_value, last_sum = n.last_sum, last_bounds = n.last_bounds, "
+                            "last_buckets = n.last_buckets FROM new_metric_series n "
+                            "WHERE s.tenant = n.tenant AND s.series_id = n.series_id AND n.known"
+                        )
+                    if any(s.series_id not in known for s in states):
+                        conn.execute(
+                            "INSERT INTO metric_series SELECT * EXCLUDE (known) FROM new_metric_series WHERE NOT known"
+                        )
                 finally:
                     conn.unregister("new_metric_series")
             conn.execute("COMMIT")
@@ -312,9 +285,66 @@ class MetricTables:
             raise
 
 
+def _series_table(tenant: str, states: list[SeriesState], known: dict[int, SeriesState] | None = None) -> pa.Table:
+    return pa.table({
+        "tenant": pa.array([tenant] * len(states), pa.string()),
+        "series_id": pa.array([s.series_id for s in states], pa.int64()),
+        "metric": [s.metric for s in states],
+        "labels": [s.labels for s in states],
+        "kind": [s.kind for s in states],
+        "unit": [s.unit for s in states],
+        "first_ns": pa.array([s.first_ns for s in states], pa.int64()),
+        "start_ns": pa.array([s.start_ns for s in states], pa.int64()),
+        "last_ns": pa.array([s.last_ns for s in states], pa.int64()),
+        "last_value": pa.array([s.last_value for s in states], pa.float64()),
+        "last_sum": pa.array([s.last_sum for s in states], pa.float64()),
+        "last_bounds": pa.array([list(s.last_bounds) if s.last_bounds is not None else None for s in states],
+                                pa.list_(pa.float64())),
+        "last_buckets": pa.array([list(s.last_buckets) if s.last_buckets is not None else None for s in states],
+                                 pa.list_(pa.float64())),
+        "known": pa.array([known is not None and s.series_id in known for s in states], pa.bool_()),
+    })
+
+
 # -- metric SLIs ------------------------------------------------------------------------
 
 METRIC_SLI_KINDS = frozenset({"ratio", "threshold", "histogram"})
+
+
+def _ids(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
+    conn.register("wanted_series", pa.table({"series_id": pa.array(ids, pa.int64())}))
+
+
+FOLDED = (
+    "SELECT m.series_id, minute_ns, sum(value) AS value, sum(points) AS points, min(min) AS min, max(max) AS max, "
+    "arg_max(last, last_ns) AS last, sum(sum) AS sum, list(bounds) AS bounds, list(buckets) AS buckets "
+    "FROM metric_minutes m SEMI JOIN wanted_series w ON m.series_id = w.series_id "
+    "WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ? GROUP BY m.series_id, minute_ns"
+)
+
+
+def folded_minutes(
+    conn: duckdb.DuckDBPyConnection, tenant: str, ids: list[int], start: int, end: int
+) -> list[tuple[int, int, MinuteAgg]]:
+    """(series_id, minute_ns, the minute folded from every row written for it)."""
+    if not ids:
+        return []
+    _ids(conn, ids)
+    try:
+        rows = conn.execute(FOLDED + " ORDER BY m.series_id, minute_ns", [tenant, start, end]).fetchall()
+    finally:
+        conn.unregister("wanted_series")
+    out = []
+    for sid, minute, value, points, lo, hi, last, total, bounds, buckets in rows:
+        agg = MinuteAgg(float(value), int(points), lo, hi, last, None, total)
+        for b, n in zip(bounds, buckets, strict=True):
+            if b is not None and n is not None:
+                agg.add_histogram(0.0, 0.0, tuple(b), n)
+                agg.points -= 1
+        if agg.sum is not None and total is None:
+            agg.sum = None
+        out.append((int(sid), int(minute), agg))
+    return out
 
 
 def _matching(conn: duckdb.DuckDBPyConnection, tenant: str, selector: MetricSelector | None) -> list[int]:
@@ -329,23 +359,27 @@ def _matching(conn: duckdb.DuckDBPyConnection, tenant: str, selector: MetricSele
 def metric_slo_counts(
     conn: duckdb.DuckDBPyConnection, tenant: str, rule: SliRule, start: int, end: int
 ) -> list[tuple[int, int, int]]:
-    """(minute_ns, good, total) of one metric SLI over [start, end)."""
-    def minutes(ids: list[int], cols: str) -> list[tuple[Any, ...]]:
+    """(minute_ns, good, total) of one metric SLI over [start, end), in SQL over the
+    appended minute rows (a backfill reads months of them)."""
+
+    def run(ids: list[int], sql: str) -> list[tuple[Any, ...]]:
         if not ids:
             return []
-        return conn.execute(
-            f"SELECT minute_ns, {cols} FROM metric_minutes WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ? "
-            "AND list_contains(?, series_id)", [tenant, start, end, ids]
-        ).fetchall()
+        _ids(conn, ids)
+        try:
+            return conn.execute(sql, [tenant, start, end]).fetchall()
+        finally:
+            conn.unregister("wanted_series")
 
-    out: dict[int, list[float]] = {}
+    scope = ("FROM metric_minutes m SEMI JOIN wanted_series w ON m.series_id = w.series_id "
+             "WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ?")
     if rule.kind == "ratio":
-        total = _matching(conn, tenant, rule.total)
-        for minute, v in minutes(total, "value"):
-            out.setdefault(minute, [0.0, 0.0])[1] += v
+        out: dict[int, list[float]] = {}
+        for minute, v in run(_matching(conn, tenant, rule.total), f"SELECT minute_ns, sum(value) {scope} GROUP BY 1"):
+            out.setdefault(int(minute), [0.0, 0.0])[1] += v
         part = _matching(conn, tenant, rule.good if rule.good is not None else rule.bad)
-        for minute, v in minutes(part, "value"):
-            out.setdefault(minute, [0.0, 0.0])[0] += v
+        for minute, v in run(part, f"SELECT minute_ns, sum(value) {scope} GROUP BY 1"):
+            out.setdefault(int(minute), [0.0, 0.0])[0] += v
         rows = []
         for minute, (g, t) in sorted(out.items()):
             total_n = round(t)
@@ -354,25 +388,20 @@ def metric_slo_counts(
                 rows.append((minute, min(max(good_n, 0), total_n), total_n))
         return rows
     if rule.kind == "threshold":
-        ids = _matching(conn, tenant, rule.total)
-        how = rule.aggregate or "avg"
-        for minute, value, points, lo, hi, last in minutes(ids, "value, points, min, max, last"):
-            if not points:
-                continue
-            v = {"avg": value / points, "min": lo, "max": hi, "last": last}[how]
-            ok = (rule.min_value is None or v >= rule.min_value) and (rule.max_value is None or v <= rule.max_value)
-            counts = out.setdefault(minute, [0.0, 0.0])
-            counts[0] += 1 if ok else 0
-            counts[1] += 1
-        return [(m, int(g), int(t)) for m, (g, t) in sorted(out.items())]
+        how = {"avg": "sum(value) / sum(points)", "min": "min(min)", "max": "max(max)",
+               "last": "arg_max(last, last_ns)"}[rule.aggregate or "avg"]
+        tests = [f"v >= {float(rule.min_value)!r}" if rule.min_value is not None else "",
+                 f"v <= {float(rule.max_value)!r}" if rule.max_value is not None else ""]
+        good = " AND ".join(t for t in tests if t) or "true"
+        sql = (f"SELECT minute_ns, count(*) FILTER (WHERE {good}), count(*) FROM ("
+               f"SELECT m.series_id, minute_ns, {how} AS v {scope} GROUP BY 1, 2 HAVING sum(points) > 0) GROUP BY 1 ORDER BY 1")
+        return [(int(m), int(g), int(t)) for m, g, t in run(_matching(conn, tenant, rule.total), sql)]
     if rule.kind == "histogram":
-        ids = _matching(conn, tenant, rule.total)
-        le = rule.le if rule.le is not None else float("inf")
-        for minute, value, bounds, buckets in minutes(ids, "value, bounds, buckets"):
-            counts = out.setdefault(minute, [0.0, 0.0])
-            bounds, buckets = bounds or [], buckets or []
-            # Observations in buckets whose upper bound is at most le are surely under it.
-            counts[0] += sum(n for b, n in zip(bounds, buckets, strict=False) if b <= le)
-            counts[1] += value
-        return [(m, min(round(g), round(t)), round(t)) for m, (g, t) in sorted(out.items()) if round(t) > 0]
+        le = float(rule.le) if rule.le is not None else float("inf")
+        # Observations in buckets whose upper bound is at most le are surely under it.
+        under = (f"list_sum(list_transform(list_filter(list_zip(bounds, buckets), lambda x: x[1] <= {le!r}), lambda x: x[2]))"
+                 if le != float("inf") else "list_sum(buckets)")
+        sql = f"SELECT minute_ns, sum(coalesce({under}, 0)), sum(value) {scope} GROUP BY 1 ORDER BY 1"
+        return [(int(m), min(round(g), round(t)), round(t))
+                for m, g, t in run(_matching(conn, tenant, rule.total), sql) if round(t) > 0]
     return []

@@ -27,7 +27,7 @@ from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
-from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit, MetricTables
+from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit, MetricTables, folded_minutes
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
@@ -331,12 +331,14 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
 
     def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
         """Minute rows of the given series in [start_ns, end_ns), by series and minute."""
-        return self._rows(
-            "SELECT series_id, minute_ns, value, points, min, max, last, sum, bounds, buckets FROM metric_minutes "
-            "WHERE tenant = ? AND minute_ns >= ? AND minute_ns < ? AND list_contains(?, series_id) "
-            "ORDER BY series_id, minute_ns",
-            [tenant, start_ns, end_ns, series_ids],
-        )
+        with self._reader() as cur:
+            folded = folded_minutes(cur, tenant, series_ids, start_ns, end_ns)
+        return [
+            {"series_id": sid, "minute_ns": minute, "value": a.value, "points": a.points, "min": a.min, "max": a.max,
+             "last": a.last, "sum": a.sum, "bounds": list(a.bounds) if a.bounds is not None else None,
+             "buckets": a.buckets}
+            for sid, minute, a in folded
+        ]
 
     def _commit(self, batches: list[tuple[pa.Table, ...]]) -> list[int]:
         spans = [b[0] for b in batches]
