@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from aisre.core.settings import Settings
+    from aisre.evaluate.prometheus import PrometheusSync
     from aisre.receive.otlp_grpc import GrpcReceiver
 
 log = logging.getLogger("aisre")
@@ -188,7 +189,7 @@ class AisreServer:
         self.metric_consumer = MetricIngest(
             self.store, self.metrics, max_body_bytes=settings.max_body_bytes, retry_after_s=settings.retry_after_s,
         )
-        self.slos = SloEngine(self.store)
+        self.slos = SloEngine(self.store, prometheus=bool(settings.prometheus_url))
         if specs:
             self.slos.apply(settings.tenant, specs)
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
@@ -225,6 +226,15 @@ class AisreServer:
             on_change=self.incidents.on_slo_alerts,
         )
         self.grpc: GrpcReceiver | None = None
+        self.prometheus: PrometheusSync | None = None
+        if settings.prometheus_url:
+            from aisre.evaluate.prometheus import PrometheusSync
+            from aisre.receive.prometheus import PrometheusClient
+
+            self.prometheus = PrometheusSync(
+                self.slos.specs, PrometheusClient(settings.prometheus_url), self.store, settings.tenant,
+                interval_s=max(1, settings.prometheus_interval_s),
+            )
         self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *cost_ui_routes(), *ui_routes()], lifespan=self._lifespan,
                                metrics_consumer=self.metric_consumer)
 
@@ -243,6 +253,8 @@ class AisreServer:
                 metrics_consumer=self.metric_consumer,
             )
             self.grpc.start()
+        if self.prometheus is not None:
+            self.prometheus.start()
         if self.settings.evaluation_interval_s:
             self.alerts.start()
             self.incidents.start()
@@ -255,6 +267,8 @@ class AisreServer:
 
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
         self.alerts.stop()
         self.budget_alerts.stop()
         self.incidents.stop()

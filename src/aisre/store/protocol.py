@@ -54,6 +54,12 @@ class MetricSink(Protocol):
     def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[Any]: ...
 
 
+class ExternalSloMinutes(Protocol):
+    """SLO minutes counted outside the store (read from Prometheus)."""
+
+    def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None: ...
+
+
 class MetricReads(Protocol):
     """Metric series and their minute rollups."""
 
@@ -285,7 +291,8 @@ class CostStore(Protocol):
 
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
-    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, MetricSink, MetricReads, Protocol,
+    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, MetricSink, MetricReads,
+    ExternalSloMinutes, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""
 

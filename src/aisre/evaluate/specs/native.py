@@ -89,7 +89,7 @@ SLI_KEYS: dict[str, tuple[str, ...]] = {
     "cost": ("kind", "max_usd"),
     "score": ("kind", "score", "min", "max"),
     "step": ("kind", "operation", "latency_ms"),
-    "prometheus": ("kind", "error_query", "total_query", "error_ratio_query"),
+    "prometheus": ("kind", "error_query", "good_query", "total_query", "error_ratio_query"),
     "ratio": ("kind", "good", "bad", "total"),
     "threshold": ("kind", "metric", "min", "max", "aggregate"),
     "histogram": ("kind", "metric", "le"),
@@ -249,6 +249,12 @@ def _threshold(s: View) -> ThresholdSli | None:
 
 def _prometheus(s: View) -> PrometheusSli | None:
     err_q, total_q, ratio_q = s.text("error_query"), s.text("total_query"), s.text("error_ratio_query")
+    good_q = s.text("good_query")
+    if good_q is not None:
+        if err_q is not None or ratio_q is not None or total_q is None:
+            s.error("good_query", "give good_query with total_query (and no error_query or error_ratio_query)")
+            return None
+        return PrometheusSli(good_query=good_q, total_query=total_q)
     if ratio_q is not None and (err_q or total_q):
         s.error("error_ratio_query", "use either error_ratio_query or error_query + total_query")
         return None

@@ -155,6 +155,8 @@ def rebuild_slo_minutes(
     conn: duckdb.DuckDBPyConnection, tenant: str, rules: list[SliRule], start: int, end: int
 ) -> None:
     """Replace ``rules``' minute counts in [start, end) (inside the caller's transaction)."""
+    # Prometheus-sourced SLIs are written by their reader (put_slo_minutes), never recounted.
+    rules = [r for r in rules if r.kind != "prometheus"]
     if not rules:
         return
     names = [r.slo for r in rules]

@@ -319,6 +319,35 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
             self._mark_dirty({tenant: result.minutes})
         return result
 
+    def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
+        """Replace an externally counted SLO's (minute_ns, good, total) rows in [start_ns, end_ns)
+        (SLIs read from Prometheus; the rollups never recount them)."""
+        self._writer.call(lambda: self._put_slo_minutes(tenant, slo, start_ns, end_ns, rows)).result(600)
+
+    def _put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
+        conn = self._conn
+        kept = [r for r in rows if start_ns <= r[0] < end_ns and r[2] > 0]
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute("DELETE FROM slo_minutes WHERE tenant = ? AND slo = ? AND minute_ns >= ? AND minute_ns < ?",
+                         [tenant, slo, start_ns, end_ns])
+            if kept:
+                conn.register("put_minutes", pa.table({
+                    "tenant": pa.array([tenant] * len(kept), pa.string()), "slo": pa.array([slo] * len(kept), pa.string()),
+                    "minute_ns": pa.array([r[0] for r in kept], pa.int64()),
+                    "good": pa.array([r[1] for r in kept], pa.int64()), "total": pa.array([r[2] for r in kept], pa.int64()),
+                }))
+                try:
+                    conn.execute("INSERT INTO slo_minutes SELECT * FROM put_minutes")
+                finally:
+                    conn.unregister("put_minutes")
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        small = end_ns - start_ns <= 10_000 * MINUTE_NS
+        self._slo_changes.record(tenant, set(range(minute_of(start_ns), end_ns, MINUTE_NS)) if small else None)
+
     def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]:
         """The tenant's series (name, labels, kind, unit, first seen), by name."""
         w = _Where("tenant = ?", tenant)
