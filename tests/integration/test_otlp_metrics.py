@@ -149,3 +149,50 @@ def test_series_limit_partial_success_json_gzip_and_protobuf(server_factory, tmp
     assert sorted(orjson.loads(s["labels"])["gpu"] for s in series) == ["0", "1", "2"]
     # Nothing else lost: both points of the known series, and the one new series' point.
     assert sorted((r["minute_ns"] - T0) // (60 * 10**9) for r in rows) == [0, 0, 1, 1, 1]
+
+
+def test_metrics_follow_tenant_keys(tmp_path: Path) -> None:
+    """An ingest key's tenant owns the series it sends (HTTP and gRPC); no key, or a read
+    key, is refused as for traces."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from aisre.app import run_server
+    from aisre.present.cli.main import build_cli
+    from tests.conftest import free_port
+
+    cli = build_cli(run_server)
+    db = tmp_path / "tenants.duckdb"
+    keys = {}
+    for tenant in ("a", "b"):
+        for role in ("ingest", "read"):
+            out = CliRunner().invoke(cli, ["keys", "create", "--db", str(db), "--tenant", tenant, "--role", role,
+                                           "--format", "json"])
+            assert out.exit_code == 0, out.output
+            keys[f"{tenant}-{role}"] = json.loads(out.output)["key"]
+    server = ServerProcess(db, free_port(), free_port()).start()
+    try:
+        body = request([gauge("gpu.util", [(T0, 0.5, {"gpu": "0"})])], service="a-svc").SerializeToString()
+        proto = {"content-type": "application/x-protobuf"}
+        assert httpx.post(f"{server.url}/v1/metrics", content=body, headers=proto).status_code == 401
+        read = httpx.post(f"{server.url}/v1/metrics", content=body,
+                          headers={**proto, "authorization": f"Bearer {keys['a-read']}"})
+        assert read.status_code == 403
+        ok = httpx.post(f"{server.url}/v1/metrics", content=body,
+                        headers={**proto, "authorization": f"Bearer {keys['a-ingest']}"})
+        assert ok.status_code == 200, ok.text
+        provider, _ = _provider(GrpcMetricExporter(endpoint=f"127.0.0.1:{server.grpc_port}", insecure=True,
+                                                   headers=(("x-aisre-key", keys["b-ingest"]),)))
+        provider.get_meter("t").create_counter("b.requests").add(4)
+        provider.force_flush()
+        provider.shutdown()
+    finally:
+        assert server.stop() == 0
+    store = DuckDBStore(str(db), rollup_interval_ms=0)
+    try:
+        assert [s["metric"] for s in store.metric_series("a")] == ["gpu.util"]
+        assert [s["metric"] for s in store.metric_series("b")] == ["b.requests"]
+        assert store.metric_series("default") == []
+    finally:
+        store.close()

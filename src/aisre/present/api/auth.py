@@ -169,7 +169,7 @@ def required_roles(method: str, path: str, query: str = "") -> tuple[Role, ...] 
     if path in PUBLIC_PATHS or path.startswith("/static/"):
         return None
     # What machines send: telemetry, evaluation scores, Alertmanager alerts, deploy markers.
-    if method == "POST" and path in ("/v1/traces", "/api/scores", "/api/alertmanager", "/api/changes"):
+    if method == "POST" and path in ("/v1/traces", "/v1/metrics", "/api/scores", "/api/alertmanager", "/api/changes"):
         return ("ingest",)
     if path == "/api/gate" and method in ("GET", "HEAD", "POST"):
         # Judging only reads; keeping the verdict writes history and the audit log, which a
