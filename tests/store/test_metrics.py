@@ -186,3 +186,30 @@ def test_exponential_histogram_as_explicit_buckets(store: DuckDBStore) -> None:
     assert first["bounds"] == [0.0, 2.0, 4.0, 8.0] and first["buckets"] == [1, 1, 2, 3, 0]
     assert second["bounds"] == [0.0, 1.0, 2.0, 4.0, 8.0] and second["buckets"] == [0, 2, 0, 1, 0, 0]
     assert second["value"] == 3
+
+
+def test_compaction_folds_appended_rows_and_keeps_every_value(tmp_path: Path) -> None:
+    # The store's clock stands at T0, so the writer's upkeep leaves the minute open.
+    store = DuckDBStore(str(tmp_path / "c.duckdb"), clock=lambda: T0)
+    try:
+        _compaction(store)
+    finally:
+        store.close()
+
+
+def _compaction(store: DuckDBStore) -> None:
+    # Three commits into the same minute: a cumulative counter, a gauge and a histogram.
+    for k in range(3):
+        at = T0 + (k + 1) * 10 * 10**9
+        send(store, counter("req", [(at, 10.0 * (k + 1), {})]), gauge("g", [(at, float(k), {})]),
+             histogram("lat", [1.0, 2.0], [(at, [k + 1, k + 1, 0], {})]))
+    before = {name: minutes_of(store, "t", name) for name in ("req", "g", "lat")}
+    rows = store._conn.execute("SELECT count(*) FROM metric_minutes").fetchone()[0]
+    assert rows == 9
+    assert store.compact_metrics() == 1
+    assert store._conn.execute("SELECT count(*) FROM metric_minutes").fetchone()[0] == 3
+    assert {name: minutes_of(store, "t", name) for name in ("req", "g", "lat")} == before
+    key = ('{"service.name":"svc"}', 0)
+    assert before["req"][key]["value"] == 30.0
+    assert (before["g"][key]["points"], before["g"][key]["last"]) == (3, 2.0)
+    assert before["lat"][key]["buckets"] == [3, 3, 0]

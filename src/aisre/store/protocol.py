@@ -312,5 +312,5 @@ class Store(
 # nothing about another tenant. Every public method of a backend is either tenant-scoped
 # (a ``tenant`` argument, a query or row carrying one, or Arrow rows with a tenant column)
 # or listed here; tests/store/test_guard.py checks that.
-PROCESS_WIDE = frozenset({"active_keys", "close", "expire", "flush_rollups", "refresh_rollups"})
+PROCESS_WIDE = frozenset({"active_keys", "close", "compact_metrics", "expire", "flush_rollups", "refresh_rollups"})
 OPEN_TO_EVERY_CALLER = frozenset({"auth_latched", "memory", "oldest_span_ns", "prepare", "schema_version"})

@@ -161,6 +161,8 @@ class MetricTables:
         self._conn = conn
         self.max_series = max_series
         self._series: dict[str, dict[int, SeriesState]] = {}
+        # Minutes that got rows since they were last compacted (see compact()).
+        self._unfolded: dict[str, set[int]] = {}
 
     def series_of(self, tenant: str) -> dict[int, SeriesState]:
         """The tenant's series (loaded once, then kept in step by commits)."""
@@ -231,7 +233,37 @@ class MetricTables:
         for sid, state in changed.items():
             known[sid] = state
         result.minutes = {minute for _, minute in aggs}
+        self._unfolded.setdefault(tenant, set()).update(result.minutes)
         return result
+
+    def compact(self, before_ns: int) -> int:
+        """Fold the rows each commit appended to a minute into one, for minutes before
+        ``before_ns`` (closed: exporters have moved on); returns minutes compacted. A
+        histogram minute whose rows have different bounds is left as it is (reads fold it)."""
+        done = 0
+        for tenant, minutes in list(self._unfolded.items()):
+            due = sorted(m for m in minutes if m < before_ns)
+            if not due:
+                continue
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute("CREATE OR REPLACE TEMP TABLE due_minutes AS SELECT unnest(?::BIGINT[]) AS minute_ns", [due])
+                conn.execute(_COMPACT, [tenant])
+                conn.execute(
+                    "DELETE FROM metric_minutes m WHERE tenant = ? AND EXISTS (SELECT 1 FROM compacted c "
+                    "WHERE c.series_id = m.series_id AND c.minute_ns = m.minute_ns)", [tenant]
+                )
+                conn.execute("INSERT INTO metric_minutes SELECT * FROM compacted")
+                conn.execute("DROP TABLE compacted")
+                conn.execute("DROP TABLE due_minutes")
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            minutes.difference_update(due)
+            done += len(due)
+        return done
 
     def _write(self, tenant: str, changed: dict[int, SeriesState], aggs: dict[tuple[int, int], MinuteAgg]) -> None:
         # Minute rows are appended, one per commit that touched the minute, and folded
@@ -304,6 +336,31 @@ def _series_table(tenant: str, states: list[SeriesState], known: dict[int, Serie
                                  pa.list_(pa.float64())),
         "known": pa.array([known is not None and s.series_id in known for s in states], pa.bool_()),
     })
+
+
+# Per (series, minute) with several rows and one set of bounds: the rows folded into one.
+_COMPACT = """
+CREATE OR REPLACE TEMP TABLE compacted AS
+WITH due AS (
+    SELECT m.* FROM metric_minutes m SEMI JOIN due_minutes d ON m.minute_ns = d.minute_ns WHERE m.tenant = ?
+), keys AS (
+    SELECT series_id, minute_ns FROM due GROUP BY ALL HAVING count(*) > 1 AND count(DISTINCT bounds) <= 1
+), rows AS (
+    SELECT d.* FROM due d SEMI JOIN keys k ON d.series_id = k.series_id AND d.minute_ns = k.minute_ns
+), buckets AS (
+    SELECT series_id, minute_ns, list(n ORDER BY i) AS buckets FROM (
+        SELECT series_id, minute_ns, i, sum(n) AS n FROM (
+            SELECT series_id, minute_ns, unnest(buckets) AS n, generate_subscripts(buckets, 1) AS i
+            FROM rows WHERE buckets IS NOT NULL
+        ) GROUP BY ALL
+    ) GROUP BY ALL
+)
+SELECT any_value(r.tenant) AS tenant, r.series_id, r.minute_ns, sum(value) AS value, sum(points)::BIGINT AS points,
+    min(min) AS min, max(max) AS max, arg_max(last, last_ns) AS last, max(last_ns) AS last_ns, sum(sum) AS sum,
+    any_value(bounds) AS bounds, any_value(b.buckets) AS buckets
+FROM rows r LEFT JOIN buckets b ON r.series_id = b.series_id AND r.minute_ns = b.minute_ns
+GROUP BY r.series_id, r.minute_ns
+"""
 
 
 # -- metric SLIs ------------------------------------------------------------------------
