@@ -80,6 +80,11 @@ def _totals(db: Path, tenant: str = "default") -> dict[tuple[str, str], float]:
         return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS).decode()
 
     by_id = {s["series_id"]: (s["metric"], shown(s["labels"])) for s in series}
+    # The GenAI client metrics are recognised by name.
+    meanings = {s["metric"]: s["meaning"] for s in series}
+    assert meanings["gen_ai.client.token.usage"].startswith("tokens per model call")
+    assert meanings["gen_ai.client.operation.duration"] == "duration of a GenAI client operation"
+    assert meanings["requests"] is None
     out: dict[tuple[str, str], float] = {}
     for r in rows:
         out[by_id[r["series_id"]]] = out.get(by_id[r["series_id"]], 0.0) + r["value"]

@@ -20,6 +20,7 @@ from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.core.series import MetricPoint
+from aisre.normalize.metrics import KNOWN_METRICS
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.duckdb.check import CheckQueries
@@ -353,14 +354,18 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries):
         return int(self._writer.call(lambda: self._metric_tables.compact(2**62)).result(600))
 
     def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]:
-        """The tenant's series (name, labels, kind, unit, first seen), by name."""
+        """The tenant's series (name, labels, kind, unit, first seen, and what a recognised
+        metric such as gen_ai.client.token.usage measures), by name."""
         w = _Where("tenant = ?", tenant)
         w.add("metric = ?", metric)
-        return self._rows(
+        rows = self._rows(
             f"SELECT series_id, metric, labels, kind, unit, first_ns, last_ns FROM metric_series "
             f"WHERE {' AND '.join(w.clauses)} ORDER BY metric, labels",
             w.params,
         )
+        for row in rows:
+            row["meaning"] = KNOWN_METRICS.get(row["metric"], (None, None))[0]
+        return rows
 
     def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
         """Minute rows of the given series in [start_ns, end_ns), by series and minute."""
