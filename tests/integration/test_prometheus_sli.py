@@ -18,7 +18,7 @@ from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.receive.prometheus import PrometheusClient
 from aisre.store.duckdb import DuckDBStore
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.skipif(not shutil.which("prometheus") or not shutil.which("promtool"),
                                 reason="needs the prometheus and promtool binaries (Debian prometheus)")
@@ -52,16 +52,20 @@ def per_sample(minute: int) -> dict[str, int]:
     return {"200": 15, "503": 10} if minute in BURST else {"200": 24, "503": 1}
 
 
-def samples() -> list[tuple[str, int, float]]:
-    """(code, time_ns, cumulative value) of both series."""
+def samples(t0: int = T0) -> list[tuple[str, int, float]]:
+    """(code, time_ns, cumulative value) of both series, from ``t0``."""
     out, totals = [], {"200": 0.0, "503": 0.0}
     for minute in range(MINUTES):
         for offset in OFFSETS_S:
-            at = T0 + minute * MIN + offset * 10**9
+            at = t0 + minute * MIN + offset * 10**9
             for code, step in per_sample(minute).items():
                 totals[code] += step
                 out.append((code, at, totals[code]))
     return out
+
+
+# For the live server: data ending at the last whole minute, so its start-up read covers it.
+RECENT = (time.time_ns() // MIN - MINUTES - 2) * MIN
 
 
 @pytest.fixture
@@ -69,6 +73,7 @@ def prometheus(tmp_path: Path):
     data = tmp_path / "openmetrics.txt"
     lines = ["# HELP requests Requests.", "# TYPE requests counter"]
     lines += [f'requests_total{{code="{code}"}} {value} {at / 1e9:.3f}' for code, at, value in samples()]
+    lines += [f'requests_total{{code="{code}",at="recent"}} {value} {at / 1e9:.3f}' for code, at, value in samples(RECENT)]
     data.write_text("\n".join(lines) + "\n# EOF\n")
     tsdb = tmp_path / "tsdb"
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(data), str(tsdb)],
@@ -139,3 +144,25 @@ def test_metric_sli_over_otlp_and_over_prometheus_agree(prometheus: str, tmp_pat
     finally:
         client.close()
         store.close()
+
+
+def test_server_reads_prometheus_slis(prometheus: str, server_factory, tmp_path: Path) -> None:
+    """A server with prometheus_url set reads the SLI at start and evaluates it like any SLO."""
+    slos = tmp_path / "live.yaml"
+    slos.write_text(
+        "slos:\n  - name: live\n    service: api\n    objective: 99\n    window: 30d\n    sli:\n"
+        "      kind: prometheus\n"
+        "      error_query: 'sum(increase(requests_total{at=\"recent\",code=~\"5..\"}[1m]))'\n"
+        "      total_query: 'sum(increase(requests_total{at=\"recent\"}[1m]))'\n"
+    )
+    server = server_factory(tmp_path / "live.duckdb", "--setting", f"slos={slos}",
+                            "--setting", f"prometheus_url={prometheus}")
+    truth_good = sum(60 if m in BURST else 96 for m in range(MINUTES))
+
+    def counted() -> dict | None:
+        doc = httpx.get(f"{server.url}/api/slos/api-live", timeout=30).json()
+        return doc if doc.get("total") == MINUTES * 100 else None
+
+    doc = wait_for(counted, 120, "the Prometheus SLI to be read")
+    assert doc["status"] != "unsupported"
+    assert doc["good"] == truth_good
