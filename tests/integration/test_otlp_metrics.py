@@ -201,3 +201,20 @@ def test_metrics_follow_tenant_keys(tmp_path: Path) -> None:
         assert store.metric_series("default") == []
     finally:
         store.close()
+
+
+def test_acknowledged_points_survive_sigkill(server_factory, tmp_path: Path) -> None:
+    server: ServerProcess = server_factory(tmp_path / "kill.duckdb")
+    for k in range(5):
+        body = request([gauge("queue.depth", [(T0 + k * 60 * 10**9, float(k), {"q": "a"})])]).SerializeToString()
+        r = httpx.post(f"{server.url}/v1/metrics", content=body, headers={"content-type": "application/x-protobuf"})
+        assert r.status_code == 200
+    server.kill()  # no shutdown code runs
+    store = DuckDBStore(str(server.db), rollup_interval_ms=0)
+    try:
+        series = store.metric_series("default", "queue.depth")
+        rows = store.metric_minutes("default", [s["series_id"] for s in series], 0, 2**62)
+    finally:
+        store.close()
+    assert [(r["minute_ns"] - T0) // (60 * 10**9) for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["last"] for r in rows] == [0.0, 1.0, 2.0, 3.0, 4.0]
