@@ -213,3 +213,11 @@ def _compaction(store: DuckDBStore) -> None:
     assert before["req"][key]["value"] == 30.0
     assert (before["g"][key]["points"], before["g"][key]["last"]) == (3, 2.0)
     assert before["lat"][key]["buckets"] == [3, 3, 0]
+
+
+def test_metric_minutes_expire_with_the_rollups(store: DuckDBStore) -> None:
+    from aisre.store.duckdb.retention import expire_rollups
+
+    send(store, gauge("g", [(T0 + 1, 1.0, {}), (T0 + 2 * MIN, 2.0, {})]))
+    store._writer.call(lambda: expire_rollups(store._conn, T0 + MIN)).result(30)
+    assert [k[1] for k in minutes_of(store, "t", "g")] == [2]
