@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from aisre.core.settings import Settings
+    from aisre.evaluate.prometheus import PrometheusSync
     from aisre.receive.otlp_grpc import GrpcReceiver
 
 log = logging.getLogger("aisre")
@@ -114,6 +115,7 @@ class AisreServer:
         from aisre.evaluate.policy.spec import check_policy_start
         from aisre.evaluate.slo import SloEngine
         from aisre.evaluate.specs import load_specs
+        from aisre.ingest.metrics import MetricIngest
         from aisre.ingest.pipeline import SpanIngest
         from aisre.normalize.journeys import load_rules
         from aisre.normalize.prices import load_catalog
@@ -198,7 +200,10 @@ class AisreServer:
                     max_spans=settings.max_spans_per_request,
                 ),
             )
-        self.slos = SloEngine(self.store)
+        self.metric_consumer = MetricIngest(
+            self.store, self.metrics, max_body_bytes=settings.max_body_bytes, retry_after_s=settings.retry_after_s,
+        )
+        self.slos = SloEngine(self.store, prometheus=bool(settings.prometheus_url))
         if specs:
             self.slos.apply(settings.tenant, specs)
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
@@ -246,7 +251,17 @@ class AisreServer:
             on_change=self.incidents.on_slo_alerts,
         )
         self.grpc: GrpcReceiver | None = None
-        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *cost_ui_routes(), *ui_routes()], lifespan=self._lifespan)
+        self.prometheus: PrometheusSync | None = None
+        if settings.prometheus_url:
+            from aisre.evaluate.prometheus import PrometheusSync
+            from aisre.receive.prometheus import PrometheusClient
+
+            self.prometheus = PrometheusSync(
+                self.slos.specs, PrometheusClient(settings.prometheus_url), self.store, settings.tenant,
+                interval_s=max(1, settings.prometheus_interval_s),
+            )
+        self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *cost_ui_routes(), *ui_routes()], lifespan=self._lifespan,
+                               metrics_consumer=self.metric_consumer)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -260,8 +275,11 @@ class AisreServer:
                 tenant_for=self.keys.tenant_for_headers,
                 max_message_bytes=self.settings.max_body_bytes,
                 metrics=self.metrics,
+                metrics_consumer=self.metric_consumer,
             )
             self.grpc.start()
+        if self.prometheus is not None:
+            self.prometheus.start()
         if self.settings.evaluation_interval_s:
             self.alerts.start()
             self.incidents.start()
@@ -275,6 +293,8 @@ class AisreServer:
 
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
         self.alerts.stop()
         self.policy.stop()
         self.budget_alerts.stop()

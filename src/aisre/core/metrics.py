@@ -21,6 +21,12 @@ class IngestMetrics:
             ["result"],
             registry=registry,
         )
+        self.metric_points = Counter(
+            "aisre_ingest_metric_points",
+            "OTLP metric data points by result: accepted (folded into minute series) or rejected (partial success)",
+            ["result"],
+            registry=registry,
+        )
         self.refused = Counter(
             "aisre_ingest_refused_requests",
             "Requests refused with 429/503 (or gRPC RESOURCE_EXHAUSTED/UNAVAILABLE) by reason",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aisre.core.series import MetricSelector
+
 OUTCOMES = ("success", "failure", "incomplete")
 
 
@@ -45,6 +47,15 @@ class SliRule:
     score: str | None = None
     min_value: float | None = None
     max_value: float | None = None
+    # Metric SLIs (kind ratio | threshold | histogram): the series counted, see core/series.py.
+    # ratio: good (or bad) over total increases; threshold: series-minutes whose value
+    # (``aggregate`` of the minute's points) is within [min_value, max_value]; histogram:
+    # observations under ``le`` (a bucket bound, in the metric's unit) over all.
+    good: MetricSelector | None = None
+    bad: MetricSelector | None = None
+    total: MetricSelector | None = None
+    aggregate: str | None = None
+    le: float | None = None
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alertmanager_max_alerts", 1000, "Most alerts one Alertmanager webhook may carry (413 above it: set max_alerts in Alertmanager's webhook_config)"),
     Setting("read_pool_size", 4, "Read-only cursors serving API queries"),
     Setting("max_spans_per_request", 100_000, "Most spans one OTLP export request may hold (400 above it: send smaller batches)"),
+    Setting("prometheus_url", "", "Prometheus (or compatible) server whose query API Prometheus SLIs (error_query/good_query over total_query) are read from at minute resolution; empty: such SLIs are not evaluated"),
+    Setting("prometheus_interval_s", 60, "How often Prometheus SLIs are read again (the last hour each time, the whole window at start)"),
+    Setting("max_metric_series", 10_000, "Most metric series (metric name + label set) a tenant may have; data points of new series past it are rejected (partial success), known series keep flowing"),
     Setting("max_span_attributes", 1000, "Most attributes a span, its resource, an event or a link may carry; a span over it is rejected (partial success)"),
     Setting("max_attribute_chars", 1_000_000, "Longest attribute value, span name or status message in characters; longer ones are truncated, counted in aisre.truncated and reported in partial_success"),
     Setting("max_value_depth", 16, "Deepest nesting of array/kvlist attribute values; a span over it is rejected (partial success)"),
@@ -133,6 +136,9 @@ class Settings:
     alertmanager_max_alerts: int = 1000
     read_pool_size: int = 4
     max_spans_per_request: int = 100_000
+    prometheus_url: str = ""
+    prometheus_interval_s: int = 60
+    max_metric_series: int = 10_000
     max_span_attributes: int = 1000
     max_attribute_chars: int = 1_000_000
     max_value_depth: int = 16

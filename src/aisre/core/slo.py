@@ -222,10 +222,48 @@ class PrometheusSli:
         return "events"
 
 
-Sli = OutcomeSli | LatencySli | CostSli | ScoreSli | StepSli | PrometheusSli
-SLI_KINDS: tuple[str, ...] = ("outcome", "latency", "cost", "score", "step", "prometheus")
+@dataclass(frozen=True)
+class RatioSli:
+    """Good = the increase of the ``good`` counter series (or total minus ``bad``) over the
+    increase of ``total``; each a metric selector ``name{label="v",...}`` (OTLP metrics)."""
+
+    kind: ClassVar[str] = "ratio"
+    total: str
+    good: str | None = None
+    bad: str | None = None
+
+
+@dataclass(frozen=True)
+class ThresholdSli:
+    """One event per selected gauge series per minute: good when the minute's ``aggregate``
+    (avg, min, max, last) of its points is within [min, max]."""
+
+    kind: ClassVar[str] = "threshold"
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    aggregate: str = "avg"
+
+
+@dataclass(frozen=True)
+class HistogramSli:
+    """Good = observations of the selected histogram series in buckets bounded by ``le``
+    (in the metric's unit, e.g. seconds) over all observations."""
+
+    kind: ClassVar[str] = "histogram"
+    metric: str
+    le: float
+
+
+Sli = OutcomeSli | LatencySli | CostSli | ScoreSli | StepSli | PrometheusSli | RatioSli | ThresholdSli | HistogramSli
+SLI_KINDS: tuple[str, ...] = (
+    "outcome", "latency", "cost", "score", "step", "prometheus", "ratio", "threshold", "histogram",
+)
+METRIC_SLI_KINDS: frozenset[str] = frozenset({"ratio", "threshold", "histogram"})
+GAUGE_AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "last")
 # Kinds that measure the user's outcome carry the journey's budget; the rest default to diagnostic.
-USER_OUTCOME_KINDS: frozenset[str] = frozenset({"outcome", "latency", "prometheus"})
+# Metric SLIs are platform SLOs (their own budget, paging alerts), so they carry one too.
+USER_OUTCOME_KINDS: frozenset[str] = frozenset({"outcome", "latency", "prometheus", *METRIC_SLI_KINDS})
 
 # ---------------------------------------------------------------------------- alerting
 

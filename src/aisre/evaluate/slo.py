@@ -15,7 +15,20 @@ import numpy as np
 from aisre.core.auth import check_tenant
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.model import SliRule
-from aisre.core.slo import CostSli, LatencySli, OutcomeSli, ScoreSli, SloSpec, SloWindow, StepSli
+from aisre.core.series import parse_selector
+from aisre.core.slo import (
+    CostSli,
+    HistogramSli,
+    LatencySli,
+    OutcomeSli,
+    PrometheusSli,
+    RatioSli,
+    ScoreSli,
+    SloSpec,
+    SloWindow,
+    StepSli,
+    ThresholdSli,
+)
 from aisre.core.timefmt import rfc3339, span_text
 from aisre.evaluate.budget import (
     MINUTE_NS,
@@ -35,11 +48,26 @@ class SloCounts(SloMinuteSource, Protocol):
     def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None: ...
 
 
-def sli_rule(spec: SloSpec) -> SliRule | None:
-    """What the store must count for ``spec``; None for SLIs it cannot count yet."""
+def sli_rule(spec: SloSpec, prometheus: bool = False) -> SliRule | None:
+    """What the store must count for ``spec``; None for SLIs it cannot count yet. With
+    ``prometheus`` (a Prometheus server is configured), event-shaped Prometheus SLIs are
+    counted too: their minutes are read from it (evaluate/prometheus.py), not recounted."""
+    sli = spec.sli
+    if isinstance(sli, PrometheusSli):
+        if prometheus and sli.shape in ("events", "good_total"):
+            return SliRule(spec.id, spec.journey or "", "prometheus")
+        return None
+    if isinstance(sli, RatioSli):
+        return SliRule(spec.id, spec.journey or "", "ratio", total=parse_selector(sli.total),
+                       good=parse_selector(sli.good) if sli.good else None,
+                       bad=parse_selector(sli.bad) if sli.bad else None)
+    if isinstance(sli, ThresholdSli):
+        return SliRule(spec.id, spec.journey or "", "threshold", total=parse_selector(sli.metric),
+                       min_value=sli.min, max_value=sli.max, aggregate=sli.aggregate)
+    if isinstance(sli, HistogramSli):
+        return SliRule(spec.id, spec.journey or "", "histogram", total=parse_selector(sli.metric), le=sli.le)
     if spec.journey is None:
         return None
-    sli = spec.sli
     if isinstance(sli, OutcomeSli):
         latency = int(sli.latency_ms * 1e6) if sli.latency_ms is not None else None
         return SliRule(spec.id, spec.journey, "outcome", latency_ns=latency)
@@ -65,6 +93,7 @@ class SloEngine:
     """The SLOs of each tenant, kept in step with what the store counts."""
 
     store: SloCounts
+    prometheus: bool = False  # a Prometheus server is read for Prometheus SLIs
 
     def __post_init__(self) -> None:
         self._specs: dict[str, dict[str, SloSpec]] = {}
@@ -73,7 +102,7 @@ class SloEngine:
 
     def apply(self, tenant: str, specs: list[SloSpec]) -> None:
         """Replace the tenant's SLOs (already validated); new ones are backfilled."""
-        rules = [rule for spec in specs if (rule := sli_rule(spec)) is not None]
+        rules = [rule for spec in specs if (rule := sli_rule(spec, self.prometheus)) is not None]
         self.store.set_sli_rules(tenant, rules)
         with self._lock:
             self._specs[tenant] = {spec.id: spec for spec in specs}
@@ -147,7 +176,7 @@ class SloEngine:
         if spec is None:
             raise NotFound(f"no SLO named {name!r}")
         windows = windows_for(spec.window.duration)
-        if sli_rule(spec) is None or windows is None:
+        if sli_rule(spec, self.prometheus) is None or windows is None:
             return []
         until = until_ns or time.time_ns()
         period_ns = int(spec.window.duration / timedelta(minutes=1)) * MINUTE_NS
@@ -173,7 +202,7 @@ class SloEngine:
         ranges = {
             spec.id: self._live_bounds(spec, now_ns)
             for spec in specs
-            if sli_rule(spec) is not None and windows_for(spec.window.duration) is not None
+            if sli_rule(spec, self.prometheus) is not None and windows_for(spec.window.duration) is not None
         }
         counts = self._minutes.read(tenant, ranges)
         first = self._minutes.first_minutes(tenant, list(ranges)) if ranges else {}
@@ -184,7 +213,7 @@ class SloEngine:
             if not spec.runbook:
                 # Its alerts and incidents will reach on-call without a runbook.
                 doc["warnings"] = ["no runbook: alerts and incidents of this SLO will reach on-call without one"]
-            if sli_rule(spec) is None:
+            if sli_rule(spec, self.prometheus) is None:
                 doc["status"] = "unsupported"
                 doc["reason"] = f"aisre does not count {spec.sli.kind!r} SLIs from traces yet"
                 continue

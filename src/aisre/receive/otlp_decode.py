@@ -11,6 +11,10 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -277,3 +281,56 @@ def encode_response(rejected: int, message: str, encoding: Encoding) -> bytes:
     if encoding == "protobuf":
         return response.SerializeToString()
     return orjson.dumps(json_format.MessageToDict(response))
+
+
+def decode_metrics_export(export: EncodedExport, max_bytes: int) -> ExportMetricsServiceRequest:
+    """Decompress and parse an ExportMetricsServiceRequest (protobuf or OTLP/JSON)."""
+    data = decompress(export.body, export.content_encoding, max_bytes)
+    request = ExportMetricsServiceRequest()
+    if export.encoding == "protobuf":
+        try:
+            request.ParseFromString(data)
+        except DecodeError as exc:
+            raise PermanentError(f"malformed protobuf ExportMetricsServiceRequest: {exc}") from None
+        return request
+    if not data.strip():
+        return request
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise PermanentError(f"malformed JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise PermanentError("malformed OTLP/JSON: the top level must be an object with resourceMetrics")
+    # Exemplars are not kept, and their ids are hex in OTLP/JSON (base64 to the parser).
+    _drop_exemplars(document)
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise PermanentError(f"malformed OTLP/JSON ExportMetricsServiceRequest: {exc}") from None
+    except RecursionError:
+        raise PermanentError("malformed OTLP/JSON ExportMetricsServiceRequest: nested too deeply") from None
+    return request
+
+
+def encode_metrics_response(rejected: int, message: str, encoding: Encoding) -> bytes:
+    """ExportMetricsServiceResponse in the request's encoding; partial_success only when needed."""
+    response = ExportMetricsServiceResponse()
+    if rejected or message:
+        response.partial_success.rejected_data_points = rejected
+        response.partial_success.error_message = message
+    if encoding == "protobuf":
+        return response.SerializeToString()
+    return orjson.dumps(json_format.MessageToDict(response))
+
+
+def _drop_exemplars(value: Any, depth: int = 0) -> None:
+    if depth > 12:
+        return
+    if isinstance(value, dict):
+        value.pop("exemplars", None)
+        for item in value.values():
+            if isinstance(item, (dict, list)):
+                _drop_exemplars(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _drop_exemplars(item, depth + 1)

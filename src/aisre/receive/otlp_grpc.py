@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from aisre.core.auth import Forbidden, Unauthenticated
@@ -88,6 +89,31 @@ class _TraceService:
         return response
 
 
+class _MetricsService(_TraceService):
+    """MetricsService/Export: the same tenancy and error answers as traces."""
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """MetricsService/Export taking raw bytes (a corrupt message is INVALID_ARGUMENT)."""
+        return grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.metrics.v1.MetricsService",
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self.export_metrics,
+                    response_serializer=metrics_service_pb2.ExportMetricsServiceResponse.SerializeToString,
+                )
+            },
+        )
+
+    async def export_metrics(self, body: bytes, context: Any) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        """Decode, hand to the consumer, answer with partial success or a status."""
+        traced = await self.export(body, context)
+        response = metrics_service_pb2.ExportMetricsServiceResponse()
+        if traced.HasField("partial_success"):
+            response.partial_success.rejected_data_points = traced.partial_success.rejected_spans
+            response.partial_success.error_message = traced.partial_success.error_message
+        return response
+
+
 class GrpcReceiver:
     """Owns the gRPC server thread; ``start`` returns once it listens, ``stop`` is idempotent."""
 
@@ -100,8 +126,12 @@ class GrpcReceiver:
         tenant_for: MetadataTenant,
         max_message_bytes: int,
         metrics: IngestMetrics | None = None,
+        metrics_consumer: TracesConsumer | None = None,
     ) -> None:
         self._service = _TraceService(consumer, tenant_for, metrics)
+        self._metrics_service = (
+            _MetricsService(metrics_consumer, tenant_for, metrics) if metrics_consumer is not None else None
+        )
         self._address = f"{host}:{port}"
         self._max = max_message_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -139,7 +169,10 @@ class GrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        server.add_generic_rpc_handlers((self._service.handler(),))
+        handlers = [self._service.handler()]
+        if self._metrics_service is not None:
+            handlers.append(self._metrics_service.handler())
+        server.add_generic_rpc_handlers(tuple(handlers))
         bound = server.add_insecure_port(self._address)
         if not bound:
             raise OSError(f"cannot listen for OTLP/gRPC on {self._address}")

@@ -23,7 +23,7 @@ from aisre.core.errors import (
 )
 from aisre.core.metrics import IngestMetrics
 from aisre.core.pipeline import EncodedExport, Encoding, TracesConsumer
-from aisre.receive.otlp_decode import encode_response, media_type
+from aisre.receive.otlp_decode import encode_metrics_response, encode_response, media_type
 from aisre.receive.status import encode_status
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,54 @@ def traces_endpoint(
         )
 
     return export_traces
+
+
+def metrics_endpoint(
+    consumer: TracesConsumer,
+    *,
+    max_body_bytes: int,
+    tenant_for: TenantResolver,
+    metrics: IngestMetrics | None = None,
+) -> Callable[[Request], Awaitable[Response]]:
+    """Build the Starlette endpoint for ``POST /v1/metrics`` (same answers as traces)."""
+
+    async def export_metrics(request: Request) -> Response:
+        """
+        summary: OTLP/HTTP metrics export (ExportMetricsServiceRequest as protobuf or JSON, optionally gzip/deflate)
+        requestBody:
+          required: true
+          content:
+            application/x-protobuf: {schema: {type: string, format: binary}}
+            application/json: {schema: {type: object, properties: {resourceMetrics: {type: array, items: {type: object}}}}}
+        responses:
+          200: {description: "ExportMetricsServiceResponse; partial_success counts rejected data points (e.g. past the series limit)"}
+          400: {description: "Malformed body (google.rpc.Status)"}
+          413: {description: Body over max_body_bytes.}
+          415: {description: Unsupported content type or encoding.}
+          429: {description: "Writer queue full: retry after Retry-After seconds"}
+          503: {description: "Store unavailable: retry after Retry-After seconds"}
+        """
+        started = time.perf_counter()
+        encoding: Encoding = "json"
+        try:
+            encoding = media_type(request.headers.get("content-type"))
+            body = await _read_body(request, max_body_bytes)
+            if not body:
+                raise PermanentError("request body is empty; expected an ExportMetricsServiceRequest")
+            export = EncodedExport(body, encoding, request.headers.get("content-encoding"))
+            result = await consumer.consume(export, tenant_for(request))
+        except AisreError as error:
+            return _refuse(error, encoding, metrics)
+        if metrics is not None:
+            metrics.requests.labels("http", encoding, "200").inc()
+            metrics.latency.labels("http").observe(time.perf_counter() - started)
+        return Response(
+            encode_metrics_response(result.rejected, result.message, encoding),
+            status_code=200,
+            media_type=CONTENT_TYPES[encoding],
+        )
+
+    return export_metrics
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

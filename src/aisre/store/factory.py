@@ -84,6 +84,7 @@ def _duckdb_options(settings: Settings) -> dict[str, Any]:
         "retention_interval_s": settings.retention_interval_s,
         "retention_step_traces": settings.retention_step_traces,
         "dedup_window_s": settings.dedup_window_s,
+        "max_metric_series": settings.max_metric_series,
     }
 
 

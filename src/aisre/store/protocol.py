@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from aisre.core.model import RunQuery, SliRule, SpanSample, SpanSampleQuery, TimeRange
 from aisre.core.population import Population, PopulationQuery
+from aisre.core.series import MetricPoint
 
 # A module-level function turning normalized spans into what the writer commits (e.g.
 # spans plus per-trace partials); it runs in the decoder processes, so it must pickle.
@@ -44,6 +45,27 @@ class SpanSink(Protocol):
     def queue_capacity(self) -> int:
         """Spans the writer queues before it refuses more (queue_max_spans)."""
         ...
+
+
+class MetricSink(Protocol):
+    """Where ingest hands OTLP metric points; the future resolves once they are committed
+    (a ``MetricCommit``: points accepted, refused past the series limit, minutes touched)."""
+
+    def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[Any]: ...
+
+
+class ExternalSloMinutes(Protocol):
+    """SLO minutes counted outside the store (read from Prometheus)."""
+
+    def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None: ...
+
+
+class MetricReads(Protocol):
+    """Metric series and their minute rollups."""
+
+    def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]: ...
+
+    def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
 
 
 class ScoreSink(Protocol):
@@ -308,7 +330,8 @@ class CostStore(Protocol):
 
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, CatalogReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
-    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, Protocol,
+    RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, MetricSink, MetricReads,
+    ExternalSloMinutes, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""
 
@@ -328,5 +351,7 @@ class Store(
 # nothing about another tenant. Every public method of a backend is either tenant-scoped
 # (a ``tenant`` argument, a query or row carrying one, or Arrow rows with a tenant column)
 # or listed here; tests/store/test_guard.py checks that.
-PROCESS_WIDE = frozenset({"active_keys", "close", "expire", "flush_rollups", "policy_tenants", "refresh_rollups"})
+PROCESS_WIDE = frozenset({
+    "active_keys", "close", "compact_metrics", "expire", "flush_rollups", "policy_tenants", "refresh_rollups",
+})
 OPEN_TO_EVERY_CALLER = frozenset({"auth_latched", "memory", "oldest_span_ns", "prepare", "schema_version"})

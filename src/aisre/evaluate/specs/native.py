@@ -25,6 +25,19 @@ slos:
     journey: ask
     objective: 99
     sli: {kind: cost, max_usd: 0.02}     # cost, score and step SLIs default to diagnostic
+  # Metric SLIs over OTLP metrics (docs/metrics.md); service instead of journey for platform SLOs
+  - name: inference-errors
+    service: vllm
+    objective: 99.9
+    sli: {kind: ratio, bad: 'http.server.requests{status=~"5.."}', total: http.server.requests}
+  - name: gpu-headroom
+    service: gpu-pool
+    objective: 95
+    sli: {kind: threshold, metric: 'gpu.utilization{pool="a100"}', max: 0.9, aggregate: avg}
+  - name: model-latency
+    journey: ask
+    objective: 99
+    sli: {kind: histogram, metric: 'gen_ai.client.operation.duration{gen_ai.request.model="m"}', le: 2}
 ```
 """
 
@@ -33,10 +46,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from aisre.core.series import parse_selector
 from aisre.core.slo import (
     BUDGETING_METHODS,
     CALENDAR_UNITS,
     DURATION_HELP,
+    GAUGE_AGGREGATES,
+    METRIC_SLI_KINDS,
     SLI_KINDS,
     USER_OUTCOME_KINDS,
     AlertGuard,
@@ -44,15 +60,18 @@ from aisre.core.slo import (
     AlertSpec,
     Budgeting,
     CostSli,
+    HistogramSli,
     LatencySli,
     OutcomeSli,
     PrometheusSli,
+    RatioSli,
     ScoreSli,
     Sli,
     SloSpec,
     SloWindow,
     SpecSource,
     StepSli,
+    ThresholdSli,
     parse_duration,
 )
 from aisre.evaluate._yaml import View
@@ -70,7 +89,10 @@ SLI_KEYS: dict[str, tuple[str, ...]] = {
     "cost": ("kind", "max_usd"),
     "score": ("kind", "score", "min", "max"),
     "step": ("kind", "operation", "latency_ms"),
-    "prometheus": ("kind", "error_query", "total_query", "error_ratio_query"),
+    "prometheus": ("kind", "error_query", "good_query", "total_query", "error_ratio_query"),
+    "ratio": ("kind", "good", "bad", "total"),
+    "threshold": ("kind", "metric", "min", "max", "aggregate"),
+    "histogram": ("kind", "metric", "le"),
 }
 ALERTING_KEYS = ("name", "labels", "annotations", "page", "ticket", "windows", "min_events", "min_bad_events")
 SEVERITY_KEYS = ("enabled", "labels", "annotations")
@@ -109,9 +131,9 @@ def _slo(v: View, default_window: timedelta, windows_file: str | None) -> SloSpe
     service = v.text("service")
     sli, sli_fields = _sli(v)
     fields.update(sli_fields)
-    if sli is not None and journey is None and not (sli.kind == "prometheus" and service):
-        v.error("journey", "is required" + (" (or service, for a prometheus SLI)"
-                                            if sli.kind == "prometheus" else ""))
+    platform = sli is not None and (sli.kind == "prometheus" or sli.kind in METRIC_SLI_KINDS)
+    if sli is not None and journey is None and not (platform and service):
+        v.error("journey", "is required" + (f" (or service, for a {sli.kind} SLI)" if platform else ""))
     window = _window(v, default_window)
     budgeting = _budgeting(v, fields)
     alerting = _alerting(v, windows_file, fields)
@@ -171,13 +193,68 @@ def _sli(v: View) -> tuple[Sli | None, dict[str, tuple[str, int]]]:
     elif raw_kind == "step":
         op = s.text("operation", required=True)
         sli = StepSli(op, s.number("latency_ms")) if op else None
+    elif raw_kind == "ratio":
+        sli = _ratio(s)
+    elif raw_kind == "threshold":
+        sli = _threshold(s)
+    elif raw_kind == "histogram":
+        metric = _selector(s, "metric", required=True)
+        le = s.number("le", required=True)
+        if le is not None and not le > 0:
+            s.error("le", f"must be a bucket bound > 0 in the metric's unit (got {le:g})")
+        sli = HistogramSli(metric, le) if metric is not None and le is not None else None
     else:
         sli = _prometheus(s)
     return (sli if len(s.errors) == start else None), fields
 
 
+def _selector(s: View, key: str, required: bool = False) -> str | None:
+    text = s.text(key, required=required)
+    if text is None:
+        return None
+    try:
+        parse_selector(text)
+    except ValueError as exc:
+        s.error(key, str(exc))
+        return None
+    return text
+
+
+def _ratio(s: View) -> RatioSli | None:
+    if s.has("good") == s.has("bad"):
+        s.error("good", "give exactly one of good or bad (a counter selector), with total")
+        return None
+    good, bad, total = _selector(s, "good"), _selector(s, "bad"), _selector(s, "total", required=True)
+    if good is None and bad is None:
+        s.error("good", "give exactly one of good or bad (a counter selector), with total")
+        return None
+    return RatioSli(total, good, bad) if total is not None and (good or bad) else None
+
+
+def _threshold(s: View) -> ThresholdSli | None:
+    metric = _selector(s, "metric", required=True)
+    lo, hi = s.number("min"), s.number("max")
+    aggregate = s.text("aggregate") or "avg"
+    if lo is None and hi is None:
+        s.error("kind", "a threshold SLI needs min, max or both (the gauge's good range)")
+        return None
+    if lo is not None and hi is not None and lo > hi:
+        s.error("min", f"must be <= max (got {lo:g} > {hi:g})")
+        return None
+    if aggregate not in GAUGE_AGGREGATES:
+        s.error("aggregate", f"must be one of {', '.join(GAUGE_AGGREGATES)} (got {aggregate!r})")
+        return None
+    return ThresholdSli(metric, lo, hi, aggregate) if metric is not None else None
+
+
 def _prometheus(s: View) -> PrometheusSli | None:
     err_q, total_q, ratio_q = s.text("error_query"), s.text("total_query"), s.text("error_ratio_query")
+    good_q = s.text("good_query")
+    if good_q is not None:
+        if err_q is not None or ratio_q is not None or total_q is None:
+            s.error("good_query", "give good_query with total_query (and no error_query or error_ratio_query)")
+            return None
+        return PrometheusSli(good_query=good_q, total_query=total_q)
     if ratio_q is not None and (err_q or total_q):
         s.error("error_ratio_query", "use either error_ratio_query or error_query + total_query")
         return None

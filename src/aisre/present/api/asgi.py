@@ -29,7 +29,7 @@ from aisre.present.api.policy import POLICY_ROUTES
 from aisre.present.api.readiness import READINESS_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
 from aisre.present.api.scorecards import SCORECARD_ROUTES
-from aisre.receive.otlp_http import traces_endpoint
+from aisre.receive.otlp_http import metrics_endpoint, traces_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return ORJSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
 
 
-def api_routes(otlp: Any) -> list[BaseRoute]:
-    """Every API route (what /openapi.json describes), with ``otlp`` as POST /v1/traces."""
+def api_routes(otlp: Any, otlp_metrics: Any = None) -> list[BaseRoute]:
+    """Every API route (what /openapi.json describes), with ``otlp`` as POST /v1/traces
+    and ``otlp_metrics`` as POST /v1/metrics."""
+    metrics_route = [Route("/v1/metrics", otlp_metrics, methods=["POST"])] if otlp_metrics is not None else []
     return [
         Route("/v1/traces", otlp, methods=["POST"]),
+        *metrics_route,
         *API_ROUTES,
         *ADMIN_ROUTES,
         *GATE_ROUTES,
@@ -99,6 +102,7 @@ def build_asgi(
     *,
     ui_routes: Sequence[BaseRoute] = (),
     lifespan: Any = None,
+    metrics_consumer: TracesConsumer | None = None,
 ) -> Starlette:
     """Assemble routes and error handling (a layer, not try/except in every handler)."""
     otlp = traces_endpoint(
@@ -107,7 +111,13 @@ def build_asgi(
         tenant_for=ctx.tenant_for,
         metrics=ctx.ingest_metrics,
     )
-    routes: list[BaseRoute] = [*api_routes(otlp), *ui_routes]
+    otlp_metrics = metrics_endpoint(
+        metrics_consumer,
+        max_body_bytes=ctx.settings.max_body_bytes,
+        tenant_for=ctx.tenant_for,
+        metrics=ctx.ingest_metrics,
+    ) if metrics_consumer is not None else None
+    routes: list[BaseRoute] = [*api_routes(otlp, otlp_metrics), *ui_routes]
     app = Starlette(
         routes=routes,
         exception_handlers={

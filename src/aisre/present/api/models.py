@@ -651,6 +651,12 @@ class ExportTraceServiceResponse(TypedDict):
     partialSuccess: NotRequired[Json]
 
 
+class ExportMetricsServiceResponse(TypedDict):
+    """OTLP/HTTP's JSON answer to a metrics export (protobuf when the request was protobuf)."""
+
+    partialSuccess: NotRequired[Json]
+
+
 # -- telemetry check -------------------------------------------------------------------------
 
 

@@ -89,8 +89,12 @@ def operation(
 
 
 # The OTLP receiver lives below present/ (receive/), so it is described here by path.
-_BY_PATH = {("/v1/traces", "post"): Operation("ingest", models.ExportTraceServiceResponse,
-                                              media_types=("application/json", "application/x-protobuf"))}
+_BY_PATH = {
+    ("/v1/traces", "post"): Operation("ingest", models.ExportTraceServiceResponse,
+                                      media_types=("application/json", "application/x-protobuf")),
+    ("/v1/metrics", "post"): Operation("ingest", models.ExportMetricsServiceResponse,
+                                       media_types=("application/json", "application/x-protobuf")),
+}
 _BINARY = {"application/x-protobuf": {"type": "string", "format": "binary"}}
 
 
@@ -208,7 +212,7 @@ def build_spec(routes: Sequence[BaseRoute], version: str | None = None) -> dict[
         if "{" in path:
             responses.setdefault(404, {"description": _ERRORS[404]})
         for status, answer in responses.items():
-            if 400 <= status < 600 and "content" not in answer and path != "/v1/traces":
+            if 400 <= status < 600 and "content" not in answer and path not in ("/v1/traces", "/v1/metrics"):
                 answer["content"] = {"application/json": {"schema": error}}
         doc["responses"] = {str(k): responses[k] for k in sorted(responses)}
         _path_parameters(doc, path)

@@ -17,6 +17,7 @@ import pyarrow as pa
 from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.store.duckdb.cost import rebuild_cost_minutes
+from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, metric_slo_counts
 from aisre.store.duckdb.semantics import (
     STEP_SLACK_NS,
     good_predicate,
@@ -154,6 +155,8 @@ def rebuild_slo_minutes(
     conn: duckdb.DuckDBPyConnection, tenant: str, rules: list[SliRule], start: int, end: int
 ) -> None:
     """Replace ``rules``' minute counts in [start, end) (inside the caller's transaction)."""
+    # Prometheus-sourced SLIs are written by their reader (put_slo_minutes), never recounted.
+    rules = [r for r in rules if r.kind != "prometheus"]
     if not rules:
         return
     names = [r.slo for r in rules]
@@ -162,7 +165,8 @@ def rebuild_slo_minutes(
         [tenant, start, end, names],
     )
     out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
-    run_rules = [r for r in rules if r.kind not in ("step", "score")]
+    metric_rules = [r for r in rules if r.kind in METRIC_SLI_KINDS]
+    run_rules = [r for r in rules if r.kind not in ("step", "score") and r.kind not in METRIC_SLI_KINDS]
     step_rules = [r for r in rules if r.kind == "step"]
     score_rules = [r for r in rules if r.kind == "score"]
     counted: list[tuple[list[str], list[tuple[Any, ...]]]] = []
@@ -174,6 +178,13 @@ def rebuild_slo_minutes(
     if score_rules:
         params = [tenant, tenant, start, end]
         counted.append(([r.slo for r in score_rules], conn.execute(score_counts_sql(score_rules), params).fetchall()))
+    for rule in metric_rules:
+        for minute, good, total in metric_slo_counts(conn, tenant, rule, start, end):
+            out["tenant"].append(tenant)
+            out["slo"].append(rule.slo)
+            out["minute_ns"].append(minute)
+            out["good"].append(good)
+            out["total"].append(total)
     for rule_names, rows in counted:
         for minute, goods, totals in rows:
             for name, good, total in zip(rule_names, goods, totals, strict=True):

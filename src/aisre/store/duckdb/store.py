@@ -16,9 +16,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aisre.core.errors import NotFound, PermanentError
+from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.schema import SCORE_ARROW_SCHEMA
+from aisre.core.series import MetricPoint
+from aisre.normalize.metrics import KNOWN_METRICS
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.duckdb.catalog import CatalogQueries
@@ -27,6 +29,7 @@ from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
+from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit, MetricTables, folded_minutes
 from aisre.store.duckdb.policy import PolicyTables
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
@@ -174,6 +177,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         retention_interval_s: float = 0,
         retention_step_traces: int = 5000,
         dedup_window_s: float = 3600,
+        max_metric_series: int = 10_000,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.path = path
@@ -227,6 +231,8 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             tick=self._housekeeping,
             tick_interval_s=(rollup_interval_ms if rollup_interval_ms > 0 else 1000) / 1000,
         )
+        self._retry_after_s = retry_after_s
+        self._metric_tables = MetricTables(self._conn, max(0, int(max_metric_series)))
         self._closed = False
         self._close_lock = threading.Lock()
         self.incidents = IncidentTables(self)
@@ -300,6 +306,80 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         """Queue normalized spans and their resources; resolves once committed."""
         return self.submit_prepared(prepare_batch(spans, trace_partials_of(spans), resources, scores))
 
+    def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[MetricCommit]:
+        """Fold OTLP metric points into the tenant's minute series; resolves once committed,
+        saying how many points the series limit refused."""
+        if self._writer.queued_spans >= self._writer.max_queued_spans:
+            raise RetryableError(
+                f"ingest queue is full ({self._writer.queued_spans} spans waiting to be written); retry later",
+                self._retry_after_s, overloaded=True, reason="queue_full",
+            )
+        return self._writer.call(lambda: self._commit_metrics(tenant, points))
+
+    def _commit_metrics(self, tenant: str, points: list[MetricPoint]) -> MetricCommit:
+        result = self._metric_tables.commit(tenant, points)
+        if result.minutes and any(r.kind in METRIC_SLI_KINDS for r in self._sli_rules.get(tenant, [])):
+            self._mark_dirty({tenant: result.minutes})
+        return result
+
+    def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
+        """Replace an externally counted SLO's (minute_ns, good, total) rows in [start_ns, end_ns)
+        (SLIs read from Prometheus; the rollups never recount them)."""
+        self._writer.call(lambda: self._put_slo_minutes(tenant, slo, start_ns, end_ns, rows)).result(600)
+
+    def _put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
+        conn = self._conn
+        kept = [r for r in rows if start_ns <= r[0] < end_ns and r[2] > 0]
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute("DELETE FROM slo_minutes WHERE tenant = ? AND slo = ? AND minute_ns >= ? AND minute_ns < ?",
+                         [tenant, slo, start_ns, end_ns])
+            if kept:
+                conn.register("put_minutes", pa.table({
+                    "tenant": pa.array([tenant] * len(kept), pa.string()), "slo": pa.array([slo] * len(kept), pa.string()),
+                    "minute_ns": pa.array([r[0] for r in kept], pa.int64()),
+                    "good": pa.array([r[1] for r in kept], pa.int64()), "total": pa.array([r[2] for r in kept], pa.int64()),
+                }))
+                try:
+                    conn.execute("INSERT INTO slo_minutes SELECT * FROM put_minutes")
+                finally:
+                    conn.unregister("put_minutes")
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        small = end_ns - start_ns <= 10_000 * MINUTE_NS
+        self._slo_changes.record(tenant, set(range(minute_of(start_ns), end_ns, MINUTE_NS)) if small else None)
+
+    def compact_metrics(self) -> int:
+        """Fold every metric minute's appended rows into one now (tests, benchmarks)."""
+        return int(self._writer.call(lambda: self._metric_tables.compact(2**62)).result(600))
+
+    def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's series (name, labels, kind, unit, first seen, and what a recognised
+        metric such as gen_ai.client.token.usage measures), by name."""
+        w = _Where("tenant = ?", tenant)
+        w.add("metric = ?", metric)
+        rows = self._rows(
+            f"SELECT series_id, metric, labels, kind, unit, first_ns, last_ns FROM metric_series "
+            f"WHERE {' AND '.join(w.clauses)} ORDER BY metric, labels",
+            w.params,
+        )
+        for row in rows:
+            row["meaning"] = KNOWN_METRICS.get(row["metric"], (None, None))[0]
+        return rows
+
+    def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """Minute rows of the given series in [start_ns, end_ns), by series and minute."""
+        with self._reader() as cur:
+            folded = folded_minutes(cur, tenant, series_ids, start_ns, end_ns)
+        return [
+            {"series_id": sid, "minute_ns": minute, "value": a.value, "points": a.points, "min": a.min, "max": a.max,
+             "last": a.last, "sum": a.sum, "bounds": list(a.bounds) if a.bounds is not None else None,
+             "buckets": a.buckets}
+            for sid, minute, a in folded
+        ]
+
     def _commit(self, batches: list[tuple[pa.Table, ...]]) -> list[int]:
         spans = [b[0] for b in batches]
         parts = [b[1] for b in batches]
@@ -316,6 +396,8 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         check a minute."""
         if self._rollups_on:
             self.refresh_rollups()
+        # Minutes of metric series close two minutes after their time: fold their rows.
+        self._metric_tables.compact(self._clock() - 2 * MINUTE_NS)
         if self._retention_interval_s > 0 and (self._expiry_queue or time.monotonic() >= self._expiry_due):
             self._expire_one_step()
         now = time.monotonic()

@@ -1,0 +1,136 @@
+"""OTLP metrics ingest benchmark: data points per second against the 200k/s target (issue 19).
+
+Run:  .venv/bin/python bench/metrics.py [--series 2000] [--requests 200] [--metric-slos 50]
+
+In this process, against a fresh DuckDB store opened with ``open_store`` (the server's
+factory). Each export request holds one point of every series (a third cumulative
+counters, a third gauges, a third 12-bucket histograms, over ``--series`` label sets),
+10 s after the previous request. Measured, in points per second:
+
+1. **decode**: protobuf → series points (normalize/metrics.py), one core;
+2. **commit**: points folded into the minute series by the writer (store only);
+3. **end to end**: ``MetricIngest.consume`` (decode off the event loop, then commit), with
+   ``--in-flight`` requests at once, as concurrent exporters would;
+
+then the time to evaluate ``--metric-slos`` ratio/threshold/histogram SLOs over the data.
+Target: end to end >= 200,000 points/s on this box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from aisre.core.pipeline import EncodedExport
+from aisre.core.slo import HistogramSli, RatioSli, SloSpec, ThresholdSli
+from aisre.evaluate.slo import SloEngine
+from aisre.ingest.metrics import MetricIngest, decode_metrics
+from aisre.store.factory import open_store
+
+TARGET = 200_000
+T0 = 1_767_225_600 * 10**9
+BOUNDS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+
+def build(series: int, step: int) -> bytes:
+    """One export request: a point of every series at T0 + step * 10 s."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="vllm")))
+    sm = rm.scope_metrics.add()
+    at = T0 + step * 10 * 10**9
+    per = max(1, series // 3)
+    counter = sm.metrics.add(name="vllm:request_success_total")
+    counter.sum.is_monotonic = True
+    counter.sum.aggregation_temporality = 2
+    gauge = sm.metrics.add(name="DCGM_FI_DEV_GPU_UTIL")
+    hist = sm.metrics.add(name="vllm:e2e_request_latency_seconds", unit="s")
+    hist.histogram.aggregation_temporality = 2
+    for i in range(per):
+        labels = [KeyValue(key="pod", value=AnyValue(string_value=f"pod-{i % 50}")),
+                  KeyValue(key="gpu", value=AnyValue(string_value=str(i)))]
+        c = counter.sum.data_points.add(start_time_unix_nano=T0 - 10**9, time_unix_nano=at, as_double=float(step * 10 + i % 7))
+        c.attributes.extend(labels)
+        g = gauge.gauge.data_points.add(time_unix_nano=at, as_double=(step + i) % 100 / 100)
+        g.attributes.extend(labels)
+        n = step + 1
+        h = hist.histogram.data_points.add(start_time_unix_nano=T0 - 10**9, time_unix_nano=at, count=12 * n, sum=3.0 * n)
+        h.explicit_bounds.extend(BOUNDS)
+        h.bucket_counts.extend([n] * 12)
+        h.attributes.extend(labels)
+    return req.SerializeToString()
+
+
+def main() -> None:
+    """Print decode, commit and end-to-end points/s, and metric SLO evaluation time."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--series", type=int, default=3000)
+    ap.add_argument("--requests", type=int, default=120)
+    ap.add_argument("--in-flight", type=int, default=4)
+    ap.add_argument("--metric-slos", type=int, default=50)
+    args = ap.parse_args()
+    bodies = [build(args.series, s) for s in range(args.requests)]
+    per_request = len(decode_metrics(EncodedExport(bodies[0], "protobuf"), 1 << 30).points)
+    points = per_request * len(bodies)
+    print(f"{len(bodies)} requests x {per_request} points ({args.series} series)")
+
+    started = time.perf_counter()
+    decoded = [decode_metrics(EncodedExport(b, "protobuf"), 1 << 30).points for b in bodies]
+    decode_s = time.perf_counter() - started
+    print(f"decode       {points / decode_s:>12,.0f} points/s  (one core)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"duckdb://{Path(tmp) / 'commit.duckdb'}", guarded=False, max_metric_series=10**6)
+        started = time.perf_counter()
+        for batch in decoded:
+            store.submit_metrics("bench", batch).result(600)
+        commit_s = time.perf_counter() - started
+        store.close()
+        print(f"commit       {points / commit_s:>12,.0f} points/s  (writer only)")
+
+        store = open_store(f"duckdb://{Path(tmp) / 'e2e.duckdb'}", guarded=False, max_metric_series=10**6)
+        ingest = MetricIngest(store, max_pending=args.in_flight * 2)
+
+        async def run() -> float:
+            gate = asyncio.Semaphore(args.in_flight)
+
+            async def one(body: bytes) -> None:
+                async with gate:
+                    await ingest.consume(EncodedExport(body, "protobuf"), "bench")
+
+            began = time.perf_counter()
+            await asyncio.gather(*(one(b) for b in bodies))
+            return time.perf_counter() - began
+
+        e2e_s = asyncio.run(run())
+        rate = points / e2e_s
+        verdict = "meets" if rate >= TARGET else "misses"
+        print(f"end to end   {rate:>12,.0f} points/s  ({verdict} the {TARGET:,} target)")
+
+        kinds = [
+            RatioSli(total="vllm:request_success_total", good='vllm:request_success_total{pod!="pod-1"}'),
+            ThresholdSli(metric='DCGM_FI_DEV_GPU_UTIL{pod=~"pod-1.*"}', max=0.9),
+            HistogramSli(metric="vllm:e2e_request_latency_seconds", le=2.5),
+        ]
+        specs = [SloSpec(name=f"m{i}", objective=99.0, sli=kinds[i % 3], service="vllm") for i in range(args.metric_slos)]
+        engine = SloEngine(store)
+        started = time.perf_counter()
+        engine.apply("bench", specs)
+        apply_s = time.perf_counter() - started
+        now = T0 + args.requests * 10 * 10**9
+        engine.statuses("bench", now)  # fills the minute cache
+        started = time.perf_counter()
+        engine.statuses("bench", now)
+        eval_s = time.perf_counter() - started
+        print(f"metric SLOs  {args.metric_slos} backfilled in {apply_s:.2f} s, evaluated in {eval_s * 1000:.0f} ms")
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

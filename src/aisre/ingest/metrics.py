@@ -1,0 +1,78 @@
+"""The metrics consumer receivers are handed: decode OTLP metrics off the event loop,
+then fold the points into the store's minute series through its single writer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from aisre.core.errors import RetryableError
+from aisre.core.metrics import IngestMetrics
+from aisre.core.pipeline import EncodedExport, IngestResult
+from aisre.normalize.metrics import MetricBatch, flatten_metrics
+from aisre.receive.otlp_decode import decode_metrics_export
+from aisre.store.protocol import MetricSink
+
+
+def decode_metrics(export: EncodedExport, max_body_bytes: int, max_points: int = 1_000_000) -> MetricBatch:
+    """Decode one ExportMetricsServiceRequest into series points (unusable ones counted)."""
+    return flatten_metrics(decode_metrics_export(export, max_body_bytes), max_points)
+
+
+class MetricIngest:
+    """MetricsConsumer: answers only after the accepted points are committed."""
+
+    def __init__(
+        self,
+        sink: MetricSink,
+        metrics: IngestMetrics | None = None,
+        *,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        max_pending: int = 8,
+        retry_after_s: float = 1.0,
+        max_points: int = 1_000_000,
+    ) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._max_body = max_body_bytes
+        self._max_pending = max_pending
+        self._retry_after = retry_after_s
+        self._max_points = max_points
+        self._pending = 0
+        self._lock = threading.Lock()
+        self.points_accepted = 0
+        self.points_rejected = 0
+
+    async def consume(self, export: EncodedExport, tenant: str) -> IngestResult:
+        """Decode ``export`` and wait for its points' durable commit."""
+        with self._lock:
+            if self._pending >= self._max_pending:
+                raise RetryableError(
+                    f"all metric decoders are busy ({self._pending} requests waiting); retry later",
+                    self._retry_after, reason="decoders_busy",
+                )
+            self._pending += 1
+        try:
+            # Decoding is CPU work: a thread keeps the event loop answering meanwhile.
+            batch = await asyncio.to_thread(decode_metrics, export, self._max_body, self._max_points)
+        finally:
+            with self._lock:
+                self._pending -= 1
+        accepted = over = 0
+        if batch.points:
+            committed = await asyncio.wrap_future(self._sink.submit_metrics(tenant, batch.points))
+            accepted, over = committed.accepted, committed.over_limit
+            if over:
+                batch.refuse(over, "the tenant's metric series limit (max_metric_series) is reached, or a series "
+                             "changed kind; points of known series are kept")
+        with self._lock:
+            self.points_accepted += accepted
+            self.points_rejected += batch.rejected
+        if self._metrics is not None:
+            self._metrics.metric_points.labels("accepted").inc(accepted)
+            if batch.rejected:
+                self._metrics.metric_points.labels("rejected").inc(batch.rejected)
+        return IngestResult(accepted=accepted, rejected=batch.rejected, message=batch.message())
+
+    def close(self) -> None:
+        """Nothing to stop: decoding runs on the default thread pool."""
