@@ -272,15 +272,19 @@ def _fix_ids(obj: dict[str, Any]) -> None:
         obj[key] = base64.b64encode(raw).decode("ascii")
 
 
-def encode_response(rejected: int, message: str, encoding: Encoding) -> bytes:
-    """ExportTraceServiceResponse in the request's encoding; partial_success only when needed."""
-    response = ExportTraceServiceResponse()
+def _encode(response: Any, rejected_field: str, rejected: int, message: str, encoding: Encoding) -> bytes:
+    """An Export*ServiceResponse in the request's encoding; partial_success only when needed."""
     if rejected or message:
-        response.partial_success.rejected_spans = rejected
+        setattr(response.partial_success, rejected_field, rejected)
         response.partial_success.error_message = message
     if encoding == "protobuf":
-        return response.SerializeToString()
+        return bytes(response.SerializeToString())
     return orjson.dumps(json_format.MessageToDict(response))
+
+
+def encode_response(rejected: int, message: str, encoding: Encoding) -> bytes:
+    """ExportTraceServiceResponse: rejected spans."""
+    return _encode(ExportTraceServiceResponse(), "rejected_spans", rejected, message, encoding)
 
 
 def decode_metrics_export(export: EncodedExport, max_bytes: int) -> ExportMetricsServiceRequest:
@@ -313,14 +317,8 @@ def decode_metrics_export(export: EncodedExport, max_bytes: int) -> ExportMetric
 
 
 def encode_metrics_response(rejected: int, message: str, encoding: Encoding) -> bytes:
-    """ExportMetricsServiceResponse in the request's encoding; partial_success only when needed."""
-    response = ExportMetricsServiceResponse()
-    if rejected or message:
-        response.partial_success.rejected_data_points = rejected
-        response.partial_success.error_message = message
-    if encoding == "protobuf":
-        return response.SerializeToString()
-    return orjson.dumps(json_format.MessageToDict(response))
+    """ExportMetricsServiceResponse: rejected data points."""
+    return _encode(ExportMetricsServiceResponse(), "rejected_data_points", rejected, message, encoding)
 
 
 def _drop_exemplars(value: Any, depth: int = 0) -> None:

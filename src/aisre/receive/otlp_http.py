@@ -58,25 +58,8 @@ def traces_endpoint(
           429: {description: "Writer queue full: retry after Retry-After seconds"}
           503: {description: "Store unavailable: retry after Retry-After seconds"}
         """
-        started = time.perf_counter()
-        encoding: Encoding = "json"
-        try:
-            encoding = media_type(request.headers.get("content-type"))
-            body = await _read_body(request, max_body_bytes)
-            if not body:
-                raise PermanentError("request body is empty; expected an ExportTraceServiceRequest")
-            export = EncodedExport(body, encoding, request.headers.get("content-encoding"))
-            result = await consumer.consume(export, tenant_for(request))
-        except AisreError as error:
-            return _refuse(error, encoding, metrics)
-        if metrics is not None:
-            metrics.requests.labels("http", encoding, "200").inc()
-            metrics.latency.labels("http").observe(time.perf_counter() - started)
-        return Response(
-            encode_response(result.rejected, result.message, encoding),
-            status_code=200,
-            media_type=CONTENT_TYPES[encoding],
-        )
+        return await _export(request, consumer, "ExportTraceServiceRequest", encode_response,
+                             max_body_bytes, tenant_for, metrics)
 
     return export_traces
 
@@ -106,27 +89,38 @@ def metrics_endpoint(
           429: {description: "Writer queue full: retry after Retry-After seconds"}
           503: {description: "Store unavailable: retry after Retry-After seconds"}
         """
-        started = time.perf_counter()
-        encoding: Encoding = "json"
-        try:
-            encoding = media_type(request.headers.get("content-type"))
-            body = await _read_body(request, max_body_bytes)
-            if not body:
-                raise PermanentError("request body is empty; expected an ExportMetricsServiceRequest")
-            export = EncodedExport(body, encoding, request.headers.get("content-encoding"))
-            result = await consumer.consume(export, tenant_for(request))
-        except AisreError as error:
-            return _refuse(error, encoding, metrics)
-        if metrics is not None:
-            metrics.requests.labels("http", encoding, "200").inc()
-            metrics.latency.labels("http").observe(time.perf_counter() - started)
-        return Response(
-            encode_metrics_response(result.rejected, result.message, encoding),
-            status_code=200,
-            media_type=CONTENT_TYPES[encoding],
-        )
+        return await _export(request, consumer, "ExportMetricsServiceRequest", encode_metrics_response,
+                             max_body_bytes, tenant_for, metrics)
 
     return export_metrics
+
+
+async def _export(
+    request: Request,
+    consumer: TracesConsumer,
+    message: str,
+    encode: Callable[[int, str, Encoding], bytes],
+    max_body_bytes: int,
+    tenant_for: TenantResolver,
+    metrics: IngestMetrics | None,
+) -> Response:
+    """One OTLP/HTTP export: read and check the body, hand it to ``consumer``, answer with
+    ``encode``'s response (or the refusal OTLP exporters understand)."""
+    started = time.perf_counter()
+    encoding: Encoding = "json"
+    try:
+        encoding = media_type(request.headers.get("content-type"))
+        body = await _read_body(request, max_body_bytes)
+        if not body:
+            raise PermanentError(f"request body is empty; expected an {message}")
+        export = EncodedExport(body, encoding, request.headers.get("content-encoding"))
+        result = await consumer.consume(export, tenant_for(request))
+    except AisreError as error:
+        return _refuse(error, encoding, metrics)
+    if metrics is not None:
+        metrics.requests.labels("http", encoding, "200").inc()
+        metrics.latency.labels("http").observe(time.perf_counter() - started)
+    return Response(encode(result.rejected, result.message, encoding), status_code=200, media_type=CONTENT_TYPES[encoding])
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
