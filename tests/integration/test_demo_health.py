@@ -16,6 +16,7 @@ from aisre.demo.telemetry import SimClock
 from tests.conftest import wait_for
 
 DEMO_SLOS = str(resources.files("aisre.demo").joinpath("slos.yaml"))
+DEMO_POLICY = str(resources.files("aisre.demo").joinpath("policy.yaml"))
 HOUR_NS = 3600 * 10**9
 
 
@@ -24,8 +25,10 @@ HOUR_NS = 3600 * 10**9
 def test_default_traffic_opens_nothing_and_a_provider_outage_pages_naming_the_provider(
     server_factory: Any, tmp_path: Any
 ) -> None:
+    # As `aisre demo` runs: its SLOs and its agent policy (the triage-policy SLO counts runs that keep it).
     server = server_factory(tmp_path / "health.duckdb", "--slos", DEMO_SLOS, "--setting", "evaluation_interval_s=1",
-                            "--setting", "evidence_interval_s=1")
+                            "--setting", "evidence_interval_s=1", "--setting", f"policies={DEMO_POLICY}",
+                            "--setting", "policy_interval_s=1")
     # Two hours of default traffic in 30 real seconds, ending an hour before now.
     speed, seconds = 240, 30
     start = time.time_ns() - 3 * HOUR_NS
@@ -41,6 +44,12 @@ def test_default_traffic_opens_nothing_and_a_provider_outage_pages_naming_the_pr
         return doc.get("total") == stats.journeys["ask"]
 
     wait_for(counted, 30, "every ask run counted")
+
+    def judged() -> bool:
+        doc = httpx.get(server.url + "/api/slos/triage-policy").json()
+        return doc.get("total") == stats.journeys["triage-agent"]
+
+    wait_for(judged, 60, "every triage-agent run judged against the policy")
     time.sleep(3)  # a few evaluations over the complete data
     for doc in httpx.get(server.url + "/api/slos").json()["items"]:
         assert doc["status"] == "ok", (doc["name"], doc["status"], doc.get("alerts"))

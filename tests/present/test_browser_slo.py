@@ -45,13 +45,13 @@ def test_journeys_to_slo_burn_down(page: sync_api.Page, slo_server: ServerProces
     expect(dots.first).to_have_attribute("data-status", "page")  # worst first
     expect(dots.first).to_have_attribute("href", "/slos/ask-success")
     expect(dots.nth(1)).to_have_attribute("data-status", "ok")
-    expect(page.locator('tr[data-journey="triage-agent"] a.slo-dot')).to_have_attribute(
+    expect(page.locator('tr[data-journey="triage-agent"] a.slo-dot[href="/slos/triage-success"]')).to_have_attribute(
         "data-status", "ok"
     )
 
     page.get_by_role("navigation").get_by_role("link", name="SLOs").click()
     expect(page).to_have_url(re.compile(r"/slos$"))
-    expect(page.locator("tr.slo-row")).to_have_count(3)
+    expect(page.locator("tr.slo-row")).to_have_count(4)  # the demo's four SLOs, triage-policy included
     row = page.locator('tr[data-slo="ask-success"]')
     expect(row.locator(".slo-status")).to_have_text("page")
     expect(row.locator(".burn-1h")).to_have_text("40×")
