@@ -140,6 +140,32 @@ def test_a_pii_tool_argument_never_reaches_the_decision_log_in_clear(store: Stor
     assert b"mallory@evil.test" not in raw
 
 
+def test_denies_go_to_the_audit_trail_with_the_decision_id_redacted(store: Store, tmp_path: Path) -> None:
+    """Like OPA's decision-log sink: each deny (and each apply) is in the audit log, naming the
+    decision id; the audit entry holds the input as the decision record does (redacted)."""
+    service = _service(store, scrub=load_policy("redact").scrub, digest_key=b"k")
+    service.apply("t", POLICY, "admin-key")
+    allowed = service.decide("t", {"journey": "triage", "action": {"type": "tool", "name": "send_email",
+                                                                   "args": {"to": "jane.doe@example.com"}}})
+    denied = service.decide("t", {"journey": "triage", "trace_id": "cd" * 16, "span_id": "ef" * 8,
+                                  "action": {"type": "tool", "name": "shell", "args": {"cmd": "mail bob@evil.test"}}},
+                            actor="ingest-key-1")
+    assert allowed["result"] == "allow" and denied["result"] == "deny"
+    entries = store.list_audit("t", action="policy.decide")
+    assert [(e["action"], e["target"], e["actor"]) for e in entries] == [
+        ("policy.decide.deny", f"decision:{denied['id']}", "ingest-key-1")]
+    after = entries[0]["after"]
+    assert after["id"] == denied["id"] and after["rules"] == ["no-shell"]
+    assert after["trace_id"] == "cd" * 16 and after["span_id"] == "ef" * 8
+    assert after["input_digest"] == denied["input_digest"]
+    assert after["input"]["action"]["args"]["cmd"] == "mail [REDACTED:EMAIL]"
+    assert [e["action"] for e in store.list_audit("t", action="policy")] == ["policy.decide.deny", "policy.apply"]
+    store.close()
+    raw = (tmp_path / "policy.duckdb").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("policy.duckdb.wal"))
+    assert b"bob@evil.test" not in raw
+
+
 def test_stored_redacted_arguments_leave_a_predicate_undetermined(store: Store) -> None:
     """With the tenant's redaction at ingest the trace holds [REDACTED:EMAIL], which cannot be
     judged: the rule is reported undetermined, not a violation (the inline decision judged it)."""

@@ -113,14 +113,17 @@ class PolicyService:
 
     # -- inline decisions ----------------------------------------------------------
 
-    def decide(self, tenant: str, body: Any, now_ns: int | None = None, record: bool = True) -> dict[str, Any]:
-        """Answer a decide request with the set in force now, and record the decision."""
+    def decide(self, tenant: str, body: Any, now_ns: int | None = None, record: bool = True,
+               actor: str = "policy") -> dict[str, Any]:
+        """Answer a decide request with the set in force now, and record the decision (denies and
+        warnings also in the audit trail, under ``actor``)."""
         req = parse_request(body, tenant, now_ns)
         current = self.current(tenant)
         policies = current.policies if current is not None else ()
         decision = decide_request(policies, req)
         doc = decision_record(req, decision, policies, lambda value: self.scrub(tenant, value), self.digest_key,
                               now_ns=now_ns)
+        doc["actor"] = actor
         self.decisions[(tenant, decision.result)] += 1
         if record:
             with self._pending_lock:

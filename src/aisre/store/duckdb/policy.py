@@ -29,6 +29,14 @@ class _Host(Protocol):
     def _mark_dirty(self, touched: dict[str, set[int]]) -> None: ...
 
 
+def audit_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """What the audit trail keeps of a decision record: id, result, rules, reasons, policy
+    versions, trace/span and the keyed input digest, with the input as already redacted."""
+    keys = ("id", "source", "result", "journey", "trace_id", "span_id", "bundle", "policies", "rules", "reasons",
+            "input_digest", "input")
+    return {k: record.get(k) for k in keys}
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
@@ -92,11 +100,30 @@ class PolicyTables:
              r["input_digest"], None if r.get("input") is None else _dumps(r["input"])]
             for r in rows
         ]
-        self._writer.call(lambda: self._conn.executemany(
-            "INSERT INTO policy_decisions (id, tenant, at_ns, source, journey, trace_id, span_id, result, bundle, "
-            "policies_json, rules, reasons_json, input_digest, input_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params,
-        )).result(60)
+        # Denies and warnings also go to the audit trail (like OPA's decision-log sink), in the
+        # same transaction: the audit entry carries the decision id and the record as redacted,
+        # never the clear input.
+        exported = [r for r in rows if r["result"] == "deny" or r.get("reasons")]
+
+        def write() -> None:
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.executemany(
+                    "INSERT INTO policy_decisions (id, tenant, at_ns, source, journey, trace_id, span_id, result, bundle, "
+                    "policies_json, rules, reasons_json, input_digest, input_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+                for r in exported:
+                    _audit(conn, r["tenant"], str(r.get("actor") or "policy"), f"policy.decide.{r['result']}",
+                           f"decision:{r['id']}", None, audit_entry(r))
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._writer.call(write).result(60)
 
     def list_decisions(
         self: _Host, tenant: str, journey: str | None = None, rule: str | None = None, result: str | None = None,
