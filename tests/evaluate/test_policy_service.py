@@ -166,6 +166,35 @@ def test_denies_go_to_the_audit_trail_with_the_decision_id_redacted(store: Store
     assert b"bob@evil.test" not in raw
 
 
+def test_session_and_tenant_budgets_inline_and_over_stored_traces_agree(store: Store) -> None:
+    """A session split over runs: inline, each call of the fourth run is judged against what the
+    store holds of the session's (and the tenant's) other runs; judged after commit, the same."""
+    from aisre.evaluate.policy.actions import run_actions
+    from tests.evaluate.test_policy import SHARED, _action_body, _session_runs
+
+    service = _service(store)
+    service.apply("t", SHARED, "tester")
+    runs = dict(_session_runs())
+    for name in ("s1-a", "s1-b", "s2"):
+        _send(store, runs[name].request(), T0 + 3600 * S)
+    later = runs["s1-c"]
+    acts = run_actions({}, flatten(later.request(), "t").table.to_pylist(), "t")
+    inline = []
+    for i, action in enumerate(acts.actions):
+        body = {"journey": "triage", "session_id": "s1", "trace_id": later.trace_id, "action": _action_body(action),
+                "history": [_action_body(a) for a in acts.actions[:i]]}
+        answer = service.decide("t", body)
+        inline.append((answer["result"], [r["rule"] for r in answer["reasons"]]))
+    assert inline == [("allow", []), ("deny", ["per-session"]), ("deny", ["per-session", "per-tenant"]),
+                      ("deny", ["per-session", "per-tenant"])]
+    _send(store, later.request(), T0 + 3600 * S)
+    assert service.judge_pending("t") == 4
+    judged = service.judge_trace("t", later.trace_id)
+    assert sorted((v["rule"], v["count"]) for v in judged["violations"]) == [("per-session", 12), ("per-tenant", 16)]
+    assert [v["span_id"] for v in sorted(judged["violations"], key=lambda v: v["rule"])] == later.step_span_ids[1:3]
+    assert {r["trace_id"] for r in store.list_violations("t")} == {later.trace_id}
+
+
 def test_stored_redacted_arguments_leave_a_predicate_undetermined(store: Store) -> None:
     """With the tenant's redaction at ingest the trace holds [REDACTED:EMAIL], which cannot be
     judged: the rule is reported undetermined, not a violation (the inline decision judged it)."""

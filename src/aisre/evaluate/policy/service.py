@@ -18,9 +18,16 @@ from typing import Any
 
 from aisre.core.errors import NotFound
 from aisre.evaluate.policy.actions import run_actions
-from aisre.evaluate.policy.engine import evaluate_run
+from aisre.evaluate.policy.engine import (
+    Ledger,
+    RunContext,
+    evaluate_run,
+    period_start,
+    shared_budget_scopes,
+)
 from aisre.evaluate.policy.inline import decide_request, decision_record, parse_request
 from aisre.evaluate.policy.spec import Policy, bundle_version, policies_from_text
+from aisre.normalize.attribute_rules import hash_value
 from aisre.store.protocol import PolicyStore
 
 log = logging.getLogger(__name__)
@@ -120,7 +127,8 @@ class PolicyService:
         req = parse_request(body, tenant, now_ns)
         current = self.current(tenant)
         policies = current.policies if current is not None else ()
-        decision = decide_request(policies, req)
+        ledgers = self.ledgers(policies, req.context, req.action.start_ns, req.action.start_ns, clear_session=True)
+        decision = decide_request(policies, req, ledgers)
         doc = decision_record(req, decision, policies, lambda value: self.scrub(tenant, value), self.digest_key,
                               now_ns=now_ns)
         doc["actor"] = actor
@@ -132,6 +140,27 @@ class PolicyService:
                 self.flush()  # not started (a library caller, a test): write now
         return {"id": doc["id"], "result": decision.result, "reasons": doc["reasons"], "policies": doc["policies"],
                 "bundle": doc["bundle"], "input_digest": doc["input_digest"], "undetermined": list(decision.undetermined)}
+
+    def ledgers(self, policies: Sequence[Policy], ctx: RunContext, first_ns: int, last_ns: int,
+                clear_session: bool = False) -> dict[str, Ledger] | None:
+        """What the tenant's other runs (and the session's) used up to ``last_ns``, for session
+        and tenant budgets; None when no policy covering the run has one. An inline caller sends
+        the clear session id, stored traces hold it as ingest left it (hashed by default): both
+        forms are looked up."""
+        scopes = shared_budget_scopes(policies, ctx)
+        if not scopes:
+            return None
+        found: dict[str, Ledger] = {}
+        if "tenant" in scopes:
+            periods = [r.period_s for p in policies for r in p.rules if r.kind == "budget" and r.per == "tenant"]
+            since = min(period_start(first_ns, period) for period in periods)
+            found["tenant"] = _ledger(self.store.policy_usage(ctx.tenant, since, last_ns, ctx.trace_id))
+        if "session" in scopes and ctx.session:
+            sessions = [ctx.session]
+            if clear_session:
+                sessions.append(str(hash_value(self.digest_key, ctx.session)))
+            found["session"] = _ledger(self.store.policy_usage(ctx.tenant, 0, last_ns, ctx.trace_id, sessions))
+        return found
 
     def flush(self) -> int:
         """Write the pending decision records (one batch); returns how many."""
@@ -150,7 +179,9 @@ class PolicyService:
         acts = run_actions(run, spans, tenant)
         chosen = self.in_force_at(tenant, acts.context.start_ns)
         policies = chosen.policies if chosen is not None else ()
-        verdict = evaluate_run(policies, acts.context, acts.actions)
+        times = [a.start_ns for a in acts.actions if a.start_ns]
+        ledgers = self.ledgers(policies, acts.context, min(times, default=0), max(times, default=0)) if times else None
+        verdict = evaluate_run(policies, acts.context, acts.actions, ledgers)
         rows = [{"tenant": tenant, "trace_id": trace_id, "journey": acts.context.journey,
                  "run_start_ns": acts.context.start_ns, **v.document()} for v in verdict.violations]
         mark = {"tenant": tenant, "trace_id": trace_id, "journey": acts.context.journey, "run_start_ns": acts.context.start_ns,
@@ -215,3 +246,7 @@ class PolicyService:
 def _summary(policies: Sequence[Policy]) -> list[dict[str, Any]]:
     return [{"name": p.name, "version": p.version, "rules": [r.name for r in p.rules]} for p in policies]
 
+
+
+def _ledger(rows: list[dict[str, Any]]) -> Ledger:
+    return Ledger((int(r["start_ns"]), str(r["kind"]), int(r["tokens"]), float(r["cost_usd"])) for r in rows)

@@ -163,6 +163,27 @@ class PolicyTables:
             [tenant, int(limit)],
         )
 
+    def policy_usage(
+        self: _Host, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Tool and model calls of the tenant's other traces started in [since_ns, until_ns)
+        (only traces of these sessions when given): start_ns, kind, tokens, cost_usd."""
+        join, params = "", [tenant]
+        if sessions is not None:
+            join = ("JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id "
+                    f"AND t.session_id IN ({', '.join('?' for _ in sessions) or 'NULL'})")
+            params = [*sessions, tenant]
+        return self._rows(
+            "SELECT s.start_ns, CASE WHEN s.operation = 'execute_tool' THEN 'tool' ELSE 'model' END AS kind, "
+            "CASE WHEN s.operation = 'execute_tool' THEN 0 "
+            "ELSE coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0) END AS tokens, "
+            "CASE WHEN s.operation = 'execute_tool' THEN 0.0 ELSE coalesce(s.cost_usd, 0.0) END AS cost_usd "
+            f"FROM spans s {join} WHERE s.tenant = ? AND s.trace_id <> ? "
+            "AND s.operation IN ('execute_tool', 'chat', 'text_completion') AND s.start_ns >= ? AND s.start_ns < ?",
+            [*params, exclude_trace_id, int(since_ns), int(until_ns)],
+        )
+
     def save_policy_run(self: _Host, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         """Replace one trace's violations (``rows``) and its judged mark (``row``) in one transaction."""
 
