@@ -172,11 +172,15 @@ def test_session_and_tenant_budgets_inline_and_over_stored_traces_agree(store: S
     from aisre.evaluate.policy.actions import run_actions
     from tests.evaluate.test_policy import SHARED, _action_body, _session_runs
 
-    service = _service(store)
+    service = _service(store, digest_key=b"k")
     service.apply("t", SHARED, "tester")
     runs = dict(_session_runs())
+    # session.id is hashed at ingest by default; the runtime asks with the clear id.
+    content = load_policy("redact", salt=b"k").filter_for("t")
     for name in ("s1-a", "s1-b", "s2"):
-        _send(store, runs[name].request(), T0 + 3600 * S)
+        _send(store, runs[name].request(), T0 + 3600 * S, content=content)
+    stored = store.get_trace("t", runs["s1-a"].trace_id)[0]["session_id"]
+    assert stored.startswith("hmac:") and stored != "s1"
     later = runs["s1-c"]
     acts = run_actions({}, flatten(later.request(), "t").table.to_pylist(), "t")
     inline = []
@@ -187,7 +191,7 @@ def test_session_and_tenant_budgets_inline_and_over_stored_traces_agree(store: S
         inline.append((answer["result"], [r["rule"] for r in answer["reasons"]]))
     assert inline == [("allow", []), ("deny", ["per-session"]), ("deny", ["per-session", "per-tenant"]),
                       ("deny", ["per-session", "per-tenant"])]
-    _send(store, later.request(), T0 + 3600 * S)
+    _send(store, later.request(), T0 + 3600 * S, content=content)
     assert service.judge_pending("t") == 4
     judged = service.judge_trace("t", later.trace_id)
     assert sorted((v["rule"], v["count"]) for v in judged["violations"]) == [("per-session", 12), ("per-tenant", 16)]

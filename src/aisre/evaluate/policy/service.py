@@ -88,6 +88,15 @@ class PolicyService:
         with self._lock:
             return tenant in self._sets
 
+    def answers_from_memory(self, tenant: str) -> bool:
+        """Whether a decision needs nothing from the store: the sets are cached and the set in
+        force has no session or tenant budget (those read other runs' calls)."""
+        if not self.cached(tenant):
+            return False
+        current = self.current(tenant)
+        return current is None or not any(r.kind == "budget" and r.per != "run"
+                                           for p in current.policies for r in p.rules)
+
     def current(self, tenant: str) -> PolicySet | None:
         """The set in force now."""
         found = self.sets(tenant)
