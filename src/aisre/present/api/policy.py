@@ -97,7 +97,7 @@ async def policy_decide(request: Request) -> Response:
     """
     summary: Decide whether an agent may make a tool or model call now, and record the decision
     description: >
-      Body: {journey, service, agent, trace_id, span_id, run_start_ns, action: {type: tool|model, name,
+      Body: {journey, service, agent, session_id, trace_id, span_id, run_start_ns, action: {type: tool|model, name,
       args, tokens, cost_usd, depth, start_ns, guarded}, history: [earlier actions of the run]}. The
       answer is allow or deny with every reason; the decision record keeps a keyed digest of the input
       and the input as the tenant's redaction leaves it; denies and warnings are also in the audit log
