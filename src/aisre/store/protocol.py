@@ -193,6 +193,11 @@ class PolicyStore(Protocol):
         sessions: list[str] | None = None,
     ) -> list[dict[str, Any]]: ...
 
+    def policy_usage_totals(
+        self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> dict[str, Any]: ...
+
     def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None: ...
 
     def list_violations(

@@ -130,6 +130,20 @@ class Ledger:
         return {name: hi[i] - lo[i] for i, name in enumerate(MODEL_MEASURES)}
 
 
+class Totals(Ledger):
+    """A ledger already summed for the windows an inline decision asks about: the store's
+    totals per window start (the window ends at the proposed action)."""
+
+    def __init__(self, by_since: dict[int, dict[str, float]]) -> None:
+        """``by_since``: window start → totals of the other runs up to the proposed action."""
+        super().__init__()
+        self.by_since = by_since
+
+    def usage(self, since_ns: int, until_ns: int) -> dict[str, float]:
+        """The totals of the window starting at ``since_ns``."""
+        return self.by_since.get(since_ns, dict.fromkeys(MODEL_MEASURES, 0.0))
+
+
 def period_start(at_ns: int, period_s: float) -> int:
     """Start of the fixed period (aligned to the Unix epoch, in UTC) holding ``at_ns``."""
     step = int(period_s * 1e9)

@@ -21,6 +21,7 @@ from aisre.evaluate.policy.actions import run_actions
 from aisre.evaluate.policy.engine import (
     Ledger,
     RunContext,
+    Totals,
     evaluate_run,
     period_start,
     shared_budget_scopes,
@@ -160,15 +161,25 @@ class PolicyService:
         if not scopes:
             return None
         found: dict[str, Ledger] = {}
+        # Inline (one action): totals summed in the store per window; over a trace: the other
+        # runs' calls, so each action of the run is judged at its own time.
+        one = first_ns == last_ns
         if "tenant" in scopes:
-            periods = [r.period_s for p in policies for r in p.rules if r.kind == "budget" and r.per == "tenant"]
-            since = min(period_start(first_ns, period) for period in periods)
-            found["tenant"] = _ledger(self.store.policy_usage(ctx.tenant, since, last_ns, ctx.trace_id))
+            periods = {r.period_s for p in policies for r in p.rules if r.kind == "budget" and r.per == "tenant"}
+            starts = sorted({period_start(first_ns, period) for period in periods})
+            if one:
+                found["tenant"] = Totals({s: self.store.policy_usage_totals(ctx.tenant, s, last_ns, ctx.trace_id)
+                                          for s in starts})
+            else:
+                found["tenant"] = _ledger(self.store.policy_usage(ctx.tenant, starts[0], last_ns, ctx.trace_id))
         if "session" in scopes and ctx.session:
             sessions = [ctx.session]
             if clear_session:
                 sessions.append(str(hash_value(self.digest_key, ctx.session)))
-            found["session"] = _ledger(self.store.policy_usage(ctx.tenant, 0, last_ns, ctx.trace_id, sessions))
+            if one:
+                found["session"] = Totals({0: self.store.policy_usage_totals(ctx.tenant, 0, last_ns, ctx.trace_id, sessions)})
+            else:
+                found["session"] = _ledger(self.store.policy_usage(ctx.tenant, 0, last_ns, ctx.trace_id, sessions))
         return found
 
     def flush(self) -> int:

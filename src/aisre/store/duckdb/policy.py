@@ -37,6 +37,24 @@ def audit_entry(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in keys}
 
 
+_TOKENS = ("CASE WHEN s.operation = 'execute_tool' THEN 0 "
+           "ELSE coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0) END")
+_COST = "CASE WHEN s.operation = 'execute_tool' THEN 0.0 ELSE coalesce(s.cost_usd, 0.0) END"
+
+
+def _usage_filter(tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str,
+                  sessions: list[str] | None) -> tuple[str, list[Any]]:
+    """FROM/WHERE of the other traces' tool and model calls in a window (of some sessions)."""
+    join, params = "", [tenant]
+    if sessions is not None:
+        join = ("JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id "
+                f"AND t.session_id IN ({', '.join('?' for _ in sessions) or 'NULL'})")
+        params = [*sessions, tenant]
+    return (f"FROM spans s {join} WHERE s.tenant = ? AND s.trace_id <> ? "
+            "AND s.operation IN ('execute_tool', 'chat', 'text_completion') AND s.start_ns >= ? AND s.start_ns < ?",
+            [*params, exclude_trace_id, int(since_ns), int(until_ns)])
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
@@ -169,20 +187,23 @@ class PolicyTables:
     ) -> list[dict[str, Any]]:
         """Tool and model calls of the tenant's other traces started in [since_ns, until_ns)
         (only traces of these sessions when given): start_ns, kind, tokens, cost_usd."""
-        join, params = "", [tenant]
-        if sessions is not None:
-            join = ("JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id "
-                    f"AND t.session_id IN ({', '.join('?' for _ in sessions) or 'NULL'})")
-            params = [*sessions, tenant]
+        where, params = _usage_filter(tenant, since_ns, until_ns, exclude_trace_id, sessions)
         return self._rows(
             "SELECT s.start_ns, CASE WHEN s.operation = 'execute_tool' THEN 'tool' ELSE 'model' END AS kind, "
-            "CASE WHEN s.operation = 'execute_tool' THEN 0 "
-            "ELSE coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0) END AS tokens, "
-            "CASE WHEN s.operation = 'execute_tool' THEN 0.0 ELSE coalesce(s.cost_usd, 0.0) END AS cost_usd "
-            f"FROM spans s {join} WHERE s.tenant = ? AND s.trace_id <> ? "
-            "AND s.operation IN ('execute_tool', 'chat', 'text_completion') AND s.start_ns >= ? AND s.start_ns < ?",
-            [*params, exclude_trace_id, int(since_ns), int(until_ns)],
-        )
+            f"{_TOKENS} AS tokens, {_COST} AS cost_usd {where}", params)
+
+    def policy_usage_totals(
+        self: _Host, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """The same calls as policy_usage, summed in the store (an inline decision needs only
+        the totals): model_calls, tool_calls, tokens, cost_usd."""
+        where, params = _usage_filter(tenant, since_ns, until_ns, exclude_trace_id, sessions)
+        rows = self._rows(
+            "SELECT count(*) FILTER (WHERE s.operation <> 'execute_tool') AS model_calls, "
+            "count(*) FILTER (WHERE s.operation = 'execute_tool') AS tool_calls, "
+            f"coalesce(sum({_TOKENS}), 0) AS tokens, coalesce(sum({_COST}), 0.0) AS cost_usd {where}", params)
+        return rows[0]
 
     def save_policy_run(self: _Host, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         """Replace one trace's violations (``rows``) and its judged mark (``row``) in one transaction."""
