@@ -72,14 +72,15 @@ class Run:
 
 
 def agent_run(steps: Sequence[Step], *, journey: str = "triage", agent: str = "triage-agent", start_ns: int = T0,
-              step_ns: int = S, version: str = "1.0") -> Run:
+              step_ns: int = S, version: str = "1.0", session: str | None = None) -> Run:
     """A run: root (journey) → agent span (agent name) → one span per step, ``step_ns`` apart.
     A guardrail step is a child of the model call that follows it."""
     trace_id, root_id, agent_id = os.urandom(16), os.urandom(8), os.urandom(8)
     end = start_ns + (len(steps) + 2) * step_ns
     spans = [
         Span(trace_id=trace_id, span_id=root_id, name="POST /triage", kind=Span.SPAN_KIND_SERVER,
-             start_time_unix_nano=start_ns, end_time_unix_nano=end, attributes=[kv("aisre.journey", journey)]),
+             start_time_unix_nano=start_ns, end_time_unix_nano=end,
+             attributes=[kv("aisre.journey", journey), *([kv("session.id", session)] if session else [])]),
         Span(trace_id=trace_id, span_id=agent_id, parent_span_id=root_id, name=f"invoke_agent {agent}",
              start_time_unix_nano=start_ns + 1, end_time_unix_nano=end - 1,
              attributes=[kv("gen_ai.operation.name", "invoke_agent"), kv("gen_ai.agent.name", agent)]),

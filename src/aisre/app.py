@@ -223,6 +223,8 @@ class AisreServer:
         self.postmortems = Postmortems(
             self.incidents, self.slos, lambda tenant, trace_id: get_trace(self.store, tenant, trace_id),
             slo_minutes=self.store.slo_minute_arrays,
+            violations=lambda tenant, journey, since_ns, limit: self.store.list_violations(
+                tenant, journey=journey, since_ns=since_ns, limit=limit),
         )
         # Committed runs are judged on their own thread, never on the ingest path.
         self.policy = PolicyService(

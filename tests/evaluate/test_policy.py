@@ -10,11 +10,11 @@ import pytest
 
 from aisre.core.slo import SpecValidationError
 from aisre.evaluate.policy.actions import run_actions
-from aisre.evaluate.policy.engine import Action, evaluate_run
+from aisre.evaluate.policy.engine import Action, evaluate_run, evaluate_runs
 from aisre.evaluate.policy.inline import decide_request, parse_request
 from aisre.evaluate.policy.spec import check_policy_files, policies_from_text
 from aisre.normalize.spans import flatten
-from tests.policy_traces import Run, agent_run, guardrail, model, tool
+from tests.policy_traces import T0, Run, agent_run, guardrail, model, tool
 
 POLICY = """
 policies:
@@ -164,6 +164,82 @@ def test_budgets_per_run() -> None:
     assert over.span_id == slow.step_span_ids[1]  # 80 s in: the first step past the minute
     _inline_equals_trace(run)
     _inline_equals_trace(slow)
+
+
+SHARED = """
+policies:
+  - name: spend
+    rules:
+      - {name: per-session, kind: budget, per: session, tool_calls: 9, tokens: 1000}
+      - {name: per-tenant, kind: budget, per: tenant, period: 1h, tool_calls: 14}
+"""
+MINUTE = 60 * 10**9
+
+
+def _calls(n: int, tag: str) -> list[Any]:
+    return [tool("search", q=f"{tag}-{i}") for i in range(n)]
+
+
+def _session_runs() -> list[tuple[str, Run]]:
+    """Session s1 split over four runs, s2 one run; T0 is 800 s into its UTC hour, so the run
+    at +50 min is in the next hour."""
+    return [
+        ("s1-a", agent_run(_calls(4, "a"), session="s1", start_ns=T0)),
+        ("s1-b", agent_run(_calls(4, "b"), session="s1", start_ns=T0 + 10 * MINUTE)),
+        ("s2", agent_run(_calls(4, "c"), session="s2", start_ns=T0 + 20 * MINUTE)),
+        ("s1-c", agent_run(_calls(4, "d"), session="s1", start_ns=T0 + 30 * MINUTE)),
+        ("s1-d", agent_run(_calls(4, "e"), session="s1", start_ns=T0 + 50 * MINUTE)),
+    ]
+
+
+def test_session_and_tenant_budgets_over_several_runs() -> None:
+    """Budgets shared by a user session split over runs and by the tenant per UTC hour."""
+    policies = policies_from_text(SHARED, "shared.yaml")
+    runs = _session_runs()
+    acts = [run_actions({}, flatten(run.request(), "t").table.to_pylist(), "t") for _, run in runs]
+    assert [a.context.session for a in acts] == ["s1", "s1", "s2", "s1", "s1"]
+    verdicts = dict(zip([n for n, _ in runs], evaluate_runs(policies, [(a.context, a.actions) for a in acts]), strict=True))
+    results = {name: [d.result for d in v.decisions] for name, v in verdicts.items()}
+    assert results["s1-a"] == results["s1-b"] == results["s2"] == ["allow"] * 4
+    # s1's 10th tool call (the 2nd of run c) passes the session's 9; the tenant's 15th call
+    # this hour (the 3rd of run c) passes the tenant's 14.
+    assert results["s1-c"] == ["allow", "deny", "deny", "deny"]
+    c = verdicts["s1-c"]
+    assert [r.rule for r in c.decisions[1].reasons] == ["per-session"]
+    assert c.decisions[1].reasons[0].message == (
+        "session budget tool_calls exceeded: 10 > 9 (this run 2, other runs 8)")
+    assert [r.rule for r in c.decisions[2].reasons] == ["per-session", "per-tenant"]
+    assert c.decisions[2].reasons[1].message == (
+        "tenant per 1h budget tool_calls exceeded: 15 > 14 (this run 3, other runs 12)")
+    assert {(v.rule, v.count) for v in c.violations} == {("per-session", 12), ("per-tenant", 16)}
+    # The next hour starts the tenant's count again; the session's count goes on.
+    d = verdicts["s1-d"]
+    assert [d_.result for d_ in d.decisions] == ["deny"] * 4
+    assert {(v.rule, v.count) for v in d.violations} == {("per-session", 16)}
+    # Run by run, with no other runs known, nothing is over.
+    alone = evaluate_run(policies, acts[3].context, acts[3].actions)
+    assert alone.violations == []
+
+
+def test_shared_budget_files_are_checked() -> None:
+    bad = """
+policies:
+  - name: p
+    rules:
+      - {name: a, kind: budget, per: tenant, tool_calls: 3}
+      - {name: b, kind: budget, per: session, period: 1h, tokens: 3}
+      - {name: c, kind: budget, per: session, depth: 3}
+      - {name: d, kind: budget, per: user, tokens: 3}
+"""
+    with pytest.raises(SpecValidationError) as caught:
+        policies_from_text(bad, "bad.yaml")
+    found = {(e.line, e.field, e.message) for e in caught.value.errors}
+    assert found == {
+        (5, "policies[0].rules[0].period", "a tenant budget needs a period (e.g. 1h or 1d)"),
+        (6, "policies[0].rules[1].period", "only a tenant budget has a period (a session budget covers the session)"),
+        (7, "policies[0].rules[2].depth", "a session budget counts model_calls, tool_calls, tokens, cost_usd; depth is per run"),
+        (8, "policies[0].rules[3].per", "must be one of run, session, tenant (got 'user')"),
+    }
 
 
 def test_guardrail_coverage_and_trips() -> None:

@@ -140,6 +140,65 @@ def test_a_pii_tool_argument_never_reaches_the_decision_log_in_clear(store: Stor
     assert b"mallory@evil.test" not in raw
 
 
+def test_denies_go_to_the_audit_trail_with_the_decision_id_redacted(store: Store, tmp_path: Path) -> None:
+    """Like OPA's decision-log sink: each deny (and each apply) is in the audit log, naming the
+    decision id; the audit entry holds the input as the decision record does (redacted)."""
+    service = _service(store, scrub=load_policy("redact").scrub, digest_key=b"k")
+    service.apply("t", POLICY, "admin-key")
+    allowed = service.decide("t", {"journey": "triage", "action": {"type": "tool", "name": "send_email",
+                                                                   "args": {"to": "jane.doe@example.com"}}})
+    denied = service.decide("t", {"journey": "triage", "trace_id": "cd" * 16, "span_id": "ef" * 8,
+                                  "action": {"type": "tool", "name": "shell", "args": {"cmd": "mail bob@evil.test"}}},
+                            actor="ingest-key-1")
+    assert allowed["result"] == "allow" and denied["result"] == "deny"
+    entries = store.list_audit("t", action="policy.decide")
+    assert [(e["action"], e["target"], e["actor"]) for e in entries] == [
+        ("policy.decide.deny", f"decision:{denied['id']}", "ingest-key-1")]
+    after = entries[0]["after"]
+    assert after["id"] == denied["id"] and after["rules"] == ["no-shell"]
+    assert after["trace_id"] == "cd" * 16 and after["span_id"] == "ef" * 8
+    assert after["input_digest"] == denied["input_digest"]
+    assert after["input"]["action"]["args"]["cmd"] == "mail [REDACTED:EMAIL]"
+    assert [e["action"] for e in store.list_audit("t", action="policy")] == ["policy.decide.deny", "policy.apply"]
+    store.close()
+    raw = (tmp_path / "policy.duckdb").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("policy.duckdb.wal"))
+    assert b"bob@evil.test" not in raw
+
+
+def test_session_and_tenant_budgets_inline_and_over_stored_traces_agree(store: Store) -> None:
+    """A session split over runs: inline, each call of the fourth run is judged against what the
+    store holds of the session's (and the tenant's) other runs; judged after commit, the same."""
+    from aisre.evaluate.policy.actions import run_actions
+    from tests.evaluate.test_policy import SHARED, _action_body, _session_runs
+
+    service = _service(store, digest_key=b"k")
+    service.apply("t", SHARED, "tester")
+    runs = dict(_session_runs())
+    # session.id is hashed at ingest by default; the runtime asks with the clear id.
+    content = load_policy("redact", salt=b"k").filter_for("t")
+    for name in ("s1-a", "s1-b", "s2"):
+        _send(store, runs[name].request(), T0 + 3600 * S, content=content)
+    stored = store.get_trace("t", runs["s1-a"].trace_id)[0]["session_id"]
+    assert stored.startswith("hmac:") and stored != "s1"
+    later = runs["s1-c"]
+    acts = run_actions({}, flatten(later.request(), "t").table.to_pylist(), "t")
+    inline = []
+    for i, action in enumerate(acts.actions):
+        body = {"journey": "triage", "session_id": "s1", "trace_id": later.trace_id, "action": _action_body(action),
+                "history": [_action_body(a) for a in acts.actions[:i]]}
+        answer = service.decide("t", body)
+        inline.append((answer["result"], [r["rule"] for r in answer["reasons"]]))
+    assert inline == [("allow", []), ("deny", ["per-session"]), ("deny", ["per-session", "per-tenant"]),
+                      ("deny", ["per-session", "per-tenant"])]
+    _send(store, later.request(), T0 + 3600 * S, content=content)
+    assert service.judge_pending("t") == 4
+    judged = service.judge_trace("t", later.trace_id)
+    assert sorted((v["rule"], v["count"]) for v in judged["violations"]) == [("per-session", 12), ("per-tenant", 16)]
+    assert [v["span_id"] for v in sorted(judged["violations"], key=lambda v: v["rule"])] == later.step_span_ids[1:3]
+    assert {r["trace_id"] for r in store.list_violations("t")} == {later.trace_id}
+
+
 def test_stored_redacted_arguments_leave_a_predicate_undetermined(store: Store) -> None:
     """With the tenant's redaction at ingest the trace holds [REDACTED:EMAIL], which cannot be
     judged: the rule is reported undetermined, not a violation (the inline decision judged it)."""

@@ -24,6 +24,10 @@ from aisre.evaluate.slo import SloEngine
 MAX_TEXT = 1500  # characters of one prompt/completion/tool result shown
 FULL_EXEMPLARS = 2  # exemplar traces reconstructed in full; the rest are listed as links
 TraceGetter = Callable[[str, str], dict[str, Any]]
+# (tenant, journey or None, since_ns, limit) → policy violations of runs started since, newest first.
+ViolationLister = Callable[[str, str | None, int, int], list[dict[str, Any]]]
+MAX_VIOLATIONS = 10_000  # read for one postmortem
+LISTED_RUNS = 10  # violating runs listed by trace; the rest are counted
 
 
 def _cell(value: Any) -> str:
@@ -198,12 +202,13 @@ class Postmortems:
 
     def __init__(self, incidents: IncidentManager, slos: SloEngine | None, get_trace: TraceGetter,
                  slo_minutes: Callable[[str, int, int, str], dict[str, tuple[Any, Any, Any]]] | None = None,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, violations: ViolationLister | None = None) -> None:
         self._incidents = incidents
         self._slos = slos
         self._get_trace = get_trace
         self._slo_minutes = slo_minutes
         self._clock = clock
+        self._violations = violations
 
     def impact(self, tenant: str, row: dict[str, Any]) -> dict[str, Any]:
         """Runs and users affected, cost of failed runs, and error budget spent."""
@@ -226,6 +231,52 @@ class Postmortems:
                                  "budget_events": total, "spent_ratio": bad / total if total else None,
                                  "remaining_ratio": status["error_budget"]["remaining_ratio"]}
         return out
+
+    def policy_violations(self, tenant: str, row: dict[str, Any]) -> dict[str, Any] | None:
+        """Agent policy violations of the runs (of the incident's journey) that started in its
+        impact window, per rule, with the violating runs; None when policies are not wired."""
+        if self._violations is None:
+            return None
+        start = row.get("impact_start_ns") or row.get("first_alert_ns") or row["opened_ns"]
+        end = row.get("mitigated_ns") or row.get("resolved_ns") or self._clock()
+        found = [v for v in self._violations(tenant, row.get("journey"), start, MAX_VIOLATIONS)
+                 if int(v["run_start_ns"]) <= end]
+        rules: dict[tuple[str, str], dict[str, Any]] = {}
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for v in found:
+            rule = rules.setdefault((v["policy"], v["rule"]), {
+                "policy": v["policy"], "rule": v["rule"], "kind": v["kind"], "effect": v["effect"],
+                "violations": 0, "runs": set(), "example": v["message"]})
+            rule["violations"] += 1
+            rule["runs"].add(v["trace_id"])
+            runs.setdefault(v["trace_id"], []).append(v)
+        per_rule = sorted(({**r, "runs": len(r["runs"])} for r in rules.values()),
+                          key=lambda r: (-r["runs"], r["policy"], r["rule"]))
+        return {"start_ns": start, "end_ns": end, "violations": len(found), "runs": runs, "rules": per_rule,
+                "denied_runs": len({v["trace_id"] for v in found if v["effect"] == "deny"})}
+
+    def _violation_lines(self, tenant: str, row: dict[str, Any]) -> list[str]:
+        found = self.policy_violations(tenant, row)
+        if found is None:
+            return []
+        where = f"of {_inline(row['journey'])} " if row.get("journey") else ""
+        lines = ["", "## Agent policy violations", ""]
+        if not found["violations"]:
+            return [*lines, f"None: no run {where}that started in the impact period broke an agent policy."]
+        lines += [f"{found['violations']} violations in {len(found['runs'])} runs {where}that started in the impact "
+                  f"period; {found['denied_runs']} runs broke a deny rule.", "",
+                  "| policy | rule | kind | effect | runs | violations | for example |", "|---|---|---|---|---:|---:|---|"]
+        lines += [f"| {_cell(r['policy'])} | {_cell(r['rule'])} | {r['kind']} | {r['effect']} | {r['runs']} | "
+                  f"{r['violations']} | {_cell(r['example'])} |" for r in found["rules"]]
+        lines += ["", "Violating runs:", ""]
+        ordered = sorted(found["runs"].items(), key=lambda kv: min(int(v["start_ns"]) for v in kv[1]))
+        for trace_id, items in ordered[:LISTED_RUNS]:
+            first = min(items, key=lambda v: int(v["start_ns"]))
+            lines.append(f"- [`{trace_id}`](/traces/{trace_id}) at {_when(rfc3339(int(first['run_start_ns'])))}: "
+                         + "; ".join(f"{_inline(v['rule'])}: {_inline(v['message'])}" for v in items))
+        if len(ordered) > LISTED_RUNS:
+            lines.append(f"- and {len(ordered) - LISTED_RUNS} more runs")
+        return lines
 
     def markdown(self, incident_id: int, tenant: str) -> str:
         """The postmortem document."""
@@ -278,6 +329,7 @@ class Postmortems:
             lines.append(f"| error budget spent ({_cell(budget['slo'])}, {budget['window']}) | {_pct(budget['spent_ratio'])} "
                          f"({budget['bad_events']} bad events of {budget['budget_events']:.1f} allowed); "
                          f"{_pct(budget['remaining_ratio'])} left |")
+        lines += self._violation_lines(tenant, row)
         lines += ["", "## Timeline", "", "| time (UTC) | kind | who | what |", "|---|---|---|---|"]
         for item in doc["timeline"]:
             lines.append(f"| {_when(item['time'])} | {item['kind']} | {_cell(item['actor'])} | {_cell(item['message'])} |")

@@ -36,12 +36,12 @@ class PolicyClient:
 
     def __init__(
         self, url: str, *, key: str | None = None, journey: str | None = None, service: str | None = None,
-        agent: str | None = None, trace_id: str | None = None, mode: Literal["enforce", "monitor"] = "enforce",
+        agent: str | None = None, trace_id: str | None = None, session_id: str | None = None, mode: Literal["enforce", "monitor"] = "enforce",
         fail_open: bool = False, timeout_s: float = 2.0, client: httpx.Client | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.context: dict[str, Any] = {"journey": journey, "service": service, "agent": agent,
-                                        "run_start_ns": time.time_ns()}
+                                        "session_id": session_id, "run_start_ns": time.time_ns()}
         self.trace_id = trace_id
         self.mode = mode
         self.fail_open = fail_open

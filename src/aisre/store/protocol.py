@@ -188,6 +188,16 @@ class PolicyStore(Protocol):
 
     def runs_to_judge(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]: ...
 
+    def policy_usage(
+        self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def policy_usage_totals(
+        self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> dict[str, Any]: ...
+
     def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None: ...
 
     def list_violations(

@@ -132,6 +132,7 @@ def run_actions(run: dict[str, Any], spans: Sequence[dict[str, Any]], tenant: st
         service=run.get("root_service") or (root or {}).get("service"), agent=agent,
         trace_id=str(run.get("trace_id") or (spans[0]["trace_id"] if spans and "trace_id" in spans[0] else "")),
         start_ns=start,
+        session=str(run.get("session_id") or next((s["session_id"] for s in spans if s.get("session_id")), "")) or None,
     )
     actions.sort(key=lambda a: (a.start_ns, a.span_id))
     return RunActions(ctx, actions, trips, checks)

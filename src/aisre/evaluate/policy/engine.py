@@ -8,8 +8,9 @@ violations: a loop of 20 identical calls is one violation with count 20.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -55,6 +56,7 @@ class RunContext:
     agent: str | None = None
     trace_id: str = ""
     start_ns: int = 0
+    session: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,62 @@ class Decision:
                 "undetermined": list(self.undetermined)}
 
 
+MODEL_MEASURES = ("model_calls", "tool_calls", "tokens", "cost_usd")
+
+
+class Ledger:
+    """What other runs of a session (or of the tenant) used before a moment: model and tool
+    calls, tokens and cost, from their actions' start times (prefix sums, so each answer is a
+    bisection)."""
+
+    def __init__(self, actions: Iterable[tuple[int, str, int, float]] = ()) -> None:
+        """``actions``: (start_ns, "tool"|"model", tokens, cost_usd) of the other runs."""
+        ordered = sorted(actions)
+        self.times = [a[0] for a in ordered]
+        self.sums: list[tuple[int, int, int, float]] = [(0, 0, 0, 0.0)]
+        m = t = k = 0
+        c = 0.0
+        for _, kind, tokens, cost in ordered:
+            if kind == "model":
+                m += 1
+            else:
+                t += 1
+            k += tokens
+            c += cost
+            self.sums.append((m, t, k, c))
+
+    @classmethod
+    def of(cls, runs: Iterable[Sequence[Action]]) -> Ledger:
+        """A ledger of the actions of these runs."""
+        return cls((a.start_ns, a.type, a.tokens, a.cost_usd) for run in runs for a in run)
+
+    def usage(self, since_ns: int, until_ns: int) -> dict[str, float]:
+        """Totals of the actions started in [since_ns, until_ns)."""
+        lo = self.sums[bisect.bisect_left(self.times, since_ns)]
+        hi = self.sums[bisect.bisect_left(self.times, until_ns)]
+        return {name: hi[i] - lo[i] for i, name in enumerate(MODEL_MEASURES)}
+
+
+class Totals(Ledger):
+    """A ledger already summed for the windows an inline decision asks about: the store's
+    totals per window start (the window ends at the proposed action)."""
+
+    def __init__(self, by_since: dict[int, dict[str, float]]) -> None:
+        """``by_since``: window start → totals of the other runs up to the proposed action."""
+        super().__init__()
+        self.by_since = by_since
+
+    def usage(self, since_ns: int, until_ns: int) -> dict[str, float]:
+        """The totals of the window starting at ``since_ns``."""
+        return self.by_since.get(since_ns, dict.fromkeys(MODEL_MEASURES, 0.0))
+
+
+def period_start(at_ns: int, period_s: float) -> int:
+    """Start of the fixed period (aligned to the Unix epoch, in UTC) holding ``at_ns``."""
+    step = int(period_s * 1e9)
+    return at_ns - at_ns % step if step > 0 else 0
+
+
 class _History:
     """What the rules need to know about the actions before the proposed one."""
 
@@ -127,15 +185,16 @@ def applicable(policies: Sequence[Policy], ctx: RunContext) -> list[Policy]:
 
 
 def decide(policies: Sequence[Policy], ctx: RunContext, history: Sequence[Action], action: Action,
-           *, _summary: _History | None = None) -> Decision:
-    """Judge ``action`` proposed after ``history`` in the run ``ctx``."""
+           *, ledgers: Mapping[str, Ledger] | None = None, _summary: _History | None = None) -> Decision:
+    """Judge ``action`` proposed after ``history`` in the run ``ctx``; ``ledgers`` ("session",
+    "tenant") hold what other runs used, for session and tenant budgets."""
     chosen = applicable(policies, ctx)
     summary = _summary if _summary is not None else _History(history)
     reasons: list[Reason] = []
     undetermined: list[str] = []
     for policy in chosen:
         for rule in policy.rules:
-            found = _check(rule, ctx, summary, action, undetermined, policy.name)
+            found = _check(rule, ctx, summary, action, undetermined, policy.name, ledgers)
             if found is not None:
                 message, key, count = found
                 reasons.append(Reason(policy.name, policy.version, rule.name, rule.kind, rule.effect, message, key, count))
@@ -157,7 +216,7 @@ def _cel_true(rule: Rule, ctx: RunContext, action: Action) -> bool | str:
 
 
 def _check(rule: Rule, ctx: RunContext, h: _History, action: Action, undetermined: list[str],
-           policy: str) -> tuple[str, str, float] | None:
+           policy: str, ledgers: Mapping[str, Ledger] | None = None) -> tuple[str, str, float] | None:
     kind = rule.kind
     is_tool = action.type == "tool"
     if kind == "tool_deny":
@@ -190,6 +249,8 @@ def _check(rule: Rule, ctx: RunContext, h: _History, action: Action, undetermine
                     why = "" if value is True else f" (could not be evaluated: {value}; denied)"
                     return (f"{action.name!r} after {', '.join(earlier)} with `{rule.predicate.source}`{why}", "", 1)
     elif kind == "budget":
+        if rule.per != "run":
+            return _shared_budget(rule, h, action, (ledgers or {}).get(rule.per))
         return _budget(rule, ctx, h, action)
     elif kind == "loop":
         if is_tool:
@@ -215,6 +276,41 @@ def _budget(rule: Rule, ctx: RunContext, h: _History, action: Action) -> tuple[s
     shown = f"{value:.4g}s" if name == "wall_clock" else (f"{value:.4f} USD" if name == "cost_usd" else f"{value:g}")
     more = f" (also {', '.join(n for n, _, _ in over[1:])})" if len(over) > 1 else ""
     return f"budget {name} exceeded: {shown} > {limit:g}{more}", name, value
+
+
+def _shared_budget(rule: Rule, h: _History, action: Action, ledger: Ledger | None) -> tuple[str, str, float] | None:
+    """A session or tenant budget: this run's actions (in the period, for a tenant) and the
+    proposed one, plus what the ledger says other runs used before the proposed action."""
+    since = period_start(action.start_ns, rule.period_s) if rule.period_s else 0
+    # History actions without a start time (an inline caller may omit it) count as in the period.
+    mine = [a for a in h.actions if not a.start_ns or a.start_ns >= since] + [action]
+    values = {
+        "model_calls": float(sum(a.type == "model" for a in mine)),
+        "tool_calls": float(sum(a.type == "tool" for a in mine)),
+        "tokens": float(sum(a.tokens for a in mine)),
+        "cost_usd": sum(a.cost_usd for a in mine),
+    }
+    own = dict(values)
+    if ledger is not None:
+        for name, value in ledger.usage(since, action.start_ns).items():
+            values[name] += value
+    over = [(name, values[name], limit) for name, limit in rule.limits if values[name] > limit]
+    if not over:
+        return None
+    name, value, limit = over[0]
+    shown = f"{value:.4f} USD" if name == "cost_usd" else f"{value:g}"
+    where = "session" if rule.per == "session" else f"tenant per {_period_text(rule.period_s)}"
+    others = value - own[name]
+    more = f", also {', '.join(n for n, _, _ in over[1:])}" if len(over) > 1 else ""
+    return (f"{where} budget {name} exceeded: {shown} > {limit:g} (this run {own[name]:g}, other runs "
+            f"{others:g}{more})", f"{rule.per}:{name}", value)
+
+
+def _period_text(period_s: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if period_s >= size and period_s % size == 0:
+            return f"{period_s / size:g}{unit}"
+    return f"{period_s:g}s"
 
 
 def _loop(rule: Rule, h: _History, action: Action) -> tuple[str, str, float] | None:
@@ -283,14 +379,16 @@ class RunVerdict:
     undetermined: list[str]
 
 
-def evaluate_run(policies: Sequence[Policy], ctx: RunContext, actions: Sequence[Action]) -> RunVerdict:
-    """Judge each action of a run against the ones before it (as :func:`decide` does inline)."""
+def evaluate_run(policies: Sequence[Policy], ctx: RunContext, actions: Sequence[Action],
+                 ledgers: Mapping[str, Ledger] | None = None) -> RunVerdict:
+    """Judge each action of a run against the ones before it (as :func:`decide` does inline);
+    ``ledgers`` hold the other runs of its session and tenant for shared budgets."""
     ordered = sorted(actions, key=lambda a: (a.start_ns, a.span_id))
     decisions: list[Decision] = []
     groups: dict[tuple[str, str, str], Violation] = {}
     undetermined: set[str] = set()
     for i, action in enumerate(ordered):
-        decision = decide(policies, ctx, ordered[:i], action)
+        decision = decide(policies, ctx, ordered[:i], action, ledgers=ledgers)
         decisions.append(decision)
         undetermined.update(decision.undetermined)
         for r in decision.reasons:
@@ -306,3 +404,21 @@ def evaluate_run(policies: Sequence[Policy], ctx: RunContext, actions: Sequence[
                     found.count, found.message = r.count, r.message
     return RunVerdict(decisions, list(groups.values()), sorted(undetermined))
 
+
+
+def shared_budget_scopes(policies: Sequence[Policy], ctx: RunContext) -> set[str]:
+    """Which ledgers ("session", "tenant") the policies covering this run need."""
+    return {r.per for p in applicable(policies, ctx) for r in p.rules if r.kind == "budget" and r.per != "run"}
+
+
+def evaluate_runs(policies: Sequence[Policy], runs: Sequence[tuple[RunContext, Sequence[Action]]]) -> list[RunVerdict]:
+    """Judge several runs together (a session split over runs, a tenant's period): each run
+    as :func:`evaluate_run`, its ledgers built from the other runs' actions."""
+    out: list[RunVerdict] = []
+    for i, (ctx, actions) in enumerate(runs):
+        others = [(c, a) for j, (c, a) in enumerate(runs) if j != i and c.tenant == ctx.tenant]
+        ledgers = {"tenant": Ledger.of(a for _, a in others)}
+        if ctx.session:
+            ledgers["session"] = Ledger.of(a for c, a in others if c.session == ctx.session)
+        out.append(evaluate_run(policies, ctx, actions, ledgers))
+    return out

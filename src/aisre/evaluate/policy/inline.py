@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 
 from aisre.core.errors import PermanentError
-from aisre.evaluate.policy.engine import Action, Decision, RunContext, decide
+from aisre.evaluate.policy.engine import Action, Decision, Ledger, RunContext, decide
 from aisre.evaluate.policy.spec import Policy, bundle_version
 
 MAX_HISTORY = 10_000
 ACTION_KEYS = ("type", "name", "args", "tokens", "cost_usd", "depth", "start_ns", "span_id", "guarded")
-REQUEST_KEYS = ("journey", "service", "agent", "trace_id", "span_id", "run_start_ns", "action", "history")
+REQUEST_KEYS = ("journey", "service", "agent", "session_id", "trace_id", "span_id", "run_start_ns", "action", "history")
 
 Redact = Callable[[Any], Any]
 
@@ -94,7 +94,8 @@ def parse_request(body: Any, tenant: str, now_ns: int | None = None) -> DecideRe
     history = tuple(parse_action(a, f"history[{i}]", 0) for i, a in enumerate(history_raw))
     action = parse_action(body["action"], "action", now)
     ctx = RunContext(tenant, _text(body, "journey", ""), _text(body, "service", ""), _text(body, "agent", ""),
-                     _text(body, "trace_id", "") or "", _number(body, "run_start_ns", "", int))
+                     _text(body, "trace_id", "") or "", _number(body, "run_start_ns", "", int),
+                     _text(body, "session_id", "") or None)
     return DecideRequest(ctx, history, action, _text(body, "span_id", "") or action.span_id, body)
 
 
@@ -132,6 +133,6 @@ def decision_record(
     }
 
 
-def decide_request(policies: Sequence[Policy], req: DecideRequest) -> Decision:
-    """The engine's answer for a parsed request."""
-    return decide(policies, req.context, req.history, req.action)
+def decide_request(policies: Sequence[Policy], req: DecideRequest, ledgers: dict[str, Ledger] | None = None) -> Decision:
+    """The engine's answer for a parsed request (``ledgers``: other runs, for shared budgets)."""
+    return decide(policies, req.context, req.history, req.action, ledgers=ledgers)

@@ -21,7 +21,7 @@ from aisre.core.slo import SpecError, SpecValidationError
 from aisre.derive.check import otlp_files, otlp_spans
 from aisre.evaluate._yaml import LineDict, View, parse_documents, plain
 from aisre.evaluate.policy.actions import group_traces, run_actions
-from aisre.evaluate.policy.engine import evaluate_run
+from aisre.evaluate.policy.engine import evaluate_runs
 from aisre.evaluate.policy.inline import decide_request, parse_request
 from aisre.evaluate.policy.spec import Policy
 
@@ -104,14 +104,16 @@ def check_otlp(policies: Sequence[Policy], path: Path) -> dict[str, Any]:
     if not files:
         raise PermanentError(f"{path}: no OTLP files (.pb, .json or .jsonl, gzipped or not)")
     traces = group_traces(otlp_spans(files))
-    runs, violations, trips, undetermined = 0, [], 0, set()
-    for trace_id, spans in sorted(traces.items()):
-        if not any(s.get("is_root") for s in spans):
-            continue  # not a run (as the server counts runs): a trace without its root
-        runs += 1
-        acts = run_actions({"trace_id": trace_id}, spans, "check")
+    violations, trips, undetermined = [], 0, set()
+    # Not a run (as the server counts runs): a trace without its root.
+    judged = [run_actions({"trace_id": trace_id}, spans, "check") for trace_id, spans in sorted(traces.items())
+              if any(s.get("is_root") for s in spans)]
+    runs = len(judged)
+    # Judged together, so session and tenant budgets see the captured runs' other runs.
+    verdicts = evaluate_runs(policies, [(acts.context, acts.actions) for acts in judged])
+    for acts, verdict in zip(judged, verdicts, strict=True):
+        trace_id = acts.context.trace_id
         trips += acts.guardrail_trips
-        verdict = evaluate_run(policies, acts.context, acts.actions)
         undetermined.update(verdict.undetermined)
         violations += [{"trace_id": trace_id, "journey": acts.context.journey, **v.document()} for v in verdict.violations]
     return {"files": len(files), "runs": runs, "violations": violations, "guardrail_trips": trips,

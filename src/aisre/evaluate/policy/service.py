@@ -18,9 +18,17 @@ from typing import Any
 
 from aisre.core.errors import NotFound
 from aisre.evaluate.policy.actions import run_actions
-from aisre.evaluate.policy.engine import evaluate_run
+from aisre.evaluate.policy.engine import (
+    Ledger,
+    RunContext,
+    Totals,
+    evaluate_run,
+    period_start,
+    shared_budget_scopes,
+)
 from aisre.evaluate.policy.inline import decide_request, decision_record, parse_request
 from aisre.evaluate.policy.spec import Policy, bundle_version, policies_from_text
+from aisre.normalize.attribute_rules import hash_value
 from aisre.store.protocol import PolicyStore
 
 log = logging.getLogger(__name__)
@@ -81,6 +89,15 @@ class PolicyService:
         with self._lock:
             return tenant in self._sets
 
+    def answers_from_memory(self, tenant: str) -> bool:
+        """Whether a decision needs nothing from the store: the sets are cached and the set in
+        force has no session or tenant budget (those read other runs' calls)."""
+        if not self.cached(tenant):
+            return False
+        current = self.current(tenant)
+        return current is None or not any(r.kind == "budget" and r.per != "run"
+                                           for p in current.policies for r in p.rules)
+
     def current(self, tenant: str) -> PolicySet | None:
         """The set in force now."""
         found = self.sets(tenant)
@@ -113,14 +130,18 @@ class PolicyService:
 
     # -- inline decisions ----------------------------------------------------------
 
-    def decide(self, tenant: str, body: Any, now_ns: int | None = None, record: bool = True) -> dict[str, Any]:
-        """Answer a decide request with the set in force now, and record the decision."""
+    def decide(self, tenant: str, body: Any, now_ns: int | None = None, record: bool = True,
+               actor: str = "policy") -> dict[str, Any]:
+        """Answer a decide request with the set in force now, and record the decision (denies and
+        warnings also in the audit trail, under ``actor``)."""
         req = parse_request(body, tenant, now_ns)
         current = self.current(tenant)
         policies = current.policies if current is not None else ()
-        decision = decide_request(policies, req)
+        ledgers = self.ledgers(policies, req.context, req.action.start_ns, req.action.start_ns, clear_session=True)
+        decision = decide_request(policies, req, ledgers)
         doc = decision_record(req, decision, policies, lambda value: self.scrub(tenant, value), self.digest_key,
                               now_ns=now_ns)
+        doc["actor"] = actor
         self.decisions[(tenant, decision.result)] += 1
         if record:
             with self._pending_lock:
@@ -129,6 +150,37 @@ class PolicyService:
                 self.flush()  # not started (a library caller, a test): write now
         return {"id": doc["id"], "result": decision.result, "reasons": doc["reasons"], "policies": doc["policies"],
                 "bundle": doc["bundle"], "input_digest": doc["input_digest"], "undetermined": list(decision.undetermined)}
+
+    def ledgers(self, policies: Sequence[Policy], ctx: RunContext, first_ns: int, last_ns: int,
+                clear_session: bool = False) -> dict[str, Ledger] | None:
+        """What the tenant's other runs (and the session's) used up to ``last_ns``, for session
+        and tenant budgets; None when no policy covering the run has one. An inline caller sends
+        the clear session id, stored traces hold it as ingest left it (hashed by default): both
+        forms are looked up."""
+        scopes = shared_budget_scopes(policies, ctx)
+        if not scopes:
+            return None
+        found: dict[str, Ledger] = {}
+        # Inline (one action): totals summed in the store per window; over a trace: the other
+        # runs' calls, so each action of the run is judged at its own time.
+        one = first_ns == last_ns
+        if "tenant" in scopes:
+            periods = {r.period_s for p in policies for r in p.rules if r.kind == "budget" and r.per == "tenant"}
+            starts = sorted({period_start(first_ns, period) for period in periods})
+            if one:
+                found["tenant"] = Totals({s: self.store.policy_usage_totals(ctx.tenant, s, last_ns, ctx.trace_id)
+                                          for s in starts})
+            else:
+                found["tenant"] = _ledger(self.store.policy_usage(ctx.tenant, starts[0], last_ns, ctx.trace_id))
+        if "session" in scopes and ctx.session:
+            sessions = [ctx.session]
+            if clear_session:
+                sessions.append(str(hash_value(self.digest_key, ctx.session)))
+            if one:
+                found["session"] = Totals({0: self.store.policy_usage_totals(ctx.tenant, 0, last_ns, ctx.trace_id, sessions)})
+            else:
+                found["session"] = _ledger(self.store.policy_usage(ctx.tenant, 0, last_ns, ctx.trace_id, sessions))
+        return found
 
     def flush(self) -> int:
         """Write the pending decision records (one batch); returns how many."""
@@ -147,7 +199,9 @@ class PolicyService:
         acts = run_actions(run, spans, tenant)
         chosen = self.in_force_at(tenant, acts.context.start_ns)
         policies = chosen.policies if chosen is not None else ()
-        verdict = evaluate_run(policies, acts.context, acts.actions)
+        times = [a.start_ns for a in acts.actions if a.start_ns]
+        ledgers = self.ledgers(policies, acts.context, min(times, default=0), max(times, default=0)) if times else None
+        verdict = evaluate_run(policies, acts.context, acts.actions, ledgers)
         rows = [{"tenant": tenant, "trace_id": trace_id, "journey": acts.context.journey,
                  "run_start_ns": acts.context.start_ns, **v.document()} for v in verdict.violations]
         mark = {"tenant": tenant, "trace_id": trace_id, "journey": acts.context.journey, "run_start_ns": acts.context.start_ns,
@@ -212,3 +266,7 @@ class PolicyService:
 def _summary(policies: Sequence[Policy]) -> list[dict[str, Any]]:
     return [{"name": p.name, "version": p.version, "rules": [r.name for r in p.rules]} for p in policies]
 
+
+
+def _ledger(rows: list[dict[str, Any]]) -> Ledger:
+    return Ledger((int(r["start_ns"]), str(r["kind"]), int(r["tokens"]), float(r["cost_usd"])) for r in rows)

@@ -15,6 +15,8 @@ rules of these kinds (none needs code; predicates are CEL over the call)::
             require: 'args.to.endsWith("@example.com")'
           - {name: limits, kind: budget, model_calls: 20, tool_calls: 50, tokens: 100000,
              cost_usd: 1.0, depth: 3, wall_clock: 5m}
+          - {name: session-spend, kind: budget, per: session, cost_usd: 5.0, tool_calls: 200}
+          - {name: hourly-tokens, kind: budget, per: tenant, period: 1h, tokens: 2000000}
           - {name: no-loops, kind: loop, max_repeats: 5, max_cycles: 3}
           - name: no-exfiltration
             kind: sequence
@@ -46,13 +48,15 @@ from aisre.evaluate.specs.validation import NAME_RE
 RuleKind = Literal["tool_allow", "tool_deny", "argument", "budget", "loop", "sequence", "guardrail_coverage"]
 KINDS: tuple[str, ...] = ("tool_allow", "tool_deny", "argument", "budget", "loop", "sequence", "guardrail_coverage")
 BUDGETS: tuple[str, ...] = ("model_calls", "tool_calls", "tokens", "cost_usd", "depth", "wall_clock")
+SHARED_BUDGETS: tuple[str, ...] = ("model_calls", "tool_calls", "tokens", "cost_usd")
+PER: tuple[str, ...] = ("run", "session", "tenant")
 # What a CEL predicate may read (engine.cel_context builds exactly these).
 CEL_VARIABLES = frozenset({"args", "tool", "journey", "service", "agent"})
 _RULE_KEYS: dict[str, tuple[str, ...]] = {
     "tool_allow": ("tools",),
     "tool_deny": ("tools",),
     "argument": ("tools", "require"),
-    "budget": BUDGETS,
+    "budget": (*BUDGETS, "per", "period"),
     "loop": ("max_repeats", "max_cycles"),
     "sequence": ("after", "tools", "deny_when"),
     "guardrail_coverage": (),
@@ -95,6 +99,10 @@ class Rule:
     max_repeats: int | None = None
     max_cycles: int | None = None
     line: int = 0
+    # Budgets: "run" (default), "session" (every run of a user session) or "tenant" (every run
+    # of the tenant in each fixed period of period_s seconds, aligned to the Unix epoch).
+    per: str = "run"
+    period_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -301,6 +309,8 @@ def _rule(view: View) -> Rule | None:
     predicate = None
     limits: list[tuple[str, float]] = []
     max_repeats = max_cycles = None
+    per = "run"
+    period_s = 0.0
     if kind in ("tool_allow", "tool_deny", "argument", "sequence") and view.require("tools"):
         tools = _names(view, "tools")
     if kind == "argument":
@@ -325,6 +335,23 @@ def _rule(view: View) -> Rule | None:
                 limits.append((key, value))
         if not limits and len(view.errors) == before:
             view.error("kind", f"a budget rule needs at least one of {', '.join(BUDGETS)}")
+        per = view.text("per") or "run"
+        if per not in PER:
+            view.error("per", f"must be one of {', '.join(PER)} (got {per!r})")
+        elif per != "run":
+            for measure, _ in limits:
+                if measure not in SHARED_BUDGETS:
+                    view.error(measure, f"a {per} budget counts {', '.join(SHARED_BUDGETS)}; {measure} is per run")
+        if view.has("period"):
+            found = view.duration("period")
+            if per != "tenant":
+                view.error("period", "only a tenant budget has a period (a session budget covers the session)")
+            elif found is not None and found.total_seconds() <= 0:
+                view.error("period", "must be > 0")
+            elif found is not None:
+                period_s = found.total_seconds()
+        elif per == "tenant":
+            view.error("period", "a tenant budget needs a period (e.g. 1h or 1d)")
     elif kind == "loop":
         max_repeats = _positive_int(view, "max_repeats")
         max_cycles = _positive_int(view, "max_cycles")
@@ -333,4 +360,4 @@ def _rule(view: View) -> Rule | None:
     if len(view.errors) > before:
         return None
     return Rule(name, kind, "warn" if effect == "warn" else "deny", tools, after, predicate, tuple(limits),
-                max_repeats, max_cycles, view.line)
+                max_repeats, max_cycles, view.line, per, period_s)

@@ -97,10 +97,11 @@ async def policy_decide(request: Request) -> Response:
     """
     summary: Decide whether an agent may make a tool or model call now, and record the decision
     description: >
-      Body: {journey, service, agent, trace_id, span_id, run_start_ns, action: {type: tool|model, name,
+      Body: {journey, service, agent, session_id, trace_id, span_id, run_start_ns, action: {type: tool|model, name,
       args, tokens, cost_usd, depth, start_ns, guarded}, history: [earlier actions of the run]}. The
       answer is allow or deny with every reason; the decision record keeps a keyed digest of the input
-      and the input as the tenant's redaction leaves it. Needs an ingest (or admin) key.
+      and the input as the tenant's redaction leaves it; denies and warnings are also in the audit log
+      (policy.decide.deny / policy.decide.allow, target decision:<id>). Needs an ingest (or admin) key.
     requestBody:
       content:
         application/json: {schema: {type: object}}
@@ -110,12 +111,13 @@ async def policy_decide(request: Request) -> Response:
     """
     ctx = _ctx(request)
     body = parse_json(await request.body())
-    service, tenant = service_of(ctx), ctx.tenant_for(request)
-    if service.cached(tenant):
+    service, tenant, actor = service_of(ctx), ctx.tenant_for(request), ctx.actor(request)
+    if service.answers_from_memory(tenant):
         # The rules are in memory and the record is queued: a fraction of a millisecond,
-        # cheaper on the event loop than a hop to the thread pool.
-        return ORJSONResponse(service.decide(tenant, body))
-    return ORJSONResponse(await run_in_threadpool(service.decide, tenant, body))
+        # cheaper on the event loop than a hop to the thread pool. Session and tenant budgets
+        # read the store, so they take the thread pool.
+        return ORJSONResponse(service.decide(tenant, body, actor=actor))
+    return ORJSONResponse(await run_in_threadpool(service.decide, tenant, body, None, True, actor))
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,32 @@ class _Host(Protocol):
     def _mark_dirty(self, touched: dict[str, set[int]]) -> None: ...
 
 
+def audit_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """What the audit trail keeps of a decision record: id, result, rules, reasons, policy
+    versions, trace/span and the keyed input digest, with the input as already redacted."""
+    keys = ("id", "source", "result", "journey", "trace_id", "span_id", "bundle", "policies", "rules", "reasons",
+            "input_digest", "input")
+    return {k: record.get(k) for k in keys}
+
+
+_TOKENS = ("CASE WHEN s.operation = 'execute_tool' THEN 0 "
+           "ELSE coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0) END")
+_COST = "CASE WHEN s.operation = 'execute_tool' THEN 0.0 ELSE coalesce(s.cost_usd, 0.0) END"
+
+
+def _usage_filter(tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str,
+                  sessions: list[str] | None) -> tuple[str, list[Any]]:
+    """FROM/WHERE of the other traces' tool and model calls in a window (of some sessions)."""
+    join, params = "", [tenant]
+    if sessions is not None:
+        join = ("JOIN traces t ON t.tenant = s.tenant AND t.trace_id = s.trace_id "
+                f"AND t.session_id IN ({', '.join('?' for _ in sessions) or 'NULL'})")
+        params = [*sessions, tenant]
+    return (f"FROM spans s {join} WHERE s.tenant = ? AND s.trace_id <> ? "
+            "AND s.operation IN ('execute_tool', 'chat', 'text_completion') AND s.start_ns >= ? AND s.start_ns < ?",
+            [*params, exclude_trace_id, int(since_ns), int(until_ns)])
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
@@ -92,11 +118,30 @@ class PolicyTables:
              r["input_digest"], None if r.get("input") is None else _dumps(r["input"])]
             for r in rows
         ]
-        self._writer.call(lambda: self._conn.executemany(
-            "INSERT INTO policy_decisions (id, tenant, at_ns, source, journey, trace_id, span_id, result, bundle, "
-            "policies_json, rules, reasons_json, input_digest, input_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params,
-        )).result(60)
+        # Denies and warnings also go to the audit trail (like OPA's decision-log sink), in the
+        # same transaction: the audit entry carries the decision id and the record as redacted,
+        # never the clear input.
+        exported = [r for r in rows if r["result"] == "deny" or r.get("reasons")]
+
+        def write() -> None:
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.executemany(
+                    "INSERT INTO policy_decisions (id, tenant, at_ns, source, journey, trace_id, span_id, result, bundle, "
+                    "policies_json, rules, reasons_json, input_digest, input_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+                for r in exported:
+                    _audit(conn, r["tenant"], str(r.get("actor") or "policy"), f"policy.decide.{r['result']}",
+                           f"decision:{r['id']}", None, audit_entry(r))
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._writer.call(write).result(60)
 
     def list_decisions(
         self: _Host, tenant: str, journey: str | None = None, rule: str | None = None, result: str | None = None,
@@ -135,6 +180,30 @@ class PolicyTables:
             "ORDER BY r.last_received_ns LIMIT ?",
             [tenant, int(limit)],
         )
+
+    def policy_usage(
+        self: _Host, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Tool and model calls of the tenant's other traces started in [since_ns, until_ns)
+        (only traces of these sessions when given): start_ns, kind, tokens, cost_usd."""
+        where, params = _usage_filter(tenant, since_ns, until_ns, exclude_trace_id, sessions)
+        return self._rows(
+            "SELECT s.start_ns, CASE WHEN s.operation = 'execute_tool' THEN 'tool' ELSE 'model' END AS kind, "
+            f"{_TOKENS} AS tokens, {_COST} AS cost_usd {where}", params)
+
+    def policy_usage_totals(
+        self: _Host, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """The same calls as policy_usage, summed in the store (an inline decision needs only
+        the totals): model_calls, tool_calls, tokens, cost_usd."""
+        where, params = _usage_filter(tenant, since_ns, until_ns, exclude_trace_id, sessions)
+        rows = self._rows(
+            "SELECT count(*) FILTER (WHERE s.operation <> 'execute_tool') AS model_calls, "
+            "count(*) FILTER (WHERE s.operation = 'execute_tool') AS tool_calls, "
+            f"coalesce(sum({_TOKENS}), 0) AS tokens, coalesce(sum({_COST}), 0.0) AS cost_usd {where}", params)
+        return rows[0]
 
     def save_policy_run(self: _Host, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         """Replace one trace's violations (``rows``) and its judged mark (``row``) in one transaction."""
