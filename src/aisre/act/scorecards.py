@@ -34,7 +34,8 @@ OPS = {
 }
 # Change kinds that count as deployments for deployment frequency (DORA counts production deploys).
 DEPLOY_KINDS = ("deploy",)
-NOT_CHANGES = ("loadtest",)
+# Load tests and game days are rehearsals, not changes to production.
+NOT_CHANGES = ("loadtest", "gameday")
 TREND_PERIODS = 6
 
 
@@ -368,7 +369,7 @@ class ScorecardReader:
         alerts = [a for a in self._alerts if a.get("journey") in journeys and _in(a.get("started_ns"), period)]
         incidents = [i for i in self._incidents if i.get("journey") in journeys and _in(i["opened_ns"], period)]
         times = summarize_times(incidents)
-        # A load test is a rehearsal, not a change to production: it neither fails nor counts.
+        # A load test or a game day is a rehearsal, not a change to production: it neither fails nor counts.
         changes = [c for c in self._changes if _in(c["at_ns"], period) and self._covers(e, c) and c["kind"] not in NOT_CHANGES]
         failed = [c for c in changes if self.change_failed(c)]
         deploys = [c for c in changes if c["kind"] in DEPLOY_KINDS]
