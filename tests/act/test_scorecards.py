@@ -324,6 +324,36 @@ def test_review_report_figures(history: tuple[DuckDBStore, SloEngine, dict[str, 
     md = render_markdown(doc)
     assert "# Reliability review: month 2026-11" in md and "| 140 | 82.1 % |" in md
     assert "11-10  runs ████████████████████" in md
+    assert "No game days in the period." in md
+
+
+def test_review_lists_game_days(history: tuple[DuckDBStore, SloEngine, dict[str, int]]) -> None:
+    """A drill recorded on the server joins the review with its score, not as a change."""
+    from aisre.act.gameday import start_drill, stop_drill
+    from aisre.act.report import review
+    from aisre.present.ui.report import render_html, render_markdown
+
+    store, engine, _ = history
+    # A provider-outage drill on ask from Nov 12 09:58 to 10:30: the page that fired at 10:05
+    # came 7 min in, incident I1 opened at 10:06 (8 min) and was mitigated at 10:46 (48 min);
+    # I1 has no triage evidence, so the expected "model provider" was not named: failed.
+    drill = start_drill(store, "t", "ask", NOW, at_ns=at(11, 12, 9, 58), scenario="provider-outage", who="bob")
+    stop_drill(store, "t", NOW, journey="ask", at_ns=at(11, 12, 10, 30))
+    doc = review(store, "t", engine.specs("t"), load_rules(), parse_period("2026-11", NOW), NOW)
+    [g] = doc["game_days"]
+    assert (g["drill_id"], g["journey"], g["scenario"], g["who"]) == (drill["id"], "ask", "provider-outage", "bob")
+    assert (g["time_to_first_alert_s"], g["time_to_first_page_s"], g["page_window_s"]) == (420, 420, 3600)
+    assert (g["detected_within_page_window"], g["incident_opened"], g["time_to_incident_s"]) == (True, True, 480)
+    assert (g["named_layer"], g["expected_layer"], g["cause_named"], g["passed"]) == (None, "model provider", False, False)
+    assert g["time_to_mitigate_s"] == 48 * 60
+    s = doc["summary"]
+    assert (s["game_days"], s["game_days_passed"], s["changes"]) == (1, 0, 7)  # the drill is no change
+    assert all(c["kind"] != "gameday" for c in doc["changes"])
+    md = render_markdown(doc)
+    assert (f"| #{drill['id']} provider-outage | ask | 2026-11-12T09:58 | page after 7 min | #") in md
+    assert "| — (expected model provider) | 48 min | 0 | **failed** |" in md
+    html = render_html(doc)
+    assert 'id="game-days"' in html and "provider-outage" in html
 
 
 POLICY_RULES = """levels: [bronze, silver]

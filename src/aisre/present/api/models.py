@@ -917,8 +917,11 @@ class Review(TypedDict):
     daily: Json
     changes: list[Json]
     remediation: list[Json]
+    game_days: list[GamedayScore]
     scorecards: list[Json]
     levels: list[str]
+
+
 class PolicyApplied(TypedDict):
     bundle: str
     changed: bool
