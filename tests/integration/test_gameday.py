@@ -79,3 +79,20 @@ def test_retrieval_empty_game_day_names_the_data_layer(server_factory: Any, tmp_
     assert (doc["named_layer"], doc["expected_layer"], doc["cause_named"], doc["passed"]) == ("data", "data", True, True)
     drills = httpx.get(server.url + "/api/gameday").json()["drills"]
     assert [(d["drill_id"], d["scenario"], d["running"]) for d in drills] == [(doc["drill_id"], "retrieval-empty", False)]
+
+
+@pytest.mark.slow
+def test_runaway_agent_game_day_is_caught_by_the_policy(server_factory: Any, tmp_path: Path) -> None:
+    policy = str(resources.files("aisre.demo").joinpath("policy.yaml"))
+    server = server_factory(tmp_path / "agent.duckdb", "--slos", DEMO_SLOS, "--setting", f"policies={policy}",
+                            "--setting", "policy_interval_s=1")
+    out = CliRunner().invoke(cli, ["gameday", "run", "runaway-agent", "--url", server.url, "--minutes", "15",
+                                   "--seconds", "6", "--rate", "20", "--wait", "60", "--format", "json"])
+    doc = json.loads(out.output)
+    assert out.exit_code == 0, doc
+    # The drill hits the triage agent; it fails no run, so detection is the loop rule's verdicts.
+    assert (doc["journey"], doc["scenario"], doc["detect"], doc["passed"]) == ("triage-agent", "runaway-agent", "policy", True)
+    assert doc["policy_violations"] >= doc["violating_runs"] > 0
+    assert 0 <= doc["time_to_first_violation_s"] <= 15 * 60
+    [listed] = httpx.get(server.url + "/api/gameday").json()["drills"]
+    assert (listed["drill_id"], listed["passed"]) == (doc["drill_id"], True)
