@@ -66,19 +66,23 @@ def test_start_stop_scores_an_own_drill_recorded_on_the_server(server_factory: A
 
 
 @pytest.mark.slow
-def test_retrieval_empty_game_day_names_the_data_layer(server_factory: Any, tmp_path: Path) -> None:
-    server = server_factory(tmp_path / "empty.duckdb", "--slos", DEMO_SLOS, "--setting", "evaluation_interval_s=1",
+@pytest.mark.parametrize(("drill", "layer"), [
+    ("retrieval-empty", "data"),  # empty searches are no span errors: triage reads them as the data layer
+    ("latency-spike", "model provider"),  # timed-out chat calls
+    ("rate-limit-storm", "model provider"),  # 429s past the service's retries
+])
+def test_new_game_days_page_and_name_their_layer(server_factory: Any, tmp_path: Path, drill: str, layer: str) -> None:
+    server = server_factory(tmp_path / "drill.duckdb", "--slos", DEMO_SLOS, "--setting", "evaluation_interval_s=1",
                             "--setting", "evidence_interval_s=1")
-    out = CliRunner().invoke(cli, ["gameday", "run", "retrieval-empty", "--url", server.url, "--minutes", "15",
+    out = CliRunner().invoke(cli, ["gameday", "run", drill, "--url", server.url, "--minutes", "15",
                                    "--seconds", "8", "--rate", "20", "--wait", "60", "--format", "json"])
     doc = json.loads(out.output)
     assert out.exit_code == 0, doc
     assert doc["detected_within_page_window"] is True and 0 < doc["time_to_first_page_s"] <= 3600
     assert doc["incident_opened"] is True
-    # Empty searches are no span errors: triage reads them as the data layer.
-    assert (doc["named_layer"], doc["expected_layer"], doc["cause_named"], doc["passed"]) == ("data", "data", True, True)
+    assert (doc["named_layer"], doc["expected_layer"], doc["cause_named"], doc["passed"]) == (layer, layer, True, True)
     drills = httpx.get(server.url + "/api/gameday").json()["drills"]
-    assert [(d["drill_id"], d["scenario"], d["running"]) for d in drills] == [(doc["drill_id"], "retrieval-empty", False)]
+    assert [(d["drill_id"], d["scenario"], d["running"]) for d in drills] == [(doc["drill_id"], drill, False)]
 
 
 @pytest.mark.slow
