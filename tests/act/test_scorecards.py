@@ -97,7 +97,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DuckDBSt
     engine = SloEngine(store)
     engine.apply("t", load_specs([tmp / "slos.yaml"]))
     # November: 100 ask runs, every 20th fails (5 failures); October: 50 ask runs, none fail.
-    _load(store, runs_request(100, at(11, 10, 12), fails=lambda i: i % 20 == 0)[0])
+    november, nov_traces = runs_request(100, at(11, 10, 12), fails=lambda i: i % 20 == 0)
+    _load(store, november)
     _load(store, runs_request(50, at(10, 10, 12))[0])
     _load(store, runs_request(40, at(11, 10, 14), journey="triage-agent", fails=lambda i: i % 2 == 0)[0])
     ids: dict[str, int] = {}
@@ -130,6 +131,18 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DuckDBSt
     store.incidents.add_action_item({"incident_id": i1["id"], "tenant": "t", "title": "add a canary", "created_ns": at(11, 13)}, event)
     done = store.incidents.add_action_item({"incident_id": i2["id"], "tenant": "t", "title": "fix prompt", "created_ns": at(11, 21)}, event)
     store.incidents.update_action_item("t", done["id"], {"status": "done", "done_ns": at(11, 22)}, event)
+    # The policy engine judged five November ask runs: two broke a deny rule (one of them twice),
+    # one only a warn rule; three had guardrail checks, one of those tripped twice.
+    judged = [(0, [("deny", 2)], 2, 2), (1, [("deny", 1), ("warn", 1)], 1, 0), (2, [("warn", 1)], 0, 0),
+              (3, [], 3, 0), (4, [], 0, 0)]
+    for i, found, checks, trips in judged:
+        trace, start = nov_traces[i], at(11, 10, 12) + i * S
+        rows = [{"tenant": "t", "trace_id": trace, "journey": "ask", "run_start_ns": start, "policy": "p", "version": "v1",
+                 "rule": f"r-{effect}", "kind": "loop", "effect": effect, "message": "m", "count": n, "span_id": "s",
+                 "span_ids": ["s"], "start_ns": start} for effect, n in found]
+        store.save_policy_run({"tenant": "t", "trace_id": trace, "journey": "ask", "run_start_ns": start, "bundle": "b",
+                               "last_received_ns": start, "actions": 3, "guardrail_checks": checks,
+                               "guardrail_trips": trips, "undetermined": []}, rows)
     yield store, engine, ids
     store.close()
 
@@ -171,7 +184,16 @@ def test_journey_scorecard_equals_hand_computed(history: tuple[DuckDBStore, SloE
     assert f["cost_per_1k_change"] == pytest.approx((100 / 95) - 1)
     # One item open at the period's end, created on Nov 13: 18 days old on Dec 1.
     assert (f["open_action_items"], f["oldest_action_item_age_s"]) == (1, 18 * 86400)
+    # Policy: 5 runs judged, 2 with a deny violation, 2 with a warn one; 4 violation records;
+    # guardrails checked on 3 runs (2 + 1 + 3 checks), 2 trips on 1 of them.
+    assert (f["policy_runs_judged"], f["policy_violating_runs"], f["policy_warned_runs"], f["policy_violations"]) == (5, 2, 2, 4)
+    assert f["policy_violation_rate"] == pytest.approx(2 / 5)
+    assert (f["guardrail_checks"], f["guardrail_trips"], f["guardrail_trip_rate"]) == (6, 2, pytest.approx(1 / 3))
+    # Telemetry: each run's chat call passes its 5 checks and its root 2 of 3 (no
+    # deployment.environment.name, an improvement, not a violation): 7 of 8 checks pass.
+    assert (f["telemetry_runs"], f["telemetry_violations"], f["telemetry_coverage_min"]) == (100, 0, 0.875)
     trend = card["trend"]
+    assert trend["policy_violation_rate"] == [None] * 5 + [pytest.approx(0.4)]
     assert trend["periods"] == ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11"]
     assert trend["incidents"] == [0, 0, 0, 0, 1, 2]
     assert trend["pages"] == [0, 0, 0, 0, 1, 1]
@@ -302,3 +324,62 @@ def test_review_report_figures(history: tuple[DuckDBStore, SloEngine, dict[str, 
     md = render_markdown(doc)
     assert "# Reliability review: month 2026-11" in md and "| 140 | 82.1 % |" in md
     assert "11-10  runs ████████████████████" in md
+    assert "No game days in the period." in md
+
+
+def test_review_lists_game_days(history: tuple[DuckDBStore, SloEngine, dict[str, int]]) -> None:
+    """A drill recorded on the server joins the review with its score, not as a change."""
+    from aisre.act.gameday import start_drill, stop_drill
+    from aisre.act.report import review
+    from aisre.present.ui.report import render_html, render_markdown
+
+    store, engine, _ = history
+    # A provider-outage drill on ask from Nov 12 09:58 to 10:30: the page that fired at 10:05
+    # came 7 min in, incident I1 opened at 10:06 (8 min) and was mitigated at 10:46 (48 min);
+    # I1 has no triage evidence, so the expected "model provider" was not named: failed.
+    drill = start_drill(store, "t", "ask", NOW, at_ns=at(11, 12, 9, 58), scenario="provider-outage", who="bob")
+    stop_drill(store, "t", NOW, journey="ask", at_ns=at(11, 12, 10, 30))
+    doc = review(store, "t", engine.specs("t"), load_rules(), parse_period("2026-11", NOW), NOW)
+    [g] = doc["game_days"]
+    assert (g["drill_id"], g["journey"], g["scenario"], g["who"]) == (drill["id"], "ask", "provider-outage", "bob")
+    assert (g["time_to_first_alert_s"], g["time_to_first_page_s"], g["page_window_s"]) == (420, 420, 3600)
+    assert (g["detected_within_page_window"], g["incident_opened"], g["time_to_incident_s"]) == (True, True, 480)
+    assert (g["named_layer"], g["expected_layer"], g["cause_named"], g["passed"]) == (None, "model provider", False, False)
+    assert g["time_to_mitigate_s"] == 48 * 60
+    s = doc["summary"]
+    assert (s["game_days"], s["game_days_passed"], s["changes"]) == (1, 0, 7)  # the drill is no change
+    assert all(c["kind"] != "gameday" for c in doc["changes"])
+    md = render_markdown(doc)
+    assert (f"| #{drill['id']} provider-outage | ask | 2026-11-12T09:58 | page after 7 min | #") in md
+    assert "| — (expected model provider) | 48 min | 0 | **failed** |" in md
+    html = render_html(doc)
+    assert 'id="game-days"' in html and "provider-outage" in html
+
+
+POLICY_RULES = """levels: [bronze, silver]
+rules:
+  - {name: few-violations, level: bronze, fact: policy_violation_rate, op: "<=", value: 0.5, missing: pass}
+  - {name: guardrails-hold, level: bronze, fact: guardrail_trip_rate, op: "<", value: 0.6, missing: pass}
+  - {name: telemetry-covered, level: silver, fact: telemetry_coverage_min, op: ">=", value: 0.9}
+"""
+
+
+def test_rules_read_policy_and_telemetry_facts(history: tuple[DuckDBStore, SloEngine, dict[str, int]]) -> None:
+    store, engine, _ = history
+    rules = parse_rules(POLICY_RULES, "rules.yaml")
+    doc = scorecards(store, "t", engine.specs("t"), rules, parse_period("2026-11", NOW), NOW, trend=1)
+    by = {c["name"]: c for c in doc["scorecards"]}
+    # ask: 40 % violating runs and a 1/3 trip rate pass bronze; 0.875 coverage misses silver.
+    assert by["ask"]["level"] == "bronze"
+    assert {r["name"]: r["passed"] for r in by["ask"]["rules"]} == {
+        "few-violations": True, "guardrails-hold": True, "telemetry-covered": False}
+    # triage-agent: no run judged, so no policy facts (missing: pass); its 40 runs are the same
+    # shape as ask's, so the same 7 of 8 checks pass.
+    triage = by["triage-agent"]["facts"]
+    assert (triage["policy_runs_judged"], triage["policy_violation_rate"], triage["guardrail_trip_rate"]) == (None, None, None)
+    assert (triage["telemetry_runs"], triage["telemetry_coverage_min"]) == (40, 0.875)
+    assert by["triage-agent"]["level"] == "bronze"
+    # A stricter bronze: at most 30 % violating runs fails ask.
+    strict = parse_rules(POLICY_RULES.replace("value: 0.5,", "value: 0.3,"), "rules.yaml")
+    doc = scorecards(store, "t", engine.specs("t"), strict, parse_period("2026-11", NOW), NOW, name="ask", trend=1)
+    assert doc["scorecards"][0]["level"] is None

@@ -90,7 +90,7 @@ def test_alertmanager_changes_and_cli(server: ServerProcess, tmp_path: Path) -> 
 
     # Changes: refused with the field named; accepted ones listed.
     bad = _post(server, "/api/changes", {"kind": "rollout", "summary": "x"}, 400)
-    assert bad["error"] == "kind must be one of deploy, model, prompt, config, flag, loadtest; got 'rollout'"
+    assert bad["error"] == "kind must be one of deploy, model, prompt, config, flag, loadtest, gameday; got 'rollout'"
     bad = _post(server, "/api/changes", {"kind": "deploy", "version": "1.5", "link": "javascript:alert(1)"}, 400)
     assert "link must be an http(s) URL" in bad["error"]
 

@@ -5,13 +5,16 @@ Markdown and HTML of the same review."""
 from __future__ import annotations
 
 import calendar
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from aisre.app import run_server
+from aisre.core.timefmt import rfc3339
 from aisre.present.cli.main import build_cli
 from tests.integration.test_scorecards_api import start_fed
 from tests.present.browser import SHOTS, sync_api
@@ -22,6 +25,11 @@ pytestmark = pytest.mark.browser
 def test_review_report_renders_with_charts(page: sync_api.Page, server_factory: Any, tmp_path: Path) -> None:
     expect = sync_api.expect
     server, label = start_fed(server_factory, tmp_path)
+    # A drill recorded on the server, 20 to 10 minutes ago: no page came, so it failed.
+    now = time.time_ns()
+    drill = httpx.post(server.url + "/api/gameday/start", json={"journey": "ask", "scenario": "provider-outage",
+                                                                 "at": rfc3339(now - 20 * 60 * 10**9)}).json()
+    httpx.post(server.url + "/api/gameday/stop", json={"id": drill["id"], "at": rfc3339(now - 10 * 60 * 10**9)}).raise_for_status()
     days = calendar.monthrange(int(label[:4]), int(label[5:]))[1]
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -47,6 +55,15 @@ def test_review_report_renders_with_charts(page: sync_api.Page, server_factory: 
     expect(page.locator("#chart-burn .legend")).to_contain_text("ask-success 250 %")  # 5 bad of a budget of 2
     expect(page.locator("#chart-cost svg g.bar")).to_have_count(days)
     expect(page.locator("#changes")).to_contain_text("failed")
+    expect(page.locator("#changes")).not_to_contain_text("gameday")
+    expect(page.locator("#game-day-count")).to_have_text("1 (0)")
+    expect(page.locator("#game-days tbody tr")).to_have_count(1)
+    row = page.locator("#game-days tbody tr")
+    expect(row).to_contain_text(f"#{drill['id']} provider-outage")
+    expect(row).to_contain_text("expected model provider")
+    expect(row.locator("td").last).to_have_text("failed")
+    # The table fits the page: no sideways scrolling at this width.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
     pdf = page.pdf(format="A4")
     assert pdf[:5] == b"%PDF-" and len(pdf) > 10_000
@@ -59,3 +76,5 @@ def test_review_report_renders_with_charts(page: sync_api.Page, server_factory: 
     target = tmp_path / "review.html"
     out = CliRunner().invoke(cli, ["report", "--url", server.url, "--period", label, "--format", "html", "-o", str(target)])
     assert out.exit_code == 0 and target.read_text().count("<svg") == 3
+    out = CliRunner().invoke(cli, ["report", "--url", server.url, "--period", label])
+    assert "## Game days" in out.output and f"| #{drill['id']} provider-outage | ask |" in out.output

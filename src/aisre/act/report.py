@@ -7,10 +7,12 @@ renders it as HTML (with charts) and Markdown."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
+from aisre.act.gameday import CHANGE_KIND as GAMEDAY
+from aisre.act.gameday import GamedayStore, drills, score_drill
 from aisre.act.incidents import incident_times, severity_rank, summarize_times
-from aisre.act.scorecards import Period, Rules, ScorecardReader, ScorecardStore
+from aisre.act.scorecards import NOT_CHANGES, Period, Rules, ScorecardReader, ScorecardStore
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
 
@@ -18,11 +20,15 @@ DAY_NS = 86_400 * 10**9
 TOP_INCIDENTS = 10
 
 
+class ReviewStore(ScorecardStore, GamedayStore, Protocol):
+    """What the review reads: the scorecards' facts and the period's game days."""
+
+
 def _day_index(ns: int, period: Period) -> int:
     return (ns - period.start_ns) // DAY_NS
 
 
-def review(store: ScorecardStore, tenant: str, specs: Sequence[SloSpec], rules: Rules, period: Period,
+def review(store: ReviewStore, tenant: str, specs: Sequence[SloSpec], rules: Rules, period: Period,
            now_ns: int) -> dict[str, Any]:
     """The review document for ``period``."""
     reader = ScorecardReader(store, tenant, specs, rules, now_ns)
@@ -81,10 +87,14 @@ def review(store: ScorecardStore, tenant: str, specs: Sequence[SloSpec], rules: 
             runs[d], failures[d], cost[d] = int(r["runs"]), int(r["failures"]), float(r["run_cost_usd"])
     total_runs, total_fail, total_cost = sum(runs), sum(failures), sum(cost)
 
-    changes = [c for c in store.incidents.list_changes(tenant, since_ns=period.start_ns, until_ns=period.end_ns, limit=100_000)]
+    # Game days are listed with their scores below, not as changes.
+    changes = [c for c in store.incidents.list_changes(tenant, since_ns=period.start_ns, until_ns=period.end_ns, limit=100_000)
+               if c["kind"] != GAMEDAY]
+    game_days = [score_drill(store, tenant, d, specs, now_ns)
+                 for d in drills(store, tenant, period.start_ns, period.end_ns)]
     change_rows = [{"id": c["id"], "at": rfc3339(c["at_ns"]), "kind": c["kind"], "summary": c["summary"], "who": c.get("who"),
                     "journeys": list(c.get("journeys") or []),
-                    "failed": c["kind"] != "loadtest" and reader.change_failed(c)}
+                    "failed": c["kind"] not in NOT_CHANGES and reader.change_failed(c)}
                    for c in sorted(changes, key=lambda c: c["at_ns"])]
     end = min(period.end_ns, now_ns)
     by_id = {i["id"]: i for i in store.incidents.list_incidents(tenant, limit=1_000_000)}
@@ -106,10 +116,11 @@ def review(store: ScorecardStore, tenant: str, specs: Sequence[SloSpec], rules: 
             "near_misses": len(near), "changes": len(change_rows), "failed_changes": sum(1 for c in change_rows if c["failed"]),
             "slos_met": sum(1 for s in slos if s["met"]), "slos_measured": sum(1 for s in slos if s["total"]),
             "open_action_items": len(remediation), "overdue_action_items": sum(1 for a in remediation if a["overdue"]),
+            "game_days": len(game_days), "game_days_passed": sum(1 for g in game_days if g["passed"]),
         },
         "top_incidents": top, "near_misses": near, "slos": slos,
         "daily": {"runs": runs, "failed_runs": failures, "cost_usd": cost},
-        "changes": change_rows, "remediation": remediation,
+        "changes": change_rows, "remediation": remediation, "game_days": game_days,
         "scorecards": [{"name": c["name"], "level": c["level"], "facts": c["facts"]} for c in cards],
         "levels": list(rules.levels),
     }

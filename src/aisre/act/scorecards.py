@@ -1,7 +1,7 @@
 """Reliability scorecards: per journey, service or team over a week, month or quarter, the
 facts a reliability review reads (SLO attainment and budget, alerts and pages, MTTD/MTTA/MTTR,
 incidents by severity, change failure rate, deployment frequency, cost per 1K successful runs,
-open action items) and a level (bronze/silver/gold) from rules in a YAML file.
+open action items, policy violations and guardrail trips, telemetry coverage) and a level (bronze/silver/gold) from rules in a YAML file.
 
 Everything is read from what the store already holds; nothing here writes. The default rules
 are the DORA performance clusters as published (docs/scorecards.md names the source).
@@ -18,8 +18,10 @@ from typing import Any, Protocol
 
 from aisre.act.incidents import summarize_times
 from aisre.core.errors import NotFound, PermanentError
+from aisre.core.model import SpanSampleQuery
 from aisre.core.slo import SloSpec, SpecError, SpecValidationError
 from aisre.core.timefmt import rfc3339
+from aisre.derive.check import check_store
 from aisre.evaluate._yaml import LineDict, View, parse_documents, read_documents
 from aisre.store.protocol import CostStore, IncidentStore
 
@@ -32,7 +34,8 @@ OPS = {
 }
 # Change kinds that count as deployments for deployment frequency (DORA counts production deploys).
 DEPLOY_KINDS = ("deploy",)
-NOT_CHANGES = ("loadtest",)
+# Load tests and game days are rehearsals, not changes to production.
+NOT_CHANGES = ("loadtest", "gameday")
 TREND_PERIODS = 6
 
 
@@ -44,6 +47,10 @@ class ScorecardStore(Protocol):
     def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
 
     def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def policy_totals(self, tenant: str, since_ns: int, until_ns: int) -> list[dict[str, Any]]: ...
+
+    def span_sample(self, q: SpanSampleQuery) -> Any: ...
 
     @property
     def incidents(self) -> IncidentStore: ...
@@ -178,7 +185,12 @@ FACTS = (
     "deployments", "deployments_per_day", "runs", "successful_runs", "cost_usd",
     "cost_per_1k_successful_usd", "cost_per_1k_change", "open_action_items",
     "oldest_action_item_age_s", "mean_action_item_age_s",
+    "policy_runs_judged", "policy_violating_runs", "policy_violation_rate", "policy_warned_runs",
+    "policy_violations", "guardrail_checks", "guardrail_trips", "guardrail_trip_rate",
+    "telemetry_runs", "telemetry_violations", "telemetry_coverage_min",
 )
+# Spans the telemetry checker samples per journey for a scorecard (its newest whole traces).
+TELEMETRY_SAMPLE = 20_000
 RULE_KEYS = ("name", "level", "fact", "op", "value", "missing", "description")
 DEFAULT_RULES = Path(__file__).with_name("scorecard_rules.yaml")
 
@@ -342,12 +354,14 @@ class ScorecardReader:
         self._incidents = store.incidents.list_incidents(tenant, limit=1_000_000)
         self._items = store.incidents.action_items(tenant)
         self._changes = store.incidents.list_changes(tenant, limit=1_000_000)
+        self._policy: dict[str, list[dict[str, Any]]] = {}
 
     def entities(self, scope: str) -> list[Entity]:
         return entities(scope, self.specs, self._changes)
 
-    def facts(self, e: Entity, period: Period) -> dict[str, Any]:
-        """The flat facts of one entity over one period (what rules and the export read)."""
+    def facts(self, e: Entity, period: Period, telemetry: bool = True) -> dict[str, Any]:
+        """The flat facts of one entity over one period (what rules and the export read);
+        ``telemetry=False`` skips the checker's sample (trend periods do not chart it)."""
         journeys = e.journeys
         slos = slo_facts(self.store, self.tenant, e.slos, period)
         measured = [s for s in slos if s["total"]]
@@ -355,7 +369,7 @@ class ScorecardReader:
         alerts = [a for a in self._alerts if a.get("journey") in journeys and _in(a.get("started_ns"), period)]
         incidents = [i for i in self._incidents if i.get("journey") in journeys and _in(i["opened_ns"], period)]
         times = summarize_times(incidents)
-        # A load test is a rehearsal, not a change to production: it neither fails nor counts.
+        # A load test or a game day is a rehearsal, not a change to production: it neither fails nor counts.
         changes = [c for c in self._changes if _in(c["at_ns"], period) and self._covers(e, c) and c["kind"] not in NOT_CHANGES]
         failed = [c for c in changes if self.change_failed(c)]
         deploys = [c for c in changes if c["kind"] in DEPLOY_KINDS]
@@ -377,8 +391,46 @@ class ScorecardReader:
             "open_action_items": len(items),
             "oldest_action_item_age_s": max(ages) / 1e9 if ages else None,
             "mean_action_item_age_s": sum(ages) / len(ages) / 1e9 if ages else None,
+            **self._policy_facts(journeys, period),
+            **(self._telemetry_facts(journeys, period) if telemetry else dict.fromkeys(TELEMETRY_FACTS)),
         }
         return {"facts": facts, "slos": slos, "failed_change_ids": [c["id"] for c in failed]}
+
+    def _policy_facts(self, journeys: set[str], period: Period) -> dict[str, Any]:
+        """Runs the policy engine judged in the period, those with a deny (or only a warn)
+        violation, and guardrail checks and trips; all None when no run was judged (no policy)."""
+        if period.label not in self._policy:
+            self._policy[period.label] = self.store.policy_totals(self.tenant, period.start_ns, period.end_ns)
+        mine = [r for r in self._policy[period.label] if r["journey"] in journeys]
+        judged = sum(int(r["judged"]) for r in mine)
+        if not judged:
+            return dict.fromkeys(POLICY_FACTS)
+        denied = sum(int(r["denied_runs"]) for r in mine)
+        checked = sum(int(r["checked_runs"]) for r in mine)
+        return {
+            "policy_runs_judged": judged, "policy_violating_runs": denied, "policy_violation_rate": denied / judged,
+            "policy_warned_runs": sum(int(r["warned_runs"]) for r in mine),
+            "policy_violations": sum(int(r["violations"]) for r in mine),
+            "guardrail_checks": sum(int(r["guardrail_checks"]) for r in mine),
+            "guardrail_trips": sum(int(r["guardrail_trips"]) for r in mine),
+            "guardrail_trip_rate": sum(int(r["tripped_runs"]) for r in mine) / checked if checked else None,
+        }
+
+    def _telemetry_facts(self, journeys: set[str], period: Period) -> dict[str, Any]:
+        """The telemetry checker over each journey's newest traces in the period: runs checked,
+        violation-level findings, and the lowest per-service coverage (share of checks passed)."""
+        runs, violations, coverage = 0, 0, []
+        for journey in sorted(journeys):
+            q = SpanSampleQuery(tenant=self.tenant, since_ns=period.start_ns, until_ns=period.end_ns,
+                                journey=journey, limit=TELEMETRY_SAMPLE)
+            doc = check_store(self.store, q)
+            runs += int(doc["runs"])
+            violations += sum(int(f["count"]) for f in doc["findings"] if f["level"] == "violation")
+            coverage.extend(doc["coverage"].values())
+        if not runs:
+            return dict.fromkeys(TELEMETRY_FACTS)
+        return {"telemetry_runs": runs, "telemetry_violations": violations,
+                "telemetry_coverage_min": min(coverage, default=None)}
 
     def _covers(self, e: Entity, change: dict[str, Any]) -> bool:
         if e.scope == "service" and e.name in (change.get("services") or ()):
@@ -419,7 +471,7 @@ class ScorecardReader:
         p = period
         for _ in range(max(0, trend - 1)):
             p = p.previous()
-            history.insert(0, (p, self.facts(e, p)["facts"]))
+            history.insert(0, (p, self.facts(e, p, telemetry=False)["facts"]))
         facts = now["facts"]
         prev = history[-1][1] if history else None
         if prev and prev.get("cost_per_1k_successful_usd") and facts["cost_per_1k_successful_usd"] is not None:
@@ -439,8 +491,12 @@ class ScorecardReader:
         }
 
 
+POLICY_FACTS = ("policy_runs_judged", "policy_violating_runs", "policy_violation_rate", "policy_warned_runs",
+                "policy_violations", "guardrail_checks", "guardrail_trips", "guardrail_trip_rate")
+TELEMETRY_FACTS = ("telemetry_runs", "telemetry_violations", "telemetry_coverage_min")
 TREND_FACTS = ("attainment_min", "budget_remaining_min", "incidents", "pages", "change_failure_rate",
-               "deployments", "cost_per_1k_successful_usd")
+               "deployments", "cost_per_1k_successful_usd",
+               "policy_violation_rate", "guardrail_trip_rate")
 
 
 def period_end_or_now(period: Period, now_ns: int) -> int:

@@ -45,6 +45,8 @@ class Scenario:
     max_reasks: int = 2
     agent_loop_rate: float = 0.0  # triage runs that look the same order up again and again
     agent_denied_tool_rate: float = 0.0  # triage runs that issue a refund (denied by the demo policy)
+    request_timeout_s: float | None = None  # the service's deadline for one chat call
+    retrieval_empty_rate: float = 0.0  # ask searches that find no document
     # A canary replica taking a share of traffic; None fields inherit the stable value.
     canary_share: float = 0.0
     canary_version: str = "1.5.0"
@@ -60,7 +62,7 @@ class Scenario:
     def __post_init__(self) -> None:
         for name in ("failure_rate", "rate_limit_rate", "tool_call_rate", "agent_share",
                      "app_failure_rate", "canary_share", "canary_failure_rate", "canary_groundedness_drop",
-                     "reask_rate", "agent_loop_rate", "agent_denied_tool_rate"):
+                     "reask_rate", "agent_loop_rate", "agent_denied_tool_rate", "retrieval_empty_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"scenario {self.name!r}: {name} must be within [0, 1], got {value}")
@@ -122,6 +124,8 @@ class Scenario:
             max_reasks=self.max_reasks,
             agent_loop_rate=self.agent_loop_rate,
             agent_denied_tool_rate=self.agent_denied_tool_rate,
+            request_timeout_s=self.request_timeout_s,
+            retrieval_empty_rate=self.retrieval_empty_rate,
         )
         if not canary:
             return stable
@@ -222,6 +226,29 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
             canary_share=0.3,
             canary_version="1.5.0",
             canary_agent_loop_rate=0.5,
+        ),
+        Scenario(
+            "latency-spike",
+            "The provider slows down by 8 s on every chat call; the service gives a call 5 s, so "
+            "answers time out and ask runs fail.",
+            extra_latency_s=8.0,
+            fault_models=("gpt-4o-mini", "gpt-4.1"),
+            request_timeout_s=5.0,
+        ),
+        Scenario(
+            "rate-limit-storm",
+            "The provider answers 429 to 70 % of chat calls on both models; the service's two retries "
+            "with backoff are not enough for a third of calls, and those runs fail.",
+            rate_limit_rate=0.7,
+            fault_models=("gpt-4o-mini", "gpt-4.1"),
+        ),
+        Scenario(
+            "retrieval-empty",
+            "The vector index returns nothing for 40 % of searches (an emptied index): the service "
+            "refuses to answer without context and those ask runs fail.",
+            failure_rate=NOISE_FAILURE_RATE,
+            rate_limit_rate=0.01,
+            retrieval_empty_rate=0.4,
         ),
         Scenario(
             "agent-denied-tool",

@@ -61,6 +61,11 @@ class ServiceConfig:
     agent_loop_rate: float = 0.0
     agent_loop_calls: int = 8
     agent_denied_tool_rate: float = 0.0
+    # The client's deadline for one chat call, in the provider's (unscaled) seconds; None: none.
+    request_timeout_s: float | None = None
+    # Vector searches that find nothing (an emptied or stale index): the service then has no
+    # context to ground an answer on and refuses to answer.
+    retrieval_empty_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.prompt_tokens_factor <= 0:
@@ -70,9 +75,11 @@ class ServiceConfig:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         for name in ("stream_share", "app_failure_rate", "groundedness_drop", "reask_rate", "agent_loop_rate",
-                     "agent_denied_tool_rate"):
+                     "agent_denied_tool_rate", "retrieval_empty_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+        if self.request_timeout_s is not None and self.request_timeout_s <= 0:
+            raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
 
 
 @dataclass
@@ -94,6 +101,10 @@ class JourneyResult:
 
 class AnswerRejected(Exception):
     """The service's own output validation refused the model's answer."""
+
+
+class NoContext(Exception):
+    """Retrieval found no document: the service will not answer without context."""
 
 
 _REASK_ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("aisre_demo_reask", default=False)
@@ -163,7 +174,7 @@ class SupportBot:
                 result = JourneyResult(ASK, format(root.get_span_context().trace_id, "032x"))
                 try:
                     self._ask_steps(question, config, rng, result)
-                except (openai.APIError, AnswerRejected) as exc:
+                except (openai.APIError, AnswerRejected, NoContext) as exc:
                     _failed(root, exc, result)
                     root.set_attribute("http.response.status_code", 500)
                     if isinstance(exc, AnswerRejected):
@@ -214,7 +225,11 @@ class SupportBot:
                 model=model, input=question, dimensions=config.embedding_dimensions
             ),
         )
-        docs = self._vector_search(question, config.retrieval_k, rng)
+        # Drawn only when a scenario sets it, so other scenarios' runs stay as they were.
+        empty = config.retrieval_empty_rate > 0 and rng.random() < config.retrieval_empty_rate
+        docs = self._vector_search(question, 0 if empty else config.retrieval_k, rng)
+        if not docs:
+            raise NoContext("retrieval returned no documents: nothing to ground an answer on")
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": _ask_system_prompt(docs, config.prompt_tokens_factor)},
             {"role": "user", "content": question},
@@ -342,6 +357,8 @@ class SupportBot:
 
         def call(chosen: str) -> _Reply:
             kwargs: dict[str, Any] = {"model": chosen, "messages": messages, "temperature": 0.2}
+            if config.request_timeout_s is not None:
+                kwargs["timeout"] = config.request_timeout_s * self._time_scale
             if tool_specs:
                 kwargs["tools"] = list(tool_specs)
                 kwargs["tool_choice"] = tool_choice

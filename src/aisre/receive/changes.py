@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import parse_time
 
-CHANGE_KINDS = ("deploy", "model", "prompt", "config", "flag", "loadtest")
+CHANGE_KINDS = ("deploy", "model", "prompt", "config", "flag", "loadtest", "gameday")
 _TEXT_LIMIT = 2000
 
 

@@ -78,7 +78,7 @@ async def change_create(request: Request) -> Response:
             type: object
             required: [kind]
             properties:
-              kind: {type: string, enum: [deploy, model, prompt, config, flag, loadtest]}
+              kind: {type: string, enum: [deploy, model, prompt, config, flag, loadtest, gameday]}
               summary: {type: string, description: What changed}
               who: {type: string}
               at: {type: string, description: "RFC 3339 (default: now)"}
@@ -109,7 +109,7 @@ async def change_list(request: Request) -> Response:
       - {name: since, in: query, schema: {type: string}, description: "RFC 3339 time or look-back (e.g. 24h)"}
       - {name: until, in: query, schema: {type: string}}
       - {name: journey, in: query, schema: {type: string}, description: changes naming this journey or none}
-      - {name: kind, in: query, schema: {type: string, enum: [deploy, model, prompt, config, flag, loadtest]}}
+      - {name: kind, in: query, schema: {type: string, enum: [deploy, model, prompt, config, flag, loadtest, gameday]}}
       - {name: limit, in: query, schema: {type: integer, default: 200}}
     responses:
       200: {description: "{items: [...]}"}

@@ -873,6 +873,32 @@ class GamedayScore(TypedDict):
     alerts: int
     pages: int
     should_not_have_fired: list[Json]
+    detect: str
+    policy_violations: int
+    violating_runs: int
+    time_to_first_violation_s: float | None
+    passed: bool
+    drill_id: NotRequired[int]
+    running: NotRequired[bool]
+    who: NotRequired[str | None]
+
+
+class GamedayDrill(TypedDict):
+    """A game day recorded on the server (its id is the start change's)."""
+
+    id: int
+    journey: str
+    scenario: str | None
+    expect: str | None
+    who: str | None
+    start_ns: int
+    end_ns: int | None
+    start: Time
+    end: Time | None
+
+
+class GamedayList(TypedDict):
+    drills: list[GamedayScore]
 
 
 # -- the reliability review ------------------------------------------------------------------
@@ -891,8 +917,11 @@ class Review(TypedDict):
     daily: Json
     changes: list[Json]
     remediation: list[Json]
+    game_days: list[GamedayScore]
     scorecards: list[Json]
     levels: list[str]
+
+
 class PolicyApplied(TypedDict):
     bundle: str
     changed: bool

@@ -221,7 +221,7 @@ def build_change_cli() -> typer.Typer:
 
     @app.command("record")
     def record_cmd(
-        kind: str = typer.Option(..., help="deploy, model, prompt, config, flag or loadtest"),
+        kind: str = typer.Option(..., help="deploy, model, prompt, config, flag, loadtest or gameday"),
         summary: str = typer.Option("", help="What changed"),
         version: str = typer.Option("", help="The new service.version, model or prompt version"),
         previous: str = typer.Option("", help="What it replaced"),

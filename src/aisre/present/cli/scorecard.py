@@ -64,6 +64,12 @@ def render(doc: dict[str, Any]) -> str:
                      f"{spark(trend['cost_per_1k_successful_usd'])}")
         oldest = f["oldest_action_item_age_s"]
         lines.append(f"  open action items {f['open_action_items']}" + (f", oldest {span_text(oldest)}" if oldest else ""))
+        if f.get("policy_runs_judged") is not None:
+            lines.append(f"  policy: {f['policy_violating_runs']} of {f['policy_runs_judged']} judged runs violate "
+                         f"({_pct(f['policy_violation_rate'])}); guardrail trips {f['guardrail_trips']}")
+        if f.get("telemetry_runs") is not None:
+            lines.append(f"  telemetry: coverage {_pct(f['telemetry_coverage_min'])} (lowest service), "
+                         f"{f['telemetry_violations']} violations in {f['telemetry_runs']} runs checked")
         failing = [r for r in card["rules"] if not r["passed"]]
         for r in failing[:6]:
             value = r["value"]

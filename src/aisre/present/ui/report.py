@@ -94,6 +94,15 @@ def _bar(value: float, top: float, width: int = 20) -> str:
     return "█" * n + "·" * (width - n)
 
 
+def _detection(g: dict[str, Any]) -> str:
+    """How a drill was detected: policy violations for agent drills, else the first page."""
+    if g.get("detect") == "policy":
+        first = g["time_to_first_violation_s"]
+        return f"{g['policy_violations']} violations" + ("" if first is None else f", first after {_secs(first)}")
+    late = " (**late**)" if g["detected_within_page_window"] is False else ""
+    return f"page after {_secs(g['time_to_first_page_s'])}{late}" if g["time_to_first_page_s"] is not None else "**no page**"
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     """The review as Markdown; charts as text bars (one per day) that read in any viewer."""
     s, p = doc["summary"], doc["period"]
@@ -142,9 +151,23 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 f"{(a['due'] or '—')[:10]}{' **overdue**' if a['overdue'] else ''} | {span_text(a['age_s'])} |" for a in doc["remediation"]]
     else:
         out.append("No open action items.")
-    out += ["", "## Scorecards", "", "| journey | level | change failure rate | cost / 1K good runs |", "|---|---|---|---|"]
+    out += ["", "## Game days", ""]
+    if doc["game_days"]:
+        out += ["| drill | journey | started | detection | incident | triage named | mitigated | fired elsewhere | result |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| #{g['drill_id']} {g['scenario'] or 'own fault'} | {g['journey']} | {g['start'][:16]} | {_detection(g)} | "
+                f"{('#' + str(g['incident_id']) + ' after ' + _secs(g['time_to_incident_s'])) if g['incident_opened'] else 'none'} | "
+                f"{g['named_layer'] or '—'}{' (expected ' + g['expected_layer'] + ')' if g['expected_layer'] else ''} | "
+                f"{_secs(g['time_to_mitigate_s'])} | {len(g['should_not_have_fired'])} | "
+                f"{'running' if g.get('running') else ('passed' if g['passed'] else '**failed**')} |" for g in doc["game_days"]]
+    else:
+        out.append("No game days in the period.")
+    out += ["", "## Scorecards", "",
+            "| journey | level | change failure rate | cost / 1K good runs | policy-violating runs | telemetry coverage |",
+            "|---|---|---|---|---|---|"]
     out += [f"| {c['name']} | {c['level'] or 'none'} | {pct(c['facts']['change_failure_rate'])} | "
-            f"{_usd(c['facts']['cost_per_1k_successful_usd'])} |"
+            f"{_usd(c['facts']['cost_per_1k_successful_usd'])} | {pct(c['facts'].get('policy_violation_rate'))} | "
+            f"{pct(c['facts'].get('telemetry_coverage_min'))} |"
             for c in doc["scorecards"]]
     return "\n".join(out) + "\n"
 

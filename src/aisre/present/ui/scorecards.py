@@ -106,6 +106,12 @@ def card_view(card: dict[str, Any]) -> dict[str, Any]:
         ("vs previous period", "—" if f.get("cost_per_1k_change") is None else f"{f['cost_per_1k_change'] * 100:+.1f} %"),
         ("open action items", shown(f["open_action_items"], "int")),
         ("oldest open item", shown(f["oldest_action_item_age_s"], "s")),
+        ("policy-violating runs", "—" if f.get("policy_runs_judged") is None
+         else f"{shown(f['policy_violation_rate'], 'pct')} of {f['policy_runs_judged']} judged"),
+        ("guardrail trips", "—" if f.get("guardrail_trips") is None
+         else f"{f['guardrail_trips']} ({shown(f['guardrail_trip_rate'], 'pct')} of checked runs)"),
+        ("telemetry coverage", "—" if f.get("telemetry_runs") is None
+         else f"{shown(f['telemetry_coverage_min'], 'pct')} ({f['telemetry_violations']} violations)"),
     ]
     return {**card, "trends": rows, "figures": figures, "failing": [r for r in card["rules"] if not r["passed"]]}
 

@@ -285,6 +285,22 @@ class PolicyTables:
             [bucket_ns, bucket_ns, tenant, since_ns, bucket_ns, bucket_ns, tenant, since_ns],
         )
 
+    def policy_totals(self: _Host, tenant: str, since_ns: int, until_ns: int) -> list[dict[str, Any]]:
+        """Per journey, runs started in [since, until): judged, with a deny / a warn violation,
+        violations, guardrail checks and trips (what a scorecard reads)."""
+        return self._rows(
+            "WITH v AS (SELECT trace_id, bool_or(effect = 'deny') AS denied, bool_or(effect = 'warn') AS warned "
+            "FROM policy_violations WHERE tenant = ? AND run_start_ns >= ? AND run_start_ns < ? GROUP BY trace_id) "
+            "SELECT coalesce(p.journey, '') AS journey, count(*) AS judged, "
+            "count(*) FILTER (WHERE v.denied) AS denied_runs, count(*) FILTER (WHERE v.warned) AS warned_runs, "
+            "sum(p.violations) AS violations, sum(p.guardrail_checks) AS guardrail_checks, "
+            "sum(p.guardrail_trips) AS guardrail_trips, count(*) FILTER (WHERE p.guardrail_trips > 0) AS tripped_runs, "
+            "count(*) FILTER (WHERE p.guardrail_checks > 0) AS checked_runs "
+            "FROM policy_runs p LEFT JOIN v USING (trace_id) "
+            "WHERE p.tenant = ? AND p.run_start_ns >= ? AND p.run_start_ns < ? GROUP BY ALL ORDER BY journey",
+            [tenant, since_ns, until_ns, tenant, since_ns, until_ns],
+        )
+
     def policy_run(self: _Host, tenant: str, trace_id: str) -> dict[str, Any] | None:
         """How a trace was last judged (None if not yet)."""
         rows = self._rows("SELECT * EXCLUDE (tenant) FROM policy_runs WHERE tenant = ? AND trace_id = ?", [tenant, trace_id])
