@@ -95,7 +95,9 @@ _BY_PATH = {
     ("/v1/metrics", "post"): Operation("ingest", models.ExportMetricsServiceResponse,
                                        media_types=("application/json", "application/x-protobuf")),
 }
-_BINARY = {"application/x-protobuf": {"type": "string", "format": "binary"}}
+# Answers that are not the operation's JSON model: protobuf, and YAML documents (a Backstage
+# catalog is a stream of entities).
+_BINARY = {"application/x-protobuf": {"type": "string", "format": "binary"}, "application/yaml": {"type": "string"}}
 
 
 class _Schemas:

@@ -108,7 +108,7 @@ NOT_YET = (
     "active_keys", "auth_latched", "list_keys", "audit", "list_audit", "set_retention",
     "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict", "expire", "trace_ids_with_prefix",
     "dependency_calls", "put_policy_set", "policy_sets", "policy_tenants", "add_decisions", "list_decisions",
-    "runs_to_judge", "save_policy_run", "list_violations", "policy_run", "violation_counts",
+    "runs_to_judge", "save_policy_run", "list_violations", "policy_run", "violation_counts", "policy_totals", "policy_usage", "policy_usage_totals",
     "submit_metrics", "put_slo_minutes", "metric_series", "metric_minutes", "compact_metrics",
 )
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
