@@ -18,9 +18,12 @@ from aisre.core.model import SliRule
 from aisre.core.series import parse_selector
 from aisre.core.slo import (
     CostSli,
+    DeadlineSli,
+    FreshnessSli,
     HistogramSli,
     LatencySli,
     OutcomeSli,
+    PipelineSli,
     PrometheusSli,
     RatioSli,
     ScoreSli,
@@ -66,6 +69,15 @@ def sli_rule(spec: SloSpec, prometheus: bool = False) -> SliRule | None:
                        min_value=sli.min, max_value=sli.max, aggregate=sli.aggregate)
     if isinstance(sli, HistogramSli):
         return SliRule(spec.id, spec.journey or "", "histogram", total=parse_selector(sli.metric), le=sli.le)
+    if isinstance(sli, FreshnessSli):
+        return SliRule(spec.id, spec.journey or "", "freshness", total=parse_selector(sli.metric),
+                       max_value=sli.max_age.total_seconds())
+    if isinstance(sli, PipelineSli):
+        return SliRule(spec.id, spec.journey or "", "pipeline", pipeline=sli.pipeline)
+    if isinstance(sli, DeadlineSli):
+        return SliRule(spec.id, spec.journey or "", "deadline", pipeline=sli.pipeline,
+                       deadline_at_ns=int(sli.at.total_seconds()) * 10**9,
+                       period_ns=int(sli.every.total_seconds()) * 10**9)
     if spec.journey is None:
         return None
     if isinstance(sli, OutcomeSli):
