@@ -31,6 +31,7 @@ from aisre.core.slo import (
     SloWindow,
     StepSli,
     ThresholdSli,
+    format_duration,
 )
 from aisre.core.timefmt import rfc3339, span_text
 from aisre.evaluate.budget import (
@@ -319,7 +320,8 @@ def _spec_document(spec: SloSpec) -> dict[str, Any]:
         "objective": spec.objective,
         "window": _human(spec.window.duration),
         # The SLI definition; "sli" is the measured ratio once evaluated.
-        "indicator": {"kind": spec.sli.kind, **{k: v for k, v in vars(spec.sli).items() if v is not None}},
+        "indicator": {"kind": spec.sli.kind, **{k: format_duration(v) if isinstance(v, timedelta) else v
+                                                for k, v in vars(spec.sli).items() if v is not None}},
         "tier": spec.tier,
         "owner": spec.owner,
         "runbook": spec.runbook,
