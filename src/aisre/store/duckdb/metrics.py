@@ -386,11 +386,11 @@ def folded_minutes(
     """(series_id, minute_ns, the minute folded from every row written for it)."""
     if not ids:
         return []
-    _ids(conn, ids)
-    try:
-        rows = conn.execute(FOLDED + " ORDER BY m.series_id, minute_ns", [tenant, start, end]).fetchall()
-    finally:
-        conn.unregister("wanted_series")
+    # The ids go in as a parameter, not a registered view: a pooled reader cursor may still
+    # hold another caller's unfinished result, and register() refuses to run on it.
+    sql = FOLDED.replace("SEMI JOIN wanted_series w ON m.series_id = w.series_id ",
+                         "SEMI JOIN (SELECT unnest(?::BIGINT[]) AS series_id) w ON m.series_id = w.series_id ")
+    rows = conn.execute(sql + " ORDER BY m.series_id, minute_ns", [ids, tenant, start, end]).fetchall()
     out = []
     for sid, minute, value, points, lo, hi, last, total, bounds, buckets in rows:
         agg = MinuteAgg(float(value), int(points), lo, hi, last, None, total)
