@@ -116,3 +116,29 @@ def retry_runs(start_ns: int, runs: int = 6, *, model: str = "gpt-4o-mini") -> E
                 span.status.message = f"HTTP {status}"
             spans.append(span)
     return request
+
+
+def pipeline_runs(runs: list[tuple[int, int, str | None, bool]], *, pipeline: str = "nightly",
+                  cicd: bool = True, service: str = "airflow") -> ExportTraceServiceRequest:
+    """One root span per (start_ns, end_ns, cicd.pipeline.result or None, status error): OTel
+    CI/CD pipeline-run spans (with a task span under each), or plain job spans named ``pipeline``."""
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend([_kv("service.name", service)])
+    spans = rs.scope_spans.add().spans
+    for start, end, result, error in runs:
+        trace_id, root_id = os.urandom(16), os.urandom(8)
+        attributes = [_kv("cicd.pipeline.name", pipeline), _kv("cicd.pipeline.action.name", "RUN")] if cicd else []
+        if result is not None:
+            attributes.append(_kv("cicd.pipeline.result", result))
+        root = Span(trace_id=trace_id, span_id=root_id, name=f"RUN {pipeline}" if cicd else pipeline,
+                    start_time_unix_nano=start, end_time_unix_nano=end, attributes=attributes)
+        if error:
+            root.status.code = 2  # STATUS_CODE_ERROR
+        spans.append(root)
+        if cicd:  # a task span: part of the run, never a run itself
+            spans.append(Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id, name="RUN extract",
+                              start_time_unix_nano=start + 1000, end_time_unix_nano=start + 2000,
+                              attributes=[_kv("cicd.pipeline.name", pipeline), _kv("cicd.pipeline.task.name", "extract"),
+                                          _kv("cicd.pipeline.task.run.result", "failure")]))
+    return request

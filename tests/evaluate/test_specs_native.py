@@ -100,7 +100,7 @@ def test_unknown_kind_lists_allowed(tmp_path: Path) -> None:
     path = write(tmp_path, one_slo("objective: 99\nsli: {kind: vibes}\n"))
     (err,) = errors_of(path)
     assert err == ("5: slos[0].sli.kind: unknown SLI kind 'vibes'; allowed: outcome, latency, cost, "
-                   "score, step, prometheus, ratio, threshold, histogram")
+                   "score, step, prometheus, ratio, threshold, histogram, freshness, pipeline, deadline")
 
 
 def test_unknown_field_lists_allowed(tmp_path: Path) -> None:

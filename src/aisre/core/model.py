@@ -56,6 +56,12 @@ class SliRule:
     total: MetricSelector | None = None
     aggregate: str | None = None
     le: float | None = None
+    # Job SLIs (kind pipeline | deadline): runs of ``pipeline`` (see core/slo.py PipelineSli);
+    # deadline: one event at ``deadline_at_ns`` after the start of every ``period_ns``.
+    # Freshness (a metric kind) keeps its bound in ``max_value`` (seconds of age).
+    pipeline: str | None = None
+    deadline_at_ns: int | None = None
+    period_ns: int | None = None
 
 
 @dataclass(frozen=True)

@@ -255,15 +255,52 @@ class HistogramSli:
     le: float
 
 
-Sli = OutcomeSli | LatencySli | CostSli | ScoreSli | StepSli | PrometheusSli | RatioSli | ThresholdSli | HistogramSli
+@dataclass(frozen=True)
+class FreshnessSli:
+    """One event per selected timestamp-gauge series per minute (a dataset's or feature
+    view's last update, in unix seconds): good when the minute's end is at most
+    ``max_age`` after the newest update the minute reported."""
+
+    kind: ClassVar[str] = "freshness"
+    metric: str
+    max_age: timedelta
+
+
+@dataclass(frozen=True)
+class PipelineSli:
+    """Good = a run of ``pipeline`` succeeded: spans carrying OTel CI/CD
+    ``cicd.pipeline.name`` (result from ``cicd.pipeline.result``, else the span status), or
+    root job spans named ``pipeline``; cancelled and skipped runs are not counted."""
+
+    kind: ClassVar[str] = "pipeline"
+    pipeline: str
+
+
+@dataclass(frozen=True)
+class DeadlineSli:
+    """One event per scheduled deadline (every ``every``, at ``at`` after each period's
+    start, in UTC; e.g. daily 06:00): good when a successful run of ``pipeline`` ended in the
+    period before the deadline."""
+
+    kind: ClassVar[str] = "deadline"
+    pipeline: str
+    at: timedelta
+    every: timedelta = timedelta(days=1)
+
+
+Sli = (OutcomeSli | LatencySli | CostSli | ScoreSli | StepSli | PrometheusSli | RatioSli | ThresholdSli
+       | HistogramSli | FreshnessSli | PipelineSli | DeadlineSli)
 SLI_KINDS: tuple[str, ...] = (
     "outcome", "latency", "cost", "score", "step", "prometheus", "ratio", "threshold", "histogram",
+    "freshness", "pipeline", "deadline",
 )
-METRIC_SLI_KINDS: frozenset[str] = frozenset({"ratio", "threshold", "histogram"})
+METRIC_SLI_KINDS: frozenset[str] = frozenset({"ratio", "threshold", "histogram", "freshness"})
+# ML-platform SLIs over pipeline/job spans (platform SLOs, like the metric ones).
+JOB_SLI_KINDS: frozenset[str] = frozenset({"pipeline", "deadline"})
 GAUGE_AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "last")
 # Kinds that measure the user's outcome carry the journey's budget; the rest default to diagnostic.
 # Metric SLIs are platform SLOs (their own budget, paging alerts), so they carry one too.
-USER_OUTCOME_KINDS: frozenset[str] = frozenset({"outcome", "latency", "prometheus", *METRIC_SLI_KINDS})
+USER_OUTCOME_KINDS: frozenset[str] = frozenset({"outcome", "latency", "prometheus", *METRIC_SLI_KINDS, *JOB_SLI_KINDS})
 
 # ---------------------------------------------------------------------------- alerting
 

@@ -18,9 +18,12 @@ from aisre.core.model import SliRule
 from aisre.core.series import parse_selector
 from aisre.core.slo import (
     CostSli,
+    DeadlineSli,
+    FreshnessSli,
     HistogramSli,
     LatencySli,
     OutcomeSli,
+    PipelineSli,
     PrometheusSli,
     RatioSli,
     ScoreSli,
@@ -28,6 +31,7 @@ from aisre.core.slo import (
     SloWindow,
     StepSli,
     ThresholdSli,
+    format_duration,
 )
 from aisre.core.timefmt import rfc3339, span_text
 from aisre.evaluate.budget import (
@@ -66,6 +70,15 @@ def sli_rule(spec: SloSpec, prometheus: bool = False) -> SliRule | None:
                        min_value=sli.min, max_value=sli.max, aggregate=sli.aggregate)
     if isinstance(sli, HistogramSli):
         return SliRule(spec.id, spec.journey or "", "histogram", total=parse_selector(sli.metric), le=sli.le)
+    if isinstance(sli, FreshnessSli):
+        return SliRule(spec.id, spec.journey or "", "freshness", total=parse_selector(sli.metric),
+                       max_value=sli.max_age.total_seconds())
+    if isinstance(sli, PipelineSli):
+        return SliRule(spec.id, spec.journey or "", "pipeline", pipeline=sli.pipeline)
+    if isinstance(sli, DeadlineSli):
+        return SliRule(spec.id, spec.journey or "", "deadline", pipeline=sli.pipeline,
+                       deadline_at_ns=int(sli.at.total_seconds()) * 10**9,
+                       period_ns=int(sli.every.total_seconds()) * 10**9)
     if spec.journey is None:
         return None
     if isinstance(sli, OutcomeSli):
@@ -307,7 +320,8 @@ def _spec_document(spec: SloSpec) -> dict[str, Any]:
         "objective": spec.objective,
         "window": _human(spec.window.duration),
         # The SLI definition; "sli" is the measured ratio once evaluated.
-        "indicator": {"kind": spec.sli.kind, **{k: v for k, v in vars(spec.sli).items() if v is not None}},
+        "indicator": {"kind": spec.sli.kind, **{k: format_duration(v) if isinstance(v, timedelta) else v
+                                                for k, v in vars(spec.sli).items() if v is not None}},
         "tier": spec.tier,
         "owner": spec.owner,
         "runbook": spec.runbook,

@@ -136,6 +136,9 @@ class Writer:
                 break
             if isinstance(first, _Call):
                 self._run_call(first)
+                # Calls (metric commits, alert writes) can arrive more often than the tick
+                # interval: the queue is then never idle, and upkeep must still run.
+                self._maybe_tick()
                 continue
             group = [first]
             rows = first[1]

@@ -38,11 +38,25 @@ slos:
     journey: ask
     objective: 99
     sli: {kind: histogram, metric: 'gen_ai.client.operation.duration{gen_ai.request.model="m"}', le: 2}
+  # ML-platform SLIs (docs/metrics.md): data freshness, pipeline success, batch deadlines
+  - name: features-fresh
+    service: feast
+    objective: 99
+    sli: {kind: freshness, metric: 'feature_view.last_update_timestamp{view="user"}', max_age: 2h}
+  - name: nightly-succeeds
+    service: airflow
+    objective: 95
+    sli: {kind: pipeline, pipeline: nightly-features}
+  - name: nightly-on-time
+    service: airflow
+    objective: 90
+    sli: {kind: deadline, pipeline: nightly-features, at: 6h, every: 1d}   # daily 06:00 UTC
 ```
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +66,7 @@ from aisre.core.slo import (
     CALENDAR_UNITS,
     DURATION_HELP,
     GAUGE_AGGREGATES,
+    JOB_SLI_KINDS,
     METRIC_SLI_KINDS,
     SLI_KINDS,
     USER_OUTCOME_KINDS,
@@ -60,9 +75,12 @@ from aisre.core.slo import (
     AlertSpec,
     Budgeting,
     CostSli,
+    DeadlineSli,
+    FreshnessSli,
     HistogramSli,
     LatencySli,
     OutcomeSli,
+    PipelineSli,
     PrometheusSli,
     RatioSli,
     ScoreSli,
@@ -93,6 +111,9 @@ SLI_KEYS: dict[str, tuple[str, ...]] = {
     "ratio": ("kind", "good", "bad", "total"),
     "threshold": ("kind", "metric", "min", "max", "aggregate"),
     "histogram": ("kind", "metric", "le"),
+    "freshness": ("kind", "metric", "max_age"),
+    "pipeline": ("kind", "pipeline"),
+    "deadline": ("kind", "pipeline", "at", "every"),
 }
 ALERTING_KEYS = ("name", "labels", "annotations", "page", "ticket", "windows", "min_events", "min_bad_events")
 SEVERITY_KEYS = ("enabled", "labels", "annotations")
@@ -131,7 +152,7 @@ def _slo(v: View, default_window: timedelta, windows_file: str | None) -> SloSpe
     service = v.text("service")
     sli, sli_fields = _sli(v)
     fields.update(sli_fields)
-    platform = sli is not None and (sli.kind == "prometheus" or sli.kind in METRIC_SLI_KINDS)
+    platform = sli is not None and (sli.kind == "prometheus" or sli.kind in METRIC_SLI_KINDS or sli.kind in JOB_SLI_KINDS)
     if sli is not None and journey is None and not (platform and service):
         v.error("journey", "is required" + (f" (or service, for a {sli.kind} SLI)" if platform else ""))
     window = _window(v, default_window)
@@ -203,6 +224,15 @@ def _sli(v: View) -> tuple[Sli | None, dict[str, tuple[str, int]]]:
         if le is not None and not le > 0:
             s.error("le", f"must be a bucket bound > 0 in the metric's unit (got {le:g})")
         sli = HistogramSli(metric, le) if metric is not None and le is not None else None
+    elif raw_kind == "freshness":
+        metric = _selector(s, "metric", required=True)
+        max_age = _span(s, "max_age", required=True)
+        sli = FreshnessSli(metric, max_age) if metric is not None and max_age is not None else None
+    elif raw_kind == "pipeline":
+        name = s.text("pipeline", required=True)
+        sli = PipelineSli(name) if name else None
+    elif raw_kind == "deadline":
+        sli = _deadline(s)
     else:
         sli = _prometheus(s)
     return (sli if len(s.errors) == start else None), fields
@@ -218,6 +248,36 @@ def _selector(s: View, key: str, required: bool = False) -> str | None:
         s.error(key, str(exc))
         return None
     return text
+
+
+def _span(s: View, key: str, required: bool = False) -> timedelta | None:
+    raw = s.data.get(key)
+    if raw is None:
+        if required:
+            s.error(key, f"is required ({DURATION_HELP})")
+        return None
+    text = str(raw).strip()
+    clock = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
+    if clock and key == "at":  # a time of day, 06:00
+        return timedelta(hours=int(clock.group(1)), minutes=int(clock.group(2)))
+    if key == "at" and re.fullmatch(r"0+[smhd]?", text):  # midnight
+        return timedelta(0)
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        s.error(key, str(exc))
+        return None
+    return value
+
+
+def _deadline(s: View) -> DeadlineSli | None:
+    name = s.text("pipeline", required=True)
+    at = _span(s, "at", required=True)
+    every = _span(s, "every") or timedelta(days=1)
+    if at is not None and not timedelta(0) <= at < every:
+        s.error("at", f"must be within the period (0 to {every}), e.g. 6h for daily 06:00 UTC")
+        return None
+    return DeadlineSli(name, at, every) if name and at is not None else None
 
 
 def _ratio(s: View) -> RatioSli | None:

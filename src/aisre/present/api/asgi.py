@@ -19,6 +19,7 @@ from aisre.core.errors import Conflict, NotFound, PayloadTooLarge, PermanentErro
 from aisre.core.pipeline import TracesConsumer
 from aisre.present.api.admin import ADMIN_ROUTES
 from aisre.present.api.auth import AuthMiddleware
+from aisre.present.api.capacity import CAPACITY_ROUTES
 from aisre.present.api.catalog import CATALOG_ROUTES
 from aisre.present.api.check import CHECK_ROUTES
 from aisre.present.api.context import AppContext
@@ -88,6 +89,7 @@ def api_routes(otlp: Any, otlp_metrics: Any = None) -> list[BaseRoute]:
         *GATE_ROUTES,
         *INCIDENT_ROUTES,
         *COST_ROUTES,
+        *CAPACITY_ROUTES,
         *CHECK_ROUTES,
         *SCORECARD_ROUTES,
         *CATALOG_ROUTES,

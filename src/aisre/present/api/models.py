@@ -952,3 +952,34 @@ class PolicyDecisionList(TypedDict):
 
 class PolicyViolationList(TypedDict):
     items: list[Json]
+
+
+class CapacityPoint(TypedDict):
+    time: str
+    mean: float
+    low: float
+    high: float
+
+
+class CapacitySeries(TypedDict):
+    """One gauge series: its trend level now, growth per hour, and when it reaches the
+    threshold (crossing), at the earliest and latest (the 80 % band); null: not in the horizon."""
+
+    metric: str
+    labels: dict[str, str]
+    threshold: float
+    current: float | None
+    slope_per_hour: float
+    model: str
+    basis: dict[str, Any]
+    crossing: str | None
+    crossing_ns: int | None
+    earliest: str | None
+    earliest_ns: int | None
+    latest: str | None
+    latest_ns: int | None
+    series: list[CapacityPoint]
+
+
+class Capacity(TypedDict):
+    items: list[CapacitySeries]

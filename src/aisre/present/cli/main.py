@@ -98,6 +98,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.catalog import register_catalog
 
     register_catalog(app)
+    from aisre.present.cli.capacity import register_capacity
+
+    register_capacity(app)
     from aisre.present.cli.readiness import register_readiness
 
     register_readiness(app)

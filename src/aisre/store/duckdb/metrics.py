@@ -365,7 +365,7 @@ GROUP BY r.series_id, r.minute_ns
 
 # -- metric SLIs ------------------------------------------------------------------------
 
-METRIC_SLI_KINDS = frozenset({"ratio", "threshold", "histogram"})
+METRIC_SLI_KINDS = frozenset({"ratio", "threshold", "histogram", "freshness"})
 
 
 def _ids(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
@@ -386,11 +386,11 @@ def folded_minutes(
     """(series_id, minute_ns, the minute folded from every row written for it)."""
     if not ids:
         return []
-    _ids(conn, ids)
-    try:
-        rows = conn.execute(FOLDED + " ORDER BY m.series_id, minute_ns", [tenant, start, end]).fetchall()
-    finally:
-        conn.unregister("wanted_series")
+    # The ids go in as a parameter, not a registered view: a pooled reader cursor may still
+    # hold another caller's unfinished result, and register() refuses to run on it.
+    sql = FOLDED.replace("SEMI JOIN wanted_series w ON m.series_id = w.series_id ",
+                         "SEMI JOIN (SELECT unnest(?::BIGINT[]) AS series_id) w ON m.series_id = w.series_id ")
+    rows = conn.execute(sql + " ORDER BY m.series_id, minute_ns", [ids, tenant, start, end]).fetchall()
     out = []
     for sid, minute, value, points, lo, hi, last, total, bounds, buckets in rows:
         agg = MinuteAgg(float(value), int(points), lo, hi, last, None, total)
@@ -452,6 +452,13 @@ def metric_slo_counts(
         good = " AND ".join(t for t in tests if t) or "true"
         sql = (f"SELECT minute_ns, count(*) FILTER (WHERE {good}), count(*) FROM ("
                f"SELECT m.series_id, minute_ns, {how} AS v {scope} GROUP BY 1, 2 HAVING sum(points) > 0) GROUP BY 1 ORDER BY 1")
+        return [(int(m), int(g), int(t)) for m, g, t in run(_matching(conn, tenant, rule.total), sql)]
+    if rule.kind == "freshness":
+        # The gauge is the newest update's time (unix seconds); the minute is good when its
+        # end is at most max_value seconds later.
+        bound = float(rule.max_value if rule.max_value is not None else 0.0)
+        sql = (f"SELECT minute_ns, count(*) FILTER (WHERE (minute_ns + {MINUTE_NS}) / 1e9 - v <= {bound!r}), count(*) FROM ("
+               f"SELECT m.series_id, minute_ns, max(max) AS v {scope} GROUP BY 1, 2 HAVING sum(points) > 0) GROUP BY 1 ORDER BY 1")
         return [(int(m), int(g), int(t)) for m, g, t in run(_matching(conn, tenant, rule.total), sql)]
     if rule.kind == "histogram":
         le = float(rule.le) if rule.le is not None else float("inf")

@@ -8,6 +8,7 @@ run into a failure, changes the minute it belongs to, and nothing is counted twi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.store.duckdb.cost import rebuild_cost_minutes
+from aisre.store.duckdb.jobs import JOB_SLI_KINDS, job_slo_counts
 from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, metric_slo_counts
 from aisre.store.duckdb.semantics import (
     STEP_SLACK_NS,
@@ -52,6 +54,7 @@ def rebuild(
     conn: duckdb.DuckDBPyConnection,
     dirty: dict[str, set[int]],
     rules: dict[str, list[SliRule]] | None = None,
+    now_ns: int | None = None,
 ) -> int:
     """Rebuild the given minutes per tenant in one transaction; returns minutes rebuilt."""
     count = 0
@@ -61,7 +64,7 @@ def rebuild(
             for start, end in ranges(minutes):
                 conn.execute(_DELETE, [tenant, start, end])
                 conn.execute(_REBUILD, [tenant, start, end])
-                rebuild_slo_minutes(conn, tenant, (rules or {}).get(tenant, []), start, end)
+                rebuild_slo_minutes(conn, tenant, (rules or {}).get(tenant, []), start, end, now_ns)
                 rebuild_cost_minutes(conn, tenant, start, end)
                 count += (end - start) // MINUTE_NS
         conn.execute("COMMIT")
@@ -152,9 +155,11 @@ GROUP BY minute_ns
 
 
 def rebuild_slo_minutes(
-    conn: duckdb.DuckDBPyConnection, tenant: str, rules: list[SliRule], start: int, end: int
+    conn: duckdb.DuckDBPyConnection, tenant: str, rules: list[SliRule], start: int, end: int,
+    now_ns: int | None = None,
 ) -> None:
-    """Replace ``rules``' minute counts in [start, end) (inside the caller's transaction)."""
+    """Replace ``rules``' minute counts in [start, end) (inside the caller's transaction);
+    deadlines after ``now_ns`` (default: the clock) are not due yet."""
     # Prometheus-sourced SLIs are written by their reader (put_slo_minutes), never recounted.
     rules = [r for r in rules if r.kind != "prometheus"]
     if not rules:
@@ -166,7 +171,9 @@ def rebuild_slo_minutes(
     )
     out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
     metric_rules = [r for r in rules if r.kind in METRIC_SLI_KINDS]
-    run_rules = [r for r in rules if r.kind not in ("step", "score") and r.kind not in METRIC_SLI_KINDS]
+    job_rules = [r for r in rules if r.kind in JOB_SLI_KINDS]
+    run_rules = [r for r in rules
+                 if r.kind not in ("step", "score") and r.kind not in METRIC_SLI_KINDS and r.kind not in JOB_SLI_KINDS]
     step_rules = [r for r in rules if r.kind == "step"]
     score_rules = [r for r in rules if r.kind == "score"]
     counted: list[tuple[list[str], list[tuple[Any, ...]]]] = []
@@ -178,8 +185,11 @@ def rebuild_slo_minutes(
     if score_rules:
         params = [tenant, tenant, start, end]
         counted.append(([r.slo for r in score_rules], conn.execute(score_counts_sql(score_rules), params).fetchall()))
-    for rule in metric_rules:
-        for minute, good, total in metric_slo_counts(conn, tenant, rule, start, end):
+    now = now_ns if now_ns is not None else time.time_ns()
+    per_rule = [(rule, metric_slo_counts(conn, tenant, rule, start, end)) for rule in metric_rules]
+    per_rule += [(rule, job_slo_counts(conn, tenant, rule, start, end, now)) for rule in job_rules]
+    for rule, counts in per_rule:
+        for minute, good, total in counts:
             out["tenant"].append(tenant)
             out["slo"].append(rule.slo)
             out["minute_ns"].append(minute)

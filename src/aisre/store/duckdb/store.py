@@ -29,6 +29,7 @@ from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
+from aisre.store.duckdb.jobs import deadlines, next_deadline
 from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit, MetricTables, folded_minutes
 from aisre.store.duckdb.policy import PolicyTables
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
@@ -219,6 +220,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         self._dirty: dict[str, set[int]] = {}
         self._dirty_lock = threading.Lock()
         self._rollups_on = rollup_interval_ms > 0
+        self._deadline_checked_ns: int | None = None  # deadlines due up to here are queued
         self._sli_rules: dict[str, list[SliRule]] = {}
         self._slo_changes = MinuteJournal()
         self._memory_checked = 0.0
@@ -732,6 +734,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         """Rebuild the minutes commits have touched since the last refresh (writer thread)."""
         if not self._rollups_on:
             return 0
+        self._passed_deadlines(self._clock())
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, {}
         if not dirty:
@@ -754,10 +757,41 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         }
         if not dirty:
             return 0
-        rebuilt = rebuild(self._conn, dirty, self._sli_rules)
+        now = self._clock()
+        dirty = {tenant: minutes | self._deadline_minutes(tenant, minutes, now) for tenant, minutes in dirty.items()}
+        rebuilt = rebuild(self._conn, dirty, self._sli_rules, now)
         for tenant, minutes in dirty.items():
             self._slo_changes.record(tenant, minutes)
         return rebuilt
+
+    def _deadline_minutes(self, tenant: str, minutes: set[int], now_ns: int) -> set[int]:
+        """Deadline minutes a rebuild of ``minutes`` must recount: every due deadline from the
+        first of them on (a run ending then counts for the next one, and late-arriving runs
+        can start the schedule earlier), at most the last 1000."""
+        out: set[int] = set()
+        if not minutes:
+            return out
+        for rule in self._sli_rules.get(tenant, []):
+            if rule.kind == "deadline" and rule.period_ns:
+                first = next_deadline(rule, min(minutes))
+                if first is not None:
+                    start = max(first, now_ns - 1000 * rule.period_ns)
+                    out.update(minute_of(d) for d in deadlines(rule, start, now_ns + 1))
+        return out
+
+    def _passed_deadlines(self, now_ns: int) -> None:
+        """Queue deadlines that fell due since the last pass, so a run that never came is
+        counted bad without any new data."""
+        last = self._deadline_checked_ns if self._deadline_checked_ns is not None else now_ns
+        self._deadline_checked_ns = now_ns
+        due: dict[str, set[int]] = {}
+        for tenant, rules in self._sli_rules.items():
+            for rule in rules:
+                if rule.kind == "deadline":
+                    for d in deadlines(rule, last + 1, now_ns + 1):
+                        due.setdefault(tenant, set()).add(minute_of(d))
+        if due:
+            self._mark_dirty(due)
 
     def rebuild_rollups(self, tenant: str, start_ns: int, end_ns: int) -> int:
         """Recount the minutes of [start_ns, end_ns) from the runs (repairs, benchmarks)."""
@@ -780,7 +814,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             start = self._first_rebuildable_minute(tenant)
             if gone:
                 conn.execute("DELETE FROM slo_minutes WHERE tenant = ? AND list_contains(?, slo)", [tenant, gone])
-            rebuild_slo_minutes(conn, tenant, changed, start, 2**62)
+            rebuild_slo_minutes(conn, tenant, changed, start, 2**62, self._clock())
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")

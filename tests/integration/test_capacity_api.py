@@ -1,0 +1,45 @@
+"""Capacity forecasts through a live server: GPU utilisation growing linearly over OTLP
+metrics gives a crossing time within 10 % on GET /api/capacity and in `aisre capacity`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from typer.testing import CliRunner
+
+from aisre.present.cli.main import build_cli
+from tests.metrics_otlp import MIN, gauge, request
+
+HOUR = 60 * MIN
+
+
+def test_capacity_route_and_cli(server: Any) -> None:
+    now = time.time_ns() // MIN * MIN
+    start = now - 4 * HOUR
+    # One GPU grows 5 points an hour and is at 70 % now: 90 % is 4 hours away. Another is flat.
+    points = [(start + i * MIN + 30 * 10**9, 0.5 + 0.05 * (i + 0.5) / 60, {"gpu": "0"}) for i in range(240)]
+    points += [(start + i * MIN + 30 * 10**9, 0.3, {"gpu": "1"}) for i in range(240)]
+    r = httpx.post(server.url + "/v1/metrics", content=request([gauge("gpu.utilization", points)], service="gpu-pool")
+                   .SerializeToString(), headers={"Content-Type": "application/x-protobuf"})
+    assert r.status_code == 200, r.text
+    params = {"metric": "gpu.utilization", "threshold": "0.9", "lookback": "4h", "now": str(now)}
+    doc = httpx.get(server.url + "/api/capacity", params={**params, "now": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now / 1e9))}).json()
+    first, second = doc["items"]
+    assert first["labels"]["gpu"] == "0" and second["crossing"] is None
+    assert abs(first["crossing_ns"] - (now + 4 * HOUR)) <= 0.1 * 4 * HOUR
+    assert first["earliest_ns"] <= first["crossing_ns"] <= first["latest_ns"]
+    assert abs(first["slope_per_hour"] - 0.05) < 0.005
+    bad = httpx.get(server.url + "/api/capacity", params={"metric": "gpu.utilization"})
+    assert bad.status_code == 400 and "threshold" in bad.json()["error"]
+
+    result = CliRunner().invoke(build_cli(lambda *a: None), [
+        "capacity", "gpu.utilization{gpu=\"0\"}", "--threshold", "0.9", "--lookback", "4h", "--url", server.url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (item,) = json.loads(result.output)["items"]
+    assert item["crossing"] is not None and item["labels"]["gpu"] == "0"
+    table = CliRunner(env={"COLUMNS": "220"}).invoke(build_cli(lambda *a: None), [
+        "capacity", "gpu.utilization", "--threshold", "0.9", "--lookback", "4h", "--url", server.url])
+    assert table.exit_code == 0 and "not within horizon" in table.output
