@@ -47,3 +47,18 @@ def test_ruff_clean() -> None:
 def test_mypy_clean() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_store_ports_live_in_store_protocol() -> None:
+    """Every port onto the store is declared once, in store/protocol.py: a consumer imports its
+    narrow port from there instead of declaring a private one (a second backend implements
+    what that file lists, and nothing else)."""
+    import re
+
+    declared = re.compile(r"^class (\w*(?:Store|Reads|Tables|Sink))\(.*Protocol\)", re.M)
+    strays = []
+    for path in (REPO / "src" / "aisre").rglob("*.py"):
+        if path.parts[-2:] == ("store", "protocol.py"):
+            continue
+        strays += [f"{path.relative_to(REPO)}: {name}" for name in declared.findall(path.read_text())]
+    assert strays == []

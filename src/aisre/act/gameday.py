@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -20,7 +20,7 @@ from aisre.core.errors import NotFound, PermanentError
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.windows import windows_for
-from aisre.store.protocol import IncidentStore
+from aisre.store.protocol import GamedayStore
 
 
 @dataclass(frozen=True)
@@ -53,18 +53,6 @@ DRILLS = {d.name: d for d in (
 EXPECTED_LAYER = {name: d.expected_layer for name, d in DRILLS.items() if d.expected_layer}
 CHANGE_KIND = "gameday"
 GRACE_NS = 30 * 60 * 10**9  # detection may come after the fault ended, but not long after
-
-
-class GamedayStore(Protocol):
-    def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
-
-    def list_violations(
-        self, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
-        since_ns: int | None = None, limit: int = 100,
-    ) -> list[dict[str, Any]]: ...
-
-    @property
-    def incidents(self) -> IncidentStore: ...
 
 
 def page_window_s(specs: Sequence[SloSpec], journey: str) -> float | None:

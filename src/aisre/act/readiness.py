@@ -10,14 +10,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aisre.core.model import SpanSampleQuery
 from aisre.core.slo import SloSpec, SpecError, SpecValidationError
 from aisre.core.timefmt import rfc3339
 from aisre.derive.check import Requirement, check_store
 from aisre.evaluate._yaml import LineDict, View, parse_documents, read_documents
-from aisre.store.protocol import CostStore, IncidentStore
+from aisre.store.protocol import ReadinessStore
 
 DAY_NS = 86_400 * 10**9
 LOOKBACK_DAYS = 30
@@ -25,20 +25,6 @@ OPS = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
 }
-
-
-class ReadinessStore(Protocol):
-    """What the checklist reads."""
-
-    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
-
-    def span_sample(self, q: SpanSampleQuery) -> Any: ...
-
-    @property
-    def incidents(self) -> IncidentStore: ...
-
-    @property
-    def cost(self) -> CostStore: ...
 
 
 @dataclass(frozen=True)

@@ -7,21 +7,18 @@ renders it as HTML (with charts) and Markdown."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from aisre.act.gameday import CHANGE_KIND as GAMEDAY
-from aisre.act.gameday import GamedayStore, drills, score_drill
+from aisre.act.gameday import drills, score_drill
 from aisre.act.incidents import incident_times, severity_rank, summarize_times
-from aisre.act.scorecards import NOT_CHANGES, Period, Rules, ScorecardReader, ScorecardStore
+from aisre.act.scorecards import NOT_CHANGES, Period, Rules, ScorecardReader
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
+from aisre.store.protocol import ReviewStore
 
 DAY_NS = 86_400 * 10**9
 TOP_INCIDENTS = 10
-
-
-class ReviewStore(ScorecardStore, GamedayStore, Protocol):
-    """What the review reads: the scorecards' facts and the period's game days."""
 
 
 def _day_index(ns: int, period: Period) -> int:

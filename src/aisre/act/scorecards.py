@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aisre.act.incidents import summarize_times
 from aisre.core.errors import NotFound, PermanentError
@@ -23,7 +23,7 @@ from aisre.core.slo import SloSpec, SpecError, SpecValidationError
 from aisre.core.timefmt import rfc3339
 from aisre.derive.check import check_store
 from aisre.evaluate._yaml import LineDict, View, parse_documents, read_documents
-from aisre.store.protocol import CostStore, IncidentStore
+from aisre.store.protocol import ScorecardStore
 
 DAY_NS = 86_400 * 10**9
 KINDS = ("week", "month", "quarter")
@@ -37,26 +37,6 @@ DEPLOY_KINDS = ("deploy",)
 # Load tests and game days are rehearsals, not changes to production.
 NOT_CHANGES = ("loadtest", "gameday")
 TREND_PERIODS = 6
-
-
-class ScorecardStore(Protocol):
-    """What a scorecard reads: SLO minute counts, alert episodes, gate verdicts, incidents, runs."""
-
-    def slo_minute_arrays(self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None) -> dict[str, tuple[Any, Any, Any]]: ...
-
-    def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
-
-    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
-
-    def policy_totals(self, tenant: str, since_ns: int, until_ns: int) -> list[dict[str, Any]]: ...
-
-    def span_sample(self, q: SpanSampleQuery) -> Any: ...
-
-    @property
-    def incidents(self) -> IncidentStore: ...
-
-    @property
-    def cost(self) -> CostStore: ...
 
 
 # ---------------------------------------------------------------------------- periods

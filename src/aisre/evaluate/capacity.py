@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import orjson
@@ -24,6 +24,7 @@ from aisre.core.schema import MINUTE_NS
 from aisre.core.series import parse_selector
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.cost.forecast import LEVEL, crossing, steps
+from aisre.store.protocol import MetricReads
 
 LINEAR = "linear trend"
 HOUR_S = 3600.0
@@ -88,14 +89,8 @@ def forecast_capacity(
     )
 
 
-class MetricReader(Protocol):
-    def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]: ...
-
-    def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
-
-
 def capacity(
-    store: MetricReader, tenant: str, selector: str, threshold: float, now_ns: int,
+    store: MetricReads, tenant: str, selector: str, threshold: float, now_ns: int,
     lookback_ns: int = 24 * 3600 * 10**9, horizon_ns: int = 7 * 24 * 3600 * 10**9,
 ) -> list[dict[str, Any]]:
     """A forecast per gauge series that ``selector`` picks, soonest crossing first."""

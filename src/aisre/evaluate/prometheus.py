@@ -12,16 +12,13 @@ from typing import Protocol
 
 from aisre.core.slo import PrometheusSli, SloSpec
 from aisre.receive.prometheus import MINUTE_NS
+from aisre.store.protocol import ExternalSloMinutes
 
 log = logging.getLogger(__name__)
 
 
 class MinuteReader(Protocol):
     def minutes(self, query: str, start_ns: int, end_ns: int) -> dict[int, float]: ...
-
-
-class MinuteWriter(Protocol):
-    def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None: ...
 
 
 def prometheus_minutes(sli: PrometheusSli, reader: MinuteReader, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]:
@@ -40,7 +37,7 @@ def prometheus_minutes(sli: PrometheusSli, reader: MinuteReader, start_ns: int, 
     return rows
 
 
-def sync_prometheus(specs: list[SloSpec], reader: MinuteReader, store: MinuteWriter, tenant: str,
+def sync_prometheus(specs: list[SloSpec], reader: MinuteReader, store: ExternalSloMinutes, tenant: str,
                     start_ns: int, end_ns: int) -> dict[str, int]:
     """Re-read every event-shaped Prometheus SLI of ``specs`` over [start_ns, end_ns) into
     the store; returns minutes written per SLO."""
@@ -60,7 +57,7 @@ class PrometheusSync:
     """Reads Prometheus SLIs every ``interval_s``: the whole SLO window once, then the last
     ``lookback_s`` (late scrapes and rule evaluations fill in)."""
 
-    def __init__(self, specs_of: object, reader: MinuteReader, store: MinuteWriter, tenant: str,
+    def __init__(self, specs_of: object, reader: MinuteReader, store: ExternalSloMinutes, tenant: str,
                  interval_s: float = 60.0, lookback_s: float = 3600.0, backfill_s: float = 30 * 86400.0) -> None:
         self._specs_of = specs_of
         self._reader = reader

@@ -340,6 +340,56 @@ class CostStore(Protocol):
     def reprice(self, tenant: str, since_ns: int, until_ns: int, prices: pa.Table) -> dict[str, Any]: ...
 
 
+class ScorecardStore(Protocol):
+    """What a scorecard reads: SLO minute counts, alert episodes, gate verdicts, incidents, runs."""
+
+    def slo_minute_arrays(self, tenant: str, start_ns: int, end_ns: int, slo: str | None = None) -> dict[str, tuple[Any, Any, Any]]: ...
+
+    def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def policy_totals(self, tenant: str, since_ns: int, until_ns: int) -> list[dict[str, Any]]: ...
+
+    def span_sample(self, q: SpanSampleQuery) -> Any: ...
+
+    @property
+    def incidents(self) -> IncidentStore: ...
+
+    @property
+    def cost(self) -> CostStore: ...
+
+
+class GamedayStore(Protocol):
+    def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def list_violations(
+        self, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
+        since_ns: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]: ...
+
+    @property
+    def incidents(self) -> IncidentStore: ...
+
+
+class ReadinessStore(Protocol):
+    """What the checklist reads."""
+
+    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def span_sample(self, q: SpanSampleQuery) -> Any: ...
+
+    @property
+    def incidents(self) -> IncidentStore: ...
+
+    @property
+    def cost(self) -> CostStore: ...
+
+
+class ReviewStore(ScorecardStore, GamedayStore, Protocol):
+    """What the review report reads: the scorecards' facts and the period's game days."""
+
+
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, CatalogReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
     RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, MetricSink, MetricReads,
