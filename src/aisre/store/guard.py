@@ -86,11 +86,6 @@ class TenantGuard:
     def __init__(self, inner: Any) -> None:
         object.__setattr__(self, "_inner", inner)
 
-    @property
-    def unguarded(self) -> Any:
-        """The backend itself, for the process's own upkeep and tests of the backend."""
-        return self._inner
-
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
         if name in GUARDED_PARTS:

@@ -22,6 +22,7 @@ from aisre.normalize.semantics import (
     Merge,
     good_conditions,
 )
+from aisre.store.sql import condition_sql
 
 # The last bound catches everything longer, so every row has the same number of buckets.
 BOUNDS_NS = [*(int(ms * 1e6) for ms in DURATION_BUCKETS_MS), 2**63 - 1]
@@ -199,20 +200,12 @@ def measure_names() -> list[str]:
     return [m.name for m in RUN_MINUTE_MEASURES]
 
 
+def _if_null(expr: str, default: str) -> str:
+    return f"ifNull({expr}, {default})"
+
+
 def _condition_sql(c: Condition, field: Callable[[str], str]) -> str:
-    if c.op == "is_true":
-        return f"ifNull({field(c.field)}, false)"
-    if c.op == "is_false":
-        return f"NOT ifNull({field(c.field)}, false)"
-    if c.op == "is_null":
-        return f"{field(c.field)} IS NULL"
-    if c.op == "not_error":
-        return f"ifNull({field(c.field)}, '') != 'error'"
-    if c.op == "is_error":
-        return f"ifNull({field(c.field)}, '') = 'error'"
-    value = repr(float(c.value)) if isinstance(c.value, float) else str(int(c.value or 0))
-    # As SQL's NULL comparisons: a missing value meets no bound.
-    return f"ifNull({field(c.field)} {'=' if c.op == '==' else c.op} {value}, false)"
+    return condition_sql(c, field, _if_null)
 
 
 def good_sql(rule: SliRule, field: Callable[[str], str]) -> str:

@@ -19,6 +19,7 @@ from aisre.normalize.semantics import (
     Merge,
     good_conditions,
 )
+from aisre.store.sql import condition_sql
 
 # The last bound catches everything longer, so every row has the same number of buckets.
 _BOUNDS_NS = "[" + ", ".join([*(str(int(ms * 1e6)) for ms in DURATION_BUCKETS_MS), str(2**63 - 1)]) + "]"
@@ -100,18 +101,7 @@ def run_minutes_sql() -> str:
 
 
 def _condition_sql(c: Condition, field: Callable[[str], str]) -> str:
-    if c.op == "is_true":
-        return f"{field(c.field)}"
-    if c.op == "is_false":
-        return f"NOT {field(c.field)}"
-    if c.op == "is_null":
-        return f"{field(c.field)} IS NULL"
-    if c.op == "not_error":
-        return f"{field(c.field)} != 'error'"
-    if c.op == "is_error":
-        return f"{field(c.field)} = 'error'"
-    value = repr(float(c.value)) if isinstance(c.value, float) else str(int(c.value or 0))
-    return f"{field(c.field)} {'=' if c.op == '==' else c.op} {value}"
+    return condition_sql(c, field)
 
 
 def good_sql(rule: SliRule, field: Callable[[str], str]) -> str:
