@@ -145,6 +145,13 @@ def _tokens_and_bill_equal_the_provider(runs: list[dict], truth: dict, provider:
     assert sum(r["cost_usd"] for r in runs) == pytest.approx(bill)
 
 
+def _calls_equal_the_driver(runs: list[dict], driver: dict) -> None:
+    """Model calls and tool calls equal what the driver made, with its one failed call."""
+    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
+    assert sum(r["llm_errors"] for r in runs) == 1
+    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+
+
 def _spans_of_first_run_with(server: ServerProcess, runs: list[dict], key: str) -> list[dict]:
     run = next(r for r in runs if r[key])
     return list(httpx.get(f"{server.url}/api/traces/{run['trace_id']}", timeout=60).json()["spans"])
@@ -209,9 +216,7 @@ def test_openai_agents_capture_ingests_with_its_truth(server: ServerProcess) -> 
     truth = _post_capture(server, "openai-agents")
     driver = truth["driver"]
     runs = _journeys_and_runs(server, driver)
-    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
-    assert sum(r["llm_errors"] for r in runs) == 1
-    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _calls_equal_the_driver(runs, driver)
     provider = truth["provider_truth_by_model"]
     for key in ("input_tokens", "output_tokens"):
         assert sum(r[key] for r in runs) == sum(m[key] for m in provider.values())
@@ -275,9 +280,7 @@ def test_mastra_capture_ingests_with_its_truth(server: ServerProcess) -> None:
     truth = _post_capture(server, "mastra")
     driver = truth["driver"]
     runs = _journeys_and_runs(server, driver)
-    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
-    assert sum(r["llm_errors"] for r in runs) == 1
-    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _calls_equal_the_driver(runs, driver)
     _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
     spans = _spans_of_first_run_with(server, runs, "tool_calls")
     calls = [s for s in spans if s["operation"] == "chat"]
@@ -291,9 +294,7 @@ def test_langgraph_capture_ingests_with_its_truth(server: ServerProcess) -> None
     truth = _post_capture(server, "langgraph")
     driver = truth["driver"]
     runs = _journeys_and_runs(server, driver)
-    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
-    assert sum(r["llm_errors"] for r in runs) == 1
-    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _calls_equal_the_driver(runs, driver)
     _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
     assert sum(r["cached_input_tokens"] for r in runs) == 8
     spans = _spans_of_first_run_with(server, runs, "tool_calls")
@@ -318,9 +319,7 @@ def test_openai_agents_responses_capture_ingests_with_its_truth(server: ServerPr
     truth = _post_capture(server, "openai-agents-responses")
     driver = truth["driver"]
     runs = _journeys_and_runs(server, driver)
-    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
-    assert sum(r["llm_errors"] for r in runs) == 1
-    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _calls_equal_the_driver(runs, driver)
     _tokens_and_bill_equal_the_provider(runs, truth, "openai", truth["answered_model"]["gpt-4o-mini"])
     assert sum(r["cached_input_tokens"] for r in runs) == 8
     spans = _spans_of_first_run_with(server, runs, "tool_calls")
@@ -339,9 +338,7 @@ def test_langgraph_openllmetry_capture_ingests_with_its_truth(server: ServerProc
     truth = _post_capture(server, "langgraph-openllmetry")
     driver = truth["driver"]
     runs = _journeys_and_runs(server, driver)
-    assert sum(r["llm_calls"] for r in runs) == driver["model_calls"]
-    assert sum(r["llm_errors"] for r in runs) == 1
-    assert sum(r["tool_calls"] for r in runs) == driver["tool_executions"]
+    _calls_equal_the_driver(runs, driver)
     _tokens_and_bill_equal_the_provider(runs, truth, "openai", "gpt-4o-mini")
     spans = _spans_of_first_run_with(server, runs, "tool_calls")
     assert {s["provider"] for s in spans} == {None, "openai"}
