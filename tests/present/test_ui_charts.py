@@ -10,7 +10,7 @@ import pytest
 
 from aisre.core.errors import PermanentError
 from aisre.present.ui import format as fmt
-from aisre.present.ui.cost import bucket_for
+from aisre.present.ui.cost import _budget_labels, bucket_for
 from aisre.present.ui.gate import histogram_bars
 from aisre.present.ui.incidents import parse_due
 from aisre.present.ui.pages import safe_next
@@ -85,3 +85,30 @@ def test_action_item_due_dates() -> None:
     assert parse_due("") is None
     with pytest.raises(PermanentError, match="date such as"):
         parse_due("next week")
+
+
+def _box(x: float, y: float, text: str, anchor: str = "end") -> tuple[float, float, float, float]:
+    width = len(text) * fmt.LABEL_CHAR_W
+    left = x - width if anchor == "end" else x
+    return (left, y - 12, left + width, y)
+
+
+def test_budget_labels_never_overlap_when_thresholds_crowd() -> None:
+    """A $0.05 budget against a forecast of dollars puts the 80 % and 100 % lines a pixel
+    apart near the bottom, and the exhaustion marker at the right edge: every label drawn
+    stays clear of the others, and each line keeps its label or its tooltip."""
+    frame = {"left": 60.0, "right": 700.0, "top": 20.0, "bottom": 220.0}
+    for exhaustion_x in (None, 690.0, 400.0, 62.0):
+        thresholds = [{"y": 219.0, "label": "80%"}, {"y": 218.4, "label": "100%"}, {"y": 25.0, "label": "150%"}]
+        out = _budget_labels(frame, thresholds, exhaustion_x)
+        drawn = [_box(frame["right"] - 4, t["y"] - 3, t["text"]) for t in out["thresholds"] if t["text"]]
+        assert [t["text"] for t in out["thresholds"]].count("") == 1  # one of the crowded pair gives way
+        label = out["exhaustion_label"]
+        if exhaustion_x is not None:
+            assert label is not None
+            drawn.append(_box(label["x"], label["y"], "exhausted", label["anchor"]))
+            box = drawn[-1]
+            assert frame["left"] <= box[0] and box[2] <= frame["right"]
+        for i, a in enumerate(drawn):
+            for b in drawn[i + 1:]:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)

@@ -133,13 +133,49 @@ def forecast_chart(doc: dict[str, Any]) -> dict[str, Any] | None:
         band = (f"M{now_x},{now_y} " + " ".join(f"L{x(a)},{y(v)}" for a, v in band_hi)
                 + " " + " ".join(f"L{x(a)},{y(v)}" for a, v in reversed(band_lo)) + " Z")
     exhaustion = doc.get("projected_exhaustion")
+    thresholds = [{"y": y(t * doc["amount_usd"]), "label": f"{t * 100:.4g}%"} for t in doc["thresholds"]]
+    exhaustion_x = x(_parse_ns(exhaustion)) if exhaustion else None
     return {
         **frame, "spent_path": spent_path, "forecast_path": forecast_path, "band": band,
         "now": {"x": now_x, "y": now_y}, "end": {"x": x(t1), "y": y(doc["forecast_usd"])},
         "budget_y": y(doc["amount_usd"]),
-        "thresholds": [{"y": y(t * doc["amount_usd"]), "label": f"{t * 100:.4g}%"} for t in doc["thresholds"]],
-        "exhaustion_x": x(_parse_ns(exhaustion)) if exhaustion else None,
+        **_budget_labels(frame, thresholds, exhaustion_x),
     }
+
+
+_LABEL_H = 12  # SVG units an 11px label takes vertically
+
+
+def _budget_labels(frame: dict[str, Any], thresholds: list[dict[str, Any]],
+                   exhaustion_x: float | None) -> dict[str, Any]:
+    """Threshold labels at the right edge and the "exhausted" label by its marker, placed so
+    no two overlap: when the budget is small against the forecast its thresholds crowd
+    together, and a label that would overlap one already placed gives way (its line keeps
+    the tooltip); the exhaustion label moves down a lane, or is left out."""
+    boxes: list[tuple[float, float, float, float]] = []  # left, top, right, bottom
+
+    def free(box: tuple[float, float, float, float]) -> bool:
+        return all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1] for b in boxes)
+
+    right = frame["right"] - 4
+    for th in sorted(thresholds, key=lambda t: t["y"]):
+        width = len(th["label"]) * fmt.LABEL_CHAR_W
+        box = (right - width, th["y"] - 3 - _LABEL_H, right, th["y"] - 3)
+        th["text"] = th["label"] if free(box) and box[1] >= 0 else ""
+        if th["text"]:
+            boxes.append(box)
+    placed: dict[str, Any] | None = None
+    if exhaustion_x is not None:
+        width = len("exhausted") * fmt.LABEL_CHAR_W
+        flip = exhaustion_x + 3 + width > frame["right"]
+        left = exhaustion_x - 3 - width if flip else exhaustion_x + 3
+        for lane in range(3):
+            baseline = frame["top"] + 10 + 15 * lane
+            if free((left, baseline - _LABEL_H + 2, left + width, baseline + 2)):
+                placed = {"x": round(exhaustion_x - 3 if flip else exhaustion_x + 3, 1), "y": baseline,
+                          "anchor": "end" if flip else "start"}
+                break
+    return {"thresholds": thresholds, "exhaustion_x": exhaustion_x, "exhaustion_label": placed}
 
 
 def gauge(doc: dict[str, Any]) -> dict[str, Any]:

@@ -554,7 +554,7 @@ def sli_chart(
 
 
 SLI_H = 220
-_LABEL_CHAR_W = 6.6  # SVG units per character of an 11px label, for placing labels apart
+LABEL_CHAR_W = 6.6  # SVG units per character of an 11px label, for placing labels apart
 _LABEL_LANES = 3
 
 
@@ -582,7 +582,7 @@ def change_markers(chart: dict[str, Any] | None, changes: list[dict[str, Any]]) 
             continue
         mx = round(chart["left"] + plot_w * (seconds - t0) / span, 1)
         text = str(change["kind"])
-        width = len(text) * _LABEL_CHAR_W + 6
+        width = len(text) * LABEL_CHAR_W + 6
         flip = mx + 3 + width > chart["right"]
         a, b = (mx - 3 - width, mx) if flip else (mx, mx + 3 + width)
         lane = next((i for i, used in enumerate(lanes) if all(b < ua or a > ub for ua, ub in used)), None)
