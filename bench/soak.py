@@ -3,6 +3,7 @@
 Run:  .venv/bin/python bench/soak.py                        # calibrate, 10 min soak, 20 kills
       .venv/bin/python bench/soak.py --minutes 2 --kills 5  # shorter
       .venv/bin/python bench/soak.py --mode crash --json out.json
+      .venv/bin/python bench/soak.py --mode soak --minutes 30 --prefill 10000000  # expiry runs during it
 
 Everything runs on 127.0.0.1 and stops by itself. The load is bench/ingest.py's: protobuf
 bodies of 1,000 LLM-shaped spans whose ids are unique to (sender, sequence), so every
@@ -63,6 +64,7 @@ import ingest as load  # (bench/ingest.py: payloads, id stamping, process helper
 console = Console()
 RSS_CEILING_MIB = 2048
 FLAT_RATIO, FLAT_SLACK_MIB = 1.1, 64
+RATE_KEPT = 0.8  # the last third's acknowledged rate against the first's
 
 
 # --------------------------------------------------------------------------- senders
@@ -336,22 +338,33 @@ def calibrate(args: argparse.Namespace, templates: list[load.Template], tmp: Pat
 def soak(args: argparse.Namespace, templates: list[load.Template], tmp: Path, rate: float) -> dict[str, Any]:
     seconds = args.minutes * 60
     offered = rate * args.factor
-    server = Server(tmp / "soak.duckdb", load.free_port(), args.aisre_setting, tmp / "soak.log")
+    db = tmp / "soak.duckdb"
+    prefilled = 0
+    if args.prefill:
+        from store import prefill  # bench/store.py
+        # Spans a month old: past the default 14-day retention, so expiry deletes them in
+        # bounded steps while the soak's own (current) spans arrive.
+        prefilled = prefill(f"duckdb://{db}", args.prefill)
+        console.print(f"prefilled {prefilled:,} spans dated 30 days ago (to expire during the soak)")
+    server = Server(db, load.free_port(), args.aisre_setting, tmp / "soak.log")
     with _running(server):
         sampler = RssSampler(server)
         sampler.start()
         clients = Clients(server.port, templates, 1000, 2, args.senders // 2, offered, args.give_up_s)
         started = time.monotonic()
+        acked_at: list[tuple[float, int]] = []  # (seconds into the soak, spans acknowledged so far)
         with _progress("soak", seconds) as progress:
             task = progress.add_task(f"soak at {offered:,.0f} spans/s offered", total=seconds, info="")
             while (elapsed := time.monotonic() - started) < seconds:
                 c = clients.counts()
+                acked_at.append((elapsed, c["acked_bodies"] * load.SPANS_PER_BODY))
                 rss = sampler.samples[-1][1] if sampler.samples else 0.0
                 progress.update(task, completed=elapsed, info=(
                     f"acked {c['acked_bodies'] * load.SPANS_PER_BODY:,}  429 {c['429']:,}  503 {c['503']:,}  "
                     f"RSS {rss:,.0f} MiB"))
                 time.sleep(1.0)
             progress.update(task, completed=seconds)
+            acked_at.append((time.monotonic() - started, clients.counts()["acked_bodies"] * load.SPANS_PER_BODY))
         load_ended = time.monotonic() - sampler.began
         pairs = clients.stop()
         elapsed = time.monotonic() - started
@@ -374,11 +387,17 @@ def soak(args: argparse.Namespace, templates: list[load.Template], tmp: Path, ra
     slope = float(np.polyfit([t for t, _ in half], [m for _, m in half], 1)[0] * 60) if len(half) > 2 else 0.0
     mib = 1024 * 1024
     traces = int(stats.get("traces") or 0)
+    first_rate, middle_rate, last_rate = _rate_by_third(acked_at)
     if args.svg:
         write_rss_svg(Path(args.svg), samples, f"aisre RSS during {args.minutes:g} min at {args.factor:g}x the sustainable rate")
     return {
         "seconds": round(elapsed, 1), "offered_spans_s": round(offered), "acked_spans": acked_spans,
         "acked_spans_s": round(acked_spans / elapsed), "stored_spans": stats.get("spans"),
+        "acked_spans_s_first_third": round(first_rate), "acked_spans_s_middle_third": round(middle_rate),
+        "acked_spans_s_last_third": round(last_rate),
+        "acked_last_vs_first_third": round(last_rate / first_rate, 3) if first_rate else None,
+        "prefilled_spans": prefilled, "expired_spans": stats.get("expired_spans"),
+        "expired_traces": stats.get("expired_traces"),
         "missing": missing, "responses": counts, "sigterm_exit": code,
         "rss_ceiling_mib": round(ceiling, 1), "rss_server_process_ceiling_mib": round(server_ceiling, 1),
         "rss_first_third_mib": round(first, 1),
@@ -389,6 +408,18 @@ def soak(args: argparse.Namespace, templates: list[load.Template], tmp: Path, ra
         "db_index_mib": round(memory.get("index", 0) / mib, 1), "stored_traces": traces,
         "db_index_bytes_per_trace": round(memory.get("index", 0) / traces, 1) if traces else None,
     }
+
+
+def _rate_by_third(acked_at: list[tuple[float, int]]) -> tuple[float, float, float]:
+    """Spans acknowledged per second in each third of the soak's duration."""
+    if len(acked_at) < 2:
+        return 0.0, 0.0, 0.0
+    end = acked_at[-1][0]
+    times = np.array([t for t, _ in acked_at])
+    counts = np.array([n for _, n in acked_at], dtype=float)
+    edges = [0.0, end / 3, 2 * end / 3, end]
+    at = np.interp(edges, times, counts, left=0.0)
+    return tuple(float((at[i + 1] - at[i]) / (edges[i + 1] - edges[i])) for i in range(3))  # type: ignore[return-value]
 
 
 def crash(args: argparse.Namespace, templates: list[load.Template], tmp: Path, rate: float) -> dict[str, Any]:
@@ -483,6 +514,13 @@ def _targets(report: Report) -> None:
             f"{s['rss_first_third_mib']:,.0f} (warm-up) -> {s['rss_middle_third_mib']:,.0f} -> "
             f"{s['rss_last_third_mib']:,.0f} MiB; {s['rss_second_half_slope_mib_per_min']:+,.1f} MiB/min", s["rss_flat"])
         add(f"soak: RSS ceiling < {RSS_CEILING_MIB} MiB", f"{s['rss_ceiling_mib']:,.0f} MiB", s["rss_ceiling_mib"] < RSS_CEILING_MIB)
+        ratio = s["acked_last_vs_first_third"] or 0.0
+        add(f"soak: acknowledged rate, last third >= {RATE_KEPT:g}x the first",
+            f"{s['acked_spans_s_first_third']:,} -> {s['acked_spans_s_middle_third']:,} -> "
+            f"{s['acked_spans_s_last_third']:,} spans/s ({ratio:.2f}x)", ratio >= RATE_KEPT)
+        if s["prefilled_spans"]:
+            add("soak: expiry ran during the soak", f"{s['expired_spans'] or 0:,} of {s['prefilled_spans']:,} old spans expired",
+                bool(s["expired_spans"]))
         shed = s["responses"]["429"] + s["responses"]["503"]
         add("soak: overload answered with 429/503", f"{s['responses']['429']:,} / {s['responses']['503']:,}", shed > 0)
     if report.crash:
@@ -499,6 +537,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0.0, help="skip calibration: the sustainable rate in spans/s")
     parser.add_argument("--senders", type=int, default=32, help="concurrent soak senders (open loop)")
     parser.add_argument("--give-up-s", type=float, default=10.0, help="a sender drops a body refused for this long")
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="spans dated 30 days ago put in the soak's file first, so expiry runs during the soak")
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs in crash mode")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--aisre-setting", action="append", default=[], metavar="NAME=VALUE")
