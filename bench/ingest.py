@@ -22,6 +22,7 @@ import re
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -216,12 +217,32 @@ class Template:
     body: bytes
     trace_slots: list[tuple[int, int]]  # (byte offset, trace index) of each 16-byte trace id
     span_slots: list[tuple[int, int]]  # (byte offset, span index) of each 8-byte span/parent id
+    # (byte offset, value) of each fixed64 timestamp (span start/end, event time), and the
+    # time the body was built around: sends shift them so spans carry the current time.
+    time_slots: list[tuple[int, int]] = field(default_factory=list)
+    base_ns: int = 0
+    _shifted: dict[int, bytes] = field(default_factory=dict)
+
+    def at(self, second: int) -> bytes:
+        """The body with its times moved so its first span starts ``second`` (Unix seconds,
+        two minutes behind the clock, as when it was built); one copy per second, cached."""
+        body = self._shifted.get(second)
+        if body is None:
+            delta = second * 1_000_000_000 - self.base_ns
+            buf = bytearray(self.body)
+            for off, value in self.time_slots:
+                struct.pack_into("<Q", buf, off, value + delta)
+            body = bytes(buf)
+            self._shifted.clear()  # keep only the current second's
+            self._shifted[second] = body
+        return body
 
 
 def _build_request(
     rng: random.Random,
 ) -> tuple[ExportTraceServiceRequest, list[bytes], list[bytes]]:
-    now = time.time_ns() - 120 * 1_000_000_000
+    # Whole seconds, so a body shifted to another second keeps its spans' sub-second offsets.
+    now = (time.time_ns() - 120 * 1_000_000_000) // 1_000_000_000 * 1_000_000_000
     trace_ids = [rng.randbytes(16) for _ in range(TRACES_PER_BODY)]
     span_ids = [rng.randbytes(8) for _ in range(SPANS_PER_BODY)]
     genai = ScopeSpans()
@@ -265,17 +286,28 @@ def build_template(seed: int) -> Template:
     )
     if len(trace_slots) != SPANS_PER_BODY or len(span_slots) != SPANS_PER_BODY + n_parents:
         raise RuntimeError("id slots not found where expected; protobuf layout changed?")
-    return Template(body, trace_slots, span_slots)
+    spans = [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    times = {t for s in spans for t in (s.start_time_unix_nano, s.end_time_unix_nano, *(e.time_unix_nano for e in s.events))}
+    time_slots = [(off, int.from_bytes(body[off:off + 8], "little"))
+                  for tag in (b"\x39", b"\x41", b"\x09")  # Span fields 7 and 8, Event field 1: fixed64
+                  for off, _ in _slots(body, tag, 8, {t.to_bytes(8, "little"): t for t in times})]
+    expected = 2 * len(spans) + sum(len(s.events) for s in spans)
+    if len(time_slots) != expected:
+        raise RuntimeError(f"found {len(time_slots)} timestamps, expected {expected}; protobuf layout changed?")
+    base = min(s.start_time_unix_nano for s in spans)
+    return Template(body, trace_slots, span_slots, time_slots, base)
 
 
-def stamp(tpl: Template, sender: int, seq: int, nonce: bytes) -> bytearray:
-    """Copy of the body with ids unique to (sender, seq): never repeated within a run."""
+def stamp(tpl: Template, sender: int, seq: int, nonce: bytes, current_time: bool = True) -> bytearray:
+    """Copy of the body with ids unique to (sender, seq): never repeated within a run. With
+    ``current_time`` its spans start two minutes before now (to the second), as a live
+    service's would; otherwise at the time the template was built."""
     base = (sender << 48) | (seq << 16)
     span_ids = [(((base | i) + 1) * MIX & MASK64).to_bytes(8, "big") for i in range(SPANS_PER_BODY)]
     trace_ids = [
         nonce + (((base | i) + 1) * MIX & MASK64).to_bytes(8, "big") for i in range(TRACES_PER_BODY)
     ]
-    buf = bytearray(tpl.body)
+    buf = bytearray(tpl.at(time.time_ns() // 1_000_000_000 - 120) if current_time else tpl.body)
     for off, i in tpl.span_slots:
         buf[off : off + 8] = span_ids[i]
     for off, i in tpl.trace_slots:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -252,6 +253,48 @@ class RssSampler(threading.Thread):
         return self.samples
 
 
+class WriterSampler(threading.Thread):
+    """The writer's counters from /api/stats every ``every`` seconds: where its time goes
+    (committing, upkeep between commits, idle) as the soak goes on."""
+
+    KEYS = ("commit_seconds_total", "upkeep_seconds_total", "spans_committed", "commits", "expired_spans")
+
+    def __init__(self, port: int, every: float = 10.0) -> None:
+        super().__init__(daemon=True)
+        self.port, self.every, self.samples = port, every, []
+        self._stop_evt = threading.Event()
+        self.began = time.monotonic()
+
+    def run(self) -> None:
+        while not self._stop_evt.wait(self.every):
+            with contextlib.suppress(Exception):
+                stats = _stats(self.port)
+                self.samples.append((time.monotonic() - self.began, *(float(stats.get(k) or 0) for k in self.KEYS)))
+
+    def stop(self) -> list[tuple[float, ...]]:
+        self._stop_evt.set()
+        self.join(30)
+        return self.samples
+
+
+def writer_by_third(samples: list[tuple[float, ...]]) -> list[dict[str, float]]:
+    """Per third of the samples: the writer's commit and upkeep shares of wall time, and
+    spans it committed per second of committing (falling = each commit got slower)."""
+    if len(samples) < 4:
+        return []
+    n = len(samples)
+    cuts = [0, n // 3, 2 * n // 3, n - 1]
+    out = []
+    for a, b in itertools.pairwise(cuts):
+        (t0, c0, u0, s0, k0, e0), (t1, c1, u1, s1, k1, e1) = samples[a], samples[b]
+        wall = (t1 - t0) or 1.0
+        out.append({"commit_share": round((c1 - c0) / wall, 3), "upkeep_share": round((u1 - u0) / wall, 3),
+                    "spans_per_commit_s": round((s1 - s0) / (c1 - c0)) if c1 > c0 else 0,
+                    "spans_per_commit": round((s1 - s0) / (k1 - k0)) if k1 > k0 else 0,
+                    "expired_spans": int(e1 - e0)})
+    return out
+
+
 def _stats(port: int) -> dict[str, Any]:
     return load._get_json(f"http://127.0.0.1:{port}/api/stats")
 
@@ -350,6 +393,8 @@ def soak(args: argparse.Namespace, templates: list[load.Template], tmp: Path, ra
     with _running(server):
         sampler = RssSampler(server)
         sampler.start()
+        writer = WriterSampler(server.port)
+        writer.start()
         clients = Clients(server.port, templates, 1000, 2, args.senders // 2, offered, args.give_up_s)
         started = time.monotonic()
         acked_at: list[tuple[float, int]] = []  # (seconds into the soak, spans acknowledged so far)
@@ -366,6 +411,7 @@ def soak(args: argparse.Namespace, templates: list[load.Template], tmp: Path, ra
             progress.update(task, completed=seconds)
             acked_at.append((time.monotonic() - started, clients.counts()["acked_bodies"] * load.SPANS_PER_BODY))
         load_ended = time.monotonic() - sampler.began
+        writer_samples = writer.stop()
         pairs = clients.stop()
         elapsed = time.monotonic() - started
         counts = clients.counts()
@@ -396,6 +442,7 @@ def soak(args: argparse.Namespace, templates: list[load.Template], tmp: Path, ra
         "acked_spans_s_first_third": round(first_rate), "acked_spans_s_middle_third": round(middle_rate),
         "acked_spans_s_last_third": round(last_rate),
         "acked_last_vs_first_third": round(last_rate / first_rate, 3) if first_rate else None,
+        "writer_by_third": writer_by_third(writer_samples),
         "prefilled_spans": prefilled, "expired_spans": stats.get("expired_spans"),
         "expired_traces": stats.get("expired_traces"),
         "missing": missing, "responses": counts, "sigterm_exit": code,

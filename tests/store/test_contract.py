@@ -26,6 +26,7 @@ import pytest
 from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.population import PopulationQuery, RunSelector
+from aisre.core.rows import JourneyRun, JourneySummary, TraceRun, row_problems
 from aisre.evaluate.minute_cache import MinuteCache
 from aisre.normalize.prices import default_catalog
 from tests.store.conftest import OpenedStore
@@ -440,6 +441,20 @@ def test_split_late_and_redelivered_spans_count_as_one_delivery(loaded: OpenedSt
     assert loaded.store.incomplete_traces(scenario) == 0
     diffs = close_to(_view(loaded, scenario), _view(loaded, REFERENCE))
     assert not diffs, diffs[:10]
+
+
+def test_rows_have_the_declared_fields_and_types(loaded: OpenedStore) -> None:
+    """Runs, journey summaries and a trace's run row carry exactly the fields and types
+    core/rows.py declares, on every backend (so consumers type-checked against them hold)."""
+    store = loaded.store
+    runs = store.list_runs(RunQuery(REFERENCE, limit=100_000))
+    assert runs
+    for run in runs:
+        assert row_problems(dict(run), JourneyRun) == [], run["trace_id"]
+    for summary in store.journey_summaries(TimeRange(REFERENCE)):
+        assert row_problems(dict(summary), JourneySummary) == [], summary["journey"]
+    run, _ = store.get_trace(REFERENCE, runs[0]["trace_id"])
+    assert row_problems(dict(run), TraceRun) == []
 
 
 # --- list_runs: order, pagination, filters --------------------------------------------------

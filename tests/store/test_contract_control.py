@@ -16,9 +16,10 @@ import pyarrow as pa
 import pytest
 
 from aisre.core.auth import Forbidden, acting_for
-from aisre.core.errors import Conflict, NotFound, PermanentError
+from aisre.core.errors import Conflict, NotFound, PermanentError, StaleState
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.population import PopulationQuery
+from aisre.core.rows import AlertEpisode, Incident, row_problems
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from tests.store.conftest import OpenedStore
 from tests.store.contract.data import BY_NAME, MINUTE_NS, NOW_NS, ingest, later_release
@@ -136,6 +137,9 @@ def test_alert_episodes_round_trip(seeded: OpenedStore) -> None:
     assert len(store.list_alerts(A, limit=1)) == 1
     got = store.list_alerts(A, state="firing")[0]
     assert {k: got[k] for k in page} == page
+    # Every episode read back has exactly the fields and types core/rows.py declares.
+    for episode in [*store.active_alerts(A), *store.list_alerts(A)]:
+        assert row_problems(dict(episode), AlertEpisode) == []
 
 
 def test_incident_lifecycle_round_trip(seeded: OpenedStore) -> None:
@@ -161,9 +165,12 @@ def test_incident_lifecycle_round_trip(seeded: OpenedStore) -> None:
     ack = {"state": "acknowledged", "acknowledged_ns": t0 + 10, "acknowledged_by": "erin", "updated_ns": t0 + 10}
     note = [{"at_ns": t0 + 10, "kind": "state", "actor": "erin", "message": "acknowledged", "data": None}]
     first = tables.update_incident(A, iid, ack, note, expect_state="open")
-    assert first["state"] == "acknowledged" and not first.get("_conflict")
-    second = tables.update_incident(A, iid, {**ack, "acknowledged_by": "frank"}, note, expect_state="open")
-    assert second.get("_conflict") and second["acknowledged_by"] == "erin"
+    assert first["state"] == "acknowledged"
+    with pytest.raises(StaleState) as stale:
+        tables.update_incident(A, iid, {**ack, "acknowledged_by": "frank"}, note, expect_state="open")
+    assert stale.value.state == "acknowledged"
+    assert tables.get_incident(A, iid)["acknowledged_by"] == "erin"
+    assert len(tables.events(A, iid)) == 2  # the refused update added no timeline entry
     ended = [{**alerts[0], "ended_ns": t0 + 20, "summary": None}]
     tables.update_incident(A, iid, {"state": "resolved", "resolved_ns": t0 + 30, "resolved_by": "erin",
                                     "updated_ns": t0 + 30}, [], ended)
@@ -189,6 +196,10 @@ def test_incident_lifecycle_round_trip(seeded: OpenedStore) -> None:
     assert [i["id"] for i in tables.list_incidents(A, until_ns=t0 + 1)] == [iid]
     assert "evidence" not in tables.list_incidents(A)[0]
     assert tables.list_incidents(A, with_evidence=True)[1]["evidence"] == evidence
+    # Every incident read back has exactly the fields and types core/rows.py declares.
+    for incident in [*tables.list_incidents(A), *tables.list_incidents(A, with_evidence=True),
+                     tables.get_incident(A, iid), new, first]:
+        assert row_problems(dict(incident), Incident) == []
 
     # Action items: by id (contract); each change also lands on the timeline.
     item = tables.add_action_item({"tenant": A, "incident_id": iid, "title": "add a canary", "owner": "erin",

@@ -158,7 +158,8 @@ class EpisodeEvaluator:
     def _evaluate_tenant(self, tenant: str, now: int) -> list[dict[str, Any]]:
         active = self._active.get(tenant)
         if active is None:  # resume episodes that were open when the server stopped
-            active = {(a["slo"], a["severity"]): a for a in self._store.active_alerts(tenant) if self._owns(a["slo"])}
+            # The evaluator keeps each episode as a mutable dict (the store writes its id back).
+            active = {(a["slo"], a["severity"]): dict(a) for a in self._store.active_alerts(tenant) if self._owns(a["slo"])}
             self._active[tenant] = active
         changed = step(active, now, self._conditions(tenant, now, active), tenant, self._for, self._keep_firing)
         self._store.save_alerts(changed)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from aisre.core.errors import NotFound, PermanentError
+from aisre.core.rows import fired_at
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.windows import windows_for
@@ -76,8 +77,8 @@ def score(store: GamedayStore, tenant: str, journey: str, start_ns: int, end_ns:
     detect = drill.detect if drill else "page"
     until = end_ns + GRACE_NS
     alerts = [a for a in store.list_alerts(tenant, limit=1_000_000)
-              if a.get("started_ns") is not None and start_ns <= a["started_ns"] < until]
-    mine = sorted((a for a in alerts if a.get("journey") == journey), key=lambda a: a["started_ns"])
+              if (started := a["started_ns"]) is not None and start_ns <= started < until]
+    mine = sorted((a for a in alerts if a["journey"] == journey), key=fired_at)
     pages = [a for a in mine if a["severity"] == "page"]
     others = [{"slo": a["slo"], "journey": a["journey"], "severity": a["severity"], "started": rfc3339(a["started_ns"])}
               for a in alerts if a.get("journey") != journey]
@@ -89,7 +90,7 @@ def score(store: GamedayStore, tenant: str, journey: str, start_ns: int, end_ns:
         evidence = orjson.loads(evidence)
     named = (evidence or {}).get("points_at")
     window = page_window_s(specs, journey)
-    to_page = (pages[0]["started_ns"] - start_ns) / 1e9 if pages else None
+    to_page = (fired_at(pages[0]) - start_ns) / 1e9 if pages else None
     violations = [v for v in store.list_violations(tenant, journey=journey, since_ns=start_ns, limit=100_000)
                   if v["run_start_ns"] < until]
     first_violation = min((v["start_ns"] for v in violations), default=None)
@@ -100,15 +101,15 @@ def score(store: GamedayStore, tenant: str, journey: str, start_ns: int, end_ns:
         passed = to_page is not None and incident is not None and cause_named is not False
     return {
         "journey": journey, "scenario": scenario, "start": rfc3339(start_ns), "end": rfc3339(end_ns),
-        "time_to_first_alert_s": (mine[0]["started_ns"] - start_ns) / 1e9 if mine else None,
+        "time_to_first_alert_s": (fired_at(mine[0]) - start_ns) / 1e9 if mine else None,
         "time_to_first_page_s": to_page, "page_window_s": window,
         "detected_within_page_window": None if window is None else (to_page is not None and to_page <= window),
         "incident_opened": incident is not None, "incident_id": incident["id"] if incident else None,
         "time_to_incident_s": (incident["opened_ns"] - start_ns) / 1e9 if incident else None,
         "named_layer": named, "expected_layer": expected,
         "cause_named": cause_named,
-        "time_to_mitigate_s": ((incident["mitigated_ns"] - start_ns) / 1e9
-                               if incident and incident.get("mitigated_ns") else None),
+        "time_to_mitigate_s": ((mitigated - start_ns) / 1e9
+                               if incident and (mitigated := incident["mitigated_ns"]) else None),
         "alerts": len(mine), "pages": len(pages), "should_not_have_fired": others,
         "detect": detect, "policy_violations": len(violations),
         "violating_runs": len({v["trace_id"] for v in violations}),

@@ -23,12 +23,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aisre.act.alerts import BUDGET_PREFIX, is_budget_alert
-from aisre.core.errors import PermanentError
+from aisre.core.errors import PermanentError, StaleState
+from aisre.core.rows import AlertEpisode, Incident
 from aisre.core.schema import MINUTE_NS
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
@@ -115,7 +116,7 @@ def duration_s(start_ns: int | None, end_ns: int | None) -> float | None:
     return None if start_ns is None or end_ns is None else round((end_ns - start_ns) / 1e9, 3)
 
 
-def incident_times(row: dict[str, Any]) -> dict[str, float | None]:
+def incident_times(row: Mapping[str, Any]) -> dict[str, float | None]:
     """Time to detect, acknowledge, mitigate, restore and resolve, in seconds."""
     impact = row.get("impact_start_ns")
     restored = row.get("mitigated_ns") or row.get("resolved_ns")
@@ -128,7 +129,7 @@ def incident_times(row: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def summarize_times(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def summarize_times(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """MTTD, MTTA and MTTR (means, and medians) over incidents, plus counts."""
     rows = list(rows)
     out: dict[str, Any] = {"incidents": len(rows), "by_state": {s: 0 for s in STATES},
@@ -150,7 +151,7 @@ def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
-def slo_alert(row: dict[str, Any], spec: SloSpec | None) -> AlertIn:
+def slo_alert(row: Mapping[str, Any], spec: SloSpec | None) -> AlertIn:
     """An SLO alert episode row (act/alerts.py) as an incident alert."""
     if is_budget_alert(row["slo"]):
         return budget_alert(row)
@@ -172,7 +173,7 @@ def slo_alert(row: dict[str, Any], spec: SloSpec | None) -> AlertIn:
     )
 
 
-def budget_alert(row: dict[str, Any]) -> AlertIn:
+def budget_alert(row: Mapping[str, Any]) -> AlertIn:
     """A cost-budget alert episode (act/cost_alerts.py): a ticket (sev4) below 100 %, sev3 at or above.
     Grouped per budget, not per journey: overspending is not an outage of the journey."""
     budget = row["slo"][len(BUDGET_PREFIX):].rsplit("@", 1)[0]
@@ -231,10 +232,10 @@ class IncidentManager:
     def url(self, incident_id: int) -> str:
         return f"{self._public_url}/incidents/{incident_id}"
 
-    def document(self, row: dict[str, Any]) -> dict[str, Any]:
+    def document(self, row: Incident) -> dict[str, Any]:
         """An incident as the API, notifications and pages show it."""
         evidence = row.get("evidence") or {}
-        doc = {
+        doc: dict[str, Any] = {
             "id": row["id"], "title": row["title"], "state": row["state"], "severity": row["severity"],
             "journey": row.get("journey"), "slo": row.get("slo"), "source": row["source"],
             "commander": row.get("commander"), "owner": row.get("owner"), "tier": row.get("tier"),
@@ -284,7 +285,7 @@ class IncidentManager:
         ]
         return doc
 
-    def timeline(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+    def timeline(self, row: Incident) -> list[dict[str, Any]]:
         """Timeline entries and the changes around the incident, in time order."""
         items = [
             {"time": rfc3339(e["at_ns"]), "at_ns": e["at_ns"], "kind": e["kind"], "actor": e["actor"],
@@ -340,7 +341,7 @@ class IncidentManager:
         out["since"], out["until"] = rfc3339(since_ns), rfc3339(until_ns)
         return out
 
-    def alert_context(self, rows: list[dict[str, Any]], tenant: str | None = None) -> list[dict[str, Any]]:
+    def alert_context(self, rows: Sequence[AlertEpisode], tenant: str | None = None) -> list[dict[str, Any]]:
         """For SLO alert episode rows: the SLO's owner, tier and runbook (flagged when
         missing) and the incident each alert opened or joined, with its link."""
         tenant = tenant or self._tenant
@@ -384,7 +385,7 @@ class IncidentManager:
         are skipped; new firing alerts join their group's incident in one update (a timeline
         entry each, one headline, impact and evidence judged once). Resolved alerts and SLO
         alerts that carry a burn rate go one by one."""
-        touched: dict[int, dict[str, Any]] = {}
+        touched: dict[int, Incident] = {}
         with self._lock:
             known = self.store.incidents_for_alert_keys(tenant, sorted({a.key for a in alerts})) if alerts else {}
             groups: dict[str, dict[str, AlertIn]] = {}
@@ -410,7 +411,7 @@ class IncidentManager:
             touched.update(self._resolve(tenant, [a for a in singles if not a.firing]))
         return [self.document(r) for r in touched.values()]
 
-    def _open_or_join(self, tenant: str, group_key: str, alerts: list[AlertIn]) -> dict[str, Any]:
+    def _open_or_join(self, tenant: str, group_key: str, alerts: list[AlertIn]) -> Incident:
         """New firing alerts of one group: the first opens the incident when none is open;
         the rest join it together."""
         now = self._clock()
@@ -422,7 +423,7 @@ class IncidentManager:
                 return current
         return self._join(tenant, current, alerts, now)
 
-    def _resolve(self, tenant: str, alerts: list[AlertIn]) -> dict[int, dict[str, Any]]:
+    def _resolve(self, tenant: str, alerts: list[AlertIn]) -> dict[int, Incident]:
         """Resolved alerts calm their incidents: one update per incident with a timeline entry
         per alert; an incident all of whose alerts have resolved is mitigated."""
         now = self._clock()
@@ -431,7 +432,7 @@ class IncidentManager:
             for incident in self.store.incidents_of_alert(tenant, alert.key):
                 if incident["alert_ended_ns"] is None and incident["state"] != "resolved":
                     by_incident.setdefault(incident["id"], []).append(alert)
-        out: dict[int, dict[str, Any]] = {}
+        out: dict[int, Incident] = {}
         for incident_id, ended in by_incident.items():
             events = [{"at_ns": now, "kind": "alert_resolved", "actor": a.source,
                        "message": f"alert {a.name} resolved", "data": {"alert": a.key}} for a in ended]
@@ -443,7 +444,7 @@ class IncidentManager:
             out[incident_id] = updated
         return out
 
-    def _one(self, alert: AlertIn, tenant: str) -> dict[str, Any] | None:
+    def _one(self, alert: AlertIn, tenant: str) -> Incident | None:
         now = self._clock()
         linked = self.store.incidents_of_alert(tenant, alert.key)
         link = _link(alert)
@@ -471,7 +472,7 @@ class IncidentManager:
             return self._open(alert, link, tenant, now)
         return self._join(tenant, current, [alert], now)
 
-    def _join(self, tenant: str, current: dict[str, Any], alerts: list[AlertIn], now: int) -> dict[str, Any]:
+    def _join(self, tenant: str, current: Incident, alerts: list[AlertIn], now: int) -> Incident:
         """New firing alerts join an open incident in one update: a timeline entry each; the
         worst becomes the headline, the most severe may escalate it, the earliest may move
         impact start; evidence is recomputed at most once."""
@@ -531,7 +532,7 @@ class IncidentManager:
         """A person set the title: aisre no longer rewrites it."""
         return any(e["kind"] == "title" for e in self.store.events(tenant, incident_id))
 
-    def _revise_impact(self, tenant: str, incident: dict[str, Any], alert: AlertIn, evidence: dict[str, Any],
+    def _revise_impact(self, tenant: str, incident: Incident, alert: AlertIn, evidence: dict[str, Any],
                        changes: dict[str, Any], joining: list[int] | None = None) -> bool:
         """A joining alert's stretch moves impact start when it begins earlier, or when none was
         found before; detection is then the first alert at or after the new start."""
@@ -549,7 +550,7 @@ class IncidentManager:
         changes["first_alert_ns"] = min((s for s in starts if s >= found["start_ns"]), default=alert.started_ns)
         return True
 
-    def _open(self, alert: AlertIn, link: dict[str, Any], tenant: str, now: int) -> dict[str, Any]:
+    def _open(self, alert: AlertIn, link: dict[str, Any], tenant: str, now: int) -> Incident:
         found = self._find_impact(tenant, alert)
         title = headline_title(alert.journey, alert.summary)
         evidence: dict[str, Any] = {"headline": headline(alert)}
@@ -620,7 +621,7 @@ class IncidentManager:
 
     # -- evidence ---------------------------------------------------------------------
 
-    def _refresh_evidence(self, incident: dict[str, Any], now: int) -> dict[str, Any] | None:
+    def _refresh_evidence(self, incident: Incident, now: int) -> Incident | None:
         journey = incident.get("journey")
         if not journey:
             return None
@@ -656,7 +657,7 @@ class IncidentManager:
         self.store.detect_changes(self._tenant)
         now = self._clock()
         for row in self.store.list_incidents(self._tenant, "active", with_evidence=True):
-            if row.get("evidence_ns") is None or now - row["evidence_ns"] >= self._evidence_interval_ns:
+            if (seen := row["evidence_ns"]) is None or now - seen >= self._evidence_interval_ns:
                 self._refresh_evidence(row, now)
 
     # -- people -----------------------------------------------------------------------
@@ -672,13 +673,14 @@ class IncidentManager:
             updated = self._move(tenant, incident, action, _actor(actor), note, self._clock())
         return self.document(updated)
 
-    def _move(self, tenant: str, incident: dict[str, Any], action: str, actor: str, note: str | None, now: int) -> dict[str, Any]:
+    def _move(self, tenant: str, incident: Incident, action: str, actor: str, note: str | None, now: int) -> Incident:
         allowed, target, when, who = TRANSITIONS[action]
         state = incident["state"]
         if state not in allowed:
             if state == target:
                 by = incident.get(who) or "someone"
-                raise PermanentError(f"incident {incident['id']} is already {state} (by {by} at {rfc3339(incident.get(when))})")
+                at = cast("int | None", incident.get(when))
+                raise PermanentError(f"incident {incident['id']} is already {state} (by {by} at {rfc3339(at)})")
             raise PermanentError(
                 f"incident {incident['id']} is {state}: it cannot be {target} (from {' or '.join(allowed)} only)")
         message = f"{state} → {target}" + (f": {note}" if note else "")
@@ -687,9 +689,10 @@ class IncidentManager:
         changes: dict[str, Any] = {"state": target, when: now, who: actor, "updated_ns": now}
         if action == "resolve" and incident.get("mitigated_ns") is None:
             changes["mitigated_ns"], changes["mitigated_by"] = None, None
-        updated = self.store.update_incident(tenant, incident["id"], changes, events, expect_state=state)
-        if updated.pop("_conflict", False):
-            raise PermanentError(f"incident {incident['id']} changed to {updated['state']} meanwhile; nothing done")
+        try:
+            updated = self.store.update_incident(tenant, incident["id"], changes, events, expect_state=state)
+        except StaleState as stale:
+            raise PermanentError(f"incident {incident['id']} changed to {stale.state} meanwhile; nothing done") from None
         if action == "resolve" and incident.get("journey"):
             updated = self._refresh_evidence(updated, now) or updated  # the final evidence
         if action in ("acknowledge", "resolve"):

@@ -18,6 +18,7 @@ from markdown_it import MarkdownIt
 from aisre.act.incidents import IncidentManager
 from aisre.core.display import money
 from aisre.core.errors import NotFound
+from aisre.core.rows import Incident
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.slo import SloEngine
 
@@ -210,20 +211,20 @@ class Postmortems:
         self._clock = clock
         self._violations = violations
 
-    def impact(self, tenant: str, row: dict[str, Any]) -> dict[str, Any]:
+    def impact(self, tenant: str, row: Incident) -> dict[str, Any]:
         """Runs and users affected, cost of failed runs, and error budget spent."""
         now = self._clock()
         start = row.get("impact_start_ns") or row.get("first_alert_ns") or row["opened_ns"]
         end = row.get("mitigated_ns") or row.get("resolved_ns") or now
         out: dict[str, Any] = {"start": rfc3339(start), "end": rfc3339(end), "ongoing": row["state"] != "resolved"}
-        if row.get("journey"):
-            out.update(self._incidents.store.impact(tenant, row["journey"], start, end + 1))
-        if row.get("slo") and self._slos is not None and self._slo_minutes is not None:
+        if journey := row["journey"]:
+            out.update(self._incidents.store.impact(tenant, journey, start, end + 1))
+        if (slo := row["slo"]) and self._slos is not None and self._slo_minutes is not None:
             try:
-                status = self._slos.status(tenant, row["slo"], now)
+                status = self._slos.status(tenant, slo, now)
             except NotFound:
                 status = None
-            arrays = self._slo_minutes(tenant, start // 60_000_000_000 * 60_000_000_000, end + 1, row["slo"]).get(row["slo"])
+            arrays = self._slo_minutes(tenant, start // 60_000_000_000 * 60_000_000_000, end + 1, slo).get(slo)
             if status is not None and "error_budget" in status and arrays is not None:
                 bad = int(sum(int(t) - int(g) for _, g, t in zip(*arrays, strict=True)))
                 total = status["error_budget"]["total_events"] or 0
@@ -232,7 +233,7 @@ class Postmortems:
                                  "remaining_ratio": status["error_budget"]["remaining_ratio"]}
         return out
 
-    def policy_violations(self, tenant: str, row: dict[str, Any]) -> dict[str, Any] | None:
+    def policy_violations(self, tenant: str, row: Incident) -> dict[str, Any] | None:
         """Agent policy violations of the runs (of the incident's journey) that started in its
         impact window, per rule, with the violating runs; None when policies are not wired."""
         if self._violations is None:
@@ -255,7 +256,7 @@ class Postmortems:
         return {"start_ns": start, "end_ns": end, "violations": len(found), "runs": runs, "rules": per_rule,
                 "denied_runs": len({v["trace_id"] for v in found if v["effect"] == "deny"})}
 
-    def _violation_lines(self, tenant: str, row: dict[str, Any]) -> list[str]:
+    def _violation_lines(self, tenant: str, row: Incident) -> list[str]:
         found = self.policy_violations(tenant, row)
         if found is None:
             return []

@@ -6,13 +6,14 @@ renders it as HTML (with charts) and Markdown."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aisre.act.gameday import CHANGE_KIND as GAMEDAY
 from aisre.act.gameday import drills, score_drill
 from aisre.act.incidents import incident_times, severity_rank, summarize_times
 from aisre.act.scorecards import NOT_CHANGES, Period, Rules, ScorecardReader
+from aisre.core.rows import fired_at
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
 from aisre.store.protocol import ReviewStore
@@ -41,12 +42,12 @@ def review(store: ReviewStore, tenant: str, specs: Sequence[SloSpec], rules: Rul
             "opened": rfc3339(i["opened_ns"]), **incident_times(i)} for i in ranked[:TOP_INCIDENTS]]
 
     fired = [a for a in store.list_alerts(tenant, limit=1_000_000)
-             if a.get("started_ns") is not None and period.start_ns <= a["started_ns"] < period.end_ns]
+             if (started := a["started_ns"]) is not None and period.start_ns <= started < period.end_ns]
     keys = {f"slo:{a['slo']}:{a['severity']}:{a['pending_since_ns']}": a for a in fired}
     linked = store.incidents.incidents_for_alert_keys(tenant, list(keys))
     near = [{"slo": a["slo"], "journey": a["journey"], "severity": a["severity"], "started": rfc3339(a["started_ns"]),
              "ended": rfc3339(a.get("ended_ns")), "peak_burn": a["peak_burn"], "summary": a["summary"]}
-            for key, a in sorted(keys.items(), key=lambda kv: kv[1]["started_ns"]) if key not in linked]
+            for key, a in sorted(keys.items(), key=lambda kv: fired_at(kv[1])) if key not in linked]
 
     # SLO compliance and the share of each SLO's period budget spent by the end of each day.
     arrays = store.slo_minute_arrays(tenant, period.start_ns, period.end_ns)
@@ -94,7 +95,7 @@ def review(store: ReviewStore, tenant: str, specs: Sequence[SloSpec], rules: Rul
                     "failed": c["kind"] not in NOT_CHANGES and reader.change_failed(c)}
                    for c in sorted(changes, key=lambda c: c["at_ns"])]
     end = min(period.end_ns, now_ns)
-    by_id = {i["id"]: i for i in store.incidents.list_incidents(tenant, limit=1_000_000)}
+    by_id: dict[int, Mapping[str, Any]] = {i["id"]: i for i in store.incidents.list_incidents(tenant, limit=1_000_000)}
     remediation = [{"id": a["id"], "title": a["title"], "owner": a.get("owner"), "incident": a["incident_id"],
                     "incident_title": by_id.get(a["incident_id"], {}).get("title"),
                     "journey": by_id.get(a["incident_id"], {}).get("journey"),

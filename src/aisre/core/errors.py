@@ -34,6 +34,15 @@ class Conflict(PermanentError):
     """The request is well formed but the current state does not allow it (HTTP 409)."""
 
 
+class StaleState(Conflict):
+    """A conditional update found the row no longer in the state it expected: another
+    writer (another node, or a second person) got there first. ``state`` is what it is now."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
 class RetryableError(AisreError):
     """A transient refusal: the sender should retry after ``retry_after`` seconds."""
 

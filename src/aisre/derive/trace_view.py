@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from aisre.core.rows import JourneyRun, TraceRun
 from aisre.core.timefmt import rfc3339
 
 # Prompts and completions, newest conventions first.
@@ -230,7 +231,7 @@ def genai_details(attrs: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
     return details
 
 
-def trace_document(run: dict[str, Any], spans: list[dict[str, Any]]) -> dict[str, Any]:
+def trace_document(run: TraceRun, spans: list[dict[str, Any]]) -> dict[str, Any]:
     """The API's trace shape: run summary plus spans in depth-first waterfall order."""
     by_parent: dict[str, list[dict[str, Any]]] = {}
     ids = {span["span_id"] for span in spans}
@@ -296,7 +297,7 @@ def _arguments_from_the_model_calls(spans: list[dict[str, Any]]) -> None:
             genai["tool_arguments"] = asked[call_id]
 
 
-def run_document(run: dict[str, Any]) -> dict[str, Any]:
+def run_document(run: JourneyRun) -> dict[str, Any]:
     """One journey run as the API shows it (times RFC 3339, durations in ms)."""
     return {
         "trace_id": run["trace_id"],

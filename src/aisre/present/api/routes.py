@@ -17,6 +17,7 @@ from aisre.core.auth import Forbidden
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.jsonbody import parse_json
 from aisre.core.model import RunQuery, TimeRange
+from aisre.core.rows import AlertEpisode
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive import journeys
@@ -242,7 +243,7 @@ async def slo_detail(request: Request) -> Response:
     return ORJSONResponse(doc)
 
 
-def _alert_document(row: dict[str, Any]) -> dict[str, Any]:
+def _alert_document(row: AlertEpisode) -> dict[str, Any]:
     return {
         "id": row["id"],
         "kind": "budget" if is_budget_alert(row["slo"]) else "slo",

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from aisre.core.rows import AlertEpisode, Incident
 from aisre.present.api.context import AppContext
 from aisre.present.ui import format as fmt
 
@@ -31,8 +32,8 @@ def _item(kind: str, level: str, label: str, href: str, title: str) -> dict[str,
     return {"kind": kind, "level": level, "label": label, "href": href, "title": title}
 
 
-def _incident_items(incidents: list[dict[str, Any]]) -> list[dict[str, str]]:
-    def rank(i: dict[str, Any]) -> tuple[int, int]:
+def _incident_items(incidents: list[Incident]) -> list[dict[str, str]]:
+    def rank(i: Incident) -> tuple[int, int]:
         sev = str(i.get("severity"))
         return (_SEVERITY_ORDER.index(sev) if sev in _SEVERITY_ORDER else len(_SEVERITY_ORDER), -int(i.get("opened_ns") or 0))
 
@@ -48,7 +49,7 @@ def _incident_items(incidents: list[dict[str, Any]]) -> list[dict[str, str]]:
     return items
 
 
-def _alert_items(alerts: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _alert_items(alerts: list[AlertEpisode]) -> list[dict[str, str]]:
     items = []
     for a in alerts:
         if a.get("state") != "firing" or a.get("severity") != "page":

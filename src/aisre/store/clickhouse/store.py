@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.population import Population, PopulationQuery
+from aisre.core.rows import JourneyRun, JourneySummary, TraceRun
 from aisre.core.schema import MINUTE_NS, SPAN_COLUMN_NAMES
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
@@ -710,7 +711,7 @@ class ClickHouseStore(_NotYet):
         sql = "SELECT count() AS n FROM spans" + (" WHERE tenant = {tenant:String}" if tenant else "")
         return int(self.client.query(sql, {"tenant": tenant} if tenant else {}).column("n")[0].as_py())
 
-    def get_trace(self, tenant: str, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def get_trace(self, tenant: str, trace_id: str) -> tuple[TraceRun, list[dict[str, Any]]]:
         """The run row and every span of one trace; NotFound if the id is unknown."""
         params = {"tenant": tenant, "trace": trace_id}
         runs = _rows(self.client.query(
@@ -734,9 +735,9 @@ class ClickHouseStore(_NotYet):
         for row in spans.to_pylist():
             row["resource"] = by_id.get(row.pop("resource_id"))
             out.append(row)
-        return run, out
+        return cast(TraceRun, run), out
 
-    def list_runs(self, q: RunQuery) -> list[dict[str, Any]]:
+    def list_runs(self, q: RunQuery) -> list[JourneyRun]:
         """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
         where = ["true"]
         params: dict[str, Any] = {"tenant": q.tenant, "limit": q.limit}
@@ -756,11 +757,11 @@ class ClickHouseStore(_NotYet):
         order = "ORDER BY run_start_ns DESC, trace_id DESC LIMIT {limit:UInt64}"
         picked = (f"SELECT trace_id FROM ({journey_runs_sql(_TENANT_KEY, LISTING_COLUMNS)}) "
                   f"WHERE {' AND '.join(where)} {order}")
-        return _rows(self.client.query(
+        return cast(list[JourneyRun], _rows(self.client.query(
             f"SELECT {_RUN_COLUMNS} FROM ({journey_runs_sql(f'{_TENANT_KEY} AND trace_id IN ({picked})')}) {order}",
-            params))
+            params)))
 
-    def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]:
+    def journey_summaries(self, r: TimeRange) -> list[JourneySummary]:
         """Per journey: runs, failures, duration percentiles, tokens and cost per run, last seen."""
         where = ["has_root"]
         params: dict[str, Any] = {"tenant": r.tenant}
@@ -770,14 +771,14 @@ class ClickHouseStore(_NotYet):
         if r.until_ns is not None:
             where.append("run_start_ns < {until:Int64}")
             params["until"] = r.until_ns
-        return _rows(self.client.query(
+        return cast(list[JourneySummary], _rows(self.client.query(
             "SELECT journey, count() AS runs, countIf(outcome = 'failure') AS failures,\n"
             "    quantileExactInclusive(0.5)(duration_ns) / 1e6 AS p50_ms,\n"
             "    quantileExactInclusive(0.95)(duration_ns) / 1e6 AS p95_ms,\n"
             "    avg(input_tokens + output_tokens) AS tokens_per_run, avg(llm_calls) AS llm_calls_per_run,\n"
             "    sum(retries) AS retries, sum(cost_usd) AS cost_usd, max(run_start_ns) AS last_seen_ns\n"
             f"FROM ({journey_runs_sql(_TENANT_KEY)}) WHERE {' AND '.join(where)}\n"
-            "GROUP BY journey ORDER BY runs DESC, journey", params))
+            "GROUP BY journey ORDER BY runs DESC, journey", params)))
 
     def incomplete_traces(self, tenant: str) -> int:
         """Traces whose root span has not arrived."""

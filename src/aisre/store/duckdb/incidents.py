@@ -7,13 +7,14 @@ cursors. Rows go in and out as dicts; JSON columns are decoded on the way out.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 import orjson
 import pyarrow as pa
 
-from aisre.core.errors import NotFound
+from aisre.core.errors import NotFound, StaleState
+from aisre.core.rows import Incident
 from aisre.store.duckdb.rollups import MINUTE_NS
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class IncidentTables:
 
     def create_incident(
         self, row: dict[str, Any], events: list[dict[str, Any]], alerts: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+    ) -> Incident:
         """Insert an incident with its first timeline entries and alerts; returns it."""
         def insert(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             cols = ["tenant", "group_key", "opened_ns", *INCIDENT_FIELDS]
@@ -191,14 +192,14 @@ class IncidentTables:
             _upsert_alerts(conn, new["id"], new["tenant"], alerts)
             return new
 
-        return _decode(self._write(insert))
+        return cast(Incident, _decode(self._write(insert)))
 
     def update_incident(
         self, tenant: str, incident_id: int, changes: dict[str, Any],
         events: list[dict[str, Any]] = (),  # type: ignore[assignment]
         alerts: list[dict[str, Any]] = (),  # type: ignore[assignment]
         expect_state: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Incident:
         """Change fields, add timeline entries and alerts in one transaction. With
         ``expect_state`` the update applies only if the incident is still in that state
         (two people acknowledging at once: one wins); returns the incident as it stands."""
@@ -207,7 +208,8 @@ class IncidentTables:
             if not current:
                 raise NotFound(f"no incident {incident_id}")
             if expect_state is not None and current[0]["state"] != expect_state:
-                return {**current[0], "_conflict": True}
+                state = current[0]["state"]
+                raise StaleState(f"incident {incident_id} is {state}, not {expect_state}", state)
             if changes:
                 sets = ", ".join(f"{k} = ?" for k in changes)
                 values = [_dump(v) if k == "evidence" else v for k, v in changes.items()]
@@ -216,27 +218,27 @@ class IncidentTables:
             _upsert_alerts(conn, incident_id, tenant, alerts)
             return _fetch(conn.execute("SELECT * FROM incidents WHERE id = ?", [incident_id]))[0]
 
-        return _decode(self._write(update))
+        return cast(Incident, _decode(self._write(update)))
 
-    def get_incident(self, tenant: str, incident_id: int) -> dict[str, Any]:
+    def get_incident(self, tenant: str, incident_id: int) -> Incident:
         rows = self._rows("SELECT * FROM incidents WHERE tenant = ? AND id = ?", [tenant, incident_id])
         if not rows:
             raise NotFound(f"no incident {incident_id}")
-        return rows[0]
+        return cast(Incident, rows[0])
 
-    def open_incident_for(self, tenant: str, group_key: str) -> dict[str, Any] | None:
+    def open_incident_for(self, tenant: str, group_key: str) -> Incident | None:
         """The unresolved incident alerts with this key join, if any."""
         rows = self._rows(
             "SELECT * FROM incidents WHERE tenant = ? AND group_key = ? AND state != 'resolved' ORDER BY id DESC LIMIT 1",
             [tenant, group_key],
         )
-        return rows[0] if rows else None
+        return cast(Incident, rows[0]) if rows else None
 
     def list_incidents(
         self, tenant: str, state: str | None = None, journey: str | None = None,
         since_ns: int | None = None, until_ns: int | None = None, limit: int = 100,
         with_evidence: bool = False,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Incident]:
         """Incidents newest first; ``state='active'`` means not yet resolved."""
         clauses: list[str] = ["tenant = ?"]
         params: list[Any] = [tenant]
@@ -250,10 +252,10 @@ class IncidentTables:
                 clauses.append(clause)
                 params.append(value)
         columns = "*" if with_evidence else "* EXCLUDE (evidence)"
-        return self._rows(
+        return cast(list[Incident], self._rows(
             f"SELECT {columns} FROM incidents WHERE {' AND '.join(clauses)} ORDER BY opened_ns DESC, id DESC LIMIT ?",
             [*params, limit],
-        )
+        ))
 
     def events(self, tenant: str, incident_id: int) -> list[dict[str, Any]]:
         """The incident's timeline, oldest first."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
+from aisre.core.rows import AlertEpisode, JourneyRun, JourneySummary, TraceRun
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from aisre.core.series import MetricPoint
 from aisre.normalize.metrics import KNOWN_METRICS
@@ -863,21 +864,21 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             hist.setdefault(row["journey"], []).append(int(row["n"]))
         return {"slos": slos, "runs": runs, "duration_buckets": hist}
 
-    def active_alerts(self, tenant: str) -> list[dict[str, Any]]:
+    def active_alerts(self, tenant: str) -> list[AlertEpisode]:
         """Alerts still pending or firing."""
-        return self._rows(
+        return cast(list[AlertEpisode], self._rows(
             "SELECT * FROM alerts WHERE tenant = ? AND state != 'resolved' ORDER BY id", [tenant]
-        )
+        ))
 
-    def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[AlertEpisode]:
         """Alert episodes, newest first."""
         w = _Where("tenant = ?", tenant)
         w.add("state = ?", state)
         w.add("slo = ?", slo)
-        return self._rows(
+        return cast(list[AlertEpisode], self._rows(
             f"SELECT * FROM alerts WHERE {' AND '.join(w.clauses)} ORDER BY pending_since_ns DESC, id DESC LIMIT ?",
             [*w.params, limit],
-        )
+        ))
 
     def save_alerts(self, rows: list[dict[str, Any]]) -> None:
         """Insert new alert episodes (no id) and update known ones, through the writer."""
@@ -994,7 +995,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         sql = "SELECT count(*) AS n FROM spans" + (" WHERE tenant = ?" if tenant else "")
         return int(self._rows(sql, [tenant] if tenant else [])[0]["n"])
 
-    def get_trace(self, tenant: str, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def get_trace(self, tenant: str, trace_id: str) -> tuple[TraceRun, list[dict[str, Any]]]:
         """The run row and every span of one trace; NotFound if the id is unknown."""
         runs = self._rows(
             f"SELECT {_RUN_COLUMNS}, start_ns, end_ns FROM journey_runs WHERE tenant = ? AND trace_id = ?",
@@ -1010,7 +1011,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             "ORDER BY s.start_ns, s.span_id",
             [tenant, trace_id, run["start_ns"], run["end_ns"]],
         )
-        return run, spans
+        return cast(TraceRun, run), spans
 
     def trace_ids_with_prefix(self, tenant: str, prefix: str, limit: int = 5) -> list[str]:
         """Trace ids of stored runs that start with ``prefix`` (lowercase hex), at most ``limit``."""
@@ -1020,7 +1021,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         )
         return [str(r["trace_id"]) for r in rows]
 
-    def list_runs(self, q: RunQuery) -> list[dict[str, Any]]:
+    def list_runs(self, q: RunQuery) -> list[JourneyRun]:
         """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
         w = _Where("tenant = ?", q.tenant)
         w.add("journey = ?", q.journey)
@@ -1036,9 +1037,9 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             f"SELECT {_RUN_COLUMNS} FROM journey_runs WHERE {' AND '.join(where)} "
             "ORDER BY run_start_ns DESC, trace_id DESC LIMIT ?"
         )
-        return self._rows(sql, [*params, q.limit])
+        return cast(list[JourneyRun], self._rows(sql, [*params, q.limit]))
 
-    def journey_summaries(self, r: TimeRange) -> list[dict[str, Any]]:
+    def journey_summaries(self, r: TimeRange) -> list[JourneySummary]:
         """Per journey: runs, failures, duration percentiles, tokens and cost per run, last seen."""
         w = _Where("tenant = ?", r.tenant)
         w.add("has_root")
@@ -1059,7 +1060,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             FROM journey_runs WHERE {" AND ".join(where)}
             GROUP BY journey ORDER BY runs DESC, journey
         """
-        return self._rows(sql, params)
+        return cast(list[JourneySummary], self._rows(sql, params))
 
     def incomplete_traces(self, tenant: str) -> int:
         return int(

@@ -1,0 +1,156 @@
+"""The rows that cross the store seam, typed.
+
+A backend returns these as plain dicts (cheap to build from a cursor, and what the API
+serialises), but their fields and types are declared here once: the layers above are
+type-checked against them, and the store contract suite checks every backend's rows field
+by field with ``row_problems``, so a second backend cannot drift by a column or a type.
+(No ``from __future__ import annotations`` here: TypedDict must see ``NotRequired`` itself.)
+"""
+
+import types
+import typing
+from typing import Any, NotRequired, TypedDict, Union
+
+
+class JourneyRun(TypedDict):
+    """One journey run (a trace with its root), as ``RunReads.list_runs`` lists it."""
+
+    trace_id: str
+    journey: str
+    outcome: str  # success | failure | incomplete
+    failure_reason: str | None
+    run_start_ns: int
+    duration_ns: int
+    has_root: bool
+    root_name: str | None
+    root_service: str | None
+    span_count: int
+    error_spans: int
+    llm_calls: int
+    llm_errors: int
+    tool_calls: int
+    retrieval_calls: int
+    agent_steps: int
+    retries: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: float
+    service_version: str | None
+    prompt_name: str | None
+    prompt_version: str | None
+    environment: str | None
+    models: list[str] | None
+    user_id: str | None
+    session_id: str | None
+
+
+class TraceRun(JourneyRun):
+    """The run row ``RunReads.get_trace`` returns with its spans: the run plus the span extent."""
+
+    start_ns: int
+    end_ns: int
+
+
+class JourneySummary(TypedDict):
+    """Per journey over a time range (``RunReads.journey_summaries``)."""
+
+    journey: str
+    runs: int
+    failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+    tokens_per_run: float | None
+    llm_calls_per_run: float | None
+    retries: int | None
+    cost_usd: float | None
+    last_seen_ns: int | None
+
+
+class AlertEpisode(TypedDict):
+    """One SLO alert episode, pending → firing → resolved (``AlertStore``)."""
+
+    id: int
+    tenant: str
+    slo: str
+    journey: str | None
+    severity: str  # page | ticket
+    state: str  # pending | firing | resolved
+    pending_since_ns: int
+    started_ns: int | None
+    ended_ns: int | None
+    peak_burn: float
+    updated_ns: int
+    summary: str
+
+
+class Incident(TypedDict):
+    """One incident (``IncidentStore``): its state machine's times and who moved it.
+    ``evidence`` (decoded JSON) is left out of listings unless asked for."""
+
+    id: int
+    tenant: str
+    group_key: str
+    title: str
+    journey: str | None
+    slo: str | None
+    severity: str  # sev1 (worst) .. sev4
+    state: str  # open | acknowledged | mitigated | resolved
+    commander: str | None
+    owner: str | None
+    tier: int | None
+    runbook: str | None
+    source: str  # slo | alertmanager | manual
+    impact_start_ns: int | None
+    first_alert_ns: int | None
+    opened_ns: int
+    acknowledged_ns: int | None
+    acknowledged_by: str | None
+    mitigated_ns: int | None
+    mitigated_by: str | None
+    resolved_ns: int | None
+    resolved_by: str | None
+    evidence: NotRequired[dict[str, Any] | None]
+    evidence_ns: int | None
+    updated_ns: int
+
+
+def fired_at(alert: AlertEpisode) -> int:
+    """When an episode began firing; for episodes known to have fired (``started_ns`` set)."""
+    started = alert["started_ns"]
+    if started is None:
+        raise ValueError(f"alert episode {alert['id']} has not fired")
+    return started
+
+
+def row_problems(row: dict[str, Any], kind: type) -> list[str]:
+    """What in ``row`` disagrees with the TypedDict ``kind``: missing or extra fields, and
+    values of the wrong type (an int is accepted where a float is declared)."""
+    hints = typing.get_type_hints(kind)
+    required = getattr(kind, "__required_keys__", frozenset(hints))
+    problems = [f"missing field {name!r}" for name in hints if name in required and name not in row]
+    problems += [f"undeclared field {name!r}" for name in row if name not in hints]
+    for name, hint in hints.items():
+        if name in row and not _conforms(row[name], hint):
+            problems.append(f"{name}={row[name]!r} is not {hint}")
+    return problems
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, arm) for arm in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is Any:
+        return True
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
