@@ -19,7 +19,15 @@ from aisre.core.auth import Forbidden, acting_for
 from aisre.core.errors import Conflict, NotFound, PermanentError, StaleState
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.population import PopulationQuery
-from aisre.core.rows import AlertEpisode, Incident, row_problems
+from aisre.core.rows import (
+    AlertEpisode,
+    ApiKey,
+    AuditEntry,
+    Change,
+    GateVerdictSummary,
+    Incident,
+    row_problems,
+)
 from aisre.core.schema import SCORE_ARROW_SCHEMA
 from tests.store.conftest import OpenedStore
 from tests.store.contract.data import BY_NAME, MINUTE_NS, NOW_NS, ingest, later_release
@@ -88,6 +96,9 @@ def test_keys_round_trip_latch_auth_and_are_audited(seeded: OpenedStore) -> None
         "key_id": "k-admin", "tenant": A, "role": "admin", "name": "ops", "expires_ns": None}
     assert audit[0]["before"]["revoked_ns"] is None and audit[0]["after"]["revoked_ns"] == revoked["revoked_ns"]
     assert [r["at_ns"] for r in audit] == sorted((r["at_ns"] for r in audit), reverse=True)
+    # Keys and audit records have exactly the fields and types core/rows.py declares.
+    assert [row_problems(dict(k), ApiKey) for k in store.list_keys(A)] == [[], []]
+    assert [row_problems(dict(r), AuditEntry) for r in audit] == [[], [], []]
 
 
 def test_audit_appends_and_filters(seeded: OpenedStore) -> None:
@@ -261,6 +272,9 @@ def test_changes_recorded_and_detected(seeded: OpenedStore) -> None:
     assert change["services"] == [runs[0]["root_service"]]
     assert tables.detect_changes(C) == []
     assert [c["id"] for c in tables.list_changes(C)] == [change["id"]]
+    # Recorded and detected changes have exactly the fields and types core/rows.py declares.
+    for row in [flag, deploy, change, *tables.list_changes(A), *tables.list_changes(C)]:
+        assert row_problems(dict(row), Change) == [], row["id"]
 
 
 # --- gate verdicts, scores, retention ------------------------------------------------------
@@ -285,6 +299,7 @@ def test_gate_verdicts_round_trip(seeded: OpenedStore) -> None:
     assert len(store.list_gate_verdicts(A, limit=1)) == 1
     with pytest.raises(NotFound):
         store.get_gate_verdict(B, ids[0])
+    assert [row_problems(dict(v), GateVerdictSummary) for v in store.list_gate_verdicts(A)] == [[], [], []]
 
 
 def _scores(rows: list[tuple[str, str, str, float]]) -> pa.Table:

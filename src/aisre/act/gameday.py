@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from aisre.core.errors import NotFound, PermanentError
-from aisre.core.rows import fired_at
+from aisre.core.rows import Change, fired_at
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
 from aisre.evaluate.windows import windows_for
@@ -121,7 +121,7 @@ def score(store: GamedayStore, tenant: str, journey: str, start_ns: int, end_ns:
 # ---------------------------------------------------------------------------- drills on the server
 
 
-def _meta(change: dict[str, Any]) -> dict[str, Any]:
+def _meta(change: Change) -> dict[str, Any]:
     meta = change.get("metadata")
     if isinstance(meta, str | bytes):
         meta = orjson.loads(meta)

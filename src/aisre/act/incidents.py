@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 
 from aisre.act.alerts import BUDGET_PREFIX, is_budget_alert
 from aisre.core.errors import PermanentError, StaleState
-from aisre.core.rows import AlertEpisode, Incident
+from aisre.core.rows import AlertEpisode, Change, Incident
 from aisre.core.schema import MINUTE_NS
 from aisre.core.slo import SloSpec
 from aisre.core.timefmt import rfc3339
@@ -796,7 +796,7 @@ class IncidentManager:
              "message": f"action item {item_id}: {what}", "data": None})
         return self._item_document(item)
 
-    def record_change(self, row: dict[str, Any]) -> dict[str, Any]:
+    def record_change(self, row: dict[str, Any]) -> Change:
         return self.store.add_change(row)
 
     # -- loop -------------------------------------------------------------------------

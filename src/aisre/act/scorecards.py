@@ -19,6 +19,7 @@ from typing import Any
 from aisre.act.incidents import summarize_times
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.model import SpanSampleQuery
+from aisre.core.rows import Change
 from aisre.core.slo import SloSpec, SpecError, SpecValidationError
 from aisre.core.timefmt import rfc3339
 from aisre.derive.check import check_store
@@ -266,7 +267,7 @@ class Entity:
     slos: list[SloSpec] = field(default_factory=list)
 
 
-def entities(scope: str, specs: Sequence[SloSpec], changes: Iterable[dict[str, Any]] = ()) -> list[Entity]:
+def entities(scope: str, specs: Sequence[SloSpec], changes: Iterable[Change] = ()) -> list[Entity]:
     """Every journey (from SLOs), service (an SLO's service or a change naming services and
     journeys) or team (SLO owners), with the journeys and SLOs each covers."""
     if scope not in SCOPES:
@@ -412,12 +413,12 @@ class ScorecardReader:
         return {"telemetry_runs": runs, "telemetry_violations": violations,
                 "telemetry_coverage_min": min(coverage, default=None)}
 
-    def _covers(self, e: Entity, change: dict[str, Any]) -> bool:
+    def _covers(self, e: Entity, change: Change) -> bool:
         if e.scope == "service" and e.name in (change.get("services") or ()):
             return True
         return bool(set(change.get("journeys") or ()) & e.journeys)
 
-    def change_failed(self, change: dict[str, Any]) -> bool:
+    def change_failed(self, change: Change) -> bool:
         """Followed, within the rules' window, by an incident on one of its journeys or a
         failed gate verdict for one of them."""
         start, end = change["at_ns"], change["at_ns"] + int(self.rules.change_failure_window.total_seconds() * 1e9)

@@ -115,6 +115,69 @@ class Incident(TypedDict):
     updated_ns: int
 
 
+class Change(TypedDict):
+    """A deploy, model or prompt rollout, config or flag change: recorded, or detected when a
+    new version first appears in a journey's runs (``IncidentStore.list_changes``)."""
+
+    id: int
+    tenant: str
+    kind: str  # deploy | model | prompt | config | flag | loadtest | gameday
+    summary: str
+    who: str | None
+    at_ns: int
+    services: list[str]
+    journeys: list[str]
+    version: str | None
+    previous: str | None
+    prompt_name: str | None
+    link: str | None
+    metadata: dict[str, Any] | None
+    source: str  # api | detected
+    observed_ns: int | None
+    created_ns: int
+
+
+class ApiKey(TypedDict):
+    """An API key as listed (``KeyTables.list_keys``): never its digest."""
+
+    key_id: str
+    tenant: str
+    role: str  # ingest | read | admin
+    name: str
+    created_ns: int
+    created_by: str
+    expires_ns: int | None
+    revoked_ns: int | None
+    revoked_by: str | None
+
+
+class AuditEntry(TypedDict):
+    """One audit record (``AuditLog.list_audit``), before and after as decoded JSON."""
+
+    id: int
+    tenant: str
+    at_ns: int
+    actor: str
+    action: str
+    target: str
+    before: Any
+    after: Any
+
+
+class GateVerdictSummary(TypedDict):
+    """A recorded gate verdict without its evidence document (``GateStore.list_gate_verdicts``)."""
+
+    id: int
+    journey: str
+    baseline: str
+    candidate: str
+    verdict: str  # pass | marginal | fail | no_data
+    score: float | None
+    baseline_runs: int
+    candidate_runs: int
+    decided_ns: int
+
+
 def fired_at(alert: AlertEpisode) -> int:
     """When an episode began firing; for episodes known to have fired (``started_ns`` set)."""
     started = alert["started_ns"]

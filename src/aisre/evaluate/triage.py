@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aisre.core.rows import Change
 from aisre.core.schema import LLM_OPERATIONS
 from aisre.core.timefmt import rfc3339
 from aisre.store.protocol import TriageStore
@@ -40,7 +42,7 @@ def layer_of(operation: str | None, is_root: bool) -> str:
     return "service code"
 
 
-def carries(change: dict[str, Any], run: dict[str, Any]) -> bool:
+def carries(change: Mapping[str, Any], run: dict[str, Any]) -> bool:
     """Whether a run carries a change: its version is on the run, or (config, flag and
     changes without a version) the run started after it."""
     version = change.get("version")
@@ -114,7 +116,7 @@ def layer_evidence(bad: dict[str, dict[str, dict[str, Any]]], good: dict[str, di
     return out
 
 
-def _carried(change: dict[str, Any], bad: list[dict[str, Any]], good: list[dict[str, Any]]) -> dict[str, Any]:
+def _carried(change: Change, bad: list[dict[str, Any]], good: list[dict[str, Any]]) -> dict[str, Any]:
     """A change as evidence shows it, with the shares of bad and good runs carrying it."""
     return {
         "change_id": change["id"],
@@ -132,7 +134,7 @@ def _carried(change: dict[str, Any], bad: list[dict[str, Any]], good: list[dict[
 
 
 def rank_suspects(
-    changes: list[dict[str, Any]], bad: list[dict[str, Any]], good: list[dict[str, Any]], impact_start_ns: int
+    changes: Sequence[Change], bad: list[dict[str, Any]], good: list[dict[str, Any]], impact_start_ns: int
 ) -> list[dict[str, Any]]:
     """Changes made at or before impact start, scored by the share of bad runs carrying them
     over the share of good runs, weighted by how close before the impact they happened; best
@@ -152,7 +154,7 @@ def rank_suspects(
 
 
 def changed_during(
-    changes: list[dict[str, Any]], bad: list[dict[str, Any]], good: list[dict[str, Any]], impact_start_ns: int
+    changes: Sequence[Change], bad: list[dict[str, Any]], good: list[dict[str, Any]], impact_start_ns: int
 ) -> list[dict[str, Any]]:
     """Changes made after impact start, oldest first: what changed during the incident."""
     out = []
@@ -163,7 +165,7 @@ def changed_during(
     return out
 
 
-def pick_exemplars(bad: list[dict[str, Any]], top: dict[str, Any] | None, changes: dict[int, dict[str, Any]], n: int = 3) -> list[str]:
+def pick_exemplars(bad: list[dict[str, Any]], top: dict[str, Any] | None, changes: Mapping[int, Change], n: int = 3) -> list[str]:
     """Failing traces that show the most: carrying the top suspect, with tool calls and
     retrieval, different failure reasons first, newest first."""
     suspect = changes.get(top["change_id"]) if top else None

@@ -3,8 +3,8 @@
 Consumers import the narrow port they need (an alert evaluator sees ``AlertStore``, the
 gate ``GateStore``); ``Store`` is their union, what ``factory.open_store`` hands out. Values
 crossing these ports are typed values from ``core/`` (queries, populations, SLI rules),
-rows as dicts typed by ``core/rows.py`` (runs, journey summaries, alert episodes and
-incidents so far;
+rows as dicts typed by ``core/rows.py`` (runs, journey summaries, alert episodes,
+incidents, changes, keys, audit records and gate verdicts so far;
 the contract suite checks each backend's rows against them), and Arrow tables; never SQL
 text. A backend (store/duckdb/, and next
 store/clickhouse/) implements them; nothing above store/ imports a backend, and tenant
@@ -21,7 +21,17 @@ import pyarrow as pa
 
 from aisre.core.model import RunQuery, SliRule, SpanSample, SpanSampleQuery, TimeRange
 from aisre.core.population import Population, PopulationQuery
-from aisre.core.rows import AlertEpisode, Incident, JourneyRun, JourneySummary, TraceRun
+from aisre.core.rows import (
+    AlertEpisode,
+    ApiKey,
+    AuditEntry,
+    Change,
+    GateVerdictSummary,
+    Incident,
+    JourneyRun,
+    JourneySummary,
+    TraceRun,
+)
 from aisre.core.series import MetricPoint
 
 # A module-level function turning normalized spans into what the writer commits (e.g.
@@ -155,7 +165,7 @@ class KeyTables(Protocol):
 
     def auth_latched(self) -> bool: ...
 
-    def list_keys(self, tenant: str) -> list[dict[str, Any]]: ...
+    def list_keys(self, tenant: str) -> list[ApiKey]: ...
 
 
 class AuditLog(Protocol):
@@ -163,7 +173,7 @@ class AuditLog(Protocol):
 
     def list_audit(
         self, tenant: str, action: str | None = None, since_ns: int | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[AuditEntry]: ...
 
 
 class RetentionPolicy(Protocol):
@@ -245,7 +255,7 @@ class GateStore(Protocol):
 
     def save_gate_verdict(self, row: dict[str, Any]) -> int: ...
 
-    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[GateVerdictSummary]: ...
 
     def get_gate_verdict(self, tenant: str, verdict_id: int) -> dict[str, Any]: ...
 
@@ -262,7 +272,7 @@ class TriageStore(Protocol):
     def list_changes(
         self, tenant: str, since_ns: int | None = None, until_ns: int | None = None,
         journey: str | None = None, kind: str | None = None, limit: int = 200,
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[Change]: ...
 
 
 class IncidentStore(TriageStore, Protocol):
@@ -282,8 +292,8 @@ class IncidentStore(TriageStore, Protocol):
     def add_action_item(self, row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]: ...
     def update_action_item(self, tenant: str, item_id: int, changes: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]: ...
     def action_items(self, tenant: str, incident_id: int | None = None) -> list[dict[str, Any]]: ...
-    def add_change(self, row: dict[str, Any]) -> dict[str, Any]: ...
-    def detect_changes(self, tenant: str) -> list[dict[str, Any]]: ...
+    def add_change(self, row: dict[str, Any]) -> Change: ...
+    def detect_changes(self, tenant: str) -> list[Change]: ...
     def run_minutes(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
     def first_failure(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> int | None: ...
     def impact(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> dict[str, Any]: ...
@@ -351,7 +361,7 @@ class ScorecardStore(Protocol):
 
     def list_alerts(self, tenant: str, state: str | None = None, slo: str | None = None, limit: int = 100) -> list[AlertEpisode]: ...
 
-    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[GateVerdictSummary]: ...
 
     def policy_totals(self, tenant: str, since_ns: int, until_ns: int) -> list[dict[str, Any]]: ...
 
@@ -379,7 +389,7 @@ class GamedayStore(Protocol):
 class ReadinessStore(Protocol):
     """What the checklist reads."""
 
-    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[GateVerdictSummary]: ...
 
     def span_sample(self, q: SpanSampleQuery) -> Any: ...
 

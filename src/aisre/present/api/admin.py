@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx, _int_param, _time_param
 
 
-def key_status(row: dict[str, Any], now_ns: int) -> str:
+def key_status(row: Mapping[str, Any], now_ns: int) -> str:
     """active, expired or revoked."""
     if row.get("revoked_ns") is not None:
         return "revoked"
@@ -27,7 +28,7 @@ def key_status(row: dict[str, Any], now_ns: int) -> str:
     return "expired" if expires is not None and expires <= now_ns else "active"
 
 
-def _key_document(row: dict[str, Any]) -> dict[str, Any]:
+def _key_document(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "key_id": row["key_id"],
         "tenant": row["tenant"],
@@ -130,9 +131,8 @@ async def audit_list(request: Request) -> Response:
         ctx.store.list_audit, ctx.tenant_for(request), request.query_params.get("action") or None,
         _time_param(request, "since"), limit,
     )
-    for row in rows:
-        row["at"] = rfc3339(row.pop("at_ns"))
-    return ORJSONResponse({"items": rows})
+    items = [{**{k: v for k, v in row.items() if k != "at_ns"}, "at": rfc3339(row["at_ns"])} for row in rows]
+    return ORJSONResponse({"items": items})
 
 
 @operation("admin", models.Retention)

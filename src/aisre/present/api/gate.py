@@ -151,9 +151,8 @@ async def gate_history(request: Request) -> Response:
     rows = await run_in_threadpool(
         ctx.store.list_gate_verdicts, ctx.tenant_for(request), request.query_params.get("journey") or None, limit
     )
-    for row in rows:
-        row["decided_at"] = rfc3339(row.pop("decided_ns"))
-    return ORJSONResponse({"items": rows})
+    items = [{**{k: v for k, v in row.items() if k != "decided_ns"}, "decided_at": rfc3339(row["decided_ns"])} for row in rows]
+    return ORJSONResponse({"items": items})
 
 
 @operation("gate", models.Verdict)

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from aisre.act.postmortem import render_html
 from aisre.core.errors import PermanentError
 from aisre.core.jsonbody import parse_json
+from aisre.core.rows import Change
 from aisre.core.timefmt import parse_due, rfc3339
 from aisre.present.api import models
 from aisre.present.api.openapi import operation
@@ -56,7 +57,7 @@ def _due(doc: dict[str, Any]) -> int | None:
     return parse_due(raw, time.time_ns(), "due") if raw else None
 
 
-def change_document(row: dict[str, Any]) -> dict[str, Any]:
+def change_document(row: Change) -> dict[str, Any]:
     """A change as the API shows it."""
     return {
         "id": row["id"], "kind": row["kind"], "summary": row["summary"], "who": row.get("who"),

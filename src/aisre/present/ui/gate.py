@@ -84,9 +84,8 @@ async def gate_page(request: Request) -> Response:
     q = request.query_params
     tenant = ctx.tenant_for(request)
     journey = q.get("journey") or None
-    rows = await run_in_threadpool(ctx.store.list_gate_verdicts, tenant, journey, 200)
-    for row in rows:
-        row["decided_at"] = rfc3339(row["decided_ns"])
+    rows: list[dict[str, Any]] = [{**row, "decided_at": rfc3339(row["decided_ns"])}
+            for row in await run_in_threadpool(ctx.store.list_gate_verdicts, tenant, journey, 200)]
     journeys = sorted({r["journey"] for r in rows})
     context = {
         "nav": "gate", "verdicts": rows, "journey": journey, "journeys": journeys,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import duckdb
 
 from aisre.core.errors import Conflict, NotFound
+from aisre.core.rows import ApiKey, AuditEntry
 from aisre.store.writer import Writer
 
 
@@ -138,13 +139,13 @@ class ControlTables:
         """Whether this store has ever had a key (then auth stays on whatever keys remain)."""
         return bool(self._rows("SELECT 1 AS x FROM control_flags WHERE name = ?", [AUTH_LATCH]))
 
-    def list_keys(self: _Host, tenant: str) -> list[dict[str, Any]]:
+    def list_keys(self: _Host, tenant: str) -> list[ApiKey]:
         """The tenant's keys, revoked and expired ones included (never digests)."""
-        return self._rows(
+        return cast(list[ApiKey], self._rows(
             "SELECT key_id, tenant, role, name, created_ns, created_by, expires_ns, revoked_ns, revoked_by "
             "FROM api_keys WHERE tenant = ? ORDER BY created_ns, key_id",
             [tenant],
-        )
+        ))
 
     def audit(self: _Host, tenant: str, actor: str, action: str, target: str, before: Any, after: Any) -> None:
         """Append one audit record (its own transaction, on the writer thread)."""
@@ -152,7 +153,7 @@ class ControlTables:
 
     def list_audit(
         self: _Host, tenant: str, action: str | None = None, since_ns: int | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditEntry]:
         """Audit records, newest first."""
         clauses: list[str] = ["tenant = ?"]
         params: list[Any] = [tenant]
@@ -170,7 +171,7 @@ class ControlTables:
             for side in ("before", "after"):
                 raw = row.pop(f"{side}_json")
                 row[side] = json.loads(raw) if raw is not None else None
-        return rows
+        return cast(list[AuditEntry], rows)
 
 
 def _audit(

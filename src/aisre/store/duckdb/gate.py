@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 import numpy as np
@@ -11,6 +11,7 @@ import orjson
 
 from aisre.core.errors import NotFound, PermanentError
 from aisre.core.population import Population, PopulationQuery, RunSelector
+from aisre.core.rows import GateVerdictSummary
 from aisre.store.writer import Writer
 
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
@@ -104,7 +105,7 @@ class GateQueries:
 
         return int(self._writer.call(insert).result(60))
 
-    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[GateVerdictSummary]:
         """Newest verdicts first, without their documents."""
         sql = (
             "SELECT id, journey, baseline, candidate, verdict, score, baseline_runs, candidate_runs, decided_ns "
@@ -114,7 +115,7 @@ class GateQueries:
         if journey is not None:
             sql += " AND journey = ?"
             params.append(journey)
-        return self._rows(sql + " ORDER BY decided_ns DESC, id DESC LIMIT ?", [*params, limit])
+        return cast(list[GateVerdictSummary], self._rows(sql + " ORDER BY decided_ns DESC, id DESC LIMIT ?", [*params, limit]))
 
     def get_gate_verdict(self, tenant: str, verdict_id: int) -> dict[str, Any]:
         """One verdict's evidence document; NotFound for an unknown id."""

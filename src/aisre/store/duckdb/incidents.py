@@ -14,7 +14,7 @@ import orjson
 import pyarrow as pa
 
 from aisre.core.errors import NotFound, StaleState
-from aisre.core.rows import Incident
+from aisre.core.rows import Change, Incident
 from aisre.store.duckdb.rollups import MINUTE_NS
 
 if TYPE_CHECKING:
@@ -80,17 +80,17 @@ class IncidentTables:
 
     # -- changes ----------------------------------------------------------------------
 
-    def add_change(self, row: dict[str, Any]) -> dict[str, Any]:
+    def add_change(self, row: dict[str, Any]) -> Change:
         """Insert a change; returns it with its id."""
         def insert(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             return _insert_change(conn, row)
 
-        return dict(self._write(insert))
+        return cast(Change, dict(self._write(insert)))
 
     def list_changes(
         self, tenant: str, since_ns: int | None = None, until_ns: int | None = None,
         journey: str | None = None, kind: str | None = None, limit: int = 200,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Change]:
         """Changes newest first; a journey filter keeps changes naming it or naming none."""
         clauses: list[str] = ["tenant = ?"]
         params: list[Any] = [tenant]
@@ -101,16 +101,16 @@ class IncidentTables:
         if journey:
             clauses.append("(len(journeys) = 0 OR list_contains(journeys, ?))")
             params.append(journey)
-        return self._rows(
+        return cast(list[Change], self._rows(
             f"SELECT * FROM changes WHERE {' AND '.join(clauses)} ORDER BY at_ns DESC, id DESC LIMIT ?",
             [*params, limit],
-        )
+        ))
 
-    def detect_changes(self, tenant: str) -> list[dict[str, Any]]:
+    def detect_changes(self, tenant: str) -> list[Change]:
         """Record the service versions, models and prompt versions that first appeared in a
         journey's runs since the last call; returns the changes added. Reads only runs
         received since then (plus a short overlap), never the whole history."""
-        return list(self._write(lambda conn: self._detect(conn, tenant)))
+        return cast(list[Change], list(self._write(lambda conn: self._detect(conn, tenant))))
 
     def _detect(self, conn: duckdb.DuckDBPyConnection, tenant: str) -> list[dict[str, Any]]:
         seen = self._seen.get(tenant)
