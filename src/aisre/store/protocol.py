@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import pyarrow as pa
@@ -107,6 +108,31 @@ class RunReads(Protocol):
 
     def stats(self, tenant: str | None = None) -> dict[str, Any]: ...
 
+
+
+@dataclass(frozen=True)
+class ExportedTraces:
+    """A page of whole stored traces, as ``SpanExport.export_traces`` reads them back: their
+    spans (SPAN_ARROW_SCHEMA), the resources those spans name, and their scores."""
+
+    spans: pa.Table
+    resources: pa.Table
+    scores: pa.Table
+    traces: int
+    last_trace_id: str | None  # where the next page starts after; None when none was left
+    remaining: int = 0  # traces after this page
+
+
+class SpanExport(Protocol):
+    """Stored traces read back a page at a time, in trace-id order (``aisre store copy``)."""
+
+    def span_tenants(self) -> list[str]:
+        """Every tenant with stored traces."""
+        ...
+
+    def export_traces(self, tenant: str, after_trace_id: str, limit: int) -> ExportedTraces:
+        """Up to ``limit`` whole traces whose id sorts after ``after_trace_id``."""
+        ...
 
 
 class SpanSampler(Protocol):
@@ -429,5 +455,6 @@ class Store(
 # or listed here; tests/store/test_guard.py checks that.
 PROCESS_WIDE = frozenset({
     "active_keys", "close", "compact_metrics", "expire", "flush_rollups", "policy_tenants", "refresh_rollups",
+    "span_tenants",
 })
 OPEN_TO_EVERY_CALLER = frozenset({"auth_latched", "memory", "oldest_span_ns", "prepare", "schema_version"})

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from aisre.core.display import money
 from aisre.present.cli.client import get_json, send_json
 from aisre.present.cli.common import FormatOption, UrlOption, call, emit_json, fail
 
 console = Console()
+PAGE_TRACES = 2000  # ingest/copy.py's default (not imported here: the CLI starts fast)
 
 
 def _print_retention(doc: dict[str, Any]) -> None:
@@ -66,5 +70,68 @@ def build_store_cli() -> typer.Typer:
             emit_json(doc)
         else:
             _print_retention(doc)
+
+    @app.command("copy")
+    def copy(
+        source_url: str = typer.Option(..., "--from", help="Store to copy from, e.g. duckdb:///var/lib/aisre/aisre.duckdb (no server running on it)"),
+        target_url: str = typer.Option(..., "--to", help="Store to copy into, e.g. clickhouse://user:pass@host:8123/aisre or chdb:///path"),
+        state_file: Path = typer.Option(None, "--state", help="Where to keep how far the copy got (default: COPY-STATE.json beside the source file, else the current folder)"),
+        journey_rules: Path = typer.Option(None, "--journey-rules", help="The journey_rules file the server uses, so runs get the same journeys"),
+        page_traces: int = typer.Option(PAGE_TRACES, "--page-traces", min=1, help="Whole traces per page"),
+        fmt: str = FormatOption,
+    ) -> None:
+        """Copy stored traces (spans, resources, scores) to another store, resumably, then check
+        spans, runs, failures, model calls, tokens and cost per tenant on both sides (exit 1 if they
+        differ). Runs and rollups are rebuilt by the target; control-plane records (keys, alerts,
+        incidents, verdicts, budgets, audit) are not copied by this command yet."""
+        from aisre.ingest.copy import CopyState, as_dict, copy_traces, verify
+        from aisre.normalize.journeys import load_rules
+        from aisre.store.factory import open_store, parse_store_url
+        from aisre.store.protocol import SpanExport
+
+        rules = load_rules(journey_rules) if journey_rules else ()
+        local = parse_store_url(source_url).local_file
+        state = CopyState(state_file or (Path(local).with_suffix(".copy-state.json") if local else Path("COPY-STATE.json")))
+        source = call(lambda: open_store(source_url, rollup_interval_ms=0))
+        try:
+            target = call(lambda: open_store(target_url))
+            try:
+                if not hasattr(source, "export_traces"):
+                    fail(f"{source_url}: this backend cannot be read back for a copy yet")
+                exporter = cast(SpanExport, source)
+                tenants = exporter.span_tenants()
+                wanted = {t: int(source.stats(t).get("traces") or 0) for t in tenants}
+                with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("traces · {task.fields[spans]:,} spans"), TimeRemainingColumn(),
+                              console=console, transient=fmt == "json") as progress:
+                    tasks = {t: progress.add_task(t, total=wanted[t], spans=0) for t in tenants}
+                    copied = copy_traces(
+                        exporter, target, state, rules, page_traces,
+                        on_page=lambda p: progress.update(tasks[p.tenant], spans=p.spans,
+                                                          completed=wanted[p.tenant] - p.remaining))
+                report = verify(source, target, tenants)
+            finally:
+                target.close()
+        finally:
+            source.close()
+        if fmt == "json":
+            emit_json({**as_dict(report), "state_file": str(state.path),
+                       "copied": {c.tenant: {"traces": c.traces, "spans": c.spans} for c in copied}})
+        else:
+            table = Table("tenant", "figure", "source", "target", "same")
+            for tenant, figures in report.totals.items():
+                for figure, value in figures.items():
+                    bad = next((m for m in report.mismatches if m.tenant == tenant and m.figure == figure), None)
+                    def fmt_value(v: float, usd: bool = figure.endswith("usd")) -> str:
+                        return money(v) if usd else f"{v:,.0f}"
+
+                    shown = fmt_value(value)
+                    other = fmt_value(bad.target) if bad else shown
+                    table.add_row(tenant, figure, shown, other, "no" if bad else "yes")
+            console.print(table)
+            console.print(("[green]verified[/]: every figure is the same on both sides" if report.verified
+                           else f"[red]{len(report.mismatches)} figures differ[/]") + f"; state in {state.path}")
+        if not report.verified:
+            raise typer.Exit(1)
 
     return app

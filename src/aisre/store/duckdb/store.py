@@ -19,7 +19,12 @@ import pyarrow.compute as pc
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.rows import AlertEpisode, JourneyRun, JourneySummary, TraceRun
-from aisre.core.schema import SCORE_ARROW_SCHEMA
+from aisre.core.schema import (
+    RESOURCE_ARROW_SCHEMA,
+    SCORE_ARROW_SCHEMA,
+    SPAN_ARROW_SCHEMA,
+    SPAN_COLUMN_NAMES,
+)
 from aisre.core.series import MetricPoint
 from aisre.normalize.metrics import KNOWN_METRICS
 from aisre.normalize.runs import trace_partials_of
@@ -36,6 +41,7 @@ from aisre.store.duckdb.policy import PolicyTables
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
+from aisre.store.protocol import ExportedTraces
 from aisre.store.retention import DAY_NS, check_days
 from aisre.store.writer import Writer, WriterStats
 
@@ -1012,6 +1018,40 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             [tenant, trace_id, run["start_ns"], run["end_ns"]],
         )
         return cast(TraceRun, run), spans
+
+    def span_tenants(self) -> list[str]:
+        """Every tenant with stored traces."""
+        return [str(r["tenant"]) for r in self._rows("SELECT DISTINCT tenant FROM traces ORDER BY tenant")]
+
+    def export_traces(self, tenant: str, after_trace_id: str, limit: int) -> ExportedTraces:
+        """Up to ``limit`` whole traces after ``after_trace_id`` (trace-id order): their spans,
+        the resources they name and their scores, as Arrow tables."""
+        found = self._rows(
+            "SELECT count(*) AS n, max(trace_id) AS last, (SELECT count(*) FROM traces WHERE tenant = ? AND trace_id > ?) AS after "
+            "FROM (SELECT trace_id FROM traces WHERE tenant = ? AND trace_id > ? ORDER BY trace_id LIMIT ?)",
+            [tenant, after_trace_id, tenant, after_trace_id, int(limit)],
+        )[0]
+        if not found["n"]:
+            return ExportedTraces(SPAN_ARROW_SCHEMA.empty_table(), RESOURCE_ARROW_SCHEMA.empty_table(),
+                                  SCORE_ARROW_SCHEMA.empty_table(), 0, None)
+        span_range = [tenant, after_trace_id, found["last"]]
+        in_range = "tenant = ? AND trace_id > ? AND trace_id <= ?"
+        # A cursor of its own: Arrow results come from relations, which refuse a pooled
+        # cursor still holding part of an earlier result.
+        with contextlib.closing(self._conn.cursor()) as cur:
+
+            def arrow(sql: str, params: list[Any], schema: pa.Schema) -> pa.Table:
+                table = cur.sql(sql, params=params).to_arrow_table()
+                return schema.empty_table() if table is None else table.cast(schema)
+
+            spans = arrow(f"SELECT {', '.join(SPAN_COLUMN_NAMES)} FROM spans WHERE {in_range} "
+                          "ORDER BY trace_id, start_ns, span_id", span_range, SPAN_ARROW_SCHEMA)
+            resources = arrow(f"SELECT {', '.join(RESOURCE_ARROW_SCHEMA.names)} FROM resources WHERE tenant = ? AND "
+                              f"resource_id IN (SELECT DISTINCT resource_id FROM spans WHERE {in_range})",
+                              [tenant, *span_range], RESOURCE_ARROW_SCHEMA)
+            scores = arrow(f"SELECT {', '.join(SCORE_ARROW_SCHEMA.names)} FROM scores WHERE {in_range}",
+                           span_range, SCORE_ARROW_SCHEMA)
+        return ExportedTraces(spans, resources, scores, int(found["n"]), str(found["last"]), int(found["after"]) - int(found["n"]))
 
     def trace_ids_with_prefix(self, tenant: str, prefix: str, limit: int = 5) -> list[str]:
         """Trace ids of stored runs that start with ``prefix`` (lowercase hex), at most ``limit``."""
