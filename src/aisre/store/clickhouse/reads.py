@@ -86,7 +86,7 @@ class SpanReads:
             WITH period AS (SELECT {', '.join(_SAMPLE_COLUMNS)} FROM spans WHERE {' AND '.join(clauses)}),
             ranked AS (
                 SELECT trace_id, n, sum(n) OVER () AS seen,
-                    sum(n) OVER (ORDER BY last_ns DESC, trace_id DESC ROWS UNBOUNDED PRECEDING) AS upto
+                    sum(n) OVER (ORDER BY last_ns DESC, trace_id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto
                 FROM (SELECT trace_id, max(start_ns) AS last_ns, count() AS n FROM period GROUP BY trace_id)
             )
             SELECT {', '.join(f'p.{c} AS {c}' for c in _SAMPLE_COLUMNS)}, r.seen AS _seen
@@ -150,7 +150,8 @@ class SpanReads:
                 countIf(c.status = 'error') AS errors, {_LATENCY.format(d='c.duration_ns')}
             FROM classified AS c LEFT JOIN journeys AS j ON j.trace_id = c.trace_id
             WHERE c.dep_kind IS NOT NULL AND c.dep_name IS NOT NULL AND c.service IS NOT NULL
-            GROUP BY service, journey, kind, provider, name ORDER BY service, journey, kind, provider, name""", params)
+            GROUP BY c.service, j.journey, c.dep_kind, c.dep_provider, c.dep_name
+            ORDER BY c.service, ifNull(j.journey, ''), c.dep_kind, c.dep_provider, c.dep_name""", params)
         # A span whose parent belongs to another service: the parent's service calls this one.
         edges = self._query_rows(
             f"""WITH {period}, {journeys}
@@ -160,7 +161,7 @@ class SpanReads:
             FROM period AS c INNER JOIN period AS p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
             LEFT JOIN journeys AS j ON j.trace_id = c.trace_id
             WHERE p.service IS NOT NULL AND c.service IS NOT NULL AND p.service != c.service
-            GROUP BY service, journey, kind, provider, name ORDER BY service, journey, name""", params)
+            GROUP BY p.service, j.journey, c.service ORDER BY p.service, ifNull(j.journey, ''), c.service""", params)
         return {"services": services, "dependencies": deps + edges}
 
     def _usage_filter(self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str,

@@ -308,7 +308,10 @@ class ClickHouseStore(SpanReads, _NotYet):
         """Give the minute rollups the TTL of rollup_retention_days (0: none), when the
         tables do not have it yet: a table-wide TTL, so only a change of the setting costs a
         pass over the stored rows."""
-        days = int(np.ceil(self._rollup_retention_days)) if self._rollup_retention_days > 0 else 0
+        # As with raw spans, retention_interval_s = 0 turns expiry off (the contract suite's
+        # captures are older than 400 days; DuckDB too expires nothing then).
+        on = self._rollup_retention_days > 0 and self._expiry_on
+        days = int(np.ceil(self._rollup_retention_days)) if on else 0
         found = self.client.query(
             "SELECT name, create_table_query AS ddl FROM system.tables WHERE database = currentDatabase() "
             "AND name IN {names:Array(String)}", {"names": list(ROLLUP_TABLES)})
@@ -561,10 +564,13 @@ class ClickHouseStore(SpanReads, _NotYet):
     def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]:
         """The tenant's series (name, labels, kind, unit, first and last seen, and what a
         recognised metric measures), by name."""
-        where = "tenant = {tenant:String}" + (" AND metric = {metric:String}" if metric is not None else "")
+        where, params = "tenant = {tenant:String}", {"tenant": tenant}
+        if metric is not None:
+            where += " AND metric = {metric:String}"
+            params["metric"] = metric
         rows = _rows(self.client.query(
             f"SELECT series_id, metric, labels, kind, unit, first_ns, last_ns FROM metric_series FINAL "
-            f"WHERE {where} ORDER BY metric, labels", {"tenant": tenant, "metric": metric}))
+            f"WHERE {where} ORDER BY metric, labels", params))
         for row in rows:
             row["meaning"] = KNOWN_METRICS.get(row["metric"], (None, None))[0]
         return rows
