@@ -628,7 +628,9 @@ class ClickHouseStore(SpanReads, _NotYet):
             n = int(self.client.query(f"SELECT {what} AS n FROM {table} WHERE {due}", params).column("n")[0].as_py())
             if not n:
                 continue  # a mutation is a pass over the table's parts: only when something is due
-            self.client.command(f"ALTER TABLE {table} DELETE WHERE {due} SETTINGS mutations_sync = 1", params)
+            # Literals, not parameters: not every server takes query parameters in ALTER.
+            literal = due.replace("{day:Int64}", str(_DAY_NS)).replace("{now:Int64}", str(int(now)))
+            self.client.command(f"ALTER TABLE {table} DELETE WHERE {literal} SETTINGS mutations_sync = 1")
             if table == "spans":
                 self.expiry.spans += n
             elif table == "run_parts":
@@ -644,7 +646,7 @@ class ClickHouseStore(SpanReads, _NotYet):
             for table in ROLLUP_TABLES:
                 if old[table]:
                     self.client.command(
-                        f"ALTER TABLE {table} DELETE WHERE minute_ns < {{cutoff:Int64}} SETTINGS mutations_sync = 1", cutoff)
+                        f"ALTER TABLE {table} DELETE WHERE minute_ns < {cutoff['cutoff']} SETTINGS mutations_sync = 1")
             self.expiry.rollup_minutes += int(old["run_minutes"])
         return self.expiry
 
