@@ -639,7 +639,7 @@ class ClickHouseStore(SpanReads, _NotYet):
         self.expiry.steps += 1
         self.expiry.last_step_traces = traces
         if self._rollup_retention_days > 0:
-            cutoff = {"cutoff": int(now - self._rollup_retention_days * _DAY_NS)}
+            cutoff = {"cutoff": int(now) - int(self._rollup_retention_days * _DAY_NS)}
             old = _rows(self.client.query(
                 "SELECT " + ", ".join(f"(SELECT uniqExact(minute_ns) FROM {t} WHERE minute_ns < {{cutoff:Int64}}) AS {t}"
                                       for t in ROLLUP_TABLES), cutoff))[0]
