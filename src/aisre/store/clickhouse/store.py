@@ -34,6 +34,7 @@ from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.clickhouse.client import Client
 from aisre.store.clickhouse.cost import ClickHouseCostReads, recount_sql
+from aisre.store.clickhouse.jobs import job_slo_counts
 from aisre.store.clickhouse.metrics import (
     METRIC_SLI_KINDS,
     ClickHouseMetricTables,
@@ -50,6 +51,7 @@ from aisre.store.clickhouse.semantics import (
     merged_runs_sql,
     run_minutes_select,
 )
+from aisre.store.duckdb.jobs import deadlines, next_deadline
 from aisre.store.duckdb.metrics import MetricCommit
 from aisre.store.duckdb.retention import ROLLUP_TABLES, ExpiryStats
 from aisre.store.duckdb.store import prepare_batch
@@ -265,6 +267,7 @@ class ClickHouseStore(SpanReads, _NotYet):
         self._sli_rules: dict[str, list[SliRule]] = {}
         self._slo_changes = MinuteJournal()
         self._resources_seen: set[tuple[str, int]] = set()
+        self._deadline_checked_ns: int | None = None  # deadlines due up to here are marked
         self._migrate()
         self._apply_rollup_ttl()
         self._metrics = ClickHouseMetricTables(client, max(0, int(max_metric_series)))
@@ -653,7 +656,9 @@ class ClickHouseStore(SpanReads, _NotYet):
     # -- rollups -------------------------------------------------------------------
 
     def refresh_rollups(self) -> int:
-        """Recount the minutes commits touched since the last refresh."""
+        """Recount the minutes commits touched since the last refresh (and the minutes of
+        deadlines that fell due since: a run that never came counts bad without new data)."""
+        self._passed_deadlines(self._clock())
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, {}
         if not dirty:
@@ -672,10 +677,36 @@ class ClickHouseStore(SpanReads, _NotYet):
         days = self._retention_of(tenant)
         return -(2**62) if days == 0 else (self._clock() - days * 86_400 * 10**9) // MINUTE_NS * MINUTE_NS
 
+    def _deadline_minutes(self, tenant: str, minutes: set[int], now_ns: int) -> set[int]:
+        """Deadline minutes a recount of ``minutes`` must include (as store/duckdb does: every
+        due deadline from the first of them on, at most the last 1000)."""
+        out: set[int] = set()
+        for rule in self._sli_rules.get(tenant, []) if minutes else []:
+            if rule.kind == "deadline" and rule.period_ns:
+                first = next_deadline(rule, min(minutes))
+                if first is not None:
+                    begin = max(first, now_ns - 1000 * rule.period_ns)
+                    out.update(d // MINUTE_NS * MINUTE_NS for d in deadlines(rule, begin, now_ns + 1))
+        return out
+
+    def _passed_deadlines(self, now_ns: int) -> None:
+        """Mark the minutes of deadlines that fell due since the last pass."""
+        last = self._deadline_checked_ns
+        self._deadline_checked_ns = now_ns
+        due: dict[str, set[int]] = {}
+        for tenant, rules in self._sli_rules.items():
+            for rule in rules:
+                if rule.kind == "deadline":
+                    for d in deadlines(rule, (last if last is not None else now_ns) + 1, now_ns + 1):
+                        due.setdefault(tenant, set()).add(d // MINUTE_NS * MINUTE_NS)
+        if due:
+            self._mark_dirty(due)
+
     def _rebuild(self, dirty: dict[str, set[int]]) -> int:
         count = 0
+        now = self._clock()
         dirty = {
-            tenant: kept for tenant, minutes in dirty.items()
+            tenant: kept | self._deadline_minutes(tenant, kept, now) for tenant, minutes in dirty.items()
             if (kept := {m for m in minutes if m >= self._first_recountable_minute(tenant)})
         }
         for tenant, minutes in dirty.items():
@@ -723,9 +754,8 @@ class ClickHouseStore(SpanReads, _NotYet):
         )
 
     def _rebuild_slo_minutes(self, tenant: str, rules: list[SliRule], start: int, end: int) -> None:
-        # Prometheus-sourced SLIs are written by their reader (put_slo_minutes), never
-        # recounted; job SLIs (pipeline, deadline) are not counted on ClickHouse yet.
-        rules = [r for r in rules if r.kind != "prometheus" and r.kind not in JOB_SLI_KINDS]
+        # Prometheus-sourced SLIs are written by their reader (put_slo_minutes), never recounted.
+        rules = [r for r in rules if r.kind != "prometheus"]
         if not rules:
             return
         params: dict[str, Any] = {"tenant": tenant, "start": start, "end": end}
@@ -739,9 +769,12 @@ class ClickHouseStore(SpanReads, _NotYet):
         # reading later (and so saw the other's commit) wins.
         version = self._next_seq()
         out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
+        now = self._clock()
         for rule in rules:
-            if rule.kind in METRIC_SLI_KINDS:
-                for minute, good, total in metric_slo_counts(self._metrics, tenant, rule, start, end):
+            if rule.kind in METRIC_SLI_KINDS or rule.kind in JOB_SLI_KINDS:
+                counts = (metric_slo_counts(self._metrics, tenant, rule, start, end) if rule.kind in METRIC_SLI_KINDS
+                          else job_slo_counts(self.client, tenant, rule, start, end, now))
+                for minute, good, total in counts:
                     out["tenant"].append(tenant)
                     out["slo"].append(rule.slo)
                     out["minute_ns"].append(int(minute))
@@ -767,7 +800,7 @@ class ClickHouseStore(SpanReads, _NotYet):
         """(SLO names, SQL counting their good and total events per minute) per kind of rule."""
         minute = f"intDiv(root_start_ns, {MINUTE_NS}) * {MINUTE_NS}"
         queries: list[tuple[list[str], str]] = []
-        run_rules = [r for r in rules if r.kind not in ("step", "score") and r.kind not in METRIC_SLI_KINDS]
+        run_rules = [r for r in rules if r.kind not in ("step", "score", *METRIC_SLI_KINDS, *JOB_SLI_KINDS)]
         step_rules = [r for r in rules if r.kind == "step"]
         score_rules = [r for r in rules if r.kind == "score"]
         if run_rules:
