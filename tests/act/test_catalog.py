@@ -26,7 +26,9 @@ from aisre.derive.catalog import discover
 from aisre.evaluate.specs import load_specs
 from aisre.normalize.spans import flatten
 from aisre.store.duckdb import DuckDBStore
+from aisre.store.factory import open_store
 from tests.conftest import DATA
+from tests.store.conftest import STORE_URLS
 
 FIXTURES = DATA / "fixtures" / "otlp"
 CAPTURES = DATA / "captures"
@@ -180,8 +182,10 @@ def test_catalog_file_errors_name_file_and_line(tmp_path: Path) -> None:
     assert any(line.startswith(f"{f}:6: services[1].colour: unknown field") for line in lines)
 
 
-def test_http_database_and_service_dependencies(tmp_path: Path) -> None:
-    """A front end calls a downstream service over HTTP, which queries a database: each shows."""
+@pytest.mark.parametrize("url", STORE_URLS, ids=lambda url: url.split(":", 1)[0])
+def test_http_database_and_service_dependencies(tmp_path: Path, url: str) -> None:
+    """A front end calls a downstream service over HTTP, which queries a database: each shows
+    (on every store backend: the classification is SQL of each)."""
     import os
 
     from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -212,7 +216,7 @@ def test_http_database_and_service_dependencies(tmp_path: Path) -> None:
                  start_time_unix_nano=t0 + 3, end_time_unix_nano=t0 + 10_000_000, attributes=[_kv("db.system.name", "postgresql")]),
         ])
         t0 += 10**9
-    store = DuckDBStore(str(tmp_path / "h.duckdb"))
+    store = open_store(url.format(dir=tmp_path, name=re.sub(r"\W", "_", tmp_path.name)), retention_days=0)
     try:
         flat = flatten(request, "t")
         store.submit_spans(flat.table, flat.resources).result(30)

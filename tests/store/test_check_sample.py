@@ -1,27 +1,34 @@
 """The telemetry checker's sample from the store: one tenant's spans in a period, newest whole
-traces first up to a bound, with each trace's journey as ingest resolved it."""
+traces first up to a bound, with each trace's journey as ingest resolved it; on every
+backend of tests/store/conftest.py STORE_URLS."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from aisre.core.model import SpanSampleQuery
 from aisre.derive.check import check_otlp_files, check_store
 from aisre.normalize.spans import flatten
 from aisre.receive.otlp_decode import parse_request
-from aisre.store.duckdb import DuckDBStore
+from aisre.store.factory import open_store
 from tests.conftest import capture_files, capture_truth
+from tests.store.conftest import STORE_URLS
 
 
-def _load(store: DuckDBStore, tenant: str, name: str) -> None:
+def _load(store: Any, tenant: str, name: str) -> None:
     for path in capture_files(name):
         batch = flatten(parse_request(path.read_bytes(), "protobuf"), tenant)
         store.submit_spans(batch.table, batch.resources).result(30)
 
 
-def test_sample_is_the_tenants_newest_whole_traces(tmp_path: Path) -> None:
-    store = DuckDBStore(str(tmp_path / "check.duckdb"))
+@pytest.mark.parametrize("url", STORE_URLS, ids=lambda url: url.split(":", 1)[0])
+def test_sample_is_the_tenants_newest_whole_traces(tmp_path: Path, url: str) -> None:
+    store = open_store(url.format(dir=tmp_path, name=re.sub(r"\W", "_", tmp_path.name)), retention_days=0)
     try:
         _load(store, "a", "openllmetry")
         _load(store, "b", "otel-genai")

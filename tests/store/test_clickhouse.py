@@ -160,7 +160,7 @@ def test_the_migration_holds_the_run_tables_compiled_from_run_merge() -> None:
 def test_open_store_names_chdb_and_clickhouse_urls(tmp_path: Path) -> None:
     store = open_store(f"chdb://{tmp_path}/ch", retention_days=0)
     try:
-        assert store.backend == "clickhouse" and store.schema_version() == 5
+        assert store.backend == "clickhouse" and store.schema_version() == 7
         with pytest.raises(NotImplementedError, match=r"cost\.put_budget is not yet on ClickHouse"):
             store.cost.put_budget({"tenant": "t"})
     finally:
@@ -277,7 +277,8 @@ def test_runs_expire_with_their_spans_and_the_rollups_outlive_them(client: ChdbC
     for table in ("spans", "run_parts", "run_roots"):
         client.command(f"ALTER TABLE {table} UPDATE retention_days = 1 WHERE tenant = 't' SETTINGS mutations_sync = 1")
         client.command(f"OPTIMIZE TABLE {table} FINAL")
-    store = ClickHouseStore(client, retention_days=1, retention_interval_s=60)
+    # Rollups kept for ever here: the runs are older than the 400 days a minute is kept by default.
+    store = ClickHouseStore(client, retention_days=1, retention_interval_s=60, rollup_retention_days=0)
     store.set_sli_rules("t", RULES)  # the server sets its rules at start: a backfill
     store.rebuild_rollups("t", old - MINUTE_NS, old + MINUTE_NS)
     assert store.count_spans("t") == 0 and store.list_runs(RunQuery("t")) == []
@@ -285,3 +286,33 @@ def test_runs_expire_with_their_spans_and_the_rollups_outlive_them(client: ChdbC
     assert (after["run_minutes"], after["slo"]) == (counted["run_minutes"], counted["slo"])
     store.close()
     before_store.close()  # nothing left to roll up: the shared client is closed already
+
+
+def test_rollups_older_than_rollup_retention_are_dropped_by_ttl(client: ChdbClient) -> None:
+    """With expiry on, the minute rollups get a table TTL of rollup_retention_days: the
+    engine drops minutes older than that (here forced by OPTIMIZE … FINAL) and keeps recent
+    ones; with expiry off there is no TTL and every minute stays."""
+    import time
+
+    off = ClickHouseStore(client, retention_days=0)
+    off.set_sli_rules("t", RULES)
+    now = time.time_ns() // MINUTE_NS * MINUTE_NS
+    for start in (now - 40 * 86_400 * 10**9, now - 3600 * 10**9):
+        spans, res = _request(5, start + 10**9)
+        off.submit_spans(spans, res).result(60)
+    off.flush_rollups()
+    for table in ("run_minutes", "slo_minutes", "cost_minutes", "metric_minutes"):
+        client.command(f"OPTIMIZE TABLE {table} FINAL")
+        ddl = client.query(f"SELECT create_table_query AS q FROM system.tables WHERE name = '{table}'").column("q")[0]
+        assert " TTL " not in ddl.as_py(), table
+    assert [r["runs"] for r in off.metric_totals("t")["runs"]] == [10]
+    store = ClickHouseStore(client, retention_days=0, retention_interval_s=60, rollup_retention_days=30)
+    for table in ("run_minutes", "slo_minutes", "cost_minutes", "metric_minutes"):
+        ddl = client.query(f"SELECT create_table_query AS q FROM system.tables WHERE name = '{table}'").column("q")[0]
+        assert "toIntervalDay(30)" in ddl.as_py(), table
+        client.command(f"OPTIMIZE TABLE {table} FINAL")
+    assert [r["runs"] for r in store.metric_totals("t")["runs"]] == [5]
+    assert [int(m) for m in store.slo_minute_arrays("t", 0, 2**62)["ask-ok"][0]] == [now - 3600 * 10**9]
+    assert store.count_spans("t") == 30  # raw spans of a tenant kept for ever stay
+    store.close()
+    off.close()  # nothing left to roll up: the shared client is closed already

@@ -24,9 +24,11 @@ import numpy as np
 import pytest
 
 from aisre.core.errors import NotFound
-from aisre.core.model import RunQuery, SliRule, TimeRange
+from aisre.core.model import RunQuery, SliRule, SpanSampleQuery, TimeRange
 from aisre.core.population import PopulationQuery, RunSelector
 from aisre.core.rows import JourneyRun, JourneySummary, TraceRun, row_problems
+from aisre.derive.catalog import discover
+from aisre.derive.check import check_store
 from aisre.evaluate.minute_cache import MinuteCache
 from aisre.normalize.prices import default_catalog
 from tests.store.conftest import OpenedStore
@@ -34,6 +36,7 @@ from tests.store.contract.data import (
     BY_NAME,
     FIXTURES,
     MINUTE_NS,
+    NOW_NS,
     Fixture,
     ingest,
     later_release,
@@ -623,3 +626,149 @@ def test_regenerating_the_goldens_on_the_reference_backend_changes_nothing(
         pytest.skip("goldens are written by the reference backend")
     assert not REGENERATE or (GOLDEN / f"{golden}.json").exists()
     assert render(documents[golden]) == (GOLDEN / f"{golden}.json").read_text()
+
+
+# --- the rest of the data plane: checker sample, catalog, trace ids, policy usage -----------
+
+
+def _sample_doc(store: Any, q: SpanSampleQuery, whole: bool = True) -> dict[str, Any]:
+    """A checker sample as a golden holds it: its spans whole (or their keys), resources,
+    journeys and the spans seen."""
+    sample = store.span_sample(q)
+    spans = _span_values(sample.spans) if whole else [[s["trace_id"], s["span_id"]] for s in sample.spans]
+    return {"spans": spans, "resources": sample.resources,
+            "journeys": {t: list(j) for t, j in sorted(sample.journeys.items())}, "spans_seen": sample.spans_seen}
+
+
+def _data_plane(loaded: OpenedStore) -> dict[str, Any]:
+    """What the checker, the catalog, the CLI's short trace ids and the agent-policy budget
+    checks read from the spans, per capture."""
+    store = loaded.store
+    docs: dict[str, Any] = {}
+    for name in NAMES:
+        runs = sorted(_runs(store, name), key=lambda r: r["trace_id"])
+        start, end = _window(store, name)
+        deps = store.dependency_calls(name)
+        sessions = sorted({r["session_id"] for r in runs if r["session_id"]})
+        first = runs[0]["trace_id"]
+        docs[name] = {
+            "span_sample": _sample_doc(store, SpanSampleQuery(name, limit=12)),
+            "span_sample_ask": _sample_doc(store, SpanSampleQuery(name, start, end + HOUR_NS, journey="ask", limit=1000),
+                                           whole=False),
+            "check": check_store(store, SpanSampleQuery(name)),
+            "dependency_calls": {"services": deps["services"],
+                                 "dependencies": _keyed(deps["dependencies"], "service", "journey", "kind", "provider", "name")},
+            "catalog": discover(store, name),
+            "trace_ids_with_prefix": {p: store.trace_ids_with_prefix(name, p) for p in (first[:1], first[:3], first)},
+            "policy_usage": sorted(store.policy_usage(name, *ALL_TIME, exclude_trace_id=first),
+                                   key=lambda r: (r["start_ns"], r["kind"], r["tokens"], r["cost_usd"])),
+            "policy_usage_totals": store.policy_usage_totals(name, *ALL_TIME),
+            "policy_usage_totals_sessions": {
+                "sessions": sessions, "none": store.policy_usage_totals(name, *ALL_TIME, sessions=[]),
+                "all": store.policy_usage_totals(name, *ALL_TIME, exclude_trace_id=first, sessions=sessions)},
+        }
+    return docs
+
+
+@pytest.fixture(scope="module")
+def data_plane(loaded: OpenedStore) -> dict[str, Any]:
+    return _data_plane(loaded)
+
+
+def test_data_plane_answers_equal_the_golden(loaded: OpenedStore, data_plane: dict[str, Any]) -> None:
+    check("data_plane", data_plane, loaded.reference)
+
+
+def test_regenerating_the_data_plane_golden_changes_nothing(loaded: OpenedStore, data_plane: dict[str, Any]) -> None:
+    if not loaded.reference:
+        pytest.skip("goldens are written by the reference backend")
+    assert render(data_plane) == (GOLDEN / "data_plane.json").read_text()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_data_plane_reads_agree_with_the_runs(loaded: OpenedStore, data_plane: dict[str, Any], name: str) -> None:
+    """Truth the goldens rest on: the sample holds whole newest traces, the catalog's model
+    calls are the runs' model calls, the short ids are prefixes, and the usage totals add
+    up the usage rows."""
+    store, doc = loaded.store, data_plane[name]
+    runs = _runs(store, name)
+    sample = doc["span_sample"]
+    assert sample["spans_seen"] == store.count_spans(name)
+    by_trace = Counter(s["trace_id"] for s in sample["spans"])
+    assert all(by_trace[t] == next(r["span_count"] for r in runs if r["trace_id"] == t) for t in by_trace)
+    assert len(sample["spans"]) <= 12 or len(by_trace) == 1
+    assert {s["resource_id"] for s in sample["spans"]} == set(sample["resources"])
+    ask = doc["span_sample_ask"]["spans"]
+    ask_runs = [r for r in runs if r["journey"] == "ask"]
+    assert {t for t, _ in ask} == {r["trace_id"] for r in ask_runs}
+    assert len(ask) == sum(r["span_count"] for r in ask_runs)
+    models = Counter()
+    for dep in doc["dependency_calls"]["dependencies"]:
+        if dep["kind"] == "model":
+            models[dep["name"]] += dep["calls"]
+    assert set(models) <= {m for r in runs for m in r["models"]}
+    for prefix, ids in doc["trace_ids_with_prefix"].items():
+        want = sorted(r["trace_id"] for r in runs if r["trace_id"].startswith(prefix))[:5]
+        assert ids == want
+    first = min(r["trace_id"] for r in runs)
+    usage = store.policy_usage(name, *ALL_TIME)
+    totals = doc["policy_usage_totals"]
+    assert totals["model_calls"] == sum(1 for u in usage if u["kind"] == "model")
+    assert totals["tool_calls"] == sum(1 for u in usage if u["kind"] == "tool")
+    assert totals["tokens"] == sum(u["tokens"] for u in usage)
+    assert math.isclose(totals["cost_usd"], sum(u["cost_usd"] for u in usage), rel_tol=1e-9, abs_tol=1e-12)
+    assert totals["tool_calls"] == sum(r["tool_calls"] for r in runs)
+    calls_of_first = [s for s in store.get_trace(name, first)[1]
+                      if s["operation"] in ("execute_tool", "chat", "text_completion")]
+    assert len(doc["policy_usage"]) == len(usage) - len(calls_of_first)
+    assert doc["policy_usage_totals_sessions"]["none"] == {"model_calls": 0, "tool_calls": 0, "tokens": 0, "cost_usd": 0.0}
+
+
+# --- scores ----------------------------------------------------------------------------------
+
+SCORED = "scored"
+SCORE_RULE = SliRule(slo="ask-grounded", journey="ask", kind="score", score="groundedness", min_value=0.7)
+
+
+def _scores(rows: list[dict[str, Any]]) -> Any:
+    import pyarrow as pa
+
+    from aisre.core.schema import SCORE_ARROW_SCHEMA
+
+    full = [{"span_id": None, "label": None, "source": "model", "comment": None, "received_ns": NOW_NS, **r} for r in rows]
+    return pa.Table.from_pylist(full, schema=SCORE_ARROW_SCHEMA)
+
+
+def test_scores_of_known_runs_are_stored_and_counted_unknown_ones_refused(loaded: OpenedStore) -> None:
+    """add_scores refuses (by row index) scores of traces never received; the stored ones
+    reach the gate's population and the score SLO of their run's minute, also when they
+    arrive after the minute was counted."""
+    store = loaded.store
+    store.set_sli_rules(SCORED, [SCORE_RULE])
+    for body in BY_NAME[REFERENCE].bodies:
+        ingest(store, SCORED, body)
+    store.flush_rollups()
+    ask = sorted((r for r in _runs(store, SCORED) if r["journey"] == "ask"), key=lambda r: r["trace_id"])
+    assert len(ask) >= 3
+    assert store.slo_minute_arrays(SCORED, *ALL_TIME).get("ask-grounded") is None
+    values = [0.9, 0.5, 0.8]
+    refused = store.add_scores(_scores(
+        [{"tenant": SCORED, "trace_id": r["trace_id"], "name": "groundedness", "value": v, "time_ns": r["run_start_ns"]}
+         for r, v in zip(ask, values, strict=False)]
+        + [{"tenant": SCORED, "trace_id": "f" * 32, "name": "groundedness", "value": 1.0, "time_ns": NOW_NS}]))
+    assert refused == [3]
+    store.flush_rollups()
+    minutes, good, total = store.slo_minute_arrays(SCORED, *ALL_TIME)["ask-grounded"]
+    assert (int(good.sum()), int(total.sum())) == (2, 3)
+    assert sorted(int(m) for m in minutes) == sorted({_minute(r["run_start_ns"]) for r in ask[:3]})
+    # A second evaluation of the first run: the run's score is the mean (0.9 + 0.3) / 2 < 0.7.
+    assert store.add_scores(_scores([{"tenant": SCORED, "trace_id": ask[0]["trace_id"], "name": "groundedness",
+                                      "value": 0.3, "time_ns": NOW_NS}])) == []
+    store.flush_rollups()
+    _, good, total = store.slo_minute_arrays(SCORED, *ALL_TIME)["ask-grounded"]
+    assert (int(good.sum()), int(total.sum())) == (1, 3)
+    pop = store.gate_population(PopulationQuery(SCORED, "ask", (), *ALL_TIME))
+    got = dict(zip(pop.trace_ids, pop.scores["groundedness"].tolist(), strict=True))
+    assert got[ask[0]["trace_id"]] == pytest.approx(0.6)
+    assert got[ask[1]["trace_id"]] == pytest.approx(0.5)
+    assert sum(1 for v in got.values() if not math.isnan(v)) == 3

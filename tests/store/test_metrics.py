@@ -1,8 +1,14 @@
-"""OTLP metric points → minute series in a real DuckDB store, and metric SLIs counted from them."""
+"""OTLP metric points → minute series in a real store, and metric SLIs counted from them.
+
+Tests taking the ``store`` fixture run on every backend of tests/store/conftest.py
+STORE_URLS (DuckDB, and ClickHouse in-process with chdb); the others look inside DuckDB."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,23 +18,31 @@ from aisre.evaluate.slo import sli_rule
 from aisre.evaluate.specs import load_specs
 from aisre.ingest.metrics import decode_metrics
 from aisre.store.duckdb import DuckDBStore
+from aisre.store.factory import open_store
 from tests.metrics_otlp import DELTA, MIN, T0, counter, gauge, histogram, minutes_of, request
+from tests.store.conftest import STORE_URLS
+
+
+@pytest.fixture(params=STORE_URLS, ids=lambda url: url.split(":", 1)[0])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store location of each backend."""
+    return str(request.param).format(dir=tmp_path, name=re.sub(r"\W", "_", tmp_path.name))
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = DuckDBStore(str(tmp_path / "m.duckdb"), max_metric_series=5, rollup_interval_ms=0)
+def store(url: str) -> Iterator[Any]:
+    s = open_store(url, max_metric_series=5, rollup_interval_ms=0, retention_days=0)
     yield s
     s.close()
 
 
-def send(store: DuckDBStore, *metrics, tenant: str = "t"):
+def send(store: Any, *metrics: Any, tenant: str = "t") -> Any:
     batch = decode_metrics(EncodedExport(request(list(metrics)).SerializeToString(), "protobuf"), 1 << 20)
     result = store.submit_metrics(tenant, batch.points).result(30)
     return batch, result
 
 
-def test_cumulative_counter_becomes_increases_and_a_reset_is_never_negative(store: DuckDBStore) -> None:
+def test_cumulative_counter_becomes_increases_and_a_reset_is_never_negative(store: Any) -> None:
     # Cumulative 10, 25, 40, then the process restarts (value drops to 5), then 12.
     pts = [(T0 + 30 * 10**9, 10.0), (T0 + MIN + 30 * 10**9, 25.0), (T0 + 2 * MIN + 30 * 10**9, 40.0),
            (T0 + 3 * MIN + 30 * 10**9, 5.0), (T0 + 4 * MIN + 30 * 10**9, 12.0)]
@@ -44,13 +58,12 @@ def test_cumulative_counter_becomes_increases_and_a_reset_is_never_negative(stor
     assert minutes_of(store, "t", "req")[(labels, 5)]["value"] == 50.0
 
 
-def test_delta_counter_adds_and_state_survives_reopen(tmp_path: Path) -> None:
-    path = str(tmp_path / "d.duckdb")
-    store = DuckDBStore(path, rollup_interval_ms=0)
+def test_delta_counter_adds_and_state_survives_reopen(url: str) -> None:
+    store = open_store(url, rollup_interval_ms=0, retention_days=0)
     send(store, counter("tok", [(T0 + 1, 3.0, {}), (T0 + 2, 4.0, {}), (T0 + MIN + 5, 6.0, {})], temporality=DELTA))
     send(store, counter("cum", [(T0 + 10, 100.0, {})]))
     store.close()
-    store = DuckDBStore(path, rollup_interval_ms=0)
+    store = open_store(url, rollup_interval_ms=0, retention_days=0)
     send(store, counter("tok", [(T0 + MIN + 9, 1.0, {})], temporality=DELTA))
     send(store, counter("cum", [(T0 + MIN + 10, 130.0, {})]))  # increase against the state kept on disk
     tok = minutes_of(store, "t", "tok")
@@ -60,7 +73,7 @@ def test_delta_counter_adds_and_state_survives_reopen(tmp_path: Path) -> None:
     assert cum[('{"service.name":"svc"}', 1)]["value"] == 30.0
 
 
-def test_gauge_and_histogram_minutes(store: DuckDBStore) -> None:
+def test_gauge_and_histogram_minutes(store: Any) -> None:
     send(store,
          gauge("gpu.util", [(T0 + 1, 0.5, {"gpu": "0"}), (T0 + 2, 0.9, {"gpu": "0"}), (T0 + 3, 0.7, {"gpu": "0"})]),
          histogram("lat", [1.0, 2.0, 5.0], [(T0 + 5, [1, 2, 3, 4], {}), (T0 + MIN + 5, [2, 4, 6, 8], {})]))
@@ -73,7 +86,7 @@ def test_gauge_and_histogram_minutes(store: DuckDBStore) -> None:
     assert h[('{"service.name":"svc"}', 1)]["value"] == 10
 
 
-def test_series_limit_refuses_new_series_only(store: DuckDBStore) -> None:
+def test_series_limit_refuses_new_series_only(store: Any) -> None:
     # Limit 5: three series first, then a request with two known and four new series.
     send(store, gauge("g", [(T0 + 1, 1.0, {"i": str(i)}) for i in range(3)]))
     _, result = send(store, gauge("g", [(T0 + MIN, 2.0, {"i": str(i)}) for i in range(7)]))
@@ -112,7 +125,7 @@ slos:
 """
 
 
-def test_metric_slis_count_slo_minutes(store: DuckDBStore, tmp_path: Path) -> None:
+def test_metric_slis_count_slo_minutes(store: Any, tmp_path: Path) -> None:
     spec_file = tmp_path / "slos.yaml"
     spec_file.write_text(SPECS)
     specs = load_specs([spec_file])
@@ -132,10 +145,10 @@ def test_metric_slis_count_slo_minutes(store: DuckDBStore, tmp_path: Path) -> No
     assert as_rows["api-latency"] == [(T0, 3, 10), (T0 + MIN, 3, 10)]
 
 
-def test_points_after_the_rules_update_slo_minutes(tmp_path: Path) -> None:
+def test_points_after_the_rules_update_slo_minutes(url: str, tmp_path: Path) -> None:
     spec_file = tmp_path / "slos.yaml"
     spec_file.write_text(SPECS)
-    store = DuckDBStore(str(tmp_path / "live.duckdb"))
+    store = open_store(url, retention_days=0)
     try:
         store.set_sli_rules("t", [r for s in load_specs([spec_file]) if (r := sli_rule(s)) is not None])
         send(store, counter("req", [(T0 + 10, 10.0, {"code": "200"}), (T0 + MIN + 10, 30.0, {"code": "200"})],
@@ -165,7 +178,7 @@ def test_metric_sli_validation_names_file_and_line(tmp_path: Path) -> None:
     assert f"{bad}:10: " in text and "journey: is required (or service, for a histogram SLI)" in text
 
 
-def test_exponential_histogram_as_explicit_buckets(store: DuckDBStore) -> None:
+def test_exponential_histogram_as_explicit_buckets(store: Any) -> None:
     from opentelemetry.proto.metrics.v1 import metrics_pb2
 
     metric = metrics_pb2.Metric(name="ttft", unit="s")
@@ -197,7 +210,7 @@ def test_compaction_folds_appended_rows_and_keeps_every_value(tmp_path: Path) ->
         store.close()
 
 
-def _compaction(store: DuckDBStore) -> None:
+def _compaction(store: Any) -> None:
     # Three commits into the same minute: a cumulative counter, a gauge and a histogram.
     for k in range(3):
         at = T0 + (k + 1) * 10 * 10**9
@@ -215,9 +228,28 @@ def _compaction(store: DuckDBStore) -> None:
     assert before["lat"][key]["buckets"] == [3, 3, 0]
 
 
-def test_metric_minutes_expire_with_the_rollups(store: DuckDBStore) -> None:
-    from aisre.store.duckdb.retention import expire_rollups
-
+def test_metric_minutes_expire_with_the_rollups(store: Any) -> None:
+    """Minute rollups are kept rollup_retention_days (400 by default): expiry as of a
+    moment 400 days after the first minute's end takes that minute and keeps the next."""
     send(store, gauge("g", [(T0 + 1, 1.0, {}), (T0 + 2 * MIN, 2.0, {})]))
-    store._writer.call(lambda: expire_rollups(store._conn, T0 + MIN)).result(30)
+    store.expire(now_ns=T0 + MIN + 400 * 86_400 * 10**9)
     assert [k[1] for k in minutes_of(store, "t", "g")] == [2]
+
+
+def test_compaction_keeps_every_value(url: str) -> None:
+    # The store's clock stands at T0, so the writer's upkeep leaves the minute open.
+    store = open_store(url, clock=lambda: T0, retention_days=0)
+    try:
+        for k in range(3):
+            at = T0 + (k + 1) * 10 * 10**9
+            send(store, counter("req", [(at, 10.0 * (k + 1), {})]), gauge("g", [(at, float(k), {})]),
+                 histogram("lat", [1.0, 2.0], [(at, [k + 1, k + 1, 0], {})]))
+        before = {name: minutes_of(store, "t", name) for name in ("req", "g", "lat")}
+        assert store.compact_metrics() == 1
+        assert {name: minutes_of(store, "t", name) for name in ("req", "g", "lat")} == before
+        key = ('{"service.name":"svc"}', 0)
+        assert before["req"][key]["value"] == 30.0
+        assert (before["g"][key]["points"], before["g"][key]["last"]) == (3, 2.0)
+        assert before["lat"][key]["buckets"] == [3, 3, 0]
+    finally:
+        store.close()

@@ -1,9 +1,12 @@
-"""ML-platform SLIs (freshness, pipeline, deadline) counted by a real DuckDB store from data
-with known truth: exact good/total per minute, at backfill and on the live rebuild path."""
+"""ML-platform SLIs (freshness, pipeline, deadline) counted by a real store (every backend of
+tests/store/conftest.py STORE_URLS) from data with known truth: exact good/total per minute,
+at backfill and on the live rebuild path."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,9 +15,10 @@ from aisre.evaluate.slo import sli_rule
 from aisre.evaluate.specs import load_specs
 from aisre.ingest.metrics import decode_metrics
 from aisre.normalize.spans import flatten
-from aisre.store.duckdb import DuckDBStore
+from aisre.store.factory import open_store
 from tests.metrics_otlp import MIN, T0, gauge, request
 from tests.otlp_factory import pipeline_runs
+from tests.store.conftest import STORE_URLS
 
 H = 60 * MIN
 DAY = 24 * H
@@ -45,14 +49,14 @@ def _rules(tmp_path: Path):
     return [r for spec in load_specs([path]) if (r := sli_rule(spec)) is not None]
 
 
-def _minutes(store: DuckDBStore, slo: str) -> dict[int, tuple[int, int]]:
+def _minutes(store: Any, slo: str) -> dict[int, tuple[int, int]]:
     arrays = store.slo_minute_arrays("t", 0, 2**62, slo).get(slo)
     if arrays is None:
         return {}
     return {int(m): (int(g), int(t)) for m, g, t in zip(*arrays, strict=True)}
 
 
-def _send(store: DuckDBStore) -> None:
+def _send(store: Any) -> None:
     # The view updates at T0 and at T0+6m; its exporter reports the last update each minute.
     points = [(T0 + i * MIN + 30 * 10**9, (T0 + (6 * MIN if i >= 6 else 0)) / 1e9, {"view": "user"}) for i in range(10)]
     points.append((T0 + 30 * 10**9, T0 / 1e9 - 3600, {"view": "other"}))  # another view: not selected
@@ -72,7 +76,7 @@ def _send(store: DuckDBStore) -> None:
         store.submit_spans(flat.table, flat.resources).result(30)
 
 
-def _check(store: DuckDBStore) -> None:
+def _check(store: Any) -> None:
     assert _minutes(store, "feast-fresh") == {T0 + i * MIN: (0 if i == 5 else 1, 1) for i in range(10)}
     assert _minutes(store, "airflow-runs") == {
         T0 + 5 * H: (1, 1), T0 + DAY + 5 * H: (1, 1), T0 + 2 * DAY + 5 * H: (1, 1), T0 + 3 * DAY + 4 * H: (0, 1)}
@@ -84,8 +88,16 @@ def _check(store: DuckDBStore) -> None:
         T0 + 3 * DAY + 6 * H: (0, 1), T0 + 4 * DAY + 6 * H: (0, 1)}
 
 
-def test_backfill_counts_freshness_pipeline_and_deadline_minutes(tmp_path: Path) -> None:
-    store = DuckDBStore(str(tmp_path / "b.duckdb"), rollup_interval_ms=0, clock=lambda: T0 + 4 * DAY + 12 * H)
+def _url(url: str, folder: Path) -> str:
+    return url.format(dir=folder, name=re.sub(r"\W", "_", folder.name))
+
+
+BACKENDS = pytest.mark.parametrize("url", STORE_URLS, ids=lambda url: url.split(":", 1)[0])
+
+
+@BACKENDS
+def test_backfill_counts_freshness_pipeline_and_deadline_minutes(tmp_path: Path, url: str) -> None:
+    store = open_store(_url(url, tmp_path), rollup_interval_ms=0, retention_days=0, clock=lambda: T0 + 4 * DAY + 12 * H)
     try:
         _send(store)
         store.set_sli_rules("t", _rules(tmp_path))
@@ -94,9 +106,10 @@ def test_backfill_counts_freshness_pipeline_and_deadline_minutes(tmp_path: Path)
         store.close()
 
 
-def test_live_rebuild_counts_the_same_and_queues_due_deadlines(tmp_path: Path) -> None:
+@BACKENDS
+def test_live_rebuild_counts_the_same_and_queues_due_deadlines(tmp_path: Path, url: str) -> None:
     now = [T0 + 4 * DAY + 12 * H]
-    store = DuckDBStore(str(tmp_path / "l.duckdb"), rollup_interval_ms=3_600_000, clock=lambda: now[0])
+    store = open_store(_url(url, tmp_path), rollup_interval_ms=3_600_000, retention_days=0, clock=lambda: now[0])
     try:
         store.set_sli_rules("t", _rules(tmp_path))
         _send(store)

@@ -23,15 +23,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aisre.core.errors import NotFound, PermanentError
+from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.population import Population, PopulationQuery
 from aisre.core.rows import JourneyRun, JourneySummary, TraceRun
 from aisre.core.schema import MINUTE_NS, SPAN_COLUMN_NAMES
+from aisre.core.series import MetricPoint
+from aisre.core.slo import JOB_SLI_KINDS
+from aisre.normalize.metrics import KNOWN_METRICS
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.clickhouse.client import Client
 from aisre.store.clickhouse.cost import ClickHouseCostReads, recount_sql
+from aisre.store.clickhouse.jobs import job_slo_counts
+from aisre.store.clickhouse.metrics import (
+    METRIC_SLI_KINDS,
+    ClickHouseMetricTables,
+    metric_slo_counts,
+)
+from aisre.store.clickhouse.reads import SpanReads
 from aisre.store.clickhouse.semantics import (
     LISTING_COLUMNS,
     good_predicate,
@@ -42,6 +52,9 @@ from aisre.store.clickhouse.semantics import (
     merged_runs_sql,
     run_minutes_select,
 )
+from aisre.store.duckdb.jobs import deadlines, next_deadline
+from aisre.store.duckdb.metrics import MetricCommit
+from aisre.store.duckdb.retention import ROLLUP_TABLES, ExpiryStats
 from aisre.store.duckdb.store import prepare_batch
 from aisre.store.writer import Writer, WriterStats
 
@@ -60,6 +73,10 @@ _TENANT_KEY = "tenant = {tenant:String}"
 # Every insert of a batch carries a token: the same batch inserted again (a retry after a
 # lost acknowledgement) is dropped by the engine, in the views fed from it too.
 _INSERT_SETTINGS = {"insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+_DAY_NS = 86_400 * 10**9
+# Raw data past its stamped retention as of {now:Int64}, per table: its time column. The
+# engine's TTL (0001, 0002, 0007) uses the same expression against the server's clock.
+_RAW_TABLES = (("spans", "end_ns"), ("run_parts", "end_ns"), ("run_roots", "minute_ns"), ("scores", "time_ns"))
 
 
 def _literal(text: str) -> str:
@@ -102,15 +119,16 @@ def _not_yet(name: str) -> Callable[..., Any]:
     return method
 
 
-# Store methods this slice leaves for later sessions of issue 17 (control plane on
-# PostgreSQL, cost, gate, scores API, retention, the telemetry checker).
+# Store methods not on ClickHouse: the control plane (alerts, keys, audit, retention
+# settings, gate verdicts, policy sets, decisions and violations), which PostgreSQL is to
+# hold (issue 17). runs_to_judge reads runs against the judged marks (policy_runs, control
+# plane), so it waits for the split store too.
 NOT_YET = (
-    "add_scores", "span_sample", "active_alerts", "save_alerts", "list_alerts", "add_key", "revoke_key",
+    "active_alerts", "save_alerts", "list_alerts", "add_key", "revoke_key",
     "active_keys", "auth_latched", "list_keys", "audit", "list_audit", "set_retention",
-    "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict", "expire", "trace_ids_with_prefix",
-    "dependency_calls", "put_policy_set", "policy_sets", "policy_tenants", "add_decisions", "list_decisions",
-    "runs_to_judge", "save_policy_run", "list_violations", "policy_run", "violation_counts", "policy_totals", "policy_usage", "policy_usage_totals",
-    "submit_metrics", "put_slo_minutes", "metric_series", "metric_minutes", "compact_metrics",
+    "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict",
+    "put_policy_set", "policy_sets", "policy_tenants", "add_decisions", "list_decisions",
+    "runs_to_judge", "save_policy_run", "list_violations", "policy_run", "violation_counts", "policy_totals",
 )
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 INCIDENTS_NOT_YET = (
@@ -206,9 +224,10 @@ for _name in COST_NOT_YET:
     setattr(ClickHouseCost, _name, _not_yet(f"cost.{_name}"))
 
 
-class ClickHouseStore(_NotYet):
-    """Spans, runs, rollups and SLO counts in ClickHouse. Writes go through one writer
-    thread per process (group commit into large inserts); reads query the engine."""
+class ClickHouseStore(SpanReads, _NotYet):
+    """Spans, runs, scores, metric series, rollups and SLO counts in ClickHouse. Writes go
+    through one writer thread per process (group commit into large inserts); reads query
+    the engine."""
 
     backend = "clickhouse"
 
@@ -224,11 +243,17 @@ class ClickHouseStore(_NotYet):
         retention_days: float = 14,
         retention_overrides: dict[str, float] | None = None,
         retention_interval_s: float = 0,
+        rollup_retention_days: float = 400,
+        max_metric_series: int = 10_000,
         clock: Callable[[], int] = time.time_ns,
         **_unused: Any,
     ) -> None:
         self.client = client
         self._clock = clock
+        self._retry_after_s = retry_after_s
+        self._rollup_retention_days = float(rollup_retention_days)
+        # What expire() removed since the store opened; the TTL's own drops are not counted.
+        self.expiry = ExpiryStats()
         self._retention_days = float(retention_days)
         self._retention_file = dict(retention_overrides or {})
         # Expiry is the engine's TTL on the retention stamped on each span; as with DuckDB,
@@ -243,7 +268,10 @@ class ClickHouseStore(_NotYet):
         self._sli_rules: dict[str, list[SliRule]] = {}
         self._slo_changes = MinuteJournal()
         self._resources_seen: set[tuple[str, int]] = set()
+        self._deadline_checked_ns: int | None = None  # deadlines due up to here are marked
         self._migrate()
+        self._apply_rollup_ttl()
+        self._metrics = ClickHouseMetricTables(client, max(0, int(max_metric_series)))
         self._writer = Writer(
             self._commit, max_queued_spans=max_queued_spans, max_commit_spans=max_commit_spans,
             max_wait_ms=max_wait_ms, retry_after_s=retry_after_s, name="aisre-clickhouse-writer",
@@ -279,6 +307,25 @@ class ClickHouseStore(_NotYet):
                 "INSERT INTO schema_migrations VALUES ({v:UInt32}, {n:String}, {t:Int64})",
                 {"v": version, "n": name, "t": time.time_ns()},
             )
+
+    def _apply_rollup_ttl(self) -> None:
+        """Give the minute rollups the TTL of rollup_retention_days (0: none), when the
+        tables do not have it yet: a table-wide TTL, so only a change of the setting costs a
+        pass over the stored rows."""
+        # As with raw spans, retention_interval_s = 0 turns expiry off (the contract suite's
+        # captures are older than 400 days; DuckDB too expires nothing then).
+        on = self._rollup_retention_days > 0 and self._expiry_on
+        days = int(np.ceil(self._rollup_retention_days)) if on else 0
+        found = self.client.query(
+            "SELECT name, create_table_query AS ddl FROM system.tables WHERE database = currentDatabase() "
+            "AND name IN {names:Array(String)}", {"names": list(ROLLUP_TABLES)})
+        for name, ddl in zip(found.column("name").to_pylist(), found.column("ddl").to_pylist(), strict=True):
+            has = " TTL " in ddl
+            if days and f"toIntervalDay({days})" not in ddl:
+                self.client.command(
+                    f"ALTER TABLE {name} MODIFY TTL toDateTime(intDiv(minute_ns, 1000000000)) + toIntervalDay({days})")
+            elif not days and has:
+                self.client.command(f"ALTER TABLE {name} REMOVE TTL")
 
     def schema_version(self) -> int:
         rows = self.client.query("SELECT max(version) AS v FROM schema_migrations").column("v").to_pylist()
@@ -392,7 +439,7 @@ class ClickHouseStore(_NotYet):
         table = self._insert_parts(spans, parts)
         for request, request_scores in zip(spans, scores, strict=True):
             if request_scores.num_rows:
-                self.client.insert_arrow("scores", request_scores, {
+                self.client.insert_arrow("scores", self._stamped(request_scores), {
                     **_INSERT_SETTINGS, "insert_deduplication_token": _token("scores", _span_keys(request))})
         resources = self._new_resources(resources)
         if resources.num_rows:
@@ -402,6 +449,11 @@ class ClickHouseStore(_NotYet):
         self.client.insert_arrow("spans", batch.append_column("retention_days", retention),
                                  {**_INSERT_SETTINGS, "insert_deduplication_token": _token("spans", _span_keys(batch))})
         self._mark_dirty(self._root_minutes(table))
+
+    def _stamped(self, table: pa.Table) -> pa.Table:
+        """``table`` with the retention of each row's tenant (see _retention_of)."""
+        days = pa.array([self._retention_of(t) for t in table.column("tenant").to_pylist()], type=pa.uint32())
+        return table.append_column("retention_days", days)
 
     def _new_resources(self, resources: pa.Table) -> pa.Table:
         """The resources this process has not inserted lately. Only a saving: `resources`
@@ -460,10 +512,154 @@ class ClickHouseStore(_NotYet):
             for tenant, minutes in touched.items():
                 self._dirty.setdefault(tenant, set()).update(minutes)
 
+    # -- scores --------------------------------------------------------------------
+
+    def add_scores(self, scores: pa.Table) -> list[int]:
+        """Store scores whose trace is known; returns the row indexes refused as unknown traces.
+        The runs they score get their minutes recounted, so score SLOs see late evaluations."""
+        return list(self._writer.call(lambda: self._add_scores(scores)).result(60))
+
+    def _add_scores(self, scores: pa.Table) -> list[int]:
+        if scores.num_rows == 0:
+            return []
+        found = self.client.query(
+            "SELECT tenant, trace_id, max(has_root) AS rooted, argMinMerge(root_start_ns) AS root_start FROM run_parts "
+            "WHERE tenant IN {tenants:Array(String)} AND trace_id IN {traces:Array(String)} GROUP BY tenant, trace_id",
+            {"tenants": pc.unique(scores.column("tenant")).to_pylist(),
+             "traces": pc.unique(scores.column("trace_id")).to_pylist()},
+        ).to_pylist()
+        known = {(r["tenant"], r["trace_id"]) for r in found}
+        keys = zip(scores.column("tenant").to_pylist(), scores.column("trace_id").to_pylist(), strict=True)
+        keep = [k in known for k in keys]
+        refused = [n for n, ok in enumerate(keep) if not ok]
+        accepted = scores.filter(pa.array(keep, type=pa.bool_()))
+        if accepted.num_rows:
+            # Stored as often as sent, as on DuckDB: the same evaluation posted twice is two rows.
+            self.client.insert_arrow("scores", self._stamped(accepted), {"insert_deduplicate": 0})
+            touched: dict[str, set[int]] = {}
+            for r in found:
+                if r["rooted"] and r["root_start"] is not None:
+                    touched.setdefault(r["tenant"], set()).add(int(r["root_start"]) // MINUTE_NS * MINUTE_NS)
+            self._mark_dirty(touched)
+        return refused
+
+    # -- metrics -------------------------------------------------------------------
+
+    def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[MetricCommit]:
+        """Fold OTLP metric points into the tenant's minute series; resolves once committed,
+        saying how many points the series limit refused."""
+        if self._writer.queued_spans >= self._writer.max_queued_spans:
+            raise RetryableError(
+                f"ingest queue is full ({self._writer.queued_spans} spans waiting to be written); retry later",
+                self._retry_after_s, overloaded=True, reason="queue_full",
+            )
+        return self._writer.call(lambda: self._commit_metrics(tenant, points))
+
+    def _commit_metrics(self, tenant: str, points: list[MetricPoint]) -> MetricCommit:
+        result = self._metrics.commit(tenant, points)
+        if result.minutes and any(r.kind in METRIC_SLI_KINDS for r in self._sli_rules.get(tenant, [])):
+            self._mark_dirty({tenant: result.minutes})
+        return result
+
+    def compact_metrics(self) -> int:
+        """Fold every metric minute's rows into one now (the engine's merges do it anyway)."""
+        return int(self._writer.call(lambda: self._metrics.compact(2**62)).result(600))
+
+    def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's series (name, labels, kind, unit, first and last seen, and what a
+        recognised metric measures), by name."""
+        where, params = "tenant = {tenant:String}", {"tenant": tenant}
+        if metric is not None:
+            where += " AND metric = {metric:String}"
+            params["metric"] = metric
+        rows = _rows(self.client.query(
+            f"SELECT series_id, metric, labels, kind, unit, first_ns, last_ns FROM metric_series FINAL "
+            f"WHERE {where} ORDER BY metric, labels", params))
+        for row in rows:
+            row["meaning"] = KNOWN_METRICS.get(row["metric"], (None, None))[0]
+        return rows
+
+    def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """Minute rows of the given series in [start_ns, end_ns), by series and minute."""
+        return [
+            {"series_id": sid, "minute_ns": minute, "value": a.value, "points": a.points, "min": a.min, "max": a.max,
+             "last": a.last, "sum": a.sum, "bounds": list(a.bounds) if a.bounds is not None else None,
+             "buckets": a.buckets}
+            for sid, minute, a in self._metrics.minutes(tenant, series_ids, start_ns, end_ns)
+        ]
+
+    def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
+        """Replace an externally counted SLO's (minute_ns, good, total) rows in [start_ns, end_ns)
+        (SLIs read from Prometheus; the rollups never recount them)."""
+        self._writer.call(lambda: self._put_slo_minutes(tenant, slo, start_ns, end_ns, rows)).result(600)
+
+    def _put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
+        kept = [r for r in rows if start_ns <= r[0] < end_ns and r[2] > 0]
+        # Rows the new ones do not replace are overwritten with zeros (a newer version).
+        self.client.command(
+            "INSERT INTO slo_minutes SELECT tenant, slo, minute_ns, 0, 0, {v:Int64} FROM slo_minutes FINAL "
+            "WHERE tenant = {tenant:String} AND slo = {slo:String} AND minute_ns >= {start:Int64} "
+            "AND minute_ns < {end:Int64} AND total > 0",
+            {"tenant": tenant, "slo": slo, "start": start_ns, "end": end_ns, "v": self._next_seq()})
+        if kept:
+            self.client.insert_arrow("slo_minutes", pa.table({
+                "tenant": pa.array([tenant] * len(kept), pa.string()), "slo": pa.array([slo] * len(kept), pa.string()),
+                "minute_ns": pa.array([r[0] for r in kept], pa.int64()),
+                "good": pa.array([r[1] for r in kept], pa.int64()), "total": pa.array([r[2] for r in kept], pa.int64()),
+                "version": pa.array([self._next_seq()] * len(kept), pa.int64()),
+            }))
+        small = end_ns - start_ns <= 10_000 * MINUTE_NS
+        first = start_ns // MINUTE_NS * MINUTE_NS
+        self._slo_changes.record(tenant, set(range(first, end_ns, MINUTE_NS)) if small else None)
+
+    # -- retention -----------------------------------------------------------------
+
+    def expire(self, now_ns: int | None = None, max_steps: int = 1_000_000) -> ExpiryStats:
+        """Expire, as of ``now_ns`` (default: the clock), what is past its retention, and
+        return the running totals. The engine's TTL does this in the background against the
+        server's clock (whole daily parts of spans, rows of the rest); this is the explicit
+        pass: spans, runs and scores past the retention stamped on them, and minute rollups
+        past rollup_retention_days, deleted now, synchronously. The rollups of the expired
+        spans' minutes stay (rollups outlive raw data); ``max_steps`` is unused (one pass)."""
+        return self._writer.call(lambda: self._expire(self._clock() if now_ns is None else now_ns)).result(3600)
+
+    def _expire(self, now: int) -> ExpiryStats:
+        params = {"now": int(now), "day": _DAY_NS}
+        traces = 0
+        for table, column in _RAW_TABLES:
+            due = f"retention_days > 0 AND {column} + toInt64(retention_days) * {{day:Int64}} < {{now:Int64}}"
+            what = "uniqExact(tenant, trace_id)" if table == "run_parts" else "count()"
+            n = int(self.client.query(f"SELECT {what} AS n FROM {table} WHERE {due}", params).column("n")[0].as_py())
+            if not n:
+                continue  # a mutation is a pass over the table's parts: only when something is due
+            # Literals, not parameters: not every server takes query parameters in ALTER.
+            literal = due.replace("{day:Int64}", str(_DAY_NS)).replace("{now:Int64}", str(int(now)))
+            self.client.command(f"ALTER TABLE {table} DELETE WHERE {literal} SETTINGS mutations_sync = 1")
+            if table == "spans":
+                self.expiry.spans += n
+            elif table == "run_parts":
+                traces = n
+        self.expiry.traces += traces
+        self.expiry.steps += 1
+        self.expiry.last_step_traces = traces
+        if self._rollup_retention_days > 0:
+            cutoff = {"cutoff": int(now) - int(self._rollup_retention_days * _DAY_NS)}
+            old = _rows(self.client.query(
+                "SELECT " + ", ".join(f"(SELECT uniqExact(minute_ns) FROM {t} WHERE minute_ns < {{cutoff:Int64}}) AS {t}"
+                                      for t in ROLLUP_TABLES), cutoff))[0]
+            for table in ROLLUP_TABLES:
+                if old[table]:
+                    self.client.command(
+                        f"ALTER TABLE {table} DELETE WHERE minute_ns < {cutoff['cutoff']} SETTINGS mutations_sync = 1")
+            self.expiry.rollup_minutes += int(old["run_minutes"])
+        return self.expiry
+
     # -- rollups -------------------------------------------------------------------
 
     def refresh_rollups(self) -> int:
-        """Recount the minutes commits touched since the last refresh."""
+        """Recount the minutes commits touched since the last refresh (and the minutes of
+        deadlines that fell due since: a run that never came counts bad without new data)."""
+        self._passed_deadlines(self._clock())
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, {}
         if not dirty:
@@ -482,10 +678,36 @@ class ClickHouseStore(_NotYet):
         days = self._retention_of(tenant)
         return -(2**62) if days == 0 else (self._clock() - days * 86_400 * 10**9) // MINUTE_NS * MINUTE_NS
 
+    def _deadline_minutes(self, tenant: str, minutes: set[int], now_ns: int) -> set[int]:
+        """Deadline minutes a recount of ``minutes`` must include (as store/duckdb does: every
+        due deadline from the first of them on, at most the last 1000)."""
+        out: set[int] = set()
+        for rule in self._sli_rules.get(tenant, []) if minutes else []:
+            if rule.kind == "deadline" and rule.period_ns:
+                first = next_deadline(rule, min(minutes))
+                if first is not None:
+                    begin = max(first, now_ns - 1000 * rule.period_ns)
+                    out.update(d // MINUTE_NS * MINUTE_NS for d in deadlines(rule, begin, now_ns + 1))
+        return out
+
+    def _passed_deadlines(self, now_ns: int) -> None:
+        """Mark the minutes of deadlines that fell due since the last pass."""
+        last = self._deadline_checked_ns
+        self._deadline_checked_ns = now_ns
+        due: dict[str, set[int]] = {}
+        for tenant, rules in self._sli_rules.items():
+            for rule in rules:
+                if rule.kind == "deadline":
+                    for d in deadlines(rule, (last if last is not None else now_ns) + 1, now_ns + 1):
+                        due.setdefault(tenant, set()).add(d // MINUTE_NS * MINUTE_NS)
+        if due:
+            self._mark_dirty(due)
+
     def _rebuild(self, dirty: dict[str, set[int]]) -> int:
         count = 0
+        now = self._clock()
         dirty = {
-            tenant: kept for tenant, minutes in dirty.items()
+            tenant: kept | self._deadline_minutes(tenant, kept, now) for tenant, minutes in dirty.items()
             if (kept := {m for m in minutes if m >= self._first_recountable_minute(tenant)})
         }
         for tenant, minutes in dirty.items():
@@ -533,6 +755,8 @@ class ClickHouseStore(_NotYet):
         )
 
     def _rebuild_slo_minutes(self, tenant: str, rules: list[SliRule], start: int, end: int) -> None:
+        # Prometheus-sourced SLIs are written by their reader (put_slo_minutes), never recounted.
+        rules = [r for r in rules if r.kind != "prometheus"]
         if not rules:
             return
         params: dict[str, Any] = {"tenant": tenant, "start": start, "end": end}
@@ -546,6 +770,17 @@ class ClickHouseStore(_NotYet):
         # reading later (and so saw the other's commit) wins.
         version = self._next_seq()
         out: dict[str, list[Any]] = {"tenant": [], "slo": [], "minute_ns": [], "good": [], "total": []}
+        now = self._clock()
+        for rule in rules:
+            if rule.kind in METRIC_SLI_KINDS or rule.kind in JOB_SLI_KINDS:
+                counts = (metric_slo_counts(self._metrics, tenant, rule, start, end) if rule.kind in METRIC_SLI_KINDS
+                          else job_slo_counts(self.client, tenant, rule, start, end, now))
+                for minute, good, total in counts:
+                    out["tenant"].append(tenant)
+                    out["slo"].append(rule.slo)
+                    out["minute_ns"].append(int(minute))
+                    out["good"].append(int(good))
+                    out["total"].append(int(total))
         for names, sql in self._slo_count_queries(rules):
             counted = self.client.query(sql, params)
             for minute, goods, totals in zip(*(counted.column(c).to_pylist() for c in ("minute_ns", "goods", "totals")), strict=True):
@@ -566,7 +801,7 @@ class ClickHouseStore(_NotYet):
         """(SLO names, SQL counting their good and total events per minute) per kind of rule."""
         minute = f"intDiv(root_start_ns, {MINUTE_NS}) * {MINUTE_NS}"
         queries: list[tuple[list[str], str]] = []
-        run_rules = [r for r in rules if r.kind not in ("step", "score")]
+        run_rules = [r for r in rules if r.kind not in ("step", "score", *METRIC_SLI_KINDS, *JOB_SLI_KINDS)]
         step_rules = [r for r in rules if r.kind == "step"]
         score_rules = [r for r in rules if r.kind == "score"]
         if run_rules:
@@ -737,6 +972,13 @@ class ClickHouseStore(_NotYet):
             out.append(row)
         return cast(TraceRun, run), out
 
+    def trace_ids_with_prefix(self, tenant: str, prefix: str, limit: int = 5) -> list[str]:
+        """Trace ids of stored runs that start with ``prefix`` (lowercase hex), at most ``limit``."""
+        found = self.client.query(
+            "SELECT DISTINCT trace_id FROM run_parts WHERE tenant = {tenant:String} AND startsWith(trace_id, {prefix:String}) "
+            "ORDER BY trace_id LIMIT {limit:UInt64}", {"tenant": tenant, "prefix": prefix, "limit": int(limit)})
+        return [str(t) for t in found.column("trace_id").to_pylist()] if found.num_columns else []
+
     def list_runs(self, q: RunQuery) -> list[JourneyRun]:
         """Runs matching ``q``, newest first; at most ``q.limit`` rows."""
         where = ["true"]
@@ -800,7 +1042,8 @@ class ClickHouseStore(_NotYet):
             "queued_spans": self._writer.queued_spans, "commits": writer.commits,
             "spans_committed": writer.spans_committed, "refused_full": writer.refused_full,
             "failed_commits": writer.failed_commits, "last_commit_seconds": writer.last_commit_seconds,
-            "duplicate_spans": self.duplicate_spans,
+            "duplicate_spans": self.duplicate_spans, "expired_spans": self.expiry.spans,
+            "expired_traces": self.expiry.traces, "expiry_steps": self.expiry.steps,
         }
 
     def gate_population(self, q: PopulationQuery) -> Population:
@@ -852,18 +1095,15 @@ class ClickHouseStore(_NotYet):
         )
 
     def retention(self, tenant: str) -> dict[str, Any]:
-        """The tenant's retention of raw spans (stamped on each span at ingest; TTL expires it)."""
+        """The tenant's retention of raw spans (stamped on each span at ingest; TTL expires
+        it) and of the minute rollups."""
         days = self._retention_file.get(tenant, self._retention_days)
-        return {"tenant": tenant, "retention_days": days, "source": "file" if tenant in self._retention_file else "default"}
+        return {"tenant": tenant, "retention_days": days, "source": "file" if tenant in self._retention_file else "default",
+                "rollup_retention_days": self._rollup_retention_days}
 
     def oldest_span_ns(self) -> int | None:
         found = self.client.query("SELECT min(start_ns) AS t, count() AS n FROM spans")
         return int(found.column("t")[0].as_py()) if found.column("n")[0].as_py() else None
-
-    @property
-    def expiry(self) -> Any:
-        """Expiry figures: TTL drops expired parts inside the engine; not yet reported (issue 17)."""
-        raise NotImplementedError("expiry is not yet on ClickHouse (issue 17)")
 
     def memory(self) -> dict[str, int]:
         return {"limit_bytes": 0, "used_bytes": 0, "index_bytes": 0}
