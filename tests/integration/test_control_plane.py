@@ -1,0 +1,51 @@
+"""Two `aisre up` nodes sharing one PostgreSQL control plane (each with its own DuckDB span
+store): what one records the other reads, exactly one evaluates (its /metrics says so), and
+when it is killed the other takes over."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import ServerProcess, wait_for
+
+TTL_S = 2
+
+
+def _held(server: ServerProcess) -> bool | None:
+    """What the node's /metrics says of the evaluator lease (None if it cannot be read)."""
+    try:
+        text = httpx.get(server.url + "/metrics").text
+    except httpx.HTTPError:
+        return None
+    found = re.search(r'^aisre_evaluator_lease_held\{holder="[^"]*"\} (\S+)$', text, re.M)
+    return None if found is None else float(found.group(1)) == 1.0
+
+
+def test_two_nodes_share_the_control_plane_and_one_evaluates(
+    server_factory: Any, postgres_url: str, tmp_path: Path
+) -> None:
+    nodes = [server_factory(tmp_path / f"{name}.duckdb", "--control", postgres_url, "--setting", f"lease_ttl_s={TTL_S}",
+                            "--setting", "evaluation_interval_s=1")
+             for name in ("a", "b")]
+    a, b = nodes
+    # The control plane is shared: a change recorded on one node is listed by the other.
+    made = httpx.post(a.url + "/api/changes", json={"kind": "deploy", "summary": "2.0 out", "version": "2.0"})
+    assert made.status_code == 201, made.text
+    listed = httpx.get(b.url + "/api/changes").json()["items"]
+    assert [(c["id"], c["version"]) for c in listed] == [(made.json()["id"], "2.0")]
+
+    # Exactly one node holds the evaluator lease.
+    states = wait_for(lambda: (lambda s: s if sorted(s) == [False, True] else None)([_held(n) for n in nodes]),
+                      60, "one lease holder")
+    holder, other = (a, b) if states[0] else (b, a)
+    for _ in range(5):  # never both, while both renew
+        assert not (_held(holder) and _held(other))
+
+    holder.kill()  # SIGKILL: the lease is not released, it expires
+    wait_for(lambda: _held(other), 60, "the surviving node to take the lease over")
+    term = re.search(r"^aisre_evaluator_lease_term (\S+)$", httpx.get(other.url + "/metrics").text, re.M)
+    assert term is not None and float(term.group(1)) >= 2  # a new term: the survivor reloads what it cached
