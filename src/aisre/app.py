@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from aisre.receive.otlp_grpc import GrpcReceiver
 
 log = logging.getLogger("aisre")
+# With a shared control store, keys created or revoked through another node (or offline)
+# reach this node's key ring within this long.
+KEY_REFRESH_S = 5.0
 
 
 def is_loopback(host: str) -> bool:
@@ -143,6 +146,7 @@ class AisreServer:
         from aisre.store.factory import (
             BadStoreSetting,
             check_store_settings,
+            control_url,
             open_lease,
             open_store,
             parse_store_url,
@@ -177,6 +181,8 @@ class AisreServer:
         # The singleton jobs (alert, budget and policy passes, change detection, the Prometheus
         # reader) run on the node holding this lease; without a control store, on this one.
         self.lease = open_lease(settings)
+        self._shared_control = bool(control_url(settings))
+        self._key_refresh_stop = threading.Event()
         self.keys = KeyRing(self.store, settings.tenant, settings.auth, public=not is_loopback(settings.host))
         now = time.time_ns()
         usable = [k for k in self.store.active_keys() if k["expires_ns"] is None or k["expires_ns"] > now]
@@ -294,6 +300,8 @@ class AisreServer:
             )
             self.grpc.start()
         self.lease.start()
+        if self._shared_control:
+            threading.Thread(target=self._refresh_keys, name="aisre-key-refresh", daemon=True).start()
         if self.prometheus is not None:
             self.prometheus.start()
         if self.settings.evaluation_interval_s:
@@ -307,8 +315,17 @@ class AisreServer:
         finally:
             self.shutdown()
 
+    def _refresh_keys(self) -> None:
+        """Re-read the keys every KEY_REFRESH_S: other nodes share the control store."""
+        while not self._key_refresh_stop.wait(KEY_REFRESH_S):
+            try:
+                self.keys.reload()
+            except Exception as exc:  # PostgreSQL unreachable for a while: keep the keys known
+                log.warning("re-reading API keys failed: %s", exc)
+
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
+        self._key_refresh_stop.set()
         if self.prometheus is not None:
             self.prometheus.stop()
         self.alerts.stop()

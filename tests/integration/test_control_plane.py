@@ -4,21 +4,23 @@ when it is killed the other takes over."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import AISRE, ServerProcess, wait_for
 
 TTL_S = 2
 
 
-def _held(server: ServerProcess) -> bool | None:
+def _held(server: ServerProcess, secret: str) -> bool | None:
     """What the node's /metrics says of the evaluator lease (None if it cannot be read)."""
     try:
-        text = httpx.get(server.url + "/metrics").text
+        text = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {secret}"}).text
     except httpx.HTTPError:
         return None
     found = re.search(r'^aisre_evaluator_lease_held\{holder="[^"]*"\} (\S+)$', text, re.M)
@@ -38,14 +40,29 @@ def test_two_nodes_share_the_control_plane_and_one_evaluates(
     listed = httpx.get(b.url + "/api/changes").json()["items"]
     assert [(c["id"], c["version"]) for c in listed] == [(made.json()["id"], "2.0")]
 
+    # A key made straight in the control store (the nodes running) reaches both nodes: the
+    # auth latch turns auth on everywhere, and the key works everywhere.
+    made_key = subprocess.run([*AISRE, "keys", "create", "--db", postgres_url, "--role", "admin", "--tenant", "default",
+                               "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert made_key.returncode == 0, made_key.stdout + made_key.stderr
+    secret = json.loads(made_key.stdout)["key"]
+    for node in nodes:
+        wait_for(lambda node=node: httpx.get(node.url + "/api/changes").status_code == 401, 60, "auth on every node")
+        got = httpx.get(node.url + "/api/changes", headers={"Authorization": f"Bearer {secret}"})
+        assert got.status_code == 200 and len(got.json()["items"]) == 1
+
     # Exactly one node holds the evaluator lease.
-    states = wait_for(lambda: (lambda s: s if sorted(s) == [False, True] else None)([_held(n) for n in nodes]),
-                      60, "one lease holder")
+    def one_holder() -> list[bool | None] | None:
+        states = [_held(n, secret) for n in nodes]
+        return states if states.count(True) == 1 and states.count(False) == 1 else None
+
+    states = wait_for(one_holder, 60, "one lease holder")
     holder, other = (a, b) if states[0] else (b, a)
     for _ in range(5):  # never both, while both renew
-        assert not (_held(holder) and _held(other))
+        assert not (_held(holder, secret) and _held(other, secret))
 
     holder.kill()  # SIGKILL: the lease is not released, it expires
-    wait_for(lambda: _held(other), 60, "the surviving node to take the lease over")
-    term = re.search(r"^aisre_evaluator_lease_term (\S+)$", httpx.get(other.url + "/metrics").text, re.M)
+    wait_for(lambda: _held(other, secret), 60, "the surviving node to take the lease over")
+    metrics = httpx.get(other.url + "/metrics", headers={"Authorization": f"Bearer {secret}"}).text
+    term = re.search(r"^aisre_evaluator_lease_term (\S+)$", metrics, re.M)
     assert term is not None and float(term.group(1)) >= 2  # a new term: the survivor reloads what it cached

@@ -117,7 +117,7 @@ def check_control_url(url: str) -> str:
     """A control-store URL (postgresql://user:pass@host:5432/db), or PermanentError."""
     scheme = url.strip().partition("://")[0].lower()
     if scheme not in CONTROL_BACKENDS:
-        raise PermanentError(
+        raise BadStoreSetting(
             f"setting control_store: {url!r} is not a PostgreSQL URL; give postgresql://user@host:5432/db "
             "(or leave it empty: the control plane then lives in the store itself)"
         )

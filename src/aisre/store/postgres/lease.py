@@ -13,7 +13,7 @@ the row can expire and be taken, as long as the two clocks run at rates within 2
 each other. Liveness (takeover bound): a contender tries every ``ttl_s / 3``; a dead
 holder's row expires at most ``ttl_s`` after its last renewal, so another node holds the
 lease at most ``ttl_s * 4 / 3`` (plus one round trip) after the holder died. A holder that
-stops cleanly deletes its row, and the next contender's try takes over at once.
+stops cleanly expires its row at once, and the next contender's try takes over.
 """
 
 from __future__ import annotations
@@ -133,7 +133,10 @@ class PostgresLease:
             self._valid_until = float("-inf")
             if release and was_held and self._conn is not None and not self._conn.closed:
                 try:
-                    self._conn.execute("DELETE FROM leases WHERE name = %s AND holder = %s", [self.name, self.holder])
+                    # Expired now, not deleted: the next holder's term still counts up.
+                    self._conn.execute(
+                        "UPDATE leases SET expires_at = clock_timestamp() - interval '1 second' "
+                        "WHERE name = %s AND holder = %s", [self.name, self.holder])
                 except Exception as exc:
                     log.warning("lease %s: release failed (it expires by itself): %s", self.name, exc)
             self._drop()
