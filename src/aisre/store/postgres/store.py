@@ -142,7 +142,8 @@ class PostgresControl:
 
         def write(conn: Any) -> dict[str, Any]:
             if keep_admin:
-                conn.execute("SELECT key_id FROM api_keys WHERE tenant = %s AND role = 'admin' FOR UPDATE", [tenant])
+                conn.execute("SELECT key_id FROM api_keys WHERE tenant = %s AND role = 'admin' ORDER BY key_id FOR UPDATE",
+                             [tenant])
             found = conn.execute(
                 "SELECT key_id, tenant, role, name, revoked_ns FROM api_keys WHERE key_id = %s AND tenant = %s "
                 "FOR UPDATE", [key_id, tenant]).fetchone()
