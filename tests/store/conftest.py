@@ -36,7 +36,7 @@ if os.environ.get("AISRE_TEST_CLICKHOUSE_URL"):
 # the backend gains the feature, and never hides a wrong answer.
 NOT_YET: dict[str, dict[str, str]] = {
     "chdb": {
-        "test_contract_control.py": "the control plane is not yet on ClickHouse; PostgreSQL will hold it (issue 17)",
+        "test_contract_control.py": "ClickHouse holds no control plane: PostgreSQL does, run as chdb+postgresql",
     },
 }
 NOT_YET["clickhouse"] = NOT_YET["chdb"]  # the same store on a server
