@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import AISRE, ServerProcess, wait_for
+from tests.conftest import AISRE, ServerProcess, aisre_up_refused, free_port, wait_for
 
 TTL_S = 2
 
@@ -66,3 +66,11 @@ def test_two_nodes_share_the_control_plane_and_one_evaluates(
     metrics = httpx.get(other.url + "/metrics", headers={"Authorization": f"Bearer {secret}"}).text
     term = re.search(r"^aisre_evaluator_lease_term (\S+)$", metrics, re.M)
     assert term is not None and float(term.group(1)) >= 2  # a new term: the survivor reloads what it cached
+
+
+def test_a_control_store_that_is_not_postgresql_or_unreachable_is_refused_at_start(tmp_path: Path) -> None:
+    said = aisre_up_refused(tmp_path, "--control", "mysql://root@127.0.0.1/aisre")
+    assert "control_store" in said and "postgresql://" in said
+    port = free_port()  # nothing listens there
+    said = aisre_up_refused(tmp_path, "--control", f"postgresql://aisre:secret@127.0.0.1:{port}/aisre")
+    assert "cannot open control store" in said and "secret" not in said  # the password is not shown
