@@ -215,3 +215,28 @@ def test_the_guard_wraps_the_split_store(postgres_url: str, tmp_path: Path) -> N
                     call()
     finally:
         store.close()
+
+
+def test_alerts_of_one_group_reaching_two_nodes_at_once_open_one_incident(
+    controls: tuple[PostgresControl, PostgresControl],
+) -> None:
+    first, second = controls
+    row = {"tenant": A, "group_key": "journey:pay", "opened_ns": NOW_NS, "title": "pay failing", "severity": "sev2",
+           "state": "open", "source": "alertmanager", "updated_ns": NOW_NS}
+
+    def open_on(node: PostgresControl, name: str) -> dict[str, Any]:
+        return node.incidents.create_incident(
+            row, [{"at_ns": NOW_NS, "kind": "opened", "actor": name, "message": f"opened by {name}", "data": None}],
+            [{"alert_key": f"am:{name}", "source": "alertmanager", "name": name, "severity": "page",
+              "started_ns": NOW_NS}])
+
+    results = _race([lambda i=i: open_on((first, second)[i % 2], f"alert-{i}") for i in range(6)])
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert len({r["id"] for r in results}) == 1 and sum(not r.get("_joined") for r in results) == 1
+    (iid,) = {r["id"] for r in results}
+    assert [i["id"] for i in first.incidents.list_incidents(A, state="active")] == [iid]
+    assert len(second.incidents.events(A, iid)) == 6 and len(second.incidents.alerts(A, iid)) == 6
+    # Once resolved, the group opens a new incident.
+    first.incidents.update_incident(A, iid, {"state": "resolved", "resolved_ns": NOW_NS + 1})
+    again = open_on(second, "later")
+    assert again["id"] != iid and not again.get("_joined")

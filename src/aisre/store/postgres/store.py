@@ -422,14 +422,24 @@ class PostgresIncidents:
     def create_incident(
         self, row: dict[str, Any], events: list[dict[str, Any]], alerts: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        """Insert an incident with its first timeline entries and alerts; returns it."""
+        """Insert an incident with its first timeline entries and alerts; returns it. If another
+        node opened an incident of the same group meanwhile (the unresolved one of a group is
+        unique), the entries and alerts join that one and it is returned, ``_joined`` set."""
         cols = ["tenant", "group_key", "opened_ns", *INCIDENT_FIELDS]
 
         def insert(conn: Any) -> dict[str, Any]:
             values = [_json(row.get(c)) if c == "evidence" else row.get(c) for c in cols]
             new = conn.execute(
                 f"INSERT INTO incidents ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
-                f"RETURNING {_INCIDENT_ROW}", values).fetchone()
+                f"ON CONFLICT (tenant, group_key) WHERE state <> 'resolved' DO NOTHING RETURNING {_INCIDENT_ROW}",
+                values).fetchone()
+            if new is None:
+                found = conn.execute(
+                    f"UPDATE incidents SET version = version + 1 WHERE tenant = %s AND group_key = %s "
+                    f"AND state <> 'resolved' RETURNING {_INCIDENT_ROW}", [row["tenant"], row["group_key"]]).fetchone()
+                if found is None:  # opened and resolved by others within this instant
+                    raise Conflict(f"incident group {row['group_key']!r} changed concurrently; try again")
+                new = {**found, "_joined": True}
             _insert_events(conn, new["id"], new["tenant"], events)
             _upsert_alerts(conn, new["id"], new["tenant"], alerts)
             return dict(new)

@@ -120,7 +120,9 @@ CREATE TABLE incidents (
     version BIGINT NOT NULL DEFAULT 1
 );
 CREATE INDEX incidents_tenant ON incidents (tenant, opened_ns);
-CREATE INDEX incidents_group ON incidents (tenant, group_key) WHERE state <> 'resolved';
+-- At most one unresolved incident per group: alerts for one journey arriving at two nodes at
+-- once open one incident, not two (the second joins the first).
+CREATE UNIQUE INDEX incidents_open_group ON incidents (tenant, group_key) WHERE state <> 'resolved';
 
 CREATE TABLE incident_alerts (
     incident_id BIGINT NOT NULL,
