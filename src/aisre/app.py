@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from aisre.receive.otlp_grpc import GrpcReceiver
 
 log = logging.getLogger("aisre")
-# With a shared control store, keys created or revoked through another node (or offline)
-# reach this node's key ring within this long.
+# With a shared control store, keys and price overrides created, revoked or changed through
+# another node (or offline) reach this node within this long.
 KEY_REFRESH_S = 5.0
 
 
@@ -316,12 +316,14 @@ class AisreServer:
             self.shutdown()
 
     def _refresh_keys(self) -> None:
-        """Re-read the keys every KEY_REFRESH_S: other nodes share the control store."""
+        """Re-read the keys and price overrides every KEY_REFRESH_S: other nodes share the
+        control store."""
         while not self._key_refresh_stop.wait(KEY_REFRESH_S):
             try:
                 self.keys.reload()
-            except Exception as exc:  # PostgreSQL unreachable for a while: keep the keys known
-                log.warning("re-reading API keys failed: %s", exc)
+                self.cost.reload_overrides()
+            except Exception as exc:  # PostgreSQL unreachable for a while: keep what is known
+                log.warning("re-reading API keys and price overrides failed: %s", exc)
 
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""

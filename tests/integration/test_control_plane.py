@@ -51,6 +51,18 @@ def test_two_nodes_share_the_control_plane_and_one_evaluates(
         got = httpx.get(node.url + "/api/changes", headers={"Authorization": f"Bearer {secret}"})
         assert got.status_code == 200 and len(got.json()["items"]) == 1
 
+    # A price override set through one node prices the other node's ingest too.
+    auth = {"Authorization": f"Bearer {secret}"}
+    put = httpx.put(a.url + "/api/cost/prices", headers=auth,
+                    json={"model": "gpt-4o-mini", "provider": "openai", "input": 0.11, "output": 0.44, "cached_input": 0.05})
+    assert put.status_code == 200, put.text
+
+    def override_on_b() -> bool:
+        doc = httpx.get(b.url + "/api/cost/prices", headers=auth).json()
+        return any(o["model"] == "gpt-4o-mini" and o["input"] == 0.11 for o in doc["overrides"])
+
+    wait_for(override_on_b, 60, "the override on the other node")
+
     # Exactly one node holds the evaluator lease.
     def one_holder() -> list[bool | None] | None:
         states = [_held(n, secret) for n in nodes]
