@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
+
 REPO = Path(__file__).resolve().parents[1]
 # Copies of ../shared/fixtures and ../shared/refs, unchanged (tests/data/README.md).
 # Tests judge what servers answer, not how fast: on a loaded machine a request to a test

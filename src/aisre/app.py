@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from aisre.receive.otlp_grpc import GrpcReceiver
 
 log = logging.getLogger("aisre")
+# With a shared control store, keys and price overrides created, revoked or changed through
+# another node (or offline) reach this node within this long.
+KEY_REFRESH_S = 5.0
 
 
 def is_loopback(host: str) -> bool:
@@ -128,6 +131,7 @@ class AisreServer:
         from aisre.present.api.context import AppContext
         from aisre.present.api.gate import GATE_CONFIG_KEY
         from aisre.present.api.metrics import (
+            LeaseCollector,
             PolicyCollector,
             SloCountsCollector,
             StoreMemoryCollector,
@@ -142,6 +146,8 @@ class AisreServer:
         from aisre.store.factory import (
             BadStoreSetting,
             check_store_settings,
+            control_url,
+            open_lease,
             open_store,
             parse_store_url,
             store_url,
@@ -172,6 +178,11 @@ class AisreServer:
         except BadStoreSetting as exc:
             raise StartOptionError(exc.message) from None
         self.store = open_store(url, settings)
+        # The singleton jobs (alert, budget and policy passes, change detection, the Prometheus
+        # reader) run on the node holding this lease; without a control store, on this one.
+        self.lease = open_lease(settings)
+        self._shared_control = bool(control_url(settings))
+        self._key_refresh_stop = threading.Event()
         self.keys = KeyRing(self.store, settings.tenant, settings.auth, public=not is_loopback(settings.host))
         now = time.time_ns()
         usable = [k for k in self.store.active_keys() if k["expires_ns"] is None or k["expires_ns"] > now]
@@ -209,6 +220,7 @@ class AisreServer:
         self.registry.register(SloCountsCollector(self.store, self.slos, settings.tenant))
         self.registry.register(StoreMemoryCollector(self.store))
         self.registry.register(StoreRetentionCollector(self.store))
+        self.registry.register(LeaseCollector(self.lease))
         tables = self.store.incidents
         self.notifier = Notifier(
             receivers, tables.add_notification_attempt, settings.tenant, timeout_s=settings.notify_timeout_s,
@@ -252,6 +264,12 @@ class AisreServer:
             self.cost, self.store, settings.tenant, interval_s=max(1, settings.budget_evaluation_interval_s),
             on_change=self.incidents.on_slo_alerts,
         )
+        from aisre.store.lease import LeaseGate
+
+        self.alerts.gate = LeaseGate(self.lease)
+        self.budget_alerts.gate = LeaseGate(self.lease)
+        self.incidents.gate = LeaseGate(self.lease)
+        self.policy.gate = LeaseGate(self.lease)
         self.grpc: GrpcReceiver | None = None
         self.prometheus: PrometheusSync | None = None
         if settings.prometheus_url:
@@ -262,6 +280,7 @@ class AisreServer:
                 self.slos.specs, PrometheusClient(settings.prometheus_url), self.store, settings.tenant,
                 interval_s=max(1, settings.prometheus_interval_s),
             )
+            self.prometheus.gate = LeaseGate(self.lease)
         self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *cost_ui_routes(), *ui_routes()], lifespan=self._lifespan,
                                metrics_consumer=self.metric_consumer)
 
@@ -280,6 +299,9 @@ class AisreServer:
                 metrics_consumer=self.metric_consumer,
             )
             self.grpc.start()
+        self.lease.start()
+        if self._shared_control:
+            threading.Thread(target=self._refresh_keys, name="aisre-key-refresh", daemon=True).start()
         if self.prometheus is not None:
             self.prometheus.start()
         if self.settings.evaluation_interval_s:
@@ -293,14 +315,26 @@ class AisreServer:
         finally:
             self.shutdown()
 
+    def _refresh_keys(self) -> None:
+        """Re-read the keys and price overrides every KEY_REFRESH_S: other nodes share the
+        control store."""
+        while not self._key_refresh_stop.wait(KEY_REFRESH_S):
+            try:
+                self.keys.reload()
+                self.cost.reload_overrides()
+            except Exception as exc:  # PostgreSQL unreachable for a while: keep what is known
+                log.warning("re-reading API keys and price overrides failed: %s", exc)
+
     def shutdown(self) -> None:
         """Stop taking data, commit what was acknowledged, close the store. Idempotent."""
+        self._key_refresh_stop.set()
         if self.prometheus is not None:
             self.prometheus.stop()
         self.alerts.stop()
         self.policy.stop()
         self.budget_alerts.stop()
         self.incidents.stop()
+        self.lease.stop()  # given up at once: another node takes over on its next try
         self.notifier.stop()
         if self.grpc is not None:
             self.grpc.stop()
@@ -381,9 +415,9 @@ def _quiet_exit_server(config: uvicorn.Config, before_stopping: list[Callable[[]
 
 def run_server(settings: Settings, on_ready: Any = None) -> None:
     """Check the bind address, build the server and serve until told to stop."""
-    from aisre.store.factory import has_active_keys, store_url
+    from aisre.store.factory import control_url, has_active_keys, store_url
 
-    check_bind(settings.host, has_active_keys(store_url(settings)), settings.auth)
+    check_bind(settings.host, has_active_keys(store_url(settings), control_url(settings)), settings.auth)
     server = AisreServer(settings)
     try:
         check_ports(settings)

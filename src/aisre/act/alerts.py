@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aisre.evaluate.slo import SloEngine
+from aisre.store.lease import LeaseGate
 from aisre.store.protocol import AlertStore
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ class EpisodeEvaluator:
         self._keep_firing = keep_firing_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Passes run only while this node holds the evaluator lease (always, by default).
+        self.gate = LeaseGate()
         # Per tenant: open episodes by (name, severity); loaded from the store on first use.
         self._active: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
 
@@ -174,6 +177,11 @@ class EpisodeEvaluator:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
+            run, fresh = self.gate.admit()
+            if not run:
+                continue  # another node holds the evaluator lease
+            if fresh:  # the episodes may have moved on another node: read them again
+                self._active.clear()
             try:
                 self.evaluate_once()
             except Exception:  # one failed evaluation must not end alerting

@@ -37,6 +37,7 @@ from aisre.evaluate.impact import LOOKBACK_MIN, MAX_GAP_MIN, MIN_BAD_EVENTS, REA
 from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.triage import LOOKBACK_NS, triage
 from aisre.receive.alertmanager import ExternalAlert
+from aisre.store.lease import LeaseGate
 from aisre.store.protocol import IncidentStore
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,9 @@ def external_alert(alert: ExternalAlert) -> AlertIn:
 
 class IncidentManager:
     """Opens, joins and moves incidents; refreshes their evidence; sends notifications."""
+
+    # Passes run only while this node holds the evaluator lease (app.py sets it; always, by default).
+    gate: LeaseGate = LeaseGate()
 
     def __init__(
         self,
@@ -808,6 +812,8 @@ class IncidentManager:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
+            if not self.gate.admit()[0]:
+                continue  # another node holds the evaluator lease: it detects and refreshes
             try:
                 self.tick()
             except Exception:  # one failed pass must not end change detection

@@ -25,6 +25,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grpc_port", 4317, "OTLP/gRPC port (TraceService/Export); 0 turns gRPC off"),
     Setting("db", "aisre.duckdb", "Path of the embedded DuckDB file (short for store=duckdb:///PATH)"),
     Setting("store", "", "Store URL, e.g. duckdb:///var/lib/aisre/aisre.duckdb; when empty, the DuckDB file of db"),
+    Setting("control_store", "", "Control-plane store URL, postgresql://user:pass@host:5432/db: keys, alerts, incidents, changes, verdicts, budgets and the audit log live there and the store keeps spans, runs and rollups (several nodes share one); when empty, the store holds everything"),
+    Setting("lease_ttl_s", 15.0, "With a PostgreSQL control store: how long the evaluator lease lasts unrenewed; another node takes over at most 4/3 of this after the holder dies"),
     Setting("tenant", "default", "Tenant that data without credentials belongs to (auth off)"),
     Setting("auth", "auto", "API keys: auto (required once the store has ever had a key, or on a non-loopback host), required, or off (loopback only)"),
     Setting("operator_tenant", "", "Tenant whose admin keys may read /metrics/all (every tenant's series); default: the tenant setting"),
@@ -93,6 +95,8 @@ class Settings:
     grpc_port: int = 4317
     db: str = "aisre.duckdb"
     store: str = ""
+    control_store: str = ""
+    lease_ttl_s: float = 15.0
     tenant: str = "default"
     auth: str = "auto"
     operator_tenant: str = ""

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from aisre.core.slo import PrometheusSli, SloSpec
 from aisre.receive.prometheus import MINUTE_NS
+from aisre.store.lease import LeaseGate
 from aisre.store.protocol import ExternalSloMinutes
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class PrometheusSync:
     """Reads Prometheus SLIs every ``interval_s``: the whole SLO window once, then the last
     ``lookback_s`` (late scrapes and rule evaluations fill in)."""
 
+    # Passes run only while this node holds the evaluator lease (app.py sets it; always, by default).
+    gate: LeaseGate = LeaseGate()
+
     def __init__(self, specs_of: object, reader: MinuteReader, store: ExternalSloMinutes, tenant: str,
                  interval_s: float = 60.0, lookback_s: float = 3600.0, backfill_s: float = 30 * 86400.0) -> None:
         self._specs_of = specs_of
@@ -82,6 +86,9 @@ class PrometheusSync:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self.gate.admit()[0]:  # another node holds the evaluator lease and reads Prometheus
+                self._stop.wait(self._interval)
+                continue
             try:
                 self.sync_once()
             except Exception as exc:  # an unreachable Prometheus must not stop the server

@@ -91,6 +91,8 @@ def _duckdb_options(settings: Settings) -> dict[str, Any]:
 def check_store_settings(url: str, settings: Settings) -> None:
     """Refuse settings the backend cannot use, naming the setting, before anything starts."""
     location = parse_store_url(url)
+    if control_url(settings):
+        check_control_url(control_url(settings))
     if location.backend in ("chdb", "clickhouse"):
         # The server needs keys, alerts, incidents and cost at start: refuse now, clearly.
         raise BadStoreSetting(
@@ -108,9 +110,83 @@ def check_store_settings(url: str, settings: Settings) -> None:
         _duckdb_options(settings)
 
 
-def open_store(url: str, settings: Settings | None = None, *, guarded: bool = True, **overrides: Any) -> Store:
+CONTROL_BACKENDS = ("postgresql", "postgres")
+
+
+def check_control_url(url: str) -> str:
+    """A control-store URL (postgresql://user:pass@host:5432/db), or PermanentError."""
+    scheme = url.strip().partition("://")[0].lower()
+    if scheme not in CONTROL_BACKENDS:
+        raise BadStoreSetting(
+            f"setting control_store: {url!r} is not a PostgreSQL URL; give postgresql://user@host:5432/db "
+            "(or leave it empty: the control plane then lives in the store itself)"
+        )
+    return url.strip()
+
+
+def control_url(settings: Settings) -> str:
+    """The control store a server uses ('' when the control plane lives in the store)."""
+    return getattr(settings, "control_store", "") or ""
+
+
+def open_control(url: str) -> Any:
+    """The control plane on PostgreSQL (unguarded: the split store is guarded as a whole)."""
+    url = check_control_url(url)
+    try:
+        from aisre.store.postgres import PostgresControl
+    except ImportError as exc:
+        raise StoreUnavailable(f"a PostgreSQL control store needs psycopg: pip install 'aisre[postgres]' ({exc})") from None
+    try:
+        return PostgresControl(url)
+    except PermanentError:
+        raise
+    except Exception as exc:  # the server may be down or refuse us: one clear line
+        raise StoreUnavailable(f"cannot open control store {_redacted(url)}: {exc}") from None
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password (it goes to logs and error messages)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_lease(settings: Settings | None = None, control: str | None = None, ttl_s: float | None = None) -> Any:
+    """The evaluator lease: on PostgreSQL when a control store is set (several nodes share it),
+    else the local one (this process is the only one)."""
+    from aisre.store.lease import LocalLease
+
+    url = control if control is not None else (control_url(settings) if settings is not None else "")
+    if not url:
+        return LocalLease()
+    from aisre.store.postgres.lease import PostgresLease
+
+    ttl = ttl_s if ttl_s is not None else float(getattr(settings, "lease_ttl_s", 15.0) or 15.0)
+    return PostgresLease(check_control_url(url), ttl_s=ttl)
+
+
+def open_store(url: str, settings: Settings | None = None, *, guarded: bool = True, control: str | None = None,
+               **overrides: Any) -> Store:
     """Open the store ``url`` names, configured from ``settings`` (defaults when None) and
-    ``overrides`` (backend options, e.g. rollup_interval_ms=0 for a one-off command)."""
+    ``overrides`` (backend options, e.g. rollup_interval_ms=0 for a one-off command). With
+    ``control`` (or the ``control_store`` setting), a postgresql:// URL, the control plane
+    lives there and the store ``url`` names keeps spans, runs and rollups (store/split.py)."""
+    control = control if control is not None else (control_url(settings) if settings is not None else "")
+    if control:
+        from aisre.store.split import SplitStore
+
+        control_store = open_control(control)
+        try:
+            data = open_store(url, settings, guarded=False, control="", **overrides)
+        except BaseException:
+            control_store.close()
+            raise
+        split = SplitStore(data, control_store)
+        return cast(Store, TenantGuard(split)) if guarded else cast(Store, split)
     location = parse_store_url(url)
     options = _duckdb_options(settings) if settings is not None else {}
     options.update(overrides)
@@ -157,8 +233,13 @@ def _open_clickhouse(location: StoreLocation, options: dict[str, Any], guarded: 
     return cast(Store, TenantGuard(backend)) if guarded else cast(Store, backend)
 
 
-def has_active_keys(url: str) -> bool:
-    """Whether the store holds a usable API key, read without opening it for writing (False if absent)."""
+def has_active_keys(url: str, control: str = "") -> bool:
+    """Whether the store (or the control store, when given) holds a usable API key, read
+    without opening it for writing (False if absent)."""
+    if control:
+        from aisre.store.postgres.store import has_active_keys as postgres_has_active_keys
+
+        return postgres_has_active_keys(check_control_url(control))
     location = parse_store_url(url)
     if location.backend != "duckdb":
         return False  # API keys are not yet on ClickHouse (issue 17)

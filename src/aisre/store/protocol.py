@@ -430,6 +430,64 @@ class ReviewStore(ScorecardStore, GamedayStore, Protocol):
     """What the review report reads: the scorecards' facts and the period's game days."""
 
 
+class GateVerdicts(Protocol):
+    """Release-gate verdict history (the control-plane half of GateStore)."""
+
+    def save_gate_verdict(self, row: dict[str, Any]) -> int: ...
+
+    def list_gate_verdicts(self, tenant: str, journey: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def get_gate_verdict(self, tenant: str, verdict_id: int) -> dict[str, Any]: ...
+
+
+class IncidentRunReads(Protocol):
+    """What incidents read from the span store besides triage: run minutes, first failure,
+    impact, and the first appearance of versions, models and prompts (change detection)."""
+
+    def run_minutes(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
+
+    def first_failure(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> int | None: ...
+
+    def impact(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> dict[str, Any]: ...
+
+    def run_appearances(self, tenant: str, since_received_ns: int) -> list[tuple[Any, ...]]:
+        """Per journey and (deploy | model | prompt) value seen in runs received after
+        ``since_received_ns``: (journey, kind, value, prompt_name, first run start, a root
+        service, last received)."""
+        ...
+
+
+class CostSettings(Protocol):
+    """Price overrides, budgets and rate limits (the control-plane half of CostStore)."""
+
+    def list_overrides(self, tenant: str | None = None) -> list[dict[str, Any]]: ...
+
+    def put_override(self, row: dict[str, Any]) -> None: ...
+
+    def delete_override(self, tenant: str, model: str) -> int: ...
+
+    def budget_tenants(self, tenant: str | None = None) -> list[str]: ...
+
+    def list_budgets(self, tenant: str) -> list[dict[str, Any]]: ...
+
+    def put_budget(self, row: dict[str, Any]) -> None: ...
+
+    def delete_budget(self, tenant: str, name: str) -> None: ...
+
+    def list_rate_limits(self, tenant: str) -> list[dict[str, Any]]: ...
+
+    def put_rate_limit(self, row: dict[str, Any]) -> None: ...
+
+
+class Lease(Protocol):
+    """Whether this node runs the singleton background jobs (store/lease.py)."""
+
+    holder: str
+    term: int
+
+    def held(self) -> bool: ...
+
+
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, CatalogReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
     RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, MetricSink, MetricReads,

@@ -101,6 +101,18 @@ class CostEngine:
         self.db.delete_override(tenant, model.strip().lower())
         self._reload(tenant)
 
+    def reload_overrides(self) -> None:
+        """Re-read every tenant's price overrides: another node sharing the control store may
+        have changed them (a tenant's catalog is rebuilt only when its overrides changed)."""
+        fresh: dict[str, list[PriceOverride]] = {}
+        for row in self.db.list_overrides():
+            fresh.setdefault(row["tenant"], []).append(_override(row))
+        with self._lock:
+            for tenant in set(fresh) | set(self._overrides):
+                if fresh.get(tenant) != self._overrides.get(tenant):
+                    self._catalogs.pop(tenant, None)
+            self._overrides = fresh
+
     def _reload(self, tenant: str) -> None:
         rows = self.db.list_overrides(tenant)
         with self._lock:

@@ -29,6 +29,7 @@ from aisre.evaluate.policy.engine import (
 from aisre.evaluate.policy.inline import decide_request, decision_record, parse_request
 from aisre.evaluate.policy.spec import Policy, bundle_version, policies_from_text
 from aisre.normalize.attribute_rules import hash_value
+from aisre.store.lease import LeaseGate
 from aisre.store.protocol import PolicyStore
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class PolicySet:
 
 class PolicyService:
     """Policies in force per tenant (cached from the store), decisions and trace judging."""
+
+    # Passes run only while this node holds the evaluator lease (app.py sets it; always, by default).
+    gate: LeaseGate = LeaseGate()
 
     def __init__(self, store: PolicyStore, scrub: Scrub | None = None, digest_key: bytes = b"",
                  tenants: Callable[[], Sequence[str]] = lambda: (), interval_s: float = 10.0) -> None:
@@ -256,6 +260,8 @@ class PolicyService:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
+            if not self.gate.admit()[0]:
+                continue  # another node holds the evaluator lease and judges the runs
             for tenant in self._tenants():
                 try:
                     self.judge_pending(tenant)

@@ -29,7 +29,7 @@ from aisre.core.auth import caller_tenant
 from aisre.core.schema import DURATION_BUCKETS_MS
 from aisre.evaluate.policy.service import PolicyService
 from aisre.evaluate.slo import SloEngine
-from aisre.store.protocol import MetricTotals, StoreMemory, StoreRetention
+from aisre.store.protocol import Lease, MetricTotals, StoreMemory, StoreRetention
 
 
 class SloCountsCollector(Collector):
@@ -113,6 +113,24 @@ class StoreMemoryCollector(Collector):
         used.add_metric(["index"], float(memory["index_bytes"]))
         yield limit
         yield used
+
+
+class LeaseCollector(Collector):
+    """Whether this node holds the evaluator lease (runs alert and budget evaluation, change
+    detection, policy judging): exactly one node of those sharing a control store shows 1."""
+
+    def __init__(self, lease: Lease) -> None:
+        self._lease = lease
+
+    def collect(self) -> Iterator[Metric]:
+        held = GaugeMetricFamily(
+            "aisre_evaluator_lease_held", "1 while this node holds the evaluator lease and runs the singleton jobs",
+            labels=["holder"])
+        held.add_metric([self._lease.holder], 1.0 if self._lease.held() else 0.0)
+        term = GaugeMetricFamily("aisre_evaluator_lease_term", "Term of the lease this node last held (grows at each takeover)")
+        term.add_metric([], float(self._lease.term))
+        yield held
+        yield term
 
 
 class StoreRetentionCollector(Collector):

@@ -26,7 +26,8 @@ from aisre.present.cli.common import (
 
 console = Console()
 DbOption = typer.Option(
-    "", "--db", help="Work on this store file directly (the server must be stopped); else use --url"
+    "", "--db", help="Work on this store file directly (the server must be stopped), or on a control store "
+    "(postgresql://…, servers may run); else use --url"
 )
 TenantOption = typer.Option("default", "--tenant", help="Tenant of the key (with --db; over the API it is the caller's)")
 
@@ -34,10 +35,14 @@ TenantOption = typer.Option("default", "--tenant", help="Tenant of the key (with
 def _offline(db: str) -> Any:
     """The store file opened directly, with a clear line if a running server holds it."""
     from aisre.present.api.auth import KeyRing
-    from aisre.store.factory import StoreUnavailable, open_store
+    from aisre.store.factory import CONTROL_BACKENDS, StoreUnavailable, open_control, open_store
 
     try:
-        store = open_store(db, rollup_interval_ms=0)
+        if db.partition("://")[0].lower() in CONTROL_BACKENDS:
+            # Keys live in the control store, which running nodes share: no need to stop them.
+            store = open_control(db)
+        else:
+            store = open_store(db, rollup_interval_ms=0)
     except StoreUnavailable as exc:
         fail(f"{exc.message}; stop the server or use --url with an admin key")
         raise

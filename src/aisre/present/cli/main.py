@@ -125,6 +125,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         grpc_port: int = typer.Option(4317, "--grpc-port", help="OTLP/gRPC port; 0 turns gRPC off"),
         db: str = typer.Option("aisre.duckdb", help="DuckDB file (short for --store duckdb:///PATH)"),
         store: str = typer.Option("", "--store", help="Store URL, e.g. duckdb:///var/lib/aisre/aisre.duckdb (overrides --db)"),
+        control: str = typer.Option("", "--control", help="Control-plane store, postgresql://user@host:5432/aisre (keys, alerts, incidents, audit; shared by several nodes)"),
         queue_max_spans: int = typer.Option(200_000, help="Spans queued for the writer before ingest answers 429"),
         max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Largest OTLP body accepted (413 above)"),
         ingest_workers: int = typer.Option(2, help="Processes decoding OTLP requests; 0 decodes in the server process"),
@@ -143,6 +144,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
         settings = _settings(
             **{
                 "host": host, "port": port, "grpc_port": grpc_port, "db": db, "store": store,
+                **({"control_store": control} if control else {}),
                 "queue_max_spans": queue_max_spans,
                 "max_body_bytes": max_body_bytes, "ingest_workers": ingest_workers,
                 "journey_rules": journey_rules, "slos": slos, "gate_config": gate_config, **extra,

@@ -149,6 +149,12 @@ class ClickHouseIncidents(_NotYet):
     def __init__(self, store: ClickHouseStore) -> None:
         self._store = store
 
+    def run_appearances(self, tenant: str, since_received_ns: int) -> list[tuple[Any, ...]]:
+        """What change detection reads (store/clickhouse/appearances.py)."""
+        from aisre.store.clickhouse.appearances import run_appearances
+
+        return run_appearances(self._store.client, tenant, since_received_ns)
+
     def run_minutes(self, tenant: str, journey: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
         """Per-minute runs and failures of one journey over [start, end), from the rollups."""
         self._store.flush_rollups()

@@ -175,6 +175,11 @@ class IncidentTables:
         )
         return added
 
+    def run_appearances(self, tenant: str, since_received_ns: int) -> list[tuple[Any, ...]]:
+        """Per journey and value, its first run among runs received after the mark: what
+        another control plane (store/split.py) detects changes from."""
+        return [tuple(r.values()) for r in self._store._rows(_APPEARANCES, [tenant, since_received_ns])]
+
     # -- incidents --------------------------------------------------------------------
 
     def create_incident(

@@ -1,0 +1,160 @@
+"""A store in two parts: spans, runs and rollups in the span store (DuckDB or ClickHouse),
+the control plane in PostgreSQL, behind the one ``Store`` protocol.
+
+Routing is by port, in one place (the tables below): a method of a control-plane port goes
+to the control store, every other method to the span store. What needs both planes is
+composed here, explicitly:
+
+- ``incidents.detect_changes``: the span store reads which versions, models and prompts
+  first appeared in runs received since a mark; the control store keeps the mark, what
+  was seen, and the changes, in one transaction under a per-tenant lock.
+- ``retention`` / ``set_retention``: the setting is kept in the control store (every node
+  reads it there); the span store applies it (and answers the defaults: rollup retention,
+  dedup window).
+- ``cost.reprice`` is a span-store write; the prices it applies are built by
+  evaluate/cost from the catalog and the control store's overrides, so it needs nothing
+  of the control store itself.
+- ``incidents.run_minutes``, ``impact`` and triage reads go to the span store; the
+  incident rows they explain live in the control store.
+
+The tenant guard wraps a split store as it wraps any backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aisre.store import protocol
+from aisre.store.retention import check_days
+
+log = logging.getLogger(__name__)
+
+
+def methods_of(*ports: type) -> frozenset[str]:
+    """The public method names the protocol classes ``ports`` declare (their own, not inherited)."""
+    return frozenset(
+        name for port in ports for name, value in vars(port).items() if not name.startswith("_") and callable(value)
+    )
+
+
+# --- the routing, in one place -----------------------------------------------------------
+# Store methods served by the control store.
+CONTROL_PORTS: tuple[type, ...] = (protocol.KeyTables, protocol.AuditLog, protocol.AlertStore, protocol.GateVerdicts)
+# ``store.incidents`` methods served by the span store (all others: the control store).
+INCIDENT_DATA_PORTS: tuple[type, ...] = (protocol.TriageStore, protocol.IncidentRunReads)
+INCIDENT_CONTROL_METHODS = frozenset({"list_changes"})  # declared on TriageStore, kept with the changes
+# ``store.cost`` methods served by the control store (all others: the span store).
+COST_CONTROL_PORTS: tuple[type, ...] = (protocol.CostSettings,)
+# Composed from both planes (below).
+COMPOSED = frozenset({"retention", "set_retention", "close", "detect_changes"})
+
+CONTROL_METHODS = methods_of(*CONTROL_PORTS)
+INCIDENT_DATA_METHODS = methods_of(*INCIDENT_DATA_PORTS) - INCIDENT_CONTROL_METHODS
+COST_CONTROL_METHODS = methods_of(*COST_CONTROL_PORTS)
+
+
+def _forward(port_method: Callable[..., Any], target: str, name: str) -> Callable[..., Any]:
+    """A method calling ``getattr(self.<target>, name)``, with the port's signature (what the
+    tenant guard inspects)."""
+
+    @functools.wraps(port_method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(getattr(self, target), name)(*args, **kwargs)
+
+    return call
+
+
+def _declared(ports: tuple[type, ...], name: str) -> Callable[..., Any]:
+    for port in ports:
+        if name in vars(port):
+            return vars(port)[name]  # type: ignore[no-any-return,unused-ignore]
+    raise KeyError(name)
+
+
+class _Part:
+    """Methods not routed explicitly go to ``_default``."""
+
+    _default: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._default, name)
+
+
+class SplitIncidents(_Part):
+    """``store.incidents``: incident tables in the control store, run reads in the span store."""
+
+    def __init__(self, data: Any, control: Any) -> None:
+        self._data = data
+        self._control = control
+        self._default = control
+
+    def detect_changes(self, tenant: str) -> list[dict[str, Any]]:
+        """New versions, models and prompts in the span store's runs, recorded as changes in
+        the control store (see the module docstring)."""
+        return list(self._control.detect_changes_from(tenant, self._data.run_appearances))
+
+
+class SplitCost(_Part):
+    """``store.cost``: figures and repricing in the span store, prices and budgets in the control store."""
+
+    def __init__(self, data: Any, control: Any) -> None:
+        self._data = data
+        self._control = control
+        self._default = data
+
+
+class SplitStore(_Part):
+    """One ``Store``: the span store ``data`` and the control store ``control``."""
+
+    def __init__(self, data: Any, control: Any) -> None:
+        self._data = data
+        self._control = control
+        self._default = data
+        self.backend = f"{data.backend}+{control.backend}"
+        self.incidents = SplitIncidents(data.incidents, control.incidents)
+        self.cost = SplitCost(data.cost, control.cost)
+        # Every node applies the retention settings kept in the control store.
+        for tenant, days in control.retention_settings().items():
+            self._apply_retention(tenant, days)
+
+    def retention(self, tenant: str) -> dict[str, Any]:
+        """The span store's answer (defaults, rollup retention, dedup window), with the
+        setting the control store keeps for the tenant."""
+        out = dict(self._data.retention(tenant))
+        days = self._control.retention_setting(tenant)
+        if days is not None:
+            out.update(retention_days=days, source="api")
+        return out
+
+    def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]:
+        """Keep the tenant's retention in the control store and apply it to the span store."""
+        value = check_days(days) if days is not None else None
+        self._control.put_retention(tenant, value)
+        self._apply_retention(tenant, value)
+        return self.retention(tenant)
+
+    def _apply_retention(self, tenant: str, days: float | None) -> None:
+        try:
+            self._data.set_retention(tenant, days)
+        except NotImplementedError:
+            log.debug("the span store applies no per-tenant retention yet; kept in the control store only")
+
+    def close(self) -> None:
+        """Close the span store (drains its writer), then the control store."""
+        try:
+            self._data.close()
+        finally:
+            self._control.close()
+
+
+for _name in CONTROL_METHODS:
+    setattr(SplitStore, _name, _forward(_declared(CONTROL_PORTS, _name), "_control", _name))
+for _name in INCIDENT_DATA_METHODS:
+    setattr(SplitIncidents, _name, _forward(_declared(INCIDENT_DATA_PORTS, _name), "_data", _name))
+for _name in COST_CONTROL_METHODS:
+    setattr(SplitCost, _name, _forward(_declared(COST_CONTROL_PORTS, _name), "_control", _name))
