@@ -44,7 +44,6 @@ NOT_YET["clickhouse"] = NOT_YET["chdb"]  # the same store on a server
 # itself does not answer yet.
 _CHDB_DATA_NOT_YET = "not yet in the ClickHouse span store (issue 17, the data-plane half)"
 NOT_YET["chdb+postgresql"] = {
-    "test_contract_control.py::test_scores_of_known_traces_reach_the_gate_population": f"add_scores is {_CHDB_DATA_NOT_YET}",
     "test_contract_control.py::test_reprice_changes_calls_runs_and_rollups_together":
         f"priced_models and reprice are {_CHDB_DATA_NOT_YET}",
     "test_contract_control.py::test_tenant_b_never_sees_tenant_a": f"cost.priced_models is {_CHDB_DATA_NOT_YET}",

@@ -167,12 +167,14 @@ def test_open_store_names_chdb_and_clickhouse_urls(tmp_path: Path) -> None:
         store.close()
 
 
-def test_the_server_refuses_a_clickhouse_store_at_start_naming_what_is_missing() -> None:
+def test_the_server_refuses_a_clickhouse_store_without_a_control_plane() -> None:
+    """ClickHouse holds the data plane only: `aisre up` on it needs --control (a server with
+    both runs in tests/integration/test_clickhouse_server.py)."""
     from aisre.core.settings import Settings
     from aisre.store.factory import BadStoreSetting, check_store_settings
 
     for url in ("chdb:///tmp/x", "clickhouse://default:@localhost:8123/aisre"):
-        with pytest.raises(BadStoreSetting, match="not yet on ClickHouse"):
+        with pytest.raises(BadStoreSetting, match="--control postgresql://"):
             check_store_settings(url, Settings())
 
 

@@ -93,12 +93,11 @@ def check_store_settings(url: str, settings: Settings) -> None:
     location = parse_store_url(url)
     if control_url(settings):
         check_control_url(control_url(settings))
-    if location.backend in ("chdb", "clickhouse"):
-        # The server needs keys, alerts, incidents and cost at start: refuse now, clearly.
+    if location.backend in ("chdb", "clickhouse") and not control_url(settings):
+        # ClickHouse holds the data plane; keys, alerts, incidents and cost live in PostgreSQL.
         raise BadStoreSetting(
-            f"setting store: {location.backend} holds spans, runs, rollups and SLO counts only so far; "
-            "the server also needs keys, alerts, incidents and cost, not yet on ClickHouse (issue 17): "
-            "use a duckdb:// store for `aisre up`"
+            f"setting store: {location.backend} holds the data plane only; give the control plane "
+            "(keys, alerts, incidents, budgets) with --control postgresql://user@host:5432/aisre"
         )
     if location.backend == "duckdb":
         from aisre.store.duckdb.store import check_memory_limit
