@@ -235,16 +235,14 @@ def _fold(rows: list[Any]) -> tuple[Any, ...]:
     total = MinuteAgg()
     for agg in rows:
         total.merge(agg)
-    return _folded(total)
+    return tuple(v if v is None or isinstance(v, int) else pytest.approx(v) for v in _folded(total))
 
 
 def _folded(agg: MinuteAgg) -> tuple[Any, ...]:
     # ``last`` is left out: two requests with a gauge point at the same time leave it to
     # whichever row a read meets first, committed together or one by one.
-    return (pytest.approx(agg.value), agg.points, agg.min, agg.max,
-            None if agg.sum is None else pytest.approx(agg.sum),
-            None if agg.bounds is None else pytest.approx(list(agg.bounds)),
-            None if agg.buckets is None else pytest.approx(agg.buckets))
+    return (agg.value, agg.points, agg.min, agg.max, agg.sum,
+            None if agg.bounds is None else list(agg.bounds), agg.buckets)
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -158,7 +158,7 @@ class MetricTables:
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute(_POINTS, [tenant, room])
-            conn.execute(_INCREASES)
+            conn.execute(_INCREASES, [tenant])
             conn.execute(_INSERT_MINUTES, [tenant])
             conn.execute(_UPDATE_SERIES, [tenant])
             conn.execute(_INSERT_SERIES, [tenant])
@@ -222,55 +222,60 @@ class MetricTables:
 # is refused too. Parameters: tenant, room.
 _POINTS = """
 CREATE TEMP TABLE m_points AS
-WITH firsts AS (
+WITH p AS MATERIALIZED (
+    SELECT * FROM metric_points
+), firsts AS (
     SELECT series_id, metric, labels, kind, unit, req AS first_req, time_ns AS first_ns, seq AS first_seq
-    FROM metric_points QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY req, time_ns, seq) = 1
+    FROM p QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY req, time_ns, seq) = 1
 ), series AS (
     SELECT f.*, s.series_id IS NOT NULL AS known, coalesce(s.kind, f.kind) AS series_kind,
-        nullif(s.start_ns, 0) AS s_start, s.last_ns AS s_last_ns, s.last_value AS s_value, s.last_sum AS s_sum,
-        s.last_bounds AS s_bounds, s.last_buckets AS s_buckets
-    FROM firsts f LEFT JOIN (SELECT * FROM metric_series WHERE tenant = $1) s ON s.series_id = f.series_id
+        nullif(s.start_ns, 0) AS s_start, s.last_ns AS s_last_ns, s.last_value AS s_value, s.last_sum AS s_sum
+    FROM firsts f LEFT JOIN (
+        SELECT series_id, kind, start_ns, last_ns, last_value, last_sum FROM metric_series WHERE tenant = $1
+    ) s ON s.series_id = f.series_id
 ), verdicts AS (
     SELECT *, known OR row_number() OVER (PARTITION BY known ORDER BY first_req, first_ns, first_seq) <= $2 AS admitted
     FROM series
 )
 SELECT p.*, v.admitted AND p.kind = v.series_kind AS ok, v.known, v.admitted, v.first_req, v.first_ns,
     v.metric AS series_metric, v.labels AS series_labels, v.series_kind, v.unit AS series_unit,
-    v.s_start, v.s_last_ns, v.s_value, v.s_sum, v.s_bounds, v.s_buckets
-FROM metric_points p JOIN verdicts v ON p.series_id = v.series_id
+    v.s_start, v.s_last_ns, v.s_value, v.s_sum
+FROM p JOIN verdicts v ON p.series_id = v.series_id
 """
 
 # m_increases: what each accepted cumulative point adds since the one before it in its
 # series (the stored last point for the first), in the order the points would have been
 # committed one by one (request, then time, then place in the request). A point no newer
 # than every one before it (a retried export, or the same time twice) adds nothing and is
-# left out. A reset (a lower
-# value, or a new start time) adds its whole value; so does a series' first point when it
-# has a start time before its time (an SDK's first export holds everything since the
-# process started); without one nothing is known and it adds 0. Bucket counts are
-# compared on the current point's bounds (the previous ones moved onto them if they differ).
+# left out. A reset (a lower value, or a new start time) adds its whole value; so does a
+# series' first point when it has a start time before its time (an SDK's first export
+# holds everything since the process started); without one nothing is known and it adds 0.
+# Bucket counts are compared on the current point's bounds (the previous ones moved onto
+# them if they differ). The windows carry scalars only; bucket lists are joined after.
+# Parameter: tenant.
 _INCREASES = """
 CREATE TEMP TABLE m_increases AS
 WITH cumulative AS (
-    SELECT *, max(time_ns) OVER (PARTITION BY series_id ORDER BY req, time_ns, seq
-        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS seen_ns
+    SELECT req, seq, series_id, kind, start_ns, time_ns, value, sum, known, s_start, s_last_ns, s_value, s_sum,
+        max(time_ns) OVER (PARTITION BY series_id ORDER BY req, time_ns, seq
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS seen_ns
     FROM m_points WHERE ok AND kind <> 'gauge' AND temporality <> 'delta'
 ), kept AS (
     SELECT * FROM cumulative
     WHERE time_ns > coalesce(greatest(s_last_ns, seen_ns), -9223372036854775808)
 ), chained AS (
     SELECT *,
-        lag(time_ns) OVER w AS p_ns, lag(value) OVER w AS p_value, lag(sum) OVER w AS p_sum,
-        lag(bounds) OVER w AS p_bounds, lag(buckets) OVER w AS p_buckets,
-        last_value(nullif(start_ns, 0) IGNORE NULLS) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS p_start
+        lag(req) OVER w AS p_req, lag(seq) OVER w AS p_seq, lag(time_ns) OVER w AS p_ns,
+        lag(value) OVER w AS p_value, lag(sum) OVER w AS p_sum,
+        -- The last start time sent before (kept points only grow in time, so time orders them).
+        max_by(start_ns, time_ns) FILTER (WHERE start_ns <> 0) OVER (
+            PARTITION BY series_id ORDER BY time_ns ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS p_start
     FROM kept WINDOW w AS (PARTITION BY series_id ORDER BY req, time_ns, seq)
 ), prev AS (
     SELECT *,
         p_ns IS NULL AND s_last_ns IS NULL AS first,
         CASE WHEN p_ns IS NULL THEN s_value ELSE p_value END AS prev_value,
         CASE WHEN p_ns IS NULL THEN s_sum ELSE p_sum END AS prev_sum,
-        CASE WHEN p_ns IS NULL THEN s_bounds ELSE p_bounds END AS prev_bounds,
-        CASE WHEN p_ns IS NULL THEN s_buckets ELSE p_buckets END AS prev_buckets,
         coalesce(p_start, s_start) AS prev_start
     FROM chained
 ), judged AS (
@@ -279,35 +284,51 @@ WITH cumulative AS (
             OR value < coalesce(prev_value, 0) AS reset,
         first AND NOT (start_ns <> 0 AND start_ns < time_ns) AS unknown_start
     FROM prev
+), scalars AS (
+    SELECT req, seq, series_id, kind, time_ns, known, reset, unknown_start, p_ns, p_req, p_seq,
+        coalesce(nullif(start_ns, 0), prev_start) AS new_start, value AS new_value, sum AS new_sum,
+        CASE WHEN unknown_start THEN 0.0 WHEN reset THEN value ELSE value - prev_value END AS a_value,
+        CASE WHEN unknown_start THEN 0.0 WHEN reset THEN sum ELSE greatest(0.0, sum - coalesce(prev_sum, 0.0)) END AS a_sum
+    FROM judged
+), histograms AS (
+    -- Only histograms that are neither reset nor first need the previous buckets.
+    SELECT j.req, j.seq,
+        CASE WHEN j.p_ns IS NULL THEN s.last_bounds ELSE b.bounds END AS prev_bounds,
+        CASE WHEN j.p_ns IS NULL THEN s.last_buckets ELSE b.buckets END AS prev_buckets
+    FROM scalars j
+    LEFT JOIN m_points b ON j.p_ns IS NOT NULL AND b.req = j.p_req AND b.seq = j.p_seq
+    LEFT JOIN (SELECT series_id, last_bounds, last_buckets FROM metric_series WHERE tenant = $1) s
+        ON j.p_ns IS NULL AND s.series_id = j.series_id
+    WHERE j.kind = 'histogram' AND NOT j.reset
 )
-SELECT req, seq, series_id, time_ns, known,
-    coalesce(nullif(start_ns, 0), prev_start) AS new_start, value AS new_value, sum AS new_sum,
-    bounds AS new_bounds, buckets AS new_buckets,
-    CASE WHEN unknown_start THEN 0.0 WHEN reset THEN value ELSE value - prev_value END AS a_value,
-    CASE WHEN unknown_start THEN 0.0 WHEN reset THEN sum ELSE greatest(0.0, sum - coalesce(prev_sum, 0.0)) END AS a_sum,
+SELECT j.* EXCLUDE (p_ns, p_req, p_seq, reset, unknown_start), c.bounds AS new_bounds, c.buckets AS new_buckets,
     CASE
-        WHEN unknown_start THEN list_transform(buckets, lambda n: 0.0)
-        WHEN reset OR coalesce(len(prev_buckets), 0) = 0 THEN buckets
-        WHEN kind = 'histogram' AND prev_bounds IS DISTINCT FROM bounds THEN list_transform(
-            list_zip(buckets, aisre_rebucket(coalesce(prev_bounds, []::DOUBLE[]), prev_buckets, bounds), true),
+        WHEN j.kind <> 'histogram' THEN c.buckets
+        WHEN j.unknown_start THEN list_transform(c.buckets, lambda n: 0.0)
+        WHEN j.reset OR coalesce(len(h.prev_buckets), 0) = 0 THEN c.buckets
+        WHEN h.prev_bounds IS DISTINCT FROM c.bounds THEN list_transform(
+            list_zip(c.buckets, aisre_rebucket(coalesce(h.prev_bounds, []::DOUBLE[]), h.prev_buckets, c.bounds), true),
             lambda x: greatest(0.0, x[1] - x[2]))
-        ELSE list_transform(list_zip(buckets, prev_buckets, true), lambda x: greatest(0.0, x[1] - x[2]))
+        ELSE list_transform(list_zip(c.buckets, h.prev_buckets, true), lambda x: greatest(0.0, x[1] - x[2]))
     END AS a_buckets
-FROM judged
+FROM scalars j
+JOIN m_points c ON c.req = j.req AND c.seq = j.seq
+LEFT JOIN histograms h ON h.req = j.req AND h.seq = j.seq
 """
 
 # One appended row per (series, minute) an accepted point falls in (a retried point too:
 # its row adds nothing). Gauges: sum, count, min, max and the last value; sums: the
 # increases or deltas; histograms: counts, sums and buckets, summed over the union of
-# the bounds when they differ within the minute. Parameter: tenant.
+# the bounds when they differ within the minute (a minute of one histogram point, the
+# usual case, takes its buckets as they are). Parameter: tenant.
 _INSERT_MINUTES = """
 INSERT INTO metric_minutes
 WITH adds AS (
     SELECT p.req, p.seq, p.series_id, p.minute_ns, p.kind, p.time_ns, p.value AS raw,
         CASE WHEN p.kind = 'gauge' OR p.temporality = 'delta' THEN p.value ELSE i.a_value END AS a_value,
         CASE WHEN p.kind = 'gauge' OR p.temporality = 'delta' THEN p.sum ELSE i.a_sum END AS a_sum,
-        CASE WHEN p.kind = 'gauge' OR p.temporality = 'delta' THEN p.buckets ELSE i.a_buckets END AS a_buckets,
-        p.bounds
+        CASE WHEN p.kind <> 'histogram' THEN NULL WHEN p.temporality = 'delta' THEN p.buckets ELSE i.a_buckets END AS a_buckets,
+        CASE WHEN p.kind = 'histogram' THEN p.bounds END AS bounds
     FROM m_points p LEFT JOIN m_increases i ON p.req = i.req AND p.seq = i.seq
     WHERE p.ok
 ), minutes AS (
@@ -315,10 +336,12 @@ WITH adds AS (
         coalesce(sum(a_value), 0.0) AS value, count(a_value) AS points,
         min(raw) AS min, max(raw) AS max, last(raw ORDER BY time_ns, req, seq) AS last, max(time_ns) AS last_ns,
         sum(a_sum) FILTER (WHERE a_value IS NOT NULL) AS sum,
+        count(bounds) FILTER (WHERE a_value IS NOT NULL) AS rows,
         count(DISTINCT bounds) FILTER (WHERE a_value IS NOT NULL) AS shapes,
         CASE WHEN count(DISTINCT bounds) FILTER (WHERE a_value IS NOT NULL) = 1
             THEN any_value(bounds) FILTER (WHERE a_value IS NOT NULL)
-            ELSE list_sort(list_distinct(flatten(list(bounds) FILTER (WHERE a_value IS NOT NULL)))) END AS bounds
+            ELSE list_sort(list_distinct(flatten(list(bounds) FILTER (WHERE a_value IS NOT NULL)))) END AS bounds,
+        any_value(a_buckets) FILTER (WHERE a_value IS NOT NULL) AS one_buckets
     FROM adds GROUP BY series_id, minute_ns
 ), cells AS (
     SELECT series_id, minute_ns, i, sum(n) AS n FROM (
@@ -326,7 +349,7 @@ WITH adds AS (
             SELECT a.series_id, a.minute_ns,
                 CASE WHEN m.shapes = 1 THEN a.a_buckets ELSE aisre_rebucket(a.bounds, a.a_buckets, m.bounds) END AS b
             FROM adds a JOIN minutes m ON a.series_id = m.series_id AND a.minute_ns = m.minute_ns
-            WHERE a.kind = 'histogram' AND a.a_value IS NOT NULL
+            WHERE m.rows > 1 AND a.kind = 'histogram' AND a.a_value IS NOT NULL
         ) a
     ) GROUP BY ALL
 ), buckets AS (
@@ -337,7 +360,8 @@ SELECT $1, m.series_id, m.minute_ns, m.value, m.points,
     CASE WHEN m.kind = 'gauge' THEN m.last END, CASE WHEN m.kind = 'gauge' THEN m.last_ns END,
     CASE WHEN m.kind = 'histogram' THEN m.sum END,
     CASE WHEN m.kind = 'histogram' AND m.points > 0 THEN m.bounds END,
-    CASE WHEN m.kind = 'histogram' AND m.points > 0 THEN coalesce(b.buckets, []::DOUBLE[]) END
+    CASE WHEN m.kind = 'histogram' AND m.points > 0 THEN
+        CASE WHEN m.rows = 1 THEN m.one_buckets ELSE coalesce(b.buckets, []::DOUBLE[]) END END
 FROM minutes m LEFT JOIN buckets b ON m.series_id = b.series_id AND m.minute_ns = b.minute_ns
 """
 
