@@ -158,15 +158,20 @@ class MetricTables:
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute(_POINTS, [tenant, room])
-            conn.execute(_INCREASES, [tenant])
-            conn.execute(_INSERT_MINUTES, [tenant])
-            conn.execute(_UPDATE_SERIES, [tenant])
-            conn.execute(_INSERT_SERIES, [tenant])
             rows = conn.execute(
                 "SELECT req, count(*) FILTER (WHERE ok), count(*) FILTER (WHERE NOT ok), "
                 "count(DISTINCT series_id) FILTER (WHERE admitted AND NOT known AND req = first_req), "
-                "list(DISTINCT minute_ns) FILTER (WHERE ok) FROM m_points GROUP BY req"
+                "list(DISTINCT minute_ns) FILTER (WHERE ok), "
+                "count(*) FILTER (WHERE ok AND kind <> 'gauge' AND temporality <> 'delta') FROM m_points GROUP BY req"
             ).fetchall()
+            cumulative = sum(int(r[5]) for r in rows)
+            conn.execute(_INCREASES, [tenant])
+            conn.execute(_INSERT_MINUTES, [tenant])
+            # Statements with nothing to do are skipped: planning one costs milliseconds.
+            if cumulative:
+                conn.execute(_UPDATE_SERIES, [tenant])
+            if any(r[3] for r in rows):
+                conn.execute(_INSERT_SERIES, [tenant])
             conn.execute("DROP TABLE m_points")
             conn.execute("DROP TABLE m_increases")
             conn.execute("COMMIT")
@@ -176,7 +181,7 @@ class MetricTables:
         finally:
             conn.unregister("metric_points")
         touched = self._unfolded.setdefault(tenant, set())
-        for req, accepted, over, new, minutes in rows:
+        for req, accepted, over, new, minutes, _ in rows:
             results[req] = MetricCommit(int(accepted), int(over), set(minutes or ()))
             self._counts[tenant] = self._counts.get(tenant, 0) + int(new)
             touched.update(results[req].minutes)
