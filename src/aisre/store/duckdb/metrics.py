@@ -230,17 +230,19 @@ CREATE TEMP TABLE m_points AS
 WITH p AS MATERIALIZED (
     SELECT * FROM metric_points
 ), firsts AS (
-    SELECT series_id, metric, labels, kind, unit, req AS first_req, time_ns AS first_ns, seq AS first_seq
-    FROM p QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY req, time_ns, seq) = 1
+    SELECT series_id, arg_min(metric, k) AS metric, arg_min(labels, k) AS labels, arg_min(kind, k) AS kind,
+        arg_min(unit, k) AS unit, min(k).r AS first_req, min(k).t AS first_ns, min(k).s AS first_seq
+    FROM (SELECT *, struct_pack(r := req, t := time_ns, s := seq) AS k FROM p) GROUP BY series_id
 ), series AS (
     SELECT f.*, s.series_id IS NOT NULL AS known, coalesce(s.kind, f.kind) AS series_kind,
         nullif(s.start_ns, 0) AS s_start, s.last_ns AS s_last_ns, s.last_value AS s_value, s.last_sum AS s_sum
     FROM firsts f LEFT JOIN (
         SELECT series_id, kind, start_ns, last_ns, last_value, last_sum FROM metric_series WHERE tenant = $1
     ) s ON s.series_id = f.series_id
+), ranked AS (
+    SELECT series_id, row_number() OVER (ORDER BY first_req, first_ns, first_seq) AS rank FROM series WHERE NOT known
 ), verdicts AS (
-    SELECT *, known OR row_number() OVER (PARTITION BY known ORDER BY first_req, first_ns, first_seq) <= $2 AS admitted
-    FROM series
+    SELECT s.*, s.known OR r.rank <= $2 AS admitted FROM series s LEFT JOIN ranked r ON s.series_id = r.series_id
 )
 SELECT p.*, v.admitted AND p.kind = v.series_kind AS ok, v.known, v.admitted, v.first_req, v.first_ns,
     v.metric AS series_metric, v.labels AS series_labels, v.series_kind, v.unit AS series_unit,
@@ -262,11 +264,20 @@ _INCREASES = """
 CREATE TEMP TABLE m_increases AS
 WITH cumulative AS (
     SELECT req, seq, series_id, kind, start_ns, time_ns, value, sum, known, s_start, s_last_ns, s_value, s_sum,
-        max(time_ns) OVER (PARTITION BY series_id ORDER BY req, time_ns, seq
-            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS seen_ns
+        count(*) OVER (PARTITION BY series_id) > 1 AS several
     FROM m_points WHERE ok AND kind <> 'gauge' AND temporality <> 'delta'
+), single AS (
+    -- The usual commit holds one point per series: nothing to order, the stored point is
+    -- the one before (window functions over thousands of one-row partitions cost more).
+    SELECT * EXCLUDE (several), NULL::BIGINT AS p_req, NULL::BIGINT AS p_seq, NULL::BIGINT AS p_ns,
+        NULL::DOUBLE AS p_value, NULL::DOUBLE AS p_sum, NULL::BIGINT AS p_start
+    FROM cumulative WHERE NOT several AND time_ns > coalesce(s_last_ns, -9223372036854775808)
+), ordered AS (
+    SELECT * EXCLUDE (several), max(time_ns) OVER (PARTITION BY series_id ORDER BY req, time_ns, seq
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS seen_ns
+    FROM cumulative WHERE several
 ), kept AS (
-    SELECT * FROM cumulative
+    SELECT * EXCLUDE (seen_ns) FROM ordered
     WHERE time_ns > coalesce(greatest(s_last_ns, seen_ns), -9223372036854775808)
 ), chained AS (
     SELECT *,
@@ -276,6 +287,8 @@ WITH cumulative AS (
         max_by(start_ns, time_ns) FILTER (WHERE start_ns <> 0) OVER (
             PARTITION BY series_id ORDER BY time_ns ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS p_start
     FROM kept WINDOW w AS (PARTITION BY series_id ORDER BY req, time_ns, seq)
+    UNION ALL BY NAME
+    SELECT * FROM single
 ), prev AS (
     SELECT *,
         p_ns IS NULL AND s_last_ns IS NULL AS first,
@@ -372,7 +385,10 @@ FROM minutes m LEFT JOIN buckets b ON m.series_id = b.series_id AND m.minute_ns 
 
 # The last cumulative point of each series, kept for the next commit. Parameter: tenant.
 _LAST_POINTS = """
-SELECT * FROM m_increases QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY req DESC, time_ns DESC, seq DESC) = 1
+SELECT series_id, any_value(known) AS known, max(time_ns) AS time_ns,
+    arg_max(new_start, k) AS new_start, arg_max(new_value, k) AS new_value, arg_max(new_sum, k) AS new_sum,
+    arg_max(new_bounds, k) AS new_bounds, arg_max(new_buckets, k) AS new_buckets
+FROM (SELECT *, struct_pack(r := req, t := time_ns, s := seq) AS k FROM m_increases) GROUP BY series_id
 """
 _UPDATE_SERIES = f"""
 UPDATE metric_series s SET start_ns = n.new_start, last_ns = n.time_ns, last_value = n.new_value,
