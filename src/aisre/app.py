@@ -213,6 +213,7 @@ class AisreServer:
             )
         self.metric_consumer = MetricIngest(
             self.store, self.metrics, max_body_bytes=settings.max_body_bytes, retry_after_s=settings.retry_after_s,
+            decoders=self.consumer,
         )
         self.slos = SloEngine(self.store, prometheus=bool(settings.prometheus_url))
         if specs:

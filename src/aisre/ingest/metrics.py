@@ -1,10 +1,13 @@
-"""The metrics consumer receivers are handed: decode OTLP metrics off the event loop,
-then fold the points into the store's minute series through its single writer."""
+"""The metrics consumer receivers are handed: decode OTLP metrics off the event loop (in
+the span decoders' processes when there are some), then fold the points, as one Arrow
+table, into the store's minute series through its single writer."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from aisre.core.errors import RetryableError
 from aisre.core.metrics import IngestMetrics
@@ -13,9 +16,17 @@ from aisre.normalize.metrics import MetricBatch, flatten_metrics
 from aisre.receive.otlp_decode import decode_metrics_export
 from aisre.store.protocol import MetricSink
 
+_T = TypeVar("_T")
+
+
+class Decoders(Protocol):
+    """Somewhere to run CPU-bound decoding off the event loop (``SpanIngest``'s process pool)."""
+
+    def run_in_decoder(self, fn: Callable[..., _T], *args: Any) -> Awaitable[_T]: ...
+
 
 def decode_metrics(export: EncodedExport, max_body_bytes: int, max_points: int = 1_000_000) -> MetricBatch:
-    """Decode one ExportMetricsServiceRequest into series points (unusable ones counted)."""
+    """Decode one ExportMetricsServiceRequest into a table of series points (unusable ones counted)."""
     return flatten_metrics(decode_metrics_export(export, max_body_bytes), max_points)
 
 
@@ -31,8 +42,10 @@ class MetricIngest:
         max_pending: int = 8,
         retry_after_s: float = 1.0,
         max_points: int = 1_000_000,
+        decoders: Decoders | None = None,
     ) -> None:
         self._sink = sink
+        self._decoders = decoders
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._max_pending = max_pending
@@ -53,14 +66,21 @@ class MetricIngest:
                 )
             self._pending += 1
         try:
-            # Decoding is CPU work: a thread keeps the event loop answering meanwhile.
-            batch = await asyncio.to_thread(decode_metrics, export, self._max_body, self._max_points)
+            # Decoding is CPU work: a decoder process (or a thread) keeps the event loop
+            # answering meanwhile; the points come back as an Arrow table.
+            if self._decoders is not None:
+                batch = await self._decoders.run_in_decoder(decode_metrics, export, self._max_body, self._max_points)
+            else:
+                batch = await asyncio.to_thread(decode_metrics, export, self._max_body, self._max_points)
         finally:
             with self._lock:
                 self._pending -= 1
         accepted = over = 0
-        if batch.points:
-            committed = await asyncio.wrap_future(self._sink.submit_metrics(tenant, batch.points))
+        if batch.table.num_rows:
+            columnar: Any = getattr(self._sink, "submit_metric_table", None)
+            future = (columnar(tenant, batch.table) if columnar is not None
+                      else self._sink.submit_metrics(tenant, batch.points))
+            committed = await asyncio.wrap_future(future)
             accepted, over = committed.accepted, committed.over_limit
             if over:
                 batch.refuse(over, "the tenant's metric series limit (max_metric_series) is reached, or a series "
@@ -75,4 +95,4 @@ class MetricIngest:
         return IngestResult(accepted=accepted, rejected=batch.rejected, message=batch.message())
 
     def close(self) -> None:
-        """Nothing to stop: decoding runs on the default thread pool."""
+        """Nothing to stop: the decoders belong to the span ingest (or the default thread pool)."""

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -32,6 +33,7 @@ from aisre.receive.otlp_decode import decode_export_checked
 from aisre.store.protocol import Prepare, SpanSink
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 @dataclass
 class Prepared:
@@ -209,14 +211,29 @@ class SpanIngest:
             return decode_and_prepare(
                 export, tenant, self._max_body, self._sink.prepare, self._rules, catalog, self._content, self._limits
             )
+        payloads, rejected, reasons, warnings, content = await self._in_pool(
+            pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules, catalog,
+            self._content, self._limits,
+        )
+        tables = tuple(pa.ipc.open_stream(ipc).read_all() for ipc in payloads)
+        return Prepared(tables, rejected, reasons, warnings, content)
+
+    async def run_in_decoder(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run a module-level ``fn(*args)`` in a decoder process (metric decoding shares the
+        span decoders), or on a thread when there are none (``workers=0``)."""
+        if self._workers <= 0:
+            return await asyncio.to_thread(fn, *args)
+        with self._lock:
+            if self._rebuilder is not None:
+                raise self._restarting()
+        return await self._in_pool(self._pool, fn, *args)
+
+    async def _in_pool(self, pool: concurrent.futures.ProcessPoolExecutor | None, fn: Callable[..., _T], *args: Any) -> _T:
         if pool is None:  # closed, or between a broken pool and its replacement
             raise self._restarting()
         loop = asyncio.get_running_loop()
         try:
-            payloads, rejected, reasons, warnings, content = await loop.run_in_executor(
-                pool, _work, export, tenant, self._max_body, self._sink.prepare, self._rules, catalog,
-                self._content, self._limits,
-            )
+            return await loop.run_in_executor(pool, fn, *args)
         except concurrent.futures.BrokenExecutor:
             # A decoder died (e.g. killed by the OOM killer): this request's decode is lost
             # and nothing of it was committed, so the sender retries it.
@@ -227,8 +244,6 @@ class SpanIngest:
             if pool is self._pool:
                 raise
             raise self._restarting() from None
-        tables = tuple(pa.ipc.open_stream(ipc).read_all() for ipc in payloads)
-        return Prepared(tables, rejected, reasons, warnings, content)
 
     def _restarting(self, message: str = "decoder processes are restarting; retry") -> RetryableError:
         return RetryableError(message, self._retry_after, overloaded=False, reason="decoders_restarting")

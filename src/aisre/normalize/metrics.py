@@ -8,12 +8,17 @@ telling series apart any better (the Collector's Prometheus exporter keeps the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from aisre.core.errors import PermanentError
+from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricPoint, series_id
 
 RESOURCE_LABELS = ("service.name", "service.namespace", "service.instance.id")
@@ -39,13 +44,40 @@ _TEMPORALITY = {1: "delta", 2: "cumulative"}
 _MAX_REASONS = 5
 
 
+# The columns a decoded export crosses to the writer in (one row per data point). The writer
+# turns cumulative points into increases, applies the series limit and sums minutes in SQL
+# over this table (store/duckdb/metrics.py); ``seq`` keeps the request's order for ties.
+METRIC_POINTS_SCHEMA = pa.schema([
+    ("seq", pa.int64()),
+    ("series_id", pa.int64()),
+    ("metric", pa.string()),
+    ("labels", pa.string()),
+    ("kind", pa.string()),
+    ("temporality", pa.string()),
+    ("unit", pa.string()),
+    ("start_ns", pa.int64()),
+    ("time_ns", pa.int64()),
+    ("minute_ns", pa.int64()),
+    ("value", pa.float64()),
+    ("sum", pa.float64()),
+    ("bounds", pa.list_(pa.float64())),
+    ("buckets", pa.list_(pa.float64())),
+])
+
+
 @dataclass
 class MetricBatch:
-    """The points of one export request, and the data points refused (counted, explained)."""
+    """The points of one export request (an Arrow table, ``METRIC_POINTS_SCHEMA``), and the
+    data points refused (counted, explained)."""
 
-    points: list[MetricPoint] = field(default_factory=list)
+    table: pa.Table = field(default_factory=METRIC_POINTS_SCHEMA.empty_table)
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+
+    @property
+    def points(self) -> list[MetricPoint]:
+        """The points as ``MetricPoint`` values (tests, and sinks without the Arrow path)."""
+        return points_of(self.table)
 
     def refuse(self, count: int, reason: str) -> None:
         """Count ``count`` refused data points, keeping the first few reasons."""
@@ -60,12 +92,101 @@ class MetricBatch:
         return f"{self.rejected} data points rejected: " + "; ".join(self.reasons)
 
 
+def points_table(points: Sequence[MetricPoint]) -> pa.Table:
+    """``MetricPoint`` values as a ``METRIC_POINTS_SCHEMA`` table, in their order."""
+    cols = _Columns()
+    for p in points:
+        cols.add(p.series_id, p.metric, p.labels, p.kind, p.temporality, p.unit, p.start_ns, p.time_ns,
+                 p.value, p.sum, p.bounds, p.buckets)
+    return cols.table()[0]
+
+
+def points_of(table: pa.Table) -> list[MetricPoint]:
+    """The rows of a ``METRIC_POINTS_SCHEMA`` table as ``MetricPoint`` values, in order."""
+    c = table.to_pydict()
+    return [
+        MetricPoint(sid, metric, labels, kind, temporality, unit, start, at, value, total,
+                    tuple(bounds or ()), tuple(buckets or ()))
+        for sid, metric, labels, kind, temporality, unit, start, at, value, total, bounds, buckets in zip(
+            c["series_id"], c["metric"], c["labels"], c["kind"], c["temporality"], c["unit"], c["start_ns"],
+            c["time_ns"], c["value"], c["sum"], c["bounds"], c["buckets"], strict=True)
+    ]
+
+
+class _Columns:
+    """Column lists of a points table, filled point by point (bounds and buckets flat, with offsets)."""
+
+    def __init__(self) -> None:
+        self.series_id: list[int] = []
+        self.metric: list[str] = []
+        self.labels: list[str] = []
+        self.kind: list[str] = []
+        self.temporality: list[str] = []
+        self.unit: list[str] = []
+        self.start: list[int] = []
+        self.time: list[int] = []
+        self.value: list[float] = []
+        self.sum: list[float] = []
+        self.bounds: list[float] = []
+        self.bound_offsets: list[int] = [0]
+        self.buckets: list[float] = []
+        self.bucket_offsets: list[int] = [0]
+
+    def add(self, sid: int, metric: str, labels: str, kind: str, temporality: str, unit: str, start: int, at: int,
+            value: float, total: float, bounds: Sequence[float], buckets: Sequence[float]) -> None:
+        self.series_id.append(sid)
+        self.metric.append(metric)
+        self.labels.append(labels)
+        self.kind.append(kind)
+        self.temporality.append(temporality)
+        self.unit.append(unit)
+        self.start.append(start)
+        self.time.append(at)
+        self.value.append(value)
+        self.sum.append(total)
+        self.bounds.extend(bounds)
+        self.bound_offsets.append(len(self.bounds))
+        self.buckets.extend(buckets)
+        self.bucket_offsets.append(len(self.buckets))
+
+    def __len__(self) -> int:
+        return len(self.series_id)
+
+    def table(self) -> tuple[pa.Table, int]:
+        """The table, and how many points were left out of it: those whose start or time does
+        not fit a signed 64-bit count of nanoseconds (OTLP sends them unsigned)."""
+        n = len(self.series_id)
+        time_ns = np.array(self.time, dtype=np.uint64)
+        start_ns = np.array(self.start, dtype=np.uint64)
+        fits = (time_ns < 2**63) & (start_ns < 2**63)
+        times = time_ns.astype(np.int64)
+        table = pa.Table.from_arrays([
+            pa.array(np.arange(n, dtype=np.int64)),
+            pa.array(self.series_id, pa.int64()),
+            pa.array(self.metric, pa.string()),
+            pa.array(self.labels, pa.string()),
+            pa.array(self.kind, pa.string()),
+            pa.array(self.temporality, pa.string()),
+            pa.array(self.unit, pa.string()),
+            pa.array(start_ns.astype(np.int64)),
+            pa.array(times),
+            pa.array(times // MINUTE_NS * MINUTE_NS),
+            pa.array(self.value, pa.float64()),
+            pa.array(self.sum, pa.float64()),
+            pa.ListArray.from_arrays(pa.array(self.bound_offsets, pa.int32()), pa.array(self.bounds, pa.float64())),
+            pa.ListArray.from_arrays(pa.array(self.bucket_offsets, pa.int32()), pa.array(self.buckets, pa.float64())),
+        ], schema=METRIC_POINTS_SCHEMA)
+        if fits.all():
+            return table, 0
+        return table.filter(pa.array(fits)), int(n - fits.sum())
+
+
 def _value(v: Any) -> str:
     which = v.WhichOneof("value")
-    if which is None:
-        return ""
     if which == "string_value":
         return str(v.string_value)
+    if which is None:
+        return ""
     if which == "bool_value":
         return "true" if v.bool_value else "false"
     if which == "int_value":
@@ -79,19 +200,39 @@ def _value(v: Any) -> str:
     return orjson.dumps({kv.key: _value(kv.value) for kv in v.kvlist_value.values}).decode()
 
 
-def _labels(base: dict[str, str], attributes: Any) -> tuple[str, dict[str, str]]:
+# (metric, resource labels, point attributes) → (series id, label text), kept per decoder
+# process: exporters send the same series at every collection, and the canonical text and
+# its hash cost more than the look-up. Cleared when full, so it stays bounded.
+_SERIES_CACHE: dict[tuple[Any, ...], tuple[int, str]] = {}
+_SERIES_CACHE_MAX = 200_000
+
+
+def _series(name: str, base: dict[str, str], base_key: tuple[tuple[str, str], ...], attributes: Any) -> tuple[int, str]:
+    """Series id and canonical label text of a data point."""
+    pairs = [(kv.key, _value(kv.value)) for kv in attributes]
+    key = (name, base_key, *pairs)
+    found = _SERIES_CACHE.get(key)
+    if found is not None:
+        return found
     labels = dict(base)
-    for kv in attributes:
-        labels[kv.key] = _value(kv.value)
-    return orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode(), labels
+    labels.update(pairs)
+    text = orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
+    found = (series_id(name, text), text)
+    if len(_SERIES_CACHE) >= _SERIES_CACHE_MAX:
+        _SERIES_CACHE.clear()
+    _SERIES_CACHE[key] = found
+    return found
 
 
 def flatten_metrics(request: ExportMetricsServiceRequest, max_points: int = 1_000_000) -> MetricBatch:
-    """Every usable data point of ``request``; unusable ones are counted and explained."""
+    """Every usable data point of ``request`` as an Arrow table; unusable ones are counted
+    and explained."""
     out = MetricBatch()
-    points = out.points
+    cols = _Columns()
+    add = cols.add
     for rm in request.resource_metrics:
         base = {kv.key: _value(kv.value) for kv in rm.resource.attributes if kv.key in RESOURCE_LABELS}
+        base_key = tuple(base.items())
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 name = metric.name
@@ -108,9 +249,9 @@ def flatten_metrics(request: ExportMetricsServiceRequest, max_points: int = 1_00
                         if v != v:  # NaN: no value (a staleness marker)
                             out.refuse(1, f"{name}: NaN value")
                             continue
-                        text, _ = _labels(base, p.attributes)
-                        points.append(MetricPoint(series_id(name, text), name, text, "gauge", "delta", unit,
-                                                  int(p.start_time_unix_nano), int(p.time_unix_nano), v, 0.0, (), ()))
+                        sid, text = _series(name, base, base_key, p.attributes)
+                        add(sid, name, text, "gauge", "delta", unit, p.start_time_unix_nano, p.time_unix_nano,
+                            v, 0.0, (), ())
                 elif which == "sum":
                     temporality = _TEMPORALITY.get(metric.sum.aggregation_temporality)
                     if temporality is None:
@@ -121,26 +262,25 @@ def flatten_metrics(request: ExportMetricsServiceRequest, max_points: int = 1_00
                         if v != v or v < 0:
                             out.refuse(1, f"{name}: a monotonic sum must be a number ≥ 0")
                             continue
-                        text, _ = _labels(base, p.attributes)
-                        points.append(MetricPoint(series_id(name, text), name, text, "sum", temporality, unit,
-                                                  int(p.start_time_unix_nano), int(p.time_unix_nano), v, 0.0, (), ()))
+                        sid, text = _series(name, base, base_key, p.attributes)
+                        add(sid, name, text, "sum", temporality, unit, p.start_time_unix_nano, p.time_unix_nano,
+                            v, 0.0, (), ())
                 elif which == "histogram":
                     temporality = _TEMPORALITY.get(metric.histogram.aggregation_temporality)
                     if temporality is None:
                         out.refuse(len(metric.histogram.data_points), f"{name}: histogram without aggregation temporality")
                         continue
                     for hp in metric.histogram.data_points:
-                        bounds = tuple(hp.explicit_bounds)
-                        counts = tuple(float(c) for c in hp.bucket_counts)
+                        bounds: Sequence[float] = hp.explicit_bounds
+                        counts: Sequence[float] = hp.bucket_counts
                         if counts and len(counts) != len(bounds) + 1:
                             out.refuse(1, f"{name}: histogram with {len(counts)} bucket counts for {len(bounds)} bounds")
                             continue
                         if not counts:  # no buckets: count and sum only
                             bounds, counts = (), (float(hp.count),)
-                        text, _ = _labels(base, hp.attributes)
-                        points.append(MetricPoint(series_id(name, text), name, text, "histogram", temporality, unit,
-                                                  int(hp.start_time_unix_nano), int(hp.time_unix_nano),
-                                                  float(hp.count), float(hp.sum), bounds, counts))
+                        sid, text = _series(name, base, base_key, hp.attributes)
+                        add(sid, name, text, "histogram", temporality, unit, hp.start_time_unix_nano,
+                            hp.time_unix_nano, float(hp.count), hp.sum, bounds, counts)
                 elif which == "exponential_histogram":
                     temporality = _TEMPORALITY.get(metric.exponential_histogram.aggregation_temporality)
                     if temporality is None:
@@ -148,17 +288,17 @@ def flatten_metrics(request: ExportMetricsServiceRequest, max_points: int = 1_00
                                    f"{name}: histogram without aggregation temporality")
                         continue
                     for ep in metric.exponential_histogram.data_points:
-                        text, _ = _labels(base, ep.attributes)
+                        sid, text = _series(name, base, base_key, ep.attributes)
                         bounds, counts = exponential_buckets(ep)
-                        points.append(MetricPoint(series_id(name, text), name, text, "histogram", temporality, unit,
-                                                  int(ep.start_time_unix_nano), int(ep.time_unix_nano),
-                                                  float(ep.count), float(ep.sum), bounds, counts))
+                        add(sid, name, text, "histogram", temporality, unit, ep.start_time_unix_nano,
+                            ep.time_unix_nano, float(ep.count), ep.sum, bounds, counts)
                 else:
                     out.refuse(_count(metric, which), f"{name}: {which or 'empty'} metrics are not supported")
-                if len(points) > max_points:
-                    from aisre.core.errors import PermanentError
-
+                if len(cols) > max_points:
                     raise PermanentError(f"request holds over {max_points} data points; send smaller batches")
+    out.table, out_of_range = cols.table()
+    if out_of_range:
+        out.refuse(out_of_range, "a data point's time is past the year 2262 (not a signed 64-bit nanosecond count)")
     return out
 
 

@@ -69,6 +69,14 @@ class MetricSink(Protocol):
     def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[Any]: ...
 
 
+class MetricTableSink(Protocol):
+    """A metric sink that also takes decoded points as an Arrow table (one row per data
+    point, ``normalize.metrics.METRIC_POINTS_SCHEMA``) and commits them columnar; ingest uses
+    it when the store has it, ``MetricSink.submit_metrics`` otherwise."""
+
+    def submit_metric_table(self, tenant: str, points: pa.Table) -> Future[Any]: ...
+
+
 class ExternalSloMinutes(Protocol):
     """SLO minutes counted outside the store (read from Prometheus)."""
 

@@ -10,38 +10,20 @@ The increase of a cumulative point is put in the minute of its timestamp.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
+from duckdb.func import FunctionNullHandling
 
 from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricPoint, MetricSelector
-
-
-@dataclass
-class SeriesState:
-    """One series as kept in ``metric_series``."""
-
-    series_id: int
-    metric: str
-    labels: str
-    kind: str
-    unit: str
-    first_ns: int
-    start_ns: int | None = None
-    last_ns: int | None = None
-    last_value: float | None = None
-    last_sum: float | None = None
-    last_bounds: tuple[float, ...] | None = None
-    last_buckets: tuple[float, ...] | None = None
-
-    def copy(self) -> SeriesState:
-        return SeriesState(**self.__dict__)
+from aisre.normalize.metrics import points_table
 
 
 @dataclass
@@ -111,40 +93,6 @@ def rebucket(bounds: tuple[float, ...], counts: list[float], target: tuple[float
     return out
 
 
-def increase(state: SeriesState, p: MetricPoint) -> tuple[float, float, tuple[float, ...], list[float]] | None:
-    """What a cumulative point adds since the last one (value, sum, bounds, buckets) and
-    moves ``state`` on; None for a point no newer than the last (nothing to add)."""
-    if state.last_ns is not None and p.time_ns <= state.last_ns:
-        return None
-    first = state.last_ns is None
-    reset = (
-        first
-        or (p.start_ns and state.start_ns and p.start_ns != state.start_ns)
-        or p.value < (state.last_value or 0.0)
-    )
-    buckets = list(p.buckets)
-    if reset:
-        # A series first seen counts from its start time: the SDK's first export holds
-        # everything since the process started. Without a start time nothing is known.
-        if first and not (p.start_ns and p.start_ns < p.time_ns):
-            added: tuple[float, float, tuple[float, ...], list[float]] = (0.0, 0.0, p.bounds, [0.0] * len(buckets))
-        else:
-            added = (p.value, p.sum, p.bounds, buckets)
-    else:
-        prev = list(state.last_buckets or ())
-        if state.last_bounds != p.bounds and p.kind == "histogram":
-            prev = rebucket(state.last_bounds or (), prev, p.bounds)
-        diff = [max(0.0, a - b) for a, b in zip(buckets, prev, strict=False)] if prev else buckets
-        added = (p.value - (state.last_value or 0.0), max(0.0, p.sum - (state.last_sum or 0.0)), p.bounds, diff)
-    state.start_ns = p.start_ns or state.start_ns
-    state.last_ns = p.time_ns
-    state.last_value = p.value
-    state.last_sum = p.sum
-    state.last_bounds = p.bounds
-    state.last_buckets = p.buckets
-    return added
-
-
 @dataclass
 class MetricCommit:
     """The outcome of one commit: points accepted, refused past the series limit, and minutes touched."""
@@ -154,87 +102,90 @@ class MetricCommit:
     minutes: set[int] = field(default_factory=set)
 
 
+def _rebucket_udf(bounds: list[float] | None, counts: list[float] | None, target: list[float] | None) -> list[float] | None:
+    # Called by the commit's SQL only for the rare point whose bounds differ from the ones it
+    # is compared or summed with (an exponential histogram whose range moved).
+    if bounds is None or counts is None or target is None:
+        return None
+    return rebucket(tuple(bounds), list(counts), tuple(target))
+
+
 class MetricTables:
-    """Series state and minute rollups for one DuckDB connection (writer thread only)."""
+    """Series state and minute rollups for one DuckDB connection (writer thread only).
+
+    A commit registers the decoded points (an Arrow table, ``METRIC_POINTS_SCHEMA``) and does
+    everything in SQL over it: the series limit, kind checks, cumulative points to increases
+    (window functions over each series' points, the last stored point joined in), and the
+    per-minute rows; Python only sees the counts.
+    """
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, max_series: int) -> None:
         self._conn = conn
         self.max_series = max_series
-        self._series: dict[str, dict[int, SeriesState]] = {}
+        self._counts: dict[str, int] = {}  # series per tenant (the limit), kept in step by commits
         # Minutes that got rows since they were last compacted (see compact()).
         self._unfolded: dict[str, set[int]] = {}
+        listed = duckdb.list_type(duckdb.sqltypes.DOUBLE)
+        conn.create_function("aisre_rebucket", _rebucket_udf, [listed, listed, listed], listed,
+                             null_handling=FunctionNullHandling.SPECIAL, side_effects=False)
 
-    def series_of(self, tenant: str) -> dict[int, SeriesState]:
-        """The tenant's series (loaded once, then kept in step by commits)."""
-        known = self._series.get(tenant)
+    def series_count(self, tenant: str) -> int:
+        """How many series the tenant has (counted once, then kept in step by commits)."""
+        known = self._counts.get(tenant)
         if known is None:
-            rows = self._conn.execute(
-                "SELECT series_id, metric, labels, kind, unit, first_ns, start_ns, last_ns, last_value, last_sum, "
-                "last_bounds, last_buckets FROM metric_series WHERE tenant = ?", [tenant]
-            ).fetchall()
-            known = {}
-            for r in rows:
-                known[int(r[0])] = SeriesState(
-                    int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], r[8], r[9],
-                    tuple(r[10]) if r[10] is not None else None, tuple(r[11]) if r[11] is not None else None,
-                )
-            self._series[tenant] = known
+            rows = self._conn.execute("SELECT count(*) FROM metric_series WHERE tenant = ?", [tenant]).fetchall()
+            known = self._counts[tenant] = int(rows[0][0])
         return known
 
-    def commit(self, tenant: str, points: list[MetricPoint]) -> MetricCommit:
+    def commit(self, tenant: str, points: pa.Table | Sequence[MetricPoint]) -> MetricCommit:
         """Fold ``points`` into the rollups in one transaction; the series limit refuses
         points of new series past it (counted), everything else is kept."""
-        known = self.series_of(tenant)
-        changed: dict[int, SeriesState] = {}
-        aggs: dict[tuple[int, int], MinuteAgg] = {}
-        result = MetricCommit()
-        moved: set[int] = set()  # series whose kept state changed (new, or a cumulative point)
-        new = 0
-        for p in sorted(points, key=lambda q: q.time_ns):
-            state = changed.get(p.series_id)
-            if state is None:
-                old = known.get(p.series_id)
-                if old is None:
-                    if len(known) + new >= self.max_series:
-                        result.over_limit += 1
-                        continue
-                    new += 1
-                    state = SeriesState(p.series_id, p.metric, p.labels, p.kind, p.unit, p.time_ns)
-                    moved.add(p.series_id)
-                else:
-                    state = old.copy() if p.temporality == "cumulative" and p.kind != "gauge" else old
-                changed[p.series_id] = state
-            if state.kind != p.kind:
-                # The same name and labels sent as another kind: keep the first, refuse the rest.
-                result.over_limit += 1
-                continue
-            result.accepted += 1
-            minute = (p.time_ns // MINUTE_NS) * MINUTE_NS
-            agg = aggs.setdefault((p.series_id, minute), MinuteAgg())
-            if p.kind == "gauge":
-                agg.add_gauge(p.value, p.time_ns)
-                continue
-            if p.temporality == "delta":
-                added: tuple[float, float, tuple[float, ...], list[float]] | None = (p.value, p.sum, p.bounds, list(p.buckets))
-            else:
-                if state is known.get(p.series_id):  # first cumulative point of a delta-sent series
-                    state = changed[p.series_id] = state.copy()
-                added = increase(state, p)
-                moved.add(p.series_id)
-            if added is None:
-                continue
-            if p.kind == "sum":
-                agg.value += added[0]
-                agg.points += 1
-            else:
-                agg.add_histogram(added[0], added[1], added[2], added[3])
-        if aggs or moved:
-            self._write(tenant, {sid: changed[sid] for sid in moved}, aggs)
-        for sid, state in changed.items():
-            known[sid] = state
-        result.minutes = {minute for _, minute in aggs}
-        self._unfolded.setdefault(tenant, set()).update(result.minutes)
-        return result
+        return self.commit_many(tenant, [points])[0]
+
+    def commit_many(self, tenant: str, requests: Sequence[pa.Table | Sequence[MetricPoint]]) -> list[MetricCommit]:
+        """Commit several requests' points in one transaction, with the outcome each would
+        have had committed one after the other (in the order given)."""
+        tables = [t if isinstance(t, pa.Table) else points_table(t) for t in requests]
+        results = [MetricCommit() for _ in tables]
+        tables = [t.append_column("req", pa.array(np.full(t.num_rows, i, dtype=np.int64)))
+                  for i, t in enumerate(tables) if t.num_rows]
+        if not tables:
+            return results
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        room = max(0, self.max_series - self.series_count(tenant))
+        conn = self._conn
+        conn.register("metric_points", table)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(_POINTS, [tenant, room])
+            rows = conn.execute(
+                "SELECT req, count(*) FILTER (WHERE ok), count(*) FILTER (WHERE NOT ok), "
+                "count(DISTINCT series_id) FILTER (WHERE admitted AND NOT known AND req = first_req), "
+                "list(DISTINCT minute_ns) FILTER (WHERE ok), "
+                "count(*) FILTER (WHERE ok AND kind <> 'gauge' AND temporality <> 'delta') FROM m_points GROUP BY req"
+            ).fetchall()
+            cumulative = sum(int(r[5]) for r in rows)
+            conn.execute(_INCREASES, [tenant])
+            conn.execute(_INSERT_MINUTES, [tenant])
+            # Statements with nothing to do are skipped: planning one costs milliseconds.
+            if cumulative:
+                conn.execute(_UPDATE_SERIES, [tenant])
+            if any(r[3] for r in rows):
+                conn.execute(_INSERT_SERIES, [tenant])
+            conn.execute("DROP TABLE m_points")
+            conn.execute("DROP TABLE m_increases")
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.unregister("metric_points")
+        touched = self._unfolded.setdefault(tenant, set())
+        for req, accepted, over, new, minutes, _ in rows:
+            results[req] = MetricCommit(int(accepted), int(over), set(minutes or ()))
+            self._counts[tenant] = self._counts.get(tenant, 0) + int(new)
+            touched.update(results[req].minutes)
+        return results
 
     def compact(self, before_ns: int) -> int:
         """Fold the rows each commit appended to a minute into one, for minutes before
@@ -265,77 +216,193 @@ class MetricTables:
             done += len(due)
         return done
 
-    def _write(self, tenant: str, changed: dict[int, SeriesState], aggs: dict[tuple[int, int], MinuteAgg]) -> None:
-        # Minute rows are appended, one per commit that touched the minute, and folded
-        # together when read: a commit never reads or rewrites what is stored.
-        known = self._series.get(tenant, {})
-        conn = self._conn
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            if aggs:
-                rows = list(aggs.items())
-                table = pa.table({
-                    "tenant": pa.array([tenant] * len(rows), pa.string()),
-                    "series_id": pa.array([k[0] for k, _ in rows], pa.int64()),
-                    "minute_ns": pa.array([k[1] for k, _ in rows], pa.int64()),
-                    "value": pa.array([a.value for _, a in rows], pa.float64()),
-                    "points": pa.array([a.points for _, a in rows], pa.int64()),
-                    "min": pa.array([a.min for _, a in rows], pa.float64()),
-                    "max": pa.array([a.max for _, a in rows], pa.float64()),
-                    "last": pa.array([a.last for _, a in rows], pa.float64()),
-                    "last_ns": pa.array([a.last_ns for _, a in rows], pa.int64()),
-                    "sum": pa.array([a.sum for _, a in rows], pa.float64()),
-                    "bounds": pa.array([list(a.bounds) if a.bounds is not None else None for _, a in rows],
-                                       pa.list_(pa.float64())),
-                    "buckets": pa.array([a.buckets for _, a in rows], pa.list_(pa.float64())),
-                })
-                conn.register("new_metric_minutes", table)
-                try:
-                    conn.execute("INSERT INTO metric_minutes SELECT * FROM new_metric_minutes")
-                finally:
-                    conn.unregister("new_metric_minutes")
-            states = list(changed.values())
-            if states:
-                conn.register("new_metric_series", _series_table(tenant, states, known))
-                try:
-                    if any(s.series_id in known for s in states):
-                        conn.execute(
-                            "UPDATE metric_series s SET start_ns = n.start_ns, last_ns = n.last_ns, "
-                            "last_value = n.last_value, last_sum = n.last_sum, last_bounds = n.last_bounds, "
-                            "last_buckets = n.last_buckets FROM new_metric_series n "
-                            "WHERE s.tenant = n.tenant AND s.series_id = n.series_id AND n.known"
-                        )
-                    if any(s.series_id not in known for s in states):
-                        conn.execute(
-                            "INSERT INTO metric_series SELECT * EXCLUDE (known) FROM new_metric_series WHERE NOT known"
-                        )
-                finally:
-                    conn.unregister("new_metric_series")
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
 
 
-def _series_table(tenant: str, states: list[SeriesState], known: dict[int, SeriesState] | None = None) -> pa.Table:
-    return pa.table({
-        "tenant": pa.array([tenant] * len(states), pa.string()),
-        "series_id": pa.array([s.series_id for s in states], pa.int64()),
-        "metric": [s.metric for s in states],
-        "labels": [s.labels for s in states],
-        "kind": [s.kind for s in states],
-        "unit": [s.unit for s in states],
-        "first_ns": pa.array([s.first_ns for s in states], pa.int64()),
-        "start_ns": pa.array([s.start_ns for s in states], pa.int64()),
-        "last_ns": pa.array([s.last_ns for s in states], pa.int64()),
-        "last_value": pa.array([s.last_value for s in states], pa.float64()),
-        "last_sum": pa.array([s.last_sum for s in states], pa.float64()),
-        "last_bounds": pa.array([list(s.last_bounds) if s.last_bounds is not None else None for s in states],
-                                pa.list_(pa.float64())),
-        "last_buckets": pa.array([list(s.last_buckets) if s.last_buckets is not None else None for s in states],
-                                 pa.list_(pa.float64())),
-        "known": pa.array([known is not None and s.series_id in known for s in states], pa.bool_()),
-    })
+# -- the commit, in SQL over the registered points (metric_points) -----------------------
+#
+# m_points: every point with its series' verdict. A series already stored is known (its
+# kind and last cumulative point joined in); a new one is admitted while the tenant has room,
+# new series in the order their first point comes (by time, then request order), so the
+# limit refuses whole series and never a known one. A point of another kind than its series
+# is refused too. Parameters: tenant, room.
+_POINTS = """
+CREATE TEMP TABLE m_points AS
+WITH p AS MATERIALIZED (
+    SELECT * FROM metric_points
+), firsts AS (
+    SELECT series_id, arg_min(metric, k) AS metric, arg_min(labels, k) AS labels, arg_min(kind, k) AS kind,
+        arg_min(unit, k) AS unit, min(k).r AS first_req, min(k).t AS first_ns, min(k).s AS first_seq
+    FROM (SELECT *, struct_pack(r := req, t := time_ns, s := seq) AS k FROM p) GROUP BY series_id
+), series AS (
+    SELECT f.*, s.series_id IS NOT NULL AS known, coalesce(s.kind, f.kind) AS series_kind,
+        nullif(s.start_ns, 0) AS s_start, s.last_ns AS s_last_ns, s.last_value AS s_value, s.last_sum AS s_sum
+    FROM firsts f LEFT JOIN (
+        SELECT series_id, kind, start_ns, last_ns, last_value, last_sum FROM metric_series WHERE tenant = $1
+    ) s ON s.series_id = f.series_id
+), ranked AS (
+    SELECT series_id, row_number() OVER (ORDER BY first_req, first_ns, first_seq) AS rank FROM series WHERE NOT known
+), verdicts AS (
+    SELECT s.*, s.known OR r.rank <= $2 AS admitted FROM series s LEFT JOIN ranked r ON s.series_id = r.series_id
+)
+SELECT p.*, v.admitted AND p.kind = v.series_kind AS ok, v.known, v.admitted, v.first_req, v.first_ns,
+    v.metric AS series_metric, v.labels AS series_labels, v.series_kind, v.unit AS series_unit,
+    v.s_start, v.s_last_ns, v.s_value, v.s_sum
+FROM p JOIN verdicts v ON p.series_id = v.series_id
+"""
+
+# m_increases: what each accepted cumulative point adds since the one before it in its
+# series (the stored last point for the first), in the order the points would have been
+# committed one by one (request, then time, then place in the request). A point no newer
+# than every one before it (a retried export, or the same time twice) adds nothing and is
+# left out. A reset (a lower value, or a new start time) adds its whole value; so does a
+# series' first point when it has a start time before its time (an SDK's first export
+# holds everything since the process started); without one nothing is known and it adds 0.
+# Bucket counts are compared on the current point's bounds (the previous ones moved onto
+# them if they differ). The windows carry scalars only; bucket lists are joined after.
+# Parameter: tenant.
+_INCREASES = """
+CREATE TEMP TABLE m_increases AS
+WITH cumulative AS (
+    SELECT req, seq, series_id, kind, start_ns, time_ns, value, sum, known, s_start, s_last_ns, s_value, s_sum,
+        count(*) OVER (PARTITION BY series_id) > 1 AS several
+    FROM m_points WHERE ok AND kind <> 'gauge' AND temporality <> 'delta'
+), single AS (
+    -- The usual commit holds one point per series: nothing to order, the stored point is
+    -- the one before (window functions over thousands of one-row partitions cost more).
+    SELECT * EXCLUDE (several), NULL::BIGINT AS p_req, NULL::BIGINT AS p_seq, NULL::BIGINT AS p_ns,
+        NULL::DOUBLE AS p_value, NULL::DOUBLE AS p_sum, NULL::BIGINT AS p_start
+    FROM cumulative WHERE NOT several AND time_ns > coalesce(s_last_ns, -9223372036854775808)
+), ordered AS (
+    SELECT * EXCLUDE (several), max(time_ns) OVER (PARTITION BY series_id ORDER BY req, time_ns, seq
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS seen_ns
+    FROM cumulative WHERE several
+), kept AS (
+    SELECT * EXCLUDE (seen_ns) FROM ordered
+    WHERE time_ns > coalesce(greatest(s_last_ns, seen_ns), -9223372036854775808)
+), chained AS (
+    SELECT *,
+        lag(req) OVER w AS p_req, lag(seq) OVER w AS p_seq, lag(time_ns) OVER w AS p_ns,
+        lag(value) OVER w AS p_value, lag(sum) OVER w AS p_sum,
+        -- The last start time sent before (kept points only grow in time, so time orders them).
+        max_by(start_ns, time_ns) FILTER (WHERE start_ns <> 0) OVER (
+            PARTITION BY series_id ORDER BY time_ns ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS p_start
+    FROM kept WINDOW w AS (PARTITION BY series_id ORDER BY req, time_ns, seq)
+    UNION ALL BY NAME
+    SELECT * FROM single
+), prev AS (
+    SELECT *,
+        p_ns IS NULL AND s_last_ns IS NULL AS first,
+        CASE WHEN p_ns IS NULL THEN s_value ELSE p_value END AS prev_value,
+        CASE WHEN p_ns IS NULL THEN s_sum ELSE p_sum END AS prev_sum,
+        coalesce(p_start, s_start) AS prev_start
+    FROM chained
+), judged AS (
+    SELECT *,
+        first OR (start_ns <> 0 AND prev_start IS NOT NULL AND start_ns <> prev_start)
+            OR value < coalesce(prev_value, 0) AS reset,
+        first AND NOT (start_ns <> 0 AND start_ns < time_ns) AS unknown_start
+    FROM prev
+), scalars AS (
+    SELECT req, seq, series_id, kind, time_ns, known, reset, unknown_start, p_ns, p_req, p_seq,
+        coalesce(nullif(start_ns, 0), prev_start) AS new_start, value AS new_value, sum AS new_sum,
+        CASE WHEN unknown_start THEN 0.0 WHEN reset THEN value ELSE value - prev_value END AS a_value,
+        CASE WHEN unknown_start THEN 0.0 WHEN reset THEN sum ELSE greatest(0.0, sum - coalesce(prev_sum, 0.0)) END AS a_sum
+    FROM judged
+), histograms AS (
+    -- Only histograms that are neither reset nor first need the previous buckets.
+    SELECT j.req, j.seq,
+        CASE WHEN j.p_ns IS NULL THEN s.last_bounds ELSE b.bounds END AS prev_bounds,
+        CASE WHEN j.p_ns IS NULL THEN s.last_buckets ELSE b.buckets END AS prev_buckets
+    FROM scalars j
+    LEFT JOIN m_points b ON j.p_ns IS NOT NULL AND b.req = j.p_req AND b.seq = j.p_seq
+    LEFT JOIN (SELECT series_id, last_bounds, last_buckets FROM metric_series WHERE tenant = $1) s
+        ON j.p_ns IS NULL AND s.series_id = j.series_id
+    WHERE j.kind = 'histogram' AND NOT j.reset
+)
+SELECT j.* EXCLUDE (p_ns, p_req, p_seq, reset, unknown_start), c.bounds AS new_bounds, c.buckets AS new_buckets,
+    CASE
+        WHEN j.kind <> 'histogram' THEN c.buckets
+        WHEN j.unknown_start THEN list_transform(c.buckets, lambda n: 0.0)
+        WHEN j.reset OR coalesce(len(h.prev_buckets), 0) = 0 THEN c.buckets
+        WHEN h.prev_bounds IS DISTINCT FROM c.bounds THEN list_transform(
+            list_zip(c.buckets, aisre_rebucket(coalesce(h.prev_bounds, []::DOUBLE[]), h.prev_buckets, c.bounds), true),
+            lambda x: greatest(0.0, x[1] - x[2]))
+        ELSE list_transform(list_zip(c.buckets, h.prev_buckets, true), lambda x: greatest(0.0, x[1] - x[2]))
+    END AS a_buckets
+FROM scalars j
+JOIN m_points c ON c.req = j.req AND c.seq = j.seq
+LEFT JOIN histograms h ON h.req = j.req AND h.seq = j.seq
+"""
+
+# One appended row per (series, minute) an accepted point falls in (a retried point too:
+# its row adds nothing). Gauges: sum, count, min, max and the last value; sums: the
+# increases or deltas; histograms: counts, sums and buckets, summed over the union of
+# the bounds when they differ within the minute (a minute of one histogram point, the
+# usual case, takes its buckets as they are). Parameter: tenant.
+_INSERT_MINUTES = """
+INSERT INTO metric_minutes
+WITH adds AS (
+    SELECT p.req, p.seq, p.series_id, p.minute_ns, p.kind, p.time_ns, p.value AS raw,
+        CASE WHEN p.kind = 'gauge' OR p.temporality = 'delta' THEN p.value ELSE i.a_value END AS a_value,
+        CASE WHEN p.kind = 'gauge' OR p.temporality = 'delta' THEN p.sum ELSE i.a_sum END AS a_sum,
+        CASE WHEN p.kind <> 'histogram' THEN NULL WHEN p.temporality = 'delta' THEN p.buckets ELSE i.a_buckets END AS a_buckets,
+        CASE WHEN p.kind = 'histogram' THEN p.bounds END AS bounds
+    FROM m_points p LEFT JOIN m_increases i ON p.req = i.req AND p.seq = i.seq
+    WHERE p.ok
+), minutes AS (
+    SELECT series_id, minute_ns, any_value(kind) AS kind,
+        coalesce(sum(a_value), 0.0) AS value, count(a_value) AS points,
+        min(raw) AS min, max(raw) AS max, last(raw ORDER BY time_ns, req, seq) AS last, max(time_ns) AS last_ns,
+        sum(a_sum) FILTER (WHERE a_value IS NOT NULL) AS sum,
+        count(bounds) FILTER (WHERE a_value IS NOT NULL) AS rows,
+        count(DISTINCT bounds) FILTER (WHERE a_value IS NOT NULL) AS shapes,
+        CASE WHEN count(DISTINCT bounds) FILTER (WHERE a_value IS NOT NULL) = 1
+            THEN any_value(bounds) FILTER (WHERE a_value IS NOT NULL)
+            ELSE list_sort(list_distinct(flatten(list(bounds) FILTER (WHERE a_value IS NOT NULL)))) END AS bounds,
+        any_value(a_buckets) FILTER (WHERE a_value IS NOT NULL) AS one_buckets
+    FROM adds GROUP BY series_id, minute_ns
+), cells AS (
+    SELECT series_id, minute_ns, i, sum(n) AS n FROM (
+        SELECT a.series_id, a.minute_ns, unnest(b) AS n, generate_subscripts(b, 1) AS i FROM (
+            SELECT a.series_id, a.minute_ns,
+                CASE WHEN m.shapes = 1 THEN a.a_buckets ELSE aisre_rebucket(a.bounds, a.a_buckets, m.bounds) END AS b
+            FROM adds a JOIN minutes m ON a.series_id = m.series_id AND a.minute_ns = m.minute_ns
+            WHERE m.rows > 1 AND a.kind = 'histogram' AND a.a_value IS NOT NULL
+        ) a
+    ) GROUP BY ALL
+), buckets AS (
+    SELECT series_id, minute_ns, list(n ORDER BY i) AS buckets FROM cells GROUP BY ALL
+)
+SELECT $1, m.series_id, m.minute_ns, m.value, m.points,
+    CASE WHEN m.kind = 'gauge' THEN m.min END, CASE WHEN m.kind = 'gauge' THEN m.max END,
+    CASE WHEN m.kind = 'gauge' THEN m.last END, CASE WHEN m.kind = 'gauge' THEN m.last_ns END,
+    CASE WHEN m.kind = 'histogram' THEN m.sum END,
+    CASE WHEN m.kind = 'histogram' AND m.points > 0 THEN m.bounds END,
+    CASE WHEN m.kind = 'histogram' AND m.points > 0 THEN
+        CASE WHEN m.rows = 1 THEN m.one_buckets ELSE coalesce(b.buckets, []::DOUBLE[]) END END
+FROM minutes m LEFT JOIN buckets b ON m.series_id = b.series_id AND m.minute_ns = b.minute_ns
+"""
+
+# The last cumulative point of each series, kept for the next commit. Parameter: tenant.
+_LAST_POINTS = """
+SELECT series_id, any_value(known) AS known, max(time_ns) AS time_ns,
+    arg_max(new_start, k) AS new_start, arg_max(new_value, k) AS new_value, arg_max(new_sum, k) AS new_sum,
+    arg_max(new_bounds, k) AS new_bounds, arg_max(new_buckets, k) AS new_buckets
+FROM (SELECT *, struct_pack(r := req, t := time_ns, s := seq) AS k FROM m_increases) GROUP BY series_id
+"""
+_UPDATE_SERIES = f"""
+UPDATE metric_series s SET start_ns = n.new_start, last_ns = n.time_ns, last_value = n.new_value,
+    last_sum = n.new_sum, last_bounds = n.new_bounds, last_buckets = n.new_buckets
+FROM ({_LAST_POINTS}) n WHERE s.tenant = $1 AND s.series_id = n.series_id AND n.known
+"""
+_INSERT_SERIES = f"""
+INSERT INTO metric_series
+SELECT $1, f.series_id, f.series_metric, f.series_labels, f.series_kind, f.series_unit, f.first_ns,
+    n.new_start, n.time_ns, n.new_value, n.new_sum, n.new_bounds, n.new_buckets
+FROM (SELECT * FROM m_points WHERE admitted AND NOT known
+      QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY req, time_ns, seq) = 1) f
+LEFT JOIN ({_LAST_POINTS}) n ON f.series_id = n.series_id
+"""
 
 
 # Per (series, minute) with several rows and one set of bounds: the rows folded into one.

@@ -26,7 +26,7 @@ from aisre.core.schema import (
     SPAN_COLUMN_NAMES,
 )
 from aisre.core.series import MetricPoint
-from aisre.normalize.metrics import KNOWN_METRICS
+from aisre.normalize.metrics import KNOWN_METRICS, points_table
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
 from aisre.store.duckdb.catalog import CatalogQueries
@@ -87,6 +87,10 @@ DEFAULT_MEMORY_LIMIT = "1GB"
 INDEX_BYTES_PER_TRACE = 60
 INDEX_WARN_SHARE = 0.6  # of db_memory_limit: warn while there is room to act
 MEMORY_CHECK_INTERVAL_S = 60.0
+# Most metric points committed in one transaction when requests queue up for the writer.
+METRIC_COMMIT_POINTS = 100_000
+# A metric request waiting for the writer: tenant, decoded points, and its answer.
+_MetricRequest = tuple[str, pa.Table, Future[MetricCommit]]
 _UNITS = {"bytes": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
           "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
 
@@ -242,6 +246,10 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         )
         self._retry_after_s = retry_after_s
         self._metric_tables = MetricTables(self._conn, max(0, int(max_metric_series)))
+        # Metric requests waiting for the writer; one writer call commits all of them.
+        self._metric_lock = threading.Lock()
+        self._metric_pending: list[_MetricRequest] = []
+        self._metric_draining = False
         self._closed = False
         self._close_lock = threading.Lock()
         self.incidents = IncidentTables(self)
@@ -318,18 +326,58 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
     def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[MetricCommit]:
         """Fold OTLP metric points into the tenant's minute series; resolves once committed,
         saying how many points the series limit refused."""
+        return self.submit_metric_table(tenant, points_table(points))
+
+    def submit_metric_table(self, tenant: str, points: pa.Table) -> Future[MetricCommit]:
+        """Fold decoded metric points (an Arrow table, normalize.metrics.METRIC_POINTS_SCHEMA)
+        into the tenant's minute series; resolves once committed."""
         if self._writer.queued_spans >= self._writer.max_queued_spans:
             raise RetryableError(
                 f"ingest queue is full ({self._writer.queued_spans} spans waiting to be written); retry later",
                 self._retry_after_s, overloaded=True, reason="queue_full",
             )
-        return self._writer.call(lambda: self._commit_metrics(tenant, points))
+        future: Future[MetricCommit] = Future()
+        with self._metric_lock:
+            self._metric_pending.append((tenant, points, future))
+            drain = not self._metric_draining
+            self._metric_draining = True
+        if drain:
+            self._writer.call(self._commit_metrics)
+        return future
 
-    def _commit_metrics(self, tenant: str, points: list[MetricPoint]) -> MetricCommit:
-        result = self._metric_tables.commit(tenant, points)
-        if result.minutes and any(r.kind in METRIC_SLI_KINDS for r in self._sli_rules.get(tenant, [])):
-            self._mark_dirty({tenant: result.minutes})
-        return result
+    def _commit_metrics(self) -> None:
+        # Every request queued meanwhile goes in one transaction per tenant (up to
+        # METRIC_COMMIT_POINTS points), each answered with what it alone would have had.
+        with self._metric_lock:
+            pending, self._metric_pending = self._metric_pending, []
+            self._metric_draining = False
+        chunks: dict[str, list[list[_MetricRequest]]] = {}
+        for item in pending:
+            tenant_chunks = chunks.setdefault(item[0], [[]])
+            last = tenant_chunks[-1]
+            if last and sum(t.num_rows for _, t, _ in last) + item[1].num_rows > METRIC_COMMIT_POINTS:
+                tenant_chunks.append(last := [])
+            last.append(item)
+        for tenant_chunks in chunks.values():
+            for chunk in tenant_chunks:
+                self._commit_metric_group(chunk)
+
+    def _commit_metric_group(self, group: list[_MetricRequest]) -> None:
+        tenant = group[0][0]
+        try:
+            results = self._metric_tables.commit_many(tenant, [table for _, table, _ in group])
+        except Exception as exc:
+            if len(group) > 1:  # one request's fault must not fail the others: each on its own
+                for item in group:
+                    self._commit_metric_group([item])
+                return
+            group[0][2].set_exception(exc)
+            return
+        minutes = set().union(*(r.minutes for r in results))
+        if minutes and any(r.kind in METRIC_SLI_KINDS for r in self._sli_rules.get(tenant, [])):
+            self._mark_dirty({tenant: minutes})
+        for (_, _, future), result in zip(group, results, strict=True):
+            future.set_result(result)
 
     def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
         """Replace an externally counted SLO's (minute_ns, good, total) rows in [start_ns, end_ns)
