@@ -2,8 +2,8 @@
 counted from them.
 
 The folding of points (cumulative → increases, resets, retried exports adding nothing,
-the per-tenant series limit) is the DuckDB store's (store/duckdb/metrics.py); only where
-it is kept differs: series state in ``metric_series`` (versioned rows, read at each commit
+the per-tenant series limit) is store/metric_fold.py's, point by point; DuckDB does the
+same in SQL over whole batches, and a test checks they agree. Where it is kept: series state in ``metric_series`` (versioned rows, read at each commit
 so no node keeps state another needs) and minutes in ``metric_minutes``, an
 AggregatingMergeTree the engine folds (0006_metrics.sql).
 """
@@ -20,13 +20,8 @@ from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricPoint, MetricSelector
 from aisre.store.clickhouse.client import Client
-from aisre.store.duckdb.metrics import (
-    METRIC_SLI_KINDS,
-    MetricCommit,
-    MetricTables,
-    MinuteAgg,
-    SeriesState,
-)
+from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit
+from aisre.store.metric_fold import MinuteAgg, SeriesState, fold
 
 __all__ = ["METRIC_SLI_KINDS", "ClickHouseMetricTables", "metric_slo_counts"]
 
@@ -49,7 +44,7 @@ _FOLDED = (
 )
 
 
-class ClickHouseMetricTables(MetricTables):
+class ClickHouseMetricTables:
     """Series state and minute rollups in ClickHouse (writer thread only)."""
 
     def __init__(self, client: Client, max_series: int) -> None:
@@ -65,7 +60,14 @@ class ClickHouseMetricTables(MetricTables):
         for p in sorted(points, key=lambda q: (q.series_id, q.time_ns)):
             digest.update(f"\x00{p.series_id}\x00{p.time_ns}\x00{p.start_ns}\x00{p.value!r}".encode())
         self._token = f"metrics:{digest.hexdigest()}"
-        return super().commit(tenant, points)
+        known = self.series_of(tenant)
+        folded = fold(known, points, self.max_series)
+        if folded.aggs or folded.moved:
+            self._write(tenant, {sid: folded.changed[sid] for sid in folded.moved}, folded.aggs)
+        known.update(folded.changed)
+        minutes = {minute for _, minute in folded.aggs}
+        self._unfolded.setdefault(tenant, set()).update(minutes)
+        return MetricCommit(folded.accepted, folded.over_limit, minutes)
 
     def series_of(self, tenant: str) -> dict[int, SeriesState]:
         """The tenant's series as stored now (read at every commit: another ingest node may

@@ -9,8 +9,7 @@ The increase of a cumulative point is put in the minute of its timestamp.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,73 +23,7 @@ from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricPoint, MetricSelector
 from aisre.normalize.metrics import points_table
-
-
-@dataclass
-class MinuteAgg:
-    """What a commit adds to one (series, minute)."""
-
-    value: float = 0.0
-    points: int = 0
-    min: float | None = None
-    max: float | None = None
-    last: float | None = None
-    last_ns: int | None = None
-    sum: float | None = None
-    bounds: tuple[float, ...] | None = None
-    buckets: list[float] | None = None
-
-    def add_gauge(self, v: float, at: int) -> None:
-        self.value += v
-        self.points += 1
-        self.min = v if self.min is None else min(self.min, v)
-        self.max = v if self.max is None else max(self.max, v)
-        if self.last_ns is None or at >= self.last_ns:
-            self.last, self.last_ns = v, at
-
-    def add_histogram(self, count: float, total: float, bounds: tuple[float, ...], buckets: Iterable[float]) -> None:
-        self.value += count
-        self.points += 1
-        self.sum = (self.sum or 0.0) + total
-        counts = list(buckets)
-        if self.bounds is None or self.buckets is None:
-            self.bounds, self.buckets = bounds, counts
-            return
-        if bounds != self.bounds:
-            union = tuple(sorted(set(self.bounds) | set(bounds)))
-            self.buckets = rebucket(self.bounds, self.buckets, union)
-            counts = rebucket(bounds, counts, union)
-            self.bounds = union
-        self.buckets = [a + b for a, b in zip(self.buckets, counts, strict=True)]
-
-    def merge(self, other: MinuteAgg) -> None:
-        """Fold a stored row into this one."""
-        if other.bounds is not None and other.buckets is not None:
-            self.add_histogram(other.value, other.sum or 0.0, other.bounds, other.buckets)
-            self.points += other.points - 1
-            return
-        self.value += other.value
-        self.points += other.points
-        for name, pick in (("min", min), ("max", max)):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if theirs is not None:
-                setattr(self, name, theirs if mine is None else pick(mine, theirs))
-        if other.last_ns is not None and (self.last_ns is None or other.last_ns > self.last_ns):
-            self.last, self.last_ns = other.last, other.last_ns
-        if other.sum is not None:
-            self.sum = (self.sum or 0.0) + other.sum
-
-
-def rebucket(bounds: tuple[float, ...], counts: list[float], target: tuple[float, ...]) -> list[float]:
-    """Move bucket counts onto ``target`` bounds: each bucket goes to the first target
-    bucket whose bound is at least its own (exact when ``target`` holds every bound)."""
-    out = [0.0] * (len(target) + 1)
-    for i, n in enumerate(counts):
-        if not n:
-            continue
-        j = bisect.bisect_left(target, bounds[i]) if i < len(bounds) else len(target)
-        out[j] += n
-    return out
+from aisre.store.metric_fold import MinuteAgg, rebucket
 
 
 @dataclass
