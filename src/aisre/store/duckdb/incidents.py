@@ -15,18 +15,13 @@ import pyarrow as pa
 
 from aisre.core.errors import NotFound, StaleState
 from aisre.core.rows import Change, Incident
+from aisre.store.change_detection import DETECTION_OVERLAP_NS, detect
 from aisre.store.duckdb.rollups import MINUTE_NS
 
 if TYPE_CHECKING:
     from aisre.store.duckdb.store import DuckDBStore
 
 _JSON_COLUMNS = ("metadata", "evidence", "labels", "data")
-
-# A trace's spans can arrive over a while and commits are not ordered by receive time,
-# so change detection re-reads this much before its mark; change_seen makes that harmless.
-DETECTION_OVERLAP_NS = 30 * 10**9
-# Values present within this long of a journey's first run are its baseline, not changes.
-BASELINE_NS = 5 * 10**9
 
 INCIDENT_FIELDS = (
     "title", "journey", "slo", "severity", "state", "commander", "owner", "tier", "runbook", "source",
@@ -127,47 +122,7 @@ class IncidentTables:
         if not found:
             return []
         latest = max(r[6] for r in found)
-        added: list[dict[str, Any]] = []
-        # Earliest first, so a journey's baseline is known before its later values.
-        for journey, kind, value, prompt_name, first_ns, service, _ in sorted(found, key=lambda r: r[4]):
-            values = seen.setdefault((journey, kind), {})
-            if value in values:
-                if first_ns < values[value]:
-                    values[value] = first_ns
-                    conn.execute(
-                        "UPDATE change_seen SET first_ns = ? WHERE tenant = ? AND journey = ? AND kind = ? AND value = ?",
-                        [first_ns, tenant, journey, kind, value],
-                    )
-                continue
-            start = seen.setdefault((journey, "journey"), {})
-            if "" not in start:
-                start[""] = first_ns
-                conn.execute("INSERT INTO change_seen VALUES (?, ?, 'journey', '', ?)", [tenant, journey, first_ns])
-            previous = max(values.items(), key=lambda kv: kv[1])[0] if values else None
-            values[value] = first_ns
-            conn.execute("INSERT INTO change_seen VALUES (?, ?, ?, ?, ?)", [tenant, journey, kind, value, first_ns])
-            if first_ns - start[""] <= BASELINE_NS:
-                continue  # there from the journey's first runs: its baseline
-            version = value.split("@", 1)[1] if kind == "prompt" else value
-            if kind == "prompt" and previous is not None:
-                previous = previous.split("@", 1)[1]
-            recorded = conn.execute(
-                "SELECT id FROM changes WHERE tenant = ? AND kind = ? AND version = ? AND source = 'api' "
-                "AND (prompt_name IS NULL OR prompt_name = ?) AND (len(journeys) = 0 OR list_contains(journeys, ?)) "
-                "AND observed_ns IS NULL ORDER BY at_ns DESC LIMIT 1",
-                [tenant, kind, version, prompt_name, journey],
-            ).fetchone()
-            if recorded:  # someone recorded this rollout: note when it was first seen
-                conn.execute("UPDATE changes SET observed_ns = ? WHERE id = ?", [first_ns, recorded[0]])
-                continue
-            what = {"deploy": "service.version", "model": "model", "prompt": f"prompt {prompt_name}"}[kind]
-            summary = f"{what} {previous} → {version} in {journey}" if previous else f"{what} {version} in {journey}"
-            added.append(_insert_change(conn, {
-                "tenant": tenant, "kind": kind, "summary": summary, "who": None, "at_ns": first_ns,
-                "services": [service] if service else [], "journeys": [journey], "version": version,
-                "previous": previous, "prompt_name": prompt_name, "link": None, "metadata": None,
-                "source": "detected", "observed_ns": first_ns, "created_ns": first_ns,
-            }))
+        added = detect(tenant, seen, found, _DuckDBChangeWrites(conn, tenant))
         conn.execute(
             "INSERT INTO change_cursor VALUES (?, ?) ON CONFLICT (tenant) DO UPDATE SET received_ns = "
             "greatest(change_cursor.received_ns, excluded.received_ns)",
@@ -450,6 +405,36 @@ SELECT journey, 'model', model, NULL, min(run_start_ns), any_value(root_service)
 FROM (SELECT journey, root_service, run_start_ns, last_received_ns, unnest(models) AS model FROM r)
 WHERE model IS NOT NULL GROUP BY journey, model
 """
+
+
+class _DuckDBChangeWrites:
+    """change_detection.detect's writes, as DuckDB SQL in the writer's transaction."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, tenant: str) -> None:
+        self._conn, self._tenant = conn, tenant
+
+    def seen_earlier(self, journey: str, kind: str, value: str, first_ns: int) -> None:
+        self._conn.execute(
+            "UPDATE change_seen SET first_ns = ? WHERE tenant = ? AND journey = ? AND kind = ? AND value = ?",
+            [first_ns, self._tenant, journey, kind, value])
+
+    def seen_new(self, journey: str, kind: str, value: str, first_ns: int) -> None:
+        self._conn.execute("INSERT INTO change_seen VALUES (?, ?, ?, ?, ?)", [self._tenant, journey, kind, value, first_ns])
+
+    def recorded(self, kind: str, version: str, prompt_name: str | None, journey: str) -> int | None:
+        found = self._conn.execute(
+            "SELECT id FROM changes WHERE tenant = ? AND kind = ? AND version = ? AND source = 'api' "
+            "AND (prompt_name IS NULL OR prompt_name = ?) AND (len(journeys) = 0 OR list_contains(journeys, ?)) "
+            "AND observed_ns IS NULL ORDER BY at_ns DESC LIMIT 1",
+            [self._tenant, kind, version, prompt_name, journey],
+        ).fetchone()
+        return int(found[0]) if found else None
+
+    def observed(self, change_id: int, first_ns: int) -> None:
+        self._conn.execute("UPDATE changes SET observed_ns = ? WHERE id = ?", [first_ns, change_id])
+
+    def insert(self, row: dict[str, Any]) -> dict[str, Any]:
+        return _insert_change(self._conn, row)
 
 
 def _insert_change(conn: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> dict[str, Any]:

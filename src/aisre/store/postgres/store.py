@@ -22,12 +22,10 @@ from typing import Any
 import orjson
 
 from aisre.core.errors import Conflict, NotFound, PermanentError, StaleState
+from aisre.store.change_detection import DETECTION_OVERLAP_NS, detect
 from aisre.store.postgres.connections import Connections, connect, migrate
 
 AUTH_LATCH = "auth_required"
-# Change detection re-reads this much before its mark (as store/duckdb/incidents.py does).
-DETECTION_OVERLAP_NS = 30 * 10**9
-BASELINE_NS = 5 * 10**9
 
 INCIDENT_FIELDS = (
     "title", "journey", "slo", "severity", "state", "commander", "owner", "tier", "runbook", "source",
@@ -372,46 +370,7 @@ class PostgresIncidents:
         if not found:
             return []
         latest = max(r[6] for r in found)
-        added: list[dict[str, Any]] = []
-        # Earliest first, so a journey's baseline is known before its later values.
-        for journey, kind, value, prompt_name, first_ns, service, _ in sorted(found, key=lambda r: r[4]):
-            values = seen.setdefault((journey, kind), {})
-            if value in values:
-                if first_ns < values[value]:
-                    values[value] = first_ns
-                    conn.execute(
-                        "UPDATE change_seen SET first_ns = %s WHERE tenant = %s AND journey = %s AND kind = %s "
-                        "AND value = %s", [first_ns, tenant, journey, kind, value])
-                continue
-            start = seen.setdefault((journey, "journey"), {})
-            if "" not in start:
-                start[""] = first_ns
-                conn.execute("INSERT INTO change_seen VALUES (%s, %s, 'journey', '', %s)", [tenant, journey, first_ns])
-            previous = max(values.items(), key=lambda kv: kv[1])[0] if values else None
-            values[value] = first_ns
-            conn.execute("INSERT INTO change_seen VALUES (%s, %s, %s, %s, %s)", [tenant, journey, kind, value, first_ns])
-            if first_ns - start[""] <= BASELINE_NS:
-                continue  # there from the journey's first runs: its baseline
-            version = value.split("@", 1)[1] if kind == "prompt" else value
-            if kind == "prompt" and previous is not None:
-                previous = previous.split("@", 1)[1]
-            recorded = conn.execute(
-                "SELECT id FROM changes WHERE tenant = %s AND kind = %s AND version = %s AND source = 'api' "
-                "AND (prompt_name IS NULL OR prompt_name = %s) AND (cardinality(journeys) = 0 OR %s = ANY(journeys)) "
-                "AND observed_ns IS NULL ORDER BY at_ns DESC LIMIT 1",
-                [tenant, kind, version, prompt_name, journey],
-            ).fetchone()
-            if recorded:  # someone recorded this rollout: note when it was first seen
-                conn.execute("UPDATE changes SET observed_ns = %s WHERE id = %s", [first_ns, recorded["id"]])
-                continue
-            what = {"deploy": "service.version", "model": "model", "prompt": f"prompt {prompt_name}"}[kind]
-            summary = f"{what} {previous} → {version} in {journey}" if previous else f"{what} {version} in {journey}"
-            added.append(_insert_change(conn, {
-                "tenant": tenant, "kind": kind, "summary": summary, "who": None, "at_ns": first_ns,
-                "services": [service] if service else [], "journeys": [journey], "version": version,
-                "previous": previous, "prompt_name": prompt_name, "link": None, "metadata": None,
-                "source": "detected", "observed_ns": first_ns, "created_ns": first_ns,
-            }))
+        added = detect(tenant, seen, found, _PostgresChangeWrites(conn, tenant))
         conn.execute(
             "INSERT INTO change_cursor VALUES (%s, %s) ON CONFLICT (tenant) DO UPDATE SET received_ns = "
             "greatest(change_cursor.received_ns, excluded.received_ns)", [tenant, latest])
@@ -591,6 +550,37 @@ class PostgresIncidents:
             return self._rows("SELECT * FROM notification_attempts WHERE tenant = %s ORDER BY id", [tenant])
         return self._rows("SELECT * FROM notification_attempts WHERE tenant = %s AND incident_id = %s ORDER BY id",
                           [tenant, incident_id])
+
+
+class _PostgresChangeWrites:
+    """change_detection.detect's writes, as PostgreSQL SQL in the detecting transaction."""
+
+    def __init__(self, conn: Any, tenant: str) -> None:
+        self._conn, self._tenant = conn, tenant
+
+    def seen_earlier(self, journey: str, kind: str, value: str, first_ns: int) -> None:
+        self._conn.execute(
+            "UPDATE change_seen SET first_ns = %s WHERE tenant = %s AND journey = %s AND kind = %s AND value = %s",
+            [first_ns, self._tenant, journey, kind, value])
+
+    def seen_new(self, journey: str, kind: str, value: str, first_ns: int) -> None:
+        self._conn.execute("INSERT INTO change_seen VALUES (%s, %s, %s, %s, %s)",
+                           [self._tenant, journey, kind, value, first_ns])
+
+    def recorded(self, kind: str, version: str, prompt_name: str | None, journey: str) -> int | None:
+        found = self._conn.execute(
+            "SELECT id FROM changes WHERE tenant = %s AND kind = %s AND version = %s AND source = 'api' "
+            "AND (prompt_name IS NULL OR prompt_name = %s) AND (cardinality(journeys) = 0 OR %s = ANY(journeys)) "
+            "AND observed_ns IS NULL ORDER BY at_ns DESC LIMIT 1",
+            [self._tenant, kind, version, prompt_name, journey],
+        ).fetchone()
+        return int(found["id"]) if found else None
+
+    def observed(self, change_id: int, first_ns: int) -> None:
+        self._conn.execute("UPDATE changes SET observed_ns = %s WHERE id = %s", [first_ns, change_id])
+
+    def insert(self, row: dict[str, Any]) -> dict[str, Any]:
+        return _insert_change(self._conn, row)
 
 
 def _insert_change(conn: Any, row: dict[str, Any]) -> dict[str, Any]:
