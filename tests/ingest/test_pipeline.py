@@ -94,11 +94,20 @@ def test_dead_decoder_is_replaced_once_and_requests_meanwhile_get_503(tmp_path: 
     store.close()
 
 
+def _read(path: Path) -> bytes:
+    """A /proc file, or nothing if its thread or process is gone meanwhile."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def _decoder_children() -> set[int]:
-    """Live spawned worker processes of this (test) process."""
+    """Live spawned worker processes of this (test) process (threads and children come and
+    go while it looks: one that is gone is simply not counted)."""
     children = [int(c) for task in Path(f"/proc/{os.getpid()}/task").iterdir()
-                for c in (task / "children").read_text().split()]
-    return {c for c in children if _alive(c) and b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+                for c in _read(task / "children").split()]
+    return {c for c in children if _alive(c) and b"spawn_main" in _read(Path(f"/proc/{c}/cmdline"))}
 
 
 def test_close_during_replacement_leaves_no_decoder(tmp_path: Path) -> None:

@@ -95,9 +95,12 @@ def test_sigkill_during_load_loses_no_acknowledged_span(server_factory, tmp_path
 
 
 def _children(pid: int) -> list[int]:
-    found = []
+    found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended while we looked
+            continue
     return found
 
 
