@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -101,31 +102,43 @@ def parse_request_checked(data: bytes, encoding: Encoding) -> Decoded:
     """Decode an export request; malformed bodies raise PermanentError naming what is wrong,
     and OTLP/JSON spans with attribute values that are not AnyValue objects are refused alone."""
     request = ExportTraceServiceRequest()
+    decoded = Decoded(request)
+
+    def prepare(document: dict[str, Any]) -> None:
+        _check_attribute_values(document, decoded)
+        _hex_ids_to_base64(document)
+
+    _parse_otlp(data, encoding, request, "resourceSpans", prepare)
+    return decoded
+
+
+def _parse_otlp(data: bytes, encoding: Encoding, request: Message, top: str,
+                prepare: Callable[[dict[str, Any]], None]) -> None:
+    """Parse protobuf or OTLP/JSON into ``request``; ``prepare`` mends the JSON document first
+    (hex ids, refused values). Malformed bodies raise PermanentError naming what is wrong."""
+    name = type(request).__name__
     if encoding == "protobuf":
         try:
             request.ParseFromString(data)
         except DecodeError as exc:
-            raise PermanentError(f"malformed protobuf ExportTraceServiceRequest: {exc}") from None
-        return Decoded(request)
+            raise PermanentError(f"malformed protobuf {name}: {exc}") from None
+        return
     if not data.strip():
-        return Decoded(request)
+        return
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise PermanentError(f"malformed JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise PermanentError("malformed OTLP/JSON: the top level must be an object with resourceSpans")
-    decoded = Decoded(request)
-    _check_attribute_values(document, decoded)
-    _hex_ids_to_base64(document)
+        raise PermanentError(f"malformed OTLP/JSON: the top level must be an object with {top}")
+    prepare(document)
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
-        raise PermanentError(f"malformed OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+        raise PermanentError(f"malformed OTLP/JSON {name}: {exc}") from None
     except RecursionError:
         # The parser recurses per nesting level; a document this deep is not OTLP.
-        raise PermanentError("malformed OTLP/JSON ExportTraceServiceRequest: nested too deeply") from None
-    return decoded
+        raise PermanentError(f"malformed OTLP/JSON {name}: nested too deeply") from None
 
 
 # OTLP/JSON is the protobuf JSON mapping, where a message (AnyValue) is a JSON object. The
@@ -291,12 +304,9 @@ def decode_metrics_export(export: EncodedExport, max_bytes: int) -> ExportMetric
     """Decompress and parse an ExportMetricsServiceRequest (protobuf or OTLP/JSON)."""
     data = decompress(export.body, export.content_encoding, max_bytes)
     request = ExportMetricsServiceRequest()
-    if export.encoding == "protobuf":
-        try:
-            request.ParseFromString(data)
-        except DecodeError as exc:
-            raise PermanentError(f"malformed protobuf ExportMetricsServiceRequest: {exc}") from None
-        return request
+    # Exemplars are not kept, and their ids are hex in OTLP/JSON (base64 to the parser).
+    _parse_otlp(data, export.encoding, request, "resourceMetrics", _drop_exemplars)
+    return request
     if not data.strip():
         return request
     try:
