@@ -196,3 +196,15 @@ def fold(known: dict[int, SeriesState], points: list[MetricPoint], max_series: i
         else:
             agg.add_histogram(added[0], added[1], added[2], added[3])
     return out
+
+
+def ratio_minutes(sums: dict[int, list[float]], counts_good: bool) -> list[tuple[int, int, int]]:
+    """(minute_ns, good, total) of a ratio SLI from per-minute [good-or-bad, total] sums:
+    whole events, good kept within 0..total, minutes without events left out."""
+    rows = []
+    for minute, (part, total) in sorted(sums.items()):
+        total_n = round(total)
+        good_n = round(part) if counts_good else total_n - round(part)
+        if total_n > 0:
+            rows.append((minute, min(max(good_n, 0), total_n), total_n))
+    return rows

@@ -21,7 +21,7 @@ from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricPoint, MetricSelector
 from aisre.store.clickhouse.client import Client
 from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit
-from aisre.store.metric_fold import MinuteAgg, SeriesState, fold
+from aisre.store.metric_fold import MinuteAgg, SeriesState, fold, ratio_minutes
 
 __all__ = ["METRIC_SLI_KINDS", "ClickHouseMetricTables", "metric_slo_counts"]
 
@@ -188,13 +188,7 @@ def metric_slo_counts(tables: ClickHouseMetricTables, tenant: str, rule: SliRule
         part = rule.good if rule.good is not None else rule.bad
         for _, minute, a in tables.minutes(tenant, tables.matching(tenant, part), start, end):
             out.setdefault(minute, [0.0, 0.0])[0] += a.value
-        rows = []
-        for minute, (g, t) in sorted(out.items()):
-            total_n = round(t)
-            good_n = round(g) if rule.good is not None else total_n - round(g)
-            if total_n > 0:
-                rows.append((minute, min(max(good_n, 0), total_n), total_n))
-        return rows
+        return ratio_minutes(out, rule.good is not None)
     folded = tables.minutes(tenant, tables.matching(tenant, rule.total), start, end)
     counts: dict[int, list[int]] = {}
     if rule.kind in ("threshold", "freshness"):

@@ -23,7 +23,7 @@ from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricPoint, MetricSelector
 from aisre.normalize.metrics import points_table
-from aisre.store.metric_fold import MinuteAgg, rebucket
+from aisre.store.metric_fold import MinuteAgg, ratio_minutes, rebucket
 
 
 @dataclass
@@ -437,13 +437,7 @@ def metric_slo_counts(
         part = _matching(conn, tenant, rule.good if rule.good is not None else rule.bad)
         for minute, v in run(part, f"SELECT minute_ns, sum(value) {scope} GROUP BY 1"):
             out.setdefault(int(minute), [0.0, 0.0])[0] += v
-        rows = []
-        for minute, (g, t) in sorted(out.items()):
-            total_n = round(t)
-            good_n = round(g) if rule.good is not None else total_n - round(g)
-            if total_n > 0:
-                rows.append((minute, min(max(good_n, 0), total_n), total_n))
-        return rows
+        return ratio_minutes(out, rule.good is not None)
     if rule.kind == "threshold":
         how = {"avg": "sum(value) / sum(points)", "min": "min(min)", "max": "max(max)",
                "last": "arg_max(last, last_ns)"}[rule.aggregate or "avg"]
