@@ -140,6 +140,6 @@ def as_dict(report: CopyReport) -> dict[str, Any]:
     """The report as JSON-able data."""
     return {
         "verified": report.verified,
-        "tenants": {t: figures for t, figures in report.totals.items()},
+        "tenants": dict(report.totals),
         "mismatches": [vars(m) for m in report.mismatches],
     }
