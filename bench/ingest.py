@@ -711,7 +711,8 @@ def run_aisre(
     if prefill:
         from store import prefill as fill  # bench/store.py
 
-        fill(f"duckdb://{tmp / f'{name}.duckdb'}", prefill)
+        # Into the tenant the load goes to (auth off: "default"), so its indexes and scans hold them.
+        prefill = fill(f"duckdb://{tmp / f'{name}.duckdb'}", prefill, tenant="default")
     with server(cmd, env, tmp, tmp / f"{name}.log", f"{base}/healthz") as proc:
         rss = RssPoller(proc.pid)
         rss.start()

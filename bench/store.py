@@ -98,10 +98,11 @@ def _shift(table: pa.Table, by: pa.Scalar) -> pa.Table:
     return table
 
 
-def make_seed(store: Store, start_ns: int) -> Seed:
-    """bench/ingest.py's body decoded, normalized and prepared once, its first span at ``start_ns``."""
+def make_seed(store: Store, start_ns: int, tenant: str = TENANT) -> Seed:
+    """bench/ingest.py's body decoded, normalized and prepared once for ``tenant``, its first
+    span at ``start_ns``."""
     body = bytes(stamp(build_template(7), 0, 1, b"\x42" * 8))
-    tables = decode_and_prepare(EncodedExport(body, "protobuf"), TENANT, 64 * 1024 * 1024, store.prepare).tables
+    tables = decode_and_prepare(EncodedExport(body, "protobuf"), tenant, 64 * 1024 * 1024, store.prepare).tables
     delta = pa.scalar(start_ns - int(pc.min(tables[0].column("start_ns")).as_py()), pa.int64())
     return Seed(tuple(_shift(t, delta) if t.num_rows else t for t in tables), start_ns)
 
@@ -258,12 +259,12 @@ def run_store(url: str, args: argparse.Namespace) -> Result:
     return result
 
 
-def prefill(url: str, spans: int, memory_limit: str = "1GB") -> int:
-    """Fill the store at ``url`` with ``spans`` spans (a month ago onwards), showing progress;
-    bench/ingest.py --prefill uses it before starting a server on the file."""
+def prefill(url: str, spans: int, memory_limit: str = "1GB", tenant: str = TENANT) -> int:
+    """Fill the store at ``url`` with ``spans`` spans of ``tenant`` (a month ago onwards),
+    showing progress; bench/ingest.py --prefill uses it before starting a server on the file."""
     store = open_store(url, Settings(db_memory_limit=memory_limit, retention_days=0))
     try:
-        feeder = Feeder(store, make_seed(store, time.time_ns() - 30 * DAY_NS), in_flight=8)
+        feeder = Feeder(store, make_seed(store, time.time_ns() - 30 * DAY_NS, tenant), in_flight=8)
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} spans"),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task(f"prefill {url}", total=spans)

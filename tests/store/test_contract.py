@@ -26,7 +26,15 @@ import pytest
 from aisre.core.errors import NotFound
 from aisre.core.model import RunQuery, SliRule, SpanSampleQuery, TimeRange
 from aisre.core.population import PopulationQuery, RunSelector
-from aisre.core.rows import JourneyRun, JourneySummary, TraceRun, row_problems
+from aisre.core.rows import (
+    CostBreakdown,
+    JourneyRun,
+    JourneySummary,
+    RunCounts,
+    TraceRun,
+    row_problems,
+)
+from aisre.core.schema import span_row_problems
 from aisre.derive.catalog import discover
 from aisre.derive.check import check_store
 from aisre.evaluate.minute_cache import MinuteCache
@@ -227,6 +235,18 @@ def test_cost_by_model_equals_the_provider_truth_priced_by_the_catalog(loaded: O
         cut = loaded.cost.breakdown(name, None, None, by=by)
         assert sum(r["cost_usd"] for r in cut) == pytest.approx(sum(r["cost_usd"] for r in runs), rel=1e-9, abs=1e-12)
         assert sum(r["input_tokens"] for r in cut) == sum(r["input_tokens"] for r in runs)
+        assert [row_problems(dict(r), CostBreakdown) for r in cut] == [[]] * len(cut)
+        assert all(set(by) <= set(r) for r in cut)
+    hourly = loaded.cost.breakdown(name, None, None, by=("model",), bucket_ns=3600 * 10**9)
+    assert [row_problems(dict(r), CostBreakdown) for r in hourly] == [[]] * len(hourly)
+    counts = loaded.cost.run_counts(name, None, None, by_journey=True, bucket_ns=3600 * 10**9)
+    assert [row_problems(dict(r), RunCounts) for r in counts] == [[]] * len(counts)
+    assert sum(r["runs"] for r in counts) == len([r for r in runs if r["has_root"]])
+    # Nothing in range: one row of zeros (not NULLs), on every backend.
+    (empty,) = loaded.cost.breakdown(name, 0, 1, by=())
+    assert row_problems(dict(empty), CostBreakdown) == [] and empty["calls"] == 0 and empty["cost_usd"] == 0
+    (no_runs,) = loaded.cost.run_counts(name, 0, 1)
+    assert row_problems(dict(no_runs), RunCounts) == [] and no_runs["runs"] == 0
 
 
 # --- truth: rollups and SLO counts ----------------------------------------------------------
@@ -509,6 +529,7 @@ def test_get_trace_answers_the_run_and_its_spans_in_start_order(loaded: OpenedSt
         assert len(spans) == run["span_count"]
         assert [(s["start_ns"], s["span_id"]) for s in spans] == sorted((s["start_ns"], s["span_id"]) for s in spans)
         assert sum(s["is_root"] for s in spans) == 1
+        assert [span_row_problems(s) for s in spans] == [[]] * len(spans)
     with pytest.raises(NotFound):
         store.get_trace(REFERENCE, "0" * 32)
 

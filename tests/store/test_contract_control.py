@@ -24,8 +24,11 @@ from aisre.core.rows import (
     ApiKey,
     AuditEntry,
     Change,
+    CostBudget,
     GateVerdictSummary,
     Incident,
+    PriceOverride,
+    RateLimit,
     row_problems,
 )
 from aisre.core.schema import SCORE_ARROW_SCHEMA
@@ -357,6 +360,7 @@ def test_price_overrides_budgets_and_rate_limits_round_trip(seeded: OpenedStore)
     # By model, then effective time (contract).
     got = [(o["effective_ns"], o["input"], o["output"]) for o in cost.list_overrides(A)]
     assert got == [(NOW_NS - HOUR_NS, 0.2, 0.8), (NOW_NS, 0.3, 0.9)]
+    assert [row_problems(dict(o), PriceOverride) for o in cost.list_overrides()] == [[], []]
     assert cost.delete_override(A, "gpt-4o-mini") == 2
     assert cost.list_overrides(A) == []
     with pytest.raises(NotFound):
@@ -369,6 +373,7 @@ def test_price_overrides_budgets_and_rate_limits_round_trip(seeded: OpenedStore)
     budgets = cost.list_budgets(A)  # by name (contract)
     assert [(b["name"], b["journey"], b["period"], b["amount_usd"], list(b["thresholds"])) for b in budgets] == [
         ("ask-weekly", "ask", "week", 5.0, [0.5, 0.9, 1.0]), ("monthly", "", "month", 120.0, [0.5, 0.9, 1.0])]
+    assert [row_problems(dict(b), CostBudget) for b in budgets] == [[], []]
     assert A in cost.budget_tenants() and B not in cost.budget_tenants()
     with acting_for(B):
         assert cost.budget_tenants() == []
@@ -383,6 +388,7 @@ def test_price_overrides_budgets_and_rate_limits_round_trip(seeded: OpenedStore)
                          "warn_at": 0.7})
     assert [(r["model"], r["requests_per_min"], r["tokens_per_min"], r["warn_at"]) for r in cost.list_rate_limits(A)] == [
         ("gpt-4o-mini", 600.0, 2e5, 0.7)]
+    assert [row_problems(dict(r), RateLimit) for r in cost.list_rate_limits(A)] == [[]]
     assert cost.list_rate_limits(B) == [] and cost.list_budgets(B) == [] and cost.list_overrides(B) == []
 
 

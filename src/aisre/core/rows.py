@@ -178,12 +178,101 @@ class GateVerdictSummary(TypedDict):
     decided_ns: int
 
 
+
+class PriceOverride(TypedDict):
+    """A tenant's price for a model from ``effective_ns`` on (``CostSettings.list_overrides``);
+    prices in USD per 1M tokens."""
+
+    tenant: str
+    model: str
+    provider: str
+    input: float
+    output: float
+    cached_input: float
+    effective_ns: int
+    created_ns: int
+
+
+class CostBudget(TypedDict):
+    """A cost budget per calendar week or month (``CostSettings.list_budgets``); journey ''
+    is the whole tenant."""
+
+    tenant: str
+    name: str
+    journey: str
+    period: str  # week | month
+    amount_usd: float
+    thresholds: list[float]
+    created_ns: int
+
+
+class RateLimit(TypedDict):
+    """A provider's rate limit for a model (``CostSettings.list_rate_limits``)."""
+
+    tenant: str
+    model: str
+    requests_per_min: float | None
+    tokens_per_min: float | None
+    warn_at: float
+
+
+class CostSums(TypedDict):
+    """The model-call sums of a cost breakdown row (normalize/semantics.py
+    COST_MINUTE_MEASURES); zero over no rows."""
+
+    calls: int
+    billed_calls: int
+    first_calls: int
+    resent_calls: int
+    retry_calls: int
+    retry_billed_calls: int
+    errors: int
+    http_429: int
+    http_5xx: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: float
+    retry_cost_usd: float
+    failed_run_cost_usd: float
+    unpriced_calls: int
+    unpriced_tokens: int
+
+
+class CostBreakdown(CostSums):
+    """One group of ``CostStore.breakdown``: the dimensions asked for (and the bucket) with
+    their sums."""
+
+    bucket_ns: NotRequired[int]
+    journey: NotRequired[str | None]
+    model: NotRequired[str | None]
+    provider: NotRequired[str | None]
+    prompt_version: NotRequired[str | None]
+    service_version: NotRequired[str | None]
+
+
+class RunCounts(TypedDict):
+    """Runs, failures and their cost (``CostStore.run_counts``), per journey and bucket when asked."""
+
+    bucket_ns: NotRequired[int]
+    journey: NotRequired[str]
+    runs: int
+    failures: int
+    run_cost_usd: float
+    failed_cost_usd: float
+
 def fired_at(alert: AlertEpisode) -> int:
     """When an episode began firing; for episodes known to have fired (``started_ns`` set)."""
     started = alert["started_ns"]
     if started is None:
         raise ValueError(f"alert episode {alert['id']} has not fired")
     return started
+
+
+def columns(kind: type) -> str:
+    """The fields of the TypedDict ``kind`` as a SELECT list, in declaration order (for
+    tables whose columns are the row's fields)."""
+    return ", ".join(typing.get_type_hints(kind))
 
 
 def row_problems(row: dict[str, Any], kind: type) -> list[str]:

@@ -3,8 +3,9 @@ and every store backend (which declares it in its own SQL dialect)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -62,6 +63,34 @@ SPAN_COLUMNS: tuple[Column, ...] = (
 )
 
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in SPAN_COLUMNS)
+
+# A span as a trace view reads it (``RunReads.get_trace``): the columns above but the tenant
+# and resource id, and the resource itself (JSON) in their place.
+TRACE_SPAN_COLUMNS: tuple[Column, ...] = (
+    *(c for c in SPAN_COLUMNS if c.name not in ("tenant", "resource_id")),
+    Column("resource", "json", "The span's resource attributes, whole"),
+)
+
+_PY_TYPES: dict[ColumnKind, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "json": (str,),
+}
+
+
+def span_row_problems(row: Mapping[str, Any], columns: tuple[Column, ...] = TRACE_SPAN_COLUMNS) -> list[str]:
+    """What in a span row disagrees with ``columns``: missing or extra fields, and values of
+    the wrong type (None is allowed everywhere; JSON columns are text; no bool for a number)."""
+    names = {c.name for c in columns}
+    problems = [f"missing field {c.name!r}" for c in columns if c.name not in row]
+    problems += [f"undeclared field {name!r}" for name in row if name not in names]
+    for c in columns:
+        value = row.get(c.name)
+        if value is None:
+            continue
+        wrong_bool = isinstance(value, bool) and c.kind != "bool"
+        if wrong_bool or not isinstance(value, _PY_TYPES[c.kind]):
+            problems.append(f"{c.name}={value!r} is not {c.kind}")
+    return problems
+
 
 # A resource (service.name, versions, host, SDK…) is the same for every span of an
 # exporter, so it is stored once and spans refer to it.

@@ -10,7 +10,7 @@ from aisre.core.timefmt import rfc3339
 from aisre.store.protocol import CostStore
 
 
-def ratios(row: dict[str, Any], runs: int | None) -> dict[str, Any]:
+def ratios(row: Mapping[str, Any], runs: int | None) -> dict[str, Any]:
     """Derived figures of one group of sums."""
     cost = float(row.get("cost_usd") or 0.0)
     inp = int(row.get("input_tokens") or 0)
@@ -65,7 +65,7 @@ def breakdown_document(
         doc.update(ratios(row, runs))
         groups.append(doc)
     total_runs = int(runs_all["runs"] or 0)
-    total = {k: (v if v is not None else 0) for k, v in totals.items()}
+    total: dict[str, Any] = dict(totals)
     total["runs"] = total_runs
     total["failures"] = int(runs_all["failures"] or 0)
     total.update(ratios(total, total_runs))

@@ -280,6 +280,8 @@ COST_MINUTE_MEASURES: tuple[Measure, ...] = (
     Measure("unpriced_calls", "count", where=UNPRICED),
     Measure("unpriced_tokens", "sum", "tokens", where=UNPRICED),
 )
+# What a cost breakdown may group by: the minute row's keys but its time (bucketed apart).
+COST_DIMENSIONS = tuple(k for k in COST_MINUTE_KEYS if k != "minute_ns")
 
 
 def call_flags(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -27,10 +27,15 @@ from aisre.core.rows import (
     ApiKey,
     AuditEntry,
     Change,
+    CostBreakdown,
+    CostBudget,
     GateVerdictSummary,
     Incident,
     JourneyRun,
     JourneySummary,
+    PriceOverride,
+    RateLimit,
+    RunCounts,
     TraceRun,
 )
 from aisre.core.series import MetricPoint
@@ -104,6 +109,7 @@ class RunReads(Protocol):
 
     def journey_summaries(self, r: TimeRange) -> list[JourneySummary]: ...
 
+    # Spans come as rows of core.schema.TRACE_SPAN_COLUMNS (checked by span_row_problems).
     def get_trace(self, tenant: str, trace_id: str) -> tuple[TraceRun, list[dict[str, Any]]]: ...
 
     def trace_ids_with_prefix(self, tenant: str, prefix: str, limit: int = 5) -> list[str]:
@@ -338,7 +344,7 @@ class IncidentStore(TriageStore, Protocol):
 class CostSettings(Protocol):
     """Price overrides, budgets and rate limits (the control-plane half of CostStore)."""
 
-    def list_overrides(self, tenant: str | None = None) -> list[dict[str, Any]]: ...
+    def list_overrides(self, tenant: str | None = None) -> list[PriceOverride]: ...
 
     def put_override(self, row: dict[str, Any]) -> None: ...
 
@@ -346,13 +352,13 @@ class CostSettings(Protocol):
 
     def budget_tenants(self, tenant: str | None = None) -> list[str]: ...
 
-    def list_budgets(self, tenant: str) -> list[dict[str, Any]]: ...
+    def list_budgets(self, tenant: str) -> list[CostBudget]: ...
 
     def put_budget(self, row: dict[str, Any]) -> None: ...
 
     def delete_budget(self, tenant: str, name: str) -> None: ...
 
-    def list_rate_limits(self, tenant: str) -> list[dict[str, Any]]: ...
+    def list_rate_limits(self, tenant: str) -> list[RateLimit]: ...
 
     def put_rate_limit(self, row: dict[str, Any]) -> None: ...
 
@@ -363,12 +369,12 @@ class CostStore(CostSettings, Protocol):
     def breakdown(
         self, tenant: str, since_ns: int | None, until_ns: int | None, by: Sequence[str] = ("journey",),
         bucket_ns: int | None = None, journey: str | None = None, model: str | None = None,
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[CostBreakdown]: ...
 
     def run_counts(
         self, tenant: str, since_ns: int | None, until_ns: int | None, by_journey: bool = False,
         bucket_ns: int | None = None, journey: str | None = None,
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[RunCounts]: ...
 
     def model_windows(self, tenant: str, journey: str, windows: Sequence[tuple[int, int]]) -> list[dict[str, Any]]: ...
 

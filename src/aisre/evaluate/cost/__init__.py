@@ -351,7 +351,7 @@ class CostEngine:
         seen = set()
         for r in self.db.peak_minutes(tenant, since_ns, until_ns):
             seen.add(r["model"])
-            limit = limits.get(r["model"], {})
+            limit: Mapping[str, Any] = limits.get(r["model"], {})
             doc = {
                 "model": r["model"], "provider": r["provider"],
                 "peak_requests_per_min": int(r["peak_rpm"]), "peak_requests_at": rfc3339(r["peak_rpm_minute_ns"]),

@@ -5,10 +5,12 @@ budgets and rate limits are control-plane tables, not yet here (issue 17)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aisre.core.errors import PermanentError
+from aisre.core.rows import CostBreakdown, RunCounts
 from aisre.core.schema import LLM_OPERATIONS, MINUTE_NS
+from aisre.normalize.semantics import COST_DIMENSIONS, COST_MINUTE_MEASURES
 from aisre.store.clickhouse.semantics import journey_runs_sql, journey_sql
 from aisre.store.protocol import ExemplarRank
 
@@ -17,9 +19,7 @@ if TYPE_CHECKING:
 
 _STEP_SLACK_NS = 3600 * 10**9  # spans of a run start after its root; counted this far
 _LLM = "(" + ", ".join(f"'{op}'" for op in sorted(LLM_OPERATIONS)) + ")"
-_COUNTS = ("calls", "billed_calls", "first_calls", "resent_calls", "retry_calls", "retry_billed_calls", "errors",
-           "http_429", "http_5xx", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd",
-           "retry_cost_usd", "failed_run_cost_usd", "unpriced_calls", "unpriced_tokens")
+_COUNTS = tuple(m.name for m in COST_MINUTE_MEASURES)
 _KEYS = "tenant, journey, minute_ns, provider, model, prompt_version, service_version"
 
 
@@ -77,8 +77,7 @@ GROUP BY {_KEYS}
 """
 
 
-# Dimensions a breakdown may group by, as `cost_minutes` columns.
-DIMENSIONS: tuple[str, ...] = ("journey", "model", "provider", "prompt_version", "service_version")
+DIMENSIONS = COST_DIMENSIONS
 _SUMS = ", ".join(f"sum({c}) AS {c}" for c in _COUNTS)
 _EXEMPLAR_ORDER: dict[str, str] = {
     "retries": "retries DESC, cost_usd DESC, trace_id",
@@ -128,7 +127,7 @@ class ClickHouseCostReads:
     def breakdown(
         self, tenant: str, since_ns: int | None, until_ns: int | None, by: Sequence[str] = ("journey",),
         bucket_ns: int | None = None, journey: str | None = None, model: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[CostBreakdown]:
         """Sums of `cost_minutes` grouped by ``by`` (and a time bucket, as ``bucket_ns``)."""
         unknown = [d for d in by if d not in DIMENSIONS]
         if unknown:
@@ -140,12 +139,12 @@ class ClickHouseCostReads:
         select = f"SELECT {', '.join(keys)}, " if keys else "SELECT "
         tail = (" GROUP BY ALL ORDER BY " + ("bucket_ns, sum(cost_usd) DESC" if bucket_ns is not None else "sum(cost_usd) DESC")
                 if keys else "")
-        return self._rows(f"{select}{_SUMS} FROM cost_minutes FINAL WHERE {f.sql} AND calls > 0{tail}", f.params)
+        return cast(list[CostBreakdown], self._rows(f"{select}{_SUMS} FROM cost_minutes FINAL WHERE {f.sql} AND calls > 0{tail}", f.params))
 
     def run_counts(
         self, tenant: str, since_ns: int | None, until_ns: int | None, by_journey: bool = False,
         bucket_ns: int | None = None, journey: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RunCounts]:
         """Runs, failures and cost of failed runs from `run_minutes`."""
         keys = ["journey"] if by_journey else []
         if bucket_ns is not None:
@@ -153,10 +152,10 @@ class ClickHouseCostReads:
         f = _Filter(tenant, since_ns, until_ns).eq("journey", journey)
         select = (", ".join(keys) + ", ") if keys else ""
         group = " GROUP BY ALL" if keys else ""
-        return self._rows(
+        return cast(list[RunCounts], self._rows(
             f"SELECT {select}sum(runs) AS runs, sum(failures) AS failures, sum(cost_usd) AS run_cost_usd, "
             f"sum(failed_cost_usd) AS failed_cost_usd FROM run_minutes FINAL WHERE {f.sql} AND runs > 0{group}",
-            f.params)
+            f.params))
 
     def model_windows(self, tenant: str, journey: str, windows: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
         """Per window index × provider × model × prompt version × release: the sums."""

@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 import pyarrow as pa
 
 from aisre.core.errors import NotFound, PermanentError
+from aisre.core.rows import CostBreakdown, CostBudget, PriceOverride, RateLimit, RunCounts, columns
 from aisre.core.schema import MINUTE_NS
 from aisre.normalize.conventions import CACHE_WRITE_INPUT_TOKENS
+from aisre.normalize.semantics import COST_DIMENSIONS, COST_MINUTE_MEASURES
 from aisre.store.duckdb.semantics import LLM_OPERATIONS_SQL, cost_minutes_sql
 from aisre.store.protocol import ExemplarRank
 
@@ -33,19 +35,12 @@ def rebuild_cost_minutes(conn: duckdb.DuckDBPyConnection, tenant: str, start: in
     conn.execute(_REBUILD, [tenant, start, end, tenant, start, end])
 
 
-# Dimensions a breakdown may group by, as `cost_minutes` columns.
-DIMENSIONS: tuple[str, ...] = ("journey", "model", "provider", "prompt_version", "service_version")
-
-_SUMS = """
-    sum(calls) AS calls, sum(billed_calls) AS billed_calls, sum(first_calls) AS first_calls,
-    sum(resent_calls) AS resent_calls,
-    sum(retry_calls) AS retry_calls, sum(retry_billed_calls) AS retry_billed_calls,
-    sum(errors) AS errors, sum(http_429) AS http_429, sum(http_5xx) AS http_5xx,
-    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-    sum(cached_input_tokens) AS cached_input_tokens, sum(cost_usd) AS cost_usd,
-    sum(retry_cost_usd) AS retry_cost_usd, sum(failed_run_cost_usd) AS failed_run_cost_usd,
-    sum(unpriced_calls) AS unpriced_calls, sum(unpriced_tokens) AS unpriced_tokens
-"""
+DIMENSIONS = COST_DIMENSIONS
+_OVERRIDE = columns(PriceOverride)
+_BUDGET = columns(CostBudget)
+_RATE_LIMIT = columns(RateLimit)
+# Zero, not NULL, over no rows: every backend answers an empty range the same way.
+_SUMS = ", ".join(f"coalesce(sum({m.name}), 0) AS {m.name}" for m in COST_MINUTE_MEASURES)
 
 
 class _Filter:
@@ -101,7 +96,7 @@ class DuckDBCost:
         bucket_ns: int | None = None,
         journey: str | None = None,
         model: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[CostBreakdown]:
         """Sums of `cost_minutes` grouped by ``by`` (and a time bucket, as ``bucket_ns``)."""
         unknown = [d for d in by if d not in DIMENSIONS]
         if unknown:
@@ -114,7 +109,7 @@ class DuckDBCost:
         tail = " GROUP BY ALL ORDER BY " + (
             "bucket_ns, cost_usd DESC" if bucket_ns is not None else "cost_usd DESC"
         ) if keys else ""
-        return self._rows(f"{group}{_SUMS} FROM cost_minutes WHERE {f.sql}{tail}", f.params)
+        return cast(list[CostBreakdown], self._rows(f"{group}{_SUMS} FROM cost_minutes WHERE {f.sql}{tail}", f.params))
 
     def run_counts(
         self,
@@ -124,7 +119,7 @@ class DuckDBCost:
         by_journey: bool = False,
         bucket_ns: int | None = None,
         journey: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RunCounts]:
         """Runs, failures and cost of failed runs from `run_minutes`."""
         keys = (["journey"] if by_journey else [])
         if bucket_ns is not None:
@@ -132,12 +127,12 @@ class DuckDBCost:
         f = _Filter(tenant, since_ns, until_ns).eq("journey", journey)
         select = (", ".join(keys) + ", ") if keys else ""
         group = " GROUP BY ALL" if keys else ""
-        return self._rows(
+        return cast(list[RunCounts], self._rows(
             f"SELECT {select}coalesce(sum(runs), 0) AS runs, coalesce(sum(failures), 0) AS failures, "
             f"coalesce(sum(cost_usd), 0) AS run_cost_usd, coalesce(sum(failed_cost_usd), 0) AS failed_cost_usd "
             f"FROM run_minutes WHERE {f.sql}{group}",
             f.params,
-        )
+        ))
 
     def model_windows(self, tenant: str, journey: str, windows: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
         """Per window index × provider × model × prompt version × release: the sums."""
@@ -233,10 +228,11 @@ class DuckDBCost:
 
     # -- price overrides -------------------------------------------------------------
 
-    def list_overrides(self, tenant: str | None = None) -> list[dict[str, Any]]:
+    def list_overrides(self, tenant: str | None = None) -> list[PriceOverride]:
         if tenant is None:
-            return self._rows("SELECT * FROM price_overrides ORDER BY tenant, model, effective_ns", [])
-        return self._rows("SELECT * FROM price_overrides WHERE tenant = ? ORDER BY model, effective_ns", [tenant])
+            return cast(list[PriceOverride], self._rows(f"SELECT {_OVERRIDE} FROM price_overrides ORDER BY tenant, model, effective_ns", []))
+        return cast(list[PriceOverride], self._rows(
+            f"SELECT {_OVERRIDE} FROM price_overrides WHERE tenant = ? ORDER BY model, effective_ns", [tenant]))
 
     def put_override(self, row: dict[str, Any]) -> None:
         def write() -> None:
@@ -267,8 +263,8 @@ class DuckDBCost:
         where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
         return [r["tenant"] for r in self._rows(f"SELECT DISTINCT tenant FROM cost_budgets {where} ORDER BY tenant", params)]
 
-    def list_budgets(self, tenant: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM cost_budgets WHERE tenant = ? ORDER BY name", [tenant])
+    def list_budgets(self, tenant: str) -> list[CostBudget]:
+        return cast(list[CostBudget], self._rows(f"SELECT {_BUDGET} FROM cost_budgets WHERE tenant = ? ORDER BY name", [tenant]))
 
     def put_budget(self, row: dict[str, Any]) -> None:
         def write() -> None:
@@ -289,8 +285,8 @@ class DuckDBCost:
         if not self._write(write, 60):
             raise NotFound(f"no cost budget named {name!r}")
 
-    def list_rate_limits(self, tenant: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM rate_limits WHERE tenant = ? ORDER BY model", [tenant])
+    def list_rate_limits(self, tenant: str) -> list[RateLimit]:
+        return cast(list[RateLimit], self._rows(f"SELECT {_RATE_LIMIT} FROM rate_limits WHERE tenant = ? ORDER BY model", [tenant]))
 
     def put_rate_limit(self, row: dict[str, Any]) -> None:
         def write() -> None:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from aisre.core.errors import Conflict, NotFound, PermanentError, StaleState
+from aisre.core.rows import CostBudget, PriceOverride, RateLimit, columns
 from aisre.store.change_detection import DETECTION_OVERLAP_NS, detect
 from aisre.store.postgres.connections import Connections, connect, migrate
 
@@ -38,6 +39,10 @@ _INCIDENT_LIST = ", ".join(_INCIDENT_COLUMNS)
 _INCIDENT_ROW = _INCIDENT_LIST + ", evidence"
 _ACTION_ITEM_FIELDS = ("title", "owner", "due_ns", "status", "done_ns")
 
+
+_OVERRIDE = columns(PriceOverride)
+_BUDGET = columns(CostBudget)
+_RATE_LIMIT = columns(RateLimit)
 
 def _json(value: Any) -> Any:
     """A JSONB parameter (None stays NULL); the same encoding as the DuckDB store's."""
@@ -635,10 +640,11 @@ class PostgresCostSettings:
     def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
         return self._control._rows(sql, params)
 
-    def list_overrides(self, tenant: str | None = None) -> list[dict[str, Any]]:
+    def list_overrides(self, tenant: str | None = None) -> list[PriceOverride]:
         if tenant is None:
-            return self._rows("SELECT * FROM price_overrides ORDER BY tenant, model, effective_ns", [])
-        return self._rows("SELECT * FROM price_overrides WHERE tenant = %s ORDER BY model, effective_ns", [tenant])
+            return cast(list[PriceOverride], self._rows(f"SELECT {_OVERRIDE} FROM price_overrides ORDER BY tenant, model, effective_ns", []))
+        return cast(list[PriceOverride], self._rows(
+            f"SELECT {_OVERRIDE} FROM price_overrides WHERE tenant = %s ORDER BY model, effective_ns", [tenant]))
 
     def put_override(self, row: dict[str, Any]) -> None:
         self._control._write(lambda conn: conn.execute(
@@ -661,8 +667,8 @@ class PostgresCostSettings:
         where, params = ("WHERE tenant = %s", [tenant]) if tenant is not None else ("", [])
         return [r["tenant"] for r in self._rows(f"SELECT DISTINCT tenant FROM cost_budgets {where} ORDER BY tenant", params)]
 
-    def list_budgets(self, tenant: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM cost_budgets WHERE tenant = %s ORDER BY name", [tenant])
+    def list_budgets(self, tenant: str) -> list[CostBudget]:
+        return cast(list[CostBudget], self._rows(f"SELECT {_BUDGET} FROM cost_budgets WHERE tenant = %s ORDER BY name", [tenant]))
 
     def put_budget(self, row: dict[str, Any]) -> None:
         self._control._write(lambda conn: conn.execute(
@@ -679,8 +685,8 @@ class PostgresCostSettings:
         if not n:
             raise NotFound(f"no cost budget named {name!r}")
 
-    def list_rate_limits(self, tenant: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM rate_limits WHERE tenant = %s ORDER BY model", [tenant])
+    def list_rate_limits(self, tenant: str) -> list[RateLimit]:
+        return cast(list[RateLimit], self._rows(f"SELECT {_RATE_LIMIT} FROM rate_limits WHERE tenant = %s ORDER BY model", [tenant]))
 
     def put_rate_limit(self, row: dict[str, Any]) -> None:
         self._control._write(lambda conn: conn.execute(
