@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 
-from aisre.core.errors import Conflict, NotFound, PermanentError, StaleState
+from aisre.core.errors import Conflict, LeaseLost, NotFound, PermanentError, StaleState
 from aisre.store.change_detection import DETECTION_OVERLAP_NS, detect
+from aisre.store.fencing import Fence, current_fence
 from aisre.store.postgres.connections import Connections, connect, migrate
 
 AUTH_LATCH = "auth_required"
@@ -96,9 +97,24 @@ class PostgresControl:
             return list(conn.execute(sql, params).fetchall())
 
     def _write(self, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(conn)`` in one transaction; returns its result."""
+        """Run ``fn(conn)`` in one transaction; returns its result. Inside an evaluation pass
+        (store/fencing.py) the pass's lease term is checked first, in the same transaction."""
+        fence = current_fence()
         with self._pool() as conn, conn.transaction():
+            if fence is not None:
+                _check_fence(conn, fence)
             return fn(conn)
+
+    def fenced_call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn()`` (a write to another store) while the pass's lease term is checked and
+        held: the lease row stays locked FOR SHARE until ``fn`` returns, so no node takes the
+        lease over in the middle. Without a fence, just ``fn()``."""
+        fence = current_fence()
+        if fence is None:
+            return fn()
+        with self._pool() as conn, conn.transaction():
+            _check_fence(conn, fence)
+            return fn()
 
     def schema_version(self) -> int:
         return self._schema_version
@@ -305,6 +321,18 @@ class PostgresControl:
         return {r["tenant"]: float(r["days"]) for r in self._rows("SELECT tenant, days FROM retention")}
 
 
+def _check_fence(conn: Any, fence: Fence) -> None:
+    """Refuse (LeaseLost) unless the lease still has the pass's term and has not expired; the
+    row stays locked FOR SHARE until the transaction ends, so a takeover waits for it."""
+    row = conn.execute(
+        "SELECT term, expires_at < clock_timestamp() AS expired FROM leases WHERE name = %s FOR SHARE",
+        [fence.lease]).fetchone()
+    if row is None or int(row["term"]) != fence.term or row["expired"]:
+        now = "none" if row is None else f"term {row['term']}{', expired' if row['expired'] else ''}"
+        raise LeaseLost(f"lease {fence.lease!r}: this pass holds term {fence.term}, the lease has {now}; "
+                        "another node evaluates now, so this write is refused")
+
+
 def _audit(conn: Any, tenant: str, actor: str, action: str, target: str, before: Any, after: Any) -> None:
     conn.execute(
         "INSERT INTO audit_log (tenant, at_ns, actor, action, target, before_json, after_json) "
@@ -388,6 +416,7 @@ class PostgresIncidents:
 
         def insert(conn: Any) -> dict[str, Any]:
             values = [_json(row.get(c)) if c == "evidence" else row.get(c) for c in cols]
+            entries = events
             new = conn.execute(
                 f"INSERT INTO incidents ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
                 f"ON CONFLICT (tenant, group_key) WHERE state <> 'resolved' DO NOTHING RETURNING {_INCIDENT_ROW}",
@@ -399,7 +428,10 @@ class PostgresIncidents:
                 if found is None:  # opened and resolved by others within this instant
                     raise Conflict(f"incident group {row['group_key']!r} changed concurrently; try again")
                 new = {**found, "_joined": True}
-            _insert_events(conn, new["id"], new["tenant"], events)
+                # The timeline keeps one "opened" entry, the creator's: ours tell of a joining alert.
+                entries = [{**e, "kind": "alert", "message": f"joined as it opened: {e['message']}"}
+                           if e.get("kind") == "opened" else e for e in events]
+            _insert_events(conn, new["id"], new["tenant"], entries)
             _upsert_alerts(conn, new["id"], new["tenant"], alerts)
             return dict(new)
 
