@@ -126,6 +126,65 @@ class PostgresControl:
         """A connection of its own (outside the pool), e.g. for the lease."""
         return connect(self.dsn)
 
+    # -- copying a control plane in (aisre store copy --control) -------------------------
+
+    def _columns_of(self, table: str) -> dict[str, str]:
+        """Column name → data type of ``table`` ({} when there is no such table)."""
+        rows = self._rows(
+            "SELECT column_name AS name, data_type AS type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s", [table])
+        return {r["name"]: r["type"] for r in rows}
+
+    def import_control(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Insert exported control-plane rows as they were (ids and timestamps kept), skipping
+        those already here (a page sent again after an interrupted copy); returns how many were
+        new. Columns this table lacks are refused; JSON documents arrive as text."""
+        if not rows:
+            return 0
+        columns = self._columns_of(table)
+        if not columns:
+            raise PermanentError(f"the control store has no table {table!r}")
+        names = list(rows[0])
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise PermanentError(f"{table}: the control store has no column {', '.join(unknown)}")
+        marks = ", ".join("%s::jsonb" if columns[n] == "jsonb" else "%s" for n in names)
+
+        def value(name: str, v: Any) -> Any:
+            if isinstance(v, dict | list) and columns[name] in ("jsonb", "text"):
+                return json.dumps(v)  # a document the source handed over decoded
+            return v
+
+        def write(conn: Any) -> int:
+            before = conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                    [[value(n, row.get(n)) for n in names] for row in rows])
+            return int(conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]) - int(before)
+
+        return int(self._write(write))
+
+    def control_count(self, table: str) -> int:
+        """Rows in ``table`` (0 when there is no such table)."""
+        if not self._columns_of(table):
+            return 0
+        return int(self._rows(f"SELECT count(*) AS n FROM {table}")[0]["n"])
+
+    def finish_import(self) -> None:
+        """Move every id sequence past the largest id copied in, so rows made from now on get
+        new ids (an incident's links and the audit log keep pointing at the copied ones)."""
+        serial = self._rows(
+            "SELECT table_name AS t FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND column_name = 'id' AND column_default LIKE 'nextval%%'")
+        def move(conn: Any) -> None:
+            for row in serial:
+                conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 0) + 1, false) FROM {row['t']}",
+                    [row["t"]])
+
+        self._write(move)
+
     # -- keys and audit --------------------------------------------------------------
 
     def add_key(self, key: dict[str, Any], actor: str) -> None:
