@@ -176,7 +176,8 @@ def _wait_for_lock_wait(db: str, deadline_s: float = 30.0) -> None:
     try:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
-            row = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()
+            row = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND datname = current_database()").fetchone()
             if row["n"]:
                 return
             time.sleep(0.01)

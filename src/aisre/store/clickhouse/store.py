@@ -262,6 +262,7 @@ class ClickHouseStore(SpanReads, _NotYet):
         retention_interval_s: float = 0,
         rollup_retention_days: float = 400,
         max_metric_series: int = 10_000,
+        dedup_window_s: float = 3600,
         clock: Callable[[], int] = time.time_ns,
         **_unused: Any,
     ) -> None:
@@ -269,6 +270,9 @@ class ClickHouseStore(SpanReads, _NotYet):
         self._clock = clock
         self._retry_after_s = retry_after_s
         self._rollup_retention_days = float(rollup_retention_days)
+        # Redelivered spans are found in ``spans`` for as long as they are stored; this is the
+        # window retention() promises (the setting's, as on DuckDB).
+        self._dedup_window_s = float(dedup_window_s)
         # What expire() removed since the store opened; the TTL's own drops are not counted.
         self.expiry = ExpiryStats()
         self._retention_days = float(retention_days)
@@ -1135,12 +1139,13 @@ class ClickHouseStore(SpanReads, _NotYet):
         """The tenant's retention of raw spans (stamped on each span at ingest; TTL expires
         it), of the minute rollups, and the window in which a span delivered again is stored
         once: a redelivered span is looked up in ``spans`` itself, so the window is as long
-        as raw spans are kept (a retention of 0 keeps them, and the window, for ever: shown
-        as 0 days like the retention)."""
+        as raw spans are kept. What is reported is the promise of ``dedup_window_s`` (as on
+        DuckDB), cut to the retention when spans expire sooner."""
         days, source = self._retention_setting(tenant)
+        stamped = self._retention_of(tenant)
+        window = self._dedup_window_s if not stamped else min(self._dedup_window_s, stamped * 86_400.0)
         return {"tenant": tenant, "retention_days": days, "source": source,
-                "rollup_retention_days": self._rollup_retention_days,
-                "dedup_window_s": float(days) * 86_400.0}
+                "rollup_retention_days": self._rollup_retention_days, "dedup_window_s": window}
 
     def oldest_span_ns(self) -> int | None:
         found = self.client.query("SELECT min(start_ns) AS t, count() AS n FROM spans")
