@@ -40,16 +40,9 @@ NOT_YET: dict[str, dict[str, str]] = {
     },
 }
 NOT_YET["clickhouse"] = NOT_YET["chdb"]  # the same store on a server
-# ClickHouse spans with the control plane on PostgreSQL: what the ClickHouse span store
-# itself does not answer yet.
-_CHDB_DATA_NOT_YET = "not yet in the ClickHouse span store (issue 17, the data-plane half)"
-NOT_YET["chdb+postgresql"] = {
-    "test_contract_control.py::test_reprice_changes_calls_runs_and_rollups_together":
-        f"priced_models and reprice are {_CHDB_DATA_NOT_YET}",
-    "test_contract_control.py::test_tenant_b_never_sees_tenant_a": f"cost.priced_models is {_CHDB_DATA_NOT_YET}",
-    "test_contract_control.py::test_retention_set_and_read_per_tenant":
-        f"retention's rollup_retention_days and dedup_window_s are {_CHDB_DATA_NOT_YET}",
-}
+# ClickHouse spans with the control plane on PostgreSQL: every control-plane contract case
+# runs (nothing the ClickHouse span store itself does not answer is left).
+NOT_YET["chdb+postgresql"] = {}
 
 
 # Split stores differ from their span store only in where the control plane lives: they run

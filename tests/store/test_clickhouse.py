@@ -318,3 +318,29 @@ def test_rollups_older_than_rollup_retention_are_dropped_by_ttl(client: ChdbClie
     assert store.count_spans("t") == 30  # raw spans of a tenant kept for ever stay
     store.close()
     off.close()  # nothing left to roll up: the shared client is closed already
+
+
+def test_a_tenants_retention_setting_stamps_the_spans_that_arrive_after_it(client: ChdbClient) -> None:
+    """set_retention (kept in PostgreSQL by the split store, applied here) changes the stamp of
+    spans that arrive from then on; spans stored before keep theirs; None goes back to the
+    default. retention() says where the value comes from and the dedup window it promises
+    (the setting's, cut to a shorter retention)."""
+    import time
+
+    store = ClickHouseStore(client, retention_days=14, retention_interval_s=60, dedup_window_s=200_000)
+    day = 86_400 * 10**9
+    recent = time.time_ns() // MINUTE_NS * MINUTE_NS - 3600 * 10**9  # within every retention here
+    try:
+        store.submit_spans(*_request(2, recent - day)).result(60)
+        assert store.set_retention("t", 2.5) == {"tenant": "t", "retention_days": 2.5, "source": "api",
+                                                 "rollup_retention_days": 400.0, "dedup_window_s": 200_000.0}
+        store.submit_spans(*_request(2, recent)).result(60)
+        found = client.query("SELECT start_ns < {t:Int64} AS before, any(retention_days) AS d FROM spans GROUP BY before",
+                             {"t": recent - day // 2})
+        stamps = dict(zip(found.column("before").to_pylist(), found.column("d").to_pylist(), strict=True))
+        assert stamps == {True: 14, False: 3}  # whole days, rounded up; the earlier spans keep theirs
+        assert store.set_retention("t", None)["source"] == "default"
+        assert store.retention("t")["retention_days"] == 14
+        assert store.set_retention("u", 1)["dedup_window_s"] == 86_400.0  # kept one day: the window too
+    finally:
+        store.close()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aisre.core.errors import LeaseLost
 from aisre.evaluate.slo import SloEngine
 from aisre.store.lease import LeaseGate
 from aisre.store.protocol import AlertStore
@@ -183,7 +184,11 @@ class EpisodeEvaluator:
             if fresh:  # the episodes may have moved on another node: read them again
                 self._active.clear()
             try:
-                self.evaluate_once()
+                with self.gate.fenced():  # its writes are refused once another node holds a newer term
+                    self.evaluate_once()
+            except LeaseLost as exc:  # paused past the lease: the new holder evaluates; ours is stale
+                log.warning("alert evaluation refused: %s", exc)
+                self._active.clear()
             except Exception:  # one failed evaluation must not end alerting
                 log.exception("alert evaluation failed")
 

@@ -569,6 +569,11 @@ class IncidentManager:
         events = [{"at_ns": now, "kind": "opened", "actor": alert.source,
                    "message": f"opened by alert {alert.name}: {alert.summary}", "data": {"alert": alert.key}}]
         incident = self.store.create_incident(row, events, [link])
+        if _joined(incident):
+            # Another node opened this group's incident in the same instant (the control store
+            # joined our alert to it): that node, the creator, sends "opened"; we send nothing.
+            log.info("incident %s: alert %s joined the incident another node opened", incident["id"], alert.name)
+            return incident
         try:  # so a rollout seen moments ago is among the suspects
             self.store.detect_changes(tenant)
         except Exception:
@@ -721,6 +726,8 @@ class IncidentManager:
             incident = self.store.create_incident(
                 row, [{"at_ns": now, "kind": "opened", "actor": _actor(actor), "message": f"declared: {title.strip()}",
                        "data": None}], [])
+            if _joined(incident):  # another node declared it in the same instant: it notifies
+                return self.document(incident)
             incident = self._refresh_evidence(incident, now) or incident
         self._notifier.notify("opened", self.document(incident))
         return self.document(incident)
@@ -815,7 +822,8 @@ class IncidentManager:
             if not self.gate.admit()[0]:
                 continue  # another node holds the evaluator lease: it detects and refreshes
             try:
-                self.tick()
+                with self.gate.fenced():  # refused once another node holds a newer lease term
+                    self.tick()
             except Exception:  # one failed pass must not end change detection
                 log.exception("incident pass failed")
 
@@ -824,6 +832,12 @@ class IncidentManager:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+
+def _joined(incident: Incident) -> bool:
+    """Whether ``create_incident`` joined an incident another node created meanwhile (a shared
+    control store sets ``_joined``; the marker is taken off the row here)."""
+    return bool(cast(dict[str, Any], incident).pop("_joined", False))
 
 
 def _link(alert: AlertIn) -> dict[str, Any]:

@@ -43,6 +43,11 @@ class StaleState(Conflict):
         self.state = state
 
 
+class LeaseLost(Conflict):
+    """A write of an evaluation pass carried a lease term that is over (another node took the
+    evaluator lease while this one was paused): refused, nothing applied (store/fencing.py)."""
+
+
 class RetryableError(AisreError):
     """A transient refusal: the sender should retry after ``retry_after`` seconds."""
 

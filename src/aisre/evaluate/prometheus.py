@@ -90,7 +90,8 @@ class PrometheusSync:
                 self._stop.wait(self._interval)
                 continue
             try:
-                self.sync_once()
+                with self.gate.fenced():  # minutes refused once another node holds a newer lease term
+                    self.sync_once()
             except Exception as exc:  # an unreachable Prometheus must not stop the server
                 log.warning("reading Prometheus SLIs failed: %s", exc)
             self._stop.wait(self._interval)

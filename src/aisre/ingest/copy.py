@@ -9,6 +9,17 @@ resumes after it, and a page sent twice is stored once (exactly-once ingest). Th
 verification compares, per tenant, spans, runs, failures, tokens and cost on both sides.
 SLO minutes are not copied: the target recounts them from the runs when a server starts
 on it with the SLO specs.
+
+With ``--control postgresql://…`` the control plane goes too (``copy_control``): keys and
+the auth latch, the audit log, alert episodes, incidents with their alert links, timeline,
+action items and notification attempts, changes (and what change detection has seen),
+gate verdicts, price overrides, budgets, rate limits and retention settings. Rows move
+as stored, ids and timestamps kept, so an incident still points at its alerts and an
+audit id at its record; each table goes a page at a time in key order, the last key
+saved after each page (resumable like the spans; a page sent again is skipped row by row),
+and its row count is compared on both sides. Id sequences are then moved past the copied
+ids. Policy tables (policy sets, decisions, judged runs) are not on PostgreSQL yet: they
+join through ``POLICY_TABLES`` once they are.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from typing import Any
 from aisre.core.model import TimeRange
 from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.runs import trace_partials_of
-from aisre.store.protocol import SpanExport, Store
+from aisre.store.protocol import ControlExport, ControlImport, SpanExport, Store
 
 PAGE_TRACES = 2000
 
@@ -53,6 +64,7 @@ class CopyReport:
     tenants: list[TenantCopy] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
     totals: dict[str, dict[str, float]] = field(default_factory=dict)  # tenant -> figure -> value (source)
+    control: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> {source, target} rows
 
     @property
     def verified(self) -> bool:
@@ -60,13 +72,14 @@ class CopyReport:
 
 
 class CopyState:
-    """The last trace id copied per tenant, in a JSON file replaced atomically."""
+    """How far the copy got, in a JSON file replaced atomically: the last trace id copied
+    per tenant, and the last key copied per control-plane table (``control:<table>``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.after: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        self.after: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
 
-    def save(self, tenant: str, last_trace_id: str) -> None:
+    def save(self, tenant: str, last_trace_id: Any) -> None:
         self.after[tenant] = last_trace_id
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         tmp.write_text(json.dumps(self.after, indent=1, sort_keys=True))
@@ -141,5 +154,100 @@ def as_dict(report: CopyReport) -> dict[str, Any]:
     return {
         "verified": report.verified,
         "tenants": dict(report.totals),
+        "control": dict(report.control),
         "mismatches": [vars(m) for m in report.mismatches],
     }
+
+
+# --- the control plane ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ControlTable:
+    """A control-plane table and the key it is paged (and resumed) by."""
+
+    name: str
+    key: tuple[str, ...]
+
+
+CONTROL_TABLES: tuple[ControlTable, ...] = (
+    ControlTable("api_keys", ("key_id",)),
+    ControlTable("control_flags", ("name",)),  # the auth latch: set with the first key, never cleared
+    ControlTable("audit_log", ("id",)),
+    ControlTable("alerts", ("id",)),
+    ControlTable("incidents", ("id",)),
+    ControlTable("incident_alerts", ("tenant", "alert_key", "incident_id")),
+    ControlTable("incident_events", ("id",)),
+    ControlTable("action_items", ("id",)),
+    ControlTable("notification_attempts", ("id",)),
+    ControlTable("changes", ("id",)),
+    ControlTable("change_seen", ("tenant", "journey", "kind", "value")),
+    ControlTable("change_cursor", ("tenant",)),
+    ControlTable("gate_verdicts", ("id",)),
+    ControlTable("price_overrides", ("tenant", "model", "effective_ns")),
+    ControlTable("cost_budgets", ("tenant", "name")),
+    ControlTable("rate_limits", ("tenant", "model")),
+    ControlTable("retention", ("tenant",)),
+)
+# The hook for the agent-policy tables (policy sets, decisions, judged runs, violations):
+# empty until the control store on PostgreSQL holds them; their branch lists them here.
+POLICY_TABLES: tuple[ControlTable, ...] = ()
+PAGE_ROWS = 5000
+
+
+@dataclass
+class TableCopy:
+    """What one control-plane table's copy did."""
+
+    table: str
+    rows: int = 0  # rows sent by this call
+    new: int = 0  # of which the target did not have yet
+    done: bool = False
+
+
+def copy_control(
+    source: ControlExport, target: ControlImport, state: CopyState,
+    tables: tuple[ControlTable, ...] = CONTROL_TABLES + POLICY_TABLES, page_rows: int = PAGE_ROWS,
+    on_page: Callable[[TableCopy, int], None] | None = None, max_pages: int | None = None,
+) -> list[TableCopy]:
+    """Copy every control-plane table from ``source`` (a DuckDB file) into ``target`` (the
+    PostgreSQL control store), after where ``state`` says the last copy stopped; then move
+    the target's id sequences past the copied ids. ``max_pages`` stops early (to test
+    resuming); ``on_page(progress, rows_in_page)`` follows it."""
+    out: list[TableCopy] = []
+    pages = 0
+    for table in tables:
+        progress = TableCopy(table.name)
+        out.append(progress)
+        mark = f"control:{table.name}"
+        if not source.control_count(table.name):  # empty, or a file older than the table
+            progress.done = True
+            continue
+        while max_pages is None or pages < max_pages:
+            rows = source.export_control(table.name, table.key, state.after.get(mark), page_rows)
+            if not rows:
+                progress.done = True
+                break
+            progress.new += target.import_control(table.name, rows)
+            state.save(mark, [rows[-1][k] for k in table.key])
+            progress.rows += len(rows)
+            pages += 1
+            if on_page is not None:
+                on_page(progress, len(rows))
+        if not progress.done:
+            return out
+    target.finish_import()
+    return out
+
+
+def verify_control(
+    source: ControlExport, target: ControlImport, report: CopyReport,
+    tables: tuple[ControlTable, ...] = CONTROL_TABLES + POLICY_TABLES,
+) -> CopyReport:
+    """Compare every control-plane table's row count on both sides, into ``report``."""
+    for table in tables:
+        ours, theirs = source.control_count(table.name), target.control_count(table.name)
+        report.control[table.name] = {"source": ours, "target": theirs}
+        if ours != theirs:
+            report.mismatches.append(Mismatch("control", f"{table.name} rows", float(ours), float(theirs)))
+    return report

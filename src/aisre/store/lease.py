@@ -9,6 +9,10 @@ exactly one holds the lease at a time (store/postgres/lease.py). Each job's loop
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from aisre.store.fencing import fenced
 from aisre.store.protocol import Lease
 
 
@@ -49,3 +53,15 @@ class LeaseGate:
         fresh = self.lease.term != self._term
         self._term = self.lease.term
         return True, fresh
+
+    @contextlib.contextmanager
+    def fenced(self) -> Iterator[None]:
+        """Run a pass inside: its writes to a shared control store carry the term it was admitted
+        under and are refused (LeaseLost) once another node holds a newer term. A local lease (one
+        process) needs no fence."""
+        name = getattr(self.lease, "name", None)
+        if self.lease is None or name is None:
+            yield
+            return
+        with fenced(str(name), self._term if self._term is not None else self.lease.term):
+            yield

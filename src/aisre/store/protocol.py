@@ -149,6 +149,35 @@ class SpanExport(Protocol):
         ...
 
 
+class ControlExport(Protocol):
+    """Control-plane tables read back a page at a time, in key order (``aisre store copy
+    --control``): rows as stored, ids and timestamps included, JSON documents as text."""
+
+    def export_control(self, table: str, key: tuple[str, ...], after: list[Any] | None, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of ``table`` whose ``key`` sorts after ``after`` (all, from None)."""
+        ...
+
+    def control_count(self, table: str) -> int:
+        """Rows in ``table`` (0 when this store has no such table)."""
+        ...
+
+
+class ControlImport(Protocol):
+    """Control-plane rows written as they were exported (ids kept), each once."""
+
+    def import_control(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Insert rows not present yet (by their keys); returns how many were new."""
+        ...
+
+    def control_count(self, table: str) -> int:
+        """Rows in ``table``."""
+        ...
+
+    def finish_import(self) -> None:
+        """Move id sequences past the copied ids, so new rows never reuse one."""
+        ...
+
+
 class SpanSampler(Protocol):
     def span_sample(self, q: SpanSampleQuery) -> SpanSample:
         """The telemetry checker's sample: the newest whole traces of a period, bounded."""
@@ -509,6 +538,6 @@ class Store(
 # or listed here; tests/store/test_guard.py checks that.
 PROCESS_WIDE = frozenset({
     "active_keys", "close", "compact_metrics", "expire", "flush_rollups", "policy_tenants", "refresh_rollups",
-    "span_tenants",
+    "span_tenants", "export_control", "control_count", "import_control", "finish_import",
 })
 OPEN_TO_EVERY_CALLER = frozenset({"auth_latched", "memory", "oldest_span_ns", "prepare", "schema_version"})

@@ -14,6 +14,8 @@ composed here, explicitly:
 - ``cost.reprice`` is a span-store write; the prices it applies are built by
   evaluate/cost from the catalog and the control store's overrides, so it needs nothing
   of the control store itself.
+- ``put_slo_minutes`` (Prometheus SLI minutes, written by the evaluator): a span-store
+  write made while the control store holds the pass's lease term (store/fencing.py).
 - ``incidents.run_minutes``, ``impact`` and triage reads go to the span store; the
   incident rows they explain live in the control store.
 
@@ -49,7 +51,7 @@ INCIDENT_CONTROL_METHODS = frozenset({"list_changes"})  # declared on TriageStor
 # ``store.cost`` methods served by the control store (all others: the span store).
 COST_CONTROL_PORTS: tuple[type, ...] = (protocol.CostSettings,)
 # Composed from both planes (below).
-COMPOSED = frozenset({"retention", "set_retention", "close", "detect_changes"})
+COMPOSED = frozenset({"retention", "set_retention", "close", "detect_changes", "put_slo_minutes"})
 
 CONTROL_METHODS = methods_of(*CONTROL_PORTS)
 INCIDENT_DATA_METHODS = methods_of(*INCIDENT_DATA_PORTS) - INCIDENT_CONTROL_METHODS
@@ -143,6 +145,11 @@ class SplitStore(_Part):
             self._data.set_retention(tenant, days)
         except NotImplementedError:
             log.debug("the span store applies no per-tenant retention yet; kept in the control store only")
+
+    def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
+        """Prometheus SLI minutes into the span store; inside an evaluation pass only while the
+        pass's lease term holds (checked and held in the control store: store/fencing.py)."""
+        self._control.fenced_call(lambda: self._data.put_slo_minutes(tenant, slo, start_ns, end_ns, rows))
 
     def close(self) -> None:
         """Close the span store (drains its writer), then the control store."""

@@ -28,6 +28,12 @@ def _print_retention(doc: dict[str, Any]) -> None:
     )
 
 
+def _control_tables() -> tuple[Any, ...]:
+    from aisre.ingest.copy import CONTROL_TABLES, POLICY_TABLES
+
+    return CONTROL_TABLES + POLICY_TABLES
+
+
 def build_store_cli() -> typer.Typer:
     """The ``aisre store`` command group."""
     app = typer.Typer(help="Store contents, retention and exactly-once ingest.", no_args_is_help=True)
@@ -78,16 +84,26 @@ def build_store_cli() -> typer.Typer:
         state_file: Path = typer.Option(None, "--state", help="Where to keep how far the copy got (default: COPY-STATE.json beside the source file, else the current folder)"),
         journey_rules: Path = typer.Option(None, "--journey-rules", help="The journey_rules file the server uses, so runs get the same journeys"),
         page_traces: int = typer.Option(PAGE_TRACES, "--page-traces", min=1, help="Whole traces per page"),
+        control_url: str = typer.Option("", "--control", help="Also copy the control plane (keys, audit log, alerts, incidents, changes, verdicts, prices, budgets, retention) into this PostgreSQL, e.g. postgresql://aisre@db:5432/aisre"),
         fmt: str = FormatOption,
     ) -> None:
         """Copy stored traces (spans, resources, scores) to another store, resumably, then check
         spans, runs, failures, model calls, tokens and cost per tenant on both sides (exit 1 if they
-        differ). Runs and rollups are rebuilt by the target; control-plane records (keys, alerts,
-        incidents, verdicts, budgets, audit) are not copied by this command yet."""
-        from aisre.ingest.copy import CopyState, as_dict, copy_traces, verify
+        differ). Runs and rollups are rebuilt by the target. With --control, the control plane
+        (keys, audit log, alert episodes, incidents with their timeline, changes, gate verdicts,
+        prices, budgets, retention settings) goes to PostgreSQL too, ids and times kept, and each
+        table's row count is checked on both sides."""
+        from aisre.ingest.copy import (
+            CopyState,
+            as_dict,
+            copy_control,
+            copy_traces,
+            verify,
+            verify_control,
+        )
         from aisre.normalize.journeys import load_rules
-        from aisre.store.factory import open_store, parse_store_url
-        from aisre.store.protocol import SpanExport
+        from aisre.store.factory import open_control, open_store, parse_store_url
+        from aisre.store.protocol import ControlExport, SpanExport
 
         rules = load_rules(journey_rules) if journey_rules else ()
         local = parse_store_url(source_url).local_file
@@ -110,6 +126,21 @@ def build_store_cli() -> typer.Typer:
                         on_page=lambda p: progress.update(tasks[p.tenant], spans=p.spans,
                                                           completed=wanted[p.tenant] - p.remaining))
                 report = verify(source, target, tenants)
+                if control_url:
+                    if not hasattr(source, "export_control"):
+                        fail(f"{source_url}: this backend holds no control plane to copy")
+                    control = call(lambda: open_control(control_url))
+                    try:
+                        exported = cast(ControlExport, source)
+                        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("rows"), console=console, transient=fmt == "json") as progress:
+                            task = progress.add_task("control plane", total=sum(
+                                exported.control_count(t.name) for t in _control_tables()))
+                            copy_control(exported, control, state,
+                                         on_page=lambda _p, n: progress.advance(task, n))
+                        verify_control(exported, control, report)
+                    finally:
+                        control.close()
             finally:
                 target.close()
         finally:
@@ -129,6 +160,12 @@ def build_store_cli() -> typer.Typer:
                     other = fmt_value(bad.target) if bad else shown
                     table.add_row(tenant, figure, shown, other, "no" if bad else "yes")
             console.print(table)
+            if report.control:
+                rows = Table("control-plane table", "source rows", "target rows", "same")
+                for name, counts in report.control.items():
+                    rows.add_row(name, f"{counts['source']:,}", f"{counts['target']:,}",
+                                 "yes" if counts["source"] == counts["target"] else "no")
+                console.print(rows)
             console.print(("[green]verified[/]: every figure is the same on both sides" if report.verified
                            else f"[red]{len(report.mismatches)} figures differ[/]") + f"; state in {state.path}")
         if not report.verified:

@@ -33,6 +33,7 @@ from aisre.core.slo import JOB_SLI_KINDS
 from aisre.normalize.metrics import KNOWN_METRICS
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
+from aisre.store.clickhouse import reprice
 from aisre.store.clickhouse.client import Client
 from aisre.store.clickhouse.cost import ClickHouseCostReads, recount_sql
 from aisre.store.clickhouse.jobs import job_slo_counts
@@ -56,6 +57,7 @@ from aisre.store.duckdb.jobs import deadlines, next_deadline
 from aisre.store.duckdb.metrics import MetricCommit
 from aisre.store.duckdb.retention import ROLLUP_TABLES, ExpiryStats
 from aisre.store.duckdb.store import prepare_batch
+from aisre.store.retention import check_days
 from aisre.store.writer import Writer, WriterStats
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ def _not_yet(name: str) -> Callable[..., Any]:
 # plane), so it waits for the split store too.
 NOT_YET = (
     "active_alerts", "save_alerts", "list_alerts", "add_key", "revoke_key",
-    "active_keys", "auth_latched", "list_keys", "audit", "list_audit", "set_retention",
+    "active_keys", "auth_latched", "list_keys", "audit", "list_audit",
     "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict",
     "put_policy_set", "policy_sets", "policy_tenants", "add_decisions", "list_decisions",
     "runs_to_judge", "save_policy_run", "list_violations", "policy_run", "violation_counts", "policy_totals",
@@ -139,7 +141,7 @@ INCIDENTS_NOT_YET = (
 )
 COST_NOT_YET = (
     "list_overrides", "put_override", "delete_override", "budget_tenants", "list_budgets",
-    "put_budget", "delete_budget", "list_rate_limits", "put_rate_limit", "priced_models", "reprice",
+    "put_budget", "delete_budget", "list_rate_limits", "put_rate_limit",
 )
 
 
@@ -220,8 +222,17 @@ class ClickHouseIncidents(_NotYet):
 
 
 class ClickHouseCost(ClickHouseCostReads, _NotYet):
-    """Cost reads from the rollups; prices, budgets, rate limits and repricing are not yet
-    on ClickHouse."""
+    """Cost reads from the rollups, and repricing stored calls (store/clickhouse/reprice.py);
+    prices, budgets and rate limits are control plane (PostgreSQL, through the split store)."""
+
+    def priced_models(self, tenant: str, since_ns: int, until_ns: int) -> list[tuple[str, str]]:
+        """(provider, model) of every model call in the range: what a reprice must price."""
+        return reprice.priced_models(self._store, tenant, since_ns, until_ns)
+
+    def reprice(self, tenant: str, since_ns: int, until_ns: int, prices: pa.Table) -> dict[str, Any]:
+        """Recompute the range's model calls' cost and price version from ``prices``, then their
+        runs' costs and the rollups of their minutes (a null version means unpriced)."""
+        return reprice.reprice(self._store, tenant, since_ns, until_ns, prices)
 
 
 for _name in INCIDENTS_NOT_YET:
@@ -251,6 +262,7 @@ class ClickHouseStore(SpanReads, _NotYet):
         retention_interval_s: float = 0,
         rollup_retention_days: float = 400,
         max_metric_series: int = 10_000,
+        dedup_window_s: float = 3600,
         clock: Callable[[], int] = time.time_ns,
         **_unused: Any,
     ) -> None:
@@ -258,10 +270,14 @@ class ClickHouseStore(SpanReads, _NotYet):
         self._clock = clock
         self._retry_after_s = retry_after_s
         self._rollup_retention_days = float(rollup_retention_days)
+        # Redelivered spans are found in ``spans`` for as long as they are stored; this is the
+        # window retention() promises (the setting's, as on DuckDB).
+        self._dedup_window_s = float(dedup_window_s)
         # What expire() removed since the store opened; the TTL's own drops are not counted.
         self.expiry = ExpiryStats()
         self._retention_days = float(retention_days)
         self._retention_file = dict(retention_overrides or {})
+        self._retention_api: dict[str, float] = {}  # set through the API (the split store applies them)
         # Expiry is the engine's TTL on the retention stamped on each span; as with DuckDB,
         # retention_interval_s = 0 turns it off (spans are then stamped 0: kept).
         self._expiry_on = retention_interval_s > 0
@@ -384,7 +400,7 @@ class ClickHouseStore(SpanReads, _NotYet):
 
     def _retention_of(self, tenant: str) -> int:
         """The retention stamped on ``tenant``'s spans: whole days, 0 to keep them."""
-        days = self._retention_file.get(tenant, self._retention_days)
+        days = self._retention_setting(tenant)[0]
         return int(np.ceil(days)) if days > 0 and self._expiry_on else 0
 
     def _stored_keys(self, spans: pa.Table) -> set[tuple[str, str, str]]:
@@ -1100,12 +1116,36 @@ class ClickHouseStore(SpanReads, _NotYet):
             scores=scores,
         )
 
+    def _retention_setting(self, tenant: str) -> tuple[float, str]:
+        """The tenant's raw-span retention in days and where it comes from: set through the
+        API (kept in the control store, applied here), the retention file, or the default."""
+        if tenant in self._retention_api:
+            return self._retention_api[tenant], "api"
+        if tenant in self._retention_file:
+            return self._retention_file[tenant], "file"
+        return self._retention_days, "default"
+
+    def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]:
+        """Apply the tenant's retention setting (None: back to file/default) to the spans that
+        arrive from now on: each is stamped with it at ingest and the TTL expires it. Spans
+        stored before keep the stamp they arrived with."""
+        if days is None:
+            self._retention_api.pop(tenant, None)
+        else:
+            self._retention_api[tenant] = check_days(days)
+        return self.retention(tenant)
+
     def retention(self, tenant: str) -> dict[str, Any]:
         """The tenant's retention of raw spans (stamped on each span at ingest; TTL expires
-        it) and of the minute rollups."""
-        days = self._retention_file.get(tenant, self._retention_days)
-        return {"tenant": tenant, "retention_days": days, "source": "file" if tenant in self._retention_file else "default",
-                "rollup_retention_days": self._rollup_retention_days}
+        it), of the minute rollups, and the window in which a span delivered again is stored
+        once: a redelivered span is looked up in ``spans`` itself, so the window is as long
+        as raw spans are kept. What is reported is the promise of ``dedup_window_s`` (as on
+        DuckDB), cut to the retention when spans expire sooner."""
+        days, source = self._retention_setting(tenant)
+        stamped = self._retention_of(tenant)
+        window = self._dedup_window_s if not stamped else min(self._dedup_window_s, stamped * 86_400.0)
+        return {"tenant": tenant, "retention_days": days, "source": source,
+                "rollup_retention_days": self._rollup_retention_days, "dedup_window_s": window}
 
     def oldest_span_ns(self) -> int | None:
         found = self.client.query("SELECT min(start_ns) AS t, count() AS n FROM spans")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +47,7 @@ from aisre.store.retention import DAY_NS, check_days
 from aisre.store.writer import Writer, WriterStats
 
 log = logging.getLogger(__name__)
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # table and column names a copy may name
 
 
 def prepare_batch(
@@ -1066,6 +1068,31 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             [tenant, trace_id, run["start_ns"], run["end_ns"]],
         )
         return cast(TraceRun, run), spans
+
+    def export_control(self, table: str, key: tuple[str, ...], after: list[Any] | None, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of control-plane ``table`` after ``after`` in ``key`` order, as
+        stored (JSON columns as their text): what ``aisre store copy --control`` moves."""
+        for name in (table, *key):
+            if not _IDENTIFIER.match(name):
+                raise PermanentError(f"not a table or column name: {name!r}")
+        where, params = "", []
+        if after is not None:
+            # (k1, k2, …) > (a1, a2, …), spelled out: k1 > a1 OR (k1 = a1 AND k2 > a2) …
+            ors = []
+            for i in range(len(key)):
+                ors.append("(" + " AND ".join([*(f"{k} = ?" for k in key[:i]), f"{key[i]} > ?"]) + ")")
+                params += [*after[:i], after[i]]
+            where = "WHERE " + " OR ".join(ors)
+        return self._rows(f"SELECT * FROM {table} {where} ORDER BY {', '.join(key)} LIMIT ?", [*params, int(limit)])
+
+    def control_count(self, table: str) -> int:
+        """Rows in control-plane ``table`` (0 when the file has no such table)."""
+        if not _IDENTIFIER.match(table):
+            raise PermanentError(f"not a table name: {table!r}")
+        found = self._rows("SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?", [table])
+        if not found[0]["n"]:
+            return 0
+        return int(self._rows(f"SELECT count(*) AS n FROM {table}")[0]["n"])
 
     def span_tenants(self) -> list[str]:
         """Every tenant with stored traces."""

@@ -21,9 +21,10 @@ from typing import Any, cast
 
 import orjson
 
-from aisre.core.errors import Conflict, NotFound, PermanentError, StaleState
+from aisre.core.errors import Conflict, LeaseLost, NotFound, PermanentError, StaleState
 from aisre.core.rows import CostBudget, PriceOverride, RateLimit, columns
 from aisre.store.change_detection import DETECTION_OVERLAP_NS, detect
+from aisre.store.fencing import Fence, current_fence
 from aisre.store.postgres.connections import Connections, connect, migrate
 
 AUTH_LATCH = "auth_required"
@@ -101,9 +102,24 @@ class PostgresControl:
             return list(conn.execute(sql, params).fetchall())
 
     def _write(self, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(conn)`` in one transaction; returns its result."""
+        """Run ``fn(conn)`` in one transaction; returns its result. Inside an evaluation pass
+        (store/fencing.py) the pass's lease term is checked first, in the same transaction."""
+        fence = current_fence()
         with self._pool() as conn, conn.transaction():
+            if fence is not None:
+                _check_fence(conn, fence)
             return fn(conn)
+
+    def fenced_call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn()`` (a write to another store) while the pass's lease term is checked and
+        held: the lease row stays locked FOR SHARE until ``fn`` returns, so no node takes the
+        lease over in the middle. Without a fence, just ``fn()``."""
+        fence = current_fence()
+        if fence is None:
+            return fn()
+        with self._pool() as conn, conn.transaction():
+            _check_fence(conn, fence)
+            return fn()
 
     def schema_version(self) -> int:
         return self._schema_version
@@ -114,6 +130,65 @@ class PostgresControl:
     def connect(self) -> Any:
         """A connection of its own (outside the pool), e.g. for the lease."""
         return connect(self.dsn)
+
+    # -- copying a control plane in (aisre store copy --control) -------------------------
+
+    def _columns_of(self, table: str) -> dict[str, str]:
+        """Column name → data type of ``table`` ({} when there is no such table)."""
+        rows = self._rows(
+            "SELECT column_name AS name, data_type AS type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s", [table])
+        return {r["name"]: r["type"] for r in rows}
+
+    def import_control(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Insert exported control-plane rows as they were (ids and timestamps kept), skipping
+        those already here (a page sent again after an interrupted copy); returns how many were
+        new. Columns this table lacks are refused; JSON documents arrive as text."""
+        if not rows:
+            return 0
+        columns = self._columns_of(table)
+        if not columns:
+            raise PermanentError(f"the control store has no table {table!r}")
+        names = list(rows[0])
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise PermanentError(f"{table}: the control store has no column {', '.join(unknown)}")
+        marks = ", ".join("%s::jsonb" if columns[n] == "jsonb" else "%s" for n in names)
+
+        def value(name: str, v: Any) -> Any:
+            if isinstance(v, dict | list) and columns[name] in ("jsonb", "text"):
+                return json.dumps(v)  # a document the source handed over decoded
+            return v
+
+        def write(conn: Any) -> int:
+            before = conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                    [[value(n, row.get(n)) for n in names] for row in rows])
+            return int(conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]) - int(before)
+
+        return int(self._write(write))
+
+    def control_count(self, table: str) -> int:
+        """Rows in ``table`` (0 when there is no such table)."""
+        if not self._columns_of(table):
+            return 0
+        return int(self._rows(f"SELECT count(*) AS n FROM {table}")[0]["n"])
+
+    def finish_import(self) -> None:
+        """Move every id sequence past the largest id copied in, so rows made from now on get
+        new ids (an incident's links and the audit log keep pointing at the copied ones)."""
+        serial = self._rows(
+            "SELECT table_name AS t FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND column_name = 'id' AND column_default LIKE 'nextval%%'")
+        def move(conn: Any) -> None:
+            for row in serial:
+                conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 0) + 1, false) FROM {row['t']}",
+                    [row["t"]])
+
+        self._write(move)
 
     # -- keys and audit --------------------------------------------------------------
 
@@ -310,6 +385,18 @@ class PostgresControl:
         return {r["tenant"]: float(r["days"]) for r in self._rows("SELECT tenant, days FROM retention")}
 
 
+def _check_fence(conn: Any, fence: Fence) -> None:
+    """Refuse (LeaseLost) unless the lease still has the pass's term and has not expired; the
+    row stays locked FOR SHARE until the transaction ends, so a takeover waits for it."""
+    row = conn.execute(
+        "SELECT term, expires_at < clock_timestamp() AS expired FROM leases WHERE name = %s FOR SHARE",
+        [fence.lease]).fetchone()
+    if row is None or int(row["term"]) != fence.term or row["expired"]:
+        now = "none" if row is None else f"term {row['term']}{', expired' if row['expired'] else ''}"
+        raise LeaseLost(f"lease {fence.lease!r}: this pass holds term {fence.term}, the lease has {now}; "
+                        "another node evaluates now, so this write is refused")
+
+
 def _audit(conn: Any, tenant: str, actor: str, action: str, target: str, before: Any, after: Any) -> None:
     conn.execute(
         "INSERT INTO audit_log (tenant, at_ns, actor, action, target, before_json, after_json) "
@@ -393,6 +480,7 @@ class PostgresIncidents:
 
         def insert(conn: Any) -> dict[str, Any]:
             values = [_json(row.get(c)) if c == "evidence" else row.get(c) for c in cols]
+            entries = events
             new = conn.execute(
                 f"INSERT INTO incidents ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
                 f"ON CONFLICT (tenant, group_key) WHERE state <> 'resolved' DO NOTHING RETURNING {_INCIDENT_ROW}",
@@ -404,7 +492,10 @@ class PostgresIncidents:
                 if found is None:  # opened and resolved by others within this instant
                     raise Conflict(f"incident group {row['group_key']!r} changed concurrently; try again")
                 new = {**found, "_joined": True}
-            _insert_events(conn, new["id"], new["tenant"], events)
+                # The timeline keeps one "opened" entry, the creator's: ours tell of a joining alert.
+                entries = [{**e, "kind": "alert", "message": f"joined as it opened: {e['message']}"}
+                           if e.get("kind") == "opened" else e for e in events]
+            _insert_events(conn, new["id"], new["tenant"], entries)
             _upsert_alerts(conn, new["id"], new["tenant"], alerts)
             return dict(new)
 
