@@ -135,6 +135,7 @@ def _check_queries(spec: SloSpec, sli: PrometheusSli) -> list[SpecError]:
         "sli.error_query": sli.error_query, "sli.total_query": sli.total_query,
         "sli.good_query": sli.good_query, "sli.error_ratio_query": sli.error_ratio_query,
         "sli.good_ratio_query": sli.good_ratio_query, "sli.threshold_query": sli.threshold_query,
+        "sli.histogram": sli.histogram,
     }
     for name, query in queries.items():
         if query is not None and not query.strip():
