@@ -178,6 +178,16 @@ class GateVerdictSummary(TypedDict):
     decided_ns: int
 
 
+class MetricSeriesStats(TypedDict):
+    """What the kept minutes of one metric series hold (``MetricSeriesStats.metric_series_stats``):
+    its first and last minute and the data points folded into them."""
+
+    series_id: int
+    first_minute_ns: int
+    last_minute_ns: int
+    points: int
+
+
 def fired_at(alert: AlertEpisode) -> int:
     """When an episode began firing; for episodes known to have fired (``started_ns`` set)."""
     started = alert["started_ns"]
