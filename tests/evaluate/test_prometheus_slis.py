@@ -69,7 +69,7 @@ def test_shape_errors_name_the_field(tmp_path: Path) -> None:
         "{kind: prometheus, histogram: 'h{job=api}', le: 1}": "sli.histogram: invalid label matcher",
         "{kind: prometheus, histogram: h, le: 1, op: lt}": "sli.op: goes with threshold_query",
         "{kind: prometheus, histogram: h, le: 1, total_query: t}": "sli.histogram: give one shape only (got histogram with total_query)",
-        "{kind: prometheus, threshold_query: x, histogram: h, op: lt, value: 1}": "give one shape only",
+        "{kind: prometheus, threshold_query: x, histogram: h, op: lt, value: 1}": "sli.threshold_query: give one shape only (got threshold_query with histogram)",
         "{kind: prometheus, error_query: e, total_query: t, le: 2}": "sli.le: goes with threshold_query (op, value) or histogram (le)",
     }
     for i, (sli, want) in enumerate(cases.items()):

@@ -332,10 +332,10 @@ def _prometheus(s: View) -> PrometheusSli | None:
     good_q = s.text("good_query")
     threshold_q, histogram = s.text("threshold_query"), s.text("histogram")
     if threshold_q is not None or histogram is not None:
-        others = [k for k in ("error_query", "good_query", "total_query", "error_ratio_query",
-                              "threshold_query" if histogram is not None else "histogram") if s.has(k)]
+        key = "threshold_query" if threshold_q is not None else "histogram"
+        others = [k for k in ("error_query", "good_query", "total_query", "error_ratio_query", "threshold_query",
+                              "histogram") if k != key and s.has(k)]
         if others:
-            key = "threshold_query" if threshold_q is not None else "histogram"
             s.error(key, f"give one shape only (got {key} with {', '.join(others)}): {_PROM_SHAPES}")
             return None
         if threshold_q is not None:
