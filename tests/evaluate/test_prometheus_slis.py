@@ -17,6 +17,7 @@ from aisre.evaluate.prometheus import bucket_label, unsupported_reason
 from aisre.evaluate.slo import SloEngine, sli_rule
 from aisre.evaluate.specs import check_files, load_specs
 from aisre.store.duckdb import DuckDBStore
+from tests.conftest import REFS
 
 SPECS = """\
 slos:
@@ -83,7 +84,7 @@ def test_what_is_not_read_says_why(tmp_path: Path) -> None:
         "error_ratio_query (a raw ratio SLI) gives a ratio per minute without the number of events behind it")
     assert "good_ratio_query" in (unsupported_reason(PrometheusSli(good_ratio_query="q")) or "")
     assert unsupported_reason(PrometheusSli(threshold_query="q", op="lte", value=1, source_type="Datadog")) == (
-        "a Datadog SLI: aisre reads SLIs only from a Prometheus-compatible query API (prometheus_url)")
+        "its data source is Datadog: aisre reads SLIs only from a Prometheus-compatible query API (prometheus_url)")
     assert "needs op" in (unsupported_reason(PrometheusSli(threshold_query="q", value=1)) or "")
     assert unsupported_reason(PrometheusSli(threshold_query="q", op="gt", value=1, source_type="Prometheus")) is None
     store = DuckDBStore(str(tmp_path / "s.duckdb"))
@@ -106,6 +107,17 @@ def test_what_is_not_read_says_why(tmp_path: Path) -> None:
         assert "prometheus_url" in {d["name"]: d for d in off.statuses("t")}["gpu-pool-gpu"]["reason"]
     finally:
         store.close()
+
+
+def test_openslo_threshold_metric_of_a_prometheus_source_is_read(tmp_path: Path) -> None:
+    example = (REFS / "openslo/spec_repo_examples/occurrences-slo.yaml").read_text()
+    (spec,) = load_specs([_write(tmp_path, example, "any.yaml")])
+    assert spec.sli == PrometheusSli(threshold_query="Any", op="lt", value=500, source_type="Any")
+    assert sli_rule(spec, prometheus=True) is None  # "type: Any" is no Prometheus
+    prom = example.replace("type: Any", "type: Prometheus").replace(
+        "query: Any", "query: 'histogram_quantile(0.99, sum by (le) (rate(search_seconds_bucket[1m])))'")
+    (spec,) = load_specs([_write(tmp_path, prom, "prom.yaml")])
+    assert spec.sli.shape == "threshold" and sli_rule(spec, prometheus=True) is not None
 
 
 def test_threshold_ops_and_bucket_labels() -> None:

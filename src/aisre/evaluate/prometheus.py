@@ -57,8 +57,8 @@ class MinuteReader(Protocol):
 def unsupported_reason(sli: PrometheusSli) -> str | None:
     """Why a Prometheus SLI cannot be read into SLO minutes; None when it can."""
     if sli.source_type.lower() not in PROMETHEUS_SOURCES:
-        return (f"a {sli.source_type or 'query'} SLI: aisre reads SLIs only from a Prometheus-compatible query API "
-                "(prometheus_url)")
+        return (f"its data source is {sli.source_type or 'not named'}: aisre reads SLIs only from a "
+                "Prometheus-compatible query API (prometheus_url)")
     shape = sli.shape
     if shape in ("raw", "raw_good"):
         field = "error_ratio_query" if shape == "raw" else "good_ratio_query"
