@@ -56,6 +56,10 @@ def test_native_threshold_and_histogram_shapes_load(tmp_path: Path) -> None:
     # With a Prometheus server, every shape but the raw ratio is counted from what is read.
     assert [sli_rule(s, prometheus=True) is not None for s in (gpu, latency, raw, events)] == [True, True, False, True]
     assert [sli_rule(s) is None for s in (gpu, latency, raw, events)] == [True] * 4
+    # The raw ratio loads (its rules export) and is warned about where it is declared.
+    (warning,) = [str(w) for w in check_files([tmp_path / "slos.yaml"]).warnings]
+    assert warning.startswith(f"{tmp_path / 'slos.yaml'}:13: slos[2].sli.error_ratio_query: not evaluated: "
+                              "error_ratio_query (a raw ratio SLI) gives a ratio per minute")
 
 
 def test_shape_errors_name_the_field(tmp_path: Path) -> None:

@@ -251,6 +251,24 @@ def threshold_met(value: float, op: str, threshold: float) -> bool:
     raise ValueError(f"unknown threshold op {op!r}; use one of {', '.join(THRESHOLD_OPS)}")
 
 
+def prometheus_unsupported(sli: PrometheusSli) -> str | None:
+    """Why a Prometheus SLI cannot be read into SLO minutes; None when it can."""
+    if sli.source_type.lower() not in PROMETHEUS_SOURCES:
+        return (f"its data source is {sli.source_type or 'not named'}: aisre reads SLIs only from a "
+                "Prometheus-compatible query API (prometheus_url)")
+    shape = sli.shape
+    if shape in ("raw", "raw_good"):
+        key = "error_ratio_query" if shape == "raw" else "good_ratio_query"
+        return (f"{key} (a raw ratio SLI) gives a ratio per minute without the number of events behind it, "
+                "so its minutes cannot be weighed into an error budget without inventing counts; write it as "
+                "error_query (or good_query) over total_query, each a count per minute")
+    if shape == "threshold" and (sli.op not in THRESHOLD_OPS or sli.value is None):
+        return f"a threshold_query SLI needs op (one of {', '.join(THRESHOLD_OPS)}) and value"
+    if shape not in PROMETHEUS_SHAPES:
+        return f"the {shape} shape of a Prometheus SLI is not read"
+    return None
+
+
 @dataclass(frozen=True)
 class RatioSli:
     """Good = the increase of the ``good`` counter series (or total minus ``bad``) over the

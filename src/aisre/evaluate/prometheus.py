@@ -31,14 +31,8 @@ from typing import Protocol
 
 from aisre.core.errors import PermanentError
 from aisre.core.series import format_selector, parse_selector
-from aisre.core.slo import (
-    PROMETHEUS_SHAPES,
-    PROMETHEUS_SOURCES,
-    THRESHOLD_OPS,
-    PrometheusSli,
-    SloSpec,
-    threshold_met,
-)
+from aisre.core.slo import PrometheusSli, SloSpec, threshold_met
+from aisre.core.slo import prometheus_unsupported as unsupported_reason
 from aisre.receive.prometheus import MINUTE_NS
 from aisre.store.lease import LeaseGate
 from aisre.store.protocol import ExternalSloMinutes
@@ -52,24 +46,6 @@ class MinuteReader(Protocol):
     def series_minutes(self, query: str, start_ns: int, end_ns: int) -> dict[int, list[float]]: ...
 
     def label_values(self, label: str, match: str, start_ns: int, end_ns: int) -> list[str]: ...
-
-
-def unsupported_reason(sli: PrometheusSli) -> str | None:
-    """Why a Prometheus SLI cannot be read into SLO minutes; None when it can."""
-    if sli.source_type.lower() not in PROMETHEUS_SOURCES:
-        return (f"its data source is {sli.source_type or 'not named'}: aisre reads SLIs only from a "
-                "Prometheus-compatible query API (prometheus_url)")
-    shape = sli.shape
-    if shape in ("raw", "raw_good"):
-        field = "error_ratio_query" if shape == "raw" else "good_ratio_query"
-        return (f"{field} (a raw ratio SLI) gives a ratio per minute without the number of events behind it, "
-                "so its minutes cannot be weighed into an error budget without inventing counts; write it as "
-                "error_query (or good_query) over total_query, each a count per minute")
-    if shape == "threshold" and (sli.op not in THRESHOLD_OPS or sli.value is None):
-        return f"a threshold_query SLI needs op (one of {', '.join(THRESHOLD_OPS)}) and value"
-    if shape not in PROMETHEUS_SHAPES:
-        return f"the {shape} shape of a Prometheus SLI is not read"
-    return None
 
 
 def bucket_label(found: list[str], le: float, what: str) -> tuple[str, str]:
