@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from aisre.core.auth import Forbidden, acting_for
 from aisre.core.errors import PermanentError
 from aisre.core.pipeline import EncodedExport
 from aisre.core.rows import MetricSeriesStats, row_problems
@@ -124,3 +125,13 @@ def test_listing_pages_by_cursor(sent: OpenedStore) -> None:
                 SeriesQuery("ma", match='{code=~"("}'), SeriesQuery("ma", match="{code=200}")):
         with pytest.raises(PermanentError):
             list_series(store, bad)
+
+
+def test_a_caller_of_one_tenant_cannot_list_another(sent: OpenedStore) -> None:
+    store = sent.store
+    ids = list(_ids(store, "ma").values())
+    with acting_for("mb"):
+        assert [i["labels"]["gpu"] for i in list_series(store, SeriesQuery("mb"))["items"]] == ["9"]
+        for call in (lambda: list_series(store, SeriesQuery("ma")), lambda: store.metric_series_stats("ma", ids)):
+            with pytest.raises(Forbidden, match="cannot read tenant 'ma'"):
+                call()
