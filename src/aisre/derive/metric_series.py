@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -14,14 +14,10 @@ from aisre.core.errors import PermanentError
 from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricSelector, format_selector, parse_selector
 from aisre.core.timefmt import rfc3339
-from aisre.store.protocol import MetricReads, MetricSeriesReads
+from aisre.store.protocol import Store
 
 MAX_PAGE = 1000
 SERVICE_LABEL = "service.name"
-
-
-class SeriesStore(MetricReads, MetricSeriesReads, Protocol):
-    """What the listing reads: the series, and what their kept minutes hold."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,7 @@ def _matchers(match: str | None) -> MetricSelector | None:
         raise PermanentError(f"match: {exc}") from None
 
 
-def list_series(store: SeriesStore, q: SeriesQuery) -> dict[str, Any]:
+def list_series(store: Store, q: SeriesQuery) -> dict[str, Any]:
     """A page of the tenant's series, ordered by name then labels, and the cursor of the next
     page (None on the last). Each: name, kind, unit, labels, the selector that picks exactly
     it, what a recognised metric measures, first seen (its first point, kept for ever), last
