@@ -4,10 +4,12 @@ promtool), give the same SLO minutes, the same budget and the same alert interva
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +21,9 @@ from aisre.evaluate.slo import SloEngine
 from aisre.evaluate.specs import load_specs
 from aisre.receive.prometheus import PrometheusClient
 from aisre.store.duckdb import DuckDBStore
+from aisre.store.factory import open_store
 from tests.conftest import free_port, wait_for
+from tests.store.conftest import STORE_URLS
 
 pytestmark = pytest.mark.skipif(not shutil.which("prometheus") or not shutil.which("promtool"),
                                 reason="needs the prometheus and promtool binaries (Debian prometheus)")
@@ -233,7 +237,7 @@ def test_metric_sli_over_otlp_and_over_prometheus_agree(prometheus: str, tmp_pat
         store.close()
 
 
-def _agree(store: DuckDBStore, engine: SloEngine, otlp: str, prom: str, truth_good: list[int], truth_total: list[int]) -> None:
+def _agree(store: Any, engine: SloEngine, otlp: str, prom: str, truth_good: list[int], truth_total: list[int]) -> None:
     """Both SLOs hold the true minutes, and give the same budget, burn rates and replay."""
     arrays = store.slo_minute_arrays("t", T0 - MIN, T0 + (MINUTES + 1) * MIN)
     a_rows = [a.tolist() for a in arrays[otlp]]
@@ -249,10 +253,12 @@ def _agree(store: DuckDBStore, engine: SloEngine, otlp: str, prom: str, truth_go
     assert any(r["severity"] == "page" for r in replay_a)
 
 
-def test_threshold_and_histogram_slis_over_otlp_and_over_prometheus_agree(prometheus: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("url", STORE_URLS, ids=lambda url: url.split(":", 1)[0])
+def test_threshold_and_histogram_slis_over_otlp_and_over_prometheus_agree(prometheus: str, tmp_path: Path, url: str) -> None:
+    """On each store backend: the OTLP side is that store's metric minutes and SLI counting."""
     spec_file = tmp_path / "slos.yaml"
     spec_file.write_text(THRESHOLD_SPECS)
-    store = DuckDBStore(str(tmp_path / "s.duckdb"))
+    store = open_store(url.format(dir=tmp_path, name=re.sub(r"\W", "_", tmp_path.name)), retention_days=0)
     client = PrometheusClient(prometheus)
     try:
         engine = SloEngine(store, prometheus=True)
