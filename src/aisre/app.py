@@ -279,7 +279,7 @@ class AisreServer:
 
             self.prometheus = PrometheusSync(
                 self.slos.specs, PrometheusClient(settings.prometheus_url), self.store, settings.tenant,
-                interval_s=max(1, settings.prometheus_interval_s),
+                interval_s=max(1, settings.prometheus_interval_s), report=self.slos.set_source_errors,
             )
             self.prometheus.gate = LeaseGate(self.lease)
         self.asgi = build_asgi(self.ctx, self.consumer, ui_routes=[*incident_ui_routes(), *cost_ui_routes(), *ui_routes()], lifespan=self._lifespan,

@@ -1,5 +1,6 @@
 """Capacity forecasts through a live server: GPU utilisation growing linearly over OTLP
-metrics gives a crossing time within 10 % on GET /api/capacity and in `aisre capacity`."""
+metrics gives a crossing time within 10 % on GET /api/capacity and in `aisre capacity`; the
+same server lists those series on GET /api/metrics/series and in `aisre metrics series`."""
 
 from __future__ import annotations
 
@@ -43,3 +44,18 @@ def test_capacity_route_and_cli(server: Any) -> None:
     table = CliRunner(env={"COLUMNS": "220"}).invoke(build_cli(lambda *a: None), [
         "capacity", "gpu.utilization", "--threshold", "0.9", "--lookback", "4h", "--url", server.url])
     assert table.exit_code == 0 and "not within horizon" in table.output
+
+    # The same server lists what was sent: two GPU series of 240 points over minutes 0-239.
+    doc = httpx.get(server.url + "/api/metrics/series", params={"service": "gpu-pool"}).json()
+    assert doc["next_cursor"] is None
+    assert [(i["selector"], i["kind"], i["points"], i["first_seen_ns"], i["last_seen_ns"]) for i in doc["items"]] == [
+        (f'gpu.utilization{{gpu="{g}",service.name="gpu-pool"}}', "gauge", 240, start, start + 239 * MIN) for g in "01"]
+    paged = httpx.get(server.url + "/api/metrics/series", params={"limit": "1"}).json()
+    assert len(paged["items"]) == 1 and paged["next_cursor"]
+    assert httpx.get(server.url + "/api/metrics/series", params={"match": "{gpu=0}"}).status_code == 400
+    listed = CliRunner().invoke(build_cli(lambda *a: None), [
+        "metrics", "series", "--metric", "gpu.utilization", "--match", '{gpu="1"}', "--url", server.url, "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert [i["labels"]["gpu"] for i in json.loads(listed.output)["items"]] == ["1"]
+    table = CliRunner(env={"COLUMNS": "220"}).invoke(build_cli(lambda *a: None), ["metrics", "series", "--url", server.url])
+    assert table.exit_code == 0 and 'gpu.utilization{gpu="0",service.name="gpu-pool"}' in table.output

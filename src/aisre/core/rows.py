@@ -178,7 +178,6 @@ class GateVerdictSummary(TypedDict):
     decided_ns: int
 
 
-
 class PriceOverride(TypedDict):
     """A tenant's price for a model from ``effective_ns`` on (``CostSettings.list_overrides``);
     prices in USD per 1M tokens."""
@@ -260,6 +259,17 @@ class RunCounts(TypedDict):
     failures: int
     run_cost_usd: float
     failed_cost_usd: float
+
+
+class MetricSeriesStats(TypedDict):
+    """What the kept minutes of one metric series hold (``MetricSeriesStats.metric_series_stats``):
+    its first and last minute and the data points folded into them."""
+
+    series_id: int
+    first_minute_ns: int
+    last_minute_ns: int
+    points: int
+
 
 def fired_at(alert: AlertEpisode) -> int:
     """When an episode began firing; for episodes known to have fired (``started_ns`` set)."""

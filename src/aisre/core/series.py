@@ -66,6 +66,16 @@ class MetricSelector:
         return f"{self.metric}{{{inner}}}" if inner else self.metric
 
 
+def format_selector(metric: str, matchers: tuple[tuple[str, str, str], ...] | list[tuple[str, str, str]]) -> str:
+    """``metric{label="v",...}`` with values escaped as PromQL strings (what parse_selector
+    reads back): a Prometheus query's selector, or one series' exact selector."""
+    inner = ",".join(
+        f'{name}{op}"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        for name, op, value in matchers
+    )
+    return f"{metric}{{{inner}}}" if inner else metric
+
+
 _NAME = r"[A-Za-z_:][A-Za-z0-9_.:/-]*"
 _SELECTOR = re.compile(rf"^\s*({_NAME})\s*(?:\{{(.*)\}})?\s*$", re.S)
 _MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')

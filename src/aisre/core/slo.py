@@ -189,11 +189,14 @@ class StepSli:
 
 @dataclass(frozen=True)
 class PrometheusSli:
-    """An imported SLI made of queries (Sloth events/raw, OpenSLO ratio/threshold metrics).
+    """An SLI made of queries (Sloth events/raw, OpenSLO ratio/threshold metrics, native).
 
     Exactly one shape is set: error_query+total_query (events), good_query+total_query,
-    error_ratio_query (raw), good_ratio_query, or threshold_query with op/value. ``source_type``
-    keeps OpenSLO's data source type (``Prometheus``, ``Datadog``…) so non-Prometheus SLIs load.
+    error_ratio_query (raw), good_ratio_query, threshold_query with op/value (each series of
+    the result is one event per minute, good when ``value op threshold``), or histogram with
+    le (a histogram's base selector: observations in the ``le`` bucket over all of them).
+    ``source_type`` keeps OpenSLO's data source type (``Prometheus``, ``Datadog``…) so
+    non-Prometheus SLIs load.
     """
 
     kind: ClassVar[str] = "prometheus"
@@ -207,6 +210,8 @@ class PrometheusSli:
     value: float | None = None
     source_type: str = "prometheus"
     counter: bool | None = None
+    histogram: str | None = None
+    le: float | None = None
 
     @property
     def shape(self) -> str:
@@ -217,9 +222,51 @@ class PrometheusSli:
             return "raw_good"
         if self.threshold_query is not None:
             return "threshold"
+        if self.histogram is not None:
+            return "histogram"
         if self.good_query is not None:
             return "good_total"
         return "events"
+
+
+# A threshold SLI's comparison (OpenSLO's op): good when ``value <op> threshold``.
+THRESHOLD_OPS: tuple[str, ...] = ("lte", "gte", "lt", "gt")
+# Query shapes read from a Prometheus server into SLO minutes; the raw ones (a ratio with
+# no count of events) are not: weighing their minutes would mean inventing counts.
+PROMETHEUS_SHAPES: frozenset[str] = frozenset({"events", "good_total", "threshold", "histogram"})
+# Data source types (OpenSLO metricSource.type) that answer the Prometheus query API.
+PROMETHEUS_SOURCES: frozenset[str] = frozenset({"prometheus", "thanos", "cortex", "mimir", "victoriametrics"})
+
+
+def threshold_met(value: float, op: str, threshold: float) -> bool:
+    """Whether ``value <op> threshold`` holds (op: lt, lte, gt, gte)."""
+    if op == "lt":
+        return value < threshold
+    if op == "lte":
+        return value <= threshold
+    if op == "gt":
+        return value > threshold
+    if op == "gte":
+        return value >= threshold
+    raise ValueError(f"unknown threshold op {op!r}; use one of {', '.join(THRESHOLD_OPS)}")
+
+
+def prometheus_unsupported(sli: PrometheusSli) -> str | None:
+    """Why a Prometheus SLI cannot be read into SLO minutes; None when it can."""
+    if sli.source_type.lower() not in PROMETHEUS_SOURCES:
+        return (f"its data source is {sli.source_type or 'not named'}: aisre reads SLIs only from a "
+                "Prometheus-compatible query API (prometheus_url)")
+    shape = sli.shape
+    if shape in ("raw", "raw_good"):
+        key = "error_ratio_query" if shape == "raw" else "good_ratio_query"
+        return (f"{key} (a raw ratio SLI) gives a ratio per minute without the number of events behind it, "
+                "so its minutes cannot be weighed into an error budget without inventing counts; write it as "
+                "error_query (or good_query) over total_query, each a count per minute")
+    if shape == "threshold" and (sli.op not in THRESHOLD_OPS or sli.value is None):
+        return f"a threshold_query SLI needs op (one of {', '.join(THRESHOLD_OPS)}) and value"
+    if shape not in PROMETHEUS_SHAPES:
+        return f"the {shape} shape of a Prometheus SLI is not read"
+    return None
 
 
 @dataclass(frozen=True)

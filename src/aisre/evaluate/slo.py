@@ -45,6 +45,7 @@ from aisre.evaluate.budget import (
     timeslices,
 )
 from aisre.evaluate.minute_cache import MinuteCache, SloMinuteSource
+from aisre.evaluate.prometheus import unsupported_reason
 from aisre.evaluate.windows import windows_for
 
 
@@ -52,13 +53,26 @@ class SloCounts(SloMinuteSource, Protocol):
     def set_sli_rules(self, tenant: str, rules: list[SliRule]) -> None: ...
 
 
-def sli_rule(spec: SloSpec, prometheus: bool = False) -> SliRule | None:
-    """What the store must count for ``spec``; None for SLIs it cannot count yet. With
-    ``prometheus`` (a Prometheus server is configured), event-shaped Prometheus SLIs are
-    counted too: their minutes are read from it (evaluate/prometheus.py), not recounted."""
+def not_counted_reason(spec: SloSpec, prometheus: bool = False) -> str:
+    """Why ``spec`` is not evaluated (``sli_rule`` gave None), said so its owner can act."""
     sli = spec.sli
     if isinstance(sli, PrometheusSli):
-        if prometheus and sli.shape in ("events", "good_total"):
+        reason = unsupported_reason(sli)
+        if reason is not None:
+            return reason
+        if not prometheus:
+            return "Prometheus SLIs are read only from the server the prometheus_url setting names; it is not set"
+    return f"aisre does not count {spec.sli.kind!r} SLIs from traces yet"
+
+
+def sli_rule(spec: SloSpec, prometheus: bool = False) -> SliRule | None:
+    """What the store must count for ``spec``; None for SLIs it cannot count yet. With
+    ``prometheus`` (a Prometheus server is configured), Prometheus SLIs of the shapes it
+    reads (events, threshold, histogram) are counted too: their minutes are read from it
+    (evaluate/prometheus.py), not recounted."""
+    sli = spec.sli
+    if isinstance(sli, PrometheusSli):
+        if prometheus and unsupported_reason(sli) is None:
             return SliRule(spec.id, spec.journey or "", "prometheus")
         return None
     if isinstance(sli, RatioSli):
@@ -110,6 +124,8 @@ class SloEngine:
 
     def __post_init__(self) -> None:
         self._specs: dict[str, dict[str, SloSpec]] = {}
+        # Per tenant, SLO -> why its SLI could not be read from its source in the last pass.
+        self._source_errors: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self._minutes = MinuteCache(self.store)
 
@@ -119,6 +135,11 @@ class SloEngine:
         self.store.set_sli_rules(tenant, rules)
         with self._lock:
             self._specs[tenant] = {spec.id: spec for spec in specs}
+
+    def set_source_errors(self, tenant: str, errors: dict[str, str]) -> None:
+        """Note the SLOs whose SLI the last read of an outside source (Prometheus) refused."""
+        with self._lock:
+            self._source_errors[tenant] = dict(errors)
 
     def tenants(self) -> list[str]:
         """Tenants that have SLOs (the alert evaluator walks them all)."""
@@ -150,7 +171,7 @@ class SloEngine:
             spec = self._specs.get(tenant, {}).get(name)
         if spec is None:
             raise NotFound(f"no SLO named {name!r}")
-        if sli_rule(spec) is None or windows_for(spec.window.duration) is None:
+        if sli_rule(spec, self.prometheus) is None or windows_for(spec.window.duration) is None:
             return {"burn_down": [], "sli_series": [], "bucket_s": 60}
         now = now_ns or time.time_ns()
         bounds = self._live_bounds(spec, now)
@@ -228,8 +249,13 @@ class SloEngine:
                 doc["warnings"] = ["no runbook: alerts and incidents of this SLO will reach on-call without one"]
             if sli_rule(spec, self.prometheus) is None:
                 doc["status"] = "unsupported"
-                doc["reason"] = f"aisre does not count {spec.sli.kind!r} SLIs from traces yet"
+                doc["reason"] = not_counted_reason(spec, self.prometheus)
                 continue
+            with self._lock:
+                source_error = self._source_errors.get(tenant, {}).get(spec.id)
+            if source_error is not None:
+                # Its minutes could not be read (the last pass): what is shown is what was read before.
+                doc.setdefault("warnings", []).append(f"reading its SLI from Prometheus failed: {source_error}")
             windows = windows_for(spec.window.duration)
             if windows is None:
                 doc["status"] = "unsupported"

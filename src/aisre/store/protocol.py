@@ -33,6 +33,7 @@ from aisre.core.rows import (
     Incident,
     JourneyRun,
     JourneySummary,
+    MetricSeriesStats,
     PriceOverride,
     RateLimit,
     RunCounts,
@@ -94,6 +95,14 @@ class MetricReads(Protocol):
     def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]: ...
 
     def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]: ...
+
+
+class MetricSeriesReads(Protocol):
+    """Per metric series, what its kept minutes hold (the series listing reads it)."""
+
+    def metric_series_stats(self, tenant: str, series_ids: list[int]) -> list[MetricSeriesStats]:
+        """First and last kept minute and points of each of ``series_ids`` that has minutes, by id."""
+        ...
 
 
 class ScoreSink(Protocol):
@@ -516,7 +525,7 @@ class Lease(Protocol):
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, CatalogReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
     RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, MetricSink, MetricReads,
-    ExternalSloMinutes, Protocol,
+    ExternalSloMinutes, MetricSeriesReads, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""
 

@@ -115,6 +115,10 @@ def sli_error_query(spec: SloSpec, window: timedelta) -> str:
                     "      " + sub(sli.total_query) + "\n    )\n  )\n)")
         if shape == "raw_good":
             return f"(1 - ({sub(sli.good_ratio_query)}))"
+        if shape == "histogram":
+            # The le label's text ("2" or "2.0") is known only to the server holding the buckets.
+            raise ExportError(f"SLO {spec.id}: a histogram SLI's bucket label is read from Prometheus at "
+                              "run time; it cannot be exported to rules offline")
         raise ExportError(f"SLO {spec.id}: a threshold SLI has no error ratio; it cannot be "
                           "exported to Prometheus rules")
     sel = _selector({"slo": spec.id}, spaced=False)

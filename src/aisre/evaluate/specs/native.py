@@ -51,6 +51,20 @@ slos:
     service: airflow
     objective: 90
     sli: {kind: deadline, pipeline: nightly-features, at: 6h, every: 1d}   # daily 06:00 UTC
+  # Prometheus-sourced SLIs, read with prometheus_url set (docs/metrics.md)
+  - name: api-errors
+    service: api
+    objective: 99.9
+    sli: {kind: prometheus, error_query: 'sum(increase(http_requests_total{code=~"5.."}[1m]))',
+          total_query: 'sum(increase(http_requests_total[1m]))'}
+  - name: gpu-busy
+    service: gpu-pool
+    objective: 95
+    sli: {kind: prometheus, threshold_query: 'avg_over_time(DCGM_FI_DEV_GPU_UTIL[1m])', op: lte, value: 90}
+  - name: api-latency
+    service: api
+    objective: 99
+    sli: {kind: prometheus, histogram: 'http_request_duration_seconds{job="api"}', le: 2}
 ```
 """
 
@@ -69,6 +83,7 @@ from aisre.core.slo import (
     JOB_SLI_KINDS,
     METRIC_SLI_KINDS,
     SLI_KINDS,
+    THRESHOLD_OPS,
     USER_OUTCOME_KINDS,
     AlertGuard,
     Alerting,
@@ -107,7 +122,8 @@ SLI_KEYS: dict[str, tuple[str, ...]] = {
     "cost": ("kind", "max_usd"),
     "score": ("kind", "score", "min", "max"),
     "step": ("kind", "operation", "latency_ms"),
-    "prometheus": ("kind", "error_query", "good_query", "total_query", "error_ratio_query"),
+    "prometheus": ("kind", "error_query", "good_query", "total_query", "error_ratio_query",
+                   "threshold_query", "op", "value", "histogram", "le"),
     "ratio": ("kind", "good", "bad", "total"),
     "threshold": ("kind", "metric", "min", "max", "aggregate"),
     "histogram": ("kind", "metric", "le"),
@@ -307,9 +323,28 @@ def _threshold(s: View) -> ThresholdSli | None:
     return ThresholdSli(metric, lo, hi, aggregate) if metric is not None else None
 
 
+_PROM_SHAPES = ("error_query + total_query, good_query + total_query, threshold_query + op + value, "
+                "histogram + le, or error_ratio_query")
+
+
 def _prometheus(s: View) -> PrometheusSli | None:
     err_q, total_q, ratio_q = s.text("error_query"), s.text("total_query"), s.text("error_ratio_query")
     good_q = s.text("good_query")
+    threshold_q, histogram = s.text("threshold_query"), s.text("histogram")
+    if threshold_q is not None or histogram is not None:
+        key = "threshold_query" if threshold_q is not None else "histogram"
+        others = [k for k in ("error_query", "good_query", "total_query", "error_ratio_query", "threshold_query",
+                              "histogram") if k != key and s.has(k)]
+        if others:
+            s.error(key, f"give one shape only (got {key} with {', '.join(others)}): {_PROM_SHAPES}")
+            return None
+        if threshold_q is not None:
+            return _prometheus_threshold(s, threshold_q)
+        return _prometheus_histogram(s, histogram or "")
+    for key in ("op", "value", "le"):
+        if s.has(key):
+            s.error(key, "goes with threshold_query (op, value) or histogram (le)")
+            return None
     if good_q is not None:
         if err_q is not None or ratio_q is not None or total_q is None:
             s.error("good_query", "give good_query with total_query (and no error_query or error_ratio_query)")
@@ -325,6 +360,36 @@ def _prometheus(s: View) -> PrometheusSli | None:
                 "is required: give error_query + total_query, or error_ratio_query")
         return None
     return PrometheusSli(error_query=err_q, total_query=total_q)
+
+
+def _prometheus_threshold(s: View, query: str) -> PrometheusSli | None:
+    op, value = s.text("op", required=True), s.number("value", required=True)
+    if op is not None and op not in THRESHOLD_OPS:
+        s.error("op", f"must be one of {', '.join(THRESHOLD_OPS)} (good when the value <op> value; got {op!r})")
+        return None
+    if s.has("le"):
+        s.error("le", "goes with histogram, not threshold_query")
+        return None
+    return PrometheusSli(threshold_query=query, op=op, value=value) if op is not None and value is not None else None
+
+
+def _prometheus_histogram(s: View, selector: str) -> PrometheusSli | None:
+    for key in ("op", "value"):
+        if s.has(key):
+            s.error(key, "goes with threshold_query, not histogram")
+            return None
+    if _selector(s, "histogram") is None:
+        return None
+    name = parse_selector(selector).metric
+    if name.endswith(("_bucket", "_count", "_sum")):
+        s.error("histogram", f"name the histogram without its suffix (got {name!r}): aisre reads "
+                f"{name.rsplit('_', 1)[0]}_bucket and _count")
+        return None
+    le = s.number("le", required=True)
+    if le is not None and not le > 0:
+        s.error("le", f"must be a bucket bound > 0 in the metric's unit (got {le:g})")
+        return None
+    return PrometheusSli(histogram=selector, le=le) if le is not None else None
 
 
 def _window(v: View, default: timedelta) -> SloWindow | None:

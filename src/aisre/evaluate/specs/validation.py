@@ -19,6 +19,7 @@ from aisre.core.slo import (
     SloSpec,
     SpecError,
     StepSli,
+    prometheus_unsupported,
 )
 
 # Sloth's name rule for SLO names and services (one-character names allowed too).
@@ -43,11 +44,16 @@ def objective_problem(objective: float) -> str | None:
 
 
 def warnings_for(spec: SloSpec) -> list[SpecError]:
-    """Valid but probably not meant: an objective written as a ratio (0.995 is 0.995 %)."""
+    """Valid but probably not meant: an objective written as a ratio (0.995 is 0.995 %), or
+    a raw-ratio Prometheus SLI, which exports to rules but is never evaluated."""
     out = []
     if 0 < spec.objective <= 1 and spec.format == "aisre":
         out.append(_err(spec, "objective", f"{spec.objective:g} means {spec.objective:g} % (a percentage); "
                                            f"did you mean {spec.objective * 100:g}?"))
+    sli = spec.sli
+    if isinstance(sli, PrometheusSli) and sli.shape in ("raw", "raw_good"):
+        key = "sli.error_ratio_query" if sli.shape == "raw" else "sli.good_ratio_query"
+        out.append(_err(spec, key, f"not evaluated: {prometheus_unsupported(sli)}"))
     return out
 
 
@@ -135,6 +141,7 @@ def _check_queries(spec: SloSpec, sli: PrometheusSli) -> list[SpecError]:
         "sli.error_query": sli.error_query, "sli.total_query": sli.total_query,
         "sli.good_query": sli.good_query, "sli.error_ratio_query": sli.error_ratio_query,
         "sli.good_ratio_query": sli.good_ratio_query, "sli.threshold_query": sli.threshold_query,
+        "sli.histogram": sli.histogram,
     }
     for name, query in queries.items():
         if query is not None and not query.strip():

@@ -26,6 +26,7 @@ from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.incidents import INCIDENT_ROUTES
+from aisre.present.api.metric_series import METRIC_SERIES_ROUTES
 from aisre.present.api.policy import POLICY_ROUTES
 from aisre.present.api.readiness import READINESS_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
@@ -90,6 +91,7 @@ def api_routes(otlp: Any, otlp_metrics: Any = None) -> list[BaseRoute]:
         *INCIDENT_ROUTES,
         *COST_ROUTES,
         *CAPACITY_ROUTES,
+        *METRIC_SERIES_ROUTES,
         *CHECK_ROUTES,
         *SCORECARD_ROUTES,
         *CATALOG_ROUTES,

@@ -983,3 +983,25 @@ class CapacitySeries(TypedDict):
 
 class Capacity(TypedDict):
     items: list[CapacitySeries]
+
+
+class MetricSeries(TypedDict):
+    """One metric series: its selector picks exactly it; first_seen is its first point,
+    last_seen and points cover the minutes still kept."""
+
+    metric: str
+    kind: str
+    unit: str
+    labels: dict[str, str]
+    selector: str
+    meaning: str | None
+    first_seen: Time
+    first_seen_ns: int
+    last_seen: Time | None
+    last_seen_ns: int | None
+    points: int
+
+
+class MetricSeriesPage(TypedDict):
+    items: list[MetricSeries]
+    next_cursor: str | None

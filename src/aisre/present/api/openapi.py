@@ -47,6 +47,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "catalog", "description": "The service catalog discovered from the traces, and its Backstage export."},
     {"name": "readiness", "description": "Launch-readiness checklists evaluated from facts, with an exit code for CI."},
     {"name": "policy", "description": "Agent policies: apply and list versioned policy sets, decide inline, decision records and violations over traces."},
+    {"name": "metrics", "description": "The OTLP metric series a tenant has sent: names, labels, kinds, when seen."},
     {"name": "admin", "description": "API keys, the audit log and retention (admin keys only)."},
     {"name": "meta", "description": "Health, store counts, Prometheus metrics and this document."},
 ]

@@ -101,6 +101,9 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
     from aisre.present.cli.capacity import register_capacity
 
     register_capacity(app)
+    from aisre.present.cli.metrics import build_metrics_cli
+
+    app.add_typer(build_metrics_cli(), name="metrics")
     from aisre.present.cli.readiness import register_readiness
 
     register_readiness(app)

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.population import Population, PopulationQuery
-from aisre.core.rows import JourneyRun, JourneySummary, TraceRun
+from aisre.core.rows import JourneyRun, JourneySummary, MetricSeriesStats, TraceRun
 from aisre.core.schema import MINUTE_NS, SPAN_COLUMN_NAMES
 from aisre.core.series import MetricPoint
 from aisre.core.slo import JOB_SLI_KINDS
@@ -600,6 +600,18 @@ class ClickHouseStore(SpanReads, _NotYet):
         for row in rows:
             row["meaning"] = KNOWN_METRICS.get(row["metric"], (None, None))[0]
         return rows
+
+    def metric_series_stats(self, tenant: str, series_ids: list[int]) -> list[MetricSeriesStats]:
+        """First and last kept minute and points of each of ``series_ids`` that has minutes, by id."""
+        if not series_ids:
+            return []
+        # Summing over unmerged parts is exact: points is a SimpleAggregateFunction(sum).
+        rows = _rows(self.client.query(
+            "SELECT series_id, min(minute_ns) AS first_minute_ns, max(minute_ns) AS last_minute_ns, "
+            "sum(points) AS points FROM metric_minutes WHERE tenant = {tenant:String} AND series_id IN {ids:Array(Int64)} "
+            "GROUP BY series_id ORDER BY series_id", {"tenant": tenant, "ids": [int(i) for i in series_ids]}))
+        return [MetricSeriesStats(series_id=int(r["series_id"]), first_minute_ns=int(r["first_minute_ns"]),
+                                  last_minute_ns=int(r["last_minute_ns"]), points=int(r["points"])) for r in rows]
 
     def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
         """Minute rows of the given series in [start_ns, end_ns), by series and minute."""

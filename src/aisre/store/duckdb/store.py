@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
-from aisre.core.rows import AlertEpisode, JourneyRun, JourneySummary, TraceRun
+from aisre.core.rows import AlertEpisode, JourneyRun, JourneySummary, MetricSeriesStats, TraceRun
 from aisre.core.schema import (
     RESOURCE_ARROW_SCHEMA,
     SCORE_ARROW_SCHEMA,
@@ -427,6 +427,19 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         for row in rows:
             row["meaning"] = KNOWN_METRICS.get(row["metric"], (None, None))[0]
         return rows
+
+    def metric_series_stats(self, tenant: str, series_ids: list[int]) -> list[MetricSeriesStats]:
+        """First and last kept minute and points of each of ``series_ids`` that has minutes, by id."""
+        if not series_ids:
+            return []
+        rows = self._rows(
+            "SELECT series_id, min(minute_ns) AS first_minute_ns, max(minute_ns) AS last_minute_ns, "
+            "sum(points) AS points FROM metric_minutes WHERE tenant = ? AND series_id IN (SELECT unnest(?::BIGINT[])) "
+            "GROUP BY series_id ORDER BY series_id",
+            [tenant, [int(i) for i in series_ids]],
+        )
+        return [MetricSeriesStats(series_id=int(r["series_id"]), first_minute_ns=int(r["first_minute_ns"]),
+                                  last_minute_ns=int(r["last_minute_ns"]), points=int(r["points"])) for r in rows]
 
     def metric_minutes(self, tenant: str, series_ids: list[int], start_ns: int, end_ns: int) -> list[dict[str, Any]]:
         """Minute rows of the given series in [start_ns, end_ns), by series and minute."""
