@@ -1,6 +1,7 @@
 """The control plane on PostgreSQL: keys and the auth latch, the audit log, alert episodes,
 incidents (timeline, alert links, action items, notification attempts), changes, gate
-verdicts, per-tenant retention settings, price overrides, budgets and rate limits.
+verdicts, per-tenant retention settings, price overrides, budgets and rate limits, and the
+agent policy sets, decision records, violations and judged marks (policy.py).
 
 Rows go in and come out as the DuckDB store's do (store/duckdb/control.py, incidents.py,
 gate.py, cost.py), so the contract suite holds both to one answer. Unlike DuckDB, several
@@ -24,6 +25,7 @@ import orjson
 from aisre.core.errors import Conflict, NotFound, PermanentError, StaleState
 from aisre.store.change_detection import DETECTION_OVERLAP_NS, detect
 from aisre.store.postgres.connections import Connections, connect, migrate
+from aisre.store.postgres.policy import PostgresPolicyTables
 
 AUTH_LATCH = "auth_required"
 
@@ -76,8 +78,9 @@ def has_active_keys(dsn: str) -> bool:
         conn.close()
 
 
-class PostgresControl:
-    """Control-plane tables in one PostgreSQL database (``dsn``: a postgresql:// URL)."""
+class PostgresControl(PostgresPolicyTables):
+    """Control-plane tables in one PostgreSQL database (``dsn``: a postgresql:// URL); the
+    agent policy tables are in store/postgres/policy.py."""
 
     backend = "postgresql"
 
