@@ -199,15 +199,17 @@ def test_the_calls_shared_budgets_count_and_a_sessions_later_runs(
     a, b, c = runs["a"], runs["b"], runs["c"]
     session = store.get_trace(P, a.trace_id)[0]["session_id"]
     assert session is not None and store.get_trace(P, b.trace_id)[0]["session_id"] == session
-    everything = store.policy_usage(P, 0, 2**62)
-    by_trace: dict[str, list[str]] = {}
-    for r in everything:
-        by_trace.setdefault(r["trace_id"], []).append(r["kind"])
-    # a: search, chat (and shell once its late step is in: the test above sends it).
-    assert sorted(by_trace[b.trace_id]) == ["model", "tool"] and by_trace[c.trace_id] == ["tool"]
-    assert sorted(by_trace[a.trace_id])[:2] == ["model", "tool"]
+    by_trace = {r["trace_id"]: r for r in store.policy_usage_by_trace(P, 0, 2**62)}
+    assert set(by_trace) == {a.trace_id, b.trace_id, c.trace_id}
+    calls = {t: (r["model_calls"], r["tool_calls"], r["tokens"]) for t, r in by_trace.items()}
+    assert calls[b.trace_id] == (1, 1, 80) and calls[c.trace_id] == (0, 1, 0)
+    # a: search and chat (and shell, once its late step is in: the test above sends it).
+    assert calls[a.trace_id][0::2] == (1, 120) and calls[a.trace_id][1] in (1, 2)
+    assert [r["trace_id"] for r in store.policy_usage_by_trace(P, 0, 2**62, sessions=[session])] == sorted(
+        [a.trace_id, b.trace_id])
+    assert [r["trace_id"] for r in store.policy_usage_by_trace(P, T + 10 * MINUTE, T + 20 * MINUTE)] == [b.trace_id]
     others = store.policy_usage(P, 0, 2**62, exclude_trace_id=a.trace_id)
-    assert {r["trace_id"] for r in others} == {b.trace_id, c.trace_id}
+    assert len(others) == 3
     assert sorted(int(r["tokens"]) for r in others) == [0, 0, 80]
     totals = store.policy_usage_totals(P, 0, 2**62, exclude_trace_id=a.trace_id)
     assert (totals["model_calls"], totals["tool_calls"], totals["tokens"]) == (1, 2, 80)

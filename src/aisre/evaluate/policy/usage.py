@@ -8,7 +8,7 @@ Per (tenant, session) and per (tenant, window start) the counts are kept per tra
 asking run's own calls can be left out, and so each source replaces rather than adds:
 
 - **seeded** from the store once, when a session or window is first asked about (one read
-  of the calls per trace), and again every ``refresh_s`` (other nodes' runs);
+  of the calls summed per trace), and again every ``refresh_s`` (other nodes' runs);
 - **judged runs**: the policy pass hands in every committed run it judges, with all its
   calls (what the store holds of that trace);
 - **decisions**: an allowed call is counted for its run at once, with the run's history,
@@ -186,7 +186,7 @@ class UsageCounts:
         if entry is None or self._clock() - entry.seeded_at >= self.refresh_s:
             # The store holds the id as ingest left it (hashed by default): both forms.
             forms = tuple(dict.fromkeys([session, str(hash_value(self.digest_key, session))]))
-            rows = self.store.policy_usage(tenant, 0, _END, "", list(forms))
+            rows = self.store.policy_usage_by_trace(tenant, 0, _END, list(forms))
             with self._lock:
                 entry = self._sessions.get((tenant, session))
                 if entry is None:
@@ -204,7 +204,7 @@ class UsageCounts:
         with self._lock:
             entry = self._windows.get(tenant, OrderedDict()).get(start)
         if entry is None or self._clock() - entry.seeded_at >= self.refresh_s:
-            rows = self.store.policy_usage(tenant, start, end, "")
+            rows = self.store.policy_usage_by_trace(tenant, start, end)
             with self._lock:
                 windows = self._windows.setdefault(tenant, OrderedDict())
                 entry = windows.get(start)
@@ -217,10 +217,8 @@ class UsageCounts:
 
     def _seed(self, entry: _Entry, rows: list[dict[str, Any]]) -> None:
         """(Lock held.) Raise each trace's stored count to what the store read found."""
-        by_trace: dict[str, list[tuple[str, int, float]]] = {}
         for r in rows:
-            by_trace.setdefault(str(r["trace_id"]), []).append((str(r["kind"]), int(r["tokens"]), float(r["cost_usd"])))
-        for trace_id, calls in by_trace.items():
-            entry.put(trace_id, _vector(calls), inline=False)
+            entry.put(str(r["trace_id"]), [float(r["model_calls"]), float(r["tool_calls"]), float(r["tokens"]),
+                                           float(r["cost_usd"])], inline=False)
         entry.seeded_at = self._clock()
         self.seeds += 1

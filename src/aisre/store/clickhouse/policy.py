@@ -1,6 +1,6 @@
-"""What agent policy reads from, and writes to, the ClickHouse span store: the other runs'
-tool and model calls (session and tenant budgets), the runs to judge, a session's later
-runs (re-judging), and each judged run's policy scores. The policy sets, decision records,
+"""What agent policy reads from, and writes to, the ClickHouse span store besides the other
+runs' calls (store/clickhouse/reads.py): the runs to judge, a session's later runs
+(re-judging), and each judged run's policy scores. The policy sets, decision records,
 violations and judged marks live in the control store (store/postgres/policy.py);
 store/split.py composes the two."""
 
@@ -13,13 +13,10 @@ import pyarrow as pa
 
 from aisre.core.schema import MINUTE_NS, SCORE_ARROW_SCHEMA
 from aisre.store.clickhouse.client import Client
-from aisre.store.clickhouse.semantics import LISTING_COLUMNS, journey_runs_sql, merged_runs_sql
+from aisre.store.clickhouse.semantics import LISTING_COLUMNS, journey_runs_sql
 from aisre.store.duckdb.policy import POLICY_SCORE, POLICY_SCORE_SOURCE, TRIP_SCORE, policy_scores
 from aisre.store.writer import Writer
 
-_TOOL = "operation = 'execute_tool'"
-_TOKENS = f"if({_TOOL}, 0, coalesce(input_tokens, 0) + coalesce(output_tokens, 0))"
-_COST = f"if({_TOOL}, 0.0, coalesce(cost_usd, 0.0))"
 _JUDGE_COLUMNS = (*LISTING_COLUMNS, "root_service", "last_received_ns", "session_id")
 
 
@@ -36,43 +33,8 @@ class _Host(Protocol):
     def _stamped(self, table: pa.Table) -> pa.Table: ...
 
 
-def _usage_filter(tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str,
-                  sessions: list[str] | None) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"tenant": tenant, "since": int(since_ns), "until": int(until_ns), "ex": exclude_trace_id}
-    where = ("FROM spans WHERE tenant = {tenant:String} AND trace_id != {ex:String} "
-             "AND operation IN ('execute_tool', 'chat', 'text_completion') "
-             "AND start_ns >= {since:Int64} AND start_ns < {until:Int64}")
-    if sessions is not None:
-        params["sessions"] = list(sessions)
-        runs = merged_runs_sql("tenant = {tenant:String}", ("session_id",))
-        where += f" AND trace_id IN (SELECT trace_id FROM ({runs}) WHERE session_id IN {{sessions:Array(String)}})"
-    return where, params
-
-
 class ClickHousePolicyReads:
     """Mixed into ClickHouseStore."""
-
-    def policy_usage(
-        self: _Host, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
-        sessions: list[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Tool and model calls of the tenant's other traces started in [since_ns, until_ns)
-        (only traces of these sessions when given): trace_id, start_ns, kind, tokens, cost_usd."""
-        where, params = _usage_filter(tenant, since_ns, until_ns, exclude_trace_id, sessions)
-        return self.client.query(
-            f"SELECT trace_id, start_ns, if({_TOOL}, 'tool', 'model') AS kind, {_TOKENS} AS tokens, "
-            f"{_COST} AS cost_usd {where}", params).to_pylist()
-
-    def policy_usage_totals(
-        self: _Host, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
-        sessions: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """The same calls as policy_usage, summed: model_calls, tool_calls, tokens, cost_usd."""
-        where, params = _usage_filter(tenant, since_ns, until_ns, exclude_trace_id, sessions)
-        row: dict[str, Any] = self.client.query(
-            f"SELECT countIf(NOT ({_TOOL})) AS model_calls, countIf({_TOOL}) AS tool_calls, "
-            f"toInt64(sum({_TOKENS})) AS tokens, toFloat64(sum({_COST})) AS cost_usd {where}", params).to_pylist()[0]
-        return {k: int(v) if k != "cost_usd" else float(v) for k, v in row.items()}
 
     def policy_candidate_runs(self: _Host, tenant: str, since_received_ns: int, limit: int = 500) -> list[dict[str, Any]]:
         """Runs (traces with a root) received at or after ``since_received_ns``, oldest
@@ -90,8 +52,11 @@ class ClickHousePolicyReads:
         self: _Host, tenant: str, session: str, after_ns: int, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Runs of one session (as stored) started after ``after_ns``, oldest first."""
+        # A run started after ``after_ns`` ends after it: only those traces are merged.
+        where = ("tenant = {tenant:String} AND trace_id IN (SELECT trace_id FROM run_parts "
+                 "WHERE tenant = {tenant:String} AND end_ns > {after:Int64})")
         return self.client.query(
-            f"SELECT trace_id, run_start_ns FROM ({journey_runs_sql('tenant = {tenant:String}', _JUDGE_COLUMNS)}) "
+            f"SELECT trace_id, run_start_ns FROM ({journey_runs_sql(where, _JUDGE_COLUMNS)}) "
             "WHERE has_root AND session_id = {session:String} AND run_start_ns > {after:Int64} "
             "ORDER BY run_start_ns, trace_id LIMIT {limit:UInt64}",
             {"tenant": tenant, "session": session, "after": int(after_ns), "limit": int(limit)}).to_pylist()

@@ -189,10 +189,10 @@ class PolicyTables:
         sessions: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Tool and model calls of the tenant's other traces started in [since_ns, until_ns)
-        (only traces of these sessions when given): trace_id, start_ns, kind, tokens, cost_usd."""
+        (only traces of these sessions when given): start_ns, kind, tokens, cost_usd."""
         where, params = _usage_filter(tenant, since_ns, until_ns, exclude_trace_id, sessions)
         return self._rows(
-            "SELECT s.trace_id, s.start_ns, CASE WHEN s.operation = 'execute_tool' THEN 'tool' ELSE 'model' END AS kind, "
+            "SELECT s.start_ns, CASE WHEN s.operation = 'execute_tool' THEN 'tool' ELSE 'model' END AS kind, "
             f"{_TOKENS} AS tokens, {_COST} AS cost_usd {where}", params)
 
     def policy_usage_totals(
@@ -207,6 +207,18 @@ class PolicyTables:
             "count(*) FILTER (WHERE s.operation = 'execute_tool') AS tool_calls, "
             f"coalesce(sum({_TOKENS}), 0) AS tokens, coalesce(sum({_COST}), 0.0) AS cost_usd {where}", params)
         return rows[0]
+
+    def policy_usage_by_trace(
+        self: _Host, tenant: str, since_ns: int, until_ns: int, sessions: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The same calls as policy_usage (every trace), summed per trace: trace_id,
+        model_calls, tool_calls, tokens, cost_usd (what running counts are seeded from)."""
+        where, params = _usage_filter(tenant, since_ns, until_ns, "", sessions)
+        return self._rows(
+            "SELECT s.trace_id, count(*) FILTER (WHERE s.operation <> 'execute_tool') AS model_calls, "
+            "count(*) FILTER (WHERE s.operation = 'execute_tool') AS tool_calls, "
+            f"coalesce(sum({_TOKENS}), 0) AS tokens, coalesce(sum({_COST}), 0.0) AS cost_usd {where} "
+            "GROUP BY s.trace_id ORDER BY s.trace_id", params)
 
     def save_policy_run(self: _Host, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         """Replace one trace's violations (``rows``), its judged mark (``row``) and its policy

@@ -184,12 +184,12 @@ class PostgresPolicyTables:
 
     def violation_counts(self, tenant: str, since_ns: int, bucket_ns: int) -> list[dict[str, Any]]:
         """Per policy, rule and bucket of run start time: violating runs (and how many runs were judged)."""
-        # floor division as DuckDB's // (run starts are positive, so div is the same).
+        # Integer division, as DuckDB's // for the positive run starts.
         return self._rows(
-            "WITH v AS (SELECT policy, rule, effect, div(run_start_ns, %s) * %s AS bucket_ns, "
+            "WITH v AS (SELECT policy, rule, effect, run_start_ns / %s * %s AS bucket_ns, "
             "count(DISTINCT trace_id) AS runs FROM policy_violations WHERE tenant = %s AND run_start_ns >= %s "
             "GROUP BY 1, 2, 3, 4), "
-            "j AS (SELECT div(run_start_ns, %s) * %s AS bucket_ns, count(*) AS judged FROM policy_runs "
+            "j AS (SELECT run_start_ns / %s * %s AS bucket_ns, count(*) AS judged FROM policy_runs "
             "WHERE tenant = %s AND run_start_ns >= %s GROUP BY 1) "
             "SELECT v.policy, v.rule, v.effect, v.bucket_ns::bigint AS bucket_ns, v.runs, "
             "coalesce(j.judged, 0) AS judged FROM v LEFT JOIN j USING (bucket_ns) ORDER BY policy, rule, bucket_ns",
