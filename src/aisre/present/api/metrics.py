@@ -216,3 +216,8 @@ class PolicyCollector(Collector):
             if t == tenant:
                 judged.add_metric([verdict], float(n))
         yield judged
+        rejudged = CounterMetricFamily(
+            "aisre_policy_runs_rejudged",
+            "Runs judged again because an earlier run of their session arrived or changed after them")
+        rejudged.add_metric([], float(self._service.rejudged.get(tenant, 0)))
+        yield rejudged
