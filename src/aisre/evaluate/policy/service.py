@@ -121,9 +121,14 @@ class PolicyService:
         action = body.get("action")
         start = action.get("start_ns") if isinstance(action, dict) else None
         at = start if isinstance(start, int) and start else time.time_ns()
-        session = body.get("session_id") if isinstance(body.get("session_id"), str) else None
-        scopes = {r.per for p in current.policies for r in p.rules if r.kind == "budget" and r.per != "run"}
-        return self.usage.ready(tenant, session or None, self.usage.windows(current.policies, at), scopes)
+        def text(key: str) -> str | None:
+            value = body.get(key)
+            return value if isinstance(value, str) and value else None
+
+        # Only the policies covering this run count (a journey no shared budget covers never waits).
+        ctx = RunContext(tenant, text("journey"), text("service"), text("agent"), session=text("session_id"))
+        scopes = shared_budget_scopes(current.policies, ctx)
+        return not scopes or self.usage.ready(tenant, ctx.session, self.usage.windows(current.policies, at), scopes)
 
     def current(self, tenant: str) -> PolicySet | None:
         """The set in force now."""
