@@ -248,3 +248,36 @@ def test_policy_records_expire_past_the_rollup_retention_in_bounded_steps(contra
     assert after["expired_violations"] - before["expired_violations"] == 2
     # Nothing left to expire: a further step deletes nothing.
     assert store.expire_policy_records(cutoff) == {"decisions": 0, "runs": 0, "violations": 0}
+
+
+def test_the_judging_pass_judges_a_sessions_later_runs_again_on_every_backend(contract_store: OpenedStore) -> None:
+    """The policy service over this store: s1's later runs are judged first, its earlier runs
+    arrive after them; the pass judges the later ones again, and the stored violations are
+    what judging the four runs together gives (the split store composes runs_to_judge from
+    the span store's runs and the control store's marks)."""
+    from aisre.evaluate.policy.actions import run_actions
+    from aisre.evaluate.policy.engine import evaluate_runs
+    from aisre.evaluate.policy.service import PolicyService
+    from aisre.normalize.spans import flatten
+    from tests.evaluate.test_policy import SHARED, _session_runs
+
+    tenant = "policy-judge"
+    store = contract_store.store
+    service = PolicyService(store)
+    service.apply(tenant, SHARED, "tester")
+    runs = dict(_session_runs())
+    s1 = [runs["s1-a"], runs["s1-b"], runs["s1-c"], runs["s1-d"]]
+    for run in s1[2:]:
+        ingest(store, tenant, _body(run), received_ns=NOW_NS)
+    assert service.judge_pending(tenant) == 2
+    assert store.list_violations(tenant) == []
+    for run in s1[:2]:
+        ingest(store, tenant, _body(run), received_ns=NOW_NS + 60 * S)
+    assert service.judge_pending(tenant) == 2 and service.rejudged[tenant] == 2
+    acts = [run_actions({}, flatten(run.request(), tenant).table.to_pylist(), tenant) for run in s1]
+    verdicts = evaluate_runs(service.current(tenant).policies, [(a.context, a.actions) for a in acts])  # type: ignore[union-attr]
+    for run, verdict in zip(s1, verdicts, strict=True):
+        stored = sorted((v["rule"], v["count"], v["span_id"]) for v in store.list_violations(tenant, trace_id=run.trace_id))
+        assert stored == sorted((v.rule, v.count, v.span_id) for v in verdict.violations), run.trace_id
+    assert {v["trace_id"] for v in store.list_violations(tenant)} == {runs["s1-c"].trace_id, runs["s1-d"].trace_id}
+    assert service.judge_pending(tenant) == 0 and service.rejudged[tenant] == 2
