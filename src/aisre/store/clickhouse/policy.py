@@ -65,7 +65,8 @@ class ClickHousePolicyReads:
         """Replace one judged trace's policy scores and recount its run-start minute."""
 
         def write() -> None:
-            # A lightweight delete, then the new rows: readers never see both verdicts.
+            # A lightweight delete, then the new rows: a reader sees the old verdict, none or the
+            # new one, never both.
             self.client.command(
                 f"DELETE FROM scores WHERE tenant = {_literal(row['tenant'])} AND trace_id = {_literal(row['trace_id'])} "
                 f"AND span_id IS NULL AND source = {_literal(POLICY_SCORE_SOURCE)} "
