@@ -239,8 +239,6 @@ class PolicyControl(Protocol):
 
     def policy_marks(self, tenant: str, trace_ids: list[str]) -> dict[str, int]: ...
 
-    def policy_judged_upto(self, tenant: str) -> int | None: ...
-
     def list_violations(
         self, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
         since_ns: int | None = None, limit: int = 100,

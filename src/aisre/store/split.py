@@ -19,9 +19,9 @@ composed here, explicitly:
 - Agent policy: sets, decision records, violations and the judged marks live in the
   control store (``PolicyControl``); the other runs' calls, the runs themselves and each
   judged run's policy scores in the span store (``PolicySpanReads``). ``runs_to_judge``
-  reads the span store's runs received since the newest judged mark (less an overlap, for
-  nodes whose commits land out of order) and keeps those the control store has not judged
-  in that state; ``save_policy_run`` writes the scores first, then the marks (a crash
+  reads the span store's runs received since the tenant's judging cursor (kept in the
+  control store, less an overlap for nodes whose commits land out of order) and keeps those
+  the control store has not judged in that state; ``save_policy_run`` writes the scores first, then the marks (a crash
   between the two leaves the run unjudged, so it is judged again); ``expire`` and
   ``expire_policy_records`` expire the control store's policy records past the span
   store's rollup retention and count them in the span store's expiry figures.
@@ -65,8 +65,8 @@ COMPOSED = frozenset({
     "retention", "set_retention", "close", "detect_changes", "runs_to_judge", "save_policy_run",
     "expire_policy_records", "expire",
 })
-# How far before the newest judged mark runs_to_judge looks again (commits of several
-# ingest nodes land out of received order by about a commit interval).
+# How far before the judging cursor runs_to_judge looks again (commits of several ingest
+# nodes land out of received order by about a commit interval).
 JUDGE_OVERLAP_NS = DETECTION_OVERLAP_NS
 # Runs read per page when looking for runs not yet judged.
 JUDGE_PAGE = 1000
@@ -168,12 +168,14 @@ class SplitStore(_Part):
 
     def runs_to_judge(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]:
         """Runs with a root never judged, or changed since they were: the span store's runs
-        received since the newest judged mark (less JUDGE_OVERLAP_NS), without those the
-        control store judged in the same state."""
-        upto = self._control.policy_judged_upto(tenant)
-        since = -(2**62) if upto is None else upto - JUDGE_OVERLAP_NS
+        received since the tenant's judging cursor (less JUDGE_OVERLAP_NS), without those the
+        control store judged in the same state. The cursor then moves to the oldest run
+        still to judge (or past every run read), so each call reads only the recent runs."""
+        cursor = self._control.policy_cursor(tenant)
+        since = -(2**62) if cursor is None else cursor - JUDGE_OVERLAP_NS
         found: list[dict[str, Any]] = []
         seen: set[str] = set()
+        last = cursor
         while len(found) < limit:
             page = self._data.policy_candidate_runs(tenant, since, JUDGE_PAGE)
             marks = self._control.policy_marks(tenant, [str(r["trace_id"]) for r in page])
@@ -182,6 +184,7 @@ class SplitStore(_Part):
                 if trace_id in seen:
                     continue
                 seen.add(trace_id)
+                last = max(last or 0, int(run["last_received_ns"]))
                 mark = marks.get(trace_id)
                 if mark is None or int(run["last_received_ns"]) > mark:
                     found.append({k: run[k] for k in ("trace_id", "journey", "run_start_ns", "root_service",
@@ -189,7 +192,11 @@ class SplitStore(_Part):
             if len(page) < JUDGE_PAGE or int(page[-1]["last_received_ns"]) == since:
                 break
             since = int(page[-1]["last_received_ns"])
-        return found[:limit]
+        found = found[:limit]
+        move = int(found[0]["last_received_ns"]) if found else last
+        if move is not None and move != cursor:
+            self._control.put_policy_cursor(tenant, move)
+        return found
 
     def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         """The run's policy scores in the span store, then its violations and judged mark in

@@ -291,7 +291,8 @@ class PolicyService:
                 if mine is not None and all(p < mine for p, s, _ in items if s < start):
                     continue
                 try:
-                    self.judge_trace(tenant, trace_id)
+                    # With its received mark as stored: judged again, not changed.
+                    self.judge_trace(tenant, trace_id, {"last_received_ns": run["last_received_ns"]})
                 except NotFound:
                     continue
                 again += 1

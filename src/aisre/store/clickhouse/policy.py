@@ -51,12 +51,13 @@ class ClickHousePolicyReads:
     def policy_session_runs(
         self: _Host, tenant: str, session: str, after_ns: int, limit: int = 100
     ) -> list[dict[str, Any]]:
-        """Runs of one session (as stored) started after ``after_ns``, oldest first."""
+        """Runs of one session (as stored) started after ``after_ns``, oldest first: trace_id,
+        run_start_ns, last_received_ns."""
         # A run started after ``after_ns`` ends after it: only those traces are merged.
         where = ("tenant = {tenant:String} AND trace_id IN (SELECT trace_id FROM run_parts "
                  "WHERE tenant = {tenant:String} AND end_ns > {after:Int64})")
         return self.client.query(
-            f"SELECT trace_id, run_start_ns FROM ({journey_runs_sql(where, _JUDGE_COLUMNS)}) "
+            f"SELECT trace_id, run_start_ns, last_received_ns FROM ({journey_runs_sql(where, _JUDGE_COLUMNS)}) "
             "WHERE has_root AND session_id = {session:String} AND run_start_ns > {after:Int64} "
             "ORDER BY run_start_ns, trace_id LIMIT {limit:UInt64}",
             {"tenant": tenant, "session": session, "after": int(after_ns), "limit": int(limit)}).to_pylist()

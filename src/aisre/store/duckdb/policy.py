@@ -284,9 +284,11 @@ class PolicyTables:
     def policy_session_runs(
         self: _Host, tenant: str, session: str, after_ns: int, limit: int = 100
     ) -> list[dict[str, Any]]:
-        """Runs of one session (as stored) started after ``after_ns``, oldest first."""
+        """Runs of one session (as stored) started after ``after_ns``, oldest first: trace_id,
+        run_start_ns, last_received_ns."""
         return self._rows(
-            "SELECT trace_id, run_start_ns FROM journey_runs WHERE tenant = ? AND has_root AND session_id = ? "
+            "SELECT trace_id, run_start_ns, last_received_ns FROM journey_runs WHERE tenant = ? AND has_root "
+            "AND session_id = ? "
             "AND run_start_ns > ? ORDER BY run_start_ns, trace_id LIMIT ?",
             [tenant, session, int(after_ns), int(limit)],
         )
@@ -299,11 +301,6 @@ class PolicyTables:
         return {str(r["trace_id"]): int(r["last_received_ns"]) for r in self._rows(
             f"SELECT trace_id, last_received_ns FROM policy_runs WHERE tenant = ? AND trace_id IN ({marks})",
             [tenant, *trace_ids])}
-
-    def policy_judged_upto(self: _Host, tenant: str) -> int | None:
-        """The newest last_received_ns among the tenant's judged runs (None: none judged)."""
-        row = self._rows("SELECT max(last_received_ns) AS n FROM policy_runs WHERE tenant = ?", [tenant])[0]
-        return None if row["n"] is None else int(row["n"])
 
     def expire_policy_records(self: _Host, cutoff_ns: int, max_rows: int = 5000) -> dict[str, int]:
         """One bounded step: delete up to ``max_rows`` decision records made before

@@ -153,10 +153,17 @@ class PostgresPolicyTables:
             "SELECT trace_id, last_received_ns FROM policy_runs WHERE tenant = %s AND trace_id = ANY(%s)",
             [tenant, list(trace_ids)])}
 
-    def policy_judged_upto(self, tenant: str) -> int | None:
-        """The newest last_received_ns among the tenant's judged runs (None: none judged)."""
-        row = self._rows("SELECT max(last_received_ns) AS n FROM policy_runs WHERE tenant = %s", [tenant])[0]
-        return None if row["n"] is None else int(row["n"])
+    def policy_cursor(self, tenant: str) -> int | None:
+        """Runs of the tenant received before this were all judged at some point (None: start
+        from the first run); what the split store's runs_to_judge reads from."""
+        rows = self._rows("SELECT received_ns FROM policy_cursor WHERE tenant = %s", [tenant])
+        return int(rows[0]["received_ns"]) if rows else None
+
+    def put_policy_cursor(self, tenant: str, received_ns: int) -> None:
+        """Move the tenant's judging cursor (to the oldest run still to judge)."""
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO policy_cursor VALUES (%s, %s) ON CONFLICT (tenant) DO UPDATE SET received_ns = excluded.received_ns",
+            [tenant, int(received_ns)]))
 
     def list_violations(
         self, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,

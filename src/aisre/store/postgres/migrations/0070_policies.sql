@@ -71,3 +71,10 @@ CREATE TABLE policy_runs (
 );
 CREATE INDEX policy_runs_start ON policy_runs (run_start_ns);
 CREATE INDEX policy_runs_received ON policy_runs (tenant, last_received_ns);
+
+-- Per tenant: every run received before this instant (less an overlap) has been judged in
+-- some state; the split store's runs_to_judge reads the span store's runs from here on.
+CREATE TABLE policy_cursor (
+    tenant TEXT PRIMARY KEY,
+    received_ns BIGINT NOT NULL
+);
