@@ -261,6 +261,8 @@ class PolicyService:
         done: list[dict[str, Any]] = []
         # Oldest run first: a batch's own session runs then need no second judgement.
         for run in sorted(self.store.runs_to_judge(tenant, limit), key=lambda r: (int(r["run_start_ns"]), str(r["trace_id"]))):
+            if self._stop.is_set():
+                break  # stopping: the rest waits for the next start
             try:
                 done.append(self.judge_trace(tenant, str(run["trace_id"]), run))
             except NotFound:
@@ -284,12 +286,17 @@ class PolicyService:
         for session, items in by_session.items():
             earliest = min(start for _, start, _ in items)
             position_of = {trace_id: position for position, _, trace_id in items}
-            for run in self.store.policy_session_runs(tenant, session, earliest - 1, REJUDGE_LIMIT):
+            later = self.store.policy_session_runs(tenant, session, earliest - 1, REJUDGE_LIMIT)
+            # Runs never judged are judged in their own pass, against what is stored by then.
+            marked = self.store.policy_marks(tenant, [str(r["trace_id"]) for r in later])
+            for run in later:
                 trace_id, start = str(run["trace_id"]), int(run["run_start_ns"])
                 mine = position_of.get(trace_id)
                 # Judged in this pass after every earlier run of the batch: already right.
-                if mine is not None and all(p < mine for p, s, _ in items if s < start):
+                if trace_id not in marked or (mine is not None and all(p < mine for p, s, _ in items if s < start)):
                     continue
+                if self._stop.is_set():
+                    break
                 try:
                     # With its received mark as stored: judged again, not changed.
                     self.judge_trace(tenant, trace_id, {"last_received_ns": run["last_received_ns"]})
