@@ -67,11 +67,13 @@ class ClickHousePolicyReads:
 
         def write() -> None:
             # A lightweight delete, then the new rows: a reader sees the old verdict, none or the
-            # new one, never both.
-            self.client.command(
-                f"DELETE FROM scores WHERE tenant = {_literal(row['tenant'])} AND trace_id = {_literal(row['trace_id'])} "
-                f"AND span_id IS NULL AND source = {_literal(POLICY_SCORE_SOURCE)} "
-                f"AND name IN ({_literal(POLICY_SCORE)}, {_literal(TRIP_SCORE)})")
+            # new one, never both. A run judged the first time has none: the point read (the
+            # table's key) spares the delete, which costs far more.
+            where = (f"tenant = {_literal(row['tenant'])} AND trace_id = {_literal(row['trace_id'])} "
+                     f"AND name IN ({_literal(POLICY_SCORE)}, {_literal(TRIP_SCORE)}) AND span_id IS NULL "
+                     f"AND source = {_literal(POLICY_SCORE_SOURCE)}")
+            if self.client.query(f"SELECT count() AS n FROM scores WHERE {where}").column("n")[0].as_py():
+                self.client.command(f"DELETE FROM scores WHERE {where}")
             now = time.time_ns()
             scores = policy_scores(row, violated)
             comment = f"agent policy {row.get('bundle') or ''}".strip()
