@@ -211,3 +211,132 @@ def test_stored_redacted_arguments_leave_a_predicate_undetermined(store: Store) 
     assert store.list_violations("t", trace_id=run.trace_id) == []
     mark = store.policy_run("t", run.trace_id)
     assert mark is not None and mark["undetermined"] == ["triage/mail-domain"]
+
+
+def _verdicts_together(runs: list[Any], policies: Any) -> dict[str, list[tuple[str, float, str]]]:
+    """What judging these runs all together says: per trace, (rule, count, span) sorted."""
+    from aisre.evaluate.policy.actions import run_actions
+    from aisre.evaluate.policy.engine import evaluate_runs
+
+    acts = [run_actions({}, flatten(run.request(), "t").table.to_pylist(), "t") for run in runs]
+    verdicts = evaluate_runs(policies, [(a.context, a.actions) for a in acts])
+    return {run.trace_id: sorted((v.rule, v.count, v.span_id) for v in verdict.violations)
+            for run, verdict in zip(runs, verdicts, strict=True)}
+
+
+def _stored(store: Store, trace_id: str) -> list[tuple[str, float, str]]:
+    return sorted((v["rule"], v["count"], v["span_id"]) for v in store.list_violations("t", trace_id=trace_id))
+
+
+def test_an_earlier_run_arriving_late_judges_the_later_runs_of_its_session_again(store: Store) -> None:
+    """s1's runs c and d arrive and are judged first; runs a and b of the same session arrive
+    later, started earlier: c and d are judged again, and every stored verdict is what judging
+    the four runs together says."""
+    from tests.evaluate.test_policy import SHARED, _session_runs
+
+    service = _service(store)
+    service.apply("t", SHARED, "tester")
+    runs = dict(_session_runs())
+    s1 = [runs["s1-a"], runs["s1-b"], runs["s1-c"], runs["s1-d"]]
+    for run in s1[2:]:
+        _send(store, run.request(), T0 + 3600 * S)
+    assert service.judge_pending("t") == 2
+    assert _stored(store, runs["s1-c"].trace_id) == _stored(store, runs["s1-d"].trace_id) == []
+    for run in s1[:2]:
+        _send(store, run.request(), T0 + 3700 * S)
+    assert service.judge_pending("t") == 2  # a and b, the late ones
+    assert service.rejudged["t"] == 2  # c and d again
+    expected = _verdicts_together(s1, service.current("t").policies)  # type: ignore[union-attr]
+    assert expected[runs["s1-c"].trace_id] == [
+        ("per-session", 12, runs["s1-c"].step_span_ids[1])]  # 10th..12th of s1's tool calls
+    assert expected[runs["s1-d"].trace_id][0][:2] == ("per-session", 16)
+    for run in s1:
+        assert _stored(store, run.trace_id) == expected[run.trace_id], run.trace_id
+    # Nothing changed since: nothing is judged again.
+    assert service.judge_pending("t") == 0 and service.rejudged["t"] == 2
+
+
+def _probe(service: PolicyService, trace_id: str, session: str | None, at_ns: int) -> tuple[Any, Any]:
+    """The other runs' totals an inline decision of ``trace_id`` at ``at_ns`` sees: from the
+    store read and from the running counts, per window (tenant) and for the session."""
+    from aisre.evaluate.policy.engine import RunContext, shared_budget_scopes
+
+    current = service.current("t")
+    assert current is not None
+    ctx = RunContext("t", "triage", "", "", trace_id, 0, session)
+    scopes = shared_budget_scopes(current.policies, ctx)
+    windows = service.usage.windows(current.policies, at_ns)
+    read = service.ledgers(current.policies, ctx, at_ns, at_ns, clear_session=True) or {}
+    counted = service.usage.ledgers(scopes, ctx, windows)
+
+    def totals(ledgers: dict[str, Any]) -> dict[str, Any]:
+        out = {f"tenant@{s}": ledgers["tenant"].usage(s, at_ns) for s, _ in windows}
+        if "session" in ledgers:
+            out["session"] = ledgers["session"].usage(0, at_ns)
+        # Costs are summed in another order in memory than in SQL: equal to the nano-dollar.
+        return {k: {m: round(float(v), 9) for m, v in t.items()} for k, t in out.items()}
+
+    return totals(read), totals(counted)
+
+
+def test_running_counts_give_the_store_reads_answers(store: Store) -> None:
+    """Inline session and tenant budgets read counts kept in memory: seeded from the store,
+    kept by judged runs and by decisions, they give what the store read gives once the runs
+    are committed, and a call decided and then committed is counted once."""
+    from tests.evaluate.test_policy import SHARED, _action_body, _calls, _session_runs
+
+    service = _service(store, digest_key=b"k")
+    service.usage.refresh_s = 1e12  # no re-seeding: every change below comes from a judged run or a decision
+    service.apply("t", SHARED, "tester")
+    runs = dict(_session_runs())
+    content = load_policy("redact", salt=b"k").filter_for("t")
+    minute = 60 * S
+    # Probes: (asking trace, session as the runtime sends it, time) in both UTC hours; the
+    # asking trace is new, or one of the stored runs (its own calls are left out).
+    probes = [("f" * 32, "s1", T0 + 59 * minute), ("f" * 32, "s2", T0 + 59 * minute), ("f" * 32, None, T0 + 45 * minute),
+              (runs["s1-b"].trace_id, "s1", T0 + 59 * minute), ("e" * 32, "s9", T0 + 59 * minute)]
+    # Seeded before anything is stored, then kept by the judging pass alone.
+    for trace_id, session, at in probes:
+        read, counted = _probe(service, trace_id, session, at)
+        assert read == counted
+    seeds = service.usage.seeds
+    for name in ("s1-a", "s1-b", "s2", "s1-d"):
+        _send(store, runs[name].request(), T0 + 3600 * S, content=content)
+    service.judge_pending("t")
+    for trace_id, session, at in probes:
+        read, counted = _probe(service, trace_id, session, at)
+        assert read == counted, (trace_id, session)
+        assert service.usage.seeds == seeds  # answered from memory
+    read, _ = _probe(service, "f" * 32, "s1", T0 + 59 * minute)
+    assert read["session"]["tool_calls"] == 12  # a, b and d: the store held them
+    # A fresh service seeds from the stored runs once and agrees too.
+    fresh = _service(store, digest_key=b"k")
+    fresh.apply("t", SHARED, "tester")
+    for trace_id, session, at in probes:
+        read, counted = _probe(fresh, trace_id, session, at)
+        assert read == counted, (trace_id, session)
+    # A decision counts its call at once, before the run's spans are exported; committed
+    # and judged, the run is counted once.
+    from aisre.evaluate.policy.actions import run_actions
+
+    def ask(run: Any, session: str) -> list[str]:
+        acts = run_actions({}, flatten(run.request(), "t").table.to_pylist(), "t")
+        return [service.decide("t", {"journey": "triage", "session_id": session, "trace_id": run.trace_id,
+                                     "action": _action_body(action),
+                                     "history": [_action_body(a) for a in acts.actions[:i]]}, record=False)["result"]
+                for i, action in enumerate(acts.actions)]
+
+    denied = agent_run(_calls(1, "y"), session="s1", start_ns=T0 + 55 * minute)
+    assert ask(denied, "s1") == ["deny"]  # s1 is over its 9 already
+    read, counted = _probe(service, "f" * 32, "s1", T0 + 59 * minute)
+    assert counted["session"]["tool_calls"] == read["session"]["tool_calls"] == 12  # a denied call is not made
+    late = agent_run(_calls(2, "z"), session="s7", start_ns=T0 + 55 * minute)
+    assert ask(late, "s7") == ["allow", "allow"]
+    read, counted = _probe(service, "f" * 32, "s7", T0 + 59 * minute)
+    assert (read["session"]["tool_calls"], counted["session"]["tool_calls"]) == (0, 2)  # not exported yet
+    _send(store, late.request(), T0 + 3800 * S, content=content)
+    service.judge_pending("t")
+    for session in ("s1", "s7"):
+        read, counted = _probe(service, "f" * 32, session, T0 + 59 * minute)
+        assert read == counted, session  # the decided calls, now committed, are counted once
+    assert read["session"]["tool_calls"] == 2

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.evaluate.gate_factory import runs_request
 from tests.integration.test_gate_api import SLOS
+from tests.policy_traces import agent_run, tool
 
 pytest.importorskip("chdb")
 S = 10**9
@@ -28,7 +29,7 @@ def test_a_chdb_server_with_postgresql_control_serves_the_journey_paths(
     slos = tmp_path / "slos.yaml"
     slos.write_text(SLOS)
     server = server_factory(tmp_path / "unused.duckdb", "--store", f"chdb://{tmp_path}/spans", "--control", postgres_url,
-                            "--slos", str(slos))
+                            "--slos", str(slos), "--setting", "policy_interval_s=1")
     rng = np.random.default_rng(3)
     start = time.time_ns() - 1200 * S
     for request in (runs_request(200, version="1.4", start_ns=start, rng=rng),
@@ -68,3 +69,20 @@ def test_a_chdb_server_with_postgresql_control_serves_the_journey_paths(
     made = httpx.post(server.url + "/api/changes", json={"kind": "deploy", "summary": "1.5 out", "version": "1.5"})
     assert made.status_code == 201, made.text
     assert [c["version"] for c in httpx.get(server.url + "/api/changes").json()["items"]] == ["1.5"]
+
+    # Agent policy on the split deployment: the set, the decision records and the violations
+    # in PostgreSQL, the runs judged from ClickHouse.
+    from tests.evaluate.test_policy_service import POLICY
+
+    assert httpx.put(server.url + "/api/policies", content=POLICY, timeout=30).status_code == 200
+    ask = {"journey": "triage", "trace_id": "cd" * 16, "action": {"type": "tool", "name": "shell", "args": {}}}
+    answer = httpx.post(server.url + "/api/policy/decide", json=ask, timeout=30).json()
+    assert answer["result"] == "deny" and answer["reasons"][0]["rule"] == "no-shell"
+    records = wait_for(lambda: httpx.get(server.url + "/api/policy/decisions", params={"result": "deny"},
+                                         timeout=30).json()["items"] or None, 30, "the decision recorded")
+    assert [r["id"] for r in records] == [answer["id"]]
+    run = agent_run([tool("search", q="a"), tool("shell", cmd="ls")], start_ns=time.time_ns() - 60 * S)
+    httpx.post(server.url + "/v1/traces", content=run.request().SerializeToString(), headers=PB).raise_for_status()
+    found = wait_for(lambda: httpx.get(server.url + "/api/policy/violations", params={"trace_id": run.trace_id},
+                                       timeout=30).json()["items"] or None, 60, "the run judged")
+    assert [(v["rule"], v["span_id"]) for v in found] == [("no-shell", run.step_span_ids[1])]

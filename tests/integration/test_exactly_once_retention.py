@@ -120,6 +120,8 @@ def test_old_spans_expire_in_steps_while_ingest_goes_on(server_factory, tmp_path
     assert set(answers) == {200}
     assert (stats["expired_traces"], stats["expired_spans"]) == (400, 1200)
     assert stats["expiry_steps"] >= 10  # at most 40 traces per transaction
+    # No decision record is past rollup_retention_days: none expired, and it says so.
+    assert (stats["expired_decisions"], stats["expired_violations"]) == (0, 0)
     _wait(lambda: httpx.get(server.url + "/api/stats").json()["spans"] == 3 * len(fresh_ids), "fresh spans committed")
     # The old runs' SLO minutes were counted before their spans went, and stay counted.
     total = 400 + len(fresh_ids)
@@ -128,6 +130,7 @@ def test_old_spans_expire_in_steps_while_ingest_goes_on(server_factory, tmp_path
     assert slo["good"] == total
     metrics = httpx.get(server.url + "/metrics").text
     assert _metric(metrics, "aisre_store_expired_spans_total") == 1200
+    assert _metric(metrics, "aisre_store_expired_policy_decisions_total") == 0
     assert _metric(metrics, "aisre_store_oldest_span_timestamp_seconds") > (time.time_ns() - DAY) / 1e9
     assert _metric(metrics, 'aisre_journey_runs_total{journey="ask",outcome="success"}') == total
 
@@ -135,6 +138,7 @@ def test_old_spans_expire_in_steps_while_ingest_goes_on(server_factory, tmp_path
     runner = CliRunner()
     result = runner.invoke(cli, ["store", "stats", "--url", server.url], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "expired_spans" in result.output and "1,200" in result.output
+    assert "expired_decisions" in result.output
     assert "kept 1 days (api)" in result.output
     result = runner.invoke(cli, ["store", "retention", "30", "--url", server.url, "--format", "json"])
     assert result.exit_code == 0 and json.loads(result.output)["retention_days"] == 30

@@ -37,6 +37,7 @@ if os.environ.get("AISRE_TEST_CLICKHOUSE_URL"):
 NOT_YET: dict[str, dict[str, str]] = {
     "chdb": {
         "test_contract_control.py": "ClickHouse holds no control plane: PostgreSQL does, run as chdb+postgresql",
+        "test_contract_policy.py": "ClickHouse holds no policy records: PostgreSQL does, run as chdb+postgresql",
     },
 }
 NOT_YET["clickhouse"] = NOT_YET["chdb"]  # the same store on a server
@@ -47,7 +48,7 @@ NOT_YET["chdb+postgresql"] = {}
 
 # Split stores differ from their span store only in where the control plane lives: they run
 # the control-plane contract; the data-plane modules would run the same span store twice.
-SPLIT_MODULES = frozenset({"test_contract_control.py"})
+SPLIT_MODULES = frozenset({"test_contract_control.py", "test_contract_policy.py"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -80,6 +80,13 @@ def test_every_port_method_has_one_home() -> None:
     assert {"gate_population", "list_runs", "slo_minute_arrays", "add_scores"}.isdisjoint(split.CONTROL_METHODS)
     assert {"run_minutes", "impact", "first_failure", "sample_runs", "run_appearances"} <= split.INCIDENT_DATA_METHODS
     assert {"breakdown", "reprice", "priced_models"}.isdisjoint(split.COST_CONTROL_METHODS)
+    # Agent policy: records in the control store, runs and their calls in the span store,
+    # what needs both composed.
+    assert {"put_policy_set", "add_decisions", "list_decisions", "save_policy_marks", "policy_marks",
+            "list_violations", "policy_run"} <= split.CONTROL_METHODS
+    assert {"policy_usage", "policy_usage_by_trace", "policy_candidate_runs", "policy_session_runs",
+            "put_policy_scores", "get_trace"}.isdisjoint(split.CONTROL_METHODS)
+    assert {"runs_to_judge", "save_policy_run", "expire_policy_records"} <= split.COMPOSED
 
 
 def test_every_split_method_is_tenant_scoped_or_declared(postgres_url: str, tmp_path: Path) -> None:

@@ -271,6 +271,70 @@ class MetricSeriesStats(TypedDict):
     points: int
 
 
+class PolicySetRow(TypedDict):
+    """One applied agent policy set (``PolicyStore.policy_sets``), newest first."""
+
+    tenant: str
+    bundle: str
+    applied_ns: int
+    actor: str
+    source: str
+    policies: list[dict[str, Any]]
+
+
+class DecisionRecord(TypedDict):
+    """One decision record (``PolicyStore.list_decisions``), reasons and input decoded."""
+
+    id: str
+    tenant: str
+    at_ns: int
+    source: str  # inline | trace
+    journey: str | None
+    trace_id: str | None
+    span_id: str | None
+    result: str  # allow | deny
+    bundle: str | None
+    policies: list[dict[str, Any]]
+    rules: list[str]
+    reasons: list[Any]
+    input_digest: str
+    input: Any
+
+
+class PolicyViolation(TypedDict):
+    """One violation found over a stored trace (``PolicyStore.list_violations``)."""
+
+    trace_id: str
+    journey: str | None
+    run_start_ns: int
+    policy: str
+    version: str
+    rule: str
+    kind: str
+    effect: str  # deny | warn
+    message: str
+    count: float
+    span_id: str
+    span_ids: list[str]
+    start_ns: int
+
+
+class PolicyRunMark(TypedDict):
+    """How a trace was last judged (``PolicyStore.policy_run``)."""
+
+    trace_id: str
+    journey: str | None
+    run_start_ns: int
+    bundle: str | None
+    last_received_ns: int
+    evaluated_ns: int
+    actions: int
+    violations: int
+    guardrail_checks: int
+    guardrail_trips: int
+    undetermined: list[str]
+
+
 def fired_at(alert: AlertEpisode) -> int:
     """When an episode began firing; for episodes known to have fired (``started_ns`` set)."""
     started = alert["started_ns"]

@@ -262,8 +262,9 @@ class RetentionPolicy(Protocol):
     def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]: ...
 
 
-class PolicyStore(Protocol):
-    """Agent policies: applied sets (audited), decision records, violations over traces."""
+class PolicyControl(Protocol):
+    """Agent policy records kept in the control plane: applied sets (audited), decision
+    records, violations and the judged marks (which state of a run was judged)."""
 
     def put_policy_set(self, row: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -278,19 +279,9 @@ class PolicyStore(Protocol):
         since_ns: int | None = None, limit: int = 100,
     ) -> list[dict[str, Any]]: ...
 
-    def runs_to_judge(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]: ...
+    def save_policy_marks(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None: ...
 
-    def policy_usage(
-        self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
-        sessions: list[str] | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-    def policy_usage_totals(
-        self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
-        sessions: list[str] | None = None,
-    ) -> dict[str, Any]: ...
-
-    def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None: ...
+    def policy_marks(self, tenant: str, trace_ids: list[str]) -> dict[str, int]: ...
 
     def list_violations(
         self, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
@@ -302,6 +293,45 @@ class PolicyStore(Protocol):
     def violation_counts(self, tenant: str, since_ns: int, bucket_ns: int) -> list[dict[str, Any]]: ...
 
     def policy_totals(self, tenant: str, since_ns: int, until_ns: int) -> list[dict[str, Any]]: ...
+
+
+class PolicySpanReads(Protocol):
+    """What agent policy reads from (and scores in) the span store: other runs' calls for
+    shared budgets, runs to judge, a session's later runs, a judged run's policy scores."""
+
+    def policy_usage(
+        self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def policy_usage_totals(
+        self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
+        sessions: list[str] | None = None,
+    ) -> dict[str, Any]: ...
+
+    def policy_usage_by_trace(
+        self, tenant: str, since_ns: int, until_ns: int, sessions: list[str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def policy_candidate_runs(self, tenant: str, since_received_ns: int, limit: int = 500) -> list[dict[str, Any]]: ...
+
+    def policy_session_runs(self, tenant: str, session: str, after_ns: int, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def put_policy_scores(self, row: dict[str, Any], violated: bool) -> None: ...
+
+
+class PolicyStore(PolicyControl, PolicySpanReads, Protocol):
+    """Agent policies: applied sets (audited), decision records, violations over traces.
+    ``runs_to_judge``, ``save_policy_run`` and ``expire_policy_records`` need both planes on
+    a split store (store/split.py composes them)."""
+
+    def runs_to_judge(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]: ...
+
+    def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None: ...
+
+    def expire_policy_records(self, cutoff_ns: int, max_rows: int = 5000) -> dict[str, int]: ...
+
+    def rollup_cutoff(self, now_ns: int | None = None, periodic: bool = False) -> int | None: ...
 
     def get_trace(self, tenant: str, trace_id: str) -> tuple[TraceRun, list[dict[str, Any]]]: ...
 
@@ -546,7 +576,7 @@ class Store(
 # (a ``tenant`` argument, a query or row carrying one, or Arrow rows with a tenant column)
 # or listed here; tests/store/test_guard.py checks that.
 PROCESS_WIDE = frozenset({
-    "active_keys", "close", "compact_metrics", "expire", "flush_rollups", "policy_tenants", "refresh_rollups",
-    "span_tenants", "export_control", "control_count", "import_control", "finish_import",
+    "active_keys", "close", "compact_metrics", "expire", "expire_policy_records", "flush_rollups", "policy_tenants",
+    "refresh_rollups", "rollup_cutoff", "span_tenants", "export_control", "control_count", "import_control", "finish_import",
 })
 OPEN_TO_EVERY_CALLER = frozenset({"auth_latched", "memory", "oldest_span_ns", "prepare", "schema_version"})

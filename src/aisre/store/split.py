@@ -18,6 +18,15 @@ composed here, explicitly:
   write made while the control store holds the pass's lease term (store/fencing.py).
 - ``incidents.run_minutes``, ``impact`` and triage reads go to the span store; the
   incident rows they explain live in the control store.
+- Agent policy: sets, decision records, violations and the judged marks live in the
+  control store (``PolicyControl``); the other runs' calls, the runs themselves and each
+  judged run's policy scores in the span store (``PolicySpanReads``). ``runs_to_judge``
+  reads the span store's runs received since the tenant's judging cursor (kept in the
+  control store, less an overlap for nodes whose commits land out of order) and keeps those
+  the control store has not judged in that state; ``save_policy_run`` writes the scores first, then the marks (a crash
+  between the two leaves the run unjudged, so it is judged again); ``expire`` and
+  ``expire_policy_records`` expire the control store's policy records past the span
+  store's rollup retention and count them in the span store's expiry figures.
 
 The tenant guard wraps a split store as it wraps any backend.
 """
@@ -30,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aisre.store import protocol
+from aisre.store.change_detection import DETECTION_OVERLAP_NS
 from aisre.store.retention import check_days
 
 log = logging.getLogger(__name__)
@@ -44,14 +54,26 @@ def methods_of(*ports: type) -> frozenset[str]:
 
 # --- the routing, in one place -----------------------------------------------------------
 # Store methods served by the control store.
-CONTROL_PORTS: tuple[type, ...] = (protocol.KeyTables, protocol.AuditLog, protocol.AlertStore, protocol.GateVerdicts)
+CONTROL_PORTS: tuple[type, ...] = (
+    protocol.KeyTables, protocol.AuditLog, protocol.AlertStore, protocol.GateVerdicts, protocol.PolicyControl,
+)
 # ``store.incidents`` methods served by the span store (all others: the control store).
 INCIDENT_DATA_PORTS: tuple[type, ...] = (protocol.TriageStore, protocol.IncidentRunReads)
 INCIDENT_CONTROL_METHODS = frozenset({"list_changes"})  # declared on TriageStore, kept with the changes
 # ``store.cost`` methods served by the control store (all others: the span store).
 COST_CONTROL_PORTS: tuple[type, ...] = (protocol.CostSettings,)
 # Composed from both planes (below).
-COMPOSED = frozenset({"retention", "set_retention", "close", "detect_changes", "put_slo_minutes"})
+COMPOSED = frozenset({
+    "retention", "set_retention", "close", "detect_changes", "put_slo_minutes", "runs_to_judge", "save_policy_run",
+    "expire_policy_records", "expire",
+})
+# How far before the judging cursor runs_to_judge looks again (commits of several ingest
+# nodes land out of received order by about a commit interval).
+JUDGE_OVERLAP_NS = DETECTION_OVERLAP_NS
+# Runs read per page when looking for runs not yet judged.
+JUDGE_PAGE = 1000
+# Policy records deleted per expiry transaction.
+POLICY_EXPIRY_STEP = 5000
 
 CONTROL_METHODS = methods_of(*CONTROL_PORTS)
 INCIDENT_DATA_METHODS = methods_of(*INCIDENT_DATA_PORTS) - INCIDENT_CONTROL_METHODS
@@ -150,6 +172,62 @@ class SplitStore(_Part):
         """Prometheus SLI minutes into the span store; inside an evaluation pass only while the
         pass's lease term holds (checked and held in the control store: store/fencing.py)."""
         self._control.fenced_call(lambda: self._data.put_slo_minutes(tenant, slo, start_ns, end_ns, rows))
+
+    def runs_to_judge(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Runs with a root never judged, or changed since they were: the span store's runs
+        received since the tenant's judging cursor (less JUDGE_OVERLAP_NS), without those the
+        control store judged in the same state. The cursor then moves to the oldest run
+        still to judge (or past every run read), so each call reads only the recent runs."""
+        cursor = self._control.policy_cursor(tenant)
+        since = -(2**62) if cursor is None else cursor - JUDGE_OVERLAP_NS
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        last = cursor
+        while len(found) < limit:
+            page = self._data.policy_candidate_runs(tenant, since, JUDGE_PAGE)
+            marks = self._control.policy_marks(tenant, [str(r["trace_id"]) for r in page])
+            for run in page:
+                trace_id = str(run["trace_id"])
+                if trace_id in seen:
+                    continue
+                seen.add(trace_id)
+                last = max(last or 0, int(run["last_received_ns"]))
+                mark = marks.get(trace_id)
+                if mark is None or int(run["last_received_ns"]) > mark:
+                    found.append({k: run[k] for k in ("trace_id", "journey", "run_start_ns", "root_service",
+                                                      "last_received_ns")})
+            if len(page) < JUDGE_PAGE or int(page[-1]["last_received_ns"]) == since:
+                break
+            since = int(page[-1]["last_received_ns"])
+        found = found[:limit]
+        move = int(found[0]["last_received_ns"]) if found else last
+        if move is not None and move != cursor:
+            self._control.put_policy_cursor(tenant, move)
+        return found
+
+    def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        """The run's policy scores in the span store, then its violations and judged mark in
+        the control store."""
+        self._data.put_policy_scores(row, any(v["effect"] == "deny" for v in rows))
+        self._control.save_policy_marks(row, rows)
+
+    def expire_policy_records(self, cutoff_ns: int, max_rows: int = 5000) -> dict[str, int]:
+        """One bounded step of the control store's policy expiry, counted in the span store's
+        expiry figures."""
+        deleted: dict[str, int] = self._control.expire_policy_records(cutoff_ns, max_rows)
+        self._data.expiry.count_policy(deleted)
+        return deleted
+
+    def expire(self, now_ns: int | None = None, max_steps: int = 1_000_000) -> Any:
+        """The span store's expiry, then the control store's policy records past the rollup
+        retention, in bounded steps; returns the span store's running totals."""
+        stats = self._data.expire(now_ns, max_steps)
+        cutoff = self._data.rollup_cutoff(now_ns)
+        if cutoff is not None:
+            for _ in range(max_steps):
+                if max(self.expire_policy_records(cutoff, POLICY_EXPIRY_STEP).values()) < POLICY_EXPIRY_STEP:
+                    break
+        return stats
 
     def close(self) -> None:
         """Close the span store (drains its writer), then the control store."""

@@ -4,13 +4,21 @@ pass that judges committed runs (off the ingest path, on its own thread).
 A run is judged by the set in force when it started (the newest applied at or before its
 start; runs older than every set are judged by the first). Each pass takes runs never
 judged or changed since (a late span moves a trace's last_received_ns), rebuilds their
-actions from every stored span, and replaces their violations.
+actions from every stored span, and replaces their violations. A session budget of a run
+counts the session's runs that started before it: when an earlier run of a session is
+judged (it arrived late, or changed) after later ones were, those later runs are judged
+again in the same pass (at most REJUDGE_LIMIT per session), so their stored verdict is
+what judging all the session's runs together gives.
+
+Inline decisions with session or tenant budgets read running counts kept in memory
+(usage.py), not the store.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +36,7 @@ from aisre.evaluate.policy.engine import (
 )
 from aisre.evaluate.policy.inline import decide_request, decision_record, parse_request
 from aisre.evaluate.policy.spec import Policy, bundle_version, policies_from_text
+from aisre.evaluate.policy.usage import UsageCounts
 from aisre.normalize.attribute_rules import hash_value
 from aisre.store.lease import LeaseGate
 from aisre.store.protocol import PolicyStore
@@ -38,6 +47,8 @@ Scrub = Callable[[str, Any], Any]
 # Decision records are written in batches this often; a crash loses at most the last
 # fraction of a second of the log, as with OPA's buffered decision logs.
 FLUSH_INTERVAL_S = 0.2
+# Later runs of one session judged again per pass when an earlier run was (re)judged.
+REJUDGE_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,9 @@ class PolicyService:
         self.judged: Counter[tuple[str, str]] = Counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Session and tenant budgets decided inline count other runs' calls here.
+        self.usage = UsageCounts(store, digest_key)
+        self.rejudged: Counter[str] = Counter()  # tenant → later runs judged again
 
     # -- policy sets ---------------------------------------------------------------
 
@@ -93,14 +107,28 @@ class PolicyService:
         with self._lock:
             return tenant in self._sets
 
-    def answers_from_memory(self, tenant: str) -> bool:
-        """Whether a decision needs nothing from the store: the sets are cached and the set in
-        force has no session or tenant budget (those read other runs' calls)."""
+    def answers_from_memory(self, tenant: str, body: Any = None) -> bool:
+        """Whether a decision needs nothing from the store: the sets are cached and either the
+        set in force has no session or tenant budget, or the running counts the request asks
+        about (``body``: its session and time) are in memory and fresh."""
         if not self.cached(tenant):
             return False
         current = self.current(tenant)
-        return current is None or not any(r.kind == "budget" and r.per != "run"
-                                           for p in current.policies for r in p.rules)
+        if current is None or not any(r.kind == "budget" and r.per != "run" for p in current.policies for r in p.rules):
+            return True
+        if not isinstance(body, dict):
+            return False
+        action = body.get("action")
+        start = action.get("start_ns") if isinstance(action, dict) else None
+        at = start if isinstance(start, int) and start else time.time_ns()
+        def text(key: str) -> str | None:
+            value = body.get(key)
+            return value if isinstance(value, str) and value else None
+
+        # Only the policies covering this run count (a journey no shared budget covers never waits).
+        ctx = RunContext(tenant, text("journey"), text("service"), text("agent"), session=text("session_id"))
+        scopes = shared_budget_scopes(current.policies, ctx)
+        return not scopes or self.usage.ready(tenant, ctx.session, self.usage.windows(current.policies, at), scopes)
 
     def current(self, tenant: str) -> PolicySet | None:
         """The set in force now."""
@@ -141,8 +169,12 @@ class PolicyService:
         req = parse_request(body, tenant, now_ns)
         current = self.current(tenant)
         policies = current.policies if current is not None else ()
-        ledgers = self.ledgers(policies, req.context, req.action.start_ns, req.action.start_ns, clear_session=True)
+        scopes = shared_budget_scopes(policies, req.context)
+        ledgers = (self.usage.ledgers(scopes, req.context, self.usage.windows(policies, req.action.start_ns))
+                   if scopes else None)
         decision = decide_request(policies, req, ledgers)
+        if scopes and decision.result != "deny":
+            self.usage.decided(req.context, req.history, req.action)
         doc = decision_record(req, decision, policies, lambda value: self.scrub(tenant, value), self.digest_key,
                               now_ns=now_ns)
         doc["actor"] = actor
@@ -158,7 +190,9 @@ class PolicyService:
     def ledgers(self, policies: Sequence[Policy], ctx: RunContext, first_ns: int, last_ns: int,
                 clear_session: bool = False) -> dict[str, Ledger] | None:
         """What the tenant's other runs (and the session's) used up to ``last_ns``, for session
-        and tenant budgets; None when no policy covering the run has one. An inline caller sends
+        and tenant budgets, read from the store (trace judging; inline decisions read the
+        running counts, ``usage``, which give the same totals once the runs are committed);
+        None when no policy covering the run has one. An inline caller sends
         the clear session id, stored traces hold it as ingest left it (hashed by default): both
         forms are looked up."""
         scopes = shared_budget_scopes(policies, ctx)
@@ -213,22 +247,64 @@ class PolicyService:
                 "actions": len(acts.actions), "guardrail_checks": acts.guardrail_checks,
                 "guardrail_trips": acts.guardrail_trips, "undetermined": verdict.undetermined}
         self.store.save_policy_run(mark, rows)
+        self.usage.committed(tenant, trace_id, acts.context.session, acts.actions)
         denied = any(v.effect == "deny" for v in verdict.violations)
         self.judged[(tenant, "violating" if denied else "undetermined" if verdict.undetermined else "clean")] += 1
-        return {**mark, "violations": [v.document() for v in verdict.violations]}
+        return {**mark, "session": acts.context.session, "violations": [v.document() for v in verdict.violations]}
 
     def judge_pending(self, tenant: str, limit: int = 500) -> int:
-        """Judge runs committed or changed since the last pass; returns how many were judged."""
+        """Judge runs committed or changed since the last pass, then the later runs of their
+        sessions where a session budget applies; returns how many runs were judged (those
+        judged again are counted in ``rejudged``)."""
         if not self.sets(tenant):
             return 0
-        done = 0
-        for run in self.store.runs_to_judge(tenant, limit):
+        done: list[dict[str, Any]] = []
+        # Oldest run first: a batch's own session runs then need no second judgement.
+        for run in sorted(self.store.runs_to_judge(tenant, limit), key=lambda r: (int(r["run_start_ns"]), str(r["trace_id"]))):
+            if self._stop.is_set():
+                break  # stopping: the rest waits for the next start
             try:
-                self.judge_trace(tenant, str(run["trace_id"]), run)
+                done.append(self.judge_trace(tenant, str(run["trace_id"]), run))
             except NotFound:
                 continue  # expired between the listing and the read
-            done += 1
-        return done
+        self.rejudge_sessions(tenant, done)
+        return len(done)
+
+    def rejudge_sessions(self, tenant: str, judged: Sequence[dict[str, Any]]) -> int:
+        """Judge again the runs of the sessions of ``judged`` (in the order they were judged)
+        that started after one of them and were judged before it: their session budgets
+        count it now. At most REJUDGE_LIMIT runs per session; returns how many."""
+        if not any(r.kind == "budget" and r.per == "session"
+                   for s in self.sets(tenant) for p in s.policies for r in p.rules):
+            return 0
+        by_session: dict[str, list[tuple[int, int, str]]] = {}
+        for position, mark in enumerate(judged):
+            if mark.get("session"):
+                by_session.setdefault(str(mark["session"]), []).append(
+                    (position, int(mark["run_start_ns"]), str(mark["trace_id"])))
+        again = 0
+        for session, items in by_session.items():
+            earliest = min(start for _, start, _ in items)
+            position_of = {trace_id: position for position, _, trace_id in items}
+            later = self.store.policy_session_runs(tenant, session, earliest - 1, REJUDGE_LIMIT)
+            # Runs never judged are judged in their own pass, against what is stored by then.
+            marked = self.store.policy_marks(tenant, [str(r["trace_id"]) for r in later])
+            for run in later:
+                trace_id, start = str(run["trace_id"]), int(run["run_start_ns"])
+                mine = position_of.get(trace_id)
+                # Judged in this pass after every earlier run of the batch: already right.
+                if trace_id not in marked or (mine is not None and all(p < mine for p, s, _ in items if s < start)):
+                    continue
+                if self._stop.is_set():
+                    break
+                try:
+                    # With its received mark as stored: judged again, not changed.
+                    self.judge_trace(tenant, trace_id, {"last_received_ns": run["last_received_ns"]})
+                except NotFound:
+                    continue
+                again += 1
+        self.rejudged[tenant] += again
+        return again
 
     # -- the background pass --------------------------------------------------------
 
@@ -267,6 +343,17 @@ class PolicyService:
                     self.judge_pending(tenant)
                 except Exception:
                     log.exception("policy pass failed for tenant %s", tenant)
+            try:
+                self.expire_step()
+            except Exception:
+                log.exception("expiring policy records failed")
+
+    def expire_step(self, now_ns: int | None = None) -> dict[str, int]:
+        """One bounded step of expiring decision records and violations past the store's
+        rollup retention (on a split store the control store's; DuckDB's writer also takes
+        these steps in its own retention job); nothing while expiry is off."""
+        cutoff = self.store.rollup_cutoff(now_ns, periodic=now_ns is None)
+        return {} if cutoff is None else self.store.expire_policy_records(cutoff)
 
 
 def _summary(policies: Sequence[Policy]) -> list[dict[str, Any]]:

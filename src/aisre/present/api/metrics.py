@@ -149,8 +149,18 @@ class StoreRetentionCollector(Collector):
             "aisre_store_duplicate_spans", "Spans delivered again within dedup_window_s and not stored a second time"
         )
         duplicates.add_metric([], float(self._store.duplicate_spans))
+        decisions = CounterMetricFamily(
+            "aisre_store_expired_policy_decisions",
+            "Agent policy decision records deleted past rollup_retention_days since the server started")
+        decisions.add_metric([], float(getattr(expiry, "decisions", 0)))
+        violations = CounterMetricFamily(
+            "aisre_store_expired_policy_violations",
+            "Agent policy violations deleted past rollup_retention_days since the server started")
+        violations.add_metric([], float(getattr(expiry, "violations", 0)))
         yield spans
         yield traces
+        yield decisions
+        yield violations
         yield duplicates
         oldest = self._store.oldest_span_ns()
         if oldest is not None:
@@ -206,3 +216,8 @@ class PolicyCollector(Collector):
             if t == tenant:
                 judged.add_metric([verdict], float(n))
         yield judged
+        rejudged = CounterMetricFamily(
+            "aisre_policy_runs_rejudged",
+            "Runs judged again because an earlier run of their session arrived or changed after them")
+        rejudged.add_metric([], float(self._service.rejudged.get(tenant, 0)))
+        yield rejudged

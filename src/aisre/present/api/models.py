@@ -55,6 +55,8 @@ class Stats(TypedDict):
     expired_spans: int
     expired_traces: int
     expiry_steps: int
+    expired_decisions: NotRequired[int]
+    expired_violations: NotRequired[int]
     oldest_span: Time | None
     retention: NotRequired[Retention]
 

@@ -112,10 +112,10 @@ async def policy_decide(request: Request) -> Response:
     ctx = _ctx(request)
     body = parse_json(await request.body())
     service, tenant, actor = service_of(ctx), ctx.tenant_for(request), ctx.actor(request)
-    if service.answers_from_memory(tenant):
-        # The rules are in memory and the record is queued: a fraction of a millisecond,
-        # cheaper on the event loop than a hop to the thread pool. Session and tenant budgets
-        # read the store, so they take the thread pool.
+    if service.answers_from_memory(tenant, body):
+        # The rules and the running counts are in memory and the record is queued: a fraction
+        # of a millisecond, cheaper on the event loop than a hop to the thread pool. A session
+        # or window whose counts must be read from the store first takes the thread pool.
         return ORJSONResponse(service.decide(tenant, body, actor=actor))
     return ORJSONResponse(await run_in_threadpool(service.decide, tenant, body, None, True, actor))
 

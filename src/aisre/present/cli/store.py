@@ -47,6 +47,7 @@ def build_store_cli() -> typer.Typer:
             return
         table = Table("figure", "value")
         for name in ("backend", "spans", "traces", "expired_spans", "expired_traces", "expiry_steps",
+                     "expired_decisions", "expired_violations",
                      "duplicate_spans", "queued_spans", "commits", "spans_committed"):
             if name in doc:
                 value = doc[name]

@@ -189,6 +189,17 @@ class SpanReads:
             "SELECT s.start_ns AS start_ns, if(s.operation = 'execute_tool', 'tool', 'model') AS kind, "
             f"{_TOKENS} AS tokens, {_COST} AS cost_usd {where}", params)
 
+    def policy_usage_by_trace(
+        self, tenant: str, since_ns: int, until_ns: int, sessions: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The same calls as policy_usage (every trace), summed per trace: trace_id,
+        model_calls, tool_calls, tokens, cost_usd (what running counts are seeded from)."""
+        where, params = self._usage_filter(tenant, since_ns, until_ns, "", sessions)
+        return self._query_rows(
+            "SELECT s.trace_id AS trace_id, countIf(s.operation != 'execute_tool') AS model_calls, "
+            f"countIf(s.operation = 'execute_tool') AS tool_calls, sum({_TOKENS}) AS tokens, sum({_COST}) AS cost_usd "
+            f"{where} GROUP BY s.trace_id ORDER BY s.trace_id", params)
+
     def policy_usage_totals(
         self, tenant: str, since_ns: int, until_ns: int, exclude_trace_id: str = "",
         sessions: list[str] | None = None,

@@ -42,6 +42,7 @@ from aisre.store.clickhouse.metrics import (
     ClickHouseMetricTables,
     metric_slo_counts,
 )
+from aisre.store.clickhouse.policy import ClickHousePolicyReads
 from aisre.store.clickhouse.reads import SpanReads
 from aisre.store.clickhouse.semantics import (
     LISTING_COLUMNS,
@@ -124,13 +125,15 @@ def _not_yet(name: str) -> Callable[..., Any]:
 # Store methods not on ClickHouse: the control plane (alerts, keys, audit, retention
 # settings, gate verdicts, policy sets, decisions and violations), which PostgreSQL is to
 # hold (issue 17). runs_to_judge reads runs against the judged marks (policy_runs, control
-# plane), so it waits for the split store too.
+# plane): the split store composes it (store/split.py) from this store's
+# policy_candidate_runs and the control store's marks, as it does save_policy_run.
 NOT_YET = (
     "active_alerts", "save_alerts", "list_alerts", "add_key", "revoke_key",
     "active_keys", "auth_latched", "list_keys", "audit", "list_audit",
     "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict",
     "put_policy_set", "policy_sets", "policy_tenants", "add_decisions", "list_decisions",
     "runs_to_judge", "save_policy_run", "list_violations", "policy_run", "violation_counts", "policy_totals",
+    "save_policy_marks", "policy_marks", "expire_policy_records",
 )
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 INCIDENTS_NOT_YET = (
@@ -241,7 +244,7 @@ for _name in COST_NOT_YET:
     setattr(ClickHouseCost, _name, _not_yet(f"cost.{_name}"))
 
 
-class ClickHouseStore(SpanReads, _NotYet):
+class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
     """Spans, runs, scores, metric series, rollups and SLO counts in ClickHouse. Writes go
     through one writer thread per process (group commit into large inserts); reads query
     the engine."""
@@ -1078,6 +1081,7 @@ class ClickHouseStore(SpanReads, _NotYet):
             "failed_commits": writer.failed_commits, "last_commit_seconds": writer.last_commit_seconds,
             "duplicate_spans": self.duplicate_spans, "expired_spans": self.expiry.spans,
             "expired_traces": self.expiry.traces, "expiry_steps": self.expiry.steps,
+            "expired_decisions": self.expiry.decisions, "expired_violations": self.expiry.violations,
         }
 
     def gate_population(self, q: PopulationQuery) -> Population:
@@ -1158,6 +1162,13 @@ class ClickHouseStore(SpanReads, _NotYet):
         window = self._dedup_window_s if not stamped else min(self._dedup_window_s, stamped * 86_400.0)
         return {"tenant": tenant, "retention_days": days, "source": source,
                 "rollup_retention_days": self._rollup_retention_days, "dedup_window_s": window}
+
+    def rollup_cutoff(self, now_ns: int | None = None, periodic: bool = False) -> int | None:
+        """Minute rollups, decision records and violations older than this expire as of
+        ``now_ns`` (None: kept, or with ``periodic`` while expiry is off)."""
+        if self._rollup_retention_days <= 0 or (periodic and not self._expiry_on):
+            return None
+        return int(self._clock() if now_ns is None else now_ns) - int(self._rollup_retention_days * _DAY_NS)
 
     def oldest_span_ns(self) -> int | None:
         found = self.client.query("SELECT min(start_ns) AS t, count() AS n FROM spans")

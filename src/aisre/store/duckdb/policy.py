@@ -7,8 +7,10 @@ import time
 from typing import Any, Protocol
 
 import duckdb
+import pyarrow as pa
 
 from aisre.store.duckdb.control import _audit
+from aisre.store.duckdb.retention import ExpiryStats
 from aisre.store.duckdb.rollups import minute_of
 from aisre.store.writer import Writer
 
@@ -23,6 +25,7 @@ POLICY_SCORE_SOURCE = "heuristic"
 class _Host(Protocol):
     _conn: duckdb.DuckDBPyConnection
     _writer: Writer
+    expiry: ExpiryStats
 
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]: ...
 
@@ -205,46 +208,28 @@ class PolicyTables:
             f"coalesce(sum({_TOKENS}), 0) AS tokens, coalesce(sum({_COST}), 0.0) AS cost_usd {where}", params)
         return rows[0]
 
+    def policy_usage_by_trace(
+        self: _Host, tenant: str, since_ns: int, until_ns: int, sessions: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The same calls as policy_usage (every trace), summed per trace: trace_id,
+        model_calls, tool_calls, tokens, cost_usd (what running counts are seeded from)."""
+        where, params = _usage_filter(tenant, since_ns, until_ns, "", sessions)
+        return self._rows(
+            "SELECT s.trace_id, count(*) FILTER (WHERE s.operation <> 'execute_tool') AS model_calls, "
+            "count(*) FILTER (WHERE s.operation = 'execute_tool') AS tool_calls, "
+            f"coalesce(sum({_TOKENS}), 0) AS tokens, coalesce(sum({_COST}), 0.0) AS cost_usd {where} "
+            "GROUP BY s.trace_id ORDER BY s.trace_id", params)
+
     def save_policy_run(self: _Host, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        """Replace one trace's violations (``rows``) and its judged mark (``row``) in one transaction."""
+        """Replace one trace's violations (``rows``), its judged mark (``row``) and its policy
+        scores in one transaction."""
 
         def write() -> None:
             conn = self._conn
             conn.execute("BEGIN TRANSACTION")
             try:
-                conn.execute("DELETE FROM policy_violations WHERE tenant = ? AND trace_id = ?", [row["tenant"], row["trace_id"]])
-                if rows:
-                    conn.executemany(
-                        "INSERT INTO policy_violations (tenant, trace_id, journey, run_start_ns, policy, version, rule, kind, "
-                        "effect, message, count, span_id, span_ids, start_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [[v["tenant"], v["trace_id"], v.get("journey"), v["run_start_ns"], v["policy"], v["version"], v["rule"],
-                          v["kind"], v["effect"], v["message"], float(v["count"]), v["span_id"], list(v["span_ids"]),
-                          v["start_ns"]] for v in rows],
-                    )
-                conn.execute(
-                    "INSERT OR REPLACE INTO policy_runs (tenant, trace_id, journey, run_start_ns, bundle, last_received_ns, "
-                    "evaluated_ns, actions, violations, guardrail_checks, guardrail_trips, undetermined) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [row["tenant"], row["trace_id"], row.get("journey"), row["run_start_ns"], row.get("bundle"),
-                     row["last_received_ns"], time.time_ns(), row["actions"], len(rows), row["guardrail_checks"],
-                     row["guardrail_trips"], list(row["undetermined"])],
-                )
-                conn.execute(
-                    "DELETE FROM scores WHERE tenant = ? AND trace_id = ? AND span_id IS NULL AND source = ? "
-                    "AND name IN (?, ?)",
-                    [row["tenant"], row["trace_id"], POLICY_SCORE_SOURCE, POLICY_SCORE, TRIP_SCORE],
-                )
-                now = time.time_ns()
-                violated = any(v["effect"] == "deny" for v in rows)
-                scores = [(POLICY_SCORE, 1.0 if violated else 0.0)]
-                if row["guardrail_checks"]:
-                    scores.append((TRIP_SCORE, 1.0 if row["guardrail_trips"] else 0.0))
-                conn.executemany(
-                    "INSERT INTO scores (tenant, trace_id, span_id, name, value, label, source, comment, time_ns, "
-                    "received_ns) VALUES (?, ?, NULL, ?, ?, NULL, ?, ?, ?, ?)",
-                    [[row["tenant"], row["trace_id"], name, value, POLICY_SCORE_SOURCE,
-                      f"agent policy {row.get('bundle') or ''}".strip(), now, now] for name, value in scores],
-                )
+                _write_marks(conn, row, rows)
+                _write_scores(conn, row, any(v["effect"] == "deny" for v in rows))
                 conn.execute("COMMIT")
             except Exception:
                 conn.execute("ROLLBACK")
@@ -253,6 +238,77 @@ class PolicyTables:
         self._writer.call(write).result(60)
         # Score SLIs count per run-start minute: that minute is rebuilt with the new verdict.
         self._mark_dirty({row["tenant"]: {minute_of(int(row["run_start_ns"]))}})
+
+    def save_policy_marks(self: _Host, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        """Replace one trace's violations and its judged mark (the control-plane half of
+        save_policy_run), in one transaction."""
+
+        def write() -> None:
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                _write_marks(conn, row, rows)
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._writer.call(write).result(60)
+
+    def put_policy_scores(self: _Host, row: dict[str, Any], violated: bool) -> None:
+        """Replace one judged trace's policy scores (the span-store half of save_policy_run)
+        and rebuild its run-start minute."""
+
+        def write() -> None:
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                _write_scores(conn, row, violated)
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._writer.call(write).result(60)
+        self._mark_dirty({row["tenant"]: {minute_of(int(row["run_start_ns"]))}})
+
+    def policy_candidate_runs(self: _Host, tenant: str, since_received_ns: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Runs (traces with a root) received at or after ``since_received_ns``, oldest
+        received first: what a split store checks against the judged marks."""
+        return self._rows(
+            "SELECT trace_id, journey, run_start_ns, root_service, last_received_ns, session_id FROM journey_runs "
+            "WHERE tenant = ? AND has_root AND last_received_ns >= ? ORDER BY last_received_ns, trace_id LIMIT ?",
+            [tenant, int(since_received_ns), int(limit)],
+        )
+
+    def policy_session_runs(
+        self: _Host, tenant: str, session: str, after_ns: int, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Runs of one session (as stored) started after ``after_ns``, oldest first: trace_id,
+        run_start_ns, last_received_ns."""
+        return self._rows(
+            "SELECT trace_id, run_start_ns, last_received_ns FROM journey_runs WHERE tenant = ? AND has_root "
+            "AND session_id = ? "
+            "AND run_start_ns > ? ORDER BY run_start_ns, trace_id LIMIT ?",
+            [tenant, session, int(after_ns), int(limit)],
+        )
+
+    def policy_marks(self: _Host, tenant: str, trace_ids: list[str]) -> dict[str, int]:
+        """The judged state (last_received_ns) of those of ``trace_ids`` already judged."""
+        if not trace_ids:
+            return {}
+        marks = ", ".join("?" for _ in trace_ids)
+        return {str(r["trace_id"]): int(r["last_received_ns"]) for r in self._rows(
+            f"SELECT trace_id, last_received_ns FROM policy_runs WHERE tenant = ? AND trace_id IN ({marks})",
+            [tenant, *trace_ids])}
+
+    def expire_policy_records(self: _Host, cutoff_ns: int, max_rows: int = 5000) -> dict[str, int]:
+        """One bounded step: delete up to ``max_rows`` decision records made before
+        ``cutoff_ns`` and up to ``max_rows`` judged runs started before it, with their
+        violations (every tenant); returns what was deleted."""
+        deleted: dict[str, int] = self._writer.call(lambda: expire_policy_step(self._conn, cutoff_ns, max_rows)).result(600)
+        self.expiry.count_policy(deleted)
+        return deleted
 
     def list_violations(
         self: _Host, tenant: str, trace_id: str | None = None, journey: str | None = None, rule: str | None = None,
@@ -305,3 +361,74 @@ class PolicyTables:
         """How a trace was last judged (None if not yet)."""
         rows = self._rows("SELECT * EXCLUDE (tenant) FROM policy_runs WHERE tenant = ? AND trace_id = ?", [tenant, trace_id])
         return rows[0] if rows else None
+
+
+def _write_marks(conn: duckdb.DuckDBPyConnection, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    conn.execute("DELETE FROM policy_violations WHERE tenant = ? AND trace_id = ?", [row["tenant"], row["trace_id"]])
+    if rows:
+        conn.executemany(
+            "INSERT INTO policy_violations (tenant, trace_id, journey, run_start_ns, policy, version, rule, kind, "
+            "effect, message, count, span_id, span_ids, start_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[v["tenant"], v["trace_id"], v.get("journey"), v["run_start_ns"], v["policy"], v["version"], v["rule"],
+              v["kind"], v["effect"], v["message"], float(v["count"]), v["span_id"], list(v["span_ids"]),
+              v["start_ns"]] for v in rows],
+        )
+    conn.execute(
+        "INSERT OR REPLACE INTO policy_runs (tenant, trace_id, journey, run_start_ns, bundle, last_received_ns, "
+        "evaluated_ns, actions, violations, guardrail_checks, guardrail_trips, undetermined) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [row["tenant"], row["trace_id"], row.get("journey"), row["run_start_ns"], row.get("bundle"),
+         row["last_received_ns"], time.time_ns(), row["actions"], len(rows), row["guardrail_checks"],
+         row["guardrail_trips"], list(row["undetermined"])],
+    )
+
+
+def _write_scores(conn: duckdb.DuckDBPyConnection, row: dict[str, Any], violated: bool) -> None:
+    conn.execute(
+        "DELETE FROM scores WHERE tenant = ? AND trace_id = ? AND span_id IS NULL AND source = ? AND name IN (?, ?)",
+        [row["tenant"], row["trace_id"], POLICY_SCORE_SOURCE, POLICY_SCORE, TRIP_SCORE],
+    )
+    now = time.time_ns()
+    conn.executemany(
+        "INSERT INTO scores (tenant, trace_id, span_id, name, value, label, source, comment, time_ns, "
+        "received_ns) VALUES (?, ?, NULL, ?, ?, NULL, ?, ?, ?, ?)",
+        [[row["tenant"], row["trace_id"], name, value, POLICY_SCORE_SOURCE,
+          f"agent policy {row.get('bundle') or ''}".strip(), now, now] for name, value in policy_scores(row, violated)],
+    )
+
+
+def policy_scores(row: dict[str, Any], violated: bool) -> list[tuple[str, float]]:
+    """The scores a judged run gets: policy_violation always, guardrail_trip when checked."""
+    scores = [(POLICY_SCORE, 1.0 if violated else 0.0)]
+    if row["guardrail_checks"]:
+        scores.append((TRIP_SCORE, 1.0 if row["guardrail_trips"] else 0.0))
+    return scores
+
+
+def expire_policy_step(conn: duckdb.DuckDBPyConnection, cutoff_ns: int, max_rows: int) -> dict[str, int]:
+    """Delete up to ``max_rows`` decision records before ``cutoff_ns`` and up to ``max_rows``
+    judged runs started before it with their violations, in one transaction."""
+    limit = max(1, int(max_rows))
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        decisions = conn.execute(
+            "DELETE FROM policy_decisions WHERE id IN (SELECT id FROM policy_decisions WHERE at_ns < ? LIMIT ?)",
+            [int(cutoff_ns), limit]).fetchall()[0][0]
+        runs = conn.execute(
+            "SELECT tenant, trace_id FROM policy_runs WHERE run_start_ns < ? LIMIT ?", [int(cutoff_ns), limit]).fetchall()
+        violations = 0
+        if runs:
+            conn.register("expiring_runs", pa.table({"tenant": [r[0] for r in runs], "trace_id": [r[1] for r in runs]}))
+            try:
+                violations = conn.execute(
+                    "DELETE FROM policy_violations v USING expiring_runs e WHERE v.tenant = e.tenant "
+                    "AND v.trace_id = e.trace_id").fetchall()[0][0]
+                conn.execute("DELETE FROM policy_runs p USING expiring_runs e WHERE p.tenant = e.tenant "
+                             "AND p.trace_id = e.trace_id")
+            finally:
+                conn.unregister("expiring_runs")
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return {"decisions": int(decisions), "runs": len(runs), "violations": int(violations)}

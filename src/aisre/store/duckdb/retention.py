@@ -2,8 +2,9 @@
 
 Raw data (spans, their traces rows and their scores) expires per tenant after
 ``retention_days``; minute rollups (run, SLO and cost minutes) are kept for
-``rollup_retention_days``, and control-plane records (alerts, incidents, verdicts, the
-audit log) are never expired. Expiry deletes at most ``step_traces`` traces per
+``rollup_retention_days``, as are agent policy decision records and violations (by the
+decision's time and the run's start); other control-plane records (alerts, incidents,
+verdicts, the audit log) are never expired. Expiry deletes at most ``step_traces`` traces per
 transaction on the writer thread, so ingest waits for one such commit at most.
 """
 
@@ -32,6 +33,18 @@ class ExpiryStats:
     steps: int = 0
     rollup_minutes: int = 0
     last_step_traces: int = 0
+    # Agent policy records past rollup_retention_days: decision records, and judged runs
+    # with their violations.
+    decisions: int = 0
+    violations: int = 0
+    judged_runs: int = 0
+
+    def count_policy(self, deleted: dict[str, int]) -> bool:
+        """Add one policy expiry step's counts; True when it deleted anything."""
+        self.decisions += int(deleted.get("decisions", 0))
+        self.violations += int(deleted.get("violations", 0))
+        self.judged_runs += int(deleted.get("runs", 0))
+        return any(deleted.values())
 
 
 def expire_step(

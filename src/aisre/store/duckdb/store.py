@@ -38,7 +38,7 @@ from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
 from aisre.store.duckdb.jobs import deadlines, next_deadline
 from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit, MetricTables, folded_minutes
-from aisre.store.duckdb.policy import PolicyTables
+from aisre.store.duckdb.policy import PolicyTables, expire_policy_step
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
@@ -206,6 +206,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         self.expiry = ExpiryStats()
         self._expiry_due = 0.0  # monotonic time of the next expiry pass
         self._expiry_queue: list[str] = []  # tenants with expired traces left in this pass
+        self._policy_expiry_left = False  # policy records past rollup retention left in this pass
         self._oldest_span_ns: int | None = None
         self.duplicate_spans = 0
         self._received: list[int] = []
@@ -770,8 +771,16 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             self._expiry_due = time.monotonic() + max(self._retention_interval_s, 1.0)
             if self._rollup_retention_days > 0:
                 self.expiry.rollup_minutes += expire_rollups(self._conn, now - int(self._rollup_retention_days * DAY_NS))
+                self._policy_expiry_left = True
             tenants = [str(r[0]) for r in self._conn.execute("SELECT DISTINCT tenant FROM resources").fetchall()]
             self._expiry_queue = sorted(t for t in tenants if self._expires(t))
+        if self._policy_expiry_left:
+            # Decision records and violations go with the rollups, one bounded step a tick.
+            deleted = expire_policy_step(self._conn, now - int(self._rollup_retention_days * DAY_NS), self._step_traces)
+            self.expiry.count_policy(deleted)
+            self._policy_expiry_left = max(deleted.values()) >= self._step_traces
+            if self._policy_expiry_left:
+                return True
         while self._expiry_queue:
             tenant = self._expiry_queue[0]
             cutoff = self._raw_cutoff(tenant, now)
@@ -791,6 +800,13 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         row = self._conn.execute("SELECT min(start_ns) FROM spans").fetchall()[0]
         self._oldest_span_ns = int(row[0]) if row and row[0] is not None else None
         return False
+
+    def rollup_cutoff(self, now_ns: int | None = None, periodic: bool = False) -> int | None:
+        """Minute rollups, decision records and violations older than this expire as of
+        ``now_ns`` (None: kept, or with ``periodic`` while expiry is off)."""
+        if self._rollup_retention_days <= 0 or (periodic and not self._retention_interval_s > 0):
+            return None
+        return int(self._clock() if now_ns is None else now_ns) - int(self._rollup_retention_days * DAY_NS)
 
     def oldest_span_ns(self) -> int | None:
         """Start of the oldest stored span (kept between expiry steps, read when they change it)."""
@@ -1221,6 +1237,8 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             "expired_spans": self.expiry.spans,
             "expired_traces": self.expiry.traces,
             "expiry_steps": self.expiry.steps,
+            "expired_decisions": self.expiry.decisions,
+            "expired_violations": self.expiry.violations,
             "oldest_span_ns": self.oldest_span_ns(),
             **({"retention": self.retention(tenant)} if tenant else {}),
         }

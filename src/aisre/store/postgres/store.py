@@ -1,6 +1,7 @@
 """The control plane on PostgreSQL: keys and the auth latch, the audit log, alert episodes,
 incidents (timeline, alert links, action items, notification attempts), changes, gate
-verdicts, per-tenant retention settings, price overrides, budgets and rate limits.
+verdicts, per-tenant retention settings, price overrides, budgets and rate limits, and the
+agent policy sets, decision records, violations and judged marks (policy.py).
 
 Rows go in and come out as the DuckDB store's do (store/duckdb/control.py, incidents.py,
 gate.py, cost.py), so the contract suite holds both to one answer. Unlike DuckDB, several
@@ -26,6 +27,7 @@ from aisre.core.rows import CostBudget, PriceOverride, RateLimit, columns
 from aisre.store.change_detection import DETECTION_OVERLAP_NS, detect
 from aisre.store.fencing import Fence, current_fence
 from aisre.store.postgres.connections import Connections, connect, migrate
+from aisre.store.postgres.policy import PostgresPolicyTables
 
 AUTH_LATCH = "auth_required"
 
@@ -82,8 +84,9 @@ def has_active_keys(dsn: str) -> bool:
         conn.close()
 
 
-class PostgresControl:
-    """Control-plane tables in one PostgreSQL database (``dsn``: a postgresql:// URL)."""
+class PostgresControl(PostgresPolicyTables):
+    """Control-plane tables in one PostgreSQL database (``dsn``: a postgresql:// URL); the
+    agent policy tables are in store/postgres/policy.py."""
 
     backend = "postgresql"
 
