@@ -196,6 +196,11 @@ class SloStatus(TypedDict):
     alerts: list[Json]
     warnings: NotRequired[list[str]]
     burn_down: NotRequired[list[BurnDownPoint]]
+    # The platform SLOs this one depends on, their burn over the alert window, and which
+    # of them burn while this SLO burns ("burning because").
+    depends_on: NotRequired[list[str]]
+    dependencies: NotRequired[list[Json]]
+    burning_because: NotRequired[list[Json]]
 
 
 class AlertEpisode(TypedDict):
@@ -376,6 +381,8 @@ class IncidentSummary(TypedDict):
     points_at: Any
     top_suspect: Any
     warnings: list[Any]
+    # A journey SLO's platform dependencies burning when the incident opened (depends_on).
+    burning_dependencies: NotRequired[list[Json]]
 
 
 class Incident(IncidentSummary):
