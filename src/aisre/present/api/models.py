@@ -927,6 +927,8 @@ class Review(TypedDict):
     game_days: list[GamedayScore]
     scorecards: list[Json]
     levels: list[str]
+    # Saturation resources: level, growth, forecast crossing of the warning level, daily peak.
+    capacity: NotRequired[list[Json]]
 
 
 class PolicyApplied(TypedDict):
