@@ -187,25 +187,23 @@ class PlatformSim:
         return (now_ns - BATCH_DEADLINE_NS) // DAY_NS
 
     def run_of(self, night: int) -> BatchRun:
-        """How the run of ``night`` went: done by about 03:15, or killed at 06:00 when missed."""
+        """How the run of ``night`` went: done by about 03:15, or killed at 06:00 when it
+        missed (one of the nights missed at start, or a night whose run would have ended
+        while an overrunning scenario was in force)."""
         day = night * DAY_NS
         jitter = random.Random(f"{self._seed}:batch:{night}").randint(0, 20) * MIN_NS
         start = day + BATCH_START_NS + jitter // 4
+        end = start + 70 * MIN_NS + jitter
         with self._lock:
-            missed = night in self._missed
+            missed = night in self._missed or (self._scenario.batch_missed_nights > 0 and end > self._since_ns)
         if missed:
             return BatchRun(night, start, day + BATCH_DEADLINE_NS, "timeout")
-        return BatchRun(night, start, start + 70 * MIN_NS + jitter, "success")
+        return BatchRun(night, start, end, "success")
 
     def runs(self, now_ns: int) -> list[BatchRun]:
         """Every run that ended by ``now_ns``, from BATCH_NIGHTS nights before the start on."""
-        upcoming = self._last_night(now_ns + DAY_NS)  # the night whose deadline comes next
-        with self._lock:
-            overrunning = self._scenario.batch_missed_nights > 0
-        if overrunning and self.run_of(upcoming).end_ns > now_ns:
-            with self._lock:  # while the job overruns, tonight's run misses too
-                self._missed.add(upcoming)
         first = self._last_night(self.start_ns) - BATCH_NIGHTS + 1
+        upcoming = self._last_night(now_ns + DAY_NS)  # the night whose deadline comes next
         return [run for night in range(first, upcoming + 1) if (run := self.run_of(night)).end_ns <= now_ns]
 
 
