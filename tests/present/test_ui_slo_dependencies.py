@@ -38,7 +38,7 @@ def test_slo_page_says_which_dependency_burns(server_factory: Any, tmp_path: Pat
     assert because["slo"] == "gpu-pool-gpu-util" and 7.5 - 1e-9 < because["burn_rate"] < 8
     page = httpx.get(server.url + "/slos/triage-success", timeout=30).text
     text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
-    assert re.search(r"Burning because: gpu-pool-gpu-util SLO, burn 7\.\d×", text), text
+    assert re.search(r"Burning because: gpu-pool-gpu-util SLO, burn 7\.\d+×", text), text
     rows = re.findall(r'<tr data-slo="([^"]+)" data-burning="([^"]+)">', page)
     assert rows == [("gpu-pool-gpu-util", "true"), ("inference-latency", "false")]
     assert '<a href="/slos/gpu-pool-gpu-util">gpu-pool-gpu-util</a>' in page
