@@ -271,7 +271,7 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
             "gpu-saturation",
             "The GPU pool's utilisation climbs past 90 % within 20 minutes and stays near 97 %: requests "
             "queue, inference latency grows, and the triage agent's model calls slow down by 4 s each, so "
-            "triage runs miss their 20 s bound (the triage SLO names the GPU SLO as burning).",
+            "triage runs miss their 20 s bound (the triage SLO names the GPU and latency SLOs as burning).",
             failure_rate=NOISE_FAILURE_RATE,
             rate_limit_rate=0.01,
             gpu_util_peak=97.0,
