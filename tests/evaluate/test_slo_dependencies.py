@@ -72,7 +72,7 @@ def test_a_dependency_must_be_an_slo_id(tmp_path: Path) -> None:
             depends_on: x
         """)
     assert errors == [(6, "slos[0].depends_on[0]", "must be an SLO id (got 5)"),
-                      (11, "slos[1].depends_on", "must be a list (got text 'x')")]
+                      (11, "slos[1].depends_on", "must be a list (got text ('x'))")]
 
 
 def test_a_longer_cycle_is_reported_once(tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def engine(tmp_path: Path) -> Any:
 
 
 def test_status_names_the_burning_dependency_while_the_journey_burns(engine: SloEngine) -> None:
-    now = T0 + MINUTES * MIN
+    now = T0 + (MINUTES - 1) * MIN + 30 * 10**9  # inside the last minute of data: the last hour is minutes 120-179
     doc = engine.status("t", "triage-success", now_ns=now)
     assert doc["depends_on"] == ["inference-latency", "gpu-pool-gpu-util"]
     # The last hour: 300 bad of 6,000 runs against a 1 % budget is 5×; 90 hot GPU-minutes of
@@ -158,14 +158,14 @@ def test_status_names_the_burning_dependency_while_the_journey_burns(engine: Slo
 
 
 def test_nothing_is_named_while_the_journey_does_not_burn(engine: SloEngine) -> None:
-    doc = engine.status("t", "triage-success", now_ns=T0 + BURST * MIN)
+    doc = engine.status("t", "triage-success", now_ns=T0 + (BURST - 1) * MIN + 30 * 10**9)
     assert [d["burn_rate"] for d in doc["dependencies"]] == [0.0, 0.0]
     assert doc["burning_because"] == []
 
 
 def test_an_incident_for_the_journey_names_the_burning_dependency(engine: SloEngine) -> None:
     store = engine.store
-    now = T0 + MINUTES * MIN
+    now = T0 + (MINUTES - 1) * MIN + 30 * 10**9
     manager = IncidentManager(store.incidents, engine, "t", clock=lambda: now,  # type: ignore[attr-defined]
                               slo_minutes=store.slo_minute_arrays)
     opened = manager.on_slo_alerts([{
