@@ -93,6 +93,9 @@ def capacity_chart(item: dict[str, Any], now_ns: int, horizon_ns: int) -> dict[s
         ahead = [(at, p["mean"], p["low"], p["high"]) for p in w["series"] if (at := _parse_ns(p["time"])) <= t1]
     values = [p["value"] for p in history] + [v for _, m, lo, hi in ahead for v in (m, hi)] + [threshold]
     top = display.nice_ticks(0.0, max(values) * 1.05, 4)[-1] if max(values) > 0 else 1.0
+    full = {"ratio": 1.0, "%": 100.0}.get(unit)
+    if full is not None and max(values) <= full:
+        top = min(top, full)  # a utilisation axis ends at 100 %
     x = _scale(t0, t1, PAD_L, W - PAD_R)
     y = _scale(0.0, top, H - PAD_B, PAD_T)
 
