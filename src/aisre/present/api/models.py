@@ -176,7 +176,7 @@ class BurnDownPoint(TypedDict):
 
 class SloStatus(TypedDict):
     name: str
-    journey: str
+    journey: str | None  # None for a platform SLO (service instead of journey)
     objective: float
     window: str
     indicator: Json
