@@ -1,4 +1,5 @@
-"""The demo's default traffic is healthy: two simulated hours open no alert and no incident,
+"""The demo's default traffic is healthy: two simulated hours (with the ML platform's metrics
+and nightly job) open no alert and no incident,
 while a fault scenario on the same server pages and opens an incident that names its layer."""
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def test_default_traffic_opens_nothing_and_a_provider_outage_pages_naming_the_pr
     # Two hours of default traffic in 30 real seconds, ending an hour before now.
     speed, seconds = 240, 30
     start = time.time_ns() - 3 * HOUR_NS
+    # With the ML platform under the bot (demo/platform.py): its metrics every simulated 4
+    # minutes, twelve nights of its batch job, and the platform SLOs they feed.
     stats = runner.run(
         server.url + "/v1/traces", rate_per_s=20, duration_s=seconds, scenario="default", time_scale=0.05,
-        seed=21, export_delay_ms=200, clock=SimClock(speed, start_ns=start),
+        seed=21, export_delay_ms=200, clock=SimClock(speed, start_ns=start), platform=True, metrics_interval_s=1,
     )
     assert stats.total > 400 and stats.crashed == 0
     end = start + 2 * HOUR_NS

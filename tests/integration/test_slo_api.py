@@ -18,6 +18,9 @@ from tests.otlp_factory import journey_request
 
 PB = {"Content-Type": "application/x-protobuf"}
 DEMO_SLOS = str(resources.files("aisre.demo").joinpath("slos.yaml"))
+# The demo's journey SLOs and the platform SLOs under them (demo/platform.py).
+DEMO_SLO_IDS = {"ask-success", "ask-cost", "triage-success", "triage-policy", "gpu-pool-gpu-utilisation",
+                "inference-latency", "feature-store-features-fresh", "batch-nightly-succeeds", "batch-nightly-on-time"}
 
 
 def _send(server: ServerProcess, traces: int) -> None:
@@ -46,7 +49,7 @@ def test_slos_loaded_at_start_served_and_exported_as_metrics(server_factory, tmp
     assert times[0] > doc["data"]["first_event"]
     assert {a["name"] for a in doc["alerts"]} == {"page_quick", "page_slow", "ticket_quick", "ticket_slow"}
     items = {s["name"]: s for s in httpx.get(server.url + "/api/slos").json()["items"]}
-    assert set(items) == {"ask-success", "ask-cost", "triage-success", "triage-policy"}
+    assert set(items) == DEMO_SLO_IDS
     assert items["triage-success"]["status"] == "no_data"
 
     metrics = httpx.get(server.url + "/metrics").text
@@ -79,7 +82,7 @@ def test_apply_replaces_slos_and_refuses_bad_specs_whole(server_factory, tmp_pat
     r = httpx.put(server.url + "/api/slos", content=bad, headers={"Content-Type": "application/yaml"})
     assert r.status_code == 400
     assert r.json()["errors"][0]["line"] == 4 and "objective" in r.json()["errors"][0]["field"]
-    assert {s["name"] for s in httpx.get(server.url + "/api/slos").json()["items"]} == {"ask-success", "ask-cost", "triage-success", "triage-policy"}
+    assert {s["name"] for s in httpx.get(server.url + "/api/slos").json()["items"]} == DEMO_SLO_IDS
 
     spec = tmp_path / "one.yaml"
     spec.write_text("slos:\n  - name: ask-fast\n    journey: ask\n    objective: 99\n    sli: {kind: latency, latency_ms: 500}\n")

@@ -125,7 +125,7 @@ def test_cards_fit_and_every_chart_has_axis_labels(
         "slo": "/slos/ask-success", "cost": "/cost", "incident": f"/incidents/{loaded['incident']}",
         "gate": "/gate", "verdict": loaded["verdict"], "postmortem": f"/incidents/{loaded['incident']}/postmortem",
         "budget": "/cost/budgets/ask-monthly", "explain": "/cost/explain?journey=ask&baseline=13m..6m&current=6m..0m",
-        "journeys": "/", "slos": "/slos", "runs": "/runs", "incidents": "/incidents",
+        "journeys": "/", "slos": "/slos", "runs": "/runs", "incidents": "/incidents", "capacity": "/capacity",
     }
     charts_seen: dict[str, int] = {}
     try:

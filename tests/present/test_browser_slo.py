@@ -51,7 +51,7 @@ def test_journeys_to_slo_burn_down(page: sync_api.Page, slo_server: ServerProces
 
     page.get_by_role("navigation").get_by_role("link", name="SLOs").click()
     expect(page).to_have_url(re.compile(r"/slos$"))
-    expect(page.locator("tr.slo-row")).to_have_count(4)  # the demo's four SLOs, triage-policy included
+    expect(page.locator("tr.slo-row")).to_have_count(9)  # the demo's four journey SLOs and five platform SLOs
     row = page.locator('tr[data-slo="ask-success"]')
     expect(row.locator(".slo-status")).to_have_text("page")
     expect(row.locator(".burn-1h")).to_have_text("40×")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from aisre.present.ui import format as fmt
@@ -26,6 +27,18 @@ def test_slo_numbers() -> None:
     assert fmt.sli_threshold({"kind": "cost", "max_usd": 0.002}) == "≤ $0.002"
     assert fmt.sli_threshold({"kind": "latency", "latency_ms": 300}) == "≤ 300 ms"
     assert fmt.sli_threshold({"kind": "score", "score": "relevance", "min": 0.8}) == "relevance ≥ 0.8"
+
+def test_platform_sli_thresholds() -> None:
+    assert fmt.sli_threshold({"kind": "threshold", "metric": 'hw.gpu.utilization{pool="a100"}', "max": 0.9}) == "hw.gpu.utilization ≤ 0.9"
+    assert fmt.sli_threshold({"kind": "histogram", "metric": "gen_ai.server.request.duration", "le": 4.0}) == (
+        "gen_ai.server.request.duration ≤ 4")
+    assert fmt.sli_threshold({"kind": "freshness", "metric": "fv.ts", "max_age": timedelta(minutes=30)}) == "fv.ts age ≤ 30m"
+    assert fmt.sli_threshold({"kind": "pipeline", "pipeline": "nightly"}) == "nightly succeeds"
+    assert fmt.sli_threshold({"kind": "deadline", "pipeline": "nightly", "at": timedelta(hours=6),
+                              "every": timedelta(days=1)}) == "nightly done by 06:00 UTC daily"
+    assert fmt.sli_threshold({"kind": "deadline", "pipeline": "p", "at": timedelta(hours=2), "every": timedelta(hours=12)}) == (
+        "p done by 2h into every 12h")
+
 
 
 def test_slo_view_and_order() -> None:

@@ -46,7 +46,9 @@ STATES = ("open", "acknowledged", "mitigated", "resolved")
 SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
 SYSTEM = "aisre"
 # Keys of the evidence JSON the manager owns (triage refreshes the rest).
-OWN_EVIDENCE = ("impact", "headline")
+# Evidence the incident writes itself (triage's refresh keeps it): the burning dependencies
+# are as they stood when the incident opened.
+OWN_EVIDENCE = ("impact", "headline", "burning_dependencies")
 
 # action → (states it may start from, state it leads to, time column, actor column)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
@@ -259,6 +261,8 @@ class IncidentManager:
         triaged = any(k not in OWN_EVIDENCE for k in evidence)
         doc["points_at"] = evidence.get("points_at") if triaged else None
         doc["top_suspect"] = evidence.get("top_suspect") if triaged else None
+        # The journey SLO's platform dependencies that burned with it when the incident opened.
+        doc["burning_dependencies"] = evidence.get("burning_dependencies") or []
         warnings = []
         if not row.get("runbook"):
             warnings.append("no runbook linked: the alert's SLO (or Alertmanager rule) names none")
@@ -560,6 +564,9 @@ class IncidentManager:
         evidence: dict[str, Any] = {"headline": headline(alert)}
         if found is not None:
             evidence["impact"] = found
+        burning = self._burning_dependencies(tenant, alert.slo, now)
+        if burning:
+            evidence["burning_dependencies"] = burning
         row = {
             "tenant": tenant, "group_key": alert.group_key, "title": title, "journey": alert.journey,
             "slo": alert.slo, "severity": alert.severity, "state": "open", "owner": alert.owner, "tier": alert.tier,
@@ -582,6 +589,20 @@ class IncidentManager:
         self._notifier.notify("opened", self.document(incident))
         log.info("incident %s opened: %s", incident["id"], title)
         return incident
+
+    def _burning_dependencies(self, tenant: str, slo: str | None, now: int) -> list[dict[str, Any]]:
+        """The platform SLOs ``slo`` depends on that burn while it burns, highest burn first
+        (its spec's ``depends_on``): where an on-call engineer looks first."""
+        if slo is None or self._slos is None:
+            return []
+        try:
+            doc = self._slos.status(tenant, slo, now)
+        except Exception:  # evidence is a help; its failure must not stop the incident
+            log.exception("dependency state of SLO %s failed", slo)
+            return []
+        return [{"slo": d["slo"], "burn_rate": d["burn_rate"], "window": d["window"], "status": d["status"],
+                 "remaining_ratio": d["remaining_ratio"], "summary": d["text"]}
+                for d in doc.get("burning_because") or ()]
 
     def _find_impact(self, tenant: str, alert: AlertIn) -> dict[str, Any] | None:
         """Where the impact behind ``alert`` began, and how that was found (evaluate/impact.py)."""

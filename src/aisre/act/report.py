@@ -1,7 +1,8 @@
 """The weekly or monthly reliability review: what the person chairing it wants on the screen.
 Top incidents and near misses (alert episodes that fired but opened no incident), SLO compliance
 and budget burn per journey, cost and capacity per day, changes and their outcomes, open
-remediation items, and each journey's scorecard level. A document of plain values; present/
+remediation items, each journey's scorecard level, and saturation capacity (GPU, KV cache,
+queue: level, growth and when each reaches its warning level). A document of plain values; present/
 renders it as HTML (with charts) and Markdown."""
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def _day_index(ns: int, period: Period) -> int:
 
 
 def review(store: ReviewStore, tenant: str, specs: Sequence[SloSpec], rules: Rules, period: Period,
-           now_ns: int) -> dict[str, Any]:
-    """The review document for ``period``."""
+           now_ns: int, capacity: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The review document for ``period``; ``capacity`` is its saturation section
+    (evaluate/capacity.py capacity_review), computed by the caller that reads metrics."""
     reader = ScorecardReader(store, tenant, specs, rules, now_ns)
     days = int(period.days)
     day_labels = [(rfc3339(period.start_ns + i * DAY_NS) or "")[:10] for i in range(days)]
@@ -121,4 +123,5 @@ def review(store: ReviewStore, tenant: str, specs: Sequence[SloSpec], rules: Rul
         "changes": change_rows, "remediation": remediation, "game_days": game_days,
         "scorecards": [{"name": c["name"], "level": c["level"], "facts": c["facts"]} for c in cards],
         "levels": list(rules.levels),
+        "capacity": [dict(c) for c in capacity],
     }

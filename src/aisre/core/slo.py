@@ -490,6 +490,9 @@ class SloSpec:
     alerting: Alerting = field(default_factory=Alerting)
     format: str = "aisre"  # aisre | sloth | openslo
     source: SpecSource = field(default_factory=lambda: SpecSource("", 0))
+    # Ids of the platform SLOs this one depends on (a journey's GPU pool, its inference
+    # endpoint): when the journey burns, the status names which of them burn too.
+    depends_on: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:

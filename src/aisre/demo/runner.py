@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 
+from aisre.demo.platform import PlatformSim, PlatformTelemetry, metrics_url
 from aisre.demo.provider import FakeProvider, ModelUsage
 from aisre.demo.scenarios import SCENARIOS, Scenario, get_scenario
 from aisre.demo.service import ASK, TRIAGE, JourneyResult, ServiceConfig, SupportBot
@@ -26,6 +27,7 @@ from aisre.demo.telemetry import (
     ReplicaTracerProvider,
     SimClock,
     openai_instrumented,
+    traces_url,
 )
 
 __all__ = ["DEFAULT_ENDPOINT", "SCENARIOS", "Demo", "DemoStats", "Scenario", "run"]
@@ -87,6 +89,8 @@ class Demo:
         headers: Headers | None = None,
         clock: SimClock | None = None,
         arrivals: str = "poisson",
+        platform: bool = False,
+        metrics_interval_s: float = 10.0,
     ) -> None:
         if arrivals not in ("poisson", "uniform"):
             raise ValueError(f"arrivals must be 'poisson' or 'uniform', got {arrivals!r}")
@@ -97,6 +101,8 @@ class Demo:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if metrics_interval_s <= 0:
+            raise ValueError(f"metrics_interval_s must be > 0, got {metrics_interval_s}")
         self._scenario = get_scenario(scenario)
         self._rate = rate_per_s
         self._time_scale = time_scale
@@ -111,6 +117,14 @@ class Demo:
             clock=clock,
         )
         self.clock = clock  # None: spans carry real time
+        # The ML platform under the service (GPU pool, feature store, nightly job), exported as
+        # OTLP metrics and job spans when ``platform``; its own seed keeps the journeys' draws as they were.
+        self._platform_wanted = platform
+        self._platform_seed = seed if seed is not None else random.getrandbits(32)
+        self._metrics_interval_s = metrics_interval_s
+        self._endpoint = endpoint
+        self._headers = headers
+        self.platform: PlatformTelemetry | None = None
         self._lock = threading.Lock()
         self._stats = DemoStats()
         self._inflight = 0
@@ -139,6 +153,8 @@ class Demo:
         models = chosen.fault_models
         self._provider.set_faults(chosen.faults(), models)
         self._provider.set_tool_call_rate(chosen.tool_call_rate)
+        if self.platform is not None:
+            self.platform.set_scenario(chosen)
         self._scenario = chosen  # one reference swap: the load loop reads it per journey
         log.info("demo scenario: %s", chosen.name)
 
@@ -155,6 +171,8 @@ class Demo:
                 threading.Thread(target=self._roll_out, args=(target,), name="aisre-demo-rollout", daemon=True).start()
             else:
                 self.set_scenario(target)
+            if self._platform_wanted:
+                self.platform = self._start_platform()
             self._instrumentation = openai_instrumented(self._tracing)
             self._instrumentation.__enter__()
             self._client = openai.OpenAI(base_url=url, api_key="demo", max_retries=0, timeout=60)
@@ -215,6 +233,8 @@ class Demo:
                 self._client.close()
             if self._instrumentation is not None:
                 self._instrumentation.__exit__(None, None, None)
+            if self.platform is not None:
+                self.platform.shutdown()  # the last latencies and runs, then a final export
             self._tracing.shutdown()  # flushes the last spans to the endpoint
             self._provider.stop()
         return self.stats()
@@ -224,6 +244,14 @@ class Demo:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _start_platform(self) -> PlatformTelemetry:
+        clock = self.clock.now_ns if self.clock is not None else time.time_ns
+        sim = PlatformSim(self._scenario, clock(), seed=self._platform_seed)
+        return PlatformTelemetry(
+            sim, clock=clock, metrics_endpoint=metrics_url(self._endpoint), traces_endpoint=traces_url(self._endpoint),
+            interval_s=self._metrics_interval_s, headers=self._headers, sim_time=self.clock is not None,
+        ).start()
 
     def _roll_out(self, target: Scenario) -> None:
         if not self._stopping.wait(target.rollout_after_s):
@@ -286,12 +314,16 @@ def run(
     export_delay_ms: int = 500,
     headers: Headers | None = None,
     clock: SimClock | None = None,
+    platform: bool = False,
+    metrics_interval_s: float = 10.0,
     **knobs: Any,
 ) -> DemoStats:
     """Run the demo until ``duration_s`` passes or ``stop`` is set; knobs override the scenario.
 
     Example: ``run(url, duration_s=5, scenario="retry-storm", rate_limit_rate=0.8)``. With a
     ``clock`` (:class:`SimClock`) the spans carry its accelerated time instead of real time.
+    With ``platform`` the ML platform under the service (demo/platform.py) exports OTLP metrics
+    to the endpoint's ``/v1/metrics`` every ``metrics_interval_s`` and its nightly job's spans.
     """
     chosen = get_scenario(scenario).with_knobs(**knobs)
     demo = Demo(
@@ -304,6 +336,8 @@ def run(
         export_delay_ms=export_delay_ms,
         headers=headers,
         clock=clock,
+        platform=platform,
+        metrics_interval_s=metrics_interval_s,
     )
     demo.start()
     try:

@@ -55,6 +55,12 @@ class Scenario:
     canary_failure_rate: float = 0.0  # app-level failures in the canary only
     canary_groundedness_drop: float = 0.0  # the canary's answers are this much less grounded
     canary_agent_loop_rate: float | None = None  # the canary's triage agent loops this often
+    # The ML platform under the service (demo/platform.py): the GPU pool's utilisation climbs
+    # to this percent (None: it idles at 58-66 % with slow growth), the feature view stops
+    # refreshing, and the nightly batch job overruns its 06:00 deadline for this many nights.
+    gpu_util_peak: float | None = None
+    features_stale: bool = False
+    batch_missed_nights: int = 0
     # Seconds of healthy traffic (every service knob at its default) before this
     # scenario's service knobs roll out, so the rollout is a change aisre can see.
     rollout_after_s: float = 0.0
@@ -70,6 +76,10 @@ class Scenario:
             raise ValueError(f"scenario {self.name!r}: failure_rate + rate_limit_rate exceeds 1")
         if self.rollout_after_s < 0:
             raise ValueError(f"scenario {self.name!r}: rollout_after_s must be >= 0")
+        if self.gpu_util_peak is not None and not 0.0 <= self.gpu_util_peak <= 100.0:
+            raise ValueError(f"scenario {self.name!r}: gpu_util_peak must be within [0, 100] percent")
+        if self.batch_missed_nights < 0:
+            raise ValueError(f"scenario {self.name!r}: batch_missed_nights must be >= 0")
         if self.traffic_factor <= 0:
             raise ValueError(f"scenario {self.name!r}: traffic_factor must be > 0")
         for model in (self.model_override, self.fallback_model, *(self.fault_models or ())):
@@ -256,6 +266,33 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
             "violations on those runs burn the triage-policy SLO.",
             agent_share=0.5,
             agent_denied_tool_rate=0.2,
+        ),
+        Scenario(
+            "gpu-saturation",
+            "The GPU pool's utilisation climbs past 90 % within 20 minutes and stays near 97 %: requests "
+            "queue, inference latency grows, and the triage agent's model calls slow down by 4 s each, so "
+            "triage runs miss their 20 s bound (the triage SLO names the GPU and latency SLOs as burning).",
+            failure_rate=NOISE_FAILURE_RATE,
+            rate_limit_rate=0.01,
+            gpu_util_peak=97.0,
+            extra_latency_s=4.0,
+            fault_models=("gpt-4.1",),
+        ),
+        Scenario(
+            "stale-features",
+            "The feature store's materialisation stops: the customer_orders view's freshness gauge stops "
+            "advancing, and after 30 minutes every minute of it is stale.",
+            failure_rate=NOISE_FAILURE_RATE,
+            rate_limit_rate=0.01,
+            features_stale=True,
+        ),
+        Scenario(
+            "late-batch",
+            "The nightly feature job overruns: for the last three nights it ran past 06:00 and the "
+            "scheduler killed it at the deadline, so no run finished on time (and tonight's misses too).",
+            failure_rate=NOISE_FAILURE_RATE,
+            rate_limit_rate=0.01,
+            batch_missed_nights=3,
         ),
     )
 })

@@ -28,6 +28,31 @@ from aisre.store.protocol import MetricReads
 
 LINEAR = "linear trend"
 HOUR_S = 3600.0
+DAY_NS = 86_400 * 10**9
+MIN_MINUTES = 30  # minutes with points a forecast needs before it is shown
+
+
+@dataclass(frozen=True)
+class SaturationResource:
+    """A saturation signal the capacity page and report watch, and its warning level."""
+
+    name: str
+    metric: str  # a series selector
+    threshold: float  # the warning level, in the metric's unit
+    unit: str  # "ratio" (0-1, shown as %), "%", or a count unit such as "requests"
+
+
+# The saturation metrics aisre knows by name (normalize/metrics.py KNOWN_METRICS and the OTel
+# hardware conventions), with the warning levels platform teams usually page or plan at.
+RESOURCES: tuple[SaturationResource, ...] = (
+    SaturationResource("GPU utilisation", "hw.gpu.utilization", 0.9, "ratio"),
+    SaturationResource("GPU utilisation (DCGM)", "DCGM_FI_DEV_GPU_UTIL", 90.0, "%"),
+    SaturationResource("KV-cache use", "vllm.gpu_cache_usage_perc", 0.9, "ratio"),
+    SaturationResource("KV-cache use (vLLM)", "vllm:gpu_cache_usage_perc", 0.9, "ratio"),
+    SaturationResource("Queue depth", "vllm.num_requests_waiting", 10.0, "requests"),
+    SaturationResource("Queue depth (vLLM)", "vllm:num_requests_waiting", 10.0, "requests"),
+    SaturationResource("GPU memory used", "DCGM_FI_DEV_FB_USED", 72_000.0, "MiB"),
+)
 
 
 @dataclass(frozen=True)
@@ -91,9 +116,10 @@ def forecast_capacity(
 
 def capacity(
     store: MetricReads, tenant: str, selector: str, threshold: float, now_ns: int,
-    lookback_ns: int = 24 * 3600 * 10**9, horizon_ns: int = 7 * 24 * 3600 * 10**9,
+    lookback_ns: int = 24 * 3600 * 10**9, horizon_ns: int = 7 * 24 * 3600 * 10**9, history: bool = False,
 ) -> list[dict[str, Any]]:
-    """A forecast per gauge series that ``selector`` picks, soonest crossing first."""
+    """A forecast per gauge series that ``selector`` picks, soonest crossing first; with
+    ``history`` each also carries the per-minute levels it was fit on."""
     sel = parse_selector(selector)
     series = [s for s in store.metric_series(tenant, sel.metric) if sel.matches(sel.metric, orjson.loads(s["labels"]))]
     rows = store.metric_minutes(tenant, [s["series_id"] for s in series], now_ns - lookback_ns, now_ns + 1)
@@ -115,6 +141,55 @@ def capacity(
             "latest": rfc3339(f.latest_ns) if f.latest_ns is not None else None,
             "series": [{"time": rfc3339(e), "mean": m, "low": lo, "high": hi}
                        for e, m, lo, hi in zip(f.ends_ns, f.mean, f.low, f.high, strict=True)],
+            # A trend over a few minutes is noise: below MIN_MINUTES it is shown as not enough data.
+            "minutes": len(pts), "enough_data": len(pts) >= MIN_MINUTES,
         })
+        if history:
+            out[-1]["history"] = [{"time": rfc3339(t - MINUTE_NS // 2), "time_ns": t, "value": v} for t, v in pts]
     out.sort(key=lambda d: (d["crossing_ns"] is None, d["crossing_ns"] or 0))
+    return out
+
+
+def resource_forecasts(
+    store: MetricReads, tenant: str, now_ns: int, resources: Sequence[SaturationResource] = RESOURCES,
+    lookback_ns: int = DAY_NS, horizon_ns: int = 7 * DAY_NS, history: bool = True,
+) -> list[dict[str, Any]]:
+    """Per resource with series: every series' forecast, and the one nearest its threshold
+    (soonest crossing, else highest level) as the resource's headline; soonest first."""
+    out: list[dict[str, Any]] = []
+    for r in resources:
+        rows = capacity(store, tenant, r.metric, r.threshold, now_ns, lookback_ns, horizon_ns, history=history)
+        if not rows:
+            continue
+        worst = min(rows, key=lambda d: (d["crossing_ns"] is None, d["crossing_ns"] or 0, -(d["current"] or 0.0)))
+        out.append({"resource": r.name, "metric": r.metric, "threshold": r.threshold, "unit": r.unit,
+                    "worst": worst, "series": rows})
+    out.sort(key=lambda d: (d["worst"]["crossing_ns"] is None, d["worst"]["crossing_ns"] or 0, d["resource"]))
+    return out
+
+
+def capacity_review(
+    store: MetricReads, tenant: str, start_ns: int, end_ns: int, now_ns: int,
+    resources: Sequence[SaturationResource] = RESOURCES,
+) -> list[dict[str, Any]]:
+    """The reliability review's capacity section: per resource, its level now, growth per day,
+    the forecast crossing of its warning level with the band, and its daily peak over the period."""
+    days = max(1, (end_ns - start_ns) // DAY_NS)
+    out = []
+    for item in resource_forecasts(store, tenant, min(now_ns, end_ns), resources, history=False):
+        w = item["worst"]
+        sel = parse_selector(item["metric"])
+        ids = [s["series_id"] for s in store.metric_series(tenant, sel.metric)
+               if sel.matches(sel.metric, orjson.loads(s["labels"]))]
+        peaks: list[float | None] = [None] * days
+        for r in store.metric_minutes(tenant, ids, start_ns, end_ns):
+            d = (r["minute_ns"] - start_ns) // DAY_NS
+            if 0 <= d < days and r["points"] and r.get("max") is not None:
+                peaks[d] = max(peaks[d] if peaks[d] is not None else float("-inf"), float(r["max"]))
+        out.append({
+            "resource": item["resource"], "metric": item["metric"], "threshold": item["threshold"],
+            "unit": item["unit"], "series": len(item["series"]), "labels": w["labels"], "current": w["current"],
+            "growth_per_day": w["slope_per_hour"] * 24, "crossing": w["crossing"], "earliest": w["earliest"],
+            "latest": w["latest"], "enough_data": w["enough_data"], "minutes": w["minutes"], "daily_peak": peaks,
+        })
     return out

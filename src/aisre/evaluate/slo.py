@@ -232,6 +232,24 @@ class SloEngine:
         ]
 
     def _documents(self, tenant: str, specs: list[SloSpec], now_ns: int, points: int) -> list[dict[str, Any]]:
+        """Evaluate ``specs`` at ``now_ns``, each SLO with dependencies given their state."""
+        docs = self._evaluated(tenant, specs, now_ns, points)
+        if not any(spec.depends_on for spec in specs):
+            return docs
+        by_id = {doc["name"]: doc for doc in docs}
+        with self._lock:
+            known = dict(self._specs.get(tenant, {}))
+        missing = [known[d] for spec in specs for d in spec.depends_on if d not in by_id and d in known]
+        if missing:
+            unique = list({spec.id: spec for spec in missing}.values())
+            by_id.update({doc["name"]: doc for doc in self._evaluated(tenant, unique, now_ns, 0)})
+        for spec, doc in zip(specs, docs, strict=True):
+            if spec.depends_on:
+                doc.update(dependency_document(doc, [by_id.get(d) or {"name": d, "status": "unknown"}
+                                                     for d in spec.depends_on]))
+        return docs
+
+    def _evaluated(self, tenant: str, specs: list[SloSpec], now_ns: int, points: int) -> list[dict[str, Any]]:
         """Evaluate ``specs`` at ``now_ns`` from one read of the cached minute counts."""
         ranges = {
             spec.id: self._live_bounds(spec, now_ns)
@@ -354,7 +372,41 @@ def _spec_document(spec: SloSpec) -> dict[str, Any]:
         "diagnostic": spec.diagnostic,
         "carries_budget": spec.carries_budget,
         "description": spec.description,
+        "depends_on": list(spec.depends_on),
     }
+
+
+# The pair whose long window says "burning now": the fastest page pair's (1h for 30d).
+BURN_PAIR = "page_quick"
+
+
+def alert_window_burn(doc: dict[str, Any]) -> tuple[float | None, str | None]:
+    """An evaluated SLO's burn rate over its fastest page pair's long window, and that window."""
+    for alert in doc.get("alerts") or ():
+        if alert.get("name") == BURN_PAIR:
+            return alert.get("long_burn"), alert.get("long_window")
+    return None, None
+
+
+def dependency_document(doc: dict[str, Any], deps: list[dict[str, Any]]) -> dict[str, Any]:
+    """An SLO's dependencies' burn and budget state, highest burn first, and the ones burning
+    (burn rate over the alert window above 1) when the SLO itself burns."""
+    rows = []
+    for dep in deps:
+        burn, window = alert_window_burn(dep)
+        budget = dep.get("error_budget") or {}
+        rows.append({
+            "slo": dep["name"], "journey": dep.get("journey"), "kind": (dep.get("indicator") or {}).get("kind"),
+            "status": dep.get("status"), "burn_rate": burn, "window": window,
+            "remaining_ratio": budget.get("remaining_ratio"), "burning": burn is not None and burn > 1,
+        })
+    rows.sort(key=lambda r: -(r["burn_rate"] or 0.0))
+    own, _ = alert_window_burn(doc)
+    burning = (own is not None and own > 1) or doc.get("status") in ("page", "ticket")
+    because = [
+        {**r, "text": f"{r['slo']} SLO, burn {r['burn_rate']:.1f}×"} for r in rows if burning and r["burning"]
+    ]
+    return {"dependencies": rows, "burning_because": because}
 
 
 def _status_document(status: BudgetStatus, spec: SloSpec) -> dict[str, Any]:

@@ -65,6 +65,13 @@ slos:
     service: api
     objective: 99
     sli: {kind: prometheus, histogram: 'http_request_duration_seconds{job="api"}', le: 2}
+  # A journey SLO may name the platform SLOs (by id: <service>-<name>) it depends on; the
+  # status then says which of them burn when the journey burns. Unknown ids and cycles are errors.
+  - name: triage-success
+    journey: triage-agent
+    objective: 99
+    sli: {kind: outcome}
+    depends_on: [gpu-pool-gpu-headroom, vllm-inference-errors]
 ```
 """
 
@@ -102,6 +109,7 @@ from aisre.core.slo import (
     Sli,
     SloSpec,
     SloWindow,
+    SpecError,
     SpecSource,
     StepSli,
     ThresholdSli,
@@ -114,7 +122,7 @@ VERSION = "aisre/v1"
 TOP_KEYS = ("version", "windows", "slos")
 SLO_KEYS = (
     "name", "journey", "service", "objective", "window", "budgeting", "sli", "tier", "owner",
-    "runbook", "description", "labels", "diagnostic", "alerting",
+    "runbook", "description", "labels", "diagnostic", "alerting", "depends_on",
 )
 SLI_KEYS: dict[str, tuple[str, ...]] = {
     "outcome": ("kind", "latency_ms"),
@@ -175,6 +183,7 @@ def _slo(v: View, default_window: timedelta, windows_file: str | None) -> SloSpe
     budgeting = _budgeting(v, fields)
     alerting = _alerting(v, windows_file, fields)
     tier = v.integer("tier")
+    depends_on = _depends_on(v, fields)
     diagnostic = v.boolean("diagnostic", sli is not None and sli.kind not in USER_OUTCOME_KINDS)
     if len(v.errors) > start or name is None or objective is None or sli is None or window is None:
         # The SLO is not built, so validate() never sees it: report its range error here, or
@@ -188,8 +197,20 @@ def _slo(v: View, default_window: timedelta, windows_file: str | None) -> SloSpe
         budgeting=budgeting, tier=tier, owner=v.text("owner"), runbook=v.text("runbook"),
         description=v.text("description") or "", labels=v.labels("labels"),
         diagnostic=diagnostic, alerting=alerting, format="aisre",
-        source=SpecSource(v.file, v.line, v.path, fields),
+        source=SpecSource(v.file, v.line, v.path, fields), depends_on=depends_on,
     )
+
+
+def _depends_on(v: View, fields: dict[str, tuple[str, int]]) -> tuple[str, ...]:
+    """The SLO ids listed under ``depends_on``; each item's place is kept for validation."""
+    out: list[str] = []
+    for i, (item, path, line) in enumerate(v.items("depends_on")):
+        if not isinstance(item, str) or not item.strip():
+            v.errors.append(SpecError(v.file, line, path, f"must be an SLO id (got {item!r})"))
+            continue
+        fields[f"depends_on[{i}]"] = (path, line)
+        out.append(item.strip())
+    return tuple(out)
 
 
 def _sli(v: View) -> tuple[Sli | None, dict[str, tuple[str, int]]]:

@@ -88,7 +88,8 @@ def validate(
     known_journeys: Collection[str] | None = None,
     known_scores: Collection[str] | None = None,
 ) -> list[SpecError]:
-    """Problems across a set of SLOs: each SLO's own, plus duplicated names."""
+    """Problems across a set of SLOs: each SLO's own, duplicated names, and dependencies
+    (``depends_on``) on unknown SLOs or in a cycle."""
     errors: list[SpecError] = []
     seen: dict[str, SloSpec] = {}
     for spec in specs:
@@ -97,6 +98,44 @@ def validate(
         if first is not spec:
             at = f"{first.source.file}:{first.source.line}"
             errors.append(_err(spec, "name", f"duplicate SLO {spec.id!r} (first declared at {at})"))
+    errors.extend(check_dependencies(list(seen.values())))
+    return errors
+
+
+def check_dependencies(specs: list[SloSpec]) -> list[SpecError]:
+    """Each ``depends_on`` id names a known SLO, not itself, and no chain of them loops back."""
+    errors: list[SpecError] = []
+    by_id = {spec.id: spec for spec in specs}
+    for spec in specs:
+        for i, dep in enumerate(spec.depends_on):
+            if dep == spec.id:
+                errors.append(_err(spec, f"depends_on[{i}]", f"an SLO cannot depend on itself ({dep!r})"))
+            elif dep not in by_id:
+                errors.append(_err(spec, f"depends_on[{i}]", f"unknown SLO {dep!r}; known: {_list(by_id)}"))
+    # Depth-first search; a back edge to an SLO still on the path closes a cycle.
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    reported: set[frozenset[str]] = set()
+
+    def visit(sid: str, path: list[str]) -> None:
+        state[sid] = 1
+        path.append(sid)
+        spec = by_id[sid]
+        for i, dep in enumerate(spec.depends_on):
+            if dep == sid or dep not in by_id:
+                continue
+            if state.get(dep) == 1:
+                loop = [*path[path.index(dep):], dep]
+                if frozenset(loop) not in reported:
+                    reported.add(frozenset(loop))
+                    errors.append(_err(spec, f"depends_on[{i}]", "dependency cycle: " + " -> ".join(loop)))
+            elif dep not in state:
+                visit(dep, path)
+        path.pop()
+        state[sid] = 2
+
+    for sid in by_id:
+        if sid not in state:
+            visit(sid, [])
     return errors
 
 

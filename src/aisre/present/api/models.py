@@ -178,7 +178,7 @@ class BurnDownPoint(TypedDict):
 
 class SloStatus(TypedDict):
     name: str
-    journey: str
+    journey: str | None  # None for a platform SLO (service instead of journey)
     objective: float
     window: str
     indicator: Json
@@ -198,6 +198,11 @@ class SloStatus(TypedDict):
     alerts: list[Json]
     warnings: NotRequired[list[str]]
     burn_down: NotRequired[list[BurnDownPoint]]
+    # The platform SLOs this one depends on, their burn over the alert window, and which
+    # of them burn while this SLO burns ("burning because").
+    depends_on: NotRequired[list[str]]
+    dependencies: NotRequired[list[Json]]
+    burning_because: NotRequired[list[Json]]
 
 
 class AlertEpisode(TypedDict):
@@ -378,6 +383,8 @@ class IncidentSummary(TypedDict):
     points_at: Any
     top_suspect: Any
     warnings: list[Any]
+    # A journey SLO's platform dependencies burning when the incident opened (depends_on).
+    burning_dependencies: NotRequired[list[Json]]
 
 
 class Incident(IncidentSummary):
@@ -922,6 +929,8 @@ class Review(TypedDict):
     game_days: list[GamedayScore]
     scorecards: list[Json]
     levels: list[str]
+    # Saturation resources: level, growth, forecast crossing of the warning level, daily peak.
+    capacity: NotRequired[list[Json]]
 
 
 class PolicyApplied(TypedDict):

@@ -187,7 +187,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
             console.print(f"feeding [bold]{url}[/] with scenario [bold]{scenario}[/] at {rate}/s")
             stats = runner.run(
                 url.rstrip("/") + "/v1/traces", rate_per_s=rate, duration_s=duration or None,
-                scenario=chosen, headers=auth_headers(),
+                scenario=chosen, headers=auth_headers(), platform=True,
             )
             console.print(stats)
             return
@@ -207,7 +207,7 @@ def build_cli(serve: ServerRunner) -> typer.Typer:
                 _wait_healthy(f"http://127.0.0.1:{port}")
                 runner.run(
                     f"http://127.0.0.1:{port}/v1/traces", rate_per_s=rate,
-                    duration_s=duration or None, stop=stop, scenario=chosen, headers=headers,
+                    duration_s=duration or None, stop=stop, scenario=chosen, headers=headers, platform=True,
                 )
                 if not stop.is_set():  # --duration passed; Ctrl-C sets stop first
                     console.print(f"demo: --duration {duration:g} s passed: traffic stopped, stopping the server", soft_wrap=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aisre.core import display
+from aisre.core.slo import format_duration
 
 # Operation → CSS class of its badge and bar; anything unknown is shown as "other".
 _OP_CLASS = {
@@ -337,7 +338,30 @@ def sli_threshold(sli: dict[str, Any] | None) -> str:
     if kind == "step":
         op = str(sli.get("operation") or "")
         return f"{op} ≤ {duration(latency)}" if latency is not None else op
+    # Platform SLIs: the metric's name (its matchers are on the SLO page) and the bound.
+    metric = str(sli.get("metric") or "").split("{", 1)[0]
+    if kind == "threshold":
+        low, high = sli.get("min"), sli.get("max")
+        return " ".join(filter(None, [metric, f"≥ {low:g}" if low is not None else "", f"≤ {high:g}" if high is not None else ""]))
+    if kind == "histogram" and sli.get("le") is not None:
+        return f"{metric} ≤ {sli['le']:g}"
+    if kind == "freshness" and sli.get("max_age") is not None:
+        return f"{metric} age ≤ {_span(sli['max_age'])}"
+    if kind == "pipeline":
+        return f"{sli.get('pipeline') or ''} succeeds"
+    if kind == "deadline" and isinstance(sli.get("at"), timedelta):
+        at, every = sli["at"], sli.get("every") or timedelta(days=1)
+        clock = f"{int(at.total_seconds()) // 3600:02d}:{int(at.total_seconds()) // 60 % 60:02d} UTC"
+        when = f"by {clock} daily" if every == timedelta(days=1) else f"by {_span(at)} into every {_span(every)}"
+        return f"{sli.get('pipeline') or ''} done {when}"
     return ""
+
+
+def _span(value: Any) -> str:
+    """A duration as the spec writes it (``30m``), from a timedelta or its text."""
+    if isinstance(value, timedelta):
+        return format_duration(value) if value else "0s"
+    return str(value)
 
 
 def _level(ratio: float | None) -> str:

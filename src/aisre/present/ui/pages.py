@@ -436,6 +436,7 @@ async def trace_page(request: Request) -> Response:
 def ui_routes() -> list[BaseRoute]:
     """Routes of the web UI."""
     static = StaticFiles(packages=[("aisre.present.ui", "static")])
+    from aisre.present.ui.capacity import capacity_ui_routes
     from aisre.present.ui.catalog import catalog_ui_routes
     from aisre.present.ui.check import check_ui_routes  # these build on this module's helpers
     from aisre.present.ui.gate import gate_ui_routes
@@ -452,6 +453,7 @@ def ui_routes() -> list[BaseRoute]:
         *catalog_ui_routes(),
         *readiness_ui_routes(),
         *report_routes(),
+        *capacity_ui_routes(),
         Route("/", _page(journeys_page), methods=["GET"], include_in_schema=False),
         Route("/runs", _page(runs_page), methods=["GET"], include_in_schema=False),
         Route(

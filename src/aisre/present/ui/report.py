@@ -14,6 +14,7 @@ from aisre.act.report import review
 from aisre.act.scorecards import parse_period
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import span_text
+from aisre.evaluate.capacity import capacity_review
 from aisre.present.api import models
 from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx
@@ -73,6 +74,10 @@ def charts(doc: dict[str, Any]) -> dict[str, Any]:
         "runs": bar_chart(days, [float(x) for x in daily["runs"]], "Runs per day (failed in red)",
                           overlay=[float(x) for x in daily["failed_runs"]]),
         "cost": bar_chart(days, daily["cost_usd"], "Model cost per day", unit=" USD"),
+        # Each resource's daily peak against its own warning level (1 = at the warning).
+        "capacity": line_chart(days, [(c["resource"], [None if p is None else p / c["threshold"] for p in c["daily_peak"]])
+                                      for c in doc.get("capacity") or [] if c["threshold"]],
+                               "Daily peak of each saturation resource (share of its warning level)"),
     }
 
 
@@ -80,9 +85,27 @@ def _secs(value: float | None) -> str:
     return "—" if value is None else span_text(value) if value >= 60 else f"{value:.0f} s"
 
 
+def capacity_level(value: float | None, unit: str) -> str:
+    """A saturation level in its unit (ratios as %)."""
+    if value is None:
+        return "—"
+    if unit == "ratio":
+        return f"{value * 100:.1f} %"
+    return f"{value:,.4g} {unit}".strip() if unit != "%" else f"{value:.1f} %"
+
+
+def capacity_growth(c: dict[str, Any]) -> str:
+    """Growth per day in the resource's unit (percentage points for ratios)."""
+    g = c["growth_per_day"]
+    if c["unit"] == "ratio":
+        return f"{g * 100:+.2f} pts"
+    return f"{g:+,.3g} {c['unit']}".strip()
+
+
 def render_html(doc: dict[str, Any]) -> str:
     """The standalone, printable review page (no script; inline styles and SVG)."""
-    return _env().get_template("report.html").render(doc=doc, charts=charts(doc), secs=_secs)
+    return _env().get_template("report.html").render(doc=doc, charts=charts(doc), secs=_secs,
+                                                     level=capacity_level, growth=capacity_growth)
 
 
 def _usd(value: float | None) -> str:
@@ -137,7 +160,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
     out += ["", "## Cost and capacity per day", "", "```"]
     out += [f"{day[5:]}  runs {_bar(r, top_runs)} {r:>7,}  cost {_bar(c, top_cost)} ${c:,.2f}"
             for day, r, c in zip(doc["days"], daily["runs"], daily["cost_usd"], strict=False)]
-    out += ["```", "", "## Changes and their outcomes", ""]
+    out += ["```", "", "## Saturation capacity", ""]
+    if doc.get("capacity"):
+        out += ["| resource | metric | level now | growth / day | reaches warning | 80 % band |", "|---|---|---|---|---|---|"]
+        out += [f"| {c['resource']} | `{c['metric']}` | {capacity_level(c['current'], c['unit'])} | "
+                f"{capacity_growth(c) if c['enough_data'] else 'not enough data (' + str(c['minutes']) + ' minutes)'} | "
+                f"{(c['crossing'] or 'not within 7 days')[:16] if c['enough_data'] else '—'} | "
+                f"{((c['earliest'] or 'now')[:16] + ' – ' + (c['latest'] or 'beyond 7 days')[:16]) if c['enough_data'] and c['crossing'] else '—'} |"
+                for c in doc["capacity"]]
+    else:
+        out.append("No saturation metrics in the period.")
+    out += ["", "## Changes and their outcomes", ""]
     if doc["changes"]:
         out += ["| when | kind | summary | journeys | outcome |", "|---|---|---|---|---|"]
         out += [f"| {c['at'][:16]} | {c['kind']} | {c['summary']} | {', '.join(c['journeys']) or '—'} | "
@@ -179,7 +212,9 @@ async def _document(request: Request) -> dict[str, Any]:
     now = time.time_ns()
     period = parse_period(request.query_params.get("period") or "month", now)
     tenant = ctx.tenant_for(request)
-    return await run_in_threadpool(review, ctx.store, tenant, ctx.slos.specs(tenant), server_rules(ctx), period, now)
+    saturation = await run_in_threadpool(capacity_review, ctx.store, tenant, period.start_ns, period.end_ns, now)
+    return await run_in_threadpool(review, ctx.store, tenant, ctx.slos.specs(tenant), server_rules(ctx), period, now,
+                                   saturation)
 
 
 @operation("scorecards", models.Review, media_type=("application/json", "text/html", "text/markdown"))
