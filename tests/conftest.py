@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -95,7 +97,8 @@ class ServerProcess:
             *keep, *self.extra_args,
         ]
         log = open(self.db.with_suffix(".log"), "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        # Its own process group, so discard() can end it and its decoders at once.
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -117,6 +120,15 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+    def discard(self) -> None:
+        """SIGKILL the server and its decoders: the end of a test that has made its checks
+        (the graceful path is what ``stop`` and the start/stop tests exercise)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
     def stop(self) -> int | None:
         """SIGTERM and wait: the graceful path."""
@@ -154,7 +166,7 @@ def server_factory(tmp_path: Path) -> Iterator[callable]:
 
     yield make
     for server in started:
-        server.stop()
+        server.discard()
 
 
 @pytest.fixture

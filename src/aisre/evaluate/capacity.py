@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-from scipy import stats
 
+from aisre.core.lazy import scipy_stats
 from aisre.core.schema import MINUTE_NS
 from aisre.core.series import parse_selector
 from aisre.core.timefmt import rfc3339
@@ -92,12 +92,12 @@ def forecast_capacity(
         current = float(y[-1]) if y.size else None
         return CapacityForecast(threshold, current, 0.0, now_ns if current is not None and current >= threshold else None,
                                 None, None, basis=basis)
-    fit = stats.linregress(t, y)
+    fit = scipy_stats().linregress(t, y)
     n = y.size
     resid = y - (fit.intercept + fit.slope * t)
     s = math.sqrt(float(resid @ resid) / (n - 2))
     sxx = float(((t - t.mean()) ** 2).sum())
-    q = float(stats.t.ppf(0.5 + LEVEL / 200, n - 2))
+    q = float(scipy_stats().t.ppf(0.5 + LEVEL / 200, n - 2))
     ends = steps(now_ns, now_ns + horizon_ns)
     h = (np.asarray(ends, dtype=np.float64) - now_ns) / 1e9 / HOUR_S
     mean = fit.intercept + fit.slope * h

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+
+from aisre.core.lazy import scipy_stats
 
 ROOT_TOLERANCE = 1e-4  # R uniroot's tol in wilcox.test, kept by Kayenta's solver
 MAX_ITERATIONS = 1000
@@ -40,7 +41,7 @@ class ShiftInterval:
 def wilcoxon_diff(mu: float, zq: float, x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
     """Standardised rank-sum statistic of ``x - mu`` against ``y``, minus the quantile ``zq``."""
     nx, ny = float(len(x)), float(len(y))
-    ranks = stats.rankdata(np.concatenate((x - mu, y)))
+    ranks = scipy_stats().rankdata(np.concatenate((x - mu, y)))
     dz = float(ranks[: len(x)].sum()) - nx * (nx + 1) / 2 - nx * ny / 2
     correction = math.copysign(0.5, dz) if dz != 0 else 0.0
     _, counts = np.unique(ranks, return_counts=True)
@@ -116,7 +117,7 @@ def shift_interval(experiment: NDArray[np.float64], control: NDArray[np.float64]
     alpha = 1.0 - confidence
     mu_min = float(x.min() - y.max())
     mu_max = float(x.max() - y.min())
-    zq = float(stats.norm.ppf(1 - alpha / 2))
+    zq = float(scipy_stats().norm.ppf(1 - alpha / 2))
     lower = _root(zq, x, y, mu_min, mu_max)
     upper = _root(-zq, x, y, mu_min, mu_max)
     estimate = _root(0.0, x, y, mu_min, mu_max)
@@ -125,7 +126,7 @@ def shift_interval(experiment: NDArray[np.float64], control: NDArray[np.float64]
 
 def p_value(experiment: NDArray[np.float64], control: NDArray[np.float64]) -> float:
     """Two-sided p-value of the Mann-Whitney U test (normal approximation, continuity-corrected)."""
-    result = stats.mannwhitneyu(experiment, control, alternative="two-sided", method="asymptotic", use_continuity=True)
+    result = scipy_stats().mannwhitneyu(experiment, control, alternative="two-sided", method="asymptotic", use_continuity=True)
     return float(result.pvalue)
 
 
@@ -133,7 +134,7 @@ def cles(experiment: NDArray[np.float64], control: NDArray[np.float64]) -> float
     """Common-language effect size: P(candidate > baseline), ties counted half (U / (m·n))."""
     x = np.asarray(experiment, dtype=np.float64)
     y = np.asarray(control, dtype=np.float64)
-    ranks = stats.rankdata(np.concatenate((x, y)))
+    ranks = scipy_stats().rankdata(np.concatenate((x, y)))
     u = float(ranks[: len(x)].sum()) - len(x) * (len(x) + 1) / 2
     return u / (len(x) * len(y))
 

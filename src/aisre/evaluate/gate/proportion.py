@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
+from aisre.core.lazy import scipy_stats
 from aisre.evaluate.gate import mannwhitney
 from aisre.evaluate.gate.classifier import (
     Classification,
@@ -53,8 +53,8 @@ def one_sided_p(candidate: tuple[int, int], baseline: tuple[int, int]) -> tuple[
     kc, nc = candidate
     kb, nb = baseline
     table = [[kc, nc - kc], [kb, nb - kb]]
-    higher = float(stats.fisher_exact(table, alternative="greater").pvalue)
-    lower = float(stats.fisher_exact(table, alternative="less").pvalue)
+    higher = float(scipy_stats().fisher_exact(table, alternative="greater").pvalue)
+    lower = float(scipy_stats().fisher_exact(table, alternative="less").pvalue)
     return min(higher, 1.0), min(lower, 1.0)
 
 
