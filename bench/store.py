@@ -199,8 +199,8 @@ def measure(store: Store, feeder: Feeder, stored: int, args: argparse.Namespace,
     wall = time.perf_counter() - t
     rate = fresh / wall
     after = store.stats()
-    commit_share = (after["commit_seconds_total"] - before["commit_seconds_total"]) / wall
-    upkeep_share = (after["upkeep_seconds_total"] - before["upkeep_seconds_total"]) / wall
+    commit_share = _share(before, after, "commit_seconds_total", wall)
+    upkeep_share = _share(before, after, "upkeep_seconds_total", wall)
     store.flush_rollups()
     end_ns = feeder.seed.start_ns + (feeder.next + 1) * MINUTE_NS
     batches = feeder.next
@@ -273,9 +273,21 @@ def prefill(url: str, spans: int, memory_limit: str = "1GB", tenant: str = TENAN
         store.close()
 
 
+def _share(before: dict[str, Any], after: dict[str, Any], key: str, wall: float) -> float:
+    """The share of ``wall`` a writer counter grew by; NaN for a backend without that counter
+    (ClickHouse's stores keep no commit/upkeep clock)."""
+    if key not in after or key not in before:
+        return float("nan")
+    return float(after[key] - before[key]) / wall
+
+
+def _share_text(share: float) -> str:
+    return "n/a" if share != share else f"{share:.0%}"
+
+
 def _print_step(url: str, s: Step) -> None:
     console.print(f"[dim]{url}: {s.stored_spans:,} spans stored, ingest {s.ingest_spans_s:,.0f} spans/s, "
-                  f"writer busy committing {s.writer_commit_share:.0%}, on upkeep {s.writer_upkeep_share:.0%}, "
+                  f"writer busy committing {_share_text(s.writer_commit_share)}, on upkeep {_share_text(s.writer_upkeep_share)}, "
                   f"trace p99 {s.trace_p99_ms:,.1f} ms[/]")
 
 
@@ -286,7 +298,7 @@ def table(result: Result) -> Table:
         t.add_column(col, justify="right")
     for s in result.steps:
         t.add_row(f"{s.stored_spans:,}", f"{s.ingest_spans_s:,.0f}", f"{s.commit_p50_ms:,.0f} / {s.commit_p99_ms:,.0f}",
-                  f"{s.writer_commit_share:.0%} / {s.writer_upkeep_share:.0%}",
+                  f"{_share_text(s.writer_commit_share)} / {_share_text(s.writer_upkeep_share)}",
                   f"{s.trace_p50_ms:,.1f} / {s.trace_p99_ms:,.1f}", f"{s.journeys_ms:,.0f}", f"{s.runs_ms:,.1f}",
                   f"{s.cost_ms:,.0f}", f"{s.slo_100_ms:,.0f}", f"{s.rss_mib:,.0f}")
     return t
