@@ -8,6 +8,8 @@ and varies by kind (an SLO's indicator, a gate metric's test) are typed as open 
 
 from typing import Any, Literal, NotRequired, TypedDict
 
+from aisre.core.rows import CostSums
+
 Json = dict[str, Any]
 Time = str  # RFC 3339, e.g. 2026-12-05T09:00:27.077273Z
 
@@ -479,8 +481,9 @@ class VerdictList(TypedDict):
 # -- cost ------------------------------------------------------------------------------------
 
 
-class CostGroup(TypedDict):
-    """Sums and ratios of one group; its key fields are those of ``by`` (and bucket)."""
+class CostGroup(CostSums):
+    """Sums (the store's breakdown row) and ratios of one group; its key fields are those of
+    ``by`` (and bucket)."""
 
     bucket: NotRequired[Time]
     journey: NotRequired[str | None]
@@ -488,23 +491,6 @@ class CostGroup(TypedDict):
     provider: NotRequired[str | None]
     prompt_version: NotRequired[str | None]
     service_version: NotRequired[str | None]
-    calls: int
-    billed_calls: int
-    first_calls: int
-    resent_calls: int
-    retry_calls: int
-    retry_billed_calls: int
-    errors: int
-    http_429: int
-    http_5xx: int
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int
-    cost_usd: float
-    retry_cost_usd: float
-    failed_run_cost_usd: float
-    unpriced_calls: int
-    unpriced_tokens: int
     runs: int | None
     failures: NotRequired[int]
     cost_per_1k_runs_usd: float | None
