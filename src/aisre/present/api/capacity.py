@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aisre.core.errors import PermanentError
-from aisre.evaluate.capacity import capacity, watched_resources
+from aisre.evaluate.capacity import DAY_NS, capacity, watched_resources
 from aisre.evaluate.cost import CostEngine
 from aisre.present.api import models
 from aisre.present.api.cost import parse_duration_ns
@@ -27,8 +27,8 @@ async def capacity_forecast(request: Request) -> Response:
       - {name: metric, in: query, schema: {type: string}, description: 'a series selector, e.g. gpu.utilization{pool="a100"}; without it the answer is every watched resource, as on /capacity'}
       - {name: threshold, in: query, schema: {type: number}, description: 'the level that means no headroom left (required with metric)'}
       - {name: direction, in: query, schema: {type: string, enum: [rising, falling]}, description: 'rising (default): a use that grows to the threshold; falling: a headroom that falls to it'}
-      - {name: lookback, in: query, schema: {type: string}, description: history the trend is fit on (default 1d)}
-      - {name: horizon, in: query, schema: {type: string}, description: how far ahead to look (default 7d)}
+      - {name: lookback, in: query, schema: {type: string}, description: 'history the trend is fit on (default 1d; without metric at most 28d)'}
+      - {name: horizon, in: query, schema: {type: string}, description: 'how far ahead to look (default 7d; without metric at most 90d)'}
       - {name: now, in: query, schema: {type: string}, description: forecast as of this time (RFC 3339 or look-back; default now)}
     responses:
       200: {description: 'One forecast per series, soonest crossing first (items); without metric, per watched resource its series and headline (resources).'}
@@ -43,6 +43,9 @@ async def capacity_forecast(request: Request) -> Response:
     if not metric:
         if params.get("threshold") is not None:
             raise PermanentError("metric is required with threshold: a series selector such as gpu.utilization{pool=\"a100\"}")
+        # Every watched resource is forecast at once: bound the minutes read and the steps ahead.
+        if lookback > 28 * DAY_NS or horizon > 90 * DAY_NS:
+            raise PermanentError("without metric, lookback is at most 28d and horizon at most 90d")
         found = ctx.extra.get("cost")
         cost = found.db if isinstance(found, CostEngine) else None
         resources = await run_in_threadpool(watched_resources, ctx.store, cost, ctx.tenant_for(request), now,
