@@ -219,7 +219,10 @@ def rate_limit_forecasts(
     throughput per minute rising towards the warning share of its tokens-per-minute limit, and
     its headroom (1 − the larger of tokens/limit and calls/limit) falling towards zero; the
     same forecast, band and not-enough-data rule as the gauges; soonest crossing first."""
-    limits = {r["model"]: r for r in cost.list_rate_limits(tenant)}
+    try:
+        limits = {r["model"]: r for r in cost.list_rate_limits(tenant)}
+    except NotImplementedError:  # a data plane alone (ClickHouse without PostgreSQL) has no rate limits
+        return []
     if not limits:
         return []
     # Whole minutes only: the current minute is still filling and would read as a drop.
