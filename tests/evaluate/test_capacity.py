@@ -1,5 +1,7 @@
 """Capacity forecasts: a linearly growing utilisation series predicts its threshold crossing
-within 10 %, with a band around it; a flat series never crosses; read from a real store."""
+within 10 %, with a band around it; a flat series never crosses; a linearly falling headroom
+predicts when it reaches its floor; read from a real store, including a rate-limited model's
+token throughput (from the cost minutes) against its limit."""
 
 from __future__ import annotations
 
@@ -8,10 +10,21 @@ from pathlib import Path
 import numpy as np
 
 from aisre.core.pipeline import EncodedExport
-from aisre.evaluate.capacity import capacity, forecast_capacity
+from aisre.evaluate.capacity import (
+    HEADROOM_METRIC,
+    MIN_MINUTES,
+    TOKENS_METRIC,
+    capacity,
+    forecast_capacity,
+    forecast_row,
+    rate_limit_forecasts,
+    watched_resources,
+)
 from aisre.ingest.metrics import decode_metrics
+from aisre.normalize.spans import flatten
 from aisre.store.duckdb import DuckDBStore
 from tests.metrics_otlp import MIN, T0, gauge, request
+from tests.otlp_factory import chat_runs
 
 HOUR = 60 * MIN
 
@@ -61,5 +74,104 @@ def test_capacity_per_series_from_the_store(tmp_path: Path) -> None:
         # At 4 h it is at 70 %: 90 % comes 4 hours later (the minute points sit 1 s in).
         assert abs(out[0]["crossing_ns"] - (now + 4 * HOUR)) <= 0.1 * 4 * HOUR
         assert out[1]["crossing"] is None
+    finally:
+        store.close()
+
+
+def test_falling_headroom_predicts_reaching_its_floor_within_ten_percent() -> None:
+    # 6 hours of rate-limit headroom falling 3 points an hour from 80 %, with ±2 points of
+    # noise: at now (6 h) it is at 62 %, so 0 % is 62 / 3 = 20.67 hours away.
+    times, values = _growing(360, 0.80, -0.03, 0.02)
+    now = T0 + 6 * HOUR
+    f = forecast_capacity(times, values, now, 0.0, 7 * 24 * HOUR, falling=True)
+    truth = now + int(62 / 3 * HOUR)
+    assert f.crossing_ns is not None
+    assert abs(f.crossing_ns - truth) <= 0.1 * (truth - now)
+    assert abs(f.slope_per_hour + 0.03) < 0.003
+    assert f.current is not None and abs(f.current - 0.62) < 0.01
+    # The band: the lower edge reaches the floor first, the upper edge last.
+    assert f.earliest_ns is not None and f.latest_ns is not None
+    assert f.earliest_ns < f.crossing_ns < f.latest_ns
+    assert all(lo < m < hi for lo, m, hi in zip(f.low, f.mean, f.high, strict=True))
+    assert f.mean[0] > f.mean[-1]  # the trend ahead falls
+    # The same series forecast as a rise never reaches 0 %; a rising headroom never falls to it.
+    assert forecast_capacity(times, values, now, 0.0, 7 * 24 * HOUR).crossing_ns == now  # already above 0
+    times, values = _growing(120, 0.5, 0.02, 0.01)
+    assert forecast_capacity(times, values, T0 + 2 * HOUR, 0.1, 7 * 24 * HOUR, falling=True).crossing_ns is None
+    # Already under the floor: crossing now.
+    assert forecast_capacity(times, values, T0 + 2 * HOUR, 0.9, 7 * 24 * HOUR, falling=True).crossing_ns == T0 + 2 * HOUR
+
+
+def test_falling_series_needs_as_many_minutes_as_a_rising_one() -> None:
+    times, values = _growing(MIN_MINUTES - 1, 0.8, -0.5, 0.0)
+    pts = list(zip(times, values, strict=True))
+    now = T0 + MIN_MINUTES * MIN
+    short = forecast_row("headroom", {}, pts, 0.0, now, 7 * 24 * HOUR, falling=True)
+    assert (short["enough_data"], short["minutes"], short["direction"]) == (False, MIN_MINUTES - 1, "falling")
+    times, values = _growing(MIN_MINUTES, 0.8, -0.5, 0.0)
+    enough = forecast_row("headroom", {}, list(zip(times, values, strict=True)), 0.0, now, 7 * 24 * HOUR, falling=True)
+    assert enough["enough_data"] and enough["minutes"] == MIN_MINUTES
+
+
+def _chat_minutes(store: DuckDBStore, model: str, minutes: range, tokens: list[tuple[int, int]]) -> None:
+    """One run of ``model`` a second into each minute of ``minutes`` (from T0), with its tokens."""
+    flat = flatten(chat_runs([T0 + i * MIN + 10**9 for i in minutes], tokens, model=model), "t")
+    store.submit_spans(flat.table, flat.resources).result(10)
+
+
+def test_rate_limited_token_throughput_and_headroom(tmp_path: Path) -> None:
+    store = DuckDBStore(str(tmp_path / "r.duckdb"))
+    try:
+        # gpt-4o-mini: 2 hours of one call a minute, 21,000 tokens in minute 0 growing 200 tokens a
+        # minute (±300 of noise), against a 100,000 tokens/min limit warned at 80 %.
+        noise = [300 if i % 2 else -300 for i in range(120)]
+        _chat_minutes(store, "gpt-4o-mini", range(120), [(20_000 + 200 * i + noise[i], 1_000) for i in range(120)])
+        # gpt-4o: a limit but calls only in the last 10 minutes; claude: calls but no limit.
+        _chat_minutes(store, "gpt-4o", range(110, 120), [(5_000 + 100 * (i % 3), 500) for i in range(10)])
+        _chat_minutes(store, "claude-3-5-sonnet", range(120), [(90_000, 9_000)] * 120)
+        store.flush_rollups()
+        store.cost.put_rate_limit({"tenant": "t", "model": "gpt-4o-mini", "requests_per_min": None,
+                                   "tokens_per_min": 100_000.0, "warn_at": 0.8})
+        store.cost.put_rate_limit({"tenant": "t", "model": "gpt-4o", "requests_per_min": 500.0,
+                                   "tokens_per_min": 30_000.0, "warn_at": 0.9})
+        now = T0 + 120 * MIN + 20 * 10**9  # 20 s into minute 120, which has no calls yet and is not read
+        items = {i["resource"]: i for i in rate_limit_forecasts(store.cost, "t", now, lookback_ns=3 * HOUR)}
+        assert sorted(items) == ["Rate-limit headroom (gpt-4o)", "Rate-limit headroom (gpt-4o-mini)",
+                                 "Token throughput (gpt-4o)", "Token throughput (gpt-4o-mini)"]
+
+        tokens = items["Token throughput (gpt-4o-mini)"]
+        assert (tokens["kind"], tokens["metric"], tokens["model"], tokens["unit"]) == (
+            "rate_limit", TOKENS_METRIC, "gpt-4o-mini", "tokens/min")
+        assert (tokens["limit"], tokens["warn_at"], tokens["threshold"]) == (100_000.0, 0.8, 80_000.0)
+        w = tokens["worst"]
+        assert w["labels"] == {"model": "gpt-4o-mini", "provider": "openai"}
+        assert (w["minutes"], w["enough_data"], w["direction"]) == (120, True, "rising")
+        assert abs(w["slope_per_hour"] - 12_000) < 200
+        # The trend is 21,000 + 200 (t − ½) tokens at minute t: 80,000 at t = 295.5, i.e. 175.5
+        # minutes after the end of minute 119 (now is 20 s later).
+        truth = T0 + int(295.5 * MIN)
+        assert abs(w["crossing_ns"] - truth) <= 0.1 * (truth - now)
+        assert w["earliest_ns"] <= w["crossing_ns"] <= w["latest_ns"]
+
+        headroom = items["Rate-limit headroom (gpt-4o-mini)"]
+        assert (headroom["metric"], headroom["unit"], headroom["direction"], headroom["threshold"]) == (
+            HEADROOM_METRIC, "ratio", "falling", 0.0)
+        h = headroom["worst"]
+        # 1 − tokens / limit: 79 % at minute 0, falling 12 points an hour; 0 at t = 395.5.
+        assert abs(h["slope_per_hour"] + 0.12) < 0.002
+        assert abs(h["current"] - (1 - (21_000 + 200 * (120 + 1 / 3 - 0.5)) / 100_000)) < 0.005
+        truth = T0 + int(395.5 * MIN)
+        assert abs(h["crossing_ns"] - truth) <= 0.1 * (truth - now)
+
+        # Ten minutes of calls are not enough for a forecast; the headroom takes the tighter
+        # limit: 5,500 of 30,000 tokens (18 %) against 1 of 500 calls.
+        few = items["Token throughput (gpt-4o)"]["worst"]
+        assert (few["minutes"], few["enough_data"]) == (10, False)
+        assert abs(items["Rate-limit headroom (gpt-4o)"]["worst"]["history"][0]["value"] - (1 - 5_500 / 30_000)) < 1e-9
+
+        # The capacity page's list holds them with the gauges (none here), soonest crossing first.
+        listed = watched_resources(store, store.cost, "t", now, lookback_ns=3 * HOUR)
+        assert [i["resource"] for i in listed][:2] == ["Token throughput (gpt-4o-mini)", "Rate-limit headroom (gpt-4o-mini)"]
+        assert watched_resources(store, None, "t", now) == []
     finally:
         store.close()

@@ -1,6 +1,8 @@
 """Capacity forecasts through a live server: GPU utilisation growing linearly over OTLP
 metrics gives a crossing time within 10 % on GET /api/capacity and in `aisre capacity`; the
-same server lists those series on GET /api/metrics/series and in `aisre metrics series`."""
+same server lists those series on GET /api/metrics/series and in `aisre metrics series`, and
+without a metric GET /api/capacity lists a rate-limited model's token throughput (from the
+cost minutes of its calls, sent as OTLP traces) against its limit, and its headroom."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import httpx
 from typer.testing import CliRunner
 
 from aisre.present.cli.main import build_cli
+from tests.conftest import wait_for
 from tests.metrics_otlp import MIN, gauge, request
+from tests.otlp_factory import chat_runs
 
 HOUR = 60 * MIN
 
@@ -59,3 +63,37 @@ def test_capacity_route_and_cli(server: Any) -> None:
     assert [i["labels"]["gpu"] for i in json.loads(listed.output)["items"]] == ["1"]
     table = CliRunner(env={"COLUMNS": "220"}).invoke(build_cli(lambda *a: None), ["metrics", "series", "--url", server.url])
     assert table.exit_code == 0 and 'gpu.utilization{gpu="0",service.name="gpu-pool"}' in table.output
+
+    # Without a metric: every watched resource. gpt-4o-mini, with a 50,000 tokens/min limit
+    # warned at 80 %, made one call a minute over the last 40 minutes, 10,500 tokens in the
+    # first growing 100 a minute: 40,000 at minute 295.5 of that run, 6,000 tokens an hour.
+    first = now - 40 * MIN
+    runs = chat_runs([first + i * MIN + 10**9 for i in range(40)], [(10_000 + 100 * i, 500) for i in range(40)],
+                     model="gpt-4o-mini")
+    assert httpx.post(server.url + "/v1/traces", content=runs.SerializeToString(),
+                      headers={"Content-Type": "application/x-protobuf"}).status_code == 200
+    assert httpx.put(server.url + "/api/cost/rate-limits", json={"model": "gpt-4o-mini", "tokens_per_min": 50_000,
+                                                                 "warn_at": 0.8}).status_code == 200
+
+    def rolled_up() -> bool:
+        models = httpx.get(server.url + "/api/cost/headroom", params={"since": "2h"}).json()["models"]
+        return any(m["model"] == "gpt-4o-mini" and m["peak_tokens_per_min"] == 14_400 for m in models)
+
+    wait_for(rolled_up, 30, "the calls of gpt-4o-mini in the cost minutes")
+    # As of 30 s into the current minute, so the whole minutes read are exactly the 40 sent.
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now / 1e9 + 30))
+    listed = httpx.get(server.url + "/api/capacity", params={"lookback": "2h", "now": at}).json()
+    resources = {r["resource"]: r for r in listed["resources"]}
+    tokens = resources["Token throughput (gpt-4o-mini)"]
+    assert (tokens["kind"], tokens["limit"], tokens["threshold"], tokens["unit"]) == ("rate_limit", 50_000, 40_000, "tokens/min")
+    w = tokens["worst"]
+    assert (w["minutes"], w["enough_data"], w["labels"]["model"]) == (40, True, "gpt-4o-mini")
+    assert abs(w["slope_per_hour"] - 6_000) < 60
+    truth = first + int(295.5 * MIN)
+    assert abs(w["crossing_ns"] - truth) <= 0.1 * (truth - now)
+    headroom = resources["Rate-limit headroom (gpt-4o-mini)"]
+    assert headroom["direction"] == "falling" and headroom["worst"]["crossing_ns"] > w["crossing_ns"]
+    assert "Token throughput (gpt-4o-mini)" in httpx.get(server.url + "/capacity").text
+    for bad in ({"threshold": "0.9"}, {"metric": "gpu.utilization", "threshold": "0.9", "direction": "sideways"}):
+        r = httpx.get(server.url + "/api/capacity", params=bad)
+        assert r.status_code == 400, (bad, r.text)

@@ -1,11 +1,13 @@
 """The capacity page in headless Chromium at 1400×900, against a live server fed OTLP metrics
 with known truth: a GPU growing linearly shows its forecast crossing (the API's, within 10 % of
 the truth) on a chart with axes and unclashing labels; a queue with five minutes of data says
-"not enough data (5 minutes)"; no console errors and nothing scrolls sideways. The review's
-Markdown carries the same resources."""
+"not enough data (5 minutes)"; a model with a rate limit shows its token throughput against
+the limit and its headroom falling to zero; no console errors and nothing scrolls sideways.
+The review's Markdown carries the same gauges."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, wait_for
 from tests.metrics_otlp import gauge, request
+from tests.otlp_factory import chat_runs
 from tests.present.browser import SHOTS, sync_api
 from tests.present.test_browser_fit import CHARTS, SIDEWAYS
 
@@ -49,12 +52,33 @@ def test_capacity_page(page: sync_api.Page, server_factory: Any, tmp_path: Path)
     crossing = _ns(api[0]["crossing"])
     assert abs(crossing - truth) <= 0.1 * (truth - now)
 
+    # An hour of gpt-4o-mini calls, one a minute, 10,500 tokens growing 50 a minute, against a
+    # 50,000 tokens/min limit warned at 80 %: 40,000 about 9 hours after now, 50,000 after 12.
+    runs = chat_runs([now - (60 - i) * MIN + 10**9 for i in range(60)], [(10_000 + 50 * i, 500) for i in range(60)],
+                     model="gpt-4o-mini")
+    httpx.post(server.url + "/v1/traces", content=runs.SerializeToString(), headers=PROTOBUF, timeout=30).raise_for_status()
+    httpx.put(server.url + "/api/cost/rate-limits", json={"model": "gpt-4o-mini", "tokens_per_min": 50_000, "warn_at": 0.8},
+              timeout=30).raise_for_status()
+    wait_for(lambda: any(m["model"] == "gpt-4o-mini" and m["peak_tokens_per_min"] == 13_450 for m in httpx.get(
+        server.url + "/api/cost/headroom", params={"since": "2h"}, timeout=30).json()["models"]), 30, "the calls in the cost minutes")
+
     page.set_viewport_size({"width": 1400, "height": 900})
     page.goto(server.url + "/capacity")
     expect(page.locator("nav a.active")).to_have_text("Capacity")
     panels = page.locator("section.capacity-resource")
-    expect(panels).to_have_count(2)
-    gpu, queued = panels.nth(0), panels.nth(1)
+    # Soonest crossing first: the GPU (4.5 h), the model's throughput (~9 h), its headroom
+    # (~12 h), then the queue (no forecast).
+    expect(panels).to_have_count(4)
+    assert [panels.nth(i).get_attribute("data-resource") for i in range(4)] == [
+        "GPU utilisation", "Token throughput (gpt-4o-mini)", "Rate-limit headroom (gpt-4o-mini)", "Queue depth"]
+    gpu, queued = panels.nth(0), panels.nth(3)
+    tokens, headroom = panels.nth(1), panels.nth(2)
+    expect(tokens).to_have_attribute("data-kind", "rate_limit")
+    expect(tokens.locator(".capacity-limit")).to_contain_text("against the limit of 50,000 tokens/min, warning at 40,000 tokens/min (80% of the limit)")
+    expect(tokens.locator(".capacity-crossing")).to_have_attribute("data-crossing", re.compile(r"^\d{4}-"))
+    expect(headroom).to_have_attribute("data-direction", "falling")
+    expect(headroom.locator(".stat .label").nth(2)).to_have_text("Falls to 0.0%")
+    expect(headroom.locator("svg .forecast-band")).to_have_count(1)
     expect(gpu).to_have_attribute("data-resource", "GPU utilisation")
     expect(gpu).to_have_attribute("data-enough", "true")
     shown = _ns(gpu.locator(".capacity-crossing").get_attribute("data-crossing") or "")
@@ -69,7 +93,8 @@ def test_capacity_page(page: sync_api.Page, server_factory: Any, tmp_path: Path)
     expect(queued.locator("svg .forecast-line")).to_have_count(0)
     charts = {c["id"]: c for c in page.evaluate(CHARTS)}
     assert (charts["capacity-chart-1"]["x"], charts["capacity-chart-1"]["y"]) == ("time (UTC)", "GPU utilisation (%)")
-    assert charts["capacity-chart-2"]["y"] == "Queue depth (requests)"
+    assert (charts["capacity-chart-2"]["y"], charts["capacity-chart-3"]["y"]) == ("tokens per minute", "headroom (%)")
+    assert charts["capacity-chart-4"]["y"] == "Queue depth (requests)"
     for chart in charts.values():
         assert chart["ticks"] >= 4 and chart["outside"] == [] and chart["overlaps"] == 0, chart
     page.screenshot(path=str(SHOTS / "capacity.png"), full_page=True)

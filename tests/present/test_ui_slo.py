@@ -211,6 +211,11 @@ def test_slo_specs_are_escaped_and_unsupported_explained(
         "    objective: 99\n"
         "    window: 1d\n"
         "    sli: {kind: outcome}\n"
+        "  - name: raw\n"
+        "    service: api\n"
+        "    objective: 99\n"
+        "    runbook: https://runbooks.example/raw\n"
+        "    sli: {kind: prometheus, error_ratio_query: 'sum(rate(errors[5m])) / sum(rate(requests[5m]))'}\n"
     )
     server = server_factory(tmp_path / "evil.duckdb", "--slos", str(specs))
     pages = [_get(server, "/slos"), _get(server, "/slos/evil")]
@@ -230,3 +235,26 @@ def test_slo_specs_are_escaped_and_unsupported_explained(
     assert f'status-unsupported" title="{html.escape(reason)}">unsupported</span>' in row
     page = _get(server, "/slos/short")
     assert f"Not evaluated: {reason}" in _text(page) and "burn-line" not in page
+
+    # The document's warnings and an unsupported status with its reason are a notice near the
+    # top, before the SLO's facts: "short" has no runbook and too short a window.
+    docs = _slos(server)
+    assert docs["short"]["warnings"] == ["no runbook: alerts and incidents of this SLO will reach on-call without one"]
+    notices = re.search(r'<div class="slo-notices" id="slo-notices" data-live>(.*?)</div>\s*<section class="slo-head">', page, re.S)
+    assert notices, page[:2000]
+    assert _text(notices.group(1)) == (
+        f"Not evaluated: {reason} (status unsupported) "
+        "Warning: no runbook: alerts and incidents of this SLO will reach on-call without one")
+    assert '<li class="slo-warning">' in notices.group(1)
+    # A raw-ratio Prometheus SLI is loaded but not evaluated: unsupported with its reason, and
+    # no warnings notice (it has a runbook).
+    raw = docs["api-raw"]
+    assert raw["status"] == "unsupported" and "warnings" not in raw
+    assert raw["reason"].startswith("error_ratio_query (a raw ratio SLI) gives a ratio per minute")
+    page = _get(server, "/slos/api-raw")
+    unsupported = re.search(r'<p class="notice notice-unsupported[^"]*" id="slo-unsupported"[^>]*>(.*?)</p>', page, re.S)
+    assert unsupported and _text(unsupported.group(1)) == f"Not evaluated: {raw['reason']} (status unsupported)"
+    assert 'id="slo-warnings"' not in page and page.index('id="slo-unsupported"') < page.index('class="slo-head"')
+    # An evaluated SLO with a runbook has neither notice (the notices' live container stays).
+    assert "warnings" not in docs["evil"]
+    assert 'id="slo-notices"' in pages[1] and 'id="slo-warnings"' not in pages[1] and 'id="slo-unsupported"' not in pages[1]

@@ -958,6 +958,14 @@ class CapacityPoint(TypedDict):
     high: float
 
 
+class CapacityLevel(TypedDict):
+    """One minute's level a forecast was fit on."""
+
+    time: str
+    time_ns: int
+    value: float
+
+
 class CapacitySeries(TypedDict):
     """One gauge series: its trend level now, growth per hour, and when it reaches the
     threshold (crossing), at the earliest and latest (the 80 % band); null: not in the horizon."""
@@ -976,10 +984,36 @@ class CapacitySeries(TypedDict):
     latest: str | None
     latest_ns: int | None
     series: list[CapacityPoint]
+    direction: NotRequired[Literal["rising", "falling"]]
+    minutes: NotRequired[int]
+    enough_data: NotRequired[bool]
+    history: NotRequired[list[CapacityLevel]]
+
+
+class CapacityResource(TypedDict):
+    """A watched resource: a saturation gauge (kind gauge) or a rate-limited model's token
+    throughput or headroom (kind rate_limit, with the model and its limits); its series and the
+    one nearest its threshold (worst). direction falling: a headroom that falls to threshold."""
+
+    resource: str
+    kind: Literal["gauge", "rate_limit"]
+    metric: str
+    threshold: float
+    unit: str
+    direction: Literal["rising", "falling"]
+    worst: CapacitySeries
+    series: list[CapacitySeries]
+    model: NotRequired[str]
+    limit: NotRequired[float | None]
+    requests_limit: NotRequired[float | None]
+    warn_at: NotRequired[float]
 
 
 class Capacity(TypedDict):
-    items: list[CapacitySeries]
+    """Forecasts per series of the metric asked for (items), or, without metric, per watched resource (resources)."""
+
+    items: NotRequired[list[CapacitySeries]]
+    resources: NotRequired[list[CapacityResource]]
 
 
 class MetricSeries(TypedDict):

@@ -22,12 +22,14 @@ def register_capacity(app: typer.Typer) -> None:
         threshold: float = typer.Option(..., "--threshold", help="the level that means no headroom left, e.g. 0.9"),
         lookback: str = typer.Option("1d", "--lookback", help="history the trend is fit on"),
         horizon: str = typer.Option("7d", "--horizon", help="how far ahead to look"),
+        falling: bool = typer.Option(False, "--falling", help="the series is a headroom falling to the threshold (its floor)"),
         url: str = UrlOption,
         fmt: str = FormatOption,
     ) -> None:
         """Per series: level now, growth per hour, and when it crosses the threshold (80 % band)."""
         data = call(lambda: get_json(url, "/api/capacity", {
-            "metric": metric, "threshold": str(threshold), "lookback": lookback, "horizon": horizon}))
+            "metric": metric, "threshold": str(threshold), "lookback": lookback, "horizon": horizon,
+            "direction": "falling" if falling else "rising"}))
         if fmt == "json":
             emit_json(data)
             return

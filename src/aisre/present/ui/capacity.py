@@ -1,5 +1,7 @@
-"""The capacity page: per saturation resource (GPU utilisation, KV cache, queue depth…), its
-level now, growth, and when the trend crosses the warning level, with the 80 % band, drawn on
+"""The capacity page: per saturation resource (GPU utilisation, KV cache, queue depth…) and per
+rate-limited model (token throughput against its limit, the headroom left under it), its
+level now, growth, and when the trend crosses the warning level (or a headroom falls to its
+floor), with the 80 % band, drawn on
 the same chart frame and label placement as the budget forecast (present/ui/cost.py). Every
 number comes from evaluate/capacity.py, as /api/capacity."""
 
@@ -16,7 +18,8 @@ from starlette.routing import BaseRoute, Route
 from aisre.core import display
 from aisre.core.errors import PermanentError
 from aisre.core.series import parse_selector
-from aisre.evaluate.capacity import MIN_MINUTES, RESOURCES, SaturationResource, resource_forecasts
+from aisre.evaluate.capacity import MIN_MINUTES, RESOURCES, SaturationResource, watched_resources
+from aisre.evaluate.cost import CostEngine
 from aisre.present.api.cost import parse_duration_ns
 from aisre.present.ui.cost import (
     HOUR_NS,
@@ -47,7 +50,8 @@ def level_text(value: float | None, unit: str) -> str:
         return f"{value * 100:.1f}%"
     if unit == "%":
         return f"{value:.1f}%"
-    return f"{value:,.4g} {unit}".strip()
+    # Large counts (tokens a minute, MiB) in full with separators: ",.4g" would print 1.5e+05.
+    return (f"{value:,.0f} {unit}" if abs(value) >= 1e4 else f"{value:,.4g} {unit}").strip()
 
 
 def growth_text(per_hour: float, unit: str) -> str:
@@ -58,7 +62,7 @@ def growth_text(per_hour: float, unit: str) -> str:
         return f"{sign}{per_day * 100:.2f} pts/day"
     if unit == "%":
         return f"{sign}{per_day:.2f} pts/day"
-    return f"{sign}{per_day:,.3g} {unit}/day".strip()
+    return (f"{sign}{per_day:,.0f} {unit}/day" if abs(per_day) >= 1e4 else f"{sign}{per_day:,.3g} {unit}/day").strip()
 
 
 def _tick(value: float, step: float, unit: str) -> str:
@@ -113,7 +117,8 @@ def capacity_chart(item: dict[str, Any], now_ns: int, horizon_ns: int) -> dict[s
         out["forecast_path"] = f"M{x(now_ns)},{now_y} " + " ".join(f"L{x(a)},{yc(m)}" for a, m, _, _ in ahead)
         out["band"] = (f"M{x(now_ns)},{now_y} " + " ".join(f"L{x(a)},{yc(hi)}" for a, _, _, hi in ahead)
                        + " " + " ".join(f"L{x(a)},{yc(lo)}" for a, _, lo, _ in reversed(ahead)) + " Z")
-    warning = [{"y": yc(threshold), "label": f"warning {level_text(threshold, unit)}"}]
+    name = "floor" if item.get("direction") == "falling" else "warning"
+    warning = [{"y": yc(threshold), "label": f"{name} {level_text(threshold, unit)}"}]
     crossing_x = x(w["crossing_ns"]) if w["enough_data"] and w["crossing_ns"] is not None and w["crossing_ns"] <= t1 else None
     return {**out, "threshold_y": yc(threshold), **_budget_labels(frame, warning, crossing_x)}
 
@@ -130,11 +135,15 @@ def _custom(request: Request) -> SaturationResource | None:
         level = float(threshold)
     except ValueError as exc:
         raise PermanentError(f"metric or threshold: {exc}") from None
-    return SaturationResource(metric, metric, level, (q.get("unit") or "").strip())
+    direction = (q.get("direction") or "rising").strip()
+    if direction not in ("rising", "falling"):
+        raise PermanentError(f"direction must be rising or falling; got {direction!r}")
+    return SaturationResource(metric, metric, level, (q.get("unit") or "").strip(), falling=direction == "falling")
 
 
 async def capacity_page(request: Request) -> Response:
-    """Every saturation resource with series: level, growth, forecast crossing and chart."""
+    """Every saturation resource with series and every rate-limited model with calls: level,
+    growth, forecast crossing and chart."""
     ctx = _ctx(request)
     tenant = ctx.tenant_for(request)
     lookback = request.query_params.get("lookback") or "1d"
@@ -144,7 +153,9 @@ async def capacity_page(request: Request) -> Response:
     custom = _custom(request)
     resources = (custom, *RESOURCES) if custom else RESOURCES
     now = time.time_ns()
-    items = await run_in_threadpool(resource_forecasts, ctx.store, tenant, now, resources,
+    found = ctx.extra.get("cost")
+    cost = found.db if isinstance(found, CostEngine) else None
+    items = await run_in_threadpool(watched_resources, ctx.store, cost, tenant, now, resources,
                                     parse_duration_ns(lookback, "lookback"), horizon_ns)
     for item in items:
         item["chart"] = capacity_chart(item, now, horizon_ns)
