@@ -217,7 +217,7 @@ def test_a_paused_holders_policy_judging_is_refused_and_the_new_holder_judges(db
         assert judge_a.run_pass() == 1  # term 1 is current: judged, marked, scored
         assert [v["trace_id"] for v in node_b.list_violations(A)] == [first.trace_id]
         assert _policy_scores(node_a, first) == [1.0]
-        cursor = node_a.policy_cursor(A)
+        cursor = node_a._control.policy_cursor(A)
         assert cursor == now - 120 * 10**9
 
         # Node A pauses past its TTL (its clock stands still) while B takes the lease over.
@@ -228,7 +228,7 @@ def test_a_paused_holders_policy_judging_is_refused_and_the_new_holder_judges(db
         # The stale pass: its first write (moving the judging cursor) is refused.
         with pytest.raises(LeaseLost, match=r"term 1.*term 2"):
             judge_a.run_pass()
-        assert node_b.policy_cursor(A) == cursor
+        assert node_b._control.policy_cursor(A) == cursor
         # Judging the run directly in a stale pass: neither its scores nor its marks are applied.
         with judge_a.gate.fenced(), pytest.raises(LeaseLost):
             judge_a.judge_trace(A, second.trace_id)
@@ -245,7 +245,7 @@ def test_a_paused_holders_policy_judging_is_refused_and_the_new_holder_judges(db
         assert sorted(v["trace_id"] for v in node_a.list_violations(A)) == sorted([first.trace_id, second.trace_id])
         assert node_a.policy_run(A, second.trace_id)["violations"] == 1  # type: ignore[index]
         assert _policy_scores(node_b, second) == [1.0] and _policy_scores(node_a, second) == []
-        assert node_a.policy_cursor(A) == now - 60 * 10**9
+        assert node_a._control.policy_cursor(A) == now - 60 * 10**9
         # A's lease is gone for good once it renews (another holder): its loop is no longer admitted.
         assert not lease_a.try_acquire() and judge_a.run_pass() == 0
     finally:
