@@ -1,8 +1,9 @@
 """``aisre store copy --control``: a DuckDB file's control plane (keys, audit log, alert
 episodes, incidents with their links, timeline, action items and notifications, changes,
-gate verdicts, prices, budgets, rate limits, retention) copied into a real PostgreSQL a page
-at a time, interrupted and resumed with a page sent twice; then every read the layers above
-make answers the same on both sides, links and ids included, and new rows get new ids."""
+gate verdicts, prices, budgets, rate limits, retention, and the agent policy sets, decision
+records, judged runs and violations) copied into a real PostgreSQL a page at a time,
+interrupted and resumed with a page sent twice; then every read the layers above make
+answers the same on both sides, links and ids included, and new rows get new ids."""
 
 from __future__ import annotations
 
@@ -15,16 +16,69 @@ import pytest
 from typer.testing import CliRunner
 
 from aisre.app import run_server
-from aisre.ingest.copy import CONTROL_TABLES, CopyReport, CopyState, copy_control, verify_control
+from aisre.evaluate.policy.service import PolicyService
+from aisre.ingest.copy import (
+    CONTROL_TABLES,
+    POLICY_TABLES,
+    CopyReport,
+    CopyState,
+    copy_control,
+    verify_control,
+)
 from aisre.present.cli.main import build_cli
 from aisre.store.factory import open_store
 from aisre.store.postgres import PostgresControl
 from aisre.store.protocol import ControlExport, Store
+from tests.policy_traces import agent_run, tool
 from tests.store.contract.data import BY_NAME, MINUTE_NS, NOW_NS, ingest, later_release
 
 A, B = "tenant-a", "tenant-b"
 HOUR_NS = 3600 * 10**9
 CAPTURE = "pydantic-ai"
+TABLES = CONTROL_TABLES + POLICY_TABLES
+POLICY = """
+policies:
+  - name: triage-guardrails
+    scope: {journeys: [triage]}
+    rules:
+      - {name: no-shell, kind: tool_deny, tools: [shell]}
+      - {name: known-tools, kind: tool_allow, tools: [search, shell]}
+      - {name: few-calls, kind: budget, tool_calls: 2}
+"""
+NEWER_POLICY = POLICY.replace("tool_calls: 2", "tool_calls: 3")
+
+
+def _decision(n: int, result: str, rules: tuple[str, ...] = (), with_input: bool = True) -> dict[str, Any]:
+    return {"id": f"d{n}", "tenant": A, "at_ns": NOW_NS + n, "source": "inline", "journey": "triage",
+            "trace_id": "ab" * 16, "span_id": "cd" * 8, "result": result, "bundle": "sha256:b1",
+            "policies": [{"name": "triage-guardrails", "version": "sha256:v1"}], "rules": list(rules),
+            "reasons": [{"rule": r, "message": f"{r} says no"} for r in rules],
+            "input_digest": f"hmac-sha256:{n:032d}",
+            "input": {"action": {"name": "shell", "args": {"cmd": "rm -rf /"}}} if with_input else None,
+            "actor": "key-1"}
+
+
+def _seed_policy(store: Any) -> list[str]:
+    """Tenant A's policy rows through the real judging pass: a set applied, four agent runs
+    judged (one breaking all three rules, one with a shell call, one with two, one clean),
+    a newer set, and three decision records; returns the judged agent runs' trace ids."""
+    service = PolicyService(store)
+    service.apply(A, POLICY, "alice")
+    start = NOW_NS - 3 * HOUR_NS
+    runs = [
+        agent_run([tool("shell", cmd="rm"), tool("pay", amount=5), tool("search", q="1")], start_ns=start),
+        agent_run([tool("shell", cmd="ls")], start_ns=start + 10 * MINUTE_NS, session="s1"),
+        agent_run([tool("shell", cmd="a"), tool("shell", cmd="b")], start_ns=start + 20 * MINUTE_NS, session="s1"),
+        agent_run([tool("search", q="2")], start_ns=start + 70 * MINUTE_NS),
+    ]
+    for run in runs:
+        ingest(store, A, run.request().SerializeToString())
+    store.flush_rollups()
+    assert service.judge_pending(A) > len(runs)  # the capture's runs are judged too (no policy covers them)
+    service.apply(A, NEWER_POLICY, "bob")
+    store.add_decisions([_decision(1, "allow"), _decision(2, "deny", ("no-shell", "few-calls")),
+                         _decision(3, "allow", with_input=False)])
+    return [run.trace_id for run in runs]
 
 
 def _seed(url: str) -> dict[str, Any]:
@@ -93,7 +147,9 @@ def _seed(url: str) -> dict[str, Any]:
         store.cost.put_rate_limit({"tenant": A, "model": "gpt-4o-mini", "requests_per_min": 600.0,
                                    "tokens_per_min": 2e5, "warn_at": 0.7})
         store.set_retention(A, 30)
-        return {"alert": page["id"], "key": key, "incidents": [first["id"], second["id"]], "verdict": verdict}
+        judged = _seed_policy(store)
+        return {"alert": page["id"], "key": key, "incidents": [first["id"], second["id"]], "verdict": verdict,
+                "judged": judged}
     finally:
         store.close()
 
@@ -126,6 +182,22 @@ def _reads(store: Any, ids: dict[str, Any]) -> dict[str, Callable[[], Any]]:
         out[f"get_incident {iid}"] = lambda iid=iid: tables.get_incident(A, iid)
         out[f"events {iid}"] = lambda iid=iid: tables.events(A, iid)
         out[f"alerts {iid}"] = lambda iid=iid: tables.alerts(A, iid)
+    # The agent policy reads (violations of one run may tie on their order keys: compared as sets).
+    out.update({
+        "policy_sets": lambda: store.policy_sets(A),
+        "policy_tenants": store.policy_tenants,
+        "list_decisions": lambda: store.list_decisions(A),
+        "list_decisions deny": lambda: store.list_decisions(A, rule="few-calls", result="deny"),
+        "list_violations": lambda: sorted(map(repr, store.list_violations(A, limit=1000))),
+        "violations no-shell": lambda: sorted(map(repr, store.list_violations(A, rule="no-shell"))),
+        "policy_marks": lambda: store.policy_marks(A, ids["judged"]),
+        "violation_counts": lambda: store.violation_counts(A, 0, HOUR_NS),
+        "policy_totals": lambda: store.policy_totals(A, 0, 2**62),
+    })
+    for trace_id in ids["judged"]:
+        out[f"policy_run {trace_id}"] = lambda trace_id=trace_id: store.policy_run(A, trace_id)
+        out[f"violations {trace_id}"] = lambda trace_id=trace_id: sorted(
+            map(repr, store.list_violations(A, trace_id=trace_id)))
     return out
 
 
@@ -143,8 +215,13 @@ def test_the_control_plane_copies_resumably_and_reads_the_same(tmp_path: Path, c
     source: Store = open_store(url, rollup_interval_ms=0)
     try:
         exporter: ControlExport = source  # type: ignore[assignment]
-        counts = {t.name: exporter.control_count(t.name) for t in CONTROL_TABLES}
-        assert all(counts.values()), counts  # the seed reaches every table
+        counts = {t.name: exporter.control_count(t.name) for t in TABLES}
+        # The seed reaches every table (a DuckDB file keeps no judging cursor: the split store's).
+        assert counts.pop("policy_cursor") == 0 and all(counts.values()), counts
+        counts["policy_cursor"] = 0
+        # A run with more violations than a page holds: pages of whole runs stretch to hold it.
+        sizes = [len(source.list_violations(A, trace_id=t)) for t in ids["judged"]]
+        assert max(sizes) >= 3 and sizes[-1] == 0, sizes  # pages of 2 rows below
         state = CopyState(tmp_path / "state.json")
         first = copy_control(exporter, control, state, page_rows=2, max_pages=5)
         assert [t.table for t in first] == ["api_keys", "control_flags", "audit_log"] and not first[-1].done
@@ -156,6 +233,12 @@ def test_the_control_plane_copies_resumably_and_reads_the_same(tmp_path: Path, c
         assert all(t.done for t in resumed)
         again = {t.table: (t.rows, t.new) for t in resumed}
         assert again["audit_log"][0] > again["audit_log"][1]  # re-sent rows were skipped, not doubled
+        # Violations (no key of their own) sent again replace their run's, never double.
+        state.after["control:policy_violations"] = None
+        state.after["control:policy_decisions"] = None
+        resent = {t.table: (t.rows, t.new) for t in copy_control(exporter, control, state, POLICY_TABLES, page_rows=2)}
+        assert resent["policy_violations"] == (counts["policy_violations"], 0)
+        assert resent["policy_decisions"] == (counts["policy_decisions"], 0)
         report = verify_control(exporter, control, CopyReport())
         assert report.mismatches == []
         assert report.control == {name: {"source": n, "target": n} for name, n in counts.items()}
@@ -189,6 +272,15 @@ def test_the_cli_copies_the_control_plane_and_reports_each_table(tmp_path: Path,
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["verified"] is True and doc["mismatches"] == []
-    assert set(doc["control"]) == {t.name for t in CONTROL_TABLES}
+    assert set(doc["control"]) == {t.name for t in TABLES}
+    assert doc["control"].pop("policy_cursor") == {"source": 0, "target": 0}  # a DuckDB file keeps none
     assert all(c["source"] == c["target"] > 0 for c in doc["control"].values())
     assert control.list_keys(A)[0]["key_id"] == "k0"
+    # The copied runs keep their received times, so the judged marks still match them: the
+    # new deployment's first judging pass finds nothing to judge again.
+    split = open_store(f"duckdb://{tmp_path}/dst.duckdb", control=control.dsn, guarded=False)
+    try:
+        assert split.runs_to_judge(A) == []
+        assert len(split.list_violations(A, limit=1000)) == control.control_count("policy_violations")
+    finally:
+        split.close()

@@ -1,11 +1,14 @@
 """Fencing tokens (store/fencing.py): the writes of an evaluation pass carry the lease term it
 was admitted under, and a holder paused past its TTL (its clock simulated, standing still)
 that wakes after another node took the lease over has those writes refused, none applied.
-Two lease holders and two split stores (two nodes) on one real PostgreSQL."""
+Two lease holders and two split stores (two nodes) on one real PostgreSQL. The policy judging
+pass is fenced the same way: its cursor, violations and judged marks (PostgreSQL) and its
+policy scores (the span store)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +16,13 @@ from typing import Any
 import pytest
 
 from aisre.core.errors import LeaseLost
+from aisre.evaluate.policy.service import PolicyService
 from aisre.store.factory import open_store
 from aisre.store.lease import LeaseGate
 from aisre.store.postgres.connections import connect
 from aisre.store.postgres.lease import PostgresLease
+from tests.policy_traces import Run, agent_run, tool
+from tests.store.contract.data import ingest
 
 A = "tenant-a"
 MINUTE_NS = 60 * 10**9
@@ -168,10 +174,118 @@ def test_a_takeover_waits_for_a_write_already_admitted(db: str, nodes: list[Any]
         lease_b.stop(release=False)
 
 
+POLICY = """
+policies:
+  - name: triage-guardrails
+    scope: {journeys: [triage]}
+    rules:
+      - {name: no-shell, kind: tool_deny, tools: [shell]}
+"""
+
+
+def _judging(node: Any, lease: PostgresLease) -> PolicyService:
+    """A node's policy service, its background pass run by hand (``run_pass``)."""
+    service = PolicyService(node, tenants=lambda: [A], interval_s=0)
+    service.gate = LeaseGate(lease)
+    return service
+
+
+def _shell_run(nodes: list[Any], cmd: str, received_ns: int) -> Run:
+    """An agent run calling the denied tool, received by both nodes' span stores."""
+    run = agent_run([tool("shell", cmd=cmd)], start_ns=received_ns - 3600 * 10**9)
+    for node in nodes:
+        ingest(node, A, run.request().SerializeToString(), received_ns=received_ns)
+    return run
+
+
+def _policy_scores(node: Any, run: Run) -> list[float]:
+    """The run's policy_violation scores in this node's span store."""
+    scores = node.export_traces(A, "", 1000).scores.to_pylist()
+    return [s["value"] for s in scores if s["trace_id"] == run.trace_id and s["name"] == "policy_violation"]
+
+
+def test_a_paused_holders_policy_judging_is_refused_and_the_new_holder_judges(db: str, nodes: list[Any]) -> None:
+    node_a, node_b = nodes
+    lease_a = PostgresLease(db, ttl_s=30, holder="node-a", clock=Clock())
+    lease_b = PostgresLease(db, ttl_s=30, holder="node-b", clock=Clock())
+    judge_a, judge_b = _judging(node_a, lease_a), _judging(node_b, lease_b)
+    now = time.time_ns()
+    try:
+        judge_a.apply(A, POLICY, "alice")  # through the API: no fence
+        first = _shell_run(nodes, "ls", now - 120 * 10**9)
+        assert lease_a.try_acquire() and lease_a.term == 1
+        assert judge_a.run_pass() == 1  # term 1 is current: judged, marked, scored
+        assert [v["trace_id"] for v in node_b.list_violations(A)] == [first.trace_id]
+        assert _policy_scores(node_a, first) == [1.0]
+        cursor = node_a._control.policy_cursor(A)
+        assert cursor == now - 120 * 10**9
+
+        # Node A pauses past its TTL (its clock stands still) while B takes the lease over.
+        second = _shell_run(nodes, "rm", now - 60 * 10**9)
+        _expire(db)
+        assert lease_b.try_acquire() and lease_b.term == 2
+        assert lease_a.held()
+        # The stale pass: its first write (moving the judging cursor) is refused.
+        with pytest.raises(LeaseLost, match=r"term 1.*term 2"):
+            judge_a.run_pass()
+        assert node_b._control.policy_cursor(A) == cursor
+        # Judging the run directly in a stale pass: neither its scores nor its marks are applied.
+        with judge_a.gate.fenced(), pytest.raises(LeaseLost):
+            judge_a.judge_trace(A, second.trace_id)
+        assert node_b.policy_run(A, second.trace_id) is None
+        assert [v["trace_id"] for v in node_b.list_violations(A)] == [first.trace_id]
+        assert _policy_scores(node_a, second) == []
+        # Nor is the expiry step of a stale pass.
+        with judge_a.gate.fenced(), pytest.raises(LeaseLost):
+            node_a.expire_policy_records(now, 10)
+        assert node_b.policy_run(A, first.trace_id) is not None
+
+        # The new holder's pass judges the run (the first stays judged as it was).
+        assert judge_b.run_pass() == 1
+        assert sorted(v["trace_id"] for v in node_a.list_violations(A)) == sorted([first.trace_id, second.trace_id])
+        assert node_a.policy_run(A, second.trace_id)["violations"] == 1  # type: ignore[index]
+        assert _policy_scores(node_b, second) == [1.0] and _policy_scores(node_a, second) == []
+        assert node_a._control.policy_cursor(A) == now - 60 * 10**9
+        # A's lease is gone for good once it renews (another holder): its loop is no longer admitted.
+        assert not lease_a.try_acquire() and judge_a.run_pass() == 0
+    finally:
+        lease_a.stop(release=False)
+        lease_b.stop(release=False)
+
+
+def test_a_takeover_waits_for_an_admitted_policy_write(db: str, nodes: list[Any]) -> None:
+    """A run's scores and marks are written while the lease row is held (the marks' own fence
+    check is a second share lock, granted while a contender's try is queued): the takeover
+    follows the whole judged run, never splits it."""
+    lease_a = PostgresLease(db, ttl_s=30, holder="node-a", clock=Clock())
+    lease_b = PostgresLease(db, ttl_s=30, holder="node-b", clock=Clock())
+    judge_a = _judging(nodes[0], lease_a)
+    took: list[bool] = []
+    try:
+        judge_a.apply(A, POLICY, "alice")
+        run = _shell_run(nodes[:1], "ls", time.time_ns() - 60 * 10**9)
+        assert lease_a.try_acquire() and judge_a.gate.admit()[0]
+        contender = threading.Thread(target=lambda: took.append(lease_b.try_acquire()))
+
+        def judge_while_b_tries() -> None:
+            contender.start()
+            _wait_for_lock_wait(db)  # B's try is queued behind A's admitted pass
+            assert not took
+            judge_a.judge_trace(A, run.trace_id)
+
+        with judge_a.gate.fenced():
+            nodes[0]._control.fenced_call(judge_while_b_tries)
+        contender.join(60)
+        assert took == [False]
+        assert [v["trace_id"] for v in nodes[1].list_violations(A)] == [run.trace_id]
+        assert _policy_scores(nodes[0], run) == [1.0]
+    finally:
+        lease_a.stop(release=False)
+        lease_b.stop(release=False)
+
+
 def _wait_for_lock_wait(db: str, deadline_s: float = 30.0) -> None:
     """Poll (generous deadline, no timing assertion) until a session waits on a row lock."""
-    import time
-
     conn = connect(db)
     try:
         end = time.monotonic() + deadline_s

@@ -18,8 +18,13 @@ as stored, ids and timestamps kept, so an incident still points at its alerts an
 audit id at its record; each table goes a page at a time in key order, the last key
 saved after each page (resumable like the spans; a page sent again is skipped row by row),
 and its row count is compared on both sides. Id sequences are then moved past the copied
-ids. Policy tables (policy sets, decisions, judged runs) are not on PostgreSQL yet: they
-join through ``POLICY_TABLES`` once they are.
+ids. The agent policy tables go the same way (``POLICY_TABLES``): applied sets, decision
+records, judged-run marks, their violations and the judging cursor (when the source keeps
+one). The DuckDB file keeps a few JSON documents under other column names
+(``policies_json`` is PostgreSQL's ``policies``): ``ControlTable.renamed`` maps them.
+Violations have no key of their own (a trace's violations are replaced whole each time it is
+judged), so they go a whole trace at a time: a page never splits a trace, and a trace sent
+again replaces what the target holds of it.
 """
 
 from __future__ import annotations
@@ -164,10 +169,15 @@ def as_dict(report: CopyReport) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ControlTable:
-    """A control-plane table and the key it is paged (and resumed) by."""
+    """A control-plane table and the key it is paged (and resumed) by. ``renamed``: source
+    column → target column, where the two stores name one differently. ``whole``: the key
+    is not unique but names a group of rows that is always written whole (a trace's
+    violations): pages hold whole groups, and a group sent again replaces the target's."""
 
     name: str
     key: tuple[str, ...]
+    renamed: tuple[tuple[str, str], ...] = ()
+    whole: bool = False
 
 
 CONTROL_TABLES: tuple[ControlTable, ...] = (
@@ -189,9 +199,16 @@ CONTROL_TABLES: tuple[ControlTable, ...] = (
     ControlTable("rate_limits", ("tenant", "model")),
     ControlTable("retention", ("tenant",)),
 )
-# The hook for the agent-policy tables (policy sets, decisions, judged runs, violations):
-# empty until the control store on PostgreSQL holds them; their branch lists them here.
-POLICY_TABLES: tuple[ControlTable, ...] = ()
+# The agent-policy tables (store/postgres/migrations/0070_policies.sql). The DuckDB file
+# keeps JSON documents as text under a ``_json`` name; PostgreSQL as JSONB under the plain one.
+POLICY_TABLES: tuple[ControlTable, ...] = (
+    ControlTable("policy_sets", ("tenant", "applied_ns"), renamed=(("policies_json", "policies"),)),
+    ControlTable("policy_decisions", ("id",), renamed=(
+        ("policies_json", "policies"), ("reasons_json", "reasons"), ("input_json", "input"))),
+    ControlTable("policy_runs", ("tenant", "trace_id")),
+    ControlTable("policy_violations", ("tenant", "trace_id"), whole=True),
+    ControlTable("policy_cursor", ("tenant",)),  # the split store's judging cursor; a DuckDB file has none
+)
 PAGE_ROWS = 5000
 
 
@@ -224,11 +241,16 @@ def copy_control(
             progress.done = True
             continue
         while max_pages is None or pages < max_pages:
-            rows = source.export_control(table.name, table.key, state.after.get(mark), page_rows)
+            after = state.after.get(mark)
+            if table.whole:
+                rows = _whole_groups(source, table, after, page_rows)
+            else:
+                rows = source.export_control(table.name, table.key, after, page_rows)
             if not rows:
                 progress.done = True
                 break
-            progress.new += target.import_control(table.name, rows)
+            progress.new += target.import_control(
+                table.name, _renamed(rows, table.renamed), replace=table.key if table.whole else None)
             state.save(mark, [rows[-1][k] for k in table.key])
             progress.rows += len(rows)
             pages += 1
@@ -238,6 +260,31 @@ def copy_control(
             return out
     target.finish_import()
     return out
+
+
+def _whole_groups(source: ControlExport, table: ControlTable, after: list[Any] | None, page_rows: int) -> list[dict[str, Any]]:
+    """About ``page_rows`` rows of ``table`` after ``after``, in whole key groups: a full page
+    drops its last group (it may go on past the page; the next page starts with it), and a
+    page holding one group only is read again, larger, until that group is whole."""
+    limit = max(1, page_rows)
+    while True:
+        rows = source.export_control(table.name, table.key, after, limit)
+        if len(rows) < limit:
+            return rows  # the end of the table: every group in it whole
+        last = [rows[-1][k] for k in table.key]
+        # Rows come in key order, so the last group is the page's tail.
+        whole = [r for r in rows if [r[k] for k in table.key] != last]
+        if whole:
+            return whole
+        limit *= 2
+
+
+def _renamed(rows: list[dict[str, Any]], renamed: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    """The rows with the source's column names changed to the target's."""
+    if not renamed:
+        return rows
+    names = dict(renamed)
+    return [{names.get(k, k): v for k, v in row.items()} for row in rows]
 
 
 def verify_control(

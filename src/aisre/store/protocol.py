@@ -174,8 +174,10 @@ class ControlExport(Protocol):
 class ControlImport(Protocol):
     """Control-plane rows written as they were exported (ids kept), each once."""
 
-    def import_control(self, table: str, rows: list[dict[str, Any]]) -> int:
-        """Insert rows not present yet (by their keys); returns how many were new."""
+    def import_control(self, table: str, rows: list[dict[str, Any]], replace: tuple[str, ...] | None = None) -> int:
+        """Insert rows not present yet (by their keys); returns how many were new. With
+        ``replace`` (columns naming groups of rows, e.g. a trace's violations), the rows replace
+        whatever the target holds of their groups instead."""
         ...
 
     def control_count(self, table: str) -> int:

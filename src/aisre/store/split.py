@@ -24,7 +24,9 @@ composed here, explicitly:
   reads the span store's runs received since the tenant's judging cursor (kept in the
   control store, less an overlap for nodes whose commits land out of order) and keeps those
   the control store has not judged in that state; ``save_policy_run`` writes the scores first, then the marks (a crash
-  between the two leaves the run unjudged, so it is judged again); ``expire`` and
+  between the two leaves the run unjudged, so it is judged again); inside a judging pass
+  both writes happen while the control store holds the pass's lease term, like
+  ``put_slo_minutes``, and the cursor and the marks are fenced control-store writes; ``expire`` and
   ``expire_policy_records`` expire the control store's policy records past the span
   store's rollup retention and count them in the span store's expiry figures.
 
@@ -207,9 +209,15 @@ class SplitStore(_Part):
 
     def save_policy_run(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         """The run's policy scores in the span store, then its violations and judged mark in
-        the control store."""
-        self._data.put_policy_scores(row, any(v["effect"] == "deny" for v in rows))
-        self._control.save_policy_marks(row, rows)
+        the control store; inside a judging pass both only while the pass's lease term holds
+        (checked and held across the two writes: store/fencing.py), so a node that lost the
+        lease has neither applied."""
+
+        def both() -> None:
+            self._data.put_policy_scores(row, any(v["effect"] == "deny" for v in rows))
+            self._control.save_policy_marks(row, rows)  # checks the fence again: a share lock, granted
+
+        self._control.fenced_call(both)
 
     def expire_policy_records(self, cutoff_ns: int, max_rows: int = 5000) -> dict[str, int]:
         """One bounded step of the control store's policy expiry, counted in the span store's

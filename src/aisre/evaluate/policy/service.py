@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aisre.core.errors import NotFound
+from aisre.core.errors import LeaseLost, NotFound
 from aisre.evaluate.policy.actions import run_actions
 from aisre.evaluate.policy.engine import (
     Ledger,
@@ -334,19 +334,43 @@ class PolicyService:
             except Exception:
                 log.exception("writing policy decision records failed")
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            if not self.gate.admit()[0]:
-                continue  # another node holds the evaluator lease and judges the runs
+    def run_pass(self) -> int:
+        """One background pass: judge every tenant's pending runs, then one expiry step, while
+        this node holds the evaluator lease. Its writes carry the lease term it was admitted
+        under (store/fencing.py): once another node holds a newer term they are refused with
+        LeaseLost, nothing of the refused write applied, and the pass ends there. Returns
+        the runs judged (0 when another node holds the lease)."""
+        run, fresh = self.gate.admit()
+        if not run:
+            return 0  # another node holds the evaluator lease and judges the runs
+        if fresh:  # sets applied through another node meanwhile: read them again
+            with self._lock:
+                self._sets.clear()
+        judged = 0
+        with self.gate.fenced():
             for tenant in self._tenants():
                 try:
-                    self.judge_pending(tenant)
+                    judged += self.judge_pending(tenant)
+                except LeaseLost:
+                    raise
                 except Exception:
                     log.exception("policy pass failed for tenant %s", tenant)
             try:
                 self.expire_step()
+            except LeaseLost:
+                raise
             except Exception:
                 log.exception("expiring policy records failed")
+        return judged
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_pass()
+            except LeaseLost as exc:  # paused past the lease: the new holder judges these runs
+                log.warning("policy judging refused: %s", exc)
+            except Exception:  # one failed pass must not end judging
+                log.exception("policy pass failed")
 
     def expire_step(self, now_ns: int | None = None) -> dict[str, int]:
         """One bounded step of expiring decision records and violations past the store's

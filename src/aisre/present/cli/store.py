@@ -85,15 +85,16 @@ def build_store_cli() -> typer.Typer:
         state_file: Path = typer.Option(None, "--state", help="Where to keep how far the copy got (default: COPY-STATE.json beside the source file, else the current folder)"),
         journey_rules: Path = typer.Option(None, "--journey-rules", help="The journey_rules file the server uses, so runs get the same journeys"),
         page_traces: int = typer.Option(PAGE_TRACES, "--page-traces", min=1, help="Whole traces per page"),
-        control_url: str = typer.Option("", "--control", help="Also copy the control plane (keys, audit log, alerts, incidents, changes, verdicts, prices, budgets, retention) into this PostgreSQL, e.g. postgresql://aisre@db:5432/aisre"),
+        control_url: str = typer.Option("", "--control", help="Also copy the control plane (keys, audit log, alerts, incidents, changes, verdicts, prices, budgets, retention, agent policies) into this PostgreSQL, e.g. postgresql://aisre@db:5432/aisre"),
         fmt: str = FormatOption,
     ) -> None:
         """Copy stored traces (spans, resources, scores) to another store, resumably, then check
         spans, runs, failures, model calls, tokens and cost per tenant on both sides (exit 1 if they
         differ). Runs and rollups are rebuilt by the target. With --control, the control plane
         (keys, audit log, alert episodes, incidents with their timeline, changes, gate verdicts,
-        prices, budgets, retention settings) goes to PostgreSQL too, ids and times kept, and each
-        table's row count is checked on both sides."""
+        prices, budgets, retention settings, agent policy sets, decision records, violations and
+        judged runs) goes to PostgreSQL too, ids and times kept, and each table's row count is
+        checked on both sides."""
         from aisre.ingest.copy import (
             CopyState,
             as_dict,

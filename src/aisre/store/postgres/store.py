@@ -143,17 +143,20 @@ class PostgresControl(PostgresPolicyTables):
             "WHERE table_schema = current_schema() AND table_name = %s", [table])
         return {r["name"]: r["type"] for r in rows}
 
-    def import_control(self, table: str, rows: list[dict[str, Any]]) -> int:
+    def import_control(self, table: str, rows: list[dict[str, Any]], replace: tuple[str, ...] | None = None) -> int:
         """Insert exported control-plane rows as they were (ids and timestamps kept), skipping
         those already here (a page sent again after an interrupted copy); returns how many were
-        new. Columns this table lacks are refused; JSON documents arrive as text."""
+        new. With ``replace`` (columns naming a group of rows that has no key of its own, as a
+        trace's violations), the groups the rows belong to are deleted first, in the same
+        transaction, so a group sent again replaces itself. Columns this table lacks are
+        refused; JSON documents arrive as text."""
         if not rows:
             return 0
         columns = self._columns_of(table)
         if not columns:
             raise PermanentError(f"the control store has no table {table!r}")
         names = list(rows[0])
-        unknown = [n for n in names if n not in columns]
+        unknown = [n for n in (*names, *(replace or ())) if n not in columns]
         if unknown:
             raise PermanentError(f"{table}: the control store has no column {', '.join(unknown)}")
         marks = ", ".join("%s::jsonb" if columns[n] == "jsonb" else "%s" for n in names)
@@ -163,9 +166,14 @@ class PostgresControl(PostgresPolicyTables):
                 return json.dumps(v)  # a document the source handed over decoded
             return v
 
+        groups = list(dict.fromkeys(tuple(row.get(k) for k in replace) for row in rows)) if replace else []
+
         def write(conn: Any) -> int:
             before = conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]
             with conn.cursor() as cur:
+                if replace:
+                    cur.executemany(f"DELETE FROM {table} WHERE {' AND '.join(f'{k} = %s' for k in replace)}",
+                                    [list(g) for g in groups])
                 cur.executemany(
                     f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING",
                     [[value(n, row.get(n)) for n in names] for row in rows])
