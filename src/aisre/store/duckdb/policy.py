@@ -12,6 +12,7 @@ import pyarrow as pa
 from aisre.store.duckdb.control import _audit
 from aisre.store.duckdb.retention import ExpiryStats
 from aisre.store.duckdb.rollups import minute_of
+from aisre.store.duckdb.transaction import transaction
 from aisre.store.writer import Writer
 
 # Per judged run, kept as scores (replaced when the run is judged again) so score SLIs, the
@@ -80,17 +81,12 @@ class PolicyTables:
             # Strictly increasing per tenant, so "the set in force at t" is never ambiguous.
             last = conn.execute("SELECT max(applied_ns) FROM policy_sets WHERE tenant = ?", [row["tenant"]]).fetchone()
             now = max(int(row.get("applied_ns") or time.time_ns()), int(last[0] or 0) + 1 if last else 0)
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(conn):
                 conn.execute(
                     "INSERT INTO policy_sets (tenant, bundle, applied_ns, actor, source, policies_json) VALUES (?, ?, ?, ?, ?, ?)",
                     [row["tenant"], row["bundle"], now, row["actor"], row["source"], _dumps(row["policies"])],
                 )
                 _audit(conn, row["tenant"], row["actor"], "policy.apply", "policies", before, after)
-                conn.execute("COMMIT")
-            except Exception:
-                conn.execute("ROLLBACK")
-                raise
             return {**after, "applied_ns": now, "before": before}
 
         result: dict[str, Any] = self._writer.call(write).result(60)
@@ -128,8 +124,7 @@ class PolicyTables:
 
         def write() -> None:
             conn = self._conn
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(conn):
                 conn.executemany(
                     "INSERT INTO policy_decisions (id, tenant, at_ns, source, journey, trace_id, span_id, result, bundle, "
                     "policies_json, rules, reasons_json, input_digest, input_json) "
@@ -139,10 +134,6 @@ class PolicyTables:
                 for r in exported:
                     _audit(conn, r["tenant"], str(r.get("actor") or "policy"), f"policy.decide.{r['result']}",
                            f"decision:{r['id']}", None, audit_entry(r))
-                conn.execute("COMMIT")
-            except Exception:
-                conn.execute("ROLLBACK")
-                raise
 
         self._writer.call(write).result(60)
 
@@ -226,14 +217,9 @@ class PolicyTables:
 
         def write() -> None:
             conn = self._conn
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(conn):
                 _write_marks(conn, row, rows)
                 _write_scores(conn, row, any(v["effect"] == "deny" for v in rows))
-                conn.execute("COMMIT")
-            except Exception:
-                conn.execute("ROLLBACK")
-                raise
 
         self._writer.call(write).result(60)
         # Score SLIs count per run-start minute: that minute is rebuilt with the new verdict.
@@ -245,13 +231,8 @@ class PolicyTables:
 
         def write() -> None:
             conn = self._conn
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(conn):
                 _write_marks(conn, row, rows)
-                conn.execute("COMMIT")
-            except Exception:
-                conn.execute("ROLLBACK")
-                raise
 
         self._writer.call(write).result(60)
 
@@ -261,13 +242,8 @@ class PolicyTables:
 
         def write() -> None:
             conn = self._conn
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(conn):
                 _write_scores(conn, row, violated)
-                conn.execute("COMMIT")
-            except Exception:
-                conn.execute("ROLLBACK")
-                raise
 
         self._writer.call(write).result(60)
         self._mark_dirty({row["tenant"]: {minute_of(int(row["run_start_ns"]))}})
@@ -409,8 +385,7 @@ def expire_policy_step(conn: duckdb.DuckDBPyConnection, cutoff_ns: int, max_rows
     """Delete up to ``max_rows`` decision records before ``cutoff_ns`` and up to ``max_rows``
     judged runs started before it with their violations, in one transaction."""
     limit = max(1, int(max_rows))
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         decisions = conn.execute(
             "DELETE FROM policy_decisions WHERE id IN (SELECT id FROM policy_decisions WHERE at_ns < ? LIMIT ?)",
             [int(cutoff_ns), limit]).fetchall()[0][0]
@@ -427,8 +402,4 @@ def expire_policy_step(conn: duckdb.DuckDBPyConnection, cutoff_ns: int, max_rows
                              "AND p.trace_id = e.trace_id")
             finally:
                 conn.unregister("expiring_runs")
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     return {"decisions": int(decisions), "runs": len(runs), "violations": int(violations)}
