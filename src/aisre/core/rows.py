@@ -238,16 +238,22 @@ class CostSums(TypedDict):
     unpriced_tokens: int
 
 
-class CostBreakdown(CostSums):
-    """One group of ``CostStore.breakdown``: the dimensions asked for (and the bucket) with
-    their sums."""
+class CostKeys(TypedDict):
+    """The dimensions a cost group is keyed by (normalize/semantics.py COST_DIMENSIONS): only
+    those asked for are present."""
 
-    bucket_ns: NotRequired[int]
     journey: NotRequired[str | None]
     model: NotRequired[str | None]
     provider: NotRequired[str | None]
     prompt_version: NotRequired[str | None]
     service_version: NotRequired[str | None]
+
+
+class CostBreakdown(CostSums, CostKeys):
+    """One group of ``CostStore.breakdown``: the dimensions asked for (and the bucket) with
+    their sums."""
+
+    bucket_ns: NotRequired[int]
 
 
 class RunCounts(TypedDict):

@@ -8,7 +8,7 @@ and varies by kind (an SLO's indicator, a gate metric's test) are typed as open 
 
 from typing import Any, Literal, NotRequired, TypedDict
 
-from aisre.core.rows import CostSums
+from aisre.core.rows import CostKeys, CostSums
 
 Json = dict[str, Any]
 Time = str  # RFC 3339, e.g. 2026-12-05T09:00:27.077273Z
@@ -481,16 +481,11 @@ class VerdictList(TypedDict):
 # -- cost ------------------------------------------------------------------------------------
 
 
-class CostGroup(CostSums):
+class CostGroup(CostSums, CostKeys):
     """Sums (the store's breakdown row) and ratios of one group; its key fields are those of
     ``by`` (and bucket)."""
 
     bucket: NotRequired[Time]
-    journey: NotRequired[str | None]
-    model: NotRequired[str | None]
-    provider: NotRequired[str | None]
-    prompt_version: NotRequired[str | None]
-    service_version: NotRequired[str | None]
     runs: int | None
     failures: NotRequired[int]
     cost_per_1k_runs_usd: float | None
