@@ -106,7 +106,7 @@ def test_price_override_reprice_and_unpriced_models(server) -> None:
         r = httpx.post(server.url + "/v1/traces", content=req.SerializeToString(),
                        headers={"content-type": "application/x-protobuf"}, timeout=30)
         assert r.status_code == 200, r.text
-    doc = _wait_rollups(server, 2)
+    doc = _wait_rollups(server, 2, input_tokens=1000 + 500)  # both model calls, not only both runs
     mini = default_catalog().lookup("openai", "gpt-4o-mini", 2 * 10**18)[0]
     before = (1000 * mini.input + 200 * mini.output) / 1e6
     assert doc["total"]["cost_usd"] == pytest.approx(before)
