@@ -39,7 +39,10 @@ class MetricIngest:
         metrics: IngestMetrics | None = None,
         *,
         max_body_bytes: int = 16 * 1024 * 1024,
-        max_pending: int = 8,
+        # Requests decoding at once before the next is asked to retry: one Collector's
+        # exporter sends 10 at a time by default (sending_queue.num_consumers), with room
+        # for a second sender.
+        max_pending: int = 16,
         retry_after_s: float = 1.0,
         max_points: int = 1_000_000,
         decoders: Decoders | None = None,

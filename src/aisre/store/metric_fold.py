@@ -17,6 +17,15 @@ from aisre.core.series import MetricPoint
 
 
 @dataclass
+class MetricCommit:
+    """The outcome of one commit: points accepted, refused past the series limit, and minutes touched."""
+
+    accepted: int = 0
+    over_limit: int = 0
+    minutes: set[int] = field(default_factory=set)
+
+
+@dataclass
 class MinuteAgg:
     """What a commit adds to one (series, minute)."""
 

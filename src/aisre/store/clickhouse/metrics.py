@@ -20,8 +20,8 @@ from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricPoint, MetricSelector
 from aisre.store.clickhouse.client import Client
-from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit
-from aisre.store.metric_fold import MinuteAgg, SeriesState, fold, ratio_minutes
+from aisre.store.duckdb.metrics import METRIC_SLI_KINDS
+from aisre.store.metric_fold import MetricCommit, MinuteAgg, SeriesState, fold, ratio_minutes
 
 __all__ = ["METRIC_SLI_KINDS", "ClickHouseMetricTables", "metric_slo_counts"]
 

@@ -55,9 +55,9 @@ from aisre.store.clickhouse.semantics import (
     run_minutes_select,
 )
 from aisre.store.duckdb.jobs import deadlines, next_deadline
-from aisre.store.duckdb.metrics import MetricCommit
 from aisre.store.duckdb.retention import ROLLUP_TABLES, ExpiryStats
 from aisre.store.duckdb.store import prepare_batch
+from aisre.store.metric_fold import MetricCommit
 from aisre.store.retention import check_days
 from aisre.store.writer import Writer, WriterStats
 

@@ -9,8 +9,8 @@ The increase of a cumulative point is put in the minute of its timestamp.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -23,16 +23,14 @@ from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.core.series import MetricPoint, MetricSelector
 from aisre.normalize.metrics import points_table
-from aisre.store.metric_fold import MinuteAgg, ratio_minutes, rebucket
-
-
-@dataclass
-class MetricCommit:
-    """The outcome of one commit: points accepted, refused past the series limit, and minutes touched."""
-
-    accepted: int = 0
-    over_limit: int = 0
-    minutes: set[int] = field(default_factory=set)
+from aisre.store.duckdb.metric_steady import (
+    KnownSeries,
+    SteadyFold,
+    fold_steady,
+    last_buckets,
+    last_points,
+)
+from aisre.store.metric_fold import MetricCommit, MinuteAgg, ratio_minutes, rebucket
 
 
 def _rebucket_udf(bounds: list[float] | None, counts: list[float] | None, target: list[float] | None) -> list[float] | None:
@@ -41,6 +39,10 @@ def _rebucket_udf(bounds: list[float] | None, counts: list[float] | None, target
     if bounds is None or counts is None or target is None:
         return None
     return rebucket(tuple(bounds), list(counts), tuple(target))
+
+
+# How long after a tenant's last commit its newest minutes count as settled (see compact()).
+SETTLE_S = 120.0
 
 
 class MetricTables:
@@ -56,8 +58,14 @@ class MetricTables:
         self._conn = conn
         self.max_series = max_series
         self._counts: dict[str, int] = {}  # series per tenant (the limit), kept in step by commits
-        # Minutes that got rows since they were last compacted (see compact()).
+        # Series as last committed, per tenant, for steady requests (see metric_steady.py).
+        self._known: dict[str, KnownSeries] = {}
+        self.steady = True  # False: every request through the SQL commit (tests compare the two)
+        self.steady_requests = 0
+        # Minutes that got rows since they were last compacted (see compact()), and each
+        # tenant's newest minute with the (monotonic) time it was committed.
         self._unfolded: dict[str, set[int]] = {}
+        self._newest: dict[str, tuple[int, float]] = {}
         listed = duckdb.list_type(duckdb.sqltypes.DOUBLE)
         conn.create_function("aisre_rebucket", _rebucket_udf, [listed, listed, listed], listed,
                              null_handling=FunctionNullHandling.SPECIAL, side_effects=False)
@@ -76,9 +84,66 @@ class MetricTables:
         return self.commit_many(tenant, [points])[0]
 
     def commit_many(self, tenant: str, requests: Sequence[pa.Table | Sequence[MetricPoint]]) -> list[MetricCommit]:
-        """Commit several requests' points in one transaction, with the outcome each would
-        have had committed one after the other (in the order given)."""
+        """Commit several requests' points, with the outcome each would have had committed
+        one after the other (in the order given): the leading steady ones in numpy
+        (store/duckdb/metric_steady.py), the rest in SQL, one transaction each."""
         tables = [t if isinstance(t, pa.Table) else points_table(t) for t in requests]
+        if not self.steady:
+            return self._commit_sql(tenant, tables)
+        known = self._known.get(tenant)
+        if known is None:
+            known = self._known[tenant] = KnownSeries.load(self._conn, tenant)
+        fold = SteadyFold()
+        try:
+            done = fold_steady(known, tables, fold)
+            if done:
+                self._commit_steady(tenant, known, fold)
+        except Exception:
+            self._known.pop(tenant, None)  # moved on in memory, not in the store
+            raise
+        self.steady_requests += done
+        if done == len(tables):
+            return fold.results
+        rest = tables[done:]
+        try:
+            results = self._commit_sql(tenant, rest)
+        finally:
+            # The SQL commit moved these series on (or failed): read them back as stored.
+            ids = np.unique(np.concatenate([t.column("series_id").to_numpy() for t in rest]))
+            self._known[tenant] = known.merge(KnownSeries.load(self._conn, tenant, ids.tolist()))
+        return fold.results + results
+
+    def _commit_steady(self, tenant: str, known: KnownSeries, fold: SteadyFold) -> None:
+        if not fold.rows:
+            return
+        conn = self._conn
+        moved = np.unique(np.concatenate(fold.slots))
+        histograms = np.unique(np.concatenate(fold.histograms))
+        conn.register("steady_rows", pa.concat_tables(fold.rows))
+        conn.register("steady_last", last_points(known, moved))
+        conn.register("steady_buckets", last_buckets(known, histograms))
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute("INSERT INTO metric_minutes SELECT ?, series_id, minute_ns, value, points, min, max, last, "
+                         "last_ns, sum, bounds, buckets FROM steady_rows", [tenant])
+            # Statements with nothing to do are skipped: planning one costs milliseconds.
+            if moved.size:
+                conn.execute(
+                    "UPDATE metric_series s SET start_ns = n.start_ns, last_ns = n.last_ns, last_value = n.last_value, "
+                    "last_sum = n.last_sum FROM steady_last n WHERE s.tenant = ? AND s.series_id = n.series_id", [tenant])
+            if histograms.size:
+                conn.execute("UPDATE metric_series s SET last_buckets = n.last_buckets FROM steady_buckets n "
+                             "WHERE s.tenant = ? AND s.series_id = n.series_id", [tenant])
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            for name in ("steady_rows", "steady_last", "steady_buckets"):
+                conn.unregister(name)
+        self._touched(tenant, [result.minutes for result in fold.results])
+
+    def _commit_sql(self, tenant: str, tables: list[pa.Table]) -> list[MetricCommit]:
         results = [MetricCommit() for _ in tables]
         tables = [t.append_column("req", pa.array(np.full(t.num_rows, i, dtype=np.int64)))
                   for i, t in enumerate(tables) if t.num_rows]
@@ -113,20 +178,40 @@ class MetricTables:
             raise
         finally:
             conn.unregister("metric_points")
-        touched = self._unfolded.setdefault(tenant, set())
         for req, accepted, over, new, minutes, _ in rows:
             results[req] = MetricCommit(int(accepted), int(over), set(minutes or ()))
             self._counts[tenant] = self._counts.get(tenant, 0) + int(new)
-            touched.update(results[req].minutes)
+        self._touched(tenant, [result.minutes for result in results])
         return results
 
-    def compact(self, before_ns: int) -> int:
+    def _touched(self, tenant: str, minutes: list[set[int]]) -> None:
+        touched = self._unfolded.setdefault(tenant, set())
+        for some in minutes:
+            touched.update(some)
+        committed = [max(some) for some in minutes if some]
+        if committed:
+            newest = max(committed)
+            if tenant in self._newest:
+                newest = max(newest, self._newest[tenant][0])
+            self._newest[tenant] = (newest, time.monotonic())
+
+    def compact(self, before_ns: int, *, everything: bool = False) -> int:
         """Fold the rows each commit appended to a minute into one, for minutes before
         ``before_ns`` (closed: exporters have moved on); returns minutes compacted. A
-        histogram minute whose rows have different bounds is left as it is (reads fold it)."""
+        histogram minute whose rows have different bounds is left as it is (reads fold it).
+
+        While a tenant's points keep coming (a commit in the last SETTLE_S seconds), only
+        minutes two behind its newest are due, so that a backfill or a Collector catching up
+        on old data has each minute folded once, not at every pass while it still fills
+        (``everything`` folds them all now: tests, benchmarks)."""
         done = 0
+        now = time.monotonic()
         for tenant, minutes in list(self._unfolded.items()):
-            due = sorted(m for m in minutes if m < before_ns)
+            limit = before_ns
+            newest = self._newest.get(tenant)
+            if not everything and newest is not None and now - newest[1] < SETTLE_S:
+                limit = min(limit, newest[0] - MINUTE_NS)
+            due = sorted(m for m in minutes if m < limit)
             if not due:
                 continue
             conn = self._conn

@@ -37,11 +37,12 @@ from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
 from aisre.store.duckdb.jobs import deadlines, next_deadline
-from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricCommit, MetricTables, folded_minutes
+from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricTables, folded_minutes
 from aisre.store.duckdb.policy import PolicyTables, expire_policy_step
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
+from aisre.store.metric_fold import MetricCommit
 from aisre.store.protocol import ExportedTraces
 from aisre.store.retention import DAY_NS, check_days
 from aisre.store.writer import Writer, WriterStats
@@ -413,7 +414,7 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
 
     def compact_metrics(self) -> int:
         """Fold every metric minute's appended rows into one now (tests, benchmarks)."""
-        return int(self._writer.call(lambda: self._metric_tables.compact(2**62)).result(600))
+        return int(self._writer.call(lambda: self._metric_tables.compact(2**62, everything=True)).result(600))
 
     def metric_series(self, tenant: str, metric: str | None = None) -> list[dict[str, Any]]:
         """The tenant's series (name, labels, kind, unit, first seen, and what a recognised
