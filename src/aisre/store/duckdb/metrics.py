@@ -218,10 +218,12 @@ class MetricTables:
             conn.execute("BEGIN TRANSACTION")
             try:
                 conn.execute("CREATE OR REPLACE TEMP TABLE due_minutes AS SELECT unnest(?::BIGINT[]) AS minute_ns", [due])
-                conn.execute(_COMPACT, [tenant])
+                # The range as well as the set: it lets zone maps skip the rest of the table.
+                conn.execute(_COMPACT, [tenant, due[0], due[-1]])
                 conn.execute(
-                    "DELETE FROM metric_minutes m WHERE tenant = ? AND EXISTS (SELECT 1 FROM compacted c "
-                    "WHERE c.series_id = m.series_id AND c.minute_ns = m.minute_ns)", [tenant]
+                    "DELETE FROM metric_minutes m WHERE tenant = ? AND minute_ns BETWEEN ? AND ? AND EXISTS ("
+                    "SELECT 1 FROM compacted c WHERE c.series_id = m.series_id AND c.minute_ns = m.minute_ns)",
+                    [tenant, due[0], due[-1]],
                 )
                 conn.execute("INSERT INTO metric_minutes SELECT * FROM compacted")
                 conn.execute("DROP TABLE compacted")
@@ -423,28 +425,20 @@ LEFT JOIN ({_LAST_POINTS}) n ON f.series_id = n.series_id
 """
 
 
-# Per (series, minute) with several rows and one set of bounds: the rows folded into one.
+# Per (series, minute) with several rows and one set of bounds: the rows folded into one
+# (bucket lists added element by element). Parameters: tenant, first and last due minute.
 _COMPACT = """
 CREATE OR REPLACE TEMP TABLE compacted AS
 WITH due AS (
-    SELECT m.* FROM metric_minutes m SEMI JOIN due_minutes d ON m.minute_ns = d.minute_ns WHERE m.tenant = ?
-), keys AS (
-    SELECT series_id, minute_ns FROM due GROUP BY ALL HAVING count(*) > 1 AND count(DISTINCT bounds) <= 1
-), rows AS (
-    SELECT d.* FROM due d SEMI JOIN keys k ON d.series_id = k.series_id AND d.minute_ns = k.minute_ns
-), buckets AS (
-    SELECT series_id, minute_ns, list(n ORDER BY i) AS buckets FROM (
-        SELECT series_id, minute_ns, i, sum(n) AS n FROM (
-            SELECT series_id, minute_ns, unnest(buckets) AS n, generate_subscripts(buckets, 1) AS i
-            FROM rows WHERE buckets IS NOT NULL
-        ) GROUP BY ALL
-    ) GROUP BY ALL
+    SELECT m.* FROM metric_minutes m SEMI JOIN due_minutes d ON m.minute_ns = d.minute_ns
+    WHERE m.tenant = ? AND m.minute_ns BETWEEN ? AND ?
 )
-SELECT any_value(r.tenant) AS tenant, r.series_id, r.minute_ns, sum(value) AS value, sum(points)::BIGINT AS points,
+SELECT any_value(tenant) AS tenant, series_id, minute_ns, sum(value) AS value, sum(points)::BIGINT AS points,
     min(min) AS min, max(max) AS max, arg_max(last, last_ns) AS last, max(last_ns) AS last_ns, sum(sum) AS sum,
-    any_value(bounds) AS bounds, any_value(b.buckets) AS buckets
-FROM rows r LEFT JOIN buckets b ON r.series_id = b.series_id AND r.minute_ns = b.minute_ns
-GROUP BY r.series_id, r.minute_ns
+    any_value(bounds) AS bounds,
+    list_reduce(list(buckets) FILTER (WHERE buckets IS NOT NULL),
+                lambda a, b: list_transform(list_zip(a, b), lambda x: x[1] + x[2])) AS buckets
+FROM due GROUP BY series_id, minute_ns HAVING count(*) > 1 AND count(DISTINCT bounds) <= 1
 """
 
 
