@@ -24,7 +24,8 @@ from tests.store.metrics_reference import Reference
 S = 10**9
 MIGRATIONS = Path(__file__).parents[2] / "src/aisre/store/duckdb/migrations"
 SERIES_STATE = ("SELECT s.series_id, kind, first_ns, start_ns, last_ns, last_value, last_sum, last_bounds, "
-                "last_buckets FROM metric_series s ORDER BY s.series_id")
+                "last_buckets FROM metric_series s LEFT JOIN metric_series_buckets b USING (tenant, series_id) "
+                "ORDER BY s.series_id")
 
 
 def _tables(steady: bool) -> tuple[duckdb.DuckDBPyConnection, MetricTables]:
@@ -166,5 +167,36 @@ def test_kept_points_survive_a_restart_of_the_steady_path(tmp_path: Path) -> Non
         rows = store.metric_minutes("t", [sid], T0, T0 + 4 * MINUTE_NS)
         assert {r["minute_ns"]: r["value"] for r in rows} == {
             T0: 10.0, T0 + MINUTE_NS: 15.0, T0 + 2 * MINUTE_NS: 15.0, T0 + 3 * MINUTE_NS: 7.0}
+    finally:
+        store.close()
+
+
+def test_a_store_from_before_the_bucket_table_keeps_its_histograms(tmp_path: Path) -> None:
+    # Migration 0033 moves a histogram's kept bucket counts out of metric_series: a store
+    # written before it (rebuilt here in the old layout) goes on from the same counts.
+    labels = '{"i":"h"}'
+    sid = series_id("lat", labels)
+
+    def point(at: int, buckets: tuple[float, ...]) -> MetricPoint:
+        return MetricPoint(sid, "lat", labels, "histogram", "cumulative", "s", T0 - MINUTE_NS, at, sum(buckets), 1.0,
+                           (0.5, 1.0), buckets)
+
+    path = str(tmp_path / "old.duckdb")
+    store = DuckDBStore(path, rollup_interval_ms=0)
+    store.submit_metrics("t", [point(T0, (4.0, 2.0, 1.0))]).result(30)
+    store.close()
+    conn = duckdb.connect(path)
+    conn.execute("ALTER TABLE metric_series ADD COLUMN last_buckets DOUBLE[]")
+    conn.execute("UPDATE metric_series s SET last_buckets = b.last_buckets FROM metric_series_buckets b "
+                 "WHERE b.series_id = s.series_id")
+    conn.execute("DROP TABLE metric_series_buckets")
+    conn.execute("DELETE FROM schema_migrations WHERE version = 33")
+    conn.close()
+    store = DuckDBStore(path, rollup_interval_ms=0)
+    try:
+        store.submit_metrics("t", [point(T0 + MINUTE_NS, (6.0, 2.0, 4.0))]).result(30)
+        rows = {r["minute_ns"]: r for r in store.metric_minutes("t", [sid], T0, T0 + 2 * MINUTE_NS)}
+        assert rows[T0 + MINUTE_NS]["buckets"] == [2.0, 0.0, 3.0]
+        assert rows[T0 + MINUTE_NS]["value"] == 5.0
     finally:
         store.close()

@@ -307,23 +307,6 @@ def decode_metrics_export(export: EncodedExport, max_bytes: int) -> ExportMetric
     # Exemplars are not kept, and their ids are hex in OTLP/JSON (base64 to the parser).
     _parse_otlp(data, export.encoding, request, "resourceMetrics", _drop_exemplars)
     return request
-    if not data.strip():
-        return request
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise PermanentError(f"malformed JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise PermanentError("malformed OTLP/JSON: the top level must be an object with resourceMetrics")
-    # Exemplars are not kept, and their ids are hex in OTLP/JSON (base64 to the parser).
-    _drop_exemplars(document)
-    try:
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
-        raise PermanentError(f"malformed OTLP/JSON ExportMetricsServiceRequest: {exc}") from None
-    except RecursionError:
-        raise PermanentError("malformed OTLP/JSON ExportMetricsServiceRequest: nested too deeply") from None
-    return request
 
 
 def encode_metrics_response(rejected: int, message: str, encoding: Encoding) -> bytes:

@@ -47,13 +47,14 @@ class KnownSeries:
     @classmethod
     def load(cls, conn: duckdb.DuckDBPyConnection, tenant: str, ids: list[int] | None = None) -> KnownSeries:
         """The tenant's series (or only ``ids`` of them) as stored."""
-        sql = ("SELECT series_id, kind, start_ns, last_ns, last_value, last_sum, last_bounds, last_buckets "
-               "FROM metric_series WHERE tenant = ?")
+        sql = ("SELECT s.series_id, kind, start_ns, last_ns, last_value, last_sum, last_bounds, last_buckets "
+               "FROM metric_series s LEFT JOIN metric_series_buckets b ON b.tenant = s.tenant AND b.series_id = s.series_id "
+               "WHERE s.tenant = ?")
         params: list[Any] = [tenant]
         if ids is not None:
-            sql += " AND series_id IN (SELECT unnest(?::BIGINT[]))"
+            sql += " AND s.series_id IN (SELECT unnest(?::BIGINT[]))"
             params.append(ids)
-        t: pa.Table = conn.sql(sql + " ORDER BY series_id", params=params).to_arrow_table()
+        t: pa.Table = conn.sql(sql + " ORDER BY s.series_id", params=params).to_arrow_table()
         last_ns = t.column("last_ns")
         return cls(
             ids=_numbers(t.column("series_id"), np.int64, 0),

@@ -132,7 +132,7 @@ class MetricTables:
                     "UPDATE metric_series s SET start_ns = n.start_ns, last_ns = n.last_ns, last_value = n.last_value, "
                     "last_sum = n.last_sum FROM steady_last n WHERE s.tenant = ? AND s.series_id = n.series_id", [tenant])
             if histograms.size:
-                conn.execute("UPDATE metric_series s SET last_buckets = n.last_buckets FROM steady_buckets n "
+                conn.execute("UPDATE metric_series_buckets s SET last_buckets = n.last_buckets FROM steady_buckets n "
                              "WHERE s.tenant = ? AND s.series_id = n.series_id", [tenant])
             conn.execute("COMMIT")
         except Exception:
@@ -160,7 +160,8 @@ class MetricTables:
                 "SELECT req, count(*) FILTER (WHERE ok), count(*) FILTER (WHERE NOT ok), "
                 "count(DISTINCT series_id) FILTER (WHERE admitted AND NOT known AND req = first_req), "
                 "list(DISTINCT minute_ns) FILTER (WHERE ok), "
-                "count(*) FILTER (WHERE ok AND kind <> 'gauge' AND temporality <> 'delta') FROM m_points GROUP BY req"
+                "count(*) FILTER (WHERE ok AND kind <> 'gauge' AND temporality <> 'delta'), "
+                "count(*) FILTER (WHERE ok AND kind = 'histogram' AND temporality <> 'delta') FROM m_points GROUP BY req"
             ).fetchall()
             cumulative = sum(int(r[5]) for r in rows)
             conn.execute(_INCREASES, [tenant])
@@ -170,6 +171,9 @@ class MetricTables:
                 conn.execute(_UPDATE_SERIES, [tenant])
             if any(r[3] for r in rows):
                 conn.execute(_INSERT_SERIES, [tenant])
+            if any(r[6] for r in rows):
+                conn.execute(_DELETE_BUCKETS, [tenant])
+                conn.execute(_INSERT_BUCKETS, [tenant])
             conn.execute("DROP TABLE m_points")
             conn.execute("DROP TABLE m_increases")
             conn.execute("COMMIT")
@@ -178,7 +182,7 @@ class MetricTables:
             raise
         finally:
             conn.unregister("metric_points")
-        for req, accepted, over, new, minutes, _ in rows:
+        for req, accepted, over, new, minutes, _, _ in rows:
             results[req] = MetricCommit(int(accepted), int(over), set(minutes or ()))
             self._counts[tenant] = self._counts.get(tenant, 0) + int(new)
         self._touched(tenant, [result.minutes for result in results])
@@ -335,7 +339,9 @@ WITH cumulative AS (
         CASE WHEN j.p_ns IS NULL THEN s.last_buckets ELSE b.buckets END AS prev_buckets
     FROM scalars j
     LEFT JOIN m_points b ON j.p_ns IS NOT NULL AND b.req = j.p_req AND b.seq = j.p_seq
-    LEFT JOIN (SELECT series_id, last_bounds, last_buckets FROM metric_series WHERE tenant = $1) s
+    LEFT JOIN (SELECT s.series_id, s.last_bounds, b.last_buckets FROM metric_series s
+               LEFT JOIN metric_series_buckets b ON b.tenant = s.tenant AND b.series_id = s.series_id
+               WHERE s.tenant = $1) s
         ON j.p_ns IS NULL AND s.series_id = j.series_id
     WHERE j.kind = 'histogram' AND NOT j.reset
 )
@@ -405,23 +411,32 @@ FROM minutes m LEFT JOIN buckets b ON m.series_id = b.series_id AND m.minute_ns 
 
 # The last cumulative point of each series, kept for the next commit. Parameter: tenant.
 _LAST_POINTS = """
-SELECT series_id, any_value(known) AS known, max(time_ns) AS time_ns,
+SELECT series_id, any_value(known) AS known, any_value(kind) AS kind, max(time_ns) AS time_ns,
     arg_max(new_start, k) AS new_start, arg_max(new_value, k) AS new_value, arg_max(new_sum, k) AS new_sum,
     arg_max(new_bounds, k) AS new_bounds, arg_max(new_buckets, k) AS new_buckets
 FROM (SELECT *, struct_pack(r := req, t := time_ns, s := seq) AS k FROM m_increases) GROUP BY series_id
 """
 _UPDATE_SERIES = f"""
 UPDATE metric_series s SET start_ns = n.new_start, last_ns = n.time_ns, last_value = n.new_value,
-    last_sum = n.new_sum, last_bounds = n.new_bounds, last_buckets = n.new_buckets
+    last_sum = n.new_sum, last_bounds = n.new_bounds
 FROM ({_LAST_POINTS}) n WHERE s.tenant = $1 AND s.series_id = n.series_id AND n.known
 """
 _INSERT_SERIES = f"""
 INSERT INTO metric_series
 SELECT $1, f.series_id, f.series_metric, f.series_labels, f.series_kind, f.series_unit, f.first_ns,
-    n.new_start, n.time_ns, n.new_value, n.new_sum, n.new_bounds, n.new_buckets
+    n.new_start, n.time_ns, n.new_value, n.new_sum, n.new_bounds
 FROM (SELECT * FROM m_points WHERE admitted AND NOT known
       QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY req, time_ns, seq) = 1) f
 LEFT JOIN ({_LAST_POINTS}) n ON f.series_id = n.series_id
+"""
+# A histogram's kept bucket counts (metric_series_buckets), replaced. Parameter: tenant.
+_DELETE_BUCKETS = """
+DELETE FROM metric_series_buckets WHERE tenant = $1
+    AND series_id IN (SELECT series_id FROM m_increases WHERE kind = 'histogram')
+"""
+_INSERT_BUCKETS = f"""
+INSERT INTO metric_series_buckets
+SELECT $1, series_id, new_buckets FROM ({_LAST_POINTS}) n WHERE kind = 'histogram'
 """
 
 
