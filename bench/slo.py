@@ -1,7 +1,7 @@
-"""SLO evaluation benchmark: 100 journey SLOs over 30 days at 1M, 10M and 100M stored spans,
-and what rollup maintenance costs ingest.
+"""SLO evaluation benchmark: 100 journey SLOs (plus 50 metric SLOs over 30 days of platform
+series) over 30 days at 1M, 10M and 100M stored spans, and what rollup maintenance costs ingest.
 
-Run:  /work/main/.venv/bin/python bench/slo.py [--quick] [--max-spans N] [--skip-ingest]
+Run:  /work/main/.venv/bin/python bench/slo.py [--quick] [--max-spans N] [--skip-ingest] [--metric-slos 50]
 
 The datasets are generated inside DuckDB with SQL (hash-derived pseudo-random values) into a
 store file created by ``DuckDBStore``, so the schema is the real one; pushing 100M spans through
@@ -10,7 +10,9 @@ step the minute rollups are rebuilt for all 30 days and the SLOs are backfilled 
 ``SloEngine.apply``, then ``SloEngine.statuses`` is timed the way the server runs it: each
 timed call follows a rollup rebuild of the latest minutes, so it also refreshes its cached
 minute counts. The first call after opening the store (every window read from disk) is
-printed as the cold figure.
+printed as the cold figure. The metric SLOs (ratio, threshold and histogram SLIs over vLLM and
+DCGM series, as an inference platform sends them) read 30 days of per-minute series rows
+written the same way, and are evaluated in the same statuses() call.
 """
 
 from __future__ import annotations
@@ -257,6 +259,76 @@ def slo_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
+# The platform's series: GPU utilisation per pool and GPU (gauges), vLLM requests by model and
+# outcome (counters), vLLM latency by model (histograms); 30 days of minutes each.
+POOLS, GPUS, SERVED_MODELS = 8, 8, 16
+LATENCY_BOUNDS = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+
+
+def metric_series() -> list[tuple[int, str, str, str, str]]:
+    """(series id, metric, labels, kind, unit) of every platform series."""
+    from aisre.core.series import series_id
+
+    out = []
+
+    def add(metric: str, labels: dict[str, str], kind: str, unit: str) -> None:
+        text = json.dumps(labels, sort_keys=True, separators=(",", ":"))
+        out.append((series_id(metric, text), metric, text, kind, unit))
+
+    for p in range(POOLS):
+        for g in range(GPUS):
+            add("DCGM_FI_DEV_GPU_UTIL", {"gpu": str(g), "pool": f"pool-{p}", "service.name": "gpu-pool"}, "gauge", "%")
+    for m in range(SERVED_MODELS):
+        for outcome in ("ok", "error"):
+            add("vllm:request_success_total", {"model": f"model-{m}", "outcome": outcome, "service.name": "vllm"},
+                "sum", "{request}")
+        add("vllm:e2e_request_latency_seconds", {"model": f"model-{m}", "service.name": "vllm"}, "histogram", "s")
+    return out
+
+
+# One row per series and minute, as the writer leaves them once compacted.
+INSERT_METRIC_MINUTES = f"""
+INSERT INTO metric_minutes BY NAME
+SELECT '{TENANT}' AS tenant, s.series_id, {START_NS} + i * {MINUTE_NS} AS minute_ns,
+    CASE s.kind WHEN 'gauge' THEN 6 * (40 + hash(s.series_id, i) % 50)
+        WHEN 'sum' THEN CASE WHEN s.labels LIKE '%"error"%' THEN (hash(s.series_id, i) % 100 < 3)::INTEGER * 2
+                             ELSE 100 + hash(s.series_id, i) % 20 END
+        ELSE 100 END::DOUBLE AS value,
+    CASE s.kind WHEN 'gauge' THEN 6 ELSE 1 END AS points,
+    CASE WHEN s.kind = 'gauge' THEN 35 + hash(s.series_id, i) % 50 END::DOUBLE AS min,
+    CASE WHEN s.kind = 'gauge' THEN 45 + hash(s.series_id, i) % 50 END::DOUBLE AS max,
+    CASE WHEN s.kind = 'gauge' THEN 40 + hash(s.series_id, i) % 50 END::DOUBLE AS last,
+    CASE WHEN s.kind = 'gauge' THEN {START_NS} + i * {MINUTE_NS} + 50 * 10^9 END::BIGINT AS last_ns,
+    CASE WHEN s.kind = 'histogram' THEN 70.0 END AS sum,
+    CASE WHEN s.kind = 'histogram' THEN {_sql_list(LATENCY_BOUNDS)} END AS bounds,
+    CASE WHEN s.kind = 'histogram' THEN [20.0, 30, 25, 15, 7 + hash(s.series_id, i) % 2, 2, 1, 0] END AS buckets
+FROM platform_series s, range(0, {30 * 1440}) r(i)
+"""
+
+
+def metric_slo_yaml(count: int) -> str:
+    """``count`` metric SLOs (up to 50): per model a ratio and a histogram latency SLO, per
+    pool a mean and a peak GPU threshold SLO, then the fleet-wide ratio and latency."""
+    slos = []
+    for m in range(SERVED_MODELS):
+        slos.append(f"  - name: model-{m}-errors\n    service: vllm\n    objective: 99\n    window: 30d\n"
+                    f"    sli: {{kind: ratio, bad: 'vllm:request_success_total{{model=\"model-{m}\",outcome=\"error\"}}', "
+                    f"total: 'vllm:request_success_total{{model=\"model-{m}\"}}'}}")
+        slos.append(f"  - name: model-{m}-latency\n    service: vllm\n    objective: 95\n    window: 30d\n"
+                    f"    sli: {{kind: histogram, metric: 'vllm:e2e_request_latency_seconds{{model=\"model-{m}\"}}', le: 2.5}}")
+    for p in range(POOLS):
+        for aggregate, bound in (("avg", 85), ("max", 90)):
+            slos.append(f"  - name: pool-{p}-gpu-{aggregate}\n    service: gpu-pool\n    objective: 90\n    window: 30d\n"
+                        f"    sli: {{kind: threshold, metric: 'DCGM_FI_DEV_GPU_UTIL{{pool=\"pool-{p}\"}}', "
+                        f"max: {bound}, aggregate: {aggregate}}}")
+    slos.append("  - name: fleet-errors\n    service: vllm\n    objective: 99\n    window: 30d\n"
+                "    sli: {kind: ratio, bad: 'vllm:request_success_total{outcome=\"error\"}', "
+                "total: vllm:request_success_total}")
+    slos.append("  - name: fleet-latency\n    service: vllm\n    objective: 95\n    window: 30d\n"
+                "    sli: {kind: histogram, metric: vllm:e2e_request_latency_seconds, le: 2.5}")
+    return "\n".join(slos[:count]) + ("\n" if count else "")
+
+
 @dataclass
 class SizeResult:
     spans: int
@@ -398,8 +470,9 @@ def count_rows(path: Path) -> tuple[int, int, int]:
         conn.close()
 
 
-def create_store(path: Path) -> None:
-    """An empty store with the real migrations, plus the ten services' resources."""
+def create_store(path: Path, metric_slos: int) -> None:
+    """An empty store with the real migrations, plus the ten services' resources and, for
+    metric SLOs, 30 days of the platform's series."""
     DuckDBStore(str(path)).close()
     conn = duckdb.connect(str(path))
     try:
@@ -409,6 +482,16 @@ def create_store(path: Path) -> None:
             "FROM range(10) r(i)",
             [TENANT],
         )
+        if metric_slos:
+            series = metric_series()
+            conn.execute("CREATE TEMP TABLE platform_series (series_id BIGINT, metric VARCHAR, labels VARCHAR, "
+                         "kind VARCHAR, unit VARCHAR)")
+            conn.executemany("INSERT INTO platform_series VALUES (?, ?, ?, ?, ?)", series)
+            with console.status(f"writing 30 days of minutes for {len(series)} platform series"):
+                conn.execute(f"INSERT INTO metric_series BY NAME SELECT '{TENANT}' AS tenant, series_id, metric, labels, "
+                             f"kind, unit, {START_NS} AS first_ns FROM platform_series")
+                conn.execute(INSERT_METRIC_MINUTES)
+            conn.execute("CHECKPOINT")
     finally:
         conn.close()
 
@@ -431,7 +514,8 @@ def run_eval(args: argparse.Namespace) -> list[SizeResult]:
             f"{sizes[-1]:,} spans need about {need / GIB:.0f} GiB[/]"
         )
         raise SystemExit(2)
-    specs = specs_from_text(slo_yaml(), "bench-slos.yaml")
+    specs = specs_from_text(slo_yaml() + metric_slo_yaml(args.metric_slos), "bench-slos.yaml")
+    args.slo_count = len(specs)
     work = Path(tempfile.mkdtemp(prefix="aisre-slo-bench-", dir=folder))
     path = work / "store.duckdb"
     # About 300k spans/s generated on 2 cores, plus ~30 % for rollups and the backfill;
@@ -445,7 +529,7 @@ def run_eval(args: argparse.Namespace) -> list[SizeResult]:
         + f"; estimate ~{sizes[-1] / rate * 1.3 / 60:.0f} min"
     )
     try:
-        create_store(path)
+        create_store(path, args.metric_slos)
         have = 0
         for size in sizes:
             add = size - have
@@ -478,8 +562,8 @@ def run_eval(args: argparse.Namespace) -> list[SizeResult]:
     return results
 
 
-def eval_table(results: list[SizeResult], reps: int) -> Table:
-    table = Table(title=f"100 SLOs x 30 days, all windows (statuses() x {reps})")
+def eval_table(results: list[SizeResult], reps: int, slos: str) -> Table:
+    table = Table(title=f"{slos} x 30 days, all windows (statuses() x {reps})")
     table.add_column("figure")
     for r in results:
         table.add_column(f"{r.spans / 1e6:,.0f}M spans", justify="right")
@@ -488,7 +572,7 @@ def eval_table(results: list[SizeResult], reps: int) -> Table:
         ("store file (GiB)", lambda r: f"{r.file_gib:.2f}"),
         ("generate, this step (s)", lambda r: f"{r.generate_s:.1f}"),
         ("run_minutes rebuild, 30 d (s)", lambda r: f"{r.run_minutes_rebuild_s:.1f}"),
-        ("slo_minutes backfill, 100 SLOs (s)", lambda r: f"{r.slo_backfill_s:.1f}"),
+        ("slo_minutes backfill, all SLOs (s)", lambda r: f"{r.slo_backfill_s:.1f}"),
         ("slo_minutes rows", lambda r: f"{r.slo_minutes_rows:,}"),
         ("statuses() median (ms)", lambda r: f"{r.eval_median_s * 1000:.0f}"),
         ("statuses() max (ms)", lambda r: f"{r.eval_max_s * 1000:.0f}"),
@@ -502,13 +586,13 @@ def eval_table(results: list[SizeResult], reps: int) -> Table:
     return table
 
 
-def eval_verdicts(results: list[SizeResult]) -> list[tuple[str, str, str]]:
+def eval_verdicts(results: list[SizeResult], slos: str) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for r in results:
         ok = r.eval_max_s < TARGET_EVAL_S
         out.append(
             (
-                f"100 SLOs evaluated < {TARGET_EVAL_S:g} s at {r.spans / 1e6:,.0f}M spans",
+                f"{slos} evaluated < {TARGET_EVAL_S:g} s at {r.spans / 1e6:,.0f}M spans",
                 f"median {r.eval_median_s * 1000:.0f} ms, max {r.eval_max_s * 1000:.0f} ms",
                 "PASS" if ok else "FAIL",
             )
@@ -598,6 +682,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true",
                     help="stop at 10M spans, one ingest run per mode")
     ap.add_argument("--reps", type=int, default=5, help="timed statuses() calls per size")
+    ap.add_argument("--metric-slos", type=int, default=50, choices=range(0, 51), metavar="0-50",
+                    help="metric SLOs evaluated with the 100 journey SLOs (issue 19's budget)")
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="where the store file goes")
     ap.add_argument("--keep", action="store_true", help="keep the store file")
     ap.add_argument("--skip-eval", action="store_true", help="only the ingest comparison")
@@ -626,8 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, Any] = {}
     if not args.skip_eval:
         results = run_eval(args)
-        console.print(eval_table(results, args.reps))
-        verdicts += eval_verdicts(results)
+        slos = f"{args.slo_count} SLOs ({args.slo_count - args.metric_slos} journey + {args.metric_slos} metric)"
+        console.print(eval_table(results, args.reps, slos))
+        verdicts += eval_verdicts(results, slos)
         payload["evaluation"] = [asdict(r) for r in results]
     if not args.skip_ingest:
         console.print(
