@@ -200,3 +200,30 @@ def test_a_store_from_before_the_bucket_table_keeps_its_histograms(tmp_path: Pat
         assert rows[T0 + MINUTE_NS]["value"] == 5.0
     finally:
         store.close()
+
+
+def test_a_fault_in_the_steady_fold_falls_back_to_sql(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast path is an optimisation: if it raises, the requests are committed in SQL and
+    # nothing is lost or counted twice; the next request reloads the series and goes on.
+    import aisre.store.duckdb.metrics as metrics_module
+
+    conn, tables = _tables(True)
+    labels = '{"i":"1"}'
+    sid = series_id("req", labels)
+
+    def point(at: int, value: float) -> MetricPoint:
+        return MetricPoint(sid, "req", labels, "sum", "cumulative", "1", T0 - MINUTE_NS, at, value, 0.0, (), ())
+
+    tables.commit("t", points_table([point(T0, 10.0)]))
+    real = metrics_module.fold_steady
+
+    def broken(*args: Any) -> int:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(metrics_module, "fold_steady", broken)
+    assert tables.commit("t", points_table([point(T0 + MINUTE_NS, 25.0)])).accepted == 1
+    monkeypatch.setattr(metrics_module, "fold_steady", real)
+    assert tables.commit("t", points_table([point(T0 + 2 * MINUTE_NS, 27.0)])).accepted == 1
+    assert tables.steady_requests == 1
+    values = {m: v for m, v in conn.execute("SELECT minute_ns, sum(value) FROM metric_minutes GROUP BY 1").fetchall()}
+    assert values == {T0: 10.0, T0 + MINUTE_NS: 15.0, T0 + 2 * MINUTE_NS: 2.0}

@@ -9,6 +9,7 @@ The increase of a cumulative point is put in the minute of its timestamp.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,8 @@ def _rebucket_udf(bounds: list[float] | None, counts: list[float] | None, target
         return None
     return rebucket(tuple(bounds), list(counts), tuple(target))
 
+
+log = logging.getLogger(__name__)
 
 # How long after a tenant's last commit its newest minutes count as settled (see compact()).
 SETTLE_S = 120.0
@@ -96,6 +99,12 @@ class MetricTables:
         fold = SteadyFold()
         try:
             done = fold_steady(known, tables, fold)
+        except Exception:
+            # A fault of the fast path must not cost the data: the SQL commit handles every case.
+            log.exception("the steady metric fold failed; committing these requests in SQL")
+            self._known.pop(tenant, None)
+            return self._commit_sql(tenant, tables)
+        try:
             if done:
                 self._commit_steady(tenant, known, fold)
         except Exception:
