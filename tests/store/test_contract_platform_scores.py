@@ -117,3 +117,4 @@ def test_platform_scores_expire_with_the_rollups(contract_store: OpenedStore) ->
     _post(store, "pe", [("model:a", "x", old, 1.0), ("model:a", "x", T0, 2.0)])
     store.expire(now_ns=NOW_NS)
     assert [r["value"] for r in store.platform_scores("pe")] == [2.0]
+
