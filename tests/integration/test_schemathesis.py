@@ -65,6 +65,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         ("POST", "/api/incidents/1/action-items", {"by": "test", "title": "add a retry budget", "due": "2099-01-01"}),
         ("POST", "/api/incidents/1/notes", {"by": "test", "text": "looking"}),
         ("POST", "/api/scores", {"scores": [{"trace_id": "0" * 32, "name": "groundedness", "value": 0.9}]}),
+        ("POST", "/api/scores", {"scores": [{"subject": "model:churn-v3", "name": "drift.dataset_drift", "value": 1}]}),
     ):
         httpx.request(method, server.url + path, json=body, headers=headers, timeout=30).raise_for_status()
     httpx.get(server.url + "/api/gate", params={"journey": "ask", "baseline": "service.version=1.0",
@@ -85,7 +86,7 @@ def test_openapi_describes_every_route(live_server: Live) -> None:
     paths = httpx.get(live_server.url + "/openapi.json", headers=live_server.headers).json()["paths"]
     assert {"/v1/traces", "/api/stats", "/api/journeys", "/api/journeys/runs", "/api/traces/{trace_id}",
             "/api/slos", "/api/slos/{name}", "/api/slos/{name}/replay", "/api/alerts", "/api/scores",
-            "/healthz", "/metrics"} <= set(paths)
+            "/healthz", "/metrics", "/api/scores/evidently", "/api/scores/platform"} <= set(paths)
     assert {"get", "put"} <= set(paths["/api/slos"])
     # Without the key the document itself is refused (auth is on), as its security says.
     assert httpx.get(live_server.url + "/openapi.json").status_code == 401
@@ -111,7 +112,7 @@ def test_filled_documents_match_their_schemas(live_server: Live) -> None:
         ("GET", "/api/cost/headroom", {}, {}), ("GET", "/api/cost/unpriced", {}, {}), ("GET", "/api/gate/verdicts", {}, {}),
         ("GET", "/api/gate/verdicts/{id}", {"id": 1}, {}), ("GET", "/api/keys", {}, {}), ("GET", "/api/audit", {}, {}),
         ("GET", "/api/retention", {}, {}), ("GET", "/api/incidents/{id}/postmortem", {"id": 1}, {}),
-        ("GET", "/metrics", {}, {}), ("GET", "/openapi.json", {}, {}),
+        ("GET", "/metrics", {}, {}), ("GET", "/openapi.json", {}, {}), ("GET", "/api/scores/platform", {}, {}),
     ]
     for method, path, path_parameters, query in calls:
         case = schema[path][method].Case(path_parameters=path_parameters, query=query)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
@@ -19,13 +21,18 @@ slos:
     journey: ask
     objective: 95
     sli: {kind: score, score: groundedness, min: 0.7}
+  - name: churn-drift
+    service: ml
+    objective: 95
+    sli: {kind: score, subject: 'model:churn-v3', score: drift.share_of_drifted_columns, max: 0.3}
 """
+REPORT = Path(__file__).parents[1] / "fixtures" / "evidently" / "churn_drift_report.json"
 
 
-def _wait(server: ServerProcess, total: int) -> dict:
+def _wait(server: ServerProcess, total: int, slo: str = "ask-grounded") -> dict:
     deadline = time.monotonic() + 20
     while True:
-        doc = httpx.get(server.url + "/api/slos/ask-grounded").json()
+        doc = httpx.get(server.url + f"/api/slos/{slo}").json()
         if doc.get("total") == total or time.monotonic() > deadline:
             return doc
         time.sleep(0.2)
@@ -58,6 +65,33 @@ def test_rest_scores_feed_a_score_slo_and_bad_items_are_refused_alone(server_fac
     doc = _wait(server, 2)
     assert (doc["good"], doc["total"]) == (1, 2)
     assert httpx.post(server.url + "/api/scores", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    # Scores of a subject (no trace) in the same route: each accepted or refused on its own.
+    now = datetime.now(UTC).replace(microsecond=0)
+    platform = {"scores": [
+        {"subject": "model:churn-v3", "name": "drift.share_of_drifted_columns", "value": 0.1, "time": now.isoformat()},
+        {"subject": "model:churn-v3", "name": "drift.share_of_drifted_columns", "value": 0.1, "time": now.isoformat()},
+        {"subject": "model:churn-v3", "trace_id": ids[0], "name": "drift.share_of_drifted_columns", "value": 0.1},
+        {"name": "drift.share_of_drifted_columns", "value": 0.1},
+    ]}
+    r = httpx.post(server.url + "/api/scores", json=platform)
+    assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
+    assert [x["index"] for x in r.json()["rejected"]] == [2, 3]
+    assert "not both" in r.json()["rejected"][0]["reason"]
+    # An Evidently report (half the columns drifted: bad), posted twice: one event.
+    for _ in range(2):
+        r = httpx.post(server.url + "/api/scores/evidently", params={"subject": "model:churn-v3"},
+                       content=REPORT.read_bytes(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+    imported = r.json()
+    assert (imported["accepted"], imported["rejected"], imported["time"]) == (16, [], "2026-11-23T09:30:00.123456Z")
+    assert [s["metric"] for s in imported["skipped"]] == ["ColumnSummaryMetric"]
+    doc = _wait(server, 2, "ml-churn-drift")  # the two posts of one score count once, as does the report
+    assert (doc["good"], doc["total"], doc["journey"]) == (1, 2, None)
+    listed = httpx.get(server.url + "/api/scores/platform", params={"subject": "model:churn-v3",
+                                                                     "name": "drift.share_of_drifted_columns"}).json()
+    assert [(i["time"], i["value"]) for i in listed["items"]] == [
+        ("2026-11-23T09:30:00.123456Z", 0.5), (now.strftime("%Y-%m-%dT%H:%M:%S.000000Z"), 0.1)]
+    assert httpx.post(server.url + "/api/scores/evidently", params={"subject": "churn"}, json={"metrics": []}).status_code == 400
 
 
 def test_span_attribute_and_event_scores(server_factory, tmp_path) -> None:

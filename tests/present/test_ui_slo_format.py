@@ -38,6 +38,8 @@ def test_platform_sli_thresholds() -> None:
                               "every": timedelta(days=1)}) == "nightly done by 06:00 UTC daily"
     assert fmt.sli_threshold({"kind": "deadline", "pipeline": "p", "at": timedelta(hours=2), "every": timedelta(hours=12)}) == (
         "p done by 2h into every 12h")
+    assert fmt.sli_threshold({"kind": "score", "subject": "model:churn-v3", "score": "drift.share_of_drifted_columns",
+                              "max": 0.3}) == "model:churn-v3 drift.share_of_drifted_columns ≤ 0.3"
 
 
 

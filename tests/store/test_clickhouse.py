@@ -160,7 +160,7 @@ def test_the_migration_holds_the_run_tables_compiled_from_run_merge() -> None:
 def test_open_store_names_chdb_and_clickhouse_urls(tmp_path: Path) -> None:
     store = open_store(f"chdb://{tmp_path}/ch", retention_days=0)
     try:
-        assert store.backend == "clickhouse" and store.schema_version() == 7
+        assert store.backend == "clickhouse" and store.schema_version() == 8
         with pytest.raises(NotImplementedError, match=r"cost\.put_budget is not yet on ClickHouse"):
             store.cost.put_budget({"tenant": "t"})
     finally:

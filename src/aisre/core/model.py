@@ -62,6 +62,9 @@ class SliRule:
     pipeline: str | None = None
     deadline_at_ns: int | None = None
     period_ns: int | None = None
+    # Platform score SLIs (kind score with a subject): scores posted for ``subject`` (not
+    # for a trace), one event each in the minute of its time, good within [min, max].
+    subject: str | None = None
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,13 @@ SCORE_ARROW_SCHEMA: pa.Schema = pa.schema(
     ]
 )
 SCORE_SOURCES: tuple[str, ...] = ("human", "model", "heuristic", "span", "other")
+# Scores of a subject (a model, a dataset) at a time, not of a trace: a drift or data-quality
+# report's numbers. One kept per (tenant, subject, name, time_ns); minute_ns is time_ns's
+# minute (they are kept, and expire, with the minute rollups).
+PLATFORM_SCORE_ARROW_SCHEMA: pa.Schema = pa.schema(
+    [
+        ("tenant", pa.string()), ("subject", pa.string()), ("name", pa.string()), ("value", pa.float64()),
+        ("source", pa.string()), ("comment", pa.string()), ("time_ns", pa.int64()), ("minute_ns", pa.int64()),
+        ("received_ns", pa.int64()),
+    ]
+)

@@ -170,12 +170,18 @@ class CostSli:
 
 @dataclass(frozen=True)
 class ScoreSli:
-    """Good = the run's ``score`` evaluation is within [min, max] (either bound optional)."""
+    """Good = the run's ``score`` evaluation is within [min, max] (either bound optional).
+
+    With ``subject`` (``model:churn-v3``, ``dataset:customer_orders``) it is a platform SLI
+    over scores posted for that subject (a drift report's numbers): each score posted is one
+    event in its minute, good when within [min, max]; such an SLO has no journey.
+    """
 
     kind: ClassVar[str] = "score"
     score: str
     min: float | None = None
     max: float | None = None
+    subject: str | None = None
 
 
 @dataclass(frozen=True)

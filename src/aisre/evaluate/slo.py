@@ -93,6 +93,9 @@ def sli_rule(spec: SloSpec, prometheus: bool = False) -> SliRule | None:
         return SliRule(spec.id, spec.journey or "", "deadline", pipeline=sli.pipeline,
                        deadline_at_ns=int(sli.at.total_seconds()) * 10**9,
                        period_ns=int(sli.every.total_seconds()) * 10**9)
+    if isinstance(sli, ScoreSli) and sli.subject is not None:
+        return SliRule(spec.id, spec.journey or "", "score", score=sli.score, min_value=sli.min,
+                       max_value=sli.max, subject=sli.subject)
     if spec.journey is None:
         return None
     if isinstance(sli, OutcomeSli):

@@ -111,6 +111,22 @@ class ScoreSink(Protocol):
         ...
 
 
+class PlatformScores(Protocol):
+    """Scores of subjects (a model, a dataset) at a time, not of traces: drift and quality."""
+
+    def add_platform_scores(self, scores: pa.Table) -> int:
+        """Store rows of PLATFORM_SCORE_ARROW_SCHEMA, one per (tenant, subject, name, time_ns)
+        (the last sent wins); returns the rows kept."""
+        ...
+
+    def platform_scores(
+        self, tenant: str, subject: str | None = None, name: str | None = None,
+        since_ns: int | None = None, until_ns: int | None = None, limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Stored scores of subjects, oldest first (subject, name, value, source, comment, time_ns, received_ns)."""
+        ...
+
+
 class RunReads(Protocol):
     """Journey runs and traces."""
 
@@ -557,7 +573,7 @@ class Lease(Protocol):
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, CatalogReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
     RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, MetricSink, MetricReads,
-    ExternalSloMinutes, MetricSeriesReads, Protocol,
+    ExternalSloMinutes, MetricSeriesReads, PlatformScores, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""
 

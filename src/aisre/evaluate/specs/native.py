@@ -51,6 +51,12 @@ slos:
     service: airflow
     objective: 90
     sli: {kind: deadline, pipeline: nightly-features, at: 6h, every: 1d}   # daily 06:00 UTC
+  # Drift and data quality from posted platform scores (an Evidently report, docs/metrics.md):
+  # each score posted for the subject is one event, good within [min, max]
+  - name: churn-drift
+    service: ml-models
+    objective: 95
+    sli: {kind: score, subject: 'model:churn-v3', score: drift.share_of_drifted_columns, max: 0.3}
   # Prometheus-sourced SLIs, read with prometheus_url set (docs/metrics.md)
   - name: api-errors
     service: api
@@ -81,6 +87,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from aisre.core.scores import subject_problem
 from aisre.core.series import parse_selector
 from aisre.core.slo import (
     BUDGETING_METHODS,
@@ -128,7 +135,7 @@ SLI_KEYS: dict[str, tuple[str, ...]] = {
     "outcome": ("kind", "latency_ms"),
     "latency": ("kind", "latency_ms"),
     "cost": ("kind", "max_usd"),
-    "score": ("kind", "score", "min", "max"),
+    "score": ("kind", "score", "min", "max", "subject"),
     "step": ("kind", "operation", "latency_ms"),
     "prometheus": ("kind", "error_query", "good_query", "total_query", "error_ratio_query",
                    "threshold_query", "op", "value", "histogram", "le"),
@@ -177,14 +184,19 @@ def _slo(v: View, default_window: timedelta, windows_file: str | None) -> SloSpe
     sli, sli_fields = _sli(v)
     fields.update(sli_fields)
     platform = sli is not None and (sli.kind == "prometheus" or sli.kind in METRIC_SLI_KINDS or sli.kind in JOB_SLI_KINDS)
-    if sli is not None and journey is None and not (platform and service):
-        v.error("journey", "is required" + (f" (or service, for a {sli.kind} SLI)" if platform else ""))
+    # A score SLI over a subject (a model's drift, a dataset's quality) is a platform SLO too.
+    subject = isinstance(sli, ScoreSli) and sli.subject is not None
+    if subject and journey is not None:
+        v.error("journey", "a score SLI over a subject (sli.subject) is a platform SLO: give service, not journey")
+    elif sli is not None and journey is None and not ((platform or subject) and service):
+        kind = "score SLI over a subject" if subject else f"{sli.kind} SLI"
+        v.error("journey", "is required" + (f" (or service, for a {kind})" if platform or subject else ""))
     window = _window(v, default_window)
     budgeting = _budgeting(v, fields)
     alerting = _alerting(v, windows_file, fields)
     tier = v.integer("tier")
     depends_on = _depends_on(v, fields)
-    diagnostic = v.boolean("diagnostic", sli is not None and sli.kind not in USER_OUTCOME_KINDS)
+    diagnostic = v.boolean("diagnostic", sli is not None and sli.kind not in USER_OUTCOME_KINDS and not subject)
     if len(v.errors) > start or name is None or objective is None or sli is None or window is None:
         # The SLO is not built, so validate() never sees it: report its range error here, or
         # an objective of 199 would go unnoticed next to a missing sli.
@@ -247,7 +259,7 @@ def _sli(v: View) -> tuple[Sli | None, dict[str, tuple[str, int]]]:
         sli = CostSli(usd) if usd is not None else None
     elif raw_kind == "score":
         score = s.text("score", required=True)
-        sli = ScoreSli(score, s.number("min"), s.number("max")) if score else None
+        sli = ScoreSli(score, s.number("min"), s.number("max"), _subject(s)) if score else None
     elif raw_kind == "step":
         op = s.text("operation", required=True)
         sli = StepSli(op, s.number("latency_ms")) if op else None
@@ -273,6 +285,18 @@ def _sli(v: View) -> tuple[Sli | None, dict[str, tuple[str, int]]]:
     else:
         sli = _prometheus(s)
     return (sli if len(s.errors) == start else None), fields
+
+
+def _subject(s: View) -> str | None:
+    """A score SLI's subject (``model:churn-v3``), as platform scores name it."""
+    text = s.text("subject")
+    if text is None:
+        return None
+    problem = subject_problem(text)
+    if problem:
+        s.error("subject", problem)
+        return None
+    return text
 
 
 def _selector(s: View, key: str, required: bool = False) -> str | None:

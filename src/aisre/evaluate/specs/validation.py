@@ -161,7 +161,8 @@ def _check_sli(spec: SloSpec, known_scores: Collection[str] | None) -> list[Spec
             errors.append(_err(spec, "sli", "a score SLI needs min, max or both"))
         if sli.min is not None and sli.max is not None and sli.min > sli.max:
             errors.append(_err(spec, "sli.min", f"must be <= max (got {sli.min:g} > {sli.max:g})"))
-        if known_scores is not None and sli.score not in known_scores:
+        # Platform scores (a subject's) are not among the trace scores this set was read from.
+        if known_scores is not None and sli.subject is None and sli.score not in known_scores:
             errors.append(_err(spec, "sli.score",
                                f"unknown score {sli.score!r}; known: {_list(known_scores)}"))
     elif isinstance(sli, StepSli):

@@ -27,6 +27,7 @@ from aisre.present.api.cost import COST_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.incidents import INCIDENT_ROUTES
 from aisre.present.api.metric_series import METRIC_SERIES_ROUTES
+from aisre.present.api.platform_scores import PLATFORM_SCORE_ROUTES
 from aisre.present.api.policy import POLICY_ROUTES
 from aisre.present.api.readiness import READINESS_ROUTES
 from aisre.present.api.routes import API_ROUTES, ORJSONResponse
@@ -97,6 +98,7 @@ def api_routes(otlp: Any, otlp_metrics: Any = None) -> list[BaseRoute]:
         *CATALOG_ROUTES,
         *READINESS_ROUTES,
         *POLICY_ROUTES,
+        *PLATFORM_SCORE_ROUTES,
     ]
 
 

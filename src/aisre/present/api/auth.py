@@ -169,7 +169,8 @@ def required_roles(method: str, path: str, query: str = "") -> tuple[Role, ...] 
     if path in PUBLIC_PATHS or path.startswith("/static/"):
         return None
     # What machines send: telemetry, evaluation scores, Alertmanager alerts, deploy markers.
-    if method == "POST" and path in ("/v1/traces", "/v1/metrics", "/api/scores", "/api/alertmanager", "/api/changes"):
+    if method == "POST" and path in ("/v1/traces", "/v1/metrics", "/api/scores", "/api/alertmanager", "/api/changes",
+                                     "/api/scores/evidently"):
         return ("ingest",)
     if method == "POST" and path in ("/api/gameday/start", "/api/gameday/stop"):
         return ("ingest",)  # drill markers, sent like deploy markers

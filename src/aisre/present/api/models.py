@@ -262,6 +262,40 @@ class ScoresAccepted(TypedDict):
     rejected: list[ScoreRefusal]
 
 
+class EvidentlyScore(TypedDict):
+    name: str
+    value: float | None
+
+
+class EvidentlySkipped(TypedDict):
+    index: int
+    metric: str | None
+    reason: str
+
+
+class EvidentlyImported(TypedDict):
+    subject: str
+    time: Time
+    accepted: int
+    rejected: list[ScoreRefusal]
+    scores: list[EvidentlyScore]
+    skipped: list[EvidentlySkipped]
+
+
+class PlatformScore(TypedDict):
+    subject: str
+    name: str
+    value: float
+    source: str
+    comment: str | None
+    time: Time
+    received: Time
+
+
+class PlatformScoreList(TypedDict):
+    items: list[PlatformScore]
+
+
 # -- admin -----------------------------------------------------------------------------------
 
 

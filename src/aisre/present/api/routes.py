@@ -22,7 +22,7 @@ from aisre.core.slo import SloSpec
 from aisre.core.timefmt import parse_time, rfc3339
 from aisre.derive import journeys
 from aisre.evaluate.specs import specs_from_text
-from aisre.normalize.scores import parse_scores
+from aisre.normalize.scores import parse_score_batch
 from aisre.present.api import models
 from aisre.present.api.context import AppContext
 from aisre.present.api.metrics import TenantScoped
@@ -343,7 +343,15 @@ def _spec_summary(spec: SloSpec) -> dict[str, Any]:
 @operation("ingest", models.ScoresAccepted)
 async def score_create(request: Request) -> Response:
     """
-    summary: Attach evaluation results (groundedness, hallucination, feedback…) to traces; each item accepted or refused on its own
+    summary: Attach evaluation results (groundedness, hallucination, feedback…) to traces, or post scores of a subject (a model's drift, a dataset's quality) at a time; each item accepted or refused on its own
+    description: |
+      Each item is either a trace's score (`trace_id`, optional `span_id`, `name`, `value` or
+      `label`, `source`, `comment`, `time`) or a platform score of a subject (`subject` such as
+      `model:churn-v3` or `dataset:customer_orders`, `name`, numeric `value`, `time` (RFC 3339;
+      default now), `source`, `comment`): an item with neither or both of `trace_id` and
+      `subject` is refused with its reason. A platform score posted again with the same subject,
+      name and time replaces the stored one. Score SLIs over a subject count platform scores
+      (docs/metrics.md).
     requestBody:
       content:
         application/json: {schema: {type: object, properties: {scores: {type: array, items: {type: object}}}}}
@@ -355,11 +363,14 @@ async def score_create(request: Request) -> Response:
     # NaN and Infinity, which many clients emit, are read so that such a score is refused
     # alone instead of the whole batch.
     document = parse_json(await request.body(), allow_nonfinite=True)
-    table, indexes, refused = parse_scores(document, ctx.tenant_for(request))
+    batch = parse_score_batch(document, ctx.tenant_for(request))
+    table, indexes, refused = batch.traces, batch.trace_indexes, batch.refused
     unknown = await run_in_threadpool(ctx.store.add_scores, table) if table.num_rows else []
+    if batch.platform.num_rows:
+        await run_in_threadpool(ctx.store.add_platform_scores, batch.platform)
     refused += [{"index": indexes[i], "reason": "unknown trace: no span of it has been received"} for i in unknown]
     refused.sort(key=lambda r: r["index"])
-    return ORJSONResponse({"accepted": table.num_rows - len(unknown), "rejected": refused})
+    return ORJSONResponse({"accepted": table.num_rows - len(unknown) + batch.platform.num_rows, "rejected": refused})
 
 
 @operation("meta", dict[str, Any])

@@ -334,7 +334,7 @@ def sli_threshold(sli: dict[str, Any] | None) -> str:
     if kind == "score":
         low, high = sli.get("min"), sli.get("max")
         bounds = [f"≥ {low:g}" if low is not None else "", f"≤ {high:g}" if high is not None else ""]
-        return " ".join(filter(None, [str(sli.get("score") or ""), *bounds]))
+        return " ".join(filter(None, [str(sli.get("subject") or ""), str(sli.get("score") or ""), *bounds]))
     if kind == "step":
         op = str(sli.get("operation") or "")
         return f"{op} ≤ {duration(latency)}" if latency is not None else op

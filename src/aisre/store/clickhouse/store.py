@@ -42,6 +42,11 @@ from aisre.store.clickhouse.metrics import (
     ClickHouseMetricTables,
     metric_slo_counts,
 )
+from aisre.store.clickhouse.platform_scores import (
+    platform_counts,
+    put_platform_scores,
+    read_platform_scores,
+)
 from aisre.store.clickhouse.policy import ClickHousePolicyReads
 from aisre.store.clickhouse.reads import SpanReads
 from aisre.store.clickhouse.semantics import (
@@ -55,6 +60,7 @@ from aisre.store.clickhouse.semantics import (
     run_minutes_select,
 )
 from aisre.store.duckdb.jobs import deadlines, next_deadline
+from aisre.store.duckdb.platform_scores import is_platform_rule, last_of_each_key
 from aisre.store.duckdb.retention import ROLLUP_TABLES, ExpiryStats
 from aisre.store.duckdb.store import prepare_batch
 from aisre.store.metric_fold import MetricCommit
@@ -568,6 +574,34 @@ class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
             self._mark_dirty(touched)
         return refused
 
+    def add_platform_scores(self, scores: pa.Table) -> int:
+        """Store scores of subjects (rows of PLATFORM_SCORE_ARROW_SCHEMA), one per (tenant,
+        subject, name, time): a score sent again is a newer version of the stored one. Score
+        SLIs over their subjects are recounted for the minutes touched. Returns the rows kept."""
+        return int(self._writer.call(lambda: self._add_platform_scores(scores)).result(60))
+
+    def _add_platform_scores(self, scores: pa.Table) -> int:
+        if not scores.num_rows:
+            return 0
+        touched = put_platform_scores(self.client, scores, self._next_seq())
+        if self._rollups_on:
+            # Recounted now, whatever raw-span expiry has done to these minutes (platform
+            # scores are kept as long as the rollups).
+            for tenant, minutes in touched.items():
+                rules = [r for r in self._sli_rules.get(tenant, []) if is_platform_rule(r)]
+                if rules:
+                    for start, end in _ranges(minutes):
+                        self._rebuild_slo_minutes(tenant, rules, start, end)
+                    self._slo_changes.record(tenant, minutes)
+        return int(last_of_each_key(scores).num_rows)
+
+    def platform_scores(
+        self, tenant: str, subject: str | None = None, name: str | None = None,
+        since_ns: int | None = None, until_ns: int | None = None, limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Stored scores of subjects, oldest first, filtered by subject, name and [since, until)."""
+        return read_platform_scores(self.client, tenant, subject, name, since_ns, until_ns, limit)
+
     # -- metrics -------------------------------------------------------------------
 
     def submit_metrics(self, tenant: str, points: list[MetricPoint]) -> Future[MetricCommit]:
@@ -818,6 +852,12 @@ class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
                     out["minute_ns"].append(int(minute))
                     out["good"].append(int(good))
                     out["total"].append(int(total))
+        for slo, minute, good, total in platform_counts(self.client, tenant, [r for r in rules if is_platform_rule(r)], start, end):
+            out["tenant"].append(tenant)
+            out["slo"].append(slo)
+            out["minute_ns"].append(minute)
+            out["good"].append(good)
+            out["total"].append(total)
         for names, sql in self._slo_count_queries(rules):
             counted = self.client.query(sql, params)
             for minute, goods, totals in zip(*(counted.column(c).to_pylist() for c in ("minute_ns", "goods", "totals")), strict=True):
@@ -840,7 +880,7 @@ class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
         queries: list[tuple[list[str], str]] = []
         run_rules = [r for r in rules if r.kind not in ("step", "score", *METRIC_SLI_KINDS, *JOB_SLI_KINDS)]
         step_rules = [r for r in rules if r.kind == "step"]
-        score_rules = [r for r in rules if r.kind == "score"]
+        score_rules = [r for r in rules if r.kind == "score" and not is_platform_rule(r)]
         if run_rules:
             goods = ", ".join(f"toInt64(countIf(j = {_literal(r.journey)} AND {good_predicate(r)}))" for r in run_rules)
             totals = ", ".join(f"toInt64(countIf(j = {_literal(r.journey)}))" for r in run_rules)
@@ -911,7 +951,10 @@ class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
                 "WHERE tenant = {tenant:String} AND slo IN {slos:Array(String)} AND total > 0",
                 {"tenant": tenant, "slos": gone, "v": self._next_seq()},
             )
-        self._rebuild_slo_minutes(tenant, changed, self._first_recountable_minute(tenant), 2**62)
+        self._rebuild_slo_minutes(tenant, [r for r in changed if not is_platform_rule(r)],
+                                  self._first_recountable_minute(tenant), 2**62)
+        # Platform scores are kept as long as the rollups: counted from the first of them.
+        self._rebuild_slo_minutes(tenant, [r for r in changed if is_platform_rule(r)], -(2**62), 2**62)
         self._sli_rules[tenant] = rules
         if changed or gone:
             self._slo_changes.record(tenant, None)

@@ -21,7 +21,7 @@ _PICK = "SELECT trace_id FROM traces WHERE tenant = ? AND end_ns < ? LIMIT ?"
 _DELETE_SPANS = "DELETE FROM spans WHERE tenant = ? AND start_ns < ? AND trace_id IN (SELECT trace_id FROM expiring)"
 _DELETE_SCORES = "DELETE FROM scores WHERE tenant = ? AND trace_id IN (SELECT trace_id FROM expiring)"
 _DELETE_TRACES = "DELETE FROM traces WHERE tenant = ? AND trace_id IN (SELECT trace_id FROM expiring)"
-ROLLUP_TABLES = ("run_minutes", "slo_minutes", "cost_minutes", "metric_minutes")
+ROLLUP_TABLES = ("run_minutes", "slo_minutes", "cost_minutes", "metric_minutes", "platform_scores")
 
 
 @dataclass

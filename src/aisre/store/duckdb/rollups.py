@@ -20,6 +20,7 @@ from aisre.core.schema import MINUTE_NS
 from aisre.store.duckdb.cost import rebuild_cost_minutes
 from aisre.store.duckdb.jobs import JOB_SLI_KINDS, job_slo_counts
 from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, metric_slo_counts
+from aisre.store.duckdb.platform_scores import is_platform_rule, platform_counts_sql
 from aisre.store.duckdb.semantics import (
     STEP_SLACK_NS,
     good_predicate,
@@ -175,7 +176,8 @@ def rebuild_slo_minutes(
     run_rules = [r for r in rules
                  if r.kind not in ("step", "score") and r.kind not in METRIC_SLI_KINDS and r.kind not in JOB_SLI_KINDS]
     step_rules = [r for r in rules if r.kind == "step"]
-    score_rules = [r for r in rules if r.kind == "score"]
+    score_rules = [r for r in rules if r.kind == "score" and not is_platform_rule(r)]
+    platform_rules = [r for r in rules if is_platform_rule(r)]
     counted: list[tuple[list[str], list[tuple[Any, ...]]]] = []
     if run_rules:
         counted.append(([r.slo for r in run_rules], conn.execute(slo_counts_sql(run_rules), [tenant, start, end]).fetchall()))
@@ -185,6 +187,9 @@ def rebuild_slo_minutes(
     if score_rules:
         params = [tenant, tenant, start, end]
         counted.append(([r.slo for r in score_rules], conn.execute(score_counts_sql(score_rules), params).fetchall()))
+    if platform_rules:
+        params = [tenant, start, end]
+        counted.append(([r.slo for r in platform_rules], conn.execute(platform_counts_sql(platform_rules), params).fetchall()))
     now = now_ns if now_ns is not None else time.time_ns()
     per_rule = [(rule, metric_slo_counts(conn, tenant, rule, start, end)) for rule in metric_rules]
     per_rule += [(rule, job_slo_counts(conn, tenant, rule, start, end, now)) for rule in job_rules]

@@ -38,9 +38,15 @@ from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
 from aisre.store.duckdb.jobs import deadlines, next_deadline
 from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricTables, folded_minutes
+from aisre.store.duckdb.platform_scores import (
+    is_platform_rule,
+    last_of_each_key,
+    put_platform_scores,
+    read_platform_scores,
+)
 from aisre.store.duckdb.policy import PolicyTables, expire_policy_step
 from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rollups, expire_step
-from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, rebuild, rebuild_slo_minutes
+from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, ranges, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.metric_fold import MetricCommit
 from aisre.store.protocol import ExportedTraces
@@ -901,7 +907,9 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             start = self._first_rebuildable_minute(tenant)
             if gone:
                 conn.execute("DELETE FROM slo_minutes WHERE tenant = ? AND list_contains(?, slo)", [tenant, gone])
-            rebuild_slo_minutes(conn, tenant, changed, start, 2**62, self._clock())
+            rebuild_slo_minutes(conn, tenant, [r for r in changed if not is_platform_rule(r)], start, 2**62, self._clock())
+            # Platform scores are kept as long as the rollups: counted from the first of them.
+            rebuild_slo_minutes(conn, tenant, [r for r in changed if is_platform_rule(r)], -(2**62), 2**62, self._clock())
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
@@ -1027,6 +1035,41 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             _touch(touched, ((tenant, has_root, start) for tenant, _, has_root, start in known))
             self._mark_dirty(touched)
         return refused
+
+    def add_platform_scores(self, scores: pa.Table) -> int:
+        """Store scores of subjects (rows of PLATFORM_SCORE_ARROW_SCHEMA), one per (tenant,
+        subject, name, time): a score sent again replaces the stored one. Score SLIs over
+        their subjects are recounted for the minutes touched. Returns the rows kept."""
+        return int(self._writer.call(lambda: self._add_platform_scores(scores)).result(60))
+
+    def _add_platform_scores(self, scores: pa.Table) -> int:
+        if not scores.num_rows:
+            return 0
+        touched = put_platform_scores(self._conn, scores)
+        rules = {tenant: [r for r in self._sli_rules.get(tenant, []) if is_platform_rule(r)] for tenant in touched}
+        if self._rollups_on and any(rules.values()):
+            # Recounted now, whatever raw-span expiry has done to these minutes: platform
+            # scores are kept as long as the rollups (see _rebuild for the runs' minutes).
+            self._conn.execute("BEGIN TRANSACTION")
+            try:
+                for tenant, minutes in touched.items():
+                    for start, end in ranges(minutes):
+                        rebuild_slo_minutes(self._conn, tenant, rules[tenant], start, end, self._clock())
+                self._conn.execute("COMMIT")
+            except Exception:
+                self._conn.execute("ROLLBACK")
+                raise
+            for tenant, minutes in touched.items():
+                self._slo_changes.record(tenant, minutes)
+        return int(last_of_each_key(scores).num_rows)
+
+    def platform_scores(
+        self, tenant: str, subject: str | None = None, name: str | None = None,
+        since_ns: int | None = None, until_ns: int | None = None, limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Stored scores of subjects, oldest first, filtered by subject, name and [since, until)."""
+        with self._reader() as cur:
+            return read_platform_scores(cur, tenant, subject, name, since_ns, until_ns, limit)
 
     def slo_first_minutes(self, tenant: str) -> dict[str, int]:
         """Per SLO, the start of the first minute in which it counted events."""
