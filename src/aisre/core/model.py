@@ -62,6 +62,9 @@ class SliRule:
     pipeline: str | None = None
     deadline_at_ns: int | None = None
     period_ns: int | None = None
+    # Freshness from spans (kind dataset_freshness): updates are spans whose aisre.dataset
+    # attribute is ``dataset``; the bound is in ``max_value`` (seconds of age).
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from aisre.present.api.catalog import CATALOG_ROUTES
 from aisre.present.api.check import CHECK_ROUTES
 from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
+from aisre.present.api.events import EVENT_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.incidents import INCIDENT_ROUTES
 from aisre.present.api.metric_series import METRIC_SERIES_ROUTES
@@ -97,6 +98,7 @@ def api_routes(otlp: Any, otlp_metrics: Any = None) -> list[BaseRoute]:
         *CATALOG_ROUTES,
         *READINESS_ROUTES,
         *POLICY_ROUTES,
+        *EVENT_ROUTES,
     ]
 
 
@@ -136,5 +138,6 @@ def build_asgi(
         middleware=[Middleware(AuthMiddleware, keys=ctx.keys)],
     )
     app.state.ctx = ctx
+    app.state.traces_consumer = consumer  # POST /api/events ingests its spans through it
     return app
 

@@ -262,6 +262,18 @@ class ScoresAccepted(TypedDict):
     rejected: list[ScoreRefusal]
 
 
+class EventSpanRef(TypedDict):
+    index: int
+    trace_id: str
+    span_id: str
+
+
+class EventsAccepted(TypedDict):
+    accepted: int
+    rejected: list[ScoreRefusal]
+    spans: list[EventSpanRef]
+
+
 # -- admin -----------------------------------------------------------------------------------
 
 

@@ -1,13 +1,15 @@
 """ML-platform job SLIs over spans on ClickHouse: what store/duckdb/jobs.py counts
 (``pipeline``: runs that succeed; ``deadline``: a successful run ended by each scheduled
-deadline), over the same runs, found the same way."""
+deadline; ``dataset_freshness``: the newest dataset update is young enough each minute), over
+the same runs and updates, found the same way."""
 
 from __future__ import annotations
 
 from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
+from aisre.core.slo import DATASET_ATTRIBUTE
 from aisre.store.clickhouse.client import Client
-from aisre.store.duckdb.jobs import deadlines
+from aisre.store.duckdb.jobs import deadlines, freshness_minutes
 
 
 def _attr(key: str) -> str:
@@ -28,12 +30,33 @@ FROM (
     WHERE tenant = {{tenant:String}} AND (
         ({_attr('cicd.pipeline.name')} = {{name:String}} AND {_attr('cicd.pipeline.task.name')} IS NULL)
         OR (ifNull(is_root, false) AND name = {{name:String}} AND {_attr('cicd.pipeline.name')} IS NULL))
+    -- A run delivered again after the store's dedup window is one run: the first copy counts.
+    ORDER BY received_ns LIMIT 1 BY trace_id, span_id
 )
 """
 
 
+def _dataset_freshness(client: Client, tenant: str, rule: SliRule, start: int, end: int, now_ns: int) -> list[tuple[int, int, int]]:
+    # Updates: spans whose aisre.dataset attribute names the dataset (the writer stores a span
+    # delivered twice once); only their end times matter.
+    updates = (f"SELECT end_ns FROM spans WHERE tenant = {{tenant:String}} "
+               f"AND {_attr(DATASET_ATTRIBUTE)} = {{name:String}}")
+    params = {"tenant": tenant, "name": rule.dataset or "", "start": int(start), "hi": int(min(end, now_ns))}
+    row = client.query(f"SELECT min(end_ns) AS f, maxIf(end_ns, end_ns <= {{start:Int64}}) AS b, "
+                       f"countIf(end_ns <= {{start:Int64}}) AS nb, count() AS n FROM ({updates})", params).to_pylist()[0]
+    if not row["n"]:
+        return []
+    later = [int(r["end_ns"]) for r in client.query(
+        f"SELECT DISTINCT end_ns FROM ({updates}) WHERE end_ns > {{start:Int64}} AND end_ns <= {{hi:Int64}} ORDER BY end_ns",
+        params).to_pylist()]
+    before = int(row["b"]) if row["nb"] else None
+    return freshness_minutes(rule, int(row["f"]), before, later, start, end, now_ns)
+
+
 def job_slo_counts(client: Client, tenant: str, rule: SliRule, start: int, end: int, now_ns: int) -> list[tuple[int, int, int]]:
     """(minute_ns, good, total) of one job SLI over [start, end)."""
+    if rule.kind == "dataset_freshness":
+        return _dataset_freshness(client, tenant, rule, start, end, now_ns)
     params = {"tenant": tenant, "name": rule.pipeline or "", "start": int(start), "end": int(end)}
     if rule.kind == "pipeline":
         rows = client.query(
