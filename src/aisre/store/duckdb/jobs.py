@@ -18,24 +18,23 @@ from aisre.core.model import SliRule
 from aisre.core.schema import MINUTE_NS
 from aisre.core.slo import DATASET_ATTRIBUTE, JOB_SLI_KINDS
 
-__all__ = ["JOB_SLI_KINDS", "deadlines", "freshness_minutes", "job_slo_counts", "next_deadline", "passed_minutes"]
+__all__ = ["JOB_SLI_KINDS", "deadlines", "freshness_minutes", "freshness_window", "job_slo_counts", "next_deadline",
+           "passed_minutes"]
 
 _RUNS = """
-SELECT start_ns, end_ns, CASE
+SELECT trace_id, span_id, received_ns, start_ns, end_ns, CASE
     WHEN r IS NULL THEN status IS DISTINCT FROM 'error'
     WHEN r = 'success' THEN true
     WHEN r IN ('cancellation', 'skip') THEN NULL
     ELSE false END AS ok
 FROM (
-    SELECT start_ns, end_ns, status, lower(json_extract_string(attributes, '$."cicd.pipeline.result"')) AS r
+    SELECT trace_id, span_id, received_ns, start_ns, end_ns, status,
+        lower(json_extract_string(attributes, '$."cicd.pipeline.result"')) AS r
     FROM spans
     WHERE tenant = ? AND (
         (json_extract_string(attributes, '$."cicd.pipeline.name"') = ?
          AND json_extract_string(attributes, '$."cicd.pipeline.task.name"') IS NULL)
         OR (is_root AND name = ? AND json_extract_string(attributes, '$."cicd.pipeline.name"') IS NULL))
-    -- A run delivered again after the store's dedup window (an event re-posted days later)
-    -- is one run: the first copy received counts.
-    QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY received_ns) = 1
 )
 """
 
@@ -86,26 +85,38 @@ def freshness_minutes(
     return out
 
 
+# The text test first: it is cheap, and most spans carry no dataset at all.
 _UPDATES = f"""
 SELECT end_ns FROM spans
-WHERE tenant = ? AND json_extract_string(attributes, '$."{DATASET_ATTRIBUTE}"') = ?
+WHERE tenant = ? AND contains(CAST(attributes AS VARCHAR), '{DATASET_ATTRIBUTE}')
+  AND json_extract_string(attributes, '$."{DATASET_ATTRIBUTE}"') = ?
 """
+
+
+def freshness_window(rule: SliRule, start: int) -> int:
+    """Updates ending at or before this are too old to make any minute from ``start`` on
+    fresh: only whether one exists matters (the dataset's minutes are counted, and bad)."""
+    return max(start - round(float(rule.max_value or 0.0) * 1e9) - MINUTE_NS, -(2**63) + 1)
 
 
 def _dataset_freshness(
     conn: duckdb.DuckDBPyConnection, tenant: str, rule: SliRule, start: int, end: int, now_ns: int
 ) -> list[tuple[int, int, int]]:
     name = rule.dataset or ""
-    first, before = conn.execute(
-        f"SELECT min(end_ns), max(end_ns) FILTER (WHERE end_ns <= ?) FROM ({_UPDATES})", [start, tenant, name]
+    # The newest update by ``start`` is read only as far back as it can still matter, so a
+    # pass scans recent spans; an older one only says the dataset's counting has begun.
+    (before,) = conn.execute(
+        f"SELECT max(end_ns) FROM ({_UPDATES}) WHERE end_ns > ? AND end_ns <= ?",
+        [tenant, name, freshness_window(rule, start), start],
     ).fetchall()[0]
-    if first is None:
-        return []
+    begun = before is not None or bool(conn.execute(
+        f"SELECT 1 FROM ({_UPDATES}) WHERE end_ns <= ? LIMIT 1", [tenant, name, start]).fetchall())
     updates = [int(e) for (e,) in conn.execute(
         f"SELECT DISTINCT end_ns FROM ({_UPDATES}) WHERE end_ns > ? AND end_ns <= ? ORDER BY 1",
         [tenant, name, start, min(end, now_ns)],
     ).fetchall()]
-    return freshness_minutes(rule, int(first), int(before) if before is not None else None, updates, start, end, now_ns)
+    first = start if begun else (updates[0] if updates else None)
+    return freshness_minutes(rule, first, int(before) if before is not None else None, updates, start, end, now_ns)
 
 
 def job_slo_counts(
@@ -116,9 +127,13 @@ def job_slo_counts(
         return _dataset_freshness(conn, tenant, rule, start, end, now_ns)
     name = rule.pipeline or ""
     if rule.kind == "pipeline":
+        # A run stored twice (a copy re-sent after the store's dedup window, e.g. an event
+        # re-posted days later) is one run: the first copy received counts.
         rows = conn.execute(
-            f"SELECT (start_ns // {MINUTE_NS}) * {MINUTE_NS} AS m, count(*) FILTER (WHERE ok), count(*) "
-            f"FROM ({_RUNS}) WHERE ok IS NOT NULL AND start_ns >= ? AND start_ns < ? GROUP BY 1 ORDER BY 1",
+            f"SELECT (start_ns // {MINUTE_NS}) * {MINUTE_NS} AS m, count(*) FILTER (WHERE ok), count(*) FROM ("
+            f"SELECT start_ns, ok FROM ({_RUNS}) WHERE start_ns >= ? AND start_ns < ? "
+            "QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY received_ns) = 1"
+            ") WHERE ok IS NOT NULL GROUP BY 1 ORDER BY 1",
             [tenant, name, name, start, end],
         ).fetchall()
         return [(int(m), int(g), int(t)) for m, g, t in rows]
