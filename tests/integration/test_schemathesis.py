@@ -87,6 +87,10 @@ def test_openapi_describes_every_route(live_server: Live) -> None:
     assert {"/v1/traces", "/api/stats", "/api/journeys", "/api/journeys/runs", "/api/traces/{trace_id}",
             "/api/slos", "/api/slos/{name}", "/api/slos/{name}/replay", "/api/alerts", "/api/scores",
             "/healthz", "/metrics", "/api/scores/evidently", "/api/scores/platform"} <= set(paths)
+    events = paths["/api/events"]["post"]
+    assert events["tags"] == ["ingest"]
+    assert set(events["requestBody"]["content"]["application/json"]["schema"]["properties"]["events"]["items"]
+               ["properties"]["kind"]["enum"]) == {"pipeline_run", "dataset_update"}
     assert {"get", "put"} <= set(paths["/api/slos"])
     # Without the key the document itself is refused (auth is on), as its security says.
     assert httpx.get(live_server.url + "/openapi.json").status_code == 401

@@ -208,3 +208,23 @@ def test_public_bind_needs_keys() -> None:
         check_bind("0.0.0.0", has_keys=False)
     check_bind("0.0.0.0", has_keys=True)
     check_bind("127.0.0.1", has_keys=False)
+
+
+def test_events_take_the_tenant_of_the_key(tenants) -> None:
+    server, keys, _ = tenants
+    event = {"kind": "pipeline_run", "pipeline": "etl", "result": "success", "id": "run-1",
+             "start": "2026-12-05T02:00:00Z", "end": "2026-12-05T02:10:00Z"}
+    # A read key cannot post events; an ingest key can, for its own tenant only.
+    denied = httpx.post(server.url + "/api/events", json={"events": [event]},
+                        headers={"Authorization": f"Bearer {keys['a-read']}"})
+    assert denied.status_code == 403
+    spans = {}
+    for tenant in ("a", "b"):
+        answer = httpx.post(server.url + "/api/events", json={"events": [event]},
+                            headers={"Authorization": f"Bearer {keys[f'{tenant}-ingest']}"}).json()
+        assert answer["accepted"] == 1 and answer["rejected"] == [], answer
+        spans[tenant] = answer["spans"][0]["trace_id"]
+    # The same event of two tenants is two spans (the ids hash the tenant in), each private.
+    assert spans["a"] != spans["b"]
+    assert _get(server, f"/api/traces/{spans['a']}", keys["a-read"]).status_code == 200
+    assert _get(server, f"/api/traces/{spans['a']}", keys["b-read"]).status_code == 404

@@ -198,6 +198,7 @@ def test_public_bind_and_auth_off() -> None:
         ("GET", "/api/keys", "", ("admin",)),
         ("POST", "/api/keys", "", ("admin",)),
         ("POST", "/v1/traces", "", ("ingest",)),
+        ("POST", "/api/events", "", ("ingest",)),
         ("GET", "/healthz", "", None),
     ],
 )

@@ -33,6 +33,8 @@ def test_platform_sli_thresholds() -> None:
     assert fmt.sli_threshold({"kind": "histogram", "metric": "gen_ai.server.request.duration", "le": 4.0}) == (
         "gen_ai.server.request.duration ≤ 4")
     assert fmt.sli_threshold({"kind": "freshness", "metric": "fv.ts", "max_age": timedelta(minutes=30)}) == "fv.ts age ≤ 30m"
+    assert fmt.sli_threshold({"kind": "freshness", "metric": None, "dataset": "customer_orders",
+                              "max_age": timedelta(minutes=30)}) == "customer_orders age ≤ 30m"
     assert fmt.sli_threshold({"kind": "pipeline", "pipeline": "nightly"}) == "nightly succeeds"
     assert fmt.sli_threshold({"kind": "deadline", "pipeline": "nightly", "at": timedelta(hours=6),
                               "every": timedelta(days=1)}) == "nightly done by 06:00 UTC daily"

@@ -65,6 +65,9 @@ class SliRule:
     # Platform score SLIs (kind score with a subject): scores posted for ``subject`` (not
     # for a trace), one event each in the minute of its time, good within [min, max].
     subject: str | None = None
+    # Freshness from spans (kind dataset_freshness): updates are spans whose aisre.dataset
+    # attribute is ``dataset``; the bound is in ``max_value`` (seconds of age).
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)

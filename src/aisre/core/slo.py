@@ -312,11 +312,15 @@ class HistogramSli:
 class FreshnessSli:
     """One event per selected timestamp-gauge series per minute (a dataset's or feature
     view's last update, in unix seconds): good when the minute's end is at most
-    ``max_age`` after the newest update the minute reported."""
+    ``max_age`` after the newest update the minute reported. With ``dataset`` instead of
+    ``metric``: one event per minute from the dataset's first update on, good when the newest
+    update span (attribute ``aisre.dataset``) that ended by the minute's end is at most
+    ``max_age`` old."""
 
     kind: ClassVar[str] = "freshness"
-    metric: str
+    metric: str | None
     max_age: timedelta
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -349,7 +353,12 @@ SLI_KINDS: tuple[str, ...] = (
 )
 METRIC_SLI_KINDS: frozenset[str] = frozenset({"ratio", "threshold", "histogram", "freshness"})
 # ML-platform SLIs over pipeline/job spans (platform SLOs, like the metric ones).
-JOB_SLI_KINDS: frozenset[str] = frozenset({"pipeline", "deadline"})
+# ``dataset_freshness`` is the rule kind (core/model.py SliRule) of a freshness SLI over
+# dataset-update spans, counted with the job SLIs.
+JOB_SLI_KINDS: frozenset[str] = frozenset({"pipeline", "deadline", "dataset_freshness"})
+# The span attribute naming the dataset (or feature view) a span updated: POST /api/events
+# dataset_update events carry it, and so may a team's own materialisation spans.
+DATASET_ATTRIBUTE = "aisre.dataset"
 GAUGE_AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "last")
 # Kinds that measure the user's outcome carry the journey's budget; the rest default to diagnostic.
 # Metric SLIs are platform SLOs (their own budget, paging alerts), so they carry one too.

@@ -84,7 +84,10 @@ def sli_rule(spec: SloSpec, prometheus: bool = False) -> SliRule | None:
                        min_value=sli.min, max_value=sli.max, aggregate=sli.aggregate)
     if isinstance(sli, HistogramSli):
         return SliRule(spec.id, spec.journey or "", "histogram", total=parse_selector(sli.metric), le=sli.le)
-    if isinstance(sli, FreshnessSli):
+    if isinstance(sli, FreshnessSli) and sli.dataset is not None:
+        return SliRule(spec.id, spec.journey or "", "dataset_freshness", dataset=sli.dataset,
+                       max_value=sli.max_age.total_seconds())
+    if isinstance(sli, FreshnessSli) and sli.metric is not None:
         return SliRule(spec.id, spec.journey or "", "freshness", total=parse_selector(sli.metric),
                        max_value=sli.max_age.total_seconds())
     if isinstance(sli, PipelineSli):

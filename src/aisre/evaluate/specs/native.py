@@ -43,6 +43,10 @@ slos:
     service: feast
     objective: 99
     sli: {kind: freshness, metric: 'feature_view.last_update_timestamp{view="user"}', max_age: 2h}
+  - name: orders-fresh                # from dataset-update spans (POST /api/events)
+    service: feast
+    objective: 99
+    sli: {kind: freshness, dataset: customer_orders, max_age: 30m}
   - name: nightly-succeeds
     service: airflow
     objective: 95
@@ -142,7 +146,7 @@ SLI_KEYS: dict[str, tuple[str, ...]] = {
     "ratio": ("kind", "good", "bad", "total"),
     "threshold": ("kind", "metric", "min", "max", "aggregate"),
     "histogram": ("kind", "metric", "le"),
-    "freshness": ("kind", "metric", "max_age"),
+    "freshness": ("kind", "metric", "dataset", "max_age"),
     "pipeline": ("kind", "pipeline"),
     "deadline": ("kind", "pipeline", "at", "every"),
 }
@@ -274,9 +278,7 @@ def _sli(v: View) -> tuple[Sli | None, dict[str, tuple[str, int]]]:
             s.error("le", f"must be a bucket bound > 0 in the metric's unit (got {le:g})")
         sli = HistogramSli(metric, le) if metric is not None and le is not None else None
     elif raw_kind == "freshness":
-        metric = _selector(s, "metric", required=True)
-        max_age = _span(s, "max_age", required=True)
-        sli = FreshnessSli(metric, max_age) if metric is not None and max_age is not None else None
+        sli = _freshness(s)
     elif raw_kind == "pipeline":
         name = s.text("pipeline", required=True)
         sli = PipelineSli(name) if name else None
@@ -297,6 +299,24 @@ def _subject(s: View) -> str | None:
         s.error("subject", problem)
         return None
     return text
+
+
+def _freshness(s: View) -> FreshnessSli | None:
+    # Exactly one source: a timestamp gauge (metric) or dataset-update spans (dataset).
+    if s.has("metric") == s.has("dataset"):
+        s.error("dataset" if s.has("dataset") else "metric",
+                "give exactly one of metric (a timestamp gauge) or dataset (update spans, e.g. from POST /api/events)")
+        _span(s, "max_age", required=True)
+        return None
+    max_age = _span(s, "max_age", required=True)
+    if s.has("dataset"):
+        dataset = (s.text("dataset") or "").strip()
+        if not dataset:
+            s.error("dataset", "must be a dataset or feature view name")
+            return None
+        return FreshnessSli(None, max_age, dataset=dataset) if max_age is not None else None
+    metric = _selector(s, "metric", required=True)
+    return FreshnessSli(metric, max_age) if metric is not None and max_age is not None else None
 
 
 def _selector(s: View, key: str, required: bool = False) -> str | None:

@@ -24,6 +24,7 @@ from aisre.present.api.catalog import CATALOG_ROUTES
 from aisre.present.api.check import CHECK_ROUTES
 from aisre.present.api.context import AppContext
 from aisre.present.api.cost import COST_ROUTES
+from aisre.present.api.events import EVENT_ROUTES
 from aisre.present.api.gate import GATE_ROUTES
 from aisre.present.api.incidents import INCIDENT_ROUTES
 from aisre.present.api.metric_series import METRIC_SERIES_ROUTES
@@ -99,6 +100,7 @@ def api_routes(otlp: Any, otlp_metrics: Any = None) -> list[BaseRoute]:
         *READINESS_ROUTES,
         *POLICY_ROUTES,
         *PLATFORM_SCORE_ROUTES,
+        *EVENT_ROUTES,
     ]
 
 
@@ -138,5 +140,6 @@ def build_asgi(
         middleware=[Middleware(AuthMiddleware, keys=ctx.keys)],
     )
     app.state.ctx = ctx
+    app.state.traces_consumer = consumer  # POST /api/events ingests its spans through it
     return app
 

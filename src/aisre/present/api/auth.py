@@ -172,6 +172,8 @@ def required_roles(method: str, path: str, query: str = "") -> tuple[Role, ...] 
     if method == "POST" and path in ("/v1/traces", "/v1/metrics", "/api/scores", "/api/alertmanager", "/api/changes",
                                      "/api/scores/evidently"):
         return ("ingest",)
+    if method == "POST" and path == "/api/events":
+        return ("ingest",)  # pipeline runs and dataset updates, sent by schedulers' hooks
     if method == "POST" and path in ("/api/gameday/start", "/api/gameday/stop"):
         return ("ingest",)  # drill markers, sent like deploy markers
     if method == "POST" and path == "/api/policy/decide":

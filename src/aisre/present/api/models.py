@@ -294,6 +294,16 @@ class PlatformScore(TypedDict):
 
 class PlatformScoreList(TypedDict):
     items: list[PlatformScore]
+class EventSpanRef(TypedDict):
+    index: int
+    trace_id: str
+    span_id: str
+
+
+class EventsAccepted(TypedDict):
+    accepted: int
+    rejected: list[ScoreRefusal]
+    spans: list[EventSpanRef]
 
 
 # -- admin -----------------------------------------------------------------------------------

@@ -346,6 +346,7 @@ def sli_threshold(sli: dict[str, Any] | None) -> str:
     if kind == "histogram" and sli.get("le") is not None:
         return f"{metric} ≤ {sli['le']:g}"
     if kind == "freshness" and sli.get("max_age") is not None:
+        metric = metric or str(sli.get("dataset") or "")
         return f"{metric} age ≤ {_span(sli['max_age'])}"
     if kind == "pipeline":
         return f"{sli.get('pipeline') or ''} succeeds"

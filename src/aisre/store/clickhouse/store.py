@@ -59,7 +59,7 @@ from aisre.store.clickhouse.semantics import (
     merged_runs_sql,
     run_minutes_select,
 )
-from aisre.store.duckdb.jobs import deadlines, next_deadline
+from aisre.store.duckdb.jobs import deadlines, next_deadline, passed_minutes
 from aisre.store.duckdb.platform_scores import is_platform_rule, last_of_each_key
 from aisre.store.duckdb.retention import ROLLUP_TABLES, ExpiryStats
 from aisre.store.duckdb.store import prepare_batch
@@ -771,6 +771,9 @@ class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
                 if rule.kind == "deadline":
                     for d in deadlines(rule, (last if last is not None else now_ns) + 1, now_ns + 1):
                         due.setdefault(tenant, set()).add(d // MINUTE_NS * MINUTE_NS)
+            # Freshness minutes count once they end, new data or not (a stale dataset goes bad).
+            if any(rule.kind == "dataset_freshness" for rule in rules):
+                due.setdefault(tenant, set()).update(passed_minutes(last, now_ns))
         if due:
             self._mark_dirty(due)
 
@@ -788,7 +791,21 @@ class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
                 self._rebuild_slo_minutes(tenant, self._sli_rules.get(tenant, []), start, end)
                 count += (end - start) // MINUTE_NS
             self._slo_changes.record(tenant, minutes)
+            self._recount_freshness(tenant, minutes, now)
         return count
+
+    def _recount_freshness(self, tenant: str, minutes: set[int], now_ns: int) -> None:
+        """Recount dataset-freshness SLIs from the first dirty minute to now (as store/duckdb
+        does): an update, even a late one, decides every later minute until the next."""
+        rules = [r for r in self._sli_rules.get(tenant, []) if r.kind == "dataset_freshness"]
+        end = now_ns // MINUTE_NS * MINUTE_NS
+        # An update at a minute's first instant already counts for the minute before.
+        start = min(minutes) - MINUTE_NS if minutes else end
+        if not rules or start >= end:
+            return
+        self._rebuild_slo_minutes(tenant, rules, start, end)
+        small = end - start <= 10_000 * MINUTE_NS
+        self._slo_changes.record(tenant, set(range(start, end, MINUTE_NS)) if small else None)
 
     @staticmethod
     def _runs_in(prefix: str = "") -> str:

@@ -36,7 +36,7 @@ from aisre.store.duckdb.control import ControlTables
 from aisre.store.duckdb.cost import DuckDBCost
 from aisre.store.duckdb.gate import GateQueries
 from aisre.store.duckdb.incidents import IncidentTables
-from aisre.store.duckdb.jobs import deadlines, next_deadline
+from aisre.store.duckdb.jobs import deadlines, next_deadline, passed_minutes
 from aisre.store.duckdb.metrics import METRIC_SLI_KINDS, MetricTables, folded_minutes
 from aisre.store.duckdb.platform_scores import (
     is_platform_rule,
@@ -855,7 +855,29 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         rebuilt = rebuild(self._conn, dirty, self._sli_rules, now)
         for tenant, minutes in dirty.items():
             self._slo_changes.record(tenant, minutes)
+        self._recount_freshness(dirty, now)
         return rebuilt
+
+    def _recount_freshness(self, dirty: dict[str, set[int]], now_ns: int) -> None:
+        """Recount dataset-freshness SLIs from the first dirty minute to now: an update (even a
+        late one) decides every later minute until the next update."""
+        for tenant, minutes in dirty.items():
+            rules = [r for r in self._sli_rules.get(tenant, []) if r.kind == "dataset_freshness"]
+            end = minute_of(now_ns)
+            # An update at a minute's first instant already counts for the minute before.
+            start = min(minutes) - MINUTE_NS if minutes else end
+            if not rules or start >= end:
+                continue
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                rebuild_slo_minutes(conn, tenant, rules, start, end, now_ns)
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            small = end - start <= 10_000 * MINUTE_NS
+            self._slo_changes.record(tenant, set(range(start, end, MINUTE_NS)) if small else None)
 
     def _deadline_minutes(self, tenant: str, minutes: set[int], now_ns: int) -> set[int]:
         """Deadline minutes a rebuild of ``minutes`` must recount: every due deadline from the
@@ -883,6 +905,9 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
                 if rule.kind == "deadline":
                     for d in deadlines(rule, last + 1, now_ns + 1):
                         due.setdefault(tenant, set()).add(minute_of(d))
+            # Freshness minutes count once they end, new data or not (a stale dataset goes bad).
+            if any(rule.kind == "dataset_freshness" for rule in rules):
+                due.setdefault(tenant, set()).update(passed_minutes(last, now_ns))
         if due:
             self._mark_dirty(due)
 
