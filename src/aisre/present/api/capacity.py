@@ -102,7 +102,7 @@ async def capacity_levels_put(request: Request) -> Response:
       limit's warn_at (PUT /api/cost/rate-limits).
     requestBody:
       content:
-        application/json: {schema: {type: object, required: [levels], additionalProperties: false, properties: {levels: {type: array, items: {type: object, required: [metric], additionalProperties: false, properties: {metric: {type: string}, threshold: {type: number, nullable: true, exclusiveMinimum: true, minimum: 0}, enabled: {type: boolean}}}}}}}
+        application/json: {schema: {type: object, required: [levels], properties: {levels: {type: array, items: {type: object, required: [metric], properties: {metric: {type: string}, threshold: {type: number, nullable: true, exclusiveMinimum: true, minimum: 0}, enabled: {type: boolean}}}}}}}
     responses:
       200: {description: The tenant's levels as they now stand.}
       400: {description: 'Not {"levels": [...]}, an unknown metric or field, a metric given twice, or a threshold outside its unit''s range.'}
