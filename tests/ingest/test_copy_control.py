@@ -1,7 +1,7 @@
 """``aisre store copy --control``: a DuckDB file's control plane (keys, audit log, alert
 episodes, incidents with their links, timeline, action items and notifications, changes,
-gate verdicts, prices, budgets, rate limits, retention, and the agent policy sets, decision
-records, judged runs and violations) copied into a real PostgreSQL a page at a time,
+gate verdicts, prices, budgets, rate limits, retention, capacity warning levels, and the agent
+policy sets, decision records, judged runs and violations) copied into a real PostgreSQL a page at a time,
 interrupted and resumed with a page sent twice; then every read the layers above make
 answers the same on both sides, links and ids included, and new rows get new ids."""
 
@@ -147,6 +147,8 @@ def _seed(url: str) -> dict[str, Any]:
         store.cost.put_rate_limit({"tenant": A, "model": "gpt-4o-mini", "requests_per_min": 600.0,
                                    "tokens_per_min": 2e5, "warn_at": 0.7})
         store.set_retention(A, 30)
+        store.put_capacity_levels(A, [{"metric": "hw.gpu.utilization", "threshold": 0.8, "enabled": True},
+                                      {"metric": "vllm.num_requests_waiting", "threshold": None, "enabled": False}])
         judged = _seed_policy(store)
         return {"alert": page["id"], "key": key, "incidents": [first["id"], second["id"]], "verdict": verdict,
                 "judged": judged}
@@ -177,6 +179,7 @@ def _reads(store: Any, ids: dict[str, Any]) -> dict[str, Callable[[], Any]]:
         "list_overrides": lambda: cost.list_overrides(A),
         "list_budgets": lambda: cost.list_budgets(A),
         "list_rate_limits": lambda: cost.list_rate_limits(A),
+        "capacity_levels": lambda: store.capacity_levels(A),
     }
     for iid in ids["incidents"]:
         out[f"get_incident {iid}"] = lambda iid=iid: tables.get_incident(A, iid)

@@ -2,7 +2,8 @@
 metrics gives a crossing time within 10 % on GET /api/capacity and in `aisre capacity`; the
 same server lists those series on GET /api/metrics/series and in `aisre metrics series`, and
 without a metric GET /api/capacity lists a rate-limited model's token throughput (from the
-cost minutes of its calls, sent as OTLP traces) against its limit, and its headroom."""
+cost minutes of its calls, sent as OTLP traces) against its limit, and its headroom; a warning
+level set with PUT /api/capacity/levels moves the GPU's crossing there and on /capacity."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def test_capacity_route_and_cli(server: Any) -> None:
     points += [(start + i * MIN + 30 * 10**9, 0.3, {"gpu": "1"}) for i in range(240)]
     r = httpx.post(server.url + "/v1/metrics", content=request([gauge("gpu.utilization", points)], service="gpu-pool")
                    .SerializeToString(), headers={"Content-Type": "application/x-protobuf"})
+    assert r.status_code == 200, r.text
+    # The same growing GPU under the name the built-in resource watches (another service, so
+    # the series listing below keeps to gpu-pool).
+    r = httpx.post(server.url + "/v1/metrics", content=request([gauge("hw.gpu.utilization", points[:240])],
+                                                               service="gpu-hosts").SerializeToString(),
+                   headers={"Content-Type": "application/x-protobuf"})
     assert r.status_code == 200, r.text
     params = {"metric": "gpu.utilization", "threshold": "0.9", "lookback": "4h", "now": str(now)}
     doc = httpx.get(server.url + "/api/capacity", params={**params, "now": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now / 1e9))}).json()
@@ -97,3 +104,44 @@ def test_capacity_route_and_cli(server: Any) -> None:
     for bad in ({"threshold": "0.9"}, {"metric": "gpu.utilization", "threshold": "0.9", "direction": "sideways"}):
         r = httpx.get(server.url + "/api/capacity", params=bad)
         assert r.status_code == 400, (bad, r.text)
+
+    # The tenant's own warning levels: the built-in 90 % for GPU utilisation first (4 hours
+    # away), then 80 % (2 hours away) once set; the queue turned off. Refusals change nothing.
+    levels = {lv["metric"]: lv for lv in httpx.get(server.url + "/api/capacity/levels").json()["levels"]}
+    assert {k: levels["hw.gpu.utilization"][k] for k in ("threshold", "default", "source", "enabled")} == {
+        "threshold": 0.9, "default": 0.9, "source": "built-in", "enabled": True}
+    as_of = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now / 1e9))
+
+    def gpu_resource() -> dict[str, Any]:
+        listed = httpx.get(server.url + "/api/capacity", params={"lookback": "4h", "now": as_of}).json()
+        return next(r for r in listed["resources"] if r["resource"] == "GPU utilisation")
+
+    built_in = gpu_resource()
+    assert (built_in["threshold"], built_in["level_source"]) == (0.9, "built-in")
+    assert abs(built_in["worst"]["crossing_ns"] - (now + 4 * HOUR)) <= 0.1 * 4 * HOUR
+    put = httpx.put(server.url + "/api/capacity/levels", json={"levels": [
+        {"metric": "hw.gpu.utilization", "threshold": 0.8}, {"metric": "vllm.num_requests_waiting", "enabled": False}]})
+    assert put.status_code == 200, put.text
+    levels = {lv["metric"]: lv for lv in put.json()["levels"]}
+    assert (levels["hw.gpu.utilization"]["threshold"], levels["hw.gpu.utilization"]["source"]) == (0.8, "tenant")
+    assert levels["vllm.num_requests_waiting"]["enabled"] is False
+    own = gpu_resource()
+    assert (own["threshold"], own["level_source"]) == (0.8, "tenant")
+    assert abs(own["worst"]["crossing_ns"] - (now + 2 * HOUR)) <= 0.1 * 2 * HOUR
+    page = httpx.get(server.url + "/capacity").text
+    assert "warning at 80.0%" in page and "(this tenant's level; built-in 90.0%)" in page
+    assert 'id="capacity-off"' in page and "<code>vllm.num_requests_waiting</code>" in page
+    (audited,) = httpx.get(server.url + "/api/audit", params={"action": "capacity_levels"}).json()["items"]
+    assert audited["before"] == [] and audited["after"][0] == {"metric": "hw.gpu.utilization", "threshold": 0.8,
+                                                               "enabled": True}
+    for body, message in (
+        ({"levels": [{"metric": "hw.gpu.utilization", "threshold": 90}]}, "at most 1 (90 % is 0.9); got 90"),
+        ({"levels": [{"metric": "gpu.temperature", "threshold": 0.5}]}, "'gpu.temperature' is not a watched resource"),
+        ({"levels": "hw.gpu.utilization=0.8"}, 'the body is {"levels"'),
+    ):
+        r = httpx.put(server.url + "/api/capacity/levels", json=body)
+        assert r.status_code == 400 and message in r.json()["error"], (body, r.text)
+    assert httpx.put(server.url + "/api/capacity/levels", content=b"{").status_code == 400
+    assert gpu_resource()["threshold"] == 0.8
+    assert httpx.put(server.url + "/api/capacity/levels", json={"levels": []}).status_code == 200
+    assert gpu_resource()["threshold"] == 0.9

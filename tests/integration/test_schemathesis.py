@@ -60,6 +60,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         ("PUT", "/api/cost/budgets", {"name": "monthly", "amount_usd": 50, "period": "month"}),
         ("PUT", "/api/cost/rate-limits", {"model": "gpt-4o-mini", "requests_per_min": 500}),
         ("PUT", "/api/cost/rate-limits", {"model": "never-called", "tokens_per_min": 1000}),
+        ("PUT", "/api/capacity/levels", {"levels": [{"metric": "hw.gpu.utilization", "threshold": 0.8},
+                                                    {"metric": "DCGM_FI_DEV_FB_USED", "enabled": False}]}),
         ("POST", "/api/changes", {"kind": "deploy", "summary": "1.5.0", "journeys": ["ask"]}),
         ("POST", "/api/incidents", {"title": "answers fail", "by": "test", "journey": "ask", "severity": "sev2"}),
         ("POST", "/api/incidents/1/action-items", {"by": "test", "title": "add a retry budget", "due": "2099-01-01"}),
@@ -117,6 +119,7 @@ def test_filled_documents_match_their_schemas(live_server: Live) -> None:
         ("GET", "/api/gate/verdicts/{id}", {"id": 1}, {}), ("GET", "/api/keys", {}, {}), ("GET", "/api/audit", {}, {}),
         ("GET", "/api/retention", {}, {}), ("GET", "/api/incidents/{id}/postmortem", {"id": 1}, {}),
         ("GET", "/metrics", {}, {}), ("GET", "/openapi.json", {}, {}), ("GET", "/api/scores/platform", {}, {}),
+        ("GET", "/api/capacity/levels", {}, {}),
     ]
     for method, path, path_parameters, query in calls:
         case = schema[path][method].Case(path_parameters=path_parameters, query=query)

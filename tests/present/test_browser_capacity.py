@@ -3,7 +3,7 @@ with known truth: a GPU growing linearly shows its forecast crossing (the API's,
 the truth) on a chart with axes and unclashing labels; a queue with five minutes of data says
 "not enough data (5 minutes)"; a model with a rate limit shows its token throughput against
 the limit and its headroom falling to zero; no console errors and nothing scrolls sideways.
-The review's Markdown carries the same gauges."""
+The review carries the same gauges and rate-limit resources."""
 
 from __future__ import annotations
 
@@ -106,3 +106,13 @@ def test_capacity_page(page: sync_api.Page, server_factory: Any, tmp_path: Path)
     assert "## Saturation capacity" in md
     assert "| GPU utilisation | `hw.gpu.utilization` | 72.0 % | +96.00 pts |" in md
     assert "| Queue depth | `vllm.num_requests_waiting` | 2 requests | not enough data (5 minutes) |" in md
+    # ... and the rate-limited model's throughput and headroom: the busiest minute is the
+    # last one, 10,000 + 50 × 59 input and 500 output tokens.
+    assert "| Token throughput (gpt-4o-mini) | `tokens per minute` |" in md
+    assert "| 40,000 tokens/min (80 % of the limit) |" in md and "| falls to 0.0 % |" in md
+    review = {c["resource"]: c for c in httpx.get(server.url + "/api/report", params={"period": "week", "format": "json"},
+                                                  timeout=60).json()["capacity"]}
+    throughput, left = review["Token throughput (gpt-4o-mini)"], review["Rate-limit headroom (gpt-4o-mini)"]
+    assert (throughput["kind"], throughput["limit"], throughput["threshold"]) == ("rate_limit", 50_000, 40_000)
+    assert max(p for p in throughput["daily_peak"] if p is not None) == 13_450
+    assert min(p for p in left["daily_peak"] if p is not None) == pytest.approx(1 - 13_450 / 50_000)

@@ -258,3 +258,19 @@ def test_slo_specs_are_escaped_and_unsupported_explained(
     # An evaluated SLO with a runbook has neither notice (the notices' live container stays).
     assert "warnings" not in docs["evil"]
     assert 'id="slo-notices"' in pages[1] and 'id="slo-warnings"' not in pages[1] and 'id="slo-unsupported"' not in pages[1]
+
+    # The list marks each SLO with notices: a badge with their count, linking to the SLO's
+    # notices, whose title holds their text (escaped), one per line.
+    def badge(name: str) -> re.Match[str] | None:
+        _, row = _row(pages[0], "slo", name)
+        return re.search(r'<a class="badge slo-notice-badge([^"]*)" href="([^"]*)" title="([^"]*)" aria-label="([^"]*)">(.*?)</a>',
+                         row, re.S)
+
+    short, api_raw = badge("short"), badge("api-raw")
+    assert short and api_raw and badge("evil") is None
+    assert short.group(1) == " unsupported" and short.group(2) == "/slos/short#slo-notices"
+    assert _text(short.group(5)) == "⚠ 2" and short.group(4).startswith("2 notices: Not evaluated: ")
+    assert html.unescape(short.group(3)).split("\n") == [
+        f"Not evaluated: {reason}", "Warning: no runbook: alerts and incidents of this SLO will reach on-call without one"]
+    assert _text(api_raw.group(5)) == "⚠ 1" and html.unescape(api_raw.group(3)) == f"Not evaluated: {raw['reason']}"
+    assert all("<" not in m.group(3) and "'" not in m.group(3) for m in (short, api_raw))  # escaped in the attribute

@@ -97,3 +97,20 @@ def test_burn_down_chart_geometry() -> None:
     assert [t["label"] for t in young["y_ticks"]] == ["100%", "99%", "98%", "97%"]
     line = [float(v) for v in re.findall(r"[ML][\d.]+,([\d.]+)", young["path"])]
     assert line[0] == young["top"] and young["bottom"] - line[-1] > 0.1 * (young["bottom"] - young["top"])
+
+
+def test_slo_notice_badge_escapes_its_text() -> None:
+    """The list's notice badge: the count, and the notices' text escaped in its title."""
+    from aisre.present.ui.pages import _env
+
+    doc = {"name": "x", "status": "unsupported", "reason": "<script>alert('r')</script>", "objective": 99.0,
+           "window": "28d", "sli": {"kind": "outcome"}, "warnings": ['runbook "<b>x</b>" & more']}
+    view = fmt.slo_view(doc, None)
+    assert view["notices"] == ["Not evaluated: <script>alert('r')</script>", 'Warning: runbook "<b>x</b>" & more']
+    assert fmt.slo_notices({"status": "ok"}) == [] and fmt.slo_notices({"status": "unsupported"}) == [
+        "Not evaluated (status unsupported)"]
+    page = _env().from_string('{% from "_macros.html" import slo_table %}{{ slo_table(items) }}').render(items=[view])
+    (title,) = re.findall(r'class="badge slo-notice-badge unsupported" href="/slos/x#slo-notices" title="([^"]*)"', page)
+    assert title == ("Not evaluated: &lt;script&gt;alert(&#39;r&#39;)&lt;/script&gt;&#10;"
+                     "Warning: runbook &#34;&lt;b&gt;x&lt;/b&gt;&#34; &amp; more")
+    assert "<script>" not in page and "<b>x" not in page

@@ -1,5 +1,5 @@
 """The store contract, control plane: keys, audit, alerts, incidents, changes, gate verdicts,
-scores, retention, and tenant isolation across every read, through the methods the layers
+scores, retention, capacity warning levels, and tenant isolation across every read, through the methods the layers
 above call. Part of the suite every backend must pass (see tests/store/test_contract.py).
 
 Timestamps the store takes from the wall clock (key creation, audit records) are checked as
@@ -23,6 +23,7 @@ from aisre.core.rows import (
     AlertEpisode,
     ApiKey,
     AuditEntry,
+    CapacityLevel,
     Change,
     CostBudget,
     GateVerdictSummary,
@@ -347,6 +348,28 @@ def test_retention_set_and_read_per_tenant(seeded: OpenedStore) -> None:
     assert store.set_retention(A, None) == {**default, "tenant": A}
 
 
+def test_capacity_levels_replace_per_tenant(seeded: OpenedStore) -> None:
+    store = seeded.store
+    assert store.capacity_levels(A) == []
+    store.put_capacity_levels(A, [{"metric": "vllm.num_requests_waiting", "threshold": 25.0, "enabled": True},
+                                  {"metric": "hw.gpu.utilization", "threshold": 0.8, "enabled": True},
+                                  {"metric": "DCGM_FI_DEV_FB_USED", "threshold": None, "enabled": False}])
+    # By metric (contract); a PUT replaces the tenant's whole set.
+    got = store.capacity_levels(A)
+    assert [(r["tenant"], r["metric"], r["threshold"], r["enabled"]) for r in got] == [
+        (A, "DCGM_FI_DEV_FB_USED", None, False), (A, "hw.gpu.utilization", 0.8, True),
+        (A, "vllm.num_requests_waiting", 25.0, True)]
+    assert [row_problems(dict(r), CapacityLevel) for r in got] == [[], [], []]
+    assert len({r["updated_ns"] for r in got}) == 1 and got[0]["updated_ns"] > 0  # one write
+    store.put_capacity_levels(A, [{"metric": "hw.gpu.utilization", "threshold": 0.85, "enabled": True}])
+    assert [(r["metric"], r["threshold"]) for r in store.capacity_levels(A)] == [("hw.gpu.utilization", 0.85)]
+    assert store.capacity_levels(B) == []  # one tenant's levels are its own
+    store.put_capacity_levels(B, [{"metric": "hw.gpu.utilization", "threshold": 0.7, "enabled": True}])
+    assert [(r["metric"], r["threshold"]) for r in store.capacity_levels(A)] == [("hw.gpu.utilization", 0.85)]
+    store.put_capacity_levels(B, [])
+    assert store.capacity_levels(B) == []
+
+
 # --- cost control plane: overrides, budgets, rate limits, reprice ---------------------------
 
 
@@ -484,6 +507,7 @@ def _reads(store: Any, cost: Any, tenant: str, trace_id: str, minute: int) -> di
         "cost.list_overrides": lambda: cost.list_overrides(tenant),
         "cost.list_budgets": lambda: cost.list_budgets(tenant),
         "cost.list_rate_limits": lambda: cost.list_rate_limits(tenant),
+        "capacity_levels": lambda: store.capacity_levels(tenant),
     }
 
 
@@ -515,6 +539,7 @@ def isolated(seeded: OpenedStore) -> OpenedStore:
                      "thresholds": [1.0]})
     cost.put_rate_limit({"tenant": A, "model": "gpt-4o-mini", "requests_per_min": 1.0, "tokens_per_min": None,
                          "warn_at": 0.8})
+    store.put_capacity_levels(A, [{"metric": "hw.gpu.utilization", "threshold": 0.8, "enabled": True}])
     return seeded
 
 
@@ -565,6 +590,7 @@ def test_a_caller_bound_to_tenant_b_cannot_read_tenant_a(isolated: OpenedStore) 
         "put_rate_limit": lambda: cost.put_rate_limit({"tenant": A, "model": "m", "requests_per_min": 1.0,
                                                        "tokens_per_min": None, "warn_at": 0.8}),
         "reprice": lambda: cost.reprice(A, *ALL_TIME, _prices([], 1.0, "x")),
+        "put_capacity_levels": lambda: store.put_capacity_levels(A, []),
         "add_key": lambda: store.add_key({"key_id": "k-b", "digest": "d-b", "tenant": A, "role": "admin",
                                           "name": "mallory"}, "mallory"),
         "audit": lambda: store.audit(A, "mallory", "key.create", "k-b", None, None),
@@ -597,6 +623,7 @@ def test_a_caller_bound_to_tenant_b_cannot_read_tenant_a(isolated: OpenedStore) 
     assert not [row for row in store.list_audit(A) if row["actor"] == "mallory"]
     assert tables.get_incident(A, iid)["state"] == "open"
     assert [b["name"] for b in cost.list_budgets(A) if b["name"] == "x"] == []
+    assert [r["metric"] for r in store.capacity_levels(A)] == ["hw.gpu.utilization"]
 
 
 # --- SLO minute changes ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 Top incidents and near misses (alert episodes that fired but opened no incident), SLO compliance
 and budget burn per journey, cost and capacity per day, changes and their outcomes, open
 remediation items, each journey's scorecard level, and saturation capacity (GPU, KV cache,
-queue: level, growth and when each reaches its warning level). A document of plain values; present/
+queue, and rate-limited models' token throughput and headroom: level, growth and when each
+reaches its warning level, at the tenant's levels). A document of plain values; present/
 renders it as HTML (with charts) and Markdown."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _day_index(ns: int, period: Period) -> int:
 def review(store: ReviewStore, tenant: str, specs: Sequence[SloSpec], rules: Rules, period: Period,
            now_ns: int, capacity: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The review document for ``period``; ``capacity`` is its saturation section
-    (evaluate/capacity.py capacity_review), computed by the caller that reads metrics."""
+    (evaluate/capacity.py capacity_review), computed by the caller that reads metrics and cost."""
     reader = ScorecardReader(store, tenant, specs, rules, now_ns)
     days = int(period.days)
     day_labels = [(rfc3339(period.start_ns + i * DAY_NS) or "")[:10] for i in range(days)]

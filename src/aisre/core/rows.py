@@ -215,6 +215,18 @@ class RateLimit(TypedDict):
     warn_at: float
 
 
+class CapacityLevel(TypedDict):
+    """A tenant's own warning level for one capacity resource, by its metric
+    (``CapacityLevelTables.capacity_levels``): threshold None keeps the built-in level;
+    enabled False turns the resource off."""
+
+    tenant: str
+    metric: str
+    threshold: float | None
+    enabled: bool
+    updated_ns: int
+
+
 class CostSums(TypedDict):
     """The model-call sums of a cost breakdown row (normalize/semantics.py
     COST_MINUTE_MEASURES); zero over no rows."""

@@ -13,7 +13,8 @@ on it with the SLO specs.
 With ``--control postgresql://…`` the control plane goes too (``copy_control``): keys and
 the auth latch, the audit log, alert episodes, incidents with their alert links, timeline,
 action items and notification attempts, changes (and what change detection has seen),
-gate verdicts, price overrides, budgets, rate limits and retention settings. Rows move
+gate verdicts, price overrides, budgets, rate limits, retention settings and capacity warning
+levels. Rows move
 as stored, ids and timestamps kept, so an incident still points at its alerts and an
 audit id at its record; each table goes a page at a time in key order, the last key
 saved after each page (resumable like the spans; a page sent again is skipped row by row),
@@ -198,6 +199,7 @@ CONTROL_TABLES: tuple[ControlTable, ...] = (
     ControlTable("cost_budgets", ("tenant", "name")),
     ControlTable("rate_limits", ("tenant", "model")),
     ControlTable("retention", ("tenant",)),
+    ControlTable("capacity_levels", ("tenant", "metric")),
 )
 # The agent-policy tables (store/postgres/migrations/0070_policies.sql). The DuckDB file
 # keeps JSON documents as text under a ``_json`` name; PostgreSQL as JSONB under the plain one.

@@ -26,6 +26,7 @@ from aisre.core.rows import (
     AlertEpisode,
     ApiKey,
     AuditEntry,
+    CapacityLevel,
     Change,
     CostBreakdown,
     CostBudget,
@@ -278,6 +279,18 @@ class RetentionPolicy(Protocol):
     def retention(self, tenant: str) -> dict[str, Any]: ...
 
     def set_retention(self, tenant: str, days: float | None) -> dict[str, Any]: ...
+
+
+class CapacityLevelTables(Protocol):
+    """Each tenant's own warning levels for the capacity resources (a control-plane table)."""
+
+    def capacity_levels(self, tenant: str) -> list[CapacityLevel]:
+        """The tenant's levels, by metric (empty: every resource at its built-in level)."""
+        ...
+
+    def put_capacity_levels(self, tenant: str, rows: list[dict[str, Any]]) -> None:
+        """Replace the tenant's levels with ``rows`` (metric, threshold, enabled), in one transaction."""
+        ...
 
 
 class PolicyControl(Protocol):
@@ -573,7 +586,7 @@ class Lease(Protocol):
 class Store(
     SpanSink, ScoreSink, RunReads, SpanSampler, CatalogReads, SloMinuteSource, SliRules, AlertStore, KeyTables, AuditLog,
     RetentionPolicy, MetricTotals, StoreMemory, StoreRetention, GateStore, PolicyStore, MetricSink, MetricReads,
-    ExternalSloMinutes, MetricSeriesReads, PlatformScores, Protocol,
+    ExternalSloMinutes, MetricSeriesReads, PlatformScores, CapacityLevelTables, Protocol,
 ):
     """A whole backend: what ``factory.open_store`` returns (wrapped in the tenant guard)."""
 

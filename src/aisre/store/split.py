@@ -58,6 +58,7 @@ def methods_of(*ports: type) -> frozenset[str]:
 # Store methods served by the control store.
 CONTROL_PORTS: tuple[type, ...] = (
     protocol.KeyTables, protocol.AuditLog, protocol.AlertStore, protocol.GateVerdicts, protocol.PolicyControl,
+    protocol.CapacityLevelTables,
 )
 # ``store.incidents`` methods served by the span store (all others: the control store).
 INCIDENT_DATA_PORTS: tuple[type, ...] = (protocol.TriageStore, protocol.IncidentRunReads)

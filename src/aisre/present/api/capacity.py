@@ -11,7 +11,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aisre.core.errors import PermanentError
-from aisre.evaluate.capacity import DAY_NS, capacity, watched_resources
+from aisre.core.jsonbody import parse_json
+from aisre.evaluate.capacity import (
+    DAY_NS,
+    capacity,
+    levels_document,
+    levels_of,
+    parse_levels,
+    resources_for,
+    watched_resources,
+)
 from aisre.evaluate.cost import CostEngine
 from aisre.present.api import models
 from aisre.present.api.cost import parse_duration_ns
@@ -31,7 +40,7 @@ async def capacity_forecast(request: Request) -> Response:
       - {name: horizon, in: query, schema: {type: string}, description: 'how far ahead to look (default 7d; without metric at most 90d)'}
       - {name: now, in: query, schema: {type: string}, description: forecast as of this time (RFC 3339 or look-back; default now)}
     responses:
-      200: {description: 'One forecast per series, soonest crossing first (items); without metric, per watched resource its series and headline (resources).'}
+      200: {description: 'One forecast per series, soonest crossing first (items); without metric, per watched resource its series and headline (resources), at the tenant''s warning levels (GET /api/capacity/levels).'}
       400: {description: A missing or malformed parameter.}
     """
     params = request.query_params
@@ -48,7 +57,9 @@ async def capacity_forecast(request: Request) -> Response:
             raise PermanentError("without metric, lookback is at most 28d and horizon at most 90d")
         found = ctx.extra.get("cost")
         cost = found.db if isinstance(found, CostEngine) else None
-        resources = await run_in_threadpool(watched_resources, ctx.store, cost, ctx.tenant_for(request), now,
+        tenant = ctx.tenant_for(request)
+        watched = await run_in_threadpool(resources_for, ctx.store, tenant)  # at the tenant's levels
+        resources = await run_in_threadpool(watched_resources, ctx.store, cost, tenant, now, watched,
                                             lookback_ns=lookback, horizon_ns=horizon, history=False)
         return ORJSONResponse({"resources": resources})
     direction = params.get("direction", "rising")
@@ -66,4 +77,49 @@ async def capacity_forecast(request: Request) -> Response:
     return ORJSONResponse({"items": items})
 
 
-CAPACITY_ROUTES = [Route("/api/capacity", capacity_forecast, methods=["GET"])]
+@operation("slos", models.CapacityWarningLevels)
+async def capacity_levels_get(request: Request) -> Response:
+    """
+    summary: The warning level of each watched saturation resource for the caller's tenant (its own, or the built-in one), and which it turned off
+    responses:
+      200: {description: 'Every built-in resource: its metric, unit, built-in level (default), the level in force (threshold), enabled, and source (tenant or built-in).'}
+    """
+    ctx = _ctx(request)
+    levels = await run_in_threadpool(levels_of, ctx.store, ctx.tenant_for(request))
+    return ORJSONResponse({"levels": levels_document(levels)})
+
+
+@operation("slos", models.CapacityWarningLevels)
+async def capacity_levels_put(request: Request) -> Response:
+    """
+    summary: Set the caller's tenant's own warning levels of the saturation resources, or turn resources off (replaces the tenant's levels; audited)
+    description: >
+      Each item names a watched resource by its metric (GET /api/capacity/levels lists them) with
+      its warning level in the metric's unit (a ratio such as 0.85 for GPU utilisation, a count
+      for queue depth), and/or enabled false to leave the resource out of the capacity page,
+      GET /api/capacity and the review. Resources not listed keep their built-in level, so
+      {"levels": []} puts every resource back. A rate-limited model's warning share is its rate
+      limit's warn_at (PUT /api/cost/rate-limits).
+    requestBody:
+      content:
+        application/json: {schema: {type: object, required: [levels], properties: {levels: {type: array, items: {type: object, required: [metric], properties: {metric: {type: string}, threshold: {type: number, nullable: true, exclusiveMinimum: true, minimum: 0}, enabled: {type: boolean}}}}}}}
+    responses:
+      200: {description: The tenant's levels as they now stand.}
+      400: {description: 'Not {"levels": [...]}, an unknown metric or field, a metric given twice, or a threshold outside its unit''s range.'}
+    """
+    ctx = _ctx(request)
+    rows = parse_levels(parse_json(await request.body()))
+    tenant = ctx.tenant_for(request)
+    before = await run_in_threadpool(levels_of, ctx.store, tenant)
+    await run_in_threadpool(ctx.store.put_capacity_levels, tenant, rows)
+    after = await run_in_threadpool(levels_of, ctx.store, tenant)
+    await ctx.audit(request, "capacity_levels.put", tenant,
+                    [{k: r[k] for k in ("metric", "threshold", "enabled")} for r in before], rows)
+    return ORJSONResponse({"levels": levels_document(after)})
+
+
+CAPACITY_ROUTES = [
+    Route("/api/capacity", capacity_forecast, methods=["GET"]),
+    Route("/api/capacity/levels", capacity_levels_get, methods=["GET"]),
+    Route("/api/capacity/levels", capacity_levels_put, methods=["PUT"]),
+]

@@ -1046,6 +1046,7 @@ class CapacityResource(TypedDict):
     limit: NotRequired[float | None]
     requests_limit: NotRequired[float | None]
     warn_at: NotRequired[float]
+    level_source: NotRequired[Literal["built-in", "tenant", "query", "rate limit"]]
 
 
 class Capacity(TypedDict):
@@ -1053,6 +1054,27 @@ class Capacity(TypedDict):
 
     items: NotRequired[list[CapacitySeries]]
     resources: NotRequired[list[CapacityResource]]
+
+
+class CapacityWarningLevel(TypedDict):
+    """A watched resource's warning level in force for the tenant: its own (source tenant) or
+    the built-in one (default); enabled false: the tenant turned the resource off."""
+
+    resource: str
+    metric: str
+    unit: str
+    direction: Literal["rising", "falling"]
+    default: float
+    threshold: float
+    enabled: bool
+    source: Literal["tenant", "built-in"]
+    updated_ns: int | None
+
+
+class CapacityWarningLevels(TypedDict):
+    """Every built-in capacity resource with the tenant's level for it."""
+
+    levels: list[CapacityWarningLevel]
 
 
 class MetricSeries(TypedDict):

@@ -18,7 +18,14 @@ from starlette.routing import BaseRoute, Route
 from aisre.core import display
 from aisre.core.errors import PermanentError
 from aisre.core.series import parse_selector
-from aisre.evaluate.capacity import MIN_MINUTES, RESOURCES, SaturationResource, watched_resources
+from aisre.evaluate.capacity import (
+    MIN_MINUTES,
+    RESOURCES,
+    SaturationResource,
+    levels_of,
+    tenant_resources,
+    watched_resources,
+)
 from aisre.evaluate.cost import CostEngine
 from aisre.present.api.cost import parse_duration_ns
 from aisre.present.ui.cost import (
@@ -138,7 +145,8 @@ def _custom(request: Request) -> SaturationResource | None:
     direction = (q.get("direction") or "rising").strip()
     if direction not in ("rising", "falling"):
         raise PermanentError(f"direction must be rising or falling; got {direction!r}")
-    return SaturationResource(metric, metric, level, (q.get("unit") or "").strip(), falling=direction == "falling")
+    return SaturationResource(metric, metric, level, (q.get("unit") or "").strip(), falling=direction == "falling",
+                              level_source="query")
 
 
 async def capacity_page(request: Request) -> Response:
@@ -151,7 +159,10 @@ async def capacity_page(request: Request) -> Response:
         raise PermanentError(f"lookback must be one of {', '.join(LOOKBACKS)}; got {lookback!r}")
     horizon_ns = 7 * 24 * HOUR_NS
     custom = _custom(request)
-    resources = (custom, *RESOURCES) if custom else RESOURCES
+    levels = await run_in_threadpool(levels_of, ctx.store, tenant)
+    watched = tenant_resources(levels)  # at the tenant's own levels, without those it turned off
+    off = [r for r in RESOURCES if r.metric not in {w.metric for w in watched}]
+    resources = (custom, *watched) if custom else watched
     now = time.time_ns()
     found = ctx.extra.get("cost")
     cost = found.db if isinstance(found, CostEngine) else None
@@ -162,7 +173,8 @@ async def capacity_page(request: Request) -> Response:
         for row in item["series"]:
             row["labels_text"] = labels_text(row["labels"])
     context = {"nav": "capacity", "items": items, "now_ns": now, "lookback": lookback, "lookbacks": LOOKBACKS,
-               "min_minutes": MIN_MINUTES, "custom": custom, "known": RESOURCES,
+               "min_minutes": MIN_MINUTES, "custom": custom, "known": watched, "off": off,
+               "built_in": {r.metric: r.threshold for r in RESOURCES},
                "level": level_text, "growth": growth_text}
     return _render(request, "capacity.html", context)
 

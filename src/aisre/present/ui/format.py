@@ -398,7 +398,18 @@ def slo_view(doc: dict[str, Any], sli_spec: dict[str, Any] | None) -> dict[str, 
         "budget_width": width,
         "budget_level": _level(remaining),
         "burn_1h": (doc.get("burn_rates") or {}).get("1h"),
+        "notices": slo_notices(doc),
     }
+
+
+def slo_notices(doc: dict[str, Any]) -> list[str]:
+    """What the SLO list marks on an SLO's row (the SLO's page shows them in full): why it is
+    not evaluated (status unsupported), then its warnings."""
+    out = []
+    if doc.get("status") == "unsupported":
+        out.append(f"Not evaluated: {doc['reason']}" if doc.get("reason") else "Not evaluated (status unsupported)")
+    out += [f"Warning: {w}" for w in doc.get("warnings") or []]
+    return out
 
 
 def worst_first(views: list[dict[str, Any]]) -> list[dict[str, Any]]:

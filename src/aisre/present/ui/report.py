@@ -14,7 +14,8 @@ from aisre.act.report import review
 from aisre.act.scorecards import parse_period
 from aisre.core.errors import PermanentError
 from aisre.core.timefmt import span_text
-from aisre.evaluate.capacity import capacity_review
+from aisre.evaluate.capacity import capacity_review, resources_for
+from aisre.evaluate.cost import CostEngine
 from aisre.present.api import models
 from aisre.present.api.openapi import operation
 from aisre.present.api.routes import ORJSONResponse, _ctx
@@ -77,7 +78,7 @@ def charts(doc: dict[str, Any]) -> dict[str, Any]:
         # Each resource's daily peak against its own warning level (1 = at the warning).
         "capacity": line_chart(days, [(c["resource"], [None if p is None else p / c["threshold"] for p in c["daily_peak"]])
                                       for c in doc.get("capacity") or [] if c["threshold"]],
-                               "Daily peak of each saturation resource (share of its warning level)"),
+                               "Daily peak of each resource (share of its warning level)"),
     }
 
 
@@ -91,7 +92,10 @@ def capacity_level(value: float | None, unit: str) -> str:
         return "—"
     if unit == "ratio":
         return f"{value * 100:.1f} %"
-    return f"{value:,.4g} {unit}".strip() if unit != "%" else f"{value:.1f} %"
+    if unit == "%":
+        return f"{value:.1f} %"
+    # Large counts (tokens a minute, MiB) in full: ",.4g" would print 8e+04.
+    return (f"{value:,.0f} {unit}" if abs(value) >= 1e4 else f"{value:,.4g} {unit}").strip()
 
 
 def capacity_growth(c: dict[str, Any]) -> str:
@@ -99,13 +103,24 @@ def capacity_growth(c: dict[str, Any]) -> str:
     g = c["growth_per_day"]
     if c["unit"] == "ratio":
         return f"{g * 100:+.2f} pts"
-    return f"{g:+,.3g} {c['unit']}".strip()
+    return (f"{g:+,.0f} {c['unit']}" if abs(g) >= 1e4 else f"{g:+,.3g} {c['unit']}").strip()
+
+
+def capacity_threshold(c: dict[str, Any]) -> str:
+    """What a resource is measured against: its warning level (whose), or a headroom's floor."""
+    if c.get("direction") == "falling":
+        return f"falls to {capacity_level(c['threshold'], c['unit'])}"
+    source = c.get("level_source")
+    if source == "rate limit" and c.get("limit"):
+        return f"{capacity_level(c['threshold'], c['unit'])} ({c['warn_at'] * 100:.0f} % of the limit)"
+    return capacity_level(c["threshold"], c["unit"]) + (" (tenant's level)" if source == "tenant" else "")
 
 
 def render_html(doc: dict[str, Any]) -> str:
     """The standalone, printable review page (no script; inline styles and SVG)."""
     return _env().get_template("report.html").render(doc=doc, charts=charts(doc), secs=_secs,
-                                                     level=capacity_level, growth=capacity_growth)
+                                                     level=capacity_level, growth=capacity_growth,
+                                                     against=capacity_threshold)
 
 
 def _usd(value: float | None) -> str:
@@ -162,14 +177,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
             for day, r, c in zip(doc["days"], daily["runs"], daily["cost_usd"], strict=False)]
     out += ["```", "", "## Saturation capacity", ""]
     if doc.get("capacity"):
-        out += ["| resource | metric | level now | growth / day | reaches warning | 80 % band |", "|---|---|---|---|---|---|"]
+        out += ["| resource | metric | level now | growth / day | warning level | reaches it | 80 % band |",
+                "|---|---|---|---|---|---|---|"]
         out += [f"| {c['resource']} | `{c['metric']}` | {capacity_level(c['current'], c['unit'])} | "
                 f"{capacity_growth(c) if c['enough_data'] else 'not enough data (' + str(c['minutes']) + ' minutes)'} | "
+                f"{capacity_threshold(c)} | "
                 f"{(c['crossing'] or 'not within 7 days')[:16] if c['enough_data'] else '—'} | "
                 f"{((c['earliest'] or 'now')[:16] + ' – ' + (c['latest'] or 'beyond 7 days')[:16]) if c['enough_data'] and c['crossing'] else '—'} |"
                 for c in doc["capacity"]]
     else:
-        out.append("No saturation metrics in the period.")
+        out.append("No saturation metrics or rate-limited models in the period.")
     out += ["", "## Changes and their outcomes", ""]
     if doc["changes"]:
         out += ["| when | kind | summary | journeys | outcome |", "|---|---|---|---|---|"]
@@ -212,7 +229,13 @@ async def _document(request: Request) -> dict[str, Any]:
     now = time.time_ns()
     period = parse_period(request.query_params.get("period") or "month", now)
     tenant = ctx.tenant_for(request)
-    saturation = await run_in_threadpool(capacity_review, ctx.store, tenant, period.start_ns, period.end_ns, now)
+    # The tenant's warning levels, and the rate-limited models' throughput and headroom when
+    # cost is observed, as on the capacity page.
+    found = ctx.extra.get("cost")
+    cost = found.db if isinstance(found, CostEngine) else None
+    resources = await run_in_threadpool(resources_for, ctx.store, tenant)
+    saturation = await run_in_threadpool(capacity_review, ctx.store, tenant, period.start_ns, period.end_ns, now,
+                                         resources, cost)
     return await run_in_threadpool(review, ctx.store, tenant, ctx.slos.specs(tenant), server_rules(ctx), period, now,
                                    saturation)
 

@@ -139,7 +139,7 @@ NOT_YET = (
     "save_gate_verdict", "list_gate_verdicts", "get_gate_verdict",
     "put_policy_set", "policy_sets", "policy_tenants", "add_decisions", "list_decisions",
     "runs_to_judge", "save_policy_run", "list_violations", "policy_run", "violation_counts", "policy_totals",
-    "save_policy_marks", "policy_marks", "expire_policy_records",
+    "save_policy_marks", "policy_marks", "expire_policy_records", "capacity_levels", "put_capacity_levels",
 )
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 INCIDENTS_NOT_YET = (

@@ -1,4 +1,5 @@
-"""Control-plane tables of the DuckDB store: API keys, the auth latch and the append-only audit log."""
+"""Control-plane tables of the DuckDB store: API keys, the auth latch, the append-only audit log
+and each tenant's capacity warning levels."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any, Protocol, cast
 import duckdb
 
 from aisre.core.errors import Conflict, NotFound
-from aisre.core.rows import ApiKey, AuditEntry
+from aisre.core.rows import ApiKey, AuditEntry, CapacityLevel, columns
+from aisre.store.duckdb.transaction import transaction
 from aisre.store.writer import Writer
 
 
@@ -48,6 +50,7 @@ class _Host(Protocol):
 
 
 AUTH_LATCH = "auth_required"
+_CAPACITY_LEVEL = columns(CapacityLevel)
 
 
 class ControlTables:
@@ -172,6 +175,26 @@ class ControlTables:
                 raw = row.pop(f"{side}_json")
                 row[side] = json.loads(raw) if raw is not None else None
         return cast(list[AuditEntry], rows)
+
+
+    def capacity_levels(self: _Host, tenant: str) -> list[CapacityLevel]:
+        """The tenant's own capacity warning levels, by metric."""
+        return cast(list[CapacityLevel], self._rows(
+            f"SELECT {_CAPACITY_LEVEL} FROM capacity_levels WHERE tenant = ? ORDER BY metric", [tenant]))
+
+    def put_capacity_levels(self: _Host, tenant: str, rows: list[dict[str, Any]]) -> None:
+        """Replace the tenant's capacity warning levels with ``rows``, in one transaction."""
+        now = time.time_ns()
+
+        def write() -> None:
+            with transaction(self._conn) as conn:
+                conn.execute("DELETE FROM capacity_levels WHERE tenant = ?", [tenant])
+                for row in rows:
+                    conn.execute(
+                        "INSERT INTO capacity_levels (tenant, metric, threshold, enabled, updated_ns) VALUES (?, ?, ?, ?, ?)",
+                        [tenant, row["metric"], row["threshold"], bool(row["enabled"]), now])
+
+        self._writer.call(write).result(60)
 
 
 def _audit(

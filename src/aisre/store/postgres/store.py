@@ -1,7 +1,8 @@
 """The control plane on PostgreSQL: keys and the auth latch, the audit log, alert episodes,
 incidents (timeline, alert links, action items, notification attempts), changes, gate
-verdicts, per-tenant retention settings, price overrides, budgets and rate limits, and the
-agent policy sets, decision records, violations and judged marks (policy.py).
+verdicts, per-tenant retention settings, price overrides, budgets, rate limits and capacity
+warning levels, and the agent policy sets, decision records, violations and judged marks
+(policy.py).
 
 Rows go in and come out as the DuckDB store's do (store/duckdb/control.py, incidents.py,
 gate.py, cost.py), so the contract suite holds both to one answer. Unlike DuckDB, several
@@ -23,7 +24,7 @@ from typing import Any, cast
 import orjson
 
 from aisre.core.errors import Conflict, LeaseLost, NotFound, PermanentError, StaleState
-from aisre.core.rows import CostBudget, PriceOverride, RateLimit, columns
+from aisre.core.rows import CapacityLevel, CostBudget, PriceOverride, RateLimit, columns
 from aisre.store.change_detection import DETECTION_OVERLAP_NS, detect
 from aisre.store.fencing import Fence, current_fence
 from aisre.store.postgres.connections import Connections, connect, migrate
@@ -46,6 +47,7 @@ _ACTION_ITEM_FIELDS = ("title", "owner", "due_ns", "status", "done_ns")
 _OVERRIDE = columns(PriceOverride)
 _BUDGET = columns(CostBudget)
 _RATE_LIMIT = columns(RateLimit)
+_CAPACITY_LEVEL = columns(CapacityLevel)
 
 def _json(value: Any) -> Any:
     """A JSONB parameter (None stays NULL); the same encoding as the DuckDB store's."""
@@ -394,6 +396,29 @@ class PostgresControl(PostgresPolicyTables):
     def retention_settings(self) -> dict[str, float]:
         """Every tenant's retention setting (what a span store loads at start)."""
         return {r["tenant"]: float(r["days"]) for r in self._rows("SELECT tenant, days FROM retention")}
+
+
+    # -- capacity warning levels -------------------------------------------------------------
+
+    def capacity_levels(self, tenant: str) -> list[CapacityLevel]:
+        """The tenant's own capacity warning levels, by metric."""
+        return cast(list[CapacityLevel], self._rows(
+            f"SELECT {_CAPACITY_LEVEL} FROM capacity_levels WHERE tenant = %s ORDER BY metric", [tenant]))
+
+    def put_capacity_levels(self, tenant: str, rows: list[dict[str, Any]]) -> None:
+        """Replace the tenant's capacity warning levels with ``rows``, in one transaction."""
+        now = time.time_ns()
+
+        def write(conn: Any) -> None:
+            conn.execute("DELETE FROM capacity_levels WHERE tenant = %s", [tenant])
+            if not rows:
+                return
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO capacity_levels (tenant, metric, threshold, enabled, updated_ns) VALUES (%s, %s, %s, %s, %s)",
+                    [[tenant, r["metric"], r["threshold"], bool(r["enabled"]), now] for r in rows])
+
+        self._write(write)
 
 
 def _check_fence(conn: Any, fence: Fence) -> None:
