@@ -45,7 +45,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -53,7 +53,14 @@ from aisre.core.model import TimeRange
 from aisre.core.schema import PLATFORM_SCORE_ARROW_SCHEMA
 from aisre.normalize.journeys import JourneyRule
 from aisre.normalize.runs import trace_partials_of
-from aisre.store.protocol import ControlExport, ControlImport, MetricExport, SpanExport, Store
+from aisre.store.protocol import (
+    ControlExport,
+    ControlImport,
+    MetricExport,
+    PlatformScores,
+    SpanExport,
+    Store,
+)
 
 PAGE_TRACES = 2000
 
@@ -173,6 +180,10 @@ METRIC_PARTS = ("series", "minutes", "scores")  # in this order: minutes are rea
 METRIC_PAGE_ROWS = 5000
 
 
+class MetricTarget(MetricExport, PlatformScores, Protocol):
+    """Where metric rollups and platform scores are copied to."""
+
+
 @dataclass
 class MetricCopy:
     """How far one tenant's metric copy has got (rows sent by this call, of which new on the target)."""
@@ -186,7 +197,7 @@ class MetricCopy:
 
 
 def copy_metrics(
-    source: MetricExport, target: Any, state: CopyState, page_rows: int = METRIC_PAGE_ROWS,
+    source: MetricExport, target: MetricTarget, state: CopyState, page_rows: int = METRIC_PAGE_ROWS,
     on_page: Callable[[MetricCopy, str, int], None] | None = None, max_pages: int | None = None,
 ) -> list[MetricCopy]:
     """Copy every tenant's metric series (with their kept points), minute rows and platform
@@ -235,7 +246,7 @@ def copy_metrics(
     return out
 
 
-def verify_metrics(source: MetricExport, target: Any, report: CopyReport, tenants: list[str] | None = None) -> CopyReport:
+def verify_metrics(source: MetricExport, target: MetricExport, report: CopyReport, tenants: list[str] | None = None) -> CopyReport:
     """Compare each tenant's series count, per metric the minutes' value and point sums, and
     the platform scores' count and sum on both sides (sums of values to a relative 1e-9), into
     ``report``."""

@@ -77,7 +77,8 @@ def import_series(client: Client, tenant: str, rows: list[MetricSeriesRow]) -> i
     held = client.query(
         "SELECT series_id FROM metric_series FINAL WHERE tenant = {tenant:String} AND series_id IN {ids:Array(Int64)}",
         {"tenant": tenant, "ids": [int(r["series_id"]) for r in rows]}).column("series_id").to_pylist()
-    new = [r for r in rows if int(r["series_id"]) not in set(held)]
+    have = set(held)
+    new = [r for r in rows if int(r["series_id"]) not in have]
     if not new:
         return 0
     client.insert_arrow("metric_series", pa.table({
