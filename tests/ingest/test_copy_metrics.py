@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aisre.app import run_server
+from aisre.core.auth import Forbidden, acting_for
 from aisre.core.pipeline import EncodedExport
 from aisre.core.rows import MetricMinuteRow, MetricSeriesRow, PlatformScoreRow, row_problems
 from aisre.core.timefmt import rfc3339
@@ -185,3 +186,28 @@ def test_the_cli_copies_metrics_with_the_traces_and_checks_them(tmp_path: Path) 
                                                          "--format", "json"])
     assert skipped.exit_code == 0, skipped.output
     assert json.loads(skipped.output)["copied_metrics"] == {}
+
+
+def test_a_split_store_takes_the_copy_and_the_guard_keeps_tenants_apart(tmp_path: Path, postgres_server: Any,
+                                                                         request: pytest.FixtureRequest) -> None:
+    control = postgres_server.create_database(request.node.name)
+    source = _open(f"duckdb://{tmp_path}/src.duckdb")
+    target = open_store(f"chdb://{tmp_path}/dst", retention_days=0, clock=lambda: NOW, control=control)
+    try:
+        _fill(source)
+        copied = copy_metrics(source, target, CopyState(tmp_path / "state.json"))
+        assert [(c.tenant, c.series, c.minutes, c.scores) for c in copied] == [("t", 5, 11, 4), ("u", 1, 1, 1)]
+        assert verify_metrics(source, target, CopyReport()).mismatches == []
+        assert target.platform_scores("u") == source.platform_scores("u")
+        # Reading back and writing are a tenant's own; listing every tenant is the process's.
+        with acting_for("u"):
+            assert [r["metric"] for r in target.export_metric_series("u", None, 10)] == ["temp"]
+            for call in (lambda: target.export_metric_minutes("t", None, 10), lambda: target.import_metric_series("t", []),
+                         lambda: target.metric_copy_totals("t")):
+                with pytest.raises(Forbidden, match="cannot read tenant 't'"):
+                    call()
+            with pytest.raises(Forbidden, match="acts for every tenant"):
+                target.metric_tenants()
+    finally:
+        target.close()
+        source.close()
