@@ -78,7 +78,8 @@ def _fill(store: Any) -> None:
             _send(store, "t", counter("req", [(T0 + i * MIN + 30 * S, BAD[i], {"code": "503"})]),
                   histogram("lat", [1.0, 2.0, 5.0], [(T0 + i * MIN + 5, LAT[i], {})]))
             _send(store, "t", gauge("gpu.util", [(T0 + i * MIN + n, v, {"gpu": g}) for n, v, g in GPU[i]]), service="pool")
-    _send(store, "u", gauge("temp", [(T0 + 7 * MIN, 40.0, {})]), service="other")
+    # Two days apart: pages are looked for in a window of minutes, which must widen to reach the second.
+    _send(store, "u", gauge("temp", [(T0 + 7 * MIN, 40.0, {}), (T0 + 2887 * MIN, 41.0, {})]), service="other")
     for tenant, scores in (("t", SCORES), ("u", SCORES[:1])):
         items = [{"subject": s, "name": n, "time": rfc3339(at), "value": v} for s, n, at, v in scores]
         store.add_platform_scores(parse_score_batch(items, tenant, NOW).platform)
@@ -107,8 +108,18 @@ def test_metrics_and_platform_scores_copy_whole_and_continue(src_url: str, dst_u
         _send(target, "t", gauge("queue.depth", [(T0 + 9 * MIN, 3.0, {})]), service="worker")
         for row in source.export_metric_series("t", None, 100):
             assert row_problems(dict(row), MetricSeriesRow) == []
-        for row in source.export_metric_minutes("t", None, 100):
+        everything = {t: source.export_metric_minutes(t, None, 100).rows for t in ("t", "u")}
+        for row in everything["t"]:
             assert row_problems(dict(row), MetricMinuteRow) == []
+        assert [(len(rows), sum(r["points"] for r in rows)) for rows in everything.values()] == [(11, 12), (2, 2)]
+        for tenant, limit in (("t", 1), ("t", 2), ("t", 4), ("u", 1)):  # pages of any size cover each row once
+            pages, after = [], None
+            while (page := source.export_metric_minutes(tenant, after, limit)).rows:
+                assert len(page.rows) <= limit
+                pages += page.rows
+                after = page.after
+            key = lambda r: (r["series_id"], r["minute_ns"])  # noqa: E731
+            assert sorted(pages, key=key) == sorted(everything[tenant], key=key)
         for row in source.export_platform_scores("t", None, 100):
             assert row_problems(dict(row), PlatformScoreRow) == []
 
@@ -180,7 +191,7 @@ def test_the_cli_copies_metrics_with_the_traces_and_checks_them(tmp_path: Path) 
     doc = json.loads(result.output)
     assert doc["verified"] is True
     assert doc["copied_metrics"] == {"t": {"series": 5, "minutes": 11, "platform_scores": 4},
-                                     "u": {"series": 1, "minutes": 1, "platform_scores": 1}}
+                                     "u": {"series": 1, "minutes": 2, "platform_scores": 1}}
     assert doc["tenants"]["t"]["req minute points"] == 6 and doc["tenants"]["u"]["platform scores"] == 1
     skipped = CliRunner().invoke(build_cli(run_server), [*args[:5], f"chdb://{tmp_path}/other", "--skip-metrics",
                                                          "--format", "json"])
@@ -196,7 +207,7 @@ def test_a_split_store_takes_the_copy_and_the_guard_keeps_tenants_apart(tmp_path
     try:
         _fill(source)
         copied = copy_metrics(source, target, CopyState(tmp_path / "state.json"))
-        assert [(c.tenant, c.series, c.minutes, c.scores) for c in copied] == [("t", 5, 11, 4), ("u", 1, 1, 1)]
+        assert [(c.tenant, c.series, c.minutes, c.scores) for c in copied] == [("t", 5, 11, 4), ("u", 1, 2, 1)]
         assert verify_metrics(source, target, CopyReport()).mismatches == []
         assert target.platform_scores("u") == source.platform_scores("u")
         # Reading back and writing are a tenant's own; listing every tenant is the process's.

@@ -222,11 +222,11 @@ def copy_metrics(
                         progress.new += target.import_metric_series(tenant, series)
                         last: Any = series[-1]["series_id"]
                 elif part == "minutes":
-                    minutes = source.export_metric_minutes(tenant, after, page_rows)
-                    rows = minutes
-                    if minutes:
-                        progress.new += target.import_metric_minutes(tenant, minutes)
-                        last = [minutes[-1]["series_id"], minutes[-1]["minute_ns"]]
+                    page = source.export_metric_minutes(tenant, after, page_rows)
+                    rows = page.rows
+                    if page.rows:
+                        progress.new += target.import_metric_minutes(tenant, page.rows)
+                        last = page.after
                 else:
                     scores = source.export_platform_scores(tenant, after, page_rows)
                     rows = scores

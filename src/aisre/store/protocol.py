@@ -208,6 +208,15 @@ class ControlImport(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ExportedMinutes:
+    """A page of metric minute rows (``MetricExport.export_metric_minutes``) and the key the
+    next page starts after, in the exporting backend's own order (its cheapest to page by)."""
+
+    rows: list[MetricMinuteRow]
+    after: list[int] | None  # None when no row was left
+
+
 class MetricExport(Protocol):
     """Metric rollups and platform scores read back and written as stored, a page at a time
     in key order (``aisre store copy``): raw metric points are not kept, so the target cannot
@@ -221,8 +230,9 @@ class MetricExport(Protocol):
         """Up to ``limit`` series with their kept point, by series id after ``after``."""
         ...
 
-    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> list[MetricMinuteRow]:
-        """Up to ``limit`` folded minute rows by (series_id, minute_ns) after ``after``."""
+    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> ExportedMinutes:
+        """Up to ``limit`` (series, minute) rows after the key ``after`` (from the page before),
+        each folded from every row written for it."""
         ...
 
     def export_platform_scores(self, tenant: str, after: list[Any] | None, limit: int) -> list[PlatformScoreRow]:

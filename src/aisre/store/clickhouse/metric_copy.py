@@ -21,6 +21,7 @@ from aisre.store.clickhouse.client import Client
 from aisre.store.clickhouse.metrics import _MINUTES_IN, ClickHouseMetricTables
 from aisre.store.duckdb.metric_copy import minute_row, series_row
 from aisre.store.duckdb.platform_scores import COLUMNS as SCORE_COLUMNS
+from aisre.store.protocol import ExportedMinutes
 
 COPIED_VERSION = 1
 _FLOATS = pa.list_(pa.float64())
@@ -39,23 +40,29 @@ def export_series(client: Client, tenant: str, after: int | None, limit: int) ->
 
 
 def export_minutes(tables: ClickHouseMetricTables, client: Client, tenant: str, after: list[int] | None,
-                   limit: int) -> list[MetricMinuteRow]:
-    """Up to ``limit`` of the tenant's (series, minute) keys after ``after``, each folded from
-    every row written for it (as reads fold them)."""
+                   limit: int) -> ExportedMinutes:
+    """Up to ``limit`` of the tenant's (series, minute) keys after ``after``, in the table's
+    order (series, then minute: the primary key), each folded from every row written for it."""
     where, params = "", {"tenant": tenant, "limit": int(limit)}
     if after is not None:
-        where = " AND (series_id, minute_ns) > ({sid:Int64}, {minute:Int64})"
+        # Spelled so that the primary key narrows the read to the series from ``after`` on.
+        where = " AND series_id >= {sid:Int64} AND (series_id > {sid:Int64} OR minute_ns > {minute:Int64})"
         params.update(sid=int(after[0]), minute=int(after[1]))
-    keys = client.query(
+    # Rows, not grouped keys: read in key order, the read stops after ``limit`` rows (a GROUP BY
+    # would fold every row after ``after`` for each page). A key with rows past the limit is
+    # still whole: the fold below reads every row of each key it is given.
+    found = client.query(
         f"SELECT series_id, minute_ns FROM metric_minutes WHERE tenant = {{tenant:String}}{where} "
-        "GROUP BY series_id, minute_ns ORDER BY series_id, minute_ns LIMIT {limit:UInt64}", params).to_pylist()
+        "ORDER BY series_id, minute_ns LIMIT {limit:UInt64}", params).to_pylist()
+    keys = [k for n, k in enumerate(found) if n == 0 or k != found[n - 1]]
     if not keys:
-        return []
+        return ExportedMinutes([], None)
     wanted = {(int(k["series_id"]), int(k["minute_ns"])) for k in keys}
     ids = sorted({sid for sid, _ in wanted})
     lo, hi = min(m for _, m in wanted), max(m for _, m in wanted)
-    return [minute_row(sid, minute, agg) for sid, minute, agg in tables.minutes(tenant, ids, lo, hi + 1)
+    rows = [minute_row(sid, minute, agg) for sid, minute, agg in tables.minutes(tenant, ids, lo, hi + 1)
             if (sid, minute) in wanted]
+    return ExportedMinutes(rows, [int(keys[-1]["series_id"]), int(keys[-1]["minute_ns"])])
 
 
 def export_platform_scores(client: Client, tenant: str, after: list[Any] | None, limit: int) -> list[PlatformScoreRow]:

@@ -72,6 +72,7 @@ from aisre.store.duckdb.platform_scores import is_platform_rule, last_of_each_ke
 from aisre.store.duckdb.retention import ROLLUP_TABLES, ExpiryStats
 from aisre.store.duckdb.store import prepare_batch
 from aisre.store.metric_fold import MetricCommit
+from aisre.store.protocol import ExportedMinutes
 from aisre.store.retention import check_days
 from aisre.store.writer import Writer, WriterStats
 
@@ -678,8 +679,8 @@ class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
         """Up to ``limit`` series with their kept point, by series id after ``after``."""
         return metric_copy.export_series(self.client, tenant, after, limit)
 
-    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> list[MetricMinuteRow]:
-        """Up to ``limit`` folded minute rows by (series_id, minute_ns) after ``after``."""
+    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> ExportedMinutes:
+        """Up to ``limit`` folded minute rows by (series_id, minute_ns), the table's order, after ``after``."""
         return metric_copy.export_minutes(self._metrics, self.client, tenant, after, limit)
 
     def export_platform_scores(self, tenant: str, after: list[Any] | None, limit: int) -> list[PlatformScoreRow]:

@@ -15,8 +15,10 @@ import duckdb
 import pyarrow as pa
 
 from aisre.core.rows import MetricMinuteRow, MetricSeriesRow, PlatformScoreRow
+from aisre.core.schema import MINUTE_NS
 from aisre.store.duckdb.platform_scores import COLUMNS as SCORE_COLUMNS
 from aisre.store.metric_fold import MinuteAgg
+from aisre.store.protocol import ExportedMinutes
 
 _FLOATS = pa.list_(pa.float64())
 SERIES_SCHEMA = pa.schema([
@@ -85,18 +87,41 @@ def export_series(conn: duckdb.DuckDBPyConnection, tenant: str, after: int | Non
     return [series_row(r) for r in rows]
 
 
-def export_minutes(conn: duckdb.DuckDBPyConnection, tenant: str, after: list[int] | None, limit: int) -> list[MetricMinuteRow]:
-    """Up to ``limit`` of the tenant's (series, minute) keys after ``after``, each folded from
-    every row written for it (bounds that differ within a minute onto their union, as reads do)."""
-    where, params = _after(("series_id", "minute_ns"), after)
-    rows = conn.execute(
-        "WITH page AS (SELECT series_id, minute_ns FROM metric_minutes WHERE tenant = ?" + where +
-        " GROUP BY series_id, minute_ns ORDER BY series_id, minute_ns LIMIT ?) "
-        "SELECT m.series_id, m.minute_ns, sum(value), sum(points), min(min), max(max), arg_max(last, last_ns), "
-        "max(last_ns), sum(sum), list(bounds), list(buckets) FROM metric_minutes m "
-        "SEMI JOIN page p ON m.series_id = p.series_id AND m.minute_ns = p.minute_ns WHERE m.tenant = ? "
-        "GROUP BY m.series_id, m.minute_ns ORDER BY m.series_id, m.minute_ns",
-        [tenant, *params, int(limit), tenant]).fetchall()
+def export_minutes(conn: duckdb.DuckDBPyConnection, tenant: str, after: list[int] | None, limit: int) -> ExportedMinutes:
+    """Up to ``limit`` of the tenant's (minute, series) keys after ``after`` (minute_ns,
+    series_id), each folded from every row written for it (bounds that differ within a minute
+    onto their union, as reads do).
+
+    Minutes are appended in time order, so the page is looked for in a window of minutes from
+    ``after`` on, which zone maps read without the rest of the table; the window widens
+    (fourfold) while it holds too few keys and rows lie past it. Paging in series order would
+    read the whole table for every page."""
+    if after is None:
+        first = conn.execute("SELECT min(minute_ns) FROM metric_minutes WHERE tenant = ?", [tenant]).fetchall()[0][0]
+        if first is None:
+            return ExportedMinutes([], None)
+        start, key, params = int(first), "", list[Any]()
+    else:
+        start = int(after[0])
+        key, params = _after(("minute_ns", "series_id"), after)
+    width = MINUTE_NS
+    while True:
+        rows = conn.execute(
+            "WITH page AS (SELECT minute_ns, series_id FROM metric_minutes WHERE tenant = ? AND minute_ns >= ? "
+            f"AND minute_ns < ?{key} GROUP BY minute_ns, series_id ORDER BY minute_ns, series_id LIMIT ?) "
+            "SELECT m.series_id, m.minute_ns, sum(value), sum(points), min(min), max(max), arg_max(last, last_ns), "
+            "max(last_ns), sum(sum), list(bounds), list(buckets) FROM metric_minutes m "
+            "SEMI JOIN page p ON m.series_id = p.series_id AND m.minute_ns = p.minute_ns "
+            "WHERE m.tenant = ? AND m.minute_ns >= ? AND m.minute_ns < ? "
+            "GROUP BY m.series_id, m.minute_ns ORDER BY m.minute_ns, m.series_id",
+            [tenant, start, start + width, *params, int(limit), tenant, start, start + width]).fetchall()
+        if len(rows) >= limit:
+            break
+        beyond = conn.execute("SELECT 1 FROM metric_minutes WHERE tenant = ? AND minute_ns >= ? LIMIT 1",
+                              [tenant, start + width]).fetchall()
+        if not beyond:
+            break
+        width *= 4
     out = []
     for sid, minute, value, points, lo, hi, last, last_ns, total, bounds, buckets in rows:
         agg = MinuteAgg(float(value), int(points), lo, hi, last, None if last is None else last_ns, total)
@@ -107,7 +132,7 @@ def export_minutes(conn: duckdb.DuckDBPyConnection, tenant: str, after: list[int
         if agg.sum is not None and total is None:
             agg.sum = None
         out.append(minute_row(sid, minute, agg))
-    return out
+    return ExportedMinutes(out, [out[-1]["minute_ns"], out[-1]["series_id"]] if out else None)
 
 
 def export_platform_scores(conn: duckdb.DuckDBPyConnection, tenant: str, after: list[Any] | None, limit: int) -> list[PlatformScoreRow]:

@@ -59,7 +59,7 @@ from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rol
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, ranges, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.metric_fold import MetricCommit
-from aisre.store.protocol import ExportedTraces
+from aisre.store.protocol import ExportedMinutes, ExportedTraces
 from aisre.store.retention import DAY_NS, check_days
 from aisre.store.writer import Writer, WriterStats
 
@@ -1248,8 +1248,9 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
         with self._reader() as cur:
             return metric_copy.export_series(cur, tenant, after, limit)
 
-    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> list[MetricMinuteRow]:
-        """Up to ``limit`` folded minute rows by (series_id, minute_ns) after ``after``."""
+    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> ExportedMinutes:
+        """Up to ``limit`` folded minute rows by (minute_ns, series_id) after ``after``: minutes
+        are appended in time order, so a window of minutes is read without scanning the rest."""
         with self._reader() as cur:
             return metric_copy.export_minutes(cur, tenant, after, limit)
 
