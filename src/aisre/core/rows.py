@@ -289,6 +289,57 @@ class MetricSeriesStats(TypedDict):
     points: int
 
 
+class MetricSeriesRow(TypedDict):
+    """One metric series as stored, with its kept cumulative point (``MetricExport``): what
+    the next point of a cumulative series is an increase over. ``last_bounds`` and
+    ``last_buckets`` are a histogram's kept buckets (None for gauges and sums)."""
+
+    series_id: int
+    metric: str
+    labels: str
+    kind: str
+    unit: str
+    first_ns: int
+    start_ns: int | None
+    last_ns: int | None
+    last_value: float | None
+    last_sum: float | None
+    last_bounds: list[float] | None
+    last_buckets: list[float] | None
+
+
+class MetricMinuteRow(TypedDict):
+    """One (series, minute) of the metric rollups, every row written for it folded into one
+    (``MetricExport``). Sums: value = increase; gauges: value = sum of points, min, max, last
+    (at last_ns); histograms: value = observations, sum, buckets over bounds (+Inf last)."""
+
+    series_id: int
+    minute_ns: int
+    value: float
+    points: int
+    min: float | None
+    max: float | None
+    last: float | None
+    last_ns: int | None
+    sum: float | None
+    bounds: list[float] | None
+    buckets: list[float] | None
+
+
+class PlatformScoreRow(TypedDict):
+    """One stored platform score (``MetricExport.export_platform_scores``), as stored."""
+
+    tenant: str
+    subject: str
+    name: str
+    value: float
+    source: str
+    comment: str | None
+    time_ns: int
+    minute_ns: int
+    received_ns: int
+
+
 class PolicySetRow(TypedDict):
     """One applied agent policy set (``PolicyStore.policy_sets``), newest first."""
 

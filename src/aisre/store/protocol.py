@@ -34,7 +34,10 @@ from aisre.core.rows import (
     Incident,
     JourneyRun,
     JourneySummary,
+    MetricMinuteRow,
+    MetricSeriesRow,
     MetricSeriesStats,
+    PlatformScoreRow,
     PriceOverride,
     RateLimit,
     RunCounts,
@@ -203,6 +206,51 @@ class ControlImport(Protocol):
 
     def finish_import(self) -> None:
         """Move id sequences past the copied ids, so new rows never reuse one."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExportedMinutes:
+    """A page of metric minute rows (``MetricExport.export_metric_minutes``) and the key the
+    next page starts after, in the exporting backend's own order (its cheapest to page by)."""
+
+    rows: list[MetricMinuteRow]
+    after: list[int] | None  # None when no row was left
+
+
+class MetricExport(Protocol):
+    """Metric rollups and platform scores read back and written as stored, a page at a time
+    in key order (``aisre store copy``): raw metric points are not kept, so the target cannot
+    recount them. Imports skip keys the target holds already, so a page sent twice adds nothing."""
+
+    def metric_tenants(self) -> list[str]:
+        """Every tenant with metric series or platform scores."""
+        ...
+
+    def export_metric_series(self, tenant: str, after: int | None, limit: int) -> list[MetricSeriesRow]:
+        """Up to ``limit`` series with their kept point, by series id after ``after``."""
+        ...
+
+    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> ExportedMinutes:
+        """Up to ``limit`` (series, minute) rows after the key ``after`` (from the page before),
+        each folded from every row written for it."""
+        ...
+
+    def export_platform_scores(self, tenant: str, after: list[Any] | None, limit: int) -> list[PlatformScoreRow]:
+        """Up to ``limit`` platform scores by (subject, name, time_ns) after ``after``."""
+        ...
+
+    def import_metric_series(self, tenant: str, rows: list[MetricSeriesRow]) -> int:
+        """Store series the target does not have yet, kept point included; returns how many were new."""
+        ...
+
+    def import_metric_minutes(self, tenant: str, rows: list[MetricMinuteRow]) -> int:
+        """Store (series, minute) rows the target does not have yet; returns how many were new."""
+        ...
+
+    def metric_copy_totals(self, tenant: str) -> dict[str, float]:
+        """What a copy must keep of the tenant's metrics: series, minute value and point sums
+        per metric, platform scores and their sum."""
         ...
 
 
@@ -608,6 +656,6 @@ class Store(
 # or listed here; tests/store/test_guard.py checks that.
 PROCESS_WIDE = frozenset({
     "active_keys", "close", "compact_metrics", "expire", "expire_policy_records", "flush_rollups", "policy_tenants",
-    "refresh_rollups", "rollup_cutoff", "span_tenants", "export_control", "control_count", "import_control", "finish_import",
+    "refresh_rollups", "rollup_cutoff", "span_tenants", "metric_tenants", "export_control", "control_count", "import_control", "finish_import",
 })
 OPEN_TO_EVERY_CALLER = frozenset({"auth_latched", "memory", "oldest_span_ns", "prepare", "schema_version"})

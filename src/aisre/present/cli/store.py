@@ -85,12 +85,16 @@ def build_store_cli() -> typer.Typer:
         state_file: Path = typer.Option(None, "--state", help="Where to keep how far the copy got (default: COPY-STATE.json beside the source file, else the current folder)"),
         journey_rules: Path = typer.Option(None, "--journey-rules", help="The journey_rules file the server uses, so runs get the same journeys"),
         page_traces: int = typer.Option(PAGE_TRACES, "--page-traces", min=1, help="Whole traces per page"),
+        skip_metrics: bool = typer.Option(False, "--skip-metrics", help="Leave metric series, metric minutes and platform scores behind (they are copied by default)"),
         control_url: str = typer.Option("", "--control", help="Also copy the control plane (keys, audit log, alerts, incidents, changes, verdicts, prices, budgets, retention, agent policies) into this PostgreSQL, e.g. postgresql://aisre@db:5432/aisre"),
         fmt: str = FormatOption,
     ) -> None:
         """Copy stored traces (spans, resources, scores) to another store, resumably, then check
         spans, runs, failures, model calls, tokens and cost per tenant on both sides (exit 1 if they
-        differ). Runs and rollups are rebuilt by the target. With --control, the control plane
+        differ). Runs and rollups are rebuilt by the target. Metric series (each with its kept
+        cumulative point), metric minutes and platform scores go as stored (raw metric points are
+        not kept, so they cannot be recounted), and are checked per tenant: series, per metric the
+        minutes' sum of value and of points, platform scores and their sum. With --control, the control plane
         (keys, audit log, alert episodes, incidents with their timeline, changes, gate verdicts,
         prices, budgets, retention settings, agent policy sets, decision records, violations and
         judged runs) goes to PostgreSQL too, ids and times kept, and each table's row count is
@@ -99,13 +103,15 @@ def build_store_cli() -> typer.Typer:
             CopyState,
             as_dict,
             copy_control,
+            copy_metrics,
             copy_traces,
             verify,
             verify_control,
+            verify_metrics,
         )
         from aisre.normalize.journeys import load_rules
         from aisre.store.factory import open_control, open_store, parse_store_url
-        from aisre.store.protocol import ControlExport, SpanExport
+        from aisre.store.protocol import ControlExport, MetricExport, SpanExport
 
         rules = load_rules(journey_rules) if journey_rules else ()
         local = parse_store_url(source_url).local_file
@@ -128,6 +134,25 @@ def build_store_cli() -> typer.Typer:
                         on_page=lambda p: progress.update(tasks[p.tenant], spans=p.spans,
                                                           completed=wanted[p.tenant] - p.remaining))
                 report = verify(source, target, tenants)
+                metrics: list[Any] = []
+                if not skip_metrics:
+                    if not hasattr(source, "export_metric_series") or not hasattr(target, "import_metric_series"):
+                        fail(f"{source_url} → {target_url}: these backends cannot copy metrics (--skip-metrics leaves them)")
+                    metric_source = cast(MetricExport, source)
+                    with Progress(TextColumn("[bold]{task.description}"), TextColumn(
+                            "{task.fields[series]:,} series · {task.fields[minutes]:,} minute rows · "
+                            "{task.fields[scores]:,} platform scores"),
+                            console=console, transient=fmt == "json") as progress:
+                        mtasks: dict[str, Any] = {}
+
+                        def on_metric_page(p: Any, _part: str, _n: int) -> None:
+                            if p.tenant not in mtasks:
+                                mtasks[p.tenant] = progress.add_task(f"{p.tenant} metrics", total=None,
+                                                                     series=0, minutes=0, scores=0)
+                            progress.update(mtasks[p.tenant], series=p.series, minutes=p.minutes, scores=p.scores)
+
+                        metrics = copy_metrics(metric_source, target, state, on_page=on_metric_page)
+                    verify_metrics(metric_source, target, report)
                 if control_url:
                     if not hasattr(source, "export_control"):
                         fail(f"{source_url}: this backend holds no control plane to copy")
@@ -149,14 +174,16 @@ def build_store_cli() -> typer.Typer:
             source.close()
         if fmt == "json":
             emit_json({**as_dict(report), "state_file": str(state.path),
-                       "copied": {c.tenant: {"traces": c.traces, "spans": c.spans} for c in copied}})
+                       "copied": {c.tenant: {"traces": c.traces, "spans": c.spans} for c in copied},
+                       "copied_metrics": {m.tenant: {"series": m.series, "minutes": m.minutes, "platform_scores": m.scores}
+                                          for m in metrics}})
         else:
             table = Table("tenant", "figure", "source", "target", "same")
             for tenant, figures in report.totals.items():
                 for figure, value in figures.items():
                     bad = next((m for m in report.mismatches if m.tenant == tenant and m.figure == figure), None)
                     def fmt_value(v: float, usd: bool = figure.endswith("usd")) -> str:
-                        return money(v) if usd else f"{v:,.0f}"
+                        return money(v) if usd else f"{v:,.0f}" if float(v).is_integer() else f"{v:,.6g}"
 
                     shown = fmt_value(value)
                     other = fmt_value(bad.target) if bad else shown

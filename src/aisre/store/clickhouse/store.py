@@ -26,14 +26,22 @@ import pyarrow.compute as pc
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
 from aisre.core.population import Population, PopulationQuery
-from aisre.core.rows import JourneyRun, JourneySummary, MetricSeriesStats, TraceRun
+from aisre.core.rows import (
+    JourneyRun,
+    JourneySummary,
+    MetricMinuteRow,
+    MetricSeriesRow,
+    MetricSeriesStats,
+    PlatformScoreRow,
+    TraceRun,
+)
 from aisre.core.schema import MINUTE_NS, SPAN_COLUMN_NAMES
 from aisre.core.series import MetricPoint
 from aisre.core.slo import JOB_SLI_KINDS
 from aisre.normalize.metrics import KNOWN_METRICS
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
-from aisre.store.clickhouse import reprice
+from aisre.store.clickhouse import metric_copy, reprice
 from aisre.store.clickhouse.client import Client
 from aisre.store.clickhouse.cost import ClickHouseCostReads, recount_sql
 from aisre.store.clickhouse.jobs import job_slo_counts
@@ -64,6 +72,7 @@ from aisre.store.duckdb.platform_scores import is_platform_rule, last_of_each_ke
 from aisre.store.duckdb.retention import ROLLUP_TABLES, ExpiryStats
 from aisre.store.duckdb.store import prepare_batch
 from aisre.store.metric_fold import MetricCommit
+from aisre.store.protocol import ExportedMinutes
 from aisre.store.retention import check_days
 from aisre.store.writer import Writer, WriterStats
 
@@ -658,6 +667,42 @@ class ClickHouseStore(SpanReads, ClickHousePolicyReads, _NotYet):
              "buckets": a.buckets}
             for sid, minute, a in self._metrics.minutes(tenant, series_ids, start_ns, end_ns)
         ]
+
+    # -- metric rollups and platform scores, read back and written as stored (aisre store copy)
+
+    def metric_tenants(self) -> list[str]:
+        """Every tenant with metric series or platform scores."""
+        return sorted({str(r["tenant"]) for r in _rows(self.client.query(
+            "SELECT DISTINCT tenant FROM metric_series UNION DISTINCT SELECT DISTINCT tenant FROM platform_scores"))})
+
+    def export_metric_series(self, tenant: str, after: int | None, limit: int) -> list[MetricSeriesRow]:
+        """Up to ``limit`` series with their kept point, by series id after ``after``."""
+        return metric_copy.export_series(self.client, tenant, after, limit)
+
+    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> ExportedMinutes:
+        """Up to ``limit`` folded minute rows by (series_id, minute_ns), the table's order, after ``after``."""
+        return metric_copy.export_minutes(self._metrics, self.client, tenant, after, limit)
+
+    def export_platform_scores(self, tenant: str, after: list[Any] | None, limit: int) -> list[PlatformScoreRow]:
+        """Up to ``limit`` platform scores by (subject, name, time_ns) after ``after``."""
+        return metric_copy.export_platform_scores(self.client, tenant, after, limit)
+
+    def import_metric_series(self, tenant: str, rows: list[MetricSeriesRow]) -> int:
+        """Store series the tenant does not have yet, kept point included; returns how many were new."""
+        return int(self._writer.call(lambda: metric_copy.import_series(self.client, tenant, rows)).result(600))
+
+    def import_metric_minutes(self, tenant: str, rows: list[MetricMinuteRow]) -> int:
+        """Store (series, minute) rows the tenant does not have yet; returns how many were new."""
+        def run() -> int:
+            minutes = metric_copy.import_minutes(self.client, tenant, rows)
+            if minutes and any(r.kind in METRIC_SLI_KINDS for r in self._sli_rules.get(tenant, [])):
+                self._mark_dirty({tenant: set(minutes)})
+            return len(minutes)
+        return int(self._writer.call(run).result(600))
+
+    def metric_copy_totals(self, tenant: str) -> dict[str, float]:
+        """Series, per metric the minutes' value and point sums, platform scores and their sum."""
+        return metric_copy.copy_totals(self.client, tenant)
 
     def put_slo_minutes(self, tenant: str, slo: str, start_ns: int, end_ns: int, rows: list[tuple[int, int, int]]) -> None:
         """Replace an externally counted SLO's (minute_ns, good, total) rows in [start_ns, end_ns)

@@ -81,6 +81,12 @@ class MetricTables:
             known = self._counts[tenant] = int(rows[0][0])
         return known
 
+    def forget(self, tenant: str) -> None:
+        """Drop what is kept in memory of the tenant's series (rows were written around the
+        commits: ``aisre store copy``); the next commit reads them back as stored."""
+        self._known.pop(tenant, None)
+        self._counts.pop(tenant, None)
+
     def commit(self, tenant: str, points: pa.Table | Sequence[MetricPoint]) -> MetricCommit:
         """Fold ``points`` into the rollups in one transaction; the series limit refuses
         points of new series past it (counted), everything else is kept."""

@@ -19,7 +19,16 @@ import pyarrow.compute as pc
 
 from aisre.core.errors import NotFound, PermanentError, RetryableError
 from aisre.core.model import RunQuery, SliRule, TimeRange
-from aisre.core.rows import AlertEpisode, JourneyRun, JourneySummary, MetricSeriesStats, TraceRun
+from aisre.core.rows import (
+    AlertEpisode,
+    JourneyRun,
+    JourneySummary,
+    MetricMinuteRow,
+    MetricSeriesRow,
+    MetricSeriesStats,
+    PlatformScoreRow,
+    TraceRun,
+)
 from aisre.core.schema import (
     RESOURCE_ARROW_SCHEMA,
     SCORE_ARROW_SCHEMA,
@@ -30,6 +39,7 @@ from aisre.core.series import MetricPoint
 from aisre.normalize.metrics import KNOWN_METRICS, points_table
 from aisre.normalize.runs import trace_partials_of
 from aisre.store.changes import MinuteJournal
+from aisre.store.duckdb import metric_copy
 from aisre.store.duckdb.catalog import CatalogQueries
 from aisre.store.duckdb.check import CheckQueries
 from aisre.store.duckdb.control import ControlTables
@@ -49,7 +59,7 @@ from aisre.store.duckdb.retention import ExpiryStats, duplicate_keys, expire_rol
 from aisre.store.duckdb.rollups import MINUTE_NS, minute_of, ranges, rebuild, rebuild_slo_minutes
 from aisre.store.duckdb.traces import INSERT_TRACES, MERGE_TRACES
 from aisre.store.metric_fold import MetricCommit
-from aisre.store.protocol import ExportedTraces
+from aisre.store.protocol import ExportedMinutes, ExportedTraces
 from aisre.store.retention import DAY_NS, check_days
 from aisre.store.writer import Writer, WriterStats
 
@@ -1225,6 +1235,52 @@ class DuckDBStore(ControlTables, GateQueries, CheckQueries, CatalogQueries, Poli
             scores = arrow(f"SELECT {', '.join(SCORE_ARROW_SCHEMA.names)} FROM scores WHERE {in_range}",
                            span_range, SCORE_ARROW_SCHEMA)
         return ExportedTraces(spans, resources, scores, int(found["n"]), str(found["last"]), int(found["after"]) - int(found["n"]))
+
+    # -- metric rollups and platform scores, read back and written as stored (aisre store copy)
+
+    def metric_tenants(self) -> list[str]:
+        """Every tenant with metric series or platform scores."""
+        return [str(r["tenant"]) for r in self._rows(
+            "SELECT tenant FROM metric_series UNION SELECT tenant FROM platform_scores ORDER BY tenant")]
+
+    def export_metric_series(self, tenant: str, after: int | None, limit: int) -> list[MetricSeriesRow]:
+        """Up to ``limit`` series with their kept point, by series id after ``after``."""
+        with self._reader() as cur:
+            return metric_copy.export_series(cur, tenant, after, limit)
+
+    def export_metric_minutes(self, tenant: str, after: list[int] | None, limit: int) -> ExportedMinutes:
+        """Up to ``limit`` folded minute rows by (minute_ns, series_id) after ``after``: minutes
+        are appended in time order, so a window of minutes is read without scanning the rest."""
+        with self._reader() as cur:
+            return metric_copy.export_minutes(cur, tenant, after, limit)
+
+    def export_platform_scores(self, tenant: str, after: list[Any] | None, limit: int) -> list[PlatformScoreRow]:
+        """Up to ``limit`` platform scores by (subject, name, time_ns) after ``after``."""
+        with self._reader() as cur:
+            return metric_copy.export_platform_scores(cur, tenant, after, limit)
+
+    def import_metric_series(self, tenant: str, rows: list[MetricSeriesRow]) -> int:
+        """Store series the tenant does not have yet, kept point included; returns how many were new."""
+        def run() -> int:
+            try:
+                return metric_copy.import_series(self._conn, tenant, rows)
+            finally:
+                self._metric_tables.forget(tenant)  # the series as kept in memory are stale now
+        return int(self._writer.call(run).result(600))
+
+    def import_metric_minutes(self, tenant: str, rows: list[MetricMinuteRow]) -> int:
+        """Store (series, minute) rows the tenant does not have yet; returns how many were new."""
+        def run() -> int:
+            minutes = metric_copy.import_minutes(self._conn, tenant, rows)
+            if minutes and any(r.kind in METRIC_SLI_KINDS for r in self._sli_rules.get(tenant, [])):
+                self._mark_dirty({tenant: set(minutes)})
+            return len(minutes)
+        return int(self._writer.call(run).result(600))
+
+    def metric_copy_totals(self, tenant: str) -> dict[str, float]:
+        """Series, per metric the minutes' value and point sums, platform scores and their sum."""
+        with self._reader() as cur:
+            return metric_copy.copy_totals(cur, tenant)
 
     def trace_ids_with_prefix(self, tenant: str, prefix: str, limit: int = 5) -> list[str]:
         """Trace ids of stored runs that start with ``prefix`` (lowercase hex), at most ``limit``."""
