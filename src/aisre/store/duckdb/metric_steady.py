@@ -35,6 +35,11 @@ class KnownSeries:
     cumulative point (gauges and delta series have none)."""
 
     ids: np.ndarray
+    # Where each series' rows sat in metric_series and metric_series_buckets when read
+    # (rowid; -1 for none). Updates are sent in that order: DuckDB applies an UPDATE whose
+    # rows come in table order in a few ms, and in scattered order 20-60x slower.
+    row: np.ndarray
+    bucket_row: np.ndarray
     kind: np.ndarray
     has_last: np.ndarray
     start: np.ndarray
@@ -47,7 +52,8 @@ class KnownSeries:
     @classmethod
     def load(cls, conn: duckdb.DuckDBPyConnection, tenant: str, ids: list[int] | None = None) -> KnownSeries:
         """The tenant's series (or only ``ids`` of them) as stored."""
-        sql = ("SELECT s.series_id, kind, start_ns, last_ns, last_value, last_sum, last_bounds, last_buckets "
+        sql = ("SELECT s.series_id, s.rowid AS row, coalesce(b.rowid, -1) AS bucket_row, kind, start_ns, last_ns, "
+               "last_value, last_sum, last_bounds, last_buckets "
                "FROM metric_series s LEFT JOIN metric_series_buckets b ON b.tenant = s.tenant AND b.series_id = s.series_id "
                "WHERE s.tenant = ?")
         params: list[Any] = [tenant]
@@ -58,6 +64,8 @@ class KnownSeries:
         last_ns = t.column("last_ns")
         return cls(
             ids=_numbers(t.column("series_id"), np.int64, 0),
+            row=_numbers(t.column("row"), np.int64, -1),
+            bucket_row=_numbers(t.column("bucket_row"), np.int64, -1),
             kind=np.array([_KINDS.get(k, -1) for k in t.column("kind").to_pylist()], dtype=np.int8),
             has_last=np.array(pc.is_valid(last_ns).to_numpy(zero_copy_only=False), dtype=bool),
             start=_numbers(t.column("start_ns"), np.int64, 0),
@@ -73,7 +81,7 @@ class KnownSeries:
         keep = np.flatnonzero(~np.isin(self.ids, other.ids))
         order = np.argsort(np.concatenate([self.ids[keep], other.ids]), kind="stable")
         parts: dict[str, Any] = {}
-        for name in ("ids", "kind", "has_last", "start", "last_ns", "last_value", "last_sum"):
+        for name in ("ids", "row", "bucket_row", "kind", "has_last", "start", "last_ns", "last_value", "last_sum"):
             parts[name] = np.concatenate([getattr(self, name)[keep], getattr(other, name)])[order]
         for name in ("bounds", "buckets"):
             parts[name] = FlatLists.joined(getattr(self, name).take(keep), getattr(other, name)).take(order)
@@ -260,7 +268,9 @@ def _positions(offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def last_points(known: KnownSeries, slots: np.ndarray) -> pa.Table:
-    """The kept points of ``slots`` (scalars) as rows for the UPDATE of metric_series."""
+    """The kept points of ``slots`` (scalars) as rows for the UPDATE of metric_series, in
+    the table's order."""
+    slots = slots[np.argsort(known.row[slots], kind="stable")]
     start = known.start[slots]
     return pa.table({
         "series_id": pa.array(known.ids[slots]),
@@ -272,5 +282,7 @@ def last_points(known: KnownSeries, slots: np.ndarray) -> pa.Table:
 
 
 def last_buckets(known: KnownSeries, slots: np.ndarray) -> pa.Table:
-    """The kept bucket counts of histogram ``slots`` as rows for the UPDATE of metric_series."""
+    """The kept bucket counts of histogram ``slots`` as rows for the UPDATE of
+    metric_series_buckets, in the table's order."""
+    slots = slots[np.argsort(known.bucket_row[slots], kind="stable")]
     return pa.table({"series_id": pa.array(known.ids[slots]), "last_buckets": known.buckets.arrow(slots)})
