@@ -16,7 +16,9 @@ import pyarrow as pa
 
 from aisre.core.rows import MetricMinuteRow, MetricSeriesRow, PlatformScoreRow
 from aisre.core.schema import MINUTE_NS
+from aisre.store.duckdb.metrics import folded_minute
 from aisre.store.duckdb.platform_scores import COLUMNS as SCORE_COLUMNS
+from aisre.store.duckdb.transaction import transaction
 from aisre.store.metric_fold import MinuteAgg
 from aisre.store.protocol import ExportedMinutes
 
@@ -124,13 +126,7 @@ def export_minutes(conn: duckdb.DuckDBPyConnection, tenant: str, after: list[int
         width *= 4
     out = []
     for sid, minute, value, points, lo, hi, last, last_ns, total, bounds, buckets in rows:
-        agg = MinuteAgg(float(value), int(points), lo, hi, last, None if last is None else last_ns, total)
-        for b, n in zip(bounds, buckets, strict=True):
-            if b is not None and n is not None:
-                agg.add_histogram(0.0, 0.0, tuple(b), n)
-                agg.points -= 1
-        if agg.sum is not None and total is None:
-            agg.sum = None
+        agg = folded_minute(value, points, lo, hi, last, None if last is None else last_ns, total, bounds, buckets)
         out.append(minute_row(sid, minute, agg))
     return ExportedMinutes(out, [out[-1]["minute_ns"], out[-1]["series_id"]] if out else None)
 
@@ -153,20 +149,16 @@ def import_series(conn: duckdb.DuckDBPyConnection, tenant: str, rows: list[Metri
         return 0
     _register(conn, "copied_series", rows, SERIES_SCHEMA)
     new = "NOT EXISTS (SELECT 1 FROM metric_series s WHERE s.tenant = ? AND s.series_id = c.series_id)"
-    conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute("INSERT INTO metric_series_buckets SELECT ?, series_id, last_buckets FROM copied_series c "
-                     f"WHERE kind = 'histogram' AND last_buckets IS NOT NULL AND {new} AND NOT EXISTS ("
-                     "SELECT 1 FROM metric_series_buckets b WHERE b.tenant = ? AND b.series_id = c.series_id)",
-                     [tenant, tenant, tenant])
-        found = conn.execute(
-            "INSERT INTO metric_series (tenant, series_id, metric, labels, kind, unit, first_ns, start_ns, last_ns, "
-            "last_value, last_sum, last_bounds) SELECT ?, series_id, metric, labels, kind, unit, first_ns, start_ns, "
-            f"last_ns, last_value, last_sum, last_bounds FROM copied_series c WHERE {new}", [tenant, tenant]).fetchall()
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+        with transaction(conn):
+            conn.execute("INSERT INTO metric_series_buckets SELECT ?, series_id, last_buckets FROM copied_series c "
+                         f"WHERE kind = 'histogram' AND last_buckets IS NOT NULL AND {new} AND NOT EXISTS ("
+                         "SELECT 1 FROM metric_series_buckets b WHERE b.tenant = ? AND b.series_id = c.series_id)",
+                         [tenant, tenant, tenant])
+            found = conn.execute(
+                "INSERT INTO metric_series (tenant, series_id, metric, labels, kind, unit, first_ns, start_ns, last_ns, "
+                "last_value, last_sum, last_bounds) SELECT ?, series_id, metric, labels, kind, unit, first_ns, start_ns, "
+                f"last_ns, last_value, last_sum, last_bounds FROM copied_series c WHERE {new}", [tenant, tenant]).fetchall()
     finally:
         conn.unregister("copied_series")
     return int(found[0][0]) if found else 0
@@ -178,19 +170,15 @@ def import_minutes(conn: duckdb.DuckDBPyConnection, tenant: str, rows: list[Metr
         return []
     _register(conn, "copied_minutes", rows, MINUTE_SCHEMA)
     lo, hi = min(r["minute_ns"] for r in rows), max(r["minute_ns"] for r in rows)
-    conn.execute("BEGIN TRANSACTION")
     try:
-        # The minute range as well as the keys: it lets zone maps skip the rest of the table.
-        found = conn.execute(
-            "INSERT INTO metric_minutes (tenant, series_id, minute_ns, value, points, min, max, last, last_ns, sum, "
-            "bounds, buckets) SELECT ?, series_id, minute_ns, value, points, min, max, last, last_ns, sum, bounds, "
-            "buckets FROM copied_minutes c WHERE NOT EXISTS (SELECT 1 FROM metric_minutes m WHERE m.tenant = ? "
-            "AND m.minute_ns BETWEEN ? AND ? AND m.series_id = c.series_id AND m.minute_ns = c.minute_ns) "
-            "RETURNING minute_ns", [tenant, tenant, lo, hi]).fetchall()
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+        with transaction(conn):
+            # The minute range as well as the keys: it lets zone maps skip the rest of the table.
+            found = conn.execute(
+                "INSERT INTO metric_minutes (tenant, series_id, minute_ns, value, points, min, max, last, last_ns, sum, "
+                "bounds, buckets) SELECT ?, series_id, minute_ns, value, points, min, max, last, last_ns, sum, bounds, "
+                "buckets FROM copied_minutes c WHERE NOT EXISTS (SELECT 1 FROM metric_minutes m WHERE m.tenant = ? "
+                "AND m.minute_ns BETWEEN ? AND ? AND m.series_id = c.series_id AND m.minute_ns = c.minute_ns) "
+                "RETURNING minute_ns", [tenant, tenant, lo, hi]).fetchall()
     finally:
         conn.unregister("copied_minutes")
     return [int(r[0]) for r in found]

@@ -31,6 +31,7 @@ from aisre.store.duckdb.metric_steady import (
     last_buckets,
     last_points,
 )
+from aisre.store.duckdb.transaction import transaction
 from aisre.store.metric_fold import MetricCommit, MinuteAgg, ratio_minutes, rebucket
 
 
@@ -137,22 +138,19 @@ class MetricTables:
         conn.register("steady_rows", pa.concat_tables(fold.rows))
         conn.register("steady_last", last_points(known, moved))
         conn.register("steady_buckets", last_buckets(known, histograms))
-        conn.execute("BEGIN TRANSACTION")
         try:
-            conn.execute("INSERT INTO metric_minutes SELECT ?, series_id, minute_ns, value, points, min, max, last, "
-                         "last_ns, sum, bounds, buckets FROM steady_rows", [tenant])
-            # Statements with nothing to do are skipped: planning one costs milliseconds.
-            if moved.size:
-                conn.execute(
-                    "UPDATE metric_series s SET start_ns = n.start_ns, last_ns = n.last_ns, last_value = n.last_value, "
-                    "last_sum = n.last_sum FROM steady_last n WHERE s.tenant = ? AND s.series_id = n.series_id", [tenant])
-            if histograms.size:
-                conn.execute("UPDATE metric_series_buckets s SET last_buckets = n.last_buckets FROM steady_buckets n "
-                             "WHERE s.tenant = ? AND s.series_id = n.series_id", [tenant])
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
+            with transaction(conn):
+                conn.execute("INSERT INTO metric_minutes SELECT ?, series_id, minute_ns, value, points, min, max, "
+                             "last, last_ns, sum, bounds, buckets FROM steady_rows", [tenant])
+                # Statements with nothing to do are skipped: planning one costs milliseconds.
+                if moved.size:
+                    conn.execute(
+                        "UPDATE metric_series s SET start_ns = n.start_ns, last_ns = n.last_ns, last_value = "
+                        "n.last_value, last_sum = n.last_sum FROM steady_last n WHERE s.tenant = ? "
+                        "AND s.series_id = n.series_id", [tenant])
+                if histograms.size:
+                    conn.execute("UPDATE metric_series_buckets s SET last_buckets = n.last_buckets FROM steady_buckets n "
+                                 "WHERE s.tenant = ? AND s.series_id = n.series_id", [tenant])
         finally:
             for name in ("steady_rows", "steady_last", "steady_buckets"):
                 conn.unregister(name)
@@ -500,17 +498,22 @@ def folded_minutes(
     sql = FOLDED.replace("SEMI JOIN wanted_series w ON m.series_id = w.series_id ",
                          "SEMI JOIN (SELECT unnest(?::BIGINT[]) AS series_id) w ON m.series_id = w.series_id ")
     rows = conn.execute(sql + " ORDER BY m.series_id, minute_ns", [ids, tenant, start, end]).fetchall()
-    out = []
-    for sid, minute, value, points, lo, hi, last, total, bounds, buckets in rows:
-        agg = MinuteAgg(float(value), int(points), lo, hi, last, None, total)
-        for b, n in zip(bounds, buckets, strict=True):
-            if b is not None and n is not None:
-                agg.add_histogram(0.0, 0.0, tuple(b), n)
-                agg.points -= 1
-        if agg.sum is not None and total is None:
-            agg.sum = None
-        out.append((int(sid), int(minute), agg))
-    return out
+    return [(int(sid), int(minute), folded_minute(value, points, lo, hi, last, None, total, bounds, buckets))
+            for sid, minute, value, points, lo, hi, last, total, bounds, buckets in rows]
+
+
+def folded_minute(value: float, points: int, lo: float | None, hi: float | None, last: float | None,
+                  last_ns: int | None, total: float | None, bounds: list[Any], buckets: list[Any]) -> MinuteAgg:
+    """One (series, minute) from its rows' sums and their bounds and bucket lists (one pair
+    per row), the buckets summed over the union of the bounds."""
+    agg = MinuteAgg(float(value), int(points), lo, hi, last, last_ns, total)
+    for b, n in zip(bounds, buckets, strict=True):
+        if b is not None and n is not None:
+            agg.add_histogram(0.0, 0.0, tuple(b), n)
+            agg.points -= 1
+    if agg.sum is not None and total is None:
+        agg.sum = None
+    return agg
 
 
 def _matching(conn: duckdb.DuckDBPyConnection, tenant: str, selector: MetricSelector | None) -> list[int]:

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from aisre.core.model import SliRule
 from aisre.store.duckdb.semantics import good_sql
+from aisre.store.duckdb.transaction import transaction
 
 KEY = ("tenant", "subject", "name", "time_ns")
 COLUMNS = "tenant, subject, name, value, source, comment, time_ns, minute_ns, received_ns"
@@ -36,16 +37,11 @@ def put_platform_scores(conn: duckdb.DuckDBPyConnection, scores: pa.Table) -> di
     batch = last_of_each_key(scores)
     conn.register("new_platform_scores", batch)
     try:
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(conn):
             conn.execute(
                 "DELETE FROM platform_scores p USING new_platform_scores b WHERE p.tenant = b.tenant "
                 "AND p.subject = b.subject AND p.name = b.name AND p.time_ns = b.time_ns")
             conn.execute(f"INSERT INTO platform_scores SELECT {COLUMNS} FROM new_platform_scores")
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.unregister("new_platform_scores")
     touched: dict[str, set[int]] = {}
