@@ -27,26 +27,14 @@ from aisre.normalize.scores import parse_score_batch
 from aisre.present.cli.main import build_cli
 from aisre.store.factory import open_store
 from tests.metrics_otlp import MIN, T0, counter, gauge, histogram, minutes_of, request
+from tests.store.test_metrics import SPECS as METRIC_SPECS
 
 pytest.importorskip("chdb")
 
 NOW = T0 + 60 * MIN
 S = 10**9
-SPECS = """
-slos:
-  - name: errors
-    service: api
-    objective: 90
-    sli: {kind: ratio, bad: 'req{code=~"5.."}', total: req}
-  - name: gpu
-    service: pool
-    objective: 50
-    sli: {kind: threshold, metric: 'gpu.util', max: 0.8}
-  - name: latency
-    service: api
-    objective: 90
-    sli: {kind: histogram, metric: lat, le: 2}
-  - name: churn-drift
+# The metric SLOs of tests/store/test_metrics.py, and a drift SLO over a platform score.
+SPECS = METRIC_SPECS + """  - name: churn-drift
     service: ml
     objective: 95
     sli: {kind: score, subject: 'model:churn-v3', score: drift.share, max: 0.3}
