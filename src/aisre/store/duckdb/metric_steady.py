@@ -31,8 +31,8 @@ _NO_TIME = np.iinfo(np.int64).min
 class KnownSeries:
     """One tenant's series as the writer last committed them, as arrays sorted by series id.
 
-    ``start`` is 0 where no start time is known; ``has_last`` marks series with a kept
-    cumulative point (gauges and delta series have none)."""
+    ``start`` is 0 where no start time is known; ``last_ns`` is NO_TIME for a series with no
+    kept cumulative point (gauges and delta series have none)."""
 
     ids: np.ndarray
     # Where each series' rows sat in metric_series and metric_series_buckets when read
@@ -41,7 +41,6 @@ class KnownSeries:
     row: np.ndarray
     bucket_row: np.ndarray
     kind: np.ndarray
-    has_last: np.ndarray
     start: np.ndarray
     last_ns: np.ndarray
     last_value: np.ndarray
@@ -61,15 +60,13 @@ class KnownSeries:
             sql += " AND s.series_id IN (SELECT unnest(?::BIGINT[]))"
             params.append(ids)
         t: pa.Table = conn.sql(sql + " ORDER BY s.series_id", params=params).to_arrow_table()
-        last_ns = t.column("last_ns")
         return cls(
             ids=_numbers(t.column("series_id"), np.int64, 0),
             row=_numbers(t.column("row"), np.int64, -1),
             bucket_row=_numbers(t.column("bucket_row"), np.int64, -1),
             kind=np.array([_KINDS.get(k, -1) for k in t.column("kind").to_pylist()], dtype=np.int8),
-            has_last=np.array(pc.is_valid(last_ns).to_numpy(zero_copy_only=False), dtype=bool),
             start=_numbers(t.column("start_ns"), np.int64, 0),
-            last_ns=_numbers(last_ns, np.int64, _NO_TIME),
+            last_ns=_numbers(t.column("last_ns"), np.int64, _NO_TIME),
             last_value=_numbers(t.column("last_value"), np.float64, 0.0),
             last_sum=_numbers(t.column("last_sum"), np.float64, 0.0),
             bounds=FlatLists.of(t.column("last_bounds")),
@@ -81,7 +78,7 @@ class KnownSeries:
         keep = np.flatnonzero(~np.isin(self.ids, other.ids))
         order = np.argsort(np.concatenate([self.ids[keep], other.ids]), kind="stable")
         parts: dict[str, Any] = {}
-        for name in ("ids", "row", "bucket_row", "kind", "has_last", "start", "last_ns", "last_value", "last_sum"):
+        for name in ("ids", "row", "bucket_row", "kind", "start", "last_ns", "last_value", "last_sum"):
             parts[name] = np.concatenate([getattr(self, name)[keep], getattr(other, name)])[order]
         for name in ("bounds", "buckets"):
             parts[name] = FlatLists.joined(getattr(self, name).take(keep), getattr(other, name)).take(order)
@@ -190,7 +187,7 @@ def _fold_one(known: KnownSeries, t: pa.Table, fold: SteadyFold) -> bool:
                                         dtype=bool)
     time_ns = t.column("time_ns").to_numpy()
     start = t.column("start_ns").to_numpy()
-    if not known.has_last[slot[cumulative]].all():
+    if (known.last_ns[slot[cumulative]] == _NO_TIME).any():
         return False  # a series' first cumulative point: the SQL commit knows what it adds
     # A cumulative point no newer than the kept one (a retried export, or one overtaken by a
     # later export of the same series) adds nothing and moves nothing.
